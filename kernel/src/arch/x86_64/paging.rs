@@ -1,0 +1,169 @@
+//! x86-64 4-level page tables and the kernel's address-space layout:
+//!
+//! | virtual | what |
+//! | --- | --- |
+//! | `0x0000_0000_0000_0000..0x0000_8000_0000_0000` | user space (per task) |
+//! | `DIRECT_MAP_BASE` (`0xFFFF_8000_0000_0000`) | all physical memory, RW, no-execute, 2 MiB pages |
+//! | `KERNEL_STACKS` (`0xFFFF_FE00_0000_0000`) | per-CPU kernel stacks, 4 KiB pages, unmapped guard page below each |
+//! | `KERNEL_VMA` (`0xFFFF_FFFF_8000_0000`) | the kernel image: text RX, rodata R, data RW (W^X) |
+
+use super::cpu;
+use core::ops::Range;
+
+/// Base of the direct map of physical memory.
+pub const DIRECT_MAP_BASE: u64 = 0xFFFF_8000_0000_0000;
+/// Base of the per-CPU kernel stack region.
+pub const KERNEL_STACKS: u64 = 0xFFFF_FE00_0000_0000;
+/// Virtual base the kernel image is linked at (physical = virtual - this).
+pub const KERNEL_VMA: u64 = 0xFFFF_FFFF_8000_0000;
+
+/// Page size.
+pub const PAGE_SIZE: u64 = 4096;
+/// Large page size.
+pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+
+/// Page-table entry bits (SDM Vol. 3A, 4.5).
+pub mod flags {
+    /// Present.
+    pub const PRESENT: u64 = 1 << 0;
+    /// Writable.
+    pub const WRITABLE: u64 = 1 << 1;
+    /// User accessible.
+    pub const USER: u64 = 1 << 2;
+    /// Page size (2 MiB in a PD entry).
+    pub const LARGE: u64 = 1 << 7;
+    /// Global (survives CR3 switches when CR4.PGE is set).
+    pub const GLOBAL: u64 = 1 << 8;
+    /// No execute.
+    pub const NO_EXECUTE: u64 = 1 << 63;
+}
+
+/// Physical address bits of a table entry.
+const ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+
+/// Converts a physical address to its direct-map virtual address.
+pub const fn phys_to_virt(phys: u64) -> u64 {
+    DIRECT_MAP_BASE + phys
+}
+
+/// Converts a kernel-image virtual address to its physical address.
+pub const fn kernel_virt_to_phys(virt: u64) -> u64 {
+    virt - KERNEL_VMA
+}
+
+/// A source of zeroed page-table frames (physical addresses).
+pub trait FrameSource {
+    /// A zeroed 4 KiB frame, or `None` when memory is exhausted.
+    fn zeroed_frame(&mut self) -> Option<u64>;
+}
+
+/// Why a mapping could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for an intermediate table.
+    OutOfMemory,
+    /// A large page already covers the address.
+    LargePageInTheWay,
+}
+
+/// A 4-level page-table hierarchy, named by its PML4's physical address.
+#[derive(Clone, Copy, Debug)]
+pub struct PageTables {
+    /// Physical address of the PML4.
+    pub root: u64,
+}
+
+fn table(phys: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `phys` is a page-table frame this module allocated (or the root
+    // passed in), 4 KiB aligned and reachable through the direct map; page
+    // tables are only modified under the owner's lock.
+    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; 512]) }
+}
+
+fn index(virt: u64, level: u32) -> usize {
+    ((virt >> (12 + 9 * level)) & 0x1FF) as usize
+}
+
+impl PageTables {
+    /// A new, empty hierarchy.
+    pub fn new(frames: &mut dyn FrameSource) -> Result<Self, MapError> {
+        Ok(Self {
+            root: frames.zeroed_frame().ok_or(MapError::OutOfMemory)?,
+        })
+    }
+
+    /// Walks to the table at `level` (0 = PT) for `virt`, creating missing tables.
+    fn walk_create(
+        &self,
+        virt: u64,
+        level: u32,
+        frames: &mut dyn FrameSource,
+        user: bool,
+    ) -> Result<u64, MapError> {
+        let mut table_phys = self.root;
+        for current in (level + 1..4).rev() {
+            let entry = &mut table(table_phys)[index(virt, current)];
+            if *entry & flags::PRESENT == 0 {
+                let new = frames.zeroed_frame().ok_or(MapError::OutOfMemory)?;
+                *entry =
+                    new | flags::PRESENT | flags::WRITABLE | if user { flags::USER } else { 0 };
+            } else if *entry & flags::LARGE != 0 {
+                return Err(MapError::LargePageInTheWay);
+            }
+            table_phys = *entry & ADDRESS_MASK;
+        }
+        Ok(table_phys)
+    }
+
+    /// Maps one 4 KiB page.
+    pub fn map_page(
+        &self,
+        virt: u64,
+        phys: u64,
+        entry_flags: u64,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), MapError> {
+        let pt = self.walk_create(virt, 0, frames, entry_flags & flags::USER != 0)?;
+        table(pt)[index(virt, 0)] = (phys & ADDRESS_MASK) | entry_flags | flags::PRESENT;
+        Ok(())
+    }
+
+    /// Maps one 2 MiB page.
+    pub fn map_large_page(
+        &self,
+        virt: u64,
+        phys: u64,
+        entry_flags: u64,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), MapError> {
+        let pd = self.walk_create(virt, 1, frames, entry_flags & flags::USER != 0)?;
+        table(pd)[index(virt, 1)] =
+            (phys & ADDRESS_MASK) | entry_flags | flags::PRESENT | flags::LARGE;
+        Ok(())
+    }
+
+    /// Maps the physical range `phys` at `virt` with 4 KiB pages.
+    pub fn map_range(
+        &self,
+        virt: u64,
+        phys: Range<u64>,
+        entry_flags: u64,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), MapError> {
+        let mut offset = 0;
+        while phys.start + offset < phys.end {
+            self.map_page(virt + offset, phys.start + offset, entry_flags, frames)?;
+            offset += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Makes this hierarchy the current one on this CPU.
+    ///
+    /// # Safety
+    /// The hierarchy must map the running code, stack and all kernel data.
+    pub unsafe fn activate(&self) {
+        // SAFETY: the caller guarantees the tables map the kernel.
+        unsafe { cpu::write_cr3(self.root) };
+    }
+}

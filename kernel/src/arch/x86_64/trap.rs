@@ -1,0 +1,221 @@
+//! The IDT, the saved register frame, and interrupt/exception dispatch.
+//! Every exception taken in kernel mode prints a full report (vector, error
+//! code, RIP, CR2, CPU, registers) and ends the run with a failure status.
+
+use super::{apic, cpu, gdt};
+use core::arch::asm;
+use core::mem::size_of;
+use spin::Once;
+
+/// Vector of the per-CPU one-shot timer.
+pub const VECTOR_TIMER: u8 = 0x20;
+/// Vector of the "look at your queue" inter-processor interrupt.
+pub const VECTOR_IPI_KICK: u8 = 0x21;
+/// Vector of the spurious-interrupt register (never acknowledged with EOI).
+pub const VECTOR_SPURIOUS: u8 = 0xFF;
+
+/// The registers saved by `trap_common` (entry.S) plus what the CPU pushed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(missing_docs)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// The vector number the stub pushed.
+    pub vector: u64,
+    /// The CPU's error code, or 0 for vectors without one.
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct IdtEntry {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+const _: () = assert!(size_of::<IdtEntry>() == 16);
+
+#[repr(C, align(16))]
+struct Idt([IdtEntry; 256]);
+
+static IDT: Once<Idt> = Once::new();
+
+extern "C" {
+    static vector_stub_table: [u64; 256];
+}
+
+/// Builds the IDT (once) and loads it on this CPU.
+pub fn load_idt() {
+    let idt = IDT.call_once(|| {
+        // SAFETY: vector_stub_table is an immutable table emitted by build.rs.
+        let stubs = unsafe { &vector_stub_table };
+        let mut entries = [IdtEntry {
+            offset_low: 0,
+            selector: 0,
+            ist: 0,
+            type_attr: 0,
+            offset_mid: 0,
+            offset_high: 0,
+            reserved: 0,
+        }; 256];
+        for (vector, entry) in entries.iter_mut().enumerate() {
+            let handler = stubs[vector];
+            let ist = match vector {
+                2 => gdt::IST_NMI,
+                8 => gdt::IST_DOUBLE_FAULT,
+                18 => gdt::IST_MACHINE_CHECK,
+                _ => 0,
+            };
+            // Interrupt gate (0xE), present; breakpoint reachable from user mode (DPL 3).
+            let dpl = if vector == 3 { 3 << 5 } else { 0 };
+            *entry = IdtEntry {
+                offset_low: handler as u16,
+                selector: gdt::KERNEL_CODE,
+                ist,
+                type_attr: 0x8E | dpl,
+                offset_mid: (handler >> 16) as u16,
+                offset_high: (handler >> 32) as u32,
+                reserved: 0,
+            };
+        }
+        Idt(entries)
+    });
+    #[repr(C, packed)]
+    struct Pointer {
+        limit: u16,
+        base: u64,
+    }
+    let pointer = Pointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: idt as *const Idt as u64,
+    };
+    // SAFETY: the IDT is 'static and every entry points at a valid stub.
+    unsafe { asm!("lidt [{}]", in(reg) &pointer, options(nostack, readonly, preserves_flags)) };
+}
+
+const EXCEPTION_NAMES: [(&str, &str); 32] = [
+    ("#DE", "divide error"),
+    ("#DB", "debug"),
+    ("NMI", "non-maskable interrupt"),
+    ("#BP", "breakpoint"),
+    ("#OF", "overflow"),
+    ("#BR", "bound range exceeded"),
+    ("#UD", "invalid opcode"),
+    ("#NM", "device not available"),
+    ("#DF", "double fault"),
+    ("#MF", "coprocessor segment overrun"),
+    ("#TS", "invalid TSS"),
+    ("#NP", "segment not present"),
+    ("#SS", "stack-segment fault"),
+    ("#GP", "general protection fault"),
+    ("#PF", "page fault"),
+    ("#15", "reserved"),
+    ("#MF", "x87 floating-point error"),
+    ("#AC", "alignment check"),
+    ("#MC", "machine check"),
+    ("#XM", "SIMD floating-point exception"),
+    ("#VE", "virtualization exception"),
+    ("#CP", "control protection"),
+    ("#22", "reserved"),
+    ("#23", "reserved"),
+    ("#24", "reserved"),
+    ("#25", "reserved"),
+    ("#26", "reserved"),
+    ("#27", "reserved"),
+    ("#HV", "hypervisor injection"),
+    ("#VC", "VMM communication"),
+    ("#SX", "security exception"),
+    ("#31", "reserved"),
+];
+
+/// Called by `trap_common` with the saved frame.
+#[no_mangle]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        0..=31 => kernel_exception(frame),
+        v if v == u64::from(VECTOR_TIMER) => {
+            apic::eoi();
+            super::timer::on_interrupt();
+        }
+        v if v == u64::from(VECTOR_IPI_KICK) => {
+            apic::eoi();
+            crate::percpu::current().note_kick();
+        }
+        v if v == u64::from(VECTOR_SPURIOUS) => {}
+        v => {
+            apic::eoi();
+            kwarn!(
+                "unexpected interrupt vector {v} on cpu {}",
+                crate::percpu::index_or_boot()
+            );
+        }
+    }
+}
+
+/// Reports an exception and ends the run with failure.
+fn kernel_exception(frame: &TrapFrame) -> ! {
+    let (mnemonic, name) = EXCEPTION_NAMES[frame.vector as usize];
+    let cpu = crate::percpu::index_or_boot();
+    let cr2 = cpu::read_cr2();
+    crate::console::force_write(format_args!(
+        "EXCEPTION {mnemonic} {name} (vector {}) on cpu {cpu}, error code {:#x}\n",
+        frame.vector, frame.error_code
+    ));
+    crate::console::force_write(format_args!(
+        "  RIP={:#018x} CS={:#x} RFLAGS={:#x} RSP={:#018x} SS={:#x}\n",
+        frame.rip, frame.cs, frame.rflags, frame.rsp, frame.ss
+    ));
+    if frame.vector == 14 {
+        let e = frame.error_code;
+        crate::console::force_write(format_args!(
+            "  CR2={cr2:#018x} ({} {}, {} mode{})\n",
+            if e & 2 != 0 {
+                "write"
+            } else if e & 16 != 0 {
+                "instruction fetch"
+            } else {
+                "read"
+            },
+            if e & 1 != 0 {
+                "protection violation"
+            } else {
+                "of a not-present page"
+            },
+            if e & 4 != 0 { "user" } else { "kernel" },
+            if e & 8 != 0 { ", reserved bit set" } else { "" },
+        ));
+    } else {
+        crate::console::force_write(format_args!("  CR2={cr2:#018x}\n"));
+    }
+    crate::console::force_write(format_args!(
+        "  RAX={:#018x} RBX={:#018x} RCX={:#018x} RDX={:#018x}\n  RSI={:#018x} RDI={:#018x} RBP={:#018x}\n  R8 ={:#018x} R9 ={:#018x} R10={:#018x} R11={:#018x}\n  R12={:#018x} R13={:#018x} R14={:#018x} R15={:#018x}\n  CR0={:#x} CR3={:#x} CR4={:#x}\n",
+        frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp,
+        frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15,
+        cpu::read_cr0(), cpu::read_cr3(), cpu::read_cr4(),
+    ));
+    crate::exit(1)
+}

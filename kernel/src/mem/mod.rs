@@ -1,0 +1,5 @@
+//! Physical memory: the frame allocator, the kernel's own page tables and the
+//! kernel heap.
+
+pub mod frame;
+pub mod heap;
