@@ -27,4 +27,35 @@ fn main() {
         let _ = writeln!(stubs, "    .quad vector_stub_{vector}");
     }
     std::fs::write(format!("{out}/vectors.S"), stubs).expect("write vectors.S");
+    boot_modules(&out);
+}
+
+/// Embeds the user-task images named in `TARN_BOOT_MODULES` ("name=path;...",
+/// set by `cargo xtask build`), each page aligned, as `MODULES`.
+fn boot_modules(out: &str) {
+    println!("cargo:rerun-if-env-changed=TARN_BOOT_MODULES");
+    let list = std::env::var("TARN_BOOT_MODULES").unwrap_or_default();
+    let mut code = String::from(
+        "/// A page-aligned boot-module image.\n#[allow(dead_code)] // unused in an image without modules\n#[repr(C, align(4096))]\npub struct PageAligned<T: ?Sized>(pub T);\n",
+    );
+    let mut table = String::from(
+        "/// The boot modules: (name, image).\npub static MODULES: &[(&str, &[u8])] = &[\n",
+    );
+    for (index, entry) in list.split(';').filter(|e| !e.is_empty()).enumerate() {
+        let (name, path) = entry
+            .split_once('=')
+            .expect("TARN_BOOT_MODULES entries are name=path");
+        let size = std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("boot module {path}: {e}"))
+            .len();
+        println!("cargo:rerun-if-changed={path}");
+        let _ = writeln!(
+            code,
+            "static MODULE_{index}: PageAligned<[u8; {size}]> = PageAligned(*include_bytes!({path:?}));"
+        );
+        let _ = writeln!(table, "    ({name:?}, &MODULE_{index}.0),");
+    }
+    table.push_str("];\n");
+    code.push_str(&table);
+    std::fs::write(format!("{out}/modules.rs"), code).expect("write modules.rs");
 }

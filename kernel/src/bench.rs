@@ -2,8 +2,8 @@
 //! `-icount shift=0,sleep=off` the TSC counts instructions, so every figure
 //! here is an exact instruction count. Lines: `bench: <name> <value> <unit>`.
 
+use crate::arch::percpu;
 use crate::arch::{apic, cpu, timer, trap};
-use crate::percpu;
 
 /// Runs the benchmarks and prints one line per figure.
 pub fn run(entry_tsc: u64) {

@@ -41,7 +41,7 @@ pub fn enabled(level: LogLevel) -> bool {
 pub fn write(args: fmt::Arguments<'_>) {
     let was_enabled = crate::arch::cpu::interrupts_enabled();
     crate::arch::cpu::disable_interrupts();
-    let me = crate::percpu::index_or_boot();
+    let me = crate::arch::percpu::index_or_boot();
     while OWNER
         .compare_exchange_weak(UNOWNED, me, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
@@ -58,7 +58,7 @@ pub fn write(args: fmt::Arguments<'_>) {
 /// Writes from a fault or panic path: takes the lock unless this CPU already
 /// holds it (the fault interrupted its own print), in which case it writes anyway.
 pub fn force_write(args: fmt::Arguments<'_>) {
-    let me = crate::percpu::index_or_boot();
+    let me = crate::arch::percpu::index_or_boot();
     let mut spins = 0u64;
     loop {
         match OWNER.compare_exchange_weak(UNOWNED, me, Ordering::Acquire, Ordering::Relaxed) {

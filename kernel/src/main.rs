@@ -23,16 +23,21 @@ mod console;
 mod arch;
 mod bench;
 mod boot;
-mod mem;
-mod percpu;
+mod devices;
+mod ipc;
+mod object;
+mod rootserver;
+mod sched;
 mod selftest;
+mod syscall;
 
+use arch::frame::FRAMES;
 use arch::paging::{
     self, flags, kernel_virt_to_phys, phys_to_virt, PageTables, KERNEL_VMA, LARGE_PAGE_SIZE,
 };
-use arch::{apic, cpu, smp, timer, trap};
+use arch::percpu;
+use arch::{apic, cpu, lock, objmem, smp, timer, trap, user};
 use core::sync::atomic::{AtomicBool, Ordering};
-use mem::frame::FRAMES;
 use spin::Once;
 use tarn_kernel_core::acpi;
 use tarn_kernel_core::cmdline::KernelArgs;
@@ -89,8 +94,18 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
     }
     init_memory(&info);
     setup_cpu_control(&features);
-    let bsp = percpu::install(0, 0, 0);
+    // Kernel entries from user mode use a guarded per-CPU stack; the boot
+    // stack is left behind when the boot CPU first enters user mode.
+    let tables = *KERNEL_TABLES
+        .get()
+        .expect("kernel tables exist after init_memory");
+    let Ok(bsp_stack_top) = smp::map_kernel_stack(&tables, 0) else {
+        kprintln!("tarn: no memory for the boot CPU's kernel stack");
+        exit(1);
+    };
+    percpu::install(0, 0, bsp_stack_top);
     trap::load_idt();
+    user::init_this_cpu();
     arch::pit::mask_legacy_pic();
     apic::enable_x2apic();
     let bsp_apic_id = apic::id();
@@ -114,7 +129,6 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
         }
     };
     start_other_cpus(madt.as_ref(), bsp_apic_id);
-    let _ = bsp;
     kprintln!("tarn: {} cpus online", percpu::online());
     kprintln!("tarn: virtualization: {}", features.virtualization());
     kdebug!(
@@ -129,11 +143,20 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
         bench::run(entry_tsc);
         exit(0);
     }
-    if args.poweroff {
-        exit(0);
+    if rootserver::modules().is_empty() {
+        // A kernel built without user images (e.g. `cargo build -p tarn-kernel`).
+        if args.poweroff {
+            exit(0);
+        }
+        kinfo!("no root task in this boot image: idling (build with `cargo xtask build`)");
+        idle()
     }
-    kinfo!("no user tasks yet: idling (boot with `poweroff` to exit; in QEMU, Ctrl-A X quits)");
-    idle()
+    let mut guard = lock::acquire();
+    if let Err(error) = rootserver::start(&mut guard, info.cmdline) {
+        kprintln!("tarn: cannot start the root task: {error}");
+        exit(1);
+    }
+    sched::schedule(guard)
 }
 
 /// Entered from trampoline.S on each application processor.
@@ -152,12 +175,13 @@ extern "C" fn ap_main(arg: u64) -> ! {
     };
     percpu::install(index, apic_id, stack_top);
     trap::load_idt();
+    user::init_this_cpu();
     timer::init_this_cpu();
     smp::report_started(index);
-    idle()
+    sched::schedule(lock::acquire())
 }
 
-/// Halts until an interrupt, forever.
+/// Halts until an interrupt, forever (boot CPU without a root task).
 fn idle() -> ! {
     loop {
         cpu::enable_interrupts_and_halt();
@@ -195,7 +219,7 @@ fn init_memory(info: &boot::BootInfo) {
     {
         *slot = range.clone();
     }
-    let mut free = [const { 0..0 }; mem::frame::MAX_RANGES];
+    let mut free = [const { 0..0 }; arch::frame::MAX_RANGES];
     let count = info
         .memory_map
         .free_ranges(&reserved[..2 + info.loader_range_count], &mut free);
@@ -253,6 +277,8 @@ fn init_memory(info: &boot::BootInfo) {
         phys += LARGE_PAGE_SIZE;
     }
     debug_assert!(KERNEL_VMA > phys_to_virt(direct_map_end));
+    objmem::set_direct_map_end(direct_map_end);
+    paging::set_kernel_root(tables.root);
     let heap = frames
         .alloc_contiguous(HEAP_BYTES / paging::PAGE_SIZE)
         .expect("memory for the kernel heap");
@@ -266,7 +292,7 @@ fn init_memory(info: &boot::BootInfo) {
     // the kernel touches from here on.
     unsafe { tables.activate() };
     KERNEL_TABLES.call_once(|| tables);
-    mem::heap::init(heap, HEAP_BYTES as usize);
+    arch::heap::init(heap, HEAP_BYTES as usize);
 }
 
 /// Finds and parses the MADT through the RSDP.

@@ -20,6 +20,7 @@
 extern crate std;
 
 pub mod acpi;
+pub mod cdt;
 pub mod cmdline;
 pub mod fixed_vec;
 pub mod memmap;

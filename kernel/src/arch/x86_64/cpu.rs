@@ -147,6 +147,18 @@ pub unsafe fn inb(port: u16) -> u8 {
     v
 }
 
+/// Flushes this CPU's non-global TLB entries (reloads CR3).
+pub fn flush_tlb() {
+    // SAFETY: reloading the current CR3 value changes no mapping.
+    unsafe { write_cr3(read_cr3()) };
+}
+
+/// Invalidates the TLB entry for one virtual address.
+pub fn invlpg(virt: u64) {
+    // SAFETY: invalidating a TLB entry never breaks memory safety.
+    unsafe { asm!("invlpg [{}]", in(reg) virt, options(nostack, preserves_flags)) };
+}
+
 /// Enables interrupts and halts until the next one (atomically: `sti; hlt`).
 pub fn enable_interrupts_and_halt() {
     // SAFETY: the kernel's interrupt handlers are installed before any CPU idles.

@@ -4,18 +4,26 @@
 
 pub mod apic;
 pub mod cpu;
+pub mod frame;
 pub mod gdt;
+pub mod heap;
+pub mod lock;
+pub mod objmem;
 pub mod paging;
+pub mod percpu;
 pub mod pit;
+pub mod port;
 pub mod selftest;
 pub mod serial;
 pub mod smp;
 pub mod timer;
 pub mod trap;
+pub mod user;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
+core::arch::global_asm!(include_str!("user.S"), options(att_syntax));
 core::arch::global_asm!(
     include_str!(concat!(env!("OUT_DIR"), "/vectors.S")),
     options(att_syntax)

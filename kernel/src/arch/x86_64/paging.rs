@@ -8,6 +8,8 @@
 //! | `KERNEL_VMA` (`0xFFFF_FFFF_8000_0000`) | the kernel image: text RX, rodata R, data RW (W^X) |
 
 use super::cpu;
+use super::lock::KernelGuard;
+use super::objmem;
 use core::ops::Range;
 
 /// Base of the direct map of physical memory.
@@ -41,6 +43,18 @@ pub mod flags {
 /// Physical address bits of a table entry.
 const ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
+static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The kernel's own PML4 (physical), set once at boot.
+pub fn kernel_root() -> u64 {
+    KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Records the kernel's own PML4.
+pub fn set_kernel_root(root: u64) {
+    KERNEL_ROOT.store(root, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Converts a physical address to its direct-map virtual address.
 pub const fn phys_to_virt(phys: u64) -> u64 {
     DIRECT_MAP_BASE + phys
@@ -64,6 +78,136 @@ pub enum MapError {
     OutOfMemory,
     /// A large page already covers the address.
     LargePageInTheWay,
+    /// Something is already mapped there.
+    AlreadyMapped,
+}
+
+/// Highest user virtual address + 1 (the canonical lower half).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Walks the user page tables at `root` for `virt`. Returns the physical
+/// address if `virt` is mapped present and user-accessible (and writable when
+/// `write`).
+pub fn translate_user(guard: &mut KernelGuard, root: u64, virt: u64, write: bool) -> Option<u64> {
+    if virt >= USER_END {
+        return None;
+    }
+    let needed = flags::PRESENT | flags::USER | if write { flags::WRITABLE } else { 0 };
+    let mut table_phys = root;
+    for level in (0..4).rev() {
+        let entry = objmem::page_table(guard, table_phys)[index(virt, level)];
+        if entry & needed != needed {
+            return None;
+        }
+        if level == 1 && entry & flags::LARGE != 0 {
+            return Some(
+                (entry & ADDRESS_MASK & !(LARGE_PAGE_SIZE - 1)) + (virt & (LARGE_PAGE_SIZE - 1)),
+            );
+        }
+        table_phys = entry & ADDRESS_MASK;
+    }
+    Some(table_phys + (virt & (PAGE_SIZE - 1)))
+}
+
+/// Maps `phys` at user address `virt` in the tables at `root` (4 KiB, or
+/// 2 MiB when `large`); missing tables come from `alloc_table` (zeroed frames).
+pub fn map_user(
+    guard: &mut KernelGuard,
+    root: u64,
+    virt: u64,
+    phys: u64,
+    large: bool,
+    leaf_flags: u64,
+    alloc_table: &mut dyn FnMut(&mut KernelGuard) -> Option<u64>,
+) -> Result<(), MapError> {
+    let leaf_level = if large { 1 } else { 0 };
+    let mut table_phys = root;
+    for level in (leaf_level + 1..4).rev() {
+        let entry = objmem::page_table(guard, table_phys)[index(virt, level)];
+        if entry & flags::PRESENT == 0 {
+            let new = alloc_table(guard).ok_or(MapError::OutOfMemory)?;
+            objmem::page_table(guard, table_phys)[index(virt, level)] =
+                new | flags::PRESENT | flags::WRITABLE | flags::USER;
+            table_phys = new;
+        } else if entry & flags::LARGE != 0 {
+            return Err(MapError::LargePageInTheWay);
+        } else {
+            table_phys = entry & ADDRESS_MASK;
+        }
+    }
+    let table = objmem::page_table(guard, table_phys);
+    let slot = &mut table[index(virt, leaf_level)];
+    if *slot & flags::PRESENT != 0 {
+        return Err(MapError::AlreadyMapped);
+    }
+    *slot = (phys & ADDRESS_MASK)
+        | leaf_flags
+        | flags::PRESENT
+        | flags::USER
+        | if large { flags::LARGE } else { 0 };
+    Ok(())
+}
+
+/// Whether a mapping at `virt` of the given size could be made without
+/// allocating a table or replacing anything (dry run for decode-then-invoke):
+/// returns the number of tables `map_user` would need, or an error.
+pub fn tables_needed(
+    guard: &mut KernelGuard,
+    root: u64,
+    virt: u64,
+    large: bool,
+) -> Result<u32, MapError> {
+    let leaf_level = if large { 1 } else { 0 };
+    let mut table_phys = root;
+    for level in (leaf_level + 1..4).rev() {
+        let entry = objmem::page_table(guard, table_phys)[index(virt, level)];
+        if entry & flags::PRESENT == 0 {
+            return Ok(level - leaf_level);
+        } else if entry & flags::LARGE != 0 {
+            return Err(MapError::LargePageInTheWay);
+        }
+        table_phys = entry & ADDRESS_MASK;
+    }
+    if objmem::page_table(guard, table_phys)[index(virt, leaf_level)] & flags::PRESENT != 0 {
+        return Err(MapError::AlreadyMapped);
+    }
+    Ok(0)
+}
+
+/// Removes the mapping of `virt` if it maps `expected_phys`; returns whether
+/// it did.
+pub fn unmap_user(
+    guard: &mut KernelGuard,
+    root: u64,
+    virt: u64,
+    large: bool,
+    expected_phys: u64,
+) -> bool {
+    let leaf_level = if large { 1 } else { 0 };
+    let mut table_phys = root;
+    for level in (leaf_level + 1..4).rev() {
+        let entry = objmem::page_table(guard, table_phys)[index(virt, level)];
+        if entry & flags::PRESENT == 0 || entry & flags::LARGE != 0 {
+            return false;
+        }
+        table_phys = entry & ADDRESS_MASK;
+    }
+    let table = objmem::page_table(guard, table_phys);
+    let slot = &mut table[index(virt, leaf_level)];
+    let is_large = *slot & flags::LARGE != 0;
+    if *slot & flags::PRESENT == 0 || *slot & ADDRESS_MASK != expected_phys || is_large != large {
+        return false;
+    }
+    *slot = 0;
+    true
+}
+
+/// Copies the kernel half (PML4 entries 256..512) of `kernel_root` into a new
+/// user PML4 at `root`.
+pub fn share_kernel_half(guard: &mut KernelGuard, kernel_root: u64, root: u64) {
+    let mut upper = [0u64; 256];
+    upper.copy_from_slice(&objmem::page_table(guard, kernel_root)[256..]);
+    objmem::page_table(guard, root)[256..].copy_from_slice(&upper);
 }
 
 /// A 4-level page-table hierarchy, named by its PML4's physical address.

@@ -5,7 +5,7 @@
 
 use super::paging::{self, flags, phys_to_virt, PageTables, KERNEL_STACKS, PAGE_SIZE};
 use super::{apic, cpu, timer};
-use crate::mem::frame::FRAMES;
+use crate::arch::frame::FRAMES;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Physical address the trampoline runs at (SIPI vector 0x08).
@@ -46,7 +46,7 @@ pub fn map_kernel_stack(tables: &PageTables, index: u32) -> Result<u64, StartErr
     let phys = frames
         .alloc_contiguous(KERNEL_STACK_BYTES / PAGE_SIZE)
         .ok_or(StartError::OutOfMemory)?;
-    crate::mem::frame::zero(phys, KERNEL_STACK_BYTES / PAGE_SIZE);
+    crate::arch::frame::zero(phys, KERNEL_STACK_BYTES / PAGE_SIZE);
     tables
         .map_range(
             base,

@@ -30,7 +30,7 @@ pub fn calibrate(tsc_deadline: bool) -> u64 {
         // clock) aborts QEMU under -icount ("Bad icount read"), because TCG
         // does not treat RDMSR as an I/O instruction.
         const CALIBRATION_COUNT: u64 = 1 << 22;
-        let me = crate::percpu::current();
+        let me = crate::arch::percpu::current();
         apic::write_timer_register(apic::TIMER_DIVIDE, DIVIDE_BY_1);
         apic::write_timer_register(apic::LVT_TIMER, LVT_ONE_SHOT | u64::from(VECTOR_TIMER));
         let before = me.timer_interrupts();
@@ -62,6 +62,11 @@ pub fn tsc_per_ms() -> u64 {
     TSC_PER_MS.load(Ordering::Relaxed)
 }
 
+/// Converts nanoseconds to TSC ticks.
+pub fn ns_to_tsc(ns: u64) -> u64 {
+    ((u128::from(ns) * u128::from(tsc_per_ms())) / 1_000_000).min(u128::from(u64::MAX)) as u64
+}
+
 /// Programs this CPU's LVT timer entry for one-shot use (masked until armed).
 pub fn init_this_cpu() {
     if deadline_mode() {
@@ -88,5 +93,5 @@ pub fn arm_at_tsc(deadline: u64) {
 
 /// The timer interrupt: counted per CPU (the scheduling layer hooks in here).
 pub fn on_interrupt() {
-    crate::percpu::current().note_timer();
+    crate::arch::percpu::current().note_timer();
 }

@@ -11,6 +11,8 @@ use spin::Once;
 pub const VECTOR_TIMER: u8 = 0x20;
 /// Vector of the "look at your queue" inter-processor interrupt.
 pub const VECTOR_IPI_KICK: u8 = 0x21;
+/// Vector of the "flush your TLB" inter-processor interrupt.
+pub const VECTOR_IPI_FLUSH: u8 = 0x22;
 /// Vector of the spurious-interrupt register (never acknowledged with EOI).
 pub const VECTOR_SPURIOUS: u8 = 0xFF;
 
@@ -152,34 +154,48 @@ const EXCEPTION_NAMES: [(&str, &str); 32] = [
     ("#31", "reserved"),
 ];
 
-/// Called by `trap_common` with the saved frame.
+/// Called by `trap_common` with the saved frame (interrupts and exceptions
+/// taken in kernel mode: the kernel runs with interrupts off except in the
+/// idle loop, so these are idle-time interrupts or kernel bugs).
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    match frame.vector {
-        0..=31 => kernel_exception(frame),
+    if frame.vector < 32 {
+        kernel_exception(frame);
+    }
+    acknowledge_interrupt(frame.vector);
+}
+
+/// The interrupt-controller side of an interrupt: EOI and per-CPU counters.
+/// Exceptions (vectors below 32) need nothing here.
+pub fn acknowledge_interrupt(vector: u64) {
+    let here = crate::arch::percpu::current();
+    match vector {
+        0..=31 => {}
         v if v == u64::from(VECTOR_TIMER) => {
             apic::eoi();
             super::timer::on_interrupt();
         }
         v if v == u64::from(VECTOR_IPI_KICK) => {
             apic::eoi();
-            crate::percpu::current().note_kick();
+            here.note_kick();
+        }
+        v if v == u64::from(VECTOR_IPI_FLUSH) => {
+            apic::eoi();
+            here.serve_remote_requests();
         }
         v if v == u64::from(VECTOR_SPURIOUS) => {}
-        v => {
+        v if v < 256 => {
             apic::eoi();
-            kwarn!(
-                "unexpected interrupt vector {v} on cpu {}",
-                crate::percpu::index_or_boot()
-            );
+            kwarn!("unexpected interrupt vector {v} on cpu {}", here.index);
         }
+        _ => {}
     }
 }
 
 /// Reports an exception and ends the run with failure.
 fn kernel_exception(frame: &TrapFrame) -> ! {
     let (mnemonic, name) = EXCEPTION_NAMES[frame.vector as usize];
-    let cpu = crate::percpu::index_or_boot();
+    let cpu = crate::arch::percpu::index_or_boot();
     let cr2 = cpu::read_cr2();
     crate::console::force_write(format_args!(
         "EXCEPTION {mnemonic} {name} (vector {}) on cpu {cpu}, error code {:#x}\n",

@@ -58,6 +58,17 @@ impl FrameAllocator {
         Some(start)
     }
 
+    /// Hands every remaining free range to the caller (the root task's
+    /// untyped memory); the allocator is empty afterwards.
+    pub fn take_all(&mut self, out: &mut [Range<u64>]) -> usize {
+        let n = self.count.min(out.len());
+        for (dest, range) in out.iter_mut().zip(&mut self.ranges[..n]) {
+            *dest = core::mem::replace(range, 0..0);
+        }
+        self.count = 0;
+        n
+    }
+
     /// Bytes still available.
     pub fn available_bytes(&self) -> u64 {
         self.ranges[..self.count]

@@ -1,0 +1,160 @@
+//! Operations on kernel objects: the label of a `Call` on an object's
+//! capability, with its arguments (MR0..) and results (reply MR0..).
+//! Slot arguments are indices in the caller's root CNode unless a CNode
+//! capability is named explicitly.
+
+/// An object operation (the message label of a `Call` on a non-endpoint capability).
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// Untyped. MR0 = [`crate::ObjectType`], MR1 = size_bits (CNode: log2 slots,
+    /// 1..=16; VSpace: log2 bytes, 14..=24, the first page being the PML4 and
+    /// the rest page-table memory for its mappings; Untyped: log2 bytes,
+    /// 12..=40; others ignore it), MR2 = destination CNode cptr, MR3 =
+    /// first destination slot, MR4 = count (1..=256). The slots must be empty.
+    /// Objects are placed at the untyped's watermark, aligned to their size.
+    UntypedRetype = 1,
+
+    /// CNode (destination). MR0 = destination slot, MR1 = source CNode cptr,
+    /// MR2 = source slot, MR3 = rights mask (the copy gets source ∩ mask).
+    /// The copy is a child of the source in the derivation tree.
+    CNodeCopy = 2,
+    /// CNode (destination). MR0 = destination slot, MR1 = source CNode cptr,
+    /// MR2 = source slot, MR3 = rights mask, MR4 = badge (endpoint and
+    /// notification capabilities only; the source must be unbadged, non-zero badge).
+    CNodeMint = 3,
+    /// CNode (destination). MR0 = destination slot, MR1 = source CNode cptr,
+    /// MR2 = source slot. Moves the capability and its place in the tree.
+    CNodeMove = 4,
+    /// CNode. MR0 = slot. Deletes the capability; deleting the last
+    /// capability to an object destroys the object.
+    CNodeDelete = 5,
+    /// CNode. MR0 = slot. Deletes every capability derived from this one, in
+    /// every CNode; the capability itself stays.
+    CNodeRevoke = 6,
+
+    /// Tcb. MR0 = CNode cptr (the thread's cspace), MR1 = VSpace cptr, MR2 =
+    /// IPC-buffer frame cptr (0 = none), MR3 = IPC-buffer virtual address,
+    /// MR4 = fault endpoint cptr (0 = none). The thread keeps copies of these
+    /// capabilities; it must be suspended (never resumed, or suspended).
+    TcbConfigure = 10,
+    /// Tcb. MR0 = RIP, MR1 = RSP, MR2 = RFLAGS (IF is always set, IOPL
+    /// cleared), MR3 = RDI, MR4 = RSI, MR5 = RDX (the thread's first arguments).
+    TcbWriteRegisters = 11,
+    /// Tcb. Reply MR0 = RIP, MR1 = RSP, MR2 = RFLAGS, MR3 = RAX, MR4 = RDI,
+    /// MR5 = state ([`ThreadState`] as u64).
+    TcbReadRegisters = 12,
+    /// Tcb. Makes a suspended, configured thread runnable.
+    TcbResume = 13,
+    /// Tcb. Stops the thread (aborting any IPC it is blocked in).
+    TcbSuspend = 14,
+    /// Tcb. MR0 = CPU index the thread runs on.
+    TcbSetAffinity = 15,
+    /// Tcb. MR0 = notification cptr: signals to it also wake the thread when
+    /// it waits on an endpoint (the badge arrives with the `Recv`).
+    TcbBindNotification = 16,
+    /// Tcb. Removes the bound notification.
+    TcbUnbindNotification = 17,
+
+    /// Frame. MR0 = VSpace cptr, MR1 = virtual address (aligned to the frame
+    /// size, below 0x0000_8000_0000_0000), MR2 = rights (subset of the cap's:
+    /// READ, WRITE, EXECUTE). A frame capability maps at most once; copy the
+    /// capability to map a frame twice.
+    FrameMap = 20,
+    /// Frame. Unmaps this capability's mapping.
+    FrameUnmap = 21,
+    /// Frame. Reply MR0 = physical address (for device and VMM use).
+    FrameGetAddress = 22,
+
+    /// IrqControl. MR0 = IRQ (ISA 0..15 or GSI), MR1 = destination slot.
+    IrqControlGet = 30,
+    /// IrqHandler. MR0 = notification cptr (the badge of that capability is
+    /// signalled on each interrupt).
+    IrqHandlerSetNotification = 31,
+    /// IrqHandler. Unmasks the line after the driver handled it.
+    IrqHandlerAck = 32,
+
+    /// IoPort. MR0 = port, MR1 = width (1, 2, 4). Reply MR0 = value.
+    IoPortIn = 40,
+    /// IoPort. MR0 = port, MR1 = width (1, 2, 4), MR2 = value.
+    IoPortOut = 41,
+    /// IoPort. MR0 = first port, MR1 = last port (inclusive, inside this
+    /// capability's range), MR2 = destination slot. Makes a narrower child.
+    IoPortIssue = 42,
+
+    /// Machine. MR0 = exit status. Prints `tarn: exit status N` and powers off.
+    MachinePowerOff = 50,
+    /// Machine. Checks the kernel's invariants (derivation tree consistent,
+    /// object accounting balanced). Reply MR0 = live objects, MR1 = live
+    /// capabilities, MR2 = 1 if every invariant holds, MR3 = CPUs online.
+    MachineCheckInvariants = 51,
+}
+
+impl Invocation {
+    /// Decodes a label.
+    pub fn from_u64(value: u64) -> Option<Self> {
+        Some(match value {
+            1 => Self::UntypedRetype,
+            2 => Self::CNodeCopy,
+            3 => Self::CNodeMint,
+            4 => Self::CNodeMove,
+            5 => Self::CNodeDelete,
+            6 => Self::CNodeRevoke,
+            10 => Self::TcbConfigure,
+            11 => Self::TcbWriteRegisters,
+            12 => Self::TcbReadRegisters,
+            13 => Self::TcbResume,
+            14 => Self::TcbSuspend,
+            15 => Self::TcbSetAffinity,
+            16 => Self::TcbBindNotification,
+            17 => Self::TcbUnbindNotification,
+            20 => Self::FrameMap,
+            21 => Self::FrameUnmap,
+            22 => Self::FrameGetAddress,
+            30 => Self::IrqControlGet,
+            31 => Self::IrqHandlerSetNotification,
+            32 => Self::IrqHandlerAck,
+            40 => Self::IoPortIn,
+            41 => Self::IoPortOut,
+            42 => Self::IoPortIssue,
+            50 => Self::MachinePowerOff,
+            51 => Self::MachineCheckInvariants,
+            _ => return None,
+        })
+    }
+}
+
+/// A thread's scheduling state, as `TcbReadRegisters` reports it.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadState {
+    /// Not running: never resumed, suspended, or stopped after a fault.
+    Inactive = 0,
+    /// Runnable (running or queued).
+    Runnable = 1,
+    /// Blocked sending on an endpoint.
+    BlockedOnSend = 2,
+    /// Blocked receiving on an endpoint.
+    BlockedOnReceive = 3,
+    /// Blocked waiting for the reply to a `Call` (or to a fault message).
+    BlockedOnReply = 4,
+    /// Blocked waiting on a notification.
+    BlockedOnNotification = 5,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocation_labels_round_trip() {
+        let mut seen = 0;
+        for n in 0..128 {
+            if let Some(i) = Invocation::from_u64(n) {
+                assert_eq!(i as u64, n);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 25);
+    }
+}

@@ -1,0 +1,703 @@
+//! Endpoints and notifications: message transfer, capability grant, badges,
+//! call/reply, faults delivered as messages, and the notification word.
+//!
+//! An endpoint holds one queue of blocked threads, all senders or all
+//! receivers. A message is MR0..MR3 (in the sender's saved registers), MR4..
+//! (in its IPC buffer) and up to three capabilities (granted only through an
+//! endpoint capability with GRANT). A fault is sent as if the faulting thread
+//! had called its fault endpoint; its message lives in the TCB.
+
+use crate::arch::lock::KernelGuard;
+use crate::arch::objmem::{self, KernelObject};
+use crate::object::tcb::{self, ipc_flag, Tcb};
+use crate::object::{self, cnode, read_cap, Cap, ObjectHeader};
+use crate::sched;
+use tarn_ipc_schema::invocation::ThreadState;
+use tarn_ipc_schema::{
+    fault, Error, IpcBuffer, MessageInfo, Rights, MAX_EXTRA_CAPS, MAX_MESSAGE_WORDS,
+};
+
+/// An endpoint: a queue of blocked senders or receivers.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Endpoint {
+    header: ObjectHeader,
+    /// 0 idle, [`QUEUE_SENDERS`] or [`QUEUE_RECEIVERS`].
+    queue_kind: u64,
+    head: u64,
+    tail: u64,
+}
+impl KernelObject for Endpoint {}
+
+/// A notification: a signal word and a queue of waiters.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Notification {
+    header: ObjectHeader,
+    word: u64,
+    head: u64,
+    tail: u64,
+    bound_tcb: u64,
+}
+impl KernelObject for Notification {}
+const _: () =
+    assert!(core::mem::size_of::<Endpoint>() <= 64 && core::mem::size_of::<Notification>() <= 64);
+
+const QUEUE_SENDERS: u64 = 1;
+const QUEUE_RECEIVERS: u64 = 2;
+
+struct Buffer(IpcBuffer);
+impl KernelObject for Buffer {}
+
+/// A queue head: endpoint or notification (both keep head/tail at the same
+/// place relative to their own layout, so the queue code takes accessors).
+#[derive(Clone, Copy)]
+enum Queue {
+    Endpoint(u64),
+    Notification(u64),
+}
+
+impl Queue {
+    fn ends(self, guard: &mut KernelGuard) -> (u64, u64) {
+        match self {
+            Queue::Endpoint(e) => {
+                let e = objmem::object::<Endpoint>(guard, e);
+                (e.head, e.tail)
+            }
+            Queue::Notification(n) => {
+                let n = objmem::object::<Notification>(guard, n);
+                (n.head, n.tail)
+            }
+        }
+    }
+
+    fn set_ends(self, guard: &mut KernelGuard, head: u64, tail: u64) {
+        match self {
+            Queue::Endpoint(e) => {
+                let e = objmem::object::<Endpoint>(guard, e);
+                e.head = head;
+                e.tail = tail;
+                if head == 0 {
+                    e.queue_kind = 0;
+                }
+            }
+            Queue::Notification(n) => {
+                let n = objmem::object::<Notification>(guard, n);
+                n.head = head;
+                n.tail = tail;
+            }
+        }
+    }
+
+    fn push(self, guard: &mut KernelGuard, thread: u64) {
+        let (head, tail) = self.ends(guard);
+        {
+            let t = objmem::object::<Tcb>(guard, thread);
+            t.ipc_next = 0;
+            t.ipc_prev = tail;
+        }
+        if tail != 0 {
+            objmem::object::<Tcb>(guard, tail).ipc_next = thread;
+        }
+        self.set_ends(guard, if head == 0 { thread } else { head }, thread);
+    }
+
+    fn remove(self, guard: &mut KernelGuard, thread: u64) {
+        let t = *objmem::object::<Tcb>(guard, thread);
+        let (mut head, mut tail) = self.ends(guard);
+        if t.ipc_prev == 0 {
+            head = t.ipc_next;
+        } else {
+            objmem::object::<Tcb>(guard, t.ipc_prev).ipc_next = t.ipc_next;
+        }
+        if t.ipc_next == 0 {
+            tail = t.ipc_prev;
+        } else {
+            objmem::object::<Tcb>(guard, t.ipc_next).ipc_prev = t.ipc_prev;
+        }
+        self.set_ends(guard, head, tail);
+        let t = objmem::object::<Tcb>(guard, thread);
+        t.ipc_next = 0;
+        t.ipc_prev = 0;
+        t.blocked_on = 0;
+    }
+
+    fn pop(self, guard: &mut KernelGuard) -> Option<u64> {
+        let (head, _) = self.ends(guard);
+        (head != 0).then(|| {
+            self.remove(guard, head);
+            head
+        })
+    }
+}
+
+/// Checks the message-info word of a send: at most 64 words and 3 capabilities.
+pub fn check_info(info: MessageInfo) -> Result<(), Error> {
+    if info.length() > MAX_MESSAGE_WORDS || (info.0 >> 7) & 0x3 > MAX_EXTRA_CAPS as u64 {
+        return Err(Error::MessageTooLong);
+    }
+    Ok(())
+}
+
+/// The message a thread is sending: label/info and its words.
+struct Outgoing {
+    info: MessageInfo,
+    words: [u64; MAX_MESSAGE_WORDS],
+    fault: bool,
+}
+
+fn outgoing(guard: &mut KernelGuard, sender: u64, info: MessageInfo) -> Outgoing {
+    let t = *objmem::object::<Tcb>(guard, sender);
+    let mut words = [0u64; MAX_MESSAGE_WORDS];
+    if t.ipc_flags & ipc_flag::FAULT != 0 {
+        words[..4].copy_from_slice(&t.fault_mrs);
+        return Outgoing {
+            info: MessageInfo::new(t.fault_label, 0, 4),
+            words,
+            fault: true,
+        };
+    }
+    let f = t.frame;
+    words[..4].copy_from_slice(&[f.rdx, f.r10, f.r8, f.r9]);
+    let mut length = info.length().min(MAX_MESSAGE_WORDS);
+    if length > 4 {
+        if t.ipc_buffer_phys == 0 {
+            length = 4;
+        } else {
+            let buffer = &objmem::object::<Buffer>(guard, t.ipc_buffer_phys).0;
+            words[4..length].copy_from_slice(&buffer.mrs[4..length]);
+        }
+    }
+    Outgoing {
+        info: MessageInfo::new(info.label(), info.extra_caps() as u64, length as u64),
+        words,
+        fault: false,
+    }
+}
+
+/// Delivers `sender`'s message to `receiver` (whose receive completes).
+/// `endpoint` is the endpoint header (for unwrapping), `grant` whether
+/// capabilities may travel.
+fn transfer(
+    guard: &mut KernelGuard,
+    sender: u64,
+    receiver: u64,
+    info: MessageInfo,
+    badge: u64,
+    endpoint: u64,
+    grant: bool,
+) {
+    let message = outgoing(guard, sender, info);
+    let r = *objmem::object::<Tcb>(guard, receiver);
+    let mut length = message.info.length();
+    if length > 4 && r.ipc_buffer_phys == 0 {
+        length = 4;
+    }
+    let mut delivered = 0u64;
+    let mut unwrapped = 0u64;
+    if grant && !message.fault && message.info.extra_caps() > 0 {
+        (delivered, unwrapped) =
+            transfer_caps(guard, sender, receiver, message.info.extra_caps(), endpoint);
+    }
+    if length > 4 {
+        let buffer = &mut objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+        buffer.mrs[4..length].copy_from_slice(&message.words[4..length]);
+    }
+    let out = MessageInfo::new(message.info.label(), delivered, length as u64)
+        .with_caps_unwrapped(unwrapped);
+    let f = tcb::frame(guard, receiver);
+    f.rax = 0;
+    f.rdi = badge;
+    f.rsi = out.0;
+    f.rdx = message.words[0];
+    f.r10 = message.words[1];
+    f.r8 = message.words[2];
+    f.r9 = message.words[3];
+}
+
+/// Moves up to `count` capabilities named in the sender's IPC buffer into the
+/// receiver's receive window. Returns (how many went, unwrapped-badge mask).
+fn transfer_caps(
+    guard: &mut KernelGuard,
+    sender: u64,
+    receiver: u64,
+    count: usize,
+    endpoint: u64,
+) -> (u64, u64) {
+    let s = *objmem::object::<Tcb>(guard, sender);
+    let r = *objmem::object::<Tcb>(guard, receiver);
+    if s.ipc_buffer_phys == 0 || r.ipc_buffer_phys == 0 {
+        return (0, 0);
+    }
+    let cptrs = objmem::object::<Buffer>(guard, s.ipc_buffer_phys)
+        .0
+        .caps_or_badges;
+    let (window, window_count) = {
+        let b = &objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+        (b.receive_index, b.receive_count)
+    };
+    let sender_cspace = tcb::cspace(guard, sender);
+    let receiver_cspace = tcb::cspace(guard, receiver);
+    let mut badges = [0u64; MAX_EXTRA_CAPS];
+    let (mut delivered, mut unwrapped, mut placed) = (0u64, 0u64, 0u64);
+    for (i, &cptr) in cptrs.iter().enumerate().take(count) {
+        let Ok(source) = object::slot_address(sender_cspace, cptr) else {
+            break;
+        };
+        let cap = read_cap(guard, source);
+        if let Cap::Endpoint { phys, badge, .. } = cap {
+            if phys == endpoint {
+                badges[i] = badge;
+                unwrapped |= 1 << i;
+                delivered += 1;
+                continue;
+            }
+        }
+        if placed >= window_count {
+            break;
+        }
+        let Ok(dest) = object::slot_address(receiver_cspace, window + placed) else {
+            break;
+        };
+        if read_cap(guard, dest) != Cap::Null {
+            break;
+        }
+        let Ok(copy) = cnode::derive(cap, Rights::ALL, 0) else {
+            break;
+        };
+        object::insert_cap(guard, dest, copy, source);
+        placed += 1;
+        delivered += 1;
+    }
+    let b = &mut objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+    for (i, badge) in badges.iter().enumerate() {
+        if unwrapped & (1 << i) != 0 {
+            b.caps_or_badges[i] = *badge;
+        }
+    }
+    (delivered, unwrapped)
+}
+
+/// Completes a rendezvous of `sender` (sending `info` with `badge`, `flags`)
+/// and `receiver` on `endpoint`.
+fn rendezvous(
+    guard: &mut KernelGuard,
+    sender: u64,
+    receiver: u64,
+    info: MessageInfo,
+    badge: u64,
+    flags: u64,
+    endpoint: u64,
+) {
+    transfer(
+        guard,
+        sender,
+        receiver,
+        info,
+        badge,
+        endpoint,
+        flags & ipc_flag::GRANT != 0,
+    );
+    if flags & ipc_flag::CALL != 0 {
+        objmem::object::<Tcb>(guard, receiver).reply_to = sender;
+        let s = objmem::object::<Tcb>(guard, sender);
+        s.state = ThreadState::BlockedOnReply as u64;
+        s.reply_from = receiver;
+        s.ipc_flags = flags & ipc_flag::FAULT;
+        sched::dequeue(guard, sender);
+    } else {
+        tcb::set_result(guard, sender, Ok(()));
+        if objmem::object::<Tcb>(guard, sender).state != ThreadState::Runnable as u64 {
+            sched::make_runnable(guard, sender);
+        }
+    }
+}
+
+/// `Send`/`NbSend`/`Call` on an endpoint by the current thread `sender`.
+/// Returns whether the sender keeps running (its result is written).
+pub fn send(
+    guard: &mut KernelGuard,
+    sender: u64,
+    endpoint: Cap,
+    info: MessageInfo,
+    blocking: bool,
+    call: bool,
+) -> Result<(), Error> {
+    let Cap::Endpoint {
+        phys,
+        badge,
+        rights,
+    } = endpoint
+    else {
+        return Err(Error::WrongType);
+    };
+    if !rights.contains(Rights::WRITE) {
+        return Err(Error::InsufficientRights);
+    }
+    check_info(info)?;
+    let flags = if call { ipc_flag::CALL } else { 0 }
+        | if rights.contains(Rights::GRANT) {
+            ipc_flag::GRANT
+        } else {
+            0
+        };
+    objmem::object::<Tcb>(guard, sender).ipc_flags = flags;
+    let ep = *objmem::object::<Endpoint>(guard, phys);
+    if ep.queue_kind == QUEUE_RECEIVERS {
+        let receiver = Queue::Endpoint(phys)
+            .pop(guard)
+            .expect("receiver queue is non-empty");
+        rendezvous(guard, sender, receiver, info, badge, flags, phys);
+        sched::make_runnable(guard, receiver);
+        return Ok(());
+    }
+    if !blocking {
+        return Err(Error::WouldBlock);
+    }
+    block_sender(guard, sender, phys, badge, flags);
+    Ok(())
+}
+
+fn block_sender(guard: &mut KernelGuard, sender: u64, endpoint: u64, badge: u64, flags: u64) {
+    {
+        let t = objmem::object::<Tcb>(guard, sender);
+        t.state = ThreadState::BlockedOnSend as u64;
+        t.blocked_on = endpoint;
+        t.ipc_badge = badge;
+        t.ipc_flags = flags;
+    }
+    sched::dequeue(guard, sender);
+    Queue::Endpoint(endpoint).push(guard, sender);
+    objmem::object::<Endpoint>(guard, endpoint).queue_kind = QUEUE_SENDERS;
+}
+
+/// `Recv`/`NbRecv` on an endpoint (or a notification) by `receiver`.
+pub fn receive(
+    guard: &mut KernelGuard,
+    receiver: u64,
+    cap: Cap,
+    blocking: bool,
+) -> Result<(), Error> {
+    if let Cap::Notification { .. } = cap {
+        return wait(
+            guard,
+            receiver,
+            cap,
+            if blocking {
+                WaitMode::Block { timeout_ticks: 0 }
+            } else {
+                WaitMode::Poll
+            },
+        );
+    }
+    let Cap::Endpoint { phys, rights, .. } = cap else {
+        return Err(Error::WrongType);
+    };
+    if !rights.contains(Rights::READ) {
+        return Err(Error::InsufficientRights);
+    }
+    // A pending signal on the bound notification comes first.
+    let bound = objmem::object::<Tcb>(guard, receiver).bound_notification;
+    if bound != 0 {
+        let word = core::mem::take(&mut objmem::object::<Notification>(guard, bound).word);
+        if word != 0 {
+            deliver_signal(guard, receiver, word);
+            return Ok(());
+        }
+    }
+    let ep = *objmem::object::<Endpoint>(guard, phys);
+    if ep.queue_kind == QUEUE_SENDERS {
+        let sender = Queue::Endpoint(phys)
+            .pop(guard)
+            .expect("sender queue is non-empty");
+        let s = *objmem::object::<Tcb>(guard, sender);
+        let info = MessageInfo(s.frame.rsi);
+        rendezvous(
+            guard,
+            sender,
+            receiver,
+            info,
+            s.ipc_badge,
+            s.ipc_flags,
+            phys,
+        );
+        return Ok(());
+    }
+    if !blocking {
+        return Err(Error::WouldBlock);
+    }
+    {
+        let t = objmem::object::<Tcb>(guard, receiver);
+        t.state = ThreadState::BlockedOnReceive as u64;
+        t.blocked_on = phys;
+    }
+    sched::dequeue(guard, receiver);
+    Queue::Endpoint(phys).push(guard, receiver);
+    objmem::object::<Endpoint>(guard, phys).queue_kind = QUEUE_RECEIVERS;
+    Ok(())
+}
+
+/// `Reply` by `replier` with message `info`.
+pub fn reply(guard: &mut KernelGuard, replier: u64, info: MessageInfo) -> Result<(), Error> {
+    check_info(info)?;
+    let caller = core::mem::take(&mut objmem::object::<Tcb>(guard, replier).reply_to);
+    if caller == 0 {
+        return Err(Error::NoReplyTarget);
+    }
+    let c = *objmem::object::<Tcb>(guard, caller);
+    if c.state != ThreadState::BlockedOnReply as u64 || c.reply_from != replier {
+        return Err(Error::NoReplyTarget);
+    }
+    objmem::object::<Tcb>(guard, caller).reply_from = 0;
+    if c.ipc_flags & ipc_flag::FAULT != 0 {
+        objmem::object::<Tcb>(guard, caller).ipc_flags = 0;
+        if info.label() == fault::FAULT_REPLY_RESUME {
+            sched::make_runnable(guard, caller);
+        } else {
+            objmem::object::<Tcb>(guard, caller).state = ThreadState::Inactive as u64;
+        }
+        return Ok(());
+    }
+    // A reply is a plain message without capabilities.
+    objmem::object::<Tcb>(guard, replier).ipc_flags = 0;
+    transfer(
+        guard,
+        replier,
+        caller,
+        MessageInfo::new(info.label(), 0, info.length() as u64),
+        0,
+        0,
+        false,
+    );
+    sched::make_runnable(guard, caller);
+    Ok(())
+}
+
+/// How a notification wait behaves when the word is zero.
+#[derive(Clone, Copy)]
+pub enum WaitMode {
+    /// Return `WouldBlock`.
+    Poll,
+    /// Block, with a timeout in TSC ticks (0 = none).
+    Block {
+        /// Timeout in TSC ticks (0 = none).
+        timeout_ticks: u64,
+    },
+}
+
+/// `Wait`/`Poll` on a notification by `waiter`.
+pub fn wait(guard: &mut KernelGuard, waiter: u64, cap: Cap, mode: WaitMode) -> Result<(), Error> {
+    let Cap::Notification { phys, rights, .. } = cap else {
+        return Err(Error::WrongType);
+    };
+    if !rights.contains(Rights::READ) {
+        return Err(Error::InsufficientRights);
+    }
+    let bound = objmem::object::<Notification>(guard, phys).bound_tcb;
+    if bound != 0 && bound != waiter {
+        return Err(Error::IllegalState);
+    }
+    let word = core::mem::take(&mut objmem::object::<Notification>(guard, phys).word);
+    if word != 0 {
+        deliver_signal(guard, waiter, word);
+        return Ok(());
+    }
+    let WaitMode::Block { timeout_ticks } = mode else {
+        return Err(Error::WouldBlock);
+    };
+    {
+        let t = objmem::object::<Tcb>(guard, waiter);
+        t.state = ThreadState::BlockedOnNotification as u64;
+        t.blocked_on = phys;
+    }
+    sched::dequeue(guard, waiter);
+    Queue::Notification(phys).push(guard, waiter);
+    if timeout_ticks != 0 {
+        sched::add_timeout(
+            guard,
+            waiter,
+            crate::arch::cpu::rdtsc().saturating_add(timeout_ticks),
+        );
+    }
+    Ok(())
+}
+
+fn deliver_signal(guard: &mut KernelGuard, thread: u64, word: u64) {
+    let f = tcb::frame(guard, thread);
+    f.rax = 0;
+    f.rdi = word;
+    f.rsi = 0;
+}
+
+/// `Signal` on a notification capability.
+pub fn signal(guard: &mut KernelGuard, cap: Cap) -> Result<(), Error> {
+    let Cap::Notification {
+        phys,
+        badge,
+        rights,
+    } = cap
+    else {
+        return Err(Error::WrongType);
+    };
+    if !rights.contains(Rights::WRITE) {
+        return Err(Error::InsufficientRights);
+    }
+    signal_object(guard, phys, badge);
+    Ok(())
+}
+
+/// ORs `badge` into the notification at `phys` and wakes a waiter.
+pub fn signal_object(guard: &mut KernelGuard, phys: u64, badge: u64) {
+    let word = {
+        let n = objmem::object::<Notification>(guard, phys);
+        n.word |= badge;
+        n.word
+    };
+    if let Some(waiter) = Queue::Notification(phys).pop(guard) {
+        objmem::object::<Notification>(guard, phys).word = 0;
+        sched::cancel_timeout(guard, waiter);
+        deliver_signal(guard, waiter, word);
+        sched::make_runnable(guard, waiter);
+        return;
+    }
+    let bound = objmem::object::<Notification>(guard, phys).bound_tcb;
+    if bound != 0
+        && objmem::object::<Tcb>(guard, bound).state == ThreadState::BlockedOnReceive as u64
+    {
+        objmem::object::<Notification>(guard, phys).word = 0;
+        cancel_ipc(guard, bound);
+        deliver_signal(guard, bound, word);
+        sched::make_runnable(guard, bound);
+    }
+}
+
+/// Binds notification `ntfn` to `thread`.
+pub fn bind(guard: &mut KernelGuard, thread: u64, ntfn: u64) {
+    objmem::object::<Tcb>(guard, thread).bound_notification = ntfn;
+    objmem::object::<Notification>(guard, ntfn).bound_tcb = thread;
+}
+
+/// Unbinds `thread`'s notification.
+pub fn unbind(guard: &mut KernelGuard, thread: u64) {
+    let ntfn = core::mem::take(&mut objmem::object::<Tcb>(guard, thread).bound_notification);
+    if ntfn != 0 {
+        objmem::object::<Notification>(guard, ntfn).bound_tcb = 0;
+    }
+}
+
+/// The thread bound to notification `ntfn` (0 = none).
+pub fn bound_tcb(guard: &mut KernelGuard, ntfn: u64) -> u64 {
+    objmem::object::<Notification>(guard, ntfn).bound_tcb
+}
+
+/// Aborts whatever IPC `thread` is blocked in (it stays blocked-state-less:
+/// the caller decides what happens next).
+pub fn cancel_ipc(guard: &mut KernelGuard, thread: u64) {
+    let t = *objmem::object::<Tcb>(guard, thread);
+    sched::cancel_timeout(guard, thread);
+    match t.state {
+        s if s == ThreadState::BlockedOnSend as u64
+            || s == ThreadState::BlockedOnReceive as u64 =>
+        {
+            Queue::Endpoint(t.blocked_on).remove(guard, thread);
+        }
+        s if s == ThreadState::BlockedOnNotification as u64 => {
+            Queue::Notification(t.blocked_on).remove(guard, thread);
+        }
+        s if s == ThreadState::BlockedOnReply as u64 => {
+            if t.reply_from != 0 && objmem::object::<Tcb>(guard, t.reply_from).reply_to == thread {
+                objmem::object::<Tcb>(guard, t.reply_from).reply_to = 0;
+            }
+            objmem::object::<Tcb>(guard, thread).reply_from = 0;
+        }
+        _ => {}
+    }
+}
+
+/// Unblocks a thread whose partner object vanished: `ObjectDeleted`, or for a
+/// pending fault, the thread stays stopped.
+fn abort_blocked(guard: &mut KernelGuard, thread: u64) {
+    let flags = objmem::object::<Tcb>(guard, thread).ipc_flags;
+    objmem::object::<Tcb>(guard, thread).ipc_flags = 0;
+    if flags & ipc_flag::FAULT != 0 {
+        objmem::object::<Tcb>(guard, thread).state = ThreadState::Inactive as u64;
+        return;
+    }
+    tcb::set_result(guard, thread, Err(Error::ObjectDeleted));
+    sched::make_runnable(guard, thread);
+}
+
+/// Called when a TCB is destroyed: a caller waiting for its reply is told.
+pub fn forget_thread(guard: &mut KernelGuard, thread: u64) {
+    let caller = core::mem::take(&mut objmem::object::<Tcb>(guard, thread).reply_to);
+    if caller != 0 {
+        let c = *objmem::object::<Tcb>(guard, caller);
+        if c.state == ThreadState::BlockedOnReply as u64 && c.reply_from == thread {
+            objmem::object::<Tcb>(guard, caller).reply_from = 0;
+            abort_blocked(guard, caller);
+        }
+    }
+}
+
+/// Destroys an endpoint: every queued thread gets `ObjectDeleted`.
+pub fn destroy_endpoint(guard: &mut KernelGuard, endpoint: u64) {
+    while let Some(thread) = Queue::Endpoint(endpoint).pop(guard) {
+        abort_blocked(guard, thread);
+    }
+}
+
+/// Destroys a notification: waiters get `ObjectDeleted`; the binding goes.
+pub fn destroy_notification(guard: &mut KernelGuard, ntfn: u64) {
+    while let Some(thread) = Queue::Notification(ntfn).pop(guard) {
+        sched::cancel_timeout(guard, thread);
+        abort_blocked(guard, thread);
+    }
+    let bound = objmem::object::<Notification>(guard, ntfn).bound_tcb;
+    if bound != 0 {
+        unbind(guard, bound);
+    }
+}
+
+/// Sends a fault message for `thread` to its fault endpoint, or stops it
+/// with a console report when it has none.
+pub fn deliver_fault(guard: &mut KernelGuard, thread: u64, label: u64, words: [u64; 4]) {
+    let handler = read_cap(guard, tcb::slot_address(thread, tcb::slot::FAULT_ENDPOINT));
+    let Cap::Endpoint { phys, badge, .. } = handler else {
+        let name = if label == fault::PAGE_FAULT {
+            "page fault"
+        } else {
+            "exception"
+        };
+        kprintln!(
+            "tarn: thread {thread:#x} stopped: {name} (vector {}) at rip {:#x}, address {:#x}, error {:#x}; it has no fault endpoint",
+            words[3], words[0], words[1], words[2]
+        );
+        tcb::suspend(guard, thread);
+        return;
+    };
+    {
+        let t = objmem::object::<Tcb>(guard, thread);
+        t.fault_label = label;
+        t.fault_mrs = words;
+    }
+    let flags = ipc_flag::CALL | ipc_flag::FAULT;
+    objmem::object::<Tcb>(guard, thread).ipc_flags = flags;
+    let ep = *objmem::object::<Endpoint>(guard, phys);
+    if ep.queue_kind == QUEUE_RECEIVERS {
+        let receiver = Queue::Endpoint(phys)
+            .pop(guard)
+            .expect("receiver queue is non-empty");
+        rendezvous(
+            guard,
+            thread,
+            receiver,
+            MessageInfo::default(),
+            badge,
+            flags,
+            phys,
+        );
+        sched::make_runnable(guard, receiver);
+    } else {
+        block_sender(guard, thread, phys, badge, flags);
+    }
+}

@@ -1,0 +1,478 @@
+//! Kernel objects and capabilities. A capability lives in a 64-byte [`Slot`]
+//! (in a CNode or inside a TCB) and names an object by physical address.
+//! Objects live in memory retyped from Untyped; the kernel heap holds none.
+//!
+//! Lifetime: refcounted objects (TCB, endpoint, notification, CNode, VSpace)
+//! count the capabilities that name them. Deleting the last one queues the
+//! object as a *zombie*; [`drain_zombies`] then runs each zombie's destructor
+//! iteratively (a destructor may delete further capabilities), so deletion
+//! depth never grows the kernel stack. Frames and untyped memory need no
+//! destructor beyond unmapping the deleted capability's own mapping.
+//!
+//! Every invocation follows seL4's shape: decode (validate everything, no side
+//! effects) then invoke (mutate, cannot fail).
+
+pub mod cnode;
+pub mod memory;
+pub mod tcb;
+
+extern crate alloc;
+
+use crate::arch::lock::KernelGuard;
+use crate::arch::objmem::{self, KernelObject};
+use tarn_ipc_schema::{Error, ObjectType, Rights};
+use tarn_kernel_core::cdt::{self, Links, TreeStore};
+
+/// Bytes per capability slot.
+pub const SLOT_BYTES: u64 = 64;
+
+/// A capability slot: the capability words and its derivation-tree links.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Default)]
+pub struct Slot {
+    /// Encoded capability ([`Cap::encode`]); all zero = empty.
+    pub words: [u64; 3],
+    /// Derivation-tree links (parent, first child, previous, next sibling).
+    pub links: [u64; 4],
+    reserved: u64,
+}
+const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES as usize);
+impl KernelObject for Slot {}
+
+/// Where a frame capability is mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// VSpace id (index in the VSpace table).
+    pub vspace_id: u16,
+    /// Generation of that id when mapped (a destroyed VSpace's id is reused
+    /// with a new generation, so stale mappings are recognised).
+    pub generation: u32,
+    /// Virtual address.
+    pub vaddr: u64,
+}
+
+/// A decoded capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cap {
+    /// Empty slot.
+    Null,
+    /// Untyped memory `[phys, phys + 2^size_bits)`, allocated up to `watermark` bytes.
+    Untyped {
+        phys: u64,
+        size_bits: u8,
+        watermark: u64,
+    },
+    /// A CNode of 2^size_bits slots (slot 0 holds the header and is never addressable).
+    CNode { phys: u64, size_bits: u8 },
+    /// A thread.
+    Tcb { phys: u64 },
+    /// An endpoint, with the badge delivered to receivers.
+    Endpoint {
+        phys: u64,
+        badge: u64,
+        rights: Rights,
+    },
+    /// A notification, with the badge OR-ed in on signal.
+    Notification {
+        phys: u64,
+        badge: u64,
+        rights: Rights,
+    },
+    /// A 4 KiB or 2 MiB frame.
+    Frame {
+        phys: u64,
+        large: bool,
+        rights: Rights,
+        mapping: Option<Mapping>,
+    },
+    /// An address space of 2^size_bits bytes (PML4, header page, tables).
+    VSpace { phys: u64, size_bits: u8 },
+    /// Interrupt authority (not built yet: invocations are refused).
+    IrqControl,
+    /// I/O ports `first..=last`.
+    IoPort { first: u16, last: u16 },
+    /// Whole-machine operations.
+    Machine,
+}
+
+const TAG_NULL: u64 = 0;
+
+impl Cap {
+    /// The object type this capability names (`None` for an empty slot).
+    pub fn object_type(&self) -> Option<ObjectType> {
+        Some(match self {
+            Cap::Null => return None,
+            Cap::Untyped { .. } => ObjectType::Untyped,
+            Cap::CNode { .. } => ObjectType::CNode,
+            Cap::Tcb { .. } => ObjectType::Tcb,
+            Cap::Endpoint { .. } => ObjectType::Endpoint,
+            Cap::Notification { .. } => ObjectType::Notification,
+            Cap::Frame { large: false, .. } => ObjectType::Frame4K,
+            Cap::Frame { large: true, .. } => ObjectType::Frame2M,
+            Cap::VSpace { .. } => ObjectType::VSpace,
+            Cap::IrqControl => ObjectType::IrqControl,
+            Cap::IoPort { .. } => ObjectType::IoPort,
+            Cap::Machine => ObjectType::Machine,
+        })
+    }
+
+    /// Encodes into slot words: w0 = type | rights << 8 | aux << 16, w1, w2.
+    pub fn encode(&self) -> [u64; 3] {
+        let tag = self.object_type().map_or(TAG_NULL, |t| t as u64);
+        let w0 = |rights: Rights, aux: u64| tag | (rights.0 & 0xFF) << 8 | aux << 16;
+        match *self {
+            Cap::Null => [0; 3],
+            Cap::Untyped {
+                phys,
+                size_bits,
+                watermark,
+            } => [w0(Rights::ALL, u64::from(size_bits)), phys, watermark],
+            Cap::CNode { phys, size_bits } => [w0(Rights::ALL, u64::from(size_bits)), phys, 0],
+            Cap::Tcb { phys } => [w0(Rights::ALL, 0), phys, 0],
+            Cap::Endpoint {
+                phys,
+                badge,
+                rights,
+            }
+            | Cap::Notification {
+                phys,
+                badge,
+                rights,
+            } => [w0(rights, 0), phys, badge],
+            Cap::Frame {
+                phys,
+                large,
+                rights,
+                mapping,
+            } => {
+                let (aux, w2) = match mapping {
+                    None => (u64::from(large), 0),
+                    Some(m) => (
+                        u64::from(large) | 2 | u64::from(m.generation) << 8,
+                        m.vaddr | u64::from(m.vspace_id),
+                    ),
+                };
+                [w0(rights, aux), phys, w2]
+            }
+            Cap::VSpace { phys, size_bits } => [w0(Rights::ALL, u64::from(size_bits)), phys, 0],
+            Cap::IrqControl | Cap::Machine => [w0(Rights::ALL, 0), 0, 0],
+            Cap::IoPort { first, last } => [
+                w0(Rights::ALL, 0),
+                u64::from(first) | u64::from(last) << 16,
+                0,
+            ],
+        }
+    }
+
+    /// Decodes slot words (only the kernel writes them, so they are well formed).
+    pub fn decode(words: [u64; 3]) -> Cap {
+        let rights = Rights((words[0] >> 8) & 0xFF);
+        let aux = words[0] >> 16;
+        let Some(tag) = ObjectType::from_u64(words[0] & 0xFF) else {
+            return Cap::Null;
+        };
+        match tag {
+            ObjectType::Untyped => Cap::Untyped {
+                phys: words[1],
+                size_bits: aux as u8,
+                watermark: words[2],
+            },
+            ObjectType::CNode => Cap::CNode {
+                phys: words[1],
+                size_bits: aux as u8,
+            },
+            ObjectType::Tcb => Cap::Tcb { phys: words[1] },
+            ObjectType::Endpoint => Cap::Endpoint {
+                phys: words[1],
+                badge: words[2],
+                rights,
+            },
+            ObjectType::Notification => Cap::Notification {
+                phys: words[1],
+                badge: words[2],
+                rights,
+            },
+            ObjectType::Frame4K | ObjectType::Frame2M => Cap::Frame {
+                phys: words[1],
+                large: aux & 1 != 0,
+                rights,
+                mapping: (aux & 2 != 0).then(|| Mapping {
+                    vspace_id: (words[2] & 0xFFF) as u16,
+                    generation: (aux >> 8) as u32,
+                    vaddr: words[2] & !0xFFF,
+                }),
+            },
+            ObjectType::VSpace => Cap::VSpace {
+                phys: words[1],
+                size_bits: aux as u8,
+            },
+            ObjectType::IrqControl | ObjectType::IrqHandler => Cap::IrqControl,
+            ObjectType::IoPort => Cap::IoPort {
+                first: words[1] as u16,
+                last: (words[1] >> 16) as u16,
+            },
+            ObjectType::Machine => Cap::Machine,
+        }
+    }
+
+    /// The refcounted object this capability keeps alive, if any.
+    fn counted_object(&self) -> Option<(ObjectType, u64)> {
+        match *self {
+            Cap::CNode { phys, .. } => Some((ObjectType::CNode, phys)),
+            Cap::Tcb { phys } => Some((ObjectType::Tcb, phys)),
+            Cap::Endpoint { phys, .. } => Some((ObjectType::Endpoint, phys)),
+            Cap::Notification { phys, .. } => Some((ObjectType::Notification, phys)),
+            Cap::VSpace { phys, .. } => Some((ObjectType::VSpace, memory::vspace_header(phys))),
+            _ => None,
+        }
+    }
+
+    /// The rights the capability carries (all for types without rights).
+    pub fn rights(&self) -> Rights {
+        match *self {
+            Cap::Endpoint { rights, .. }
+            | Cap::Notification { rights, .. }
+            | Cap::Frame { rights, .. } => rights,
+            _ => Rights::ALL,
+        }
+    }
+}
+
+/// The header at the start of every refcounted object (for a CNode: slot 0;
+/// for a VSpace: its header page).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct ObjectHeader {
+    /// Capabilities naming the object.
+    pub refs: u64,
+    /// Next zombie in the destroy queue (while refs == 0 and queued).
+    pub zombie_next: u64,
+    /// The object's type (for the destroy queue).
+    pub object_type: u64,
+    /// log2 of the object's size in bytes.
+    pub size_bits: u64,
+}
+impl KernelObject for ObjectHeader {}
+
+/// Kernel-wide object accounting (for the invariant check).
+#[derive(Default)]
+pub struct Stats {
+    /// Live refcounted objects.
+    pub live_objects: u64,
+    /// Occupied capability slots.
+    pub live_caps: u64,
+    /// Head of the zombie queue (header phys, 0 = empty).
+    zombie_head: u64,
+}
+
+/// The kernel's object accounting.
+pub static STATS: crate::arch::lock::BklCell<Stats> = crate::arch::lock::BklCell::new(Stats {
+    live_objects: 0,
+    live_caps: 0,
+    zombie_head: 0,
+});
+
+/// Reads the capability in slot `slot`.
+pub fn read_cap(guard: &mut KernelGuard, slot: u64) -> Cap {
+    Cap::decode(objmem::object::<Slot>(guard, slot).words)
+}
+
+/// Overwrites the capability in slot `slot` without touching refcounts or the
+/// tree (used to update a capability's own fields: watermark, mapping).
+pub fn update_cap(guard: &mut KernelGuard, slot: u64, cap: Cap) {
+    objmem::object::<Slot>(guard, slot).words = cap.encode();
+}
+
+/// Registers a fresh refcounted object (refs 0; the first capability adds 1).
+pub fn init_header(guard: &mut KernelGuard, header: u64, object_type: ObjectType, size_bits: u8) {
+    *objmem::object::<ObjectHeader>(guard, header) = ObjectHeader {
+        refs: 0,
+        zombie_next: 0,
+        object_type: object_type as u64,
+        size_bits: u64::from(size_bits),
+    };
+    STATS.get(guard).live_objects += 1;
+}
+
+/// The number of slots (log2) of the CNode whose header is at `header`.
+pub fn cnode_size_bits(guard: &mut KernelGuard, header: u64) -> u8 {
+    objmem::object::<ObjectHeader>(guard, header).size_bits as u8 - 6
+}
+
+/// The derivation tree over slot memory.
+struct Tree<'g>(&'g mut KernelGuard);
+
+impl TreeStore for Tree<'_> {
+    fn links(&self, slot: u64) -> Links {
+        let l = objmem::read_slot_links(self.0, slot);
+        Links {
+            parent: l[0],
+            first_child: l[1],
+            prev_sibling: l[2],
+            next_sibling: l[3],
+        }
+    }
+    fn set_links(&mut self, slot: u64, links: Links) {
+        objmem::object::<Slot>(self.0, slot).links = [
+            links.parent,
+            links.first_child,
+            links.prev_sibling,
+            links.next_sibling,
+        ];
+    }
+}
+
+/// Installs `cap` into the empty slot `slot` as a child of `parent` (0 = a
+/// root of the tree), counting the reference.
+pub fn insert_cap(guard: &mut KernelGuard, slot: u64, cap: Cap, parent: u64) {
+    objmem::object::<Slot>(guard, slot).words = cap.encode();
+    cdt::insert_child(&mut Tree(guard), parent, slot);
+    if let Some((_, header)) = cap.counted_object() {
+        objmem::object::<ObjectHeader>(guard, header).refs += 1;
+    }
+    STATS.get(guard).live_caps += 1;
+}
+
+/// Moves the capability in `from` to the empty slot `to`, keeping its place
+/// in the tree and its reference.
+pub fn move_cap(guard: &mut KernelGuard, from: u64, to: u64) {
+    let words = objmem::object::<Slot>(guard, from).words;
+    objmem::object::<Slot>(guard, to).words = words;
+    cdt::replace(&mut Tree(guard), from, to);
+    objmem::object::<Slot>(guard, from).words = [0; 3];
+}
+
+/// Deletes the capability in `slot` (no-op on an empty slot). If it was the
+/// last capability to its object, the object is destroyed before returning.
+pub fn delete_cap(guard: &mut KernelGuard, slot: u64) {
+    delete_one(guard, slot);
+    drain_zombies(guard);
+}
+
+/// Deletes every capability derived from the one in `slot`.
+pub fn revoke_cap(guard: &mut KernelGuard, slot: u64) {
+    while let Some(leaf) = cdt::leaf_descendant(&Tree(guard), slot) {
+        delete_one(guard, leaf);
+        drain_zombies(guard);
+    }
+    if let Cap::Untyped {
+        phys, size_bits, ..
+    } = read_cap(guard, slot)
+    {
+        update_cap(
+            guard,
+            slot,
+            Cap::Untyped {
+                phys,
+                size_bits,
+                watermark: 0,
+            },
+        );
+    }
+}
+
+/// Deletes one capability; a destroyed object is only queued (callers inside
+/// a destructor rely on [`drain_zombies`] running afterwards).
+pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
+    let cap = read_cap(guard, slot);
+    if cap == Cap::Null {
+        return;
+    }
+    if let Cap::Frame { .. } = cap {
+        memory::unmap_frame_cap(guard, cap);
+    }
+    cdt::detach(&mut Tree(guard), slot);
+    objmem::object::<Slot>(guard, slot).words = [0; 3];
+    STATS.get(guard).live_caps -= 1;
+    if let Some((_, header)) = cap.counted_object() {
+        let h = objmem::object::<ObjectHeader>(guard, header);
+        h.refs -= 1;
+        if h.refs == 0 {
+            let stats_head = STATS.get(guard).zombie_head;
+            objmem::object::<ObjectHeader>(guard, header).zombie_next = stats_head;
+            STATS.get(guard).zombie_head = header;
+        }
+    }
+}
+
+/// Destroys queued zombies until none remain.
+pub fn drain_zombies(guard: &mut KernelGuard) {
+    loop {
+        let header = STATS.get(guard).zombie_head;
+        if header == 0 {
+            return;
+        }
+        let h = *objmem::object::<ObjectHeader>(guard, header);
+        STATS.get(guard).zombie_head = h.zombie_next;
+        STATS.get(guard).live_objects -= 1;
+        match ObjectType::from_u64(h.object_type) {
+            Some(ObjectType::Tcb) => tcb::destroy(guard, header),
+            Some(ObjectType::Endpoint) => crate::ipc::destroy_endpoint(guard, header),
+            Some(ObjectType::Notification) => crate::ipc::destroy_notification(guard, header),
+            Some(ObjectType::CNode) => cnode::destroy(guard, header),
+            Some(ObjectType::VSpace) => memory::destroy_vspace(guard, header),
+            _ => {}
+        }
+    }
+}
+
+/// Checks the derivation tree over every slot reachable from `roots`' CNodes
+/// and the object accounting. Returns `true` when every invariant holds.
+pub fn check_invariants(guard: &mut KernelGuard, slots: &[u64]) -> bool {
+    let count = slots.len() as u64 + 1;
+    cdt::check(&Tree(guard), slots.iter().copied(), count).is_ok()
+        && STATS.get(guard).zombie_head == 0
+}
+
+/// Looks up `cptr` in the CNode `cnode` (a CNode capability): the slot's
+/// physical address, or `InvalidCapability` for 0 / out of range.
+pub fn slot_address(cnode: Cap, cptr: u64) -> Result<u64, Error> {
+    match cnode {
+        Cap::CNode { phys, size_bits } if cptr != 0 && cptr < 1 << size_bits => {
+            Ok(phys + cptr * SLOT_BYTES)
+        }
+        Cap::CNode { .. } => Err(Error::InvalidCapability),
+        _ => Err(Error::WrongType),
+    }
+}
+
+/// Checks the invariants over every slot reachable from the CNode `root`
+/// (through nested CNode and TCB capabilities): derivation links consistent,
+/// no pending zombies.
+pub fn check_reachable(guard: &mut KernelGuard, root: Cap) -> bool {
+    const MAX_SLOTS: usize = 1 << 15;
+    const MAX_CONTAINERS: usize = 256;
+    let mut slots: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+    let mut containers: alloc::vec::Vec<(u64, u64)> = alloc::vec::Vec::new(); // (first slot, count)
+    let push = |containers: &mut alloc::vec::Vec<(u64, u64)>, cap: Cap| match cap {
+        Cap::CNode { phys, size_bits } => {
+            if containers.len() < MAX_CONTAINERS
+                && !containers.iter().any(|c| c.0 == phys + SLOT_BYTES)
+            {
+                containers.push((phys + SLOT_BYTES, (1u64 << size_bits) - 1));
+            }
+        }
+        Cap::Tcb { phys } => {
+            let first = tcb::slot_address(phys, 0);
+            if containers.len() < MAX_CONTAINERS && !containers.iter().any(|c| c.0 == first) {
+                containers.push((first, 4));
+            }
+        }
+        _ => {}
+    };
+    push(&mut containers, root);
+    let mut next = 0;
+    while next < containers.len() && slots.len() < MAX_SLOTS {
+        let (first, count) = containers[next];
+        next += 1;
+        for i in 0..count {
+            let slot = first + i * SLOT_BYTES;
+            let cap = read_cap(guard, slot);
+            if cap != Cap::Null {
+                slots.push(slot);
+                push(&mut containers, cap);
+            }
+        }
+    }
+    check_invariants(guard, &slots)
+}

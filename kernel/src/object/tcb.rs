@@ -1,0 +1,344 @@
+//! Threads. A TCB holds the thread's saved user registers (the frame user.S
+//! and the CPU push on kernel entry), its FPU state, its IPC and scheduling
+//! links, and four capability slots that keep what it runs on alive: its
+//! CSpace root, VSpace, IPC-buffer frame and fault endpoint.
+
+use super::{insert_cap, read_cap, Cap, ObjectHeader, Slot, SLOT_BYTES};
+use crate::arch::lock::KernelGuard;
+use crate::arch::objmem::{self, KernelObject};
+use crate::arch::trap::TrapFrame;
+use crate::arch::user;
+use crate::syscall::Caller;
+use tarn_ipc_schema::invocation::{Invocation, ThreadState};
+use tarn_ipc_schema::{Error, Rights};
+
+/// log2 of a TCB's size.
+pub const TCB_SIZE_BITS: u8 = 11;
+
+/// Indices of the TCB's own capability slots.
+pub mod slot {
+    /// CSpace root (a CNode).
+    pub const CSPACE: usize = 0;
+    /// Address space.
+    pub const VSPACE: usize = 1;
+    /// IPC-buffer frame.
+    pub const IPC_BUFFER: usize = 2;
+    /// Fault endpoint.
+    pub const FAULT_ENDPOINT: usize = 3;
+}
+
+/// IPC flags of a blocked sender.
+pub mod ipc_flag {
+    /// The send is a `Call` (the sender waits for a reply).
+    pub const CALL: u64 = 1;
+    /// The endpoint capability used carries GRANT.
+    pub const GRANT: u64 = 2;
+    /// The message is a fault message (in `fault_label`/`fault_mrs`).
+    pub const FAULT: u64 = 4;
+}
+
+/// A thread control block.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct Tcb {
+    /// Refcount header.
+    pub header: ObjectHeader,
+    /// [`ThreadState`].
+    pub state: u64,
+    /// The CPU it runs on.
+    pub cpu: u64,
+    /// Whether it is in a run queue.
+    pub queued: u64,
+    /// Run-queue links.
+    pub sched_next: u64,
+    /// Run-queue links.
+    pub sched_prev: u64,
+    /// Endpoint/notification queue links.
+    pub ipc_next: u64,
+    /// Endpoint/notification queue links.
+    pub ipc_prev: u64,
+    /// The endpoint or notification it is blocked on.
+    pub blocked_on: u64,
+    /// [`ipc_flag`] bits of a blocked send.
+    pub ipc_flags: u64,
+    /// Badge of the endpoint capability a blocked sender used.
+    pub ipc_badge: u64,
+    /// The caller waiting for this thread's reply (0 = none).
+    pub reply_to: u64,
+    /// While blocked on a reply: the thread that owes it.
+    pub reply_from: u64,
+    /// Fault message label (while a fault message is pending).
+    pub fault_label: u64,
+    /// Fault message words.
+    pub fault_mrs: [u64; 4],
+    /// Timeout deadline (TSC, 0 = none).
+    pub deadline: u64,
+    /// Timeout list links.
+    pub timeout_next: u64,
+    /// Timeout list links.
+    pub timeout_prev: u64,
+    /// Bound notification (header phys, 0 = none).
+    pub bound_notification: u64,
+    /// Physical address of the IPC buffer (0 = none).
+    pub ipc_buffer_phys: u64,
+    /// Saved user registers.
+    pub frame: TrapFrame,
+    /// Saved FPU/SSE state.
+    pub fpu: [u8; 512],
+    /// CSpace, VSpace, IPC buffer, fault endpoint.
+    pub slots: [Slot; 4],
+}
+impl KernelObject for Tcb {}
+const _: () = assert!(core::mem::size_of::<Tcb>() <= 1 << TCB_SIZE_BITS);
+const _: () = assert!(core::mem::offset_of!(Tcb, fpu) % 16 == 0);
+impl KernelObject for TrapFrame {}
+
+/// Physical address of slot `index` of the TCB at `tcb`.
+pub fn slot_address(tcb: u64, index: usize) -> u64 {
+    tcb + core::mem::offset_of!(Tcb, slots) as u64 + index as u64 * SLOT_BYTES
+}
+
+/// Physical address of the TCB's saved frame.
+pub fn frame_address(tcb: u64) -> u64 {
+    tcb + core::mem::offset_of!(Tcb, frame) as u64
+}
+
+/// Physical address of the TCB's FPU area.
+pub fn fpu_area(tcb: u64) -> u64 {
+    tcb + core::mem::offset_of!(Tcb, fpu) as u64
+}
+
+/// Initialises a freshly zeroed TCB on CPU 0.
+pub fn init(guard: &mut KernelGuard, tcb: u64) {
+    super::init_header(guard, tcb, tarn_ipc_schema::ObjectType::Tcb, TCB_SIZE_BITS);
+    let frame = objmem::object::<TrapFrame>(guard, frame_address(tcb));
+    user::sanitize_frame(frame);
+    user::init_fpu(guard, fpu_area(tcb));
+}
+
+/// The thread's saved frame.
+pub fn frame(guard: &mut KernelGuard, tcb: u64) -> &mut TrapFrame {
+    objmem::object::<TrapFrame>(guard, frame_address(tcb))
+}
+
+/// Writes a system call's result into the thread's saved `rax`.
+pub fn set_result(guard: &mut KernelGuard, tcb: u64, result: Result<(), Error>) {
+    frame(guard, tcb).rax = match result {
+        Ok(()) => 0,
+        Err(e) => e as u64,
+    };
+}
+
+/// The CR3 to run `tcb` with, if its VSpace slot holds a VSpace.
+pub fn runnable_root(guard: &mut KernelGuard, tcb: u64) -> Option<u64> {
+    match read_cap(guard, slot_address(tcb, slot::VSPACE)) {
+        Cap::VSpace { phys, .. } => Some(phys),
+        _ => None,
+    }
+}
+
+/// The thread's CSpace root capability.
+pub fn cspace(guard: &mut KernelGuard, tcb: u64) -> Cap {
+    read_cap(guard, slot_address(tcb, slot::CSPACE))
+}
+
+/// Handles an invocation on a TCB capability.
+pub fn invoke(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    target: u64,
+    label: Invocation,
+) -> Result<(), Error> {
+    match label {
+        Invocation::TcbConfigure => configure(guard, caller, target),
+        Invocation::TcbWriteRegisters => {
+            crate::sched::stop_for_inspection(guard, target);
+            let [rip, rsp, rflags, rdi] = [caller.mr(0), caller.mr(1), caller.mr(2), caller.mr(3)];
+            let [rsi, rdx] = [caller.mr(4), caller.mr(5)];
+            if rip >= crate::arch::paging::USER_END || rsp >= crate::arch::paging::USER_END {
+                return Err(Error::InvalidArgument);
+            }
+            let f = frame(guard, target);
+            f.rip = rip;
+            f.rsp = rsp;
+            f.rflags = rflags;
+            f.rdi = rdi;
+            f.rsi = rsi;
+            f.rdx = rdx;
+            f.vector = 0;
+            user::sanitize_frame(f);
+            Ok(())
+        }
+        Invocation::TcbReadRegisters => {
+            crate::sched::stop_for_inspection(guard, target);
+            let f = *frame(guard, target);
+            let state = objmem::object::<Tcb>(guard, target).state;
+            caller.set_reply(guard, &[f.rip, f.rsp, f.rflags, f.rax, f.rdi, state]);
+            Ok(())
+        }
+        Invocation::TcbResume => {
+            let t = *objmem::object::<Tcb>(guard, target);
+            if t.state != ThreadState::Inactive as u64 {
+                return Ok(());
+            }
+            if runnable_root(guard, target).is_none()
+                || !matches!(cspace(guard, target), Cap::CNode { .. })
+            {
+                return Err(Error::IllegalState);
+            }
+            crate::sched::make_runnable(guard, target);
+            Ok(())
+        }
+        Invocation::TcbSuspend => {
+            suspend(guard, target);
+            Ok(())
+        }
+        Invocation::TcbSetAffinity => {
+            let cpu = caller.mr(0);
+            if cpu >= u64::from(crate::arch::percpu::online()) {
+                return Err(Error::OutOfRange);
+            }
+            let state = objmem::object::<Tcb>(guard, target).state;
+            let runnable = state == ThreadState::Runnable as u64;
+            if runnable {
+                crate::sched::stop(guard, target);
+            }
+            crate::sched::set_cpu(guard, target, cpu);
+            if runnable {
+                crate::sched::make_runnable(guard, target);
+            }
+            Ok(())
+        }
+        Invocation::TcbBindNotification => {
+            let cap = caller.lookup(guard, caller.mr(0))?;
+            let Cap::Notification { phys, rights, .. } = cap else {
+                return Err(Error::WrongType);
+            };
+            if !rights.contains(Rights::READ) {
+                return Err(Error::InsufficientRights);
+            }
+            if objmem::object::<Tcb>(guard, target).bound_notification != 0
+                || crate::ipc::bound_tcb(guard, phys) != 0
+            {
+                return Err(Error::IllegalState);
+            }
+            crate::ipc::bind(guard, target, phys);
+            Ok(())
+        }
+        Invocation::TcbUnbindNotification => {
+            if objmem::object::<Tcb>(guard, target).bound_notification == 0 {
+                return Err(Error::IllegalState);
+            }
+            crate::ipc::unbind(guard, target);
+            Ok(())
+        }
+        _ => Err(Error::IllegalOperation),
+    }
+}
+
+fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Result<(), Error> {
+    // Decode: every capability first.
+    if objmem::object::<Tcb>(guard, target).state != ThreadState::Inactive as u64 {
+        return Err(Error::IllegalState);
+    }
+    let cnode_slot = caller.lookup_slot(guard, caller.mr(0))?;
+    let cnode = read_cap(guard, cnode_slot);
+    if !matches!(cnode, Cap::CNode { .. }) {
+        return Err(Error::WrongType);
+    }
+    let vspace_slot = caller.lookup_slot(guard, caller.mr(1))?;
+    if !matches!(read_cap(guard, vspace_slot), Cap::VSpace { .. }) {
+        return Err(Error::WrongType);
+    }
+    let buffer_cptr = caller.mr(2);
+    let buffer_vaddr = caller.mr(3);
+    let buffer = if buffer_cptr == 0 {
+        None
+    } else {
+        let s = caller.lookup_slot(guard, buffer_cptr)?;
+        let Cap::Frame {
+            phys,
+            large,
+            rights,
+            ..
+        } = read_cap(guard, s)
+        else {
+            return Err(Error::WrongType);
+        };
+        if !rights.contains(Rights::READ.union(Rights::WRITE)) {
+            return Err(Error::InsufficientRights);
+        }
+        if buffer_vaddr % 4096 != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let size = if large { 2 << 20 } else { 4096 };
+        Some((s, phys + (buffer_vaddr & (size - 1))))
+    };
+    let fault_cptr = caller.mr(4);
+    let fault = if fault_cptr == 0 {
+        None
+    } else {
+        let s = caller.lookup_slot(guard, fault_cptr)?;
+        let Cap::Endpoint { rights, .. } = read_cap(guard, s) else {
+            return Err(Error::WrongType);
+        };
+        if !rights.contains(Rights::WRITE) {
+            return Err(Error::InsufficientRights);
+        }
+        Some(s)
+    };
+    // Invoke: replace the four slots with children of the given capabilities.
+    for index in 0..4 {
+        super::delete_cap(guard, slot_address(target, index));
+    }
+    let copy = |guard: &mut KernelGuard, from: u64, index: usize| {
+        let cap = match read_cap(guard, from) {
+            Cap::Frame {
+                phys,
+                large,
+                rights,
+                ..
+            } => Cap::Frame {
+                phys,
+                large,
+                rights,
+                mapping: None,
+            },
+            other => other,
+        };
+        insert_cap(guard, slot_address(target, index), cap, from);
+    };
+    copy(guard, cnode_slot, slot::CSPACE);
+    copy(guard, vspace_slot, slot::VSPACE);
+    let mut buffer_phys = 0;
+    if let Some((s, phys)) = buffer {
+        copy(guard, s, slot::IPC_BUFFER);
+        buffer_phys = phys;
+    }
+    if let Some(s) = fault {
+        copy(guard, s, slot::FAULT_ENDPOINT);
+    }
+    objmem::object::<Tcb>(guard, target).ipc_buffer_phys = buffer_phys;
+    Ok(())
+}
+
+/// Stops a thread: aborts its IPC, leaves it inactive.
+pub fn suspend(guard: &mut KernelGuard, tcb: u64) {
+    crate::ipc::cancel_ipc(guard, tcb);
+    crate::sched::cancel_timeout(guard, tcb);
+    crate::sched::stop(guard, tcb);
+    objmem::object::<Tcb>(guard, tcb).state = ThreadState::Inactive as u64;
+}
+
+/// Destroys a TCB whose last capability was deleted.
+pub fn destroy(guard: &mut KernelGuard, tcb: u64) {
+    suspend(guard, tcb);
+    crate::ipc::forget_thread(guard, tcb);
+    crate::sched::forget_fpu_owner(guard, tcb);
+    if objmem::object::<Tcb>(guard, tcb).bound_notification != 0 {
+        crate::ipc::unbind(guard, tcb);
+    }
+    for index in 0..4 {
+        super::delete_one(guard, slot_address(tcb, index));
+    }
+}

@@ -1,0 +1,391 @@
+//! Builds the root task at boot: its CNode, the untyped capabilities for all
+//! free RAM, its TCB, VSpace, stack, IPC buffer and boot-information page, its
+//! program loaded from the `root-task` boot module, and read-only frames of
+//! every boot module. After this, the kernel only reacts to system calls.
+
+use crate::arch::frame::FRAMES;
+use crate::arch::lock::KernelGuard;
+use crate::arch::objmem::{self, KernelObject};
+use crate::arch::paging::{self, PAGE_SIZE};
+use crate::object::memory::{map_frame, retype};
+use crate::object::tcb::{self, Tcb};
+use crate::object::{init_header, insert_cap, Cap, SLOT_BYTES};
+use core::ops::Range;
+use elf::endian::AnyEndian;
+use elf::ElfBytes;
+use tarn_ipc_schema::boot::{self as abi, slot, BootInfo, ModuleDesc, UntypedDesc};
+use tarn_ipc_schema::{ObjectType, Rights};
+
+mod image {
+    include!(concat!(env!("OUT_DIR"), "/modules.rs"));
+}
+
+/// The boot modules embedded in the kernel image.
+pub fn modules() -> &'static [(&'static str, &'static [u8])] {
+    image::MODULES
+}
+
+struct BootInfoPage(BootInfo);
+impl KernelObject for BootInfoPage {}
+
+/// log2 bytes of the root task's VSpace object.
+const ROOT_VSPACE_SIZE_BITS: u64 = 20;
+
+/// Why the root task could not be built.
+pub enum RootError {
+    /// No `root-task` module in the boot image.
+    NoImage,
+    /// The root task's ELF image is malformed or unsupported.
+    BadImage(&'static str),
+    /// Not enough memory, or the root CNode is too small.
+    OutOfResources(&'static str),
+}
+
+impl core::fmt::Display for RootError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RootError::NoImage => write!(f, "no `root-task` module in the boot image"),
+            RootError::BadImage(why) => write!(f, "bad root-task image: {why}"),
+            RootError::OutOfResources(why) => write!(f, "out of resources: {why}"),
+        }
+    }
+}
+
+struct Builder {
+    cnode: Cap,
+    vspace: Cap,
+    untyped_slot: u64,
+    next_slot: u64,
+}
+
+impl Builder {
+    fn slot(&self, index: u64) -> u64 {
+        crate::object::slot_address(self.cnode, index).expect("root CNode index in range")
+    }
+
+    fn take_slot(&mut self) -> Result<u64, RootError> {
+        if self.next_slot >= 1 << abi::ROOT_CNODE_SIZE_BITS {
+            return Err(RootError::OutOfResources("root CNode full"));
+        }
+        self.next_slot += 1;
+        Ok(self.next_slot - 1)
+    }
+
+    fn retype(
+        &mut self,
+        guard: &mut KernelGuard,
+        object_type: ObjectType,
+        size_bits: u64,
+        index: u64,
+    ) -> Result<(), RootError> {
+        retype(
+            guard,
+            self.untyped_slot,
+            object_type,
+            size_bits,
+            self.cnode,
+            index,
+            1,
+        )
+        .map_err(|_| RootError::OutOfResources("boot untyped region exhausted"))
+    }
+
+    /// A fresh 4 KiB frame in a new slot, mapped at `vaddr` with `rights`.
+    fn mapped_frame(
+        &mut self,
+        guard: &mut KernelGuard,
+        vaddr: u64,
+        rights: Rights,
+    ) -> Result<u64, RootError> {
+        let index = self.take_slot()?;
+        self.retype(guard, ObjectType::Frame4K, 0, index)?;
+        let frame_slot = self.slot(index);
+        map_frame(guard, frame_slot, self.vspace, vaddr, rights)
+            .map_err(|_| RootError::BadImage("overlapping segments"))?;
+        Ok(frame_slot)
+    }
+}
+
+fn frame_phys(guard: &mut KernelGuard, frame_slot: u64) -> u64 {
+    match crate::object::read_cap(guard, frame_slot) {
+        Cap::Frame { phys, .. } => phys,
+        _ => unreachable!("slot holds the frame just made"),
+    }
+}
+
+/// Splits `range` into naturally aligned power-of-two blocks.
+fn aligned_blocks(range: Range<u64>, mut emit: impl FnMut(u64, u8)) {
+    let mut base = range.start;
+    while range.end - base >= PAGE_SIZE {
+        let align_bits = base.trailing_zeros().min(40) as u8;
+        let fit_bits = (63 - (range.end - base).leading_zeros()) as u8;
+        let bits = align_bits.min(fit_bits);
+        emit(base, bits);
+        base += 1 << bits;
+    }
+}
+
+/// Builds the root task and makes it runnable on CPU 0.
+pub fn start(guard: &mut KernelGuard, cmdline: &str) -> Result<(), RootError> {
+    let image = modules()
+        .iter()
+        .find(|(name, _)| *name == "root-task")
+        .ok_or(RootError::NoImage)?
+        .1;
+    let elf = ElfBytes::<AnyEndian>::minimal_parse(image)
+        .map_err(|_| RootError::BadImage("not an ELF file"))?;
+
+    // The root CNode, from the kernel's own frames.
+    let cnode_bytes = SLOT_BYTES << abi::ROOT_CNODE_SIZE_BITS;
+    let cnode_phys = FRAMES
+        .lock()
+        .alloc_contiguous(cnode_bytes / PAGE_SIZE)
+        .ok_or(RootError::OutOfResources("no memory for the root CNode"))?;
+    objmem::zero(guard, cnode_phys, cnode_bytes);
+    init_header(
+        guard,
+        cnode_phys,
+        ObjectType::CNode,
+        abi::ROOT_CNODE_SIZE_BITS as u8 + 6,
+    );
+    let cnode = Cap::CNode {
+        phys: cnode_phys,
+        size_bits: abi::ROOT_CNODE_SIZE_BITS as u8,
+    };
+    let mut info = BootInfo {
+        magic: abi::BOOT_INFO_MAGIC,
+        cpu_count: u64::from(crate::arch::percpu::online()),
+        first_free_slot: 0,
+        untyped_count: 0,
+        untyped: [UntypedDesc::default(); abi::MAX_UNTYPED],
+        module_count: 0,
+        modules: [ModuleDesc {
+            name: [0; abi::MODULE_NAME_BYTES],
+            vaddr: 0,
+            size: 0,
+            first_frame_slot: 0,
+        }; abi::MAX_MODULES],
+        cmdline_len: 0,
+        cmdline: [0; abi::CMDLINE_BYTES],
+    };
+    let mut builder = Builder {
+        cnode,
+        vspace: Cap::Null,
+        untyped_slot: 0,
+        next_slot: slot::FIRST_DYNAMIC,
+    };
+    insert_cap(guard, builder.slot(slot::ROOT_CNODE), cnode, 0);
+
+    // All remaining free RAM becomes untyped capabilities.
+    let mut ranges = [const { 0..0 }; crate::arch::frame::MAX_RANGES];
+    let count = FRAMES.lock().take_all(&mut ranges);
+    let mut largest = (0u64, 0u8);
+    let mut dropped = 0u64;
+    for range in &ranges[..count] {
+        aligned_blocks(range.clone(), |phys, size_bits| {
+            let n = info.untyped_count as usize;
+            if n == abi::MAX_UNTYPED || size_bits < 12 {
+                dropped += 1 << size_bits;
+                return;
+            }
+            let index = builder.next_slot;
+            builder.next_slot += 1;
+            insert_cap(
+                guard,
+                builder.slot(index),
+                Cap::Untyped {
+                    phys,
+                    size_bits,
+                    watermark: 0,
+                },
+                0,
+            );
+            info.untyped[n] = UntypedDesc {
+                phys,
+                size_bits: u64::from(size_bits),
+                slot: index,
+            };
+            info.untyped_count += 1;
+            if size_bits > largest.1 {
+                largest = (index, size_bits);
+            }
+        });
+    }
+    if dropped != 0 {
+        kwarn!(
+            "{} KiB of RAM left out of the untyped list (more than {} regions)",
+            dropped >> 10,
+            abi::MAX_UNTYPED
+        );
+    }
+    builder.untyped_slot = builder.slot(largest.0);
+
+    // The root task's own objects, from the largest untyped region.
+    builder.retype(guard, ObjectType::Tcb, 0, slot::ROOT_TCB)?;
+    builder.retype(
+        guard,
+        ObjectType::VSpace,
+        ROOT_VSPACE_SIZE_BITS,
+        slot::ROOT_VSPACE,
+    )?;
+    builder.retype(guard, ObjectType::Frame4K, 0, slot::ROOT_IPC_BUFFER)?;
+    builder.retype(guard, ObjectType::Frame4K, 0, slot::BOOT_INFO)?;
+    builder.vspace = crate::object::read_cap(guard, builder.slot(slot::ROOT_VSPACE));
+    insert_cap(guard, builder.slot(slot::IRQ_CONTROL), Cap::IrqControl, 0);
+    insert_cap(
+        guard,
+        builder.slot(slot::IO_PORTS),
+        Cap::IoPort {
+            first: 0,
+            last: 0xFFFF,
+        },
+        0,
+    );
+    insert_cap(guard, builder.slot(slot::MACHINE), Cap::Machine, 0);
+    let rw = Rights::READ.union(Rights::WRITE);
+    map_frame(
+        guard,
+        builder.slot(slot::ROOT_IPC_BUFFER),
+        builder.vspace,
+        abi::ROOT_IPC_BUFFER_VADDR,
+        rw,
+    )
+    .map_err(|_| RootError::OutOfResources("mapping the IPC buffer"))?;
+    map_frame(
+        guard,
+        builder.slot(slot::BOOT_INFO),
+        builder.vspace,
+        abi::BOOT_INFO_VADDR,
+        Rights::READ,
+    )
+    .map_err(|_| RootError::OutOfResources("mapping the boot information"))?;
+
+    // Program segments, copied into fresh frames.
+    let segments = elf
+        .segments()
+        .ok_or(RootError::BadImage("no program headers"))?;
+    for segment in segments.iter().filter(|s| s.p_type == elf::abi::PT_LOAD) {
+        let mut rights = Rights::READ;
+        if segment.p_flags & elf::abi::PF_W != 0 {
+            rights = rights.union(Rights::WRITE);
+        }
+        if segment.p_flags & elf::abi::PF_X != 0 {
+            rights = rights.union(Rights::EXECUTE);
+        }
+        let file = image
+            .get(segment.p_offset as usize..(segment.p_offset + segment.p_filesz) as usize)
+            .ok_or(RootError::BadImage("segment outside the file"))?;
+        let start = segment.p_vaddr & !(PAGE_SIZE - 1);
+        let end = (segment.p_vaddr + segment.p_memsz).next_multiple_of(PAGE_SIZE);
+        if end > abi::MODULES_VADDR {
+            return Err(RootError::BadImage("segment above the user image area"));
+        }
+        let mut page = start;
+        while page < end {
+            let frame_slot = builder.mapped_frame(guard, page, rights)?;
+            let phys = frame_phys(guard, frame_slot);
+            // Copy the part of the file image that falls in this page.
+            let from = page.max(segment.p_vaddr);
+            let to = (page + PAGE_SIZE).min(segment.p_vaddr + segment.p_filesz);
+            if from < to {
+                let offset = (from - segment.p_vaddr) as usize;
+                objmem::write_bytes(
+                    guard,
+                    phys + (from - page),
+                    &file[offset..offset + (to - from) as usize],
+                );
+            }
+            page += PAGE_SIZE;
+        }
+    }
+
+    // Stack.
+    let mut page = abi::ROOT_STACK_TOP - abi::ROOT_STACK_BYTES;
+    while page < abi::ROOT_STACK_TOP {
+        builder.mapped_frame(guard, page, rw)?;
+        page += PAGE_SIZE;
+    }
+
+    // Boot modules: read-only frames over the images inside the kernel image.
+    let mut vaddr = abi::MODULES_VADDR;
+    for (index, (name, bytes)) in modules().iter().enumerate().take(abi::MAX_MODULES) {
+        let phys = paging::kernel_virt_to_phys(bytes.as_ptr() as u64);
+        let pages = (bytes.len() as u64).div_ceil(PAGE_SIZE);
+        let first_frame_slot = builder.next_slot;
+        for page in 0..pages {
+            let s = builder.take_slot()?;
+            let frame = Cap::Frame {
+                phys: phys + page * PAGE_SIZE,
+                large: false,
+                rights: Rights::READ,
+                mapping: None,
+            };
+            insert_cap(guard, builder.slot(s), frame, 0);
+            map_frame(
+                guard,
+                builder.slot(s),
+                builder.vspace,
+                vaddr + page * PAGE_SIZE,
+                Rights::READ,
+            )
+            .map_err(|_| RootError::OutOfResources("mapping a boot module"))?;
+        }
+        let mut desc = ModuleDesc {
+            name: [0; abi::MODULE_NAME_BYTES],
+            vaddr,
+            size: bytes.len() as u64,
+            first_frame_slot,
+        };
+        let n = name.len().min(abi::MODULE_NAME_BYTES);
+        desc.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        info.modules[index] = desc;
+        info.module_count += 1;
+        vaddr += pages * PAGE_SIZE + PAGE_SIZE;
+    }
+
+    // Boot information.
+    let n = cmdline.len().min(abi::CMDLINE_BYTES);
+    info.cmdline[..n].copy_from_slice(&cmdline.as_bytes()[..n]);
+    info.cmdline_len = n as u64;
+    info.first_free_slot = builder.next_slot;
+    let boot_info_phys = frame_phys(guard, builder.slot(slot::BOOT_INFO));
+    objmem::object::<BootInfoPage>(guard, boot_info_phys).0 = info;
+
+    // The thread: its CSpace, VSpace and IPC buffer, entry, stack, argument.
+    let Cap::Tcb { phys: thread } = crate::object::read_cap(guard, builder.slot(slot::ROOT_TCB))
+    else {
+        unreachable!("slot holds the TCB just made")
+    };
+    insert_cap(
+        guard,
+        tcb::slot_address(thread, tcb::slot::CSPACE),
+        cnode,
+        builder.slot(slot::ROOT_CNODE),
+    );
+    insert_cap(
+        guard,
+        tcb::slot_address(thread, tcb::slot::VSPACE),
+        builder.vspace,
+        builder.slot(slot::ROOT_VSPACE),
+    );
+    let ipc_phys = frame_phys(guard, builder.slot(slot::ROOT_IPC_BUFFER));
+    let buffer_cap = Cap::Frame {
+        phys: ipc_phys,
+        large: false,
+        rights: rw,
+        mapping: None,
+    };
+    insert_cap(
+        guard,
+        tcb::slot_address(thread, tcb::slot::IPC_BUFFER),
+        buffer_cap,
+        builder.slot(slot::ROOT_IPC_BUFFER),
+    );
+    objmem::object::<Tcb>(guard, thread).ipc_buffer_phys = ipc_phys;
+    let frame = tcb::frame(guard, thread);
+    frame.rip = elf.ehdr.e_entry;
+    frame.rsp = abi::ROOT_STACK_TOP;
+    frame.rdi = abi::BOOT_INFO_VADDR;
+    crate::sched::make_runnable(guard, thread);
+    Ok(())
+}

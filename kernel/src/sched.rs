@@ -1,0 +1,308 @@
+//! The system FIFO: the kernel's own round-robin over threads that no
+//! user-mode scheduler has adopted (the root task, the pool manager, servers'
+//! bootstrap). Each thread runs on the one CPU it was given; a runnable thread
+//! waits in that CPU's FIFO and runs for at most [`SYSTEM_SLICE_NS`] before
+//! the next one. This is the only place the kernel picks who runs.
+//!
+//! Also here: per-CPU timeouts (notification waits with a deadline) and the
+//! idle loop.
+
+use crate::arch::lock::{self, BklCell, KernelGuard};
+use crate::arch::objmem;
+use crate::arch::percpu::{self, MAX_CPUS};
+use crate::arch::{apic, cpu, timer, trap, user};
+use crate::object::tcb::{self, Tcb};
+use tarn_ipc_schema::invocation::ThreadState;
+
+/// Longest a system thread runs before the next runnable one on its CPU.
+pub const SYSTEM_SLICE_NS: u64 = 5_000_000;
+
+/// One CPU's scheduling state.
+#[derive(Clone, Copy, Default)]
+pub struct CpuSched {
+    /// The thread running (or about to run) on this CPU (TCB phys, 0 = idle).
+    pub current: u64,
+    run_head: u64,
+    run_tail: u64,
+    timeout_head: u64,
+    /// TSC at which the current thread's slice ends.
+    slice_end: u64,
+    /// The thread whose FPU state is in this CPU's registers.
+    fpu_owner: u64,
+}
+
+static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
+    [CpuSched {
+        current: 0,
+        run_head: 0,
+        run_tail: 0,
+        timeout_head: 0,
+        slice_end: 0,
+        fpu_owner: 0,
+    }; MAX_CPUS],
+);
+
+/// This CPU's index.
+pub fn this_cpu() -> usize {
+    percpu::current().index as usize
+}
+
+/// The thread running on this CPU (0 = none).
+pub fn current(guard: &mut KernelGuard) -> u64 {
+    CPUS.get(guard)[this_cpu()].current
+}
+
+/// Makes `thread` runnable and queues it on its CPU (kicking that CPU).
+pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
+    let t = objmem::object::<Tcb>(guard, thread);
+    t.state = ThreadState::Runnable as u64;
+    let cpu = t.cpu as usize;
+    if CPUS.get(guard)[cpu].current == thread {
+        return;
+    }
+    enqueue(guard, cpu, thread);
+    if cpu != this_cpu() {
+        if let Some(target) = percpu::get(cpu as u32) {
+            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+        }
+    }
+}
+
+fn enqueue(guard: &mut KernelGuard, cpu: usize, thread: u64) {
+    let tail = CPUS.get(guard)[cpu].run_tail;
+    {
+        let t = objmem::object::<Tcb>(guard, thread);
+        t.sched_next = 0;
+        t.sched_prev = tail;
+        t.queued = 1;
+    }
+    if tail == 0 {
+        CPUS.get(guard)[cpu].run_head = thread;
+    } else {
+        objmem::object::<Tcb>(guard, tail).sched_next = thread;
+    }
+    CPUS.get(guard)[cpu].run_tail = thread;
+}
+
+/// Removes `thread` from its CPU's run queue if it is queued, and from
+/// `current` if it is running there (the CPU then reschedules).
+pub fn dequeue(guard: &mut KernelGuard, thread: u64) {
+    let t = *objmem::object::<Tcb>(guard, thread);
+    let cpu = t.cpu as usize;
+    if t.queued != 0 {
+        if t.sched_prev == 0 {
+            CPUS.get(guard)[cpu].run_head = t.sched_next;
+        } else {
+            objmem::object::<Tcb>(guard, t.sched_prev).sched_next = t.sched_next;
+        }
+        if t.sched_next == 0 {
+            CPUS.get(guard)[cpu].run_tail = t.sched_prev;
+        } else {
+            objmem::object::<Tcb>(guard, t.sched_next).sched_prev = t.sched_prev;
+        }
+        let t = objmem::object::<Tcb>(guard, thread);
+        t.queued = 0;
+        t.sched_next = 0;
+        t.sched_prev = 0;
+    }
+}
+
+/// Stops `thread` from running: out of the run queue, and if it is running
+/// on another CPU, that CPU is interrupted and waited for until its registers
+/// are saved (it then reschedules when it gets the kernel lock).
+pub fn stop(guard: &mut KernelGuard, thread: u64) {
+    dequeue(guard, thread);
+    for cpu in 0..percpu::online() as usize {
+        if CPUS.get(guard)[cpu].current != thread {
+            continue;
+        }
+        CPUS.get(guard)[cpu].current = 0;
+        // Its FPU state stays in that CPU's registers (`fpu_owner`) and is
+        // saved when that CPU next switches threads.
+        if cpu != this_cpu() {
+            stall(cpu as u32);
+        }
+    }
+}
+
+/// Makes sure `thread`'s saved registers are current: if it is running on
+/// another CPU, that CPU is made to enter the kernel first.
+pub fn stop_for_inspection(guard: &mut KernelGuard, thread: u64) {
+    for cpu in 0..percpu::online() as usize {
+        if cpu != this_cpu() && CPUS.get(guard)[cpu].current == thread {
+            stall(cpu as u32);
+        }
+    }
+}
+
+/// Moves `thread` (not running, not queued) to CPU `cpu`, with its timeout.
+pub fn set_cpu(guard: &mut KernelGuard, thread: u64, cpu: u64) {
+    let deadline = objmem::object::<Tcb>(guard, thread).deadline;
+    cancel_timeout(guard, thread);
+    objmem::object::<Tcb>(guard, thread).cpu = cpu;
+    if deadline != 0 {
+        add_timeout(guard, thread, deadline);
+    }
+}
+
+/// Interrupts CPU `cpu` if it runs user code and waits until it has entered
+/// the kernel (its user registers are then saved in its thread's TCB).
+pub fn stall(cpu: u32) {
+    let Some(target) = percpu::get(cpu) else {
+        return;
+    };
+    if target.in_user() {
+        apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+        while target.in_user() {
+            cpu::pause();
+        }
+    }
+}
+
+/// Adds `thread` to its CPU's timeout list, to be woken with `Timeout` at
+/// TSC `deadline`.
+pub fn add_timeout(guard: &mut KernelGuard, thread: u64, deadline: u64) {
+    let cpu = objmem::object::<Tcb>(guard, thread).cpu as usize;
+    let head = CPUS.get(guard)[cpu].timeout_head;
+    {
+        let t = objmem::object::<Tcb>(guard, thread);
+        t.deadline = deadline;
+        t.timeout_next = head;
+        t.timeout_prev = 0;
+    }
+    if head != 0 {
+        objmem::object::<Tcb>(guard, head).timeout_prev = thread;
+    }
+    CPUS.get(guard)[cpu].timeout_head = thread;
+}
+
+/// Removes `thread` from its timeout list (no-op if it has no deadline).
+pub fn cancel_timeout(guard: &mut KernelGuard, thread: u64) {
+    let t = *objmem::object::<Tcb>(guard, thread);
+    if t.deadline == 0 {
+        return;
+    }
+    if t.timeout_prev == 0 {
+        CPUS.get(guard)[t.cpu as usize].timeout_head = t.timeout_next;
+    } else {
+        objmem::object::<Tcb>(guard, t.timeout_prev).timeout_next = t.timeout_next;
+    }
+    if t.timeout_next != 0 {
+        objmem::object::<Tcb>(guard, t.timeout_next).timeout_prev = t.timeout_prev;
+    }
+    let t = objmem::object::<Tcb>(guard, thread);
+    t.deadline = 0;
+    t.timeout_next = 0;
+    t.timeout_prev = 0;
+}
+
+/// Wakes every thread on this CPU whose deadline has passed.
+fn expire_timeouts(guard: &mut KernelGuard) {
+    let now = cpu::rdtsc();
+    let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;
+    while thread != 0 {
+        let t = *objmem::object::<Tcb>(guard, thread);
+        if t.deadline <= now {
+            crate::ipc::cancel_ipc(guard, thread);
+            tcb::set_result(guard, thread, Err(tarn_ipc_schema::Error::Timeout));
+            make_runnable(guard, thread);
+        }
+        thread = t.timeout_next;
+    }
+}
+
+fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
+    let mut earliest = u64::MAX;
+    let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;
+    while thread != 0 {
+        let t = objmem::object::<Tcb>(guard, thread);
+        earliest = earliest.min(t.deadline);
+        thread = t.timeout_next;
+    }
+    earliest
+}
+
+/// Handles this CPU's timer interrupt: timeouts, then the slice.
+pub fn on_timer(guard: &mut KernelGuard) {
+    expire_timeouts(guard);
+    let cpu = this_cpu();
+    let state = CPUS.get(guard)[cpu];
+    if state.current != 0 && cpu::rdtsc() >= state.slice_end && state.run_head != 0 {
+        // Round robin: the running thread goes behind the others.
+        CPUS.get(guard)[cpu].current = 0;
+        enqueue(guard, cpu, state.current);
+    }
+}
+
+/// Gives up the rest of the current thread's slice.
+pub fn yield_current(guard: &mut KernelGuard) {
+    let cpu = this_cpu();
+    let state = CPUS.get(guard)[cpu];
+    if state.current != 0 && state.run_head != 0 {
+        CPUS.get(guard)[cpu].current = 0;
+        enqueue(guard, cpu, state.current);
+    }
+}
+
+/// Picks what this CPU runs next and leaves the kernel into it (or idles).
+pub fn schedule(mut guard: KernelGuard) -> ! {
+    loop {
+        let cpu = this_cpu();
+        let mut state = CPUS.get(&mut guard)[cpu];
+        if state.current != 0
+            && objmem::object::<Tcb>(&mut guard, state.current).state
+                != ThreadState::Runnable as u64
+        {
+            CPUS.get(&mut guard)[cpu].current = 0;
+            state.current = 0;
+        }
+        if state.current == 0 && state.run_head != 0 {
+            let next = state.run_head;
+            dequeue(&mut guard, next);
+            let s = &mut CPUS.get(&mut guard)[cpu];
+            s.current = next;
+            s.slice_end = cpu::rdtsc() + timer::ns_to_tsc(SYSTEM_SLICE_NS);
+            state = *s;
+        }
+        if state.current != 0 {
+            let thread = state.current;
+            let Some(root) = tcb::runnable_root(&mut guard, thread) else {
+                kwarn!("thread {thread:#x} has no address space; suspending it");
+                objmem::object::<Tcb>(&mut guard, thread).state = ThreadState::Inactive as u64;
+                CPUS.get(&mut guard)[cpu].current = 0;
+                continue;
+            };
+            if state.fpu_owner != thread {
+                if state.fpu_owner != 0 {
+                    user::save_fpu(&mut guard, tcb::fpu_area(state.fpu_owner));
+                }
+                user::restore_fpu(&mut guard, tcb::fpu_area(thread));
+                CPUS.get(&mut guard)[cpu].fpu_owner = thread;
+            }
+            timer::arm_at_tsc(state.slice_end.min(earliest_deadline(&mut guard)));
+            let frame = tcb::frame_address(thread);
+            user::return_to_user(guard, frame, root);
+        }
+        // Nothing to run: idle until an interrupt, then look again.
+        let deadline = earliest_deadline(&mut guard);
+        if deadline != u64::MAX {
+            timer::arm_at_tsc(deadline);
+        }
+        user::load_kernel_tables(crate::arch::paging::kernel_root());
+        drop(guard);
+        cpu::enable_interrupts_and_halt();
+        cpu::disable_interrupts();
+        guard = lock::acquire();
+        expire_timeouts(&mut guard);
+    }
+}
+
+/// Called when the FPU owner's TCB is destroyed (its state must not be saved
+/// into freed memory).
+pub fn forget_fpu_owner(guard: &mut KernelGuard, thread: u64) {
+    for cpu in 0..percpu::online() as usize {
+        if CPUS.get(guard)[cpu].fpu_owner == thread {
+            CPUS.get(guard)[cpu].fpu_owner = 0;
+        }
+    }
+}
