@@ -21,7 +21,10 @@ pub enum Invocation {
     CNodeCopy = 2,
     /// CNode (destination). MR0 = destination slot, MR1 = source CNode cptr,
     /// MR2 = source slot, MR3 = rights mask, MR4 = badge (endpoint and
-    /// notification capabilities only; the source must be unbadged, non-zero badge).
+    /// notification capabilities only: a non-zero badge on a badged source is
+    /// `IllegalState`; a badge on another type is `InvalidArgument`).
+    /// Untyped and IrqHandler capabilities are never copied or minted
+    /// (`IllegalOperation`): move them instead.
     CNodeMint = 3,
     /// CNode (destination). MR0 = destination slot, MR1 = source CNode cptr,
     /// MR2 = source slot. Moves the capability and its place in the tree.
@@ -66,7 +69,10 @@ pub enum Invocation {
     /// Frame. Reply MR0 = physical address (for device and VMM use).
     FrameGetAddress = 22,
 
-    /// IrqControl. MR0 = IRQ (ISA 0..15 or GSI), MR1 = destination slot.
+    /// IrqControl. MR0 = IRQ (0..=15: ISA IRQs, routed through the ACPI
+    /// overrides; 16..=23: GSIs), MR1 = destination slot. One handler per IRQ
+    /// (`IllegalState` if taken). The line stays masked until a notification
+    /// is set; each interrupt masks it again until `IrqHandlerAck`.
     IrqControlGet = 30,
     /// IrqHandler. MR0 = notification cptr (the badge of that capability is
     /// signalled on each interrupt).

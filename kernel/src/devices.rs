@@ -93,3 +93,130 @@ pub fn invoke_machine(
         _ => Err(Error::IllegalOperation),
     }
 }
+
+/// What one interrupt line is bound to.
+#[derive(Clone, Copy)]
+struct IrqLine {
+    claimed: bool,
+    gsi: u32,
+    notification: u64,
+    badge: u64,
+}
+
+/// Lines IrqControl hands out: ISA IRQs 0..16 (through the MADT's overrides)
+/// and GSIs 16..24.
+const IRQS: usize = crate::arch::ioapic::MAX_LINES as usize;
+
+struct Irqs {
+    lines: [IrqLine; IRQS],
+    routes: [(u32, bool, bool); IRQS],
+    cpu_apic_id: u32,
+}
+
+static IRQ_TABLE: crate::arch::lock::BklCell<Irqs> = crate::arch::lock::BklCell::new(Irqs {
+    lines: [IrqLine { claimed: false, gsi: 0, notification: 0, badge: 0 }; IRQS],
+    routes: [(0, false, false); IRQS],
+    cpu_apic_id: 0,
+});
+
+/// Initialises the I/O APIC from the MADT and records how each IRQ is routed
+/// (called at boot, before any CPU holds the kernel lock).
+pub fn init_irqs(madt: &tarn_kernel_core::acpi::Madt, cpu_apic_id: u32) {
+    let Some(ioapic) = madt.ioapics.first() else {
+        kwarn!("no I/O APIC in the MADT: device interrupts unavailable");
+        return;
+    };
+    crate::arch::ioapic::init(u64::from(ioapic.address), ioapic.gsi_base);
+    let mut guard = crate::arch::lock::acquire();
+    let table = IRQ_TABLE.get(&mut guard);
+    table.cpu_apic_id = cpu_apic_id;
+    for irq in 0..IRQS {
+        table.routes[irq] = if irq < 16 {
+            let route = madt.isa_irq_route(irq as u8);
+            (route.gsi, route.level_triggered, route.active_low)
+        } else {
+            (irq as u32, true, true)
+        };
+    }
+}
+
+/// Handles an invocation on the IrqControl capability.
+pub fn invoke_irq_control(guard: &mut KernelGuard, caller: &mut Caller, label: Invocation) -> Result<(), Error> {
+    if label != Invocation::IrqControlGet {
+        return Err(Error::IllegalOperation);
+    }
+    let irq = caller.mr(0);
+    if irq >= IRQS as u64 {
+        return Err(Error::OutOfRange);
+    }
+    let (gsi, level, active_low) = IRQ_TABLE.get(guard).routes[irq as usize];
+    if !crate::arch::ioapic::has_line(gsi) {
+        return Err(Error::OutOfRange);
+    }
+    if IRQ_TABLE.get(guard).lines[irq as usize].claimed {
+        return Err(Error::IllegalState);
+    }
+    let dest = object::slot_address(caller.cspace(), caller.mr(1)).map_err(|_| Error::InvalidCapability)?;
+    if read_cap(guard, dest) != Cap::Null {
+        return Err(Error::SlotOccupied);
+    }
+    let table = IRQ_TABLE.get(guard);
+    table.lines[irq as usize] = IrqLine { claimed: true, gsi, notification: 0, badge: 0 };
+    crate::arch::ioapic::route(gsi, table.cpu_apic_id, level, active_low);
+    insert_cap(guard, dest, Cap::IrqHandler { irq: irq as u8 }, 0);
+    Ok(())
+}
+
+/// Handles an invocation on an IrqHandler capability.
+pub fn invoke_irq_handler(guard: &mut KernelGuard, caller: &mut Caller, irq: u8, label: Invocation) -> Result<(), Error> {
+    match label {
+        Invocation::IrqHandlerSetNotification => {
+            let Cap::Notification { phys, badge, rights } = caller.lookup(guard, caller.mr(0))? else {
+                return Err(Error::WrongType);
+            };
+            if !rights.contains(tarn_ipc_schema::Rights::WRITE) {
+                return Err(Error::InsufficientRights);
+            }
+            let line = &mut IRQ_TABLE.get(guard).lines[usize::from(irq)];
+            line.notification = phys;
+            line.badge = badge;
+            crate::arch::ioapic::set_masked(line.gsi, false);
+            Ok(())
+        }
+        Invocation::IrqHandlerAck => {
+            let line = IRQ_TABLE.get(guard).lines[usize::from(irq)];
+            if line.notification != 0 {
+                crate::arch::ioapic::set_masked(line.gsi, false);
+            }
+            Ok(())
+        }
+        _ => Err(Error::IllegalOperation),
+    }
+}
+
+/// Delivers an interrupt on `gsi` to its notification (the line stays masked
+/// until `IrqHandlerAck`).
+pub fn on_irq(guard: &mut KernelGuard, gsi: u32) {
+    let table = IRQ_TABLE.get(guard);
+    let Some(line) = table.lines.iter().find(|l| l.claimed && l.gsi == gsi).copied() else { return };
+    if line.notification != 0 {
+        crate::ipc::signal_object(guard, line.notification, line.badge);
+    }
+}
+
+/// Releases an IRQ when its handler capability is deleted.
+pub fn release_irq(guard: &mut KernelGuard, irq: u8) {
+    let line = &mut IRQ_TABLE.get(guard).lines[usize::from(irq)];
+    if line.claimed {
+        crate::arch::ioapic::set_masked(line.gsi, true);
+    }
+    *line = IrqLine { claimed: false, gsi: 0, notification: 0, badge: 0 };
+}
+
+/// Unbinds every IRQ that signals the destroyed notification `ntfn`.
+pub fn forget_notification(guard: &mut KernelGuard, ntfn: u64) {
+    for line in IRQ_TABLE.get(guard).lines.iter_mut().filter(|l| l.notification == ntfn) {
+        crate::arch::ioapic::set_masked(line.gsi, true);
+        line.notification = 0;
+    }
+}

@@ -656,6 +656,7 @@ pub fn destroy_notification(guard: &mut KernelGuard, ntfn: u64) {
     if bound != 0 {
         unbind(guard, bound);
     }
+    crate::devices::forget_notification(guard, ntfn);
 }
 
 /// Sends a fault message for `thread` to its fault endpoint, or stops it

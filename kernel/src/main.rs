@@ -129,6 +129,9 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
         }
     };
     start_other_cpus(madt.as_ref(), bsp_apic_id);
+    if let Some(madt) = madt.as_ref() {
+        devices::init_irqs(madt, bsp_apic_id);
+    }
     kprintln!("tarn: {} cpus online", percpu::online());
     kprintln!("tarn: virtualization: {}", features.virtualization());
     kdebug!(

@@ -184,7 +184,9 @@ fn invoke(
         Cap::CNode { .. } => object::cnode::invoke(guard, &mut caller, cap, label),
         Cap::Tcb { phys } => object::tcb::invoke(guard, &mut caller, phys, label),
         Cap::Frame { .. } => object::memory::invoke_frame(guard, &mut caller, slot, label),
-        Cap::VSpace { .. } | Cap::IrqControl => Err(Error::IllegalOperation),
+        Cap::VSpace { .. } => Err(Error::IllegalOperation),
+        Cap::IrqControl => devices::invoke_irq_control(guard, &mut caller, label),
+        Cap::IrqHandler { irq } => devices::invoke_irq_handler(guard, &mut caller, irq, label),
         Cap::IoPort { first, last } => {
             devices::invoke_io_port(guard, &mut caller, first, last, label)
         }
@@ -274,7 +276,11 @@ pub fn handle_trap(mut guard: KernelGuard, vector: u64, error_code: u64, cr2: u6
             );
         }
         v if v == u64::from(trap::VECTOR_TIMER) => sched::on_timer(&mut guard),
-        _ => {}
+        v => {
+            if let Some(gsi) = trap::device_line(v) {
+                devices::on_irq(&mut guard, gsi);
+            }
+        }
     }
     sched::schedule(guard)
 }

@@ -72,7 +72,7 @@ pub fn derive(cap: Cap, mask: Rights, badge: u64) -> Result<Cap, Error> {
     let rights = cap.rights().intersect(mask);
     Ok(match cap {
         Cap::Null => return Err(Error::InvalidCapability),
-        Cap::Untyped { .. } => return Err(Error::IllegalOperation),
+        Cap::Untyped { .. } | Cap::IrqHandler { .. } => return Err(Error::IllegalOperation),
         Cap::Endpoint {
             phys, badge: old, ..
         } => Cap::Endpoint {

@@ -87,8 +87,10 @@ pub enum Cap {
     },
     /// An address space of 2^size_bits bytes (PML4, header page, tables).
     VSpace { phys: u64, size_bits: u8 },
-    /// Interrupt authority (not built yet: invocations are refused).
+    /// Interrupt authority: creates IRQ handlers.
     IrqControl,
+    /// Delivery of one interrupt line (unique: never copied).
+    IrqHandler { irq: u8 },
     /// I/O ports `first..=last`.
     IoPort { first: u16, last: u16 },
     /// Whole-machine operations.
@@ -111,6 +113,7 @@ impl Cap {
             Cap::Frame { large: true, .. } => ObjectType::Frame2M,
             Cap::VSpace { .. } => ObjectType::VSpace,
             Cap::IrqControl => ObjectType::IrqControl,
+            Cap::IrqHandler { .. } => ObjectType::IrqHandler,
             Cap::IoPort { .. } => ObjectType::IoPort,
             Cap::Machine => ObjectType::Machine,
         })
@@ -156,6 +159,7 @@ impl Cap {
             }
             Cap::VSpace { phys, size_bits } => [w0(Rights::ALL, u64::from(size_bits)), phys, 0],
             Cap::IrqControl | Cap::Machine => [w0(Rights::ALL, 0), 0, 0],
+            Cap::IrqHandler { irq } => [w0(Rights::ALL, u64::from(irq)), 0, 0],
             Cap::IoPort { first, last } => [
                 w0(Rights::ALL, 0),
                 u64::from(first) | u64::from(last) << 16,
@@ -206,7 +210,8 @@ impl Cap {
                 phys: words[1],
                 size_bits: aux as u8,
             },
-            ObjectType::IrqControl | ObjectType::IrqHandler => Cap::IrqControl,
+            ObjectType::IrqControl => Cap::IrqControl,
+            ObjectType::IrqHandler => Cap::IrqHandler { irq: aux as u8 },
             ObjectType::IoPort => Cap::IoPort {
                 first: words[1] as u16,
                 last: (words[1] >> 16) as u16,
@@ -378,8 +383,10 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
     if cap == Cap::Null {
         return;
     }
-    if let Cap::Frame { .. } = cap {
-        memory::unmap_frame_cap(guard, cap);
+    match cap {
+        Cap::Frame { .. } => memory::unmap_frame_cap(guard, cap),
+        Cap::IrqHandler { irq } => crate::devices::release_irq(guard, irq),
+        _ => {}
     }
     cdt::detach(&mut Tree(guard), slot);
     objmem::object::<Slot>(guard, slot).words = [0; 3];

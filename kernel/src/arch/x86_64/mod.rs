@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod frame;
 pub mod gdt;
 pub mod heap;
+pub mod ioapic;
 pub mod lock;
 pub mod objmem;
 pub mod paging;

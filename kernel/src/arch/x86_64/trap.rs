@@ -163,6 +163,18 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         kernel_exception(frame);
     }
     acknowledge_interrupt(frame.vector);
+    if let Some(gsi) = device_line(frame.vector) {
+        // An idle CPU (the only kernel code running with interrupts on) does
+        // not hold the kernel lock; take it to deliver the interrupt.
+        let mut guard = super::lock::acquire();
+        crate::devices::on_irq(&mut guard, gsi);
+    }
+}
+
+/// The device line (GSI) behind `vector`, if it is a device vector.
+pub fn device_line(vector: u64) -> Option<u32> {
+    let base = u64::from(super::ioapic::VECTOR_BASE);
+    (base..base + u64::from(super::ioapic::MAX_LINES)).contains(&vector).then(|| (vector - base) as u32)
 }
 
 /// The interrupt-controller side of an interrupt: EOI and per-CPU counters.
@@ -184,6 +196,12 @@ pub fn acknowledge_interrupt(vector: u64) {
             here.serve_remote_requests();
         }
         v if v == u64::from(VECTOR_SPURIOUS) => {}
+        v if device_line(v).is_some() => {
+            // Masked until the driver acknowledges (level-triggered lines
+            // would otherwise fire again at once).
+            super::ioapic::set_masked(device_line(v).unwrap_or(0), true);
+            apic::eoi();
+        }
         v if v < 256 => {
             apic::eoi();
             kwarn!("unexpected interrupt vector {v} on cpu {}", here.index);
