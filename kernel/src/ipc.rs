@@ -426,15 +426,36 @@ pub fn receive(
     if !blocking {
         return Err(Error::WouldBlock);
     }
+    block_receiver(guard, receiver, phys);
+    Ok(())
+}
+
+/// The first receiver waiting on `endpoint`, if receivers are queued.
+pub fn waiting_receiver(guard: &mut KernelGuard, endpoint: u64) -> Option<u64> {
+    let ep = objmem::object::<Endpoint>(guard, endpoint);
+    (ep.queue_kind == QUEUE_RECEIVERS).then_some(ep.head)
+}
+
+/// Removes `receiver` from `endpoint`'s queue (it is about to run).
+pub fn take_receiver(guard: &mut KernelGuard, endpoint: u64, receiver: u64) {
+    Queue::Endpoint(endpoint).remove(guard, receiver);
+}
+
+/// Whether senders wait on `endpoint`.
+pub fn has_senders(guard: &mut KernelGuard, endpoint: u64) -> bool {
+    objmem::object::<Endpoint>(guard, endpoint).queue_kind == QUEUE_SENDERS
+}
+
+/// Blocks the current thread `receiver` on `endpoint`.
+pub fn block_receiver(guard: &mut KernelGuard, receiver: u64, endpoint: u64) {
     {
         let t = objmem::object::<Tcb>(guard, receiver);
         t.state = ThreadState::BlockedOnReceive as u64;
-        t.blocked_on = phys;
+        t.blocked_on = endpoint;
     }
     sched::dequeue(guard, receiver);
-    Queue::Endpoint(phys).push(guard, receiver);
-    objmem::object::<Endpoint>(guard, phys).queue_kind = QUEUE_RECEIVERS;
-    Ok(())
+    Queue::Endpoint(endpoint).push(guard, receiver);
+    objmem::object::<Endpoint>(guard, endpoint).queue_kind = QUEUE_RECEIVERS;
 }
 
 /// `Reply` by `replier` with message `info`.

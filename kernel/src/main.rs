@@ -24,6 +24,7 @@ mod arch;
 mod bench;
 mod boot;
 mod devices;
+mod fastpath;
 mod ipc;
 mod object;
 mod rootserver;
@@ -80,6 +81,9 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
     };
     let args = KernelArgs::parse(info.cmdline, |warning| kprintln!("tarn: {warning}"));
     console::set_level(args.loglevel);
+    if args.ipc_fastpath == Some(false) {
+        fastpath::disable();
+    }
     kinfo!(
         "booting via {:?}, {} MiB of RAM, command line \"{}\"",
         info.protocol,

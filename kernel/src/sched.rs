@@ -27,8 +27,11 @@ pub struct CpuSched {
     timeout_head: u64,
     /// TSC at which the current thread's slice ends.
     slice_end: u64,
-    /// The thread whose FPU state is in this CPU's registers.
+    /// The thread whose FPU state is in this CPU's registers (lazy switch:
+    /// another thread runs with CR0.TS set until it touches the FPU).
     fpu_owner: u64,
+    /// The TSC value the one-shot timer is armed for (0 = not armed).
+    armed_for: u64,
 }
 
 static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
@@ -39,6 +42,7 @@ static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
         timeout_head: 0,
         slice_end: 0,
         fpu_owner: 0,
+        armed_for: 0,
     }; MAX_CPUS],
 );
 
@@ -224,6 +228,7 @@ fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
 
 /// Handles this CPU's timer interrupt: timeouts, then the slice.
 pub fn on_timer(guard: &mut KernelGuard) {
+    CPUS.get(guard)[this_cpu()].armed_for = 0;
     expire_timeouts(guard);
     let cpu = this_cpu();
     let state = CPUS.get(guard)[cpu];
@@ -272,22 +277,19 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
                 CPUS.get(&mut guard)[cpu].current = 0;
                 continue;
             };
-            if state.fpu_owner != thread {
-                if state.fpu_owner != 0 {
-                    user::save_fpu(&mut guard, tcb::fpu_area(state.fpu_owner));
-                }
-                user::restore_fpu(&mut guard, tcb::fpu_area(thread));
-                CPUS.get(&mut guard)[cpu].fpu_owner = thread;
+            let wake_at = state.slice_end.min(earliest_deadline(&mut guard));
+            if state.armed_for != wake_at {
+                timer::arm_at_tsc(wake_at);
+                CPUS.get(&mut guard)[cpu].armed_for = wake_at;
             }
-            timer::arm_at_tsc(state.slice_end.min(earliest_deadline(&mut guard)));
-            let frame = tcb::frame_address(thread);
-            user::return_to_user(guard, frame, root);
+            enter(guard, thread, root, state.fpu_owner);
         }
         // Nothing to run: idle until an interrupt, then look again.
         let deadline = earliest_deadline(&mut guard);
         if deadline != u64::MAX {
             timer::arm_at_tsc(deadline);
         }
+        CPUS.get(&mut guard)[cpu].armed_for = 0;
         user::load_kernel_tables(crate::arch::paging::kernel_root());
         drop(guard);
         cpu::enable_interrupts_and_halt();
@@ -295,6 +297,43 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         guard = lock::acquire();
         expire_timeouts(&mut guard);
     }
+}
+
+/// Leaves the kernel into `thread` (on page tables `root`), with CR0.TS set
+/// unless its FPU state is the one in the registers.
+fn enter(guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
+    user::set_fpu_trap(fpu_owner != thread);
+    user::return_to_user(guard, tcb::frame_address(thread), root)
+}
+
+/// Switches this CPU straight to `thread` (the IPC fastpath: it continues the
+/// current slice), without consulting the run queue.
+pub fn switch_to(mut guard: KernelGuard, thread: u64) -> ! {
+    let cpu = this_cpu();
+    CPUS.get(&mut guard)[cpu].current = thread;
+    let fpu_owner = CPUS.get(&mut guard)[cpu].fpu_owner;
+    match tcb::runnable_root(&mut guard, thread) {
+        Some(root) => enter(guard, thread, root, fpu_owner),
+        None => schedule(guard),
+    }
+}
+
+/// The current thread touched the FPU while CR0.TS was set (#NM): give it
+/// the FPU, saving the previous owner's state.
+pub fn fpu_trap(guard: &mut KernelGuard) {
+    let cpu = this_cpu();
+    let state = CPUS.get(guard)[cpu];
+    user::set_fpu_trap(false);
+    if state.fpu_owner == state.current {
+        return;
+    }
+    if state.fpu_owner != 0 {
+        user::save_fpu(guard, tcb::fpu_area(state.fpu_owner));
+    }
+    if state.current != 0 {
+        user::restore_fpu(guard, tcb::fpu_area(state.current));
+    }
+    CPUS.get(guard)[cpu].fpu_owner = state.current;
 }
 
 /// Called when the FPU owner's TCB is destroyed (its state must not be saved

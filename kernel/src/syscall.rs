@@ -84,6 +84,9 @@ impl Caller {
 pub fn handle(mut guard: KernelGuard) -> ! {
     let thread = sched::current(&mut guard);
     if thread != 0 {
+        if let Some(next) = crate::fastpath::attempt(&mut guard, thread) {
+            sched::switch_to(guard, next);
+        }
         dispatch(&mut guard, thread);
     }
     sched::schedule(guard)
@@ -260,6 +263,7 @@ pub fn handle_trap(mut guard: KernelGuard, vector: u64, error_code: u64, cr2: u6
     let thread = sched::current(&mut guard);
     match vector {
         2 => {}
+        7 => sched::fpu_trap(&mut guard),
         18 => panic!("machine check while in user mode"),
         0..=31 if thread != 0 => {
             let rip = tcb::frame(&mut guard, thread).rip;

@@ -114,6 +114,12 @@ pub struct KernelArgs<'a> {
     pub pool0_cpus: Option<u32>,
     /// `loglevel=error|warn|info|debug`, default `info`.
     pub loglevel: LogLevel,
+    /// `fuzz`: run the syscall fuzzer (a root-task option).
+    pub fuzz: bool,
+    /// `seed=N`: the fuzzer's seed (a root-task option).
+    pub seed: Option<u64>,
+    /// `ipc_fastpath=on|off`: whether the IPC fastpath is used (default on).
+    pub ipc_fastpath: Option<bool>,
 }
 
 /// A problem with one command-line token; parsing continues after it.
@@ -164,6 +170,9 @@ enum Key {
     Bench = 1 << 3,
     Pool0Cpus = 1 << 4,
     LogLevel = 1 << 5,
+    Fuzz = 1 << 6,
+    Seed = 1 << 7,
+    IpcFastpath = 1 << 8,
 }
 
 impl Key {
@@ -175,6 +184,9 @@ impl Key {
             "bench" => Key::Bench,
             "pool0_cpus" => Key::Pool0Cpus,
             "loglevel" => Key::LogLevel,
+            "fuzz" => Key::Fuzz,
+            "seed" => Key::Seed,
+            "ipc_fastpath" => Key::IpcFastpath,
             _ => return None,
         })
     }
@@ -228,6 +240,15 @@ impl<'a> KernelArgs<'a> {
             Key::Poweroff => self.poweroff = flag(value)?,
             Key::Test => self.test = flag(value)?,
             Key::Bench => self.bench = flag(value)?,
+            Key::Fuzz => self.fuzz = flag(value)?,
+            Key::Seed => self.seed = Some(value.and_then(|v| v.parse::<u64>().ok()).ok_or(())?),
+            Key::IpcFastpath => {
+                self.ipc_fastpath = Some(match value {
+                    Some("on") => true,
+                    Some("off") => false,
+                    _ => return Err(()),
+                });
+            }
             Key::Selftest => {
                 self.selftest = Some(value.and_then(Selftest::from_name).ok_or(())?);
             }
@@ -474,5 +495,18 @@ mod tests {
             let _ = KernelArgs::parse(&line, |_| n += 1);
             assert!(n <= line.len());
         }
+    }
+
+    #[test]
+    fn root_task_options_and_fastpath_switch() {
+        let mut warnings = std::vec::Vec::new();
+        let args = KernelArgs::parse("fuzz seed=42 ipc_fastpath=off", |w| warnings.push(w));
+        assert!(warnings.is_empty());
+        assert!(args.fuzz);
+        assert_eq!(args.seed, Some(42));
+        assert_eq!(args.ipc_fastpath, Some(false));
+        let args = KernelArgs::parse("seed=x ipc_fastpath=maybe fuzz=1", |w| warnings.push(w));
+        assert_eq!(warnings.len(), 3);
+        assert_eq!((args.seed, args.ipc_fastpath, args.fuzz), (None, None, false));
     }
 }

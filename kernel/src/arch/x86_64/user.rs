@@ -80,6 +80,17 @@ pub fn sanitize_frame(frame: &mut TrapFrame) {
     frame.rflags = (frame.rflags & 0xCD5) | 0x202; // keep CF PF AF ZF SF TF DF OF; IF set
 }
 
+/// Sets (true) or clears (false) CR0.TS: with TS set, the next FPU/SSE
+/// instruction raises #NM, which hands the FPU over lazily.
+pub fn set_fpu_trap(trap: bool) {
+    let cr0 = cpu::read_cr0();
+    let wanted = if trap { cr0 | 8 } else { cr0 & !8 };
+    if wanted != cr0 {
+        // SAFETY: toggling CR0.TS only changes whether FPU use traps.
+        unsafe { asm!("mov cr0, {}", in(reg) wanted, options(nostack, preserves_flags)) };
+    }
+}
+
 /// Saves this CPU's FPU/SSE state into the 512-byte area at `phys`.
 pub fn save_fpu(guard: &mut KernelGuard, phys: u64) {
     let area = objmem::object::<FpuArea>(guard, phys);

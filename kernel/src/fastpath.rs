@@ -1,0 +1,114 @@
+//! The IPC fastpath (as seL4's `fastpath_call` / `fastpath_reply_recv`): a
+//! `Call` to a waiting server, or a server's `ReplyRecv` to a waiting caller,
+//! with a register-only message (≤ 4 words, no capabilities) between two
+//! threads on this CPU, switches straight to the partner. Every condition is
+//! an early exit to the general path in `ipc.rs`, which handles everything
+//! the fastpath declines with identical results.
+
+use crate::arch::lock::KernelGuard;
+use crate::arch::objmem;
+use crate::ipc;
+use crate::object::tcb::{self, Tcb};
+use crate::object::{self, read_cap, Cap};
+use crate::sched;
+use core::sync::atomic::{AtomicBool, Ordering};
+use tarn_ipc_schema::invocation::ThreadState;
+use tarn_ipc_schema::{MessageInfo, Rights, Syscall};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fastpath off (kernel option `ipc_fastpath=off`, for measuring
+/// the general path).
+pub fn disable() {
+    ENABLED.store(false, Ordering::Relaxed);
+}
+
+/// Tries the fastpath for `thread`'s pending syscall; returns the thread to
+/// switch to, having completed the IPC, or `None` to take the general path.
+pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<u64> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let f = tcb::frame(guard, thread);
+    let (number, cptr, info) = (f.rax, f.rdi, MessageInfo(f.rsi));
+    if info.extra_caps() != 0 || info.length() > 4 {
+        return None;
+    }
+    let cap = endpoint(guard, thread, cptr)?;
+    match Syscall::from_u64(number)? {
+        Syscall::Call => call(guard, thread, cap, info),
+        Syscall::ReplyRecv => reply_recv(guard, thread, cap, info),
+        _ => None,
+    }
+}
+
+fn endpoint(guard: &mut KernelGuard, thread: u64, cptr: u64) -> Option<(u64, u64, Rights)> {
+    let slot = object::slot_address(tcb::cspace(guard, thread), cptr).ok()?;
+    match read_cap(guard, slot) {
+        Cap::Endpoint { phys, badge, rights } => Some((phys, badge, rights)),
+        _ => None,
+    }
+}
+
+/// Copies the register message of `from` into `to`'s saved registers.
+fn copy_registers(guard: &mut KernelGuard, from: u64, to: u64, badge: u64, info: MessageInfo) {
+    let source = *tcb::frame(guard, from);
+    let dest = tcb::frame(guard, to);
+    dest.rax = 0;
+    dest.rdi = badge;
+    dest.rsi = MessageInfo::new(info.label(), 0, info.length() as u64).0;
+    dest.rdx = source.rdx;
+    dest.r10 = source.r10;
+    dest.r8 = source.r8;
+    dest.r9 = source.r9;
+}
+
+fn call(guard: &mut KernelGuard, caller: u64, (endpoint, badge, rights): (u64, u64, Rights), info: MessageInfo) -> Option<u64> {
+    if !rights.contains(Rights::WRITE) {
+        return None;
+    }
+    let server = ipc::waiting_receiver(guard, endpoint)?;
+    let s = *objmem::object::<Tcb>(guard, server);
+    if s.cpu != sched::this_cpu() as u64 || tcb::runnable_root(guard, server).is_none() {
+        return None;
+    }
+    // Commit: nothing below can fail.
+    ipc::take_receiver(guard, endpoint, server);
+    copy_registers(guard, caller, server, badge, info);
+    let s = objmem::object::<Tcb>(guard, server);
+    s.reply_to = caller;
+    s.state = ThreadState::Runnable as u64;
+    let c = objmem::object::<Tcb>(guard, caller);
+    c.state = ThreadState::BlockedOnReply as u64;
+    c.reply_from = server;
+    c.ipc_flags = 0;
+    Some(server)
+}
+
+fn reply_recv(guard: &mut KernelGuard, server: u64, (endpoint, _, rights): (u64, u64, Rights), info: MessageInfo) -> Option<u64> {
+    if !rights.contains(Rights::READ) {
+        return None;
+    }
+    let s = *objmem::object::<Tcb>(guard, server);
+    let caller = s.reply_to;
+    if caller == 0 || s.bound_notification != 0 || ipc::has_senders(guard, endpoint) {
+        return None;
+    }
+    let c = *objmem::object::<Tcb>(guard, caller);
+    if c.state != ThreadState::BlockedOnReply as u64
+        || c.reply_from != server
+        || c.ipc_flags != 0
+        || c.cpu != sched::this_cpu() as u64
+        || tcb::runnable_root(guard, caller).is_none()
+    {
+        return None;
+    }
+    // Commit.
+    copy_registers(guard, server, caller, 0, info);
+    let c = objmem::object::<Tcb>(guard, caller);
+    c.reply_from = 0;
+    c.state = ThreadState::Runnable as u64;
+    objmem::object::<Tcb>(guard, server).reply_to = 0;
+    ipc::block_receiver(guard, server, endpoint);
+    Some(caller)
+}
