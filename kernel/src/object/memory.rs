@@ -186,7 +186,10 @@ pub fn retype(
     );
     for i in 0..count {
         let object = start + i * bytes;
-        objmem::zero(guard, object, bytes);
+        // Untyped memory is zeroed when it is retyped into real objects.
+        if object_type != ObjectType::Untyped {
+            objmem::zero(guard, object, bytes);
+        }
         let cap = init_object(guard, object_type, object, size_bits as u8);
         insert_cap(
             guard,
