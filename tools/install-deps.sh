@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Tarn needs to build and test on Debian 12 (bookworm):
 # QEMU >= 8.1 from bookworm-backports (x2APIC under TCG), Bochs and the GRUB ISO
-# tools (the VMX test machine), binutils objcopy, and the Rust target.
+# tools (the VMX test machine; bochs-term for its headless `term` display),
+# binutils objcopy, and the Rust target.
 # The backports suite reuses the URI of the machine's own Debian source.
 set -euo pipefail
 
@@ -17,12 +18,16 @@ qemu_ok() {
 }
 bochs_ok() {
     for t in bochs grub-mkrescue xorriso mformat; do command -v "$t" >/dev/null 2>&1 || return 1; done
-    [ -e /usr/lib/grub/i386-pc/modinfo.sh ] && [ -e /usr/share/bochs/BIOS-bochs-latest ]
+    [ -e /usr/lib/grub/i386-pc/modinfo.sh ] && [ -e /usr/share/bochs/BIOS-bochs-latest ] || return 1
+    # Headless runs use Bochs' `term` display library (Debian package bochs-term).
+    local plugins=/usr/lib/x86_64-linux-gnu/bochs/plugins
+    [ ! -d "$plugins" ] || [ -e "$plugins/libbx_term_gui.so" ]
 }
 
 if ! command -v apt-get >/dev/null 2>&1; then
     if ! qemu_ok || ! bochs_ok; then
-        echo "tarn: this is not Debian; install QEMU >= 8.1 (qemu-system-x86_64), bochs with its BIOS," >&2
+        echo "tarn: this is not Debian; install QEMU >= 8.1 (qemu-system-x86_64), bochs 2.7 with its BIOS" >&2
+        echo "      and the term display library," >&2
         echo "      grub-mkrescue (grub-pc-bin), xorriso and mtools with your package manager." >&2
         exit 1
     fi
@@ -46,7 +51,7 @@ else
     if ! bochs_ok || ! command -v objcopy >/dev/null 2>&1; then
         $SUDO apt-get update -qq
         $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools binutils >/dev/null
+            bochs bochs-term bochsbios vgabios grub-pc-bin grub-common xorriso mtools binutils >/dev/null
     fi
 fi
 qemu_ok || { echo "tarn: QEMU >= 8.1 is still missing" >&2; exit 1; }

@@ -175,12 +175,7 @@ extern "C" fn ap_main(arg: u64) -> ! {
         setup_cpu_control(features);
     }
     apic::enable_x2apic();
-    let stack_top = {
-        let marker = 0u8;
-        let here = &marker as *const u8 as u64;
-        here.next_multiple_of(smp::KERNEL_STACK_BYTES + paging::PAGE_SIZE)
-    };
-    percpu::install(index, apic_id, stack_top);
+    percpu::install(index, apic_id, smp::kernel_stack_top(index));
     trap::load_idt();
     user::init_this_cpu();
     timer::init_this_cpu();

@@ -38,10 +38,15 @@ pub enum StartError {
     Timeout,
 }
 
+/// The top of CPU `index`'s kernel stack (mapped by [`map_kernel_stack`]).
+pub fn kernel_stack_top(index: u32) -> u64 {
+    KERNEL_STACKS + u64::from(index) * KERNEL_STACK_STRIDE + PAGE_SIZE + KERNEL_STACK_BYTES
+}
+
 /// Maps the kernel stack of CPU `index` (with a guard page below it) and
 /// returns its top.
 pub fn map_kernel_stack(tables: &PageTables, index: u32) -> Result<u64, StartError> {
-    let base = KERNEL_STACKS + u64::from(index) * KERNEL_STACK_STRIDE + PAGE_SIZE;
+    let base = kernel_stack_top(index) - KERNEL_STACK_BYTES;
     let mut frames = FRAMES.lock();
     let phys = frames
         .alloc_contiguous(KERNEL_STACK_BYTES / PAGE_SIZE)

@@ -1,0 +1,340 @@
+//! Object invocations: one function per `Invocation`, each a `Call` on the
+//! object's capability with the arguments in MR0.. and the result in `rax`
+//! and the reply's MR0... Arguments past MR3 travel in the IPC buffer.
+
+use crate::ipc_buffer;
+use crate::syscall::{self, Message};
+use tarn_ipc_schema::invocation::{Invocation, ThreadState};
+use tarn_ipc_schema::{CPtr, Error, MessageInfo, ObjectType, Rights};
+
+/// Invokes `cap` with a raw `label` and `args` (MR0..): for labels the
+/// typed functions below do not cover, such as wrong ones in tests.
+pub fn invoke_raw(cap: CPtr, label: u64, args: &[u64]) -> Result<Message, Error> {
+    let (info, registers) = syscall::load(label, args, &[]);
+    syscall::call(cap, info, registers)
+}
+
+fn invoke(cap: CPtr, label: Invocation, args: &[u64]) -> Result<Message, Error> {
+    invoke_raw(cap, label as u64, args)
+}
+
+fn invoke_unit(cap: CPtr, label: Invocation, args: &[u64]) -> Result<(), Error> {
+    invoke(cap, label, args).map(|_| ())
+}
+
+/// Retypes part of `untyped` into `count` objects of `object_type` (with
+/// `size_bits` where the type takes one) in slots `first..first + count` of
+/// the CNode `dest_cnode`.
+pub fn untyped_retype(
+    untyped: CPtr,
+    object_type: ObjectType,
+    size_bits: u64,
+    dest_cnode: CPtr,
+    first: u64,
+    count: u64,
+) -> Result<(), Error> {
+    untyped_retype_raw(
+        untyped,
+        object_type as u64,
+        size_bits,
+        dest_cnode,
+        first,
+        count,
+    )
+}
+
+/// [`untyped_retype`] with a raw object-type number.
+pub fn untyped_retype_raw(
+    untyped: CPtr,
+    object_type: u64,
+    size_bits: u64,
+    dest_cnode: CPtr,
+    first: u64,
+    count: u64,
+) -> Result<(), Error> {
+    invoke_unit(
+        untyped,
+        Invocation::UntypedRetype,
+        &[object_type, size_bits, dest_cnode, first, count],
+    )
+}
+
+/// Copies the capability in `src_cnode[src_slot]` to `dest_cnode[dest_slot]`
+/// with rights reduced to `rights`.
+pub fn cnode_copy(
+    dest_cnode: CPtr,
+    dest_slot: u64,
+    src_cnode: CPtr,
+    src_slot: u64,
+    rights: Rights,
+) -> Result<(), Error> {
+    invoke_unit(
+        dest_cnode,
+        Invocation::CNodeCopy,
+        &[dest_slot, src_cnode, src_slot, rights.0],
+    )
+}
+
+/// Like [`cnode_copy`], and sets `badge` on an unbadged endpoint or
+/// notification capability.
+pub fn cnode_mint(
+    dest_cnode: CPtr,
+    dest_slot: u64,
+    src_cnode: CPtr,
+    src_slot: u64,
+    rights: Rights,
+    badge: u64,
+) -> Result<(), Error> {
+    invoke_unit(
+        dest_cnode,
+        Invocation::CNodeMint,
+        &[dest_slot, src_cnode, src_slot, rights.0, badge],
+    )
+}
+
+/// Moves the capability in `src_cnode[src_slot]` to `dest_cnode[dest_slot]`.
+pub fn cnode_move(
+    dest_cnode: CPtr,
+    dest_slot: u64,
+    src_cnode: CPtr,
+    src_slot: u64,
+) -> Result<(), Error> {
+    invoke_unit(
+        dest_cnode,
+        Invocation::CNodeMove,
+        &[dest_slot, src_cnode, src_slot],
+    )
+}
+
+/// Deletes the capability in `cnode[slot]`.
+pub fn cnode_delete(cnode: CPtr, slot: u64) -> Result<(), Error> {
+    invoke_unit(cnode, Invocation::CNodeDelete, &[slot])
+}
+
+/// Deletes every capability derived from the one in `cnode[slot]`.
+pub fn cnode_revoke(cnode: CPtr, slot: u64) -> Result<(), Error> {
+    invoke_unit(cnode, Invocation::CNodeRevoke, &[slot])
+}
+
+/// What a thread runs on (the arguments of `TcbConfigure`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcbConfig {
+    /// The thread's CSpace root (a CNode capability in the caller's CSpace).
+    pub cnode: CPtr,
+    /// Its address space.
+    pub vspace: CPtr,
+    /// Its IPC-buffer frame (0 = none).
+    pub ipc_buffer_frame: CPtr,
+    /// Where that frame is mapped in the thread's address space.
+    pub ipc_buffer_vaddr: u64,
+    /// The endpoint its faults go to (0 = none).
+    pub fault_endpoint: CPtr,
+}
+
+/// Configures a suspended thread.
+pub fn tcb_configure(tcb: CPtr, config: &TcbConfig) -> Result<(), Error> {
+    invoke_unit(
+        tcb,
+        Invocation::TcbConfigure,
+        &[
+            config.cnode,
+            config.vspace,
+            config.ipc_buffer_frame,
+            config.ipc_buffer_vaddr,
+            config.fault_endpoint,
+        ],
+    )
+}
+
+/// The registers `TcbWriteRegisters` sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Registers {
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// Flags (the kernel always sets IF and clears IOPL).
+    pub rflags: u64,
+    /// First argument.
+    pub rdi: u64,
+    /// Second argument.
+    pub rsi: u64,
+    /// Third argument.
+    pub rdx: u64,
+}
+
+/// Sets a thread's registers.
+pub fn tcb_write_registers(tcb: CPtr, registers: &Registers) -> Result<(), Error> {
+    invoke_unit(
+        tcb,
+        Invocation::TcbWriteRegisters,
+        &[
+            registers.rip,
+            registers.rsp,
+            registers.rflags,
+            registers.rdi,
+            registers.rsi,
+            registers.rdx,
+        ],
+    )
+}
+
+/// What `TcbReadRegisters` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadStatus {
+    /// Instruction pointer.
+    pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// Flags.
+    pub rflags: u64,
+    /// `rax` (a blocked thread's pending result).
+    pub rax: u64,
+    /// First argument register.
+    pub rdi: u64,
+    /// The scheduling state as the kernel reported it.
+    pub state_raw: u64,
+}
+
+impl ThreadStatus {
+    /// The scheduling state (`None` for a number the ABI does not know).
+    pub fn state(&self) -> Option<ThreadState> {
+        thread_state(self.state_raw)
+    }
+}
+
+/// Decodes a [`ThreadState`] number.
+pub fn thread_state(value: u64) -> Option<ThreadState> {
+    Some(match value {
+        0 => ThreadState::Inactive,
+        1 => ThreadState::Runnable,
+        2 => ThreadState::BlockedOnSend,
+        3 => ThreadState::BlockedOnReceive,
+        4 => ThreadState::BlockedOnReply,
+        5 => ThreadState::BlockedOnNotification,
+        _ => return None,
+    })
+}
+
+/// Reads a thread's registers and state.
+pub fn tcb_read_registers(tcb: CPtr) -> Result<ThreadStatus, Error> {
+    let reply = invoke(tcb, Invocation::TcbReadRegisters, &[])?;
+    Ok(ThreadStatus {
+        rip: reply.mrs[0],
+        rsp: reply.mrs[1],
+        rflags: reply.mrs[2],
+        rax: reply.mrs[3],
+        rdi: ipc_buffer::mr(4),
+        state_raw: ipc_buffer::mr(5),
+    })
+}
+
+/// Makes a suspended, configured thread runnable.
+pub fn tcb_resume(tcb: CPtr) -> Result<(), Error> {
+    invoke_unit(tcb, Invocation::TcbResume, &[])
+}
+
+/// Stops a thread (aborting any IPC it is blocked in).
+pub fn tcb_suspend(tcb: CPtr) -> Result<(), Error> {
+    invoke_unit(tcb, Invocation::TcbSuspend, &[])
+}
+
+/// Moves a thread to CPU `cpu`.
+pub fn tcb_set_affinity(tcb: CPtr, cpu: u64) -> Result<(), Error> {
+    invoke_unit(tcb, Invocation::TcbSetAffinity, &[cpu])
+}
+
+/// Binds a notification to a thread (its signals also end the thread's
+/// endpoint receives).
+pub fn tcb_bind_notification(tcb: CPtr, notification: CPtr) -> Result<(), Error> {
+    invoke_unit(tcb, Invocation::TcbBindNotification, &[notification])
+}
+
+/// Removes a thread's bound notification.
+pub fn tcb_unbind_notification(tcb: CPtr) -> Result<(), Error> {
+    invoke_unit(tcb, Invocation::TcbUnbindNotification, &[])
+}
+
+/// Maps a frame into `vspace` at `vaddr` with `rights` (READ, WRITE, EXECUTE).
+pub fn frame_map(frame: CPtr, vspace: CPtr, vaddr: u64, rights: Rights) -> Result<(), Error> {
+    invoke_unit(frame, Invocation::FrameMap, &[vspace, vaddr, rights.0])
+}
+
+/// Removes this frame capability's mapping.
+pub fn frame_unmap(frame: CPtr) -> Result<(), Error> {
+    invoke_unit(frame, Invocation::FrameUnmap, &[])
+}
+
+/// The frame's physical address.
+pub fn frame_get_address(frame: CPtr) -> Result<u64, Error> {
+    invoke(frame, Invocation::FrameGetAddress, &[]).map(|reply| reply.mrs[0])
+}
+
+/// Makes a handler capability for interrupt line `irq` in slot `dest_slot`.
+pub fn irq_control_get(irq_control: CPtr, irq: u64, dest_slot: u64) -> Result<(), Error> {
+    invoke_unit(irq_control, Invocation::IrqControlGet, &[irq, dest_slot])
+}
+
+/// Routes the handler's interrupt to `notification` (its badge is signalled).
+pub fn irq_handler_set_notification(handler: CPtr, notification: CPtr) -> Result<(), Error> {
+    invoke_unit(
+        handler,
+        Invocation::IrqHandlerSetNotification,
+        &[notification],
+    )
+}
+
+/// Unmasks the handler's line after the interrupt was handled.
+pub fn irq_handler_ack(handler: CPtr) -> Result<(), Error> {
+    invoke_unit(handler, Invocation::IrqHandlerAck, &[])
+}
+
+/// Reads `width` bytes (1, 2 or 4) from I/O port `port`.
+pub fn ioport_in(ioport: CPtr, port: u64, width: u64) -> Result<u64, Error> {
+    invoke(ioport, Invocation::IoPortIn, &[port, width]).map(|reply| reply.mrs[0])
+}
+
+/// Writes `width` bytes (1, 2 or 4) of `value` to I/O port `port`.
+pub fn ioport_out(ioport: CPtr, port: u64, width: u64, value: u64) -> Result<(), Error> {
+    invoke_unit(ioport, Invocation::IoPortOut, &[port, width, value])
+}
+
+/// Makes a capability for ports `first..=last` (inside this one's range) in
+/// slot `dest_slot`.
+pub fn ioport_issue(ioport: CPtr, first: u64, last: u64, dest_slot: u64) -> Result<(), Error> {
+    invoke_unit(ioport, Invocation::IoPortIssue, &[first, last, dest_slot])
+}
+
+/// Powers the machine off with exit status `status`; returns only on error.
+pub fn machine_power_off(machine: CPtr, status: u64) -> Result<(), Error> {
+    invoke_unit(machine, Invocation::MachinePowerOff, &[status])
+}
+
+/// What `MachineCheckInvariants` reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Invariants {
+    /// Live kernel objects.
+    pub live_objects: u64,
+    /// Live capabilities.
+    pub live_caps: u64,
+    /// Whether every invariant holds.
+    pub consistent: bool,
+    /// CPUs online.
+    pub cpus: u64,
+}
+
+/// Checks the kernel's invariants.
+pub fn machine_check_invariants(machine: CPtr) -> Result<Invariants, Error> {
+    let reply = invoke(machine, Invocation::MachineCheckInvariants, &[])?;
+    Ok(Invariants {
+        live_objects: reply.mrs[0],
+        live_caps: reply.mrs[1],
+        consistent: reply.mrs[2] == 1,
+        cpus: reply.mrs[3],
+    })
+}
+
+/// The message-info word of an invocation with `length` arguments.
+pub fn invocation_info(label: Invocation, length: u64) -> MessageInfo {
+    MessageInfo::new(label as u64, 0, length)
+}

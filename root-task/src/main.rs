@@ -1,0 +1,253 @@
+//! The root task: the first user program. It reports what it was given,
+//! then acts on the kernel command line:
+//!
+//! - `test`: starts the `test-suite` module (with the `test-helper` module
+//!   passed on) and serves its faults;
+//! - `fuzz`: starts the `fuzz` module and serves its faults;
+//! - otherwise prints `root: ready` and, with `poweroff`, powers off (status
+//!   0); without it, idles.
+//!
+//! A started child gets all untyped memory but half of the largest region
+//! (which the root keeps to build the child), the Machine
+//! capability, a narrow I/O-port range, IRQ control (test suite only), and a
+//! badged copy of the root's fault endpoint; its arguments are the root's
+//! own command line (see `tarn_rt`'s start-page convention).
+
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use tarn_rt::abi::boot::{BootInfo, ModuleDesc, MAX_UNTYPED};
+use tarn_rt::abi::{fault, CPtr, Error, ObjectType, Rights};
+use tarn_rt::invoke;
+use tarn_rt::layout::slot;
+use tarn_rt::{println, CapGrant, Message, ProcessConfig, Resources, UntypedGrant};
+
+tarn_rt::entry!(main);
+
+/// Badge of the fault-endpoint copy the started child's thread uses.
+const CHILD_FAULT_BADGE: u64 = 1;
+/// The I/O ports the test suite may use (POST code and DMA page registers,
+/// harmless to read and write).
+const SUITE_PORTS: (u64, u64) = (0x80, 0x8F);
+/// The one I/O port the fuzzer may use.
+const FUZZ_PORTS: (u64, u64) = (0x80, 0x80);
+/// Main-thread stack of a started child (the root's own size).
+const CHILD_STACK_PAGES: u64 = 64;
+/// Page-table memory of a started child (log2 bytes).
+const CHILD_VSPACE_BITS: u64 = 21;
+
+fn main(arg: u64) {
+    let Some(info) = tarn_rt::start_info(arg) else {
+        println!("root: no boot information at {arg:#x}");
+        return;
+    };
+    let untyped_bytes: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
+    let names: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
+    println!(
+        "root: {} cpus, {} MiB untyped, modules: {}",
+        info.cpu_count,
+        untyped_bytes >> 20,
+        names.join(" ")
+    );
+
+    let mut resources = Resources::from_boot_info(info);
+    let words: Vec<&str> = info.cmdline().split_whitespace().collect();
+    if words.contains(&"test") {
+        run_child(
+            info,
+            &mut resources,
+            "test-suite",
+            &["test-helper"],
+            SUITE_PORTS,
+            true,
+        );
+    } else if words.contains(&"fuzz") {
+        run_child(info, &mut resources, "fuzz", &[], FUZZ_PORTS, false);
+    } else {
+        println!("root: ready");
+        if words.contains(&"poweroff") {
+            power_off(0);
+        }
+        idle(&mut resources);
+    }
+}
+
+/// Starts module `name` as a process and serves its faults forever.
+fn run_child(
+    info: &BootInfo,
+    resources: &mut Resources,
+    name: &str,
+    pass_on: &[&str],
+    ports: (u64, u64),
+    irq_control: bool,
+) -> ! {
+    let Some(module) = info.module(name) else {
+        println!("root: FAILED: no module called {name}");
+        power_off(1);
+    };
+    match start_child(info, resources, module, pass_on, ports, irq_control) {
+        Ok(fault_endpoint) => {
+            println!("root: started {name}");
+            serve_faults(fault_endpoint, name)
+        }
+        Err(error) => {
+            println!("root: FAILED: cannot start {name}: {error:?}");
+            power_off(1);
+        }
+    }
+}
+
+/// Builds the child; returns the fault endpoint the root listens on.
+fn start_child(
+    info: &BootInfo,
+    resources: &mut Resources,
+    module: &ModuleDesc,
+    pass_on: &[&str],
+    ports: (u64, u64),
+    irq_control: bool,
+) -> Result<CPtr, Error> {
+    // Memory: every untyped region but the largest moves to the child whole;
+    // the largest (where the kernel built the root's own objects) gives half.
+    resources.sync_untyped()?;
+    let largest = resources
+        .untyped
+        .regions()
+        .iter()
+        .max_by_key(|r| (r.size_bits, r.phys))
+        .copied()
+        .ok_or(Error::OutOfMemory)?;
+    let mut untyped = Vec::new();
+    let others: Vec<_> = resources
+        .untyped
+        .regions()
+        .iter()
+        .filter(|r| r.cptr != largest.cptr && r.watermark == 0)
+        .copied()
+        .collect();
+    for region in others.into_iter().take(MAX_UNTYPED - 1) {
+        resources.untyped.remove(region.cptr);
+        untyped.push(UntypedGrant {
+            cptr: region.cptr,
+            phys: region.phys,
+            size_bits: region.size_bits,
+        });
+    }
+    if let Ok((share, phys)) = resources.create_untyped(largest.size_bits - 1) {
+        untyped.push(UntypedGrant {
+            cptr: share,
+            phys,
+            size_bits: largest.size_bits - 1,
+        });
+    }
+
+    let fault_endpoint = resources.create(ObjectType::Endpoint, 0)?;
+    let child_fault = resources.alloc_slot()?;
+    invoke::cnode_mint(
+        resources.cnode,
+        child_fault,
+        resources.cnode,
+        fault_endpoint,
+        Rights::ALL,
+        CHILD_FAULT_BADGE,
+    )?;
+
+    let io_ports = resources.alloc_slot()?;
+    invoke::ioport_issue(slot::IO_PORTS, ports.0, ports.1, io_ports)?;
+
+    let mut caps = Vec::new();
+    caps.push(CapGrant {
+        source: slot::MACHINE,
+        dest: slot::MACHINE,
+        rights: Rights::ALL,
+        badge: 0,
+    });
+    caps.push(CapGrant {
+        source: io_ports,
+        dest: slot::IO_PORTS,
+        rights: Rights::ALL,
+        badge: 0,
+    });
+    if irq_control {
+        caps.push(CapGrant {
+            source: slot::IRQ_CONTROL,
+            dest: slot::IRQ_CONTROL,
+            rights: Rights::ALL,
+            badge: 0,
+        });
+    }
+    let modules: Vec<ModuleDesc> = pass_on
+        .iter()
+        .filter_map(|name| info.module(name))
+        .copied()
+        .collect();
+    let config = ProcessConfig {
+        elf: tarn_rt::module_bytes(module),
+        vspace_bits: CHILD_VSPACE_BITS,
+        stack_pages: CHILD_STACK_PAGES,
+        fault_endpoint: child_fault,
+        caps: &caps,
+        untyped: &untyped,
+        modules: &modules,
+        cmdline: info.cmdline(),
+        cpu_count: info.cpu_count,
+        cpu: None,
+    };
+    tarn_rt::spawn_process(resources, &config)?;
+    Ok(fault_endpoint)
+}
+
+/// Reports every fault message that arrives; the faulting thread stays stopped.
+fn serve_faults(endpoint: CPtr, name: &str) -> ! {
+    loop {
+        match tarn_rt::recv(endpoint) {
+            Ok(message) => report_fault(name, &message),
+            Err(error) => {
+                println!("root: cannot receive faults: {error:?}");
+                loop {
+                    tarn_rt::yield_now();
+                }
+            }
+        }
+    }
+}
+
+fn report_fault(name: &str, message: &Message) {
+    let task = if message.badge == CHILD_FAULT_BADGE {
+        name
+    } else {
+        "an unknown task"
+    };
+    let [rip, address, error_code, vector] = message.mrs;
+    match message.label() {
+        fault::PAGE_FAULT => {
+            println!("root: fault in {task}: page fault at address {address:#x}, rip {rip:#x}, error code {error_code:#x}")
+        }
+        fault::EXCEPTION => println!(
+            "root: fault in {task}: exception {vector} at rip {rip:#x}, error code {error_code:#x}"
+        ),
+        label => println!("root: fault in {task}: unexpected message label {label:#x}"),
+    }
+}
+
+/// Waits forever on a notification nobody signals.
+fn idle(resources: &mut Resources) -> ! {
+    let notification = resources.create(ObjectType::Notification, 0);
+    loop {
+        match notification {
+            Ok(notification) => {
+                let _ = tarn_rt::wait(notification, 0);
+            }
+            Err(_) => tarn_rt::yield_now(),
+        }
+    }
+}
+
+fn power_off(status: u64) -> ! {
+    let result = invoke::machine_power_off(slot::MACHINE, status);
+    println!("root: power-off failed: {result:?}");
+    tarn_rt::exit()
+}

@@ -1,0 +1,475 @@
+//! Tarn's boot-test scenarios and the checks applied to their output.
+//!
+//! A [`Scenario`] says how to boot the kernel (which emulator, how many CPUs,
+//! which kernel command line) and what the serial console must show: lines
+//! that must appear in order, lines that must not appear, and the exit status
+//! the kernel must report. `cargo xtask test` boots every scenario from
+//! [`scenarios`] in its own emulator process and hands the captured serial
+//! output and the kernel's exit status to [`check`].
+//!
+//! To add a scenario, append it to [`scenarios`] with the builder methods:
+//!
+//! ```
+//! use tarn_tests::{ExpectStatus, Scenario};
+//! let s = Scenario::qemu("ipc_selftest", 2, "test=ipc")
+//!     .expect("test ipc: ok")
+//!     .forbid("EXCEPTION")
+//!     .status(ExpectStatus::Exact(0));
+//! assert_eq!(s.smp, 2);
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::time::Duration;
+
+/// The line prefix of the kernel's final verdict, `tarn: exit status <N>`.
+pub const EXIT_LINE_PREFIX: &str = "tarn: exit status ";
+
+/// The line prefix of a benchmark figure, `bench: <name> <value> [unit]`.
+pub const BENCH_LINE_PREFIX: &str = "bench: ";
+
+/// How long a scenario may run before its emulator is killed and it fails.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Which emulator boots a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulator {
+    /// QEMU (TCG) booting the ELF through PVH (`-kernel`); the SVM machine.
+    Qemu,
+    /// Bochs booting a GRUB ISO through multiboot2; the VMX machine.
+    Bochs,
+}
+
+impl fmt::Display for Emulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Emulator::Qemu => "qemu",
+            Emulator::Bochs => "bochs",
+        })
+    }
+}
+
+/// The exit status a scenario expects the kernel to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectStatus {
+    /// Exactly this status.
+    Exact(i32),
+    /// Any status except 0 (a failure the test provokes on purpose).
+    NonZero,
+}
+
+impl ExpectStatus {
+    /// Whether `status` satisfies this expectation.
+    pub fn accepts(self, status: i32) -> bool {
+        match self {
+            ExpectStatus::Exact(expected) => status == expected,
+            ExpectStatus::NonZero => status != 0,
+        }
+    }
+}
+
+impl fmt::Display for ExpectStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectStatus::Exact(status) => write!(f, "{status}"),
+            ExpectStatus::NonZero => f.write_str("non-zero"),
+        }
+    }
+}
+
+/// One boot test: how to boot and what the serial output must show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// Unique name; also names the log file (`target/xtask/logs/<name>.log`).
+    pub name: String,
+    /// The emulator that boots it.
+    pub emulator: Emulator,
+    /// Number of CPUs.
+    pub smp: u32,
+    /// The kernel command line.
+    pub append: String,
+    /// Run QEMU with `-icount shift=0,sleep=off` (deterministic, TSC counts
+    /// instructions). Only meaningful for [`Emulator::Qemu`].
+    pub icount: bool,
+    /// Substrings that must appear in the output, in this order (a later one
+    /// must start after the end of the earlier one; several may share a line).
+    pub expect_lines: Vec<String>,
+    /// Substrings that must not appear anywhere in the output.
+    pub forbid: Vec<String>,
+    /// The exit status the kernel must report.
+    pub expect_status: ExpectStatus,
+    /// Wall-clock limit; the emulator is killed and the scenario fails after it.
+    pub timeout: Duration,
+}
+
+impl Scenario {
+    /// A scenario with no expectations yet and expected status 0.
+    pub fn new(name: &str, emulator: Emulator, smp: u32, append: &str) -> Scenario {
+        Scenario {
+            name: name.to_owned(),
+            emulator,
+            smp,
+            append: append.to_owned(),
+            icount: false,
+            expect_lines: Vec::new(),
+            forbid: Vec::new(),
+            expect_status: ExpectStatus::Exact(0),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// A QEMU scenario (see [`Scenario::new`]).
+    pub fn qemu(name: &str, smp: u32, append: &str) -> Scenario {
+        Scenario::new(name, Emulator::Qemu, smp, append)
+    }
+
+    /// A Bochs scenario (see [`Scenario::new`]).
+    pub fn bochs(name: &str, smp: u32, append: &str) -> Scenario {
+        Scenario::new(name, Emulator::Bochs, smp, append)
+    }
+
+    /// Adds a substring that must appear after all earlier expectations.
+    #[must_use]
+    pub fn expect(mut self, line: &str) -> Scenario {
+        self.expect_lines.push(line.to_owned());
+        self
+    }
+
+    /// Adds a substring that must not appear.
+    #[must_use]
+    pub fn forbid(mut self, text: &str) -> Scenario {
+        self.forbid.push(text.to_owned());
+        self
+    }
+
+    /// Sets the expected exit status.
+    #[must_use]
+    pub fn status(mut self, status: ExpectStatus) -> Scenario {
+        self.expect_status = status;
+        self
+    }
+
+    /// Runs the scenario under QEMU's deterministic instruction counter.
+    #[must_use]
+    pub fn icount(mut self) -> Scenario {
+        self.icount = true;
+        self
+    }
+
+    /// Sets the wall-clock limit.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Scenario {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The forbidden substrings every normal boot shares.
+    #[must_use]
+    pub fn forbid_failures(self) -> Scenario {
+        self.forbid("EXCEPTION").forbid("panic")
+    }
+}
+
+/// A plain boot that powers off: all `smp` CPUs come up, the virtualization
+/// extension is detected, nothing faults, and the kernel exits with 0.
+fn boot(name: &str, emulator: Emulator, smp: u32, virtualization: &str) -> Scenario {
+    Scenario::new(name, emulator, smp, "poweroff")
+        .expect(&format!("tarn: {smp} cpus online"))
+        .expect(&format!("tarn: virtualization: {virtualization}"))
+        .expect("tarn: exit status 0")
+        .forbid_failures()
+}
+
+/// Every boot test, in the order `cargo xtask test` runs them.
+pub fn scenarios() -> Vec<Scenario> {
+    let mut all: Vec<Scenario> = [1, 2, 4, 8]
+        .into_iter()
+        .map(|smp| boot(&format!("boot_smp{smp}"), Emulator::Qemu, smp, "svm"))
+        .collect();
+    all.push(boot("boot_icount_smp4", Emulator::Qemu, 4, "svm").icount());
+    all.push(
+        Scenario::qemu("selftest_pagefault", 1, "selftest=pagefault")
+            .expect("EXCEPTION")
+            .expect("page fault")
+            .expect("RIP=")
+            .expect("dead0000")
+            .expect(EXIT_LINE_PREFIX)
+            .forbid("did not fault")
+            .status(ExpectStatus::NonZero),
+    );
+    all.push(boot("bochs_vmx_smp2", Emulator::Bochs, 2, "vmx"));
+    all.push(
+        Scenario::qemu("unknown_option_warns", 1, "poweroff frobnicate=1")
+            .expect("warning: unknown kernel option 'frobnicate'")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
+    all
+}
+
+/// Checks a scenario's captured serial `output` and the kernel's exit
+/// `status` (the runner reports a run without any verdict as a failure
+/// before calling this). Returns the first problem found.
+pub fn check(scenario: &Scenario, output: &str, status: i32) -> Result<(), String> {
+    check_output(scenario, output)?;
+    if !scenario.expect_status.accepts(status) {
+        return Err(format!(
+            "exit status {status}, expected {}",
+            scenario.expect_status
+        ));
+    }
+    Ok(())
+}
+
+/// The output half of [`check`]: forbidden substrings, then expected ones in
+/// order. Also useful when a run produced no verdict, to say how far it got.
+pub fn check_output(scenario: &Scenario, output: &str) -> Result<(), String> {
+    for forbidden in &scenario.forbid {
+        if let Some(line) = output.lines().find(|l| l.contains(forbidden.as_str())) {
+            return Err(format!(
+                "forbidden `{forbidden}` appeared: {:?}",
+                line.trim()
+            ));
+        }
+    }
+    let mut position = 0;
+    let mut previous: Option<&str> = None;
+    for expected in &scenario.expect_lines {
+        match output[position..].find(expected.as_str()) {
+            Some(offset) => {
+                position += offset + expected.len();
+                previous = Some(expected);
+            }
+            None => {
+                return Err(match previous {
+                    Some(previous) if output.contains(expected.as_str()) => {
+                        format!("`{expected}` appeared, but not after `{previous}`")
+                    }
+                    _ => format!("missing expected line `{expected}`"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The status from the last `tarn: exit status <N>` line in `output`, if any.
+pub fn exit_status_line(output: &str) -> Option<i32> {
+    output.lines().rev().find_map(|line| {
+        let rest = &line[line.find(EXIT_LINE_PREFIX)? + EXIT_LINE_PREFIX.len()..];
+        let digits: &str = rest.trim_end();
+        digits.parse().ok()
+    })
+}
+
+/// One `bench: <name> <value> [unit]` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchResult {
+    /// The figure's name.
+    pub name: String,
+    /// Its value (under icount, usually an instruction count).
+    pub value: u64,
+    /// The unit printed after the value, if any.
+    pub unit: Option<String>,
+}
+
+/// Every benchmark line in `output`, in order. A line that starts with
+/// `bench: ` but does not have the form `bench: <name> <integer> [unit]` is
+/// an error.
+pub fn bench_results(output: &str) -> Result<Vec<BenchResult>, String> {
+    let mut results = Vec::new();
+    for line in output.lines() {
+        let Some(rest) = line.trim().strip_prefix(BENCH_LINE_PREFIX) else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let (Some(name), Some(value)) = (words.next(), words.next()) else {
+            return Err(format!("malformed bench line: {line:?}"));
+        };
+        let value = value
+            .parse()
+            .map_err(|_| format!("bench value is not an integer: {line:?}"))?;
+        let unit = words.next().map(str::to_owned);
+        if words.next().is_some() {
+            return Err(format!("malformed bench line: {line:?}"));
+        }
+        results.push(BenchResult {
+            name: name.to_owned(),
+            value,
+            unit,
+        });
+    }
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD_BOOT: &str = "\
+tarn: booting\n\
+tarn: 2 cpus online\n\
+tarn: virtualization: svm\n\
+tarn: exit status 0\n";
+
+    fn boot2() -> Scenario {
+        boot("b", Emulator::Qemu, 2, "svm")
+    }
+
+    #[test]
+    fn good_boot_passes() {
+        assert_eq!(check(&boot2(), GOOD_BOOT, 0), Ok(()));
+    }
+
+    #[test]
+    fn missing_line_fails() {
+        let output = GOOD_BOOT.replace("tarn: virtualization: svm\n", "");
+        let error = check(&boot2(), &output, 0).unwrap_err();
+        assert!(
+            error.contains("missing expected line `tarn: virtualization: svm`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn wrong_cpu_count_fails() {
+        let output = GOOD_BOOT.replace("2 cpus", "1 cpus");
+        assert!(check(&boot2(), &output, 0).is_err());
+    }
+
+    #[test]
+    fn wrong_order_fails() {
+        let output = "tarn: virtualization: svm\ntarn: 2 cpus online\ntarn: exit status 0\n";
+        let error = check(&boot2(), output, 0).unwrap_err();
+        assert!(error.contains("not after"), "{error}");
+    }
+
+    #[test]
+    fn expectations_may_share_a_line_in_order() {
+        let s = Scenario::qemu("pf", 1, "")
+            .expect("page fault")
+            .expect("dead0000");
+        assert_eq!(check(&s, "x page fault at 0xdead0000\n", 0), Ok(()));
+        assert!(check(&s, "x 0xdead0000 page fault\n", 0).is_err());
+    }
+
+    #[test]
+    fn one_occurrence_satisfies_only_one_expectation() {
+        let s = Scenario::qemu("twice", 1, "").expect("ok").expect("ok");
+        assert!(check(&s, "ok\n", 0).is_err());
+        assert_eq!(check(&s, "ok\nok\n", 0), Ok(()));
+    }
+
+    #[test]
+    fn wrong_status_fails() {
+        let error = check(&boot2(), GOOD_BOOT, 3).unwrap_err();
+        assert!(error.contains("exit status 3, expected 0"), "{error}");
+    }
+
+    #[test]
+    fn nonzero_expectation() {
+        let s = Scenario::qemu("f", 1, "").status(ExpectStatus::NonZero);
+        assert!(check(&s, "", 0).is_err());
+        assert_eq!(check(&s, "", 1), Ok(()));
+        assert_eq!(check(&s, "", 7), Ok(()));
+    }
+
+    #[test]
+    fn forbidden_line_fails() {
+        let output = GOOD_BOOT.replace("tarn: booting", "EXCEPTION #GP general protection fault");
+        let error = check(&boot2(), &output, 0).unwrap_err();
+        assert!(error.contains("forbidden `EXCEPTION`"), "{error}");
+        let output = GOOD_BOOT.replace("tarn: booting", "tarn: kernel panic on cpu 0: oops");
+        assert!(check(&boot2(), &output, 0).is_err());
+    }
+
+    #[test]
+    fn scenario_names_are_unique_and_the_required_ones_exist() {
+        let all = scenarios();
+        let mut names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "duplicate scenario names");
+        for required in [
+            "boot_smp1",
+            "boot_smp2",
+            "boot_smp4",
+            "boot_smp8",
+            "boot_icount_smp4",
+            "selftest_pagefault",
+            "bochs_vmx_smp2",
+            "unknown_option_warns",
+        ] {
+            assert!(names.contains(&required), "{required} missing");
+        }
+    }
+
+    #[test]
+    fn scenarios_are_well_formed() {
+        for s in scenarios() {
+            assert!(s.smp >= 1, "{}", s.name);
+            assert!(!s.expect_lines.is_empty(), "{}", s.name);
+            assert!(!(s.icount && s.emulator == Emulator::Bochs), "{}", s.name);
+            assert!(
+                s.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{}",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn pagefault_scenario_matches_the_kernel_report_format() {
+        let s = scenarios()
+            .into_iter()
+            .find(|s| s.name == "selftest_pagefault")
+            .unwrap();
+        let report = "tarn: 1 cpus online\n\
+            EXCEPTION #PF page fault (vector 14) on cpu 0, error code 0x0\n\
+            \x20 RIP=0xffffffff80001234 CS=0x8 RFLAGS=0x2 RSP=0xffff800000010000 SS=0x10\n\
+            \x20 CR2=0x00000000dead0000 (read of a not-present page, kernel mode)\n\
+            tarn: exit status 1\n";
+        assert_eq!(check(&s, report, 1), Ok(()));
+        assert!(check(&s, report, 0).is_err());
+        assert!(check(&s, &report.replace("dead0000", "beef0000"), 1).is_err());
+    }
+
+    #[test]
+    fn exit_status_line_parses_the_last_verdict() {
+        assert_eq!(exit_status_line(GOOD_BOOT), Some(0));
+        assert_eq!(exit_status_line("tarn: exit status 3\r\n"), Some(3));
+        assert_eq!(
+            exit_status_line("a\ntarn: exit status 1\ntarn: exit status 2\n"),
+            Some(2)
+        );
+        assert_eq!(exit_status_line("tarn: exit status x\n"), None);
+        assert_eq!(exit_status_line("tarn: 1 cpus online\n"), None);
+    }
+
+    #[test]
+    fn bench_lines_parse() {
+        let output = "tarn: 2 cpus online\nbench: boot 1234 insns\nbench: ipi 56\n";
+        let results = bench_results(output).unwrap();
+        assert_eq!(
+            results,
+            vec![
+                BenchResult {
+                    name: "boot".into(),
+                    value: 1234,
+                    unit: Some("insns".into())
+                },
+                BenchResult {
+                    name: "ipi".into(),
+                    value: 56,
+                    unit: None
+                },
+            ]
+        );
+        assert!(bench_results("bench: x 1.5\n").is_err());
+        assert!(bench_results("bench: x\n").is_err());
+        assert_eq!(bench_results("no benches\n"), Ok(Vec::new()));
+    }
+}

@@ -1,0 +1,132 @@
+//! Building the bootable images: user-task images first, then the kernel,
+//! which embeds them as boot modules.
+
+use std::path::{Path, PathBuf};
+
+use crate::ctx::{run_checked, Ctx, Result};
+use crate::deps::ensure_rust_target;
+
+/// The bare-metal target of the kernel and the user-task images.
+pub const TARGET: &str = "x86_64-unknown-none";
+
+/// The kernel package (and binary) name.
+pub const KERNEL_PACKAGE: &str = "tarn-kernel";
+
+/// A user-task image the kernel embeds as a boot module.
+pub struct UserImage {
+    /// The module name the kernel and the root task look it up by.
+    pub module: &'static str,
+    /// The package that builds it.
+    pub package: &'static str,
+    /// The binary (file name under `target/x86_64-unknown-none/release`).
+    pub binary: &'static str,
+}
+
+/// The user-task images, in the order the kernel receives them. They are
+/// built with one `cargo build --release --target x86_64-unknown-none -p ...`
+/// and handed to the kernel build in `TARN_BOOT_MODULES` ("name=path;...").
+/// The kernel starts `root-task`; the root task starts the others when the
+/// command line asks for them (`test`, `fuzz`).
+pub const USER_IMAGES: &[UserImage] = &[
+    UserImage {
+        module: "root-task",
+        package: "tarn-root-task",
+        binary: "root-task",
+    },
+    UserImage {
+        module: "test-suite",
+        package: "tarn-test-tasks",
+        binary: "test-suite",
+    },
+    UserImage {
+        module: "test-helper",
+        package: "tarn-test-tasks",
+        binary: "test-helper",
+    },
+    UserImage {
+        module: "fuzz",
+        package: "tarn-test-tasks",
+        binary: "fuzz",
+    },
+];
+
+/// The packages of [`USER_IMAGES`], each once, in order.
+pub fn user_packages() -> Vec<&'static str> {
+    let mut packages: Vec<&'static str> = Vec::new();
+    for image in USER_IMAGES {
+        if !packages.contains(&image.package) {
+            packages.push(image.package);
+        }
+    }
+    packages
+}
+
+/// Everything a boot needs.
+pub struct Images {
+    /// The kernel ELF (multiboot2 + PVH bootable).
+    pub kernel: PathBuf,
+}
+
+/// The path of a release binary built for [`TARGET`].
+fn target_binary(ctx: &Ctx, name: &str) -> PathBuf {
+    ctx.target.join(TARGET).join("release").join(name)
+}
+
+/// Builds release `packages` for [`TARGET`], with extra environment.
+fn cargo_build(ctx: &Ctx, packages: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let mut command = ctx.cargo();
+    command.args(["build", "--release", "--target", TARGET]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    run_checked(&mut command)
+}
+
+/// A built binary, or an error when the build did not produce it.
+fn built(ctx: &Ctx, binary: &str) -> Result<PathBuf> {
+    let path = target_binary(ctx, binary);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the build succeeded but {} is missing",
+            path.display()
+        ))
+    }
+}
+
+/// Builds the user-task images, then the kernel with them embedded.
+pub fn build_images(ctx: &Ctx) -> Result<Images> {
+    let packages = user_packages();
+    if !packages.is_empty() {
+        cargo_build(ctx, &packages, &[])?;
+    }
+    let mut modules = Vec::new();
+    for image in USER_IMAGES {
+        let path = built(ctx, image.binary)?;
+        modules.push(format!("{}={}", image.module, path.display()));
+    }
+    let modules = modules.join(";");
+    cargo_build(ctx, &[KERNEL_PACKAGE], &[("TARN_BOOT_MODULES", &modules)])?;
+    Ok(Images {
+        kernel: built(ctx, KERNEL_PACKAGE)?,
+    })
+}
+
+/// The images to boot: `elf` as the kernel when given (nothing is built),
+/// else freshly built ones.
+pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>) -> Result<Images> {
+    match elf {
+        Some(elf) if elf.is_file() => Ok(Images {
+            kernel: elf.to_path_buf(),
+        }),
+        Some(elf) => Err(format!("{}: no such file", elf.display())),
+        None => {
+            ensure_rust_target(ctx)?;
+            build_images(ctx)
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! `cargo xtask`: builds Tarn, boots it under QEMU (SVM) or Bochs (VMX),
+//! runs the test suite and the benchmarks. Run `cargo xtask help`.
+#![forbid(unsafe_code)]
+
+mod ctx;
+mod deps;
+mod emu;
+mod images;
+mod suite;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tarn_tests::Emulator;
+
+use ctx::{run_checked, Ctx, Result};
+use emu::{Boot, Session};
+use images::{KERNEL_PACKAGE, TARGET};
+use suite::TestOptions;
+
+/// Exit status of `run` when the kernel gave no verdict (timeout, triple
+/// fault, emulator failure). Kernel statuses that QEMU can report are 0..=127.
+const NO_VERDICT: u8 = 125;
+
+/// Default `run` timeout when stdin is not a terminal (scripts, CI).
+const NONINTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+commands:
+  build                 build the kernel image (and the user images it embeds)
+  run [options]         build, then boot under QEMU (default) or Bochs (--vmx)
+      --smp N           CPUs (default 4; 2 with --vmx)
+      --append ARGS     kernel command line (default: empty)
+      --icount          QEMU -icount shift=0,sleep=off (TSC counts instructions)
+      --vmx             boot under Bochs through a GRUB ISO (VMX machine)
+      --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/release/tarn-kernel
+                        -ex 'target remote :1234'`
+      --timeout SECS    kill the emulator after SECS (default: none on a terminal,
+                        300 otherwise)
+      --elf PATH        boot this ELF instead of building (also for `test`)
+    exit status: the kernel's exit status, or 125 without a verdict
+  test [options]        host unit tests (cargo test), then every boot scenario
+      --filter SUBSTR   only scenarios whose name contains SUBSTR
+      --no-host         skip the host unit tests
+      --jobs N          emulators running at once (default 2)
+      --elf PATH        boot this ELF instead of building
+  bench [--json]        boot `bench` under QEMU with icount on 2 CPUs; print the figures
+  lint                  cargo fmt --check and clippy -D warnings (host crates and kernel)
+  deps                  run tools/install-deps.sh (QEMU >= 8.1, Bochs, GRUB tools)
+  help                  this text";
+
+/// Options of `cargo xtask run`.
+struct RunOptions {
+    smp: Option<u32>,
+    append: String,
+    icount: bool,
+    vmx: bool,
+    gdb: bool,
+    timeout: Option<Duration>,
+    elf: Option<PathBuf>,
+}
+
+/// A parsed command line.
+enum Command {
+    Build,
+    Run(RunOptions),
+    Test(TestOptions),
+    Bench { json: bool },
+    Lint,
+    Deps,
+    Help,
+}
+
+/// Splits `--name=value` and `--name value` options.
+struct Args {
+    words: std::vec::IntoIter<String>,
+}
+
+impl Args {
+    /// The next option: its name and an inline `=value`, if any.
+    fn next_option(&mut self) -> Option<(String, Option<String>)> {
+        let word = self.words.next()?;
+        Some(match word.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_owned(), Some(value.to_owned()))
+            }
+            _ => (word, None),
+        })
+    }
+
+    /// The value of option `name` (inline or the next word).
+    fn value(&mut self, name: &str, inline: Option<String>) -> Result<String> {
+        inline
+            .or_else(|| self.words.next())
+            .ok_or_else(|| format!("{name} needs a value"))
+    }
+
+    /// A numeric option value.
+    fn number(&mut self, name: &str, inline: Option<String>) -> Result<u64> {
+        let value = self.value(name, inline)?;
+        value
+            .parse()
+            .map_err(|_| format!("{name}: `{value}` is not a number"))
+    }
+}
+
+/// Rejects an inline value on a flag that takes none.
+fn no_value(name: &str, inline: Option<String>) -> Result<()> {
+    match inline {
+        Some(_) => Err(format!("{name} takes no value")),
+        None => Ok(()),
+    }
+}
+
+/// Parses the command line (without the program name).
+fn parse(words: Vec<String>) -> Result<Command> {
+    let mut args = Args {
+        words: words.into_iter(),
+    };
+    let Some((command, _)) = args.next_option() else {
+        return Ok(Command::Help);
+    };
+    let unknown = |option: &str| {
+        Err(format!(
+            "unknown option `{option}` for `{command}` (see `cargo xtask help`)"
+        ))
+    };
+    match command.as_str() {
+        "build" | "lint" | "deps" | "help" | "-h" | "--help" => {
+            if let Some((option, _)) = args.next_option() {
+                return unknown(&option);
+            }
+            Ok(match command.as_str() {
+                "build" => Command::Build,
+                "lint" => Command::Lint,
+                "deps" => Command::Deps,
+                _ => Command::Help,
+            })
+        }
+        "run" => {
+            let mut run = RunOptions {
+                smp: None,
+                append: String::new(),
+                icount: false,
+                vmx: false,
+                gdb: false,
+                timeout: None,
+                elf: None,
+            };
+            while let Some((option, inline)) = args.next_option() {
+                match option.as_str() {
+                    "--smp" => {
+                        let smp = args.number(&option, inline)?;
+                        run.smp = Some(
+                            u32::try_from(smp)
+                                .ok()
+                                .filter(|n| (1..=255).contains(n))
+                                .ok_or("--smp must be between 1 and 255")?,
+                        );
+                    }
+                    "--append" => run.append = args.value(&option, inline)?,
+                    "--elf" => run.elf = Some(args.value(&option, inline)?.into()),
+                    "--timeout" => {
+                        run.timeout = Some(Duration::from_secs(args.number(&option, inline)?));
+                    }
+                    "--icount" => {
+                        no_value(&option, inline)?;
+                        run.icount = true;
+                    }
+                    "--vmx" => {
+                        no_value(&option, inline)?;
+                        run.vmx = true;
+                    }
+                    "--gdb" => {
+                        no_value(&option, inline)?;
+                        run.gdb = true;
+                    }
+                    other => return unknown(other),
+                }
+            }
+            if run.vmx && run.icount {
+                return Err(
+                    "--icount does not apply to --vmx: Bochs is already clocked by \
+                            instructions (clock: sync=none, fixed ips)"
+                        .to_owned(),
+                );
+            }
+            if run.vmx && run.gdb {
+                return Err(
+                    "--gdb is QEMU-only (Bochs here has its own debugger, not a gdb stub)"
+                        .to_owned(),
+                );
+            }
+            Ok(Command::Run(run))
+        }
+        "test" => {
+            let mut test = TestOptions {
+                filter: None,
+                host: true,
+                jobs: 2,
+                elf: None,
+            };
+            while let Some((option, inline)) = args.next_option() {
+                match option.as_str() {
+                    "--filter" => test.filter = Some(args.value(&option, inline)?),
+                    "--elf" => test.elf = Some(args.value(&option, inline)?.into()),
+                    "--no-host" => {
+                        no_value(&option, inline)?;
+                        test.host = false;
+                    }
+                    "--jobs" => {
+                        let jobs = args.number(&option, inline)?;
+                        test.jobs = usize::try_from(jobs).unwrap_or(1).max(1);
+                    }
+                    other => return unknown(other),
+                }
+            }
+            Ok(Command::Test(test))
+        }
+        "bench" => {
+            let mut json = false;
+            while let Some((option, inline)) = args.next_option() {
+                match option.as_str() {
+                    "--json" => {
+                        no_value(&option, inline)?;
+                        json = true;
+                    }
+                    other => return unknown(other),
+                }
+            }
+            Ok(Command::Bench { json })
+        }
+        other => Err(format!(
+            "unknown command `{other}` (see `cargo xtask help`)"
+        )),
+    }
+}
+
+/// `cargo xtask run`: build, boot, return the kernel's exit status.
+fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
+    deps::ensure_emulators(ctx, options.vmx)?;
+    let images = images::build_or_use(ctx, options.elf.as_deref())?;
+    let emulator = if options.vmx {
+        Emulator::Bochs
+    } else {
+        Emulator::Qemu
+    };
+    let boot = Boot {
+        emulator,
+        smp: options.smp.unwrap_or(if options.vmx { 2 } else { 4 }),
+        append: options.append.clone(),
+        icount: options.icount,
+        gdb: options.gdb,
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let timeout = match options.timeout {
+        Some(timeout) => Some(timeout),
+        None if interactive || options.gdb => None,
+        None => Some(NONINTERACTIVE_TIMEOUT),
+    };
+    if options.gdb {
+        eprintln!(
+            "xtask: QEMU waits for a debugger; attach with:\n  gdb {} -ex 'target remote :1234'",
+            images.kernel.display()
+        );
+    }
+    eprintln!(
+        "xtask: booting under {emulator} with {} cpus, append {:?}{}",
+        boot.smp,
+        boot.append,
+        if boot.icount { ", icount" } else { "" }
+    );
+    if emulator == Emulator::Bochs && interactive {
+        eprintln!("xtask: (Bochs' serial port is output-only here; stdin is not connected)");
+    }
+    let session = Session {
+        elf: &images.kernel,
+        work_dir: ctx.xtask_dir().join("runs").join("run"),
+        timeout,
+        live: true,
+        interactive: interactive && emulator == Emulator::Qemu,
+    };
+    let outcome = emu::run(&session, &boot)?;
+    if !outcome.output.is_empty() && !outcome.output.ends_with('\n') {
+        println!();
+    }
+    let summary = match &outcome.verdict {
+        Ok(status) => format!("exit status {status}"),
+        Err(why) => why.clone(),
+    };
+    let log = ctx.log_path("run");
+    let _ = emu::write_log(&log, "cargo xtask run", &outcome, &summary);
+    if let Some(warning) = &outcome.warning {
+        eprintln!("xtask: warning: {warning}");
+    }
+    match outcome.verdict {
+        Ok(status) => Ok(u8::try_from(status).unwrap_or(NO_VERDICT)),
+        Err(why) => {
+            eprintln!("xtask: {why} (log: {})", log.display());
+            Ok(NO_VERDICT)
+        }
+    }
+}
+
+/// `cargo xtask lint`.
+fn lint(ctx: &Ctx) -> Result<()> {
+    deps::ensure_rust_target(ctx)?;
+    run_checked(ctx.cargo().args(["fmt", "--all", "--check"]))?;
+    run_checked(
+        ctx.cargo()
+            .args(["clippy", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    let mut command = ctx.cargo();
+    command.args(["clippy", "--target", TARGET, "-p", KERNEL_PACKAGE]);
+    for package in images::user_packages() {
+        command.args(["-p", package]);
+    }
+    run_checked(command.args(["--", "-D", "warnings"]))
+}
+
+/// Runs a parsed command; the process exit code.
+fn execute(command: Command) -> Result<ExitCode> {
+    let ctx = Ctx::new();
+    match command {
+        Command::Help => println!("{HELP}"),
+        Command::Build => {
+            let images = images::build_or_use(&ctx, None)?;
+            println!("{}", images.kernel.display());
+        }
+        Command::Run(options) => return Ok(ExitCode::from(run(&ctx, &options)?)),
+        Command::Test(options) => {
+            if !suite::test(&ctx, &options)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Bench { json } => suite::bench(&ctx, json)?,
+        Command::Lint => lint(&ctx)?,
+        Command::Deps => deps::install(&ctx)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    match parse(words).and_then(execute) {
+        Ok(code) => code,
+        Err(why) => {
+            eprintln!("xtask: error: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn run_options_parse() {
+        let Ok(Command::Run(run)) =
+            parse(words("run --smp 2 --append=poweroff --icount --timeout 9"))
+        else {
+            panic!("run did not parse");
+        };
+        assert_eq!(run.smp, Some(2));
+        assert_eq!(run.append, "poweroff");
+        assert!(run.icount && !run.vmx && !run.gdb);
+        assert_eq!(run.timeout, Some(Duration::from_secs(9)));
+        let mut with_spaces = words("run --append");
+        with_spaces.push("poweroff frobnicate=1".into());
+        let Ok(Command::Run(run)) = parse(with_spaces) else {
+            panic!("run did not parse");
+        };
+        assert_eq!(run.append, "poweroff frobnicate=1");
+    }
+
+    #[test]
+    fn bad_command_lines_are_errors() {
+        assert!(parse(words("run --vmx --icount")).is_err());
+        assert!(parse(words("run --vmx --gdb")).is_err());
+        assert!(parse(words("run --smp")).is_err());
+        assert!(parse(words("run --smp x")).is_err());
+        assert!(parse(words("run --smp 0")).is_err());
+        assert!(parse(words("run --frob")).is_err());
+        assert!(parse(words("run --icount=1")).is_err());
+        assert!(parse(words("build extra")).is_err());
+        assert!(parse(words("explode")).is_err());
+    }
+
+    #[test]
+    fn test_and_bench_options_parse() {
+        let Ok(Command::Test(test)) = parse(words("test --filter boot --no-host --jobs 1")) else {
+            panic!("test did not parse");
+        };
+        assert_eq!(test.filter.as_deref(), Some("boot"));
+        assert!(!test.host);
+        assert_eq!(test.jobs, 1);
+        assert!(matches!(
+            parse(words("bench --json")),
+            Ok(Command::Bench { json: true })
+        ));
+        assert!(matches!(parse(Vec::new()), Ok(Command::Help)));
+    }
+}

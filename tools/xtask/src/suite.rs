@@ -1,0 +1,278 @@
+//! `cargo xtask test` (host unit tests, then the boot scenarios) and
+//! `cargo xtask bench`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use tarn_tests::{bench_results, check, check_output, scenarios, Emulator, Scenario};
+
+use crate::ctx::{run_checked, Ctx, Result};
+use crate::deps::ensure_emulators;
+use crate::emu::{self, write_log, Boot, Session};
+use crate::images::build_or_use;
+
+/// Options of `cargo xtask test`.
+pub struct TestOptions {
+    /// Run only scenarios whose name contains this.
+    pub filter: Option<String>,
+    /// Run the host unit tests first.
+    pub host: bool,
+    /// How many emulators run at once.
+    pub jobs: usize,
+    /// Boot this ELF instead of building the images.
+    pub elf: Option<PathBuf>,
+}
+
+/// The scenarios `filter` selects (all without a filter).
+pub fn select(all: Vec<Scenario>, filter: Option<&str>) -> Vec<Scenario> {
+    all.into_iter()
+        .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
+        .collect()
+}
+
+/// The boot configuration of a scenario.
+fn boot_of(scenario: &Scenario) -> Boot {
+    Boot {
+        emulator: scenario.emulator,
+        smp: scenario.smp,
+        append: scenario.append.clone(),
+        icount: scenario.icount,
+        gdb: false,
+    }
+}
+
+/// Boots one scenario, writes its log, and checks it.
+fn run_scenario(
+    ctx: &Ctx,
+    elf: &Path,
+    scenario: &Scenario,
+) -> (std::result::Result<(), String>, Duration) {
+    let session = Session {
+        elf,
+        work_dir: ctx.xtask_dir().join("runs").join(&scenario.name),
+        timeout: Some(scenario.timeout),
+        live: false,
+        interactive: false,
+    };
+    let outcome = match emu::run(&session, &boot_of(scenario)) {
+        Ok(outcome) => outcome,
+        Err(why) => return (Err(why), Duration::ZERO),
+    };
+    let result = match &outcome.verdict {
+        Ok(status) => check(scenario, &outcome.output, *status),
+        Err(why) => Err(match check_output(scenario, &outcome.output) {
+            Ok(()) => why.clone(),
+            Err(also) => format!("{why}; {also}"),
+        }),
+    };
+    let title = format!(
+        "scenario {} ({}, smp {}, append {:?}{})",
+        scenario.name,
+        scenario.emulator,
+        scenario.smp,
+        scenario.append,
+        if scenario.icount { ", icount" } else { "" }
+    );
+    let summary = match &result {
+        Ok(()) => "PASS".to_owned(),
+        Err(why) => format!("FAIL: {why}"),
+    };
+    let result = match write_log(&ctx.log_path(&scenario.name), &title, &outcome, &summary) {
+        Ok(()) => result,
+        Err(why) => result.and(Err(why)),
+    };
+    (result, outcome.elapsed)
+}
+
+/// Runs the host unit tests and the selected boot scenarios; true when all
+/// passed.
+pub fn test(ctx: &Ctx, options: &TestOptions) -> Result<bool> {
+    let selected = select(scenarios(), options.filter.as_deref());
+    if selected.is_empty() {
+        return Err(format!(
+            "no boot scenario matches {:?}",
+            options.filter.as_deref().unwrap_or("")
+        ));
+    }
+    let mut host_ok = true;
+    if options.host {
+        println!("== host unit tests (cargo test)");
+        if let Err(why) = run_checked(ctx.cargo().arg("test")) {
+            println!("host unit tests FAILED: {why}");
+            host_ok = false;
+        }
+    }
+    let needs_bochs = selected.iter().any(|s| s.emulator == Emulator::Bochs);
+    ensure_emulators(ctx, needs_bochs)?;
+    let images = build_or_use(ctx, options.elf.as_deref())?;
+    let jobs = options.jobs.clamp(1, selected.len());
+    println!(
+        "== boot tests ({} scenarios, {jobs} at a time; logs in {})",
+        selected.len(),
+        ctx.xtask_dir().join("logs").display()
+    );
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let print = Mutex::new(());
+    thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                let Some(scenario) = selected.get(index) else {
+                    break;
+                };
+                let (result, elapsed) = run_scenario(ctx, &images.kernel, scenario);
+                let _guard = print.lock().unwrap_or_else(|e| e.into_inner());
+                match result {
+                    Ok(()) => println!("PASS {} ({:.1} s)", scenario.name, elapsed.as_secs_f64()),
+                    Err(why) => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        println!(
+                            "FAIL {}: {why} ({:.1} s; log: {})",
+                            scenario.name,
+                            elapsed.as_secs_f64(),
+                            ctx.log_path(&scenario.name).display()
+                        );
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner();
+    println!(
+        "boot tests: {} passed, {failed} failed",
+        selected.len() - failed
+    );
+    if !host_ok {
+        println!("host unit tests: FAILED");
+    }
+    Ok(host_ok && failed == 0)
+}
+
+/// Formats benchmark results as a table or a JSON object.
+pub fn format_bench(results: &[tarn_tests::BenchResult], json: bool) -> String {
+    let mut text = String::new();
+    if json {
+        let fields: Vec<String> = results
+            .iter()
+            .map(|r| {
+                let name = r.name.replace('\\', "\\\\").replace('"', "\\\"");
+                format!("\"{name}\": {}", r.value)
+            })
+            .collect();
+        let _ = writeln!(text, "{{{}}}", fields.join(", "));
+    } else {
+        let width = results
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        let value_width = results
+            .iter()
+            .map(|r| r.value.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let _ = writeln!(text, "{:width$}  {:>value_width$}", "name", "value");
+        for r in results {
+            let unit = r
+                .unit
+                .as_deref()
+                .map(|u| format!(" {u}"))
+                .unwrap_or_default();
+            let _ = writeln!(text, "{:width$}  {:>value_width$}{unit}", r.name, r.value);
+        }
+    }
+    text
+}
+
+/// Boots `bench` under QEMU with icount on 2 CPUs and prints the figures.
+pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
+    ensure_emulators(ctx, false)?;
+    let images = build_or_use(ctx, None)?;
+    let boot = Boot {
+        emulator: Emulator::Qemu,
+        smp: 2,
+        append: "bench".into(),
+        icount: true,
+        gdb: false,
+    };
+    let session = Session {
+        elf: &images.kernel,
+        work_dir: ctx.xtask_dir().join("runs").join("bench"),
+        timeout: Some(Duration::from_secs(300)),
+        live: false,
+        interactive: false,
+    };
+    let outcome = emu::run(&session, &boot)?;
+    let log = ctx.log_path("bench");
+    let results = match (&outcome.verdict, bench_results(&outcome.output)) {
+        (Ok(0), Ok(results)) if !results.is_empty() => Ok(results),
+        (Ok(0), Ok(_)) => Err("the kernel printed no `bench:` line".to_owned()),
+        (Ok(0), Err(why)) => Err(why),
+        (Ok(status), _) => Err(format!("the bench run failed with exit status {status}")),
+        (Err(why), _) => Err(why.clone()),
+    };
+    let summary = match &results {
+        Ok(_) => "PASS".to_owned(),
+        Err(why) => format!("FAIL: {why}"),
+    };
+    write_log(&log, "bench (qemu, smp 2, icount)", &outcome, &summary)?;
+    let results = results.map_err(|why| {
+        let tail: Vec<&str> = outcome.output.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "{why}\nlast serial lines:\n{}\nfull log: {}",
+            tail.join("\n"),
+            log.display()
+        )
+    })?;
+    print!("{}", format_bench(&results, json));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tarn_tests::BenchResult;
+
+    #[test]
+    fn filter_selects_by_substring() {
+        let all = || scenarios();
+        assert_eq!(select(all(), None).len(), all().len());
+        let boots = select(all(), Some("boot_smp"));
+        assert_eq!(boots.len(), 4);
+        assert!(select(all(), Some("no such scenario")).is_empty());
+        assert_eq!(select(all(), Some("bochs"))[0].emulator, Emulator::Bochs);
+    }
+
+    #[test]
+    fn bench_formats() {
+        let results = vec![
+            BenchResult {
+                name: "boot".into(),
+                value: 1234,
+                unit: Some("insns".into()),
+            },
+            BenchResult {
+                name: "ipi_remote_wake".into(),
+                value: 5,
+                unit: None,
+            },
+        ];
+        assert_eq!(
+            format_bench(&results, true),
+            "{\"boot\": 1234, \"ipi_remote_wake\": 5}\n"
+        );
+        let table = format_bench(&results, false);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "name             value");
+        assert_eq!(lines[1], "boot              1234 insns");
+        assert_eq!(lines[2], "ipi_remote_wake      5");
+    }
+}
