@@ -8,11 +8,13 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Invocation {
     /// Untyped. MR0 = [`crate::ObjectType`], MR1 = size_bits (CNode: log2 slots,
-    /// 1..=16; VSpace: log2 bytes, 14..=24, the first page being the PML4 and
+    /// 1..=16; VSpace: log2 bytes, 15..=24, the first page being the PML4 and
     /// the rest page-table memory for its mappings; Untyped: log2 bytes,
     /// 12..=40; others ignore it), MR2 = destination CNode cptr, MR3 =
     /// first destination slot, MR4 = count (1..=256). The slots must be empty.
-    /// Objects are placed at the untyped's watermark, aligned to their size.
+    /// Objects are placed at the untyped's watermark, aligned to their size,
+    /// and start zeroed. Sizes: [`crate::object_size`]. Revoking the untyped
+    /// capability destroys everything made from it and resets the watermark.
     UntypedRetype = 1,
 
     /// CNode (destination). MR0 = destination slot, MR1 = source CNode cptr,
@@ -22,18 +24,19 @@ pub enum Invocation {
     /// CNode (destination). MR0 = destination slot, MR1 = source CNode cptr,
     /// MR2 = source slot, MR3 = rights mask, MR4 = badge (endpoint and
     /// notification capabilities only: a non-zero badge on a badged source is
-    /// `IllegalState`; a badge on another type is `InvalidArgument`).
+    /// `IllegalState`; a badge on another type is `InvalidArgument`; badge 0
+    /// makes a plain copy).
     /// Untyped and IrqHandler capabilities are never copied or minted
     /// (`IllegalOperation`): move them instead.
     CNodeMint = 3,
     /// CNode (destination). MR0 = destination slot, MR1 = source CNode cptr,
     /// MR2 = source slot. Moves the capability and its place in the tree.
     CNodeMove = 4,
-    /// CNode. MR0 = slot. Deletes the capability; deleting the last
-    /// capability to an object destroys the object.
+    /// CNode. MR0 = slot. Deletes the capability (an empty slot is fine);
+    /// deleting the last capability to an object destroys the object.
     CNodeDelete = 5,
-    /// CNode. MR0 = slot. Deletes every capability derived from this one, in
-    /// every CNode; the capability itself stays.
+    /// CNode. MR0 = slot (must hold a capability). Deletes every capability
+    /// derived from this one, in every CNode; the capability itself stays.
     CNodeRevoke = 6,
 
     /// Tcb. MR0 = CNode cptr (the thread's cspace), MR1 = VSpace cptr, MR2 =

@@ -46,6 +46,29 @@ pub const MAX_EXTRA_CAPS: usize = 3;
 /// Longest text one `DebugWrite` prints.
 pub const MAX_DEBUG_WRITE: usize = 512;
 
+/// Bytes of one capability slot (a CNode of 2^n slots is 2^(n+6) bytes).
+pub const SLOT_BYTES: u64 = 64;
+/// log2 bytes of a TCB.
+pub const TCB_SIZE_BITS: u64 = 11;
+/// Bytes of an endpoint or a notification.
+pub const IPC_OBJECT_BYTES: u64 = 64;
+
+/// Bytes an object of `object_type` with `size_bits` (as in `UntypedRetype`)
+/// occupies in untyped memory; `None` for types that are not retyped or a
+/// size outside the type's range.
+pub const fn object_size(object_type: ObjectType, size_bits: u64) -> Option<u64> {
+    match object_type {
+        ObjectType::Untyped if size_bits >= 12 && size_bits <= 40 => Some(1 << size_bits),
+        ObjectType::CNode if size_bits >= 1 && size_bits <= 16 => Some(SLOT_BYTES << size_bits),
+        ObjectType::Tcb => Some(1 << TCB_SIZE_BITS),
+        ObjectType::Endpoint | ObjectType::Notification => Some(IPC_OBJECT_BYTES),
+        ObjectType::Frame4K => Some(4096),
+        ObjectType::Frame2M => Some(2 << 20),
+        ObjectType::VSpace if size_bits >= 15 && size_bits <= 24 => Some(1 << size_bits),
+        _ => None,
+    }
+}
+
 /// System call numbers (`rax`).
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,12 +92,17 @@ pub enum Syscall {
     Signal = 8,
     /// Wait for a notification's word to become non-zero, optionally with a
     /// relative timeout in nanoseconds (`rdx`, 0 = none; `Timeout` on expiry).
+    /// The word arrives in `rdi` (and is cleared). A `Recv` on an endpoint
+    /// woken by the thread's bound notification looks the same: `rdi` = the
+    /// word, message-info 0.
     Wait = 9,
     /// Read-and-clear a notification's word without blocking (`WouldBlock` if 0).
     Poll = 10,
     /// Give up the rest of this time slice.
     Yield = 11,
-    /// Print text on the kernel console as one line (`rdi` pointer, `rsi` length).
+    /// Print text on the kernel console as one line (`rdi` pointer, `rsi`
+    /// length ≤ [`MAX_DEBUG_WRITE`], else `InvalidArgument`; a newline is added
+    /// unless the text ends with one).
     DebugWrite = 12,
 }
 
@@ -138,11 +166,14 @@ pub enum Error {
     AlreadyMapped = 15,
     /// The frame is not mapped (unmap).
     NotMapped = 16,
-    /// A numeric argument is out of range (CPU index, IRQ, I/O port, slot index).
+    /// A numeric argument is out of range (CPU index, IRQ, I/O port, a retype
+    /// destination range past the end of the CNode). A single slot index
+    /// outside its CNode is `InvalidCapability`.
     OutOfRange = 17,
     /// The object is in a state that forbids the operation (e.g. resuming a
-    /// thread with no address space, retyping untyped memory that still has
-    /// children).
+    /// thread with no address space, configuring a running thread, binding a
+    /// notification that is already bound, re-badging a badged capability,
+    /// claiming an IRQ that has a handler).
     IllegalState = 18,
     /// The VSpace has no table memory left for a new mapping.
     OutOfTableMemory = 19,
@@ -245,7 +276,9 @@ impl Rights {
     pub const READ: Rights = Rights(1);
     /// Send on an endpoint / signal a notification / map a frame writable.
     pub const WRITE: Rights = Rights(2);
-    /// Transfer capabilities in messages sent through this endpoint capability.
+    /// Transfer capabilities in messages sent through this endpoint
+    /// capability. Without it the message still arrives, without the
+    /// capabilities (`extra_caps` 0 at the receiver).
     pub const GRANT: Rights = Rights(4);
     /// Map a frame executable.
     pub const EXECUTE: Rights = Rights(8);

@@ -12,6 +12,7 @@ use tarn_ipc_schema::Error;
 pub fn invoke_io_port(
     guard: &mut KernelGuard,
     caller: &mut Caller,
+    slot: u64,
     first: u16,
     last: u16,
     label: Invocation,
@@ -50,17 +51,12 @@ pub fn invoke_io_port(
             if read_cap(guard, dest) != Cap::Null {
                 return Err(Error::SlotOccupied);
             }
-            // The narrower capability is a root of its own: revoking it is
-            // independent of the wider one it was issued from.
-            insert_cap(
-                guard,
-                dest,
-                Cap::IoPort {
-                    first: new_first as u16,
-                    last: new_last as u16,
-                },
-                0,
-            );
+            // A child of the wider capability: revoking that takes it back.
+            let narrower = Cap::IoPort {
+                first: new_first as u16,
+                last: new_last as u16,
+            };
+            insert_cap(guard, dest, narrower, slot);
             Ok(())
         }
         _ => Err(Error::IllegalOperation),
@@ -114,7 +110,12 @@ struct Irqs {
 }
 
 static IRQ_TABLE: crate::arch::lock::BklCell<Irqs> = crate::arch::lock::BklCell::new(Irqs {
-    lines: [IrqLine { claimed: false, gsi: 0, notification: 0, badge: 0 }; IRQS],
+    lines: [IrqLine {
+        claimed: false,
+        gsi: 0,
+        notification: 0,
+        badge: 0,
+    }; IRQS],
     routes: [(0, false, false); IRQS],
     cpu_apic_id: 0,
 });
@@ -141,7 +142,11 @@ pub fn init_irqs(madt: &tarn_kernel_core::acpi::Madt, cpu_apic_id: u32) {
 }
 
 /// Handles an invocation on the IrqControl capability.
-pub fn invoke_irq_control(guard: &mut KernelGuard, caller: &mut Caller, label: Invocation) -> Result<(), Error> {
+pub fn invoke_irq_control(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    label: Invocation,
+) -> Result<(), Error> {
     if label != Invocation::IrqControlGet {
         return Err(Error::IllegalOperation);
     }
@@ -156,22 +161,38 @@ pub fn invoke_irq_control(guard: &mut KernelGuard, caller: &mut Caller, label: I
     if IRQ_TABLE.get(guard).lines[irq as usize].claimed {
         return Err(Error::IllegalState);
     }
-    let dest = object::slot_address(caller.cspace(), caller.mr(1)).map_err(|_| Error::InvalidCapability)?;
+    let dest = object::slot_address(caller.cspace(), caller.mr(1))
+        .map_err(|_| Error::InvalidCapability)?;
     if read_cap(guard, dest) != Cap::Null {
         return Err(Error::SlotOccupied);
     }
     let table = IRQ_TABLE.get(guard);
-    table.lines[irq as usize] = IrqLine { claimed: true, gsi, notification: 0, badge: 0 };
+    table.lines[irq as usize] = IrqLine {
+        claimed: true,
+        gsi,
+        notification: 0,
+        badge: 0,
+    };
     crate::arch::ioapic::route(gsi, table.cpu_apic_id, level, active_low);
     insert_cap(guard, dest, Cap::IrqHandler { irq: irq as u8 }, 0);
     Ok(())
 }
 
 /// Handles an invocation on an IrqHandler capability.
-pub fn invoke_irq_handler(guard: &mut KernelGuard, caller: &mut Caller, irq: u8, label: Invocation) -> Result<(), Error> {
+pub fn invoke_irq_handler(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    irq: u8,
+    label: Invocation,
+) -> Result<(), Error> {
     match label {
         Invocation::IrqHandlerSetNotification => {
-            let Cap::Notification { phys, badge, rights } = caller.lookup(guard, caller.mr(0))? else {
+            let Cap::Notification {
+                phys,
+                badge,
+                rights,
+            } = caller.lookup(guard, caller.mr(0))?
+            else {
                 return Err(Error::WrongType);
             };
             if !rights.contains(tarn_ipc_schema::Rights::WRITE) {
@@ -198,7 +219,14 @@ pub fn invoke_irq_handler(guard: &mut KernelGuard, caller: &mut Caller, irq: u8,
 /// until `IrqHandlerAck`).
 pub fn on_irq(guard: &mut KernelGuard, gsi: u32) {
     let table = IRQ_TABLE.get(guard);
-    let Some(line) = table.lines.iter().find(|l| l.claimed && l.gsi == gsi).copied() else { return };
+    let Some(line) = table
+        .lines
+        .iter()
+        .find(|l| l.claimed && l.gsi == gsi)
+        .copied()
+    else {
+        return;
+    };
     if line.notification != 0 {
         crate::ipc::signal_object(guard, line.notification, line.badge);
     }
@@ -210,12 +238,22 @@ pub fn release_irq(guard: &mut KernelGuard, irq: u8) {
     if line.claimed {
         crate::arch::ioapic::set_masked(line.gsi, true);
     }
-    *line = IrqLine { claimed: false, gsi: 0, notification: 0, badge: 0 };
+    *line = IrqLine {
+        claimed: false,
+        gsi: 0,
+        notification: 0,
+        badge: 0,
+    };
 }
 
 /// Unbinds every IRQ that signals the destroyed notification `ntfn`.
 pub fn forget_notification(guard: &mut KernelGuard, ntfn: u64) {
-    for line in IRQ_TABLE.get(guard).lines.iter_mut().filter(|l| l.notification == ntfn) {
+    for line in IRQ_TABLE
+        .get(guard)
+        .lines
+        .iter_mut()
+        .filter(|l| l.notification == ntfn)
+    {
         crate::arch::ioapic::set_masked(line.gsi, true);
         line.notification = 0;
     }

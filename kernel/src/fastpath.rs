@@ -45,7 +45,11 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<u64> {
 fn endpoint(guard: &mut KernelGuard, thread: u64, cptr: u64) -> Option<(u64, u64, Rights)> {
     let slot = object::slot_address(tcb::cspace(guard, thread), cptr).ok()?;
     match read_cap(guard, slot) {
-        Cap::Endpoint { phys, badge, rights } => Some((phys, badge, rights)),
+        Cap::Endpoint {
+            phys,
+            badge,
+            rights,
+        } => Some((phys, badge, rights)),
         _ => None,
     }
 }
@@ -63,7 +67,12 @@ fn copy_registers(guard: &mut KernelGuard, from: u64, to: u64, badge: u64, info:
     dest.r9 = source.r9;
 }
 
-fn call(guard: &mut KernelGuard, caller: u64, (endpoint, badge, rights): (u64, u64, Rights), info: MessageInfo) -> Option<u64> {
+fn call(
+    guard: &mut KernelGuard,
+    caller: u64,
+    (endpoint, badge, rights): (u64, u64, Rights),
+    info: MessageInfo,
+) -> Option<u64> {
     if !rights.contains(Rights::WRITE) {
         return None;
     }
@@ -85,7 +94,12 @@ fn call(guard: &mut KernelGuard, caller: u64, (endpoint, badge, rights): (u64, u
     Some(server)
 }
 
-fn reply_recv(guard: &mut KernelGuard, server: u64, (endpoint, _, rights): (u64, u64, Rights), info: MessageInfo) -> Option<u64> {
+fn reply_recv(
+    guard: &mut KernelGuard,
+    server: u64,
+    (endpoint, _, rights): (u64, u64, Rights),
+    info: MessageInfo,
+) -> Option<u64> {
     if !rights.contains(Rights::READ) {
         return None;
     }

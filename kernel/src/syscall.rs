@@ -191,7 +191,7 @@ fn invoke(
         Cap::IrqControl => devices::invoke_irq_control(guard, &mut caller, label),
         Cap::IrqHandler { irq } => devices::invoke_irq_handler(guard, &mut caller, irq, label),
         Cap::IoPort { first, last } => {
-            devices::invoke_io_port(guard, &mut caller, first, last, label)
+            devices::invoke_io_port(guard, &mut caller, slot, first, last, label)
         }
         Cap::Machine => devices::invoke_machine(guard, &mut caller, label),
         Cap::Endpoint { .. } | Cap::Notification { .. } | Cap::Null => Err(Error::WrongType),

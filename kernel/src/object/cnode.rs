@@ -9,9 +9,6 @@ use crate::syscall::Caller;
 use tarn_ipc_schema::invocation::Invocation;
 use tarn_ipc_schema::{Error, Rights};
 
-/// Largest CNode (log2 slots).
-pub const MAX_SIZE_BITS: u8 = 16;
-
 /// Handles an invocation on the CNode capability `cnode`.
 pub fn invoke(
     guard: &mut KernelGuard,

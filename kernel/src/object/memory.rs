@@ -9,7 +9,6 @@
 
 use super::{
     init_header, insert_cap, read_cap, slot_address, update_cap, Cap, Mapping, ObjectHeader,
-    SLOT_BYTES,
 };
 use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};
@@ -21,10 +20,6 @@ use tarn_ipc_schema::{Error, ObjectType, Rights};
 
 /// Most VSpaces alive at once.
 pub const MAX_VSPACES: usize = 4096;
-/// Smallest and largest VSpace (log2 bytes).
-pub const VSPACE_SIZE_BITS: core::ops::RangeInclusive<u8> = 15..=24;
-/// Smallest and largest untyped (log2 bytes).
-pub const UNTYPED_SIZE_BITS: core::ops::RangeInclusive<u8> = 12..=40;
 /// Most objects one retype creates.
 pub const MAX_RETYPE_COUNT: u64 = 256;
 
@@ -67,25 +62,10 @@ pub const fn vspace_header(phys: u64) -> u64 {
     phys + PAGE_SIZE
 }
 
-/// Bytes an object of `object_type` with `size_bits` occupies, or `None` for
-/// a type or size that cannot be retyped.
+/// Bytes an object of `object_type` with `size_bits` occupies (the ABI's
+/// definition), or `None` for a type or size that cannot be retyped.
 pub fn object_bytes(object_type: ObjectType, size_bits: u64) -> Option<u64> {
-    let bits = u8::try_from(size_bits).ok();
-    Some(match object_type {
-        ObjectType::Untyped => 1 << bits.filter(|b| UNTYPED_SIZE_BITS.contains(b))?,
-        ObjectType::CNode => {
-            SLOT_BYTES << bits.filter(|b| (1..=super::cnode::MAX_SIZE_BITS).contains(b))?
-        }
-        ObjectType::Tcb => 1 << super::tcb::TCB_SIZE_BITS,
-        ObjectType::Endpoint | ObjectType::Notification => 64,
-        ObjectType::Frame4K => PAGE_SIZE,
-        ObjectType::Frame2M => 2 << 20,
-        ObjectType::VSpace => 1 << bits.filter(|b| VSPACE_SIZE_BITS.contains(b))?,
-        ObjectType::IrqControl
-        | ObjectType::IrqHandler
-        | ObjectType::IoPort
-        | ObjectType::Machine => return None,
-    })
+    tarn_ipc_schema::object_size(object_type, size_bits)
 }
 
 /// Handles an invocation on an Untyped capability in slot `untyped_slot`.

@@ -24,7 +24,7 @@ use tarn_ipc_schema::{Error, ObjectType, Rights};
 use tarn_kernel_core::cdt::{self, Links, TreeStore};
 
 /// Bytes per capability slot.
-pub const SLOT_BYTES: u64 = 64;
+pub const SLOT_BYTES: u64 = tarn_ipc_schema::SLOT_BYTES;
 
 /// A capability slot: the capability words and its derivation-tree links.
 #[repr(C, align(64))]

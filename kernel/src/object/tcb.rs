@@ -13,7 +13,7 @@ use tarn_ipc_schema::invocation::{Invocation, ThreadState};
 use tarn_ipc_schema::{Error, Rights};
 
 /// log2 of a TCB's size.
-pub const TCB_SIZE_BITS: u8 = 11;
+pub const TCB_SIZE_BITS: u8 = tarn_ipc_schema::TCB_SIZE_BITS as u8;
 
 /// Indices of the TCB's own capability slots.
 pub mod slot {

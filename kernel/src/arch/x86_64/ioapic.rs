@@ -49,7 +49,9 @@ pub fn init(address: u64, gsi_base: u32) {
 
 /// Whether `gsi` is a line Tarn can route.
 pub fn has_line(gsi: u32) -> bool {
-    BASE.load(Ordering::Relaxed) != 0 && gsi >= GSI_BASE.load(Ordering::Relaxed) && gsi - GSI_BASE.load(Ordering::Relaxed) < LINES.load(Ordering::Relaxed)
+    BASE.load(Ordering::Relaxed) != 0
+        && gsi >= GSI_BASE.load(Ordering::Relaxed)
+        && gsi - GSI_BASE.load(Ordering::Relaxed) < LINES.load(Ordering::Relaxed)
 }
 
 /// Programs `gsi` to vector `VECTOR_BASE + gsi` on CPU `apic_id` (masked).
@@ -70,5 +72,12 @@ pub fn route(gsi: u32, apic_id: u32, level_triggered: bool, active_low: bool) {
 pub fn set_masked(gsi: u32, masked: bool) {
     let line = gsi - GSI_BASE.load(Ordering::Relaxed);
     let low = read(0x10 + 2 * line);
-    write(0x10 + 2 * line, if masked { low | 1 << 16 } else { low & !(1 << 16) });
+    write(
+        0x10 + 2 * line,
+        if masked {
+            low | 1 << 16
+        } else {
+            low & !(1 << 16)
+        },
+    );
 }

@@ -174,7 +174,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 /// The device line (GSI) behind `vector`, if it is a device vector.
 pub fn device_line(vector: u64) -> Option<u32> {
     let base = u64::from(super::ioapic::VECTOR_BASE);
-    (base..base + u64::from(super::ioapic::MAX_LINES)).contains(&vector).then(|| (vector - base) as u32)
+    (base..base + u64::from(super::ioapic::MAX_LINES))
+        .contains(&vector)
+        .then(|| (vector - base) as u32)
 }
 
 /// The interrupt-controller side of an interrupt: EOI and per-CPU counters.
