@@ -29,7 +29,8 @@ pub struct Endpoint {
 }
 impl KernelObject for Endpoint {}
 
-/// A notification: a signal word and a queue of waiters.
+/// A notification: a signal word and a queue of waiters. A signal pends
+/// even through an unbadged capability (word 0): `pending` records it.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Notification {
@@ -38,6 +39,7 @@ pub struct Notification {
     head: u64,
     tail: u64,
     bound_tcb: u64,
+    pending: u64,
 }
 impl KernelObject for Notification {}
 const _: () =
@@ -399,8 +401,7 @@ pub fn receive(
     // A pending signal on the bound notification comes first.
     let bound = objmem::object::<Tcb>(guard, receiver).bound_notification;
     if bound != 0 {
-        let word = core::mem::take(&mut objmem::object::<Notification>(guard, bound).word);
-        if word != 0 {
+        if let Some(word) = take_pending(guard, bound) {
             deliver_signal(guard, receiver, word);
             return Ok(());
         }
@@ -518,8 +519,7 @@ pub fn wait(guard: &mut KernelGuard, waiter: u64, cap: Cap, mode: WaitMode) -> R
     if bound != 0 && bound != waiter {
         return Err(Error::IllegalState);
     }
-    let word = core::mem::take(&mut objmem::object::<Notification>(guard, phys).word);
-    if word != 0 {
+    if let Some(word) = take_pending(guard, phys) {
         deliver_signal(guard, waiter, word);
         return Ok(());
     }
@@ -541,6 +541,16 @@ pub fn wait(guard: &mut KernelGuard, waiter: u64, cap: Cap, mode: WaitMode) -> R
         );
     }
     Ok(())
+}
+
+/// Consumes a pending signal: the word, or `None` if nothing is pending.
+fn take_pending(guard: &mut KernelGuard, ntfn: u64) -> Option<u64> {
+    let n = objmem::object::<Notification>(guard, ntfn);
+    if n.pending == 0 {
+        return None;
+    }
+    n.pending = 0;
+    Some(core::mem::take(&mut n.word))
 }
 
 fn deliver_signal(guard: &mut KernelGuard, thread: u64, word: u64) {
@@ -572,10 +582,13 @@ pub fn signal_object(guard: &mut KernelGuard, phys: u64, badge: u64) {
     let word = {
         let n = objmem::object::<Notification>(guard, phys);
         n.word |= badge;
+        n.pending = 1;
         n.word
     };
     if let Some(waiter) = Queue::Notification(phys).pop(guard) {
-        objmem::object::<Notification>(guard, phys).word = 0;
+        let n = objmem::object::<Notification>(guard, phys);
+        n.word = 0;
+        n.pending = 0;
         sched::cancel_timeout(guard, waiter);
         deliver_signal(guard, waiter, word);
         sched::make_runnable(guard, waiter);
@@ -585,7 +598,9 @@ pub fn signal_object(guard: &mut KernelGuard, phys: u64, badge: u64) {
     if bound != 0
         && objmem::object::<Tcb>(guard, bound).state == ThreadState::BlockedOnReceive as u64
     {
-        objmem::object::<Notification>(guard, phys).word = 0;
+        let n = objmem::object::<Notification>(guard, phys);
+        n.word = 0;
+        n.pending = 0;
         cancel_ipc(guard, bound);
         deliver_signal(guard, bound, word);
         sched::make_runnable(guard, bound);

@@ -148,7 +148,6 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
     }
     if args.bench {
         bench::run(entry_tsc);
-        exit(0);
     }
     if rootserver::modules().is_empty() {
         // A kernel built without user images (e.g. `cargo build -p tarn-kernel`).

@@ -160,3 +160,11 @@ extern "C" {
 pub fn thread_entry_address() -> u64 {
     tarn_thread_entry as *const () as usize as u64
 }
+
+/// Reads the time-stamp counter (under QEMU `-icount shift=0` it counts
+/// instructions, which makes benchmark figures exact).
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is available to user mode (the kernel never sets CR4.TSD)
+    // and has no memory effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

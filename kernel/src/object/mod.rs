@@ -252,12 +252,23 @@ pub struct ObjectHeader {
     pub refs: u64,
     /// Next zombie in the destroy queue (while refs == 0 and queued).
     pub zombie_next: u64,
-    /// The object's type (for the destroy queue).
-    pub object_type: u64,
-    /// log2 of the object's size in bytes.
-    pub size_bits: u64,
+    /// The object's type (bits 0..8, for the destroy queue) and log2 of its
+    /// size in bytes (bits 8..16).
+    pub kind: u64,
 }
 impl KernelObject for ObjectHeader {}
+
+impl ObjectHeader {
+    /// The object's type.
+    pub fn object_type(&self) -> Option<ObjectType> {
+        ObjectType::from_u64(self.kind & 0xFF)
+    }
+
+    /// log2 of the object's size in bytes.
+    pub fn size_bits(&self) -> u8 {
+        (self.kind >> 8) as u8
+    }
+}
 
 /// Kernel-wide object accounting (for the invariant check).
 #[derive(Default)]
@@ -293,15 +304,14 @@ pub fn init_header(guard: &mut KernelGuard, header: u64, object_type: ObjectType
     *objmem::object::<ObjectHeader>(guard, header) = ObjectHeader {
         refs: 0,
         zombie_next: 0,
-        object_type: object_type as u64,
-        size_bits: u64::from(size_bits),
+        kind: object_type as u64 | u64::from(size_bits) << 8,
     };
     STATS.get(guard).live_objects += 1;
 }
 
 /// The number of slots (log2) of the CNode whose header is at `header`.
 pub fn cnode_size_bits(guard: &mut KernelGuard, header: u64) -> u8 {
-    objmem::object::<ObjectHeader>(guard, header).size_bits as u8 - 6
+    objmem::object::<ObjectHeader>(guard, header).size_bits() - 6
 }
 
 /// The derivation tree over slot memory.
@@ -412,7 +422,7 @@ pub fn drain_zombies(guard: &mut KernelGuard) {
         let h = *objmem::object::<ObjectHeader>(guard, header);
         STATS.get(guard).zombie_head = h.zombie_next;
         STATS.get(guard).live_objects -= 1;
-        match ObjectType::from_u64(h.object_type) {
+        match h.object_type() {
             Some(ObjectType::Tcb) => tcb::destroy(guard, header),
             Some(ObjectType::Endpoint) => crate::ipc::destroy_endpoint(guard, header),
             Some(ObjectType::Notification) => crate::ipc::destroy_notification(guard, header),

@@ -84,7 +84,7 @@ pub struct Tcb {
     /// Saved user registers.
     pub frame: TrapFrame,
     /// Saved FPU/SSE state.
-    pub fpu: [u8; 512],
+    pub fpu: user::FpuArea,
     /// CSpace, VSpace, IPC buffer, fault endpoint.
     pub slots: [Slot; 4],
 }

@@ -48,6 +48,11 @@ pub const USER_IMAGES: &[UserImage] = &[
         package: "tarn-test-tasks",
         binary: "fuzz",
     },
+    UserImage {
+        module: "bench",
+        package: "tarn-test-tasks",
+        binary: "bench",
+    },
 ];
 
 /// The packages of [`USER_IMAGES`], each once, in order.

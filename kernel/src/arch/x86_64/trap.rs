@@ -17,7 +17,11 @@ pub const VECTOR_IPI_FLUSH: u8 = 0x22;
 pub const VECTOR_SPURIOUS: u8 = 0xFF;
 
 /// The registers saved by `trap_common` (entry.S) plus what the CPU pushed.
-#[repr(C)]
+/// 16-byte aligned: an interrupt from user mode pushes the CPU part below
+/// TSS.RSP0 (the end of a thread's frame) after aligning RSP down to 16, so
+/// the frame's end must already be aligned or the CPU's frame would land 8
+/// bytes below where the kernel reads it.
+#[repr(C, align(16))]
 #[derive(Clone, Copy, Debug, Default)]
 #[allow(missing_docs)]
 pub struct TrapFrame {

@@ -122,6 +122,7 @@ fn sanitize_fpu(area: &mut FpuArea) {
 
 /// The FXSAVE area.
 #[repr(C, align(16))]
+#[derive(Clone, Copy)]
 pub struct FpuArea(pub [u8; FPU_STATE_BYTES]);
 impl objmem::KernelObject for FpuArea {}
 

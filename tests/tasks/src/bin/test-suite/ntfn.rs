@@ -12,7 +12,7 @@ pub const TESTS: &[Test] = &[
     ("ntfn_signal_then_wait", signal_then_wait),
     ("ntfn_badges_or_together", badges_or),
     ("ntfn_poll_empty_would_block", poll_empty),
-    ("ntfn_unbadged_signal_sets_nothing", unbadged_signal),
+    ("ntfn_unbadged_signal_pends_with_word_zero", unbadged_signal),
     ("ntfn_wait_timeout", wait_timeout),
     ("ntfn_signal_wakes_waiter", wakes_waiter),
     ("ntfn_signal_before_timeout", signal_before_timeout),
@@ -62,7 +62,12 @@ fn poll_empty(env: &mut Env) -> Outcome {
 fn unbadged_signal(env: &mut Env) -> Outcome {
     let notification = env.notification()?;
     expect!(tarn_rt::signal(notification), Ok(()));
+    // A signal through an unbadged capability still counts: it pends with
+    // word 0 and is consumed by the next wait or poll.
+    expect!(tarn_rt::poll(notification), Ok(0));
     expect_err!(tarn_rt::poll(notification), Error::WouldBlock);
+    expect!(tarn_rt::signal(notification), Ok(()));
+    expect!(tarn_rt::wait(notification, 0), Ok(0));
     Ok(Pass::Ok)
 }
 

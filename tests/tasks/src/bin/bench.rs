@@ -1,0 +1,177 @@
+//! In-image benchmarks (`bench` on the kernel command line). Under QEMU
+//! `-icount shift=0,sleep=off` the TSC counts guest instructions, so each
+//! figure is an exact, repeatable instruction count of the whole round trip
+//! (user code on both sides included). One line per figure:
+//! `bench: <name> <value> insns`.
+//!
+//! - `ipc_call_reply_insns` (or `ipc_call_reply_slowpath_insns` when booted
+//!   with `ipc_fastpath=off`): `Call` with an empty message to a server in
+//!   another address space on the same CPU, which answers with `ReplyRecv`.
+//! - `notification_signal_wait_insns`: two threads on one CPU ping-pong over
+//!   two notifications; the figure is one signal-to-wakeup hand-over (half a
+//!   round trip).
+//! - `notification_cross_cpu_wake_insns`: a thread on CPU 0 signals a thread
+//!   waiting on CPU 1; from just before the signal to the waiter running
+//!   (virtual time, both CPUs' instructions interleaved by QEMU).
+//!
+//! The same binary is the IPC server when started with `bench-server`.
+
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use tarn_rt::abi::{MessageInfo, ObjectType, Rights};
+use tarn_rt::arch::rdtsc;
+use tarn_rt::invoke;
+use tarn_rt::{println, syscall, CapGrant, ProcessConfig, Resources, ThreadOptions};
+
+tarn_rt::entry!(main);
+
+/// The server's endpoint slot in its CNode.
+const SERVER_ENDPOINT: u64 = 9;
+/// Round trips per measurement (after as many for warm-up).
+const ROUNDS: u64 = 1000;
+
+fn main(arg: u64) {
+    let Some(info) = tarn_rt::start_info(arg) else {
+        println!("bench: FAILED: no start information");
+        return;
+    };
+    let words: alloc_free::Words = alloc_free::Words(info.cmdline());
+    if words.has("bench-server") {
+        serve();
+    }
+    let slowpath = words.has("ipc_fastpath=off");
+    let mut res = Resources::from_boot_info(info);
+    let mut ok = true;
+    match ipc_round_trip(&mut res, info) {
+        Ok(insns) => {
+            let name = if slowpath { "ipc_call_reply_slowpath_insns" } else { "ipc_call_reply_insns" };
+            println!("bench: {name} {insns} insns");
+        }
+        Err(why) => {
+            println!("bench: FAILED: ipc round trip: {why}");
+            ok = false;
+        }
+    }
+    if !slowpath {
+        match notification_ping_pong(&mut res) {
+            Ok(insns) => println!("bench: notification_signal_wait_insns {insns} insns"),
+            Err(why) => {
+                println!("bench: FAILED: notification ping-pong: {why}");
+                ok = false;
+            }
+        }
+        if info.cpu_count > 1 {
+            match cross_cpu_wake(&mut res) {
+                Ok(insns) => println!("bench: notification_cross_cpu_wake_insns {insns} insns"),
+                Err(why) => {
+                    println!("bench: FAILED: cross-CPU wake-up: {why}");
+                    ok = false;
+                }
+            }
+        }
+    }
+    let _ = invoke::machine_power_off(tarn_rt::layout::slot::MACHINE, if ok { 0 } else { 1 });
+}
+
+/// The server loop: answer every call with an empty reply.
+fn serve() -> ! {
+    let empty = MessageInfo::new(0, 0, 0);
+    let _ = syscall::recv(SERVER_ENDPOINT);
+    loop {
+        let _ = syscall::reply_recv(SERVER_ENDPOINT, empty, [0; 4]);
+    }
+}
+
+fn ipc_round_trip(res: &mut Resources, info: &tarn_rt::abi::boot::BootInfo) -> Result<u64, &'static str> {
+    let module = info.module("bench").ok_or("no bench module to start the server from")?;
+    let endpoint = res.create(ObjectType::Endpoint, 0).map_err(|_| "create endpoint")?;
+    let caps = [CapGrant { source: endpoint, dest: SERVER_ENDPOINT, rights: Rights::READ, badge: 0 }];
+    let config = ProcessConfig {
+        elf: tarn_rt::module_bytes(module),
+        caps: &caps,
+        cmdline: "bench-server",
+        cpu_count: info.cpu_count,
+        cpu: Some(0),
+        stack_pages: 4,
+        ..ProcessConfig::default()
+    };
+    tarn_rt::spawn_process(res, &config).map_err(|_| "spawn the server")?;
+    let empty = MessageInfo::new(0, 0, 0);
+    for _ in 0..ROUNDS {
+        syscall::call(endpoint, empty, [0; 4]).map_err(|_| "call")?;
+    }
+    let start = rdtsc();
+    for _ in 0..ROUNDS {
+        let _ = syscall::call(endpoint, empty, [0; 4]);
+    }
+    Ok((rdtsc() - start) / ROUNDS)
+}
+
+fn notification_ping_pong(res: &mut Resources) -> Result<u64, &'static str> {
+    let ping = res.create(ObjectType::Notification, 0).map_err(|_| "create notification")?;
+    let pong = res.create(ObjectType::Notification, 0).map_err(|_| "create notification")?;
+    let options = ThreadOptions { cpu: Some(0), ..ThreadOptions::default() };
+    tarn_rt::spawn_thread(res, options, move || loop {
+        if syscall::wait(ping, 0).is_err() {
+            return;
+        }
+        let _ = syscall::signal(pong);
+    })
+    .map_err(|_| "spawn the partner thread")?;
+    let mut round = || {
+        let _ = syscall::signal(ping);
+        let _ = syscall::wait(pong, 0);
+    };
+    for _ in 0..ROUNDS {
+        round();
+    }
+    let start = rdtsc();
+    for _ in 0..ROUNDS {
+        round();
+    }
+    Ok((rdtsc() - start) / ROUNDS / 2)
+}
+
+static WOKEN_AT: AtomicU64 = AtomicU64::new(0);
+
+fn cross_cpu_wake(res: &mut Resources) -> Result<u64, &'static str> {
+    const SAMPLES: u64 = 64;
+    let wake = res.create(ObjectType::Notification, 0).map_err(|_| "create notification")?;
+    let done = res.create(ObjectType::Notification, 0).map_err(|_| "create notification")?;
+    let options = ThreadOptions { cpu: Some(1), ..ThreadOptions::default() };
+    tarn_rt::spawn_thread(res, options, move || loop {
+        if syscall::wait(wake, 0).is_err() {
+            return;
+        }
+        WOKEN_AT.store(rdtsc(), Ordering::Release);
+        let _ = syscall::signal(done);
+    })
+    .map_err(|_| "spawn the waiter on CPU 1")?;
+    let mut total = 0;
+    for _ in 0..SAMPLES {
+        // Give the waiter time to block again before the next sample.
+        for _ in 0..4 {
+            syscall::yield_now();
+        }
+        let start = rdtsc();
+        syscall::signal(wake).map_err(|_| "signal")?;
+        syscall::wait(done, 0).map_err(|_| "wait")?;
+        total += WOKEN_AT.load(Ordering::Acquire).saturating_sub(start);
+    }
+    Ok(total / SAMPLES)
+}
+
+mod alloc_free {
+    /// The words of a command line.
+    pub struct Words<'a>(pub &'a str);
+
+    impl Words<'_> {
+        /// Whether `word` is one of them.
+        pub fn has(&self, word: &str) -> bool {
+            self.0.split_whitespace().any(|w| w == word)
+        }
+    }
+}
