@@ -6,10 +6,9 @@
 //! the fastpath declines with identical results.
 
 use crate::arch::lock::KernelGuard;
-use crate::arch::objmem;
 use crate::ipc;
-use crate::object::tcb::{self, Tcb};
-use crate::object::{self, read_cap, Cap};
+use crate::object::tcb;
+use crate::object;
 use crate::sched;
 use core::sync::atomic::{AtomicBool, Ordering};
 use tarn_ipc_schema::invocation::ThreadState;
@@ -24,8 +23,9 @@ pub fn disable() {
 }
 
 /// Tries the fastpath for `thread`'s pending syscall; returns the thread to
-/// switch to, having completed the IPC, or `None` to take the general path.
-pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<u64> {
+/// switch to and its page-table root, having completed the IPC, or `None` to
+/// take the general path.
+pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
     if !ENABLED.load(Ordering::Relaxed) {
         return None;
     }
@@ -34,7 +34,7 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<u64> {
     if info.extra_caps() != 0 || info.length() > 4 {
         return None;
     }
-    let cap = endpoint(guard, thread, cptr)?;
+    let cap = object::endpoint_at(guard, tcb::slot_address(thread, tcb::slot::CSPACE), cptr)?;
     match Syscall::from_u64(number)? {
         Syscall::Call => call(guard, thread, cap, info),
         Syscall::ReplyRecv => reply_recv(guard, thread, cap, info),
@@ -42,29 +42,15 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<u64> {
     }
 }
 
-fn endpoint(guard: &mut KernelGuard, thread: u64, cptr: u64) -> Option<(u64, u64, Rights)> {
-    let slot = object::slot_address(tcb::cspace(guard, thread), cptr).ok()?;
-    match read_cap(guard, slot) {
-        Cap::Endpoint {
-            phys,
-            badge,
-            rights,
-        } => Some((phys, badge, rights)),
-        _ => None,
-    }
-}
-
 /// Copies the register message of `from` into `to`'s saved registers.
 fn copy_registers(guard: &mut KernelGuard, from: u64, to: u64, badge: u64, info: MessageInfo) {
-    let source = *tcb::frame(guard, from);
+    let source = tcb::frame(guard, from);
+    let message = [source.rdx, source.r10, source.r8, source.r9];
     let dest = tcb::frame(guard, to);
     dest.rax = 0;
     dest.rdi = badge;
     dest.rsi = MessageInfo::new(info.label(), 0, info.length() as u64).0;
-    dest.rdx = source.rdx;
-    dest.r10 = source.r10;
-    dest.r8 = source.r8;
-    dest.r9 = source.r9;
+    [dest.rdx, dest.r10, dest.r8, dest.r9] = message;
 }
 
 fn call(
@@ -72,26 +58,26 @@ fn call(
     caller: u64,
     (endpoint, badge, rights): (u64, u64, Rights),
     info: MessageInfo,
-) -> Option<u64> {
+) -> Option<(u64, u64)> {
     if !rights.contains(Rights::WRITE) {
         return None;
     }
     let server = ipc::waiting_receiver(guard, endpoint)?;
-    let s = *objmem::object::<Tcb>(guard, server);
-    if s.cpu != sched::this_cpu() as u64 || tcb::runnable_root(guard, server).is_none() {
+    if tcb::ctl(guard, server).cpu != sched::this_cpu() as u64 {
         return None;
     }
+    let root = tcb::runnable_root(guard, server)?;
     // Commit: nothing below can fail.
     ipc::take_receiver(guard, endpoint, server);
     copy_registers(guard, caller, server, badge, info);
-    let s = objmem::object::<Tcb>(guard, server);
+    let s = tcb::ctl(guard, server);
     s.reply_to = caller;
     s.state = ThreadState::Runnable as u64;
-    let c = objmem::object::<Tcb>(guard, caller);
+    let c = tcb::ctl(guard, caller);
     c.state = ThreadState::BlockedOnReply as u64;
     c.reply_from = server;
     c.ipc_flags = 0;
-    Some(server)
+    Some((server, root))
 }
 
 fn reply_recv(
@@ -99,30 +85,33 @@ fn reply_recv(
     server: u64,
     (endpoint, _, rights): (u64, u64, Rights),
     info: MessageInfo,
-) -> Option<u64> {
+) -> Option<(u64, u64)> {
     if !rights.contains(Rights::READ) {
         return None;
     }
-    let s = *objmem::object::<Tcb>(guard, server);
-    let caller = s.reply_to;
-    if caller == 0 || s.bound_notification != 0 || ipc::has_senders(guard, endpoint) {
+    let (caller, bound) = {
+        let s = tcb::ctl(guard, server);
+        (s.reply_to, s.bound_notification)
+    };
+    if caller == 0 || bound != 0 || ipc::has_senders(guard, endpoint) {
         return None;
     }
-    let c = *objmem::object::<Tcb>(guard, caller);
+    let this_cpu = sched::this_cpu() as u64;
+    let c = tcb::ctl(guard, caller);
     if c.state != ThreadState::BlockedOnReply as u64
         || c.reply_from != server
         || c.ipc_flags != 0
-        || c.cpu != sched::this_cpu() as u64
-        || tcb::runnable_root(guard, caller).is_none()
+        || c.cpu != this_cpu
     {
         return None;
     }
+    let root = tcb::runnable_root(guard, caller)?;
     // Commit.
     copy_registers(guard, server, caller, 0, info);
-    let c = objmem::object::<Tcb>(guard, caller);
+    let c = tcb::ctl(guard, caller);
     c.reply_from = 0;
     c.state = ThreadState::Runnable as u64;
-    objmem::object::<Tcb>(guard, server).reply_to = 0;
+    tcb::ctl(guard, server).reply_to = 0;
     ipc::block_receiver(guard, server, endpoint);
-    Some(caller)
+    Some((caller, root))
 }

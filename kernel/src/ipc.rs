@@ -9,7 +9,7 @@
 
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
-use crate::object::tcb::{self, ipc_flag, Tcb};
+use crate::object::tcb::{self, ipc_flag};
 use crate::object::{self, cnode, read_cap, Cap, ObjectHeader};
 use crate::sched;
 use tarn_ipc_schema::invocation::ThreadState;
@@ -94,31 +94,31 @@ impl Queue {
     fn push(self, guard: &mut KernelGuard, thread: u64) {
         let (head, tail) = self.ends(guard);
         {
-            let t = objmem::object::<Tcb>(guard, thread);
+            let t = tcb::ctl(guard, thread);
             t.ipc_next = 0;
             t.ipc_prev = tail;
         }
         if tail != 0 {
-            objmem::object::<Tcb>(guard, tail).ipc_next = thread;
+            tcb::ctl(guard, tail).ipc_next = thread;
         }
         self.set_ends(guard, if head == 0 { thread } else { head }, thread);
     }
 
     fn remove(self, guard: &mut KernelGuard, thread: u64) {
-        let t = *objmem::object::<Tcb>(guard, thread);
+        let t = *tcb::ctl(guard, thread);
         let (mut head, mut tail) = self.ends(guard);
         if t.ipc_prev == 0 {
             head = t.ipc_next;
         } else {
-            objmem::object::<Tcb>(guard, t.ipc_prev).ipc_next = t.ipc_next;
+            tcb::ctl(guard, t.ipc_prev).ipc_next = t.ipc_next;
         }
         if t.ipc_next == 0 {
             tail = t.ipc_prev;
         } else {
-            objmem::object::<Tcb>(guard, t.ipc_next).ipc_prev = t.ipc_prev;
+            tcb::ctl(guard, t.ipc_next).ipc_prev = t.ipc_prev;
         }
         self.set_ends(guard, head, tail);
-        let t = objmem::object::<Tcb>(guard, thread);
+        let t = tcb::ctl(guard, thread);
         t.ipc_next = 0;
         t.ipc_prev = 0;
         t.blocked_on = 0;
@@ -149,17 +149,18 @@ struct Outgoing {
 }
 
 fn outgoing(guard: &mut KernelGuard, sender: u64, info: MessageInfo) -> Outgoing {
-    let t = *objmem::object::<Tcb>(guard, sender);
+    let t = *tcb::ctl(guard, sender);
     let mut words = [0u64; MAX_MESSAGE_WORDS];
     if t.ipc_flags & ipc_flag::FAULT != 0 {
-        words[..4].copy_from_slice(&t.fault_mrs);
+        let fault = *tcb::fault(guard, sender);
+        words[..4].copy_from_slice(&fault.words);
         return Outgoing {
-            info: MessageInfo::new(t.fault_label, 0, 4),
+            info: MessageInfo::new(fault.label, 0, 4),
             words,
             fault: true,
         };
     }
-    let f = t.frame;
+    let f = tcb::frame(guard, sender);
     words[..4].copy_from_slice(&[f.rdx, f.r10, f.r8, f.r9]);
     let mut length = info.length().min(MAX_MESSAGE_WORDS);
     if length > 4 {
@@ -190,7 +191,7 @@ fn transfer(
     grant: bool,
 ) {
     let message = outgoing(guard, sender, info);
-    let r = *objmem::object::<Tcb>(guard, receiver);
+    let r = *tcb::ctl(guard, receiver);
     let mut length = message.info.length();
     if length > 4 && r.ipc_buffer_phys == 0 {
         length = 4;
@@ -226,8 +227,8 @@ fn transfer_caps(
     count: usize,
     endpoint: u64,
 ) -> (u64, u64) {
-    let s = *objmem::object::<Tcb>(guard, sender);
-    let r = *objmem::object::<Tcb>(guard, receiver);
+    let s = *tcb::ctl(guard, sender);
+    let r = *tcb::ctl(guard, receiver);
     if s.ipc_buffer_phys == 0 || r.ipc_buffer_phys == 0 {
         return (0, 0);
     }
@@ -301,15 +302,15 @@ fn rendezvous(
         flags & ipc_flag::GRANT != 0,
     );
     if flags & ipc_flag::CALL != 0 {
-        objmem::object::<Tcb>(guard, receiver).reply_to = sender;
-        let s = objmem::object::<Tcb>(guard, sender);
+        tcb::ctl(guard, receiver).reply_to = sender;
+        let s = tcb::ctl(guard, sender);
         s.state = ThreadState::BlockedOnReply as u64;
         s.reply_from = receiver;
         s.ipc_flags = flags & ipc_flag::FAULT;
         sched::dequeue(guard, sender);
     } else {
         tcb::set_result(guard, sender, Ok(()));
-        if objmem::object::<Tcb>(guard, sender).state != ThreadState::Runnable as u64 {
+        if tcb::ctl(guard, sender).state != ThreadState::Runnable as u64 {
             sched::make_runnable(guard, sender);
         }
     }
@@ -343,7 +344,7 @@ pub fn send(
         } else {
             0
         };
-    objmem::object::<Tcb>(guard, sender).ipc_flags = flags;
+    tcb::ctl(guard, sender).ipc_flags = flags;
     let ep = *objmem::object::<Endpoint>(guard, phys);
     if ep.queue_kind == QUEUE_RECEIVERS {
         let receiver = Queue::Endpoint(phys)
@@ -362,7 +363,7 @@ pub fn send(
 
 fn block_sender(guard: &mut KernelGuard, sender: u64, endpoint: u64, badge: u64, flags: u64) {
     {
-        let t = objmem::object::<Tcb>(guard, sender);
+        let t = tcb::ctl(guard, sender);
         t.state = ThreadState::BlockedOnSend as u64;
         t.blocked_on = endpoint;
         t.ipc_badge = badge;
@@ -399,7 +400,7 @@ pub fn receive(
         return Err(Error::InsufficientRights);
     }
     // A pending signal on the bound notification comes first.
-    let bound = objmem::object::<Tcb>(guard, receiver).bound_notification;
+    let bound = tcb::ctl(guard, receiver).bound_notification;
     if bound != 0 {
         if let Some(word) = take_pending(guard, bound) {
             deliver_signal(guard, receiver, word);
@@ -411,8 +412,8 @@ pub fn receive(
         let sender = Queue::Endpoint(phys)
             .pop(guard)
             .expect("sender queue is non-empty");
-        let s = *objmem::object::<Tcb>(guard, sender);
-        let info = MessageInfo(s.frame.rsi);
+        let s = *tcb::ctl(guard, sender);
+        let info = MessageInfo(tcb::frame(guard, sender).rsi);
         rendezvous(
             guard,
             sender,
@@ -450,7 +451,7 @@ pub fn has_senders(guard: &mut KernelGuard, endpoint: u64) -> bool {
 /// Blocks the current thread `receiver` on `endpoint`.
 pub fn block_receiver(guard: &mut KernelGuard, receiver: u64, endpoint: u64) {
     {
-        let t = objmem::object::<Tcb>(guard, receiver);
+        let t = tcb::ctl(guard, receiver);
         t.state = ThreadState::BlockedOnReceive as u64;
         t.blocked_on = endpoint;
     }
@@ -462,26 +463,26 @@ pub fn block_receiver(guard: &mut KernelGuard, receiver: u64, endpoint: u64) {
 /// `Reply` by `replier` with message `info`.
 pub fn reply(guard: &mut KernelGuard, replier: u64, info: MessageInfo) -> Result<(), Error> {
     check_info(info)?;
-    let caller = core::mem::take(&mut objmem::object::<Tcb>(guard, replier).reply_to);
+    let caller = core::mem::take(&mut tcb::ctl(guard, replier).reply_to);
     if caller == 0 {
         return Err(Error::NoReplyTarget);
     }
-    let c = *objmem::object::<Tcb>(guard, caller);
+    let c = *tcb::ctl(guard, caller);
     if c.state != ThreadState::BlockedOnReply as u64 || c.reply_from != replier {
         return Err(Error::NoReplyTarget);
     }
-    objmem::object::<Tcb>(guard, caller).reply_from = 0;
+    tcb::ctl(guard, caller).reply_from = 0;
     if c.ipc_flags & ipc_flag::FAULT != 0 {
-        objmem::object::<Tcb>(guard, caller).ipc_flags = 0;
+        tcb::ctl(guard, caller).ipc_flags = 0;
         if info.label() == fault::FAULT_REPLY_RESUME {
             sched::make_runnable(guard, caller);
         } else {
-            objmem::object::<Tcb>(guard, caller).state = ThreadState::Inactive as u64;
+            tcb::ctl(guard, caller).state = ThreadState::Inactive as u64;
         }
         return Ok(());
     }
     // A reply is a plain message without capabilities.
-    objmem::object::<Tcb>(guard, replier).ipc_flags = 0;
+    tcb::ctl(guard, replier).ipc_flags = 0;
     transfer(
         guard,
         replier,
@@ -527,7 +528,7 @@ pub fn wait(guard: &mut KernelGuard, waiter: u64, cap: Cap, mode: WaitMode) -> R
         return Err(Error::WouldBlock);
     };
     {
-        let t = objmem::object::<Tcb>(guard, waiter);
+        let t = tcb::ctl(guard, waiter);
         t.state = ThreadState::BlockedOnNotification as u64;
         t.blocked_on = phys;
     }
@@ -596,7 +597,7 @@ pub fn signal_object(guard: &mut KernelGuard, phys: u64, badge: u64) {
     }
     let bound = objmem::object::<Notification>(guard, phys).bound_tcb;
     if bound != 0
-        && objmem::object::<Tcb>(guard, bound).state == ThreadState::BlockedOnReceive as u64
+        && tcb::ctl(guard, bound).state == ThreadState::BlockedOnReceive as u64
     {
         let n = objmem::object::<Notification>(guard, phys);
         n.word = 0;
@@ -609,13 +610,13 @@ pub fn signal_object(guard: &mut KernelGuard, phys: u64, badge: u64) {
 
 /// Binds notification `ntfn` to `thread`.
 pub fn bind(guard: &mut KernelGuard, thread: u64, ntfn: u64) {
-    objmem::object::<Tcb>(guard, thread).bound_notification = ntfn;
+    tcb::ctl(guard, thread).bound_notification = ntfn;
     objmem::object::<Notification>(guard, ntfn).bound_tcb = thread;
 }
 
 /// Unbinds `thread`'s notification.
 pub fn unbind(guard: &mut KernelGuard, thread: u64) {
-    let ntfn = core::mem::take(&mut objmem::object::<Tcb>(guard, thread).bound_notification);
+    let ntfn = core::mem::take(&mut tcb::ctl(guard, thread).bound_notification);
     if ntfn != 0 {
         objmem::object::<Notification>(guard, ntfn).bound_tcb = 0;
     }
@@ -629,7 +630,7 @@ pub fn bound_tcb(guard: &mut KernelGuard, ntfn: u64) -> u64 {
 /// Aborts whatever IPC `thread` is blocked in (it stays blocked-state-less:
 /// the caller decides what happens next).
 pub fn cancel_ipc(guard: &mut KernelGuard, thread: u64) {
-    let t = *objmem::object::<Tcb>(guard, thread);
+    let t = *tcb::ctl(guard, thread);
     sched::cancel_timeout(guard, thread);
     match t.state {
         s if s == ThreadState::BlockedOnSend as u64
@@ -641,10 +642,10 @@ pub fn cancel_ipc(guard: &mut KernelGuard, thread: u64) {
             Queue::Notification(t.blocked_on).remove(guard, thread);
         }
         s if s == ThreadState::BlockedOnReply as u64 => {
-            if t.reply_from != 0 && objmem::object::<Tcb>(guard, t.reply_from).reply_to == thread {
-                objmem::object::<Tcb>(guard, t.reply_from).reply_to = 0;
+            if t.reply_from != 0 && tcb::ctl(guard, t.reply_from).reply_to == thread {
+                tcb::ctl(guard, t.reply_from).reply_to = 0;
             }
-            objmem::object::<Tcb>(guard, thread).reply_from = 0;
+            tcb::ctl(guard, thread).reply_from = 0;
         }
         _ => {}
     }
@@ -653,10 +654,10 @@ pub fn cancel_ipc(guard: &mut KernelGuard, thread: u64) {
 /// Unblocks a thread whose partner object vanished: `ObjectDeleted`, or for a
 /// pending fault, the thread stays stopped.
 fn abort_blocked(guard: &mut KernelGuard, thread: u64) {
-    let flags = objmem::object::<Tcb>(guard, thread).ipc_flags;
-    objmem::object::<Tcb>(guard, thread).ipc_flags = 0;
+    let flags = tcb::ctl(guard, thread).ipc_flags;
+    tcb::ctl(guard, thread).ipc_flags = 0;
     if flags & ipc_flag::FAULT != 0 {
-        objmem::object::<Tcb>(guard, thread).state = ThreadState::Inactive as u64;
+        tcb::ctl(guard, thread).state = ThreadState::Inactive as u64;
         return;
     }
     tcb::set_result(guard, thread, Err(Error::ObjectDeleted));
@@ -665,11 +666,11 @@ fn abort_blocked(guard: &mut KernelGuard, thread: u64) {
 
 /// Called when a TCB is destroyed: a caller waiting for its reply is told.
 pub fn forget_thread(guard: &mut KernelGuard, thread: u64) {
-    let caller = core::mem::take(&mut objmem::object::<Tcb>(guard, thread).reply_to);
+    let caller = core::mem::take(&mut tcb::ctl(guard, thread).reply_to);
     if caller != 0 {
-        let c = *objmem::object::<Tcb>(guard, caller);
+        let c = *tcb::ctl(guard, caller);
         if c.state == ThreadState::BlockedOnReply as u64 && c.reply_from == thread {
-            objmem::object::<Tcb>(guard, caller).reply_from = 0;
+            tcb::ctl(guard, caller).reply_from = 0;
             abort_blocked(guard, caller);
         }
     }
@@ -712,13 +713,9 @@ pub fn deliver_fault(guard: &mut KernelGuard, thread: u64, label: u64, words: [u
         tcb::suspend(guard, thread);
         return;
     };
-    {
-        let t = objmem::object::<Tcb>(guard, thread);
-        t.fault_label = label;
-        t.fault_mrs = words;
-    }
+    *tcb::fault(guard, thread) = tcb::FaultMessage { label, words };
     let flags = ipc_flag::CALL | ipc_flag::FAULT;
-    objmem::object::<Tcb>(guard, thread).ipc_flags = flags;
+    tcb::ctl(guard, thread).ipc_flags = flags;
     let ep = *objmem::object::<Endpoint>(guard, phys);
     if ep.queue_kind == QUEUE_RECEIVERS {
         let receiver = Queue::Endpoint(phys)

@@ -8,7 +8,7 @@ use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::paging::{self, PAGE_SIZE};
 use crate::object::memory::{map_frame, retype};
-use crate::object::tcb::{self, Tcb};
+use crate::object::tcb;
 use crate::object::{init_header, insert_cap, Cap, SLOT_BYTES};
 use core::ops::Range;
 use elf::endian::AnyEndian;
@@ -381,7 +381,7 @@ pub fn start(guard: &mut KernelGuard, cmdline: &str) -> Result<(), RootError> {
         buffer_cap,
         builder.slot(slot::ROOT_IPC_BUFFER),
     );
-    objmem::object::<Tcb>(guard, thread).ipc_buffer_phys = ipc_phys;
+    tcb::ctl(guard, thread).ipc_buffer_phys = ipc_phys;
     let frame = tcb::frame(guard, thread);
     frame.rip = elf.ehdr.e_entry;
     frame.rsp = abi::ROOT_STACK_TOP;

@@ -8,10 +8,9 @@
 //! idle loop.
 
 use crate::arch::lock::{self, BklCell, KernelGuard};
-use crate::arch::objmem;
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{apic, cpu, timer, trap, user};
-use crate::object::tcb::{self, Tcb};
+use crate::object::tcb;
 use tarn_ipc_schema::invocation::ThreadState;
 
 /// Longest a system thread runs before the next runnable one on its CPU.
@@ -58,7 +57,7 @@ pub fn current(guard: &mut KernelGuard) -> u64 {
 
 /// Makes `thread` runnable and queues it on its CPU (kicking that CPU).
 pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
-    let t = objmem::object::<Tcb>(guard, thread);
+    let t = tcb::ctl(guard, thread);
     t.state = ThreadState::Runnable as u64;
     let cpu = t.cpu as usize;
     if CPUS.get(guard)[cpu].current == thread {
@@ -75,7 +74,7 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
 fn enqueue(guard: &mut KernelGuard, cpu: usize, thread: u64) {
     let tail = CPUS.get(guard)[cpu].run_tail;
     {
-        let t = objmem::object::<Tcb>(guard, thread);
+        let t = tcb::ctl(guard, thread);
         t.sched_next = 0;
         t.sched_prev = tail;
         t.queued = 1;
@@ -83,7 +82,7 @@ fn enqueue(guard: &mut KernelGuard, cpu: usize, thread: u64) {
     if tail == 0 {
         CPUS.get(guard)[cpu].run_head = thread;
     } else {
-        objmem::object::<Tcb>(guard, tail).sched_next = thread;
+        tcb::ctl(guard, tail).sched_next = thread;
     }
     CPUS.get(guard)[cpu].run_tail = thread;
 }
@@ -91,20 +90,20 @@ fn enqueue(guard: &mut KernelGuard, cpu: usize, thread: u64) {
 /// Removes `thread` from its CPU's run queue if it is queued, and from
 /// `current` if it is running there (the CPU then reschedules).
 pub fn dequeue(guard: &mut KernelGuard, thread: u64) {
-    let t = *objmem::object::<Tcb>(guard, thread);
+    let t = *tcb::ctl(guard, thread);
     let cpu = t.cpu as usize;
     if t.queued != 0 {
         if t.sched_prev == 0 {
             CPUS.get(guard)[cpu].run_head = t.sched_next;
         } else {
-            objmem::object::<Tcb>(guard, t.sched_prev).sched_next = t.sched_next;
+            tcb::ctl(guard, t.sched_prev).sched_next = t.sched_next;
         }
         if t.sched_next == 0 {
             CPUS.get(guard)[cpu].run_tail = t.sched_prev;
         } else {
-            objmem::object::<Tcb>(guard, t.sched_next).sched_prev = t.sched_prev;
+            tcb::ctl(guard, t.sched_next).sched_prev = t.sched_prev;
         }
-        let t = objmem::object::<Tcb>(guard, thread);
+        let t = tcb::ctl(guard, thread);
         t.queued = 0;
         t.sched_next = 0;
         t.sched_prev = 0;
@@ -141,9 +140,9 @@ pub fn stop_for_inspection(guard: &mut KernelGuard, thread: u64) {
 
 /// Moves `thread` (not running, not queued) to CPU `cpu`, with its timeout.
 pub fn set_cpu(guard: &mut KernelGuard, thread: u64, cpu: u64) {
-    let deadline = objmem::object::<Tcb>(guard, thread).deadline;
+    let deadline = tcb::ctl(guard, thread).deadline;
     cancel_timeout(guard, thread);
-    objmem::object::<Tcb>(guard, thread).cpu = cpu;
+    tcb::ctl(guard, thread).cpu = cpu;
     if deadline != 0 {
         add_timeout(guard, thread, deadline);
     }
@@ -166,35 +165,35 @@ pub fn stall(cpu: u32) {
 /// Adds `thread` to its CPU's timeout list, to be woken with `Timeout` at
 /// TSC `deadline`.
 pub fn add_timeout(guard: &mut KernelGuard, thread: u64, deadline: u64) {
-    let cpu = objmem::object::<Tcb>(guard, thread).cpu as usize;
+    let cpu = tcb::ctl(guard, thread).cpu as usize;
     let head = CPUS.get(guard)[cpu].timeout_head;
     {
-        let t = objmem::object::<Tcb>(guard, thread);
+        let t = tcb::ctl(guard, thread);
         t.deadline = deadline;
         t.timeout_next = head;
         t.timeout_prev = 0;
     }
     if head != 0 {
-        objmem::object::<Tcb>(guard, head).timeout_prev = thread;
+        tcb::ctl(guard, head).timeout_prev = thread;
     }
     CPUS.get(guard)[cpu].timeout_head = thread;
 }
 
 /// Removes `thread` from its timeout list (no-op if it has no deadline).
 pub fn cancel_timeout(guard: &mut KernelGuard, thread: u64) {
-    let t = *objmem::object::<Tcb>(guard, thread);
+    let t = *tcb::ctl(guard, thread);
     if t.deadline == 0 {
         return;
     }
     if t.timeout_prev == 0 {
         CPUS.get(guard)[t.cpu as usize].timeout_head = t.timeout_next;
     } else {
-        objmem::object::<Tcb>(guard, t.timeout_prev).timeout_next = t.timeout_next;
+        tcb::ctl(guard, t.timeout_prev).timeout_next = t.timeout_next;
     }
     if t.timeout_next != 0 {
-        objmem::object::<Tcb>(guard, t.timeout_next).timeout_prev = t.timeout_prev;
+        tcb::ctl(guard, t.timeout_next).timeout_prev = t.timeout_prev;
     }
-    let t = objmem::object::<Tcb>(guard, thread);
+    let t = tcb::ctl(guard, thread);
     t.deadline = 0;
     t.timeout_next = 0;
     t.timeout_prev = 0;
@@ -205,7 +204,7 @@ fn expire_timeouts(guard: &mut KernelGuard) {
     let now = cpu::rdtsc();
     let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;
     while thread != 0 {
-        let t = *objmem::object::<Tcb>(guard, thread);
+        let t = *tcb::ctl(guard, thread);
         if t.deadline <= now {
             crate::ipc::cancel_ipc(guard, thread);
             tcb::set_result(guard, thread, Err(tarn_ipc_schema::Error::Timeout));
@@ -219,7 +218,7 @@ fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
     let mut earliest = u64::MAX;
     let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;
     while thread != 0 {
-        let t = objmem::object::<Tcb>(guard, thread);
+        let t = tcb::ctl(guard, thread);
         earliest = earliest.min(t.deadline);
         thread = t.timeout_next;
     }
@@ -232,10 +231,17 @@ pub fn on_timer(guard: &mut KernelGuard) {
     expire_timeouts(guard);
     let cpu = this_cpu();
     let state = CPUS.get(guard)[cpu];
-    if state.current != 0 && cpu::rdtsc() >= state.slice_end && state.run_head != 0 {
-        // Round robin: the running thread goes behind the others.
-        CPUS.get(guard)[cpu].current = 0;
-        enqueue(guard, cpu, state.current);
+    let now = cpu::rdtsc();
+    if state.current != 0 && now >= state.slice_end {
+        if state.run_head != 0 {
+            // Round robin: the running thread goes behind the others.
+            CPUS.get(guard)[cpu].current = 0;
+            enqueue(guard, cpu, state.current);
+        } else {
+            // Alone on this CPU: a fresh slice (and no timer storm from a
+            // slice end in the past).
+            CPUS.get(guard)[cpu].slice_end = now + timer::ns_to_tsc(SYSTEM_SLICE_NS);
+        }
     }
 }
 
@@ -255,7 +261,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         let cpu = this_cpu();
         let mut state = CPUS.get(&mut guard)[cpu];
         if state.current != 0
-            && objmem::object::<Tcb>(&mut guard, state.current).state
+            && tcb::ctl(&mut guard, state.current).state
                 != ThreadState::Runnable as u64
         {
             CPUS.get(&mut guard)[cpu].current = 0;
@@ -273,7 +279,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             let thread = state.current;
             let Some(root) = tcb::runnable_root(&mut guard, thread) else {
                 kwarn!("thread {thread:#x} has no address space; suspending it");
-                objmem::object::<Tcb>(&mut guard, thread).state = ThreadState::Inactive as u64;
+                tcb::ctl(&mut guard, thread).state = ThreadState::Inactive as u64;
                 CPUS.get(&mut guard)[cpu].current = 0;
                 continue;
             };
@@ -306,16 +312,13 @@ fn enter(guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
     user::return_to_user(guard, tcb::frame_address(thread), root)
 }
 
-/// Switches this CPU straight to `thread` (the IPC fastpath: it continues the
-/// current slice), without consulting the run queue.
-pub fn switch_to(mut guard: KernelGuard, thread: u64) -> ! {
-    let cpu = this_cpu();
-    CPUS.get(&mut guard)[cpu].current = thread;
-    let fpu_owner = CPUS.get(&mut guard)[cpu].fpu_owner;
-    match tcb::runnable_root(&mut guard, thread) {
-        Some(root) => enter(guard, thread, root, fpu_owner),
-        None => schedule(guard),
-    }
+/// Switches this CPU straight to `thread` on page tables `root` (the IPC
+/// fastpath: it continues the current slice), without the run queue.
+pub fn switch_to(mut guard: KernelGuard, thread: u64, root: u64) -> ! {
+    let state = &mut CPUS.get(&mut guard)[this_cpu()];
+    state.current = thread;
+    let fpu_owner = state.fpu_owner;
+    enter(guard, thread, root, fpu_owner)
 }
 
 /// The current thread touched the FPU while CR0.TS was set (#NM): give it

@@ -8,7 +8,7 @@ use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::{paging, timer, trap};
 use crate::ipc::{self, WaitMode};
-use crate::object::tcb::{self, Tcb};
+use crate::object::tcb;
 use crate::object::{self, read_cap, Cap};
 use crate::{devices, sched};
 use tarn_ipc_schema::invocation::Invocation;
@@ -30,8 +30,8 @@ pub struct Caller {
 
 impl Caller {
     fn new(guard: &mut KernelGuard, thread: u64, info: MessageInfo) -> Self {
-        let t = *objmem::object::<Tcb>(guard, thread);
-        let f = t.frame;
+        let t = *tcb::ctl(guard, thread);
+        let f = *tcb::frame(guard, thread);
         let mut words = [0u64; INVOCATION_WORDS];
         words[..4].copy_from_slice(&[f.rdx, f.r10, f.r8, f.r9]);
         let length = info.length().min(INVOCATION_WORDS);
@@ -84,8 +84,8 @@ impl Caller {
 pub fn handle(mut guard: KernelGuard) -> ! {
     let thread = sched::current(&mut guard);
     if thread != 0 {
-        if let Some(next) = crate::fastpath::attempt(&mut guard, thread) {
-            sched::switch_to(guard, next);
+        if let Some((next, root)) = crate::fastpath::attempt(&mut guard, thread) {
+            sched::switch_to(guard, next, root);
         }
         dispatch(&mut guard, thread);
     }
@@ -207,7 +207,7 @@ fn invoke(
     f.r8 = r[2];
     f.r9 = r[3];
     if caller.reply_length > 4 {
-        let buffer_phys = objmem::object::<Tcb>(guard, thread).ipc_buffer_phys;
+        let buffer_phys = tcb::ctl(guard, thread).ipc_buffer_phys;
         if buffer_phys != 0 {
             objmem::object::<Buffer>(guard, buffer_phys).0.mrs[4..caller.reply_length]
                 .copy_from_slice(&r[4..caller.reply_length]);

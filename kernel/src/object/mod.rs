@@ -288,6 +288,27 @@ pub static STATS: crate::arch::lock::BklCell<Stats> = crate::arch::lock::BklCell
     zombie_head: 0,
 });
 
+/// The root of the VSpace capability in `slot` (hot path: no full decode).
+#[inline]
+pub fn vspace_root_at(guard: &mut KernelGuard, slot: u64) -> Option<u64> {
+    let words = objmem::object::<Slot>(guard, slot).words;
+    (words[0] & 0xFF == ObjectType::VSpace as u64).then_some(words[1])
+}
+
+/// The endpoint capability that `cptr` names in the CSpace whose root
+/// capability is in `cspace_slot`: (endpoint, badge, rights), or `None` for
+/// anything else (hot path: no full decode).
+#[inline]
+pub fn endpoint_at(guard: &mut KernelGuard, cspace_slot: u64, cptr: u64) -> Option<(u64, u64, Rights)> {
+    let root = objmem::object::<Slot>(guard, cspace_slot).words;
+    let size_bits = (root[0] >> 16) & 0xFF;
+    if root[0] & 0xFF != ObjectType::CNode as u64 || cptr == 0 || cptr >> size_bits != 0 {
+        return None;
+    }
+    let words = objmem::object::<Slot>(guard, root[1] + cptr * SLOT_BYTES).words;
+    (words[0] & 0xFF == ObjectType::Endpoint as u64).then_some((words[1], words[2], Rights((words[0] >> 8) & 0xFF)))
+}
+
 /// Reads the capability in slot `slot`.
 pub fn read_cap(guard: &mut KernelGuard, slot: u64) -> Cap {
     Cap::decode(objmem::object::<Slot>(guard, slot).words)

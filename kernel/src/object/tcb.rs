@@ -37,12 +37,11 @@ pub mod ipc_flag {
     pub const FAULT: u64 = 4;
 }
 
-/// A thread control block.
-#[repr(C, align(64))]
+/// A thread's scheduling and IPC state (the part of a TCB the kernel copies
+/// and inspects on every IPC; the register frame and FPU area stay in place).
+#[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Tcb {
-    /// Refcount header.
-    pub header: ObjectHeader,
+pub struct Control {
     /// [`ThreadState`].
     pub state: u64,
     /// The CPU it runs on.
@@ -67,10 +66,6 @@ pub struct Tcb {
     pub reply_to: u64,
     /// While blocked on a reply: the thread that owes it.
     pub reply_from: u64,
-    /// Fault message label (while a fault message is pending).
-    pub fault_label: u64,
-    /// Fault message words.
-    pub fault_mrs: [u64; 4],
     /// Timeout deadline (TSC, 0 = none).
     pub deadline: u64,
     /// Timeout list links.
@@ -81,6 +76,30 @@ pub struct Tcb {
     pub bound_notification: u64,
     /// Physical address of the IPC buffer (0 = none).
     pub ipc_buffer_phys: u64,
+}
+impl KernelObject for Control {}
+
+/// A pending fault message.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FaultMessage {
+    /// Fault message label.
+    pub label: u64,
+    /// Fault message words.
+    pub words: [u64; 4],
+}
+impl KernelObject for FaultMessage {}
+
+/// A thread control block.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct Tcb {
+    /// Refcount header.
+    pub header: ObjectHeader,
+    /// Scheduling and IPC state.
+    pub ctl: Control,
+    /// The fault message while one is pending.
+    pub fault: FaultMessage,
     /// Saved user registers.
     pub frame: TrapFrame,
     /// Saved FPU/SSE state.
@@ -96,6 +115,16 @@ impl KernelObject for TrapFrame {}
 /// Physical address of slot `index` of the TCB at `tcb`.
 pub fn slot_address(tcb: u64, index: usize) -> u64 {
     tcb + core::mem::offset_of!(Tcb, slots) as u64 + index as u64 * SLOT_BYTES
+}
+
+/// The scheduling and IPC state of the TCB at `tcb`.
+pub fn ctl(guard: &mut KernelGuard, tcb: u64) -> &mut Control {
+    objmem::object::<Control>(guard, tcb + core::mem::offset_of!(Tcb, ctl) as u64)
+}
+
+/// The pending fault message of the TCB at `tcb`.
+pub fn fault(guard: &mut KernelGuard, tcb: u64) -> &mut FaultMessage {
+    objmem::object::<FaultMessage>(guard, tcb + core::mem::offset_of!(Tcb, fault) as u64)
 }
 
 /// Physical address of the TCB's saved frame.
@@ -131,10 +160,7 @@ pub fn set_result(guard: &mut KernelGuard, tcb: u64, result: Result<(), Error>) 
 
 /// The CR3 to run `tcb` with, if its VSpace slot holds a VSpace.
 pub fn runnable_root(guard: &mut KernelGuard, tcb: u64) -> Option<u64> {
-    match read_cap(guard, slot_address(tcb, slot::VSPACE)) {
-        Cap::VSpace { phys, .. } => Some(phys),
-        _ => None,
-    }
+    super::vspace_root_at(guard, slot_address(tcb, slot::VSPACE))
 }
 
 /// The thread's CSpace root capability.
@@ -172,12 +198,12 @@ pub fn invoke(
         Invocation::TcbReadRegisters => {
             crate::sched::stop_for_inspection(guard, target);
             let f = *frame(guard, target);
-            let state = objmem::object::<Tcb>(guard, target).state;
+            let state = ctl(guard, target).state;
             caller.set_reply(guard, &[f.rip, f.rsp, f.rflags, f.rax, f.rdi, state]);
             Ok(())
         }
         Invocation::TcbResume => {
-            let t = *objmem::object::<Tcb>(guard, target);
+            let t = *ctl(guard, target);
             if t.state != ThreadState::Inactive as u64 {
                 return Ok(());
             }
@@ -198,7 +224,7 @@ pub fn invoke(
             if cpu >= u64::from(crate::arch::percpu::online()) {
                 return Err(Error::OutOfRange);
             }
-            let state = objmem::object::<Tcb>(guard, target).state;
+            let state = ctl(guard, target).state;
             let runnable = state == ThreadState::Runnable as u64;
             if runnable {
                 crate::sched::stop(guard, target);
@@ -217,7 +243,7 @@ pub fn invoke(
             if !rights.contains(Rights::READ) {
                 return Err(Error::InsufficientRights);
             }
-            if objmem::object::<Tcb>(guard, target).bound_notification != 0
+            if ctl(guard, target).bound_notification != 0
                 || crate::ipc::bound_tcb(guard, phys) != 0
             {
                 return Err(Error::IllegalState);
@@ -226,7 +252,7 @@ pub fn invoke(
             Ok(())
         }
         Invocation::TcbUnbindNotification => {
-            if objmem::object::<Tcb>(guard, target).bound_notification == 0 {
+            if ctl(guard, target).bound_notification == 0 {
                 return Err(Error::IllegalState);
             }
             crate::ipc::unbind(guard, target);
@@ -238,7 +264,7 @@ pub fn invoke(
 
 fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Result<(), Error> {
     // Decode: every capability first.
-    if objmem::object::<Tcb>(guard, target).state != ThreadState::Inactive as u64 {
+    if ctl(guard, target).state != ThreadState::Inactive as u64 {
         return Err(Error::IllegalState);
     }
     let cnode_slot = caller.lookup_slot(guard, caller.mr(0))?;
@@ -318,7 +344,7 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
     if let Some(s) = fault {
         copy(guard, s, slot::FAULT_ENDPOINT);
     }
-    objmem::object::<Tcb>(guard, target).ipc_buffer_phys = buffer_phys;
+    ctl(guard, target).ipc_buffer_phys = buffer_phys;
     Ok(())
 }
 
@@ -327,7 +353,7 @@ pub fn suspend(guard: &mut KernelGuard, tcb: u64) {
     crate::ipc::cancel_ipc(guard, tcb);
     crate::sched::cancel_timeout(guard, tcb);
     crate::sched::stop(guard, tcb);
-    objmem::object::<Tcb>(guard, tcb).state = ThreadState::Inactive as u64;
+    ctl(guard, tcb).state = ThreadState::Inactive as u64;
 }
 
 /// Destroys a TCB whose last capability was deleted.
@@ -335,7 +361,7 @@ pub fn destroy(guard: &mut KernelGuard, tcb: u64) {
     suspend(guard, tcb);
     crate::ipc::forget_thread(guard, tcb);
     crate::sched::forget_fpu_owner(guard, tcb);
-    if objmem::object::<Tcb>(guard, tcb).bound_notification != 0 {
+    if ctl(guard, tcb).bound_notification != 0 {
         crate::ipc::unbind(guard, tcb);
     }
     for index in 0..4 {

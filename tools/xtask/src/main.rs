@@ -8,7 +8,7 @@ mod emu;
 mod images;
 mod suite;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -326,7 +326,9 @@ fn lint(ctx: &Ctx) -> Result<()> {
 fn execute(command: Command) -> Result<ExitCode> {
     let ctx = Ctx::new();
     match command {
-        Command::Help => println!("{HELP}"),
+        Command::Help => {
+            let _ = writeln!(std::io::stdout(), "{HELP}");
+        }
         Command::Build => {
             let images = images::build_or_use(&ctx, None)?;
             println!("{}", images.kernel.display());

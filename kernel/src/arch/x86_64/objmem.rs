@@ -19,12 +19,18 @@ pub fn set_direct_map_end(end: u64) {
     DIRECT_MAP_END.store(end, core::sync::atomic::Ordering::Relaxed);
 }
 
+#[inline(always)]
 fn check(phys: u64, len: u64, align: u64) {
     let end = DIRECT_MAP_END.load(core::sync::atomic::Ordering::Relaxed);
-    assert!(
-        phys % align == 0 && phys.checked_add(len).is_some_and(|e| e <= end),
-        "kernel object at {phys:#x} (+{len:#x}) outside the direct map"
-    );
+    if phys & (align - 1) != 0 || phys >= end || len > end - phys {
+        bad_object(phys, len);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_object(phys: u64, len: u64) -> ! {
+    panic!("kernel object at {phys:#x} (+{len:#x}) outside the direct map");
 }
 
 /// The object of type `T` at `phys`, for as long as the guard is borrowed.
