@@ -7,8 +7,8 @@
 
 use crate::arch::lock::KernelGuard;
 use crate::ipc;
-use crate::object::tcb;
 use crate::object;
+use crate::object::tcb;
 use crate::sched;
 use core::sync::atomic::{AtomicBool, Ordering};
 use tarn_ipc_schema::invocation::ThreadState;

@@ -596,9 +596,7 @@ pub fn signal_object(guard: &mut KernelGuard, phys: u64, badge: u64) {
         return;
     }
     let bound = objmem::object::<Notification>(guard, phys).bound_tcb;
-    if bound != 0
-        && tcb::ctl(guard, bound).state == ThreadState::BlockedOnReceive as u64
-    {
+    if bound != 0 && tcb::ctl(guard, bound).state == ThreadState::BlockedOnReceive as u64 {
         let n = objmem::object::<Notification>(guard, phys);
         n.word = 0;
         n.pending = 0;

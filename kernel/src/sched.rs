@@ -261,8 +261,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         let cpu = this_cpu();
         let mut state = CPUS.get(&mut guard)[cpu];
         if state.current != 0
-            && tcb::ctl(&mut guard, state.current).state
-                != ThreadState::Runnable as u64
+            && tcb::ctl(&mut guard, state.current).state != ThreadState::Runnable as u64
         {
             CPUS.get(&mut guard)[cpu].current = 0;
             state.current = 0;

@@ -176,6 +176,7 @@ fn boot(name: &str, emulator: Emulator, smp: u32, virtualization: &str) -> Scena
     Scenario::new(name, emulator, smp, "poweroff")
         .expect(&format!("tarn: {smp} cpus online"))
         .expect(&format!("tarn: virtualization: {virtualization}"))
+        .expect("root: ready")
         .expect("tarn: exit status 0")
         .forbid_failures()
 }
@@ -202,6 +203,33 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::qemu("unknown_option_warns", 1, "poweroff frobnicate=1")
             .expect("warning: unknown kernel option 'frobnicate'")
             .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
+    // The in-image test suite (every syscall, capability operation and
+    // documented error) on one and four CPUs under QEMU (SVM) and on two
+    // under Bochs (VMX).
+    for (name, emulator, smp) in [
+        ("suite_smp1", Emulator::Qemu, 1),
+        ("suite_smp4", Emulator::Qemu, 4),
+        ("suite_bochs_vmx_smp2", Emulator::Bochs, 2),
+    ] {
+        all.push(
+            Scenario::new(name, emulator, smp, "test")
+                .expect("root: started test-suite")
+                .expect(" passed, 0 failed")
+                .expect("tarn: exit status 0")
+                .forbid("FAILED")
+                .forbid_failures(),
+        );
+    }
+    // The seeded syscall fuzzer: 100 000 calls on two CPUs, then the
+    // kernel's invariants and object accounting are checked.
+    all.push(
+        Scenario::qemu("fuzz_smp2", 2, "fuzz seed=1")
+            .expect("root: started fuzz")
+            .expect("fuzz: 100000 calls, invariants ok")
+            .expect("tarn: exit status 0")
+            .forbid("FAILED")
             .forbid_failures(),
     );
     all
@@ -310,6 +338,7 @@ mod tests {
 tarn: booting\n\
 tarn: 2 cpus online\n\
 tarn: virtualization: svm\n\
+root: ready\n\
 tarn: exit status 0\n";
 
     fn boot2() -> Scenario {

@@ -507,6 +507,9 @@ mod tests {
         assert_eq!(args.ipc_fastpath, Some(false));
         let args = KernelArgs::parse("seed=x ipc_fastpath=maybe fuzz=1", |w| warnings.push(w));
         assert_eq!(warnings.len(), 3);
-        assert_eq!((args.seed, args.ipc_fastpath, args.fuzz), (None, None, false));
+        assert_eq!(
+            (args.seed, args.ipc_fastpath, args.fuzz),
+            (None, None, false)
+        );
     }
 }

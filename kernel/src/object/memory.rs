@@ -325,7 +325,7 @@ pub fn map_frame(
         return Err(Error::AlreadyMapped);
     }
     let size = if large { 2 << 20 } else { PAGE_SIZE };
-    if vaddr % size != 0 || vaddr.checked_add(size).is_none_or(|end| end > USER_END) {
+    if !vaddr.is_multiple_of(size) || vaddr.checked_add(size).is_none_or(|end| end > USER_END) {
         return Err(Error::InvalidArgument);
     }
     if wanted.0 & !Rights::ALL.0 != 0

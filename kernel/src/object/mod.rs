@@ -299,14 +299,22 @@ pub fn vspace_root_at(guard: &mut KernelGuard, slot: u64) -> Option<u64> {
 /// capability is in `cspace_slot`: (endpoint, badge, rights), or `None` for
 /// anything else (hot path: no full decode).
 #[inline]
-pub fn endpoint_at(guard: &mut KernelGuard, cspace_slot: u64, cptr: u64) -> Option<(u64, u64, Rights)> {
+pub fn endpoint_at(
+    guard: &mut KernelGuard,
+    cspace_slot: u64,
+    cptr: u64,
+) -> Option<(u64, u64, Rights)> {
     let root = objmem::object::<Slot>(guard, cspace_slot).words;
     let size_bits = (root[0] >> 16) & 0xFF;
     if root[0] & 0xFF != ObjectType::CNode as u64 || cptr == 0 || cptr >> size_bits != 0 {
         return None;
     }
     let words = objmem::object::<Slot>(guard, root[1] + cptr * SLOT_BYTES).words;
-    (words[0] & 0xFF == ObjectType::Endpoint as u64).then_some((words[1], words[2], Rights((words[0] >> 8) & 0xFF)))
+    (words[0] & 0xFF == ObjectType::Endpoint as u64).then_some((
+        words[1],
+        words[2],
+        Rights((words[0] >> 8) & 0xFF),
+    ))
 }
 
 /// Reads the capability in slot `slot`.
@@ -482,21 +490,15 @@ pub fn check_reachable(guard: &mut KernelGuard, root: Cap) -> bool {
     const MAX_CONTAINERS: usize = 256;
     let mut slots: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
     let mut containers: alloc::vec::Vec<(u64, u64)> = alloc::vec::Vec::new(); // (first slot, count)
-    let push = |containers: &mut alloc::vec::Vec<(u64, u64)>, cap: Cap| match cap {
-        Cap::CNode { phys, size_bits } => {
-            if containers.len() < MAX_CONTAINERS
-                && !containers.iter().any(|c| c.0 == phys + SLOT_BYTES)
-            {
-                containers.push((phys + SLOT_BYTES, (1u64 << size_bits) - 1));
-            }
+    let push = |containers: &mut alloc::vec::Vec<(u64, u64)>, cap: Cap| {
+        let container = match cap {
+            Cap::CNode { phys, size_bits } => (phys + SLOT_BYTES, (1u64 << size_bits) - 1),
+            Cap::Tcb { phys } => (tcb::slot_address(phys, 0), 4),
+            _ => return,
+        };
+        if containers.len() < MAX_CONTAINERS && !containers.iter().any(|c| c.0 == container.0) {
+            containers.push(container);
         }
-        Cap::Tcb { phys } => {
-            let first = tcb::slot_address(phys, 0);
-            if containers.len() < MAX_CONTAINERS && !containers.iter().any(|c| c.0 == first) {
-                containers.push((first, 4));
-            }
-        }
-        _ => {}
     };
     push(&mut containers, root);
     let mut next = 0;

@@ -243,8 +243,7 @@ pub fn invoke(
             if !rights.contains(Rights::READ) {
                 return Err(Error::InsufficientRights);
             }
-            if ctl(guard, target).bound_notification != 0
-                || crate::ipc::bound_tcb(guard, phys) != 0
+            if ctl(guard, target).bound_notification != 0 || crate::ipc::bound_tcb(guard, phys) != 0
             {
                 return Err(Error::IllegalState);
             }
@@ -294,7 +293,7 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
         if !rights.contains(Rights::READ.union(Rights::WRITE)) {
             return Err(Error::InsufficientRights);
         }
-        if buffer_vaddr % 4096 != 0 {
+        if !buffer_vaddr.is_multiple_of(4096) {
             return Err(Error::InvalidArgument);
         }
         let size = if large { 2 << 20 } else { 4096 };

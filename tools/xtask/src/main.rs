@@ -315,7 +315,15 @@ fn lint(ctx: &Ctx) -> Result<()> {
             .args(["clippy", "--all-targets", "--", "-D", "warnings"]),
     )?;
     let mut command = ctx.cargo();
-    command.args(["clippy", "--target", TARGET, "-p", KERNEL_PACKAGE]);
+    command.args([
+        "clippy",
+        "--target",
+        TARGET,
+        "-p",
+        KERNEL_PACKAGE,
+        "-p",
+        "tarn-rt",
+    ]);
     for package in images::user_packages() {
         command.args(["-p", package]);
     }

@@ -38,15 +38,16 @@ fn bad_object(phys: u64, len: u64) -> ! {
 /// `phys` must name a `T` by kernel invariant (a capability or kernel link of
 /// that type); a wrong `phys` is a kernel bug but cannot cause undefined
 /// behaviour, as `T` is plain data inside the direct map.
-pub fn object<'a, T: KernelObject>(_guard: &'a mut KernelGuard, phys: u64) -> &'a mut T {
+pub fn object<T: KernelObject>(_guard: &mut KernelGuard, phys: u64) -> &mut T {
     check(
         phys,
         core::mem::size_of::<T>() as u64,
         core::mem::align_of::<T>() as u64,
     );
     // SAFETY: the range is mapped RW in the direct map (checked above), T is
-    // plain data valid for any bits, and the unique guard is borrowed for 'a,
-    // so this is the only live reference into object memory.
+    // plain data valid for any bits, and the unique guard stays borrowed for
+    // the returned lifetime, so this is the only live reference into object
+    // memory.
     unsafe { &mut *(phys_to_virt(phys) as *mut T) }
 }
 
@@ -78,7 +79,7 @@ pub fn read_bytes(_guard: &mut KernelGuard, phys: u64, out: &mut [u8]) {
 }
 
 /// The 512 entries of the page table at `phys`.
-pub fn page_table<'a>(guard: &'a mut KernelGuard, phys: u64) -> &'a mut [u64; 512] {
+pub fn page_table(guard: &mut KernelGuard, phys: u64) -> &mut [u64; 512] {
     check(phys, PAGE_SIZE, PAGE_SIZE);
     object::<PageTable>(guard, phys).entries_mut()
 }

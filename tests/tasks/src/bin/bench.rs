@@ -47,7 +47,11 @@ fn main(arg: u64) {
     let mut ok = true;
     match ipc_round_trip(&mut res, info) {
         Ok(insns) => {
-            let name = if slowpath { "ipc_call_reply_slowpath_insns" } else { "ipc_call_reply_insns" };
+            let name = if slowpath {
+                "ipc_call_reply_slowpath_insns"
+            } else {
+                "ipc_call_reply_insns"
+            };
             println!("bench: {name} {insns} insns");
         }
         Err(why) => {
@@ -85,10 +89,22 @@ fn serve() -> ! {
     }
 }
 
-fn ipc_round_trip(res: &mut Resources, info: &tarn_rt::abi::boot::BootInfo) -> Result<u64, &'static str> {
-    let module = info.module("bench").ok_or("no bench module to start the server from")?;
-    let endpoint = res.create(ObjectType::Endpoint, 0).map_err(|_| "create endpoint")?;
-    let caps = [CapGrant { source: endpoint, dest: SERVER_ENDPOINT, rights: Rights::READ, badge: 0 }];
+fn ipc_round_trip(
+    res: &mut Resources,
+    info: &tarn_rt::abi::boot::BootInfo,
+) -> Result<u64, &'static str> {
+    let module = info
+        .module("bench")
+        .ok_or("no bench module to start the server from")?;
+    let endpoint = res
+        .create(ObjectType::Endpoint, 0)
+        .map_err(|_| "create endpoint")?;
+    let caps = [CapGrant {
+        source: endpoint,
+        dest: SERVER_ENDPOINT,
+        rights: Rights::READ,
+        badge: 0,
+    }];
     let config = ProcessConfig {
         elf: tarn_rt::module_bytes(module),
         caps: &caps,
@@ -111,9 +127,16 @@ fn ipc_round_trip(res: &mut Resources, info: &tarn_rt::abi::boot::BootInfo) -> R
 }
 
 fn notification_ping_pong(res: &mut Resources) -> Result<u64, &'static str> {
-    let ping = res.create(ObjectType::Notification, 0).map_err(|_| "create notification")?;
-    let pong = res.create(ObjectType::Notification, 0).map_err(|_| "create notification")?;
-    let options = ThreadOptions { cpu: Some(0), ..ThreadOptions::default() };
+    let ping = res
+        .create(ObjectType::Notification, 0)
+        .map_err(|_| "create notification")?;
+    let pong = res
+        .create(ObjectType::Notification, 0)
+        .map_err(|_| "create notification")?;
+    let options = ThreadOptions {
+        cpu: Some(0),
+        ..ThreadOptions::default()
+    };
     tarn_rt::spawn_thread(res, options, move || loop {
         if syscall::wait(ping, 0).is_err() {
             return;
@@ -121,7 +144,7 @@ fn notification_ping_pong(res: &mut Resources) -> Result<u64, &'static str> {
         let _ = syscall::signal(pong);
     })
     .map_err(|_| "spawn the partner thread")?;
-    let mut round = || {
+    let round = || {
         let _ = syscall::signal(ping);
         let _ = syscall::wait(pong, 0);
     };
@@ -139,9 +162,16 @@ static WOKEN_AT: AtomicU64 = AtomicU64::new(0);
 
 fn cross_cpu_wake(res: &mut Resources) -> Result<u64, &'static str> {
     const SAMPLES: u64 = 64;
-    let wake = res.create(ObjectType::Notification, 0).map_err(|_| "create notification")?;
-    let done = res.create(ObjectType::Notification, 0).map_err(|_| "create notification")?;
-    let options = ThreadOptions { cpu: Some(1), ..ThreadOptions::default() };
+    let wake = res
+        .create(ObjectType::Notification, 0)
+        .map_err(|_| "create notification")?;
+    let done = res
+        .create(ObjectType::Notification, 0)
+        .map_err(|_| "create notification")?;
+    let options = ThreadOptions {
+        cpu: Some(1),
+        ..ThreadOptions::default()
+    };
     tarn_rt::spawn_thread(res, options, move || loop {
         if syscall::wait(wake, 0).is_err() {
             return;
