@@ -99,6 +99,9 @@ pub struct BootInfo {
     pub cpu_count: u64,
     /// First empty slot of the root CNode after everything below.
     pub first_free_slot: u64,
+    /// Slot of CPU 0's `Cpu` capability; CPU i's is at `first_cpu_slot + i`
+    /// (0 = no CPU capabilities were given).
+    pub first_cpu_slot: u64,
     /// Untyped regions in use (entries of `untyped`).
     pub untyped_count: u64,
     /// The untyped capabilities: all RAM the kernel does not use.

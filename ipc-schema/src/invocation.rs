@@ -97,6 +97,39 @@ pub enum Invocation {
     /// object accounting balanced). Reply MR0 = live objects, MR1 = live
     /// capabilities, MR2 = 1 if every invariant holds, MR3 = CPUs online.
     MachineCheckInvariants = 51,
+
+    /// Scheduler. MR0 = Cpu cptr, MR1 = event-ring frame cptr (4 KiB,
+    /// READ|WRITE; laid out as [`crate::sched::EventRing`]), MR2 = notification
+    /// cptr (WRITE) the kernel signals when it adds events. The CPU must be
+    /// unbound (`IllegalState`). Deleting or revoking the Cpu capability used
+    /// here unbinds the CPU.
+    SchedulerBindCpu = 60,
+    /// Scheduler. MR0 = Cpu cptr. Evicts the CPU's queue (`Evicted` events)
+    /// and unbinds it: it runs only system threads until bound again.
+    SchedulerUnbindCpu = 61,
+    /// Scheduler. MR0 = Tcb cptr, MR1 = thread id (non-zero; events name the
+    /// thread by it). The thread leaves the system FIFO and runs only when
+    /// dispatched; if runnable, a `Woken` event follows.
+    SchedulerAdopt = 62,
+    /// Scheduler. MR0 = Tcb cptr. The thread returns to the system FIFO.
+    SchedulerRelease = 63,
+    /// Scheduler. MR0 = CPU index, MR1 = Tcb cptr, MR2 = budget in ns (> 0).
+    /// Appends `(thread, budget)` to the CPU's dispatch queue. The CPU must be
+    /// bound to this scheduler and the thread adopted by it (`NotOwned`),
+    /// runnable and in no queue (`IllegalState`); `QueueFull` at
+    /// [`crate::sched::DISPATCH_QUEUE_LEN`] entries.
+    SchedulerDispatch = 64,
+    /// Scheduler. MR0 = CPU index (bound to this scheduler), MR1 = tick
+    /// period in ns (0 = no tick): a `Tick` event every period.
+    SchedulerSetTick = 65,
+    /// Scheduler. MR0 = Tcb cptr (adopted by this scheduler). Reply MR0 =
+    /// [`ThreadState`], MR1 = thread id, MR2 = CPU index + 1 of the queue it is
+    /// in (0 = none), MR3 = total ns it has run while adopted. For
+    /// resynchronising after an event-ring overflow.
+    SchedulerQueryThread = 66,
+    /// Cpu. Reply MR0 = CPU index, MR1 = x2APIC id, MR2 = 1 if bound to a
+    /// scheduler.
+    CpuInfo = 70,
 }
 
 impl Invocation {
@@ -128,6 +161,14 @@ impl Invocation {
             42 => Self::IoPortIssue,
             50 => Self::MachinePowerOff,
             51 => Self::MachineCheckInvariants,
+            60 => Self::SchedulerBindCpu,
+            61 => Self::SchedulerUnbindCpu,
+            62 => Self::SchedulerAdopt,
+            63 => Self::SchedulerRelease,
+            64 => Self::SchedulerDispatch,
+            65 => Self::SchedulerSetTick,
+            66 => Self::SchedulerQueryThread,
+            70 => Self::CpuInfo,
             _ => return None,
         })
     }
@@ -164,6 +205,6 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 25);
+        assert_eq!(seen, 33);
     }
 }

@@ -31,6 +31,7 @@
 
 pub mod boot;
 pub mod invocation;
+pub mod sched;
 
 pub use invocation::Invocation;
 
@@ -65,6 +66,7 @@ pub const fn object_size(object_type: ObjectType, size_bits: u64) -> Option<u64>
         ObjectType::Frame4K => Some(4096),
         ObjectType::Frame2M => Some(2 << 20),
         ObjectType::VSpace if size_bits >= 15 && size_bits <= 24 => Some(1 << size_bits),
+        ObjectType::Scheduler => Some(IPC_OBJECT_BYTES),
         _ => None,
     }
 }
@@ -177,6 +179,11 @@ pub enum Error {
     IllegalState = 18,
     /// The VSpace has no table memory left for a new mapping.
     OutOfTableMemory = 19,
+    /// Scheduling isolation: the thread is not adopted by this scheduler, or
+    /// the CPU is not bound to it.
+    NotOwned = 20,
+    /// The CPU's dispatch queue is full.
+    QueueFull = 21,
 }
 
 impl Error {
@@ -202,6 +209,8 @@ impl Error {
             17 => Self::OutOfRange,
             18 => Self::IllegalState,
             19 => Self::OutOfTableMemory,
+            20 => Self::NotOwned,
+            21 => Self::QueueFull,
             _ => return None,
         })
     }
@@ -244,6 +253,10 @@ pub enum ObjectType {
     IoPort = 11,
     /// Whole-machine operations: power off, kernel statistics.
     Machine = 12,
+    /// Authority over one physical CPU (bind it to a scheduler).
+    Cpu = 13,
+    /// One scheduling domain: CPUs bind to it, threads are adopted into it.
+    Scheduler = 14,
 }
 
 impl ObjectType {
@@ -262,6 +275,8 @@ impl ObjectType {
             10 => Self::IrqHandler,
             11 => Self::IoPort,
             12 => Self::Machine,
+            13 => Self::Cpu,
+            14 => Self::Scheduler,
             _ => return None,
         })
     }

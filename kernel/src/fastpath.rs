@@ -1,7 +1,9 @@
 //! The IPC fastpath (as seL4's `fastpath_call` / `fastpath_reply_recv`): a
 //! `Call` to a waiting server, or a server's `ReplyRecv` to a waiting caller,
 //! with a register-only message (≤ 4 words, no capabilities) between two
-//! threads on this CPU, switches straight to the partner. Every condition is
+//! system threads on this CPU, switches straight to the partner. (Threads
+//! adopted by a user-mode scheduler take the general path: they run only from
+//! dispatch entries.) Every condition is
 //! an early exit to the general path in `ipc.rs`, which handles everything
 //! the fastpath declines with identical results.
 
@@ -27,6 +29,11 @@ pub fn disable() {
 /// take the general path.
 pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
     if !ENABLED.load(Ordering::Relaxed) {
+        return None;
+    }
+    // Threads adopted by a user-mode scheduler run only from dispatch
+    // entries; switching to or from them directly would bypass that.
+    if tcb::ctl(guard, thread).scheduler != 0 {
         return None;
     }
     let f = tcb::frame(guard, thread);
@@ -63,7 +70,8 @@ fn call(
         return None;
     }
     let server = ipc::waiting_receiver(guard, endpoint)?;
-    if tcb::ctl(guard, server).cpu != sched::this_cpu() as u64 {
+    let s = tcb::ctl(guard, server);
+    if s.cpu != sched::this_cpu() as u64 || s.scheduler != 0 {
         return None;
     }
     let root = tcb::runnable_root(guard, server)?;
@@ -102,6 +110,7 @@ fn reply_recv(
         || c.reply_from != server
         || c.ipc_flags != 0
         || c.cpu != this_cpu
+        || c.scheduler != 0
     {
         return None;
     }

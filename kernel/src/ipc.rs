@@ -697,6 +697,7 @@ pub fn destroy_notification(guard: &mut KernelGuard, ntfn: u64) {
 /// Sends a fault message for `thread` to its fault endpoint, or stops it
 /// with a console report when it has none.
 pub fn deliver_fault(guard: &mut KernelGuard, thread: u64, label: u64, words: [u64; 4]) {
+    crate::dispatch::on_fault(guard, thread);
     let handler = read_cap(guard, tcb::slot_address(thread, tcb::slot::FAULT_ENDPOINT));
     let Cap::Endpoint { phys, badge, .. } = handler else {
         let name = if label == fault::PAGE_FAULT {

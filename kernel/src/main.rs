@@ -24,6 +24,7 @@ mod arch;
 mod bench;
 mod boot;
 mod devices;
+mod dispatch;
 mod fastpath;
 mod ipc;
 mod object;

@@ -156,6 +156,7 @@ pub fn start(guard: &mut KernelGuard, cmdline: &str) -> Result<(), RootError> {
         magic: abi::BOOT_INFO_MAGIC,
         cpu_count: u64::from(crate::arch::percpu::online()),
         first_free_slot: 0,
+        first_cpu_slot: 0,
         untyped_count: 0,
         untyped: [UntypedDesc::default(); abi::MAX_UNTYPED],
         module_count: 0,
@@ -175,6 +176,13 @@ pub fn start(guard: &mut KernelGuard, cmdline: &str) -> Result<(), RootError> {
         next_slot: slot::FIRST_DYNAMIC,
     };
     insert_cap(guard, builder.slot(slot::ROOT_CNODE), cnode, 0);
+
+    // One Cpu capability per CPU online, in index order.
+    info.first_cpu_slot = builder.next_slot;
+    for index in 0..crate::arch::percpu::online() {
+        let s = builder.take_slot()?;
+        insert_cap(guard, builder.slot(s), Cap::Cpu { index }, 0);
+    }
 
     // All remaining free RAM becomes untyped capabilities.
     let mut ranges = [const { 0..0 }; crate::arch::frame::MAX_RANGES];

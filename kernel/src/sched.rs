@@ -58,8 +58,16 @@ pub fn current(guard: &mut KernelGuard) -> u64 {
 /// Makes `thread` runnable and queues it on its CPU (kicking that CPU).
 pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     let t = tcb::ctl(guard, thread);
+    let was_runnable = t.state == ThreadState::Runnable as u64;
     t.state = ThreadState::Runnable as u64;
     let cpu = t.cpu as usize;
+    if t.scheduler != 0 {
+        // Adopted: its scheduler decides where and when it runs.
+        if !was_runnable && t.entry_cpu == 0 {
+            crate::dispatch::on_woken(guard, thread);
+        }
+        return;
+    }
     if CPUS.get(guard)[cpu].current == thread {
         return;
     }
@@ -229,10 +237,11 @@ fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
 pub fn on_timer(guard: &mut KernelGuard) {
     CPUS.get(guard)[this_cpu()].armed_for = 0;
     expire_timeouts(guard);
+    crate::dispatch::on_timer(guard);
     let cpu = this_cpu();
     let state = CPUS.get(guard)[cpu];
     let now = cpu::rdtsc();
-    if state.current != 0 && now >= state.slice_end {
+    if state.current != 0 && !crate::dispatch::is_adopted(guard, state.current) && now >= state.slice_end {
         if state.run_head != 0 {
             // Round robin: the running thread goes behind the others.
             CPUS.get(guard)[cpu].current = 0;
@@ -249,6 +258,10 @@ pub fn on_timer(guard: &mut KernelGuard) {
 pub fn yield_current(guard: &mut KernelGuard) {
     let cpu = this_cpu();
     let state = CPUS.get(guard)[cpu];
+    if state.current != 0 && crate::dispatch::is_adopted(guard, state.current) {
+        crate::dispatch::on_yield(guard, state.current);
+        return;
+    }
     if state.current != 0 && state.run_head != 0 {
         CPUS.get(guard)[cpu].current = 0;
         enqueue(guard, cpu, state.current);
@@ -266,12 +279,26 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             CPUS.get(&mut guard)[cpu].current = 0;
             state.current = 0;
         }
+        let mut current_adopted = state.current != 0 && crate::dispatch::is_adopted(&mut guard, state.current);
+        // System threads run ahead of dispatched entries.
+        if current_adopted && state.run_head != 0 {
+            crate::dispatch::pause(&mut guard, cpu);
+            CPUS.get(&mut guard)[cpu].current = 0;
+            state.current = 0;
+            current_adopted = false;
+        }
         if state.current == 0 && state.run_head != 0 {
             let next = state.run_head;
             dequeue(&mut guard, next);
             let s = &mut CPUS.get(&mut guard)[cpu];
             s.current = next;
             s.slice_end = cpu::rdtsc() + timer::ns_to_tsc(SYSTEM_SLICE_NS);
+            state = *s;
+        } else if state.current == 0 || current_adopted {
+            // The head of this CPU's dispatch queue, with its budget.
+            let entry = crate::dispatch::head_entry(&mut guard, cpu);
+            let s = &mut CPUS.get(&mut guard)[cpu];
+            (s.current, s.slice_end) = entry.unwrap_or((0, u64::MAX));
             state = *s;
         }
         if state.current != 0 {
@@ -282,7 +309,10 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
                 CPUS.get(&mut guard)[cpu].current = 0;
                 continue;
             };
-            let wake_at = state.slice_end.min(earliest_deadline(&mut guard));
+            let wake_at = state
+                .slice_end
+                .min(earliest_deadline(&mut guard))
+                .min(crate::dispatch::next_tick(&mut guard));
             if state.armed_for != wake_at {
                 timer::arm_at_tsc(wake_at);
                 CPUS.get(&mut guard)[cpu].armed_for = wake_at;
@@ -290,7 +320,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             enter(guard, thread, root, state.fpu_owner);
         }
         // Nothing to run: idle until an interrupt, then look again.
-        let deadline = earliest_deadline(&mut guard);
+        let deadline = earliest_deadline(&mut guard).min(crate::dispatch::next_tick(&mut guard));
         if deadline != u64::MAX {
             timer::arm_at_tsc(deadline);
         }
@@ -301,6 +331,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         cpu::disable_interrupts();
         guard = lock::acquire();
         expire_timeouts(&mut guard);
+        crate::dispatch::on_timer(&mut guard);
     }
 }
 

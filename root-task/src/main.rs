@@ -10,7 +10,8 @@
 //!   0); without it, idles.
 //!
 //! A started child gets all untyped memory but half of the largest region
-//! (which the root keeps to build the child), the Machine
+//! (which the root keeps to build the child), copies of the CPU capabilities,
+//! the Machine
 //! capability, a narrow I/O-port range, IRQ control (test suite only), and a
 //! badged copy of the root's fault endpoint; its arguments are the root's
 //! own command line (see `tarn_rt`'s start-page convention).
@@ -199,6 +200,7 @@ fn start_child(
         cmdline: info.cmdline(),
         cpu_count: info.cpu_count,
         cpu: None,
+        cpu_caps: (info.first_cpu_slot != 0).then_some(info.first_cpu_slot),
     };
     tarn_rt::spawn_process(resources, &config)?;
     Ok(fault_endpoint)

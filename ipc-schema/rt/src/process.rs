@@ -215,6 +215,10 @@ pub struct ProcessConfig<'a> {
     pub cpu_count: u64,
     /// CPU for the main thread (`None` = the kernel's default).
     pub cpu: Option<u64>,
+    /// The caller's first `Cpu` capability (CPU i's at that slot + i, for
+    /// `cpu_count` CPUs): copies go to the child, listed in its start page
+    /// (`first_cpu_slot`). `None` gives the child no CPU capabilities.
+    pub cpu_caps: Option<CPtr>,
 }
 
 impl Default for ProcessConfig<'_> {
@@ -230,6 +234,7 @@ impl Default for ProcessConfig<'_> {
             cmdline: "",
             cpu_count: 1,
             cpu: None,
+            cpu_caps: None,
         }
     }
 }
@@ -346,6 +351,7 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
         magic: BOOT_INFO_MAGIC,
         cpu_count: config.cpu_count,
         first_free_slot: 0,
+        first_cpu_slot: 0,
         untyped_count: config.untyped.len() as u64,
         untyped: [UntypedDesc::default(); MAX_UNTYPED],
         module_count: config.modules.len() as u64,
@@ -361,6 +367,13 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
     let cmdline_length = info.cmdline_len as usize;
     info.cmdline[..cmdline_length].copy_from_slice(&config.cmdline.as_bytes()[..cmdline_length]);
     let mut next_slot = slot::FIRST_DYNAMIC;
+    if let Some(first) = config.cpu_caps {
+        info.first_cpu_slot = next_slot;
+        for index in 0..config.cpu_count {
+            invoke::cnode_copy(cnode, next_slot, resources.cnode, first + index, Rights::ALL)?;
+            next_slot += 1;
+        }
+    }
     for (index, grant) in config.untyped.iter().enumerate() {
         invoke::cnode_move(cnode, next_slot, resources.cnode, grant.cptr)?;
         resources.slots.free(grant.cptr);

@@ -62,25 +62,13 @@ impl SlotAllocator {
 }
 
 /// log2 of the bytes an object of `object_type` (with `size_bits`) occupies
-/// in untyped memory, as the kernel places it; `None` for types that cannot
-/// be retyped.
-///
-/// ABI note: `tarn_ipc_schema` does not state these sizes; they mirror the
-/// kernel (64-byte capability slots, 2 KiB TCBs, 64-byte endpoints and
-/// notifications).
+/// in untyped memory (the ABI's [`tarn_ipc_schema::object_size`]); `None` for
+/// types that cannot be retyped.
 pub const fn object_size_bits(object_type: ObjectType, size_bits: u64) -> Option<u64> {
-    Some(match object_type {
-        ObjectType::Untyped | ObjectType::VSpace => size_bits,
-        ObjectType::CNode => size_bits + 6,
-        ObjectType::Tcb => 11,
-        ObjectType::Endpoint | ObjectType::Notification => 6,
-        ObjectType::Frame4K => 12,
-        ObjectType::Frame2M => 21,
-        ObjectType::IrqControl
-        | ObjectType::IrqHandler
-        | ObjectType::IoPort
-        | ObjectType::Machine => return None,
-    })
+    match tarn_ipc_schema::object_size(object_type, size_bits) {
+        Some(bytes) => Some(bytes.trailing_zeros() as u64),
+        None => None,
+    }
 }
 
 /// One untyped capability and how much of it is used.

@@ -238,10 +238,15 @@ fn init_object(guard: &mut KernelGuard, object_type: ObjectType, phys: u64, size
             h.next_table = 2;
             Cap::VSpace { phys, size_bits }
         }
+        ObjectType::Scheduler => {
+            init_header(guard, phys, ObjectType::Scheduler, 6);
+            Cap::Scheduler { phys }
+        }
         ObjectType::IrqControl
         | ObjectType::IrqHandler
         | ObjectType::IoPort
-        | ObjectType::Machine => {
+        | ObjectType::Machine
+        | ObjectType::Cpu => {
             unreachable!("object_bytes refuses virtual object types")
         }
     }

@@ -95,6 +95,10 @@ pub enum Cap {
     IoPort { first: u16, last: u16 },
     /// Whole-machine operations.
     Machine,
+    /// Authority over physical CPU `index`.
+    Cpu { index: u32 },
+    /// A scheduling domain (user-mode scheduler identity).
+    Scheduler { phys: u64 },
 }
 
 const TAG_NULL: u64 = 0;
@@ -116,6 +120,8 @@ impl Cap {
             Cap::IrqHandler { .. } => ObjectType::IrqHandler,
             Cap::IoPort { .. } => ObjectType::IoPort,
             Cap::Machine => ObjectType::Machine,
+            Cap::Cpu { .. } => ObjectType::Cpu,
+            Cap::Scheduler { .. } => ObjectType::Scheduler,
         })
     }
 
@@ -165,6 +171,8 @@ impl Cap {
                 u64::from(first) | u64::from(last) << 16,
                 0,
             ],
+            Cap::Cpu { index } => [w0(Rights::ALL, 0), u64::from(index), 0],
+            Cap::Scheduler { phys } => [w0(Rights::ALL, 0), phys, 0],
         }
     }
 
@@ -217,6 +225,8 @@ impl Cap {
                 last: (words[1] >> 16) as u16,
             },
             ObjectType::Machine => Cap::Machine,
+            ObjectType::Cpu => Cap::Cpu { index: words[1] as u32 },
+            ObjectType::Scheduler => Cap::Scheduler { phys: words[1] },
         }
     }
 
@@ -228,6 +238,7 @@ impl Cap {
             Cap::Endpoint { phys, .. } => Some((ObjectType::Endpoint, phys)),
             Cap::Notification { phys, .. } => Some((ObjectType::Notification, phys)),
             Cap::VSpace { phys, .. } => Some((ObjectType::VSpace, memory::vspace_header(phys))),
+            Cap::Scheduler { phys } => Some((ObjectType::Scheduler, phys)),
             _ => None,
         }
     }
@@ -425,6 +436,7 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
     match cap {
         Cap::Frame { .. } => memory::unmap_frame_cap(guard, cap),
         Cap::IrqHandler { irq } => crate::devices::release_irq(guard, irq),
+        Cap::Cpu { index } => crate::dispatch::cpu_cap_deleted(guard, index, slot),
         _ => {}
     }
     cdt::detach(&mut Tree(guard), slot);
@@ -457,6 +469,7 @@ pub fn drain_zombies(guard: &mut KernelGuard) {
             Some(ObjectType::Notification) => crate::ipc::destroy_notification(guard, header),
             Some(ObjectType::CNode) => cnode::destroy(guard, header),
             Some(ObjectType::VSpace) => memory::destroy_vspace(guard, header),
+            Some(ObjectType::Scheduler) => crate::dispatch::destroy_scheduler(guard, header),
             _ => {}
         }
     }

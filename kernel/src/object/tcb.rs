@@ -76,6 +76,18 @@ pub struct Control {
     pub bound_notification: u64,
     /// Physical address of the IPC buffer (0 = none).
     pub ipc_buffer_phys: u64,
+    /// The Scheduler that adopted it (header phys, 0 = a system thread).
+    pub scheduler: u64,
+    /// Its id in that scheduler's events.
+    pub thread_id: u64,
+    /// The scheduler's list of adopted threads.
+    pub adopted_next: u64,
+    /// The scheduler's list of adopted threads.
+    pub adopted_prev: u64,
+    /// CPU index + 1 of the dispatch queue holding it (0 = none).
+    pub entry_cpu: u64,
+    /// Total ns run while adopted.
+    pub adopted_ran_ns: u64,
 }
 impl KernelObject for Control {}
 
@@ -349,6 +361,7 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
 
 /// Stops a thread: aborts its IPC, leaves it inactive.
 pub fn suspend(guard: &mut KernelGuard, tcb: u64) {
+    crate::dispatch::on_suspend(guard, tcb);
     crate::ipc::cancel_ipc(guard, tcb);
     crate::sched::cancel_timeout(guard, tcb);
     crate::sched::stop(guard, tcb);
@@ -358,6 +371,7 @@ pub fn suspend(guard: &mut KernelGuard, tcb: u64) {
 /// Destroys a TCB whose last capability was deleted.
 pub fn destroy(guard: &mut KernelGuard, tcb: u64) {
     suspend(guard, tcb);
+    crate::dispatch::on_destroy(guard, tcb);
     crate::ipc::forget_thread(guard, tcb);
     crate::sched::forget_fpu_owner(guard, tcb);
     if ctl(guard, tcb).bound_notification != 0 {

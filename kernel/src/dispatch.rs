@@ -1,0 +1,525 @@
+//! User-mode scheduling, the kernel half: `Cpu` capabilities, `Scheduler`
+//! objects, per-CPU dispatch queues and event rings. The kernel never picks
+//! an adopted thread on its own: it runs the entries a scheduler server put in
+//! a CPU's queue, in order, each for at most its budget, and reports what
+//! happened (with exact run time) in that CPU's event ring.
+//!
+//! Isolation: a CPU runs only entries of the scheduler it is bound to, and an
+//! entry names only a thread that scheduler adopted; both are checked at
+//! dispatch. Unbinding a CPU (also by deleting or revoking the `Cpu`
+//! capability that bound it) evicts its queue under the kernel lock, so
+//! revocation is atomic with respect to dispatch. System threads (never
+//! adopted) keep running in the system FIFO (`sched.rs`), ahead of entries.
+
+use crate::arch::lock::{BklCell, KernelGuard};
+use crate::arch::objmem::{self, KernelObject};
+use crate::arch::percpu::{self, MAX_CPUS};
+use crate::arch::{apic, cpu, timer, trap};
+use crate::object::tcb;
+use crate::object::{read_cap, Cap, ObjectHeader};
+use crate::sched;
+use crate::syscall::Caller;
+use tarn_ipc_schema::invocation::{Invocation, ThreadState};
+use tarn_ipc_schema::sched::{Event, EventKind, EventRing, DISPATCH_QUEUE_LEN, RING_CAPACITY};
+use tarn_ipc_schema::{Error, Rights};
+
+/// A Scheduler object.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Scheduler {
+    header: ObjectHeader,
+    /// Bit i: CPU i is bound to this scheduler.
+    cpu_mask: u64,
+    /// Adopted threads (a list through `Control::adopted_next/prev`).
+    first_thread: u64,
+}
+impl KernelObject for Scheduler {}
+const _: () = assert!(core::mem::size_of::<Scheduler>() <= 64);
+
+struct Ring(EventRing);
+impl KernelObject for Ring {}
+
+#[derive(Clone, Copy, Default)]
+struct Entry {
+    thread: u64,
+    budget_ns: u64,
+}
+
+/// One CPU's binding and dispatch queue.
+#[derive(Clone, Copy)]
+struct CpuDispatch {
+    /// The bound Scheduler (header phys, 0 = unbound).
+    scheduler: u64,
+    /// The slot of the Cpu capability that bound it.
+    binding_slot: u64,
+    /// The event-ring frame.
+    ring: u64,
+    /// The notification signalled on new events, and its badge.
+    notify: u64,
+    notify_badge: u64,
+    queue: [Entry; DISPATCH_QUEUE_LEN],
+    head: usize,
+    len: usize,
+    /// TSC when the head entry last started running (0 = not running).
+    started: u64,
+    /// ns the head entry has run so far.
+    ran_ns: u64,
+    /// `QueueEmpty` already reported since the last dispatch.
+    empty_reported: bool,
+    /// Tick period and next tick (TSC), 0 = none.
+    tick_ticks: u64,
+    next_tick: u64,
+}
+
+const UNBOUND: CpuDispatch = CpuDispatch {
+    scheduler: 0,
+    binding_slot: 0,
+    ring: 0,
+    notify: 0,
+    notify_badge: 0,
+    queue: [Entry { thread: 0, budget_ns: 0 }; DISPATCH_QUEUE_LEN],
+    head: 0,
+    len: 0,
+    started: 0,
+    ran_ns: 0,
+    empty_reported: false,
+    tick_ticks: 0,
+    next_tick: 0,
+};
+
+static CPUS: BklCell<[CpuDispatch; MAX_CPUS]> = BklCell::new([UNBOUND; MAX_CPUS]);
+
+fn now_ns() -> u64 {
+    timer::tsc_to_ns(cpu::rdtsc())
+}
+
+/// Appends an event to CPU `cpu`'s ring (dropping it with `overflow` set when
+/// the ring is full) and signals the scheduler's notification.
+fn push_event(guard: &mut KernelGuard, cpu: usize, kind: EventKind, thread: u64, ran_ns: u64) {
+    let d = CPUS.get(guard)[cpu];
+    if d.scheduler == 0 {
+        return;
+    }
+    let thread_id = if thread == 0 { 0 } else { tcb::ctl(guard, thread).thread_id };
+    let ring = &mut objmem::object::<Ring>(guard, d.ring).0;
+    let (head, tail) = (ring.header.head, ring.header.tail);
+    // The tail is written by user code: an impossible value counts as full.
+    if head.wrapping_sub(tail) >= RING_CAPACITY as u64 {
+        ring.header.overflow = 1;
+    } else {
+        ring.events[(head % RING_CAPACITY as u64) as usize] =
+            Event { kind: kind as u32, cpu: cpu as u32, thread: thread_id, timestamp_ns: now_ns(), ran_ns };
+        ring.header.head = head.wrapping_add(1);
+    }
+    crate::ipc::signal_object(guard, d.notify, d.notify_badge);
+}
+
+/// The CPU whose ring hears about `thread` when it is on none: this CPU if
+/// bound to the thread's scheduler, else the lowest bound one.
+fn home_cpu(guard: &mut KernelGuard, scheduler: u64) -> Option<usize> {
+    let here = sched::this_cpu();
+    if CPUS.get(guard)[here].scheduler == scheduler {
+        return Some(here);
+    }
+    let mask = objmem::object::<Scheduler>(guard, scheduler).cpu_mask;
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
+
+/// Whether `thread` was adopted by a scheduler.
+pub fn is_adopted(guard: &mut KernelGuard, thread: u64) -> bool {
+    tcb::ctl(guard, thread).scheduler != 0
+}
+
+/// An adopted thread became runnable: tell its scheduler.
+pub fn on_woken(guard: &mut KernelGuard, thread: u64) {
+    let scheduler = tcb::ctl(guard, thread).scheduler;
+    if let Some(cpu) = home_cpu(guard, scheduler) {
+        push_event(guard, cpu, EventKind::Woken, thread, 0);
+    }
+}
+
+/// The entry CPU `cpu` should run now: (thread, TSC deadline of its budget).
+/// Ends entries whose thread can no longer run (reporting why).
+pub fn head_entry(guard: &mut KernelGuard, cpu: usize) -> Option<(u64, u64)> {
+    loop {
+        let d = CPUS.get(guard)[cpu];
+        if d.scheduler == 0 {
+            return None;
+        }
+        if d.len == 0 {
+            if !d.empty_reported {
+                CPUS.get(guard)[cpu].empty_reported = true;
+                push_event(guard, cpu, EventKind::QueueEmpty, 0, 0);
+            }
+            return None;
+        }
+        let entry = d.queue[d.head];
+        if tcb::ctl(guard, entry.thread).state != ThreadState::Runnable as u64 {
+            end_entry(guard, cpu, EventKind::Blocked);
+            continue;
+        }
+        let now = cpu::rdtsc();
+        let remaining = entry.budget_ns.saturating_sub(d.ran_ns);
+        if remaining == 0 {
+            end_entry(guard, cpu, EventKind::BudgetExpired);
+            continue;
+        }
+        let state = &mut CPUS.get(guard)[cpu];
+        if state.started == 0 {
+            state.started = now;
+        }
+        let deadline = state.started + timer::ns_to_tsc(remaining).max(1);
+        tcb::ctl(guard, entry.thread).cpu = cpu as u64;
+        return Some((entry.thread, deadline));
+    }
+}
+
+/// Stops the clock of CPU `cpu`'s running entry (a system thread preempts it,
+/// or it ends).
+pub fn pause(guard: &mut KernelGuard, cpu: usize) {
+    let d = &mut CPUS.get(guard)[cpu];
+    if d.started != 0 {
+        let ran = timer::tsc_to_ns(cpu::rdtsc().saturating_sub(d.started));
+        d.ran_ns += ran;
+        d.started = 0;
+    }
+}
+
+/// Ends CPU `cpu`'s head entry and reports `kind` with its run time.
+fn end_entry(guard: &mut KernelGuard, cpu: usize, kind: EventKind) {
+    pause(guard, cpu);
+    let d = &mut CPUS.get(guard)[cpu];
+    if d.len == 0 {
+        return;
+    }
+    let entry = d.queue[d.head];
+    let ran = d.ran_ns;
+    d.head = (d.head + 1) % DISPATCH_QUEUE_LEN;
+    d.len -= 1;
+    d.ran_ns = 0;
+    let t = tcb::ctl(guard, entry.thread);
+    t.entry_cpu = 0;
+    t.adopted_ran_ns += ran;
+    push_event(guard, cpu, kind, entry.thread, ran);
+}
+
+/// The running entry's thread on this CPU yielded.
+pub fn on_yield(guard: &mut KernelGuard, thread: u64) {
+    let cpu = sched::this_cpu();
+    if running_entry(guard, cpu) == Some(thread) {
+        end_entry(guard, cpu, EventKind::Yielded);
+    }
+}
+
+/// The running entry's thread on this CPU faulted.
+pub fn on_fault(guard: &mut KernelGuard, thread: u64) {
+    let cpu = sched::this_cpu();
+    if running_entry(guard, cpu) == Some(thread) {
+        end_entry(guard, cpu, EventKind::Faulted);
+    }
+}
+
+fn running_entry(guard: &mut KernelGuard, cpu: usize) -> Option<u64> {
+    let d = CPUS.get(guard)[cpu];
+    (d.len > 0 && d.started != 0).then_some(d.queue[d.head].thread)
+}
+
+/// Timer work for this CPU: budget expiry of the running entry, the tick.
+pub fn on_timer(guard: &mut KernelGuard) {
+    let cpu = sched::this_cpu();
+    let now = cpu::rdtsc();
+    let d = CPUS.get(guard)[cpu];
+    if d.len > 0 && d.started != 0 {
+        let entry = d.queue[d.head];
+        if d.ran_ns + timer::tsc_to_ns(now - d.started) >= entry.budget_ns {
+            end_entry(guard, cpu, EventKind::BudgetExpired);
+        }
+    }
+    if d.tick_ticks != 0 && now >= d.next_tick {
+        CPUS.get(guard)[cpu].next_tick = now + d.tick_ticks;
+        push_event(guard, cpu, EventKind::Tick, 0, 0);
+    }
+}
+
+/// The next tick on this CPU (TSC, `u64::MAX` = none).
+pub fn next_tick(guard: &mut KernelGuard) -> u64 {
+    let d = CPUS.get(guard)[sched::this_cpu()];
+    if d.scheduler != 0 && d.tick_ticks != 0 {
+        d.next_tick
+    } else {
+        u64::MAX
+    }
+}
+
+/// Removes `thread` from whichever queue holds it, reporting `kind`.
+fn remove_entry(guard: &mut KernelGuard, thread: u64, kind: EventKind) {
+    let entry_cpu = tcb::ctl(guard, thread).entry_cpu;
+    if entry_cpu == 0 {
+        return;
+    }
+    let cpu = (entry_cpu - 1) as usize;
+    let d = CPUS.get(guard)[cpu];
+    if d.len > 0 && d.queue[d.head].thread == thread {
+        sched::stop(guard, thread);
+        end_entry(guard, cpu, kind);
+        return;
+    }
+    let mut kept = [Entry::default(); DISPATCH_QUEUE_LEN];
+    let mut count = 0;
+    for i in 0..d.len {
+        let entry = d.queue[(d.head + i) % DISPATCH_QUEUE_LEN];
+        if entry.thread != thread {
+            kept[count] = entry;
+            count += 1;
+        }
+    }
+    let state = &mut CPUS.get(guard)[cpu];
+    for (i, entry) in kept.iter().enumerate().take(count) {
+        state.queue[(state.head + i) % DISPATCH_QUEUE_LEN] = *entry;
+    }
+    state.len = count;
+    tcb::ctl(guard, thread).entry_cpu = 0;
+    push_event(guard, cpu, kind, thread, 0);
+}
+
+/// A thread is being suspended: its entries end with `Exited`.
+pub fn on_suspend(guard: &mut KernelGuard, thread: u64) {
+    remove_entry(guard, thread, EventKind::Exited);
+}
+
+/// A TCB is being destroyed: it leaves its scheduler.
+pub fn on_destroy(guard: &mut KernelGuard, thread: u64) {
+    remove_entry(guard, thread, EventKind::Exited);
+    unlink(guard, thread);
+}
+
+fn unlink(guard: &mut KernelGuard, thread: u64) {
+    let t = *tcb::ctl(guard, thread);
+    if t.scheduler == 0 {
+        return;
+    }
+    if t.adopted_prev == 0 {
+        objmem::object::<Scheduler>(guard, t.scheduler).first_thread = t.adopted_next;
+    } else {
+        tcb::ctl(guard, t.adopted_prev).adopted_next = t.adopted_next;
+    }
+    if t.adopted_next != 0 {
+        tcb::ctl(guard, t.adopted_next).adopted_prev = t.adopted_prev;
+    }
+    let t = tcb::ctl(guard, thread);
+    t.scheduler = 0;
+    t.thread_id = 0;
+    t.adopted_next = 0;
+    t.adopted_prev = 0;
+}
+
+/// Unbinds CPU `cpu`: its entries are evicted (reported to the old server),
+/// a running entry is stopped, and the CPU runs only system threads.
+fn unbind(guard: &mut KernelGuard, cpu: usize) {
+    let d = CPUS.get(guard)[cpu];
+    if d.scheduler == 0 {
+        return;
+    }
+    if d.len > 0 {
+        sched::stop(guard, d.queue[d.head].thread);
+    }
+    while CPUS.get(guard)[cpu].len > 0 {
+        end_entry(guard, cpu, EventKind::Evicted);
+    }
+    objmem::object::<Scheduler>(guard, d.scheduler).cpu_mask &= !(1u64 << cpu);
+    CPUS.get(guard)[cpu] = UNBOUND;
+    if cpu != sched::this_cpu() {
+        if let Some(target) = percpu::get(cpu as u32) {
+            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+        }
+    }
+}
+
+/// A Cpu capability was deleted: if it is the one that bound its CPU, the
+/// CPU is unbound (this is how revocation takes a CPU back).
+pub fn cpu_cap_deleted(guard: &mut KernelGuard, index: u32, slot: u64) {
+    let cpu = index as usize;
+    if cpu < MAX_CPUS && CPUS.get(guard)[cpu].binding_slot == slot {
+        unbind(guard, cpu);
+    }
+}
+
+/// Destroys a Scheduler whose last capability was deleted: its CPUs are
+/// unbound and its threads return to the system FIFO.
+pub fn destroy_scheduler(guard: &mut KernelGuard, scheduler: u64) {
+    let mask = objmem::object::<Scheduler>(guard, scheduler).cpu_mask;
+    for cpu in 0..MAX_CPUS {
+        if mask & (1u64 << cpu) != 0 {
+            unbind(guard, cpu);
+        }
+    }
+    loop {
+        let thread = objmem::object::<Scheduler>(guard, scheduler).first_thread;
+        if thread == 0 {
+            break;
+        }
+        release(guard, thread);
+    }
+}
+
+/// Returns an adopted thread to the system FIFO.
+fn release(guard: &mut KernelGuard, thread: u64) {
+    remove_entry(guard, thread, EventKind::Exited);
+    unlink(guard, thread);
+    if tcb::ctl(guard, thread).state == ThreadState::Runnable as u64 {
+        sched::make_runnable(guard, thread);
+    }
+}
+
+fn cpu_owned(guard: &mut KernelGuard, scheduler: u64, cpu: u64) -> Result<usize, Error> {
+    if cpu >= u64::from(percpu::online()) {
+        return Err(Error::OutOfRange);
+    }
+    if CPUS.get(guard)[cpu as usize].scheduler != scheduler {
+        return Err(Error::NotOwned);
+    }
+    Ok(cpu as usize)
+}
+
+fn adopted_tcb(guard: &mut KernelGuard, caller: &Caller, scheduler: u64, cptr: u64) -> Result<u64, Error> {
+    let Cap::Tcb { phys } = caller.lookup(guard, cptr)? else { return Err(Error::WrongType) };
+    if tcb::ctl(guard, phys).scheduler != scheduler {
+        return Err(Error::NotOwned);
+    }
+    Ok(phys)
+}
+
+/// Handles an invocation on a Scheduler capability.
+pub fn invoke_scheduler(guard: &mut KernelGuard, caller: &mut Caller, scheduler: u64, label: Invocation) -> Result<(), Error> {
+    match label {
+        Invocation::SchedulerBindCpu => {
+            let cpu_slot = caller.lookup_slot(guard, caller.mr(0))?;
+            let Cap::Cpu { index } = read_cap(guard, cpu_slot) else { return Err(Error::WrongType) };
+            let Cap::Frame { phys: ring, large: false, rights, .. } = caller.lookup(guard, caller.mr(1))? else {
+                return Err(Error::WrongType);
+            };
+            if !rights.contains(Rights::READ.union(Rights::WRITE)) {
+                return Err(Error::InsufficientRights);
+            }
+            let Cap::Notification { phys: notify, badge, rights } = caller.lookup(guard, caller.mr(2))? else {
+                return Err(Error::WrongType);
+            };
+            if !rights.contains(Rights::WRITE) {
+                return Err(Error::InsufficientRights);
+            }
+            let cpu = index as usize;
+            if CPUS.get(guard)[cpu].scheduler != 0 {
+                return Err(Error::IllegalState);
+            }
+            objmem::zero(guard, ring, 4096);
+            objmem::object::<Ring>(guard, ring).0.header.capacity = RING_CAPACITY as u64;
+            CPUS.get(guard)[cpu] =
+                CpuDispatch { scheduler, binding_slot: cpu_slot, ring, notify, notify_badge: badge, ..UNBOUND };
+            objmem::object::<Scheduler>(guard, scheduler).cpu_mask |= 1u64 << cpu;
+            Ok(())
+        }
+        Invocation::SchedulerUnbindCpu => {
+            let Cap::Cpu { index } = caller.lookup(guard, caller.mr(0))? else { return Err(Error::WrongType) };
+            cpu_owned(guard, scheduler, u64::from(index))?;
+            unbind(guard, index as usize);
+            Ok(())
+        }
+        Invocation::SchedulerAdopt => {
+            let Cap::Tcb { phys: thread } = caller.lookup(guard, caller.mr(0))? else { return Err(Error::WrongType) };
+            let id = caller.mr(1);
+            if id == 0 {
+                return Err(Error::InvalidArgument);
+            }
+            if tcb::ctl(guard, thread).scheduler != 0 {
+                return Err(Error::IllegalState);
+            }
+            // Out of the system FIFO (stopping it if it runs there now).
+            sched::stop(guard, thread);
+            let first = objmem::object::<Scheduler>(guard, scheduler).first_thread;
+            {
+                let t = tcb::ctl(guard, thread);
+                t.scheduler = scheduler;
+                t.thread_id = id;
+                t.adopted_next = first;
+                t.adopted_prev = 0;
+                t.adopted_ran_ns = 0;
+            }
+            if first != 0 {
+                tcb::ctl(guard, first).adopted_prev = thread;
+            }
+            objmem::object::<Scheduler>(guard, scheduler).first_thread = thread;
+            if tcb::ctl(guard, thread).state == ThreadState::Runnable as u64 {
+                on_woken(guard, thread);
+            }
+            Ok(())
+        }
+        Invocation::SchedulerRelease => {
+            let thread = adopted_tcb(guard, caller, scheduler, caller.mr(0))?;
+            release(guard, thread);
+            Ok(())
+        }
+        Invocation::SchedulerDispatch => {
+            let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
+            let thread = adopted_tcb(guard, caller, scheduler, caller.mr(1))?;
+            let budget_ns = caller.mr(2);
+            if budget_ns == 0 {
+                return Err(Error::InvalidArgument);
+            }
+            let t = *tcb::ctl(guard, thread);
+            if t.state != ThreadState::Runnable as u64 || t.entry_cpu != 0 {
+                return Err(Error::IllegalState);
+            }
+            if CPUS.get(guard)[cpu].len == DISPATCH_QUEUE_LEN {
+                return Err(Error::QueueFull);
+            }
+            let d = &mut CPUS.get(guard)[cpu];
+            d.queue[(d.head + d.len) % DISPATCH_QUEUE_LEN] = Entry { thread, budget_ns };
+            d.len += 1;
+            d.empty_reported = false;
+            tcb::ctl(guard, thread).entry_cpu = cpu as u64 + 1;
+            if cpu != sched::this_cpu() {
+                if let Some(target) = percpu::get(cpu as u32) {
+                    apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+                }
+            }
+            Ok(())
+        }
+        Invocation::SchedulerSetTick => {
+            let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
+            let period = caller.mr(1);
+            if period != 0 && period < 100_000 {
+                return Err(Error::InvalidArgument);
+            }
+            let ticks = timer::ns_to_tsc(period);
+            let d = &mut CPUS.get(guard)[cpu];
+            d.tick_ticks = ticks;
+            d.next_tick = if ticks == 0 { 0 } else { cpu::rdtsc() + ticks };
+            if cpu != sched::this_cpu() {
+                if let Some(target) = percpu::get(cpu as u32) {
+                    apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+                }
+            }
+            Ok(())
+        }
+        Invocation::SchedulerQueryThread => {
+            let thread = adopted_tcb(guard, caller, scheduler, caller.mr(0))?;
+            let t = *tcb::ctl(guard, thread);
+            caller.set_reply(guard, &[t.state, t.thread_id, t.entry_cpu, t.adopted_ran_ns]);
+            Ok(())
+        }
+        _ => Err(Error::IllegalOperation),
+    }
+}
+
+/// Handles an invocation on a Cpu capability.
+pub fn invoke_cpu(guard: &mut KernelGuard, caller: &mut Caller, index: u32, label: Invocation) -> Result<(), Error> {
+    match label {
+        Invocation::CpuInfo => {
+            let apic_id = percpu::get(index).map_or(0, |p| u64::from(p.apic_id));
+            let bound = u64::from(CPUS.get(guard)[index as usize].scheduler != 0);
+            caller.set_reply(guard, &[u64::from(index), apic_id, bound]);
+            Ok(())
+        }
+        _ => Err(Error::IllegalOperation),
+    }
+}

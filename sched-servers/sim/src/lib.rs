@@ -1,0 +1,1 @@
+//! Deterministic host simulator for scheduling policies (being written).
