@@ -77,7 +77,10 @@ const UNBOUND: CpuDispatch = CpuDispatch {
     ring: 0,
     notify: 0,
     notify_badge: 0,
-    queue: [Entry { thread: 0, budget_ns: 0 }; DISPATCH_QUEUE_LEN],
+    queue: [Entry {
+        thread: 0,
+        budget_ns: 0,
+    }; DISPATCH_QUEUE_LEN],
     head: 0,
     len: 0,
     started: 0,
@@ -100,15 +103,24 @@ fn push_event(guard: &mut KernelGuard, cpu: usize, kind: EventKind, thread: u64,
     if d.scheduler == 0 {
         return;
     }
-    let thread_id = if thread == 0 { 0 } else { tcb::ctl(guard, thread).thread_id };
+    let thread_id = if thread == 0 {
+        0
+    } else {
+        tcb::ctl(guard, thread).thread_id
+    };
     let ring = &mut objmem::object::<Ring>(guard, d.ring).0;
     let (head, tail) = (ring.header.head, ring.header.tail);
     // The tail is written by user code: an impossible value counts as full.
     if head.wrapping_sub(tail) >= RING_CAPACITY as u64 {
         ring.header.overflow = 1;
     } else {
-        ring.events[(head % RING_CAPACITY as u64) as usize] =
-            Event { kind: kind as u32, cpu: cpu as u32, thread: thread_id, timestamp_ns: now_ns(), ran_ns };
+        ring.events[(head % RING_CAPACITY as u64) as usize] = Event {
+            kind: kind as u32,
+            cpu: cpu as u32,
+            thread: thread_id,
+            timestamp_ns: now_ns(),
+            ran_ns,
+        };
         ring.header.head = head.wrapping_add(1);
     }
     crate::ipc::signal_object(guard, d.notify, d.notify_badge);
@@ -381,8 +393,15 @@ fn cpu_owned(guard: &mut KernelGuard, scheduler: u64, cpu: u64) -> Result<usize,
     Ok(cpu as usize)
 }
 
-fn adopted_tcb(guard: &mut KernelGuard, caller: &Caller, scheduler: u64, cptr: u64) -> Result<u64, Error> {
-    let Cap::Tcb { phys } = caller.lookup(guard, cptr)? else { return Err(Error::WrongType) };
+fn adopted_tcb(
+    guard: &mut KernelGuard,
+    caller: &Caller,
+    scheduler: u64,
+    cptr: u64,
+) -> Result<u64, Error> {
+    let Cap::Tcb { phys } = caller.lookup(guard, cptr)? else {
+        return Err(Error::WrongType);
+    };
     if tcb::ctl(guard, phys).scheduler != scheduler {
         return Err(Error::NotOwned);
     }
@@ -390,18 +409,36 @@ fn adopted_tcb(guard: &mut KernelGuard, caller: &Caller, scheduler: u64, cptr: u
 }
 
 /// Handles an invocation on a Scheduler capability.
-pub fn invoke_scheduler(guard: &mut KernelGuard, caller: &mut Caller, scheduler: u64, label: Invocation) -> Result<(), Error> {
+pub fn invoke_scheduler(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    scheduler: u64,
+    label: Invocation,
+) -> Result<(), Error> {
     match label {
         Invocation::SchedulerBindCpu => {
             let cpu_slot = caller.lookup_slot(guard, caller.mr(0))?;
-            let Cap::Cpu { index } = read_cap(guard, cpu_slot) else { return Err(Error::WrongType) };
-            let Cap::Frame { phys: ring, large: false, rights, .. } = caller.lookup(guard, caller.mr(1))? else {
+            let Cap::Cpu { index } = read_cap(guard, cpu_slot) else {
+                return Err(Error::WrongType);
+            };
+            let Cap::Frame {
+                phys: ring,
+                large: false,
+                rights,
+                ..
+            } = caller.lookup(guard, caller.mr(1))?
+            else {
                 return Err(Error::WrongType);
             };
             if !rights.contains(Rights::READ.union(Rights::WRITE)) {
                 return Err(Error::InsufficientRights);
             }
-            let Cap::Notification { phys: notify, badge, rights } = caller.lookup(guard, caller.mr(2))? else {
+            let Cap::Notification {
+                phys: notify,
+                badge,
+                rights,
+            } = caller.lookup(guard, caller.mr(2))?
+            else {
                 return Err(Error::WrongType);
             };
             if !rights.contains(Rights::WRITE) {
@@ -413,19 +450,29 @@ pub fn invoke_scheduler(guard: &mut KernelGuard, caller: &mut Caller, scheduler:
             }
             objmem::zero(guard, ring, 4096);
             objmem::object::<Ring>(guard, ring).0.header.capacity = RING_CAPACITY as u64;
-            CPUS.get(guard)[cpu] =
-                CpuDispatch { scheduler, binding_slot: cpu_slot, ring, notify, notify_badge: badge, ..UNBOUND };
+            CPUS.get(guard)[cpu] = CpuDispatch {
+                scheduler,
+                binding_slot: cpu_slot,
+                ring,
+                notify,
+                notify_badge: badge,
+                ..UNBOUND
+            };
             objmem::object::<Scheduler>(guard, scheduler).cpu_mask |= 1u64 << cpu;
             Ok(())
         }
         Invocation::SchedulerUnbindCpu => {
-            let Cap::Cpu { index } = caller.lookup(guard, caller.mr(0))? else { return Err(Error::WrongType) };
+            let Cap::Cpu { index } = caller.lookup(guard, caller.mr(0))? else {
+                return Err(Error::WrongType);
+            };
             cpu_owned(guard, scheduler, u64::from(index))?;
             unbind(guard, index as usize);
             Ok(())
         }
         Invocation::SchedulerAdopt => {
-            let Cap::Tcb { phys: thread } = caller.lookup(guard, caller.mr(0))? else { return Err(Error::WrongType) };
+            let Cap::Tcb { phys: thread } = caller.lookup(guard, caller.mr(0))? else {
+                return Err(Error::WrongType);
+            };
             let id = caller.mr(1);
             if id == 0 {
                 return Err(Error::InvalidArgument);
@@ -504,7 +551,10 @@ pub fn invoke_scheduler(guard: &mut KernelGuard, caller: &mut Caller, scheduler:
         Invocation::SchedulerQueryThread => {
             let thread = adopted_tcb(guard, caller, scheduler, caller.mr(0))?;
             let t = *tcb::ctl(guard, thread);
-            caller.set_reply(guard, &[t.state, t.thread_id, t.entry_cpu, t.adopted_ran_ns]);
+            caller.set_reply(
+                guard,
+                &[t.state, t.thread_id, t.entry_cpu, t.adopted_ran_ns],
+            );
             Ok(())
         }
         _ => Err(Error::IllegalOperation),
@@ -512,7 +562,12 @@ pub fn invoke_scheduler(guard: &mut KernelGuard, caller: &mut Caller, scheduler:
 }
 
 /// Handles an invocation on a Cpu capability.
-pub fn invoke_cpu(guard: &mut KernelGuard, caller: &mut Caller, index: u32, label: Invocation) -> Result<(), Error> {
+pub fn invoke_cpu(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    index: u32,
+    label: Invocation,
+) -> Result<(), Error> {
     match label {
         Invocation::CpuInfo => {
             let apic_id = percpu::get(index).map_or(0, |p| u64::from(p.apic_id));

@@ -241,7 +241,10 @@ pub fn on_timer(guard: &mut KernelGuard) {
     let cpu = this_cpu();
     let state = CPUS.get(guard)[cpu];
     let now = cpu::rdtsc();
-    if state.current != 0 && !crate::dispatch::is_adopted(guard, state.current) && now >= state.slice_end {
+    if state.current != 0
+        && !crate::dispatch::is_adopted(guard, state.current)
+        && now >= state.slice_end
+    {
         if state.run_head != 0 {
             // Round robin: the running thread goes behind the others.
             CPUS.get(guard)[cpu].current = 0;
@@ -279,7 +282,8 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             CPUS.get(&mut guard)[cpu].current = 0;
             state.current = 0;
         }
-        let mut current_adopted = state.current != 0 && crate::dispatch::is_adopted(&mut guard, state.current);
+        let mut current_adopted =
+            state.current != 0 && crate::dispatch::is_adopted(&mut guard, state.current);
         // System threads run ahead of dispatched entries.
         if current_adopted && state.run_head != 0 {
             crate::dispatch::pause(&mut guard, cpu);

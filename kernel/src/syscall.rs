@@ -190,7 +190,9 @@ fn invoke(
         Cap::VSpace { .. } => Err(Error::IllegalOperation),
         Cap::IrqControl => devices::invoke_irq_control(guard, &mut caller, label),
         Cap::IrqHandler { irq } => devices::invoke_irq_handler(guard, &mut caller, irq, label),
-        Cap::Scheduler { phys } => crate::dispatch::invoke_scheduler(guard, &mut caller, phys, label),
+        Cap::Scheduler { phys } => {
+            crate::dispatch::invoke_scheduler(guard, &mut caller, phys, label)
+        }
         Cap::Cpu { index } => crate::dispatch::invoke_cpu(guard, &mut caller, index, label),
         Cap::IoPort { first, last } => {
             devices::invoke_io_port(guard, &mut caller, slot, first, last, label)

@@ -338,3 +338,82 @@ pub fn machine_check_invariants(machine: CPtr) -> Result<Invariants, Error> {
 pub fn invocation_info(label: Invocation, length: u64) -> MessageInfo {
     MessageInfo::new(label as u64, 0, length)
 }
+
+/// Binds CPU `cpu` (a Cpu capability) to `scheduler`, with the event-ring
+/// frame `ring` and the notification `notify` signalled on new events.
+pub fn scheduler_bind_cpu(
+    scheduler: CPtr,
+    cpu: CPtr,
+    ring: CPtr,
+    notify: CPtr,
+) -> Result<(), Error> {
+    invoke_unit(
+        scheduler,
+        Invocation::SchedulerBindCpu,
+        &[cpu, ring, notify],
+    )
+}
+
+/// Unbinds CPU `cpu` (a Cpu capability) from `scheduler`, evicting its queue.
+pub fn scheduler_unbind_cpu(scheduler: CPtr, cpu: CPtr) -> Result<(), Error> {
+    invoke_unit(scheduler, Invocation::SchedulerUnbindCpu, &[cpu])
+}
+
+/// Adopts thread `tcb` into `scheduler` under `thread_id`.
+pub fn scheduler_adopt(scheduler: CPtr, tcb: CPtr, thread_id: u64) -> Result<(), Error> {
+    invoke_unit(scheduler, Invocation::SchedulerAdopt, &[tcb, thread_id])
+}
+
+/// Returns thread `tcb` to the system FIFO.
+pub fn scheduler_release(scheduler: CPtr, tcb: CPtr) -> Result<(), Error> {
+    invoke_unit(scheduler, Invocation::SchedulerRelease, &[tcb])
+}
+
+/// Queues `(tcb, budget_ns)` on CPU index `cpu`.
+pub fn scheduler_dispatch(
+    scheduler: CPtr,
+    cpu: u64,
+    tcb: CPtr,
+    budget_ns: u64,
+) -> Result<(), Error> {
+    invoke_unit(
+        scheduler,
+        Invocation::SchedulerDispatch,
+        &[cpu, tcb, budget_ns],
+    )
+}
+
+/// Sets CPU index `cpu`'s tick period (0 = off).
+pub fn scheduler_set_tick(scheduler: CPtr, cpu: u64, period_ns: u64) -> Result<(), Error> {
+    invoke_unit(scheduler, Invocation::SchedulerSetTick, &[cpu, period_ns])
+}
+
+/// What `SchedulerQueryThread` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdoptedThread {
+    /// Raw [`ThreadState`].
+    pub state_raw: u64,
+    /// Its id.
+    pub thread_id: u64,
+    /// CPU index + 1 of the queue holding it (0 = none).
+    pub queued_on: u64,
+    /// Total ns run while adopted.
+    pub ran_ns: u64,
+}
+
+/// Queries an adopted thread (resynchronisation after ring overflow).
+pub fn scheduler_query_thread(scheduler: CPtr, tcb: CPtr) -> Result<AdoptedThread, Error> {
+    let r = invoke(scheduler, Invocation::SchedulerQueryThread, &[tcb])?;
+    Ok(AdoptedThread {
+        state_raw: r.mrs[0],
+        thread_id: r.mrs[1],
+        queued_on: r.mrs[2],
+        ran_ns: r.mrs[3],
+    })
+}
+
+/// (CPU index, x2APIC id, bound to a scheduler) of a Cpu capability.
+pub fn cpu_info(cpu: CPtr) -> Result<(u64, u64, bool), Error> {
+    let r = invoke(cpu, Invocation::CpuInfo, &[])?;
+    Ok((r.mrs[0], r.mrs[1], r.mrs[2] != 0))
+}

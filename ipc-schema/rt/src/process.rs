@@ -370,7 +370,13 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
     if let Some(first) = config.cpu_caps {
         info.first_cpu_slot = next_slot;
         for index in 0..config.cpu_count {
-            invoke::cnode_copy(cnode, next_slot, resources.cnode, first + index, Rights::ALL)?;
+            invoke::cnode_copy(
+                cnode,
+                next_slot,
+                resources.cnode,
+                first + index,
+                Rights::ALL,
+            )?;
             next_slot += 1;
         }
     }

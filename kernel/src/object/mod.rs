@@ -225,7 +225,9 @@ impl Cap {
                 last: (words[1] >> 16) as u16,
             },
             ObjectType::Machine => Cap::Machine,
-            ObjectType::Cpu => Cap::Cpu { index: words[1] as u32 },
+            ObjectType::Cpu => Cap::Cpu {
+                index: words[1] as u32,
+            },
             ObjectType::Scheduler => Cap::Scheduler { phys: words[1] },
         }
     }

@@ -69,7 +69,8 @@ pub fn ns_to_tsc(ns: u64) -> u64 {
 
 /// Converts TSC ticks to nanoseconds.
 pub fn tsc_to_ns(ticks: u64) -> u64 {
-    ((u128::from(ticks) * 1_000_000) / u128::from(tsc_per_ms().max(1))).min(u128::from(u64::MAX)) as u64
+    ((u128::from(ticks) * 1_000_000) / u128::from(tsc_per_ms().max(1))).min(u128::from(u64::MAX))
+        as u64
 }
 
 /// Programs this CPU's LVT timer entry for one-shot use (masked until armed).

@@ -95,6 +95,8 @@ pub struct Env {
     pub sleeper: CPtr,
     /// The helper program, if the root passed it on.
     pub helper_elf: Option<&'static [u8]>,
+    /// The suite's first Cpu capability (CPU i at + i), if it was given any.
+    pub cpu_caps: Option<CPtr>,
     next_vaddr: u64,
 }
 
@@ -111,6 +113,7 @@ impl Env {
             cpus: info.cpu_count,
             sleeper,
             helper_elf,
+            cpu_caps: (info.first_cpu_slot != 0).then_some(info.first_cpu_slot),
             next_vaddr: TEST_VADDR_BASE,
         })
     }

@@ -24,6 +24,7 @@ mod ipc;
 mod ntfn;
 mod process;
 mod retype;
+mod sched;
 mod smp;
 mod syscalls;
 mod tcb;
@@ -46,6 +47,7 @@ const GROUPS: &[&[Test]] = &[
     frame::TESTS,
     fault::TESTS,
     smp::TESTS,
+    sched::TESTS,
     devices::TESTS,
     process::TESTS,
 ];

@@ -1,0 +1,420 @@
+//! The kernel half of user-mode scheduling: Cpu capabilities, Scheduler
+//! objects, dispatch queues with budgets, event rings, and the isolation
+//! rules (a CPU runs only its scheduler's entries; an entry names only a
+//! thread that scheduler adopted). The suite plays the scheduler server.
+
+use crate::harness::{Env, Outcome, Pass, Shared, Test};
+use crate::{ensure, expect, expect_err};
+use alloc::string::String;
+use tarn_rt::abi::invocation::ThreadState;
+use tarn_rt::abi::sched::{Event, EventKind, EventRing, DISPATCH_QUEUE_LEN};
+use tarn_rt::abi::{Error, ObjectType, Rights};
+use tarn_rt::arch::probe_read;
+use tarn_rt::invoke;
+use tarn_rt::{println, ThreadOptions};
+
+pub const TESTS: &[Test] = &[
+    ("sched_cpu_info", cpu_info),
+    ("sched_bind_rules", bind_rules),
+    ("sched_dispatch_runs_adopted_thread", dispatch_runs),
+    ("sched_budget_expiry_reports_exact_time", budget_expiry),
+    ("sched_isolation_foreign_thread_and_cpu", isolation),
+    ("sched_queue_full_and_bad_budget", queue_limits),
+    ("sched_revoke_cpu_evicts_queue", revoke_evicts),
+    ("sched_release_returns_to_system_fifo", release),
+];
+
+/// A server-side view of one bound CPU: its ring, mapped in the suite.
+struct Bound {
+    scheduler: u64,
+    cpu_cap: u64,
+    ring_vaddr: u64,
+    notify: u64,
+    tail: u64,
+}
+
+impl Bound {
+    /// Creates a Scheduler and binds CPU `index` to it.
+    fn new(env: &mut Env, index: u64) -> Result<Bound, String> {
+        let Some(first) = env.cpu_caps else {
+            return Err(String::from("the suite got no Cpu capabilities"));
+        };
+        let cpu_cap = env.copy(first + index, Rights::ALL)?;
+        let scheduler = env.create(ObjectType::Scheduler, 0)?;
+        let (ring, ring_vaddr) = env.mapped_frame()?;
+        let notify = env.notification()?;
+        invoke::scheduler_bind_cpu(scheduler, cpu_cap, ring, notify)
+            .map_err(|e| alloc::format!("bind: {e:?}"))?;
+        Ok(Bound {
+            scheduler,
+            cpu_cap,
+            ring_vaddr,
+            notify,
+            tail: 0,
+        })
+    }
+
+    fn head(&self) -> u64 {
+        probe_read(self.ring_vaddr)
+    }
+
+    /// The next event, waiting up to ~5 s.
+    fn next(&mut self, env: &Env) -> Result<Event, String> {
+        env.wait_until("an event", || self.head() > self.tail)?;
+        let index = (self.tail % tarn_rt::abi::sched::RING_CAPACITY as u64) as usize;
+        let base =
+            self.ring_vaddr + core::mem::offset_of!(EventRing, events) as u64 + index as u64 * 32;
+        let word0 = probe_read(base);
+        let event = Event {
+            kind: word0 as u32,
+            cpu: (word0 >> 32) as u32,
+            thread: probe_read(base + 8),
+            timestamp_ns: probe_read(base + 16),
+            ran_ns: probe_read(base + 24),
+        };
+        self.tail += 1;
+        tarn_rt::arch::probe_write(self.ring_vaddr + 8, self.tail);
+        Ok(event)
+    }
+
+    /// Skips events until one of `kind` (for `thread`, 0 = any) arrives.
+    fn expect(&mut self, env: &Env, kind: EventKind, thread: u64) -> Result<Event, String> {
+        for _ in 0..64 {
+            let event = self.next(env)?;
+            if event.kind == kind as u32 && (thread == 0 || event.thread == thread) {
+                return Ok(event);
+            }
+        }
+        Err(alloc::format!("no {kind:?} event for thread {thread}"))
+    }
+}
+
+impl Drop for Bound {
+    /// Each test leaves its CPU unbound for the next (also on failure).
+    fn drop(&mut self) {
+        let _ = invoke::scheduler_unbind_cpu(self.scheduler, self.cpu_cap);
+    }
+}
+
+fn cpu_info(env: &mut Env) -> Outcome {
+    let Some(first) = env.cpu_caps else {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    };
+    for index in 0..env.cpus {
+        let (reported, _, bound) =
+            invoke::cpu_info(first + index).map_err(|e| alloc::format!("{e:?}"))?;
+        expect!(reported, index);
+        expect!(bound, false);
+    }
+    Ok(Pass::Ok)
+}
+
+fn bind_rules(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let bound = Bound::new(env, 0)?;
+    let other = env.create(ObjectType::Scheduler, 0)?;
+    let (ring, _) = env.mapped_frame()?;
+    // A bound CPU cannot be bound again.
+    expect_err!(
+        invoke::scheduler_bind_cpu(other, bound.cpu_cap, ring, bound.notify),
+        Error::IllegalState
+    );
+    // Wrong types.
+    expect_err!(
+        invoke::scheduler_bind_cpu(other, ring, ring, bound.notify),
+        Error::WrongType
+    );
+    expect_err!(
+        invoke::scheduler_bind_cpu(other, bound.cpu_cap, bound.notify, bound.notify),
+        Error::WrongType
+    );
+    // A read-only ring is refused.
+    let read_only = env.copy(ring, Rights::READ)?;
+    let cpu_copy = env.copy(bound.cpu_cap, Rights::ALL)?;
+    expect_err!(
+        invoke::scheduler_bind_cpu(other, cpu_copy, read_only, bound.notify),
+        Error::InsufficientRights
+    );
+    // Only the owner unbinds.
+    expect_err!(
+        invoke::scheduler_unbind_cpu(other, bound.cpu_cap),
+        Error::NotOwned
+    );
+    let (_, _, is_bound) = invoke::cpu_info(bound.cpu_cap).map_err(|e| alloc::format!("{e:?}"))?;
+    expect!(is_bound, true);
+    expect!(
+        invoke::scheduler_unbind_cpu(bound.scheduler, bound.cpu_cap),
+        Ok(())
+    );
+    let (_, _, is_bound) = invoke::cpu_info(bound.cpu_cap).map_err(|e| alloc::format!("{e:?}"))?;
+    expect!(is_bound, false);
+    Ok(Pass::Ok)
+}
+
+/// A thread that counts in shared word 0 until told to stop (word 1).
+fn counter(env: &mut Env, shared: &alloc::sync::Arc<Shared>) -> Result<tarn_rt::Thread, String> {
+    let s = shared.clone();
+    env.spawn(
+        ThreadOptions {
+            cpu: Some(0),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            while s.get(1) == 0 {
+                s.bump(0);
+            }
+        },
+    )
+}
+
+fn dispatch_runs(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let mut bound = Bound::new(env, 0)?;
+    let shared = Shared::new();
+    let thread = counter(env, &shared)?;
+    expect!(
+        invoke::scheduler_adopt(bound.scheduler, thread.tcb, 7),
+        Ok(())
+    );
+    expect_err!(
+        invoke::scheduler_adopt(bound.scheduler, thread.tcb, 7),
+        Error::IllegalState
+    );
+    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+    // Adopted and runnable but not dispatched: it does not run.
+    bound.expect(env, EventKind::Woken, 7)?;
+    env.sleep_ns(20_000_000);
+    expect!(shared.get(0), 0);
+    // Dispatched with a budget: it runs, then the entry ends.
+    expect!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, thread.tcb, 2_000_000),
+        Ok(())
+    );
+    // Queued already: a second dispatch is refused.
+    expect_err!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, thread.tcb, 2_000_000),
+        Error::IllegalState
+    );
+    env.wait_until("the counter to run", || shared.get(0) > 0)?;
+    let ended = bound.expect(env, EventKind::BudgetExpired, 7)?;
+    ensure!(ended.cpu == 0, "event on cpu {}", ended.cpu);
+    // Stop it for good.
+    shared.set(1, 1);
+    expect!(invoke::tcb_suspend(thread.tcb), Ok(()));
+    Ok(Pass::Ok)
+}
+
+fn budget_expiry(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let mut bound = Bound::new(env, 0)?;
+    let shared = Shared::new();
+    let thread = counter(env, &shared)?;
+    expect!(
+        invoke::scheduler_adopt(bound.scheduler, thread.tcb, 9),
+        Ok(())
+    );
+    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+    bound.expect(env, EventKind::Woken, 9)?;
+    let budget = 3_000_000;
+    expect!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, thread.tcb, budget),
+        Ok(())
+    );
+    let ended = bound.expect(env, EventKind::BudgetExpired, 9)?;
+    // Never cut short; late only by the timer interrupt's delivery (which
+    // under plain TCG depends on the host, so the bound is loose).
+    println!("sched: a {budget} ns budget ran {} ns", ended.ran_ns);
+    ensure!(
+        ended.ran_ns >= budget && ended.ran_ns < budget * 10,
+        "ran {} ns on a {budget} ns budget",
+        ended.ran_ns
+    );
+    let query = invoke::scheduler_query_thread(bound.scheduler, thread.tcb)
+        .map_err(|e| alloc::format!("{e:?}"))?;
+    expect!(query.thread_id, 9);
+    expect!(query.queued_on, 0);
+    expect!(query.ran_ns, ended.ran_ns);
+    expect!(query.state_raw, ThreadState::Runnable as u64);
+    shared.set(1, 1);
+    expect!(invoke::tcb_suspend(thread.tcb), Ok(()));
+    Ok(Pass::Ok)
+}
+
+fn isolation(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let bound = Bound::new(env, 0)?;
+    let stranger = env.create(ObjectType::Scheduler, 0)?;
+    let shared = Shared::new();
+    let thread = counter(env, &shared)?;
+    // Not adopted by anyone: no dispatch.
+    expect_err!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, thread.tcb, 1_000_000),
+        Error::NotOwned
+    );
+    expect!(invoke::scheduler_adopt(stranger, thread.tcb, 1), Ok(()));
+    // Adopted by another scheduler: still refused.
+    expect_err!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, thread.tcb, 1_000_000),
+        Error::NotOwned
+    );
+    // The other scheduler has no CPU: refused too.
+    expect_err!(
+        invoke::scheduler_dispatch(stranger, 0, thread.tcb, 1_000_000),
+        Error::NotOwned
+    );
+    expect_err!(
+        invoke::scheduler_dispatch(stranger, 999, thread.tcb, 1_000_000),
+        Error::OutOfRange
+    );
+    expect_err!(
+        invoke::scheduler_release(bound.scheduler, thread.tcb),
+        Error::NotOwned
+    );
+    expect!(invoke::scheduler_release(stranger, thread.tcb), Ok(()));
+    expect!(shared.get(0), 0);
+    shared.set(1, 1);
+    Ok(Pass::Ok)
+}
+
+fn queue_limits(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let mut bound = Bound::new(env, 0)?;
+    // The suite itself keeps CPU 0 busy enough: threads that only block.
+    let mut threads = alloc::vec::Vec::new();
+    let shared = Shared::new();
+    for id in 0..=DISPATCH_QUEUE_LEN as u64 {
+        let thread = counter(env, &shared)?;
+        expect!(
+            invoke::scheduler_adopt(bound.scheduler, thread.tcb, 100 + id),
+            Ok(())
+        );
+        expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+        threads.push(thread);
+    }
+    shared.set(1, 1);
+    expect_err!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, threads[0].tcb, 0),
+        Error::InvalidArgument
+    );
+    for thread in &threads[..DISPATCH_QUEUE_LEN] {
+        expect!(
+            invoke::scheduler_dispatch(bound.scheduler, 0, thread.tcb, 50_000_000),
+            Ok(())
+        );
+    }
+    expect_err!(
+        invoke::scheduler_dispatch(
+            bound.scheduler,
+            0,
+            threads[DISPATCH_QUEUE_LEN].tcb,
+            50_000_000
+        ),
+        Error::QueueFull
+    );
+    // Every queued thread runs to its end (word 1 is set); the one that did
+    // not fit in the queue never runs.
+    for thread in &threads[..DISPATCH_QUEUE_LEN] {
+        env.join(thread)?;
+    }
+    ensure!(
+        !threads[DISPATCH_QUEUE_LEN].is_finished(),
+        "an undispatched adopted thread ran"
+    );
+    bound.expect(env, EventKind::QueueEmpty, 0)?;
+    for thread in &threads {
+        let _ = invoke::tcb_suspend(thread.tcb);
+    }
+    Ok(Pass::Ok)
+}
+
+fn revoke_evicts(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    // The pool manager's move: bind with a derived Cpu capability, then revoke it.
+    let Some(first) = env.cpu_caps else {
+        unreachable!()
+    };
+    let original = env.copy(first, Rights::ALL)?;
+    let derived = env.copy(original, Rights::ALL)?;
+    let scheduler = env.create(ObjectType::Scheduler, 0)?;
+    let (ring, ring_vaddr) = env.mapped_frame()?;
+    let notify = env.notification()?;
+    expect!(
+        invoke::scheduler_bind_cpu(scheduler, derived, ring, notify),
+        Ok(())
+    );
+    let mut bound = Bound {
+        scheduler,
+        cpu_cap: derived,
+        ring_vaddr,
+        notify,
+        tail: 0,
+    };
+    let shared = Shared::new();
+    let thread = counter(env, &shared)?;
+    expect!(invoke::scheduler_adopt(scheduler, thread.tcb, 5), Ok(()));
+    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+    bound.expect(env, EventKind::Woken, 5)?;
+    // A long budget: it would run for a second.
+    expect!(
+        invoke::scheduler_dispatch(scheduler, 0, thread.tcb, 1_000_000_000),
+        Ok(())
+    );
+    env.wait_until("the counter to run", || shared.get(0) > 0)?;
+    expect!(
+        invoke::cnode_revoke(tarn_rt::layout::slot::ROOT_CNODE, original),
+        Ok(())
+    );
+    let evicted = bound.expect(env, EventKind::Evicted, 5)?;
+    ensure!(evicted.ran_ns > 0, "the evicted entry had run");
+    let (_, _, is_bound) = invoke::cpu_info(original).map_err(|e| alloc::format!("{e:?}"))?;
+    expect!(is_bound, false);
+    // The CPU no longer runs the thread.
+    let before = shared.get(0);
+    env.sleep_ns(20_000_000);
+    expect!(shared.get(0), before);
+    expect_err!(
+        invoke::scheduler_dispatch(scheduler, 0, thread.tcb, 1_000_000),
+        Error::NotOwned
+    );
+    shared.set(1, 1);
+    expect!(invoke::tcb_suspend(thread.tcb), Ok(()));
+    Ok(Pass::Ok)
+}
+
+fn release(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let bound = Bound::new(env, 0)?;
+    let shared = Shared::new();
+    let thread = counter(env, &shared)?;
+    expect!(
+        invoke::scheduler_adopt(bound.scheduler, thread.tcb, 3),
+        Ok(())
+    );
+    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+    env.sleep_ns(10_000_000);
+    expect!(shared.get(0), 0);
+    // Released: the system FIFO runs it again.
+    expect!(
+        invoke::scheduler_release(bound.scheduler, thread.tcb),
+        Ok(())
+    );
+    env.wait_until("the released counter to run", || shared.get(0) > 0)?;
+    shared.set(1, 1);
+    expect!(invoke::tcb_suspend(thread.tcb), Ok(()));
+    Ok(Pass::Ok)
+}
