@@ -1,3 +1,73 @@
-//! Policy SDK and scheduler servers (credit, sedf). Not built yet: arrives with user-mode scheduling.
+//! Policy SDK for Tarn's user-mode scheduler servers: the [`Policy`] trait,
+//! its vocabulary, and the policies [`rr`] (the template), [`credit`] (Xen
+//! credit with scheduling groups) and [`sedf`] (Xen SEDF with admission
+//! control).
+//!
+//! A policy is a pure state machine: kernel events in, dispatch decisions
+//! out. It makes no syscalls and reads no clock (time always comes in as an
+//! argument), uses no floating point (integer nanoseconds: the on-metal
+//! target is soft-float, and results must be bit-for-bit reproducible) and no
+//! randomness. Maps are `BTreeMap`s, so iteration order, and therefore every
+//! decision, depends only on the inputs. The same code runs inside a server
+//! on metal and inside the host simulator (`tarn-sched-sim`).
+//!
+//! # The driver's contract
+//!
+//! The kernel keeps, per CPU, a queue of `(thread, budget_ns)` entries; an
+//! entry ends when its thread blocks, yields, exits, faults or spends its
+//! budget, and the kernel reports each event with the exact nanoseconds run.
+//! A *driver* (the server runtime, or the simulator) connects kernel and
+//! policy with these rules:
+//!
+//! 1. **Setup.** `add_cpu` for each CPU bound to the scheduler,
+//!    `set_pool_params`/`set_domain_params` as configured, `add_thread` for
+//!    each adopted thread. New CPUs are idle; the policy kicks them.
+//! 2. **Events.** Every ring event goes to [`Policy::on_event`], in ring
+//!    order per CPU. After an entry-ending event (`Blocked`, `Yielded`,
+//!    `BudgetExpired`, `Exited`, `Faulted`, `Evicted`) or `QueueEmpty` on a
+//!    CPU still in the pool, the driver calls [`Policy::pick_next`] for that
+//!    CPU (once, even if both arrive) unless the CPU already has an entry.
+//! 3. **Dispatch.** `pick_next`'s answer is dispatched at once as the CPU's
+//!    only entry. The policies here keep one entry per CPU: the runtime must
+//!    not queue a second one, and calls `pick_next` for a CPU only when it has
+//!    no entry. `None` means idle until a [`Decision::Kick`].
+//! 4. **Decisions.** After *every* call into the policy the driver drains
+//!    [`Policy::take_decisions`] and applies them in order:
+//!    [`Decision::Kick`] → `pick_next(cpu)` if the CPU has no entry;
+//!    [`Decision::Preempt`] → end the CPU's entry now, deliver its end as
+//!    `BudgetExpired` (or `Evicted`) with the exact `ran_ns`, then
+//!    `pick_next(cpu)`; [`Decision::Timer`] → deliver a `Tick` on that CPU at
+//!    that time (one pending timer per CPU; a new one replaces the old).
+//! 5. **Leaving.** `remove_thread` after the kernel released the thread (if
+//!    it was running, `pick_next` follows for its CPU). `remove_cpu` when the
+//!    CPU leaves; the entry still running there ends with `Evicted` (before or
+//!    after the call: both work).
+//! 6. **Lost events.** After a ring overflow, deliver a synthetic `Woken`
+//!    (ran 0) for every runnable thread and `Blocked` (ran 0) for every
+//!    blocked one that is not running; policies ignore redundant events.
+//!
+//! One policy instance serves one pool; on metal its agents share it behind
+//! a lock. A policy never names a CPU outside the pool or a thread it was
+//! not given, so the kernel's isolation checks never fire for a correct one.
+//!
+//! # Writing a policy
+//!
+//! Copy [`rr`], keep the contract above, and test it in the simulator; the
+//! crate README walks through it.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod credit;
+pub mod math;
+mod policy;
+pub mod rr;
+pub mod sedf;
+mod types;
+
+pub use policy::Policy;
+pub use types::{
+    CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
+    ThreadId,
+};

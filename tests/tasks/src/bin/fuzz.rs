@@ -56,7 +56,7 @@ const FUZZ_CNODE_BITS: u64 = 8;
 /// Slots of the fuzz CSpace.
 const FUZZ_SLOTS: u64 = 1 << FUZZ_CNODE_BITS;
 /// Slots `1..POPULATED_END` of the fuzz CSpace hold the targets.
-const POPULATED_END: u64 = 20;
+const POPULATED_END: u64 = 22;
 /// Where the fuzzing thread's received capabilities go.
 const RECEIVE_WINDOW: u64 = 40;
 /// Nanoseconds a `Wait` that would block waits instead.
@@ -83,6 +83,8 @@ mod target {
     pub const IO_PORT: u64 = 17;
     pub const SPARE_UNTYPED: u64 = 18;
     pub const SECOND_VSPACE: u64 = 19;
+    pub const SCHEDULER: u64 = 20;
+    pub const CPU: u64 = 21;
 }
 
 /// What the fuzzing thread and the driver share.
@@ -95,9 +97,9 @@ struct Progress {
     bad_codes: AtomicU64,
     last: [AtomicU64; 4],
     /// How often each error code came back (index 0 = success).
-    results: [AtomicU64; 20],
-    /// Successful invocations per label (index = label, up to 63).
-    invocations: [AtomicU64; 64],
+    results: [AtomicU64; 22],
+    /// Successful invocations per label (index = label, up to 127).
+    invocations: [AtomicU64; 128],
 }
 
 impl Progress {
@@ -196,6 +198,9 @@ struct Reserve {
     second_vspace: CPtr,
     victim: CPtr,
     io_port: CPtr,
+    /// A Scheduler, and a Cpu capability for the victim's CPU (0 = none given).
+    scheduler: CPtr,
+    cpu: CPtr,
     /// Untyped memory the fuzzer's chunks come from (revoked at each refill).
     arena: CPtr,
     /// The victim's CPU.
@@ -204,7 +209,7 @@ struct Reserve {
 
 impl Reserve {
     /// Makes the targets and the victim thread.
-    fn create(res: &mut Resources, cpus: u64) -> Result<Reserve, String> {
+    fn create(res: &mut Resources, cpus: u64, first_cpu_slot: u64) -> Result<Reserve, String> {
         let mut create =
             |object_type, size_bits| check(res.create(object_type, size_bits), "create");
         let cnode = create(ObjectType::CNode, FUZZ_CNODE_BITS)?;
@@ -215,6 +220,7 @@ impl Reserve {
         let vspace = create(ObjectType::VSpace, 16)?;
         let second_vspace = create(ObjectType::VSpace, 15)?;
         let victim = create(ObjectType::Tcb, 0)?;
+        let scheduler = create(ObjectType::Scheduler, 0)?;
         let frames = check(
             res.create_many(ObjectType::Frame4K, 0, target::FRAME_COUNT),
             "frames",
@@ -226,6 +232,11 @@ impl Reserve {
             "issue port 0x80",
         )?;
         let (arena, _) = check(res.create_untyped(CHUNK_BITS + 1), "arena")?;
+        let cpu = if first_cpu_slot == 0 {
+            0
+        } else {
+            first_cpu_slot + cpus - 1
+        };
         let reserve = Reserve {
             cnode,
             sub_cnode,
@@ -237,6 +248,8 @@ impl Reserve {
             second_vspace,
             victim,
             io_port,
+            scheduler,
+            cpu,
             arena,
             victim_cpu: cpus - 1,
         };
@@ -320,6 +333,12 @@ impl Reserve {
         copy(target::SECOND_VSPACE, self.second_vspace, Rights::ALL, 0)?;
         copy(target::VICTIM, self.victim, Rights::ALL, 0)?;
         copy(target::IO_PORT, self.io_port, Rights::ALL, 0)?;
+        copy(target::SCHEDULER, self.scheduler, Rights::ALL, 0)?;
+        if self.cpu != 0 {
+            // Deleting this copy at the next refill unbinds the CPU if the
+            // fuzzer bound it: revocation is part of what is fuzzed.
+            copy(target::CPU, self.cpu, Rights::ALL, 0)?;
+        }
         // Untyped capabilities cannot be copied: fresh ones each time, from
         // an arena whose revocation first destroyed everything the fuzzer
         // built from the previous ones.
@@ -353,7 +372,7 @@ fn run(info: &'static BootInfo, seed: u64, calls: u64) -> Result<(), String> {
         "check invariants",
     )?;
     let mut res = Resources::from_boot_info(info);
-    let reserve = Reserve::create(&mut res, info.cpu_count)?;
+    let reserve = Reserve::create(&mut res, info.cpu_count, info.first_cpu_slot)?;
     reserve.refill()?;
 
     let faults = check(res.create(ObjectType::Endpoint, 0), "fault endpoint")?;
@@ -483,7 +502,7 @@ fn print_statistics(progress: &Progress) {
 }
 
 /// The labels of every invocation.
-const LABELS: [Invocation; 25] = [
+const LABELS: [Invocation; 33] = [
     Invocation::UntypedRetype,
     Invocation::CNodeCopy,
     Invocation::CNodeMint,
@@ -509,6 +528,14 @@ const LABELS: [Invocation; 25] = [
     Invocation::IoPortIssue,
     Invocation::MachinePowerOff,
     Invocation::MachineCheckInvariants,
+    Invocation::SchedulerBindCpu,
+    Invocation::SchedulerUnbindCpu,
+    Invocation::SchedulerAdopt,
+    Invocation::SchedulerRelease,
+    Invocation::SchedulerDispatch,
+    Invocation::SchedulerSetTick,
+    Invocation::SchedulerQueryThread,
+    Invocation::CpuInfo,
 ];
 
 /// Generates capability pointers and argument words.
@@ -571,6 +598,14 @@ impl Generator {
             Invocation::IoPortIn | Invocation::IoPortOut | Invocation::IoPortIssue => {
                 target::IO_PORT
             }
+            Invocation::SchedulerBindCpu
+            | Invocation::SchedulerUnbindCpu
+            | Invocation::SchedulerAdopt
+            | Invocation::SchedulerRelease
+            | Invocation::SchedulerDispatch
+            | Invocation::SchedulerSetTick
+            | Invocation::SchedulerQueryThread => target::SCHEDULER,
+            Invocation::CpuInfo => target::CPU,
             _ => self.cptr(),
         }
     }
@@ -656,6 +691,19 @@ impl Generator {
             (IoPortIn | IoPortOut, 1) => self.rng.pick(&[1, 2, 4, 1, 0, 3, 8]),
             (IoPortIssue, 0 | 1) => self.rng.pick(&[0x80, 0x80, 0x7F, 0x81, 0]),
             (IoPortIssue, 2) => self.slot_index(),
+            (SchedulerBindCpu | SchedulerUnbindCpu, 0) => self.choose(&[target::CPU]),
+            (SchedulerBindCpu, 1) => self.choose(&[target::FRAMES, target::LARGE_FRAME]),
+            (SchedulerBindCpu, 2) => {
+                self.choose(&[target::NOTIFICATION, target::NOTIFICATION_BADGED])
+            }
+            (SchedulerAdopt | SchedulerRelease | SchedulerQueryThread, 0) => {
+                self.choose(&[target::VICTIM])
+            }
+            (SchedulerAdopt, 1) => self.rng.pick(&[0, 1, 7, u64::MAX]),
+            (SchedulerDispatch | SchedulerSetTick, 0) => self.rng.below(self.cpus + 2),
+            (SchedulerDispatch, 1) => self.choose(&[target::VICTIM]),
+            (SchedulerDispatch, 2) => self.rng.pick(&[0, 1, 1000, 1_000_000, u64::MAX]),
+            (SchedulerSetTick, 1) => self.rng.pick(&[0, 1, 99_999, 100_000, 1_000_000]),
             (IrqControlGet, 0) => self.rng.below(32),
             (IrqControlGet, 1) => self.slot_index(),
             _ => self.wild(),

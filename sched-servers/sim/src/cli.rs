@@ -1,0 +1,474 @@
+//! The `tarn-sim` command line: parses options into a [`Scenario`] and a
+//! policy, runs it, prints the report, writes the trace and the chart.
+
+use std::fs::File;
+use std::io::BufWriter;
+
+use tarn_sched_servers::credit::Credit;
+use tarn_sched_servers::rr::RoundRobin;
+use tarn_sched_servers::sedf::Sedf;
+use tarn_sched_servers::{DomainId, DomainParams, Policy, PoolParams};
+
+use crate::report::expected_shares;
+use crate::scenario::{Action, DomainSpec, Scenario, Workload, MS};
+use crate::{simulate, svg, trace};
+
+/// The help text.
+pub const USAGE: &str = "\
+tarn-sim: run a scheduling policy on simulated CPUs (deterministic)
+
+usage: tarn-sim [options]
+  --policy credit|sedf|rr   policy to run (default credit)
+  --cpus N                  CPUs in the pool (default 2)
+  --seconds S               simulated time, decimals allowed (default 3)
+  --domains LIST            comma-separated domains (default 256,512,1024)
+  --workload W              workload of domains that name none (default cpu)
+  --timeslice-ms N          credit time slice / rr slice (1..1000)
+  --ratelimit-us N          credit rate limit (0 or 100..500000)
+  --quantum-ms N            sedf extra-time quantum (1..1000)
+  --seed N                  workload seed (default 1)
+  --switch-cost-ns N        context-switch cost (default 0)
+  --sample-ms N             chart window (default 100)
+  --remove-cpu MS@CPU       CPU leaves the pool at MS (repeatable)
+  --add-cpu MS@CPU          CPU joins the pool at MS (repeatable)
+  --trace FILE              write a Perfetto/Chrome trace JSON
+  --svg FILE                write an SVG chart of shares over time
+  -h, --help                this text
+
+A domain is PARAM[:KEY=VALUE...]:
+  PARAM   credit and rr: a weight (e.g. 512); sedf: SLICE/PERIOD in ms, with
+          a trailing x for extra time (e.g. 20/40x), or - for best effort
+  cap=PCT       credit cap in % of one CPU
+  threads=N     threads (default 1)
+  work=W        cpu | dutyRUN/SLEEP | burstyMIN-MAX/MIN-MAX | jobs | yieldRUN
+                (ms; jobs = a job of SLICE released every PERIOD, for sedf)
+  group=K       credit: member of the group of domain K (1-based)
+  name=NAME     name in the report
+
+example: tarn-sim --policy credit --cpus 2 --domains 256,512,1024 --seconds 3 \\
+           --trace out.json --svg out.svg";
+
+/// Which policy to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// [`Credit`].
+    Credit,
+    /// [`Sedf`].
+    Sedf,
+    /// [`RoundRobin`].
+    RoundRobin,
+}
+
+/// A parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cli {
+    /// The policy.
+    pub policy: PolicyKind,
+    /// The scenario to run.
+    pub scenario: Scenario,
+    /// Where to write the trace.
+    pub trace: Option<String>,
+    /// Where to write the chart.
+    pub svg: Option<String>,
+    /// Whether help was asked for.
+    pub help: bool,
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Cli, String> {
+    let mut policy = PolicyKind::Credit;
+    let mut cpus = 2u32;
+    let mut seconds = "3".to_owned();
+    let mut domains: Option<String> = None;
+    let mut workload = Workload::CpuBound;
+    let mut timeslice_ms: Option<u32> = None;
+    let mut ratelimit_us: Option<u32> = None;
+    let mut quantum_ms: Option<u32> = None;
+    let mut seed = 1u64;
+    let mut switch_cost_ns = 0u64;
+    let mut sample_ms = 100u64;
+    let mut actions = Vec::new();
+    let mut trace = None;
+    let mut svg = None;
+    let mut help = false;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let mut value = || {
+            iter.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => help = true,
+            "--policy" => {
+                policy = match value()?.as_str() {
+                    "credit" => PolicyKind::Credit,
+                    "sedf" => PolicyKind::Sedf,
+                    "rr" => PolicyKind::RoundRobin,
+                    other => return Err(format!("unknown policy {other:?} (credit, sedf, rr)")),
+                }
+            }
+            "--cpus" => cpus = number(&value()?, "--cpus")?,
+            "--seconds" => seconds = value()?,
+            "--domains" => domains = Some(value()?),
+            "--workload" => workload = parse_workload(&value()?)?,
+            "--timeslice-ms" => timeslice_ms = Some(number(&value()?, arg)?),
+            "--ratelimit-us" => ratelimit_us = Some(number(&value()?, arg)?),
+            "--quantum-ms" => quantum_ms = Some(number(&value()?, arg)?),
+            "--seed" => seed = number(&value()?, arg)?,
+            "--switch-cost-ns" => switch_cost_ns = number(&value()?, arg)?,
+            "--sample-ms" => sample_ms = number(&value()?, arg)?,
+            "--remove-cpu" | "--add-cpu" => {
+                let spec = value()?;
+                let (at, cpu) = spec
+                    .split_once('@')
+                    .ok_or_else(|| format!("{arg} wants MS@CPU, not {spec:?}"))?;
+                let at_ns = number::<u64>(at, arg)? * MS;
+                let cpu = number(cpu, arg)?;
+                actions.push((
+                    at_ns,
+                    if arg == "--add-cpu" {
+                        Action::AddCpu(cpu)
+                    } else {
+                        Action::RemoveCpu(cpu)
+                    },
+                ));
+            }
+            "--trace" => trace = Some(value()?),
+            "--svg" => svg = Some(value()?),
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    if sample_ms == 0 {
+        return Err("--sample-ms must be > 0".into());
+    }
+    let duration_ns = parse_seconds(&seconds)?;
+    let domains = domains.unwrap_or_else(|| match policy {
+        PolicyKind::Sedf => "10/100,30/50,20/40,-".to_owned(),
+        _ => "256,512,1024".to_owned(),
+    });
+    let mut scenario = Scenario::new(cpus, duration_ns).seed(seed);
+    scenario.switch_cost_ns = switch_cost_ns;
+    scenario.sample_ns = sample_ms * MS;
+    scenario.record_trace = trace.is_some();
+    scenario.actions = actions;
+    scenario.pool_params = match policy {
+        PolicyKind::Credit => Some(PoolParams::Credit {
+            timeslice_ms: timeslice_ms.unwrap_or(30),
+            ratelimit_us: ratelimit_us.unwrap_or(1000),
+        }),
+        PolicyKind::Sedf => Some(PoolParams::Sedf {
+            extra_quantum_ms: quantum_ms.unwrap_or(10),
+        }),
+        PolicyKind::RoundRobin => Some(PoolParams::RoundRobin {
+            timeslice_ms: timeslice_ms.unwrap_or(10),
+        }),
+    };
+    for (index, spec) in domains.split(',').enumerate() {
+        let id = u32::try_from(index + 1).map_err(|_| "too many domains".to_owned())?;
+        scenario
+            .domains
+            .push(parse_domain(id, spec.trim(), policy, workload)?);
+    }
+    Ok(Cli {
+        policy,
+        scenario,
+        trace,
+        svg,
+        help,
+    })
+}
+
+fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{what}: {text:?} is not a valid number"))
+}
+
+/// Seconds with up to nine decimals, as nanoseconds.
+fn parse_seconds(text: &str) -> Result<u64, String> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 9 || !fraction.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("--seconds: {text:?} is not a valid duration"));
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        number(whole, "--seconds")?
+    };
+    let padded = format!("{fraction:0<9}");
+    let fraction: u64 = number(&padded, "--seconds")?;
+    let ns = whole * 1_000_000_000 + fraction;
+    if ns == 0 {
+        return Err("--seconds must be > 0".into());
+    }
+    Ok(ns)
+}
+
+/// `cpu`, `dutyR/S`, `burstyA-B/C-D`, `jobs` (periodic, filled in by the
+/// domain), `yieldR`; times in ms.
+fn parse_workload(text: &str) -> Result<Workload, String> {
+    let bad = || format!("unknown workload {text:?} (cpu, dutyR/S, burstyA-B/C-D, jobs, yieldR)");
+    if text == "cpu" {
+        return Ok(Workload::CpuBound);
+    }
+    if text == "jobs" {
+        // Period and work come from the domain's SEDF parameters.
+        return Ok(Workload::Periodic {
+            period_ns: 0,
+            work_ns: 0,
+        });
+    }
+    if let Some(rest) = text.strip_prefix("duty") {
+        let (run, sleep) = rest.split_once('/').ok_or_else(bad)?;
+        return Ok(Workload::DutyCycle {
+            run_ns: number::<u64>(run, "duty")? * MS,
+            sleep_ns: number::<u64>(sleep, "duty")? * MS,
+        });
+    }
+    if let Some(rest) = text.strip_prefix("bursty") {
+        let (run, sleep) = rest.split_once('/').ok_or_else(bad)?;
+        let (run_min, run_max) = run.split_once('-').ok_or_else(bad)?;
+        let (sleep_min, sleep_max) = sleep.split_once('-').ok_or_else(bad)?;
+        return Ok(Workload::Bursty {
+            run_min_ns: number::<u64>(run_min, "bursty")? * MS,
+            run_max_ns: number::<u64>(run_max, "bursty")? * MS,
+            sleep_min_ns: number::<u64>(sleep_min, "bursty")? * MS,
+            sleep_max_ns: number::<u64>(sleep_max, "bursty")? * MS,
+        });
+    }
+    if let Some(rest) = text.strip_prefix("yield") {
+        return Ok(Workload::Yielder {
+            run_ns: number::<u64>(rest, "yield")? * MS,
+        });
+    }
+    Err(bad())
+}
+
+fn parse_domain(
+    id: u32,
+    spec: &str,
+    policy: PolicyKind,
+    default_workload: Workload,
+) -> Result<DomainSpec, String> {
+    let mut parts = spec.split(':');
+    let param = parts.next().unwrap_or_default();
+    let mut domain = DomainSpec::new(id);
+    let mut weight = None;
+    let mut cap_pct = 0u32;
+    let mut sedf: Option<(u64, u64, bool)> = None;
+    match policy {
+        PolicyKind::Sedf => {
+            if param != "-" {
+                let extra = param.ends_with('x');
+                let (slice, period) =
+                    param.trim_end_matches('x').split_once('/').ok_or_else(|| {
+                        format!("sedf domain {id}: want SLICE/PERIOD[x] or -, not {param:?}")
+                    })?;
+                sedf = Some((
+                    number::<u64>(slice, "slice")? * MS,
+                    number::<u64>(period, "period")? * MS,
+                    extra,
+                ));
+            }
+        }
+        PolicyKind::Credit | PolicyKind::RoundRobin => {
+            weight = Some(number::<u32>(param, "weight")?);
+        }
+    }
+    let mut threads = 1usize;
+    let mut workload = default_workload;
+    let mut group = None;
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("domain {id}: {part:?} is not KEY=VALUE"))?;
+        match key {
+            "cap" => cap_pct = number(value, "cap")?,
+            "threads" => threads = number(value, "threads")?,
+            "work" => workload = parse_workload(value)?,
+            "group" => group = Some(DomainId(number(value, "group")?)),
+            "name" => domain.name = value.to_owned(),
+            other => return Err(format!("domain {id}: unknown key {other:?}")),
+        }
+    }
+    if let Workload::Periodic { .. } = workload {
+        let (slice_ns, period_ns, _) =
+            sedf.ok_or_else(|| format!("domain {id}: work=jobs needs SEDF SLICE/PERIOD"))?;
+        workload = Workload::Periodic {
+            period_ns,
+            work_ns: slice_ns,
+        };
+    }
+    if policy == PolicyKind::Credit {
+        domain = domain.param(DomainParams::Credit {
+            weight: weight.unwrap_or(256),
+            cap_pct,
+        });
+    } else if cap_pct != 0 {
+        return Err(format!("domain {id}: cap= is a credit parameter"));
+    }
+    if let Some((slice_ns, period_ns, extra)) = sedf {
+        domain = domain.sedf(slice_ns, period_ns, extra);
+    }
+    if let Some(master) = group {
+        if policy != PolicyKind::Credit {
+            return Err(format!("domain {id}: group= is a credit parameter"));
+        }
+        domain = domain.param(DomainParams::Group {
+            master: Some(master),
+        });
+    }
+    Ok(domain.threads(threads, workload))
+}
+
+/// Builds the policy.
+pub fn make_policy(kind: PolicyKind) -> Box<dyn Policy> {
+    match kind {
+        PolicyKind::Credit => Box::new(Credit::new()),
+        PolicyKind::Sedf => Box::new(Sedf::new()),
+        PolicyKind::RoundRobin => Box::new(RoundRobin::new()),
+    }
+}
+
+/// Runs a parsed command line; the text to print.
+pub fn run(cli: &Cli) -> Result<String, String> {
+    if cli.help {
+        return Ok(USAGE.to_owned());
+    }
+    let mut policy = make_policy(cli.policy);
+    let report = simulate(policy.as_mut(), &cli.scenario).map_err(|e| e.to_string())?;
+    let mut text = report.to_string();
+    let all_cpu_bound = cli
+        .scenario
+        .domains
+        .iter()
+        .all(|d| d.threads.iter().all(|w| *w == Workload::CpuBound));
+    let grouped = cli.scenario.domains.iter().any(|d| {
+        d.params
+            .iter()
+            .any(|p| matches!(p, DomainParams::Group { .. }))
+    });
+    if cli.policy == PolicyKind::Credit
+        && all_cpu_bound
+        && !grouped
+        && cli.scenario.actions.is_empty()
+    {
+        let weights: Vec<(u32, u32, u32)> = cli
+            .scenario
+            .domains
+            .iter()
+            .map(|d| {
+                let (weight, cap) = d
+                    .params
+                    .iter()
+                    .find_map(|p| match *p {
+                        DomainParams::Credit { weight, cap_pct } => Some((weight, cap_pct)),
+                        _ => None,
+                    })
+                    .unwrap_or((256, 0));
+                (
+                    weight,
+                    u32::try_from(d.threads.len()).unwrap_or(u32::MAX),
+                    cap,
+                )
+            })
+            .collect();
+        let expected = expected_shares(cli.scenario.cpus, &weights);
+        text.push_str("expected (weights, water-filled):");
+        for (domain, share) in cli.scenario.domains.iter().zip(expected) {
+            text.push_str(&format!(" {} {share:.2}%", domain.name));
+        }
+        text.push('\n');
+    }
+    if let Some(path) = &cli.trace {
+        let file = File::create(path).map_err(|e| format!("{path}: {e}"))?;
+        trace::write_chrome_trace(&report, &mut BufWriter::new(file))
+            .map_err(|e| format!("{path}: {e}"))?;
+        text.push_str(&format!("trace written to {path}\n"));
+    }
+    if let Some(path) = &cli.svg {
+        let file = File::create(path).map_err(|e| format!("{path}: {e}"))?;
+        svg::write_svg(&report, &mut BufWriter::new(file)).map_err(|e| format!("{path}: {e}"))?;
+        text.push_str(&format!("chart written to {path}\n"));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let cli = parse(&args(
+            "--policy credit --cpus 2 --domains 256,512,1024 --seconds 3 --trace out.json --svg out.svg",
+        ))
+        .unwrap();
+        assert_eq!(cli.policy, PolicyKind::Credit);
+        assert_eq!(cli.scenario.cpus, 2);
+        assert_eq!(cli.scenario.duration_ns, 3_000_000_000);
+        assert_eq!(cli.scenario.domains.len(), 3);
+        assert_eq!(
+            cli.scenario.domains[1].params,
+            vec![DomainParams::Credit {
+                weight: 512,
+                cap_pct: 0
+            }]
+        );
+        assert!(cli.scenario.record_trace);
+        assert_eq!(cli.trace.as_deref(), Some("out.json"));
+    }
+
+    #[test]
+    fn parses_domain_keys_and_workloads() {
+        let cli = parse(&args(
+            "--policy sedf --seconds 0.5 --domains 20/40x:work=jobs,-:threads=2:work=duty3/7:name=be",
+        ))
+        .unwrap();
+        assert_eq!(cli.scenario.duration_ns, 500_000_000);
+        let rt = &cli.scenario.domains[0];
+        assert_eq!(
+            rt.params,
+            vec![DomainParams::Sedf {
+                period_ns: 40 * MS,
+                slice_ns: 20 * MS,
+                extra: true
+            }]
+        );
+        assert_eq!(
+            rt.threads,
+            vec![Workload::Periodic {
+                period_ns: 40 * MS,
+                work_ns: 20 * MS
+            }]
+        );
+        let be = &cli.scenario.domains[1];
+        assert_eq!(be.name, "be");
+        assert!(be.params.is_empty());
+        assert_eq!(be.threads.len(), 2);
+        assert_eq!(
+            parse_workload("bursty1-20/2-30").unwrap(),
+            Workload::Bursty {
+                run_min_ns: MS,
+                run_max_ns: 20 * MS,
+                sleep_min_ns: 2 * MS,
+                sleep_max_ns: 30 * MS
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_nonsense() {
+        assert!(parse(&args("--policy fifo")).is_err());
+        assert!(parse(&args("--cpus")).is_err());
+        assert!(parse(&args("--seconds 0")).is_err());
+        assert!(parse(&args("--domains 256:cap")).is_err());
+        assert!(parse(&args("--policy rr --domains 256:cap=50")).is_err());
+        assert!(parse(&args("--workload warp")).is_err());
+    }
+}

@@ -1,0 +1,206 @@
+//! What to simulate: CPUs, domains with their parameters and workloads, and
+//! timed actions (CPUs joining or leaving, parameter changes).
+
+use tarn_sched_servers::{DomainId, DomainParams, PoolParams};
+
+/// Nanoseconds per millisecond.
+pub const MS: u64 = 1_000_000;
+/// Nanoseconds per second.
+pub const SEC: u64 = 1_000_000_000;
+
+/// How a simulated thread behaves. Run times are CPU time the thread needs;
+/// sleep times are wall time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Always runnable (the `spin` task).
+    CpuBound,
+    /// Runs `run_ns`, sleeps `sleep_ns`, forever (the `burst` task).
+    DutyCycle {
+        /// CPU time per burst.
+        run_ns: u64,
+        /// Sleep between bursts.
+        sleep_ns: u64,
+    },
+    /// Random bursts and sleeps, uniform in the given ranges (seeded).
+    Bursty {
+        /// Shortest burst.
+        run_min_ns: u64,
+        /// Longest burst.
+        run_max_ns: u64,
+        /// Shortest sleep.
+        sleep_min_ns: u64,
+        /// Longest sleep.
+        sleep_max_ns: u64,
+    },
+    /// A real-time job of `work_ns` released every `period_ns` from the
+    /// thread's start; its deadline is the next release. A job not finished
+    /// by then is a deadline miss (its work is still done, late).
+    Periodic {
+        /// Release period (and relative deadline).
+        period_ns: u64,
+        /// CPU time each job needs.
+        work_ns: u64,
+    },
+    /// CPU-bound, but yields after every `run_ns` of running.
+    Yielder {
+        /// CPU time between yields.
+        run_ns: u64,
+    },
+}
+
+/// One domain of the scenario.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainSpec {
+    /// Its identifier.
+    pub id: DomainId,
+    /// Its name in reports.
+    pub name: String,
+    /// Parameters set before any thread is added, in order.
+    pub params: Vec<DomainParams>,
+    /// One workload per thread.
+    pub threads: Vec<Workload>,
+}
+
+impl DomainSpec {
+    /// A domain named `d<id>` with no parameters and no threads.
+    pub fn new(id: u32) -> Self {
+        Self {
+            id: DomainId(id),
+            name: format!("d{id}"),
+            params: Vec::new(),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Renames it.
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// Adds a parameter setting.
+    #[must_use]
+    pub fn param(mut self, params: DomainParams) -> Self {
+        self.params.push(params);
+        self
+    }
+
+    /// Credit weight (no cap).
+    #[must_use]
+    pub fn weight(self, weight: u32) -> Self {
+        self.param(DomainParams::Credit { weight, cap_pct: 0 })
+    }
+
+    /// SEDF reservation.
+    #[must_use]
+    pub fn sedf(self, slice_ns: u64, period_ns: u64, extra: bool) -> Self {
+        self.param(DomainParams::Sedf {
+            period_ns,
+            slice_ns,
+            extra,
+        })
+    }
+
+    /// Adds `count` threads running `workload`.
+    #[must_use]
+    pub fn threads(mut self, count: usize, workload: Workload) -> Self {
+        self.threads.extend(std::iter::repeat_n(workload, count));
+        self
+    }
+}
+
+/// Something that happens during the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// CPU `n` joins the pool.
+    AddCpu(u32),
+    /// CPU `n` leaves the pool (its entry is evicted).
+    RemoveCpu(u32),
+    /// New parameters for a domain.
+    SetDomainParams(DomainId, DomainParams),
+    /// New pool parameters.
+    SetPoolParams(PoolParams),
+}
+
+/// A complete, deterministic simulation input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// CPUs in the pool at the start (numbered from 0).
+    pub cpus: u32,
+    /// Simulated time.
+    pub duration_ns: u64,
+    /// Seed of the random workloads.
+    pub seed: u64,
+    /// Cost of switching a CPU to another thread (time that runs nothing).
+    pub switch_cost_ns: u64,
+    /// Width of the windows of the shares-over-time chart.
+    pub sample_ns: u64,
+    /// Whether to keep every run slice for the trace.
+    pub record_trace: bool,
+    /// Pool parameters set at the start.
+    pub pool_params: Option<PoolParams>,
+    /// The domains.
+    pub domains: Vec<DomainSpec>,
+    /// Timed actions, applied in time order.
+    pub actions: Vec<(u64, Action)>,
+}
+
+impl Scenario {
+    /// `cpus` CPUs for `duration_ns`, seed 1, no switch cost, 100 ms windows.
+    pub fn new(cpus: u32, duration_ns: u64) -> Self {
+        Self {
+            cpus,
+            duration_ns,
+            seed: 1,
+            switch_cost_ns: 0,
+            sample_ns: 100 * MS,
+            record_trace: false,
+            pool_params: None,
+            domains: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Adds a domain.
+    #[must_use]
+    pub fn domain(mut self, domain: DomainSpec) -> Self {
+        self.domains.push(domain);
+        self
+    }
+
+    /// Sets the pool parameters.
+    #[must_use]
+    pub fn pool(mut self, params: PoolParams) -> Self {
+        self.pool_params = Some(params);
+        self
+    }
+
+    /// Adds a timed action.
+    #[must_use]
+    pub fn at(mut self, time_ns: u64, action: Action) -> Self {
+        self.actions.push((time_ns, action));
+        self
+    }
+
+    /// Sets the seed.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets the context-switch cost.
+    #[must_use]
+    pub fn switch_cost(mut self, switch_cost_ns: u64) -> Self {
+        self.switch_cost_ns = switch_cost_ns;
+        self
+    }
+
+    /// Keeps run slices for a trace.
+    #[must_use]
+    pub fn traced(mut self) -> Self {
+        self.record_trace = true;
+        self
+    }
+}

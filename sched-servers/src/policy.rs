@@ -1,0 +1,88 @@
+//! The `Policy` trait: the pure state machine every scheduler server runs.
+
+use alloc::vec::Vec;
+
+use crate::types::{
+    CpuId, Decision, Dispatch, DomainId, DomainParams, Event, PolicyError, PoolParams, ThreadId,
+};
+
+/// A scheduling policy for one pool: events in, dispatch decisions out.
+///
+/// Pure and deterministic: no syscalls, no clock reads (every call carries
+/// the time), no randomness. The on-metal server runtime and the simulator
+/// drive it the same way; the crate documentation states the driver's rules.
+pub trait Policy {
+    /// Human-readable name (`"credit"`, `"sedf"`, `"rr"`).
+    fn name(&self) -> &'static str;
+
+    /// A CPU joins the pool. It starts idle: the policy sends
+    /// [`Decision::Kick`] when it has work for it.
+    fn add_cpu(&mut self, cpu: CpuId, now_ns: u64);
+
+    /// A CPU leaves the pool. Threads queued there are re-homed internally; a
+    /// thread still running there stays the policy's until its entry's end
+    /// event (normally `Evicted`) arrives, and is then re-homed.
+    fn remove_cpu(&mut self, cpu: CpuId, now_ns: u64);
+
+    /// A thread joins (adoption) in `domain`, runnable or blocked. An unknown
+    /// domain is created with the policy's default parameters. Fails with
+    /// [`PolicyError::DuplicateThread`], or when admission control refuses
+    /// it ([`PolicyError::Infeasible`]); nothing changes on failure.
+    fn add_thread(
+        &mut self,
+        thread: ThreadId,
+        domain: DomainId,
+        runnable: bool,
+        now_ns: u64,
+    ) -> Result<(), PolicyError>;
+
+    /// A thread leaves (release, migration to another pool). The driver has
+    /// already ended its entry; if it was running, the driver then calls
+    /// `pick_next` for that CPU, as after any entry end. Later events about
+    /// it are ignored.
+    fn remove_thread(&mut self, thread: ThreadId, now_ns: u64);
+
+    /// A domain leaves the pool: its remaining threads are removed, its
+    /// parameters and reservations released, its group dissolved (if master)
+    /// or left (if member).
+    fn remove_domain(&mut self, domain: DomainId, now_ns: u64);
+
+    /// One kernel event. Redundant or stale events (a `Woken` for a runnable
+    /// thread, an event about an unknown thread) are ignored.
+    fn on_event(&mut self, event: &Event);
+
+    /// `cpu` has no entry (its queue ran dry, it was kicked or preempted):
+    /// what should it run, and for how long? `None` leaves it idle until the
+    /// next [`Decision::Kick`].
+    fn pick_next(&mut self, cpu: CpuId, now_ns: u64) -> Option<Dispatch>;
+
+    /// Moves the decisions made since the last call into `out` (appending).
+    fn take_decisions(&mut self, out: &mut Vec<Decision>);
+
+    /// Sets a domain's parameters (creating the domain if it is new).
+    /// Validates everything first: on error nothing changes.
+    fn set_domain_params(
+        &mut self,
+        domain: DomainId,
+        params: &DomainParams,
+        now_ns: u64,
+    ) -> Result<(), PolicyError>;
+
+    /// A domain's current parameters; `None` if the domain is unknown or the
+    /// policy has no per-domain parameters.
+    fn domain_params(&self, domain: DomainId) -> Option<DomainParams>;
+
+    /// Sets the pool-wide parameters. Validates first: on error nothing
+    /// changes.
+    fn set_pool_params(&mut self, params: &PoolParams) -> Result<(), PolicyError>;
+
+    /// The current pool-wide parameters.
+    fn pool_params(&self) -> PoolParams;
+
+    /// The master of `domain`'s scheduling group, if it is a member of one
+    /// (policies without groups: always `None`).
+    fn group_master(&self, domain: DomainId) -> Option<DomainId> {
+        let _ = domain;
+        None
+    }
+}
