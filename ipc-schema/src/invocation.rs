@@ -127,6 +127,10 @@ pub enum Invocation {
     /// in (0 = none), MR3 = total ns it has run while adopted. For
     /// resynchronising after an event-ring overflow.
     SchedulerQueryThread = 66,
+    /// Scheduler. MR0 = CPU index (bound to this scheduler). Ends the CPU's
+    /// running entry now (reported as `Preempted` with its run time); the
+    /// next entry, if any, starts.
+    SchedulerPreempt = 67,
     /// Cpu. Reply MR0 = CPU index, MR1 = x2APIC id, MR2 = 1 if bound to a
     /// scheduler.
     CpuInfo = 70,
@@ -168,6 +172,7 @@ impl Invocation {
             64 => Self::SchedulerDispatch,
             65 => Self::SchedulerSetTick,
             66 => Self::SchedulerQueryThread,
+            67 => Self::SchedulerPreempt,
             70 => Self::CpuInfo,
             _ => return None,
         })
@@ -205,6 +210,6 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 33);
+        assert_eq!(seen, 34);
     }
 }

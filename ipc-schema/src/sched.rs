@@ -35,6 +35,8 @@ pub enum EventKind {
     Evicted = 8,
     /// The CPU's dispatch queue ran dry (reported once until the next dispatch).
     QueueEmpty = 9,
+    /// The server ended the running entry early (`SchedulerPreempt`).
+    Preempted = 10,
 }
 
 impl EventKind {
@@ -50,6 +52,7 @@ impl EventKind {
             7 => Self::Tick,
             8 => Self::Evicted,
             9 => Self::QueueEmpty,
+            10 => Self::Preempted,
             _ => return None,
         })
     }

@@ -548,6 +548,21 @@ pub fn invoke_scheduler(
             }
             Ok(())
         }
+        Invocation::SchedulerPreempt => {
+            let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
+            let d = CPUS.get(guard)[cpu];
+            // The head entry has begun (it may be paused behind a system thread).
+            if d.len > 0 && (d.started != 0 || d.ran_ns > 0) {
+                sched::stop(guard, d.queue[d.head].thread);
+                end_entry(guard, cpu, EventKind::Preempted);
+                if cpu != sched::this_cpu() {
+                    if let Some(target) = percpu::get(cpu as u32) {
+                        apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+                    }
+                }
+            }
+            Ok(())
+        }
         Invocation::SchedulerQueryThread => {
             let thread = adopted_tcb(guard, caller, scheduler, caller.mr(0))?;
             let t = *tcb::ctl(guard, thread);

@@ -417,3 +417,8 @@ pub fn cpu_info(cpu: CPtr) -> Result<(u64, u64, bool), Error> {
     let r = invoke(cpu, Invocation::CpuInfo, &[])?;
     Ok((r.mrs[0], r.mrs[1], r.mrs[2] != 0))
 }
+
+/// Ends CPU index `cpu`'s running entry now (`Preempted` event).
+pub fn scheduler_preempt(scheduler: CPtr, cpu: u64) -> Result<(), Error> {
+    invoke_unit(scheduler, Invocation::SchedulerPreempt, &[cpu])
+}

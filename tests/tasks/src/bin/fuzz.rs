@@ -502,7 +502,7 @@ fn print_statistics(progress: &Progress) {
 }
 
 /// The labels of every invocation.
-const LABELS: [Invocation; 33] = [
+const LABELS: [Invocation; 34] = [
     Invocation::UntypedRetype,
     Invocation::CNodeCopy,
     Invocation::CNodeMint,
@@ -535,6 +535,7 @@ const LABELS: [Invocation; 33] = [
     Invocation::SchedulerDispatch,
     Invocation::SchedulerSetTick,
     Invocation::SchedulerQueryThread,
+    Invocation::SchedulerPreempt,
     Invocation::CpuInfo,
 ];
 
@@ -604,7 +605,8 @@ impl Generator {
             | Invocation::SchedulerRelease
             | Invocation::SchedulerDispatch
             | Invocation::SchedulerSetTick
-            | Invocation::SchedulerQueryThread => target::SCHEDULER,
+            | Invocation::SchedulerQueryThread
+            | Invocation::SchedulerPreempt => target::SCHEDULER,
             Invocation::CpuInfo => target::CPU,
             _ => self.cptr(),
         }
@@ -700,7 +702,9 @@ impl Generator {
                 self.choose(&[target::VICTIM])
             }
             (SchedulerAdopt, 1) => self.rng.pick(&[0, 1, 7, u64::MAX]),
-            (SchedulerDispatch | SchedulerSetTick, 0) => self.rng.below(self.cpus + 2),
+            (SchedulerDispatch | SchedulerSetTick | SchedulerPreempt, 0) => {
+                self.rng.below(self.cpus + 2)
+            }
             (SchedulerDispatch, 1) => self.choose(&[target::VICTIM]),
             (SchedulerDispatch, 2) => self.rng.pick(&[0, 1, 1000, 1_000_000, u64::MAX]),
             (SchedulerSetTick, 1) => self.rng.pick(&[0, 1, 99_999, 100_000, 1_000_000]),

@@ -22,6 +22,7 @@ pub const TESTS: &[Test] = &[
     ("sched_queue_full_and_bad_budget", queue_limits),
     ("sched_revoke_cpu_evicts_queue", revoke_evicts),
     ("sched_release_returns_to_system_fifo", release),
+    ("sched_preempt_ends_running_entry", preempt),
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
@@ -414,6 +415,47 @@ fn release(env: &mut Env) -> Outcome {
         Ok(())
     );
     env.wait_until("the released counter to run", || shared.get(0) > 0)?;
+    shared.set(1, 1);
+    expect!(invoke::tcb_suspend(thread.tcb), Ok(()));
+    Ok(Pass::Ok)
+}
+
+fn preempt(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let mut bound = Bound::new(env, 0)?;
+    let shared = Shared::new();
+    let thread = counter(env, &shared)?;
+    expect!(
+        invoke::scheduler_adopt(bound.scheduler, thread.tcb, 11),
+        Ok(())
+    );
+    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+    bound.expect(env, EventKind::Woken, 11)?;
+    expect!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, thread.tcb, 1_000_000_000),
+        Ok(())
+    );
+    env.wait_until("the counter to run", || shared.get(0) > 0)?;
+    expect!(invoke::scheduler_preempt(bound.scheduler, 0), Ok(()));
+    let ended = bound.expect(env, EventKind::Preempted, 11)?;
+    ensure!(
+        ended.ran_ns > 0 && ended.ran_ns < 1_000_000_000,
+        "preempted after {} ns",
+        ended.ran_ns
+    );
+    // No longer queued: it stops counting, and can be dispatched again.
+    let before = shared.get(0);
+    env.sleep_ns(10_000_000);
+    expect!(shared.get(0), before);
+    let query = invoke::scheduler_query_thread(bound.scheduler, thread.tcb)
+        .map_err(|e| alloc::format!("{e:?}"))?;
+    expect!(query.queued_on, 0);
+    expect_err!(
+        invoke::scheduler_preempt(bound.scheduler, 99),
+        Error::OutOfRange
+    );
     shared.set(1, 1);
     expect!(invoke::tcb_suspend(thread.tcb), Ok(()));
     Ok(Pass::Ok)
