@@ -95,7 +95,9 @@ pub enum Invocation {
     MachinePowerOff = 50,
     /// Machine. Checks the kernel's invariants (derivation tree consistent,
     /// object accounting balanced). Reply MR0 = live objects, MR1 = live
-    /// capabilities, MR2 = 1 if every invariant holds, MR3 = CPUs online.
+    /// capabilities, MR2 = 1 if every invariant holds, MR3 = CPUs online,
+    /// MR4..MR6 = ns all CPUs spent idle, in system threads and in
+    /// dispatched threads since boot.
     MachineCheckInvariants = 51,
 
     /// Scheduler. MR0 = Cpu cptr, MR1 = event-ring frame cptr (4 KiB,

@@ -75,6 +75,7 @@ pub fn invoke_machine(
             let consistent = crate::object::check_reachable(guard, caller.cspace());
             let stats = crate::object::STATS.get(guard);
             let (objects, caps) = (stats.live_objects, stats.live_caps);
+            let [idle_ns, system_ns, dispatched_ns] = crate::sched::time_split(guard);
             caller.set_reply(
                 guard,
                 &[
@@ -82,6 +83,9 @@ pub fn invoke_machine(
                     caps,
                     u64::from(consistent),
                     u64::from(crate::arch::percpu::online()),
+                    idle_ns,
+                    system_ns,
+                    dispatched_ns,
                 ],
             );
             Ok(())

@@ -31,6 +31,11 @@ pub struct CpuSched {
     fpu_owner: u64,
     /// The TSC value the one-shot timer is armed for (0 = not armed).
     armed_for: u64,
+    /// Where this CPU's time went (TSC ticks): idle, system threads,
+    /// dispatched threads; and since when the current kind has run.
+    spent: [u64; 3],
+    spent_kind: usize,
+    spent_since: u64,
 }
 
 static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
@@ -42,6 +47,9 @@ static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
         slice_end: 0,
         fpu_owner: 0,
         armed_for: 0,
+        spent: [0; 3],
+        spent_kind: 0,
+        spent_since: 0,
     }; MAX_CPUS],
 );
 
@@ -321,6 +329,12 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
                 timer::arm_at_tsc(wake_at);
                 CPUS.get(&mut guard)[cpu].armed_for = wake_at;
             }
+            let kind = if crate::dispatch::is_adopted(&mut guard, thread) {
+                2
+            } else {
+                1
+            };
+            account(&mut guard, kind);
             enter(guard, thread, root, state.fpu_owner);
         }
         // Nothing to run: idle until an interrupt, then look again.
@@ -329,6 +343,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             timer::arm_at_tsc(deadline);
         }
         CPUS.get(&mut guard)[cpu].armed_for = 0;
+        account(&mut guard, 0);
         user::load_kernel_tables(crate::arch::paging::kernel_root());
         drop(guard);
         cpu::enable_interrupts_and_halt();
@@ -337,6 +352,31 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         expire_timeouts(&mut guard);
         crate::dispatch::on_timer(&mut guard);
     }
+}
+
+/// Charges the time since the last switch to what ran, and starts charging
+/// `kind` (0 idle, 1 system thread, 2 dispatched thread).
+fn account(guard: &mut KernelGuard, kind: usize) {
+    let now = cpu::rdtsc();
+    let s = &mut CPUS.get(guard)[this_cpu()];
+    if s.spent_since != 0 {
+        s.spent[s.spent_kind] += now - s.spent_since;
+    }
+    s.spent_kind = kind;
+    s.spent_since = now;
+}
+
+/// Nanoseconds each CPU spent idle, in system threads and in dispatched
+/// threads since boot (`MachineCheckInvariants` reports the totals).
+pub fn time_split(guard: &mut KernelGuard) -> [u64; 3] {
+    let mut total = [0u64; 3];
+    for cpu in 0..percpu::online() as usize {
+        let s = CPUS.get(guard)[cpu];
+        for (sum, spent) in total.iter_mut().zip(s.spent) {
+            *sum += timer::tsc_to_ns(spent);
+        }
+    }
+    total
 }
 
 /// Leaves the kernel into `thread` (on page tables `root`), with CR0.TS set

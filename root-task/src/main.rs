@@ -4,6 +4,7 @@
 //! - `test`: starts the `test-suite` module (with the `test-helper` module
 //!   passed on) and serves its faults;
 //! - `fuzz`: starts the `fuzz` module and serves its faults;
+//! - `schedtest`: starts `sched-shares` (credit on metal, measured shares);
 //! - `bench`: starts the `bench` module (passing it on, as the IPC server's
 //!   program) and serves its faults;
 //! - otherwise prints `root: ready` and, with `poweroff`, powers off (status
@@ -70,6 +71,8 @@ fn main(arg: u64) {
         );
     } else if words.contains(&"fuzz") {
         run_child(info, &mut resources, "fuzz", &[], FUZZ_PORTS, false);
+    } else if words.contains(&"schedtest") {
+        run_child(info, &mut resources, "sched-shares", &[], FUZZ_PORTS, false);
     } else if words.contains(&"bench") {
         run_child(info, &mut resources, "bench", &["bench"], FUZZ_PORTS, false);
     } else {

@@ -2,49 +2,72 @@
 //! accounting and scheduling groups (seed 000).
 //!
 //! * **Weight** 1..=65535 (default 256) and **cap** in percent of one CPU
-//!   (0 = none; enforced even when CPUs idle) per domain.
+//!   (0 = none, at most 100 × the pool's CPUs; enforced even when CPUs idle)
+//!   per domain. A lone domain, or a group master with its members, is an
+//!   *account*.
 //! * **Credit** is nanoseconds of CPU. Every [`ACCOUNTING_PERIOD_NS`] (30 ms)
 //!   the pool's capacity (CPUs × period) is handed out to the *active*
-//!   accounts (runnable now, or ran during the period) in proportion to their
-//!   weights, water-filled: an account never receives more than its threads
-//!   can run (one CPU per active thread) nor more than its cap, and what it
-//!   cannot take goes to the others by weight ([`fair_shares`]). An account
-//!   holds at most one period of that limit, so a sleeper cannot bank credit.
-//! * **Exact accounting:** running time is charged from the kernel's `ran_ns`
-//!   when entries end, and in-progress entries are charged at each accounting
-//!   (ticks also charge, if the runtime delivers them), never sampled.
-//! * **Priorities:** BOOST (woke with credit left, for its first
-//!   [`BOOST_NS`] of running) > UNDER (credit left) > OVER (credit spent).
-//!   Each CPU has a FIFO run queue; the best priority runs, and a thread goes
-//!   after all others of its priority. A capped account out of credit is
-//!   *parked*: its threads wait for the next accounting even if CPUs idle.
+//!   accounts (a thread runnable now, or that ran during the period) in
+//!   proportion to their weights, water-filled ([`fair_shares`]): an account
+//!   never receives more than its threads can run (one CPU per active
+//!   thread) nor more than its cap, and what it cannot take goes to the
+//!   others by weight. An account's grant is split equally over its active
+//!   threads, as Xen splits a domain's credit over its vCPUs; a thread holds
+//!   at most one period of credit (it could not use more), and what it cannot
+//!   hold goes to its account's other threads, so a domain keeps its share
+//!   when some of its threads are light. Debt carries over (bounded by one
+//!   period of the whole pool), which is what makes long-run shares exact.
+//! * **Exact accounting:** run time is charged from the kernel's `ran_ns`
+//!   when entries end; in-progress entries are charged at each accounting
+//!   (and at ticks, which carry the run so far), then corrected by the exact
+//!   figure. Nothing is sampled: a thread cannot escape by yielding early.
+//! * **Priorities:** BOOST (woke with credit ≥ 0, for its first [`BOOST_NS`]
+//!   of running) > UNDER (credit ≥ 0) > OVER (credit < 0). Each CPU has a
+//!   FIFO run queue; the best priority runs, and a thread goes after all
+//!   others of its priority (a thread that yielded also after its equals that
+//!   did not). While UNDER work waits, no CPU keeps running an OVER entry: it
+//!   is preempted (after the rate limit), which is Xen's tickle applied as
+//!   soon as priorities change rather than at the next 10 ms tick.
+//! * **Caps:** a capped account also has a cap budget, refilled each period
+//!   to `cap% × period` (unused cap time is not banked). Entries never exceed
+//!   what is left of it, counting the other running entries of the account;
+//!   when it is spent the account is *parked* until the next accounting,
+//!   even if CPUs idle. A cap is never exceeded, and under-used by less than
+//!   [`MIN_CAPPED_ENTRY_NS`] per period.
 //! * **Budgets:** the pool's time slice (1..=1000 ms, default 30); an UNDER
-//!   entry ends when its credit would run out (so OVER threads never hold a
-//!   CPU that UNDER work wants for a whole slice), but not before the rate
-//!   limit; a capped entry never exceeds the account's remaining credit, so
-//!   a cap holds to within [`MIN_CAPPED_ENTRY_NS`] per period.
+//!   entry ends when the thread's credit would run out (but lasts at least
+//!   the rate limit), so priorities change at the right moment instead of a
+//!   slice later.
 //! * **Wake-up preemption:** a woken thread goes to an idle CPU if there is
 //!   one (kick), else preempts a CPU running a lower priority (its previous
 //!   CPU first) once the running entry has run the rate limit
-//!   (0 or 100..=500000 µs, default 1000 µs).
+//!   (0 or 100..=500000 µs, default 1000 µs, at most the time slice).
 //! * **Load balancing:** a CPU whose queue has no UNDER (or BOOST) thread
 //!   takes the best UNDER thread queued on another CPU; a CPU about to idle
 //!   takes any runnable thread from another CPU; an idle CPU is kicked
 //!   whenever a runnable, unparked thread waits. No CPU idles while such a
 //!   thread waits in the pool.
 //! * **Scheduling groups:** a domain joins a master's group with
-//!   [`DomainParams::Group`]. Members draw on the master's credit (weight and
-//!   cap are the master's; a member's own are kept for when it leaves). One
-//!   master per group; a domain is master or member, never both.
+//!   [`DomainParams::Group`]. Its threads then belong to the master's
+//!   account: the group shares the master's time (weight and cap are the
+//!   master's; a member's own are kept for when it leaves). One master per
+//!   group; a domain is master or member, never both; errors name the rule.
+//! * **Timers:** the policy asks for a [`Decision::Timer`] on the pool's
+//!   first CPU for each accounting, and on a CPU whose preemption the rate
+//!   limit held back. Late timers are tolerated: every call first catches up
+//!   with the accountings due. The first accounting runs at the first
+//!   `pick_next`, when the initial threads are known.
 //!
-//! Deviation from Xen's credit1 code, on purpose: a domain's share follows
+//! Deviation from Xen's credit1 code, on purpose: an account's share follows
 //! its weight whatever its number of active vCPUs (credit1 multiplies the
-//! weight by the active vCPU count, which is why a group of several domains
-//! would otherwise outweigh a lone domain of the master's weight). The credit
-//! of a domain is pooled across its threads ("split over its threads").
+//! weight by the active vCPU count), as the Xen documentation describes
+//! weights ("512 gets twice the CPU of 256") and as scheduling groups need
+//! (a group of two domains must not outweigh a lone domain of the master's
+//! weight).
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 use crate::types::{
     CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
@@ -70,14 +93,18 @@ pub const MIN_CAPPED_ENTRY_NS: u64 = 50_000;
 /// Shortest entry for an uncapped UNDER thread when the rate limit is off.
 const MIN_ENTRY_NS: u64 = 100_000;
 
+/// A waiting thread's rank: priority, not just yielded, credit (OVER only),
+/// queue order (older is greater), and the thread.
+type Rank = (Priority, bool, i64, Reverse<u64>, ThreadId);
+
 /// Scheduling priority, lowest first (`Ord` follows it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
-    /// Credit spent: runs only when no UNDER or BOOST thread wants the CPU.
+    /// Credit < 0: runs only when no UNDER or BOOST thread wants the CPU.
     Over,
-    /// Credit left.
+    /// Credit ≥ 0.
     Under,
-    /// Woke up with credit left; keeps it for [`BOOST_NS`] of running.
+    /// Woke up with credit ≥ 0; keeps it for [`BOOST_NS`] of running.
     Boost,
 }
 
@@ -123,22 +150,18 @@ pub fn fair_shares(capacity_ns: u64, claims: &[Claim]) -> Vec<u64> {
     grants
 }
 
-/// A domain: its parameters, and (for a lone domain or a group master) the
-/// credit its threads draw on.
+/// A domain: its parameters and, for a lone domain or a group master (an
+/// *account*), the cap budget its threads draw on.
 #[derive(Clone, Debug)]
 struct Domain {
     weight: u32,
     cap_pct: u32,
-    /// Credit of the account this domain heads (unused while a member).
-    credit_ns: i64,
+    /// Run time the account may still use this period under its cap.
+    cap_credit_ns: i64,
     /// The master of its group, while a member.
     master: Option<DomainId>,
     /// Number of members, while a master.
     members: u32,
-    /// The account's last grant split over its active threads: the longest
-    /// UNDER entry one of its threads gets, so that threads sharing the
-    /// account take turns instead of the first one spending it all.
-    allowance_ns: u64,
 }
 
 impl Domain {
@@ -146,10 +169,9 @@ impl Domain {
         Self {
             weight: DEFAULT_WEIGHT,
             cap_pct: 0,
-            credit_ns: 0,
+            cap_credit_ns: 0,
             master: None,
             members: 0,
-            allowance_ns: 0,
         }
     }
 }
@@ -192,6 +214,8 @@ struct Thread {
     seq: u64,
     /// Ran, or was runnable, since the last accounting.
     active: bool,
+    /// Its credit: its share of its account's grants less its run time.
+    credit_ns: i64,
 }
 
 /// What a CPU is doing, as far as the policy knows.
@@ -270,10 +294,9 @@ impl Credit {
         }
     }
 
-    /// The credit an account holds now (charged time only), for inspection.
-    pub fn credit_ns(&self, domain: DomainId) -> Option<i64> {
-        let account = self.account_of(domain);
-        self.domains.get(&account).map(|d| d.credit_ns)
+    /// A thread's credit (charged run time only), for inspection.
+    pub fn credit_ns(&self, thread: ThreadId) -> Option<i64> {
+        self.threads.get(&thread).map(|t| t.credit_ns)
     }
 
     fn timeslice_ns(&self) -> u64 {
@@ -298,13 +321,11 @@ impl Credit {
             .expect("every thread's domain and master exist")
     }
 
-    /// Credit left to `account` at `now_ns`: its credit less the uncharged
-    /// run time of its running entries; for a capped account also less the
-    /// rest of their budgets (so concurrent entries cannot overrun the cap).
-    fn available_ns(&self, account: DomainId, now_ns: u64) -> i64 {
-        let domain = self.account_domain(account);
-        let capped = domain.cap_pct > 0;
-        let mut available = domain.credit_ns;
+    /// Cap budget left to a capped `account`: its cap credit less the rest
+    /// of the budgets of its running entries (so that concurrent entries
+    /// cannot overrun the cap).
+    fn cap_available_ns(&self, account: DomainId) -> i64 {
+        let mut available = self.account_domain(account).cap_credit_ns;
         for cpu in self.cpus.values() {
             let CpuState::Busy(thread) = cpu.state else {
                 continue;
@@ -315,30 +336,27 @@ impl Credit {
             let Place::Running(entry) = t.place else {
                 continue;
             };
-            if self.account_of(t.domain) != account {
-                continue;
+            if self.account_of(t.domain) == account {
+                let outstanding = entry.budget_ns.saturating_sub(entry.charged_ns);
+                available = available.saturating_sub(to_i64(outstanding));
             }
-            let outstanding = if capped {
-                entry.budget_ns.saturating_sub(entry.charged_ns)
-            } else {
-                now_ns
-                    .saturating_sub(entry.since_ns)
-                    .saturating_sub(entry.charged_ns)
-            };
-            available = available.saturating_sub(to_i64(outstanding));
         }
         available
     }
 
+    /// Whether a capped account has spent its cap for this period.
+    fn parked(&self, account: DomainId) -> bool {
+        self.account_domain(account).cap_pct > 0
+            && self.cap_available_ns(account) < to_i64(MIN_CAPPED_ENTRY_NS)
+    }
+
     /// A waiting thread's priority, or `None` while its capped account is
     /// parked.
-    fn queued_priority(&self, thread: &Thread, now_ns: u64) -> Option<Priority> {
-        let account = self.account_of(thread.domain);
-        let available = self.available_ns(account, now_ns);
-        if self.account_domain(account).cap_pct > 0 && available < to_i64(MIN_CAPPED_ENTRY_NS) {
+    fn queued_priority(&self, thread: &Thread) -> Option<Priority> {
+        if self.parked(self.account_of(thread.domain)) {
             return None;
         }
-        Some(if available < 0 {
+        Some(if thread.credit_ns < 0 {
             Priority::Over
         } else if thread.boost {
             Priority::Boost
@@ -356,8 +374,10 @@ impl Credit {
         let Place::Running(entry) = t.place else {
             return None;
         };
-        let account = self.account_of(t.domain);
-        Some(if self.available_ns(account, now_ns) < 0 {
+        let uncharged = now_ns
+            .saturating_sub(entry.since_ns)
+            .saturating_sub(entry.charged_ns);
+        Some(if t.credit_ns.saturating_sub(to_i64(uncharged)) < 0 {
             Priority::Over
         } else if now_ns < entry.boost_until_ns {
             Priority::Boost
@@ -366,56 +386,37 @@ impl Credit {
         })
     }
 
-    /// The best waiting thread in `queue` with its priority: highest priority,
-    /// then not yielded, then oldest.
-    fn best_in(&self, cpu: CpuId, now_ns: u64) -> Option<(Priority, bool, ThreadId)> {
-        let mut best: Option<(Priority, bool, u64, ThreadId)> = None;
-        for &thread in &self.cpus.get(&cpu)?.queue {
-            let t = &self.threads[&thread];
-            let Some(priority) = self.queued_priority(t, now_ns) else {
-                continue;
-            };
-            let fresh = !t.yielded;
-            let better = match best {
-                None => true,
-                Some((p, f, seq, _)) => {
-                    (priority, fresh) > (p, f) || ((priority, fresh) == (p, f) && t.seq < seq)
-                }
-            };
-            if better {
-                best = Some((priority, fresh, t.seq, thread));
-            }
-        }
-        best.map(|(p, f, _, thread)| (p, f, thread))
+    /// How good a waiting thread is to run next (greater is better), or
+    /// `None` while parked: priority first; then not having just yielded;
+    /// among OVER threads the least indebted (so spare time follows credit,
+    /// not thread count); then the oldest in the queue (FIFO, as Xen).
+    fn rank(&self, thread: ThreadId) -> Option<Rank> {
+        let t = self.threads.get(&thread)?;
+        let priority = self.queued_priority(t)?;
+        let credit = if priority == Priority::Over {
+            t.credit_ns
+        } else {
+            0
+        };
+        Some((priority, !t.yielded, credit, Reverse(t.seq), thread))
+    }
+
+    /// The best waiting thread in `cpu`'s queue.
+    fn best_in(&self, cpu: CpuId) -> Option<Rank> {
+        let queue = &self.cpus.get(&cpu)?.queue;
+        queue.iter().filter_map(|&thread| self.rank(thread)).max()
     }
 
     /// The best thread queued on another CPU than `cpu` with at least
     /// priority `floor`.
-    fn best_elsewhere(&self, cpu: CpuId, floor: Priority, now_ns: u64) -> Option<ThreadId> {
-        let mut best: Option<(Priority, bool, u64, ThreadId)> = None;
-        // Look at peers starting after `cpu`, wrapping, so no CPU is always
-        // robbed first.
-        let after = self.cpus.range(cpu..).skip(1).map(|(&c, _)| c);
-        let before = self.cpus.range(..cpu).map(|(&c, _)| c);
-        for peer in after.chain(before) {
-            let Some((priority, fresh, thread)) = self.best_in(peer, now_ns) else {
-                continue;
-            };
-            if priority < floor {
-                continue;
-            }
-            let seq = self.threads[&thread].seq;
-            let better = match best {
-                None => true,
-                Some((p, f, s, _)) => {
-                    (priority, fresh) > (p, f) || ((priority, fresh) == (p, f) && seq < s)
-                }
-            };
-            if better {
-                best = Some((priority, fresh, seq, thread));
-            }
-        }
-        best.map(|(_, _, _, thread)| thread)
+    fn best_elsewhere(&self, cpu: CpuId, floor: Priority) -> Option<ThreadId> {
+        self.cpus
+            .keys()
+            .filter(|&&peer| peer != cpu)
+            .filter_map(|&peer| self.best_in(peer))
+            .filter(|rank| rank.0 >= floor)
+            .max()
+            .map(|rank| rank.4)
     }
 
     /// Puts a runnable thread at the tail of `cpu`'s queue.
@@ -479,7 +480,7 @@ impl Credit {
             self.kick(target);
             return;
         }
-        let Some(priority) = self.queued_priority(&self.threads[&thread], now_ns) else {
+        let Some(priority) = self.queued_priority(&self.threads[&thread]) else {
             return;
         };
         let beats = |cpu: CpuId| {
@@ -540,36 +541,54 @@ impl Credit {
         }
     }
 
-    /// Keeps UNDER work from waiting behind OVER work: while UNDER (or
-    /// BOOST) threads wait and CPUs run OVER entries, preempt as many of
-    /// those CPUs (they then take the UNDER work, locally or by stealing).
-    fn preempt_over(&mut self, now_ns: u64) {
-        let waiting_under = self
+    /// Kicks idle CPUs while unparked threads wait, and keeps UNDER work
+    /// from waiting behind OVER work: while UNDER (or BOOST) threads wait and
+    /// CPUs run OVER entries, preempts as many of those CPUs (they then take
+    /// the UNDER work, locally or by stealing). CPUs about to pick count as
+    /// taking waiting work.
+    fn balance(&mut self, idle: usize, over: &[CpuId], now_ns: u64) {
+        let mut waiting = 0usize;
+        let mut waiting_under = 0usize;
+        for &thread in self
             .cpus
             .values()
             .flat_map(|c| c.queue.iter())
-            .filter(|&&thread| {
-                self.queued_priority(&self.threads[&thread], now_ns)
-                    .is_some_and(|p| p >= Priority::Under)
-            })
-            .count();
-        if waiting_under == 0 {
-            return;
+            .chain(self.homeless.iter())
+        {
+            if let Some(priority) = self
+                .threads
+                .get(&thread)
+                .and_then(|t| self.queued_priority(t))
+            {
+                waiting += 1;
+                if priority >= Priority::Under {
+                    waiting_under += 1;
+                }
+            }
         }
         let pending = self
             .cpus
             .values()
+            .filter(|c| c.state == CpuState::Pending)
+            .count();
+        if idle > 0 {
+            let kicked: Vec<CpuId> = self
+                .cpus
+                .iter()
+                .filter(|(_, c)| c.state == CpuState::Idle)
+                .map(|(&id, _)| id)
+                .take(waiting.saturating_sub(pending))
+                .collect();
+            for cpu in kicked {
+                self.kick(cpu);
+            }
+        }
+        let taking = self
+            .cpus
+            .values()
             .filter(|c| c.state == CpuState::Pending || c.preempting)
             .count();
-        let victims: Vec<CpuId> = self
-            .cpus
-            .iter()
-            .filter(|(_, c)| !c.preempting && c.recheck_at_ns.is_none())
-            .map(|(&id, _)| id)
-            .filter(|&id| self.running_priority(id, now_ns) == Some(Priority::Over))
-            .take(waiting_under.saturating_sub(pending))
-            .collect();
-        for cpu in victims {
+        for &cpu in over.iter().take(waiting_under.saturating_sub(taking)) {
             self.preempt(cpu, now_ns);
         }
     }
@@ -578,7 +597,7 @@ impl Credit {
     /// waiting thread on `cpu` outranks its running entry.
     fn recheck(&mut self, cpu: CpuId, now_ns: u64) {
         let running = self.running_priority(cpu, now_ns);
-        let waiting = self.best_in(cpu, now_ns).map(|(p, _, _)| p);
+        let waiting = self.best_in(cpu).map(|rank| rank.0);
         if let (Some(running), Some(waiting)) = (running, waiting) {
             if waiting > running {
                 self.preempt(cpu, now_ns);
@@ -600,10 +619,13 @@ impl Credit {
         let delta = to_i64(ran_ns).saturating_sub(to_i64(entry.charged_ns));
         entry.charged_ns = ran_ns;
         t.active = true;
+        t.credit_ns = t.credit_ns.saturating_sub(delta);
         let domain = t.domain;
         let account = self.account_of(domain);
         if let Some(d) = self.domains.get_mut(&account) {
-            d.credit_ns = d.credit_ns.saturating_sub(delta);
+            if d.cap_pct > 0 {
+                d.cap_credit_ns = d.cap_credit_ns.saturating_sub(delta);
+            }
         }
     }
 
@@ -647,19 +669,22 @@ impl Credit {
         for (thread, ran_ns) in running {
             self.charge(thread, ran_ns);
         }
-        // Active threads per account.
-        let mut active: BTreeMap<DomainId, u64> = BTreeMap::new();
-        for t in self.threads.values() {
+        // Active threads per account, in thread order.
+        let mut active: BTreeMap<DomainId, Vec<ThreadId>> = BTreeMap::new();
+        for (&id, t) in &self.threads {
             let runnable = !matches!(t.place, Place::Blocked);
             if t.active || runnable {
-                *active.entry(self.account_of(t.domain)).or_default() += 1;
+                active
+                    .entry(self.account_of(t.domain))
+                    .or_default()
+                    .push(id);
             }
         }
         let limits: Vec<(DomainId, u64)> = active
             .iter()
-            .map(|(&account, &threads)| {
+            .map(|(&account, threads)| {
                 let d = self.account_domain(account);
-                let peak = threads * period;
+                let peak = threads.len() as u64 * period;
                 let limit = if d.cap_pct > 0 {
                     peak.min(cap_grant_ns(d.cap_pct))
                 } else {
@@ -676,22 +701,65 @@ impl Credit {
             })
             .collect();
         let grants = fair_shares(cpus * period, &claims);
-        let floor = -to_i64(cpus.max(1) * period);
-        for (&(account, limit), grant) in limits.iter().zip(grants) {
-            let threads = active.get(&account).copied().unwrap_or(1).max(1);
-            if let Some(d) = self.domains.get_mut(&account) {
-                d.credit_ns = d
-                    .credit_ns
-                    .saturating_add(to_i64(grant))
-                    .min(to_i64(limit))
-                    .max(floor);
-                d.allowance_ns = grant / threads;
+        for (&(account, _), grant) in limits.iter().zip(grants) {
+            self.split_grant(&active[&account], grant, cpus);
+        }
+        for d in self.domains.values_mut() {
+            if d.cap_pct > 0 {
+                // Unused cap time is not banked; overruns are repaid.
+                let grant = to_i64(cap_grant_ns(d.cap_pct));
+                d.cap_credit_ns = d.cap_credit_ns.saturating_add(grant).min(grant);
             }
         }
         for t in self.threads.values_mut() {
             t.active = false;
         }
         self.accounted = true;
+    }
+
+    /// Splits an account's grant equally over its active threads (Xen's
+    /// per-vCPU split). A thread holds at most one period of credit (one CPU
+    /// for the whole period: more it could not use); what it cannot hold goes
+    /// to its account's other threads. Debt is bounded by one pool-period.
+    fn split_grant(&mut self, threads: &[ThreadId], grant: u64, cpus: u64) {
+        let count = threads.len() as u64;
+        if count == 0 {
+            return;
+        }
+        let ceiling = to_i64(ACCOUNTING_PERIOD_NS);
+        let floor = -to_i64(cpus.max(1) * ACCOUNTING_PERIOD_NS);
+        let mut spare = 0i64;
+        for (index, thread) in threads.iter().enumerate() {
+            let share = grant / count + u64::from((index as u64) < grant % count);
+            if let Some(t) = self.threads.get_mut(thread) {
+                t.credit_ns = t.credit_ns.saturating_add(to_i64(share));
+                if t.credit_ns > ceiling {
+                    spare += t.credit_ns - ceiling;
+                    t.credit_ns = ceiling;
+                }
+            }
+        }
+        // Hand the spare to threads below the ceiling, lowest credit first.
+        let mut open: Vec<ThreadId> = threads
+            .iter()
+            .copied()
+            .filter(|t| self.threads.get(t).is_some_and(|t| t.credit_ns < ceiling))
+            .collect();
+        open.sort_by_key(|t| (self.threads[t].credit_ns, *t));
+        for (index, thread) in open.iter().enumerate() {
+            let remaining = (open.len() - index) as i64;
+            let offer = spare / remaining;
+            if let Some(t) = self.threads.get_mut(thread) {
+                let taken = offer.min(ceiling - t.credit_ns);
+                t.credit_ns += taken;
+                spare -= taken;
+            }
+        }
+        for thread in threads {
+            if let Some(t) = self.threads.get_mut(thread) {
+                t.credit_ns = t.credit_ns.max(floor);
+            }
+        }
     }
 
     /// Catches up with accountings due by `now_ns`.
@@ -715,27 +783,22 @@ impl Credit {
 
     /// Kicks idle CPUs while unparked threads wait, arms the timers.
     fn finish(&mut self, now_ns: u64) {
-        let waiting = self
+        let idle = self
             .cpus
-            .keys()
-            .flat_map(|c| self.cpus[c].queue.iter())
-            .chain(self.homeless.iter())
-            .filter(|&&thread| {
-                self.queued_priority(&self.threads[&thread], now_ns)
-                    .is_some()
-            })
+            .values()
+            .filter(|c| c.state == CpuState::Idle)
             .count();
-        let idle: Vec<CpuId> = self
+        // CPUs running OVER entries (not already being preempted).
+        let over: Vec<CpuId> = self
             .cpus
             .iter()
-            .filter(|(_, c)| c.state == CpuState::Idle)
+            .filter(|(_, c)| !c.preempting && c.recheck_at_ns.is_none())
             .map(|(&id, _)| id)
-            .take(waiting)
+            .filter(|&id| self.running_priority(id, now_ns) == Some(Priority::Over))
             .collect();
-        for cpu in idle {
-            self.kick(cpu);
+        if idle > 0 || !over.is_empty() {
+            self.balance(idle, &over, now_ns);
         }
-        self.preempt_over(now_ns);
         let accounting_cpu = self.cpus.keys().next().copied();
         let accounting = self.next_accounting_ns;
         for (&id, c) in self.cpus.iter_mut() {
@@ -873,6 +936,7 @@ impl Policy for Credit {
                 yielded: false,
                 seq: 0,
                 active: false,
+                credit_ns: 0,
             },
         );
         if runnable {
@@ -941,10 +1005,8 @@ impl Policy for Credit {
             match event.kind {
                 EventKind::Woken => {
                     if place == Place::Blocked {
-                        let account = self.account_of(self.threads[&thread].domain);
-                        let boost = self.available_ns(account, now_ns) > 0;
                         if let Some(t) = self.threads.get_mut(&thread) {
-                            t.boost = boost;
+                            t.boost = t.credit_ns >= 0;
                             t.yielded = false;
                         }
                         self.place(thread, now_ns);
@@ -959,9 +1021,6 @@ impl Policy for Credit {
                         if let Some(t) = self.threads.get_mut(&thread) {
                             t.place = Place::Blocked;
                         }
-                    }
-                    if event.kind == EventKind::Exited {
-                        self.threads.remove(&thread);
                     }
                 }
                 EventKind::Yielded | EventKind::BudgetExpired | EventKind::Evicted => {
@@ -1022,13 +1081,13 @@ impl Policy for Credit {
         if !self.cpus.contains_key(&cpu) {
             return None;
         }
-        let local = self.best_in(cpu, now_ns);
+        let local = self.best_in(cpu);
         let chosen = match local {
-            Some((priority, _, thread)) if priority >= Priority::Under => Some(thread),
+            Some(rank) if rank.0 >= Priority::Under => Some(rank.4),
             _ => self
-                .best_elsewhere(cpu, Priority::Under, now_ns)
-                .or(local.map(|(_, _, thread)| thread))
-                .or_else(|| self.best_elsewhere(cpu, Priority::Over, now_ns)),
+                .best_elsewhere(cpu, Priority::Under)
+                .or(local.map(|rank| rank.4))
+                .or_else(|| self.best_elsewhere(cpu, Priority::Over)),
         };
         // Yielding only counts for the pick that follows it.
         let queued: Vec<ThreadId> = self.cpus[&cpu].queue.iter().copied().collect();
@@ -1045,26 +1104,21 @@ impl Policy for Credit {
             return None;
         };
         let priority = self
-            .queued_priority(&self.threads[&thread], now_ns)
+            .queued_priority(&self.threads[&thread])
             .expect("chosen threads are not parked");
         let account = self.account_of(self.threads[&thread].domain);
-        let available = self.available_ns(account, now_ns);
         let timeslice = self.timeslice_ns();
-        let allowance = match self.account_domain(account).allowance_ns {
-            0 => timeslice,
-            allowance => allowance,
-        };
-        let available = u64::try_from(available).unwrap_or(0);
-        let budget_ns = if self.account_domain(account).cap_pct > 0 {
-            timeslice
-                .min(available)
-                .min(allowance.max(MIN_CAPPED_ENTRY_NS))
-        } else if priority == Priority::Over {
+        let credit = u64::try_from(self.threads[&thread].credit_ns).unwrap_or(0);
+        let mut budget_ns = if priority == Priority::Over {
             timeslice
         } else {
             let floor = self.ratelimit_ns().max(MIN_ENTRY_NS).min(timeslice);
-            available.min(allowance).clamp(floor, timeslice)
+            credit.clamp(floor, timeslice)
         };
+        if self.account_domain(account).cap_pct > 0 {
+            let cap_left = u64::try_from(self.cap_available_ns(account)).unwrap_or(0);
+            budget_ns = budget_ns.min(cap_left);
+        }
         self.dequeue(thread);
         let boost_until_ns = if priority == Priority::Boost {
             now_ns + BOOST_NS
@@ -1118,7 +1172,7 @@ impl Policy for Credit {
                 d.cap_pct = cap_pct;
                 if cap_pct > 0 {
                     let grant = to_i64(cap_grant_ns(cap_pct));
-                    d.credit_ns = d.credit_ns.min(grant);
+                    d.cap_credit_ns = d.cap_credit_ns.min(grant);
                 }
             }
             DomainParams::Group { master } => {
@@ -1179,4 +1233,268 @@ pub fn validate_pool(timeslice_ms: u32, ratelimit_us: u32) -> Result<(), PolicyE
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn claims(list: &[(u64, u64)]) -> Vec<Claim> {
+        list.iter()
+            .map(|&(weight, limit_ns)| Claim { weight, limit_ns })
+            .collect()
+    }
+
+    #[test]
+    fn fair_shares_follow_weights() {
+        assert_eq!(
+            fair_shares(700, &claims(&[(1, 1000), (2, 1000), (4, 1000)])),
+            vec![100, 200, 400]
+        );
+    }
+
+    #[test]
+    fn fair_shares_water_fill_the_limits() {
+        // 2 CPUs × 30 ms; single threads of weight 256, 512, 1024.
+        let p = ACCOUNTING_PERIOD_NS;
+        let grants = fair_shares(2 * p, &claims(&[(256, p), (512, p), (1024, p)]));
+        assert_eq!(grants, vec![p / 3, 2 * p / 3, p]);
+        // Six domains on 4 CPUs: 2048 and 1024 saturate, the rest is split.
+        let grants = fair_shares(
+            4 * p,
+            &claims(&[(128, p), (256, p), (256, p), (512, p), (1024, p), (2048, p)]),
+        );
+        assert_eq!(grants[4], p);
+        assert_eq!(grants[5], p);
+        assert_eq!(grants[0], 2 * p * 128 / 1152);
+        assert_eq!(grants[3], 2 * p * 512 / 1152);
+        // Capacity beyond every limit is left over; zero weights get nothing.
+        assert_eq!(fair_shares(10 * p, &claims(&[(1, p), (0, p)])), vec![p, 0]);
+        assert_eq!(fair_shares(p, &[]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn pool_parameter_ranges_are_xens() {
+        assert!(validate_pool(1, 0).is_ok());
+        assert!(validate_pool(1000, 500_000).is_ok());
+        assert!(validate_pool(30, 1000).is_ok());
+        assert!(validate_pool(0, 0).is_err());
+        assert!(validate_pool(1001, 0).is_err());
+        assert!(validate_pool(30, 99).is_err());
+        assert!(
+            validate_pool(1, 1001).is_err(),
+            "rate limit above the slice"
+        );
+    }
+
+    fn event(kind: EventKind, cpu: u32, thread: u64, at: u64, ran: u64) -> Event {
+        Event::new(kind, CpuId(cpu), ThreadId(thread), at, ran)
+    }
+
+    fn drain(policy: &mut Credit) -> Vec<Decision> {
+        let mut out = Vec::new();
+        policy.take_decisions(&mut out);
+        out
+    }
+
+    #[test]
+    fn new_work_kicks_an_idle_cpu_once() {
+        let mut credit = Credit::new();
+        credit.add_cpu(CpuId(0), 0);
+        credit.add_cpu(CpuId(1), 0);
+        drain(&mut credit);
+        credit
+            .add_thread(ThreadId(1), DomainId(1), true, 0)
+            .unwrap();
+        let kicks: Vec<Decision> = drain(&mut credit)
+            .into_iter()
+            .filter(|d| matches!(d, Decision::Kick { .. }))
+            .collect();
+        assert_eq!(kicks, vec![Decision::Kick { cpu: CpuId(0) }]);
+        let dispatch = credit.pick_next(CpuId(0), 0).unwrap();
+        assert_eq!(dispatch.thread, ThreadId(1));
+        assert!(dispatch.budget_ns <= 30_000_000);
+        assert_eq!(credit.pick_next(CpuId(1), 0), None, "nothing else to run");
+    }
+
+    #[test]
+    fn run_time_is_charged_exactly() {
+        let mut credit = Credit::new();
+        credit.add_cpu(CpuId(0), 0);
+        credit
+            .add_thread(ThreadId(1), DomainId(1), true, 0)
+            .unwrap();
+        credit
+            .add_thread(ThreadId(2), DomainId(2), true, 0)
+            .unwrap();
+        // The first pick runs the first accounting: 15 ms each.
+        let first = credit.pick_next(CpuId(0), 0).unwrap();
+        assert_eq!(credit.credit_ns(first.thread), Some(15_000_000));
+        // It blocks after 1234567 ns: exactly that is charged.
+        credit.on_event(&event(
+            EventKind::Blocked,
+            0,
+            first.thread.0,
+            1_234_567,
+            1_234_567,
+        ));
+        assert_eq!(credit.credit_ns(first.thread), Some(15_000_000 - 1_234_567));
+    }
+
+    #[test]
+    fn a_woken_thread_is_boosted_and_preempts_an_over_thread() {
+        let mut credit = Credit::new();
+        credit
+            .set_pool_params(&PoolParams::Credit {
+                timeslice_ms: 30,
+                ratelimit_us: 0,
+            })
+            .unwrap();
+        credit.add_cpu(CpuId(0), 0);
+        credit
+            .add_thread(ThreadId(1), DomainId(1), true, 0)
+            .unwrap();
+        credit
+            .add_thread(ThreadId(2), DomainId(2), false, 0)
+            .unwrap();
+        let hog = credit.pick_next(CpuId(0), 0).unwrap();
+        assert_eq!(hog.thread, ThreadId(1));
+        // The hog overran its credit (charged at a tick).
+        credit.on_event(&event(EventKind::Tick, 0, 1, 29_000_000, 29_000_000));
+        drain(&mut credit);
+        credit.on_event(&event(EventKind::Woken, 0, 2, 29_000_000, 0));
+        assert!(drain(&mut credit).contains(&Decision::Preempt { cpu: CpuId(0) }));
+        credit.on_event(&event(EventKind::Evicted, 0, 1, 29_000_001, 29_000_001));
+        let next = credit.pick_next(CpuId(0), 29_000_001).unwrap();
+        assert_eq!(next.thread, ThreadId(2), "the boosted thread runs first");
+    }
+
+    #[test]
+    fn a_cpu_without_under_work_steals_it() {
+        let mut credit = Credit::new();
+        credit.add_cpu(CpuId(0), 0);
+        credit.add_cpu(CpuId(1), 0);
+        for t in 1..=3 {
+            credit
+                .add_thread(ThreadId(t), DomainId(t as u32), true, 0)
+                .unwrap();
+        }
+        let a = credit.pick_next(CpuId(0), 0).unwrap();
+        let b = credit.pick_next(CpuId(1), 0).unwrap();
+        assert_ne!(a.thread, b.thread);
+        // CPU 1's thread blocks; the third thread waits in CPU 0's queue and
+        // is taken by CPU 1.
+        credit.on_event(&event(
+            EventKind::Blocked,
+            1,
+            b.thread.0,
+            1_000_000,
+            1_000_000,
+        ));
+        let stolen = credit.pick_next(CpuId(1), 1_000_000).unwrap();
+        assert!(stolen.thread != a.thread && stolen.thread != b.thread);
+    }
+
+    #[test]
+    fn a_parked_capped_domain_waits_for_its_next_period() {
+        let mut credit = Credit::new();
+        credit.add_cpu(CpuId(0), 0);
+        let cap = DomainParams::Credit {
+            weight: 256,
+            cap_pct: 10,
+        };
+        credit.set_domain_params(DomainId(1), &cap, 0).unwrap();
+        credit
+            .add_thread(ThreadId(1), DomainId(1), true, 0)
+            .unwrap();
+        let entry = credit.pick_next(CpuId(0), 0).unwrap();
+        assert_eq!(entry.budget_ns, 3_000_000, "10 % of a 30 ms period");
+        credit.on_event(&event(EventKind::BudgetExpired, 0, 1, 3_000_000, 3_000_000));
+        assert_eq!(credit.pick_next(CpuId(0), 3_000_000), None, "parked");
+        // The next accounting (a timer tick) unparks it and kicks the CPU.
+        let decisions = drain(&mut credit);
+        assert!(decisions.contains(&Decision::Timer {
+            cpu: CpuId(0),
+            at_ns: ACCOUNTING_PERIOD_NS
+        }));
+        credit.on_event(&Event {
+            kind: EventKind::Tick,
+            cpu: CpuId(0),
+            thread: None,
+            timestamp_ns: ACCOUNTING_PERIOD_NS,
+            ran_ns: 0,
+        });
+        assert!(drain(&mut credit).contains(&Decision::Kick { cpu: CpuId(0) }));
+        assert!(credit.pick_next(CpuId(0), ACCOUNTING_PERIOD_NS).is_some());
+    }
+
+    #[test]
+    fn an_entry_evicted_before_or_after_its_cpu_leaves_is_rehomed() {
+        for evicted_first in [true, false] {
+            let mut credit = Credit::new();
+            credit.add_cpu(CpuId(0), 0);
+            credit.add_cpu(CpuId(1), 0);
+            credit
+                .add_thread(ThreadId(1), DomainId(1), true, 0)
+                .unwrap();
+            credit
+                .add_thread(ThreadId(2), DomainId(2), true, 0)
+                .unwrap();
+            let a = credit.pick_next(CpuId(0), 0).unwrap();
+            let b = credit.pick_next(CpuId(1), 0).unwrap();
+            drain(&mut credit);
+            let evicted = event(EventKind::Evicted, 1, b.thread.0, 5_000_000, 5_000_000);
+            if evicted_first {
+                credit.on_event(&evicted);
+                credit.remove_cpu(CpuId(1), 5_000_000);
+            } else {
+                credit.remove_cpu(CpuId(1), 5_000_000);
+                credit.on_event(&evicted);
+            }
+            // CPU 0's entry ends: the evicted thread is waiting there.
+            credit.on_event(&event(
+                EventKind::BudgetExpired,
+                0,
+                a.thread.0,
+                30_000_000,
+                30_000_000,
+            ));
+            let next = credit.pick_next(CpuId(0), 30_000_000).unwrap();
+            assert_eq!(next.thread, b.thread, "evicted first: {evicted_first}");
+            for decision in drain(&mut credit) {
+                if let Decision::Kick { cpu } | Decision::Preempt { cpu } = decision {
+                    assert_eq!(cpu, CpuId(0), "nothing is asked of the departed CPU");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stale_and_unknown_events_are_harmless() {
+        let mut credit = Credit::new();
+        credit.add_cpu(CpuId(0), 0);
+        credit
+            .add_thread(ThreadId(1), DomainId(1), true, 0)
+            .unwrap();
+        credit.on_event(&event(EventKind::Woken, 0, 1, 1, 0));
+        credit.on_event(&event(EventKind::Blocked, 0, 99, 1, 5));
+        credit.on_event(&event(EventKind::Yielded, 0, 1, 1, 5));
+        let d = credit.pick_next(CpuId(0), 2).unwrap();
+        assert_eq!(d.thread, ThreadId(1));
+        assert_eq!(credit.pick_next(CpuId(0), 3), None, "queued once only");
+        // Suspension keeps the thread: it comes back on Woken.
+        credit.on_event(&event(EventKind::Exited, 0, 1, 4, 2));
+        credit.on_event(&event(EventKind::Woken, 0, 1, 5, 0));
+        assert_eq!(
+            credit.pick_next(CpuId(0), 5).map(|d| d.thread),
+            Some(ThreadId(1))
+        );
+        assert_eq!(
+            credit.add_thread(ThreadId(1), DomainId(1), true, 6),
+            Err(PolicyError::DuplicateThread {
+                thread: ThreadId(1)
+            })
+        );
+    }
 }

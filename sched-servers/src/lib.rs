@@ -30,14 +30,23 @@
 //! 3. **Dispatch.** `pick_next`'s answer is dispatched at once as the CPU's
 //!    only entry. The policies here keep one entry per CPU: the runtime must
 //!    not queue a second one, and calls `pick_next` for a CPU only when it has
-//!    no entry. `None` means idle until a [`Decision::Kick`].
+//!    no entry (it may call it for every such CPU after each batch of events;
+//!    that is harmless). `None` means idle until a [`Decision::Kick`]. If the
+//!    kernel refuses a dispatch because of the thread (it was released or
+//!    destroyed meanwhile), deliver `Exited` (ran 0) for it on that CPU: the
+//!    policy stops running it until a `Woken`, and the CPU is asked again. If
+//!    it refuses because the CPU is gone, call `remove_cpu` and deliver
+//!    `Evicted` (ran 0): the thread stays runnable and is re-homed.
 //! 4. **Decisions.** After *every* call into the policy the driver drains
 //!    [`Policy::take_decisions`] and applies them in order:
 //!    [`Decision::Kick`] → `pick_next(cpu)` if the CPU has no entry;
 //!    [`Decision::Preempt`] → end the CPU's entry now, deliver its end as
-//!    `BudgetExpired` (or `Evicted`) with the exact `ran_ns`, then
-//!    `pick_next(cpu)`; [`Decision::Timer`] → deliver a `Tick` on that CPU at
-//!    that time (one pending timer per CPU; a new one replaces the old).
+//!    `BudgetExpired` (or `Evicted`; the kernel's `Preempted` maps to either)
+//!    with the exact `ran_ns`, then `pick_next(cpu)`; [`Decision::Timer`] →
+//!    deliver a `Tick` on that CPU at that time (one pending timer per CPU; a
+//!    new one replaces the old). A runtime that only has a periodic tick may
+//!    serve timers with it: decisions that depend on time are then late by
+//!    up to one tick (the simulator's `periodic_tick_ns` measures the effect).
 //! 5. **Leaving.** `remove_thread` after the kernel released the thread (if
 //!    it was running, `pick_next` follows for its CPU). `remove_cpu` when the
 //!    CPU leaves; the entry still running there ends with `Evicted` (before or

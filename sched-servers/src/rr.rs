@@ -1,45 +1,35 @@
 //! Round robin: the template to copy when writing a policy. One FIFO of
-//! runnable threads for the whole pool; every entry gets the same slice.
-//! Domains are ignored. Every line says what it does and why.
+//! runnable threads for the whole pool; every entry gets the same slice;
+//! domains are ignored. Every line says what it does and why.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
-use crate::types::{
-    CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
-    ThreadId,
-};
+use crate::types::*; // ids, events, decisions, parameters, errors
 use crate::Policy;
+
+type Outcome = Result<(), PolicyError>; // what thread and parameter changes return
 
 /// Where a thread is, as far as this policy knows.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Not runnable: waits for a `Woken` event.
-    Blocked,
-    /// In `queue`, waiting for a CPU.
-    Queued,
-    /// Running an entry this policy dispatched.
-    Running,
+    Blocked, // not runnable: waits for a `Woken` event
+    Queued,  // in `queue`, waiting for a CPU
+    Running, // running an entry this policy dispatched
 }
 
 /// The round-robin policy.
 pub struct RoundRobin {
-    /// Budget of every entry; a pool parameter.
-    timeslice_ms: u32,
-    /// Runnable threads not running, oldest first.
-    queue: VecDeque<ThreadId>,
-    /// Every thread of the pool and its state.
-    threads: BTreeMap<ThreadId, State>,
-    /// Every CPU of the pool: `true` while it runs an entry or is about to be
-    /// asked `pick_next` (so it needs no kick).
-    cpus: BTreeMap<CpuId, bool>,
-    /// Decisions waiting for `take_decisions`.
-    decisions: Vec<Decision>,
+    timeslice_ms: u32,                  // budget of every entry (pool parameter)
+    queue: VecDeque<ThreadId>,          // runnable threads not running, oldest first
+    threads: BTreeMap<ThreadId, State>, // every thread of the pool
+    cpus: BTreeMap<CpuId, bool>,        // every CPU: busy (running, or a pick is due)?
+    decisions: Vec<Decision>,           // waiting for `take_decisions`
 }
 
-impl RoundRobin {
+impl Default for RoundRobin {
     /// A round-robin policy with a 10 ms slice and no CPUs.
-    pub fn new() -> Self {
+    fn default() -> Self {
         Self {
             timeslice_ms: 10,
             queue: VecDeque::new(),
@@ -48,21 +38,17 @@ impl RoundRobin {
             decisions: Vec::new(),
         }
     }
+}
 
+impl RoundRobin {
     /// Queues a runnable thread and kicks one idle CPU, if any, to run it.
     fn enqueue(&mut self, thread: ThreadId) {
         self.threads.insert(thread, State::Queued); // remember it waits
         self.queue.push_back(thread); // FIFO: behind everyone already waiting
         if let Some((&cpu, busy)) = self.cpus.iter_mut().find(|(_, busy)| !**busy) {
             *busy = true; // one kick per idle CPU is enough
-            self.decisions.push(Decision::Kick { cpu }); // driver calls pick_next(cpu)
+            self.decisions.push(Decision::Kick { cpu }); // the driver calls pick_next(cpu)
         }
-    }
-}
-
-impl Default for RoundRobin {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -72,9 +58,10 @@ impl Policy for RoundRobin {
     }
 
     fn add_cpu(&mut self, cpu: CpuId, _now_ns: u64) {
-        self.cpus.insert(cpu, !self.queue.is_empty()); // busy if it gets a kick now
-        if !self.queue.is_empty() {
-            self.decisions.push(Decision::Kick { cpu }); // work is waiting: take it
+        let work_waits = !self.queue.is_empty(); // anything for it to run?
+        self.cpus.insert(cpu, work_waits); // busy if kicked right now
+        if work_waits {
+            self.decisions.push(Decision::Kick { cpu }); // the driver calls pick_next(cpu)
         }
     }
 
@@ -82,13 +69,7 @@ impl Policy for RoundRobin {
         self.cpus.remove(&cpu); // its running thread comes back through `Evicted`
     }
 
-    fn add_thread(
-        &mut self,
-        thread: ThreadId,
-        _domain: DomainId,
-        runnable: bool,
-        _now_ns: u64,
-    ) -> Result<(), PolicyError> {
+    fn add_thread(&mut self, thread: ThreadId, _: DomainId, runnable: bool, _: u64) -> Outcome {
         if self.threads.contains_key(&thread) {
             return Err(PolicyError::DuplicateThread { thread }); // validate before changing anything
         }
@@ -107,26 +88,21 @@ impl Policy for RoundRobin {
     fn remove_domain(&mut self, _domain: DomainId, _now_ns: u64) {} // no per-domain state
 
     fn on_event(&mut self, event: &Event) {
-        if matches!(event.kind, EventKind::QueueEmpty) || event.kind.ends_entry() {
+        if event.kind == EventKind::QueueEmpty || event.kind.ends_entry() {
             if let Some(busy) = self.cpus.get_mut(&event.cpu) {
                 *busy = true; // the driver calls pick_next(cpu) next: no kick needed
             }
         }
-        let Some(thread) = event.thread else { return }; // ticks and queue-empty: done
-        let Some(&state) = self.threads.get(&thread) else {
-            return;
-        }; // unknown: ignore
+        let Some(thread) = event.thread else { return }; // ticks, queue-empty: done
+        let state = self.threads.get(&thread).copied(); // `None`: unknown, ignored below
         match event.kind {
-            EventKind::Woken if state == State::Blocked => self.enqueue(thread), // back in line
-            EventKind::Yielded | EventKind::BudgetExpired | EventKind::Evicted
-                if state == State::Running =>
-            {
-                self.enqueue(thread)
-            } // still runnable: to the tail
-            EventKind::Blocked | EventKind::Faulted => {
+            EventKind::Woken if state == Some(State::Blocked) => self.enqueue(thread), // in line
+            // Its entry ended but it is still runnable: to the tail.
+            kind if kind.leaves_runnable() && state == Some(State::Running) => self.enqueue(thread),
+            kind if kind.leaves_blocked() && state.is_some() => {
+                self.queue.retain(|&queued| queued != thread); // (suspended while queued)
                 self.threads.insert(thread, State::Blocked); // waits for `Woken`
             }
-            EventKind::Exited => self.remove_thread(thread, event.timestamp_ns), // gone for good
             _ => {} // redundant events and ticks change nothing here
         }
     }
@@ -138,7 +114,7 @@ impl Policy for RoundRobin {
         }
         let thread = thread?; // nothing waits: the CPU idles
         self.threads.insert(thread, State::Running); // it runs until its end event
-        let budget_ns = u64::from(self.timeslice_ms) * 1_000_000; // slices are in ms
+        let budget_ns = u64::from(self.timeslice_ms) * 1_000_000; // the slice, in ns
         Some(Dispatch { thread, budget_ns })
     }
 
@@ -146,12 +122,7 @@ impl Policy for RoundRobin {
         out.append(&mut self.decisions); // hand everything over, keep nothing
     }
 
-    fn set_domain_params(
-        &mut self,
-        _domain: DomainId,
-        _params: &DomainParams,
-        _now_ns: u64,
-    ) -> Result<(), PolicyError> {
+    fn set_domain_params(&mut self, _: DomainId, _: &DomainParams, _: u64) -> Outcome {
         Err(PolicyError::WrongPolicy { policy: "rr" }) // round robin has no domain parameters
     }
 
@@ -159,7 +130,7 @@ impl Policy for RoundRobin {
         None // nothing per domain
     }
 
-    fn set_pool_params(&mut self, params: &PoolParams) -> Result<(), PolicyError> {
+    fn set_pool_params(&mut self, params: &PoolParams) -> Outcome {
         let PoolParams::RoundRobin { timeslice_ms } = *params else {
             return Err(PolicyError::WrongPolicy { policy: "rr" }); // not ours
         };
@@ -171,8 +142,7 @@ impl Policy for RoundRobin {
     }
 
     fn pool_params(&self) -> PoolParams {
-        PoolParams::RoundRobin {
-            timeslice_ms: self.timeslice_ms,
-        }
+        let timeslice_ms = self.timeslice_ms; // the only pool parameter
+        PoolParams::RoundRobin { timeslice_ms }
     }
 }

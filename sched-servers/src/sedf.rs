@@ -410,12 +410,18 @@ impl Sedf {
             .values()
             .filter(|t| t.place == Place::Ready && self.wants_extra(t))
             .count();
+        // Unclaimed CPUs about to pick take extra work too.
+        let pending = self
+            .cpus
+            .iter()
+            .filter(|(id, c)| !claimed.contains(id) && c.state == CpuState::Pending)
+            .count();
         let idle: Vec<CpuId> = self
             .cpus
             .iter()
             .filter(|(id, c)| !claimed.contains(id) && c.state == CpuState::Idle)
             .map(|(&id, _)| id)
-            .take(extra)
+            .take(extra.saturating_sub(pending))
             .collect();
         for cpu in idle {
             self.kick(cpu);
@@ -660,10 +666,6 @@ impl Policy for Sedf {
                     } else if let Some(t) = self.threads.get_mut(&thread) {
                         t.place = Place::Blocked;
                     }
-                    if event.kind == EventKind::Exited {
-                        self.unreserve(thread);
-                        self.threads.remove(&thread);
-                    }
                 }
                 EventKind::Yielded | EventKind::BudgetExpired | EventKind::Evicted => {
                     if running {
@@ -882,4 +884,185 @@ pub fn feasible(cpus: usize, reservations: &[(u64, u64)]) -> bool {
             Err(_) => false,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn worst_fit_admission_is_exact_for_one_request() {
+        assert!(feasible(
+            2,
+            &[(10 * MS, 100 * MS), (30 * MS, 50 * MS), (20 * MS, 40 * MS)]
+        ));
+        assert!(!feasible(
+            2,
+            &[(30 * MS, 50 * MS), (30 * MS, 50 * MS), (30 * MS, 50 * MS)]
+        ));
+        assert!(feasible(1, &[(MS, 3 * MS), (MS, 3 * MS)]));
+        assert!(
+            !feasible(1, &[(MS, 3 * MS), (MS, 3 * MS), (MS, 3 * MS)]),
+            "rounding up is conservative"
+        );
+        assert!(
+            feasible(1, &[(50 * MS, 100 * MS), (50 * MS, 100 * MS)]),
+            "exactly 100 %"
+        );
+        assert!(!feasible(0, &[(MS, 10 * MS)]));
+        assert!(!feasible(4, &[(2 * MS, MS)]));
+    }
+
+    fn sedf_with(cpus: u32) -> Sedf {
+        let mut sedf = Sedf::new();
+        for n in 0..cpus {
+            sedf.add_cpu(CpuId(n), 0);
+        }
+        sedf
+    }
+
+    fn reserve(sedf: &mut Sedf, domain: u32, slice: u64, period: u64, extra: bool) {
+        let params = DomainParams::Sedf {
+            period_ns: period,
+            slice_ns: slice,
+            extra,
+        };
+        sedf.set_domain_params(DomainId(domain), &params, 0)
+            .unwrap();
+    }
+
+    #[test]
+    fn earliest_deadline_runs_first_for_its_slice() {
+        let mut sedf = sedf_with(1);
+        reserve(&mut sedf, 1, 10 * MS, 100 * MS, false);
+        reserve(&mut sedf, 2, 5 * MS, 20 * MS, false);
+        sedf.add_thread(ThreadId(1), DomainId(1), true, 0).unwrap();
+        sedf.add_thread(ThreadId(2), DomainId(2), true, 0).unwrap();
+        let first = sedf.pick_next(CpuId(0), 0).unwrap();
+        assert_eq!(
+            first,
+            Dispatch {
+                thread: ThreadId(2),
+                budget_ns: 5 * MS
+            }
+        );
+        sedf.on_event(&Event::new(
+            EventKind::BudgetExpired,
+            CpuId(0),
+            ThreadId(2),
+            5 * MS,
+            5 * MS,
+        ));
+        let second = sedf.pick_next(CpuId(0), 5 * MS).unwrap();
+        assert_eq!(second.thread, ThreadId(1));
+        // Thread 2's next release (20 ms) ends the entry of thread 1? No:
+        // thread 1 runs its own reservation; a release preempts it only if the
+        // new deadline (40 ms) is earlier than thread 1's (100 ms): it is.
+        let mut decisions = Vec::new();
+        sedf.take_decisions(&mut decisions);
+        assert!(decisions.contains(&Decision::Timer {
+            cpu: CpuId(0),
+            at_ns: 20 * MS
+        }));
+        sedf.on_event(&Event {
+            kind: EventKind::Tick,
+            cpu: CpuId(0),
+            thread: Some(ThreadId(1)),
+            timestamp_ns: 20 * MS,
+            ran_ns: 10 * MS,
+        });
+        decisions.clear();
+        sedf.take_decisions(&mut decisions);
+        assert!(decisions.contains(&Decision::Preempt { cpu: CpuId(0) }));
+    }
+
+    #[test]
+    fn wakeups_follow_the_cbs_rule() {
+        let mut sedf = sedf_with(1);
+        reserve(&mut sedf, 1, 10 * MS, 100 * MS, false);
+        sedf.add_thread(ThreadId(1), DomainId(1), false, 0).unwrap();
+        // Woken at 95 ms with 10 ms of budget and 5 ms to its deadline: it
+        // would claim 200 % of the CPU, so a fresh period starts.
+        sedf.on_event(&Event::new(
+            EventKind::Woken,
+            CpuId(0),
+            ThreadId(1),
+            95 * MS,
+            0,
+        ));
+        let d = sedf.pick_next(CpuId(0), 95 * MS).unwrap();
+        assert_eq!(d.budget_ns, 10 * MS);
+        assert_eq!(sedf.threads[&ThreadId(1)].deadline_ns, 195 * MS);
+        // Blocks after 2 ms; woken at 100 ms with 8 ms left and 95 ms to go:
+        // within its bandwidth, so the period and budget are kept.
+        sedf.on_event(&Event::new(
+            EventKind::Blocked,
+            CpuId(0),
+            ThreadId(1),
+            97 * MS,
+            2 * MS,
+        ));
+        sedf.on_event(&Event::new(
+            EventKind::Woken,
+            CpuId(0),
+            ThreadId(1),
+            100 * MS,
+            0,
+        ));
+        let t = &sedf.threads[&ThreadId(1)];
+        assert_eq!((t.deadline_ns, t.remaining_ns), (195 * MS, 8 * MS));
+    }
+
+    #[test]
+    fn without_extra_a_spent_slice_waits_for_the_next_period() {
+        let mut sedf = sedf_with(1);
+        reserve(&mut sedf, 1, 10 * MS, 50 * MS, false);
+        reserve(&mut sedf, 2, 10 * MS, 50 * MS, true);
+        sedf.add_thread(ThreadId(1), DomainId(1), true, 0).unwrap();
+        sedf.add_thread(ThreadId(2), DomainId(2), true, 0).unwrap();
+        for _ in 0..2 {
+            let d = sedf.pick_next(CpuId(0), 0).unwrap();
+            assert_eq!(d.budget_ns, 10 * MS);
+            sedf.on_event(&Event::new(
+                EventKind::BudgetExpired,
+                CpuId(0),
+                d.thread,
+                0,
+                10 * MS,
+            ));
+        }
+        // Only the extra-time thread may go on, until the next release.
+        let d = sedf.pick_next(CpuId(0), 20 * MS).unwrap();
+        assert_eq!(d.thread, ThreadId(2));
+        assert!(d.budget_ns <= 30 * MS);
+    }
+
+    #[test]
+    fn refused_changes_leave_everything_as_it_was() {
+        let mut sedf = sedf_with(1);
+        reserve(&mut sedf, 1, 60 * MS, 100 * MS, false);
+        sedf.add_thread(ThreadId(1), DomainId(1), true, 0).unwrap();
+        let request = DomainParams::Sedf {
+            period_ns: 100 * MS,
+            slice_ns: 50 * MS,
+            extra: true,
+        };
+        let error = sedf
+            .set_domain_params(DomainId(2), &request, 0)
+            .unwrap_err();
+        assert_eq!(
+            error,
+            PolicyError::Infeasible {
+                domain: DomainId(2),
+                thread: None,
+                slice_ns: 50 * MS,
+                period_ns: 100 * MS,
+                free_ppm: 400_000,
+            }
+        );
+        assert_eq!(sedf.utilisation_ppb(CpuId(0)), Some(600_000_000));
+        assert_eq!(sedf.domain_params(DomainId(2)), None);
+    }
 }

@@ -46,7 +46,9 @@ pub enum EventKind {
     /// The entry spent its budget (or was preempted on a [`Decision::Preempt`]):
     /// the thread stays runnable.
     BudgetExpired,
-    /// The running thread exited: its entry ended and the thread is gone.
+    /// The thread was suspended or destroyed: its entry (if any) ended and it
+    /// is not runnable. Policies keep it (a resumed thread comes back with
+    /// `Woken`) until `remove_thread`.
     Exited,
     /// The running thread faulted: its entry ended and the thread waits for
     /// its fault handler (a later `Woken` brings it back).
@@ -80,6 +82,12 @@ impl EventKind {
     /// Whether the thread is still runnable after this entry-ending event.
     pub const fn leaves_runnable(self) -> bool {
         matches!(self, Self::Yielded | Self::BudgetExpired | Self::Evicted)
+    }
+
+    /// Whether the thread is not runnable after this event (it blocked,
+    /// faulted, or was suspended or destroyed).
+    pub const fn leaves_blocked(self) -> bool {
+        matches!(self, Self::Blocked | Self::Faulted | Self::Exited)
     }
 }
 
@@ -403,3 +411,53 @@ impl fmt::Display for PolicyError {
 }
 
 impl core::error::Error for PolicyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn errors_say_what_was_wrong() {
+        let infeasible = PolicyError::Infeasible {
+            domain: DomainId(7),
+            thread: Some(ThreadId(3)),
+            slice_ns: 20_000_000,
+            period_ns: 40_000_000,
+            free_ppm: 300_000,
+        };
+        assert_eq!(
+            infeasible.to_string(),
+            "domain 7 (thread 3): slice 20.000 ms / period 40.000 ms = 50.0% does not fit: \
+             the least-loaded CPU has 30.0% free"
+        );
+        assert_eq!(
+            PolicyError::InvalidWeight { weight: 0 }.to_string(),
+            "weight 0 is outside 1..=65535"
+        );
+        assert!(PolicyError::MasterIsMember {
+            master: DomainId(2),
+            its_master: DomainId(1)
+        }
+        .to_string()
+        .contains("member of domain 1's group"));
+    }
+
+    #[test]
+    fn event_kind_classes() {
+        for kind in [
+            EventKind::Blocked,
+            EventKind::Yielded,
+            EventKind::BudgetExpired,
+            EventKind::Exited,
+            EventKind::Faulted,
+            EventKind::Evicted,
+        ] {
+            assert!(kind.ends_entry());
+            assert_ne!(kind.leaves_runnable(), kind.leaves_blocked());
+        }
+        for kind in [EventKind::Woken, EventKind::Tick, EventKind::QueueEmpty] {
+            assert!(!kind.ends_entry() && !kind.leaves_runnable() && !kind.leaves_blocked());
+        }
+    }
+}

@@ -321,6 +321,12 @@ pub struct Invariants {
     pub consistent: bool,
     /// CPUs online.
     pub cpus: u64,
+    /// ns all CPUs spent idle since boot.
+    pub idle_ns: u64,
+    /// ns all CPUs spent in system threads.
+    pub system_ns: u64,
+    /// ns all CPUs spent in dispatched threads.
+    pub dispatched_ns: u64,
 }
 
 /// Checks the kernel's invariants.
@@ -331,6 +337,9 @@ pub fn machine_check_invariants(machine: CPtr) -> Result<Invariants, Error> {
         live_caps: reply.mrs[1],
         consistent: reply.mrs[2] == 1,
         cpus: reply.mrs[3],
+        idle_ns: ipc_buffer::mr(4),
+        system_ns: ipc_buffer::mr(5),
+        dispatched_ns: ipc_buffer::mr(6),
     })
 }
 

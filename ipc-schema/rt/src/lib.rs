@@ -72,6 +72,7 @@ pub mod layout;
 pub mod print;
 pub mod process;
 pub mod resources;
+pub mod sched;
 mod start;
 pub mod syscall;
 pub mod thread;

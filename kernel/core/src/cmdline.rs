@@ -116,6 +116,8 @@ pub struct KernelArgs<'a> {
     pub loglevel: LogLevel,
     /// `fuzz`: run the syscall fuzzer (a root-task option).
     pub fuzz: bool,
+    /// `schedtest`: run credit on metal and measure shares (a root-task option).
+    pub schedtest: bool,
     /// `seed=N`: the fuzzer's seed (a root-task option).
     pub seed: Option<u64>,
     /// `ipc_fastpath=on|off`: whether the IPC fastpath is used (default on).
@@ -173,6 +175,7 @@ enum Key {
     Fuzz = 1 << 6,
     Seed = 1 << 7,
     IpcFastpath = 1 << 8,
+    SchedTest = 1 << 9,
 }
 
 impl Key {
@@ -185,6 +188,7 @@ impl Key {
             "pool0_cpus" => Key::Pool0Cpus,
             "loglevel" => Key::LogLevel,
             "fuzz" => Key::Fuzz,
+            "schedtest" => Key::SchedTest,
             "seed" => Key::Seed,
             "ipc_fastpath" => Key::IpcFastpath,
             _ => return None,
@@ -241,6 +245,7 @@ impl<'a> KernelArgs<'a> {
             Key::Test => self.test = flag(value)?,
             Key::Bench => self.bench = flag(value)?,
             Key::Fuzz => self.fuzz = flag(value)?,
+            Key::SchedTest => self.schedtest = flag(value)?,
             Key::Seed => self.seed = Some(value.and_then(|v| v.parse::<u64>().ok()).ok_or(())?),
             Key::IpcFastpath => {
                 self.ipc_fastpath = Some(match value {

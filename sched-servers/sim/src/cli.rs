@@ -29,6 +29,8 @@ usage: tarn-sim [options]
   --seed N                  workload seed (default 1)
   --switch-cost-ns N        context-switch cost (default 0)
   --sample-ms N             chart window (default 100)
+  --tick-us N               serve timers with a periodic tick (as a runtime
+                            without one-shot timers does) instead
   --remove-cpu MS@CPU       CPU leaves the pool at MS (repeatable)
   --add-cpu MS@CPU          CPU joins the pool at MS (repeatable)
   --trace FILE              write a Perfetto/Chrome trace JSON
@@ -87,6 +89,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut seed = 1u64;
     let mut switch_cost_ns = 0u64;
     let mut sample_ms = 100u64;
+    let mut tick_us: Option<u64> = None;
     let mut actions = Vec::new();
     let mut trace = None;
     let mut svg = None;
@@ -118,6 +121,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--seed" => seed = number(&value()?, arg)?,
             "--switch-cost-ns" => switch_cost_ns = number(&value()?, arg)?,
             "--sample-ms" => sample_ms = number(&value()?, arg)?,
+            "--tick-us" => tick_us = Some(number(&value()?, arg)?),
             "--remove-cpu" | "--add-cpu" => {
                 let spec = value()?;
                 let (at, cpu) = spec
@@ -151,6 +155,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     scenario.switch_cost_ns = switch_cost_ns;
     scenario.sample_ns = sample_ms * MS;
     scenario.record_trace = trace.is_some();
+    scenario.periodic_tick_ns = tick_us.filter(|&t| t > 0).map(|t| t * 1000);
     scenario.actions = actions;
     scenario.pool_params = match policy {
         PolicyKind::Credit => Some(PoolParams::Credit {
@@ -327,7 +332,7 @@ pub fn make_policy(kind: PolicyKind) -> Box<dyn Policy> {
     match kind {
         PolicyKind::Credit => Box::new(Credit::new()),
         PolicyKind::Sedf => Box::new(Sedf::new()),
-        PolicyKind::RoundRobin => Box::new(RoundRobin::new()),
+        PolicyKind::RoundRobin => Box::new(RoundRobin::default()),
     }
 }
 

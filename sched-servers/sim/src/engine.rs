@@ -94,6 +94,7 @@ enum Happening {
     Action(usize),
     ThreadTimer(usize),
     CpuTimer(u32),
+    PeriodicTick,
 }
 
 struct Engine<'a> {
@@ -114,6 +115,11 @@ struct Engine<'a> {
     /// Per window, per domain: ns received.
     window_ns: Vec<Vec<u64>>,
     report: Report,
+    /// The policy did not settle: the run stops.
+    aborted: bool,
+    /// Periodic tick length and the next tick, when ticks replace timers.
+    periodic_tick_ns: Option<u64>,
+    next_tick_ns: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -186,6 +192,9 @@ impl<'a> Engine<'a> {
             sample_ns: scenario.sample_ns,
             window_ns: vec![vec![0; scenario.domains.len()]; usize::try_from(windows).unwrap_or(0)],
             report,
+            aborted: false,
+            periodic_tick_ns: scenario.periodic_tick_ns.filter(|&t| t > 0),
+            next_tick_ns: scenario.periodic_tick_ns.unwrap_or(0),
         };
         engine.setup(scenario)?;
         Ok(engine)
@@ -264,7 +273,7 @@ impl<'a> Engine<'a> {
                 self.advance_to(end_ns);
                 return;
             };
-            if time_ns >= end_ns {
+            if time_ns >= end_ns || self.aborted {
                 self.advance_to(end_ns);
                 return;
             }
@@ -297,6 +306,9 @@ impl<'a> Engine<'a> {
             if let Some(at_ns) = cpu.timer_at_ns {
                 consider(at_ns.max(self.now_ns), Happening::CpuTimer(n as u32));
             }
+        }
+        if self.periodic_tick_ns.is_some() {
+            consider(self.next_tick_ns, Happening::PeriodicTick);
         }
         if let Some(&(time_ns, _)) = self.actions.get(self.next_action) {
             consider(
@@ -394,24 +406,38 @@ impl<'a> Engine<'a> {
             Happening::ThreadTimer(index) => self.thread_timer(index),
             Happening::CpuTimer(cpu) => {
                 self.cpus[cpu as usize].timer_at_ns = None;
-                let (thread, ran_ns) = match self.cpus[cpu as usize].entry {
-                    Some(entry) if self.now_ns >= entry.start_ns => (
-                        Some(self.threads[entry.thread].id),
-                        self.now_ns - entry.start_ns,
-                    ),
-                    _ => (None, 0),
-                };
-                let event = Event {
-                    kind: EventKind::Tick,
-                    cpu: CpuId(cpu),
-                    thread,
-                    timestamp_ns: self.now_ns,
-                    ran_ns,
-                };
-                self.policy.on_event(&event);
-                self.collect();
+                self.tick(cpu);
+            }
+            Happening::PeriodicTick => {
+                self.next_tick_ns += self.periodic_tick_ns.unwrap_or(u64::MAX);
+                for cpu in 0..self.cpus.len() as u32 {
+                    if self.cpus[cpu as usize].in_pool {
+                        self.tick(cpu);
+                        self.settle();
+                    }
+                }
             }
         }
+    }
+
+    /// Delivers a `Tick` on `cpu`.
+    fn tick(&mut self, cpu: u32) {
+        let (thread, ran_ns) = match self.cpus[cpu as usize].entry {
+            Some(entry) if self.now_ns >= entry.start_ns => (
+                Some(self.threads[entry.thread].id),
+                self.now_ns - entry.start_ns,
+            ),
+            _ => (None, 0),
+        };
+        let event = Event {
+            kind: EventKind::Tick,
+            cpu: CpuId(cpu),
+            thread,
+            timestamp_ns: self.now_ns,
+            ran_ns,
+        };
+        self.policy.on_event(&event);
+        self.collect();
     }
 
     /// Ends the entry on `cpu` with `kind`, tells the policy, and queues the
@@ -602,9 +628,12 @@ impl<'a> Engine<'a> {
         loop {
             steps += 1;
             if steps > MAX_STEPS_PER_INSTANT {
-                self.protocol_error("the policy does not settle (decision loop)".into());
+                self.protocol_error(
+                    "the policy does not settle (decision loop): run stopped".into(),
+                );
                 self.decisions.clear();
                 self.pick_pending.clear();
+                self.aborted = true;
                 return;
             }
             if let Some(decision) = self.decisions.pop_front() {
@@ -656,7 +685,11 @@ impl<'a> Engine<'a> {
                 cpu: CpuId(n),
                 at_ns,
             } => match self.cpus.get_mut(n as usize) {
-                Some(slot) if slot.in_pool => slot.timer_at_ns = Some(at_ns),
+                Some(slot) if slot.in_pool => {
+                    if self.periodic_tick_ns.is_none() {
+                        slot.timer_at_ns = Some(at_ns);
+                    }
+                }
                 _ => self.protocol_error(format!("timer on cpu {n}, not in the pool")),
             },
         }
@@ -705,7 +738,15 @@ impl<'a> Engine<'a> {
     }
 
     fn protocol_error(&mut self, what: String) {
-        if self.report.protocol_errors.len() < 100 {
+        // Keep the first 20 of a kind (the text before " on "/" of ").
+        let kind = what.split(" thread").next().unwrap_or(&what).to_owned();
+        let same = self
+            .report
+            .protocol_errors
+            .iter()
+            .filter(|e| e.contains(&kind))
+            .count();
+        if same < 20 {
             self.report
                 .protocol_errors
                 .push(format!("at {} ns: {what}", self.now_ns));

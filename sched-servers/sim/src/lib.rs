@@ -9,7 +9,9 @@
 //!   preemptions (reported as `BudgetExpired`) and per-CPU one-shot timers
 //!   (`Tick` with the running thread and its run so far); CPUs joining and
 //!   leaving (the entry there ends with `Evicted`); a context-switch cost
-//!   (default 0) charged to nobody. Dispatches the kernel would refuse (an
+//!   (default 0) charged to nobody. [`Scenario::periodic_tick_ns`] serves
+//!   timers with a periodic tick instead, as a runtime without one-shot
+//!   timers does (`examples/ticks.rs` compares the two). Dispatches the kernel would refuse (an
 //!   unknown, blocked or already running thread, a zero budget, a CPU outside
 //!   the pool) are recorded as protocol errors.
 //! * **Workloads** ([`Workload`]): CPU-bound, duty cycle (run X ms, sleep

@@ -138,6 +138,10 @@ pub struct Scenario {
     pub sample_ns: u64,
     /// Whether to keep every run slice for the trace.
     pub record_trace: bool,
+    /// Serve timers with a periodic tick of this length on every CPU instead
+    /// of one-shot timers (`Decision::Timer` is then ignored), as a runtime
+    /// that only has the kernel's periodic tick does.
+    pub periodic_tick_ns: Option<u64>,
     /// Pool parameters set at the start.
     pub pool_params: Option<PoolParams>,
     /// The domains.
@@ -156,6 +160,7 @@ impl Scenario {
             switch_cost_ns: 0,
             sample_ns: 100 * MS,
             record_trace: false,
+            periodic_tick_ns: None,
             pool_params: None,
             domains: Vec::new(),
             actions: Vec::new(),
@@ -194,6 +199,13 @@ impl Scenario {
     #[must_use]
     pub fn switch_cost(mut self, switch_cost_ns: u64) -> Self {
         self.switch_cost_ns = switch_cost_ns;
+        self
+    }
+
+    /// Serves timers with a periodic tick (see [`Scenario::periodic_tick_ns`]).
+    #[must_use]
+    pub fn periodic_tick(mut self, tick_ns: u64) -> Self {
+        self.periodic_tick_ns = Some(tick_ns);
         self
     }
 

@@ -102,6 +102,33 @@ fn weight_belongs_to_the_domain_not_to_each_thread() {
 }
 
 #[test]
+fn light_threads_leave_their_share_to_their_siblings() {
+    // Domain 1: one CPU-bound thread and three threads using 10 % each;
+    // domain 2: two CPU-bound threads. Equal weights on two CPUs: 100 % each,
+    // the light threads' unused credit going to their CPU-bound sibling.
+    let report = run(&Scenario::new(2, 3 * SEC)
+        .domain(
+            DomainSpec::new(1)
+                .weight(256)
+                .threads(1, Workload::CpuBound)
+                .threads(
+                    3,
+                    Workload::DutyCycle {
+                        run_ns: MS,
+                        sleep_ns: 9 * MS,
+                    },
+                ),
+        )
+        .domain(
+            DomainSpec::new(2)
+                .weight(256)
+                .threads(2, Workload::CpuBound),
+        ));
+    assert_near("mixed domain", report.share(1), 100.0, 2.0);
+    assert_near("cpu-bound domain", report.share(2), 100.0, 2.0);
+}
+
+#[test]
 fn cap_50_alone_on_two_idle_cpus() {
     let report = run(&Scenario::new(2, 3 * SEC).domain(
         DomainSpec::new(1)
@@ -559,4 +586,31 @@ fn same_scenario_same_report() {
         c.shares(),
         "the seed drives the bursty workload"
     );
+}
+
+#[test]
+fn many_threads_follow_the_weights() {
+    // 8 domains × 16 threads (128 threads) on 8 CPUs, weights 128..1024,
+    // half of them CPU-bound, half bursty with short sleeps.
+    let mut scenario = Scenario::new(8, 2 * SEC).seed(9);
+    for d in 1..=8u32 {
+        let workload = if d % 2 == 0 {
+            Workload::CpuBound
+        } else {
+            Workload::Bursty {
+                run_min_ns: MS,
+                run_max_ns: 10 * MS,
+                sleep_min_ns: 0,
+                sleep_max_ns: MS,
+            }
+        };
+        scenario = scenario.domain(DomainSpec::new(d).weight(128 * d).threads(16, workload));
+    }
+    let report = run(&scenario);
+    assert!(report.idle_while_waiting_pct() < 1.0);
+    // All are saturated (demand far above 800 %): shares follow the weights.
+    for d in 1..=8u32 {
+        let want = 800.0 * f64::from(d) / 36.0;
+        assert_near(&format!("weight {}", 128 * d), report.share(d), want, 2.0);
+    }
 }

@@ -53,6 +53,11 @@ pub const USER_IMAGES: &[UserImage] = &[
         package: "tarn-test-tasks",
         binary: "bench",
     },
+    UserImage {
+        module: "sched-shares",
+        package: "tarn-test-tasks",
+        binary: "sched-shares",
+    },
 ];
 
 /// The packages of [`USER_IMAGES`], each once, in order.

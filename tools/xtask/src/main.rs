@@ -323,6 +323,8 @@ fn lint(ctx: &Ctx) -> Result<()> {
         KERNEL_PACKAGE,
         "-p",
         "tarn-rt",
+        "-p",
+        "tarn-sched-server",
     ]);
     for package in images::user_packages() {
         command.args(["-p", package]);

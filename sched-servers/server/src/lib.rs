@@ -1,0 +1,363 @@
+//! The scheduler-server runtime: runs any [`Policy`] on metal. It binds the
+//! pool's CPUs to a `Scheduler`, starts one agent thread per CPU (a system
+//! thread on that CPU, so it runs ahead of dispatched threads whenever it has
+//! work), and drives the policy from the kernel's event rings: every event
+//! goes to `on_event`, every idle CPU gets `pick_next`, every `Preempt`
+//! decision becomes `SchedulerPreempt`, issued by the agent of the CPU it
+//! concerns (a preemption from another CPU stalls the target CPU until it
+//! enters the kernel; its own agent is already there). The policy state is
+//! shared by the agents under one lock.
+//!
+//! Time is event time: the policy sees the kernel's timestamps, never a clock
+//! of its own, exactly as in the simulator. Each CPU gets a periodic tick
+//! (`TICK_NS`) so time-driven policy work (credit accounting, SEDF periods,
+//! `Decision::Timer`) happens without a one-shot timer per decision.
+//!
+//! Limits (documented, not hidden): at most one entry is queued per CPU at a
+//! time (the agent refills on each entry end), and `Decision::Timer` is served
+//! by the periodic tick.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use spin::Mutex;
+use tarn_rt::abi::sched::{Event as RingEvent, EventKind as RingKind};
+use tarn_rt::abi::{CPtr, Error, ObjectType, Rights};
+use tarn_rt::sched::RingReader;
+use tarn_rt::{invoke, syscall, Resources, ThreadOptions};
+use tarn_sched_servers::{
+    CpuId, Decision, DomainId, DomainParams, Event, EventKind, Policy, PolicyError, ThreadId,
+};
+
+/// The periodic tick every pool CPU gets.
+pub const TICK_NS: u64 = 10_000_000;
+
+/// One CPU of the pool.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolCpu {
+    /// Physical CPU index.
+    pub index: u64,
+    /// Its Cpu capability.
+    pub cap: CPtr,
+}
+
+struct CpuState {
+    index: u64,
+    /// An entry is queued or running there.
+    busy: bool,
+    /// The policy asked to preempt this CPU: its own agent does it (a
+    /// preemption from another CPU would make this one wait for it).
+    preempt_requested: bool,
+    /// The CPU's agent notification.
+    notify: CPtr,
+}
+
+struct State<P> {
+    policy: P,
+    scheduler: CPtr,
+    tcbs: BTreeMap<u64, CPtr>,
+    cpus: Vec<CpuState>,
+    now_ns: u64,
+    decisions: Vec<Decision>,
+    dispatch_errors: u64,
+    /// Events seen, by ring event kind (index = kind).
+    event_counts: [u64; 16],
+    preempts: u64,
+}
+
+/// A running pool: the policy, its agents and its threads.
+pub struct Pool<P: Policy + Send + 'static> {
+    state: Arc<Mutex<State<P>>>,
+    scheduler: CPtr,
+    notifications: Vec<CPtr>,
+}
+
+/// Why the pool could not start or an operation failed.
+#[derive(Debug)]
+pub enum ServerError {
+    /// A kernel operation failed.
+    Kernel(Error),
+    /// The policy refused.
+    Policy(PolicyError),
+}
+
+impl From<Error> for ServerError {
+    fn from(error: Error) -> Self {
+        ServerError::Kernel(error)
+    }
+}
+
+impl From<PolicyError> for ServerError {
+    fn from(error: PolicyError) -> Self {
+        ServerError::Policy(error)
+    }
+}
+
+fn convert(event: &RingEvent) -> Option<Event> {
+    let kind = match RingKind::from_u32(event.kind)? {
+        RingKind::Woken => EventKind::Woken,
+        RingKind::Blocked => EventKind::Blocked,
+        RingKind::Yielded => EventKind::Yielded,
+        RingKind::BudgetExpired => EventKind::BudgetExpired,
+        RingKind::Exited => EventKind::Exited,
+        RingKind::Faulted => EventKind::Faulted,
+        RingKind::Tick => EventKind::Tick,
+        RingKind::Evicted | RingKind::Preempted => EventKind::Evicted,
+        RingKind::QueueEmpty => return None,
+    };
+    Some(Event {
+        kind,
+        cpu: CpuId(event.cpu),
+        thread: (event.thread != 0).then_some(ThreadId(event.thread)),
+        timestamp_ns: event.timestamp_ns,
+        ran_ns: event.ran_ns,
+    })
+}
+
+/// Whether a ring event ends the CPU's current entry.
+fn ends_entry(kind: u32) -> bool {
+    matches!(
+        RingKind::from_u32(kind),
+        Some(
+            RingKind::Blocked
+                | RingKind::Yielded
+                | RingKind::BudgetExpired
+                | RingKind::Exited
+                | RingKind::Faulted
+                | RingKind::Evicted
+                | RingKind::Preempted
+        )
+    )
+}
+
+impl<P: Policy> State<P> {
+    /// Feeds one ring event to the policy.
+    fn absorb(&mut self, raw: &RingEvent) {
+        self.now_ns = self.now_ns.max(raw.timestamp_ns);
+        if let Some(count) = self.event_counts.get_mut(raw.kind as usize) {
+            *count += 1;
+        }
+        if ends_entry(raw.kind) {
+            if let Some(cpu) = self.cpus.iter_mut().find(|c| c.index == u64::from(raw.cpu)) {
+                // Only the entry that ran ends here (a queued one that never
+                // started is reported too, but with one entry per CPU they
+                // are the same).
+                cpu.busy = false;
+            }
+        }
+        if let Some(event) = convert(raw) {
+            self.policy.on_event(&event);
+        }
+    }
+
+    /// Gives every idle CPU its next entry and applies the policy's
+    /// decisions; `here` is the CPU of the calling agent.
+    fn fill(&mut self, here: Option<u64>) {
+        self.policy.take_decisions(&mut self.decisions);
+        for decision in core::mem::take(&mut self.decisions) {
+            if let Decision::Preempt { cpu } = decision {
+                if let Some(c) = self
+                    .cpus
+                    .iter_mut()
+                    .find(|c| c.index == u64::from(cpu.0) && c.busy)
+                {
+                    c.preempt_requested = true;
+                    if Some(c.index) != here {
+                        let _ = syscall::signal(c.notify);
+                    }
+                }
+            }
+        }
+        if let Some(c) = self
+            .cpus
+            .iter_mut()
+            .find(|c| Some(c.index) == here && c.preempt_requested)
+        {
+            c.preempt_requested = false;
+            if c.busy {
+                self.preempts += 1;
+                let _ = invoke::scheduler_preempt(self.scheduler, c.index);
+            }
+        }
+        for i in 0..self.cpus.len() {
+            if self.cpus[i].busy {
+                continue;
+            }
+            let index = self.cpus[i].index;
+            let Some(next) = self.policy.pick_next(CpuId(index as u32), self.now_ns) else {
+                continue;
+            };
+            let Some(&tcb) = self.tcbs.get(&next.thread.0) else {
+                continue;
+            };
+            match invoke::scheduler_dispatch(self.scheduler, index, tcb, next.budget_ns.max(1)) {
+                Ok(()) => self.cpus[i].busy = true,
+                Err(_) => self.dispatch_errors += 1,
+            }
+        }
+    }
+}
+
+/// Takes the shared state. Agents run on different CPUs: a busy lock is
+/// waited for by sleeping briefly (never by spinning, which would steal the
+/// CPU from the thread dispatched there while the holder runs elsewhere).
+fn lock<'a, P>(state: &'a Mutex<State<P>>, sleeper: CPtr) -> spin::MutexGuard<'a, State<P>> {
+    loop {
+        if let Some(guard) = state.try_lock() {
+            return guard;
+        }
+        let _ = tarn_rt::sleep(sleeper, LOCK_BACKOFF_NS);
+    }
+}
+
+/// How long a contending agent sleeps before trying the lock again.
+const LOCK_BACKOFF_NS: u64 = 20_000;
+
+fn agent<P: Policy + Send + 'static>(
+    state: Arc<Mutex<State<P>>>,
+    cpu: u64,
+    mut ring: RingReader,
+    notify: CPtr,
+    sleeper: CPtr,
+) {
+    loop {
+        if syscall::wait(notify, 0).is_err() {
+            return;
+        }
+        let mut s = lock(&state, sleeper);
+        while let Some(event) = ring.pop() {
+            s.absorb(&event);
+        }
+        let _ = ring.take_overflow();
+        s.fill(Some(cpu));
+    }
+}
+
+impl<P: Policy + Send + 'static> Pool<P> {
+    /// Binds `cpus` to a new Scheduler, starts an agent per CPU, and hands
+    /// the CPUs to `policy`. Ring frames are mapped from `ring_vaddr` on
+    /// (one page per CPU, inside the runtime's free window).
+    pub fn start(
+        res: &mut Resources,
+        mut policy: P,
+        cpus: &[PoolCpu],
+        ring_vaddr: u64,
+    ) -> Result<Self, ServerError> {
+        let scheduler = res.create(ObjectType::Scheduler, 0)?;
+        for cpu in cpus {
+            policy.add_cpu(CpuId(cpu.index as u32), 0);
+        }
+        let state = Arc::new(Mutex::new(State {
+            policy,
+            scheduler,
+            tcbs: BTreeMap::new(),
+            cpus: Vec::new(),
+            now_ns: 0,
+            decisions: Vec::new(),
+            dispatch_errors: 0,
+            event_counts: [0; 16],
+            preempts: 0,
+        }));
+        let mut notifications = Vec::new();
+        for (i, cpu) in cpus.iter().enumerate() {
+            let frame = res.create(ObjectType::Frame4K, 0)?;
+            let vaddr = ring_vaddr + i as u64 * 4096;
+            invoke::frame_map(
+                frame,
+                tarn_rt::layout::slot::ROOT_VSPACE,
+                vaddr,
+                Rights::READ.union(Rights::WRITE),
+            )?;
+            let notify = res.create(ObjectType::Notification, 0)?;
+            state.lock().cpus.push(CpuState {
+                index: cpu.index,
+                busy: false,
+                preempt_requested: false,
+                notify,
+            });
+            invoke::scheduler_bind_cpu(scheduler, cpu.cap, frame, notify)?;
+            invoke::scheduler_set_tick(scheduler, cpu.index, TICK_NS)?;
+            let ring = RingReader::new(vaddr).ok_or(Error::InvalidArgument)?;
+            let shared = state.clone();
+            let sleeper = res.create(ObjectType::Notification, 0)?;
+            let options = ThreadOptions {
+                cpu: Some(cpu.index),
+                ..ThreadOptions::default()
+            };
+            let index = cpu.index;
+            tarn_rt::spawn_thread(res, options, move || {
+                agent(shared, index, ring, notify, sleeper)
+            })?;
+            notifications.push(notify);
+        }
+        Ok(Pool {
+            state,
+            scheduler,
+            notifications,
+        })
+    }
+
+    /// Adds thread `tcb` (in the caller's CSpace) to the pool as `thread_id`
+    /// of `domain`; it is adopted, so it runs only when the policy says.
+    pub fn add_thread(
+        &self,
+        tcb: CPtr,
+        thread_id: u64,
+        domain: DomainId,
+    ) -> Result<(), ServerError> {
+        {
+            let mut s = self.state.lock();
+            let now = s.now_ns;
+            s.policy
+                .add_thread(ThreadId(thread_id), domain, false, now)?;
+            s.tcbs.insert(thread_id, tcb);
+        }
+        // Adoption reports `Woken` for a runnable thread: the agents take it from there.
+        invoke::scheduler_adopt(self.scheduler, tcb, thread_id)?;
+        Ok(())
+    }
+
+    /// Sets a domain's parameters (validated by the policy; nothing changes
+    /// on error).
+    pub fn set_domain_params(
+        &self,
+        domain: DomainId,
+        params: &DomainParams,
+    ) -> Result<(), ServerError> {
+        let mut s = self.state.lock();
+        let now = s.now_ns;
+        s.policy.set_domain_params(domain, params, now)?;
+        s.fill(None);
+        Ok(())
+    }
+
+    /// Dispatch calls the kernel refused (isolation or state errors; 0 in a
+    /// healthy pool).
+    pub fn dispatch_errors(&self) -> u64 {
+        self.state.lock().dispatch_errors
+    }
+
+    /// Events seen by kind (index = `tarn_ipc_schema::sched::EventKind` value)
+    /// and preemptions requested: for diagnostics.
+    pub fn counters(&self) -> ([u64; 16], u64) {
+        let s = self.state.lock();
+        (s.event_counts, s.preempts)
+    }
+
+    /// The pool's Scheduler capability.
+    pub fn scheduler(&self) -> CPtr {
+        self.scheduler
+    }
+
+    /// Wakes every agent (e.g. after adding threads).
+    pub fn kick(&self) {
+        for &n in &self.notifications {
+            let _ = syscall::signal(n);
+        }
+    }
+}
