@@ -35,7 +35,7 @@ use tarn_sched_servers::{
 };
 
 /// The periodic tick every pool CPU gets.
-pub const TICK_NS: u64 = 10_000_000;
+pub const TICK_NS: u64 = 1_000_000;
 
 /// One CPU of the pool.
 #[derive(Clone, Copy, Debug)]
@@ -316,6 +316,8 @@ impl<P: Policy + Send + 'static> Pool<P> {
             s.policy
                 .add_thread(ThreadId(thread_id), domain, false, now)?;
             s.tcbs.insert(thread_id, tcb);
+            // The policy may want to act (kick an idle CPU) on the new thread.
+            s.fill(None);
         }
         // Adoption reports `Woken` for a runnable thread: the agents take it from there.
         invoke::scheduler_adopt(self.scheduler, tcb, thread_id)?;

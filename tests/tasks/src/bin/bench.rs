@@ -14,6 +14,13 @@
 //!   waiting on CPU 1; from just before the signal to the waiter running
 //!   (virtual time, both CPUs' instructions interleaved by QEMU).
 //!
+//! - `dispatch_switch_insns`: two adopted threads queued on CPU 0; the first
+//!   yields and the kernel starts the next entry, no server involved (from the
+//!   first thread's last instruction before `Yield` to the second's first).
+//! - `agent_roundtrip_insns`: an adopted thread yields; the event wakes an
+//!   agent (a system thread on the same CPU) which reads the ring and
+//!   dispatches it again; until the thread runs again.
+//!
 //! The same binary is the IPC server when started with `bench-server`.
 
 #![no_std]
@@ -64,6 +71,16 @@ fn main(arg: u64) {
             Ok(insns) => println!("bench: notification_signal_wait_insns {insns} insns"),
             Err(why) => {
                 println!("bench: FAILED: notification ping-pong: {why}");
+                ok = false;
+            }
+        }
+        match dispatch_benches(&mut res, info) {
+            Ok((switch, agent)) => {
+                println!("bench: dispatch_switch_insns {switch} insns");
+                println!("bench: agent_roundtrip_insns {agent} insns");
+            }
+            Err(why) => {
+                println!("bench: FAILED: dispatch benchmarks: {why}");
                 ok = false;
             }
         }
@@ -159,6 +176,153 @@ fn notification_ping_pong(res: &mut Resources) -> Result<u64, &'static str> {
 }
 
 static WOKEN_AT: AtomicU64 = AtomicU64::new(0);
+
+/// A thread that stamps `before` just before yielding and `after` when it
+/// runs again, forever.
+fn stamper(
+    res: &mut Resources,
+    before: &'static AtomicU64,
+    after: &'static AtomicU64,
+) -> Result<tarn_rt::Thread, &'static str> {
+    let options = ThreadOptions {
+        cpu: Some(0),
+        start: false,
+        ..ThreadOptions::default()
+    };
+    tarn_rt::spawn_thread(res, options, move || loop {
+        after.store(rdtsc(), Ordering::Release);
+        before.store(rdtsc(), Ordering::Release);
+        syscall::yield_now();
+    })
+    .map_err(|_| "spawn an adopted thread")
+}
+
+fn dispatch_benches(
+    res: &mut Resources,
+    info: &tarn_rt::abi::boot::BootInfo,
+) -> Result<(u64, u64), &'static str> {
+    const SAMPLES: u64 = 32;
+    if info.first_cpu_slot == 0 {
+        return Err("no Cpu capabilities");
+    }
+    let scheduler = res
+        .create(ObjectType::Scheduler, 0)
+        .map_err(|_| "create a scheduler")?;
+    let ring = res
+        .create(ObjectType::Frame4K, 0)
+        .map_err(|_| "create a ring frame")?;
+    let ring_vaddr = tarn_rt::layout::FREE_WINDOW_BASE + 0x5000_0000;
+    invoke::frame_map(
+        ring,
+        tarn_rt::layout::slot::ROOT_VSPACE,
+        ring_vaddr,
+        Rights::READ.union(Rights::WRITE),
+    )
+    .map_err(|_| "map the ring")?;
+    let notify = res
+        .create(ObjectType::Notification, 0)
+        .map_err(|_| "create a notification")?;
+    let sleeper = res
+        .create(ObjectType::Notification, 0)
+        .map_err(|_| "create a notification")?;
+    invoke::scheduler_bind_cpu(scheduler, info.first_cpu_slot, ring, notify)
+        .map_err(|_| "bind CPU 0")?;
+
+    // Queue-to-next-entry switch: A yields, the kernel starts B's entry.
+    static A_BEFORE: AtomicU64 = AtomicU64::new(0);
+    static A_AFTER: AtomicU64 = AtomicU64::new(0);
+    static B_BEFORE: AtomicU64 = AtomicU64::new(0);
+    static B_AFTER: AtomicU64 = AtomicU64::new(0);
+    let a = stamper(res, &A_BEFORE, &A_AFTER)?;
+    let b = stamper(res, &B_BEFORE, &B_AFTER)?;
+    for (thread, id) in [(&a, 1), (&b, 2)] {
+        invoke::scheduler_adopt(scheduler, thread.tcb, id).map_err(|_| "adopt")?;
+        invoke::tcb_resume(thread.tcb).map_err(|_| "resume")?;
+    }
+    let mut switch_total = 0;
+    for round in 0..=SAMPLES {
+        invoke::scheduler_dispatch(scheduler, 0, a.tcb, 1_000_000_000).map_err(|_| "dispatch A")?;
+        invoke::scheduler_dispatch(scheduler, 0, b.tcb, 1_000_000_000).map_err(|_| "dispatch B")?;
+        // Sleeping leaves CPU 0 to the queue: A runs, yields, B runs, yields.
+        let _ = tarn_rt::sleep(sleeper, 2_000_000);
+        if round > 0 {
+            switch_total += B_AFTER
+                .load(Ordering::Acquire)
+                .saturating_sub(A_BEFORE.load(Ordering::Acquire));
+        }
+    }
+    for thread in [&a, &b] {
+        let _ = invoke::scheduler_release(scheduler, thread.tcb);
+        let _ = invoke::tcb_suspend(thread.tcb);
+    }
+
+    // Event → agent → dispatch → thread: C yields; the agent re-dispatches
+    // it; C measures from just before its yield to running again.
+    static TRIP_TOTAL: AtomicU64 = AtomicU64::new(0);
+    static TRIPS: AtomicU64 = AtomicU64::new(0);
+    let options = ThreadOptions {
+        cpu: Some(0),
+        start: false,
+        ..ThreadOptions::default()
+    };
+    let c = tarn_rt::spawn_thread(res, options, || {
+        let mut yielded_at = 0;
+        loop {
+            let now = rdtsc();
+            if yielded_at != 0 && TRIPS.load(Ordering::Acquire) < SAMPLES {
+                TRIP_TOTAL.fetch_add(now - yielded_at, Ordering::AcqRel);
+                TRIPS.fetch_add(1, Ordering::AcqRel);
+            }
+            yielded_at = rdtsc();
+            syscall::yield_now();
+        }
+    })
+    .map_err(|_| "spawn the measured thread")?;
+    invoke::scheduler_adopt(scheduler, c.tcb, 3).map_err(|_| "adopt C")?;
+    let tcb = c.tcb;
+    let agent_options = ThreadOptions {
+        cpu: Some(0),
+        ..ThreadOptions::default()
+    };
+    tarn_rt::spawn_thread(res, agent_options, move || {
+        let Some(mut reader) = tarn_rt::sched::RingReader::new(ring_vaddr) else {
+            return;
+        };
+        loop {
+            if syscall::wait(notify, 0).is_err() {
+                return;
+            }
+            let mut yielded = false;
+            while let Some(event) = reader.pop() {
+                yielded |= event.kind == tarn_rt::abi::sched::EventKind::Yielded as u32
+                    && event.thread == 3;
+            }
+            if yielded && TRIPS.load(Ordering::Acquire) < SAMPLES {
+                let _ = invoke::scheduler_dispatch(scheduler, 0, tcb, 1_000_000_000);
+            }
+        }
+    })
+    .map_err(|_| "spawn the agent")?;
+    invoke::tcb_resume(c.tcb).map_err(|_| "resume C")?;
+    invoke::scheduler_dispatch(scheduler, 0, c.tcb, 1_000_000_000).map_err(|_| "dispatch C")?;
+    for _ in 0..1000 {
+        if TRIPS.load(Ordering::Acquire) >= SAMPLES {
+            break;
+        }
+        let _ = tarn_rt::sleep(sleeper, 1_000_000);
+    }
+    let _ = invoke::scheduler_release(scheduler, c.tcb);
+    let _ = invoke::tcb_suspend(c.tcb);
+    let _ = invoke::scheduler_unbind_cpu(scheduler, info.first_cpu_slot);
+    let trips = TRIPS.load(Ordering::Acquire);
+    if trips == 0 {
+        return Err("the agent round trip was not observed");
+    }
+    Ok((
+        switch_total / SAMPLES,
+        TRIP_TOTAL.load(Ordering::Acquire) / trips,
+    ))
+}
 
 fn cross_cpu_wake(res: &mut Resources) -> Result<u64, &'static str> {
     const SAMPLES: u64 = 64;
