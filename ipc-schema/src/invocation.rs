@@ -94,7 +94,8 @@ pub enum Invocation {
     /// Machine. MR0 = exit status. Prints `tarn: exit status N` and powers off.
     MachinePowerOff = 50,
     /// Machine. Checks the kernel's invariants (derivation tree consistent,
-    /// object accounting balanced). Reply MR0 = live objects, MR1 = live
+    /// object accounting balanced, no CPU ever started a thread of a
+    /// scheduler it is not bound to). Reply MR0 = live objects, MR1 = live
     /// capabilities, MR2 = 1 if every invariant holds, MR3 = CPUs online,
     /// MR4..MR6 = ns all CPUs spent idle, in system threads and in
     /// dispatched threads since boot.

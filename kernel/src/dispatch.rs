@@ -92,6 +92,15 @@ const UNBOUND: CpuDispatch = CpuDispatch {
 
 static CPUS: BklCell<[CpuDispatch; MAX_CPUS]> = BklCell::new([UNBOUND; MAX_CPUS]);
 
+/// Entries found naming a thread of another scheduler (always 0 unless the
+/// kernel is wrong; part of the invariant check).
+static ISOLATION_VIOLATIONS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Whether no CPU was ever about to run a thread outside its scheduler.
+pub fn isolation_held() -> bool {
+    ISOLATION_VIOLATIONS.load(core::sync::atomic::Ordering::Relaxed) == 0
+}
+
 fn now_ns() -> u64 {
     timer::tsc_to_ns(cpu::rdtsc())
 }
@@ -166,6 +175,15 @@ pub fn head_entry(guard: &mut KernelGuard, cpu: usize) -> Option<(u64, u64)> {
             return None;
         }
         let entry = d.queue[d.head];
+        // Isolation, checked where it matters: a CPU only ever starts a
+        // thread of the scheduler it is bound to. (Dispatch and release keep
+        // this true; a violation is a kernel bug, counted for the invariant
+        // check, and the entry is dropped instead of run.)
+        if tcb::ctl(guard, entry.thread).scheduler != d.scheduler {
+            ISOLATION_VIOLATIONS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            end_entry(guard, cpu, EventKind::Evicted);
+            continue;
+        }
         if tcb::ctl(guard, entry.thread).state != ThreadState::Runnable as u64 {
             end_entry(guard, cpu, EventKind::Blocked);
             continue;

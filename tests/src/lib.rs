@@ -234,7 +234,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .icount()
             .expect("root: started sched-shares")
             .expect("sched-shares: weight 256 share")
-            .expect("sched-shares: 4 passed, 0 failed")
+            .expect("sched-shares: 5 passed, 0 failed")
             .expect("tarn: exit status 0")
             .forbid("FAILED")
             .forbid_failures(),

@@ -8,7 +8,8 @@
 //! weight-proportional share of the pool, a single thread never more than
 //! one CPU (on 2 CPUs: 33.3 %, 66.7 % and 100 %; on 1: 14.3 %, 28.6 % and
 //! 57.1 %) within ±2 points over 3 s; then a cap of 50 on one domain alone
-//! must hold it at or below 50.5 %. One line per check,
+//! must hold it at or below 50.5 %; the kernel's invariants (isolation
+//! included) must hold. One line per check,
 //! `sched-shares: N passed, M failed`, and power-off with the verdict.
 
 #![no_std]
@@ -38,6 +39,18 @@ struct Tally {
 }
 
 impl Tally {
+    fn record(&mut self, name: &str, ok: bool) {
+        println!(
+            "sched-shares: {name} ... {}",
+            if ok { "ok" } else { "FAILED" }
+        );
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+
     fn check(&mut self, name: &str, share_permille: u64, low: u64, high: u64) {
         let ok = (low..=high).contains(&share_permille);
         println!(
@@ -193,6 +206,10 @@ fn main(arg: u64) {
     tally.check(&name, share, 0, 505);
     stop_capped.store(1, Ordering::Relaxed);
 
+    // No CPU ever started a thread outside its scheduler, and the kernel's
+    // other invariants hold.
+    let consistent = invoke::machine_check_invariants(slot::MACHINE).is_ok_and(|i| i.consistent);
+    tally.record("kernel invariants and isolation hold", consistent);
     let (events, preempts) = pool.counters();
     println!(
         "sched-shares: events by kind {:?}, {preempts} preemptions",
