@@ -2,9 +2,9 @@
 //! pool's CPUs to a `Scheduler`, starts one agent thread per CPU (a system
 //! thread on that CPU, so it runs ahead of dispatched threads whenever it has
 //! work), and drives the policy from the kernel's event rings: every event
-//! goes to `on_event`, every idle CPU gets `pick_next`, every `Preempt`
-//! decision becomes `SchedulerPreempt`, issued by the agent of the CPU it
-//! concerns (a preemption from another CPU stalls the target CPU until it
+//! goes to `on_event`, every idle CPU gets `pick_next` from its own agent
+//! (woken by whichever agent noticed), every `Preempt` decision becomes
+//! `SchedulerPreempt`, issued by the agent of the CPU it concerns (a preemption from another CPU stalls the target CPU until it
 //! enters the kernel; its own agent is already there). The policy state is
 //! shared by the agents under one lock.
 //!
@@ -189,6 +189,13 @@ impl<P: Policy> State<P> {
                 continue;
             }
             let index = self.cpus[i].index;
+            // Every CPU is filled by its own agent: a dispatch to another CPU
+            // would interrupt it (and, under QEMU's icount, make both wait for
+            // each other); its agent is woken instead.
+            if here.is_some_and(|h| h != index) || (here.is_none() && self.cpus.len() > 1) {
+                let _ = syscall::signal(self.cpus[i].notify);
+                continue;
+            }
             let Some(next) = self.policy.pick_next(CpuId(index as u32), self.now_ns) else {
                 continue;
             };
