@@ -269,10 +269,11 @@ fn init_memory(info: &boot::BootInfo) {
     let mut phys = 0;
     while phys < direct_map_end {
         tables
-            .map_large_page(
+            .map(
                 phys_to_virt(phys),
                 phys,
                 flags::WRITABLE | nx | global,
+                true,
                 &mut *frames,
             )
             .expect("memory for the direct map");

@@ -23,8 +23,14 @@ pub mod user;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));
-core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
-core::arch::global_asm!(include_str!("user.S"), options(att_syntax));
+core::arch::global_asm!(
+    concat!(
+        include_str!("frame.S"),
+        include_str!("entry.S"),
+        include_str!("user.S")
+    ),
+    options(att_syntax)
+);
 core::arch::global_asm!(
     include_str!(concat!(env!("OUT_DIR"), "/vectors.S")),
     options(att_syntax)

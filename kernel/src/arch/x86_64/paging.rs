@@ -259,30 +259,20 @@ impl PageTables {
         Ok(table_phys)
     }
 
-    /// Maps one 4 KiB page.
-    pub fn map_page(
+    /// Maps one page: 4 KiB, or 2 MiB when `large`.
+    pub fn map(
         &self,
         virt: u64,
         phys: u64,
         entry_flags: u64,
+        large: bool,
         frames: &mut dyn FrameSource,
     ) -> Result<(), MapError> {
-        let pt = self.walk_create(virt, 0, frames, entry_flags & flags::USER != 0)?;
-        table(pt)[index(virt, 0)] = (phys & ADDRESS_MASK) | entry_flags | flags::PRESENT;
-        Ok(())
-    }
-
-    /// Maps one 2 MiB page.
-    pub fn map_large_page(
-        &self,
-        virt: u64,
-        phys: u64,
-        entry_flags: u64,
-        frames: &mut dyn FrameSource,
-    ) -> Result<(), MapError> {
-        let pd = self.walk_create(virt, 1, frames, entry_flags & flags::USER != 0)?;
-        table(pd)[index(virt, 1)] =
-            (phys & ADDRESS_MASK) | entry_flags | flags::PRESENT | flags::LARGE;
+        let level = u32::from(large);
+        let leaf = self.walk_create(virt, level, frames, entry_flags & flags::USER != 0)?;
+        let size_flag = if large { flags::LARGE } else { 0 };
+        table(leaf)[index(virt, level)] =
+            (phys & ADDRESS_MASK) | entry_flags | flags::PRESENT | size_flag;
         Ok(())
     }
 
@@ -296,7 +286,13 @@ impl PageTables {
     ) -> Result<(), MapError> {
         let mut offset = 0;
         while phys.start + offset < phys.end {
-            self.map_page(virt + offset, phys.start + offset, entry_flags, frames)?;
+            self.map(
+                virt + offset,
+                phys.start + offset,
+                entry_flags,
+                false,
+                frames,
+            )?;
             offset += PAGE_SIZE;
         }
         Ok(())

@@ -7,10 +7,10 @@ use crate::harness::{Env, Outcome, Pass, Shared, Test};
 use crate::{ensure, expect, expect_err};
 use alloc::string::String;
 use tarn_rt::abi::invocation::ThreadState;
-use tarn_rt::abi::sched::{Event, EventKind, EventRing, DISPATCH_QUEUE_LEN};
+use tarn_rt::abi::sched::{Event, EventKind, DISPATCH_QUEUE_LEN};
 use tarn_rt::abi::{Error, ObjectType, Rights};
-use tarn_rt::arch::probe_read;
 use tarn_rt::invoke;
+use tarn_rt::sched::RingReader;
 use tarn_rt::{println, ThreadOptions};
 
 pub const TESTS: &[Test] = &[
@@ -29,9 +29,8 @@ pub const TESTS: &[Test] = &[
 struct Bound {
     scheduler: u64,
     cpu_cap: u64,
-    ring_vaddr: u64,
     notify: u64,
-    tail: u64,
+    ring: RingReader,
 }
 
 impl Bound {
@@ -46,36 +45,29 @@ impl Bound {
         let notify = env.notification()?;
         invoke::scheduler_bind_cpu(scheduler, cpu_cap, ring, notify)
             .map_err(|e| alloc::format!("bind: {e:?}"))?;
+        Bound::over(scheduler, cpu_cap, ring_vaddr, notify)
+    }
+
+    /// The view of a CPU bound elsewhere in the test.
+    fn over(scheduler: u64, cpu_cap: u64, ring_vaddr: u64, notify: u64) -> Result<Bound, String> {
+        let ring = RingReader::new(ring_vaddr)
+            .ok_or_else(|| String::from("ring outside the free window"))?;
         Ok(Bound {
             scheduler,
             cpu_cap,
-            ring_vaddr,
             notify,
-            tail: 0,
+            ring,
         })
-    }
-
-    fn head(&self) -> u64 {
-        probe_read(self.ring_vaddr)
     }
 
     /// The next event, waiting up to ~5 s.
     fn next(&mut self, env: &Env) -> Result<Event, String> {
-        env.wait_until("an event", || self.head() > self.tail)?;
-        let index = (self.tail % tarn_rt::abi::sched::RING_CAPACITY as u64) as usize;
-        let base =
-            self.ring_vaddr + core::mem::offset_of!(EventRing, events) as u64 + index as u64 * 32;
-        let word0 = probe_read(base);
-        let event = Event {
-            kind: word0 as u32,
-            cpu: (word0 >> 32) as u32,
-            thread: probe_read(base + 8),
-            timestamp_ns: probe_read(base + 16),
-            ran_ns: probe_read(base + 24),
-        };
-        self.tail += 1;
-        tarn_rt::arch::probe_write(self.ring_vaddr + 8, self.tail);
-        Ok(event)
+        let mut event = None;
+        env.wait_until("an event", || {
+            event = self.ring.pop();
+            event.is_some()
+        })?;
+        event.ok_or_else(|| String::from("no event"))
     }
 
     /// Skips events until one of `kind` (for `thread`, 0 = any) arrives.
@@ -356,13 +348,7 @@ fn revoke_evicts(env: &mut Env) -> Outcome {
         invoke::scheduler_bind_cpu(scheduler, derived, ring, notify),
         Ok(())
     );
-    let mut bound = Bound {
-        scheduler,
-        cpu_cap: derived,
-        ring_vaddr,
-        notify,
-        tail: 0,
-    };
+    let mut bound = Bound::over(scheduler, derived, ring_vaddr, notify)?;
     let shared = Shared::new();
     let thread = counter(env, &shared)?;
     expect!(invoke::scheduler_adopt(scheduler, thread.tcb, 5), Ok(()));
