@@ -69,6 +69,9 @@ struct CpuDispatch {
     /// Tick period and next tick (TSC), 0 = none.
     tick_ticks: u64,
     next_tick: u64,
+    /// The system thread running on the head entry's time while the entry's
+    /// thread waits for its reply (IPC donation; 0 = none).
+    donated_to: u64,
 }
 
 const UNBOUND: CpuDispatch = CpuDispatch {
@@ -88,6 +91,7 @@ const UNBOUND: CpuDispatch = CpuDispatch {
     empty_reported: false,
     tick_ticks: 0,
     next_tick: 0,
+    donated_to: 0,
 };
 
 static CPUS: BklCell<[CpuDispatch; MAX_CPUS]> = BklCell::new([UNBOUND; MAX_CPUS]);
@@ -184,9 +188,23 @@ pub fn head_entry(guard: &mut KernelGuard, cpu: usize) -> Option<(u64, u64)> {
             end_entry(guard, cpu, EventKind::Evicted);
             continue;
         }
+        let mut run = entry.thread;
         if tcb::ctl(guard, entry.thread).state != ThreadState::Runnable as u64 {
-            end_entry(guard, cpu, EventKind::Blocked);
-            continue;
+            // Still lent to a server that owes the entry's thread its reply?
+            let server = d.donated_to;
+            let lent = server != 0 && {
+                let caller = *tcb::ctl(guard, entry.thread);
+                caller.state == ThreadState::BlockedOnReply as u64
+                    && caller.reply_from == server
+                    && tcb::ctl(guard, server).state == ThreadState::Runnable as u64
+            };
+            if !lent {
+                end_entry(guard, cpu, EventKind::Blocked);
+                continue;
+            }
+            run = server;
+        } else if d.donated_to != 0 {
+            CPUS.get(guard)[cpu].donated_to = 0;
         }
         let now = cpu::rdtsc();
         let remaining = entry.budget_ns.saturating_sub(d.ran_ns);
@@ -199,8 +217,8 @@ pub fn head_entry(guard: &mut KernelGuard, cpu: usize) -> Option<(u64, u64)> {
             state.started = now;
         }
         let deadline = state.started + timer::ns_to_tsc(remaining).max(1);
-        tcb::ctl(guard, entry.thread).cpu = cpu as u64;
-        return Some((entry.thread, deadline));
+        tcb::ctl(guard, run).cpu = cpu as u64;
+        return Some((run, deadline));
     }
 }
 
@@ -215,9 +233,33 @@ pub fn pause(guard: &mut KernelGuard, cpu: usize) {
     }
 }
 
+/// A dispatched `caller`, running its entry on this CPU, has just called
+/// `server`, which received the message: if `server` is a system thread, it
+/// runs on the caller's entry (its CPU, budget and account) until it replies,
+/// and `true` is returned; otherwise the caller takes the normal path.
+pub fn donate(guard: &mut KernelGuard, caller: u64, server: u64) -> bool {
+    let cpu = sched::this_cpu();
+    if running_entry(guard, cpu) != Some(caller) || tcb::ctl(guard, server).scheduler != 0 {
+        return false;
+    }
+    let s = tcb::ctl(guard, server);
+    s.state = ThreadState::Runnable as u64;
+    s.cpu = cpu as u64;
+    CPUS.get(guard)[cpu].donated_to = server;
+    true
+}
+
 /// Ends CPU `cpu`'s head entry and reports `kind` with its run time.
 fn end_entry(guard: &mut KernelGuard, cpu: usize, kind: EventKind) {
     pause(guard, cpu);
+    let donated_to = core::mem::take(&mut CPUS.get(guard)[cpu].donated_to);
+    if donated_to != 0 && tcb::ctl(guard, donated_to).state == ThreadState::Runnable as u64 {
+        // The entry ends while its server still runs: the server finishes
+        // as what it is, a system thread (on this CPU's FIFO).
+        if sched::current_on(guard, cpu) != donated_to {
+            sched::make_runnable(guard, donated_to);
+        }
+    }
     let d = &mut CPUS.get(guard)[cpu];
     if d.len == 0 {
         return;

@@ -351,7 +351,11 @@ pub fn send(
             .pop(guard)
             .expect("receiver queue is non-empty");
         rendezvous(guard, sender, receiver, info, badge, flags, phys);
-        sched::make_runnable(guard, receiver);
+        // A dispatched caller lends its entry to a system server: the server
+        // runs on the caller's CPU, budget and account (IPC donation).
+        if !(call && crate::dispatch::donate(guard, sender, receiver)) {
+            sched::make_runnable(guard, receiver);
+        }
         return Ok(());
     }
     if !blocking {

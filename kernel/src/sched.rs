@@ -58,6 +58,11 @@ pub fn this_cpu() -> usize {
     percpu::current().index as usize
 }
 
+/// The thread running on CPU `cpu` (0 = none).
+pub fn current_on(guard: &mut KernelGuard, cpu: usize) -> u64 {
+    CPUS.get(guard)[cpu].current
+}
+
 /// The thread running on this CPU (0 = none).
 pub fn current(guard: &mut KernelGuard) -> u64 {
     CPUS.get(guard)[this_cpu()].current
@@ -301,6 +306,8 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         }
         if state.current == 0 && state.run_head != 0 {
             let next = state.run_head;
+            // A system thread of this CPU's own: the entry's clock stops.
+            crate::dispatch::pause(&mut guard, cpu);
             dequeue(&mut guard, next);
             let s = &mut CPUS.get(&mut guard)[cpu];
             s.current = next;

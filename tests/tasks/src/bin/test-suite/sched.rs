@@ -23,6 +23,7 @@ pub const TESTS: &[Test] = &[
     ("sched_revoke_cpu_evicts_queue", revoke_evicts),
     ("sched_release_returns_to_system_fifo", release),
     ("sched_preempt_ends_running_entry", preempt),
+    ("sched_call_donates_entry_to_server", donation),
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
@@ -444,5 +445,89 @@ fn preempt(env: &mut Env) -> Outcome {
     );
     shared.set(1, 1);
     expect!(invoke::tcb_suspend(thread.tcb), Ok(()));
+    Ok(Pass::Ok)
+}
+
+fn donation(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let mut bound = Bound::new(env, 0)?;
+    let endpoint = env.endpoint()?;
+    // A system-thread server (its home CPU is the last one) that does a
+    // fixed amount of work per request (about a million instructions),
+    // counted in shared word 2.
+    let shared = Shared::new();
+    let server_shared = shared.clone();
+    let home = env.cpus - 1;
+    let server = env.spawn(
+        ThreadOptions {
+            cpu: Some(home),
+            ..Default::default()
+        },
+        move || {
+            let mut message = tarn_rt::recv(endpoint);
+            while message.is_ok() {
+                for _ in 0..100_000 {
+                    server_shared.bump(2);
+                }
+                message =
+                    tarn_rt::reply_recv(endpoint, tarn_rt::abi::MessageInfo::new(0, 0, 0), [0; 4]);
+            }
+        },
+    )?;
+    env.wait_state(server.tcb, ThreadState::BlockedOnReceive)?;
+    // The dispatched caller: one call, then it yields (ending its entry).
+    let caller_shared = shared.clone();
+    let caller = env.spawn(
+        ThreadOptions {
+            cpu: Some(0),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let _ = tarn_rt::call(endpoint, tarn_rt::abi::MessageInfo::new(0, 0, 0), [0; 4]);
+            caller_shared.set(3, 1);
+            tarn_rt::yield_now();
+            while caller_shared.get(1) == 0 {
+                tarn_rt::yield_now();
+            }
+        },
+    )?;
+    expect!(
+        invoke::scheduler_adopt(bound.scheduler, caller.tcb, 21),
+        Ok(())
+    );
+    expect!(invoke::tcb_resume(caller.tcb), Ok(()));
+    bound.expect(env, EventKind::Woken, 21)?;
+    expect!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, caller.tcb, 1_000_000_000),
+        Ok(())
+    );
+    // With donation the server works on the caller's entry: the entry does
+    // not end when the caller blocks in its call; it ends at the yield, and
+    // its run time includes the server's work.
+    let ended = bound.next(env)?;
+    ensure!(
+        ended.kind == EventKind::Yielded as u32 && ended.thread == 21,
+        "the caller's entry ended with kind {} (thread {}) instead of its yield",
+        ended.kind,
+        ended.thread
+    );
+    ensure!(
+        shared.get(3) == 1 && shared.get(2) > 0,
+        "the call did not complete"
+    );
+    // The caller itself runs a few microseconds; the server's million
+    // instructions are in the entry's account.
+    ensure!(
+        ended.ran_ns >= 200_000,
+        "the entry ran {} ns, without the server's work",
+        ended.ran_ns
+    );
+    shared.set(1, 1);
+    let _ = invoke::scheduler_release(bound.scheduler, caller.tcb);
+    let _ = invoke::tcb_suspend(caller.tcb);
+    let _ = invoke::tcb_suspend(server.tcb);
     Ok(Pass::Ok)
 }
