@@ -127,7 +127,8 @@ pub enum Invocation {
     SchedulerSetTick = 65,
     /// Scheduler. MR0 = Tcb cptr (adopted by this scheduler). Reply MR0 =
     /// [`ThreadState`], MR1 = thread id, MR2 = CPU index + 1 of the queue it is
-    /// in (0 = none), MR3 = total ns it has run while adopted. For
+    /// in (0 = none), MR3 = total ns it has run while adopted (including the
+    /// entry in progress). For
     /// resynchronising after an event-ring overflow.
     SchedulerQueryThread = 66,
     /// Scheduler. MR0 = CPU index (bound to this scheduler). Ends the CPU's

@@ -32,6 +32,7 @@
 pub mod boot;
 pub mod invocation;
 pub mod sched;
+pub mod sched_protocol;
 
 pub use invocation::Invocation;
 

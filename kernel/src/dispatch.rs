@@ -626,10 +626,18 @@ pub fn invoke_scheduler(
         Invocation::SchedulerQueryThread => {
             let thread = adopted_tcb(guard, caller, scheduler, caller.mr(0))?;
             let t = *tcb::ctl(guard, thread);
-            caller.set_reply(
-                guard,
-                &[t.state, t.thread_id, t.entry_cpu, t.adopted_ran_ns],
-            );
+            // Exact to now: finished entries plus the one in progress.
+            let mut ran = t.adopted_ran_ns;
+            if t.entry_cpu != 0 {
+                let d = CPUS.get(guard)[(t.entry_cpu - 1) as usize];
+                if d.len > 0 && d.queue[d.head].thread == thread {
+                    ran += d.ran_ns;
+                    if d.started != 0 {
+                        ran += timer::tsc_to_ns(cpu::rdtsc().saturating_sub(d.started));
+                    }
+                }
+            }
+            caller.set_reply(guard, &[t.state, t.thread_id, t.entry_cpu, ran]);
             Ok(())
         }
         _ => Err(Error::IllegalOperation),

@@ -65,7 +65,7 @@ fn main(arg: u64) {
             info,
             &mut resources,
             "test-suite",
-            &["test-helper"],
+            &["test-helper", "sched-server"],
             SUITE_PORTS,
             true,
         );

@@ -345,6 +345,37 @@ impl<P: Policy + Send + 'static> Pool<P> {
         Ok(())
     }
 
+    /// Releases thread `thread_id`: it leaves the policy and returns to the
+    /// system FIFO.
+    pub fn remove_thread(&self, thread_id: u64) -> Result<(), ServerError> {
+        let mut s = self.state.lock();
+        let tcb = s
+            .tcbs
+            .remove(&thread_id)
+            .ok_or(ServerError::Kernel(Error::InvalidCapability))?;
+        let now = s.now_ns;
+        s.policy.remove_thread(ThreadId(thread_id), now);
+        invoke::scheduler_release(self.scheduler, tcb)?;
+        s.fill(None);
+        Ok(())
+    }
+
+    /// The TCB capability of thread `thread_id`, if it is in the pool.
+    pub fn thread(&self, thread_id: u64) -> Option<CPtr> {
+        self.state.lock().tcbs.get(&thread_id).copied()
+    }
+
+    /// Sets the pool's parameters (validated by the policy).
+    pub fn set_pool_params(
+        &self,
+        params: &tarn_sched_servers::PoolParams,
+    ) -> Result<(), ServerError> {
+        let mut s = self.state.lock();
+        s.policy.set_pool_params(params)?;
+        s.fill(None);
+        Ok(())
+    }
+
     /// Dispatch calls the kernel refused (isolation or state errors; 0 in a
     /// healthy pool).
     pub fn dispatch_errors(&self) -> u64 {

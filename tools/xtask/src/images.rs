@@ -58,6 +58,11 @@ pub const USER_IMAGES: &[UserImage] = &[
         package: "tarn-test-tasks",
         binary: "sched-shares",
     },
+    UserImage {
+        module: "sched-server",
+        package: "tarn-sched-server",
+        binary: "sched-server",
+    },
 ];
 
 /// The packages of [`USER_IMAGES`], each once, in order.
@@ -114,10 +119,23 @@ pub fn build_images(ctx: &Ctx) -> Result<Images> {
     if !packages.is_empty() {
         cargo_build(ctx, &packages, &[])?;
     }
+    // Boot modules travel stripped: debug information is for the host (gdb
+    // reads the unstripped files), and every page of a module costs the root
+    // task a capability slot.
+    let stripped_dir = ctx.xtask_dir().join("modules");
+    std::fs::create_dir_all(&stripped_dir)
+        .map_err(|e| format!("{}: {e}", stripped_dir.display()))?;
     let mut modules = Vec::new();
     for image in USER_IMAGES {
         let path = built(ctx, image.binary)?;
-        modules.push(format!("{}={}", image.module, path.display()));
+        let stripped = stripped_dir.join(image.binary);
+        run_checked(
+            std::process::Command::new("objcopy")
+                .arg("--strip-debug")
+                .arg(&path)
+                .arg(&stripped),
+        )?;
+        modules.push(format!("{}={}", image.module, stripped.display()));
     }
     let modules = modules.join(";");
     cargo_build(ctx, &[KERNEL_PACKAGE], &[("TARN_BOOT_MODULES", &modules)])?;

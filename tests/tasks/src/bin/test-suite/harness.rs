@@ -95,6 +95,8 @@ pub struct Env {
     pub sleeper: CPtr,
     /// The helper program, if the root passed it on.
     pub helper_elf: Option<&'static [u8]>,
+    /// The scheduler-server program, if the root passed it on.
+    pub sched_server_elf: Option<&'static [u8]>,
     /// The suite's first Cpu capability (CPU i at + i), if it was given any.
     pub cpu_caps: Option<CPtr>,
     next_vaddr: u64,
@@ -113,6 +115,7 @@ impl Env {
             cpus: info.cpu_count,
             sleeper,
             helper_elf,
+            sched_server_elf: info.module("sched-server").map(tarn_rt::module_bytes),
             cpu_caps: (info.first_cpu_slot != 0).then_some(info.first_cpu_slot),
             next_vaddr: TEST_VADDR_BASE,
         })

@@ -8,6 +8,7 @@ use crate::{ensure, expect, expect_err};
 use alloc::string::String;
 use tarn_rt::abi::invocation::ThreadState;
 use tarn_rt::abi::sched::{Event, EventKind, DISPATCH_QUEUE_LEN};
+use tarn_rt::abi::sched_protocol::{self, SchedError, SchedReply, SchedRequest};
 use tarn_rt::abi::{Error, ObjectType, Rights};
 use tarn_rt::invoke;
 use tarn_rt::sched::RingReader;
@@ -24,6 +25,7 @@ pub const TESTS: &[Test] = &[
     ("sched_release_returns_to_system_fifo", release),
     ("sched_preempt_ends_running_entry", preempt),
     ("sched_call_donates_entry_to_server", donation),
+    ("sched_server_process_protocol", server_process),
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
@@ -529,5 +531,170 @@ fn donation(env: &mut Env) -> Outcome {
     let _ = invoke::scheduler_release(bound.scheduler, caller.tcb);
     let _ = invoke::tcb_suspend(caller.tcb);
     let _ = invoke::tcb_suspend(server.tcb);
+    Ok(Pass::Ok)
+}
+
+/// One request to the scheduler-server process; its reply.
+fn ask(endpoint: u64, label: u64, words: &[u64], caps: &[u64]) -> Result<SchedReply, String> {
+    let (info, registers) = tarn_rt::syscall::load(label, words, caps);
+    let reply =
+        tarn_rt::call(endpoint, info, registers).map_err(|e| alloc::format!("call: {e:?}"))?;
+    let length = reply.info.length().min(sched_protocol::MAX_WORDS);
+    let mut out = [0u64; sched_protocol::MAX_WORDS];
+    for (i, word) in out.iter_mut().enumerate().take(length) {
+        *word = if i < 4 {
+            reply.mrs[i]
+        } else {
+            tarn_rt::ipc_buffer::mr(i)
+        };
+    }
+    let mut scratch = [0u8; sched_protocol::MAX_WORDS * 8];
+    sched_protocol::decode(&out[..length], &mut scratch)
+        .ok_or_else(|| String::from("undecodable reply"))
+}
+
+fn request(endpoint: u64, request: &SchedRequest, caps: &[u64]) -> Result<SchedReply, String> {
+    let mut words = [0u64; sched_protocol::MAX_WORDS];
+    let count =
+        sched_protocol::encode(request, &mut words).ok_or_else(|| String::from("encode"))?;
+    ask(endpoint, sched_protocol::LABEL, &words[..count], caps)
+}
+
+fn server_process(env: &mut Env) -> Outcome {
+    let (Some(first), Some(elf)) = (env.cpu_caps, env.sched_server_elf) else {
+        return Ok(Pass::Skipped(
+            "no Cpu capabilities or no sched-server module",
+        ));
+    };
+    // The server gets the last CPU (its capability derived from the suite's,
+    // so revoking the suite's takes the CPU back) and a request endpoint.
+    let endpoint = env.endpoint()?;
+    let caps = [tarn_rt::CapGrant {
+        source: endpoint,
+        dest: 9,
+        rights: Rights::READ,
+        badge: 0,
+    }];
+    let cpu = env.cpus - 1;
+    let (memory, phys) = env
+        .res
+        .create_untyped(21)
+        .map_err(|e| alloc::format!("untyped: {e:?}"))?;
+    let untyped = [tarn_rt::UntypedGrant {
+        cptr: memory,
+        phys,
+        size_bits: 21,
+    }];
+    let config = tarn_rt::ProcessConfig {
+        elf,
+        caps: &caps,
+        untyped: &untyped,
+        cmdline: "policy=credit",
+        cpu_count: 1,
+        cpu_caps: Some(first + cpu),
+        ..tarn_rt::ProcessConfig::default()
+    };
+    let process = tarn_rt::spawn_process(&mut env.res, &config)
+        .map_err(|e| alloc::format!("spawn: {e:?}"))?;
+    let client = env.copy(endpoint, Rights::WRITE.union(Rights::GRANT))?;
+    env.wait_state(process.tcb, ThreadState::BlockedOnReceive)?;
+    // Garbage and foreign labels are refused, the server stays up.
+    expect!(
+        ask(client, sched_protocol::LABEL, &[u64::MAX; 3], &[])?,
+        SchedReply::Error(SchedError::Malformed)
+    );
+    expect!(
+        ask(client, 0x1234, &[], &[])?,
+        SchedReply::Error(SchedError::Malformed)
+    );
+    // Invalid parameters are refused with the reason.
+    let weight0 = SchedRequest::SetCredit {
+        domain: 1,
+        weight: 0,
+        cap_pct: 0,
+    };
+    expect!(
+        request(client, &weight0, &[])?,
+        SchedReply::Error(SchedError::InvalidParameter)
+    );
+    let sedf = SchedRequest::SetSedf {
+        domain: 1,
+        period_ns: 10,
+        slice_ns: 5,
+        extra: false,
+    };
+    expect!(
+        request(client, &sedf, &[])?,
+        SchedReply::Error(SchedError::WrongPolicy)
+    );
+    let add = SchedRequest::AddThread {
+        thread_id: 5,
+        domain: 1,
+    };
+    expect!(
+        request(client, &add, &[])?,
+        SchedReply::Error(SchedError::NoThreadCapability)
+    );
+    // A thread handed over runs on the server's CPU, under its policy.
+    let shared = Shared::new();
+    let counter_shared = shared.clone();
+    let thread = env.spawn(
+        ThreadOptions {
+            cpu: Some(cpu),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            while counter_shared.get(1) == 0 {
+                counter_shared.bump(0);
+            }
+        },
+    )?;
+    expect!(
+        request(
+            client,
+            &SchedRequest::SetCredit {
+                domain: 1,
+                weight: 512,
+                cap_pct: 0
+            },
+            &[]
+        )?,
+        SchedReply::Ok
+    );
+    expect!(request(client, &add, &[thread.tcb])?, SchedReply::Ok);
+    let again = SchedRequest::AddThread {
+        thread_id: 5,
+        domain: 1,
+    };
+    let other = env.copy(thread.tcb, Rights::ALL)?;
+    expect!(
+        request(client, &again, &[other])?,
+        SchedReply::Error(SchedError::BadThreadId)
+    );
+    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+    env.wait_until("the handed-over thread to run", || shared.get(0) > 0)?;
+    match request(client, &SchedRequest::QueryThread { thread_id: 5 }, &[])? {
+        SchedReply::ThreadTime { ran_ns } => ensure!(ran_ns > 0, "no run time reported"),
+        other => return Err(alloc::format!("query: {other:?}")),
+    }
+    expect!(
+        request(client, &SchedRequest::QueryThread { thread_id: 6 }, &[])?,
+        SchedReply::Error(SchedError::UnknownThread)
+    );
+    expect!(
+        request(client, &SchedRequest::RemoveThread { thread_id: 5 }, &[])?,
+        SchedReply::Ok
+    );
+    shared.set(1, 1);
+    let _ = invoke::tcb_suspend(thread.tcb);
+    // Take the CPU back: revoking the suite's capability unbinds it.
+    let _ = invoke::tcb_suspend(process.tcb);
+    expect!(
+        invoke::cnode_revoke(tarn_rt::layout::slot::ROOT_CNODE, first + cpu),
+        Ok(())
+    );
+    let (_, _, bound) = invoke::cpu_info(first + cpu).map_err(|e| alloc::format!("{e:?}"))?;
+    expect!(bound, false);
     Ok(Pass::Ok)
 }

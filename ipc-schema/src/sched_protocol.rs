@@ -1,0 +1,213 @@
+//! The scheduler-server protocol: what a client (the pool manager, a tenant,
+//! a test) asks a scheduler server over its request endpoint, and what it
+//! answers. Messages are postcard-encoded into the message words (MR0..),
+//! little-endian, the length in words in the message-info word; a thread
+//! handed to the server travels as the message's one capability (the TCB).
+//!
+//! A request the server cannot decode, or one it refuses, gets a
+//! [`SchedReply::Error`] naming why; nothing changes on the server.
+
+use serde::{Deserialize, Serialize};
+
+/// Message label of every request and reply of this protocol.
+pub const LABEL: u64 = 0x5C4E;
+/// Most message words a request or reply takes.
+pub const MAX_WORDS: usize = 32;
+
+/// A request to a scheduler server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedRequest {
+    /// Adopt the thread whose TCB capability travels with this message, as
+    /// `thread_id` of `domain` (created with default parameters if new).
+    AddThread {
+        /// The id events will carry (non-zero, unique in this server).
+        thread_id: u64,
+        /// Its domain.
+        domain: u32,
+    },
+    /// Release a thread (it returns to the system FIFO).
+    RemoveThread {
+        /// The thread.
+        thread_id: u64,
+    },
+    /// Credit parameters of a domain.
+    SetCredit {
+        /// The domain.
+        domain: u32,
+        /// 1..=65535.
+        weight: u32,
+        /// Percent of one CPU, 0 = no cap.
+        cap_pct: u32,
+    },
+    /// SEDF parameters of a domain.
+    SetSedf {
+        /// The domain.
+        domain: u32,
+        /// Period in ns.
+        period_ns: u64,
+        /// Slice in ns (≤ period).
+        slice_ns: u64,
+        /// May use idle time beyond the slice.
+        extra: bool,
+    },
+    /// Scheduling groups (credit): make `domain` a member of `master`'s
+    /// group, or leave its group with `None`.
+    SetGroup {
+        /// The domain.
+        domain: u32,
+        /// The master.
+        master: Option<u32>,
+    },
+    /// Pool parameters of a credit pool.
+    SetCreditPool {
+        /// 1..=1000 ms.
+        timeslice_ms: u32,
+        /// 0 or 100..=500000 µs, not above the time slice.
+        ratelimit_us: u32,
+    },
+    /// How much CPU time a thread got (ns, from the kernel's accounting).
+    QueryThread {
+        /// The thread.
+        thread_id: u64,
+    },
+}
+
+/// A scheduler server's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedReply {
+    /// Done.
+    Ok,
+    /// A thread's total run time while in this server's pool.
+    ThreadTime {
+        /// ns.
+        ran_ns: u64,
+    },
+    /// Refused; nothing changed.
+    Error(SchedError),
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchedError {
+    /// The message is not a request of this protocol (wrong label, garbled
+    /// or truncated encoding).
+    Malformed,
+    /// `AddThread` without a TCB capability attached.
+    NoThreadCapability,
+    /// The thread id is 0 or already in use.
+    BadThreadId,
+    /// No such thread in this server.
+    UnknownThread,
+    /// The parameters do not belong to this server's policy.
+    WrongPolicy,
+    /// A parameter is out of range (weight, cap, period, slice, time slice,
+    /// rate limit) or a group rule is broken.
+    InvalidParameter,
+    /// SEDF admission control: the reservation does not fit.
+    Infeasible,
+    /// The kernel refused an operation (its error code).
+    Kernel(u64),
+}
+
+/// Encodes `message` into `words` (little-endian bytes); returns the number
+/// of words used, or `None` if it does not fit.
+pub fn encode<T: Serialize>(message: &T, words: &mut [u64]) -> Option<usize> {
+    let mut bytes = [0u8; MAX_WORDS * 8];
+    let used = postcard::to_slice(message, &mut bytes).ok()?.len();
+    let count = used.div_ceil(8);
+    if count > words.len() {
+        return None;
+    }
+    for (word, chunk) in words.iter_mut().zip(bytes[..count * 8].chunks(8)) {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(chunk);
+        *word = u64::from_le_bytes(le);
+    }
+    Some(count)
+}
+
+/// Decodes a message from `words`.
+pub fn decode<'a, T: Deserialize<'a>>(
+    words: &[u64],
+    scratch: &'a mut [u8; MAX_WORDS * 8],
+) -> Option<T> {
+    let count = words.len().min(MAX_WORDS);
+    for (chunk, word) in scratch.chunks_mut(8).zip(&words[..count]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    postcard::from_bytes(&scratch[..count * 8]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let requests = [
+            SchedRequest::AddThread {
+                thread_id: 7,
+                domain: 3,
+            },
+            SchedRequest::SetCredit {
+                domain: 1,
+                weight: 512,
+                cap_pct: 50,
+            },
+            SchedRequest::SetSedf {
+                domain: 2,
+                period_ns: 100_000_000,
+                slice_ns: 10_000_000,
+                extra: true,
+            },
+            SchedRequest::SetGroup {
+                domain: 4,
+                master: Some(1),
+            },
+            SchedRequest::SetCreditPool {
+                timeslice_ms: 30,
+                ratelimit_us: 1000,
+            },
+            SchedRequest::QueryThread {
+                thread_id: u64::MAX,
+            },
+        ];
+        for request in requests {
+            let mut words = [0u64; MAX_WORDS];
+            let count = encode(&request, &mut words).expect("fits");
+            let mut scratch = [0u8; MAX_WORDS * 8];
+            assert_eq!(
+                decode::<SchedRequest>(&words[..count], &mut scratch),
+                Some(request)
+            );
+        }
+        let reply = SchedReply::Error(SchedError::Kernel(20));
+        let mut words = [0u64; MAX_WORDS];
+        let count = encode(&reply, &mut words).expect("fits");
+        let mut scratch = [0u8; MAX_WORDS * 8];
+        assert_eq!(
+            decode::<SchedReply>(&words[..count], &mut scratch),
+            Some(reply)
+        );
+    }
+
+    #[test]
+    fn garbage_does_not_decode() {
+        let mut scratch = [0u8; MAX_WORDS * 8];
+        assert_eq!(decode::<SchedRequest>(&[u64::MAX; 4], &mut scratch), None);
+        assert_eq!(decode::<SchedRequest>(&[], &mut scratch), None);
+        // Seeded random words never panic the decoder.
+        let mut seed = 0x1234_5678_9ABC_DEF0u64;
+        for _ in 0..10_000 {
+            let mut words = [0u64; 6];
+            for w in &mut words {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *w = seed;
+            }
+            let length = (seed % 7) as usize;
+            let _ = decode::<SchedRequest>(&words[..length], &mut scratch);
+        }
+    }
+}
