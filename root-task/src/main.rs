@@ -71,7 +71,10 @@ fn main(arg: u64) {
         );
     } else if words.contains(&"fuzz") {
         run_child(info, &mut resources, "fuzz", &[], FUZZ_PORTS, false);
-    } else if words.contains(&"schedtest") {
+    } else if words
+        .iter()
+        .any(|w| *w == "schedtest" || w.starts_with("schedtest="))
+    {
         run_child(info, &mut resources, "sched-shares", &[], FUZZ_PORTS, false);
     } else if words.contains(&"bench") {
         run_child(info, &mut resources, "bench", &["bench"], FUZZ_PORTS, false);

@@ -239,6 +239,20 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("FAILED")
             .forbid_failures(),
     );
+    // SEDF on metal: reservations get exactly their share, an infeasible one
+    // is refused with an error naming it.
+    all.push(
+        Scenario::qemu("sedf_reservations_icount", 1, "schedtest=sedf")
+            .icount()
+            .expect("root: started sched-shares")
+            .expect("does not fit")
+            .expect("sched-shares: sedf 30/50 ms share")
+            .expect("sched-shares: 5 passed, 0 failed")
+            .expect("tarn: exit status 0")
+            .forbid("FAILED")
+            .forbid("warning")
+            .forbid_failures(),
+    );
     // The seeded syscall fuzzer: 100 000 calls on two CPUs, then the
     // kernel's invariants and object accounting are checked.
     all.push(

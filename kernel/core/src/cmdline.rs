@@ -116,8 +116,9 @@ pub struct KernelArgs<'a> {
     pub loglevel: LogLevel,
     /// `fuzz`: run the syscall fuzzer (a root-task option).
     pub fuzz: bool,
-    /// `schedtest`: run credit on metal and measure shares (a root-task option).
-    pub schedtest: bool,
+    /// `schedtest` or `schedtest=credit|sedf`: run a policy on metal and
+    /// measure shares (a root-task option; `schedtest` alone is credit).
+    pub schedtest: Option<&'a str>,
     /// `seed=N`: the fuzzer's seed (a root-task option).
     pub seed: Option<u64>,
     /// `ipc_fastpath=on|off`: whether the IPC fastpath is used (default on).
@@ -245,7 +246,13 @@ impl<'a> KernelArgs<'a> {
             Key::Test => self.test = flag(value)?,
             Key::Bench => self.bench = flag(value)?,
             Key::Fuzz => self.fuzz = flag(value)?,
-            Key::SchedTest => self.schedtest = flag(value)?,
+            Key::SchedTest => {
+                self.schedtest = Some(match value {
+                    None | Some("credit") => "credit",
+                    Some("sedf") => "sedf",
+                    Some(_) => return Err(()),
+                });
+            }
             Key::Seed => self.seed = Some(value.and_then(|v| v.parse::<u64>().ok()).ok_or(())?),
             Key::IpcFastpath => {
                 self.ipc_fastpath = Some(match value {

@@ -88,7 +88,7 @@ fn spinner(res: &mut Resources, stop: &Arc<AtomicU64>) -> tarn_rt::Thread {
     .expect("spawn a spinner")
 }
 
-fn ran_ns(pool: &Pool<Credit>, tcb: u64) -> u64 {
+fn ran_ns<P: tarn_sched_servers::Policy + Send>(pool: &Pool<P>, tcb: u64) -> u64 {
     invoke::scheduler_query_thread(pool.scheduler(), tcb)
         .map(|q| q.ran_ns)
         .unwrap_or(0)
@@ -111,6 +111,15 @@ fn main(arg: u64) {
     let sleeper = res
         .create(ObjectType::Notification, 0)
         .expect("notification");
+    if info
+        .cmdline()
+        .split_whitespace()
+        .any(|w| w == "schedtest=sedf")
+    {
+        sedf(&mut res, info, sleeper, &mut tally);
+        finish(&tally);
+        return;
+    }
     let pool_cpus = info.cpu_count.min(2);
     let cpus: Vec<PoolCpu> = (0..pool_cpus)
         .map(|i| PoolCpu {
@@ -217,11 +226,7 @@ fn main(arg: u64) {
     );
     let errors = pool.dispatch_errors();
     println!("sched-shares: {errors} dispatch errors");
-    println!(
-        "sched-shares: {} passed, {} failed",
-        tally.passed, tally.failed
-    );
-    let _ = invoke::machine_power_off(slot::MACHINE, if tally.failed == 0 { 0 } else { 1 });
+    finish(&tally);
 }
 
 /// Weight-proportional shares (per mille of one CPU) of `cpus` CPUs, no
@@ -252,4 +257,91 @@ fn water_fill(weights: &[u32], cpus: u64) -> Vec<u64> {
             return shares;
         }
     }
+}
+
+fn finish(tally: &Tally) {
+    println!(
+        "sched-shares: {} passed, {} failed",
+        tally.passed, tally.failed
+    );
+    let _ = invoke::machine_power_off(slot::MACHINE, if tally.failed == 0 { 0 } else { 1 });
+}
+
+/// SEDF on metal (one CPU): reservations of 10 ms every 100 ms and 30 ms
+/// every 50 ms, no extra time, are admitted and each CPU-bound domain gets
+/// exactly its reservation (10 % and 60 %); a third of 20 ms every 40 ms
+/// does not fit (the CPU would be 120 % booked) and is refused, naming it.
+fn sedf(res: &mut Resources, info: &tarn_rt::abi::boot::BootInfo, sleeper: u64, tally: &mut Tally) {
+    use tarn_sched_server::ServerError;
+    use tarn_sched_servers::sedf::Sedf;
+    use tarn_sched_servers::PolicyError;
+    const MS: u64 = 1_000_000;
+    let cpus = [PoolCpu {
+        index: 0,
+        cap: info.first_cpu_slot,
+    }];
+    println!("sched-shares: sedf pool on 1 CPU");
+    let pool = match Pool::start(res, Sedf::new(), &cpus, FREE_WINDOW_BASE + 0x4000_0000) {
+        Ok(pool) => pool,
+        Err(error) => {
+            println!("sched-shares: FAILED to start the pool: {error:?}");
+            tally.failed += 1;
+            return;
+        }
+    };
+    let reservations = [(1u32, 10 * MS, 100 * MS), (2, 30 * MS, 50 * MS)];
+    let stop = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for (domain, slice_ns, period_ns) in reservations {
+        let params = DomainParams::Sedf {
+            period_ns,
+            slice_ns,
+            extra: false,
+        };
+        tally.record(
+            &alloc::format!(
+                "reservation {}/{} ms admitted",
+                slice_ns / MS,
+                period_ns / MS
+            ),
+            pool.set_domain_params(DomainId(domain), &params).is_ok(),
+        );
+        let thread = spinner(res, &stop);
+        pool.add_thread(thread.tcb, u64::from(domain), DomainId(domain))
+            .expect("add thread");
+        invoke::tcb_resume(thread.tcb).expect("resume");
+        threads.push(thread);
+    }
+    let refused = pool.set_domain_params(
+        DomainId(3),
+        &DomainParams::Sedf {
+            period_ns: 40 * MS,
+            slice_ns: 20 * MS,
+            extra: false,
+        },
+    );
+    match &refused {
+        Err(ServerError::Policy(error @ PolicyError::Infeasible { .. })) => {
+            println!("sched-shares: refused: {error}")
+        }
+        other => println!("sched-shares: 20/40 ms answered {other:?}"),
+    }
+    tally.record(
+        "reservation 20/40 ms refused as infeasible",
+        matches!(
+            refused,
+            Err(ServerError::Policy(PolicyError::Infeasible { .. }))
+        ),
+    );
+    pool.kick();
+    let _ = tarn_rt::sleep(sleeper, 100 * MS);
+    let before: Vec<u64> = threads.iter().map(|t| ran_ns(&pool, t.tcb)).collect();
+    let _ = tarn_rt::sleep(sleeper, MEASURE_NS);
+    for (i, (_, slice_ns, period_ns)) in reservations.iter().enumerate() {
+        let share = (ran_ns(&pool, threads[i].tcb) - before[i]) * 1000 / MEASURE_NS;
+        let expected = slice_ns * 1000 / period_ns;
+        let name = alloc::format!("sedf {}/{} ms share", slice_ns / MS, period_ns / MS);
+        tally.check(&name, share, expected.saturating_sub(10), expected + 10);
+    }
+    stop.store(1, Ordering::Relaxed);
 }
