@@ -8,7 +8,7 @@
 //! - `bench`: starts the `bench` module (passing it on, as the IPC server's
 //!   program) and serves its faults;
 //! - otherwise prints `root: ready` and, with `poweroff`, powers off (status
-//!   0); without it, idles.
+//!   0); without it, runs the serial console (`console.rs`).
 //!
 //! A started child gets all untyped memory but half of the largest region
 //! (which the root keeps to build the child), copies of the CPU capabilities,
@@ -22,6 +22,8 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+mod console;
 
 use alloc::vec::Vec;
 use tarn_rt::abi::boot::{BootInfo, ModuleDesc, MAX_UNTYPED};
@@ -83,7 +85,7 @@ fn main(arg: u64) {
         if words.contains(&"poweroff") {
             power_off(0);
         }
-        idle(&mut resources);
+        console::run(info, &mut resources);
     }
 }
 
@@ -246,18 +248,6 @@ fn report_fault(name: &str, message: &Message) {
 }
 
 /// Waits forever on a notification nobody signals.
-fn idle(resources: &mut Resources) -> ! {
-    let notification = resources.create(ObjectType::Notification, 0);
-    loop {
-        match notification {
-            Ok(notification) => {
-                let _ = tarn_rt::wait(notification, 0);
-            }
-            Err(_) => tarn_rt::yield_now(),
-        }
-    }
-}
-
 fn power_off(status: u64) -> ! {
     let result = invoke::machine_power_off(slot::MACHINE, status);
     println!("root: power-off failed: {result:?}");
