@@ -154,11 +154,7 @@ pub fn run(info: &BootInfo, resources: &mut Resources) -> ! {
                     execute(info, command.trim(), sleeper);
                     uart.write(PROMPT);
                 }
-                0x08 | 0x7F => {
-                    if line.pop().is_some() {
-                        uart.write("\x08 \x08");
-                    }
-                }
+                0x08 | 0x7F if line.pop().is_some() => uart.write("\x08 \x08"),
                 byte if (0x20..0x7F).contains(&byte) && line.len() < MAX_LINE => {
                     line.push(char::from(byte));
                     uart.write_byte(byte);
