@@ -105,17 +105,20 @@ impl Queue {
     }
 
     fn remove(self, guard: &mut KernelGuard, thread: u64) {
-        let t = *tcb::ctl(guard, thread);
+        let (prev, next) = {
+            let t = tcb::ctl(guard, thread);
+            (t.ipc_prev, t.ipc_next)
+        };
         let (mut head, mut tail) = self.ends(guard);
-        if t.ipc_prev == 0 {
-            head = t.ipc_next;
+        if prev == 0 {
+            head = next;
         } else {
-            tcb::ctl(guard, t.ipc_prev).ipc_next = t.ipc_next;
+            tcb::ctl(guard, prev).ipc_next = next;
         }
-        if t.ipc_next == 0 {
-            tail = t.ipc_prev;
+        if next == 0 {
+            tail = prev;
         } else {
-            tcb::ctl(guard, t.ipc_next).ipc_prev = t.ipc_prev;
+            tcb::ctl(guard, next).ipc_prev = prev;
         }
         self.set_ends(guard, head, tail);
         let t = tcb::ctl(guard, thread);

@@ -111,18 +111,20 @@ fn enqueue(guard: &mut KernelGuard, cpu: usize, thread: u64) {
 /// Removes `thread` from its CPU's run queue if it is queued, and from
 /// `current` if it is running there (the CPU then reschedules).
 pub fn dequeue(guard: &mut KernelGuard, thread: u64) {
-    let t = *tcb::ctl(guard, thread);
-    let cpu = t.cpu as usize;
-    if t.queued != 0 {
-        if t.sched_prev == 0 {
-            CPUS.get(guard)[cpu].run_head = t.sched_next;
+    let (cpu, queued, prev, next) = {
+        let t = tcb::ctl(guard, thread);
+        (t.cpu as usize, t.queued, t.sched_prev, t.sched_next)
+    };
+    if queued != 0 {
+        if prev == 0 {
+            CPUS.get(guard)[cpu].run_head = next;
         } else {
-            tcb::ctl(guard, t.sched_prev).sched_next = t.sched_next;
+            tcb::ctl(guard, prev).sched_next = next;
         }
-        if t.sched_next == 0 {
-            CPUS.get(guard)[cpu].run_tail = t.sched_prev;
+        if next == 0 {
+            CPUS.get(guard)[cpu].run_tail = prev;
         } else {
-            tcb::ctl(guard, t.sched_next).sched_prev = t.sched_prev;
+            tcb::ctl(guard, next).sched_prev = prev;
         }
         let t = tcb::ctl(guard, thread);
         t.queued = 0;

@@ -17,6 +17,23 @@
 //!     .status(ExpectStatus::Exact(0));
 //! assert_eq!(s.smp, 2);
 //! ```
+//!
+//! A QEMU scenario may also type commands into the root task's serial
+//! console with [`Scenario::exec`]: the runner waits for each
+//! [`CONSOLE_PROMPT`] on the serial output and answers it with the next
+//! command and a carriage return (`cargo xtask run --exec` does the same).
+//! The scenario fails if the console stops prompting before every command
+//! was sent, so the last command should end the run (`poweroff`):
+//!
+//! ```
+//! use tarn_tests::Scenario;
+//! let s = Scenario::qemu("console_help", 1, "")
+//!     .exec(&["help", "info", "poweroff"])
+//!     .expect("tarn> help")
+//!     .expect("tarn: exit status 0")
+//!     .forbid("error: unknown command");
+//! assert_eq!(s.console, ["help", "info", "poweroff"]);
+//! ```
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -30,6 +47,28 @@ pub const BENCH_LINE_PREFIX: &str = "bench: ";
 
 /// How long a scenario may run before its emulator is killed and it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The prompt the root task's serial console prints (no newline) when it
+/// waits for a command line.
+pub const CONSOLE_PROMPT: &str = "tarn> ";
+
+/// Splits a list of console commands (`cargo xtask run --exec "a; b"`) into
+/// the commands, each trimmed, empty ones skipped. Commands are separated by
+/// `;`, and by line breaks too: the console reads one command per line, so a
+/// line break inside a command would make it two.
+///
+/// ```
+/// assert_eq!(tarn_tests::split_commands("help; sleep 10;;poweroff "), [
+///     "help", "sleep 10", "poweroff"
+/// ]);
+/// ```
+pub fn split_commands(list: &str) -> Vec<String> {
+    list.split([';', '\n', '\r'])
+        .map(str::trim)
+        .filter(|command| !command.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 
 /// Which emulator boots a scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +139,9 @@ pub struct Scenario {
     pub expect_status: ExpectStatus,
     /// Wall-clock limit; the emulator is killed and the scenario fails after it.
     pub timeout: Duration,
+    /// Commands typed into the serial console, one after each
+    /// [`CONSOLE_PROMPT`] (QEMU only; empty: the console gets no input).
+    pub console: Vec<String>,
 }
 
 impl Scenario {
@@ -115,6 +157,7 @@ impl Scenario {
             forbid: Vec::new(),
             expect_status: ExpectStatus::Exact(0),
             timeout: DEFAULT_TIMEOUT,
+            console: Vec::new(),
         }
     }
 
@@ -160,6 +203,17 @@ impl Scenario {
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Scenario {
         self.timeout = timeout;
+        self
+    }
+
+    /// Adds commands to type into the serial console: the runner waits for a
+    /// [`CONSOLE_PROMPT`], writes the next command and `\r`, and so on. Each
+    /// item goes through [`split_commands`] (so `"a; b"` is two commands and
+    /// blank ones are dropped). QEMU only: Bochs' serial port is a file here.
+    #[must_use]
+    pub fn exec(mut self, commands: &[&str]) -> Scenario {
+        self.console
+            .extend(commands.iter().flat_map(|c| split_commands(c)));
         self
     }
 
@@ -251,6 +305,31 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid("FAILED")
             .forbid("warning")
+            .forbid_failures(),
+    );
+    // The serial console: commands typed after each prompt, their output,
+    // clear errors for unknown and not-yet-built commands, and power-off.
+    all.push(
+        Scenario::qemu("console_commands", 2, "")
+            .exec(&[
+                "help",
+                "info",
+                "frobnicate 1",
+                "cpupool-list",
+                "sleep x",
+                "sleep 20",
+                "poweroff",
+            ])
+            .expect("tarn> help")
+            .expect("sleep MS")
+            .expect("tarn> info")
+            .expect("cpus            : 2")
+            .expect("invariants      : hold")
+            .expect("error: unknown command 'frobnicate' (try help)")
+            .expect("error: 'cpupool-list': not built yet")
+            .expect("error: sleep: 'x' is not a number of milliseconds")
+            .expect("tarn> poweroff")
+            .expect("tarn: exit status 0")
             .forbid_failures(),
     );
     // The seeded syscall fuzzer: 100 000 calls on two CPUs, then the
@@ -472,6 +551,20 @@ tarn: exit status 0\n";
             assert!(!s.expect_lines.is_empty(), "{}", s.name);
             assert!(!(s.icount && s.emulator == Emulator::Bochs), "{}", s.name);
             assert!(
+                s.console.is_empty() || s.emulator == Emulator::Qemu,
+                "{}: console commands need QEMU",
+                s.name
+            );
+            assert_eq!(
+                s.console,
+                s.console
+                    .iter()
+                    .flat_map(|c| split_commands(c))
+                    .collect::<Vec<_>>(),
+                "{}: console commands must be trimmed, non-empty, without `;` or line breaks",
+                s.name
+            );
+            assert!(
                 s.name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_'),
@@ -507,6 +600,32 @@ tarn: exit status 0\n";
         );
         assert_eq!(exit_status_line("tarn: exit status x\n"), None);
         assert_eq!(exit_status_line("tarn: 1 cpus online\n"), None);
+    }
+
+    #[test]
+    fn commands_split_on_semicolons_and_are_trimmed() {
+        assert_eq!(split_commands("a; b;;c "), ["a", "b", "c"]);
+        assert_eq!(
+            split_commands(" help ; sleep 250;poweroff"),
+            ["help", "sleep 250", "poweroff"]
+        );
+        assert_eq!(split_commands("  info  "), ["info"]);
+        assert!(split_commands("").is_empty());
+        assert!(split_commands(" ; ;\t;").is_empty());
+        assert_eq!(split_commands("a\nb\r\nc"), ["a", "b", "c"]);
+        assert_eq!(
+            split_commands("sleep  10"),
+            ["sleep  10"],
+            "inner spaces stay"
+        );
+    }
+
+    #[test]
+    fn exec_collects_console_commands() {
+        let s = Scenario::qemu("c", 1, "");
+        assert!(s.console.is_empty(), "no console input by default");
+        let s = s.exec(&["help", " info ", ""]).exec(&["sleep 5; poweroff"]);
+        assert_eq!(s.console, ["help", "info", "sleep 5", "poweroff"]);
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! The kernel's last line is `tarn: exit status <N>`; it then writes N to
 //! QEMU's isa-debug-exit port (QEMU exits with `(N << 1) | 1`) and executes
 //! Bochs' magic breakpoint `xchg bx, bx` (the debugger script then quits).
+//!
+//! A QEMU run may type commands into the guest's serial console: xtask then
+//! owns QEMU's stdin and answers each console prompt with the next command
+//! (see [`feed_console`]).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -14,7 +18,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tarn_tests::{exit_status_line, Emulator};
+use tarn_tests::{exit_status_line, Emulator, CONSOLE_PROMPT};
 
 use crate::ctx::{describe, Result};
 use crate::deps::{vga_bios, BOCHS_BIOS};
@@ -61,6 +65,9 @@ pub struct Session<'a> {
     pub live: bool,
     /// Connect our stdin to the guest's serial port (QEMU only).
     pub interactive: bool,
+    /// Commands to type into the guest's serial console, one after each
+    /// [`CONSOLE_PROMPT`] (QEMU only; overrides `interactive`).
+    pub console: &'a [String],
 }
 
 /// What a boot produced.
@@ -75,6 +82,121 @@ pub struct Outcome {
     pub warning: Option<String>,
     /// Wall-clock time from start to exit.
     pub elapsed: Duration,
+    /// How feeding the serial console went (None: no console commands).
+    pub console: Option<ConsoleProgress>,
+}
+
+/// How far [`feed_console`] got.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsoleProgress {
+    /// The commands to send, in order.
+    pub commands: Vec<String>,
+    /// How many prompts appeared on the serial output.
+    pub prompts: usize,
+    /// How many commands were written to the guest.
+    pub sent: usize,
+    /// Why writing to the guest's serial input failed, if it did.
+    pub write_error: Option<String>,
+}
+
+impl ConsoleProgress {
+    /// Why not every command was sent, or None when all were.
+    pub fn shortfall(&self) -> Option<String> {
+        let total = self.commands.len();
+        if let Some(why) = &self.write_error {
+            return Some(format!(
+                "writing console command {} `{}` to the guest failed ({why}); {} of {total} \
+                 commands sent",
+                self.sent + 1,
+                self.commands.get(self.sent).map_or("", String::as_str),
+                self.sent
+            ));
+        }
+        if self.sent >= total {
+            return None;
+        }
+        Some(if self.prompts == 0 {
+            format!(
+                "the console never prompted (no `{CONSOLE_PROMPT}` on the serial output), so \
+                 none of the {total} console commands was sent"
+            )
+        } else {
+            format!(
+                "the console did not prompt again after command {} `{}`; {} of {total} console \
+                 commands sent",
+                self.sent,
+                self.commands[self.sent - 1],
+                self.sent
+            )
+        })
+    }
+
+    /// One line for logs: what was sent.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} of {} commands sent after {} prompts: {:?}",
+            self.sent,
+            self.commands.len(),
+            self.prompts,
+            self.commands
+        )
+    }
+}
+
+/// Types `commands` into a guest's serial console: reads the guest's serial
+/// `output` to its end, handing every piece read to `sink` (the live echo),
+/// and each time another [`CONSOLE_PROMPT`] appears in it (also when split
+/// across reads) writes the next command and `\r` to `input`. Never writes
+/// ahead of a prompt; a prompt after the last command gets nothing. Returns
+/// everything read and how far it got. A write error stops the feeding but
+/// not the reading (the guest's output is still wanted).
+pub fn feed_console(
+    mut output: impl Read,
+    mut input: impl Write,
+    commands: &[String],
+    mut sink: impl FnMut(&[u8]),
+) -> (Vec<u8>, ConsoleProgress) {
+    let prompt = CONSOLE_PROMPT.as_bytes();
+    let mut progress = ConsoleProgress {
+        commands: commands.to_vec(),
+        ..ConsoleProgress::default()
+    };
+    let mut all = Vec::new();
+    // Output before `scanned` holds no (start of a) prompt not yet counted.
+    let mut scanned = 0;
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = match output.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        sink(&buffer[..n]);
+        all.extend_from_slice(&buffer[..n]);
+        while let Some(at) = all[scanned..]
+            .windows(prompt.len())
+            .position(|w| w == prompt)
+        {
+            scanned += at + prompt.len();
+            progress.prompts += 1;
+            if progress.write_error.is_some() {
+                continue;
+            }
+            let Some(command) = commands.get(progress.sent) else {
+                continue;
+            };
+            let mut line = command.clone().into_bytes();
+            line.push(b'\r');
+            match input.write_all(&line).and_then(|()| input.flush()) {
+                Ok(()) => progress.sent += 1,
+                Err(e) => progress.write_error = Some(e.to_string()),
+            }
+        }
+        // Keep a possible prompt prefix at the end for the next read.
+        scanned = scanned.max((all.len() + 1).saturating_sub(prompt.len()));
+    }
+    (all, progress)
 }
 
 /// QEMU's command line for `boot` of `elf`. With `monitor` (an interactive
@@ -312,10 +434,14 @@ fn terminate(child: &mut Child) {
 
 /// Boots under QEMU.
 fn run_qemu(session: &Session, boot: &Boot) -> Result<Outcome> {
+    let feeding = !session.console.is_empty();
+    let monitor = session.interactive && !feeding;
     let mut command = Command::new("qemu-system-x86_64");
     command
-        .args(qemu_args(session.elf, boot, session.interactive))
-        .stdin(if session.interactive {
+        .args(qemu_args(session.elf, boot, monitor))
+        .stdin(if feeding {
+            Stdio::piped()
+        } else if monitor {
             Stdio::inherit()
         } else {
             Stdio::null()
@@ -326,7 +452,23 @@ fn run_qemu(session: &Session, boot: &Boot) -> Result<Outcome> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", describe(&command)))?;
-    let stdout = collect(child.stdout.take().expect("piped"), session.live, false);
+    let guest_output = child.stdout.take().expect("piped");
+    let stdout = if feeding {
+        let guest_input = child.stdin.take().expect("piped");
+        let commands = session.console.to_vec();
+        let live = session.live;
+        thread::spawn(move || {
+            let (output, progress) = feed_console(guest_output, guest_input, &commands, |bytes| {
+                if live {
+                    echo(bytes);
+                }
+            });
+            (output, Some(progress))
+        })
+    } else {
+        let collector = collect(guest_output, session.live, false);
+        thread::spawn(move || (collector.join().unwrap_or_default(), None))
+    };
     let stderr = collect(child.stderr.take().expect("piped"), session.live, true);
     let deadline = session.timeout.map(|t| started + t);
     let status = wait_until(&mut child, deadline).map_err(|e| format!("waiting for qemu: {e}"))?;
@@ -335,12 +477,45 @@ fn run_qemu(session: &Session, boot: &Boot) -> Result<Outcome> {
         terminate(&mut child);
     }
     let elapsed = started.elapsed();
-    let output = String::from_utf8_lossy(&stdout.join().unwrap_or_default()).into_owned();
+    let (output, console) = stdout.join().unwrap_or_default();
+    let output = String::from_utf8_lossy(&output).into_owned();
     let mut diagnostics = format!("$ {}\n", describe(&command));
     diagnostics.push_str(&String::from_utf8_lossy(&stderr.join().unwrap_or_default()));
-    let (verdict, warning) = match status {
-        None => (Err(timeout_message(session.timeout, "qemu")), None),
-        Some(status) => qemu_verdict(status.code(), exit_status_line(&output)),
+    let shortfall = console.as_ref().and_then(ConsoleProgress::shortfall);
+    let (verdict, warning) = match (status, &shortfall) {
+        (None, None) if feeding => (
+            Err(format!(
+                "{}; all {} console commands were sent (end them with `poweroff` to get a \
+                 verdict)",
+                timeout_message(session.timeout, "qemu"),
+                session.console.len()
+            )),
+            None,
+        ),
+        (None, None) => (Err(timeout_message(session.timeout, "qemu")), None),
+        (None, Some(shortfall)) => (
+            Err(format!(
+                "timed out after {} s: {shortfall}; qemu was killed",
+                session.timeout.map_or(0, |t| t.as_secs())
+            )),
+            None,
+        ),
+        (Some(status), _) => {
+            let (verdict, warning) = qemu_verdict(status.code(), exit_status_line(&output));
+            match (verdict, &shortfall) {
+                (Err(why), Some(shortfall)) => (Err(format!("{why}; {shortfall}")), warning),
+                // The kernel stopped before every command was typed: a script
+                // must not mistake that for success.
+                (Ok(status), Some(shortfall)) => (
+                    Err(format!(
+                        "the kernel stopped (exit status {status}) before every console \
+                         command was sent: {shortfall}"
+                    )),
+                    warning,
+                ),
+                (verdict, None) => (verdict, warning),
+            }
+        }
     };
     Ok(Outcome {
         output,
@@ -348,6 +523,7 @@ fn run_qemu(session: &Session, boot: &Boot) -> Result<Outcome> {
         verdict,
         warning,
         elapsed,
+        console,
     })
 }
 
@@ -516,6 +692,7 @@ fn run_bochs(session: &Session, boot: &Boot) -> Result<Outcome> {
         verdict,
         warning,
         elapsed,
+        console: None,
     })
 }
 
@@ -538,6 +715,11 @@ pub fn bochs_exit_message(console: &str) -> Option<String> {
 pub fn run(session: &Session, boot: &Boot) -> Result<Outcome> {
     match boot.emulator {
         Emulator::Qemu => run_qemu(session, boot),
+        Emulator::Bochs if !session.console.is_empty() => Err(
+            "console commands need QEMU: Bochs has no serial input here (its COM1 is an \
+             output-only file)"
+                .to_owned(),
+        ),
         Emulator::Bochs => run_bochs(session, boot),
     }
 }
@@ -553,6 +735,9 @@ pub fn write_log(path: &Path, title: &str, outcome: &Outcome, result: &str) -> R
     text.push_str(&outcome.output);
     if !outcome.output.ends_with('\n') {
         text.push('\n');
+    }
+    if let Some(console) = &outcome.console {
+        let _ = writeln!(text, "=== console: {}", console.summary());
     }
     let _ = writeln!(text, "=== emulator");
     text.push_str(&outcome.diagnostics);
@@ -677,6 +862,212 @@ mod tests {
         assert!(bochs_exit_message("(0) Magic breakpoint\nNext at t=5\n")
             .unwrap()
             .contains("magic breakpoint"));
+    }
+
+    /// A fake guest console: its serial output is scripted in pieces, and
+    /// each line it receives produces a reply. Reader and writer share it.
+    #[derive(Default)]
+    struct FakeGuest {
+        /// Output not yet read, in the pieces `read` returns.
+        pending: std::collections::VecDeque<Vec<u8>>,
+        /// Everything written to the guest's serial input.
+        input: Vec<u8>,
+        /// How much of `input` the guest has consumed.
+        consumed: usize,
+        /// Whether a prompt is showing (a command may be written).
+        prompting: bool,
+        /// Prompts to print in all (the console stops answering after them).
+        prompt_budget: usize,
+        /// Reply to `poweroff` with the verdict and end the output.
+        powered_off: bool,
+    }
+
+    impl FakeGuest {
+        fn prompt(&mut self) {
+            if self.prompt_budget > 0 {
+                self.prompt_budget -= 1;
+                self.prompting = true;
+                // Split the prompt over two reads, as a UART may.
+                self.pending.push_back(b"tar".to_vec());
+                self.pending.push_back(b"n> ".to_vec());
+            }
+        }
+
+        /// Consumes complete input lines (echo, then the reply and a prompt).
+        fn answer(&mut self) {
+            while let Some(end) = self.input[self.consumed..].iter().position(|&b| b == b'\r') {
+                assert!(self.prompting, "a command was written before a prompt");
+                self.prompting = false;
+                let line = self.input[self.consumed..self.consumed + end].to_vec();
+                self.consumed += end + 1;
+                let command = String::from_utf8(line).unwrap();
+                self.pending
+                    .push_back(format!("{command}\r\n").into_bytes());
+                match command.as_str() {
+                    "poweroff" => {
+                        self.pending.push_back(b"tarn: exit status 0\n".to_vec());
+                        self.powered_off = true;
+                    }
+                    "help" => self.pending.push_back(b"commands: help info\r\n".to_vec()),
+                    other => self.pending.push_back(
+                        format!("error: unknown command '{other}' (try help)\r\n").into_bytes(),
+                    ),
+                }
+                if !self.powered_off {
+                    self.prompt();
+                }
+            }
+        }
+    }
+
+    type Shared = std::rc::Rc<std::cell::RefCell<FakeGuest>>;
+    struct GuestOutput(Shared);
+    struct GuestInput(Shared);
+
+    impl Read for GuestOutput {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let mut guest = self.0.borrow_mut();
+            guest.answer();
+            // Nothing left: the emulator exited (or was killed).
+            let Some(piece) = guest.pending.pop_front() else {
+                return Ok(0);
+            };
+            buf[..piece.len()].copy_from_slice(&piece);
+            Ok(piece.len())
+        }
+    }
+
+    impl Write for GuestInput {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().input.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Boots a fake guest that prints `banner`, then at most `prompts`
+    /// prompts, and feeds it `commands`.
+    fn feed_fake(banner: &str, prompts: usize, commands: &[&str]) -> (String, ConsoleProgress) {
+        let guest = Shared::default();
+        {
+            let mut g = guest.borrow_mut();
+            g.prompt_budget = prompts;
+            if !banner.is_empty() {
+                g.pending.push_back(banner.as_bytes().to_vec());
+            }
+            g.prompt();
+        }
+        let commands: Vec<String> = commands.iter().map(|&c| c.to_owned()).collect();
+        let mut echoed = Vec::new();
+        let (output, progress) = feed_console(
+            GuestOutput(guest.clone()),
+            GuestInput(guest.clone()),
+            &commands,
+            |bytes| echoed.extend_from_slice(bytes),
+        );
+        assert_eq!(echoed, output, "everything read is echoed");
+        let input = String::from_utf8(guest.borrow().input.clone()).unwrap();
+        let sent: Vec<String> = commands[..progress.sent]
+            .iter()
+            .map(|c| format!("{c}\r"))
+            .collect();
+        assert_eq!(
+            input,
+            sent.concat(),
+            "exactly the sent commands, each with \\r"
+        );
+        (String::from_utf8(output).unwrap(), progress)
+    }
+
+    #[test]
+    fn console_gets_one_command_per_prompt() {
+        let (output, progress) = feed_fake("root: ready\n", 10, &["help", "frob", "poweroff"]);
+        assert_eq!(progress.sent, 3);
+        assert_eq!(progress.prompts, 3);
+        assert_eq!(progress.shortfall(), None);
+        assert_eq!(
+            output,
+            "root: ready\ntarn> help\r\ncommands: help info\r\n\
+             tarn> frob\r\nerror: unknown command 'frob' (try help)\r\n\
+             tarn> poweroff\r\ntarn: exit status 0\n"
+        );
+        assert_eq!(exit_status_line(&output), Some(0));
+    }
+
+    #[test]
+    fn a_prompt_after_the_last_command_gets_nothing() {
+        let (output, progress) = feed_fake("", 10, &["help"]);
+        assert_eq!((progress.sent, progress.prompts), (1, 2));
+        assert_eq!(progress.shortfall(), None);
+        assert!(output.ends_with("commands: help info\r\ntarn> "));
+    }
+
+    #[test]
+    fn console_that_never_prompts() {
+        let (output, progress) = feed_fake("root: ready\n", 0, &["help", "poweroff"]);
+        assert_eq!(output, "root: ready\n");
+        assert_eq!((progress.sent, progress.prompts), (0, 0));
+        let why = progress.shortfall().unwrap();
+        assert!(why.contains("the console never prompted"), "{why}");
+        assert!(why.contains("none of the 2 console commands"), "{why}");
+    }
+
+    #[test]
+    fn console_that_stops_prompting() {
+        let (_, progress) = feed_fake("", 2, &["help", "info", "poweroff"]);
+        assert_eq!((progress.sent, progress.prompts), (2, 2));
+        let why = progress.shortfall().unwrap();
+        assert!(
+            why.contains("did not prompt again after command 2 `info`; 2 of 3"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn prompts_are_found_in_any_split() {
+        // Every way of cutting the output into two reads, prompt included.
+        let text = b"boot\ntarn> x\r\ntarn> tarn> ";
+        for cut in 0..=text.len() {
+            let pieces = [text[..cut].to_vec(), text[cut..].to_vec()];
+            let mut written = Vec::new();
+            let chained = pieces
+                .iter()
+                .fold(Box::new(io::empty()) as Box<dyn Read>, |r, p| {
+                    Box::new(r.chain(io::Cursor::new(p.clone())))
+                });
+            let commands = [
+                "a".to_owned(),
+                "b".to_owned(),
+                "c".to_owned(),
+                "d".to_owned(),
+            ];
+            let (output, progress) = feed_console(chained, &mut written, &commands, |_| {});
+            assert_eq!(output, text, "cut {cut}");
+            assert_eq!(progress.prompts, 3, "cut {cut}");
+            assert_eq!(written, b"a\rb\rc\r", "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_write_error_stops_feeding_but_not_reading() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let text = b"tarn> tarn> tarn: exit status 3\n";
+        let commands = ["help".to_owned()];
+        let (output, progress) = feed_console(&text[..], Broken, &commands, |_| {});
+        assert_eq!(output, text);
+        assert_eq!((progress.sent, progress.prompts), (0, 2));
+        let why = progress.shortfall().unwrap();
+        assert!(why.contains("writing console command 1 `help`"), "{why}");
     }
 
     #[test]

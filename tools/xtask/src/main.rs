@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tarn_tests::Emulator;
+use tarn_tests::{split_commands, Emulator, CONSOLE_PROMPT};
 
 use ctx::{run_checked, Ctx, Result};
 use emu::{Boot, Session};
@@ -26,6 +26,9 @@ const NO_VERDICT: u8 = 125;
 
 /// Default `run` timeout when stdin is not a terminal (scripts, CI).
 const NONINTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default `run --exec` timeout.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 
 const HELP: &str = "\
 cargo xtask <command> [options]
@@ -40,8 +43,19 @@ commands:
       --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/release/tarn-kernel
                         -ex 'target remote :1234'`
       --timeout SECS    kill the emulator after SECS (default: none on a terminal,
-                        300 otherwise)
+                        300 otherwise; 120 with --exec)
       --elf PATH        boot this ELF instead of building (also for `test`)
+      --exec \"CMD; CMD\" QEMU only: type commands into the root task's serial
+                        console instead of connecting the terminal to it. xtask
+                        waits for each `tarn> ` prompt on the serial output and
+                        answers it with the next command and a carriage return;
+                        after the last one it waits for the kernel's verdict or
+                        the timeout (end with `poweroff`). Commands are split on
+                        `;` (and line breaks) and trimmed; empty ones are
+                        skipped; a repeated --exec appends. The output is still
+                        shown live. Fails (125) if the console never prompts in
+                        time; warns if the kernel exits before all were sent.
+                        e.g. cargo xtask run --exec \"help; info; poweroff\"
     exit status: the kernel's exit status, or 125 without a verdict
   test [options]        host unit tests (cargo test), then every boot scenario
       --filter SUBSTR   only scenarios whose name contains SUBSTR
@@ -62,6 +76,8 @@ struct RunOptions {
     gdb: bool,
     timeout: Option<Duration>,
     elf: Option<PathBuf>,
+    /// Console commands to type after each prompt (`--exec`).
+    exec: Vec<String>,
 }
 
 /// A parsed command line.
@@ -150,9 +166,11 @@ fn parse(words: Vec<String>) -> Result<Command> {
                 gdb: false,
                 timeout: None,
                 elf: None,
+                exec: Vec::new(),
             };
             while let Some((option, inline)) = args.next_option() {
                 match option.as_str() {
+                    "-h" | "--help" => return Ok(Command::Help),
                     "--smp" => {
                         let smp = args.number(&option, inline)?;
                         run.smp = Some(
@@ -163,6 +181,14 @@ fn parse(words: Vec<String>) -> Result<Command> {
                         );
                     }
                     "--append" => run.append = args.value(&option, inline)?,
+                    "--exec" => {
+                        let list = args.value(&option, inline)?;
+                        let commands = split_commands(&list);
+                        if commands.is_empty() {
+                            return Err(format!("--exec: no command in {list:?}"));
+                        }
+                        run.exec.extend(commands);
+                    }
                     "--elf" => run.elf = Some(args.value(&option, inline)?.into()),
                     "--timeout" => {
                         run.timeout = Some(Duration::from_secs(args.number(&option, inline)?));
@@ -189,6 +215,13 @@ fn parse(words: Vec<String>) -> Result<Command> {
                         .to_owned(),
                 );
             }
+            if run.vmx && !run.exec.is_empty() {
+                return Err(
+                    "--exec is QEMU-only: Bochs has no serial input here (its COM1 is an \
+                     output-only file), so xtask cannot type into the console; drop --vmx"
+                        .to_owned(),
+                );
+            }
             if run.vmx && run.gdb {
                 return Err(
                     "--gdb is QEMU-only (Bochs here has its own debugger, not a gdb stub)"
@@ -206,6 +239,7 @@ fn parse(words: Vec<String>) -> Result<Command> {
             };
             while let Some((option, inline)) = args.next_option() {
                 match option.as_str() {
+                    "-h" | "--help" => return Ok(Command::Help),
                     "--filter" => test.filter = Some(args.value(&option, inline)?),
                     "--elf" => test.elf = Some(args.value(&option, inline)?.into()),
                     "--no-host" => {
@@ -225,6 +259,7 @@ fn parse(words: Vec<String>) -> Result<Command> {
             let mut json = false;
             while let Some((option, inline)) = args.next_option() {
                 match option.as_str() {
+                    "-h" | "--help" => return Ok(Command::Help),
                     "--json" => {
                         no_value(&option, inline)?;
                         json = true;
@@ -256,10 +291,14 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         icount: options.icount,
         gdb: options.gdb,
     };
-    let interactive = std::io::stdin().is_terminal();
+    let feeding = !options.exec.is_empty();
+    let interactive = std::io::stdin().is_terminal() && !feeding;
     let timeout = match options.timeout {
         Some(timeout) => Some(timeout),
-        None if interactive || options.gdb => None,
+        // A debugging session is not cut short.
+        None if options.gdb => None,
+        None if feeding => Some(EXEC_TIMEOUT),
+        None if interactive => None,
         None => Some(NONINTERACTIVE_TIMEOUT),
     };
     if options.gdb {
@@ -277,12 +316,21 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     if emulator == Emulator::Bochs && interactive {
         eprintln!("xtask: (Bochs' serial port is output-only here; stdin is not connected)");
     }
+    if feeding {
+        eprintln!(
+            "xtask: typing {} console command(s) {:?}, each after a `{CONSOLE_PROMPT}` prompt{}",
+            options.exec.len(),
+            options.exec,
+            timeout.map_or(String::new(), |t| format!("; timeout {} s", t.as_secs()))
+        );
+    }
     let session = Session {
         elf: &images.kernel,
         work_dir: ctx.xtask_dir().join("runs").join("run"),
         timeout,
         live: true,
         interactive: interactive && emulator == Emulator::Qemu,
+        console: &options.exec,
     };
     let outcome = emu::run(&session, &boot)?;
     if !outcome.output.is_empty() && !outcome.output.ends_with('\n') {
@@ -293,7 +341,12 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         Err(why) => why.clone(),
     };
     let log = ctx.log_path("run");
-    let _ = emu::write_log(&log, "cargo xtask run", &outcome, &summary);
+    let title = if feeding {
+        format!("cargo xtask run --exec {:?}", options.exec.join("; "))
+    } else {
+        "cargo xtask run".to_owned()
+    };
+    let _ = emu::write_log(&log, &title, &outcome, &summary);
     if let Some(warning) = &outcome.warning {
         eprintln!("xtask: warning: {warning}");
     }
@@ -392,6 +445,41 @@ mod tests {
             panic!("run did not parse");
         };
         assert_eq!(run.append, "poweroff frobnicate=1");
+    }
+
+    #[test]
+    fn exec_parses() {
+        let mut line = words("run --exec");
+        line.push(" help ;; sleep 10;poweroff ".into());
+        let Ok(Command::Run(run)) = parse(line) else {
+            panic!("run --exec did not parse");
+        };
+        assert_eq!(run.exec, ["help", "sleep 10", "poweroff"]);
+        let Ok(Command::Run(run)) = parse(words("run --exec=info --exec a;b --timeout 5")) else {
+            panic!("run --exec= did not parse");
+        };
+        assert_eq!(run.exec, ["info", "a", "b"], "repeated --exec appends");
+        assert_eq!(run.timeout, Some(Duration::from_secs(5)));
+        let Ok(Command::Run(run)) = parse(words("run")) else {
+            panic!("run did not parse");
+        };
+        assert!(run.exec.is_empty());
+        let vmx = parse(words("run --vmx --exec help")).err().unwrap();
+        assert!(vmx.contains("Bochs has no serial input"), "{vmx}");
+        assert!(parse(words("run --exec")).is_err());
+        assert!(parse(words("run --exec ;;"))
+            .err()
+            .unwrap()
+            .contains("no command"));
+    }
+
+    #[test]
+    fn help_documents_exec() {
+        assert!(matches!(parse(words("run --help")), Ok(Command::Help)));
+        assert!(matches!(parse(words("run --smp 2 -h")), Ok(Command::Help)));
+        assert!(matches!(parse(words("test --help")), Ok(Command::Help)));
+        assert!(HELP.contains("--exec \"CMD; CMD\""));
+        assert!(HELP.contains("`tarn> ` prompt"));
     }
 
     #[test]

@@ -45,6 +45,26 @@ fn boot_of(scenario: &Scenario) -> Boot {
     }
 }
 
+/// Whether a scenario's run passed: a verdict the scenario accepts, the
+/// expected output, and every console command sent (a console that stopped
+/// prompting early fails the scenario even when the kernel then exited 0).
+fn judge(scenario: &Scenario, outcome: &emu::Outcome) -> std::result::Result<(), String> {
+    let shortfall = outcome
+        .console
+        .as_ref()
+        .and_then(emu::ConsoleProgress::shortfall);
+    let problem = match (&outcome.verdict, shortfall) {
+        // The verdict's message already names a console shortfall.
+        (Err(why), _) => why.clone(),
+        (Ok(status), None) => return check(scenario, &outcome.output, *status),
+        (Ok(_), Some(shortfall)) => shortfall,
+    };
+    Err(match check_output(scenario, &outcome.output) {
+        Ok(()) => problem,
+        Err(also) => format!("{problem}; {also}"),
+    })
+}
+
 /// Boots one scenario, writes its log, and checks it.
 fn run_scenario(
     ctx: &Ctx,
@@ -57,25 +77,25 @@ fn run_scenario(
         timeout: Some(scenario.timeout),
         live: false,
         interactive: false,
+        console: &scenario.console,
     };
     let outcome = match emu::run(&session, &boot_of(scenario)) {
         Ok(outcome) => outcome,
         Err(why) => return (Err(why), Duration::ZERO),
     };
-    let result = match &outcome.verdict {
-        Ok(status) => check(scenario, &outcome.output, *status),
-        Err(why) => Err(match check_output(scenario, &outcome.output) {
-            Ok(()) => why.clone(),
-            Err(also) => format!("{why}; {also}"),
-        }),
-    };
+    let result = judge(scenario, &outcome);
     let title = format!(
-        "scenario {} ({}, smp {}, append {:?}{})",
+        "scenario {} ({}, smp {}, append {:?}{}{})",
         scenario.name,
         scenario.emulator,
         scenario.smp,
         scenario.append,
-        if scenario.icount { ", icount" } else { "" }
+        if scenario.icount { ", icount" } else { "" },
+        if scenario.console.is_empty() {
+            String::new()
+        } else {
+            format!(", console {:?}", scenario.console)
+        }
     );
     let summary = match &result {
         Ok(()) => "PASS".to_owned(),
@@ -221,6 +241,7 @@ pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
             timeout: Some(Duration::from_secs(300)),
             live: false,
             interactive: false,
+            console: &[],
         };
         let outcome = emu::run(&session, &boot)?;
         let log = ctx.log_path(run);
@@ -273,6 +294,59 @@ mod tests {
         assert_eq!(boots.len(), 4);
         assert!(select(all(), Some("no such scenario")).is_empty());
         assert_eq!(select(all(), Some("bochs"))[0].emulator, Emulator::Bochs);
+    }
+
+    fn outcome(
+        output: &str,
+        verdict: std::result::Result<i32, String>,
+        sent: usize,
+        prompts: usize,
+    ) -> emu::Outcome {
+        emu::Outcome {
+            output: output.into(),
+            diagnostics: String::new(),
+            verdict,
+            warning: None,
+            elapsed: Duration::ZERO,
+            console: Some(emu::ConsoleProgress {
+                commands: vec!["help".into(), "poweroff".into()],
+                prompts,
+                sent,
+                write_error: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn console_scenarios_need_every_command_sent() {
+        let s = Scenario::qemu("c", 1, "")
+            .exec(&["help", "poweroff"])
+            .expect("tarn> help")
+            .expect("tarn: exit status 0");
+        let full = "tarn> help\r\n  help\r\ntarn> poweroff\r\ntarn: exit status 0\n";
+        assert_eq!(judge(&s, &outcome(full, Ok(0), 2, 2)), Ok(()));
+        assert!(judge(&s, &outcome(full, Ok(1), 2, 2))
+            .unwrap_err()
+            .contains("exit status 1, expected 0"));
+        let why = judge(&s, &outcome("tarn: exit status 0\n", Ok(0), 0, 0)).unwrap_err();
+        assert!(why.starts_with("the console never prompted"), "{why}");
+        assert!(why.contains("missing expected line `tarn> help`"), "{why}");
+        let why = judge(
+            &s,
+            &outcome("tarn> help\ntarn: exit status 0\n", Ok(0), 1, 1),
+        );
+        assert!(why
+            .unwrap_err()
+            .contains("did not prompt again after command 1 `help`"));
+        let mut plain = outcome(full, Ok(0), 0, 0);
+        plain.console = None;
+        assert_eq!(
+            judge(&s, &plain),
+            Ok(()),
+            "no console progress: nothing to check"
+        );
+        let why = judge(&s, &outcome(full, Err("timed out".into()), 2, 2)).unwrap_err();
+        assert_eq!(why, "timed out");
     }
 
     #[test]
