@@ -1,0 +1,652 @@
+//! Parsers for Xen's configuration text: xlcpupool.cfg (pools) and xl.cfg
+//! (domains), from a file or in the console's inline form
+//! (`name=p1 sched=credit cpus=2-3`). Both forms produce the same structures.
+//!
+//! Syntax (xl's): one `key = value` per line; `#` starts a comment outside
+//! strings; a value is a string in `"` or `'` quotes, a number, a list
+//! `[ v, v, ... ]` (which may span lines), or — as xl's inline arguments allow
+//! — a bare word (`credit`, `2-3`). A bare number is a number: `cpus = 2` asks
+//! for two CPUs, `cpus = "2"` for CPU 2. A trailing `;` is accepted. In the
+//! inline form, settings are separated by whitespace and "line" in errors is
+//! the setting's position (1-based).
+//!
+//! Every error names its line (0 = the whole text, for a missing key) and key;
+//! no input makes a parser panic (fuzzed in the tests).
+
+use crate::pools::{
+    CpuRequest, DomainParams, DomainSpec, PoolError, PoolId, PoolManager, PoolSpec, Sched,
+    SedfParams, MAX_CPUS, POOL0,
+};
+use alloc::collections::BTreeSet;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// What is wrong with a config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// Not `key = value` (the text says what was expected).
+    Syntax(&'static str),
+    /// A string without its closing quote on the same line.
+    UnterminatedString,
+    /// A list without its closing `]`.
+    UnterminatedList,
+    /// A key this kind of config does not know.
+    UnknownKey,
+    /// The key was already set.
+    DuplicateKey,
+    /// The value has the wrong type or range (the text says which).
+    BadValue(&'static str),
+    /// A required key is absent.
+    MissingKey,
+}
+
+/// A config error: where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line (file) or setting position (inline); 0 = whole text.
+    pub line: u32,
+    /// The key concerned, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub kind: ConfigErrorKind,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "line {}: ", self.line)?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        match &self.kind {
+            ConfigErrorKind::Syntax(what) => write!(f, "syntax error: {what}"),
+            ConfigErrorKind::UnterminatedString => f.write_str("unterminated string"),
+            ConfigErrorKind::UnterminatedList => f.write_str("unterminated list"),
+            ConfigErrorKind::UnknownKey => f.write_str("unknown key"),
+            ConfigErrorKind::DuplicateKey => f.write_str("duplicate key"),
+            ConfigErrorKind::BadValue(what) => write!(f, "bad value: {what}"),
+            ConfigErrorKind::MissingKey => f.write_str("missing"),
+        }
+    }
+}
+
+/// A parsed value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// Quoted string or bare word.
+    Str(String),
+    /// Bare decimal number.
+    Int(u64),
+    /// `[ ... ]` of strings and numbers.
+    List(Vec<Value>),
+}
+
+/// One `key = value`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting {
+    /// Line (or inline position) it came from.
+    pub line: u32,
+    /// Its key.
+    pub key: String,
+    /// Its value.
+    pub value: Value,
+}
+
+/// Which textual form is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// A config file: one setting per line.
+    File,
+    /// Console arguments: settings separated by whitespace.
+    Inline,
+}
+
+struct Lexer {
+    chars: Vec<char>,
+    pos: usize,
+    line: u32,
+    form: Form,
+}
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+fn is_bare_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | '+' | '^' | '@')
+}
+
+impl Lexer {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn err(&self, key: Option<&str>, kind: ConfigErrorKind) -> ConfigError {
+        ConfigError {
+            line: self.line,
+            key: key.map(String::from),
+            kind,
+        }
+    }
+
+    /// Skip spaces and tabs (and, inside lists of a file, newlines and
+    /// comments).
+    fn skip_blank(&mut self, newlines: bool) {
+        while let Some(c) = self.peek() {
+            if c == '\n' && newlines {
+                self.line += 1;
+                self.pos += 1;
+            } else if c == '#' && newlines {
+                while matches!(self.peek(), Some(c) if c != '\n') {
+                    self.pos += 1;
+                }
+            } else if c != '\n' && c.is_whitespace() {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn string(&mut self, key: &str, quote: char) -> Result<Value, ConfigError> {
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None | Some('\n') => {
+                    return Err(self.err(Some(key), ConfigErrorKind::UnterminatedString))
+                }
+                Some(c) if c == quote => {
+                    self.pos += 1;
+                    return Ok(Value::Str(out));
+                }
+                Some('\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some('n') => out.push('\n'),
+                        Some(c @ ('\\' | '"' | '\'')) => out.push(c),
+                        None | Some('\n') => {
+                            return Err(self.err(Some(key), ConfigErrorKind::UnterminatedString))
+                        }
+                        Some(_) => {
+                            return Err(
+                                self.err(Some(key), ConfigErrorKind::BadValue("unknown escape"))
+                            )
+                        }
+                    }
+                    self.pos += 1;
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    fn bare(&mut self, key: &str) -> Result<Value, ConfigError> {
+        let start = self.pos;
+        while matches!(self.peek(), Some(c) if is_bare_char(c)) {
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(self.err(Some(key), ConfigErrorKind::Syntax("expected a value")));
+        }
+        let word: String = self.chars[start..self.pos].iter().collect();
+        if word.chars().all(|c| c.is_ascii_digit()) {
+            word.parse::<u64>()
+                .map(Value::Int)
+                .map_err(|_| self.err(Some(key), ConfigErrorKind::BadValue("number too large")))
+        } else {
+            Ok(Value::Str(word))
+        }
+    }
+
+    fn scalar(&mut self, key: &str) -> Result<Value, ConfigError> {
+        match self.peek() {
+            Some(q @ ('"' | '\'')) => self.string(key, q),
+            _ => self.bare(key),
+        }
+    }
+
+    fn value(&mut self, key: &str) -> Result<Value, ConfigError> {
+        if self.peek() != Some('[') {
+            return self.scalar(key);
+        }
+        let open_line = self.line;
+        self.pos += 1;
+        let multiline = self.form == Form::File;
+        let mut items = Vec::new();
+        loop {
+            self.skip_blank(multiline);
+            match self.peek() {
+                None => {
+                    return Err(ConfigError {
+                        line: open_line,
+                        key: Some(key.to_string()),
+                        kind: ConfigErrorKind::UnterminatedList,
+                    })
+                }
+                Some(']') => {
+                    self.pos += 1;
+                    return Ok(Value::List(items));
+                }
+                Some('[') => {
+                    return Err(self.err(Some(key), ConfigErrorKind::Syntax("nested list")))
+                }
+                _ => {}
+            }
+            items.push(self.scalar(key)?);
+            self.skip_blank(multiline);
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some(']') => {}
+                None => {
+                    return Err(ConfigError {
+                        line: open_line,
+                        key: Some(key.to_string()),
+                        kind: ConfigErrorKind::UnterminatedList,
+                    })
+                }
+                Some(_) => {
+                    return Err(self.err(Some(key), ConfigErrorKind::Syntax("expected , or ]")))
+                }
+            }
+        }
+    }
+
+    /// The next setting, or `None` at the end.
+    fn setting(&mut self) -> Result<Option<Setting>, ConfigError> {
+        // Blank lines and comments (file), whitespace (inline).
+        loop {
+            self.skip_blank(false);
+            match self.peek() {
+                None => return Ok(None),
+                Some('\n') if self.form == Form::File => {
+                    self.line += 1;
+                    self.pos += 1;
+                }
+                Some('\n') => self.pos += 1,
+                Some('#') if self.form == Form::File => {
+                    while matches!(self.peek(), Some(c) if c != '\n') {
+                        self.pos += 1;
+                    }
+                }
+                Some(_) => break,
+            }
+        }
+        if self.form == Form::Inline {
+            self.line += 1;
+        }
+        let start = self.pos;
+        while matches!(self.peek(), Some(c) if is_key_char(c)) {
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(self.err(None, ConfigErrorKind::Syntax("expected a key")));
+        }
+        let key: String = self.chars[start..self.pos].iter().collect();
+        self.skip_blank(false);
+        if self.peek() != Some('=') {
+            return Err(self.err(Some(&key), ConfigErrorKind::Syntax("expected =")));
+        }
+        self.pos += 1;
+        self.skip_blank(false);
+        let line = self.line;
+        let value = self.value(&key)?;
+        // End of the setting.
+        match self.form {
+            Form::File => {
+                self.skip_blank(false);
+                if self.peek() == Some(';') {
+                    self.pos += 1;
+                    self.skip_blank(false);
+                }
+                if self.peek() == Some('#') {
+                    while matches!(self.peek(), Some(c) if c != '\n') {
+                        self.pos += 1;
+                    }
+                }
+                match self.peek() {
+                    None => {}
+                    Some('\n') => {
+                        self.line += 1;
+                        self.pos += 1;
+                    }
+                    Some(_) => {
+                        return Err(ConfigError {
+                            line: self.line,
+                            key: Some(key),
+                            kind: ConfigErrorKind::Syntax("text after the value"),
+                        })
+                    }
+                }
+            }
+            Form::Inline => match self.peek() {
+                None => {}
+                Some(c) if c.is_whitespace() => {}
+                Some(_) => {
+                    return Err(ConfigError {
+                        line,
+                        key: Some(key),
+                        kind: ConfigErrorKind::Syntax("text after the value"),
+                    })
+                }
+            },
+        }
+        Ok(Some(Setting { line, key, value }))
+    }
+}
+
+/// Split config text into settings; a key set twice is an error.
+pub fn parse_settings(text: &str, form: Form) -> Result<Vec<Setting>, ConfigError> {
+    let mut lexer = Lexer {
+        chars: text.chars().collect(),
+        pos: 0,
+        line: if form == Form::File { 1 } else { 0 },
+        form,
+    };
+    let mut settings: Vec<Setting> = Vec::new();
+    while let Some(setting) = lexer.setting()? {
+        if settings.iter().any(|s| s.key == setting.key) {
+            return Err(ConfigError {
+                line: setting.line,
+                key: Some(setting.key),
+                kind: ConfigErrorKind::DuplicateKey,
+            });
+        }
+        settings.push(setting);
+    }
+    Ok(settings)
+}
+
+fn bad(s: &Setting, what: &'static str) -> ConfigError {
+    ConfigError {
+        line: s.line,
+        key: Some(s.key.clone()),
+        kind: ConfigErrorKind::BadValue(what),
+    }
+}
+
+fn missing(key: &str) -> ConfigError {
+    ConfigError {
+        line: 0,
+        key: Some(key.to_string()),
+        kind: ConfigErrorKind::MissingKey,
+    }
+}
+
+fn check_known(settings: &[Setting], known: &[&str]) -> Result<(), ConfigError> {
+    match settings.iter().find(|s| !known.contains(&s.key.as_str())) {
+        Some(s) => Err(ConfigError {
+            line: s.line,
+            key: Some(s.key.clone()),
+            kind: ConfigErrorKind::UnknownKey,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn find<'a>(settings: &'a [Setting], key: &str) -> Option<&'a Setting> {
+    settings.iter().find(|s| s.key == key)
+}
+
+fn string_of(s: &Setting) -> Result<String, ConfigError> {
+    match &s.value {
+        Value::Str(v) => Ok(v.clone()),
+        _ => Err(bad(s, "expected a string")),
+    }
+}
+
+fn int_of(s: &Setting, min: u64, max: u64, what: &'static str) -> Result<u32, ConfigError> {
+    match s.value {
+        Value::Int(v) if (min..=max).contains(&v) => Ok(v as u32),
+        _ => Err(bad(s, what)),
+    }
+}
+
+fn cpu_number(text: &str) -> Option<u32> {
+    let text = text.trim();
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u32>().ok().filter(|&c| c < MAX_CPUS)
+}
+
+/// Parse an xl CPU list (`2`, `2-3`, `0,2-3`) into CPU numbers.
+pub fn parse_cpu_list(text: &str) -> Option<BTreeSet<u32>> {
+    let mut cpus = BTreeSet::new();
+    for item in text.split(',') {
+        match item.split_once('-') {
+            Some((low, high)) => {
+                let (low, high) = (cpu_number(low)?, cpu_number(high)?);
+                if low > high {
+                    return None;
+                }
+                cpus.extend(low..=high);
+            }
+            None => {
+                cpus.insert(cpu_number(item)?);
+            }
+        }
+    }
+    Some(cpus)
+}
+
+const CPUS_HELP: &str = "expected a count, a CPU list like \"2-3\" or [\"2\",\"3\"]";
+
+fn cpus_of(s: &Setting) -> Result<CpuRequest, ConfigError> {
+    let request = match &s.value {
+        Value::Int(n) if *n >= 1 && *n <= MAX_CPUS as u64 => CpuRequest::Count(*n as u32),
+        Value::Int(_) => return Err(bad(s, "CPU count must be 1..1024")),
+        Value::Str(text) => {
+            CpuRequest::List(parse_cpu_list(text).ok_or_else(|| bad(s, CPUS_HELP))?)
+        }
+        Value::List(items) => {
+            let mut cpus = BTreeSet::new();
+            for item in items {
+                match item {
+                    Value::Str(text) => {
+                        cpus.extend(parse_cpu_list(text).ok_or_else(|| bad(s, CPUS_HELP))?)
+                    }
+                    Value::Int(n) if *n < MAX_CPUS as u64 => {
+                        cpus.insert(*n as u32);
+                    }
+                    _ => return Err(bad(s, CPUS_HELP)),
+                }
+            }
+            CpuRequest::List(cpus)
+        }
+    };
+    if request.is_empty() {
+        return Err(bad(s, "a pool needs at least one CPU"));
+    }
+    Ok(request)
+}
+
+/// Keys of an xlcpupool.cfg.
+pub const POOL_KEYS: &[&str] = &["name", "sched", "cpus", "other_config"];
+
+fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
+    check_known(settings, POOL_KEYS)?;
+    let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
+    let sched = match find(settings, "sched") {
+        None => Sched::Credit,
+        Some(s) => Sched::from_name(&string_of(s)?)
+            .ok_or_else(|| bad(s, "scheduler must be credit or sedf"))?,
+    };
+    // xlcpupool.cfg(5): without cpus, one free CPU is taken.
+    let cpus = match find(settings, "cpus") {
+        None => CpuRequest::Count(1),
+        Some(s) => cpus_of(s)?,
+    };
+    let other_config = match find(settings, "other_config") {
+        None => Vec::new(),
+        Some(s) => match &s.value {
+            Value::Str(v) => alloc::vec![v.clone()],
+            Value::List(items) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Str(v) => Ok(v.clone()),
+                    _ => Err(bad(s, "expected a list of strings")),
+                })
+                .collect::<Result<_, _>>()?,
+            Value::Int(_) => return Err(bad(s, "expected a list of strings")),
+        },
+    };
+    Ok(PoolSpec {
+        name,
+        sched,
+        cpus,
+        other_config,
+    })
+}
+
+/// Parse an xlcpupool.cfg file.
+pub fn parse_pool_config(text: &str) -> Result<PoolSpec, ConfigError> {
+    pool_from_settings(&parse_settings(text, Form::File)?)
+}
+
+/// Parse the inline pool form (`name=p1 sched=credit cpus=2-3`).
+pub fn parse_pool_inline(text: &str) -> Result<PoolSpec, ConfigError> {
+    pool_from_settings(&parse_settings(text, Form::Inline)?)
+}
+
+/// What kind of domain a config builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainType {
+    /// A native Tarn task (`type = "pv"`, the default).
+    Native,
+    /// A hardware VM (`type = "hvm"`).
+    Hvm,
+}
+
+/// A domain config (xl.cfg subset).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainConfig {
+    /// Unique name.
+    pub name: String,
+    /// Pool name; `None` = Pool-0.
+    pub pool: Option<String>,
+    /// Image to build it from (`image` or `kernel`).
+    pub image: String,
+    /// Native task or VM.
+    pub kind: DomainType,
+    /// Number of vCPUs (default 1).
+    pub vcpus: u32,
+    /// Memory in MiB, if given.
+    pub memory_mib: Option<u32>,
+    /// `cpu_weight`, `cpu_cap`, and the sedf `period`/`slice`/`extra`.
+    pub params: DomainParams,
+}
+
+impl DomainConfig {
+    /// The spec `PoolManager::create_domain` takes, with the pool name
+    /// resolved (no `pool` = Pool-0, whatever it is named now).
+    pub fn to_spec(&self, manager: &PoolManager) -> Result<DomainSpec, PoolError> {
+        let pool: PoolId = match &self.pool {
+            None => POOL0,
+            Some(name) => manager.pool_id(name)?,
+        };
+        Ok(DomainSpec {
+            name: self.name.clone(),
+            pool,
+            vcpus: self.vcpus,
+            params: self.params,
+        })
+    }
+}
+
+/// Keys of a domain config.
+pub const DOMAIN_KEYS: &[&str] = &[
+    "name",
+    "pool",
+    "image",
+    "kernel",
+    "type",
+    "vcpus",
+    "memory",
+    "cpu_weight",
+    "cpu_cap",
+    "period",
+    "slice",
+    "extra",
+];
+
+fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigError> {
+    check_known(settings, DOMAIN_KEYS)?;
+    let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
+    let pool = find(settings, "pool").map(string_of).transpose()?;
+    let image = match (find(settings, "image"), find(settings, "kernel")) {
+        (Some(_), Some(k)) => return Err(bad(k, "give image or kernel, not both")),
+        (Some(s), None) | (None, Some(s)) => string_of(s)?,
+        (None, None) => return Err(missing("image")),
+    };
+    let kind = match find(settings, "type") {
+        None => DomainType::Native,
+        Some(s) => match string_of(s)?.as_str() {
+            "pv" | "native" => DomainType::Native,
+            "hvm" => DomainType::Hvm,
+            _ => return Err(bad(s, "type must be pv or hvm")),
+        },
+    };
+    let vcpus = match find(settings, "vcpus") {
+        None => 1,
+        Some(s) => int_of(s, 1, MAX_CPUS as u64, "vcpus must be 1..1024")?,
+    };
+    let memory_mib = find(settings, "memory")
+        .map(|s| int_of(s, 1, u32::MAX as u64, "memory in MiB, at least 1"))
+        .transpose()?;
+    let mut params = DomainParams::default();
+    if let Some(s) = find(settings, "cpu_weight") {
+        params.weight = int_of(s, 1, 65535, "weight must be 1..65535")?;
+    }
+    if let Some(s) = find(settings, "cpu_cap") {
+        params.cap_pct = int_of(s, 0, MAX_CPUS as u64 * 100, "cap in percent of one CPU")?;
+    }
+    let period = find(settings, "period");
+    let slice = find(settings, "slice");
+    let extra = find(settings, "extra");
+    if period.is_some() || slice.is_some() || extra.is_some() {
+        let period_s = period.ok_or_else(|| missing("period"))?;
+        let slice_s = slice.ok_or_else(|| missing("slice"))?;
+        let period_ms = int_of(period_s, 1, u32::MAX as u64, "period in ms, at least 1")?;
+        let slice_ms = int_of(slice_s, 0, u32::MAX as u64, "slice in ms")?;
+        if slice_ms > period_ms {
+            return Err(bad(slice_s, "slice must not exceed period"));
+        }
+        let extra = match extra {
+            None => false,
+            Some(s) => int_of(s, 0, 1, "extra must be 0 or 1")? == 1,
+        };
+        params.sedf = Some(SedfParams {
+            period_ms,
+            slice_ms,
+            extra,
+        });
+    }
+    Ok(DomainConfig {
+        name,
+        pool,
+        image,
+        kind,
+        vcpus,
+        memory_mib,
+        params,
+    })
+}
+
+/// Parse an xl.cfg domain config file.
+pub fn parse_domain_config(text: &str) -> Result<DomainConfig, ConfigError> {
+    domain_from_settings(&parse_settings(text, Form::File)?)
+}
+
+/// Parse the inline domain form (`name=d1 pool=lic image=spin cpu_weight=512`).
+pub fn parse_domain_inline(text: &str) -> Result<DomainConfig, ConfigError> {
+    domain_from_settings(&parse_settings(text, Form::Inline)?)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+//! Host tests of the config parsers: each accepted form, each error naming
+//! its line and key, and a seeded fuzz that no input panics.
+
+use super::*;
+use alloc::vec;
+
+fn set(cpus: &[u32]) -> CpuRequest {
+    CpuRequest::List(cpus.iter().copied().collect())
+}
+
+fn err(line: u32, key: Option<&str>, kind: ConfigErrorKind) -> ConfigError {
+    ConfigError {
+        line,
+        key: key.map(String::from),
+        kind,
+    }
+}
+
+#[test]
+fn pool_file_with_list_comments_and_other_config() {
+    let text = "# licence pool\n\
+                name = \"lic\"   # the product's pool\n\
+                sched='credit'\n\
+                \n\
+                cpus = [\"2\", \"3\"]\n\
+                other_config = [ \"a=1\",\n   'b=2', # second\n ]\n";
+    let spec = parse_pool_config(text).unwrap();
+    assert_eq!(spec.name, "lic");
+    assert_eq!(spec.sched, Sched::Credit);
+    assert_eq!(spec.cpus, set(&[2, 3]));
+    assert_eq!(
+        spec.other_config,
+        vec!["a=1".to_string(), "b=2".to_string()]
+    );
+}
+
+#[test]
+fn pool_cpus_as_range_count_and_list_forms() {
+    assert_eq!(
+        parse_pool_config("name=\"p\"\ncpus=\"2-3\"").unwrap().cpus,
+        set(&[2, 3])
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\"\ncpus=\"0,2-4\"")
+            .unwrap()
+            .cpus,
+        set(&[0, 2, 3, 4])
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\"\ncpus = 2").unwrap().cpus,
+        CpuRequest::Count(2)
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\"\ncpus = \"2\"").unwrap().cpus,
+        set(&[2])
+    );
+    // Duplicates in a list are harmless (xl accepts them).
+    assert_eq!(
+        parse_pool_config("name=\"p\"\ncpus=[\"3\",\"3\",4]")
+            .unwrap()
+            .cpus,
+        set(&[3, 4])
+    );
+}
+
+#[test]
+fn pool_defaults_are_credit_and_one_cpu() {
+    let spec = parse_pool_config("name = \"p\"\n").unwrap();
+    assert_eq!(spec.sched, Sched::Credit);
+    assert_eq!(spec.cpus, CpuRequest::Count(1));
+    assert!(spec.other_config.is_empty());
+}
+
+#[test]
+fn inline_form_equals_file_form() {
+    let inline = parse_pool_inline("name=p1 sched=sedf cpus=2-3").unwrap();
+    let file = parse_pool_config("name = \"p1\"\nsched = \"sedf\"\ncpus = \"2-3\"\n").unwrap();
+    assert_eq!(inline, file);
+    let quoted = parse_pool_inline("name=\"p1\" sched='sedf' cpus=[\"2\", \"3\"]").unwrap();
+    assert_eq!(quoted, file);
+}
+
+#[test]
+fn pool_errors_name_line_and_key() {
+    assert_eq!(
+        parse_pool_config("name=\"p\"\nsched=\"credit\"\nnodes=1\n").unwrap_err(),
+        err(3, Some("nodes"), ConfigErrorKind::UnknownKey)
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\"\nname=\"q\"\n").unwrap_err(),
+        err(2, Some("name"), ConfigErrorKind::DuplicateKey)
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\"\nsched=\"credit2\"\n").unwrap_err(),
+        err(
+            2,
+            Some("sched"),
+            ConfigErrorKind::BadValue("scheduler must be credit or sedf")
+        )
+    );
+    assert_eq!(
+        parse_pool_config("# c\nname=\"p\ncpus=2\n").unwrap_err(),
+        err(2, Some("name"), ConfigErrorKind::UnterminatedString)
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\"\ncpus=[\"2\",\n\"3\"\n").unwrap_err(),
+        err(2, Some("cpus"), ConfigErrorKind::UnterminatedList)
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\"\ncpus=\"3-2\"")
+            .unwrap_err()
+            .line,
+        2
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\"\ncpus=0")
+            .unwrap_err()
+            .key
+            .as_deref(),
+        Some("cpus")
+    );
+    assert_eq!(
+        parse_pool_config("sched=\"credit\"").unwrap_err(),
+        err(0, Some("name"), ConfigErrorKind::MissingKey)
+    );
+    assert_eq!(
+        parse_pool_config("name \"p\"").unwrap_err(),
+        err(1, Some("name"), ConfigErrorKind::Syntax("expected ="))
+    );
+    assert_eq!(
+        parse_pool_config("name=\"p\" x").unwrap_err().kind,
+        ConfigErrorKind::Syntax("text after the value")
+    );
+    assert_eq!(
+        parse_pool_inline("name=p1 cpus=2-3 bogus=1").unwrap_err(),
+        err(3, Some("bogus"), ConfigErrorKind::UnknownKey)
+    );
+    assert_eq!(
+        parse_pool_inline("name=p1 cpus=99999999999999999999").unwrap_err(),
+        err(
+            2,
+            Some("cpus"),
+            ConfigErrorKind::BadValue("number too large")
+        )
+    );
+}
+
+#[test]
+fn domain_config_reads_xl_keys() {
+    let text = "name = \"web\"\npool = \"lic\"\nkernel = \"spin\"\nvcpus = 2\n\
+                memory = 64\ncpu_weight = 512\ncpu_cap = 50\ntype = \"hvm\"\n\
+                period = 100\nslice = 30\nextra = 1;\n";
+    let d = parse_domain_config(text).unwrap();
+    assert_eq!(d.name, "web");
+    assert_eq!(d.pool.as_deref(), Some("lic"));
+    assert_eq!(d.image, "spin");
+    assert_eq!(d.kind, DomainType::Hvm);
+    assert_eq!(d.vcpus, 2);
+    assert_eq!(d.memory_mib, Some(64));
+    assert_eq!(d.params.weight, 512);
+    assert_eq!(d.params.cap_pct, 50);
+    assert_eq!(
+        d.params.sedf,
+        Some(SedfParams {
+            period_ms: 100,
+            slice_ms: 30,
+            extra: true
+        })
+    );
+    let minimal = parse_domain_inline("name=d image=spin").unwrap();
+    assert_eq!(minimal.kind, DomainType::Native);
+    assert_eq!(minimal.vcpus, 1);
+    assert_eq!(minimal.params, DomainParams::default());
+    assert_eq!(minimal.pool, None);
+}
+
+#[test]
+fn domain_errors_name_line_and_key() {
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nimage=\"x\"\ncpu_weight=0\n").unwrap_err(),
+        err(
+            3,
+            Some("cpu_weight"),
+            ConfigErrorKind::BadValue("weight must be 1..65535")
+        )
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nimage=\"x\"\nkernel=\"y\"\n").unwrap_err(),
+        err(
+            3,
+            Some("kernel"),
+            ConfigErrorKind::BadValue("give image or kernel, not both")
+        )
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\n").unwrap_err(),
+        err(0, Some("image"), ConfigErrorKind::MissingKey)
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nimage=\"x\"\nperiod=10\nslice=20\n").unwrap_err(),
+        err(
+            4,
+            Some("slice"),
+            ConfigErrorKind::BadValue("slice must not exceed period")
+        )
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nimage=\"x\"\nextra=1\n").unwrap_err(),
+        err(0, Some("period"), ConfigErrorKind::MissingKey)
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nimage=\"x\"\ntype=\"pvh\"\n")
+            .unwrap_err()
+            .line,
+        3
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nimage=\"x\"\nvif=[]\n").unwrap_err(),
+        err(3, Some("vif"), ConfigErrorKind::UnknownKey)
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nimage=\"x\"\nvcpus=\"2\"\n")
+            .unwrap_err()
+            .line,
+        3
+    );
+}
+
+#[test]
+fn domain_config_resolves_pool_names() {
+    let mut m = PoolManager::new(4, Some(2)).unwrap();
+    let (lic, _) = m
+        .create(parse_pool_inline("name=lic cpus=2-3").unwrap())
+        .unwrap();
+    let d = parse_domain_inline("name=d pool=lic image=spin").unwrap();
+    assert_eq!(d.to_spec(&m).unwrap().pool, lic);
+    let d0 = parse_domain_inline("name=d image=spin").unwrap();
+    m.rename(POOL0, "main").unwrap();
+    assert_eq!(d0.to_spec(&m).unwrap().pool, POOL0);
+    let lost = parse_domain_inline("name=d pool=nope image=spin").unwrap();
+    assert_eq!(lost.to_spec(&m).unwrap_err(), PoolError::NoSuchPool);
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const SEEDS: &[&str] = &[
+    "name = \"lic\"\nsched = \"credit\"\ncpus = [\"2\", \"3\"]\nother_config = [\"a=1\"]\n",
+    "name=p1 sched=sedf cpus=2-3",
+    "name = \"web\"\npool = \"lic\"\nimage = \"spin\"\nvcpus = 2\ncpu_weight = 512\nperiod = 100\nslice = 30\nextra = 1\n",
+];
+
+const ALPHABET: &[char] = &[
+    'a', 'n', '=', '"', '\'', '[', ']', ',', '#', '\n', ' ', '\t', '-', '0', '9', ';', '\\', 'é',
+    '\r', '_',
+];
+
+/// Every parse of arbitrary text returns (never panics), and an error's line
+/// lies within the text.
+fn parse_all(text: &str) -> usize {
+    let lines = text
+        .split('\n')
+        .count()
+        .max(text.split_whitespace().count()) as u32
+        + 1;
+    let mut errors = 0;
+    for result in [
+        parse_pool_config(text).map(|_| ()),
+        parse_pool_inline(text).map(|_| ()),
+        parse_domain_config(text).map(|_| ()),
+        parse_domain_inline(text).map(|_| ()),
+    ] {
+        if let Err(e) = result {
+            assert!(e.line <= lines, "line {} beyond the text: {text:?}", e.line);
+            errors += 1;
+        }
+    }
+    errors
+}
+
+#[test]
+fn fuzzed_and_mutated_inputs_never_panic() {
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut errors = 0;
+    let mut oks = 0;
+    for _ in 0..3000 {
+        // Random text from the syntax's own characters.
+        let len = rng.below(40) as usize;
+        let text: String = (0..len)
+            .map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize])
+            .collect();
+        errors += parse_all(&text);
+        // A valid config with a few characters inserted, deleted or replaced.
+        let mut chars: Vec<char> = SEEDS[rng.below(SEEDS.len() as u64) as usize]
+            .chars()
+            .collect();
+        for _ in 0..=rng.below(3) {
+            let at = rng.below(chars.len() as u64 + 1) as usize;
+            let c = ALPHABET[rng.below(ALPHABET.len() as u64) as usize];
+            match rng.below(4) {
+                0 => chars.insert(at, c),
+                1 if at < chars.len() => {
+                    chars.remove(at);
+                }
+                2 if at < chars.len() => chars[at] = c,
+                _ => chars.truncate(at),
+            }
+        }
+        let text: String = chars.into_iter().collect();
+        let before = errors;
+        errors += parse_all(&text);
+        oks += 4 - (errors - before);
+    }
+    // Mutations must hit both outcomes for the fuzz to mean anything.
+    assert!(errors > 1000, "{errors} errors");
+    assert!(oks > 100, "{oks} successful parses");
+}

@@ -1,0 +1,944 @@
+//! The cpupool state machine: pools, CPUs, domains and the Xen rules that
+//! govern them. Pure: every operation validates fully (`check`), then changes
+//! the state in a step that cannot fail, and returns the [`Action`]s the runtime
+//! must perform against the kernel and the scheduler servers. A refused
+//! operation returns a [`PoolError`] and leaves the state exactly as it was.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Most physical CPUs the pool manager handles (bounds config ranges).
+pub const MAX_CPUS: u32 = 1024;
+/// Longest pool or domain name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+/// Default credit weight (Xen's).
+pub const DEFAULT_WEIGHT: u32 = 256;
+
+/// Identity of a pool. Pool-0 is `PoolId(0)`; ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolId(pub u32);
+
+/// Identity of a domain. The control domain is `DomainId(0)`; ids are never
+/// reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainId(pub u32);
+
+/// Pool-0, created at boot, never deactivated or deleted.
+pub const POOL0: PoolId = PoolId(0);
+/// The control domain (root task and pool manager): always in Pool-0.
+pub const CONTROL_DOMAIN: DomainId = DomainId(0);
+/// Name Pool-0 has at boot.
+pub const POOL0_NAME: &str = "Pool-0";
+/// Name of the control domain (Xen's dom0 name).
+pub const CONTROL_DOMAIN_NAME: &str = "Domain-0";
+
+/// A pool's scheduling policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sched {
+    /// Xen's credit scheduler (weight, cap).
+    Credit,
+    /// Simple earliest deadline first (period, slice, extra).
+    Sedf,
+}
+
+impl Sched {
+    /// The xl name (`credit`, `sedf`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Sched::Credit => "credit",
+            Sched::Sedf => "sedf",
+        }
+    }
+
+    /// Parse an xl scheduler name.
+    pub fn from_name(name: &str) -> Option<Sched> {
+        match name {
+            "credit" => Some(Sched::Credit),
+            "sedf" => Some(Sched::Sedf),
+            _ => None,
+        }
+    }
+}
+
+/// Which CPUs a pool asks for when it is activated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuRequest {
+    /// These CPUs (a list or a range in the config); every one must be free.
+    List(BTreeSet<u32>),
+    /// Any this many free CPUs (the lowest-numbered are taken).
+    Count(u32),
+}
+
+impl CpuRequest {
+    /// Number of CPUs requested.
+    pub fn len(&self) -> u32 {
+        match self {
+            CpuRequest::List(cpus) => cpus.len() as u32,
+            CpuRequest::Count(n) => *n,
+        }
+    }
+
+    /// True when no CPU is requested.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The attributes of a pool (what `pool-new` / an xlcpupool.cfg defines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSpec {
+    /// Unique name.
+    pub name: String,
+    /// Policy.
+    pub sched: Sched,
+    /// CPUs to take at activation.
+    pub cpus: CpuRequest,
+    /// `other_config` entries, kept verbatim.
+    pub other_config: Vec<String>,
+}
+
+/// Lifecycle state of a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolState {
+    /// Attributes only: no CPUs, no scheduler, no domains.
+    Defined,
+    /// CPUs assigned and the scheduler running.
+    Active,
+}
+
+/// One pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    /// Its id.
+    pub id: PoolId,
+    /// Its attributes; `spec.cpus` is what the next activation asks for.
+    pub spec: PoolSpec,
+    /// Defined or active.
+    pub state: PoolState,
+    /// CPUs it owns (empty unless active).
+    pub cpus: BTreeSet<u32>,
+}
+
+/// SEDF reservation of a domain, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SedfParams {
+    /// Period (> 0).
+    pub period_ms: u32,
+    /// Slice (≤ period).
+    pub slice_ms: u32,
+    /// May use idle time beyond its slice.
+    pub extra: bool,
+}
+
+/// Scheduling parameters of a domain. Both sets are kept so that a live
+/// scheduler change (credit ↔ sedf) finds the parameters of the new policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DomainParams {
+    /// Credit weight, 1..=65535.
+    pub weight: u32,
+    /// Credit cap in percent of one CPU; 0 = no cap.
+    pub cap_pct: u32,
+    /// SEDF reservation; `None` = the server's default.
+    pub sedf: Option<SedfParams>,
+}
+
+impl Default for DomainParams {
+    fn default() -> Self {
+        DomainParams {
+            weight: DEFAULT_WEIGHT,
+            cap_pct: 0,
+            sedf: None,
+        }
+    }
+}
+
+/// What a domain is made of, as far as pools are concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainSpec {
+    /// Unique name.
+    pub name: String,
+    /// Pool to start it in (must be active).
+    pub pool: PoolId,
+    /// Number of vCPUs (threads), ≥ 1.
+    pub vcpus: u32,
+    /// Scheduling parameters.
+    pub params: DomainParams,
+}
+
+/// One domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Domain {
+    /// Its id.
+    pub id: DomainId,
+    /// Its name.
+    pub name: String,
+    /// The pool it runs in.
+    pub pool: PoolId,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Scheduling parameters.
+    pub params: DomainParams,
+}
+
+/// What the runtime must do to make the kernel match the new state, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start the pool's scheduler server with this policy (on the pool's
+    /// `Scheduler` object) before any CPU is bound to it.
+    StartScheduler {
+        /// The pool.
+        pool: PoolId,
+        /// Its policy.
+        sched: Sched,
+    },
+    /// Stop the pool's scheduler server (all its CPUs are already revoked).
+    StopScheduler {
+        /// The pool.
+        pool: PoolId,
+    },
+    /// Replace a live pool's server by one of another policy on the same
+    /// `Scheduler`; its domains keep running (hand-over as for a failed server).
+    ChangeScheduler {
+        /// The pool.
+        pool: PoolId,
+        /// Policy it had.
+        from: Sched,
+        /// Policy it gets.
+        to: Sched,
+    },
+    /// Bind this free CPU to the pool's `Scheduler`.
+    BindCpu {
+        /// The CPU.
+        cpu: u32,
+        /// The pool.
+        pool: PoolId,
+    },
+    /// Take this CPU from the pool: ask the server to release it, revoke after
+    /// the deadline. The CPU is free afterwards.
+    RevokeCpu {
+        /// The CPU.
+        cpu: u32,
+        /// The pool losing it.
+        pool: PoolId,
+    },
+    /// Have the pool's server adopt a newly built domain's threads.
+    AdoptDomain {
+        /// The domain.
+        domain: DomainId,
+        /// Its pool.
+        pool: PoolId,
+    },
+    /// Have the pool's server release a destroyed domain's threads.
+    ReleaseDomain {
+        /// The domain.
+        domain: DomainId,
+        /// Its pool.
+        pool: PoolId,
+    },
+    /// Source server releases the domain's threads, destination adopts them.
+    MoveDomain {
+        /// The domain.
+        domain: DomainId,
+        /// Pool it leaves.
+        from: PoolId,
+        /// Pool it joins.
+        to: PoolId,
+    },
+}
+
+/// Why an operation was refused. Each variant is one Xen rule; the state is
+/// unchanged whenever one is returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolError {
+    /// `new`: Pool-0 size 0 or above the CPU count, or no CPU at all.
+    BadPool0Size {
+        /// CPUs asked for Pool-0.
+        requested: u32,
+        /// CPUs present.
+        total: u32,
+    },
+    /// Name empty, longer than [`MAX_NAME_LEN`], or with whitespace, quotes or
+    /// control characters.
+    InvalidName,
+    /// define/create/rename: another pool has this name.
+    PoolNameTaken(String),
+    /// domain create: another domain has this name.
+    DomainNameTaken(String),
+    /// No pool with this id or name.
+    NoSuchPool,
+    /// No domain with this id.
+    NoSuchDomain,
+    /// The CPU number is not below the CPU count.
+    NoSuchCpu(u32),
+    /// define/create: the pool asks for no CPU (count 0 or empty list).
+    EmptyCpuRequest,
+    /// activate: the pool is already active.
+    PoolAlreadyActive,
+    /// The operation needs an active pool (cpu add/remove, domain create,
+    /// migrate target, deactivate).
+    PoolNotActive,
+    /// activate/cpu-add: the CPU belongs to a pool (only free CPUs can join).
+    CpuNotFree {
+        /// The CPU.
+        cpu: u32,
+        /// Its owner.
+        owner: PoolId,
+    },
+    /// activate with a count: fewer free CPUs than requested.
+    NotEnoughFreeCpus {
+        /// Requested.
+        requested: u32,
+        /// Free now.
+        free: u32,
+    },
+    /// deactivate: the pool still has domains.
+    PoolHasDomains(u32),
+    /// delete: the pool must be deactivated first.
+    PoolStillActive,
+    /// Pool-0 cannot be deactivated or deleted.
+    Pool0Protected,
+    /// cpu-remove: the CPU is not in this pool.
+    CpuNotInPool(u32),
+    /// cpu-remove: the last CPU of a pool cannot be removed.
+    LastCpu(u32),
+    /// The control domain cannot be migrated or destroyed.
+    ControlDomain,
+    /// domain create: vcpus must be ≥ 1.
+    InvalidVcpus,
+    /// domain create: credit weight outside 1..=65535.
+    InvalidWeight(u32),
+    /// domain create: SEDF period 0 or slice above period.
+    InvalidSedf,
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::BadPool0Size { requested, total } => {
+                write!(f, "Pool-0 cannot have {requested} of {total} CPUs")
+            }
+            PoolError::InvalidName => f.write_str("invalid name"),
+            PoolError::PoolNameTaken(n) => write!(f, "a pool named {n} already exists"),
+            PoolError::DomainNameTaken(n) => write!(f, "a domain named {n} already exists"),
+            PoolError::NoSuchPool => f.write_str("no such cpupool"),
+            PoolError::NoSuchDomain => f.write_str("no such domain"),
+            PoolError::NoSuchCpu(c) => write!(f, "no CPU {c}"),
+            PoolError::EmptyCpuRequest => f.write_str("a pool needs at least one CPU"),
+            PoolError::PoolAlreadyActive => f.write_str("cpupool already active"),
+            PoolError::PoolNotActive => f.write_str("cpupool not active"),
+            PoolError::CpuNotFree { cpu, owner } => {
+                write!(f, "CPU {cpu} is not free (in pool {})", owner.0)
+            }
+            PoolError::NotEnoughFreeCpus { requested, free } => {
+                write!(f, "{requested} CPUs requested, {free} free")
+            }
+            PoolError::PoolHasDomains(n) => write!(f, "cpupool has {n} active domains"),
+            PoolError::PoolStillActive => f.write_str("cpupool must be destroyed first"),
+            PoolError::Pool0Protected => f.write_str("Pool-0 cannot be destroyed or deleted"),
+            PoolError::CpuNotInPool(c) => write!(f, "CPU {c} is not in this cpupool"),
+            PoolError::LastCpu(c) => write!(f, "CPU {c} is the last CPU of the cpupool"),
+            PoolError::ControlDomain => f.write_str("the control domain stays in Pool-0"),
+            PoolError::InvalidVcpus => f.write_str("vcpus must be at least 1"),
+            PoolError::InvalidWeight(w) => write!(f, "weight {w} outside 1..65535"),
+            PoolError::InvalidSedf => f.write_str("sedf: period must be > 0 and slice <= period"),
+        }
+    }
+}
+
+/// Outcome of `cpu_add` with several CPUs: which were added, which refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuAddReport {
+    /// One entry per requested CPU, in request order.
+    pub results: Vec<(u32, Result<(), PoolError>)>,
+    /// `BindCpu` for each CPU added.
+    pub actions: Vec<Action>,
+}
+
+/// One row of `cpupool-list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// Id.
+    pub id: PoolId,
+    /// Name.
+    pub name: String,
+    /// CPUs owned (active) — empty when defined.
+    pub cpus: Vec<u32>,
+    /// CPUs: the count owned when active, the count requested when defined.
+    pub cpu_count: u32,
+    /// Policy.
+    pub sched: Sched,
+    /// Active or merely defined.
+    pub active: bool,
+    /// Number of domains.
+    pub domain_count: u32,
+}
+
+/// All pools and domains, and the rules between them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolManager {
+    total_cpus: u32,
+    pools: BTreeMap<PoolId, Pool>,
+    domains: BTreeMap<DomainId, Domain>,
+    next_pool: u32,
+    next_domain: u32,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '\'')
+}
+
+impl PoolManager {
+    /// The boot state: Pool-0 (credit, active) with CPUs `0..pool0_cpus`
+    /// (all `total_cpus` when `None`), the rest free, and the control domain
+    /// in Pool-0.
+    pub fn new(total_cpus: u32, pool0_cpus: Option<u32>) -> Result<Self, PoolError> {
+        let n = pool0_cpus.unwrap_or(total_cpus);
+        if n == 0 || n > total_cpus || total_cpus > MAX_CPUS {
+            return Err(PoolError::BadPool0Size {
+                requested: n,
+                total: total_cpus,
+            });
+        }
+        let cpus: BTreeSet<u32> = (0..n).collect();
+        let pool0 = Pool {
+            id: POOL0,
+            spec: PoolSpec {
+                name: String::from(POOL0_NAME),
+                sched: Sched::Credit,
+                cpus: CpuRequest::List(cpus.clone()),
+                other_config: Vec::new(),
+            },
+            state: PoolState::Active,
+            cpus,
+        };
+        let control = Domain {
+            id: CONTROL_DOMAIN,
+            name: String::from(CONTROL_DOMAIN_NAME),
+            pool: POOL0,
+            vcpus: 1,
+            params: DomainParams::default(),
+        };
+        let mut pools = BTreeMap::new();
+        pools.insert(POOL0, pool0);
+        let mut domains = BTreeMap::new();
+        domains.insert(CONTROL_DOMAIN, control);
+        Ok(PoolManager {
+            total_cpus,
+            pools,
+            domains,
+            next_pool: 1,
+            next_domain: 1,
+        })
+    }
+
+    /// Number of physical CPUs.
+    pub fn total_cpus(&self) -> u32 {
+        self.total_cpus
+    }
+
+    /// A pool by id.
+    pub fn pool(&self, id: PoolId) -> Option<&Pool> {
+        self.pools.get(&id)
+    }
+
+    /// All pools, by id.
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.values()
+    }
+
+    /// The id of the pool with this name.
+    pub fn pool_id(&self, name: &str) -> Result<PoolId, PoolError> {
+        self.pools
+            .values()
+            .find(|p| p.spec.name == name)
+            .map(|p| p.id)
+            .ok_or(PoolError::NoSuchPool)
+    }
+
+    /// A domain by id.
+    pub fn domain(&self, id: DomainId) -> Option<&Domain> {
+        self.domains.get(&id)
+    }
+
+    /// All domains, by id.
+    pub fn domains(&self) -> impl Iterator<Item = &Domain> {
+        self.domains.values()
+    }
+
+    /// The id of the domain with this name.
+    pub fn domain_id(&self, name: &str) -> Result<DomainId, PoolError> {
+        self.domains
+            .values()
+            .find(|d| d.name == name)
+            .map(|d| d.id)
+            .ok_or(PoolError::NoSuchDomain)
+    }
+
+    /// The pool owning `cpu`, or `None` when the CPU is free (or absent).
+    pub fn cpu_owner(&self, cpu: u32) -> Option<PoolId> {
+        self.pools
+            .values()
+            .find(|p| p.cpus.contains(&cpu))
+            .map(|p| p.id)
+    }
+
+    /// CPUs in no pool, ascending.
+    pub fn free_cpus(&self) -> Vec<u32> {
+        (0..self.total_cpus)
+            .filter(|c| self.cpu_owner(*c).is_none())
+            .collect()
+    }
+
+    fn domain_count(&self, pool: PoolId) -> u32 {
+        self.domains.values().filter(|d| d.pool == pool).count() as u32
+    }
+
+    fn pool_ref(&self, id: PoolId) -> Result<&Pool, PoolError> {
+        self.pools.get(&id).ok_or(PoolError::NoSuchPool)
+    }
+
+    fn check_spec(&self, spec: &PoolSpec) -> Result<(), PoolError> {
+        if !valid_name(&spec.name) {
+            return Err(PoolError::InvalidName);
+        }
+        if self.pools.values().any(|p| p.spec.name == spec.name) {
+            return Err(PoolError::PoolNameTaken(spec.name.clone()));
+        }
+        if spec.cpus.is_empty() {
+            return Err(PoolError::EmptyCpuRequest);
+        }
+        if let CpuRequest::List(cpus) = &spec.cpus {
+            if let Some(&cpu) = cpus.iter().find(|&&c| c >= self.total_cpus) {
+                return Err(PoolError::NoSuchCpu(cpu));
+            }
+        }
+        Ok(())
+    }
+
+    /// The CPUs an activation of `request` would take, or why it cannot.
+    fn pick_cpus(&self, request: &CpuRequest) -> Result<BTreeSet<u32>, PoolError> {
+        match request {
+            CpuRequest::List(cpus) => {
+                for &cpu in cpus {
+                    if cpu >= self.total_cpus {
+                        return Err(PoolError::NoSuchCpu(cpu));
+                    }
+                    if let Some(owner) = self.cpu_owner(cpu) {
+                        return Err(PoolError::CpuNotFree { cpu, owner });
+                    }
+                }
+                Ok(cpus.clone())
+            }
+            CpuRequest::Count(n) => {
+                let free = self.free_cpus();
+                if (free.len() as u32) < *n {
+                    return Err(PoolError::NotEnoughFreeCpus {
+                        requested: *n,
+                        free: free.len() as u32,
+                    });
+                }
+                Ok(free.into_iter().take(*n as usize).collect())
+            }
+        }
+    }
+
+    fn install(&mut self, spec: PoolSpec) -> PoolId {
+        let id = PoolId(self.next_pool);
+        self.next_pool += 1;
+        self.pools.insert(
+            id,
+            Pool {
+                id,
+                spec,
+                state: PoolState::Defined,
+                cpus: BTreeSet::new(),
+            },
+        );
+        id
+    }
+
+    fn start(&mut self, id: PoolId, cpus: BTreeSet<u32>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if let Some(pool) = self.pools.get_mut(&id) {
+            actions.push(Action::StartScheduler {
+                pool: id,
+                sched: pool.spec.sched,
+            });
+            actions.extend(cpus.iter().map(|&cpu| Action::BindCpu { cpu, pool: id }));
+            pool.cpus = cpus;
+            pool.state = PoolState::Active;
+        }
+        actions
+    }
+
+    /// `cpupool-new`: record a pool's attributes; no CPU, no scheduler yet.
+    pub fn define(&mut self, spec: PoolSpec) -> Result<PoolId, PoolError> {
+        self.check_spec(&spec)?;
+        Ok(self.install(spec))
+    }
+
+    /// `cpupool-start`: take the requested CPUs (all must be free; for a count,
+    /// enough free ones) and start the scheduler.
+    pub fn activate(&mut self, id: PoolId) -> Result<Vec<Action>, PoolError> {
+        let pool = self.pool_ref(id)?;
+        if pool.state == PoolState::Active {
+            return Err(PoolError::PoolAlreadyActive);
+        }
+        let cpus = self.pick_cpus(&pool.spec.cpus)?;
+        Ok(self.start(id, cpus))
+    }
+
+    /// `cpupool-create`: define and activate in one step (both or neither).
+    pub fn create(&mut self, spec: PoolSpec) -> Result<(PoolId, Vec<Action>), PoolError> {
+        self.check_spec(&spec)?;
+        let cpus = self.pick_cpus(&spec.cpus)?;
+        let id = self.install(spec);
+        Ok((id, self.start(id, cpus)))
+    }
+
+    /// `cpupool-destroy`: release the CPUs (they become free) and stop the
+    /// scheduler. Only without domains; never Pool-0.
+    pub fn deactivate(&mut self, id: PoolId) -> Result<Vec<Action>, PoolError> {
+        let pool = self.pool_ref(id)?;
+        if id == POOL0 {
+            return Err(PoolError::Pool0Protected);
+        }
+        if pool.state != PoolState::Active {
+            return Err(PoolError::PoolNotActive);
+        }
+        let count = self.domain_count(id);
+        if count > 0 {
+            return Err(PoolError::PoolHasDomains(count));
+        }
+        let mut actions: Vec<Action> = pool
+            .cpus
+            .iter()
+            .map(|&cpu| Action::RevokeCpu { cpu, pool: id })
+            .collect();
+        actions.push(Action::StopScheduler { pool: id });
+        if let Some(pool) = self.pools.get_mut(&id) {
+            pool.cpus.clear();
+            pool.state = PoolState::Defined;
+        }
+        Ok(actions)
+    }
+
+    /// `cpupool-delete`: forget a deactivated pool. Never Pool-0.
+    pub fn delete(&mut self, id: PoolId) -> Result<(), PoolError> {
+        let pool = self.pool_ref(id)?;
+        if id == POOL0 {
+            return Err(PoolError::Pool0Protected);
+        }
+        if pool.state == PoolState::Active {
+            return Err(PoolError::PoolStillActive);
+        }
+        self.pools.remove(&id);
+        Ok(())
+    }
+
+    /// `cpupool-rename`: any pool, Pool-0 included (as xl allows); the new name
+    /// must be unique. Pool-0 stays `POOL0` whatever its name.
+    pub fn rename(&mut self, id: PoolId, name: &str) -> Result<(), PoolError> {
+        self.pool_ref(id)?;
+        if !valid_name(name) {
+            return Err(PoolError::InvalidName);
+        }
+        if self
+            .pools
+            .values()
+            .any(|p| p.id != id && p.spec.name == name)
+        {
+            return Err(PoolError::PoolNameTaken(String::from(name)));
+        }
+        if let Some(pool) = self.pools.get_mut(&id) {
+            pool.spec.name = String::from(name);
+        }
+        Ok(())
+    }
+
+    /// `cpupool-cpu-add`: add each free CPU to an active pool; a CPU that
+    /// cannot be added gets its own error and does not stop the others.
+    pub fn cpu_add(&mut self, id: PoolId, cpus: &[u32]) -> Result<CpuAddReport, PoolError> {
+        if self.pool_ref(id)?.state != PoolState::Active {
+            return Err(PoolError::PoolNotActive);
+        }
+        let mut report = CpuAddReport {
+            results: Vec::new(),
+            actions: Vec::new(),
+        };
+        for &cpu in cpus {
+            let result = if cpu >= self.total_cpus {
+                Err(PoolError::NoSuchCpu(cpu))
+            } else if let Some(owner) = self.cpu_owner(cpu) {
+                Err(PoolError::CpuNotFree { cpu, owner })
+            } else {
+                if let Some(pool) = self.pools.get_mut(&id) {
+                    pool.cpus.insert(cpu);
+                }
+                report.actions.push(Action::BindCpu { cpu, pool: id });
+                Ok(())
+            };
+            report.results.push((cpu, result));
+        }
+        Ok(report)
+    }
+
+    /// `cpupool-cpu-remove`: the CPU leaves the pool and becomes free; the
+    /// pool's last CPU stays.
+    pub fn cpu_remove(&mut self, id: PoolId, cpu: u32) -> Result<Vec<Action>, PoolError> {
+        let pool = self.pool_ref(id)?;
+        if pool.state != PoolState::Active {
+            return Err(PoolError::PoolNotActive);
+        }
+        if cpu >= self.total_cpus {
+            return Err(PoolError::NoSuchCpu(cpu));
+        }
+        if !pool.cpus.contains(&cpu) {
+            return Err(PoolError::CpuNotInPool(cpu));
+        }
+        if pool.cpus.len() == 1 {
+            return Err(PoolError::LastCpu(cpu));
+        }
+        if let Some(pool) = self.pools.get_mut(&id) {
+            pool.cpus.remove(&cpu);
+        }
+        Ok(alloc::vec![Action::RevokeCpu { cpu, pool: id }])
+    }
+
+    /// `cpupool-migrate`: move a domain to another active pool. The control
+    /// domain never moves; moving to its own pool does nothing.
+    pub fn migrate(&mut self, domain: DomainId, to: PoolId) -> Result<Vec<Action>, PoolError> {
+        let from = self
+            .domains
+            .get(&domain)
+            .ok_or(PoolError::NoSuchDomain)?
+            .pool;
+        if domain == CONTROL_DOMAIN {
+            return Err(PoolError::ControlDomain);
+        }
+        if self.pool_ref(to)?.state != PoolState::Active {
+            return Err(PoolError::PoolNotActive);
+        }
+        if from == to {
+            return Ok(Vec::new());
+        }
+        if let Some(d) = self.domains.get_mut(&domain) {
+            d.pool = to;
+        }
+        Ok(alloc::vec![Action::MoveDomain { domain, from, to }])
+    }
+
+    /// `create` (domain): a new domain in an active pool.
+    pub fn create_domain(
+        &mut self,
+        spec: DomainSpec,
+    ) -> Result<(DomainId, Vec<Action>), PoolError> {
+        if !valid_name(&spec.name) {
+            return Err(PoolError::InvalidName);
+        }
+        if self.domains.values().any(|d| d.name == spec.name) {
+            return Err(PoolError::DomainNameTaken(spec.name));
+        }
+        if self.pool_ref(spec.pool)?.state != PoolState::Active {
+            return Err(PoolError::PoolNotActive);
+        }
+        if spec.vcpus == 0 {
+            return Err(PoolError::InvalidVcpus);
+        }
+        check_params(&spec.params)?;
+        let id = DomainId(self.next_domain);
+        self.next_domain += 1;
+        let pool = spec.pool;
+        self.domains.insert(
+            id,
+            Domain {
+                id,
+                name: spec.name,
+                pool,
+                vcpus: spec.vcpus,
+                params: spec.params,
+            },
+        );
+        Ok((id, alloc::vec![Action::AdoptDomain { domain: id, pool }]))
+    }
+
+    /// `destroy` (domain): forget a domain; never the control domain.
+    pub fn destroy_domain(&mut self, domain: DomainId) -> Result<Vec<Action>, PoolError> {
+        let pool = self
+            .domains
+            .get(&domain)
+            .ok_or(PoolError::NoSuchDomain)?
+            .pool;
+        if domain == CONTROL_DOMAIN {
+            return Err(PoolError::ControlDomain);
+        }
+        self.domains.remove(&domain);
+        Ok(alloc::vec![Action::ReleaseDomain { domain, pool }])
+    }
+
+    /// `cpupool-sched`: change a pool's policy. A defined pool just records
+    /// it; an active pool's server is replaced while its domains keep running.
+    /// The same policy again does nothing.
+    pub fn set_scheduler(&mut self, id: PoolId, sched: Sched) -> Result<Vec<Action>, PoolError> {
+        let pool = self.pool_ref(id)?;
+        let from = pool.spec.sched;
+        if from == sched {
+            return Ok(Vec::new());
+        }
+        let active = pool.state == PoolState::Active;
+        if let Some(pool) = self.pools.get_mut(&id) {
+            pool.spec.sched = sched;
+        }
+        Ok(if active {
+            alloc::vec![Action::ChangeScheduler {
+                pool: id,
+                from,
+                to: sched
+            }]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// `cpupool-list`: one row per pool, by id.
+    pub fn list(&self) -> Vec<PoolInfo> {
+        self.pools
+            .values()
+            .map(|p| PoolInfo {
+                id: p.id,
+                name: p.spec.name.clone(),
+                cpus: p.cpus.iter().copied().collect(),
+                cpu_count: if p.state == PoolState::Active {
+                    p.cpus.len() as u32
+                } else {
+                    p.spec.cpus.len()
+                },
+                sched: p.spec.sched,
+                active: p.state == PoolState::Active,
+                domain_count: self.domain_count(p.id),
+            })
+            .collect()
+    }
+
+    /// Check every invariant; `Err` names the first one broken. Holds after
+    /// every operation, refused or not.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let mut seen = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        for (id, pool) in &self.pools {
+            if *id != pool.id {
+                return Err("pool filed under another id");
+            }
+            if !names.insert(pool.spec.name.as_str()) {
+                return Err("two pools with one name");
+            }
+            match pool.state {
+                PoolState::Defined if !pool.cpus.is_empty() => {
+                    return Err("defined pool owns CPUs")
+                }
+                PoolState::Active if pool.cpus.is_empty() => return Err("active pool without CPU"),
+                _ => {}
+            }
+            for &cpu in &pool.cpus {
+                if cpu >= self.total_cpus {
+                    return Err("pool owns a CPU that does not exist");
+                }
+                if !seen.insert(cpu) {
+                    return Err("CPU in two pools");
+                }
+            }
+        }
+        match self.pools.get(&POOL0) {
+            Some(p) if p.state == PoolState::Active => {}
+            _ => return Err("Pool-0 missing or not active"),
+        }
+        let mut domain_names = BTreeSet::new();
+        for (id, d) in &self.domains {
+            if *id != d.id {
+                return Err("domain filed under another id");
+            }
+            if !domain_names.insert(d.name.as_str()) {
+                return Err("two domains with one name");
+            }
+            match self.pools.get(&d.pool) {
+                Some(p) if p.state == PoolState::Active => {}
+                _ => return Err("domain outside an active pool"),
+            }
+        }
+        match self.domains.get(&CONTROL_DOMAIN) {
+            Some(d) if d.pool == POOL0 => Ok(()),
+            _ => Err("control domain missing or outside Pool-0"),
+        }
+    }
+}
+
+fn check_params(params: &DomainParams) -> Result<(), PoolError> {
+    if params.weight == 0 || params.weight > 65535 {
+        return Err(PoolError::InvalidWeight(params.weight));
+    }
+    if let Some(s) = params.sedf {
+        if s.period_ms == 0 || s.slice_ms > s.period_ms {
+            return Err(PoolError::InvalidSedf);
+        }
+    }
+    Ok(())
+}
+
+/// Format a CPU set the way xl does (`0-3,6`).
+pub fn format_cpu_list(cpus: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        let mut end = start;
+        while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
+            i += 1;
+            end = cpus[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&format!("{start}"));
+        } else {
+            out.push_str(&format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Render `xl cpupool-list` (columns Name, CPUs, Sched, Active, Domain count)
+/// or, with `cpu_list`, `xl cpupool-list -c` (Name, CPU list).
+pub fn render_cpupool_list(rows: &[PoolInfo], cpu_list: bool) -> String {
+    let mut out = String::new();
+    if cpu_list {
+        out.push_str("Name               CPU list\n");
+        for r in rows {
+            out.push_str(&format!("{:<19}{}\n", r.name, format_cpu_list(&r.cpus)));
+        }
+    } else {
+        out.push_str("Name               CPUs   Sched     Active   Domain count\n");
+        for r in rows {
+            out.push_str(&format!(
+                "{:<19}{:>4}   {:<10}{:>3}   {:>11}\n",
+                r.name,
+                r.cpu_count,
+                r.sched.name(),
+                if r.active { "y" } else { "n" },
+                r.domain_count
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

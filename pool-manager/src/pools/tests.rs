@@ -1,0 +1,544 @@
+//! Host tests of the pool state machine: one test per Xen rule, then a seeded
+//! random walk checking the invariants and "a refusal changes nothing".
+
+use super::*;
+use alloc::string::ToString;
+use alloc::vec;
+
+fn spec(name: &str, cpus: CpuRequest) -> PoolSpec {
+    PoolSpec {
+        name: name.to_string(),
+        sched: Sched::Credit,
+        cpus,
+        other_config: Vec::new(),
+    }
+}
+
+fn list(cpus: &[u32]) -> CpuRequest {
+    CpuRequest::List(cpus.iter().copied().collect())
+}
+
+fn dom(name: &str, pool: PoolId) -> DomainSpec {
+    DomainSpec {
+        name: name.to_string(),
+        pool,
+        vcpus: 1,
+        params: DomainParams::default(),
+    }
+}
+
+/// `pool0_cpus=2` of 4: the licence case's starting point.
+fn four_two() -> PoolManager {
+    PoolManager::new(4, Some(2)).unwrap()
+}
+
+/// Run `op`; it must fail with `want` and leave the manager unchanged.
+fn refused<T: core::fmt::Debug>(
+    m: &mut PoolManager,
+    want: PoolError,
+    op: impl FnOnce(&mut PoolManager) -> Result<T, PoolError>,
+) {
+    let before = m.clone();
+    assert_eq!(op(m).unwrap_err(), want);
+    assert_eq!(*m, before, "a refused operation changed the state");
+}
+
+#[test]
+fn boot_state_has_pool0_with_requested_cpus_and_control_domain() {
+    let m = four_two();
+    let p0 = m.pool(POOL0).unwrap();
+    assert_eq!(p0.spec.name, "Pool-0");
+    assert_eq!(p0.spec.sched, Sched::Credit);
+    assert_eq!(p0.state, PoolState::Active);
+    assert_eq!(p0.cpus.iter().copied().collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(m.free_cpus(), vec![2, 3]);
+    assert_eq!(m.domain(CONTROL_DOMAIN).unwrap().pool, POOL0);
+    let all = PoolManager::new(4, None).unwrap();
+    assert!(all.free_cpus().is_empty());
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn pool0_size_must_be_between_one_and_total() {
+    assert_eq!(
+        PoolManager::new(4, Some(0)).unwrap_err(),
+        PoolError::BadPool0Size {
+            requested: 0,
+            total: 4
+        }
+    );
+    assert!(PoolManager::new(4, Some(5)).is_err());
+    assert!(PoolManager::new(0, None).is_err());
+}
+
+#[test]
+fn define_records_attributes_only() {
+    let mut m = four_two();
+    let id = m.define(spec("p1", list(&[2, 3]))).unwrap();
+    let p = m.pool(id).unwrap();
+    assert_eq!(p.state, PoolState::Defined);
+    assert!(p.cpus.is_empty());
+    assert_eq!(m.free_cpus(), vec![2, 3]);
+}
+
+#[test]
+fn define_refuses_duplicate_name_bad_name_empty_and_absent_cpus() {
+    let mut m = four_two();
+    m.define(spec("p1", list(&[2]))).unwrap();
+    refused(&mut m, PoolError::PoolNameTaken("p1".into()), |m| {
+        m.define(spec("p1", list(&[3])))
+    });
+    refused(&mut m, PoolError::PoolNameTaken("Pool-0".into()), |m| {
+        m.define(spec("Pool-0", list(&[3])))
+    });
+    refused(&mut m, PoolError::InvalidName, |m| {
+        m.define(spec("", list(&[3])))
+    });
+    refused(&mut m, PoolError::InvalidName, |m| {
+        m.define(spec("a b", list(&[3])))
+    });
+    refused(&mut m, PoolError::EmptyCpuRequest, |m| {
+        m.define(spec("p2", CpuRequest::Count(0)))
+    });
+    refused(&mut m, PoolError::EmptyCpuRequest, |m| {
+        m.define(spec("p2", list(&[])))
+    });
+    refused(&mut m, PoolError::NoSuchCpu(4), |m| {
+        m.define(spec("p2", list(&[3, 4])))
+    });
+}
+
+#[test]
+fn activate_binds_requested_cpus_after_starting_scheduler() {
+    let mut m = four_two();
+    let id = m.define(spec("p1", list(&[2, 3]))).unwrap();
+    let actions = m.activate(id).unwrap();
+    assert_eq!(
+        actions,
+        vec![
+            Action::StartScheduler {
+                pool: id,
+                sched: Sched::Credit
+            },
+            Action::BindCpu { cpu: 2, pool: id },
+            Action::BindCpu { cpu: 3, pool: id },
+        ]
+    );
+    assert_eq!(m.cpu_owner(3), Some(id));
+    assert!(m.free_cpus().is_empty());
+    refused(&mut m, PoolError::PoolAlreadyActive, |m| m.activate(id));
+}
+
+#[test]
+fn activate_refuses_when_a_listed_cpu_is_not_free() {
+    let mut m = four_two();
+    let id = m.define(spec("p1", list(&[1, 2]))).unwrap();
+    refused(
+        &mut m,
+        PoolError::CpuNotFree {
+            cpu: 1,
+            owner: POOL0,
+        },
+        |m| m.activate(id),
+    );
+    // Nothing half-done: CPU 2 is still free.
+    assert_eq!(m.free_cpus(), vec![2, 3]);
+}
+
+#[test]
+fn activate_with_count_takes_lowest_free_or_refuses() {
+    let mut m = PoolManager::new(8, Some(2)).unwrap();
+    let a = m.define(spec("a", CpuRequest::Count(3))).unwrap();
+    m.activate(a).unwrap();
+    assert_eq!(
+        m.pool(a).unwrap().cpus.iter().copied().collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    let b = m.define(spec("b", CpuRequest::Count(4))).unwrap();
+    refused(
+        &mut m,
+        PoolError::NotEnoughFreeCpus {
+            requested: 4,
+            free: 3,
+        },
+        |m| m.activate(b),
+    );
+}
+
+#[test]
+fn create_is_all_or_nothing() {
+    let mut m = four_two();
+    refused(
+        &mut m,
+        PoolError::CpuNotFree {
+            cpu: 0,
+            owner: POOL0,
+        },
+        |m| m.create(spec("p1", list(&[0, 2]))),
+    );
+    assert!(
+        m.pool_id("p1").is_err(),
+        "refused create left a defined pool"
+    );
+    let (id, actions) = m.create(spec("p1", list(&[2, 3]))).unwrap();
+    assert_eq!(actions.len(), 3);
+    assert_eq!(m.pool(id).unwrap().state, PoolState::Active);
+}
+
+#[test]
+fn deactivate_frees_cpus_revoking_before_stopping_scheduler() {
+    let mut m = four_two();
+    let (id, _) = m.create(spec("p1", list(&[2, 3]))).unwrap();
+    let actions = m.deactivate(id).unwrap();
+    assert_eq!(
+        actions,
+        vec![
+            Action::RevokeCpu { cpu: 2, pool: id },
+            Action::RevokeCpu { cpu: 3, pool: id },
+            Action::StopScheduler { pool: id },
+        ]
+    );
+    assert_eq!(m.free_cpus(), vec![2, 3]);
+    assert_eq!(m.pool(id).unwrap().state, PoolState::Defined);
+    // It can be started again with its recorded request.
+    m.activate(id).unwrap();
+    assert_eq!(m.cpu_owner(2), Some(id));
+}
+
+#[test]
+fn deactivate_refuses_with_domains_inactive_and_pool0() {
+    let mut m = four_two();
+    let (id, _) = m.create(spec("p1", list(&[2, 3]))).unwrap();
+    m.create_domain(dom("d1", id)).unwrap();
+    refused(&mut m, PoolError::PoolHasDomains(1), |m| m.deactivate(id));
+    refused(&mut m, PoolError::Pool0Protected, |m| m.deactivate(POOL0));
+    let defined = m.define(spec("p2", CpuRequest::Count(1))).unwrap();
+    refused(&mut m, PoolError::PoolNotActive, |m| m.deactivate(defined));
+    refused(&mut m, PoolError::NoSuchPool, |m| m.deactivate(PoolId(99)));
+}
+
+#[test]
+fn delete_only_when_deactivated_and_never_pool0() {
+    let mut m = four_two();
+    let (id, _) = m.create(spec("p1", list(&[2]))).unwrap();
+    refused(&mut m, PoolError::PoolStillActive, |m| m.delete(id));
+    refused(&mut m, PoolError::Pool0Protected, |m| m.delete(POOL0));
+    m.deactivate(id).unwrap();
+    m.delete(id).unwrap();
+    assert!(m.pool(id).is_none());
+    refused(&mut m, PoolError::NoSuchPool, |m| m.delete(id));
+    // The name is free again; ids are not reused.
+    let again = m.define(spec("p1", list(&[2]))).unwrap();
+    assert_ne!(again, id);
+}
+
+#[test]
+fn rename_needs_a_unique_name_and_pool0_keeps_its_identity() {
+    let mut m = four_two();
+    let (id, _) = m.create(spec("p1", list(&[2]))).unwrap();
+    refused(&mut m, PoolError::PoolNameTaken("Pool-0".into()), |m| {
+        m.rename(id, "Pool-0")
+    });
+    refused(&mut m, PoolError::InvalidName, |m| m.rename(id, "x\"y"));
+    m.rename(id, "p1").unwrap(); // its own name: fine
+    m.rename(POOL0, "main").unwrap();
+    assert_eq!(m.pool_id("main").unwrap(), POOL0);
+    refused(&mut m, PoolError::Pool0Protected, |m| m.deactivate(POOL0));
+}
+
+#[test]
+fn cpu_add_adds_free_cpus_and_reports_each_refused_one() {
+    let mut m = PoolManager::new(6, Some(2)).unwrap();
+    let (id, _) = m.create(spec("p1", list(&[2]))).unwrap();
+    let report = m.cpu_add(id, &[3, 0, 9, 4, 2]).unwrap();
+    assert_eq!(
+        report.results,
+        vec![
+            (3, Ok(())),
+            (
+                0,
+                Err(PoolError::CpuNotFree {
+                    cpu: 0,
+                    owner: POOL0
+                })
+            ),
+            (9, Err(PoolError::NoSuchCpu(9))),
+            (4, Ok(())),
+            (2, Err(PoolError::CpuNotFree { cpu: 2, owner: id })),
+        ]
+    );
+    assert_eq!(
+        report.actions,
+        vec![
+            Action::BindCpu { cpu: 3, pool: id },
+            Action::BindCpu { cpu: 4, pool: id }
+        ]
+    );
+    assert_eq!(m.free_cpus(), vec![5]);
+    let defined = m.define(spec("p2", CpuRequest::Count(1))).unwrap();
+    refused(&mut m, PoolError::PoolNotActive, |m| {
+        m.cpu_add(defined, &[5])
+    });
+}
+
+#[test]
+fn cpu_remove_frees_the_cpu_but_never_the_last() {
+    let mut m = four_two();
+    let actions = m.cpu_remove(POOL0, 1).unwrap();
+    assert_eq!(
+        actions,
+        vec![Action::RevokeCpu {
+            cpu: 1,
+            pool: POOL0
+        }]
+    );
+    assert_eq!(m.free_cpus(), vec![1, 2, 3]);
+    refused(&mut m, PoolError::LastCpu(0), |m| m.cpu_remove(POOL0, 0));
+    refused(&mut m, PoolError::CpuNotInPool(2), |m| {
+        m.cpu_remove(POOL0, 2)
+    });
+    refused(&mut m, PoolError::NoSuchCpu(7), |m| m.cpu_remove(POOL0, 7));
+}
+
+#[test]
+fn migrate_moves_to_active_pools_but_never_the_control_domain() {
+    let mut m = four_two();
+    let (lic, _) = m.create(spec("lic", list(&[2, 3]))).unwrap();
+    let (d, _) = m.create_domain(dom("d1", POOL0)).unwrap();
+    assert_eq!(
+        m.migrate(d, lic).unwrap(),
+        vec![Action::MoveDomain {
+            domain: d,
+            from: POOL0,
+            to: lic
+        }]
+    );
+    assert_eq!(m.domain(d).unwrap().pool, lic);
+    assert!(m.migrate(d, lic).unwrap().is_empty());
+    refused(&mut m, PoolError::ControlDomain, |m| {
+        m.migrate(CONTROL_DOMAIN, lic)
+    });
+    let defined = m.define(spec("p2", CpuRequest::Count(1))).unwrap();
+    refused(&mut m, PoolError::PoolNotActive, |m| m.migrate(d, defined));
+    refused(&mut m, PoolError::NoSuchDomain, |m| {
+        m.migrate(DomainId(77), lic)
+    });
+    refused(&mut m, PoolError::NoSuchPool, |m| m.migrate(d, PoolId(77)));
+}
+
+#[test]
+fn domains_start_only_in_active_pools_with_valid_params() {
+    let mut m = four_two();
+    let defined = m.define(spec("p1", list(&[2]))).unwrap();
+    refused(&mut m, PoolError::PoolNotActive, |m| {
+        m.create_domain(dom("d1", defined))
+    });
+    let (d, actions) = m.create_domain(dom("d1", POOL0)).unwrap();
+    assert_eq!(
+        actions,
+        vec![Action::AdoptDomain {
+            domain: d,
+            pool: POOL0
+        }]
+    );
+    refused(&mut m, PoolError::DomainNameTaken("d1".into()), |m| {
+        m.create_domain(dom("d1", POOL0))
+    });
+    let mut s = dom("d2", POOL0);
+    s.vcpus = 0;
+    refused(&mut m, PoolError::InvalidVcpus, |m| m.create_domain(s));
+    let mut s = dom("d2", POOL0);
+    s.params.weight = 70000;
+    refused(&mut m, PoolError::InvalidWeight(70000), |m| {
+        m.create_domain(s)
+    });
+    let mut s = dom("d2", POOL0);
+    s.params.sedf = Some(SedfParams {
+        period_ms: 10,
+        slice_ms: 20,
+        extra: false,
+    });
+    refused(&mut m, PoolError::InvalidSedf, |m| m.create_domain(s));
+}
+
+#[test]
+fn destroy_domain_releases_it_but_never_the_control_domain() {
+    let mut m = four_two();
+    let (d, _) = m.create_domain(dom("d1", POOL0)).unwrap();
+    assert_eq!(
+        m.destroy_domain(d).unwrap(),
+        vec![Action::ReleaseDomain {
+            domain: d,
+            pool: POOL0
+        }]
+    );
+    assert!(m.domain(d).is_none());
+    refused(&mut m, PoolError::ControlDomain, |m| {
+        m.destroy_domain(CONTROL_DOMAIN)
+    });
+    refused(&mut m, PoolError::NoSuchDomain, |m| m.destroy_domain(d));
+}
+
+#[test]
+fn live_scheduler_change_keeps_domains_in_place() {
+    let mut m = four_two();
+    let (id, _) = m.create(spec("p1", list(&[2, 3]))).unwrap();
+    let (d, _) = m.create_domain(dom("d1", id)).unwrap();
+    assert_eq!(
+        m.set_scheduler(id, Sched::Sedf).unwrap(),
+        vec![Action::ChangeScheduler {
+            pool: id,
+            from: Sched::Credit,
+            to: Sched::Sedf
+        }]
+    );
+    assert_eq!(m.pool(id).unwrap().spec.sched, Sched::Sedf);
+    assert_eq!(m.domain(d).unwrap().pool, id);
+    assert!(m.set_scheduler(id, Sched::Sedf).unwrap().is_empty());
+    let defined = m.define(spec("p2", CpuRequest::Count(1))).unwrap();
+    assert!(m.set_scheduler(defined, Sched::Sedf).unwrap().is_empty());
+    assert_eq!(m.pool(defined).unwrap().spec.sched, Sched::Sedf);
+}
+
+#[test]
+fn list_shows_xl_columns() {
+    let mut m = four_two();
+    let (id, _) = m.create(spec("lic", list(&[2, 3]))).unwrap();
+    m.create_domain(dom("d1", id)).unwrap();
+    m.define(spec("later", CpuRequest::Count(2))).unwrap();
+    let rows = m.list();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1].name, "lic");
+    assert_eq!(rows[1].cpus, vec![2, 3]);
+    assert!(rows[1].active);
+    assert_eq!(rows[1].domain_count, 1);
+    assert_eq!(rows[0].domain_count, 1); // the control domain
+    assert!(!rows[2].active);
+    assert_eq!(rows[2].cpu_count, 2);
+    let table = render_cpupool_list(&rows, false);
+    assert!(table.starts_with("Name               CPUs   Sched     Active   Domain count\n"));
+    assert!(table.contains("lic                   2   credit      y             1\n"));
+    let c = render_cpupool_list(&rows, true);
+    assert!(c.contains("Pool-0             0-1\n"));
+    assert_eq!(format_cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+}
+
+/// xorshift64*: deterministic, seedable, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Apply one random operation (valid or not). Returns the operation kind and
+/// whether it changed anything allowed to change (for `cpu_add`: at least one
+/// CPU added).
+fn random_op(m: &mut PoolManager, rng: &mut Rng) -> (usize, bool) {
+    let pool = PoolId(rng.below(5) as u32);
+    let cpu = rng.below(m.total_cpus() as u64 + 1) as u32;
+    let names = ["a", "b", "c", "Pool-0", "", "d e"];
+    let name = names[rng.below(names.len() as u64) as usize];
+    let cpus = match rng.below(3) {
+        0 => CpuRequest::Count(rng.below(4) as u32),
+        _ => CpuRequest::List((0..rng.below(3)).map(|_| rng.below(10) as u32).collect()),
+    };
+    let sched = if rng.below(2) == 0 {
+        Sched::Credit
+    } else {
+        Sched::Sedf
+    };
+    let domain = DomainId(rng.below(6) as u32);
+    let dom_names = ["x", "y", "z", "Domain-0"];
+    let kind = rng.below(OP_KINDS as u64) as usize;
+    let ok = match kind {
+        0 => m
+            .define(PoolSpec {
+                name: name.to_string(),
+                sched,
+                cpus,
+                other_config: Vec::new(),
+            })
+            .is_ok(),
+        1 => m
+            .create(PoolSpec {
+                name: name.to_string(),
+                sched,
+                cpus,
+                other_config: Vec::new(),
+            })
+            .is_ok(),
+        2 => m.activate(pool).is_ok(),
+        3 => m.deactivate(pool).is_ok(),
+        4 => m.delete(pool).is_ok(),
+        5 => m.rename(pool, name).is_ok(),
+        6 => {
+            let extra = rng.below(10) as u32;
+            match m.cpu_add(pool, &[cpu, extra]) {
+                Ok(r) => r.results.iter().any(|(_, res)| res.is_ok()),
+                Err(_) => false,
+            }
+        }
+        7 => m.cpu_remove(pool, cpu).is_ok(),
+        8 => m.migrate(domain, pool).is_ok(),
+        9 => m
+            .create_domain(DomainSpec {
+                name: dom_names[rng.below(4) as usize].to_string(),
+                pool,
+                vcpus: rng.below(3) as u32,
+                params: DomainParams {
+                    weight: [0, 256, 512, 70000][rng.below(4) as usize],
+                    cap_pct: 0,
+                    sedf: None,
+                },
+            })
+            .is_ok(),
+        10 => m.destroy_domain(domain).is_ok(),
+        _ => m.set_scheduler(pool, sched).is_ok(),
+    };
+    (kind, ok)
+}
+
+const OP_KINDS: usize = 12;
+
+#[test]
+fn random_operations_keep_invariants_and_refusals_change_nothing() {
+    let mut successes = [0u32; OP_KINDS];
+    let mut refusals = [0u32; OP_KINDS];
+    for seed in 1..=20u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut m = PoolManager::new(6, Some(1 + rng.below(6) as u32)).unwrap();
+        for step in 0..1000 {
+            let before = m.clone();
+            let (kind, changed_ok) = random_op(&mut m, &mut rng);
+            if let Err(why) = m.check_invariants() {
+                panic!("seed {seed} step {step}: invariant broken: {why}");
+            }
+            if changed_ok {
+                successes[kind] += 1;
+            } else {
+                refusals[kind] += 1;
+                assert_eq!(m, before, "seed {seed} step {step}: refusal changed state");
+            }
+        }
+    }
+    // The walk must exercise both paths of every operation to mean anything.
+    for kind in 0..OP_KINDS {
+        assert!(successes[kind] > 20, "op {kind}: {successes:?} successes");
+        assert!(refusals[kind] > 20, "op {kind}: {refusals:?} refusals");
+    }
+}
+
+#[test]
+fn invariant_checker_catches_a_cpu_in_two_pools() {
+    let mut m = four_two();
+    let (id, _) = m.create(spec("p1", list(&[2]))).unwrap();
+    m.pools.get_mut(&id).unwrap().cpus.insert(0);
+    assert_eq!(m.check_invariants(), Err("CPU in two pools"));
+}
