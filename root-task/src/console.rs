@@ -6,6 +6,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use tarn_pool_manager::pools::PoolManager;
 use tarn_rt::abi::boot::BootInfo;
 use tarn_rt::abi::{CPtr, ObjectType};
 use tarn_rt::layout::slot;
@@ -31,13 +32,17 @@ const COMMANDS: &[(&str, &str)] = &[
         "info",
         "CPUs, memory, boot modules and the kernel's object counts",
     ),
+    ("list", "domains: name, id, vCPUs, pool"),
+    (
+        "cpupool-list [-c]",
+        "pools: name, CPUs, scheduler, active, domains (-c: CPU lists)",
+    ),
     ("sleep MS", "wait MS milliseconds"),
     ("poweroff", "power the machine off (exit status 0)"),
 ];
 
 /// Commands that belong to the console but are not built yet.
 const NOT_BUILT: &[&str] = &[
-    "list",
     "create",
     "destroy",
     "pause",
@@ -46,7 +51,6 @@ const NOT_BUILT: &[&str] = &[
     "cpupool-new",
     "pool-new",
     "cpupool-start",
-    "cpupool-list",
     "cpupool-destroy",
     "cpupool-delete",
     "cpupool-rename",
@@ -137,7 +141,7 @@ impl Input {
 }
 
 /// Runs the console forever (or until `poweroff`).
-pub fn run(info: &BootInfo, resources: &mut Resources) -> ! {
+pub fn run(info: &BootInfo, resources: &mut Resources, pools: Option<PoolManager>) -> ! {
     let uart = Uart {
         ports: slot::IO_PORTS,
     };
@@ -151,7 +155,7 @@ pub fn run(info: &BootInfo, resources: &mut Resources) -> ! {
                 b'\r' | b'\n' => {
                     uart.write("\r\n");
                     let command = core::mem::take(&mut line);
-                    execute(info, command.trim(), sleeper);
+                    execute(info, pools.as_ref(), command.trim(), sleeper);
                     uart.write(PROMPT);
                 }
                 0x08 | 0x7F if line.pop().is_some() => uart.write("\x08 \x08"),
@@ -167,7 +171,7 @@ pub fn run(info: &BootInfo, resources: &mut Resources) -> ! {
 }
 
 /// Runs one command line.
-fn execute(info: &BootInfo, line: &str, sleeper: CPtr) {
+fn execute(info: &BootInfo, pools: Option<&PoolManager>, line: &str, sleeper: CPtr) {
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&command, args)) = words.split_first() else {
         return;
@@ -179,7 +183,29 @@ fn execute(info: &BootInfo, line: &str, sleeper: CPtr) {
             }
             println!("  (not built yet: {})", NOT_BUILT.join(" "));
         }
-        "info" => info_command(info),
+        "info" => info_command(info, pools),
+        "list" => match (args, pools) {
+            ([], Some(pools)) => {
+                println!("{:<20} {:>3} {:>5}  Pool", "Name", "ID", "VCPUs");
+                for d in pools.domains() {
+                    let pool = pools.pool(d.pool).map_or("?", |p| p.spec.name.as_str());
+                    println!("{:<20} {:>3} {:>5}  {pool}", d.name, d.id.0, d.vcpus);
+                }
+            }
+            ([], None) => println!("error: list: no pools"),
+            _ => println!("error: usage: list"),
+        },
+        "cpupool-list" => match (args, pools) {
+            ([], Some(pools)) | (["-c"], Some(pools)) => {
+                let table =
+                    tarn_pool_manager::pools::render_cpupool_list(&pools.list(), !args.is_empty());
+                for line in table.lines() {
+                    println!("{line}");
+                }
+            }
+            (_, None) => println!("error: cpupool-list: no pools"),
+            _ => println!("error: usage: cpupool-list [-c]"),
+        },
         "sleep" => match args {
             [ms] => match ms.parse::<u64>() {
                 Ok(ms) => {
@@ -202,12 +228,20 @@ fn execute(info: &BootInfo, line: &str, sleeper: CPtr) {
     }
 }
 
-fn info_command(info: &BootInfo) {
+fn info_command(info: &BootInfo, pools: Option<&PoolManager>) {
     let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
     let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
     println!("cpus            : {}", info.cpu_count);
     println!("untyped memory  : {} MiB at boot", untyped >> 20);
     println!("boot modules    : {}", modules.join(" "));
+    if let Some(pools) = pools {
+        let pool0 = pools.pool(tarn_pool_manager::pools::POOL0);
+        println!(
+            "Pool-0 scheduler: {}",
+            pool0.map_or("none", |p| p.spec.sched.name())
+        );
+        println!("free cpus       : {}", pools.free_cpus().len());
+    }
     if let Ok(i) = invoke::machine_check_invariants(slot::MACHINE) {
         println!(
             "kernel objects  : {} live, {} capabilities",

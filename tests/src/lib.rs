@@ -315,7 +315,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "help",
                 "info",
                 "frobnicate 1",
-                "cpupool-list",
+                "cpupool-create",
                 "sleep x",
                 "sleep 20",
                 "poweroff",
@@ -326,9 +326,31 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("cpus            : 2")
             .expect("invariants      : hold")
             .expect("error: unknown command 'frobnicate' (try help)")
-            .expect("error: 'cpupool-list': not built yet")
+            .expect("error: 'cpupool-create': not built yet")
             .expect("error: sleep: 'x' is not a number of milliseconds")
             .expect("tarn> poweroff")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
+    // Pool-0 from boot: a credit scheduler server on the first
+    // `pool0_cpus` CPUs, the rest free, as `cpupool-list` and `info` show.
+    all.push(
+        Scenario::qemu("pool0_console", 4, "pool0_cpus=2")
+            .exec(&[
+                "cpupool-list",
+                "cpupool-list -c",
+                "info",
+                "list",
+                "poweroff",
+            ])
+            .expect("sched-server: credit on 2 cpus")
+            .expect("root: Pool-0: credit on 2 cpus")
+            .expect("tarn> cpupool-list")
+            .expect("Pool-0                2   credit      y             1")
+            .expect("Pool-0             0-1")
+            .expect("Pool-0 scheduler: credit")
+            .expect("free cpus       : 2")
+            .expect("Domain-0               0     1  Pool-0")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
