@@ -376,8 +376,6 @@ fn lint(ctx: &Ctx) -> Result<()> {
         KERNEL_PACKAGE,
         "-p",
         "tarn-rt",
-        "-p",
-        "tarn-sched-server",
     ]);
     for package in images::user_packages() {
         command.args(["-p", package]);

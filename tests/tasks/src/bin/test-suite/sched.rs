@@ -85,6 +85,29 @@ impl Bound {
     }
 }
 
+impl Bound {
+    /// A counter thread (see [`counter`]) adopted as `id` and resumed; with
+    /// `woken`, waits for its `Woken` event.
+    fn adopted_counter(
+        &mut self,
+        env: &mut Env,
+        shared: &alloc::sync::Arc<Shared>,
+        id: u64,
+        woken: bool,
+    ) -> Result<tarn_rt::Thread, String> {
+        let thread = counter(env, shared)?;
+        expect!(
+            invoke::scheduler_adopt(self.scheduler, thread.tcb, id),
+            Ok(())
+        );
+        expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+        if woken {
+            self.expect(env, EventKind::Woken, id)?;
+        }
+        Ok(thread)
+    }
+}
+
 impl Drop for Bound {
     /// Each test leaves its CPU unbound for the next (also on failure).
     fn drop(&mut self) {
@@ -211,13 +234,7 @@ fn budget_expiry(env: &mut Env) -> Outcome {
     }
     let mut bound = Bound::new(env, 0)?;
     let shared = Shared::new();
-    let thread = counter(env, &shared)?;
-    expect!(
-        invoke::scheduler_adopt(bound.scheduler, thread.tcb, 9),
-        Ok(())
-    );
-    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
-    bound.expect(env, EventKind::Woken, 9)?;
+    let thread = bound.adopted_counter(env, &shared, 9, true)?;
     let budget = 3_000_000;
     expect!(
         invoke::scheduler_dispatch(bound.scheduler, 0, thread.tcb, budget),
@@ -290,13 +307,7 @@ fn queue_limits(env: &mut Env) -> Outcome {
     let mut threads = alloc::vec::Vec::new();
     let shared = Shared::new();
     for id in 0..=DISPATCH_QUEUE_LEN as u64 {
-        let thread = counter(env, &shared)?;
-        expect!(
-            invoke::scheduler_adopt(bound.scheduler, thread.tcb, 100 + id),
-            Ok(())
-        );
-        expect!(invoke::tcb_resume(thread.tcb), Ok(()));
-        threads.push(thread);
+        threads.push(bound.adopted_counter(env, &shared, 100 + id, false)?);
     }
     shared.set(1, 1);
     expect_err!(
@@ -353,10 +364,7 @@ fn revoke_evicts(env: &mut Env) -> Outcome {
     );
     let mut bound = Bound::over(scheduler, derived, ring_vaddr, notify)?;
     let shared = Shared::new();
-    let thread = counter(env, &shared)?;
-    expect!(invoke::scheduler_adopt(scheduler, thread.tcb, 5), Ok(()));
-    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
-    bound.expect(env, EventKind::Woken, 5)?;
+    let thread = bound.adopted_counter(env, &shared, 5, true)?;
     // A long budget: it would run for a second.
     expect!(
         invoke::scheduler_dispatch(scheduler, 0, thread.tcb, 1_000_000_000),
@@ -388,14 +396,9 @@ fn release(env: &mut Env) -> Outcome {
     if env.cpu_caps.is_none() {
         return Ok(Pass::Skipped("no Cpu capabilities"));
     }
-    let bound = Bound::new(env, 0)?;
+    let mut bound = Bound::new(env, 0)?;
     let shared = Shared::new();
-    let thread = counter(env, &shared)?;
-    expect!(
-        invoke::scheduler_adopt(bound.scheduler, thread.tcb, 3),
-        Ok(())
-    );
-    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+    let thread = bound.adopted_counter(env, &shared, 3, false)?;
     env.sleep_ns(10_000_000);
     expect!(shared.get(0), 0);
     // Released: the system FIFO runs it again.
