@@ -377,12 +377,12 @@ pub fn start(guard: &mut KernelGuard, cmdline: &str) -> Result<(), RootError> {
         builder.slot(slot::ROOT_VSPACE),
     );
     let ipc_phys = frame_phys(guard, builder.slot(slot::ROOT_IPC_BUFFER));
-    let buffer_cap = Cap::Frame {
-        phys: ipc_phys,
-        large: false,
-        rights: rw,
-        mapping: None,
-    };
+    let buffer_cap = crate::object::cnode::derive(
+        crate::object::read_cap(guard, builder.slot(slot::ROOT_IPC_BUFFER)),
+        Rights::ALL,
+        0,
+    )
+    .expect("the IPC-buffer slot holds the frame just made");
     insert_cap(
         guard,
         tcb::slot_address(thread, tcb::slot::IPC_BUFFER),

@@ -279,8 +279,13 @@ pub fn invoke_frame(
             if mapping.is_none() {
                 return Err(Error::NotMapped);
             }
-            let cap = read_cap(guard, frame_slot);
-            unmap_frame_cap(guard, cap);
+            let mapped = Cap::Frame {
+                phys,
+                large,
+                rights,
+                mapping,
+            };
+            unmap_frame_cap(guard, mapped);
             update_cap(
                 guard,
                 frame_slot,

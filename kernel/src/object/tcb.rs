@@ -329,20 +329,9 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
         super::delete_cap(guard, slot_address(target, index));
     }
     let copy = |guard: &mut KernelGuard, from: u64, index: usize| {
-        let cap = match read_cap(guard, from) {
-            Cap::Frame {
-                phys,
-                large,
-                rights,
-                ..
-            } => Cap::Frame {
-                phys,
-                large,
-                rights,
-                mapping: None,
-            },
-            other => other,
-        };
+        // A plain copy, as CNodeCopy makes it (a frame copy is unmapped).
+        let cap = super::cnode::derive(read_cap(guard, from), Rights::ALL, 0)
+            .expect("decode checked the types: CNode, VSpace, Frame, Endpoint");
         insert_cap(guard, slot_address(target, index), cap, from);
     };
     copy(guard, cnode_slot, slot::CSPACE);
