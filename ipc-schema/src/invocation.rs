@@ -112,7 +112,10 @@ pub enum Invocation {
     SchedulerUnbindCpu = 61,
     /// Scheduler. MR0 = Tcb cptr, MR1 = thread id (non-zero; events name the
     /// thread by it). The thread leaves the system FIFO and runs only when
-    /// dispatched; if runnable, a `Woken` event follows.
+    /// dispatched; if runnable, a `Woken` event follows. Adopting a thread
+    /// this scheduler already has gives it the new id (and a `Woken` event if
+    /// it is runnable and not queued): how a replacement server takes over.
+    /// A thread of another scheduler is `IllegalState`.
     SchedulerAdopt = 62,
     /// Scheduler. MR0 = Tcb cptr. The thread returns to the system FIFO.
     SchedulerRelease = 63,

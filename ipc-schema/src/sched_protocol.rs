@@ -70,6 +70,36 @@ pub enum SchedRequest {
         /// The thread.
         thread_id: u64,
     },
+    /// Take CPU `cpu` into the pool: its `Cpu` capability travels with this
+    /// message; the server binds it to its `Scheduler` and starts its agent.
+    AddCpu {
+        /// Physical CPU index.
+        cpu: u32,
+    },
+    /// Give CPU `cpu` back (the pool manager's negotiated removal): the
+    /// server stops dispatching there, moves the CPU's threads to its other
+    /// CPUs, unbinds the CPU and drops its capability, then answers. A
+    /// server that does not answer in time has the CPU revoked anyway.
+    RemoveCpu {
+        /// Physical CPU index.
+        cpu: u32,
+    },
+    /// Are you alive? Answered with `Ok` (the pool manager's liveness probe).
+    Ping,
+    /// Fault injection for tests and demonstrations of the pool manager's
+    /// recovery paths; nothing a healthy pool needs.
+    Misbehave(Misbehaviour),
+}
+
+/// What [`SchedRequest::Misbehave`] makes a server do from now on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Misbehaviour {
+    /// Never answer `RemoveCpu` (so the manager's deadline revokes the CPU).
+    IgnoreRemoveCpu,
+    /// Stop serving requests at all, after answering this one.
+    Hang,
+    /// Crash: the server's request thread faults after answering this one.
+    Crash,
 }
 
 /// A scheduler server's answer.
@@ -105,6 +135,10 @@ pub enum SchedError {
     InvalidParameter,
     /// SEDF admission control: the reservation does not fit.
     Infeasible,
+    /// `AddCpu` without a `Cpu` capability, with a capability of another CPU,
+    /// or for a CPU the server already has; `RemoveCpu` for a CPU it does
+    /// not have.
+    BadCpu,
     /// The kernel refused an operation (its error code).
     Kernel(u64),
 }
@@ -171,6 +205,10 @@ mod tests {
             SchedRequest::QueryThread {
                 thread_id: u64::MAX,
             },
+            SchedRequest::AddCpu { cpu: 3 },
+            SchedRequest::RemoveCpu { cpu: 63 },
+            SchedRequest::Ping,
+            SchedRequest::Misbehave(Misbehaviour::IgnoreRemoveCpu),
         ];
         for request in requests {
             let mut words = [0u64; MAX_WORDS];

@@ -537,7 +537,19 @@ pub fn invoke_scheduler(
             if id == 0 {
                 return Err(Error::InvalidArgument);
             }
-            if tcb::ctl(guard, thread).scheduler != 0 {
+            let current = tcb::ctl(guard, thread).scheduler;
+            if current == scheduler {
+                // Adopted again by its own scheduler (a replacement server
+                // taking over): it gets the new id and, if runnable and not
+                // queued, is reported woken to the new server.
+                tcb::ctl(guard, thread).thread_id = id;
+                let t = *tcb::ctl(guard, thread);
+                if t.state == ThreadState::Runnable as u64 && t.entry_cpu == 0 {
+                    on_woken(guard, thread);
+                }
+                return Ok(());
+            }
+            if current != 0 {
                 return Err(Error::IllegalState);
             }
             // Out of the system FIFO (stopping it if it runs there now).

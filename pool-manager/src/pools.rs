@@ -783,6 +783,23 @@ impl PoolManager {
         Ok(alloc::vec![Action::ReleaseDomain { domain, pool }])
     }
 
+    /// `sched-credit` / `sched-sedf`: record a domain's new parameters (the
+    /// runtime hands them to the pool's server, which may still refuse them,
+    /// e.g. SEDF admission control; the caller then restores the old ones).
+    /// Returns the parameters it had.
+    pub fn set_domain_params(
+        &mut self,
+        domain: DomainId,
+        params: DomainParams,
+    ) -> Result<DomainParams, PoolError> {
+        check_params(&params)?;
+        let d = self
+            .domains
+            .get_mut(&domain)
+            .ok_or(PoolError::NoSuchDomain)?;
+        Ok(core::mem::replace(&mut d.params, params))
+    }
+
     /// `cpupool-sched`: change a pool's policy. A defined pool just records
     /// it; an active pool's server is replaced while its domains keep running.
     /// The same policy again does nothing.

@@ -4,10 +4,16 @@
 //! backspace edits, and each line is one command. Unknown commands get a
 //! clear error and change nothing.
 
-use alloc::string::String;
+use crate::pools::{Clock, DomainStat, Pools};
+use alloc::format;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use tarn_pool_manager::pools::PoolManager;
+use tarn_pool_manager::config::{self, DomainType};
+use tarn_pool_manager::pools::{
+    self as rules, DomainParams, PoolId, PoolManager, Sched, SedfParams,
+};
 use tarn_rt::abi::boot::BootInfo;
+use tarn_rt::abi::sched_protocol::Misbehaviour;
 use tarn_rt::abi::{CPtr, ObjectType};
 use tarn_rt::layout::slot;
 use tarn_rt::{invoke, println, Resources};
@@ -30,41 +36,74 @@ const COMMANDS: &[(&str, &str)] = &[
     ("help", "list the commands"),
     (
         "info",
-        "CPUs, memory, boot modules and the kernel's object counts",
+        "CPUs, memory, boot modules, free CPUs, kernel objects",
     ),
-    ("list", "domains: name, id, vCPUs, pool"),
     (
-        "cpupool-list [-c]",
-        "pools: name, CPUs, scheduler, active, domains (-c: CPU lists)",
+        "list [-l] [--pool=P]",
+        "domains: name, id, vCPUs, state, CPU time, pool (-l: JSON)",
+    ),
+    (
+        "create KEY=VALUE...",
+        "start a domain (xl.cfg keys: name pool image vcpus cpu_weight cpu_cap period slice extra)",
+    ),
+    ("destroy D", "stop a domain and forget it"),
+    ("pause D / unpause D", "stop / restart a domain's vCPUs"),
+    (
+        "cpupool-create KEY=VALUE...",
+        "define and activate a pool (name sched cpus other_config)",
+    ),
+    ("cpupool-new KEY=VALUE...", "define a pool (also pool-new)"),
+    ("cpupool-start P", "activate a defined pool"),
+    (
+        "cpupool-destroy P",
+        "deactivate a pool without domains (CPUs become free)",
+    ),
+    ("cpupool-delete P", "forget a deactivated pool"),
+    ("cpupool-rename P NAME", "rename a pool"),
+    (
+        "cpupool-cpu-add P CPUS",
+        "add free CPUs (a list, a range or a count)",
+    ),
+    (
+        "cpupool-cpu-remove P CPUS",
+        "take CPUs back (negotiated with the pool's server)",
+    ),
+    (
+        "cpupool-migrate D P",
+        "move a running domain to another pool",
+    ),
+    ("cpupool-sched P credit|sedf", "change a live pool's policy"),
+    (
+        "cpupool-list [-c] [-l] [P]",
+        "pools: name, CPUs, scheduler, active, domains (-c: CPU lists, -l: JSON)",
+    ),
+    (
+        "sched-credit [-d D [-w W] [-c CAP]] [-s -p P [-t MS] [-r US]]",
+        "credit parameters of a domain or a pool",
+    ),
+    (
+        "sched-sedf [-d D -p MS -s MS [-e 0|1]]",
+        "sedf reservation of a domain",
+    ),
+    (
+        "sched-group -d D (-m MASTER | -n)",
+        "credit scheduling groups",
+    ),
+    ("vcpu-list [D]", "vCPUs: domain, CPU, state, time"),
+    (
+        "top [--json] [-d MS]",
+        "CPU share of each domain over MS (default 1000)",
+    ),
+    (
+        "server-fault P crash|hang|ignore-remove",
+        "fault injection: make a pool's scheduler server misbehave",
     ),
     ("sleep MS", "wait MS milliseconds"),
     ("poweroff", "power the machine off (exit status 0)"),
 ];
 
 /// Commands that belong to the console but are not built yet.
-const NOT_BUILT: &[&str] = &[
-    "create",
-    "destroy",
-    "pause",
-    "unpause",
-    "cpupool-create",
-    "cpupool-new",
-    "pool-new",
-    "cpupool-start",
-    "cpupool-destroy",
-    "cpupool-delete",
-    "cpupool-rename",
-    "cpupool-cpu-add",
-    "cpupool-cpu-remove",
-    "cpupool-migrate",
-    "cpupool-sched",
-    "sched-credit",
-    "sched-sedf",
-    "sched-group",
-    "vcpu-list",
-    "vcpu-pin",
-    "top",
-];
+const NOT_BUILT: &[&str] = &["vcpu-pin"];
 
 struct Uart {
     ports: CPtr,
@@ -123,6 +162,15 @@ impl Input {
         }
     }
 
+    /// The notification `wait` waits on (others may signal it to wake the
+    /// console, e.g. when a fault arrives).
+    fn notification(&self) -> CPtr {
+        match *self {
+            Input::Interrupt { notification, .. } => notification,
+            Input::Poll { sleeper } => sleeper,
+        }
+    }
+
     /// Waits for input to (possibly) be there.
     fn wait(&self) {
         match *self {
@@ -140,22 +188,49 @@ impl Input {
     }
 }
 
-/// Runs the console forever (or until `poweroff`).
-pub fn run(info: &BootInfo, resources: &mut Resources, pools: Option<PoolManager>) -> ! {
+/// Runs the console forever (or until `poweroff`). `pools` is the boot
+/// state of the pools; the runtime starts here, once the console can be
+/// woken by the fault watcher.
+pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<PoolManager>) -> ! {
     let uart = Uart {
         ports: slot::IO_PORTS,
     };
     let input = Input::setup(resources, &uart);
     let sleeper = resources.create(ObjectType::Notification, 0).unwrap_or(0);
+    let clock = Clock::calibrate(sleeper);
+    let mut pools = pools.and_then(|manager| {
+        match Pools::start(info, resources, manager, input.notification(), clock) {
+            Ok(pools) => Some(pools),
+            Err(error) => {
+                println!("root: cannot start the pool manager: {error:?}");
+                None
+            }
+        }
+    });
+    if let Some(p) = &pools {
+        let cpus = p.manager.pool(rules::POOL0).map_or(0, |p| p.cpus.len());
+        println!("root: Pool-0: credit on {cpus} cpus");
+    }
+    let mut console = Console {
+        info,
+        sleeper,
+        clock,
+    };
+    if let Some(p) = pools.as_mut() {
+        crate::autostart::run(resources, p, info.cmdline());
+    }
     let mut line = String::new();
     uart.write(PROMPT);
     loop {
+        if let Some(p) = pools.as_mut() {
+            p.service(resources);
+        }
         while let Some(byte) = uart.receive() {
             match byte {
                 b'\r' | b'\n' => {
                     uart.write("\r\n");
                     let command = core::mem::take(&mut line);
-                    execute(info, pools.as_ref(), command.trim(), sleeper);
+                    console.execute(resources, pools.as_mut(), command.trim());
                     uart.write(PROMPT);
                 }
                 0x08 | 0x7F if line.pop().is_some() => uart.write("\x08 \x08"),
@@ -170,86 +245,711 @@ pub fn run(info: &BootInfo, resources: &mut Resources, pools: Option<PoolManager
     }
 }
 
-/// Runs one command line.
-fn execute(info: &BootInfo, pools: Option<&PoolManager>, line: &str, sleeper: CPtr) {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let Some((&command, args)) = words.split_first() else {
-        return;
-    };
-    match command {
-        "help" => {
-            for (name, what) in COMMANDS {
-                println!("  {name:<10} {what}");
-            }
-            println!("  (not built yet: {})", NOT_BUILT.join(" "));
-        }
-        "info" => info_command(info, pools),
-        "list" => match (args, pools) {
-            ([], Some(pools)) => {
-                println!("{:<20} {:>3} {:>5}  Pool", "Name", "ID", "VCPUs");
-                for d in pools.domains() {
-                    let pool = pools.pool(d.pool).map_or("?", |p| p.spec.name.as_str());
-                    println!("{:<20} {:>3} {:>5}  {pool}", d.name, d.id.0, d.vcpus);
-                }
-            }
-            ([], None) => println!("error: list: no pools"),
-            _ => println!("error: usage: list"),
-        },
-        "cpupool-list" => match (args, pools) {
-            ([], Some(pools)) | (["-c"], Some(pools)) => {
-                let table =
-                    tarn_pool_manager::pools::render_cpupool_list(&pools.list(), !args.is_empty());
-                for line in table.lines() {
-                    println!("{line}");
-                }
-            }
-            (_, None) => println!("error: cpupool-list: no pools"),
-            _ => println!("error: usage: cpupool-list [-c]"),
-        },
-        "sleep" => match args {
-            [ms] => match ms.parse::<u64>() {
-                Ok(ms) => {
-                    let _ = tarn_rt::sleep(sleeper, ms.saturating_mul(1_000_000));
-                }
-                Err(_) => println!("error: sleep: '{ms}' is not a number of milliseconds"),
-            },
-            _ => println!("error: usage: sleep MS"),
-        },
-        "poweroff" => {
-            if args.is_empty() {
-                let _ = invoke::machine_power_off(slot::MACHINE, 0);
-                println!("error: poweroff failed");
-            } else {
-                println!("error: usage: poweroff");
-            }
-        }
-        other if NOT_BUILT.contains(&other) => println!("error: '{other}': not built yet"),
-        other => println!("error: unknown command '{other}' (try help)"),
+/// What commands need besides the pools.
+pub struct Console {
+    info: &'static BootInfo,
+    sleeper: CPtr,
+    clock: Clock,
+}
+
+/// The value after `flag` in `args` (`-d D`).
+fn flag<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| *a == name)
+        .and_then(|i| args.get(i + 1))
+        .copied()
+}
+
+fn number<T: core::str::FromStr>(text: Option<&str>, what: &str) -> Result<Option<T>, String> {
+    match text {
+        None => Ok(None),
+        Some(t) => t
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{what}: '{t}' is not a number")),
     }
 }
 
-fn info_command(info: &BootInfo, pools: Option<&PoolManager>) {
-    let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
-    let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
-    println!("cpus            : {}", info.cpu_count);
-    println!("untyped memory  : {} MiB at boot", untyped >> 20);
-    println!("boot modules    : {}", modules.join(" "));
-    if let Some(pools) = pools {
-        let pool0 = pools.pool(tarn_pool_manager::pools::POOL0);
-        println!(
-            "Pool-0 scheduler: {}",
-            pool0.map_or("none", |p| p.spec.sched.name())
-        );
-        println!("free cpus       : {}", pools.free_cpus().len());
+/// JSON string (names are validated, but escape anyway).
+fn json_str(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
     }
-    if let Ok(i) = invoke::machine_check_invariants(slot::MACHINE) {
-        println!(
-            "kernel objects  : {} live, {} capabilities",
-            i.live_objects, i.live_caps
-        );
-        println!(
-            "invariants      : {}",
-            if i.consistent { "hold" } else { "BROKEN" }
-        );
+    out.push('"');
+    out
+}
+
+fn params_json(params: &DomainParams) -> String {
+    let sedf = match params.sedf {
+        Some(s) => format!(
+            "{{\"period_ms\":{},\"slice_ms\":{},\"extra\":{}}}",
+            s.period_ms, s.slice_ms, s.extra
+        ),
+        None => String::from("null"),
+    };
+    format!(
+        "{{\"weight\":{},\"cap\":{},\"sedf\":{sedf}}}",
+        params.weight, params.cap_pct
+    )
+}
+
+fn ns_to_s(ns: u64) -> String {
+    format!("{}.{:01}", ns / 1_000_000_000, (ns / 100_000_000) % 10)
+}
+
+impl Console {
+    /// Runs one command line.
+    pub fn execute(&mut self, res: &mut Resources, pools: Option<&mut Pools>, line: &str) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some((&command, args)) = words.split_first() else {
+            return;
+        };
+        let result = match (command, pools) {
+            ("help", _) => {
+                for (name, what) in COMMANDS {
+                    println!("  {name:<28} {what}");
+                }
+                println!("  (not built yet: {})", NOT_BUILT.join(" "));
+                Ok(())
+            }
+            ("info", pools) => {
+                self.info_command(pools.as_deref());
+                Ok(())
+            }
+            ("sleep", _) => match args {
+                [ms] => match ms.parse::<u64>() {
+                    Ok(ms) => {
+                        let _ = tarn_rt::sleep(self.sleeper, ms.saturating_mul(1_000_000));
+                        Ok(())
+                    }
+                    Err(_) => Err(format!("sleep: '{ms}' is not a number of milliseconds")),
+                },
+                _ => Err(String::from("usage: sleep MS")),
+            },
+            ("poweroff", _) => {
+                if args.is_empty() {
+                    let _ = invoke::machine_power_off(slot::MACHINE, 0);
+                    Err(String::from("poweroff failed"))
+                } else {
+                    Err(String::from("usage: poweroff"))
+                }
+            }
+            (other, _) if NOT_BUILT.contains(&other) => Err(format!("'{other}': not built yet")),
+            (other, _)
+                if !COMMANDS
+                    .iter()
+                    .any(|(n, _)| n.split(' ').next() == Some(other))
+                    && !matches!(other, "pool-new" | "unpause") =>
+            {
+                Err(format!("unknown command '{other}' (try help)"))
+            }
+            (other, None) => Err(format!("{other}: no pools on this machine")),
+            (_, Some(pools)) => self.pool_command(res, pools, command, args, line),
+        };
+        if let Err(why) = result {
+            println!("error: {why}");
+        }
     }
+
+    fn pool_command(
+        &mut self,
+        res: &mut Resources,
+        pools: &mut Pools,
+        command: &str,
+        args: &[&str],
+        line: &str,
+    ) -> Result<(), String> {
+        let rest = line
+            .split_once(char::is_whitespace)
+            .map_or("", |(_, rest)| rest.trim());
+        let domain = |pools: &Pools, name: &str| {
+            pools
+                .manager
+                .domain_id(name)
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        let pool = |pools: &Pools, name: &str| {
+            pools
+                .manager
+                .pool_id(name)
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        match (command, args) {
+            ("list", _) => list_command(pools, args),
+            ("create", []) => Err(String::from("usage: create KEY=VALUE...")),
+            ("create", _) => create_domain(res, pools, rest),
+            ("destroy", [d]) => {
+                let id = domain(pools, d)?;
+                pools.destroy(res, id).map_err(|e| format!("{d}: {e}"))
+            }
+            ("pause", [d]) | ("unpause", [d]) => {
+                let id = domain(pools, d)?;
+                pools.set_paused(id, command == "pause")
+            }
+            ("cpupool-create", _) | ("cpupool-new", _) | ("pool-new", _) => {
+                let spec = config::parse_pool_inline(rest).map_err(|e| format!("{e}"))?;
+                let name = spec.name.clone();
+                if command == "cpupool-create" {
+                    let (_, actions) = pools
+                        .manager
+                        .create(spec)
+                        .map_err(|e| format!("{name}: {e}"))?;
+                    pools.apply(res, actions);
+                } else {
+                    pools
+                        .manager
+                        .define(spec)
+                        .map_err(|e| format!("{name}: {e}"))?;
+                }
+                Ok(())
+            }
+            ("cpupool-start", [p]) => {
+                let id = pool(pools, p)?;
+                let actions = pools
+                    .manager
+                    .activate(id)
+                    .map_err(|e| format!("{p}: {e}"))?;
+                pools.apply(res, actions);
+                Ok(())
+            }
+            ("cpupool-destroy", [p]) => {
+                let id = pool(pools, p)?;
+                let actions = pools
+                    .manager
+                    .deactivate(id)
+                    .map_err(|e| format!("{p}: {e}"))?;
+                pools.apply(res, actions);
+                Ok(())
+            }
+            ("cpupool-delete", [p]) => {
+                let id = pool(pools, p)?;
+                pools.manager.delete(id).map_err(|e| format!("{p}: {e}"))
+            }
+            ("cpupool-rename", [p, name]) => {
+                let id = pool(pools, p)?;
+                pools
+                    .manager
+                    .rename(id, name)
+                    .map_err(|e| format!("{p}: {e}"))
+            }
+            ("cpupool-cpu-add", [p, cpus]) => {
+                let id = pool(pools, p)?;
+                let list = cpu_list(&pools.manager, cpus)?;
+                let report = pools
+                    .manager
+                    .cpu_add(id, &list)
+                    .map_err(|e| format!("{p}: {e}"))?;
+                for (cpu, result) in &report.results {
+                    if let Err(e) = result {
+                        println!("error: CPU {cpu}: {e}");
+                    }
+                }
+                pools.apply(res, report.actions);
+                Ok(())
+            }
+            ("cpupool-cpu-remove", [p, cpus]) => {
+                let id = pool(pools, p)?;
+                let list = config::parse_cpu_list(cpus)
+                    .ok_or_else(|| format!("'{cpus}' is not a CPU list or range"))?;
+                for cpu in list {
+                    let actions = pools
+                        .manager
+                        .cpu_remove(id, cpu)
+                        .map_err(|e| format!("{p}: {e}"))?;
+                    pools.apply(res, actions);
+                }
+                Ok(())
+            }
+            ("cpupool-migrate", [d, p]) => {
+                let did = domain(pools, d)?;
+                let pid = pool(pools, p)?;
+                let actions = pools
+                    .manager
+                    .migrate(did, pid)
+                    .map_err(|e| format!("{d}: {e}"))?;
+                pools.apply(res, actions);
+                Ok(())
+            }
+            ("cpupool-sched", [p, sched]) => {
+                let id = pool(pools, p)?;
+                let sched = Sched::from_name(sched)
+                    .ok_or_else(|| format!("unknown scheduler '{sched}' (credit or sedf)"))?;
+                let actions = pools
+                    .manager
+                    .set_scheduler(id, sched)
+                    .map_err(|e| format!("{p}: {e}"))?;
+                pools.apply(res, actions);
+                Ok(())
+            }
+            ("cpupool-list", _) => cpupool_list(pools, args),
+            ("sched-credit", _) => sched_credit(pools, args),
+            ("sched-sedf", _) => sched_sedf(pools, args),
+            ("sched-group", _) => {
+                let d = flag(args, "-d").ok_or("usage: sched-group -d D (-m MASTER | -n)")?;
+                let id = domain(pools, d)?;
+                let master = match (flag(args, "-m"), args.contains(&"-n")) {
+                    (Some(m), false) => Some(domain(pools, m)?),
+                    (None, true) => None,
+                    _ => return Err(String::from("usage: sched-group -d D (-m MASTER | -n)")),
+                };
+                pools.set_group(id, master)
+            }
+            ("vcpu-list", _) => {
+                let only = match args {
+                    [] => None,
+                    [d] => Some(domain(pools, d)?),
+                    _ => return Err(String::from("usage: vcpu-list [D]")),
+                };
+                println!(
+                    "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9}  Pool",
+                    "Name", "ID", "VCPU", "CPU", "State", "Time(s)"
+                );
+                for s in pools
+                    .stats()
+                    .iter()
+                    .filter(|s| only.is_none_or(|d| d == s.id))
+                {
+                    let cpu = s.cpu.map_or_else(|| String::from("-"), |c| c.to_string());
+                    println!(
+                        "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9}  {}",
+                        s.name,
+                        s.id.0,
+                        0,
+                        cpu,
+                        s.state,
+                        ns_to_s(s.cpu_ns),
+                        s.pool
+                    );
+                }
+                Ok(())
+            }
+            ("top", _) => self.top(pools, args),
+            ("server-fault", [p, how]) => {
+                let id = pool(pools, p)?;
+                let how = match *how {
+                    "crash" => Misbehaviour::Crash,
+                    "hang" => Misbehaviour::Hang,
+                    "ignore-remove" => Misbehaviour::IgnoreRemoveCpu,
+                    other => {
+                        return Err(format!(
+                            "unknown fault '{other}' (crash, hang, ignore-remove)"
+                        ))
+                    }
+                };
+                pools.misbehave(id, how)?;
+                // A crash shows up as a fault message: give the watcher a moment.
+                let _ = tarn_rt::sleep(self.sleeper, 5_000_000);
+                pools.service(res);
+                Ok(())
+            }
+            (command, _) => Err(format!("usage: {}", usage(command))),
+        }
+    }
+
+    /// `top [--json] [-d MS]`: each domain's share of one CPU over MS.
+    fn top(&self, pools: &mut Pools, args: &[&str]) -> Result<(), String> {
+        let json = args.contains(&"--json");
+        let ms: u64 = number(flag(args, "-d"), "-d")?.unwrap_or(1000);
+        if ms == 0
+            || args
+                .iter()
+                .any(|a| a.starts_with('-') && !matches!(*a, "--json" | "-d"))
+        {
+            return Err(String::from("usage: top [--json] [-d MS]"));
+        }
+        let before = pools.stats();
+        let start = self.clock.now_us();
+        let _ = tarn_rt::sleep(self.sleeper, ms * 1_000_000);
+        let after = pools.stats();
+        let elapsed_ns = (self.clock.now_us() - start).max(1) * 1000;
+        let rows: Vec<(&DomainStat, u64)> = after
+            .iter()
+            .map(|a| {
+                let was = before.iter().find(|b| b.id == a.id).map_or(0, |b| b.cpu_ns);
+                (a, a.cpu_ns.saturating_sub(was))
+            })
+            .collect();
+        // Per mille of one CPU, rounded.
+        let share = |ran: u64| {
+            (u128::from(ran) * 1000 + u128::from(elapsed_ns) / 2) / u128::from(elapsed_ns)
+        };
+        if json {
+            let items: Vec<String> = rows
+                .iter()
+                .map(|(s, ran)| {
+                    let pm = share(*ran);
+                    format!(
+                        "{{\"domid\":{},\"name\":{},\"pool\":{},\"state\":\"{}\",\"cpu_pct\":{}.{},\"cpu_ns\":{ran}}}",
+                        s.id.0,
+                        json_str(&s.name),
+                        json_str(&s.pool),
+                        s.state,
+                        pm / 10,
+                        pm % 10
+                    )
+                })
+                .collect();
+            emit_line(&format!(
+                "{{\"interval_ms\":{},\"domains\":[{}]}}",
+                elapsed_ns / 1_000_000,
+                items.join(",")
+            ));
+        } else {
+            println!(
+                "{:<20} {:>3} {:>5} {:>7}  Pool",
+                "Name", "ID", "State", "CPU(%)"
+            );
+            for (s, ran) in rows {
+                let pm = share(ran);
+                println!(
+                    "{:<20} {:>3} {:>5} {:>5}.{}  {}",
+                    s.name,
+                    s.id.0,
+                    s.state,
+                    pm / 10,
+                    pm % 10,
+                    s.pool
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn info_command(&self, pools: Option<&Pools>) {
+        let info = self.info;
+        let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
+        let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
+        println!("cpus            : {}", info.cpu_count);
+        println!("untyped memory  : {} MiB at boot", untyped >> 20);
+        println!("boot modules    : {}", modules.join(" "));
+        if let Some(pools) = pools {
+            println!("cpupools        : {}", pools.manager.pools().count());
+            println!("domains         : {}", pools.manager.domains().count());
+            println!(
+                "free cpus       : {}",
+                rules::format_cpu_list(&pools.manager.free_cpus())
+            );
+        }
+        if let Ok(i) = invoke::machine_check_invariants(slot::MACHINE) {
+            println!(
+                "kernel objects  : {} live, {} capabilities",
+                i.live_objects, i.live_caps
+            );
+            println!(
+                "invariants      : {}",
+                if i.consistent { "hold" } else { "BROKEN" }
+            );
+        }
+    }
+}
+
+/// Writes one line of any length straight to the UART: a JSON document stays
+/// one line (the kernel's `DebugWrite` takes at most 512 bytes per call and
+/// ends each call with a line break).
+fn emit_line(text: &str) {
+    let uart = Uart {
+        ports: slot::IO_PORTS,
+    };
+    uart.write(text);
+    uart.write("\r\n");
+}
+
+fn usage(command: &str) -> &'static str {
+    COMMANDS
+        .iter()
+        .find(|(n, _)| n.split(' ').next() == Some(command))
+        .map_or("see help", |(n, _)| n)
+}
+
+/// CPUs for `cpupool-cpu-add`: a list, a range, or a count of free CPUs.
+fn cpu_list(manager: &PoolManager, text: &str) -> Result<Vec<u32>, String> {
+    if !text.contains([',', '-']) {
+        if let Ok(count) = text.parse::<usize>() {
+            let free = manager.free_cpus();
+            if count == 0 || count > free.len() {
+                return Err(format!("{count} CPUs requested, {} free", free.len()));
+            }
+            return Ok(free[..count].to_vec());
+        }
+    }
+    config::parse_cpu_list(text)
+        .map(|set| set.into_iter().collect())
+        .ok_or_else(|| format!("'{text}' is not a CPU list, range or count"))
+}
+
+fn create_domain(res: &mut Resources, pools: &mut Pools, text: &str) -> Result<(), String> {
+    let config = config::parse_domain_inline(text).map_err(|e| format!("{e}"))?;
+    create_from_config(res, pools, &config)
+}
+
+/// `create` from a parsed config: the rules first, then the build.
+pub fn create_from_config(
+    res: &mut Resources,
+    pools: &mut Pools,
+    config: &config::DomainConfig,
+) -> Result<(), String> {
+    if config.kind == DomainType::Hvm {
+        return Err(format!(
+            "{}: type=hvm: virtual machines are not built yet",
+            config.name
+        ));
+    }
+    if config.vcpus != 1 {
+        return Err(format!(
+            "{}: vcpus={}: native domains have one vCPU for now",
+            config.name, config.vcpus
+        ));
+    }
+    let spec = config
+        .to_spec(&pools.manager)
+        .map_err(|e| format!("{}: {e}", config.name))?;
+    let (id, _) = pools
+        .manager
+        .create_domain(spec)
+        .map_err(|e| format!("{}: {e}", config.name))?;
+    if let Err(why) = pools.build_domain(res, id, &config.image) {
+        let _ = pools.manager.destroy_domain(id);
+        return Err(format!("{}: {why}", config.name));
+    }
+    Ok(())
+}
+
+fn list_command(pools: &Pools, args: &[&str]) -> Result<(), String> {
+    let mut long = false;
+    let mut only: Option<PoolId> = None;
+    for arg in args {
+        match *arg {
+            "-l" => long = true,
+            other => match other.strip_prefix("--pool=") {
+                Some(name) => {
+                    only = Some(
+                        pools
+                            .manager
+                            .pool_id(name)
+                            .map_err(|e| format!("{name}: {e}"))?,
+                    )
+                }
+                None => return Err(String::from("usage: list [-l] [--pool=P]")),
+            },
+        }
+    }
+    let stats: Vec<DomainStat> = pools
+        .stats()
+        .into_iter()
+        .filter(|s| only.is_none_or(|p| pools.manager.domain(s.id).map(|d| d.pool) == Some(p)))
+        .collect();
+    if long {
+        let items: Vec<String> = stats
+            .iter()
+            .map(|s| {
+                format!(
+                    "{{\"domid\":{},\"name\":{},\"pool\":{},\"image\":{},\"vcpus\":{},\"state\":\"{}\",\"cpu_time_ns\":{},\"sched_params\":{},\"group_master\":{}}}",
+                    s.id.0,
+                    json_str(&s.name),
+                    json_str(&s.pool),
+                    json_str(&s.image),
+                    s.vcpus,
+                    s.state,
+                    s.cpu_ns,
+                    params_json(&s.params),
+                    s.group.as_deref().map_or_else(|| String::from("null"), json_str)
+                )
+            })
+            .collect();
+        emit_line(&format!("[{}]", items.join(",")));
+    } else {
+        println!(
+            "{:<20} {:>3} {:>5} {:>5} {:>9}  Pool",
+            "Name", "ID", "VCPUs", "State", "Time(s)"
+        );
+        for s in &stats {
+            println!(
+                "{:<20} {:>3} {:>5} {:>5} {:>9}  {}",
+                s.name,
+                s.id.0,
+                s.vcpus,
+                s.state,
+                ns_to_s(s.cpu_ns),
+                s.pool
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cpupool_list(pools: &Pools, args: &[&str]) -> Result<(), String> {
+    let mut cpus = false;
+    let mut long = false;
+    let mut only = None;
+    for arg in args {
+        match *arg {
+            "-c" => cpus = true,
+            "-l" => long = true,
+            name if !name.starts_with('-') && only.is_none() => {
+                only = Some(
+                    pools
+                        .manager
+                        .pool_id(name)
+                        .map_err(|e| format!("{name}: {e}"))?,
+                )
+            }
+            _ => return Err(String::from("usage: cpupool-list [-c] [-l] [P]")),
+        }
+    }
+    let rows: Vec<_> = pools
+        .manager
+        .list()
+        .into_iter()
+        .filter(|r| only.is_none_or(|p| p == r.id))
+        .collect();
+    if long {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let cpus: Vec<String> = r.cpus.iter().map(|c| c.to_string()).collect();
+                let domains: Vec<String> = pools
+                    .manager
+                    .domains()
+                    .filter(|d| d.pool == r.id)
+                    .map(|d| json_str(&d.name))
+                    .collect();
+                format!(
+                    "{{\"cpupool_id\":{},\"name\":{},\"sched\":\"{}\",\"active\":{},\"n_cpus\":{},\"cpus\":[{}],\"domains\":[{}],\"server\":{}}}",
+                    r.id.0,
+                    json_str(&r.name),
+                    r.sched.name(),
+                    r.active,
+                    r.cpu_count,
+                    cpus.join(","),
+                    domains.join(","),
+                    pools
+                        .server_policy(r.id)
+                        .map_or_else(|| String::from("null"), |s| format!("\"{}\"", s.name()))
+                )
+            })
+            .collect();
+        emit_line(&format!("[{}]", items.join(",")));
+    } else {
+        let table = rules::render_cpupool_list(&rows, cpus);
+        for line in table.lines() {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+fn sched_credit(pools: &mut Pools, args: &[&str]) -> Result<(), String> {
+    if args.contains(&"-s") {
+        let name = flag(args, "-p").ok_or("usage: sched-credit -s -p P [-t MS] [-r US]")?;
+        let id = pools
+            .manager
+            .pool_id(name)
+            .map_err(|e| format!("{name}: {e}"))?;
+        let t: Option<u32> = number(flag(args, "-t"), "-t")?;
+        let r: Option<u32> = number(flag(args, "-r"), "-r")?;
+        if t.is_none() && r.is_none() {
+            return Err(String::from("sched-credit -s: give -t MS and/or -r US"));
+        }
+        return pools.set_credit_pool(id, t.unwrap_or(30), r.unwrap_or(1000));
+    }
+    let Some(d) = flag(args, "-d") else {
+        if !args.is_empty() {
+            return Err(format!("usage: {}", usage("sched-credit")));
+        }
+        println!(
+            "{:<20} {:>3} {:>6} {:>4}  Pool",
+            "Name", "ID", "Weight", "Cap"
+        );
+        for s in pools.stats() {
+            if pools
+                .manager
+                .domain(s.id)
+                .and_then(|d| pools.manager.pool(d.pool))
+                .map(|p| p.spec.sched)
+                == Some(Sched::Credit)
+            {
+                println!(
+                    "{:<20} {:>3} {:>6} {:>4}  {}",
+                    s.name, s.id.0, s.params.weight, s.params.cap_pct, s.pool
+                );
+            }
+        }
+        return Ok(());
+    };
+    let id = pools
+        .manager
+        .domain_id(d)
+        .map_err(|e| format!("{d}: {e}"))?;
+    let mut params = pools
+        .manager
+        .domain(id)
+        .map(|x| x.params)
+        .unwrap_or_default();
+    if let Some(w) = number(flag(args, "-w"), "-w")? {
+        params.weight = w;
+    }
+    if let Some(c) = number(flag(args, "-c"), "-c")? {
+        params.cap_pct = c;
+    }
+    pools
+        .set_params(id, params)
+        .map_err(|e| format!("{d}: {e}"))
+}
+
+fn sched_sedf(pools: &mut Pools, args: &[&str]) -> Result<(), String> {
+    let Some(d) = flag(args, "-d") else {
+        if !args.is_empty() {
+            return Err(format!("usage: {}", usage("sched-sedf")));
+        }
+        println!(
+            "{:<20} {:>3} {:>10} {:>9} {:>5}  Pool",
+            "Name", "ID", "Period(ms)", "Slice(ms)", "Extra"
+        );
+        for s in pools.stats() {
+            if let Some(sedf) = s.params.sedf {
+                println!(
+                    "{:<20} {:>3} {:>10} {:>9} {:>5}  {}",
+                    s.name,
+                    s.id.0,
+                    sedf.period_ms,
+                    sedf.slice_ms,
+                    u8::from(sedf.extra),
+                    s.pool
+                );
+            }
+        }
+        return Ok(());
+    };
+    let id = pools
+        .manager
+        .domain_id(d)
+        .map_err(|e| format!("{d}: {e}"))?;
+    let period: Option<u32> = number(flag(args, "-p"), "-p")?;
+    let slice: Option<u32> = number(flag(args, "-s"), "-s")?;
+    let extra: Option<u8> = number(flag(args, "-e"), "-e")?;
+    let (Some(period_ms), Some(slice_ms)) = (period, slice) else {
+        return Err(String::from("usage: sched-sedf -d D -p MS -s MS [-e 0|1]"));
+    };
+    if extra.is_some_and(|e| e > 1) {
+        return Err(String::from("-e must be 0 or 1"));
+    }
+    let mut params = pools
+        .manager
+        .domain(id)
+        .map(|x| x.params)
+        .unwrap_or_default();
+    params.sedf = Some(SedfParams {
+        period_ms,
+        slice_ms,
+        extra: extra == Some(1),
+    });
+    pools
+        .set_params(id, params)
+        .map_err(|e| format!("{d}: {e}"))
 }

@@ -23,12 +23,13 @@
 
 extern crate alloc;
 
+mod autostart;
 mod console;
+mod pools;
 
 use alloc::vec::Vec;
 use tarn_pool_manager::pools::PoolManager;
 use tarn_rt::abi::boot::{BootInfo, ModuleDesc, MAX_UNTYPED};
-use tarn_rt::abi::invocation::ThreadState;
 use tarn_rt::abi::{fault, CPtr, Error, ObjectType, Rights};
 use tarn_rt::invoke;
 use tarn_rt::layout::slot;
@@ -87,7 +88,7 @@ fn main(arg: u64) {
         if words.contains(&"poweroff") {
             power_off(0);
         }
-        let pools = start_pool0(info, &mut resources, &words);
+        let pools = pool0(info, &words);
         console::run(info, &mut resources, pools);
     }
 }
@@ -212,6 +213,7 @@ fn start_child(
         cpu_count: info.cpu_count,
         cpu: None,
         cpu_caps: (info.first_cpu_slot != 0).then_some(info.first_cpu_slot),
+        suspended: false,
     };
     tarn_rt::spawn_process(resources, &config)?;
     Ok(fault_endpoint)
@@ -257,64 +259,23 @@ fn power_off(status: u64) -> ! {
     tarn_rt::exit()
 }
 
-/// Pool-0: every CPU (or `pool0_cpus=N` of them) bound to a credit
-/// scheduler server (`sched-server`), and the pool state the console shows.
-/// The root task itself stays a system thread, as the design says.
-fn start_pool0(info: &BootInfo, resources: &mut Resources, words: &[&str]) -> Option<PoolManager> {
+/// The boot state of the pools: Pool-0 with every CPU (or the first
+/// `pool0_cpus=N`), the rest free. The console starts the pool manager's
+/// runtime on it (Pool-0's credit server, then the auto configs).
+fn pool0(info: &BootInfo, words: &[&str]) -> Option<PoolManager> {
+    if info.module("sched-server").is_none() || info.first_cpu_slot == 0 {
+        println!("root: no scheduler server or no CPU capabilities; no pools");
+        return None;
+    }
     let pool0_cpus = words
         .iter()
         .find_map(|w| w.strip_prefix("pool0_cpus="))
         .and_then(|n| n.parse().ok());
-    let pools = match PoolManager::new(info.cpu_count as u32, pool0_cpus) {
-        Ok(pools) => pools,
+    match PoolManager::new(info.cpu_count as u32, pool0_cpus) {
+        Ok(pools) => Some(pools),
         Err(error) => {
             println!("root: pool0_cpus: {error}; no pools");
-            return None;
+            None
         }
-    };
-    let cpus = pools
-        .pool(tarn_pool_manager::pools::POOL0)
-        .map_or(0, |p| p.cpus.len() as u64);
-    let server = info.module("sched-server")?;
-    let started = (|| -> Result<(), Error> {
-        let endpoint = resources.create(ObjectType::Endpoint, 0)?;
-        let (memory, phys) = resources.create_untyped(22)?;
-        let caps = [CapGrant {
-            source: endpoint,
-            dest: 9,
-            rights: Rights::READ,
-            badge: 0,
-        }];
-        let untyped = [UntypedGrant {
-            cptr: memory,
-            phys,
-            size_bits: 22,
-        }];
-        let config = ProcessConfig {
-            elf: tarn_rt::module_bytes(server),
-            caps: &caps,
-            untyped: &untyped,
-            cmdline: "policy=credit",
-            cpu_count: cpus,
-            cpu_caps: (info.first_cpu_slot != 0).then_some(info.first_cpu_slot),
-            ..ProcessConfig::default()
-        };
-        let process = tarn_rt::spawn_process(resources, &config)?;
-        // Let the server bind its CPUs and start serving before the console
-        // prompts (its start-up line would otherwise land after the prompt).
-        let sleeper = resources.create(ObjectType::Notification, 0)?;
-        for _ in 0..2000 {
-            let state = invoke::tcb_read_registers(process.tcb)?.state_raw;
-            if state == ThreadState::BlockedOnReceive as u64 {
-                break;
-            }
-            let _ = tarn_rt::sleep(sleeper, 1_000_000);
-        }
-        Ok(())
-    })();
-    match started {
-        Ok(()) => println!("root: Pool-0: credit on {cpus} cpus"),
-        Err(error) => println!("root: cannot start Pool-0's scheduler server: {error:?}"),
     }
-    Some(pools)
 }

@@ -142,6 +142,52 @@ pub struct Scenario {
     /// Commands typed into the serial console, one after each
     /// [`CONSOLE_PROMPT`] (QEMU only; empty: the console gets no input).
     pub console: Vec<String>,
+    /// CPU shares the console's `top --json` reports must show.
+    pub shares: Vec<ShareCheck>,
+}
+
+/// One domain's CPU share in one `top --json` report: `window` counts the
+/// reports in the output from 0; the share is in per mille of one CPU and
+/// must lie in `min..=max`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareCheck {
+    /// Which report.
+    pub window: usize,
+    /// The domain's name.
+    pub domain: String,
+    /// Lowest accepted share (‰ of one CPU).
+    pub min: u32,
+    /// Highest accepted share (‰ of one CPU).
+    pub max: u32,
+}
+
+/// The start of a `top --json` report line.
+pub const TOP_JSON_PREFIX: &str = "{\"interval_ms\":";
+
+/// Every `top --json` report in `output`: (domain name, share in ‰ of one
+/// CPU) per domain, in order.
+pub fn top_reports(output: &str) -> Vec<Vec<(String, u32)>> {
+    output
+        .lines()
+        .filter_map(|line| line.find(TOP_JSON_PREFIX).map(|at| &line[at..]))
+        .map(|report| {
+            report
+                .split("{\"domid\":")
+                .skip(1)
+                .filter_map(|item| {
+                    let name = item.split("\"name\":\"").nth(1)?.split('"').next()?;
+                    let pct = item.split("\"cpu_pct\":").nth(1)?;
+                    let pct: String = pct
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.')
+                        .collect();
+                    let (whole, tenth) = pct.split_once('.').unwrap_or((&pct, "0"));
+                    let per_mille = whole.parse::<u32>().ok()? * 10 + tenth.parse::<u32>().ok()?;
+                    Some((name.to_owned(), per_mille))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 impl Scenario {
@@ -158,6 +204,7 @@ impl Scenario {
             expect_status: ExpectStatus::Exact(0),
             timeout: DEFAULT_TIMEOUT,
             console: Vec::new(),
+            shares: Vec::new(),
         }
     }
 
@@ -214,6 +261,20 @@ impl Scenario {
     pub fn exec(mut self, commands: &[&str]) -> Scenario {
         self.console
             .extend(commands.iter().flat_map(|c| split_commands(c)));
+        self
+    }
+
+    /// Domain `domain`'s share in `top --json` report `window` must be
+    /// `percent` ± `tolerance` percentage points.
+    #[must_use]
+    pub fn share(mut self, window: usize, domain: &str, percent: f64, tolerance: f64) -> Scenario {
+        let per_mille = |p: f64| (p * 10.0).round().max(0.0) as u32;
+        self.shares.push(ShareCheck {
+            window,
+            domain: domain.to_owned(),
+            min: per_mille(percent - tolerance),
+            max: per_mille(percent + tolerance),
+        });
         self
     }
 
@@ -310,12 +371,13 @@ pub fn scenarios() -> Vec<Scenario> {
     // The serial console: commands typed after each prompt, their output,
     // clear errors for unknown and not-yet-built commands, and power-off.
     all.push(
-        Scenario::qemu("console_commands", 2, "")
+        Scenario::qemu("console_commands", 2, "noauto")
             .exec(&[
                 "help",
                 "info",
                 "frobnicate 1",
-                "cpupool-create",
+                "vcpu-pin",
+                "cpupool-rename",
                 "sleep x",
                 "sleep 20",
                 "poweroff",
@@ -326,7 +388,8 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("cpus            : 2")
             .expect("invariants      : hold")
             .expect("error: unknown command 'frobnicate' (try help)")
-            .expect("error: 'cpupool-create': not built yet")
+            .expect("error: 'vcpu-pin': not built yet")
+            .expect("error: usage: cpupool-rename P NAME")
             .expect("error: sleep: 'x' is not a number of milliseconds")
             .expect("tarn> poweroff")
             .expect("tarn: exit status 0")
@@ -335,7 +398,7 @@ pub fn scenarios() -> Vec<Scenario> {
     // Pool-0 from boot: a credit scheduler server on the first
     // `pool0_cpus` CPUs, the rest free, as `cpupool-list` and `info` show.
     all.push(
-        Scenario::qemu("pool0_console", 4, "pool0_cpus=2")
+        Scenario::qemu("pool0_console", 4, "pool0_cpus=2 noauto")
             .exec(&[
                 "cpupool-list",
                 "cpupool-list -c",
@@ -343,14 +406,231 @@ pub fn scenarios() -> Vec<Scenario> {
                 "list",
                 "poweroff",
             ])
-            .expect("sched-server: credit on 2 cpus")
             .expect("root: Pool-0: credit on 2 cpus")
             .expect("tarn> cpupool-list")
             .expect("Pool-0                2   credit      y             1")
             .expect("Pool-0             0-1")
-            .expect("Pool-0 scheduler: credit")
-            .expect("free cpus       : 2")
-            .expect("Domain-0               0     1  Pool-0")
+            .expect("free cpus       : 2-3")
+            .expect("Domain-0               0     1     -       0.0  Pool-0")
+            .expect("tarn: exit status 0")
+            .forbid("auto:")
+            .forbid_failures(),
+    );
+    // The default demo (`cargo xtask run`): Pool-0 plus the sedf pool `rt`
+    // from the boot-time configs, four domains running.
+    all.push(
+        Scenario::qemu("demo_boot", 4, "pool0_cpus=2")
+            .exec(&["cpupool-list -c", "list", "poweroff"])
+            .expect("auto: cpupool rt from pools/rt.cfg")
+            .expect("auto: domain web from domains/web.cfg")
+            .expect("Pool-0             0-1")
+            .expect("rt                 2-3")
+            .expect("control-loop")
+            .expect("tarn: exit status 0")
+            .forbid("error")
+            .forbid_failures(),
+    );
+    // Seed 004's licence case: Pool-0 keeps CPUs 0-1, pool `lic` gets 2-3
+    // under credit; weights 256/512/1024 in `lic` get their shares of two
+    // CPUs while two CPU-bound domains in Pool-0 keep a CPU each.
+    all.push(
+        Scenario::qemu("licence_case_icount", 4, "pool0_cpus=2 noauto")
+            .icount()
+            .exec(&[
+                "cpupool-create name=lic sched=credit cpus=2-3",
+                "create name=a pool=lic image=spin cpu_weight=256",
+                "create name=b pool=lic image=spin cpu_weight=512",
+                "create name=c pool=lic image=spin cpu_weight=1024",
+                "create name=p1 image=spin",
+                "create name=p2 image=spin",
+                "sleep 300",
+                "top --json -d 3000",
+                "poweroff",
+            ])
+            .share(0, "a", 33.3, 2.0)
+            .share(0, "b", 66.7, 2.0)
+            .share(0, "c", 100.0, 2.0)
+            .share(0, "p1", 100.0, 2.0)
+            .share(0, "p2", 100.0, 2.0)
+            .expect("tarn: exit status 0")
+            .forbid("error")
+            .forbid_failures(),
+    );
+    // Seed 002's lifecycle, define to delete, with every refusal on the way.
+    all.push(
+        Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto")
+            .exec(&[
+                "cpupool-new name=p1 sched=sedf cpus=2-3",
+                "cpupool-list",
+                "create name=x pool=p1 image=spin",
+                "cpupool-new name=p1 sched=credit cpus=1",
+                "cpupool-start p1",
+                "cpupool-start p1",
+                "cpupool-cpu-add Pool-0 2",
+                "cpupool-rename p1 Pool-0",
+                "cpupool-rename p1 p2",
+                "create name=x pool=p2 image=spin period=100 slice=50",
+                "create name=x pool=p2 image=spin",
+                "create name=y pool=p2 image=spin period=100 slice=90",
+                "cpupool-destroy p2",
+                "cpupool-migrate Domain-0 p2",
+                "cpupool-cpu-remove p2 3",
+                "cpupool-cpu-remove p2 2",
+                "cpupool-migrate x Pool-0",
+                "cpupool-delete p2",
+                "cpupool-destroy Pool-0",
+                "cpupool-destroy p2",
+                "cpupool-delete p2",
+                "cpupool-list -c",
+                "list",
+                "info",
+                "poweroff",
+            ])
+            .expect("p1                    2   sedf        n             0")
+            .expect("error: x: cpupool not active")
+            .expect("error: p1: a pool named p1 already exists")
+            .expect("tarn> cpupool-start p1")
+            .expect("error: p1: cpupool already active")
+            .expect("error: CPU 2: CPU 2 is not free (in pool 1)")
+            .expect("error: p1: a pool named Pool-0 already exists")
+            .expect("error: x: a domain named x already exists")
+            .expect("error: y: sedf: the reservation does not fit the pool")
+            .expect("error: p2: cpupool has 1 active domains")
+            .expect("error: Domain-0: the control domain stays in Pool-0")
+            .expect("tarn> cpupool-cpu-remove p2 2")
+            .expect("error: p2: CPU 2 is the last CPU of the cpupool")
+            .expect("error: p2: cpupool must be destroyed first")
+            .expect("error: Pool-0: Pool-0 cannot be destroyed or deleted")
+            .expect("tarn> cpupool-list -c")
+            .expect("Pool-0             0-1")
+            .expect("x                      1     1     r")
+            .expect("free cpus       : 2-3")
+            .expect("invariants      : hold")
+            .expect("tarn: exit status 0")
+            .forbid("p2 ")
+            .forbid_failures(),
+    );
+    // Taking a CPU from a loaded pool and moving a running domain lose no
+    // thread: every domain keeps running; a server that ignores the
+    // release is revoked after the deadline and replaced.
+    all.push(
+        Scenario::qemu("cpu_remove_and_migrate_icount", 4, "pool0_cpus=2 noauto")
+            .icount()
+            .exec(&[
+                "cpupool-create name=p sched=credit cpus=2-3",
+                "create name=a pool=p image=spin",
+                "create name=b pool=p image=spin",
+                "create name=c pool=p image=spin",
+                "cpupool-cpu-remove p 3",
+                "top --json -d 1500",
+                "cpupool-migrate c Pool-0",
+                "top --json -d 1500",
+                "cpupool-cpu-add p 3",
+                "server-fault p ignore-remove",
+                "cpupool-cpu-remove p 3",
+                "top --json -d 1500",
+                "cpupool-list -c",
+                "poweroff",
+            ])
+            // One CPU left for three equal domains: a third each.
+            .share(0, "a", 33.3, 2.0)
+            .share(0, "b", 33.3, 2.0)
+            .share(0, "c", 33.3, 2.0)
+            // c moved to Pool-0 (one idle CPU there): a and b split CPU 2.
+            .share(1, "a", 50.0, 2.0)
+            .share(1, "b", 50.0, 2.0)
+            .share(1, "c", 100.0, 2.0)
+            .expect("pool p: CPU 3 not released (the scheduler server did not answer): revoked after the deadline")
+            .expect("pool p: scheduler server replaced in")
+            .expect("2 domains running again")
+            .share(2, "a", 50.0, 2.0)
+            .share(2, "b", 50.0, 2.0)
+            .expect("p                  2")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
+    // A pool's server crashes, then another one hangs: the manager replaces
+    // each on the same Scheduler, prints the recovery time, and every
+    // domain runs again; a live policy change hands the pool over the same
+    // way.
+    all.push(
+        Scenario::qemu("server_failover_icount", 4, "pool0_cpus=2 noauto")
+            .icount()
+            .exec(&[
+                "cpupool-create name=p sched=credit cpus=2-3",
+                "create name=a pool=p image=spin cpu_weight=256",
+                "create name=b pool=p image=spin cpu_weight=256",
+                "server-fault p crash",
+                "top --json -d 1000",
+                "server-fault p hang",
+                "sched-credit -d a -w 512",
+                "top --json -d 1000",
+                "cpupool-sched p sedf",
+                "sched-sedf -d a -p 100 -s 20",
+                "top --json -d 1000",
+                "cpupool-list -l",
+                "poweroff",
+            ])
+            .expect("pool p: scheduler server faulted")
+            .expect("pool p: scheduler server replaced in")
+            .expect("(server fault); 2 domains running again")
+            .share(0, "a", 100.0, 2.0)
+            .share(0, "b", 100.0, 2.0)
+            .expect("error: a: the scheduler server did not answer")
+            .expect("(the scheduler server did not answer); 2 domains running again")
+            .share(1, "a", 100.0, 2.0)
+            .share(1, "b", 100.0, 2.0)
+            .expect("pool p: now sedf (hand-over took")
+            .share(2, "a", 20.0, 1.0)
+            .expect("\"name\":\"p\",\"sched\":\"sedf\"")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
+    // Malformed commands and configs: a clear error naming the field, and
+    // nothing changes (still one pool, one domain, no CPU taken).
+    all.push(
+        Scenario::qemu("malformed_commands", 4, "pool0_cpus=2 noauto")
+            .exec(&[
+                "cpupool-create name=x sched=bogus cpus=2",
+                "cpupool-create name=\"x cpus=2",
+                "cpupool-create cpus=2",
+                "cpupool-create name=x cpus=2-9",
+                "cpupool-create name=x colour=blue cpus=2",
+                "create name=d image=spin cpu_weight=0",
+                "create name=d image=nope",
+                "create name=d image=spin vcpus=2",
+                "create name=d image=spin slice=5",
+                "create name=d pool=nowhere image=spin",
+                "cpupool-cpu-add Pool-0 x",
+                "cpupool-cpu-remove Pool-0 seven",
+                "sched-credit -d nobody -w 5",
+                "sched-credit -d Domain-0 -w 5",
+                "top -d zero",
+                "list --pool=nowhere",
+                "cpupool-list -c",
+                "info",
+                "poweroff",
+            ])
+            .expect("error: line 1: sched: bad value")
+            .expect("error: line 1: name: unterminated string")
+            .expect("error: name: missing")
+            .expect("error: x: no CPU")
+            .expect("error: line 1: colour: unknown key")
+            .expect("error: line 1: cpu_weight: bad value: weight must be 1..65535")
+            .expect("error: d: no image 'nope' (native images: spin)")
+            .expect("error: d: vcpus=2: native domains have one vCPU for now")
+            .expect("error: period: missing")
+            .expect("error: d: nowhere: no such cpupool")
+            .expect("error: 'x' is not a CPU list, range or count")
+            .expect("error: 'seven' is not a CPU list or range")
+            .expect("error: nobody: no such domain")
+            .expect("error: Domain-0: the control domain is a system task")
+            .expect("error: -d: 'zero' is not a number")
+            .expect("error: nowhere: no such cpupool")
+            .expect("Pool-0             0-1")
+            .expect("cpupools        : 1")
+            .expect("domains         : 1")
+            .expect("free cpus       : 2-3")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
@@ -408,6 +688,29 @@ pub fn check_output(scenario: &Scenario, output: &str) -> Result<(), String> {
                     _ => format!("missing expected line `{expected}`"),
                 });
             }
+        }
+    }
+    let reports = top_reports(output);
+    for check in &scenario.shares {
+        let report = reports
+            .get(check.window)
+            .ok_or_else(|| format!("no `top --json` report #{}", check.window))?;
+        let (_, share) = report
+            .iter()
+            .find(|(name, _)| *name == check.domain)
+            .ok_or_else(|| format!("report #{} has no domain {}", check.window, check.domain))?;
+        if !(check.min..=check.max).contains(share) {
+            return Err(format!(
+                "report #{}: {} got {}.{} %, expected {}.{}..{}.{} %",
+                check.window,
+                check.domain,
+                share / 10,
+                share % 10,
+                check.min / 10,
+                check.min % 10,
+                check.max / 10,
+                check.max % 10
+            ));
         }
     }
     Ok(())
@@ -648,6 +951,23 @@ tarn: exit status 0\n";
         assert!(s.console.is_empty(), "no console input by default");
         let s = s.exec(&["help", " info ", ""]).exec(&["sleep 5; poweroff"]);
         assert_eq!(s.console, ["help", "info", "sleep 5", "poweroff"]);
+    }
+
+    #[test]
+    fn top_reports_parse_and_shares_are_checked() {
+        let output = "tarn> top --json\n{\"interval_ms\":3000,\"domains\":[{\"domid\":0,\"name\":\"Domain-0\",\"pool\":\"Pool-0\",\"state\":\"-\",\"cpu_pct\":0.0,\"cpu_ns\":0},{\"domid\":1,\"name\":\"a\",\"pool\":\"lic\",\"state\":\"r\",\"cpu_pct\":33.4,\"cpu_ns\":1}]}\n";
+        assert_eq!(
+            top_reports(output),
+            vec![vec![("Domain-0".to_owned(), 0), ("a".to_owned(), 334)]]
+        );
+        let pass = Scenario::qemu("s", 1, "").share(0, "a", 33.3, 2.0);
+        assert_eq!(check_output(&pass, output), Ok(()));
+        let fail = Scenario::qemu("s", 1, "").share(0, "a", 66.7, 2.0);
+        assert!(check_output(&fail, output)
+            .unwrap_err()
+            .contains("a got 33.4 %"));
+        let missing = Scenario::qemu("s", 1, "").share(1, "a", 33.3, 2.0);
+        assert!(check_output(&missing, output).is_err());
     }
 
     #[test]

@@ -219,6 +219,9 @@ pub struct ProcessConfig<'a> {
     /// `cpu_count` CPUs): copies go to the child, listed in its start page
     /// (`first_cpu_slot`). `None` gives the child no CPU capabilities.
     pub cpu_caps: Option<CPtr>,
+    /// Leave the main thread stopped (the caller resumes it, e.g. after
+    /// handing it to a scheduler server).
+    pub suspended: bool,
 }
 
 impl Default for ProcessConfig<'_> {
@@ -235,6 +238,7 @@ impl Default for ProcessConfig<'_> {
             cpu_count: 1,
             cpu: None,
             cpu_caps: None,
+            suspended: false,
         }
     }
 }
@@ -466,7 +470,9 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
     if let Some(cpu) = config.cpu {
         invoke::tcb_set_affinity(tcb, cpu)?;
     }
-    invoke::tcb_resume(tcb)?;
+    if !config.suspended {
+        invoke::tcb_resume(tcb)?;
+    }
     Ok(Process {
         cnode,
         vspace,

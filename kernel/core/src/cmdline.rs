@@ -123,6 +123,9 @@ pub struct KernelArgs<'a> {
     pub seed: Option<u64>,
     /// `ipc_fastpath=on|off`: whether the IPC fastpath is used (default on).
     pub ipc_fastpath: Option<bool>,
+    /// `noauto`: the root task skips the boot-time pool and domain configs
+    /// (a root-task option).
+    pub noauto: bool,
 }
 
 /// A problem with one command-line token; parsing continues after it.
@@ -177,6 +180,7 @@ enum Key {
     Seed = 1 << 7,
     IpcFastpath = 1 << 8,
     SchedTest = 1 << 9,
+    NoAuto = 1 << 10,
 }
 
 impl Key {
@@ -192,6 +196,7 @@ impl Key {
             "schedtest" => Key::SchedTest,
             "seed" => Key::Seed,
             "ipc_fastpath" => Key::IpcFastpath,
+            "noauto" => Key::NoAuto,
             _ => return None,
         })
     }
@@ -246,6 +251,7 @@ impl<'a> KernelArgs<'a> {
             Key::Test => self.test = flag(value)?,
             Key::Bench => self.bench = flag(value)?,
             Key::Fuzz => self.fuzz = flag(value)?,
+            Key::NoAuto => self.noauto = flag(value)?,
             Key::SchedTest => {
                 self.schedtest = Some(match value {
                     None | Some("credit") => "credit",
@@ -323,11 +329,12 @@ mod tests {
     #[test]
     fn every_option_is_recognised() {
         let (args, warnings) =
-            parse("poweroff selftest=gpf test bench pool0_cpus=3 loglevel=debug");
+            parse("poweroff selftest=gpf test bench pool0_cpus=3 loglevel=debug noauto");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert!(args.poweroff && args.test && args.bench);
         assert_eq!(args.selftest, Some(Selftest::GeneralProtection));
         assert_eq!(args.pool0_cpus, Some(3));
+        assert!(args.noauto);
         assert_eq!(args.loglevel, LogLevel::Debug);
     }
 

@@ -542,3 +542,23 @@ fn invariant_checker_catches_a_cpu_in_two_pools() {
     m.pools.get_mut(&id).unwrap().cpus.insert(0);
     assert_eq!(m.check_invariants(), Err("CPU in two pools"));
 }
+
+#[test]
+fn domain_params_are_validated_and_the_old_ones_returned() {
+    let mut m = four_two();
+    let (d, _) = m.create_domain(dom("d1", POOL0)).expect("created");
+    let heavy = DomainParams {
+        weight: 1024,
+        cap_pct: 50,
+        sedf: None,
+    };
+    assert_eq!(m.set_domain_params(d, heavy), Ok(DomainParams::default()));
+    assert_eq!(m.domain(d).map(|x| x.params), Some(heavy));
+    let bad = DomainParams { weight: 0, ..heavy };
+    refused(&mut m, PoolError::InvalidWeight(0), |m| {
+        m.set_domain_params(d, bad)
+    });
+    refused(&mut m, PoolError::NoSuchDomain, |m| {
+        m.set_domain_params(DomainId(99), heavy)
+    });
+}

@@ -13,6 +13,11 @@
 //! (`TICK_NS`) so time-driven policy work (credit accounting, SEDF periods,
 //! `Decision::Timer`) happens without a one-shot timer per decision.
 //!
+//! CPUs come and go while the pool runs ([`Pool::add_cpu`],
+//! [`Pool::remove_cpu`]): that is how a pool manager grows and shrinks a pool
+//! by negotiation. A pool can also start on a `Scheduler` it is given, so a
+//! replacement server can take over a pool whose server failed.
+//!
 //! Limits (documented, not hidden): at most one entry is queued per CPU at a
 //! time (the agent refills on each entry end), and `Decision::Timer` is served
 //! by the periodic tick.
@@ -48,6 +53,15 @@ pub struct PoolCpu {
 
 struct CpuState {
     index: u64,
+    /// In the pool now (a removed CPU keeps its slot, agent, ring and
+    /// notification for when it comes back; its agent just sleeps).
+    member: bool,
+    /// The server's `Cpu` capability (0 while not a member).
+    cap: CPtr,
+    /// The CPU's event ring, its frame and where that is mapped.
+    ring: RingReader,
+    frame: CPtr,
+    ring_vaddr: u64,
     /// An entry is queued or running there.
     busy: bool,
     /// The policy asked to preempt this CPU: its own agent does it (a
@@ -74,7 +88,8 @@ struct State<P> {
 pub struct Pool<P: Policy + Send + 'static> {
     state: Arc<Mutex<State<P>>>,
     scheduler: CPtr,
-    notifications: Vec<CPtr>,
+    /// Where the next new CPU's ring frame is mapped.
+    next_ring_vaddr: u64,
 }
 
 /// Why the pool could not start or an operation failed.
@@ -136,6 +151,17 @@ fn ends_entry(kind: u32) -> bool {
 }
 
 impl<P: Policy> State<P> {
+    /// Feeds every event waiting in CPU `cpu`'s ring to the policy.
+    fn drain(&mut self, cpu: u64) {
+        let Some(i) = self.cpus.iter().position(|c| c.index == cpu) else {
+            return;
+        };
+        while let Some(event) = self.cpus[i].ring.pop() {
+            self.absorb(&event);
+        }
+        let _ = self.cpus[i].ring.take_overflow();
+    }
+
     /// Feeds one ring event to the policy.
     fn absorb(&mut self, raw: &RingEvent) {
         self.now_ns = self.now_ns.max(raw.timestamp_ns);
@@ -143,7 +169,11 @@ impl<P: Policy> State<P> {
             *count += 1;
         }
         if ends_entry(raw.kind) {
-            if let Some(cpu) = self.cpus.iter_mut().find(|c| c.index == u64::from(raw.cpu)) {
+            if let Some(cpu) = self
+                .cpus
+                .iter_mut()
+                .find(|c| c.member && c.index == u64::from(raw.cpu))
+            {
                 // Only the entry that ran ends here (a queued one that never
                 // started is reported too, but with one entry per CPU they
                 // are the same).
@@ -164,7 +194,7 @@ impl<P: Policy> State<P> {
                 if let Some(c) = self
                     .cpus
                     .iter_mut()
-                    .find(|c| c.index == u64::from(cpu.0) && c.busy)
+                    .find(|c| c.member && c.index == u64::from(cpu.0) && c.busy)
                 {
                     c.preempt_requested = true;
                     if Some(c.index) != here {
@@ -184,15 +214,16 @@ impl<P: Policy> State<P> {
                 let _ = invoke::scheduler_preempt(self.scheduler, c.index);
             }
         }
+        let members = self.cpus.iter().filter(|c| c.member).count();
         for i in 0..self.cpus.len() {
-            if self.cpus[i].busy {
+            if self.cpus[i].busy || !self.cpus[i].member {
                 continue;
             }
             let index = self.cpus[i].index;
             // Every CPU is filled by its own agent: a dispatch to another CPU
             // would interrupt it (and, under QEMU's icount, make both wait for
             // each other); its agent is woken instead.
-            if here.is_some_and(|h| h != index) || (here.is_none() && self.cpus.len() > 1) {
+            if here.is_some_and(|h| h != index) || (here.is_none() && members > 1) {
                 let _ = syscall::signal(self.cpus[i].notify);
                 continue;
             }
@@ -228,7 +259,6 @@ const LOCK_BACKOFF_NS: u64 = 20_000;
 fn agent<P: Policy + Send + 'static>(
     state: Arc<Mutex<State<P>>>,
     cpu: u64,
-    mut ring: RingReader,
     notify: CPtr,
     sleeper: CPtr,
 ) {
@@ -237,28 +267,29 @@ fn agent<P: Policy + Send + 'static>(
             return;
         }
         let mut s = lock(&state, sleeper);
-        while let Some(event) = ring.pop() {
-            s.absorb(&event);
+        s.drain(cpu);
+        if s.cpus.iter().any(|c| c.index == cpu && c.member) {
+            s.fill(Some(cpu));
         }
-        let _ = ring.take_overflow();
-        s.fill(Some(cpu));
     }
 }
 
 impl<P: Policy + Send + 'static> Pool<P> {
-    /// Binds `cpus` to a new Scheduler, starts an agent per CPU, and hands
-    /// the CPUs to `policy`. Ring frames are mapped from `ring_vaddr` on
-    /// (one page per CPU, inside the runtime's free window).
+    /// Starts a pool on `scheduler` (a new one if `None`: a pool manager
+    /// passes its own so that a replacement server can take the pool over)
+    /// and adds `cpus` as [`Pool::add_cpu`] does. Ring frames are mapped from
+    /// `ring_vaddr` on (one page per CPU, inside the runtime's free window).
     pub fn start(
         res: &mut Resources,
-        mut policy: P,
+        policy: P,
+        scheduler: Option<CPtr>,
         cpus: &[PoolCpu],
         ring_vaddr: u64,
     ) -> Result<Self, ServerError> {
-        let scheduler = res.create(ObjectType::Scheduler, 0)?;
-        for cpu in cpus {
-            policy.add_cpu(CpuId(cpu.index as u32), 0);
-        }
+        let scheduler = match scheduler {
+            Some(cap) => cap,
+            None => res.create(ObjectType::Scheduler, 0)?,
+        };
         let state = Arc::new(Mutex::new(State {
             policy,
             scheduler,
@@ -270,43 +301,120 @@ impl<P: Policy + Send + 'static> Pool<P> {
             event_counts: [0; 16],
             preempts: 0,
         }));
-        let mut notifications = Vec::new();
-        for (i, cpu) in cpus.iter().enumerate() {
-            let frame = res.create(ObjectType::Frame4K, 0)?;
-            let vaddr = ring_vaddr + i as u64 * 4096;
-            invoke::frame_map(
-                frame,
-                tarn_rt::layout::slot::ROOT_VSPACE,
-                vaddr,
-                Rights::READ.union(Rights::WRITE),
-            )?;
-            let notify = res.create(ObjectType::Notification, 0)?;
-            state.lock().cpus.push(CpuState {
+        let mut pool = Pool {
+            state,
+            scheduler,
+            next_ring_vaddr: ring_vaddr,
+        };
+        for &cpu in cpus {
+            pool.add_cpu(res, cpu)?;
+        }
+        Ok(pool)
+    }
+
+    /// Takes CPU `cpu` into the pool: binds it to the `Scheduler` with its
+    /// ring and agent (made the first time this CPU joins), turns its tick
+    /// on, and hands it to the policy.
+    pub fn add_cpu(&mut self, res: &mut Resources, cpu: PoolCpu) -> Result<(), ServerError> {
+        let known = {
+            let s = self.state.lock();
+            if s.cpus.iter().any(|c| c.index == cpu.index && c.member) {
+                return Err(ServerError::Kernel(Error::IllegalState));
+            }
+            s.cpus
+                .iter()
+                .find(|c| c.index == cpu.index)
+                .map(|c| (c.notify, c.frame, c.ring_vaddr))
+        };
+        let (notify, frame, frame_vaddr, fresh) = match known {
+            Some((notify, frame, vaddr)) => (notify, frame, vaddr, false),
+            None => {
+                let vaddr = self.next_ring_vaddr;
+                let frame = res.create(ObjectType::Frame4K, 0)?;
+                invoke::frame_map(
+                    frame,
+                    tarn_rt::layout::slot::ROOT_VSPACE,
+                    vaddr,
+                    Rights::READ.union(Rights::WRITE),
+                )?;
+                self.next_ring_vaddr += 4096;
+                let notify = res.create(ObjectType::Notification, 0)?;
+                (notify, frame, vaddr, true)
+            }
+        };
+        invoke::scheduler_bind_cpu(self.scheduler, cpu.cap, frame, notify)?;
+        // Binding zeroes the ring: read it from the start again.
+        let ring = RingReader::new(frame_vaddr).ok_or(Error::InvalidArgument)?;
+        if let Err(error) = invoke::scheduler_set_tick(self.scheduler, cpu.index, TICK_NS) {
+            let _ = invoke::scheduler_unbind_cpu(self.scheduler, cpu.cap);
+            return Err(error.into());
+        }
+        {
+            let mut s = self.state.lock();
+            let now = s.now_ns;
+            let slot = CpuState {
                 index: cpu.index,
+                member: true,
+                cap: cpu.cap,
+                ring,
+                frame,
+                ring_vaddr: frame_vaddr,
                 busy: false,
                 preempt_requested: false,
                 notify,
-            });
-            invoke::scheduler_bind_cpu(scheduler, cpu.cap, frame, notify)?;
-            invoke::scheduler_set_tick(scheduler, cpu.index, TICK_NS)?;
-            let ring = RingReader::new(vaddr).ok_or(Error::InvalidArgument)?;
-            let shared = state.clone();
+            };
+            match s.cpus.iter_mut().find(|c| c.index == cpu.index) {
+                Some(c) => *c = slot,
+                None => s.cpus.push(slot),
+            }
+            s.policy.add_cpu(CpuId(cpu.index as u32), now);
+        }
+        if fresh {
+            let shared = self.state.clone();
             let sleeper = res.create(ObjectType::Notification, 0)?;
             let options = ThreadOptions {
                 cpu: Some(cpu.index),
                 ..ThreadOptions::default()
             };
             let index = cpu.index;
-            tarn_rt::spawn_thread(res, options, move || {
-                agent(shared, index, ring, notify, sleeper)
-            })?;
-            notifications.push(notify);
+            tarn_rt::spawn_thread(res, options, move || agent(shared, index, notify, sleeper))?;
         }
-        Ok(Pool {
-            state,
-            scheduler,
-            notifications,
-        })
+        let _ = syscall::signal(notify);
+        Ok(())
+    }
+
+    /// Gives CPU `index` back: unbinds it (its queue is evicted; the policy
+    /// sees the evictions while the CPU is still its own), then the policy
+    /// moves the CPU's threads to the pool's other CPUs, and the CPU's
+    /// capability is deleted. Its agent sleeps until the CPU returns.
+    pub fn remove_cpu(&self, index: u64) -> Result<(), ServerError> {
+        let mut s = self.state.lock();
+        let Some(i) = s.cpus.iter().position(|c| c.index == index && c.member) else {
+            return Err(ServerError::Kernel(Error::InvalidArgument));
+        };
+        let cap = s.cpus[i].cap;
+        invoke::scheduler_unbind_cpu(self.scheduler, cap)?;
+        s.drain(index);
+        let now = s.now_ns;
+        s.policy.remove_cpu(CpuId(index as u32), now);
+        let c = &mut s.cpus[i];
+        c.member = false;
+        c.busy = false;
+        c.preempt_requested = false;
+        c.cap = 0;
+        let _ = invoke::cnode_delete(tarn_rt::layout::slot::ROOT_CNODE, cap);
+        s.fill(None);
+        Ok(())
+    }
+
+    /// The CPUs in the pool now.
+    pub fn cpus(&self) -> Vec<u64> {
+        let s = self.state.lock();
+        s.cpus
+            .iter()
+            .filter(|c| c.member)
+            .map(|c| c.index)
+            .collect()
     }
 
     /// Adds thread `tcb` (in the caller's CSpace) to the pool as `thread_id`
@@ -396,8 +504,9 @@ impl<P: Policy + Send + 'static> Pool<P> {
 
     /// Wakes every agent (e.g. after adding threads).
     pub fn kick(&self) {
-        for &n in &self.notifications {
-            let _ = syscall::signal(n);
+        let s = self.state.lock();
+        for c in s.cpus.iter().filter(|c| c.member) {
+            let _ = syscall::signal(c.notify);
         }
     }
 }

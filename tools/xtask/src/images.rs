@@ -63,6 +63,11 @@ pub const USER_IMAGES: &[UserImage] = &[
         package: "tarn-sched-server",
         binary: "sched-server",
     },
+    UserImage {
+        module: "spin",
+        package: "tarn-workloads",
+        binary: "spin",
+    },
 ];
 
 /// The packages of [`USER_IMAGES`], each once, in order.
@@ -114,10 +119,27 @@ fn built(ctx: &Ctx, binary: &str) -> Result<PathBuf> {
 }
 
 /// Builds the user-task images, then the kernel with them embedded.
-pub fn build_images(ctx: &Ctx) -> Result<Images> {
+/// `config` replaces the root task's default boot configuration directory
+/// (`root-task/config`).
+pub fn build_images(ctx: &Ctx, config: Option<&Path>) -> Result<Images> {
     let packages = user_packages();
+    let config_dir = match config {
+        Some(dir) if dir.is_dir() => Some(
+            dir.canonicalize()
+                .map_err(|e| format!("{}: {e}", dir.display()))?
+                .display()
+                .to_string(),
+        ),
+        Some(dir) => return Err(format!("--config {}: no such directory", dir.display())),
+        None => None,
+    };
+    let env: Vec<(&str, &str)> = config_dir
+        .as_deref()
+        .map(|dir| ("TARN_CONFIG_DIR", dir))
+        .into_iter()
+        .collect();
     if !packages.is_empty() {
-        cargo_build(ctx, &packages, &[])?;
+        cargo_build(ctx, &packages, &env)?;
     }
     // Boot modules travel stripped: debug information is for the host (gdb
     // reads the unstripped files), and every page of a module costs the root
@@ -146,7 +168,7 @@ pub fn build_images(ctx: &Ctx) -> Result<Images> {
 
 /// The images to boot: `elf` as the kernel when given (nothing is built),
 /// else freshly built ones.
-pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>) -> Result<Images> {
+pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>, config: Option<&Path>) -> Result<Images> {
     match elf {
         Some(elf) if elf.is_file() => Ok(Images {
             kernel: elf.to_path_buf(),
@@ -154,7 +176,7 @@ pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>) -> Result<Images> {
         Some(elf) => Err(format!("{}: no such file", elf.display())),
         None => {
             ensure_rust_target(ctx)?;
-            build_images(ctx)
+            build_images(ctx, config)
         }
     }
 }

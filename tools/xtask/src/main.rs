@@ -27,6 +27,10 @@ const NO_VERDICT: u8 = 125;
 /// Default `run` timeout when stdin is not a terminal (scripts, CI).
 const NONINTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The kernel command line `run` uses without `--append` (3+ CPUs): Pool-0
+/// keeps two CPUs, the demo's second pool takes the others.
+const DEMO_APPEND: &str = "pool0_cpus=2";
+
 /// Default `run --exec` timeout.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -37,7 +41,10 @@ commands:
   build                 build the kernel image (and the user images it embeds)
   run [options]         build, then boot under QEMU (default) or Bochs (--vmx)
       --smp N           CPUs (default 4; 2 with --vmx)
-      --append ARGS     kernel command line (default: empty)
+      --append ARGS     kernel command line (default: pool0_cpus=2 with 3 or more
+                        CPUs, so the demo's second pool finds free CPUs)
+      --config DIR      boot with DIR's pools/auto/*.cfg and domains/auto/*.cfg
+                        instead of root-task/config (the default demo)
       --icount          QEMU -icount shift=0,sleep=off (TSC counts instructions)
       --vmx             boot under Bochs through a GRUB ISO (VMX machine)
       --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/release/tarn-kernel
@@ -70,7 +77,8 @@ commands:
 /// Options of `cargo xtask run`.
 struct RunOptions {
     smp: Option<u32>,
-    append: String,
+    append: Option<String>,
+    config: Option<PathBuf>,
     icount: bool,
     vmx: bool,
     gdb: bool,
@@ -160,7 +168,8 @@ fn parse(words: Vec<String>) -> Result<Command> {
         "run" => {
             let mut run = RunOptions {
                 smp: None,
-                append: String::new(),
+                append: None,
+                config: None,
                 icount: false,
                 vmx: false,
                 gdb: false,
@@ -180,7 +189,8 @@ fn parse(words: Vec<String>) -> Result<Command> {
                                 .ok_or("--smp must be between 1 and 255")?,
                         );
                     }
-                    "--append" => run.append = args.value(&option, inline)?,
+                    "--append" => run.append = Some(args.value(&option, inline)?),
+                    "--config" => run.config = Some(args.value(&option, inline)?.into()),
                     "--exec" => {
                         let list = args.value(&option, inline)?;
                         let commands = split_commands(&list);
@@ -278,16 +288,20 @@ fn parse(words: Vec<String>) -> Result<Command> {
 /// `cargo xtask run`: build, boot, return the kernel's exit status.
 fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     deps::ensure_emulators(ctx, options.vmx)?;
-    let images = images::build_or_use(ctx, options.elf.as_deref())?;
+    let images = images::build_or_use(ctx, options.elf.as_deref(), options.config.as_deref())?;
     let emulator = if options.vmx {
         Emulator::Bochs
     } else {
         Emulator::Qemu
     };
+    let smp = options.smp.unwrap_or(if options.vmx { 2 } else { 4 });
     let boot = Boot {
         emulator,
-        smp: options.smp.unwrap_or(if options.vmx { 2 } else { 4 }),
-        append: options.append.clone(),
+        smp,
+        append: options
+            .append
+            .clone()
+            .unwrap_or_else(|| String::from(if smp >= 3 { DEMO_APPEND } else { "" })),
         icount: options.icount,
         gdb: options.gdb,
     };
@@ -391,7 +405,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             let _ = writeln!(std::io::stdout(), "{HELP}");
         }
         Command::Build => {
-            let images = images::build_or_use(&ctx, None)?;
+            let images = images::build_or_use(&ctx, None, None)?;
             println!("{}", images.kernel.display());
         }
         Command::Run(options) => return Ok(ExitCode::from(run(&ctx, &options)?)),
@@ -434,7 +448,7 @@ mod tests {
             panic!("run did not parse");
         };
         assert_eq!(run.smp, Some(2));
-        assert_eq!(run.append, "poweroff");
+        assert_eq!(run.append.as_deref(), Some("poweroff"));
         assert!(run.icount && !run.vmx && !run.gdb);
         assert_eq!(run.timeout, Some(Duration::from_secs(9)));
         let mut with_spaces = words("run --append");
@@ -442,7 +456,7 @@ mod tests {
         let Ok(Command::Run(run)) = parse(with_spaces) else {
             panic!("run did not parse");
         };
-        assert_eq!(run.append, "poweroff frobnicate=1");
+        assert_eq!(run.append.as_deref(), Some("poweroff frobnicate=1"));
     }
 
     #[test]

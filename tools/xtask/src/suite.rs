@@ -128,7 +128,7 @@ pub fn test(ctx: &Ctx, options: &TestOptions) -> Result<bool> {
     }
     let needs_bochs = selected.iter().any(|s| s.emulator == Emulator::Bochs);
     ensure_emulators(ctx, needs_bochs)?;
-    let images = build_or_use(ctx, options.elf.as_deref())?;
+    let images = build_or_use(ctx, options.elf.as_deref(), None)?;
     let jobs = options.jobs.clamp(1, selected.len());
     println!(
         "== boot tests ({} scenarios, {jobs} at a time; logs in {})",
@@ -220,7 +220,7 @@ pub fn format_bench(results: &[tarn_tests::BenchResult], json: bool) -> String {
 /// Boots `bench` under QEMU with icount on 2 CPUs and prints the figures.
 pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
     ensure_emulators(ctx, false)?;
-    let images = build_or_use(ctx, None)?;
+    let images = build_or_use(ctx, None, None)?;
     // Two boots: everything with the IPC fastpath on, then the IPC round
     // trip again through the general path (`ipc_fastpath=off`).
     let mut results: Vec<tarn_tests::BenchResult> = Vec::new();

@@ -131,6 +131,7 @@ fn main(arg: u64) {
     let pool = match Pool::start(
         &mut res,
         Credit::new(),
+        None,
         &cpus,
         FREE_WINDOW_BASE + 0x4000_0000,
     ) {
@@ -281,7 +282,13 @@ fn sedf(res: &mut Resources, info: &tarn_rt::abi::boot::BootInfo, sleeper: u64, 
         cap: info.first_cpu_slot,
     }];
     println!("sched-shares: sedf pool on 1 CPU");
-    let pool = match Pool::start(res, Sedf::new(), &cpus, FREE_WINDOW_BASE + 0x4000_0000) {
+    let pool = match Pool::start(
+        res,
+        Sedf::new(),
+        None,
+        &cpus,
+        FREE_WINDOW_BASE + 0x4000_0000,
+    ) {
         Ok(pool) => pool,
         Err(error) => {
             println!("sched-shares: FAILED to start the pool: {error:?}");

@@ -200,8 +200,15 @@ fn dispatch_runs(env: &mut Env) -> Outcome {
         invoke::scheduler_adopt(bound.scheduler, thread.tcb, 7),
         Ok(())
     );
-    expect_err!(
+    // Its own scheduler may adopt it again (a replacement server taking
+    // over); another may not.
+    expect!(
         invoke::scheduler_adopt(bound.scheduler, thread.tcb, 7),
+        Ok(())
+    );
+    let other = env.create(ObjectType::Scheduler, 0)?;
+    expect_err!(
+        invoke::scheduler_adopt(other, thread.tcb, 7),
         Error::IllegalState
     );
     expect!(invoke::tcb_resume(thread.tcb), Ok(()));

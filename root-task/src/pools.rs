@@ -1,0 +1,1079 @@
+//! The pool manager at work: it carries out the [`Action`]s of
+//! [`tarn_pool_manager::pools::PoolManager`] against the kernel and the
+//! scheduler servers.
+//!
+//! - **Pools.** Each active pool has a `Scheduler` object the manager creates
+//!   and keeps (the original capability), and a scheduler server process
+//!   (`sched-server`) holding a copy of it. The manager holds every `Cpu`
+//!   capability; a server gets a CPU by `AddCpu` (a derived copy travels with
+//!   the message) and loses it by `RemoveCpu`, a negotiation: the server
+//!   moves its threads off and answers, or the deadline passes. Either way
+//!   the manager then revokes its own `Cpu` capability, which deletes every
+//!   copy (and so unbinds the CPU, if the server had not).
+//! - **Domains.** A domain is a process built from a boot module (`spin`),
+//!   started suspended, handed to its pool's server by `AddThread` (its TCB
+//!   capability travels with the message), then resumed: it never runs
+//!   outside its pool. Its run time is read from the kernel's accounting
+//!   through the pool's `Scheduler`.
+//! - **Failure.** A server that faults, or does not answer a request within
+//!   [`REQUEST_DEADLINE_NS`], is replaced: the manager revokes the server's
+//!   `Scheduler` and `Cpu` copies, starts a new server on the *same*
+//!   `Scheduler`, hands it the pool's CPUs and re-adopts every domain (the
+//!   kernel keeps them adopted meanwhile). A live policy change
+//!   (`cpupool-sched`) is the same hand-over to a server of another policy.
+//!
+//! Requests to a server go through a courier thread, so the manager can
+//! give up waiting after the deadline while the courier stays blocked in
+//! the call (a server that never answers is replaced, and the courier is
+//! released when the old server's objects go).
+//!
+//! Not built yet: reclaiming a destroyed domain's or replaced server's
+//! memory (the root's allocator only grows), more than one vCPU per native
+//! domain, liveness probes while idle (a hung server is noticed at its next
+//! request).
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use spin::Mutex;
+use tarn_pool_manager::pools::{
+    Action, DomainId, DomainParams, PoolError, PoolId, PoolManager, Sched, CONTROL_DOMAIN,
+};
+use tarn_rt::abi::boot::BootInfo;
+use tarn_rt::abi::invocation::ThreadState;
+use tarn_rt::abi::sched_protocol::{
+    self, Misbehaviour, SchedError, SchedReply, SchedRequest, LABEL, MAX_WORDS,
+};
+use tarn_rt::abi::{fault, CPtr, Error, ObjectType, Rights};
+use tarn_rt::layout::slot;
+use tarn_rt::{
+    invoke, ipc_buffer, println, syscall, CapGrant, ProcessConfig, Resources, ThreadOptions,
+    UntypedGrant,
+};
+
+/// How long a server has to answer a request (virtual time).
+pub const REQUEST_DEADLINE_NS: u64 = 200_000_000;
+/// Where a server finds its request endpoint and the pool's `Scheduler`.
+const SERVER_ENDPOINT_SLOT: u64 = 9;
+const SERVER_SCHEDULER_SLOT: u64 = 11;
+/// Memory a server gets (log2 bytes).
+const SERVER_MEMORY_BITS: u64 = 22;
+/// Fault badges: which server or domain a fault message comes from.
+const BADGE_SERVER: u64 = 1 << 32;
+const BADGE_DOMAIN: u64 = 2 << 32;
+const BADGE_ID_MASK: u64 = 0xFFFF_FFFF;
+/// The images a native domain can be built from.
+pub const DOMAIN_IMAGES: &[&str] = &["spin"];
+
+/// Virtual time from the TSC, calibrated once against the kernel's timer.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    ticks_per_ms: u64,
+}
+
+impl Clock {
+    /// Measures the TSC over a 10 ms kernel sleep.
+    pub fn calibrate(sleeper: CPtr) -> Clock {
+        let start = tarn_rt::arch::rdtsc();
+        let _ = tarn_rt::sleep(sleeper, 10_000_000);
+        let ticks = tarn_rt::arch::rdtsc().saturating_sub(start);
+        Clock {
+            ticks_per_ms: (ticks / 10).max(1),
+        }
+    }
+
+    /// Now, in µs.
+    pub fn now_us(&self) -> u64 {
+        let t = u128::from(tarn_rt::arch::rdtsc());
+        (t * 1000 / u128::from(self.ticks_per_ms)) as u64
+    }
+}
+
+/// Why a request to a server did not get an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkError {
+    /// No answer within the deadline.
+    Timeout,
+    /// An earlier request is still unanswered.
+    Unresponsive,
+    /// The call itself failed (e.g. the server's endpoint is gone).
+    Kernel(Error),
+    /// The answer was not a reply of the protocol.
+    Garbled,
+}
+
+struct Mail {
+    words: [u64; MAX_WORDS],
+    count: usize,
+    cap: CPtr,
+    reply: Option<Result<SchedReply, LinkError>>,
+}
+
+/// The way to one server: a courier thread that makes the calls.
+struct Link {
+    mail: Arc<Mutex<Mail>>,
+    go: CPtr,
+    done: CPtr,
+    stuck: bool,
+}
+
+fn courier(endpoint: CPtr, mail: Arc<Mutex<Mail>>, go: CPtr, done: CPtr) {
+    loop {
+        if syscall::wait(go, 0).is_err() {
+            return;
+        }
+        let (words, count, cap) = {
+            let m = mail.lock();
+            (m.words, m.count, m.cap)
+        };
+        let caps = [cap];
+        let (info, registers) =
+            syscall::load(LABEL, &words[..count], if cap != 0 { &caps } else { &[] });
+        let reply = match syscall::call(endpoint, info, registers) {
+            Err(error) => Err(LinkError::Kernel(error)),
+            Ok(message) if message.info.label() != LABEL => Err(LinkError::Garbled),
+            Ok(message) => {
+                let length = message.info.length().min(MAX_WORDS);
+                let mut words = [0u64; MAX_WORDS];
+                for (i, word) in words.iter_mut().enumerate().take(length) {
+                    *word = if i < 4 {
+                        message.mrs[i]
+                    } else {
+                        ipc_buffer::mr(i)
+                    };
+                }
+                let mut scratch = [0u8; MAX_WORDS * 8];
+                sched_protocol::decode::<SchedReply>(&words[..length], &mut scratch)
+                    .ok_or(LinkError::Garbled)
+            }
+        };
+        mail.lock().reply = Some(reply);
+        let _ = syscall::signal(done);
+    }
+}
+
+impl Link {
+    fn new(res: &mut Resources, endpoint: CPtr) -> Result<Link, Error> {
+        let go = res.create(ObjectType::Notification, 0)?;
+        let done = res.create(ObjectType::Notification, 0)?;
+        let mail = Arc::new(Mutex::new(Mail {
+            words: [0; MAX_WORDS],
+            count: 0,
+            cap: 0,
+            reply: None,
+        }));
+        let shared = mail.clone();
+        tarn_rt::spawn_thread(res, ThreadOptions::default(), move || {
+            courier(endpoint, shared, go, done)
+        })?;
+        Ok(Link {
+            mail,
+            go,
+            done,
+            stuck: false,
+        })
+    }
+
+    /// Sends `request` (with `cap` attached if non-zero) and waits up to
+    /// `deadline_ns` for the answer.
+    fn call(
+        &mut self,
+        request: &SchedRequest,
+        cap: CPtr,
+        deadline_ns: u64,
+    ) -> Result<SchedReply, LinkError> {
+        if self.stuck {
+            // The late answer to the earlier request may have come since.
+            if syscall::poll(self.done).is_ok() {
+                self.stuck = false;
+            } else {
+                return Err(LinkError::Unresponsive);
+            }
+        }
+        {
+            let mut m = self.mail.lock();
+            let mut words = [0u64; MAX_WORDS];
+            m.count = sched_protocol::encode(request, &mut words).ok_or(LinkError::Garbled)?;
+            m.words = words;
+            m.cap = cap;
+            m.reply = None;
+        }
+        let _ = syscall::signal(self.go);
+        match syscall::wait(self.done, deadline_ns) {
+            Ok(_) => self
+                .mail
+                .lock()
+                .reply
+                .take()
+                .unwrap_or(Err(LinkError::Garbled)),
+            Err(_) => {
+                self.stuck = true;
+                Err(LinkError::Timeout)
+            }
+        }
+    }
+}
+
+/// A pool's server process.
+struct Server {
+    policy: Sched,
+    /// The main thread (the request loop).
+    tcb: CPtr,
+    link: Link,
+}
+
+/// What the manager keeps per active pool.
+struct PoolRt {
+    /// The original `Scheduler` capability (servers get copies).
+    scheduler: CPtr,
+    server: Option<Server>,
+}
+
+/// What the manager keeps per domain it built.
+struct DomainRt {
+    tcb: CPtr,
+    /// The process's other capabilities (deleted on destroy).
+    objects: [CPtr; 4],
+    thread_id: u64,
+    /// Run time in earlier pools or servers.
+    carried_ns: u64,
+    paused: bool,
+    crashed: bool,
+    image: String,
+    /// Credit scheduling group: the master domain.
+    group: Option<DomainId>,
+}
+
+/// A fault message the watcher thread saw.
+#[derive(Clone, Copy)]
+struct FaultNote {
+    badge: u64,
+    label: u64,
+    rip: u64,
+    address: u64,
+}
+
+/// The pool manager's runtime state.
+pub struct Pools {
+    /// The rules and the pool/domain state.
+    pub manager: PoolManager,
+    info: &'static BootInfo,
+    pools: BTreeMap<PoolId, PoolRt>,
+    domains: BTreeMap<DomainId, DomainRt>,
+    fault_endpoint: CPtr,
+    faults: Arc<Mutex<Vec<FaultNote>>>,
+    /// Virtual time.
+    pub clock: Clock,
+}
+
+/// A domain's scheduling figures, for `list`, `top` and `vcpu-list`.
+#[derive(Clone, Debug)]
+pub struct DomainStat {
+    /// Id.
+    pub id: DomainId,
+    /// Name.
+    pub name: String,
+    /// Pool name.
+    pub pool: String,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// `r` running/runnable, `b` blocked, `p` paused, `c` crashed, `-` control domain.
+    pub state: char,
+    /// Total run time (ns) as a domain.
+    pub cpu_ns: u64,
+    /// CPU whose queue holds its vCPU now, if any.
+    pub cpu: Option<u64>,
+    /// Its image.
+    pub image: String,
+    /// Scheduling parameters.
+    pub params: DomainParams,
+    /// Credit group master.
+    pub group: Option<String>,
+}
+
+fn reply_result(reply: Result<SchedReply, LinkError>) -> Result<SchedReply, String> {
+    match reply {
+        Ok(SchedReply::Error(error)) => Err(server_error(error)),
+        Ok(other) => Ok(other),
+        Err(LinkError::Timeout) => Err(String::from("the scheduler server did not answer")),
+        Err(LinkError::Unresponsive) => Err(String::from("the scheduler server is not answering")),
+        Err(LinkError::Kernel(e)) => Err(format!("cannot reach the scheduler server: {e:?}")),
+        Err(LinkError::Garbled) => Err(String::from("garbled answer from the scheduler server")),
+    }
+}
+
+fn server_error(error: SchedError) -> String {
+    match error {
+        SchedError::Infeasible => String::from("sedf: the reservation does not fit the pool"),
+        SchedError::InvalidParameter => String::from("parameter out of range"),
+        SchedError::WrongPolicy => String::from("parameters of another policy"),
+        other => format!("the scheduler server refused: {other:?}"),
+    }
+}
+
+impl Pools {
+    /// Boot: Pool-0 per `manager` (its server on its CPUs), and the fault
+    /// watcher, which signals `wake` when a fault arrives.
+    pub fn start(
+        info: &'static BootInfo,
+        res: &mut Resources,
+        manager: PoolManager,
+        wake: CPtr,
+        clock: Clock,
+    ) -> Result<Pools, Error> {
+        let fault_endpoint = res.create(ObjectType::Endpoint, 0)?;
+        let faults = Arc::new(Mutex::new(Vec::new()));
+        let shared = faults.clone();
+        tarn_rt::spawn_thread(res, ThreadOptions::default(), move || {
+            watch_faults(fault_endpoint, shared, wake)
+        })?;
+        let mut pools = Pools {
+            manager,
+            info,
+            pools: BTreeMap::new(),
+            domains: BTreeMap::new(),
+            fault_endpoint,
+            faults,
+            clock,
+        };
+        let pool0 = tarn_pool_manager::pools::POOL0;
+        let cpus: Vec<u32> = pools
+            .manager
+            .pool(pool0)
+            .map(|p| p.cpus.iter().copied().collect())
+            .unwrap_or_default();
+        pools.apply(
+            res,
+            alloc::vec![Action::StartScheduler {
+                pool: pool0,
+                sched: Sched::Credit
+            }],
+        );
+        let binds = cpus
+            .iter()
+            .map(|&cpu| Action::BindCpu { cpu, pool: pool0 })
+            .collect();
+        pools.apply(res, binds);
+        Ok(pools)
+    }
+
+    fn pool_name(&self, pool: PoolId) -> String {
+        self.manager
+            .pool(pool)
+            .map_or_else(|| format!("pool {}", pool.0), |p| p.spec.name.clone())
+    }
+
+    fn cpu_cap(&self, cpu: u32) -> CPtr {
+        self.info.first_cpu_slot + u64::from(cpu)
+    }
+
+    /// Carries out `actions` in order. A server that fails one is replaced.
+    pub fn apply(&mut self, res: &mut Resources, actions: Vec<Action>) {
+        for action in actions {
+            if let Err((pool, why)) = self.apply_one(res, action) {
+                println!("pool {}: {why}", self.pool_name(pool));
+                self.replace_server(res, pool, &why);
+            }
+        }
+    }
+
+    fn apply_one(&mut self, res: &mut Resources, action: Action) -> Result<(), (PoolId, String)> {
+        match action {
+            Action::StartScheduler { pool, sched } => {
+                let scheduler = res
+                    .create(ObjectType::Scheduler, 0)
+                    .map_err(|e| (pool, format!("cannot create its Scheduler: {e:?}")))?;
+                self.pools.insert(
+                    pool,
+                    PoolRt {
+                        scheduler,
+                        server: None,
+                    },
+                );
+                let server = self
+                    .start_server(res, pool, sched)
+                    .map_err(|e| (pool, format!("cannot start its scheduler server: {e:?}")))?;
+                if let Some(p) = self.pools.get_mut(&pool) {
+                    p.server = Some(server);
+                }
+                Ok(())
+            }
+            Action::BindCpu { cpu, pool } => {
+                let cap = self.cpu_cap(cpu);
+                self.request(pool, &SchedRequest::AddCpu { cpu }, cap)
+                    .map(|_| ())
+                    .map_err(|why| (pool, format!("CPU {cpu} not taken: {why}")))
+            }
+            Action::RevokeCpu { cpu, pool } => {
+                let result = self.request(pool, &SchedRequest::RemoveCpu { cpu }, 0);
+                // Whatever the server said, the CPU is taken back now.
+                let _ = invoke::cnode_revoke(slot::ROOT_CNODE, self.cpu_cap(cpu));
+                result.map(|_| ()).map_err(|why| {
+                    (
+                        pool,
+                        format!("CPU {cpu} not released ({why}): revoked after the deadline"),
+                    )
+                })
+            }
+            Action::StopScheduler { pool } => {
+                if let Some(p) = self.pools.remove(&pool) {
+                    if let Some(server) = p.server {
+                        stop_server(&server, p.scheduler);
+                    }
+                    let _ = invoke::cnode_delete(slot::ROOT_CNODE, p.scheduler);
+                }
+                Ok(())
+            }
+            Action::ChangeScheduler { pool, to, .. } => {
+                let started = self.clock.now_us();
+                self.rebuild(res, pool, to)
+                    .map_err(|why| (pool, format!("policy change failed: {why}")))?;
+                println!(
+                    "pool {}: now {} (hand-over took {} us)",
+                    self.pool_name(pool),
+                    to.name(),
+                    self.clock.now_us() - started
+                );
+                Ok(())
+            }
+            Action::AdoptDomain { domain, pool } => self
+                .adopt(pool, domain)
+                .map_err(|why| (pool, format!("domain not adopted: {why}"))),
+            Action::ReleaseDomain { domain, pool } => {
+                let Some(d) = self.domains.get(&domain) else {
+                    return Ok(());
+                };
+                let id = d.thread_id;
+                self.request(pool, &SchedRequest::RemoveThread { thread_id: id }, 0)
+                    .map(|_| ())
+                    .map_err(|why| (pool, format!("domain not released: {why}")))
+            }
+            Action::MoveDomain { domain, from, to } => self.move_domain(domain, from, to),
+        }
+    }
+
+    /// One request to `pool`'s server, with the deadline.
+    fn request(
+        &mut self,
+        pool: PoolId,
+        request: &SchedRequest,
+        cap: CPtr,
+    ) -> Result<SchedReply, String> {
+        let server = self
+            .pools
+            .get_mut(&pool)
+            .and_then(|p| p.server.as_mut())
+            .ok_or_else(|| String::from("the pool has no scheduler server"))?;
+        reply_result(server.link.call(request, cap, REQUEST_DEADLINE_NS))
+    }
+
+    fn start_server(
+        &mut self,
+        res: &mut Resources,
+        pool: PoolId,
+        policy: Sched,
+    ) -> Result<Server, Error> {
+        let module = self
+            .info
+            .module("sched-server")
+            .ok_or(Error::InvalidArgument)?;
+        let scheduler = self
+            .pools
+            .get(&pool)
+            .ok_or(Error::InvalidArgument)?
+            .scheduler;
+        let endpoint = res.create(ObjectType::Endpoint, 0)?;
+        let (memory, phys) = res.create_untyped(SERVER_MEMORY_BITS)?;
+        let fault = res.alloc_slot()?;
+        invoke::cnode_mint(
+            res.cnode,
+            fault,
+            res.cnode,
+            self.fault_endpoint,
+            Rights::ALL,
+            BADGE_SERVER | u64::from(pool.0),
+        )?;
+        let caps = [
+            CapGrant {
+                source: endpoint,
+                dest: SERVER_ENDPOINT_SLOT,
+                rights: Rights::READ,
+                badge: 0,
+            },
+            CapGrant {
+                source: scheduler,
+                dest: SERVER_SCHEDULER_SLOT,
+                rights: Rights::ALL,
+                badge: 0,
+            },
+        ];
+        let untyped = [UntypedGrant {
+            cptr: memory,
+            phys,
+            size_bits: SERVER_MEMORY_BITS,
+        }];
+        let cmdline = format!("policy={} scheduler={SERVER_SCHEDULER_SLOT}", policy.name());
+        let config = ProcessConfig {
+            elf: tarn_rt::module_bytes(module),
+            caps: &caps,
+            untyped: &untyped,
+            cmdline: &cmdline,
+            cpu_count: 0,
+            fault_endpoint: fault,
+            ..ProcessConfig::default()
+        };
+        let process = tarn_rt::spawn_process(res, &config)?;
+        // Wait until it serves (or a second has passed).
+        let sleeper = res.create(ObjectType::Notification, 0)?;
+        for _ in 0..1000 {
+            let state = invoke::tcb_read_registers(process.tcb)?.state_raw;
+            if state == ThreadState::BlockedOnReceive as u64 {
+                break;
+            }
+            let _ = tarn_rt::sleep(sleeper, 1_000_000);
+        }
+        Ok(Server {
+            policy,
+            tcb: process.tcb,
+            link: Link::new(res, endpoint)?,
+        })
+    }
+
+    /// Hands `domain`'s thread to `pool`'s server with its parameters.
+    fn adopt(&mut self, pool: PoolId, domain: DomainId) -> Result<(), String> {
+        let d = self.domains.get(&domain).ok_or("no such domain")?;
+        let (tcb, thread_id, group) = (d.tcb, d.thread_id, d.group);
+        let params = self
+            .manager
+            .domain(domain)
+            .map(|d| d.params)
+            .unwrap_or_default();
+        self.request(
+            pool,
+            &SchedRequest::AddThread {
+                thread_id,
+                domain: domain.0,
+            },
+            tcb,
+        )?;
+        self.send_params(pool, domain, &params, group)
+    }
+
+    /// Gives `pool`'s server `domain`'s parameters for its policy.
+    fn send_params(
+        &mut self,
+        pool: PoolId,
+        domain: DomainId,
+        params: &DomainParams,
+        group: Option<DomainId>,
+    ) -> Result<(), String> {
+        let policy = self.manager.pool(pool).map(|p| p.spec.sched);
+        match policy {
+            Some(Sched::Credit) => {
+                self.request(
+                    pool,
+                    &SchedRequest::SetCredit {
+                        domain: domain.0,
+                        weight: params.weight,
+                        cap_pct: params.cap_pct,
+                    },
+                    0,
+                )?;
+                if group.is_some() {
+                    self.request(
+                        pool,
+                        &SchedRequest::SetGroup {
+                            domain: domain.0,
+                            master: group.map(|m| m.0),
+                        },
+                        0,
+                    )?;
+                }
+            }
+            Some(Sched::Sedf) => {
+                if let Some(sedf) = params.sedf {
+                    self.request(
+                        pool,
+                        &SchedRequest::SetSedf {
+                            domain: domain.0,
+                            period_ns: u64::from(sedf.period_ms) * 1_000_000,
+                            slice_ns: u64::from(sedf.slice_ms) * 1_000_000,
+                            extra: sedf.extra,
+                        },
+                        0,
+                    )?;
+                }
+            }
+            None => return Err(String::from("no such pool")),
+        }
+        Ok(())
+    }
+
+    /// The domain's run time so far (ns).
+    fn domain_time(&self, domain: DomainId) -> (u64, Option<u64>, u64) {
+        let Some(d) = self.domains.get(&domain) else {
+            return (0, None, 0);
+        };
+        let scheduler = self
+            .manager
+            .domain(domain)
+            .and_then(|x| self.pools.get(&x.pool))
+            .map(|p| p.scheduler);
+        match scheduler.map(|s| invoke::scheduler_query_thread(s, d.tcb)) {
+            Some(Ok(q)) => (
+                d.carried_ns + q.ran_ns,
+                q.queued_on.checked_sub(1),
+                q.state_raw,
+            ),
+            _ => (d.carried_ns, None, 0),
+        }
+    }
+
+    /// Suspends a domain's thread (no-op when paused already).
+    fn hold(&self, domain: DomainId) {
+        if let Some(d) = self.domains.get(&domain) {
+            if !d.paused {
+                let _ = invoke::tcb_suspend(d.tcb);
+            }
+        }
+    }
+
+    /// Resumes a held domain (unless paused or crashed).
+    fn release_hold(&self, domain: DomainId) {
+        if let Some(d) = self.domains.get(&domain) {
+            if !d.paused && !d.crashed {
+                let _ = invoke::tcb_resume(d.tcb);
+            }
+        }
+    }
+
+    fn move_domain(
+        &mut self,
+        domain: DomainId,
+        from: PoolId,
+        to: PoolId,
+    ) -> Result<(), (PoolId, String)> {
+        // Held while it changes hands: it runs in neither pool meanwhile,
+        // and never as an unadopted thread.
+        self.hold(domain);
+        let (ran, _, _) = self.domain_time(domain);
+        let Some(id) = self.domains.get(&domain).map(|d| d.thread_id) else {
+            return Ok(());
+        };
+        let released = self.request(from, &SchedRequest::RemoveThread { thread_id: id }, 0);
+        if let Some(d) = self.domains.get_mut(&domain) {
+            d.carried_ns = ran;
+            d.group = None;
+        }
+        if let Err(why) = released {
+            // The source server failed; it is replaced without this domain.
+            // The kernel still has the thread adopted by the source's
+            // Scheduler: release it there directly.
+            if let (Some(p), Some(d)) = (self.pools.get(&from), self.domains.get(&domain)) {
+                let _ = invoke::scheduler_release(p.scheduler, d.tcb);
+            }
+            self.adopt(to, domain)
+                .map_err(|w| (to, format!("domain not adopted: {w}")))?;
+            self.release_hold(domain);
+            return Err((from, format!("domain not released: {why}")));
+        }
+        let adopted = self.adopt(to, domain);
+        self.release_hold(domain);
+        adopted.map_err(|why| (to, format!("domain not adopted: {why}")))
+    }
+
+    /// Replaces `pool`'s server after a failure (same policy).
+    fn replace_server(&mut self, res: &mut Resources, pool: PoolId, reason: &str) {
+        let Some(policy) = self.manager.pool(pool).map(|p| p.spec.sched) else {
+            return;
+        };
+        if !self.pools.contains_key(&pool) {
+            return;
+        }
+        let started = self.clock.now_us();
+        match self.rebuild(res, pool, policy) {
+            Ok(domains) => println!(
+                "pool {}: scheduler server replaced in {} us ({reason}); {domains} domains running again",
+                self.pool_name(pool),
+                self.clock.now_us() - started
+            ),
+            Err(why) => println!(
+                "pool {}: cannot replace the scheduler server: {why}",
+                self.pool_name(pool)
+            ),
+        }
+    }
+
+    /// Takes everything from `pool`'s server (if any) and gives it to a new
+    /// `policy` server on the same `Scheduler`: its CPUs, then its domains.
+    /// Returns the number of domains handed over.
+    fn rebuild(
+        &mut self,
+        res: &mut Resources,
+        pool: PoolId,
+        policy: Sched,
+    ) -> Result<usize, String> {
+        let Some(rt) = self.pools.get_mut(&pool) else {
+            return Err(String::from("the pool is not active"));
+        };
+        let scheduler = rt.scheduler;
+        if let Some(old) = rt.server.take() {
+            stop_server(&old, scheduler);
+        }
+        let cpus: BTreeSet<u32> = self
+            .manager
+            .pool(pool)
+            .map(|p| p.cpus.clone())
+            .unwrap_or_default();
+        for &cpu in &cpus {
+            let _ = invoke::cnode_revoke(slot::ROOT_CNODE, self.cpu_cap(cpu));
+        }
+        let server = self
+            .start_server(res, pool, policy)
+            .map_err(|e| format!("cannot start a {} server: {e:?}", policy.name()))?;
+        if let Some(rt) = self.pools.get_mut(&pool) {
+            rt.server = Some(server);
+        }
+        for &cpu in &cpus {
+            let cap = self.cpu_cap(cpu);
+            self.request(pool, &SchedRequest::AddCpu { cpu }, cap)
+                .map_err(|why| format!("CPU {cpu}: {why}"))?;
+        }
+        let members: Vec<DomainId> = self
+            .manager
+            .domains()
+            .filter(|d| d.pool == pool && d.id != CONTROL_DOMAIN)
+            .map(|d| d.id)
+            .collect();
+        for &domain in &members {
+            self.adopt(pool, domain)
+                .map_err(|why| format!("domain {}: {why}", domain.0))?;
+        }
+        Ok(members.len())
+    }
+
+    /// Handles what the fault watcher saw: a server that faulted is replaced,
+    /// a domain that faulted is marked crashed.
+    pub fn service(&mut self, res: &mut Resources) {
+        let notes: Vec<FaultNote> = core::mem::take(&mut *self.faults.lock());
+        for note in notes {
+            let id = (note.badge & BADGE_ID_MASK) as u32;
+            let what = describe_fault(&note);
+            if note.badge & BADGE_SERVER != 0 {
+                let pool = PoolId(id);
+                if self.pools.contains_key(&pool) {
+                    println!(
+                        "pool {}: scheduler server faulted: {what}",
+                        self.pool_name(pool)
+                    );
+                    self.replace_server(res, pool, "server fault");
+                }
+            } else if note.badge & BADGE_DOMAIN != 0 {
+                let domain = DomainId(id);
+                let name = self
+                    .manager
+                    .domain(domain)
+                    .map_or_else(String::new, |d| d.name.clone());
+                if let Some(d) = self.domains.get_mut(&domain) {
+                    d.crashed = true;
+                    println!("domain {name} crashed: {what}");
+                }
+            }
+        }
+    }
+
+    /// `create`: builds a native domain from `image` and starts it in its
+    /// pool (the manager has accepted `domain` already).
+    pub fn build_domain(
+        &mut self,
+        res: &mut Resources,
+        domain: DomainId,
+        image: &str,
+    ) -> Result<(), String> {
+        let pool = self
+            .manager
+            .domain(domain)
+            .map(|d| d.pool)
+            .ok_or("no such domain")?;
+        let module = DOMAIN_IMAGES
+            .contains(&image)
+            .then(|| self.info.module(image))
+            .flatten()
+            .ok_or_else(|| {
+                format!(
+                    "no image '{image}' (native images: {})",
+                    DOMAIN_IMAGES.join(", ")
+                )
+            })?;
+        let built = (|| -> Result<tarn_rt::Process, Error> {
+            let fault = res.alloc_slot()?;
+            invoke::cnode_mint(
+                res.cnode,
+                fault,
+                res.cnode,
+                self.fault_endpoint,
+                Rights::ALL,
+                BADGE_DOMAIN | u64::from(domain.0),
+            )?;
+            let config = ProcessConfig {
+                elf: tarn_rt::module_bytes(module),
+                fault_endpoint: fault,
+                cpu_count: 0,
+                suspended: true,
+                ..ProcessConfig::default()
+            };
+            tarn_rt::spawn_process(res, &config)
+        })()
+        .map_err(|e| format!("cannot build it: {e:?}"))?;
+        self.domains.insert(
+            domain,
+            DomainRt {
+                tcb: built.tcb,
+                objects: [
+                    built.cnode,
+                    built.vspace,
+                    built.ipc_buffer_frame,
+                    built.start_frame,
+                ],
+                thread_id: (u64::from(domain.0) << 8) | 1,
+                carried_ns: 0,
+                paused: false,
+                crashed: false,
+                image: String::from(image),
+                group: None,
+            },
+        );
+        if let Err(why) = self.adopt(pool, domain) {
+            self.discard(domain, pool);
+            return Err(why);
+        }
+        let _ = invoke::tcb_resume(built.tcb);
+        Ok(())
+    }
+
+    /// Stops and forgets a domain's process (after the manager let it go).
+    pub fn discard(&mut self, domain: DomainId, pool: PoolId) {
+        let Some(d) = self.domains.remove(&domain) else {
+            return;
+        };
+        let _ = invoke::tcb_suspend(d.tcb);
+        if let Some(p) = self.pools.get(&pool) {
+            let _ = invoke::scheduler_release(p.scheduler, d.tcb);
+        }
+        let _ = invoke::cnode_delete(slot::ROOT_CNODE, d.tcb);
+        for cap in d.objects {
+            let _ = invoke::cnode_delete(slot::ROOT_CNODE, cap);
+        }
+    }
+
+    /// `destroy`.
+    pub fn destroy(&mut self, res: &mut Resources, domain: DomainId) -> Result<(), PoolError> {
+        let pool = self
+            .manager
+            .domain(domain)
+            .map(|d| d.pool)
+            .ok_or(PoolError::NoSuchDomain)?;
+        let actions = self.manager.destroy_domain(domain)?;
+        self.hold(domain);
+        self.apply(res, actions);
+        self.discard(domain, pool);
+        Ok(())
+    }
+
+    /// `pause` / `unpause`.
+    pub fn set_paused(&mut self, domain: DomainId, paused: bool) -> Result<(), String> {
+        let d = self
+            .domains
+            .get_mut(&domain)
+            .ok_or_else(|| String::from("no such domain (the control domain is not paused)"))?;
+        if d.paused == paused {
+            return Ok(());
+        }
+        d.paused = paused;
+        let result = if paused {
+            invoke::tcb_suspend(d.tcb)
+        } else if d.crashed {
+            Ok(())
+        } else {
+            invoke::tcb_resume(d.tcb)
+        };
+        result.map_err(|e| format!("{e:?}"))
+    }
+
+    /// `sched-credit -d` / `sched-sedf -d`: new parameters for a domain,
+    /// refused (and nothing changed) if the manager or the server says no.
+    pub fn set_params(&mut self, domain: DomainId, params: DomainParams) -> Result<(), String> {
+        let pool = self
+            .manager
+            .domain(domain)
+            .map(|d| d.pool)
+            .ok_or("no such domain")?;
+        if domain == CONTROL_DOMAIN {
+            return Err(String::from(
+                "the control domain is a system task, not scheduled by a pool's server",
+            ));
+        }
+        let old = self
+            .manager
+            .set_domain_params(domain, params)
+            .map_err(|e| format!("{e}"))?;
+        let group = self.domains.get(&domain).and_then(|d| d.group);
+        if let Err(why) = self.send_params(pool, domain, &params, group) {
+            let _ = self.manager.set_domain_params(domain, old);
+            return Err(why);
+        }
+        Ok(())
+    }
+
+    /// `sched-credit -s -p P -t -r`: a credit pool's time slice and rate limit.
+    pub fn set_credit_pool(
+        &mut self,
+        pool: PoolId,
+        timeslice_ms: u32,
+        ratelimit_us: u32,
+    ) -> Result<(), String> {
+        if self.manager.pool(pool).map(|p| p.spec.sched) != Some(Sched::Credit) {
+            return Err(String::from("not an active credit pool"));
+        }
+        self.request(
+            pool,
+            &SchedRequest::SetCreditPool {
+                timeslice_ms,
+                ratelimit_us,
+            },
+            0,
+        )
+        .map(|_| ())
+    }
+
+    /// `sched-group`: `domain` joins `master`'s group, or leaves its group.
+    pub fn set_group(&mut self, domain: DomainId, master: Option<DomainId>) -> Result<(), String> {
+        let pool = self
+            .manager
+            .domain(domain)
+            .map(|d| d.pool)
+            .ok_or("no such domain")?;
+        if let Some(m) = master {
+            if self.manager.domain(m).map(|x| x.pool) != Some(pool) {
+                return Err(String::from("the master must be a domain of the same pool"));
+            }
+        }
+        if !self.domains.contains_key(&domain) {
+            return Err(String::from("the control domain is in no group"));
+        }
+        self.request(
+            pool,
+            &SchedRequest::SetGroup {
+                domain: domain.0,
+                master: master.map(|m| m.0),
+            },
+            0,
+        )?;
+        if let Some(d) = self.domains.get_mut(&domain) {
+            d.group = master;
+        }
+        Ok(())
+    }
+
+    /// Fault injection (`server-fault`): makes `pool`'s server misbehave.
+    pub fn misbehave(&mut self, pool: PoolId, how: Misbehaviour) -> Result<(), String> {
+        self.request(pool, &SchedRequest::Misbehave(how), 0)
+            .map(|_| ())
+    }
+
+    /// Every domain's figures, by id.
+    pub fn stats(&self) -> Vec<DomainStat> {
+        self.manager
+            .domains()
+            .map(|d| {
+                let pool = self.pool_name(d.pool);
+                let group = self
+                    .domains
+                    .get(&d.id)
+                    .and_then(|x| x.group)
+                    .and_then(|m| self.manager.domain(m))
+                    .map(|m| m.name.clone());
+                match self.domains.get(&d.id) {
+                    None => DomainStat {
+                        id: d.id,
+                        name: d.name.clone(),
+                        pool,
+                        vcpus: d.vcpus,
+                        state: '-',
+                        cpu_ns: 0,
+                        cpu: None,
+                        image: String::from("root-task"),
+                        params: d.params,
+                        group,
+                    },
+                    Some(rt) => {
+                        let (cpu_ns, cpu, raw) = self.domain_time(d.id);
+                        let state = if rt.crashed {
+                            'c'
+                        } else if rt.paused {
+                            'p'
+                        } else if raw == ThreadState::Runnable as u64 {
+                            'r'
+                        } else {
+                            'b'
+                        };
+                        DomainStat {
+                            id: d.id,
+                            name: d.name.clone(),
+                            pool,
+                            vcpus: d.vcpus,
+                            state,
+                            cpu_ns,
+                            cpu,
+                            image: rt.image.clone(),
+                            params: d.params,
+                            group,
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The policy a pool's server runs now (for `cpupool-list -l`).
+    pub fn server_policy(&self, pool: PoolId) -> Option<Sched> {
+        self.pools
+            .get(&pool)
+            .and_then(|p| p.server.as_ref())
+            .map(|s| s.policy)
+    }
+}
+
+/// Stops a server: its `Scheduler` copy goes (it can dispatch no more) and
+/// its request thread stops. Its CPUs are revoked by the caller.
+fn stop_server(server: &Server, scheduler: CPtr) {
+    let _ = invoke::cnode_revoke(slot::ROOT_CNODE, scheduler);
+    let _ = invoke::tcb_suspend(server.tcb);
+}
+
+fn describe_fault(note: &FaultNote) -> String {
+    match note.label {
+        fault::PAGE_FAULT => format!("page fault at {:#x}, rip {:#x}", note.address, note.rip),
+        fault::EXCEPTION => format!("exception at rip {:#x}", note.rip),
+        other => format!("fault message {other:#x}"),
+    }
+}
+
+/// The fault watcher: records every fault message and wakes the console.
+fn watch_faults(endpoint: CPtr, faults: Arc<Mutex<Vec<FaultNote>>>, wake: CPtr) {
+    loop {
+        let Ok(message) = tarn_rt::recv(endpoint) else {
+            return;
+        };
+        let [rip, address, _, _] = message.mrs;
+        faults.lock().push(FaultNote {
+            badge: message.badge,
+            label: message.label(),
+            rip,
+            address,
+        });
+        let _ = syscall::signal(wake);
+    }
+}
