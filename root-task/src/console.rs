@@ -231,6 +231,9 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
                     uart.write("\r\n");
                     let command = core::mem::take(&mut line);
                     console.execute(resources, pools.as_mut(), command.trim());
+                    if let Some(p) = pools.as_mut() {
+                        p.service(resources);
+                    }
                     uart.write(PROMPT);
                 }
                 0x08 | 0x7F if line.pop().is_some() => uart.write("\x08 \x08"),
@@ -393,7 +396,7 @@ impl Console {
                 pools.set_paused(id, command == "pause")
             }
             ("cpupool-create", _) | ("cpupool-new", _) | ("pool-new", _) => {
-                let spec = config::parse_pool_inline(rest).map_err(|e| format!("{e}"))?;
+                let spec = config::parse_pool_inline(rest).map_err(inline_error)?;
                 let name = spec.name.clone();
                 if command == "cpupool-create" {
                     let (_, actions) = pools
@@ -440,7 +443,10 @@ impl Console {
             }
             ("cpupool-cpu-add", [p, cpus]) => {
                 let id = pool(pools, p)?;
-                let list = cpu_list(&pools.manager, cpus)?;
+                let list: Vec<u32> = config::parse_cpu_list(cpus)
+                    .ok_or_else(|| format!("'{cpus}' is not a CPU list or range"))?
+                    .into_iter()
+                    .collect();
                 let report = pools
                     .manager
                     .cpu_add(id, &list)
@@ -563,10 +569,24 @@ impl Console {
         {
             return Err(String::from("usage: top [--json] [-d MS]"));
         }
+        let split = || {
+            invoke::machine_check_invariants(slot::MACHINE)
+                .map(|i| [i.idle_ns, i.system_ns, i.dispatched_ns])
+                .unwrap_or_default()
+        };
         let before = pools.stats();
+        let split_before = split();
         let start = self.clock.now_us();
         let _ = tarn_rt::sleep(self.sleeper, ms * 1_000_000);
         let after = pools.stats();
+        let split_after = split();
+        // Where all CPUs' time went: idle, system threads (servers, the
+        // manager), dispatched domains; in ‰ of all CPU time.
+        let spent: Vec<u64> = (0..3)
+            .map(|i| split_after[i].saturating_sub(split_before[i]))
+            .collect();
+        let total = spent.iter().sum::<u64>().max(1);
+        let part = |i: usize| (u128::from(spent[i]) * 1000 / u128::from(total)) as u64;
         let elapsed_ns = (self.clock.now_us() - start).max(1) * 1000;
         let rows: Vec<(&DomainStat, u64)> = after
             .iter()
@@ -596,9 +616,15 @@ impl Console {
                 })
                 .collect();
             emit_line(&format!(
-                "{{\"interval_ms\":{},\"domains\":[{}]}}",
+                "{{\"interval_ms\":{},\"domains\":[{}],\"machine\":{{\"idle_pct\":{}.{},\"system_pct\":{}.{},\"domains_pct\":{}.{}}}}}",
                 elapsed_ns / 1_000_000,
-                items.join(",")
+                items.join(","),
+                part(0) / 10,
+                part(0) % 10,
+                part(1) / 10,
+                part(1) % 10,
+                part(2) / 10,
+                part(2) % 10
             ));
         } else {
             println!(
@@ -617,6 +643,15 @@ impl Console {
                     s.pool
                 );
             }
+            println!(
+                "all CPUs: idle {}.{} %, system {}.{} %, domains {}.{} %",
+                part(0) / 10,
+                part(0) % 10,
+                part(1) / 10,
+                part(1) % 10,
+                part(2) / 10,
+                part(2) % 10
+            );
         }
         Ok(())
     }
@@ -649,6 +684,12 @@ impl Console {
     }
 }
 
+/// A config error in a one-line command: the key and what is wrong (the
+/// parser's setting position adds nothing on one line).
+fn inline_error(error: config::ConfigError) -> String {
+    format!("{}", config::ConfigError { line: 0, ..error })
+}
+
 /// Writes one line of any length straight to the UART: a JSON document stays
 /// one line (the kernel's `DebugWrite` takes at most 512 bytes per call and
 /// ends each call with a line break).
@@ -667,24 +708,8 @@ fn usage(command: &str) -> &'static str {
         .map_or("see help", |(n, _)| n)
 }
 
-/// CPUs for `cpupool-cpu-add`: a list, a range, or a count of free CPUs.
-fn cpu_list(manager: &PoolManager, text: &str) -> Result<Vec<u32>, String> {
-    if !text.contains([',', '-']) {
-        if let Ok(count) = text.parse::<usize>() {
-            let free = manager.free_cpus();
-            if count == 0 || count > free.len() {
-                return Err(format!("{count} CPUs requested, {} free", free.len()));
-            }
-            return Ok(free[..count].to_vec());
-        }
-    }
-    config::parse_cpu_list(text)
-        .map(|set| set.into_iter().collect())
-        .ok_or_else(|| format!("'{text}' is not a CPU list, range or count"))
-}
-
 fn create_domain(res: &mut Resources, pools: &mut Pools, text: &str) -> Result<(), String> {
-    let config = config::parse_domain_inline(text).map_err(|e| format!("{e}"))?;
+    let config = config::parse_domain_inline(text).map_err(inline_error)?;
     create_from_config(res, pools, &config)
 }
 

@@ -16,7 +16,7 @@
 //!   outside its pool. Its run time is read from the kernel's accounting
 //!   through the pool's `Scheduler`.
 //! - **Failure.** A server that faults, or does not answer a request within
-//!   [`REQUEST_DEADLINE_NS`], is replaced: the manager revokes the server's
+//!   [`REQUEST_DEADLINE_NS`] (1 s of virtual time), is replaced: the manager revokes the server's
 //!   `Scheduler` and `Cpu` copies, starts a new server on the *same*
 //!   `Scheduler`, hands it the pool's CPUs and re-adopts every domain (the
 //!   kernel keeps them adopted meanwhile). A live policy change
@@ -24,8 +24,8 @@
 //!
 //! Requests to a server go through a courier thread, so the manager can
 //! give up waiting after the deadline while the courier stays blocked in
-//! the call (a server that never answers is replaced, and the courier is
-//! released when the old server's objects go).
+//! the call (a server that never answers is replaced; its courier stays
+//! blocked, one stopped thread per hung server).
 //!
 //! Not built yet: reclaiming a destroyed domain's or replaced server's
 //! memory (the root's allocator only grows), more than one vCPU per native
@@ -54,7 +54,7 @@ use tarn_rt::{
 };
 
 /// How long a server has to answer a request (virtual time).
-pub const REQUEST_DEADLINE_NS: u64 = 200_000_000;
+pub const REQUEST_DEADLINE_NS: u64 = 1_000_000_000;
 /// Where a server finds its request endpoint and the pool's `Scheduler`.
 const SERVER_ENDPOINT_SLOT: u64 = 9;
 const SERVER_SCHEDULER_SLOT: u64 = 11;
@@ -264,6 +264,9 @@ pub struct Pools {
     domains: BTreeMap<DomainId, DomainRt>,
     fault_endpoint: CPtr,
     faults: Arc<Mutex<Vec<FaultNote>>>,
+    /// Pools whose server did not answer a request, with why: replaced by
+    /// the next [`Pools::service`].
+    failing: BTreeMap<PoolId, String>,
     /// Virtual time.
     pub clock: Clock,
 }
@@ -336,6 +339,7 @@ impl Pools {
             domains: BTreeMap::new(),
             fault_endpoint,
             faults,
+            failing: BTreeMap::new(),
             clock,
         };
         let pool0 = tarn_pool_manager::pools::POOL0;
@@ -466,7 +470,14 @@ impl Pools {
             .get_mut(&pool)
             .and_then(|p| p.server.as_mut())
             .ok_or_else(|| String::from("the pool has no scheduler server"))?;
-        reply_result(server.link.call(request, cap, REQUEST_DEADLINE_NS))
+        let reply = server.link.call(request, cap, REQUEST_DEADLINE_NS);
+        let failed = reply.is_err();
+        let result = reply_result(reply);
+        if let (true, Err(why)) = (failed, &result) {
+            // Not an answer at all: the server has failed.
+            self.failing.entry(pool).or_insert_with(|| why.clone());
+        }
+        result
     }
 
     fn start_server(
@@ -686,6 +697,7 @@ impl Pools {
 
     /// Replaces `pool`'s server after a failure (same policy).
     fn replace_server(&mut self, res: &mut Resources, pool: PoolId, reason: &str) {
+        self.failing.remove(&pool);
         let Some(policy) = self.manager.pool(pool).map(|p| p.spec.sched) else {
             return;
         };
@@ -757,6 +769,9 @@ impl Pools {
     /// Handles what the fault watcher saw: a server that faulted is replaced,
     /// a domain that faulted is marked crashed.
     pub fn service(&mut self, res: &mut Resources) {
+        while let Some((pool, why)) = self.failing.pop_first() {
+            self.replace_server(res, pool, &why);
+        }
         let notes: Vec<FaultNote> = core::mem::take(&mut *self.faults.lock());
         for note in notes {
             let id = (note.badge & BADGE_ID_MASK) as u32;

@@ -1207,6 +1207,13 @@ impl Policy for Credit {
         Ok(())
     }
 
+    /// Credit's timers (the 30 ms accounting, rate-limit rechecks) are
+    /// bookkeeping, not guarantees: Xen runs them off a 10 ms tick, and so
+    /// may a runtime.
+    fn timer_slack_ns(&self) -> u64 {
+        10_000_000
+    }
+
     fn pool_params(&self) -> PoolParams {
         PoolParams::Credit {
             timeslice_ms: self.timeslice_ms,

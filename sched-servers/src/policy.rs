@@ -79,6 +79,13 @@ pub trait Policy {
     /// The current pool-wide parameters.
     fn pool_params(&self) -> PoolParams;
 
+    /// How late a [`Decision::Timer`] may fire (ns). A runtime may round a
+    /// timer up to its next periodic tick when that comes within the slack,
+    /// saving a reprogrammed timer and an interruption. Default 0: exact.
+    fn timer_slack_ns(&self) -> u64 {
+        0
+    }
+
     /// The master of `domain`'s scheduling group, if it is a member of one
     /// (policies without groups: always `None`).
     fn group_master(&self, domain: DomainId) -> Option<DomainId> {

@@ -9,9 +9,12 @@
 //! shared by the agents under one lock.
 //!
 //! Time is event time: the policy sees the kernel's timestamps, never a clock
-//! of its own, exactly as in the simulator. Each CPU gets a periodic tick
-//! (`TICK_NS`) so time-driven policy work (credit accounting, SEDF periods,
-//! `Decision::Timer`) happens without a one-shot timer per decision.
+//! of its own, exactly as in the simulator. A `Decision::Timer` programs the
+//! CPU's kernel tick to fire when it is due, unless the next tick comes
+//! within the policy's timer slack (then the tick falls back to a slow
+//! safety period, [`TICK_NS`]); an idle CPU's agent asks the policy for work
+//! only when the CPU's entry ended, its queue ran empty or the policy kicked
+//! it, so an idle pool costs nothing but the safety tick.
 //!
 //! CPUs come and go while the pool runs ([`Pool::add_cpu`],
 //! [`Pool::remove_cpu`]): that is how a pool manager grows and shrinks a pool
@@ -19,8 +22,9 @@
 //! replacement server can take over a pool whose server failed.
 //!
 //! Limits (documented, not hidden): at most one entry is queued per CPU at a
-//! time (the agent refills on each entry end), and `Decision::Timer` is served
-//! by the periodic tick.
+//! time (the agent refills on each entry end), and a timer is programmed from
+//! the latest event time the server has seen (it fires late by however stale
+//! that is).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -39,8 +43,10 @@ use tarn_sched_servers::{
     CpuId, Decision, DomainId, DomainParams, Event, EventKind, Policy, PolicyError, ThreadId,
 };
 
-/// The periodic tick every pool CPU gets.
-pub const TICK_NS: u64 = 1_000_000;
+/// The safety tick every pool CPU gets while the policy has no timer due.
+pub const TICK_NS: u64 = 10_000_000;
+/// The shortest tick the kernel takes.
+const MIN_TIMER_NS: u64 = 100_000;
 
 /// One CPU of the pool.
 #[derive(Clone, Copy, Debug)]
@@ -64,6 +70,17 @@ struct CpuState {
     ring_vaddr: u64,
     /// An entry is queued or running there.
     busy: bool,
+    /// `pick_next` is due: the entry ended, the queue ran empty, the policy
+    /// kicked the CPU, or it just joined.
+    due: bool,
+    /// The policy's timer for this CPU (event time, ns), if one is pending.
+    timer_at: Option<u64>,
+    /// The kernel tick's period now, and when it fires next (event time).
+    period: u64,
+    fires_at: u64,
+    /// The policy's timer is earlier than the next tick: the CPU's own agent
+    /// reprograms the tick (a remote one would interrupt the CPU).
+    timer_dirty: bool,
     /// The policy asked to preempt this CPU: its own agent does it (a
     /// preemption from another CPU would make this one wait for it).
     preempt_requested: bool,
@@ -123,7 +140,7 @@ fn convert(event: &RingEvent) -> Option<Event> {
         RingKind::Faulted => EventKind::Faulted,
         RingKind::Tick => EventKind::Tick,
         RingKind::Evicted | RingKind::Preempted => EventKind::Evicted,
-        RingKind::QueueEmpty => return None,
+        RingKind::QueueEmpty => EventKind::QueueEmpty,
     };
     Some(Event {
         kind,
@@ -139,7 +156,8 @@ fn ends_entry(kind: u32) -> bool {
     matches!(
         RingKind::from_u32(kind),
         Some(
-            RingKind::Blocked
+            RingKind::QueueEmpty
+                | RingKind::Blocked
                 | RingKind::Yielded
                 | RingKind::BudgetExpired
                 | RingKind::Exited
@@ -178,10 +196,48 @@ impl<P: Policy> State<P> {
                 // started is reported too, but with one entry per CPU they
                 // are the same).
                 cpu.busy = false;
+                cpu.due = true;
+            }
+        }
+        if raw.kind == RingKind::Tick as u32 {
+            if let Some(i) = self
+                .cpus
+                .iter()
+                .position(|c| c.member && c.index == u64::from(raw.cpu))
+            {
+                let now = self.now_ns;
+                let slack = self.policy.timer_slack_ns();
+                let c = &mut self.cpus[i];
+                c.fires_at = now + c.period;
+                if c.timer_at.is_some_and(|at| at <= now) {
+                    c.timer_at = None;
+                }
+                let wanted = c
+                    .timer_at
+                    .is_some_and(|at| at.saturating_add(slack) < c.fires_at);
+                if wanted || (c.timer_at.is_none() && c.period != TICK_NS) {
+                    self.program_timer(i);
+                }
             }
         }
         if let Some(event) = convert(raw) {
             self.policy.on_event(&event);
+        }
+    }
+
+    /// Programs CPU `i`'s kernel tick: when its policy timer is due, or the
+    /// safety period without one.
+    fn program_timer(&mut self, i: usize) {
+        let now = self.now_ns;
+        let c = &mut self.cpus[i];
+        let period = match c.timer_at {
+            Some(at) => at.saturating_sub(now).clamp(MIN_TIMER_NS, TICK_NS),
+            None => TICK_NS,
+        };
+        c.timer_dirty = false;
+        if invoke::scheduler_set_tick(self.scheduler, c.index, period).is_ok() {
+            c.period = period;
+            c.fires_at = now + period;
         }
     }
 
@@ -190,18 +246,56 @@ impl<P: Policy> State<P> {
     fn fill(&mut self, here: Option<u64>) {
         self.policy.take_decisions(&mut self.decisions);
         for decision in core::mem::take(&mut self.decisions) {
-            if let Decision::Preempt { cpu } = decision {
-                if let Some(c) = self
-                    .cpus
-                    .iter_mut()
-                    .find(|c| c.member && c.index == u64::from(cpu.0) && c.busy)
-                {
-                    c.preempt_requested = true;
-                    if Some(c.index) != here {
-                        let _ = syscall::signal(c.notify);
+            match decision {
+                Decision::Preempt { cpu } => {
+                    if let Some(c) = self
+                        .cpus
+                        .iter_mut()
+                        .find(|c| c.member && c.index == u64::from(cpu.0) && c.busy)
+                    {
+                        c.preempt_requested = true;
+                        c.due = true;
+                        if Some(c.index) != here {
+                            let _ = syscall::signal(c.notify);
+                        }
+                    }
+                }
+                Decision::Kick { cpu } => {
+                    if let Some(c) = self
+                        .cpus
+                        .iter_mut()
+                        .find(|c| c.member && c.index == u64::from(cpu.0))
+                    {
+                        c.due = true;
+                    }
+                }
+                Decision::Timer { cpu, at_ns } => {
+                    if let Some(i) = self
+                        .cpus
+                        .iter()
+                        .position(|c| c.member && c.index == u64::from(cpu.0))
+                    {
+                        let slack = self.policy.timer_slack_ns();
+                        let c = &mut self.cpus[i];
+                        c.timer_at = Some(at_ns);
+                        if at_ns.saturating_add(slack) < c.fires_at {
+                            if Some(c.index) == here {
+                                self.program_timer(i);
+                            } else {
+                                c.timer_dirty = true;
+                                let _ = syscall::signal(c.notify);
+                            }
+                        }
                     }
                 }
             }
+        }
+        if let Some(i) = self
+            .cpus
+            .iter()
+            .position(|c| Some(c.index) == here && c.member && c.timer_dirty)
+        {
+            self.program_timer(i);
         }
         if let Some(c) = self
             .cpus
@@ -216,17 +310,23 @@ impl<P: Policy> State<P> {
         }
         let members = self.cpus.iter().filter(|c| c.member).count();
         for i in 0..self.cpus.len() {
-            if self.cpus[i].busy || !self.cpus[i].member {
+            // An idle CPU asks the policy only when it is due (its entry
+            // ended, its queue ran empty, or the policy kicked it): `None`
+            // from `pick_next` means idle until the next kick. Asking
+            // otherwise would make idle agents wake each other for nothing.
+            let c = &self.cpus[i];
+            if c.busy || !c.member || !c.due {
                 continue;
             }
-            let index = self.cpus[i].index;
+            let index = c.index;
             // Every CPU is filled by its own agent: a dispatch to another CPU
             // would interrupt it (and, under QEMU's icount, make both wait for
             // each other); its agent is woken instead.
             if here.is_some_and(|h| h != index) || (here.is_none() && members > 1) {
-                let _ = syscall::signal(self.cpus[i].notify);
+                let _ = syscall::signal(c.notify);
                 continue;
             }
+            self.cpus[i].due = false;
             let Some(next) = self.policy.pick_next(CpuId(index as u32), self.now_ns) else {
                 continue;
             };
@@ -235,7 +335,20 @@ impl<P: Policy> State<P> {
             };
             match invoke::scheduler_dispatch(self.scheduler, index, tcb, next.budget_ns.max(1)) {
                 Ok(()) => self.cpus[i].busy = true,
-                Err(_) => self.dispatch_errors += 1,
+                Err(_) => {
+                    // The thread cannot run (released, stopped or destroyed
+                    // meanwhile): the policy hears it exited, and stops
+                    // picking it until it is woken again.
+                    self.dispatch_errors += 1;
+                    self.policy.on_event(&Event {
+                        kind: EventKind::Exited,
+                        cpu: CpuId(index as u32),
+                        thread: Some(next.thread),
+                        timestamp_ns: self.now_ns,
+                        ran_ns: 0,
+                    });
+                    self.cpus[i].due = true;
+                }
             }
         }
     }
@@ -360,6 +473,11 @@ impl<P: Policy + Send + 'static> Pool<P> {
                 frame,
                 ring_vaddr: frame_vaddr,
                 busy: false,
+                due: true,
+                timer_at: None,
+                period: TICK_NS,
+                fires_at: now + TICK_NS,
+                timer_dirty: false,
                 preempt_requested: false,
                 notify,
             };
@@ -400,6 +518,8 @@ impl<P: Policy + Send + 'static> Pool<P> {
         let c = &mut s.cpus[i];
         c.member = false;
         c.busy = false;
+        c.due = false;
+        c.timer_at = None;
         c.preempt_requested = false;
         c.cap = 0;
         let _ = invoke::cnode_delete(tarn_rt::layout::slot::ROOT_CNODE, cap);
