@@ -98,8 +98,12 @@ pub enum Invocation {
     /// scheduler it is not bound to). Reply MR0 = live objects, MR1 = live
     /// capabilities, MR2 = 1 if every invariant holds, MR3 = CPUs online,
     /// MR4..MR6 = ns all CPUs spent idle, in system threads and in
-    /// dispatched threads since boot.
+    /// dispatched threads since boot (up to now, the current spans included).
     MachineCheckInvariants = 51,
+    /// Machine. The clock and the time split alone (no invariant walk):
+    /// reply MR0 = now (ns, the clock event rings use), MR1..MR3 = ns all
+    /// CPUs spent idle, in system threads and in dispatched threads.
+    MachineTimes = 52,
 
     /// Scheduler. MR0 = Cpu cptr, MR1 = event-ring frame cptr (4 KiB,
     /// READ|WRITE; laid out as [`crate::sched::EventRing`]), MR2 = notification
@@ -172,6 +176,7 @@ impl Invocation {
             42 => Self::IoPortIssue,
             50 => Self::MachinePowerOff,
             51 => Self::MachineCheckInvariants,
+            52 => Self::MachineTimes,
             60 => Self::SchedulerBindCpu,
             61 => Self::SchedulerUnbindCpu,
             62 => Self::SchedulerAdopt,

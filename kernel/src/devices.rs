@@ -91,6 +91,12 @@ pub fn invoke_machine(
             );
             Ok(())
         }
+        Invocation::MachineTimes => {
+            let [idle_ns, system_ns, dispatched_ns] = crate::sched::time_split(guard);
+            let now = crate::arch::timer::tsc_to_ns(crate::arch::cpu::rdtsc());
+            caller.set_reply(guard, &[now, idle_ns, system_ns, dispatched_ns]);
+            Ok(())
+        }
         _ => Err(Error::IllegalOperation),
     }
 }

@@ -378,10 +378,16 @@ fn account(guard: &mut KernelGuard, kind: usize) {
 /// Nanoseconds each CPU spent idle, in system threads and in dispatched
 /// threads since boot (`MachineCheckInvariants` reports the totals).
 pub fn time_split(guard: &mut KernelGuard) -> [u64; 3] {
+    let now = cpu::rdtsc();
     let mut total = [0u64; 3];
     for cpu in 0..percpu::online() as usize {
         let s = CPUS.get(guard)[cpu];
-        for (sum, spent) in total.iter_mut().zip(s.spent) {
+        let mut spent = s.spent;
+        // The span in progress (a halted CPU's idle time, above all).
+        if s.spent_since != 0 {
+            spent[s.spent_kind] += now.saturating_sub(s.spent_since);
+        }
+        for (sum, spent) in total.iter_mut().zip(spent) {
             *sum += timer::tsc_to_ns(spent);
         }
     }

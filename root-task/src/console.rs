@@ -197,7 +197,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
     };
     let input = Input::setup(resources, &uart);
     let sleeper = resources.create(ObjectType::Notification, 0).unwrap_or(0);
-    let clock = Clock::calibrate(sleeper);
+    let clock = Clock;
     let mut pools = pools.and_then(|manager| {
         match Pools::start(info, resources, manager, input.notification(), clock) {
             Ok(pools) => Some(pools),
@@ -570,8 +570,8 @@ impl Console {
             return Err(String::from("usage: top [--json] [-d MS]"));
         }
         let split = || {
-            invoke::machine_check_invariants(slot::MACHINE)
-                .map(|i| [i.idle_ns, i.system_ns, i.dispatched_ns])
+            invoke::machine_times(slot::MACHINE)
+                .map(|t| [t.idle_ns, t.system_ns, t.dispatched_ns])
                 .unwrap_or_default()
         };
         let before = pools.stats();

@@ -67,27 +67,15 @@ const BADGE_ID_MASK: u64 = 0xFFFF_FFFF;
 /// The images a native domain can be built from.
 pub const DOMAIN_IMAGES: &[&str] = &["spin"];
 
-/// Virtual time from the TSC, calibrated once against the kernel's timer.
+/// The kernel's clock (ns since boot, the time event rings carry), read
+/// through the Machine capability.
 #[derive(Clone, Copy)]
-pub struct Clock {
-    ticks_per_ms: u64,
-}
+pub struct Clock;
 
 impl Clock {
-    /// Measures the TSC over a 10 ms kernel sleep.
-    pub fn calibrate(sleeper: CPtr) -> Clock {
-        let start = tarn_rt::arch::rdtsc();
-        let _ = tarn_rt::sleep(sleeper, 10_000_000);
-        let ticks = tarn_rt::arch::rdtsc().saturating_sub(start);
-        Clock {
-            ticks_per_ms: (ticks / 10).max(1),
-        }
-    }
-
     /// Now, in µs.
     pub fn now_us(&self) -> u64 {
-        let t = u128::from(tarn_rt::arch::rdtsc());
-        (t * 1000 / u128::from(self.ticks_per_ms)) as u64
+        invoke::machine_times(slot::MACHINE).map_or(0, |t| t.now_ns / 1000)
     }
 }
 

@@ -521,32 +521,46 @@ pub fn scenarios() -> Vec<Scenario> {
                 "create name=a pool=p image=spin",
                 "create name=b pool=p image=spin",
                 "create name=c pool=p image=spin",
+                "create name=x image=spin",
+                "create name=y image=spin",
+                "create name=z image=spin",
+                // CPU 3 goes from p to Pool-0 (every vCPU stays busy: see
+                // README, "Measuring under icount").
                 "cpupool-cpu-remove p 3",
+                "cpupool-cpu-add Pool-0 3",
                 "top --json -d 1500",
                 "cpupool-migrate c Pool-0",
                 "top --json -d 1500",
+                // Back to p; then p's server ignores the next release.
+                "cpupool-cpu-remove Pool-0 3",
                 "cpupool-cpu-add p 3",
                 "cpupool-cpu-add p 3",
                 "server-fault p ignore-remove",
                 "cpupool-cpu-remove p 3",
+                "cpupool-cpu-add Pool-0 3",
                 "top --json -d 1500",
                 "cpupool-list -c",
                 "poweroff",
             ])
-            // One CPU left for three equal domains: a third each.
+            // p keeps one CPU for three domains: a third each; Pool-0's
+            // three domains have a CPU each.
             .share(0, "a", 33.3, 2.0)
             .share(0, "b", 33.3, 2.0)
             .share(0, "c", 33.3, 2.0)
-            // c moved to Pool-0 (one idle CPU there): a and b split CPU 2.
+            .share(0, "z", 100.0, 2.0)
+            // c moved: four domains on Pool-0's three CPUs, two on p's one.
             .share(1, "a", 50.0, 2.0)
             .share(1, "b", 50.0, 2.0)
-            .share(1, "c", 100.0, 2.0)
+            .share(1, "c", 75.0, 2.0)
+            .share(1, "x", 75.0, 2.0)
             .expect("error: CPU 3: CPU 3 is not free (in pool 1)")
             .expect("pool p: CPU 3 not released (the scheduler server did not answer): revoked after the deadline")
             .expect("pool p: scheduler server replaced in")
             .expect("2 domains running again")
             .share(2, "a", 50.0, 2.0)
             .share(2, "b", 50.0, 2.0)
+            .share(2, "c", 75.0, 2.0)
+            .expect("Pool-0             0-1,3")
             .expect("p                  2")
             .expect("tarn: exit status 0")
             .forbid_failures(),
@@ -562,6 +576,8 @@ pub fn scenarios() -> Vec<Scenario> {
                 "cpupool-create name=p sched=credit cpus=2-3",
                 "create name=a pool=p image=spin cpu_weight=256",
                 "create name=b pool=p image=spin cpu_weight=256",
+                "create name=x image=spin",
+                "create name=y image=spin",
                 "server-fault p crash",
                 "top --json -d 1000",
                 "server-fault p hang",
@@ -584,7 +600,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(1, "a", 100.0, 2.0)
             .share(1, "b", 100.0, 2.0)
             .expect("pool p: now sedf (hand-over took")
-            .share(2, "a", 20.0, 1.0)
+            .share(2, "a", 20.0, 2.0)
             .expect("\"name\":\"p\",\"sched\":\"sedf\"")
             .expect("tarn: exit status 0")
             // The crash is asked for (its panic line is expected); nothing

@@ -343,6 +343,30 @@ pub fn machine_check_invariants(machine: CPtr) -> Result<Invariants, Error> {
     })
 }
 
+/// The kernel's clock and where all CPUs' time went (`MachineTimes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineTimes {
+    /// Now (ns since boot; the clock event rings use).
+    pub now_ns: u64,
+    /// ns all CPUs spent idle.
+    pub idle_ns: u64,
+    /// ns all CPUs spent in system threads.
+    pub system_ns: u64,
+    /// ns all CPUs spent in dispatched threads.
+    pub dispatched_ns: u64,
+}
+
+/// Reads the kernel's clock and time split.
+pub fn machine_times(machine: CPtr) -> Result<MachineTimes, Error> {
+    let reply = invoke(machine, Invocation::MachineTimes, &[])?;
+    Ok(MachineTimes {
+        now_ns: reply.mrs[0],
+        idle_ns: reply.mrs[1],
+        system_ns: reply.mrs[2],
+        dispatched_ns: reply.mrs[3],
+    })
+}
+
 /// The message-info word of an invocation with `length` arguments.
 pub fn invocation_info(label: Invocation, length: u64) -> MessageInfo {
     MessageInfo::new(label as u64, 0, length)

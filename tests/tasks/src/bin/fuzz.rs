@@ -502,7 +502,7 @@ fn print_statistics(progress: &Progress) {
 }
 
 /// The labels of every invocation.
-const LABELS: [Invocation; 34] = [
+const LABELS: [Invocation; 35] = [
     Invocation::UntypedRetype,
     Invocation::CNodeCopy,
     Invocation::CNodeMint,
@@ -528,6 +528,7 @@ const LABELS: [Invocation; 34] = [
     Invocation::IoPortIssue,
     Invocation::MachinePowerOff,
     Invocation::MachineCheckInvariants,
+    Invocation::MachineTimes,
     Invocation::SchedulerBindCpu,
     Invocation::SchedulerUnbindCpu,
     Invocation::SchedulerAdopt,
