@@ -222,6 +222,6 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 34);
+        assert_eq!(seen, 35);
     }
 }

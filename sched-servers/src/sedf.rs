@@ -111,8 +111,20 @@ struct Thread {
     demoted: bool,
     deadline_ns: u64,
     remaining_ns: u64,
+    /// Reserved time run beyond the slice (an entry that ended late): taken
+    /// from the next periods' slices, so the long-run share stays exact.
+    overrun_ns: u64,
     /// Extra time received (fair sharing of idle time).
     extra_ns: u64,
+}
+
+impl Thread {
+    /// A new period's budget: the slice less what earlier periods overran.
+    fn refill(&mut self, slice_ns: u64) -> u64 {
+        let paid = self.overrun_ns.min(slice_ns);
+        self.overrun_ns -= paid;
+        slice_ns - paid
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,7 +228,11 @@ impl Sedf {
         };
         if let Some(t) = self.threads.get_mut(&thread) {
             t.deadline_ns = now_ns + domain.period_ns;
-            t.remaining_ns = if t.home.is_some() { domain.slice_ns } else { 0 };
+            t.remaining_ns = if t.home.is_some() {
+                t.refill(domain.slice_ns)
+            } else {
+                0
+            };
         }
     }
 
@@ -236,7 +252,7 @@ impl Sedf {
                 .unwrap_or(Domain::BEST_EFFORT);
             let periods = (now_ns - t.deadline_ns) / domain.period_ns + 1;
             t.deadline_ns += periods * domain.period_ns;
-            t.remaining_ns = domain.slice_ns;
+            t.remaining_ns = t.refill(domain.slice_ns);
         }
     }
 
@@ -451,7 +467,10 @@ impl Sedf {
         let delta = ran_ns.saturating_sub(entry.charged_ns);
         entry.charged_ns = entry.charged_ns.max(ran_ns);
         match entry.mode {
-            Mode::Reserved => t.remaining_ns = t.remaining_ns.saturating_sub(delta),
+            Mode::Reserved => {
+                t.overrun_ns += delta.saturating_sub(t.remaining_ns);
+                t.remaining_ns = t.remaining_ns.saturating_sub(delta);
+            }
             Mode::Extra => t.extra_ns += delta,
         }
     }
@@ -596,6 +615,7 @@ impl Policy for Sedf {
                 demoted: false,
                 deadline_ns: now_ns,
                 remaining_ns: 0,
+                overrun_ns: 0,
                 extra_ns,
             },
         );
@@ -976,6 +996,35 @@ mod tests {
         decisions.clear();
         sedf.take_decisions(&mut decisions);
         assert!(decisions.contains(&Decision::Preempt { cpu: CpuId(0) }));
+    }
+
+    #[test]
+    fn an_entry_that_overran_its_slice_pays_it_back_next_period() {
+        let mut sedf = sedf_with(1);
+        reserve(&mut sedf, 1, 20 * MS, 100 * MS, false);
+        sedf.add_thread(ThreadId(1), DomainId(1), false, 0).unwrap();
+        sedf.on_event(&Event::new(EventKind::Woken, CpuId(0), ThreadId(1), 0, 0));
+        let d = sedf.pick_next(CpuId(0), 0).unwrap();
+        assert_eq!(d.budget_ns, 20 * MS);
+        // The budget's end was noticed late: it ran 23 ms.
+        sedf.on_event(&Event::new(
+            EventKind::BudgetExpired,
+            CpuId(0),
+            ThreadId(1),
+            23 * MS,
+            23 * MS,
+        ));
+        assert_eq!(sedf.pick_next(CpuId(0), 23 * MS), None);
+        sedf.on_event(&Event {
+            kind: EventKind::Tick,
+            cpu: CpuId(0),
+            thread: None,
+            timestamp_ns: 100 * MS,
+            ran_ns: 0,
+        });
+        // The next period's slice is 3 ms shorter: 20 % over both periods.
+        let d = sedf.pick_next(CpuId(0), 100 * MS).unwrap();
+        assert_eq!(d.budget_ns, 17 * MS);
     }
 
     #[test]

@@ -504,9 +504,9 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn> cpupool-list -c")
             .expect("Pool-0             0-1")
             .expect("x                      1     1     r")
+            .expect("cpupools        : 1")
             .expect("free cpus       : 2-3")
             .expect("invariants      : hold")
-            .expect("cpupools        : 1")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
