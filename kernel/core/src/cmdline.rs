@@ -123,6 +123,8 @@ pub struct KernelArgs<'a> {
     pub seed: Option<u64>,
     /// `ipc_fastpath=on|off`: whether the IPC fastpath is used (default on).
     pub ipc_fastpath: Option<bool>,
+    /// `vmtest=GUEST,...`: the guests the VMM runs (a root-task option).
+    pub vmtest: Option<&'a str>,
 }
 
 /// A problem with one command-line token; parsing continues after it.
@@ -177,6 +179,7 @@ enum Key {
     Seed = 1 << 7,
     IpcFastpath = 1 << 8,
     SchedTest = 1 << 9,
+    VmTest = 1 << 10,
 }
 
 impl Key {
@@ -192,6 +195,7 @@ impl Key {
             "schedtest" => Key::SchedTest,
             "seed" => Key::Seed,
             "ipc_fastpath" => Key::IpcFastpath,
+            "vmtest" => Key::VmTest,
             _ => return None,
         })
     }
@@ -236,7 +240,7 @@ impl<'a> KernelArgs<'a> {
     }
 
     /// Sets the field for `key` from `value`, or leaves it alone and fails.
-    fn apply(&mut self, key: Key, value: Option<&str>) -> Result<(), ()> {
+    fn apply(&mut self, key: Key, value: Option<&'a str>) -> Result<(), ()> {
         let flag = |value: Option<&str>| match value {
             None => Ok(true),
             Some(_) => Err(()),
@@ -253,6 +257,7 @@ impl<'a> KernelArgs<'a> {
                     Some(_) => return Err(()),
                 });
             }
+            Key::VmTest => self.vmtest = Some(value.filter(|v| !v.is_empty()).ok_or(())?),
             Key::Seed => self.seed = Some(value.and_then(|v| v.parse::<u64>().ok()).ok_or(())?),
             Key::IpcFastpath => {
                 self.ipc_fastpath = Some(match value {

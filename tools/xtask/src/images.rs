@@ -63,6 +63,11 @@ pub const USER_IMAGES: &[UserImage] = &[
         package: "tarn-sched-server",
         binary: "sched-server",
     },
+    UserImage {
+        module: "vmm",
+        package: "tarn-vmm-task",
+        binary: "vmm",
+    },
 ];
 
 /// The packages of [`USER_IMAGES`], each once, in order.
