@@ -35,7 +35,7 @@ pub enum Guest {
     Prot32,
     /// Spins in long mode and reports progress by hypercall.
     Long64,
-    /// Sleeps in HLT between timer interrupts (PIT at 100 Hz) for 100 ticks.
+    /// Sleeps in HLT between timer interrupts (PIT at 18.2 Hz) for 20 ticks.
     Idle16,
     /// Hostile: triple faults.
     Triple16,

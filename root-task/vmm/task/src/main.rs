@@ -281,8 +281,12 @@ fn run_vcpu(
     shared: &Shared,
 ) {
     let mut platform = Platform::new();
+    let mut last_line = String::new();
     let mut queued: Option<u8> = None;
     let mut kernel_pending = false;
+    // After sleeping until the timer was due, it is due (the clock may be
+    // a hair behind the kernel's timer).
+    let mut slept_until = 0;
     shared.started_ns.store(now_ns(), Ordering::Relaxed);
     let outcome = loop {
         if shared.stop.load(Ordering::Acquire) {
@@ -291,7 +295,7 @@ fn run_vcpu(
                 platform.progress_reports
             );
         }
-        let now = now_ns();
+        let now = now_ns().max(core::mem::take(&mut slept_until));
         if let Some(vector) = platform.take_due_interrupt(now) {
             queued.get_or_insert(vector);
         }
@@ -319,6 +323,7 @@ fn run_vcpu(
         );
         for line in platform.take_lines() {
             println!("[{name}] {line}");
+            last_line = line;
         }
         for note in platform.take_notes() {
             println!("[{name}] {note}");
@@ -332,10 +337,11 @@ fn run_vcpu(
                 if !kernel_pending && queued.is_none() {
                     if let Some(due) = platform.next_tick_ns() {
                         let _ = syscall::sleep(sleeper, due.saturating_sub(now_ns()).max(1));
+                        slept_until = due;
                     }
                 }
             }
-            Action::Stop(StopReason::Halted) => break String::from("halted"),
+            Action::Stop(StopReason::Halted) => break format!("halted, last line {last_line:?}"),
             Action::Stop(reason) => {
                 println!("[{name}] stopped: {reason}");
                 break format!("stopped: {reason}");
