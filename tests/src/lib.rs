@@ -379,7 +379,7 @@ pub fn scenarios() -> Vec<Scenario> {
         .expect("vmm: vm1 kept running after the other guests stopped")
         .expect("vmm: vm1 long64: stopped by the vmm after")
         .expect("vmm: vm2 triple16: stopped: triple fault")
-        .expect("vmm: vm3 storm16: stopped: exit storm")
+        .expect("vmm: vm3 storm16: stopped: exit storm (1001 exits in 1000 ms)")
         .expect("vmm: vm4 outside32: stopped: access outside its memory (write at 0x4000000)")
         .expect("tarn: exit status 0")
         .forbid("FAILED")

@@ -28,7 +28,7 @@ pub type Registers = [u64; REGISTER_COUNT];
 /// Exits in one [`STORM_WINDOW_NS`] above which a guest is stopped.
 pub const STORM_EXITS: u64 = 1000;
 /// The exit-storm window.
-pub const STORM_WINDOW_NS: u64 = 100_000_000;
+pub const STORM_WINDOW_NS: u64 = 1_000_000_000;
 /// The 8254's input clock.
 pub const PIT_HZ: u64 = 1_193_182;
 /// The port the benchmark guest writes (handled as a no-op).
