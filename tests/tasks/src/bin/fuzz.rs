@@ -902,7 +902,7 @@ fn one_call(g: &mut Generator, progress: &Progress) {
                 let out = syscall::raw(number, cptr, info, mrs);
                 record(progress, &out);
                 let label = MessageInfo(info).label();
-                if out.rax == 0 && label < 64 {
+                if out.rax == 0 && (label as usize) < progress.invocations.len() {
                     progress.invocations[label as usize].fetch_add(1, Ordering::Relaxed);
                 }
             }
