@@ -301,9 +301,9 @@ pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
                 4
             };
             let input = info1 & 1 != 0;
-            let flags = u64::from(input) * io::IN
-                | ((info1 >> 2) & 1) * io::STRING
-                | ((info1 >> 3) & 1) * io::REP;
+            let flags = (u64::from(input) * io::IN)
+                | (((info1 >> 2) & 1) * io::STRING)
+                | (((info1 >> 3) & 1) * io::REP);
             let mask = (1u64 << (8 * size)) - 1;
             let value = if input { 0 } else { rax & mask };
             Outcome::Exit(ExitRecord {

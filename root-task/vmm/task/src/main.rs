@@ -79,7 +79,7 @@ fn main(arg: u64) {
         return;
     };
     let mut resources = Resources::from_boot_info(info);
-    let status = match run(info.cmdline(), u64::from(info.cpu_count), &mut resources) {
+    let status = match run(info.cmdline(), info.cpu_count, &mut resources) {
         Ok(()) => 0,
         Err(why) => {
             println!("vmm: FAILED: {why}");
