@@ -25,6 +25,14 @@
 //! operation ([`Invocation`]), the message registers carry the arguments, and
 //! the kernel answers at once with the result in `rax` and MR0... A `Call` on
 //! an endpoint capability is IPC to whoever receives on it.
+//!
+//! # Virtual CPUs
+//!
+//! A `Vcpu` bound to a thread runs its guest when that thread calls
+//! `VcpuRun`; the call returns with a normalised exit record and the guest's
+//! registers in the thread's IPC buffer. The whole ABI (register file,
+//! segments, exit kinds and their fields, interrupt injection, HLT) is in
+//! [`vcpu`].
 
 #![no_std]
 #![forbid(unsafe_code)]
