@@ -48,7 +48,8 @@ pub enum Invocation {
     /// cleared), MR3 = RDI, MR4 = RSI, MR5 = RDX (the thread's first arguments).
     TcbWriteRegisters = 11,
     /// Tcb. Reply MR0 = RIP, MR1 = RSP, MR2 = RFLAGS, MR3 = RAX, MR4 = RDI,
-    /// MR5 = state ([`ThreadState`] as u64).
+    /// MR5 = state ([`ThreadState`] as u64), MR6 = ns the thread has run
+    /// since it was created (in user mode or in a guest).
     TcbReadRegisters = 12,
     /// Tcb. Makes a suspended, configured thread runnable.
     TcbResume = 13,
@@ -145,6 +146,28 @@ pub enum Invocation {
     /// Cpu. Reply MR0 = CPU index, MR1 = x2APIC id, MR2 = 1 if bound to a
     /// scheduler.
     CpuInfo = 70,
+
+    /// Vcpu. MR0 = Tcb cptr (the thread that will run it; it must have no
+    /// virtual CPU yet), MR1 = GuestSpace cptr (its guest-physical memory).
+    /// The virtual CPU must be unbound (`IllegalState`). It starts in the
+    /// state [`crate::vcpu`] describes; the Vcpu keeps a copy of the
+    /// GuestSpace capability. `NotSupported` on a machine without SVM or VMX.
+    VcpuBind = 80,
+    /// Vcpu. MR0 = [`crate::vcpu::Segment`], MR1 = selector, MR2 = base,
+    /// MR3 = limit, MR4 = attributes (the 12-bit packed form of
+    /// [`crate::vcpu::attributes`]; ignored for GDTR and IDTR). Only the
+    /// thread the Vcpu is bound to may call it while it is not in the guest.
+    VcpuWriteSegment = 81,
+    /// Vcpu. Enters the guest on the calling thread, which must be the one
+    /// the Vcpu is bound to. MR0 = [`crate::vcpu::run_flags`], MR1 = an
+    /// interrupt to inject ([`crate::vcpu::INJECT_VALID`] | vector, 0 =
+    /// none), MR2 = timeout in ns (0 = none; a [`crate::vcpu::Exit::Timeout`]
+    /// exit when it passes), MR3 = exception intercept bitmap (bit v: guest
+    /// exception v exits as [`crate::vcpu::Exit::Exception`]). Returns on
+    /// the first exit the kernel does not handle itself, with the exit
+    /// record in MR0.. and the guest registers in the IPC buffer (see
+    /// [`crate::vcpu`]).
+    VcpuRun = 82,
 }
 
 impl Invocation {
@@ -186,6 +209,9 @@ impl Invocation {
             66 => Self::SchedulerQueryThread,
             67 => Self::SchedulerPreempt,
             70 => Self::CpuInfo,
+            80 => Self::VcpuBind,
+            81 => Self::VcpuWriteSegment,
+            82 => Self::VcpuRun,
             _ => return None,
         })
     }
@@ -222,6 +248,6 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 35);
+        assert_eq!(seen, 38);
     }
 }

@@ -25,6 +25,14 @@
 //! operation ([`Invocation`]), the message registers carry the arguments, and
 //! the kernel answers at once with the result in `rax` and MR0... A `Call` on
 //! an endpoint capability is IPC to whoever receives on it.
+//!
+//! # Virtual CPUs
+//!
+//! A `Vcpu` bound to a thread runs its guest when that thread calls
+//! `VcpuRun`; the call returns with a normalised exit record and the guest's
+//! registers in the thread's IPC buffer. The whole ABI (register file,
+//! segments, exit kinds and their fields, interrupt injection, HLT) is in
+//! [`vcpu`].
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -33,6 +41,7 @@ pub mod boot;
 pub mod invocation;
 pub mod sched;
 pub mod sched_protocol;
+pub mod vcpu;
 
 pub use invocation::Invocation;
 
@@ -54,6 +63,9 @@ pub const SLOT_BYTES: u64 = 64;
 pub const TCB_SIZE_BITS: u64 = 11;
 /// Bytes of an endpoint or a notification.
 pub const IPC_OBJECT_BYTES: u64 = 64;
+/// log2 bytes of a virtual CPU (its VMCB or VMCS page, its software state
+/// and its guest FPU area).
+pub const VCPU_SIZE_BITS: u64 = 14;
 
 /// Bytes an object of `object_type` with `size_bits` (as in `UntypedRetype`)
 /// occupies in untyped memory; `None` for types that are not retyped or a
@@ -68,6 +80,8 @@ pub const fn object_size(object_type: ObjectType, size_bits: u64) -> Option<u64>
         ObjectType::Frame2M => Some(2 << 20),
         ObjectType::VSpace if size_bits >= 15 && size_bits <= 24 => Some(1 << size_bits),
         ObjectType::Scheduler => Some(IPC_OBJECT_BYTES),
+        ObjectType::GuestSpace if size_bits >= 15 && size_bits <= 24 => Some(1 << size_bits),
+        ObjectType::Vcpu => Some(1 << VCPU_SIZE_BITS),
         _ => None,
     }
 }
@@ -185,6 +199,9 @@ pub enum Error {
     NotOwned = 20,
     /// The CPU's dispatch queue is full.
     QueueFull = 21,
+    /// The machine has no hardware virtualization Tarn drives (neither VMX
+    /// with EPT nor SVM with nested paging).
+    NotSupported = 22,
 }
 
 impl Error {
@@ -212,6 +229,7 @@ impl Error {
             19 => Self::OutOfTableMemory,
             20 => Self::NotOwned,
             21 => Self::QueueFull,
+            22 => Self::NotSupported,
             _ => return None,
         })
     }
@@ -258,6 +276,12 @@ pub enum ObjectType {
     Cpu = 13,
     /// One scheduling domain: CPUs bind to it, threads are adopted into it.
     Scheduler = 14,
+    /// A guest-physical address space: 2^size_bits bytes holding its nested
+    /// (NPT, SVM) or extended (EPT, VMX) page tables. Frames are mapped into
+    /// it with `FrameMap` (the address is guest-physical).
+    GuestSpace = 15,
+    /// A virtual CPU (see [`crate::vcpu`]).
+    Vcpu = 16,
 }
 
 impl ObjectType {
@@ -278,6 +302,8 @@ impl ObjectType {
             12 => Self::Machine,
             13 => Self::Cpu,
             14 => Self::Scheduler,
+            15 => Self::GuestSpace,
+            16 => Self::Vcpu,
             _ => return None,
         })
     }

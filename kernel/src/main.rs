@@ -32,6 +32,7 @@ mod rootserver;
 mod sched;
 mod selftest;
 mod syscall;
+mod vcpu;
 
 use arch::frame::FRAMES;
 use arch::paging::{
@@ -111,6 +112,7 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
     percpu::install(0, 0, bsp_stack_top);
     trap::load_idt();
     user::init_this_cpu();
+    vcpu::init(&features);
     arch::pit::mask_legacy_pic();
     apic::enable_x2apic();
     let bsp_apic_id = apic::id();
@@ -178,6 +180,7 @@ extern "C" fn ap_main(arg: u64) -> ! {
     percpu::install(index, apic_id, smp::kernel_stack_top(index));
     trap::load_idt();
     user::init_this_cpu();
+    vcpu::init_this_cpu();
     timer::init_this_cpu();
     smp::report_started(index);
     sched::schedule(lock::acquire())

@@ -36,6 +36,8 @@ pub struct CpuSched {
     spent: [u64; 3],
     spent_kind: usize,
     spent_since: u64,
+    /// The thread charged since `spent_since` (0 = none).
+    spent_thread: u64,
 }
 
 static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
@@ -50,6 +52,7 @@ static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
         spent: [0; 3],
         spent_kind: 0,
         spent_since: 0,
+        spent_thread: 0,
     }; MAX_CPUS],
 );
 
@@ -228,7 +231,9 @@ fn expire_timeouts(guard: &mut KernelGuard) {
     let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;
     while thread != 0 {
         let t = *tcb::ctl(guard, thread);
-        if t.deadline <= now {
+        if t.deadline <= now && t.in_guest != 0 {
+            crate::vcpu::on_timeout(guard, thread);
+        } else if t.deadline <= now {
             crate::ipc::cancel_ipc(guard, thread);
             tcb::set_result(guard, thread, Err(tarn_ipc_schema::Error::Timeout));
             make_runnable(guard, thread);
@@ -343,7 +348,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             } else {
                 1
             };
-            account(&mut guard, kind);
+            account(&mut guard, kind, thread);
             enter(guard, thread, root, state.fpu_owner);
         }
         // Nothing to run: idle until an interrupt, then look again.
@@ -352,7 +357,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             timer::arm_at_tsc(deadline);
         }
         CPUS.get(&mut guard)[cpu].armed_for = 0;
-        account(&mut guard, 0);
+        account(&mut guard, 0, 0);
         user::load_kernel_tables(crate::arch::paging::kernel_root());
         drop(guard);
         cpu::enable_interrupts_and_halt();
@@ -363,16 +368,47 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
     }
 }
 
-/// Charges the time since the last switch to what ran, and starts charging
-/// `kind` (0 idle, 1 system thread, 2 dispatched thread).
-fn account(guard: &mut KernelGuard, kind: usize) {
+/// Charges the time since the last switch to what ran (and to the thread
+/// that ran), and starts charging `kind` (0 idle, 1 system thread, 2
+/// dispatched thread) and `thread` (0 = none).
+fn account(guard: &mut KernelGuard, kind: usize, thread: u64) {
     let now = cpu::rdtsc();
     let s = &mut CPUS.get(guard)[this_cpu()];
-    if s.spent_since != 0 {
-        s.spent[s.spent_kind] += now - s.spent_since;
-    }
+    let previous = s.spent_thread;
+    let elapsed = if s.spent_since != 0 {
+        now - s.spent_since
+    } else {
+        0
+    };
+    s.spent[s.spent_kind] += elapsed;
     s.spent_kind = kind;
     s.spent_since = now;
+    s.spent_thread = thread;
+    if previous != 0 {
+        tcb::ctl(guard, previous).ran_tsc += elapsed;
+    }
+}
+
+/// TSC ticks `thread` has run, including the stretch in progress.
+pub fn ran_tsc(guard: &mut KernelGuard, thread: u64) -> u64 {
+    let now = cpu::rdtsc();
+    let mut total = tcb::ctl(guard, thread).ran_tsc;
+    for cpu in 0..percpu::online() as usize {
+        let s = CPUS.get(guard)[cpu];
+        if s.spent_thread == thread && s.spent_since != 0 {
+            total += now.saturating_sub(s.spent_since);
+        }
+    }
+    total
+}
+
+/// Called when a TCB is destroyed: no CPU charges time to it any more.
+pub fn forget_accounting(guard: &mut KernelGuard, thread: u64) {
+    for cpu in 0..percpu::online() as usize {
+        if CPUS.get(guard)[cpu].spent_thread == thread {
+            CPUS.get(guard)[cpu].spent_thread = 0;
+        }
+    }
 }
 
 /// Nanoseconds each CPU spent idle, in system threads and in dispatched
@@ -396,7 +432,10 @@ pub fn time_split(guard: &mut KernelGuard) -> [u64; 3] {
 
 /// Leaves the kernel into `thread` (on page tables `root`), with CR0.TS set
 /// unless its FPU state is the one in the registers.
-fn enter(guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
+fn enter(mut guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
+    if crate::vcpu::in_guest(&mut guard, thread) {
+        crate::vcpu::enter_guest(guard, thread)
+    }
     user::set_fpu_trap(fpu_owner != thread);
     user::return_to_user(guard, tcb::frame_address(thread), root)
 }
@@ -420,7 +459,7 @@ pub fn fpu_trap(guard: &mut KernelGuard) {
         return;
     }
     if state.fpu_owner != 0 {
-        user::save_fpu(guard, tcb::fpu_area(state.fpu_owner));
+        user::save_fpu(guard, fpu_area_of(state.fpu_owner));
     }
     if state.current != 0 {
         user::restore_fpu(guard, tcb::fpu_area(state.current));
@@ -428,7 +467,33 @@ pub fn fpu_trap(guard: &mut KernelGuard) {
     CPUS.get(guard)[cpu].fpu_owner = state.current;
 }
 
-/// Called when the FPU owner's TCB is destroyed (its state must not be saved
+/// The FPU area of an FPU owner: a thread, or a guest ([`crate::vcpu::fpu_tag`]).
+fn fpu_area_of(owner: u64) -> u64 {
+    if owner & 1 != 0 {
+        crate::vcpu::fpu_area(owner & !1)
+    } else {
+        tcb::fpu_area(owner)
+    }
+}
+
+/// Gives this CPU's FPU to a guest (tag [`crate::vcpu::fpu_tag`]) before it
+/// runs: the owner's state is saved, the guest's loaded, CR0.TS cleared (the
+/// guest runs with its own CR0; the host's TS would not stop it).
+pub fn claim_fpu_for_guest(guard: &mut KernelGuard, tag: u64) {
+    let cpu = this_cpu();
+    let owner = CPUS.get(guard)[cpu].fpu_owner;
+    user::set_fpu_trap(false);
+    if owner == tag {
+        return;
+    }
+    if owner != 0 {
+        user::save_fpu(guard, fpu_area_of(owner));
+    }
+    user::restore_fpu(guard, fpu_area_of(tag));
+    CPUS.get(guard)[cpu].fpu_owner = tag;
+}
+
+/// Called when the FPU owner's TCB (or Vcpu) is destroyed (its state must not be saved
 /// into freed memory).
 pub fn forget_fpu_owner(guard: &mut KernelGuard, thread: u64) {
     for cpu in 0..percpu::online() as usize {

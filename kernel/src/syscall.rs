@@ -187,7 +187,14 @@ fn invoke(
         Cap::CNode { .. } => object::cnode::invoke(guard, &mut caller, cap, label),
         Cap::Tcb { phys } => object::tcb::invoke(guard, &mut caller, phys, label),
         Cap::Frame { .. } => object::memory::invoke_frame(guard, &mut caller, slot, label),
-        Cap::VSpace { .. } => Err(Error::IllegalOperation),
+        Cap::VSpace { .. } | Cap::GuestSpace { .. } => Err(Error::IllegalOperation),
+        Cap::Vcpu { phys } => {
+            // `VcpuRun` replies when the guest exits (`vcpu::complete`).
+            if crate::vcpu::invoke(guard, &mut caller, thread, phys, label)? {
+                return Ok(false);
+            }
+            Ok(())
+        }
         Cap::IrqControl => devices::invoke_irq_control(guard, &mut caller, label),
         Cap::IrqHandler { irq } => devices::invoke_irq_handler(guard, &mut caller, irq, label),
         Cap::Scheduler { phys } => {

@@ -5,6 +5,7 @@
 //!   passed on) and serves its faults;
 //! - `fuzz`: starts the `fuzz` module and serves its faults;
 //! - `schedtest`: starts `sched-shares` (credit on metal, measured shares);
+//! - `vmtest=GUEST,...`: starts the `vmm` module, which runs those guests;
 //! - `bench`: starts the `bench` module (passing it on, as the IPC server's
 //!   program) and serves its faults;
 //! - otherwise prints `root: ready` and, with `poweroff`, powers off (status
@@ -81,6 +82,8 @@ fn main(arg: u64) {
         .any(|w| *w == "schedtest" || w.starts_with("schedtest="))
     {
         run_child(info, &mut resources, "sched-shares", &[], FUZZ_PORTS, false);
+    } else if words.iter().any(|w| w.starts_with("vmtest=")) {
+        run_child(info, &mut resources, "vmm", &[], FUZZ_PORTS, false);
     } else if words.contains(&"bench") {
         run_child(info, &mut resources, "bench", &["bench"], FUZZ_PORTS, false);
     } else {

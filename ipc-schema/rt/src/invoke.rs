@@ -5,6 +5,7 @@
 use crate::ipc_buffer;
 use crate::syscall::{self, Message};
 use tarn_ipc_schema::invocation::{Invocation, ThreadState};
+use tarn_ipc_schema::vcpu::{run_flags, Exit, Segment, INJECT_VALID, REGISTERS_MR, REGISTER_COUNT};
 use tarn_ipc_schema::{CPtr, Error, MessageInfo, ObjectType, Rights};
 
 /// Invokes `cap` with a raw `label` and `args` (MR0..): for labels the
@@ -194,6 +195,8 @@ pub struct ThreadStatus {
     pub rdi: u64,
     /// The scheduling state as the kernel reported it.
     pub state_raw: u64,
+    /// ns the thread has run since it was created.
+    pub ran_ns: u64,
 }
 
 impl ThreadStatus {
@@ -226,6 +229,7 @@ pub fn tcb_read_registers(tcb: CPtr) -> Result<ThreadStatus, Error> {
         rax: reply.mrs[3],
         rdi: ipc_buffer::mr(4),
         state_raw: ipc_buffer::mr(5),
+        ran_ns: ipc_buffer::mr(6),
     })
 }
 
@@ -454,4 +458,102 @@ pub fn cpu_info(cpu: CPtr) -> Result<(u64, u64, bool), Error> {
 /// Ends CPU index `cpu`'s running entry now (`Preempted` event).
 pub fn scheduler_preempt(scheduler: CPtr, cpu: u64) -> Result<(), Error> {
     invoke_unit(scheduler, Invocation::SchedulerPreempt, &[cpu])
+}
+
+/// Binds virtual CPU `vcpu` to thread `tcb` and guest memory `guest_space`.
+pub fn vcpu_bind(vcpu: CPtr, tcb: CPtr, guest_space: CPtr) -> Result<(), Error> {
+    invoke_unit(vcpu, Invocation::VcpuBind, &[tcb, guest_space])
+}
+
+/// Sets a segment or descriptor-table register of `vcpu` (`attributes` in
+/// the packed form of [`tarn_ipc_schema::vcpu::attributes`]).
+pub fn vcpu_write_segment(
+    vcpu: CPtr,
+    segment: Segment,
+    selector: u64,
+    base: u64,
+    limit: u64,
+    attributes: u64,
+) -> Result<(), Error> {
+    invoke_unit(
+        vcpu,
+        Invocation::VcpuWriteSegment,
+        &[segment as u64, selector, base, limit, attributes],
+    )
+}
+
+/// What one `VcpuRun` asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuRunArgs {
+    /// [`tarn_ipc_schema::vcpu::run_flags`] (LOAD_REGISTERS is set by
+    /// [`vcpu_run`] when `load` is true).
+    pub flags: u64,
+    /// Load the register file before entering.
+    pub load: bool,
+    /// An interrupt vector to inject.
+    pub inject: Option<u8>,
+    /// Timeout in ns (0 = none).
+    pub timeout_ns: u64,
+    /// Exceptions to intercept (bit per vector).
+    pub exception_bitmap: u32,
+}
+
+/// A normalised exit (`VcpuRun`'s reply).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuExit {
+    /// The raw [`Exit`] number.
+    pub kind_raw: u64,
+    /// MR1..MR4.
+    pub fields: [u64; 4],
+    /// RIP after the exiting instruction (0 = not applicable).
+    pub next_rip: u64,
+    /// An injected interrupt is still waiting for the guest.
+    pub injection_pending: bool,
+}
+
+impl VcpuExit {
+    /// The exit kind (`None` for a number this ABI does not know).
+    pub fn kind(&self) -> Option<Exit> {
+        Exit::from_u64(self.kind_raw)
+    }
+}
+
+/// Runs `vcpu` (bound to the calling thread) until an exit for the VMM.
+/// `registers` is the register file: loaded into the guest when
+/// `args.load`, and always overwritten with the guest's registers at the
+/// exit.
+pub fn vcpu_run(
+    vcpu: CPtr,
+    args: &VcpuRunArgs,
+    registers: &mut [u64; REGISTER_COUNT],
+) -> Result<VcpuExit, Error> {
+    let mut flags = args.flags;
+    if args.load {
+        flags |= run_flags::LOAD_REGISTERS;
+        for (index, value) in registers.iter().enumerate() {
+            ipc_buffer::set_mr(REGISTERS_MR + index, *value);
+        }
+    }
+    let inject = args
+        .inject
+        .map_or(0, |vector| INJECT_VALID | u64::from(vector));
+    let reply = invoke(
+        vcpu,
+        Invocation::VcpuRun,
+        &[
+            flags,
+            inject,
+            args.timeout_ns,
+            u64::from(args.exception_bitmap),
+        ],
+    )?;
+    for (index, value) in registers.iter_mut().enumerate() {
+        *value = ipc_buffer::mr(REGISTERS_MR + index);
+    }
+    Ok(VcpuExit {
+        kind_raw: reply.mrs[0],
+        fields: [reply.mrs[1], reply.mrs[2], reply.mrs[3], ipc_buffer::mr(4)],
+        next_rip: ipc_buffer::mr(5),
+        injection_pending: ipc_buffer::mr(6) != 0,
+    })
 }

@@ -126,6 +126,8 @@ pub struct KernelArgs<'a> {
     /// `noauto`: the root task skips the boot-time pool and domain configs
     /// (a root-task option).
     pub noauto: bool,
+    /// `vmtest=GUEST,...`: the guests the VMM runs (a root-task option).
+    pub vmtest: Option<&'a str>,
 }
 
 /// A problem with one command-line token; parsing continues after it.
@@ -181,6 +183,7 @@ enum Key {
     IpcFastpath = 1 << 8,
     SchedTest = 1 << 9,
     NoAuto = 1 << 10,
+    VmTest = 1 << 11,
 }
 
 impl Key {
@@ -197,6 +200,7 @@ impl Key {
             "seed" => Key::Seed,
             "ipc_fastpath" => Key::IpcFastpath,
             "noauto" => Key::NoAuto,
+            "vmtest" => Key::VmTest,
             _ => return None,
         })
     }
@@ -241,7 +245,7 @@ impl<'a> KernelArgs<'a> {
     }
 
     /// Sets the field for `key` from `value`, or leaves it alone and fails.
-    fn apply(&mut self, key: Key, value: Option<&str>) -> Result<(), ()> {
+    fn apply(&mut self, key: Key, value: Option<&'a str>) -> Result<(), ()> {
         let flag = |value: Option<&str>| match value {
             None => Ok(true),
             Some(_) => Err(()),
@@ -259,6 +263,7 @@ impl<'a> KernelArgs<'a> {
                     Some(_) => return Err(()),
                 });
             }
+            Key::VmTest => self.vmtest = Some(value.filter(|v| !v.is_empty()).ok_or(())?),
             Key::Seed => self.seed = Some(value.and_then(|v| v.parse::<u64>().ok()).ok_or(())?),
             Key::IpcFastpath => {
                 self.ipc_fastpath = Some(match value {

@@ -42,6 +42,8 @@ impl KernelObject for VSpaceHeader {}
 struct VSpaceEntry {
     root: u64,
     generation: u32,
+    /// A GuestSpace (its unmaps flush guest TLBs, not host ones).
+    guest: bool,
 }
 
 struct VSpaceTable {
@@ -53,6 +55,7 @@ static VSPACES: BklCell<VSpaceTable> = BklCell::new(VSpaceTable {
     entries: [VSpaceEntry {
         root: 0,
         generation: 0,
+        guest: false,
     }; MAX_VSPACES],
     next_generation: 1,
 });
@@ -145,7 +148,7 @@ pub fn retype(
             return Err(Error::SlotOccupied);
         }
     }
-    if object_type == ObjectType::VSpace {
+    if matches!(object_type, ObjectType::VSpace | ObjectType::GuestSpace) {
         let free = VSPACES.get(guard).entries[1..]
             .iter()
             .filter(|e| e.root == 0)
@@ -219,9 +222,12 @@ fn init_object(guard: &mut KernelGuard, object_type: ObjectType, phys: u64, size
             rights: Rights::READ.union(Rights::WRITE).union(Rights::EXECUTE),
             mapping: None,
         },
-        ObjectType::VSpace => {
-            init_header(guard, vspace_header(phys), ObjectType::VSpace, size_bits);
-            paging::share_kernel_half(guard, crate::arch::paging::kernel_root(), phys);
+        ObjectType::VSpace | ObjectType::GuestSpace => {
+            let guest = object_type == ObjectType::GuestSpace;
+            init_header(guard, vspace_header(phys), object_type, size_bits);
+            if !guest {
+                paging::share_kernel_half(guard, crate::arch::paging::kernel_root(), phys);
+            }
             let table = VSPACES.get(guard);
             let id = (1..MAX_VSPACES)
                 .find(|&i| table.entries[i].root == 0)
@@ -231,12 +237,21 @@ fn init_object(guard: &mut KernelGuard, object_type: ObjectType, phys: u64, size
             table.entries[id] = VSpaceEntry {
                 root: phys,
                 generation,
+                guest,
             };
             let h = objmem::object::<VSpaceHeader>(guard, vspace_header(phys));
             h.id = id as u64;
             h.generation = u64::from(generation);
             h.next_table = 2;
-            Cap::VSpace { phys, size_bits }
+            if guest {
+                Cap::GuestSpace { phys, size_bits }
+            } else {
+                Cap::VSpace { phys, size_bits }
+            }
+        }
+        ObjectType::Vcpu => {
+            crate::vcpu::init_object(guard, phys);
+            Cap::Vcpu { phys }
         }
         ObjectType::Scheduler => {
             init_header(guard, phys, ObjectType::Scheduler, 6);
@@ -324,18 +339,21 @@ pub fn map_frame(
     else {
         return Err(Error::WrongType);
     };
-    let Cap::VSpace {
-        phys: root,
-        size_bits,
-    } = vspace
-    else {
-        return Err(Error::WrongType);
+    let (root, size_bits, guest) = match vspace {
+        Cap::VSpace { phys, size_bits } => (phys, size_bits, false),
+        Cap::GuestSpace { phys, size_bits } => (phys, size_bits, true),
+        _ => return Err(Error::WrongType),
     };
     if mapping.is_some() {
         return Err(Error::AlreadyMapped);
     }
     let size = if large { 2 << 20 } else { PAGE_SIZE };
-    if !vaddr.is_multiple_of(size) || vaddr.checked_add(size).is_none_or(|end| end > USER_END) {
+    let in_range = if guest {
+        crate::vcpu::guest_address_ok(vaddr, size)
+    } else {
+        vaddr.is_multiple_of(size) && vaddr.checked_add(size).is_some_and(|end| end <= USER_END)
+    };
+    if !in_range {
         return Err(Error::InvalidArgument);
     }
     if wanted.0 & !Rights::ALL.0 != 0
@@ -366,6 +384,9 @@ pub fn map_frame(
     }
     if !wanted.contains(Rights::EXECUTE) {
         leaf |= flags::NO_EXECUTE;
+    }
+    if guest {
+        leaf |= crate::vcpu::guest_leaf_flags();
     }
     let header_phys = vspace_header(root);
     let mut alloc = |guard: &mut KernelGuard| {
@@ -411,7 +432,11 @@ pub fn unmap_frame_cap(guard: &mut KernelGuard, cap: Cap) {
         return;
     }
     if paging::unmap_user(guard, entry.root, mapping.vaddr, large, phys) {
-        shootdown(entry.root, Some(mapping.vaddr));
+        if entry.guest {
+            crate::vcpu::guest_space_changed(guard);
+        } else {
+            shootdown(entry.root, Some(mapping.vaddr));
+        }
     }
 }
 
@@ -449,6 +474,7 @@ pub fn destroy_vspace(guard: &mut KernelGuard, header: u64) {
     VSPACES.get(guard).entries[h.id as usize % MAX_VSPACES] = VSpaceEntry {
         root: 0,
         generation: 0,
+        guest: false,
     };
     for index in 0..percpu::online() {
         let Some(other) = percpu::get(index) else {

@@ -99,6 +99,11 @@ pub enum Cap {
     Cpu { index: u32 },
     /// A scheduling domain (user-mode scheduler identity).
     Scheduler { phys: u64 },
+    /// A guest-physical address space of 2^size_bits bytes (laid out like a
+    /// VSpace: root table, header page, tables).
+    GuestSpace { phys: u64, size_bits: u8 },
+    /// A virtual CPU.
+    Vcpu { phys: u64 },
 }
 
 const TAG_NULL: u64 = 0;
@@ -122,6 +127,8 @@ impl Cap {
             Cap::Machine => ObjectType::Machine,
             Cap::Cpu { .. } => ObjectType::Cpu,
             Cap::Scheduler { .. } => ObjectType::Scheduler,
+            Cap::GuestSpace { .. } => ObjectType::GuestSpace,
+            Cap::Vcpu { .. } => ObjectType::Vcpu,
         })
     }
 
@@ -163,7 +170,9 @@ impl Cap {
                 };
                 [w0(rights, aux), phys, w2]
             }
-            Cap::VSpace { phys, size_bits } => [w0(Rights::ALL, u64::from(size_bits)), phys, 0],
+            Cap::VSpace { phys, size_bits } | Cap::GuestSpace { phys, size_bits } => {
+                [w0(Rights::ALL, u64::from(size_bits)), phys, 0]
+            }
             Cap::IrqControl | Cap::Machine => [w0(Rights::ALL, 0), 0, 0],
             Cap::IrqHandler { irq } => [w0(Rights::ALL, u64::from(irq)), 0, 0],
             Cap::IoPort { first, last } => [
@@ -172,7 +181,7 @@ impl Cap {
                 0,
             ],
             Cap::Cpu { index } => [w0(Rights::ALL, 0), u64::from(index), 0],
-            Cap::Scheduler { phys } => [w0(Rights::ALL, 0), phys, 0],
+            Cap::Scheduler { phys } | Cap::Vcpu { phys } => [w0(Rights::ALL, 0), phys, 0],
         }
     }
 
@@ -229,6 +238,11 @@ impl Cap {
                 index: words[1] as u32,
             },
             ObjectType::Scheduler => Cap::Scheduler { phys: words[1] },
+            ObjectType::GuestSpace => Cap::GuestSpace {
+                phys: words[1],
+                size_bits: aux as u8,
+            },
+            ObjectType::Vcpu => Cap::Vcpu { phys: words[1] },
         }
     }
 
@@ -241,6 +255,10 @@ impl Cap {
             Cap::Notification { phys, .. } => Some((ObjectType::Notification, phys)),
             Cap::VSpace { phys, .. } => Some((ObjectType::VSpace, memory::vspace_header(phys))),
             Cap::Scheduler { phys } => Some((ObjectType::Scheduler, phys)),
+            Cap::GuestSpace { phys, .. } => {
+                Some((ObjectType::GuestSpace, memory::vspace_header(phys)))
+            }
+            Cap::Vcpu { phys } => Some((ObjectType::Vcpu, crate::vcpu::header(phys))),
             _ => None,
         }
     }
@@ -470,7 +488,10 @@ pub fn drain_zombies(guard: &mut KernelGuard) {
             Some(ObjectType::Endpoint) => crate::ipc::destroy_endpoint(guard, header),
             Some(ObjectType::Notification) => crate::ipc::destroy_notification(guard, header),
             Some(ObjectType::CNode) => cnode::destroy(guard, header),
-            Some(ObjectType::VSpace) => memory::destroy_vspace(guard, header),
+            Some(ObjectType::VSpace | ObjectType::GuestSpace) => {
+                memory::destroy_vspace(guard, header)
+            }
+            Some(ObjectType::Vcpu) => crate::vcpu::destroy(guard, header),
             Some(ObjectType::Scheduler) => crate::dispatch::destroy_scheduler(guard, header),
             _ => {}
         }
@@ -509,6 +530,7 @@ pub fn check_reachable(guard: &mut KernelGuard, root: Cap) -> bool {
         let container = match cap {
             Cap::CNode { phys, size_bits } => (phys + SLOT_BYTES, (1u64 << size_bits) - 1),
             Cap::Tcb { phys } => (tcb::slot_address(phys, 0), 4),
+            Cap::Vcpu { phys } => (crate::vcpu::space_slot(phys), 1),
             _ => return,
         };
         if containers.len() < MAX_CONTAINERS && !containers.iter().any(|c| c.0 == container.0) {

@@ -88,6 +88,12 @@ pub struct Control {
     pub entry_cpu: u64,
     /// Total ns run while adopted.
     pub adopted_ran_ns: u64,
+    /// The Vcpu bound to this thread (0 = none).
+    pub vcpu: u64,
+    /// Inside `VcpuRun`: scheduling it enters the guest.
+    pub in_guest: u64,
+    /// TSC ticks it has run since it was created.
+    pub ran_tsc: u64,
 }
 impl KernelObject for Control {}
 
@@ -211,7 +217,11 @@ pub fn invoke(
             crate::sched::stop_for_inspection(guard, target);
             let f = *frame(guard, target);
             let state = ctl(guard, target).state;
-            caller.set_reply(guard, &[f.rip, f.rsp, f.rflags, f.rax, f.rdi, state]);
+            let ran_ns = crate::arch::timer::tsc_to_ns(crate::sched::ran_tsc(guard, target));
+            caller.set_reply(
+                guard,
+                &[f.rip, f.rsp, f.rflags, f.rax, f.rdi, state, ran_ns],
+            );
             Ok(())
         }
         Invocation::TcbResume => {
@@ -363,6 +373,8 @@ pub fn destroy(guard: &mut KernelGuard, tcb: u64) {
     crate::dispatch::on_destroy(guard, tcb);
     crate::ipc::forget_thread(guard, tcb);
     crate::sched::forget_fpu_owner(guard, tcb);
+    crate::sched::forget_accounting(guard, tcb);
+    crate::vcpu::on_tcb_destroyed(guard, tcb);
     if ctl(guard, tcb).bound_notification != 0 {
         crate::ipc::unbind(guard, tcb);
     }

@@ -68,6 +68,11 @@ pub const USER_IMAGES: &[UserImage] = &[
         package: "tarn-workloads",
         binary: "spin",
     },
+    UserImage {
+        module: "vmm",
+        package: "tarn-vmm-task",
+        binary: "vmm",
+    },
 ];
 
 /// The packages of [`USER_IMAGES`], each once, in order.

@@ -221,12 +221,14 @@ pub fn format_bench(results: &[tarn_tests::BenchResult], json: bool) -> String {
 pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
     ensure_emulators(ctx, false)?;
     let images = build_or_use(ctx, None, None)?;
-    // Two boots: everything with the IPC fastpath on, then the IPC round
-    // trip again through the general path (`ipc_fastpath=off`).
+    // Boots: everything with the IPC fastpath on, then the IPC round trip
+    // again through the general path (`ipc_fastpath=off`).
     let mut results: Vec<tarn_tests::BenchResult> = Vec::new();
+    // A third runs the VM-exit benchmark guest under the VMM.
     for (run, append) in [
         ("bench", "bench"),
         ("bench-slowpath", "bench ipc_fastpath=off"),
+        ("bench-vm", "vmtest=bench64"),
     ] {
         let boot = Boot {
             emulator: Emulator::Qemu,

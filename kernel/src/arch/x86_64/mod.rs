@@ -17,6 +17,7 @@ pub mod port;
 pub mod selftest;
 pub mod serial;
 pub mod smp;
+pub mod svm;
 pub mod timer;
 pub mod trap;
 pub mod user;
@@ -27,7 +28,8 @@ core::arch::global_asm!(
     concat!(
         include_str!("frame.S"),
         include_str!("entry.S"),
-        include_str!("user.S")
+        include_str!("user.S"),
+        include_str!("svm.S")
     ),
     options(att_syntax)
 );

@@ -3,7 +3,8 @@
 //! registers biased towards interesting values, capability pointers mostly
 //! naming populated slots) from a CSpace of its own that holds nothing but
 //! fuzz targets: an untyped chunk, CNodes (its own CSpace among them),
-//! endpoints, notifications, frames, a VSpace, a victim thread and an I/O
+//! endpoints, notifications, frames, a VSpace, a GuestSpace, a Vcpu, a
+//! victim thread and an I/O
 //! port (0x80 only). Its own TCB, VSpace and IPC buffer, and the Machine
 //! capability, are out of its reach in the driver's CSpace.
 //!
@@ -56,7 +57,7 @@ const FUZZ_CNODE_BITS: u64 = 8;
 /// Slots of the fuzz CSpace.
 const FUZZ_SLOTS: u64 = 1 << FUZZ_CNODE_BITS;
 /// Slots `1..POPULATED_END` of the fuzz CSpace hold the targets.
-const POPULATED_END: u64 = 22;
+const POPULATED_END: u64 = 24;
 /// Where the fuzzing thread's received capabilities go.
 const RECEIVE_WINDOW: u64 = 40;
 /// Nanoseconds a `Wait` that would block waits instead.
@@ -85,6 +86,8 @@ mod target {
     pub const SECOND_VSPACE: u64 = 19;
     pub const SCHEDULER: u64 = 20;
     pub const CPU: u64 = 21;
+    pub const GUEST_SPACE: u64 = 22;
+    pub const VCPU: u64 = 23;
 }
 
 /// What the fuzzing thread and the driver share.
@@ -97,7 +100,7 @@ struct Progress {
     bad_codes: AtomicU64,
     last: [AtomicU64; 4],
     /// How often each error code came back (index 0 = success).
-    results: [AtomicU64; 22],
+    results: [AtomicU64; 23],
     /// Successful invocations per label (index = label, up to 127).
     invocations: [AtomicU64; 128],
 }
@@ -205,6 +208,9 @@ struct Reserve {
     arena: CPtr,
     /// The victim's CPU.
     victim_cpu: u64,
+    /// A guest-physical address space and a virtual CPU.
+    guest_space: CPtr,
+    vcpu: CPtr,
 }
 
 impl Reserve {
@@ -221,6 +227,8 @@ impl Reserve {
         let second_vspace = create(ObjectType::VSpace, 15)?;
         let victim = create(ObjectType::Tcb, 0)?;
         let scheduler = create(ObjectType::Scheduler, 0)?;
+        let guest_space = create(ObjectType::GuestSpace, 15)?;
+        let vcpu = create(ObjectType::Vcpu, 0)?;
         let frames = check(
             res.create_many(ObjectType::Frame4K, 0, target::FRAME_COUNT),
             "frames",
@@ -252,6 +260,8 @@ impl Reserve {
             cpu,
             arena,
             victim_cpu: cpus - 1,
+            guest_space,
+            vcpu,
         };
         reserve.start_victim()?;
         Ok(reserve)
@@ -334,6 +344,8 @@ impl Reserve {
         copy(target::VICTIM, self.victim, Rights::ALL, 0)?;
         copy(target::IO_PORT, self.io_port, Rights::ALL, 0)?;
         copy(target::SCHEDULER, self.scheduler, Rights::ALL, 0)?;
+        copy(target::GUEST_SPACE, self.guest_space, Rights::ALL, 0)?;
+        copy(target::VCPU, self.vcpu, Rights::ALL, 0)?;
         if self.cpu != 0 {
             // Deleting this copy at the next refill unbinds the CPU if the
             // fuzzer bound it: revocation is part of what is fuzzed.
@@ -502,7 +514,7 @@ fn print_statistics(progress: &Progress) {
 }
 
 /// The labels of every invocation.
-const LABELS: [Invocation; 35] = [
+const LABELS: [Invocation; 38] = [
     Invocation::UntypedRetype,
     Invocation::CNodeCopy,
     Invocation::CNodeMint,
@@ -538,6 +550,9 @@ const LABELS: [Invocation; 35] = [
     Invocation::SchedulerQueryThread,
     Invocation::SchedulerPreempt,
     Invocation::CpuInfo,
+    Invocation::VcpuBind,
+    Invocation::VcpuWriteSegment,
+    Invocation::VcpuRun,
 ];
 
 /// Generates capability pointers and argument words.
@@ -609,6 +624,9 @@ impl Generator {
             | Invocation::SchedulerQueryThread
             | Invocation::SchedulerPreempt => target::SCHEDULER,
             Invocation::CpuInfo => target::CPU,
+            Invocation::VcpuBind | Invocation::VcpuWriteSegment | Invocation::VcpuRun => {
+                target::VCPU
+            }
             _ => self.cptr(),
         }
     }
@@ -687,7 +705,19 @@ impl Generator {
             (TcbBindNotification, 0) => {
                 self.choose(&[target::NOTIFICATION, target::NOTIFICATION_READ])
             }
-            (FrameMap, 0) => self.choose(&[target::VSPACE, target::SECOND_VSPACE]),
+            (FrameMap, 0) => {
+                self.choose(&[target::VSPACE, target::SECOND_VSPACE, target::GUEST_SPACE])
+            }
+            (VcpuBind, 0) => self.choose(&[target::VICTIM]),
+            (VcpuBind, 1) => self.choose(&[target::GUEST_SPACE, target::VSPACE]),
+            (VcpuWriteSegment, 0) => self.rng.below(12),
+            (VcpuWriteSegment, 1 | 3 | 4) => self.rng.pick(&[0, 0x10, 0xFFFF, 0x9B, 0xC9B, 0x1000]),
+            (VcpuRun, 0) => self.rng.below(5),
+            (VcpuRun, 1) => self
+                .rng
+                .pick(&[0, 0x8000_0020, 0x20, 0x8000_0100, 0x8000_0008]),
+            (VcpuRun, 2) => self.rng.pick(&[0, 1, 1_000_000]),
+            (VcpuRun, 3) => self.rng.pick(&[0, 1 << 6, 1 << 32]),
             (FrameMap, 1) => self.address(),
             (FrameMap, 2) => self.rng.pick(&[1, 3, 9, 11, 2, 8, 0, 16]),
             (IoPortIn | IoPortOut, 0) => self.rng.pick(&[0x80, 0x80, 0x7F, 0x81, 0xFFFF, 0x10000]),
@@ -873,7 +903,7 @@ fn one_call(g: &mut Generator, progress: &Progress) {
                 let out = syscall::raw(number, cptr, info, mrs);
                 record(progress, &out);
                 let label = MessageInfo(info).label();
-                if out.rax == 0 && label < 64 {
+                if out.rax == 0 && (label as usize) < progress.invocations.len() {
                     progress.invocations[label as usize].fetch_add(1, Ordering::Relaxed);
                 }
             }

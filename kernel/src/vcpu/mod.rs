@@ -1,0 +1,517 @@
+//! Virtual CPUs: the `Vcpu` object, its binding to a thread and a
+//! `GuestSpace`, `VcpuRun` and the normalised exit record (the ABI is in
+//! `tarn_ipc_schema::vcpu`). The backend is chosen once at boot by CPUID;
+//! only SVM (AMD, nested paging) is built so far: on a VMX machine `VcpuBind`
+//! answers `NotSupported`.
+//!
+//! A thread in `VcpuRun` is an ordinary runnable thread to both schedulers:
+//! `sched::enter` sends it into the guest instead of user mode, and any exit
+//! the kernel handles itself (an external interrupt: timer, IPI, device)
+//! goes through the normal scheduling path, which re-enters the guest if the
+//! thread is still the one to run. Every other exit completes the
+//! `VcpuRun` call with the exit record, and the thread returns to user mode.
+//!
+//! A Vcpu object (16 KiB) holds: page 0 the VMCB, page 1 [`VcpuState`]
+//! (refcount header, binding, queued events, the guest's general registers,
+//! the slot keeping the GuestSpace alive), page 2 the guest's FPU state
+//! (lazily switched like a thread's, see `sched::claim_fpu_for_guest`).
+
+pub mod svm;
+
+use crate::arch::lock::{BklCell, KernelGuard};
+use crate::arch::objmem::{self, KernelObject};
+use crate::arch::paging::PAGE_SIZE;
+use crate::arch::percpu::{self, MAX_CPUS};
+use crate::arch::{cpu, timer};
+use crate::object::tcb;
+use crate::object::{insert_cap, read_cap, Cap, ObjectHeader, Slot};
+use crate::sched;
+use crate::syscall::Caller;
+use core::sync::atomic::{AtomicU8, Ordering};
+use tarn_ipc_schema::invocation::Invocation;
+use tarn_ipc_schema::vcpu::{
+    run_flags, Exit, Segment, GUEST_PHYS_END, INJECT_VALID, REGISTERS_MR, REGISTER_COUNT,
+};
+use tarn_ipc_schema::{Error, IpcBuffer, MessageInfo, ObjectType, Rights};
+
+/// The hardware that runs guests on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// None Tarn drives.
+    None = 0,
+    /// AMD SVM with nested paging.
+    Svm = 1,
+}
+
+static BACKEND: AtomicU8 = AtomicU8::new(Backend::None as u8);
+
+/// The backend chosen at boot.
+pub fn backend() -> Backend {
+    match BACKEND.load(Ordering::Relaxed) {
+        1 => Backend::Svm,
+        _ => Backend::None,
+    }
+}
+
+/// Chooses the backend (boot CPU, once) and enables it on the boot CPU.
+pub fn init(features: &cpu::Features) {
+    if features.svm && crate::arch::svm::supported() {
+        BACKEND.store(Backend::Svm as u8, Ordering::Relaxed);
+    }
+    init_this_cpu();
+}
+
+/// Enables the chosen backend on this CPU.
+pub fn init_this_cpu() {
+    if backend() == Backend::Svm {
+        crate::arch::svm::init_this_cpu();
+    }
+}
+
+/// Byte offset of [`VcpuState`] in a Vcpu object.
+const STATE_OFFSET: u64 = PAGE_SIZE;
+/// Byte offset of the guest FPU area in a Vcpu object.
+const FPU_OFFSET: u64 = 2 * PAGE_SIZE;
+
+/// The guest's general registers the hardware does not save, in the order
+/// of `tarn_ipc_schema::vcpu::Reg` (RAX's slot unused under SVM, where RAX
+/// is in the VMCB). svm.S depends on this layout.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GuestGprs(pub [u64; 15]);
+
+/// The software half of a virtual CPU (page 1 of the object).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct VcpuState {
+    /// Refcount header.
+    pub header: ObjectHeader,
+    /// The bound thread (0 = unbound).
+    pub tcb: u64,
+    /// Root of the bound GuestSpace's page tables.
+    pub space_root: u64,
+    /// An interrupt queued by the VMM (`INJECT_VALID | vector`, 0 = none).
+    pub pending: u64,
+    /// An event whose delivery the last exit interrupted (hardware format,
+    /// re-injected on the next entry; 0 = none).
+    pub reinject: u64,
+    /// The VMM asked for an interrupt-window exit.
+    pub window_exit: u64,
+    /// Exceptions the VMM intercepts (bit per vector).
+    pub exception_bitmap: u64,
+    /// The `VcpuRun` timeout passed while the guest ran.
+    pub timed_out: u64,
+    /// CPU index + 1 it last ran on (0 = never).
+    pub last_cpu: u64,
+    /// The guest-TLB epoch it last ran with.
+    pub tlb_epoch: u64,
+    /// Guest general registers.
+    pub gprs: GuestGprs,
+    /// Keeps the bound GuestSpace alive.
+    pub space_slot: Slot,
+}
+impl KernelObject for VcpuState {}
+const _: () = assert!(core::mem::size_of::<VcpuState>() <= PAGE_SIZE as usize);
+
+/// One exit, normalised for the VMM.
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    /// The kind.
+    pub kind: Exit,
+    /// MR1..MR4.
+    pub fields: [u64; 4],
+    /// The RIP after the exiting instruction (0 = not an emulated instruction).
+    pub next_rip: u64,
+}
+
+impl ExitRecord {
+    /// A record with fields and no next RIP.
+    pub fn new(kind: Exit, fields: [u64; 4]) -> Self {
+        ExitRecord {
+            kind,
+            fields,
+            next_rip: 0,
+        }
+    }
+}
+
+/// What a hardware exit means.
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome {
+    /// An external interrupt (or NMI, INIT, SMI) for the host.
+    Interrupted,
+    /// The interrupt window the kernel opened is open.
+    WindowOpen,
+    /// An exit for the VMM.
+    Exit(ExitRecord),
+}
+
+/// Per CPU: the Vcpu in the guest right now, and the last one that ran here
+/// (its guest-TLB entries may still be cached).
+#[derive(Clone, Copy)]
+struct CpuGuest {
+    running: u64,
+    last_vcpu: u64,
+}
+
+struct Guests {
+    cpus: [CpuGuest; MAX_CPUS],
+    /// Bumped on every unmap from a GuestSpace: each Vcpu flushes its guest
+    /// TLB before it next runs.
+    tlb_epoch: u64,
+}
+
+static GUESTS: BklCell<Guests> = BklCell::new(Guests {
+    cpus: [CpuGuest {
+        running: 0,
+        last_vcpu: 0,
+    }; MAX_CPUS],
+    tlb_epoch: 0,
+});
+
+struct Buffer(IpcBuffer);
+impl KernelObject for Buffer {}
+
+/// The [`VcpuState`] of the Vcpu at `vcpu`.
+pub fn state(guard: &mut KernelGuard, vcpu: u64) -> &mut VcpuState {
+    objmem::object::<VcpuState>(guard, vcpu + STATE_OFFSET)
+}
+
+/// The refcount header of the Vcpu at `vcpu`.
+pub const fn header(vcpu: u64) -> u64 {
+    vcpu + STATE_OFFSET
+}
+
+/// The physical address of the guest registers svm.S loads and saves.
+pub fn gprs_phys(vcpu: u64) -> u64 {
+    vcpu + STATE_OFFSET + core::mem::offset_of!(VcpuState, gprs) as u64
+}
+
+/// The slot that keeps the bound GuestSpace alive.
+pub fn space_slot(vcpu: u64) -> u64 {
+    vcpu + STATE_OFFSET + core::mem::offset_of!(VcpuState, space_slot) as u64
+}
+
+/// The guest FPU area of the Vcpu at `vcpu`.
+pub const fn fpu_area(vcpu: u64) -> u64 {
+    vcpu + FPU_OFFSET
+}
+
+/// The FPU-owner tag of a Vcpu's guest state (odd; threads are even).
+pub const fn fpu_tag(vcpu: u64) -> u64 {
+    vcpu | 1
+}
+
+/// Initialises a freshly zeroed Vcpu object.
+pub fn init_object(guard: &mut KernelGuard, vcpu: u64) {
+    crate::object::init_header(
+        guard,
+        header(vcpu),
+        ObjectType::Vcpu,
+        tarn_ipc_schema::VCPU_SIZE_BITS as u8,
+    );
+    crate::arch::user::init_fpu(guard, fpu_area(vcpu));
+}
+
+/// Whether `thread` is inside `VcpuRun` (sched enters the guest for it).
+pub fn in_guest(guard: &mut KernelGuard, thread: u64) -> bool {
+    tcb::ctl(guard, thread).in_guest != 0
+}
+
+/// Extra leaf bits a GuestSpace mapping needs on this backend.
+pub fn guest_leaf_flags() -> u64 {
+    0
+}
+
+/// Handles an invocation on a Vcpu capability. `Ok(true)`: the reply comes
+/// later (the thread entered the guest).
+pub fn invoke(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    thread: u64,
+    vcpu: u64,
+    label: Invocation,
+) -> Result<bool, Error> {
+    match label {
+        Invocation::VcpuBind => bind(guard, caller, vcpu).map(|()| false),
+        Invocation::VcpuWriteSegment => write_segment(guard, caller, vcpu).map(|()| false),
+        Invocation::VcpuRun => run(guard, caller, thread, vcpu).map(|()| true),
+        _ => Err(Error::IllegalOperation),
+    }
+}
+
+fn bind(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), Error> {
+    // Decode.
+    if backend() == Backend::None {
+        return Err(Error::NotSupported);
+    }
+    if state(guard, vcpu).tcb != 0 {
+        return Err(Error::IllegalState);
+    }
+    let Cap::Tcb { phys: thread } = caller.lookup(guard, caller.mr(0))? else {
+        return Err(Error::WrongType);
+    };
+    if tcb::ctl(guard, thread).vcpu != 0 {
+        return Err(Error::IllegalState);
+    }
+    let source = caller.lookup_slot(guard, caller.mr(1))?;
+    let space = read_cap(guard, source);
+    let Cap::GuestSpace { phys: root, .. } = space else {
+        return Err(Error::WrongType);
+    };
+    // Invoke.
+    crate::object::delete_cap(guard, space_slot(vcpu));
+    let copy = crate::object::cnode::derive(space, Rights::ALL, 0)
+        .expect("a GuestSpace capability derives without a badge");
+    insert_cap(guard, space_slot(vcpu), copy, source);
+    let s = state(guard, vcpu);
+    s.tcb = thread;
+    s.space_root = root;
+    s.pending = 0;
+    s.reinject = 0;
+    s.window_exit = 0;
+    s.exception_bitmap = 0;
+    s.timed_out = 0;
+    s.last_cpu = 0;
+    s.gprs = GuestGprs([0; 15]);
+    tcb::ctl(guard, thread).vcpu = vcpu;
+    svm::init(guard, vcpu, root);
+    Ok(())
+}
+
+fn write_segment(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), Error> {
+    let segment = Segment::from_u64(caller.mr(0)).ok_or(Error::InvalidArgument)?;
+    let [selector, base, limit, attributes] =
+        [caller.mr(1), caller.mr(2), caller.mr(3), caller.mr(4)];
+    if selector > 0xFFFF || limit > 0xFFFF_FFFF || attributes > 0xFFF || !canonical(base) {
+        return Err(Error::InvalidArgument);
+    }
+    let thread = state(guard, vcpu).tcb;
+    if thread == 0 {
+        return Err(Error::IllegalState);
+    }
+    if in_guest(guard, thread) {
+        return Err(Error::IllegalState);
+    }
+    svm::write_segment(guard, vcpu, segment, selector, base, limit, attributes);
+    Ok(())
+}
+
+fn canonical(address: u64) -> bool {
+    let top = address >> 47;
+    top == 0 || top == (1 << 17) - 1
+}
+
+fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> Result<(), Error> {
+    // Decode.
+    let s = *state(guard, vcpu);
+    if s.tcb != thread {
+        return Err(Error::IllegalState);
+    }
+    let [flags, inject, timeout_ns, exceptions] =
+        [caller.mr(0), caller.mr(1), caller.mr(2), caller.mr(3)];
+    if flags & !run_flags::ALL != 0 || exceptions >> 32 != 0 {
+        return Err(Error::InvalidArgument);
+    }
+    if inject != 0 && (inject & INJECT_VALID == 0 || inject & !(INJECT_VALID | 0xFF) != 0) {
+        return Err(Error::InvalidArgument);
+    }
+    if inject != 0 && s.pending != 0 {
+        return Err(Error::IllegalState);
+    }
+    let buffer = tcb::ctl(guard, thread).ipc_buffer_phys;
+    if buffer == 0 {
+        return Err(Error::IllegalState);
+    }
+    // Invoke.
+    if flags & run_flags::LOAD_REGISTERS != 0 {
+        let mut registers = [0u64; REGISTER_COUNT];
+        registers.copy_from_slice(
+            &objmem::object::<Buffer>(guard, buffer).0.mrs
+                [REGISTERS_MR..REGISTERS_MR + REGISTER_COUNT],
+        );
+        svm::write_registers(guard, vcpu, &registers);
+    }
+    let s = state(guard, vcpu);
+    if inject != 0 {
+        s.pending = inject;
+    }
+    s.window_exit = u64::from(flags & run_flags::WINDOW_EXIT != 0);
+    s.exception_bitmap = exceptions;
+    s.timed_out = 0;
+    sched::cancel_timeout(guard, thread);
+    if timeout_ns != 0 {
+        let deadline = cpu::rdtsc().saturating_add(timer::ns_to_tsc(timeout_ns).max(1));
+        sched::add_timeout(guard, thread, deadline);
+    }
+    tcb::ctl(guard, thread).in_guest = 1;
+    Ok(())
+}
+
+/// The `VcpuRun` timeout of `thread` (in the guest) passed: the guest exits
+/// with `Timeout` the next time the kernel looks at it.
+pub fn on_timeout(guard: &mut KernelGuard, thread: u64) {
+    sched::cancel_timeout(guard, thread);
+    let vcpu = tcb::ctl(guard, thread).vcpu;
+    if vcpu != 0 {
+        state(guard, vcpu).timed_out = 1;
+    }
+}
+
+/// Enters the guest for `thread` (current on this CPU, in `VcpuRun`).
+pub fn enter_guest(mut guard: KernelGuard, thread: u64) -> ! {
+    let vcpu = tcb::ctl(&mut guard, thread).vcpu;
+    if vcpu == 0 {
+        // Unbound while in `VcpuRun` (its Vcpu was deleted).
+        tcb::ctl(&mut guard, thread).in_guest = 0;
+        tcb::set_result(&mut guard, thread, Err(Error::ObjectDeleted));
+        sched::schedule(guard)
+    }
+    if state(&mut guard, vcpu).timed_out != 0 {
+        complete(
+            &mut guard,
+            thread,
+            vcpu,
+            ExitRecord::new(Exit::Timeout, [0; 4]),
+        );
+        sched::schedule(guard)
+    }
+    let cpu = sched::this_cpu();
+    let guests = GUESTS.get(&mut guard);
+    let epoch = guests.tlb_epoch;
+    let last_vcpu = guests.cpus[cpu].last_vcpu;
+    let s = state(&mut guard, vcpu);
+    let flush_tlb = last_vcpu != vcpu || s.last_cpu != cpu as u64 + 1 || s.tlb_epoch != epoch;
+    s.last_cpu = cpu as u64 + 1;
+    s.tlb_epoch = epoch;
+    svm::prepare_entry(&mut guard, vcpu, flush_tlb);
+    sched::claim_fpu_for_guest(&mut guard, fpu_tag(vcpu));
+    let here = &mut GUESTS.get(&mut guard).cpus[cpu];
+    here.running = vcpu;
+    here.last_vcpu = vcpu;
+    crate::arch::svm::run(guard, vcpu, gprs_phys(vcpu))
+}
+
+/// Continues after the guest on this CPU exited (lock held again).
+pub fn on_exit(mut guard: KernelGuard) -> ! {
+    let cpu = sched::this_cpu();
+    let vcpu = core::mem::replace(&mut GUESTS.get(&mut guard).cpus[cpu].running, 0);
+    if vcpu == 0 {
+        // Its Vcpu was deleted while the guest ran.
+        sched::schedule(guard)
+    }
+    let outcome = svm::decode_exit(&mut guard, vcpu);
+    let thread = state(&mut guard, vcpu).tcb;
+    let current = thread != 0
+        && sched::current(&mut guard) == thread
+        && tcb::ctl(&mut guard, thread).vcpu == vcpu
+        && in_guest(&mut guard, thread);
+    match outcome {
+        Outcome::Interrupted => sched::on_timer(&mut guard),
+        Outcome::WindowOpen => {
+            if current && state(&mut guard, vcpu).window_exit != 0 {
+                state(&mut guard, vcpu).window_exit = 0;
+                let record = ExitRecord::new(Exit::InterruptWindow, [0; 4]);
+                complete(&mut guard, thread, vcpu, record);
+            }
+        }
+        // A thread stopped meanwhile re-executes the instruction later.
+        Outcome::Exit(record) if current => complete(&mut guard, thread, vcpu, record),
+        Outcome::Exit(_) => {}
+    }
+    sched::schedule(guard)
+}
+
+/// Ends `thread`'s `VcpuRun` with `record`: the reply words, the register
+/// file in its IPC buffer.
+fn complete(guard: &mut KernelGuard, thread: u64, vcpu: u64, record: ExitRecord) {
+    let registers = svm::read_registers(guard, vcpu);
+    let pending = u64::from(state(guard, vcpu).pending != 0);
+    let s = state(guard, vcpu);
+    s.timed_out = 0;
+    s.window_exit = 0;
+    sched::cancel_timeout(guard, thread);
+    tcb::ctl(guard, thread).in_guest = 0;
+    let buffer = tcb::ctl(guard, thread).ipc_buffer_phys;
+    let f = tcb::frame(guard, thread);
+    f.rax = 0;
+    f.rsi = MessageInfo::new(0, 0, 7).0;
+    f.rdx = record.kind as u64;
+    f.r10 = record.fields[0];
+    f.r8 = record.fields[1];
+    f.r9 = record.fields[2];
+    if buffer != 0 {
+        let mrs = &mut objmem::object::<Buffer>(guard, buffer).0.mrs;
+        mrs[..4].copy_from_slice(&[
+            record.kind as u64,
+            record.fields[0],
+            record.fields[1],
+            record.fields[2],
+        ]);
+        mrs[4] = record.fields[3];
+        mrs[5] = record.next_rip;
+        mrs[6] = pending;
+        mrs[REGISTERS_MR..REGISTERS_MR + REGISTER_COUNT].copy_from_slice(&registers);
+    }
+}
+
+/// A mapping was removed from a GuestSpace: every Vcpu flushes its guest
+/// TLB before it runs again, and guests running now are made to exit first.
+pub fn guest_space_changed(guard: &mut KernelGuard) {
+    let guests = GUESTS.get(guard);
+    guests.tlb_epoch += 1;
+    let running: [u64; MAX_CPUS] = core::array::from_fn(|cpu| guests.cpus[cpu].running);
+    for (cpu, vcpu) in running.iter().enumerate().take(percpu::online() as usize) {
+        if *vcpu != 0 && cpu != sched::this_cpu() {
+            sched::stall(cpu as u32);
+        }
+    }
+}
+
+/// The thread `thread` is being destroyed: its Vcpu becomes unbound.
+pub fn on_tcb_destroyed(guard: &mut KernelGuard, thread: u64) {
+    let vcpu = core::mem::replace(&mut tcb::ctl(guard, thread).vcpu, 0);
+    tcb::ctl(guard, thread).in_guest = 0;
+    if vcpu != 0 {
+        state(guard, vcpu).tcb = 0;
+    }
+}
+
+/// Destroys a Vcpu whose last capability was deleted: it leaves the guest
+/// on every CPU (waiting for the exit), its thread's `VcpuRun` ends with
+/// `ObjectDeleted`, and the GuestSpace copy is dropped.
+pub fn destroy(guard: &mut KernelGuard, header_phys: u64) {
+    let vcpu = header_phys - STATE_OFFSET;
+    for cpu in 0..percpu::online() as usize {
+        let here = &mut GUESTS.get(guard).cpus[cpu];
+        if here.last_vcpu == vcpu {
+            here.last_vcpu = 0;
+        }
+        if here.running == vcpu {
+            here.running = 0;
+            if cpu != sched::this_cpu() {
+                sched::stall(cpu as u32);
+            }
+        }
+    }
+    let thread = core::mem::replace(&mut state(guard, vcpu).tcb, 0);
+    if thread != 0 {
+        let t = tcb::ctl(guard, thread);
+        t.vcpu = 0;
+        if t.in_guest != 0 {
+            t.in_guest = 0;
+            sched::cancel_timeout(guard, thread);
+            tcb::set_result(guard, thread, Err(Error::ObjectDeleted));
+        }
+    }
+    sched::forget_fpu_owner(guard, fpu_tag(vcpu));
+    crate::object::delete_one(guard, space_slot(vcpu));
+}
+
+/// Checks a guest-physical mapping address (frame-aligned, below the end).
+pub fn guest_address_ok(address: u64, size: u64) -> bool {
+    address.is_multiple_of(size)
+        && address
+            .checked_add(size)
+            .is_some_and(|end| end <= GUEST_PHYS_END)
+}

@@ -1,0 +1,687 @@
+//! The emulated platform and the exit policy. [`Platform::handle`] takes one
+//! normalised exit and the guest's register file, emulates what the guest
+//! asked for (completing the instruction by moving RIP past it) and says
+//! what the VMM does next ([`Action`]).
+//!
+//! Devices: a 16550 UART on 0x3F8 (transmit only; each complete line becomes
+//! one console line), an 8254 PIT (channel 0, periodic), an 8259 PIC pair
+//! (initialisation words, mask, EOI; IRQ0 goes to the vector base the guest
+//! programmed). Port 0x510 is a no-op port for the exit benchmark. Any other
+//! port reads all ones and ignores writes; unknown MSRs read 0 and ignore
+//! writes. Each such access is reported once, with its address.
+//!
+//! Misbehaviour stops the guest with a [`StopReason`]: a triple fault, an
+//! access outside its memory, a state the hardware refuses, an instruction
+//! guests may not use, or an exit storm (more than [`STORM_EXITS`] exits in
+//! [`STORM_WINDOW_NS`]).
+
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use tarn_ipc_schema::vcpu::{access, io, Exit, Reg, REGISTER_COUNT};
+
+/// The register file.
+pub type Registers = [u64; REGISTER_COUNT];
+
+/// Exits in one [`STORM_WINDOW_NS`] above which a guest is stopped.
+pub const STORM_EXITS: u64 = 1000;
+/// The exit-storm window.
+pub const STORM_WINDOW_NS: u64 = 1_000_000_000;
+/// The 8254's input clock.
+pub const PIT_HZ: u64 = 1_193_182;
+/// The port the benchmark guest writes (handled as a no-op).
+pub const NULL_PORT: u64 = 0x510;
+/// Hypercall: progress report (RBX = count).
+pub const HC_PROGRESS: u64 = 1;
+/// Hypercall: benchmark result (RBX = TSC ticks, RCX = rounds).
+pub const HC_BENCH: u64 = 2;
+
+const UART_BASE: u64 = 0x3F8;
+const RFLAGS_IF: u64 = 1 << 9;
+const MSR_EFER: u64 = 0xC000_0080;
+const MSR_PAT: u64 = 0x277;
+
+/// Why a guest was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// HLT with interrupts off (or with no interrupt source): the guest is done.
+    Halted,
+    /// A triple fault.
+    TripleFault,
+    /// Too many exits in too little time.
+    ExitStorm {
+        /// Exits counted in the window.
+        exits: u64,
+    },
+    /// An access to guest-physical memory it does not have.
+    OutsideMemory {
+        /// The address.
+        address: u64,
+        /// `tarn_ipc_schema::vcpu::access` bits.
+        access: u64,
+    },
+    /// The hardware refused the guest state.
+    InvalidState {
+        /// The backend's raw reason.
+        raw: u64,
+    },
+    /// An exception the VMM intercepted.
+    Exception {
+        /// Vector.
+        vector: u64,
+    },
+    /// An instruction guests may not use.
+    Unsupported {
+        /// The backend's raw exit code.
+        raw: u64,
+    },
+    /// An exit kind this VMM does not know.
+    UnknownExit {
+        /// The raw kind.
+        kind: u64,
+    },
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            StopReason::Halted => f.write_str("halted"),
+            StopReason::TripleFault => f.write_str("triple fault"),
+            StopReason::ExitStorm { exits } => {
+                write!(
+                    f,
+                    "exit storm ({exits} exits in {} ms)",
+                    STORM_WINDOW_NS / 1_000_000
+                )
+            }
+            StopReason::OutsideMemory { address, access: a } => {
+                let what = if a & access::EXECUTE != 0 {
+                    "fetch"
+                } else if a & access::WRITE != 0 {
+                    "write"
+                } else {
+                    "read"
+                };
+                write!(f, "access outside its memory ({what} at {address:#x})")
+            }
+            StopReason::InvalidState { raw } => write!(f, "invalid guest state ({raw:#x})"),
+            StopReason::Exception { vector } => write!(f, "exception {vector}"),
+            StopReason::Unsupported { raw } => write!(f, "unsupported instruction (exit {raw:#x})"),
+            StopReason::UnknownExit { kind } => write!(f, "unknown exit kind {kind}"),
+        }
+    }
+}
+
+/// What the VMM does after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Run the guest again.
+    Continue,
+    /// The guest waits for an interrupt: sleep until the timer is due.
+    WaitForInterrupt,
+    /// Stop the guest.
+    Stop(StopReason),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Uart {
+    line: String,
+    ier: u64,
+    lcr: u64,
+    mcr: u64,
+    scratch: u64,
+    divisor: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Pit {
+    /// The channel-0 reload value being written (low byte first).
+    low_byte: Option<u64>,
+    /// Tick period once programmed.
+    period_ns: Option<u64>,
+    next_tick_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pic {
+    vector_base: u64,
+    mask: u64,
+    /// 0: operational; 2..=4: expecting ICW2..ICW4.
+    init_step: u8,
+    icw4: bool,
+}
+
+/// One guest's devices and bookkeeping.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    uart: Uart,
+    pit: Pit,
+    pic: Pic,
+    pat: u64,
+    reported: BTreeSet<(u8, u64)>,
+    notes: Vec<String>,
+    lines: Vec<String>,
+    window_start_ns: u64,
+    window_exits: u64,
+    /// The last progress count the guest reported (hypercall 1).
+    pub progress: u64,
+    /// Progress reports received.
+    pub progress_reports: u64,
+    /// The benchmark result (hypercall 2): (TSC ticks, rounds).
+    pub bench: Option<(u64, u64)>,
+    /// Exits handled.
+    pub exits: u64,
+    /// Timer interrupts delivered.
+    pub ticks_delivered: u64,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform::new()
+    }
+}
+
+impl Platform {
+    /// A platform after reset: PIC vectors from 8, nothing masked, no timer.
+    pub fn new() -> Self {
+        Platform {
+            uart: Uart::default(),
+            pit: Pit::default(),
+            pic: Pic {
+                vector_base: 8,
+                mask: 0,
+                init_step: 0,
+                icw4: false,
+            },
+            pat: 0x0007_0406_0007_0406,
+            reported: BTreeSet::new(),
+            notes: Vec::new(),
+            lines: Vec::new(),
+            window_start_ns: 0,
+            window_exits: 0,
+            progress: 0,
+            progress_reports: 0,
+            bench: None,
+            exits: 0,
+            ticks_delivered: 0,
+        }
+    }
+
+    /// Lines the guest printed since the last call.
+    pub fn take_lines(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.lines)
+    }
+
+    /// One-time reports (unhandled ports and MSRs) since the last call.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.notes)
+    }
+
+    /// When the next timer interrupt is due (ns), if the timer runs.
+    pub fn next_tick_ns(&self) -> Option<u64> {
+        self.pit.period_ns.map(|_| self.pit.next_tick_ns)
+    }
+
+    /// If the timer is due at `now_ns` and IRQ0 is unmasked: the vector to
+    /// inject (the tick is consumed; ticks missed while the guest could not
+    /// take them are dropped, like a real PIT's).
+    pub fn take_due_interrupt(&mut self, now_ns: u64) -> Option<u8> {
+        let period = self.pit.period_ns?;
+        if now_ns < self.pit.next_tick_ns {
+            return None;
+        }
+        let behind = (now_ns - self.pit.next_tick_ns) / period;
+        self.pit.next_tick_ns += (behind + 1) * period;
+        if self.pic.mask & 1 != 0 {
+            return None;
+        }
+        self.ticks_delivered += 1;
+        Some(self.pic.vector_base as u8)
+    }
+
+    fn note_once(&mut self, class: u8, address: u64, text: impl FnOnce() -> String) {
+        if self.reported.insert((class, address)) {
+            self.notes.push(text());
+        }
+    }
+
+    /// Handles one exit at time `now_ns`, updating `registers`.
+    pub fn handle(
+        &mut self,
+        kind_raw: u64,
+        fields: [u64; 4],
+        next_rip: u64,
+        registers: &mut Registers,
+        now_ns: u64,
+    ) -> Action {
+        self.exits += 1;
+        if now_ns.saturating_sub(self.window_start_ns) >= STORM_WINDOW_NS {
+            self.window_start_ns = now_ns;
+            self.window_exits = 0;
+        }
+        self.window_exits += 1;
+        if self.window_exits > STORM_EXITS {
+            return Action::Stop(StopReason::ExitStorm {
+                exits: self.window_exits,
+            });
+        }
+        let Some(kind) = Exit::from_u64(kind_raw) else {
+            return Action::Stop(StopReason::UnknownExit { kind: kind_raw });
+        };
+        let complete = |registers: &mut Registers| registers[Reg::Rip as usize] = next_rip;
+        match kind {
+            Exit::Io => {
+                self.io(fields, registers, now_ns);
+                complete(registers);
+                Action::Continue
+            }
+            Exit::Cpuid => {
+                let [a, b, c, d] = cpuid(fields[0] as u32, fields[1] as u32);
+                registers[Reg::Rax as usize] = u64::from(a);
+                registers[Reg::Rbx as usize] = u64::from(b);
+                registers[Reg::Rcx as usize] = u64::from(c);
+                registers[Reg::Rdx as usize] = u64::from(d);
+                complete(registers);
+                Action::Continue
+            }
+            Exit::Rdmsr => {
+                let value = self.rdmsr(fields[0], registers);
+                registers[Reg::Rax as usize] = value & 0xFFFF_FFFF;
+                registers[Reg::Rdx as usize] = value >> 32;
+                complete(registers);
+                Action::Continue
+            }
+            Exit::Wrmsr => {
+                self.wrmsr(fields[0], fields[1], registers);
+                complete(registers);
+                Action::Continue
+            }
+            Exit::Hlt => {
+                complete(registers);
+                if registers[Reg::Rflags as usize] & RFLAGS_IF == 0 || self.pit.period_ns.is_none()
+                {
+                    Action::Stop(StopReason::Halted)
+                } else {
+                    Action::WaitForInterrupt
+                }
+            }
+            Exit::Hypercall => {
+                let (rbx, rcx) = (registers[Reg::Rbx as usize], registers[Reg::Rcx as usize]);
+                let result = match registers[Reg::Rax as usize] {
+                    HC_PROGRESS => {
+                        self.progress = rbx;
+                        self.progress_reports += 1;
+                        0
+                    }
+                    HC_BENCH => {
+                        self.bench = Some((rbx, rcx));
+                        0
+                    }
+                    other => {
+                        self.note_once(2, other, || format!("unknown hypercall {other}"));
+                        u64::MAX
+                    }
+                };
+                registers[Reg::Rax as usize] = result;
+                complete(registers);
+                Action::Continue
+            }
+            Exit::MemoryFault => Action::Stop(StopReason::OutsideMemory {
+                address: fields[0],
+                access: fields[1],
+            }),
+            Exit::Shutdown => Action::Stop(StopReason::TripleFault),
+            Exit::InvalidState => Action::Stop(StopReason::InvalidState { raw: fields[0] }),
+            Exit::Exception => Action::Stop(StopReason::Exception { vector: fields[0] }),
+            Exit::Unsupported => Action::Stop(StopReason::Unsupported { raw: fields[0] }),
+            Exit::InterruptWindow | Exit::Timeout => Action::Continue,
+        }
+    }
+
+    fn io(&mut self, fields: [u64; 4], registers: &mut Registers, now_ns: u64) {
+        let [port, size, flags, value] = fields;
+        let input = flags & io::IN != 0;
+        if flags & io::STRING != 0 {
+            self.note_once(0, port, || {
+                format!("unhandled string I/O on port {port:#x} (skipped)")
+            });
+            return;
+        }
+        let result = match port {
+            UART_BASE..=0x3FF => self.uart(port - UART_BASE, input, value),
+            0x40..=0x43 => self.pit(port, input, value, now_ns),
+            0x20 | 0x21 | 0xA0 | 0xA1 => self.pic(port, input, value),
+            NULL_PORT => Some(0),
+            _ => None,
+        };
+        let read = match result {
+            Some(read) => read,
+            None => {
+                let direction = if input { "in" } else { "out" };
+                self.note_once(0, port, || {
+                    format!("unhandled I/O port {port:#x} ({direction})")
+                });
+                u64::MAX
+            }
+        };
+        if input {
+            let mask = (1u64 << (8 * size.min(4))) - 1;
+            let rax = &mut registers[Reg::Rax as usize];
+            *rax = (*rax & !mask) | (read & mask);
+        }
+    }
+
+    fn uart(&mut self, offset: u64, input: bool, value: u64) -> Option<u64> {
+        let dlab = self.uart.lcr & 0x80 != 0;
+        let u = &mut self.uart;
+        Some(match (offset, input) {
+            (0, false) if !dlab => {
+                match value as u8 {
+                    b'\n' => self.lines.push(core::mem::take(&mut u.line)),
+                    b'\r' => {}
+                    byte => u.line.push(if byte.is_ascii_graphic() || byte == b' ' {
+                        byte as char
+                    } else {
+                        '.'
+                    }),
+                }
+                0
+            }
+            (0, _) if dlab => {
+                if !input {
+                    u.divisor = (u.divisor & 0xFF00) | value;
+                }
+                u.divisor & 0xFF
+            }
+            (1, _) if dlab => {
+                if !input {
+                    u.divisor = (u.divisor & 0xFF) | value << 8;
+                }
+                u.divisor >> 8
+            }
+            (0, true) => 0,
+            (1, false) => {
+                u.ier = value;
+                0
+            }
+            (1, true) => u.ier,
+            (2, true) => 1, // IIR: no interrupt pending
+            (2, false) => 0,
+            (3, false) => {
+                u.lcr = value;
+                0
+            }
+            (3, true) => u.lcr,
+            (4, false) => {
+                u.mcr = value;
+                0
+            }
+            (4, true) => u.mcr,
+            (5, true) => 0x60, // LSR: transmitter empty
+            (6, true) => 0xB0, // MSR: DCD, DSR, CTS
+            (7, false) => {
+                u.scratch = value;
+                0
+            }
+            (7, true) => u.scratch,
+            _ => 0,
+        })
+    }
+
+    fn pit(&mut self, port: u64, input: bool, value: u64, now_ns: u64) -> Option<u64> {
+        match (port, input) {
+            (0x43, false) => {
+                // Channel 0 in lo/hi mode 2 or 3 is all this PIT models.
+                if value >> 6 == 0 {
+                    self.pit.low_byte = None;
+                    self.pit.period_ns = None;
+                }
+                Some(0)
+            }
+            (0x40, false) => {
+                match self.pit.low_byte.take() {
+                    None => self.pit.low_byte = Some(value & 0xFF),
+                    Some(low) => {
+                        let reload = match (value & 0xFF) << 8 | low {
+                            0 => 0x1_0000,
+                            n => n,
+                        };
+                        let period = reload * 1_000_000_000 / PIT_HZ;
+                        self.pit.period_ns = Some(period.max(1));
+                        self.pit.next_tick_ns = now_ns + period.max(1);
+                    }
+                }
+                Some(0)
+            }
+            (_, true) => Some(0),
+            _ => Some(0),
+        }
+    }
+
+    fn pic(&mut self, port: u64, input: bool, value: u64) -> Option<u64> {
+        let master = port < 0xA0;
+        let command = port & 1 == 0;
+        if input {
+            return Some(if master && !command { self.pic.mask } else { 0 });
+        }
+        if !master {
+            return Some(0);
+        }
+        let p = &mut self.pic;
+        if command {
+            if value & 0x10 != 0 {
+                p.init_step = 2;
+                p.icw4 = value & 1 != 0;
+            }
+            // OCW2 (EOI) and OCW3 need no model: nothing is ever in service.
+        } else {
+            match p.init_step {
+                2 => {
+                    p.vector_base = value & 0xF8;
+                    p.init_step = 3;
+                }
+                3 => p.init_step = if p.icw4 { 4 } else { 0 },
+                4 => p.init_step = 0,
+                _ => p.mask = value & 0xFF,
+            }
+        }
+        Some(0)
+    }
+
+    fn rdmsr(&mut self, msr: u64, registers: &Registers) -> u64 {
+        match msr {
+            MSR_EFER => registers[Reg::Efer as usize],
+            MSR_PAT => self.pat,
+            _ => {
+                self.note_once(1, msr, || format!("unhandled rdmsr {msr:#x} (reads 0)"));
+                0
+            }
+        }
+    }
+
+    fn wrmsr(&mut self, msr: u64, value: u64, registers: &mut Registers) {
+        match msr {
+            MSR_EFER => registers[Reg::Efer as usize] = value,
+            MSR_PAT => self.pat = value,
+            _ => self.note_once(1, msr, || format!("unhandled wrmsr {msr:#x} (ignored)")),
+        }
+    }
+}
+
+/// The CPUID the guests see: a family-6 CPU with FPU, TSC, MSR, PAE, CX8,
+/// PGE, CMOV, PAT, FXSR, SSE, SSE2, long mode, NX and SYSCALL, marked as
+/// running under a hypervisor ("TarnTarnTarn"); no APIC, no XSAVE, no
+/// virtualization extensions.
+pub fn cpuid(leaf: u32, _subleaf: u32) -> [u32; 4] {
+    const VENDOR: [u32; 3] = [
+        u32::from_le_bytes(*b"Tarn"),
+        u32::from_le_bytes(*b"Tarn"),
+        u32::from_le_bytes(*b"Tarn"),
+    ];
+    match leaf {
+        0 => [1, VENDOR[0], VENDOR[2], VENDOR[1]],
+        1 => {
+            let edx = 1 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 15 | 1 << 16;
+            let edx = edx | 1 << 24 | 1 << 25 | 1 << 26;
+            [0x0000_0600, 0, 1 << 31, edx]
+        }
+        0x4000_0000 => [0x4000_0000, VENDOR[0], VENDOR[1], VENDOR[2]],
+        0x8000_0000 => [0x8000_0001, 0, 0, 0],
+        0x8000_0001 => [0, 0, 0, 1 << 29 | 1 << 20 | 1 << 11],
+        _ => [0; 4],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(port: u64, size: u64, input: bool, value: u64) -> [u64; 4] {
+        [port, size, if input { io::IN } else { 0 }, value]
+    }
+
+    #[test]
+    fn uart_lines_and_rip_advance() {
+        let mut p = Platform::new();
+        let mut r = [0u64; REGISTER_COUNT];
+        for (i, byte) in b"hi\n".iter().enumerate() {
+            let action = p.handle(
+                Exit::Io as u64,
+                io(0x3F8, 1, false, u64::from(*byte)),
+                10 + i as u64,
+                &mut r,
+                0,
+            );
+            assert_eq!(action, Action::Continue);
+            assert_eq!(r[Reg::Rip as usize], 10 + i as u64);
+        }
+        assert_eq!(p.take_lines(), ["hi"]);
+        r[Reg::Rax as usize] = 0x1234_5600;
+        p.handle(Exit::Io as u64, io(0x3FD, 1, true, 0), 0, &mut r, 0);
+        assert_eq!(r[Reg::Rax as usize], 0x1234_5660, "LSR read into AL only");
+    }
+
+    #[test]
+    fn unhandled_port_is_reported_once_and_reads_ones() {
+        let mut p = Platform::new();
+        let mut r = [0u64; REGISTER_COUNT];
+        p.handle(Exit::Io as u64, io(0x80, 2, true, 0), 0, &mut r, 0);
+        assert_eq!(r[Reg::Rax as usize], 0xFFFF);
+        p.handle(Exit::Io as u64, io(0x80, 1, false, 0), 0, &mut r, 0);
+        assert_eq!(p.take_notes(), ["unhandled I/O port 0x80 (in)"]);
+    }
+
+    #[test]
+    fn pit_and_pic_deliver_irq0_at_the_programmed_base() {
+        let mut p = Platform::new();
+        let mut r = [0u64; REGISTER_COUNT];
+        r[Reg::Rflags as usize] = RFLAGS_IF;
+        for (port, value) in [
+            (0x20, 0x11),
+            (0x21, 0x20),
+            (0x21, 4),
+            (0x21, 1),
+            (0x21, 0xFE),
+        ] {
+            p.handle(Exit::Io as u64, io(port, 1, false, value), 0, &mut r, 0);
+        }
+        for (port, value) in [(0x43, 0x34), (0x40, 11932 & 0xFF), (0x40, 11932 >> 8)] {
+            p.handle(Exit::Io as u64, io(port, 1, false, value), 0, &mut r, 0);
+        }
+        let due = p.next_tick_ns().expect("timer runs");
+        assert!((9_990_000..10_010_000).contains(&due), "{due}");
+        assert_eq!(p.take_due_interrupt(due - 1), None);
+        assert_eq!(p.take_due_interrupt(due), Some(0x20));
+        assert_eq!(p.next_tick_ns(), Some(2 * due));
+        assert_eq!(
+            p.handle(Exit::Hlt as u64, [0; 4], 5, &mut r, 0),
+            Action::WaitForInterrupt
+        );
+        // Masking IRQ0 stops delivery.
+        p.handle(Exit::Io as u64, io(0x21, 1, false, 0xFF), 0, &mut r, 0);
+        assert_eq!(p.take_due_interrupt(10 * due), None);
+    }
+
+    #[test]
+    fn hlt_with_interrupts_off_stops() {
+        let mut p = Platform::new();
+        let mut r = [0u64; REGISTER_COUNT];
+        assert_eq!(
+            p.handle(Exit::Hlt as u64, [0; 4], 1, &mut r, 0),
+            Action::Stop(StopReason::Halted)
+        );
+    }
+
+    #[test]
+    fn hostile_exits_stop_with_a_reason() {
+        let mut p = Platform::new();
+        let mut r = [0u64; REGISTER_COUNT];
+        assert_eq!(
+            p.handle(Exit::Shutdown as u64, [0; 4], 0, &mut r, 0),
+            Action::Stop(StopReason::TripleFault)
+        );
+        let outside = p.handle(
+            Exit::MemoryFault as u64,
+            [0x400_0000, access::WRITE, 0, 0],
+            0,
+            &mut r,
+            0,
+        );
+        assert_eq!(
+            format!(
+                "{}",
+                match outside {
+                    Action::Stop(s) => s,
+                    _ => panic!(),
+                }
+            ),
+            "access outside its memory (write at 0x4000000)"
+        );
+        let mut storm = Platform::new();
+        let mut stopped = None;
+        for i in 0..=STORM_EXITS {
+            if let Action::Stop(reason) =
+                storm.handle(Exit::Io as u64, io(0x80, 1, false, 0), 0, &mut r, i)
+            {
+                stopped = Some(reason);
+            }
+        }
+        assert_eq!(
+            stopped,
+            Some(StopReason::ExitStorm {
+                exits: STORM_EXITS + 1
+            })
+        );
+        // Spread over time, the same number of exits is fine.
+        let mut calm = Platform::new();
+        for i in 0..=STORM_EXITS {
+            let action = calm.handle(
+                Exit::Io as u64,
+                io(0x80, 1, false, 0),
+                0,
+                &mut r,
+                i * STORM_WINDOW_NS / 100,
+            );
+            assert_eq!(action, Action::Continue);
+        }
+    }
+
+    #[test]
+    fn hypercalls_and_cpuid() {
+        let mut p = Platform::new();
+        let mut r = [0u64; REGISTER_COUNT];
+        r[Reg::Rax as usize] = HC_PROGRESS;
+        r[Reg::Rbx as usize] = 7;
+        p.handle(Exit::Hypercall as u64, [0; 4], 3, &mut r, 0);
+        assert_eq!(
+            (p.progress, p.progress_reports, r[Reg::Rax as usize]),
+            (7, 1, 0)
+        );
+        r[Reg::Rax as usize] = 1;
+        p.handle(Exit::Cpuid as u64, [1, 0, 0, 0], 0, &mut r, 0);
+        assert_eq!(r[Reg::Rcx as usize] & (1 << 5), 0, "no VMX for guests");
+        assert_ne!(r[Reg::Rcx as usize] & (1 << 31), 0, "hypervisor bit");
+    }
+}

@@ -1,0 +1,360 @@
+//! The `vmm` task: runs the guests named by `vmtest=NAME,NAME,...` on the
+//! command line (names from `tarn_vmm::guest::Guest`), each as a VM `vmN`
+//! with one virtual CPU on its own thread (spread over the CPUs), and its
+//! console output prefixed `[vmN]`. The platform and all policy come from
+//! `tarn-vmm`; this file does the system calls.
+//!
+//! When every guest other than the spinning `long64` ones has halted or
+//! been stopped, the spinners must keep reporting progress (they are then
+//! stopped by the VMM). It then prints one summary line per VM, checks the
+//! idle guest's CPU use (< 1 %, from the kernel's per-thread run time) and
+//! prints the benchmark figure if `bench64` ran, then powers off: status 0,
+//! or 1 after a `vmm: FAILED` line.
+
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tarn_rt::abi::{CPtr, Error, ObjectType, Rights};
+use tarn_rt::invoke::{self, VcpuRunArgs};
+use tarn_rt::layout::slot;
+use tarn_rt::{println, syscall, Resources, ThreadOptions};
+use tarn_vmm::guest::{initial_state, Guest, GUEST_RAM_BYTES, LOAD_ADDRESS};
+use tarn_vmm::platform::{Action, Platform, StopReason};
+
+tarn_rt::entry!(main);
+
+/// Longest a VM thread stays in the guest without looking at its stop flag.
+const POLL_NS: u64 = 50_000_000;
+/// Progress reports a spinning guest must make after the others stopped.
+const PROGRESS_AFTER: u64 = 3;
+/// Give up waiting for guests after this long.
+const DEADLINE_MS: u64 = 60_000;
+/// Largest acceptable CPU share of the idle guest, in hundredths of a percent.
+const IDLE_LIMIT_CENTI_PCT: u64 = 100;
+/// Guest-space table memory (log2 bytes).
+const GUEST_SPACE_BITS: u64 = 15;
+
+/// What a VM thread tells the main thread.
+#[derive(Default)]
+struct Shared {
+    done: AtomicBool,
+    stop: AtomicBool,
+    progress_reports: AtomicU64,
+    started_ns: AtomicU64,
+    ended_ns: AtomicU64,
+    ticks: AtomicU64,
+    bench: AtomicU64,
+    outcome: spin::Mutex<Option<String>>,
+}
+
+struct Vm {
+    name: String,
+    guest: Guest,
+    tcb: CPtr,
+    shared: Arc<Shared>,
+}
+
+static TSC_PER_MS: AtomicU64 = AtomicU64::new(1);
+
+fn now_ns() -> u64 {
+    let ticks = u128::from(tarn_rt::arch::rdtsc());
+    (ticks * 1_000_000 / u128::from(TSC_PER_MS.load(Ordering::Relaxed).max(1))) as u64
+}
+
+fn now_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+fn main(arg: u64) {
+    let Some(info) = tarn_rt::start_info(arg) else {
+        println!("vmm: FAILED: no start information");
+        return;
+    };
+    let mut resources = Resources::from_boot_info(info);
+    let status = match run(info.cmdline(), info.cpu_count, &mut resources) {
+        Ok(()) => 0,
+        Err(why) => {
+            println!("vmm: FAILED: {why}");
+            1
+        }
+    };
+    let _ = invoke::machine_power_off(slot::MACHINE, status);
+}
+
+fn run(cmdline: &str, cpus: u64, resources: &mut Resources) -> Result<(), String> {
+    let list = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("vmtest="))
+        .ok_or("no vmtest=GUEST,... on the command line")?;
+    let mut guests = Vec::new();
+    for name in list.split(',') {
+        guests.push(Guest::from_name(name).ok_or(format!("no guest called {name:?}"))?);
+    }
+    let sleeper = resources
+        .create(ObjectType::Notification, 0)
+        .map_err(|e| format!("notification: {e:?}"))?;
+    // The TSC rate, against the kernel's timer (20 ms).
+    let before = tarn_rt::arch::rdtsc();
+    syscall::sleep(sleeper, 20_000_000).map_err(|e| format!("sleep: {e:?}"))?;
+    TSC_PER_MS.store(
+        ((tarn_rt::arch::rdtsc() - before) / 20).max(1),
+        Ordering::Relaxed,
+    );
+    let mut vms = Vec::new();
+    for (index, guest) in guests.iter().enumerate() {
+        let name = format!("vm{}", index + 1);
+        let cpu = (index as u64 + 1) % cpus;
+        let vm = start_vm(resources, &name, *guest, cpu)
+            .map_err(|e| format!("cannot start {name} ({}): {e:?}", guest.name()))?;
+        println!("vmm: {name}: {} on cpu {cpu}", guest.name());
+        vms.push(vm);
+    }
+    let deadline = now_ms() + DEADLINE_MS;
+    let is_spinner = |vm: &Vm| vm.guest == Guest::Long64;
+    wait_until(sleeper, deadline, || {
+        vms.iter()
+            .filter(|vm| !is_spinner(vm))
+            .all(|vm| vm.shared.done.load(Ordering::Acquire))
+    });
+    let mut failures = Vec::new();
+    let spinners_alone = vms.iter().any(|vm| !is_spinner(vm));
+    for vm in vms.iter().filter(|vm| is_spinner(vm)) {
+        let before = vm.shared.progress_reports.load(Ordering::Relaxed);
+        wait_until(sleeper, deadline, || {
+            vm.shared.progress_reports.load(Ordering::Relaxed) >= before + PROGRESS_AFTER
+                || vm.shared.done.load(Ordering::Acquire)
+        });
+        let gained = vm.shared.progress_reports.load(Ordering::Relaxed) - before;
+        if gained >= PROGRESS_AFTER && spinners_alone {
+            println!(
+                "vmm: {} kept running after the other guests stopped (+{gained} progress reports)",
+                vm.name
+            );
+        } else if gained < PROGRESS_AFTER {
+            failures.push(format!("{} made no progress", vm.name));
+        }
+        vm.shared.stop.store(true, Ordering::Release);
+    }
+    wait_until(sleeper, deadline, || {
+        vms.iter().all(|vm| vm.shared.done.load(Ordering::Acquire))
+    });
+    for vm in &vms {
+        let outcome = vm
+            .shared
+            .outcome
+            .lock()
+            .clone()
+            .unwrap_or_else(|| String::from("still running at the deadline"));
+        println!("vmm: {} {}: {outcome}", vm.name, vm.guest.name());
+        if !vm.shared.done.load(Ordering::Acquire) {
+            failures.push(format!("{} did not finish", vm.name));
+        }
+        match vm.guest {
+            Guest::Idle16 => idle_report(vm, &mut failures),
+            Guest::Bench64 => match vm.shared.bench.load(Ordering::Relaxed) {
+                0 => failures.push(format!("{} reported no benchmark", vm.name)),
+                insns => println!("bench: vmexit_io_roundtrip_insns {insns} insns"),
+            },
+            _ => {}
+        }
+    }
+    println!("vmm: {} vms done", vms.len());
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(first.clone()),
+    }
+}
+
+/// The idle guest's CPU share: its thread's run time (the kernel's
+/// accounting) over its wall time.
+fn idle_report(vm: &Vm, failures: &mut Vec<String>) {
+    let ran_ns = match invoke::tcb_read_registers(vm.tcb) {
+        Ok(status) => status.ran_ns,
+        Err(e) => {
+            failures.push(format!("{}: cannot read its run time: {e:?}", vm.name));
+            return;
+        }
+    };
+    let wall_ns = vm
+        .shared
+        .ended_ns
+        .load(Ordering::Relaxed)
+        .saturating_sub(vm.shared.started_ns.load(Ordering::Relaxed))
+        .max(1);
+    let centi_pct = (u128::from(ran_ns) * 10_000 / u128::from(wall_ns)) as u64;
+    println!(
+        "vmm: {} idle: {} timer ticks, cpu {}.{:02}% of {} ms",
+        vm.name,
+        vm.shared.ticks.load(Ordering::Relaxed),
+        centi_pct / 100,
+        centi_pct % 100,
+        wall_ns / 1_000_000
+    );
+    if centi_pct >= IDLE_LIMIT_CENTI_PCT {
+        failures.push(format!(
+            "{} used {centi_pct} / 10000 of a cpu while idle",
+            vm.name
+        ));
+    }
+}
+
+fn wait_until(sleeper: CPtr, deadline_ms: u64, mut ready: impl FnMut() -> bool) {
+    while !ready() && now_ms() < deadline_ms {
+        let _ = syscall::sleep(sleeper, 10_000_000);
+    }
+}
+
+/// Builds a VM: guest memory with the image, a Vcpu bound to a new thread
+/// on `cpu`, its initial segments; then starts the thread.
+fn start_vm(resources: &mut Resources, name: &str, guest: Guest, cpu: u64) -> Result<Vm, Error> {
+    let state = initial_state(guest, false);
+    let space = resources.create(ObjectType::GuestSpace, GUEST_SPACE_BITS)?;
+    let pages = GUEST_RAM_BYTES / 4096;
+    let first_frame = resources.create_many(ObjectType::Frame4K, 0, pages)?;
+    let image = guest.image();
+    for page in 0..pages {
+        let frame = first_frame + page;
+        let gpa = page * 4096;
+        let image_page = gpa <= LOAD_ADDRESS && LOAD_ADDRESS < gpa + 4096;
+        let table = state.pages.iter().find(|(at, _)| *at == gpa);
+        if image_page || table.is_some() {
+            tarn_rt::process::fill_frame(resources, frame, |bytes| {
+                if let Some((_, contents)) = table {
+                    bytes.copy_from_slice(contents);
+                }
+                if image_page {
+                    let offset = (LOAD_ADDRESS - gpa) as usize;
+                    bytes[offset..offset + image.len()].copy_from_slice(image);
+                }
+            })?;
+        }
+        invoke::frame_map(
+            frame,
+            space,
+            gpa,
+            Rights::READ.union(Rights::WRITE).union(Rights::EXECUTE),
+        )?;
+    }
+    let vcpu = resources.create(ObjectType::Vcpu, 0)?;
+    let sleeper = resources.create(ObjectType::Notification, 0)?;
+    let shared = Arc::new(Shared::default());
+    let thread_shared = shared.clone();
+    let vm_name = String::from(name);
+    let registers = state.registers;
+    let thread = tarn_rt::spawn_thread(
+        resources,
+        ThreadOptions {
+            stack_pages: 12,
+            cpu: Some(cpu),
+            start: false,
+            ..ThreadOptions::default()
+        },
+        move || run_vcpu(&vm_name, vcpu, sleeper, registers, &thread_shared),
+    )?;
+    invoke::vcpu_bind(vcpu, thread.tcb, space)?;
+    for s in &state.segments {
+        invoke::vcpu_write_segment(vcpu, s.segment, s.selector, s.base, s.limit, s.attributes)?;
+    }
+    invoke::tcb_resume(thread.tcb)?;
+    Ok(Vm {
+        name: String::from(name),
+        guest,
+        tcb: thread.tcb,
+        shared,
+    })
+}
+
+/// The body of a VM thread: run, handle the exit, repeat.
+fn run_vcpu(
+    name: &str,
+    vcpu: CPtr,
+    sleeper: CPtr,
+    mut registers: tarn_vmm::platform::Registers,
+    shared: &Shared,
+) {
+    let mut platform = Platform::new();
+    let mut last_line = String::new();
+    let mut queued: Option<u8> = None;
+    let mut kernel_pending = false;
+    // After sleeping until the timer was due, it is due (the clock may be
+    // a hair behind the kernel's timer).
+    let mut slept_until = 0;
+    shared.started_ns.store(now_ns(), Ordering::Relaxed);
+    let outcome = loop {
+        if shared.stop.load(Ordering::Acquire) {
+            break format!(
+                "stopped by the vmm after {} progress reports",
+                platform.progress_reports
+            );
+        }
+        let now = now_ns().max(core::mem::take(&mut slept_until));
+        if let Some(vector) = platform.take_due_interrupt(now) {
+            queued.get_or_insert(vector);
+        }
+        let inject = if kernel_pending { None } else { queued.take() };
+        let timeout_ns = platform.next_tick_ns().map_or(POLL_NS, |due| {
+            due.saturating_sub(now).clamp(10_000, POLL_NS)
+        });
+        let args = VcpuRunArgs {
+            load: true,
+            inject,
+            timeout_ns,
+            ..VcpuRunArgs::default()
+        };
+        let exit = match invoke::vcpu_run(vcpu, &args, &mut registers) {
+            Ok(exit) => exit,
+            Err(e) => break format!("VcpuRun failed: {e:?}"),
+        };
+        kernel_pending = exit.injection_pending;
+        let action = platform.handle(
+            exit.kind_raw,
+            exit.fields,
+            exit.next_rip,
+            &mut registers,
+            now_ns(),
+        );
+        for line in platform.take_lines() {
+            println!("[{name}] {line}");
+            last_line = line;
+        }
+        for note in platform.take_notes() {
+            println!("[{name}] {note}");
+        }
+        shared
+            .progress_reports
+            .store(platform.progress_reports, Ordering::Relaxed);
+        match action {
+            Action::Continue => {}
+            Action::WaitForInterrupt => {
+                if !kernel_pending && queued.is_none() {
+                    if let Some(due) = platform.next_tick_ns() {
+                        let _ = syscall::sleep(sleeper, due.saturating_sub(now_ns()).max(1));
+                        slept_until = due;
+                    }
+                }
+            }
+            Action::Stop(StopReason::Halted) => break format!("halted, last line {last_line:?}"),
+            Action::Stop(reason) => {
+                println!("[{name}] stopped: {reason}");
+                break format!("stopped: {reason}");
+            }
+        }
+    };
+    shared.ended_ns.store(now_ns(), Ordering::Relaxed);
+    shared
+        .ticks
+        .store(platform.ticks_delivered, Ordering::Relaxed);
+    if let Some((ticks, rounds)) = platform.bench {
+        shared.bench.store(ticks / rounds.max(1), Ordering::Relaxed);
+    }
+    *shared.outcome.lock() = Some(outcome);
+    shared.done.store(true, Ordering::Release);
+}
