@@ -456,6 +456,74 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("error")
             .forbid_failures(),
     );
+    // Credit on metal through the console, every vCPU busy: six domains
+    // share a two-CPU pool by weight; a capped domain alone on two idle
+    // CPUs stays under its cap; no CPU idles while work waits.
+    all.push(
+        Scenario::qemu("credit_weights_icount", 4, "pool0_cpus=2 noauto")
+            .icount()
+            .exec(&[
+                "cpupool-create name=w sched=credit cpus=2-3",
+                "create name=w1 pool=w image=spin cpu_weight=128",
+                "create name=w2 pool=w image=spin cpu_weight=256",
+                "create name=w3 pool=w image=spin cpu_weight=384",
+                "create name=w4 pool=w image=spin cpu_weight=512",
+                "create name=w5 pool=w image=spin cpu_weight=640",
+                "create name=w6 pool=w image=spin cpu_weight=1024",
+                "create name=x image=spin",
+                "create name=y image=spin",
+                "sleep 300",
+                "top --json -d 3000",
+                "destroy w1",
+                "destroy w2",
+                "destroy w3",
+                "destroy w4",
+                "destroy w5",
+                "destroy w6",
+                "create name=capped pool=w image=spin cpu_cap=50",
+                "sleep 300",
+                "top --json -d 3000",
+                "poweroff",
+            ])
+            // 200 % of CPU split 128:256:384:512:640:1024 (sum 2944).
+            .share(0, "w1", 8.7, 2.0)
+            .share(0, "w2", 17.4, 2.0)
+            .share(0, "w3", 26.1, 2.0)
+            .share(0, "w4", 34.8, 2.0)
+            .share(0, "w5", 43.5, 2.0)
+            .share(0, "w6", 69.6, 2.0)
+            // Work conservation: no CPU idle while domains waited.
+            .expect("\"idle_pct\":0.")
+            .share(1, "capped", 49.75, 0.75)
+            .expect("tarn: exit status 0")
+            .forbid("error")
+            .forbid_failures(),
+    );
+    // SEDF on metal: the feasible set 10/100, 30/50, 20/40 ms on two CPUs
+    // gets exactly its reservations (no deadline missed means no share
+    // short of its slice), and a request that does not fit is refused.
+    all.push(
+        Scenario::qemu("sedf_pool_icount", 4, "pool0_cpus=2 noauto")
+            .icount()
+            .exec(&[
+                "cpupool-create name=rt sched=sedf cpus=2-3",
+                "create name=r1 pool=rt image=spin period=100 slice=10",
+                "create name=r2 pool=rt image=spin period=50 slice=30",
+                "create name=r3 pool=rt image=spin period=40 slice=20",
+                "create name=r4 pool=rt image=spin period=10 slice=9",
+                "create name=x image=spin",
+                "create name=y image=spin",
+                "sleep 300",
+                "top --json -d 3000",
+                "poweroff",
+            ])
+            .expect("error: r4: sedf: the reservation does not fit the pool")
+            .share(0, "r1", 10.0, 1.0)
+            .share(0, "r2", 60.0, 1.0)
+            .share(0, "r3", 50.0, 1.0)
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
         Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto")
