@@ -198,6 +198,7 @@ pub fn add_timeout(guard: &mut KernelGuard, thread: u64, deadline: u64) {
         t.deadline = deadline;
         t.timeout_next = head;
         t.timeout_prev = 0;
+        t.timeout_cpu = cpu as u64;
     }
     if head != 0 {
         tcb::ctl(guard, head).timeout_prev = thread;
@@ -212,7 +213,8 @@ pub fn cancel_timeout(guard: &mut KernelGuard, thread: u64) {
         return;
     }
     if t.timeout_prev == 0 {
-        CPUS.get(guard)[t.cpu as usize].timeout_head = t.timeout_next;
+        // The list it was added to, not the CPU it runs on now.
+        CPUS.get(guard)[t.timeout_cpu as usize].timeout_head = t.timeout_next;
     } else {
         tcb::ctl(guard, t.timeout_prev).timeout_next = t.timeout_next;
     }

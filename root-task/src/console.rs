@@ -44,7 +44,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "create KEY=VALUE...",
-        "start a domain (xl.cfg keys: name pool image vcpus cpu_weight cpu_cap period slice extra)",
+        "start a domain (xl.cfg keys: name pool image|kernel type vcpus cpu_weight cpu_cap period slice extra)",
     ),
     ("destroy D", "stop a domain and forget it"),
     ("pause D / unpause D", "stop / restart a domain's vCPUs"),
@@ -89,7 +89,7 @@ const COMMANDS: &[(&str, &str)] = &[
         "sched-group -d D (-m MASTER | -n)",
         "credit scheduling groups",
     ),
-    ("vcpu-list [D]", "vCPUs: domain, CPU, state, time"),
+    ("vcpu-list [D]", "vCPUs: domain, CPU, state, time in its pools, the thread's whole run time"),
     (
         "top [--json] [-d MS]",
         "CPU share of each domain over MS (default 1000)",
@@ -303,7 +303,7 @@ fn params_json(params: &DomainParams) -> String {
 }
 
 fn ns_to_s(ns: u64) -> String {
-    format!("{}.{:01}", ns / 1_000_000_000, (ns / 100_000_000) % 10)
+    format!("{}.{:03}", ns / 1_000_000_000, (ns / 1_000_000) % 1000)
 }
 
 impl Console {
@@ -513,8 +513,8 @@ impl Console {
                     _ => return Err(String::from("usage: vcpu-list [D]")),
                 };
                 println!(
-                    "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9}  Pool",
-                    "Name", "ID", "VCPU", "CPU", "State", "Time(s)"
+                    "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  Pool",
+                    "Name", "ID", "VCPU", "CPU", "State", "Time(s)", "Thread(s)"
                 );
                 for s in pools
                     .stats()
@@ -523,13 +523,14 @@ impl Console {
                 {
                     let cpu = s.cpu.map_or_else(|| String::from("-"), |c| c.to_string());
                     println!(
-                        "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9}  {}",
+                        "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  {}",
                         s.name,
                         s.id.0,
                         0,
                         cpu,
                         s.state,
                         ns_to_s(s.cpu_ns),
+                        ns_to_s(s.thread_ns),
                         s.pool
                     );
                 }
@@ -719,15 +720,9 @@ pub fn create_from_config(
     pools: &mut Pools,
     config: &config::DomainConfig,
 ) -> Result<(), String> {
-    if config.kind == DomainType::Hvm {
-        return Err(format!(
-            "{}: type=hvm: virtual machines are not built yet",
-            config.name
-        ));
-    }
     if config.vcpus != 1 {
         return Err(format!(
-            "{}: vcpus={}: native domains have one vCPU for now",
+            "{}: vcpus={}: domains have one vCPU for now",
             config.name, config.vcpus
         ));
     }
@@ -738,7 +733,8 @@ pub fn create_from_config(
         .manager
         .create_domain(spec)
         .map_err(|e| format!("{}: {e}", config.name))?;
-    if let Err(why) = pools.build_domain(res, id, &config.image) {
+    let vm = config.kind == DomainType::Hvm;
+    if let Err(why) = pools.build_domain(res, id, &config.image, vm) {
         let _ = pools.manager.destroy_domain(id);
         return Err(format!("{}: {why}", config.name));
     }

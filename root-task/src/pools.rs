@@ -66,6 +66,19 @@ const BADGE_DOMAIN: u64 = 2 << 32;
 const BADGE_ID_MASK: u64 = 0xFFFF_FFFF;
 /// The images a native domain can be built from.
 pub const DOMAIN_IMAGES: &[&str] = &["spin"];
+/// The guests a `type="hvm"` domain can run (the VMM's built-in guests).
+pub const VM_GUESTS: &[&str] = &[
+    "long64",
+    "real16",
+    "prot32",
+    "idle16",
+    "triple16",
+    "storm16",
+    "outside32",
+];
+/// Memory a VM domain's VMM gets (log2 bytes): guest RAM, its nested page
+/// tables, the Vcpu.
+const VMM_MEMORY_BITS: u64 = 20;
 
 /// The kernel's clock (ns since boot, the time event rings carry), read
 /// through the Machine capability.
@@ -272,8 +285,11 @@ pub struct DomainStat {
     pub vcpus: u32,
     /// `r` running/runnable, `b` blocked, `p` paused, `c` crashed, `-` control domain.
     pub state: char,
-    /// Total run time (ns) as a domain.
+    /// Total run time (ns) as a domain (its pools' dispatch accounting).
     pub cpu_ns: u64,
+    /// Total run time (ns) of its thread since it was built (the kernel's
+    /// per-thread accounting, set-up included).
+    pub thread_ns: u64,
     /// CPU whose queue holds its vCPU now, if any.
     pub cpu: Option<u64>,
     /// Its image.
@@ -787,29 +803,47 @@ impl Pools {
         }
     }
 
-    /// `create`: builds a native domain from `image` and starts it in its
-    /// pool (the manager has accepted `domain` already).
+    /// `create`: builds a domain and starts it in its pool (the manager has
+    /// accepted `domain` already): a native task from `image`, or with `vm`
+    /// a VMM running guest `image` on its main thread, which becomes the
+    /// domain's vCPU.
     pub fn build_domain(
         &mut self,
         res: &mut Resources,
         domain: DomainId,
         image: &str,
+        vm: bool,
     ) -> Result<(), String> {
-        let pool = self
+        let (pool, name) = self
             .manager
             .domain(domain)
-            .map(|d| d.pool)
+            .map(|d| (d.pool, d.name.clone()))
             .ok_or("no such domain")?;
-        let module = DOMAIN_IMAGES
-            .contains(&image)
-            .then(|| self.info.module(image))
-            .flatten()
-            .ok_or_else(|| {
-                format!(
-                    "no image '{image}' (native images: {})",
-                    DOMAIN_IMAGES.join(", ")
-                )
-            })?;
+        let (module, choices) = if vm {
+            let module = VM_GUESTS
+                .contains(&image)
+                .then(|| self.info.module("vmm"))
+                .flatten();
+            (module, VM_GUESTS)
+        } else {
+            let module = DOMAIN_IMAGES
+                .contains(&image)
+                .then(|| self.info.module(image))
+                .flatten();
+            (module, DOMAIN_IMAGES)
+        };
+        let module = module.ok_or_else(|| {
+            format!(
+                "no {} '{image}' (choices: {})",
+                if vm { "guest" } else { "image" },
+                choices.join(", ")
+            )
+        })?;
+        let cmdline = if vm {
+            format!("domain={name} guest={image}")
+        } else {
+            String::new()
+        };
         let built = (|| -> Result<tarn_rt::Process, Error> {
             let fault = res.alloc_slot()?;
             invoke::cnode_mint(
@@ -820,10 +854,21 @@ impl Pools {
                 Rights::ALL,
                 BADGE_DOMAIN | u64::from(domain.0),
             )?;
+            let mut untyped = Vec::new();
+            if vm {
+                let (memory, phys) = res.create_untyped(VMM_MEMORY_BITS)?;
+                untyped.push(UntypedGrant {
+                    cptr: memory,
+                    phys,
+                    size_bits: VMM_MEMORY_BITS,
+                });
+            }
             let config = ProcessConfig {
                 elf: tarn_rt::module_bytes(module),
                 fault_endpoint: fault,
                 cpu_count: 0,
+                untyped: &untyped,
+                cmdline: &cmdline,
                 suspended: true,
                 ..ProcessConfig::default()
             };
@@ -1006,6 +1051,7 @@ impl Pools {
                         vcpus: d.vcpus,
                         state: '-',
                         cpu_ns: 0,
+                        thread_ns: 0,
                         cpu: None,
                         image: String::from("root-task"),
                         params: d.params,
@@ -1029,6 +1075,7 @@ impl Pools {
                             vcpus: d.vcpus,
                             state,
                             cpu_ns,
+                            thread_ns: invoke::tcb_read_registers(rt.tcb).map_or(0, |r| r.ran_ns),
                             cpu,
                             image: rt.image.clone(),
                             params: d.params,

@@ -72,6 +72,9 @@ pub struct Control {
     pub timeout_next: u64,
     /// Timeout list links.
     pub timeout_prev: u64,
+    /// The CPU whose timeout list holds it (the thread may run elsewhere
+    /// meanwhile: a dispatched thread moves between its pool's CPUs).
+    pub timeout_cpu: u64,
     /// Bound notification (header phys, 0 = none).
     pub bound_notification: u64,
     /// Physical address of the IPC buffer (0 = none).

@@ -107,6 +107,8 @@ pub struct Pool<P: Policy + Send + 'static> {
     scheduler: CPtr,
     /// Where the next new CPU's ring frame is mapped.
     next_ring_vaddr: u64,
+    /// What the caller's thread sleeps on while an agent holds the state.
+    sleeper: CPtr,
 }
 
 /// Why the pool could not start or an operation failed.
@@ -354,9 +356,10 @@ impl<P: Policy> State<P> {
     }
 }
 
-/// Takes the shared state. Agents run on different CPUs: a busy lock is
-/// waited for by sleeping briefly (never by spinning, which would steal the
-/// CPU from the thread dispatched there while the holder runs elsewhere).
+/// Takes the shared state. Agents and the request thread run on different
+/// CPUs (or the same): a busy lock is waited for by sleeping briefly, never
+/// by spinning, which would steal the CPU from the thread dispatched there,
+/// or from the holder itself when it is on the same CPU.
 fn lock<'a, P>(state: &'a Mutex<State<P>>, sleeper: CPtr) -> spin::MutexGuard<'a, State<P>> {
     loop {
         if let Some(guard) = state.try_lock() {
@@ -418,6 +421,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
             state,
             scheduler,
             next_ring_vaddr: ring_vaddr,
+            sleeper: res.create(ObjectType::Notification, 0)?,
         };
         for &cpu in cpus {
             pool.add_cpu(res, cpu)?;
@@ -430,7 +434,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
     /// on, and hands it to the policy.
     pub fn add_cpu(&mut self, res: &mut Resources, cpu: PoolCpu) -> Result<(), ServerError> {
         let known = {
-            let s = self.state.lock();
+            let s = lock(&self.state, self.sleeper);
             if s.cpus.iter().any(|c| c.index == cpu.index && c.member) {
                 return Err(ServerError::Kernel(Error::IllegalState));
             }
@@ -463,7 +467,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
             return Err(error.into());
         }
         {
-            let mut s = self.state.lock();
+            let mut s = lock(&self.state, self.sleeper);
             let now = s.now_ns;
             let slot = CpuState {
                 index: cpu.index,
@@ -506,7 +510,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
     /// moves the CPU's threads to the pool's other CPUs, and the CPU's
     /// capability is deleted. Its agent sleeps until the CPU returns.
     pub fn remove_cpu(&self, index: u64) -> Result<(), ServerError> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state, self.sleeper);
         let Some(i) = s.cpus.iter().position(|c| c.index == index && c.member) else {
             return Err(ServerError::Kernel(Error::InvalidArgument));
         };
@@ -529,7 +533,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
 
     /// The CPUs in the pool now.
     pub fn cpus(&self) -> Vec<u64> {
-        let s = self.state.lock();
+        let s = lock(&self.state, self.sleeper);
         s.cpus
             .iter()
             .filter(|c| c.member)
@@ -546,7 +550,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
         domain: DomainId,
     ) -> Result<(), ServerError> {
         {
-            let mut s = self.state.lock();
+            let mut s = lock(&self.state, self.sleeper);
             let now = s.now_ns;
             s.policy
                 .add_thread(ThreadId(thread_id), domain, false, now)?;
@@ -566,7 +570,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
         domain: DomainId,
         params: &DomainParams,
     ) -> Result<(), ServerError> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state, self.sleeper);
         let now = s.now_ns;
         s.policy.set_domain_params(domain, params, now)?;
         s.fill(None);
@@ -576,7 +580,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
     /// Releases thread `thread_id`: it leaves the policy and returns to the
     /// system FIFO.
     pub fn remove_thread(&self, thread_id: u64) -> Result<(), ServerError> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state, self.sleeper);
         let tcb = s
             .tcbs
             .remove(&thread_id)
@@ -590,7 +594,10 @@ impl<P: Policy + Send + 'static> Pool<P> {
 
     /// The TCB capability of thread `thread_id`, if it is in the pool.
     pub fn thread(&self, thread_id: u64) -> Option<CPtr> {
-        self.state.lock().tcbs.get(&thread_id).copied()
+        lock(&self.state, self.sleeper)
+            .tcbs
+            .get(&thread_id)
+            .copied()
     }
 
     /// Sets the pool's parameters (validated by the policy).
@@ -598,7 +605,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
         &self,
         params: &tarn_sched_servers::PoolParams,
     ) -> Result<(), ServerError> {
-        let mut s = self.state.lock();
+        let mut s = lock(&self.state, self.sleeper);
         s.policy.set_pool_params(params)?;
         s.fill(None);
         Ok(())
@@ -607,13 +614,13 @@ impl<P: Policy + Send + 'static> Pool<P> {
     /// Dispatch calls the kernel refused (isolation or state errors; 0 in a
     /// healthy pool).
     pub fn dispatch_errors(&self) -> u64 {
-        self.state.lock().dispatch_errors
+        lock(&self.state, self.sleeper).dispatch_errors
     }
 
     /// Events seen by kind (index = `tarn_ipc_schema::sched::EventKind` value)
     /// and preemptions requested: for diagnostics.
     pub fn counters(&self) -> ([u64; 16], u64) {
-        let s = self.state.lock();
+        let s = lock(&self.state, self.sleeper);
         (s.event_counts, s.preempts)
     }
 
@@ -624,7 +631,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
 
     /// Wakes every agent (e.g. after adding threads).
     pub fn kick(&self) {
-        let s = self.state.lock();
+        let s = lock(&self.state, self.sleeper);
         for c in s.cpus.iter().filter(|c| c.member) {
             let _ = syscall::signal(c.notify);
         }

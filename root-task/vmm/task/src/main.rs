@@ -4,6 +4,12 @@
 //! console output prefixed `[vmN]`. The platform and all policy come from
 //! `tarn-vmm`; this file does the system calls.
 //!
+//! As a domain (`domain=NAME guest=GUEST`, how the pool manager starts a
+//! `type="hvm"` domain), it runs that one guest on its main thread, which
+//! the pool manager has handed to the pool's scheduler server: the VM is
+//! scheduled, weighted, capped and migrated like any domain. Its console
+//! lines are prefixed `[NAME]`; when the guest stops, the thread ends.
+//!
 //! When every guest other than the spinning `long64` ones has halted or
 //! been stopped, the spinners must keep reporting progress (they are then
 //! stopped by the VMM). It then prints one summary line per VM, checks the
@@ -79,6 +85,10 @@ fn main(arg: u64) {
         return;
     };
     let mut resources = Resources::from_boot_info(info);
+    if let Some(name) = setting(info.cmdline(), "domain=") {
+        run_domain(info.cmdline(), name, &mut resources);
+        return;
+    }
     let status = match run(info.cmdline(), info.cpu_count, &mut resources) {
         Ok(()) => 0,
         Err(why) => {
@@ -87,6 +97,47 @@ fn main(arg: u64) {
         }
     };
     let _ = invoke::machine_power_off(slot::MACHINE, status);
+}
+
+fn setting<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline.split_whitespace().find_map(|w| w.strip_prefix(key))
+}
+
+/// One guest as a domain, on this (the main) thread.
+fn run_domain(cmdline: &str, name: &str, resources: &mut Resources) {
+    let guest = match setting(cmdline, "guest=").and_then(Guest::from_name) {
+        Some(guest) => guest,
+        None => {
+            println!("[{name}] vmm: no guest=NAME (or no such guest) on the command line");
+            return;
+        }
+    };
+    let started = (|| -> Result<(CPtr, CPtr, tarn_vmm::platform::Registers), Error> {
+        let sleeper = resources.create(ObjectType::Notification, 0)?;
+        calibrate(sleeper)?;
+        let (vcpu, registers) = build_vm(resources, guest, slot::ROOT_TCB)?;
+        Ok((vcpu, sleeper, registers))
+    })();
+    match started {
+        Ok((vcpu, sleeper, registers)) => {
+            let shared = Shared::default();
+            run_vcpu(name, vcpu, sleeper, registers, &shared);
+            let outcome = shared.outcome.lock().clone().unwrap_or_default();
+            println!("[{name}] vm ended: {outcome}");
+        }
+        Err(e) => println!("[{name}] vmm: cannot build the vm: {e:?}"),
+    }
+}
+
+/// The TSC rate, against the kernel's timer (20 ms).
+fn calibrate(sleeper: CPtr) -> Result<(), Error> {
+    let before = tarn_rt::arch::rdtsc();
+    syscall::sleep(sleeper, 20_000_000)?;
+    TSC_PER_MS.store(
+        ((tarn_rt::arch::rdtsc() - before) / 20).max(1),
+        Ordering::Relaxed,
+    );
+    Ok(())
 }
 
 fn run(cmdline: &str, cpus: u64, resources: &mut Resources) -> Result<(), String> {
@@ -101,13 +152,7 @@ fn run(cmdline: &str, cpus: u64, resources: &mut Resources) -> Result<(), String
     let sleeper = resources
         .create(ObjectType::Notification, 0)
         .map_err(|e| format!("notification: {e:?}"))?;
-    // The TSC rate, against the kernel's timer (20 ms).
-    let before = tarn_rt::arch::rdtsc();
-    syscall::sleep(sleeper, 20_000_000).map_err(|e| format!("sleep: {e:?}"))?;
-    TSC_PER_MS.store(
-        ((tarn_rt::arch::rdtsc() - before) / 20).max(1),
-        Ordering::Relaxed,
-    );
+    calibrate(sleeper).map_err(|e| format!("sleep: {e:?}"))?;
     let mut vms = Vec::new();
     for (index, guest) in guests.iter().enumerate() {
         let name = format!("vm{}", index + 1);
@@ -215,6 +260,46 @@ fn wait_until(sleeper: CPtr, deadline_ms: u64, mut ready: impl FnMut() -> bool) 
 /// Builds a VM: guest memory with the image, a Vcpu bound to a new thread
 /// on `cpu`, its initial segments; then starts the thread.
 fn start_vm(resources: &mut Resources, name: &str, guest: Guest, cpu: u64) -> Result<Vm, Error> {
+    let sleeper = resources.create(ObjectType::Notification, 0)?;
+    let shared = Arc::new(Shared::default());
+    let thread_shared = shared.clone();
+    let vm_name = String::from(name);
+    let vcpu_slot = resources.alloc_slot()?;
+    let registers_slot = Arc::new(spin::Mutex::new(None));
+    let thread_registers = registers_slot.clone();
+    let thread = tarn_rt::spawn_thread(
+        resources,
+        ThreadOptions {
+            stack_pages: 12,
+            cpu: Some(cpu),
+            start: false,
+            ..ThreadOptions::default()
+        },
+        move || {
+            if let Some(registers) = thread_registers.lock().take() {
+                run_vcpu(&vm_name, vcpu_slot, sleeper, registers, &thread_shared);
+            }
+        },
+    )?;
+    let (vcpu, registers) = build_vm(resources, guest, thread.tcb)?;
+    invoke::cnode_move(slot::ROOT_CNODE, vcpu_slot, slot::ROOT_CNODE, vcpu)?;
+    *registers_slot.lock() = Some(registers);
+    invoke::tcb_resume(thread.tcb)?;
+    Ok(Vm {
+        name: String::from(name),
+        guest,
+        tcb: thread.tcb,
+        shared,
+    })
+}
+
+/// Guest memory with the image and a Vcpu bound to thread `tcb` with the
+/// guest's initial segments; returns the Vcpu and the initial registers.
+fn build_vm(
+    resources: &mut Resources,
+    guest: Guest,
+    tcb: CPtr,
+) -> Result<(CPtr, tarn_vmm::platform::Registers), Error> {
     let state = initial_state(guest, false);
     let space = resources.create(ObjectType::GuestSpace, GUEST_SPACE_BITS)?;
     let pages = GUEST_RAM_BYTES / 4096;
@@ -244,32 +329,11 @@ fn start_vm(resources: &mut Resources, name: &str, guest: Guest, cpu: u64) -> Re
         )?;
     }
     let vcpu = resources.create(ObjectType::Vcpu, 0)?;
-    let sleeper = resources.create(ObjectType::Notification, 0)?;
-    let shared = Arc::new(Shared::default());
-    let thread_shared = shared.clone();
-    let vm_name = String::from(name);
-    let registers = state.registers;
-    let thread = tarn_rt::spawn_thread(
-        resources,
-        ThreadOptions {
-            stack_pages: 12,
-            cpu: Some(cpu),
-            start: false,
-            ..ThreadOptions::default()
-        },
-        move || run_vcpu(&vm_name, vcpu, sleeper, registers, &thread_shared),
-    )?;
-    invoke::vcpu_bind(vcpu, thread.tcb, space)?;
+    invoke::vcpu_bind(vcpu, tcb, space)?;
     for s in &state.segments {
         invoke::vcpu_write_segment(vcpu, s.segment, s.selector, s.base, s.limit, s.attributes)?;
     }
-    invoke::tcb_resume(thread.tcb)?;
-    Ok(Vm {
-        name: String::from(name),
-        guest,
-        tcb: thread.tcb,
-        shared,
-    })
+    Ok((vcpu, state.registers))
 }
 
 /// The body of a VM thread: run, handle the exit, repeat.
