@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod control;
 pub mod invocation;
 pub mod sched;
 pub mod sched_protocol;

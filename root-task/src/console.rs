@@ -13,19 +13,50 @@ use tarn_pool_manager::pools::{
     self as rules, DomainParams, PoolId, PoolManager, Sched, SedfParams,
 };
 use tarn_rt::abi::boot::BootInfo;
+use tarn_rt::abi::control::{self, ControlReply, ControlRequest};
 use tarn_rt::abi::sched_protocol::Misbehaviour;
 use tarn_rt::abi::{CPtr, ObjectType};
 use tarn_rt::layout::slot;
 use tarn_rt::{invoke, println, Resources};
 
-/// COM1's registers.
+/// Output of the command running now: the console's UART, or a buffer
+/// when the command came over the control channel.
+static CAPTURE: spin::Mutex<Option<String>> = spin::Mutex::new(None);
+
+/// `println!` for command output: captured for the control channel while
+/// it runs a command, the console otherwise.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::console::say_line(&alloc::format!($($arg)*))
+    };
+}
+
+/// One line of command output (see [`say!`]).
+pub fn say_line(text: &str) {
+    let mut capture = CAPTURE.lock();
+    match capture.as_mut() {
+        Some(buffer) => {
+            buffer.push_str(text);
+            buffer.push('\n');
+        }
+        None => {
+            drop(capture);
+            println!("{text}");
+        }
+    }
+}
+
+/// The UARTs: COM1 (the console) and COM2 (the control channel).
 const COM1: u64 = 0x3F8;
-const RBR_THR: u64 = COM1;
-const IER: u64 = COM1 + 1;
-const MCR: u64 = COM1 + 4;
-const LSR: u64 = COM1 + 5;
-/// The ISA IRQ of COM1.
+const COM2: u64 = 0x2F8;
+/// A 16550's registers, from its base port.
+const RBR_THR: u64 = 0;
+const IER: u64 = 1;
+const MCR: u64 = 4;
+const LSR: u64 = 5;
+/// Their ISA IRQs.
 const COM1_IRQ: u64 = 4;
+const COM2_IRQ: u64 = 3;
 /// The prompt (no newline: input follows it on the same line).
 pub const PROMPT: &str = "tarn> ";
 /// Longest command line kept.
@@ -105,22 +136,42 @@ const COMMANDS: &[(&str, &str)] = &[
 /// Commands that belong to the console but are not built yet.
 const NOT_BUILT: &[&str] = &["vcpu-pin"];
 
+/// A 16550 UART at `base`.
 struct Uart {
     ports: CPtr,
+    base: u64,
 }
 
 impl Uart {
-    fn read(&self, port: u64) -> u8 {
-        invoke::ioport_in(self.ports, port, 1).unwrap_or(0) as u8
+    const fn com1() -> Uart {
+        Uart {
+            ports: slot::IO_PORTS,
+            base: COM1,
+        }
+    }
+
+    const fn com2() -> Uart {
+        Uart {
+            ports: slot::IO_PORTS,
+            base: COM2,
+        }
+    }
+
+    fn read(&self, register: u64) -> u8 {
+        invoke::ioport_in(self.ports, self.base + register, 1).unwrap_or(0) as u8
     }
 
     fn write_byte(&self, byte: u8) {
         while self.read(LSR) & 0x20 == 0 {}
-        let _ = invoke::ioport_out(self.ports, RBR_THR, 1, u64::from(byte));
+        let _ = invoke::ioport_out(self.ports, self.base + RBR_THR, 1, u64::from(byte));
     }
 
     fn write(&self, text: &str) {
-        for byte in text.bytes() {
+        self.write_bytes(text.as_bytes());
+    }
+
+    fn write_bytes(&self, bytes: &[u8]) {
+        for &byte in bytes {
             self.write_byte(byte);
         }
     }
@@ -129,62 +180,161 @@ impl Uart {
     fn receive(&self) -> Option<u8> {
         (self.read(LSR) & 1 != 0).then(|| self.read(RBR_THR))
     }
+
+    /// Receive-data interrupts on; OUT2 gates the UART's IRQ line.
+    fn enable_interrupts(&self) {
+        let _ = invoke::ioport_out(self.ports, self.base + IER, 1, 0x01);
+        let _ = invoke::ioport_out(self.ports, self.base + MCR, 1, 0x0B);
+    }
 }
 
-/// How input arrives: interrupts (IRQ 4 to a notification), or polling when
-/// the interrupt cannot be had.
+/// How input arrives: interrupts (COM1's IRQ 4 and COM2's IRQ 3 to one
+/// notification), or polling when the interrupts cannot be had.
 enum Input {
-    Interrupt { handler: CPtr, notification: CPtr },
-    Poll { sleeper: CPtr },
+    Interrupt {
+        handlers: Vec<CPtr>,
+        notification: CPtr,
+    },
+    Poll {
+        sleeper: CPtr,
+    },
 }
 
 impl Input {
-    fn setup(resources: &mut Resources, uart: &Uart) -> Input {
+    fn setup(resources: &mut Resources, uarts: &[(&Uart, u64)]) -> Input {
         let sleeper = resources.create(ObjectType::Notification, 0).unwrap_or(0);
-        let interrupt = (|| {
-            let notification = resources.create(ObjectType::Notification, 0).ok()?;
-            let handler = resources.alloc_slot().ok()?;
-            invoke::irq_control_get(slot::IRQ_CONTROL, COM1_IRQ, handler).ok()?;
-            invoke::irq_handler_set_notification(handler, notification).ok()?;
-            Some((handler, notification))
-        })();
-        match interrupt {
-            Some((handler, notification)) => {
-                // Receive-data interrupts on; OUT2 gates the UART's IRQ line.
-                let _ = invoke::ioport_out(uart.ports, IER, 1, 0x01);
-                let _ = invoke::ioport_out(uart.ports, MCR, 1, 0x0B);
-                Input::Interrupt {
-                    handler,
-                    notification,
+        let Ok(notification) = resources.create(ObjectType::Notification, 0) else {
+            return Input::Poll { sleeper };
+        };
+        let mut handlers = Vec::new();
+        for (uart, irq) in uarts {
+            let handler = (|| {
+                let handler = resources.alloc_slot().ok()?;
+                invoke::irq_control_get(slot::IRQ_CONTROL, *irq, handler).ok()?;
+                invoke::irq_handler_set_notification(handler, notification).ok()?;
+                Some(handler)
+            })();
+            match handler {
+                Some(handler) => {
+                    uart.enable_interrupts();
+                    handlers.push(handler);
                 }
+                None => return Input::Poll { sleeper },
             }
-            None => Input::Poll { sleeper },
+        }
+        Input::Interrupt {
+            handlers,
+            notification,
         }
     }
 
     /// The notification `wait` waits on (others may signal it to wake the
     /// console, e.g. when a fault arrives).
     fn notification(&self) -> CPtr {
-        match *self {
-            Input::Interrupt { notification, .. } => notification,
-            Input::Poll { sleeper } => sleeper,
+        match self {
+            Input::Interrupt { notification, .. } => *notification,
+            Input::Poll { sleeper } => *sleeper,
         }
     }
 
     /// Waits for input to (possibly) be there.
     fn wait(&self) {
-        match *self {
+        match self {
             Input::Interrupt {
-                handler,
+                handlers,
                 notification,
             } => {
-                let _ = tarn_rt::wait(notification, 0);
-                let _ = invoke::irq_handler_ack(handler);
+                let _ = tarn_rt::wait(*notification, 0);
+                for &handler in handlers {
+                    let _ = invoke::irq_handler_ack(handler);
+                }
             }
             Input::Poll { sleeper } => {
-                let _ = tarn_rt::sleep(sleeper, 10_000_000);
+                let _ = tarn_rt::sleep(*sleeper, 10_000_000);
             }
         }
+    }
+}
+
+/// The control channel on COM2 (`tarn_ipc_schema::control`): frames of
+/// COBS-encoded requests, each a console command line; the output goes back
+/// in frames.
+struct ControlPort {
+    uart: Uart,
+    frame: Vec<u8>,
+    /// The frame being read grew past `MAX_FRAME`: skip to its end.
+    overlong: bool,
+}
+
+impl ControlPort {
+    /// Reads what COM2 has; returns each complete frame.
+    fn receive(&mut self) -> Option<Vec<u8>> {
+        while let Some(byte) = self.uart.receive() {
+            if byte == 0 {
+                let mut frame = core::mem::take(&mut self.frame);
+                frame.push(0);
+                if core::mem::take(&mut self.overlong) {
+                    frame.clear();
+                }
+                return Some(frame);
+            }
+            if self.frame.len() >= control::MAX_FRAME {
+                self.overlong = true;
+                self.frame.clear();
+            }
+            if !self.overlong {
+                self.frame.push(byte);
+            }
+        }
+        None
+    }
+
+    fn send(&self, reply: &ControlReply) {
+        let mut buffer = [0u8; control::MAX_FRAME];
+        if let Some(frame) = control::encode(reply, &mut buffer) {
+            self.uart.write_bytes(frame);
+        }
+    }
+
+    /// Answers one frame: runs its command with the output captured.
+    fn serve(
+        &self,
+        mut frame: Vec<u8>,
+        console: &mut Console,
+        resources: &mut Resources,
+        pools: Option<&mut Pools>,
+    ) {
+        let Some(ControlRequest::Run { id, line }) = control::decode::<ControlRequest>(&mut frame)
+        else {
+            self.send(&ControlReply::Output {
+                id: 0,
+                text: "error: control: garbled or oversized frame\n",
+            });
+            self.send(&ControlReply::Done { id: 0, ok: false });
+            return;
+        };
+        let line = String::from(line);
+        *CAPTURE.lock() = Some(String::new());
+        let mut pools = pools;
+        console.execute(resources, pools.as_deref_mut(), line.trim());
+        if let Some(p) = pools {
+            p.service(resources);
+        }
+        let output = CAPTURE.lock().take().unwrap_or_default();
+        let ok = !output.lines().any(|l| l.starts_with("error:"));
+        let mut rest = output.as_str();
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(control::MAX_OUTPUT_PIECE);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.send(&ControlReply::Output {
+                id,
+                text: &rest[..cut],
+            });
+            rest = &rest[cut..];
+        }
+        self.send(&ControlReply::Done { id, ok });
     }
 }
 
@@ -192,10 +342,16 @@ impl Input {
 /// state of the pools; the runtime starts here, once the console can be
 /// woken by the fault watcher.
 pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<PoolManager>) -> ! {
-    let uart = Uart {
-        ports: slot::IO_PORTS,
+    let uart = Uart::com1();
+    let mut control_port = ControlPort {
+        uart: Uart::com2(),
+        frame: Vec::new(),
+        overlong: false,
     };
-    let input = Input::setup(resources, &uart);
+    let input = Input::setup(
+        resources,
+        &[(&uart, COM1_IRQ), (&control_port.uart, COM2_IRQ)],
+    );
     let sleeper = resources.create(ObjectType::Notification, 0).unwrap_or(0);
     let clock = Clock;
     let mut pools = pools.and_then(|manager| {
@@ -224,6 +380,9 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
     loop {
         if let Some(p) = pools.as_mut() {
             p.service(resources);
+        }
+        while let Some(frame) = control_port.receive() {
+            control_port.serve(frame, &mut console, resources, pools.as_mut());
         }
         while let Some(byte) = uart.receive() {
             match byte {
@@ -316,9 +475,9 @@ impl Console {
         let result = match (command, pools) {
             ("help", _) => {
                 for (name, what) in COMMANDS {
-                    println!("  {name:<28} {what}");
+                    say!("  {name:<28} {what}");
                 }
-                println!("  (not built yet: {})", NOT_BUILT.join(" "));
+                say!("  (not built yet: {})", NOT_BUILT.join(" "));
                 Ok(())
             }
             ("info", pools) => {
@@ -356,7 +515,7 @@ impl Console {
             (_, Some(pools)) => self.pool_command(res, pools, command, args, line),
         };
         if let Err(why) = result {
-            println!("error: {why}");
+            say!("error: {why}");
         }
     }
 
@@ -453,7 +612,7 @@ impl Console {
                     .map_err(|e| format!("{p}: {e}"))?;
                 for (cpu, result) in &report.results {
                     if let Err(e) = result {
-                        println!("error: CPU {cpu}: {e}");
+                        say!("error: CPU {cpu}: {e}");
                     }
                 }
                 pools.apply(res, report.actions);
@@ -512,9 +671,15 @@ impl Console {
                     [d] => Some(domain(pools, d)?),
                     _ => return Err(String::from("usage: vcpu-list [D]")),
                 };
-                println!(
+                say!(
                     "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  Pool",
-                    "Name", "ID", "VCPU", "CPU", "State", "Time(s)", "Thread(s)"
+                    "Name",
+                    "ID",
+                    "VCPU",
+                    "CPU",
+                    "State",
+                    "Time(s)",
+                    "Thread(s)"
                 );
                 for s in pools
                     .stats()
@@ -522,7 +687,7 @@ impl Console {
                     .filter(|s| only.is_none_or(|d| d == s.id))
                 {
                     let cpu = s.cpu.map_or_else(|| String::from("-"), |c| c.to_string());
-                    println!(
+                    say!(
                         "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  {}",
                         s.name,
                         s.id.0,
@@ -628,13 +793,16 @@ impl Console {
                 part(2) % 10
             ));
         } else {
-            println!(
+            say!(
                 "{:<20} {:>3} {:>5} {:>7}  Pool",
-                "Name", "ID", "State", "CPU(%)"
+                "Name",
+                "ID",
+                "State",
+                "CPU(%)"
             );
             for (s, ran) in rows {
                 let pm = share(ran);
-                println!(
+                say!(
                     "{:<20} {:>3} {:>5} {:>5}.{}  {}",
                     s.name,
                     s.id.0,
@@ -644,7 +812,7 @@ impl Console {
                     s.pool
                 );
             }
-            println!(
+            say!(
                 "all CPUs: idle {}.{} %, system {}.{} %, domains {}.{} %",
                 part(0) / 10,
                 part(0) % 10,
@@ -661,23 +829,24 @@ impl Console {
         let info = self.info;
         let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
         let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
-        println!("cpus            : {}", info.cpu_count);
-        println!("untyped memory  : {} MiB at boot", untyped >> 20);
-        println!("boot modules    : {}", modules.join(" "));
+        say!("cpus            : {}", info.cpu_count);
+        say!("untyped memory  : {} MiB at boot", untyped >> 20);
+        say!("boot modules    : {}", modules.join(" "));
         if let Some(pools) = pools {
-            println!("cpupools        : {}", pools.manager.pools().count());
-            println!("domains         : {}", pools.manager.domains().count());
-            println!(
+            say!("cpupools        : {}", pools.manager.pools().count());
+            say!("domains         : {}", pools.manager.domains().count());
+            say!(
                 "free cpus       : {}",
                 rules::format_cpu_list(&pools.manager.free_cpus())
             );
         }
         if let Ok(i) = invoke::machine_check_invariants(slot::MACHINE) {
-            println!(
+            say!(
                 "kernel objects  : {} live, {} capabilities",
-                i.live_objects, i.live_caps
+                i.live_objects,
+                i.live_caps
             );
-            println!(
+            say!(
                 "invariants      : {}",
                 if i.consistent { "hold" } else { "BROKEN" }
             );
@@ -695,9 +864,12 @@ fn inline_error(error: config::ConfigError) -> String {
 /// one line (the kernel's `DebugWrite` takes at most 512 bytes per call and
 /// ends each call with a line break).
 fn emit_line(text: &str) {
-    let uart = Uart {
-        ports: slot::IO_PORTS,
-    };
+    if let Some(buffer) = CAPTURE.lock().as_mut() {
+        buffer.push_str(text);
+        buffer.push('\n');
+        return;
+    }
+    let uart = Uart::com1();
     uart.write(text);
     uart.write("\r\n");
 }
@@ -785,12 +957,16 @@ fn list_command(pools: &Pools, args: &[&str]) -> Result<(), String> {
             .collect();
         emit_line(&format!("[{}]", items.join(",")));
     } else {
-        println!(
+        say!(
             "{:<20} {:>3} {:>5} {:>5} {:>9}  Pool",
-            "Name", "ID", "VCPUs", "State", "Time(s)"
+            "Name",
+            "ID",
+            "VCPUs",
+            "State",
+            "Time(s)"
         );
         for s in &stats {
-            println!(
+            say!(
                 "{:<20} {:>3} {:>5} {:>5} {:>9}  {}",
                 s.name,
                 s.id.0,
@@ -859,7 +1035,7 @@ fn cpupool_list(pools: &Pools, args: &[&str]) -> Result<(), String> {
     } else {
         let table = rules::render_cpupool_list(&rows, cpus);
         for line in table.lines() {
-            println!("{line}");
+            say!("{line}");
         }
     }
     Ok(())
@@ -883,9 +1059,12 @@ fn sched_credit(pools: &mut Pools, args: &[&str]) -> Result<(), String> {
         if !args.is_empty() {
             return Err(format!("usage: {}", usage("sched-credit")));
         }
-        println!(
+        say!(
             "{:<20} {:>3} {:>6} {:>4}  Pool",
-            "Name", "ID", "Weight", "Cap"
+            "Name",
+            "ID",
+            "Weight",
+            "Cap"
         );
         for s in pools.stats() {
             if pools
@@ -895,9 +1074,13 @@ fn sched_credit(pools: &mut Pools, args: &[&str]) -> Result<(), String> {
                 .map(|p| p.spec.sched)
                 == Some(Sched::Credit)
             {
-                println!(
+                say!(
                     "{:<20} {:>3} {:>6} {:>4}  {}",
-                    s.name, s.id.0, s.params.weight, s.params.cap_pct, s.pool
+                    s.name,
+                    s.id.0,
+                    s.params.weight,
+                    s.params.cap_pct,
+                    s.pool
                 );
             }
         }
@@ -928,13 +1111,17 @@ fn sched_sedf(pools: &mut Pools, args: &[&str]) -> Result<(), String> {
         if !args.is_empty() {
             return Err(format!("usage: {}", usage("sched-sedf")));
         }
-        println!(
+        say!(
             "{:<20} {:>3} {:>10} {:>9} {:>5}  Pool",
-            "Name", "ID", "Period(ms)", "Slice(ms)", "Extra"
+            "Name",
+            "ID",
+            "Period(ms)",
+            "Slice(ms)",
+            "Extra"
         );
         for s in pools.stats() {
             if let Some(sedf) = s.params.sedf {
-                println!(
+                say!(
                     "{:<20} {:>3} {:>10} {:>9} {:>5}  {}",
                     s.name,
                     s.id.0,

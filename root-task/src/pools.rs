@@ -49,8 +49,7 @@ use tarn_rt::abi::sched_protocol::{
 use tarn_rt::abi::{fault, CPtr, Error, ObjectType, Rights};
 use tarn_rt::layout::slot;
 use tarn_rt::{
-    invoke, ipc_buffer, println, syscall, CapGrant, ProcessConfig, Resources, ThreadOptions,
-    UntypedGrant,
+    invoke, ipc_buffer, syscall, CapGrant, ProcessConfig, Resources, ThreadOptions, UntypedGrant,
 };
 
 /// How long a server has to answer a request (virtual time).
@@ -381,7 +380,7 @@ impl Pools {
     pub fn apply(&mut self, res: &mut Resources, actions: Vec<Action>) {
         for action in actions {
             if let Err((pool, why)) = self.apply_one(res, action) {
-                println!("pool {}: {why}", self.pool_name(pool));
+                crate::console::say_line(&format!("pool {}: {why}", self.pool_name(pool)));
                 self.replace_server(res, pool, &why);
             }
         }
@@ -438,12 +437,12 @@ impl Pools {
                 let started = self.clock.now_us();
                 self.rebuild(res, pool, to)
                     .map_err(|why| (pool, format!("policy change failed: {why}")))?;
-                println!(
+                crate::console::say_line(&format!(
                     "pool {}: now {} (hand-over took {} us)",
                     self.pool_name(pool),
                     to.name(),
                     self.clock.now_us() - started
-                );
+                ));
                 Ok(())
             }
             Action::AdoptDomain { domain, pool } => self
@@ -710,15 +709,15 @@ impl Pools {
         }
         let started = self.clock.now_us();
         match self.rebuild(res, pool, policy) {
-            Ok(domains) => println!(
+            Ok(domains) => crate::console::say_line(&format!(
                 "pool {}: scheduler server replaced in {} us ({reason}); {domains} domains running again",
                 self.pool_name(pool),
                 self.clock.now_us() - started
-            ),
-            Err(why) => println!(
+            )),
+            Err(why) => crate::console::say_line(&format!(
                 "pool {}: cannot replace the scheduler server: {why}",
                 self.pool_name(pool)
-            ),
+            )),
         }
     }
 
@@ -783,10 +782,10 @@ impl Pools {
             if note.badge & BADGE_SERVER != 0 {
                 let pool = PoolId(id);
                 if self.pools.contains_key(&pool) {
-                    println!(
+                    crate::console::say_line(&format!(
                         "pool {}: scheduler server faulted: {what}",
                         self.pool_name(pool)
-                    );
+                    ));
                     self.replace_server(res, pool, "server fault");
                 }
             } else if note.badge & BADGE_DOMAIN != 0 {
@@ -797,7 +796,7 @@ impl Pools {
                     .map_or_else(String::new, |d| d.name.clone());
                 if let Some(d) = self.domains.get_mut(&domain) {
                     d.crashed = true;
-                    println!("domain {name} crashed: {what}");
+                    crate::console::say_line(&format!("domain {name} crashed: {what}"));
                 }
             }
         }

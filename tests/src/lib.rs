@@ -568,6 +568,29 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
+    // The control channel (COM2, postcard frames in COBS): the host tool's
+    // requests run the same operations as the console, answer in JSON where
+    // asked, and an error is an error.
+    all.push(
+        Scenario::qemu("control_channel", 4, "pool0_cpus=2 noauto")
+            .exec(&[
+                "@ctl cpupool-create name=p sched=sedf cpus=2-3",
+                "@ctl cpupool-list -l",
+                "@ctl cpupool-delete Pool-0",
+                "cpupool-list -c",
+                "poweroff",
+            ])
+            .expect("ctl> cpupool-create name=p sched=sedf cpus=2-3")
+            .expect("ctl: ok")
+            .expect("{\"cpupool_id\":1,\"name\":\"p\",\"sched\":\"sedf\",\"active\":true,\"n_cpus\":2,\"cpus\":[2,3]")
+            .expect("ctl: ok")
+            .expect("error: Pool-0: Pool-0 cannot be destroyed or deleted")
+            .expect("ctl: error")
+            .expect("p                  2-3")
+            .expect("tarn: exit status 0")
+            .forbid("channel failed")
+            .forbid_failures(),
+    );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
         Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto")

@@ -50,6 +50,9 @@ pub struct Boot {
     pub icount: bool,
     /// QEMU `-s -S` (gdb server on :1234, wait for the debugger).
     pub gdb: bool,
+    /// QEMU: the second serial port (the control channel) as this Unix
+    /// socket (`None`: the scenario's work directory holds one).
+    pub control: Option<PathBuf>,
 }
 
 /// How a boot is run.
@@ -143,6 +146,31 @@ impl ConsoleProgress {
     }
 }
 
+/// Console script lines that go over the control channel instead of the
+/// console (`@ctl cpupool-list -l`).
+pub const CONTROL_PREFIX: &str = "@ctl ";
+
+/// Runs one `@ctl` script line over the control socket; the transcript that
+/// goes into the run's output.
+fn control_request(socket: Option<&Path>, id: u32, line: &str) -> String {
+    let answer = socket
+        .ok_or_else(|| String::from("no control socket"))
+        .and_then(|path| {
+            let mut stream = std::os::unix::net::UnixStream::connect(path)
+                .map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            tarnctl::run(&mut stream, id, line, Duration::from_secs(60)).map_err(|e| e.to_string())
+        });
+    match answer {
+        Ok(answer) => format!(
+            "ctl> {line}\n{}ctl: {}\n",
+            answer.output,
+            if answer.ok { "ok" } else { "error" }
+        ),
+        Err(why) => format!("ctl> {line}\nctl: channel failed: {why}\n"),
+    }
+}
+
 /// Types `commands` into a guest's serial console: reads the guest's serial
 /// `output` to its end, handing every piece read to `sink` (the live echo),
 /// and each time another [`CONSOLE_PROMPT`] appears in it (also when split
@@ -154,6 +182,7 @@ pub fn feed_console(
     mut output: impl Read,
     mut input: impl Write,
     commands: &[String],
+    control: Option<&Path>,
     mut sink: impl FnMut(&[u8]),
 ) -> (Vec<u8>, ConsoleProgress) {
     let prompt = CONSOLE_PROMPT.as_bytes();
@@ -182,6 +211,16 @@ pub fn feed_console(
             progress.prompts += 1;
             if progress.write_error.is_some() {
                 continue;
+            }
+            // `@ctl` lines run over the control channel, at this prompt.
+            while let Some(line) = commands
+                .get(progress.sent)
+                .and_then(|c| c.strip_prefix(CONTROL_PREFIX))
+            {
+                let transcript = control_request(control, progress.sent as u32 + 1, line);
+                sink(transcript.as_bytes());
+                all.extend_from_slice(transcript.as_bytes());
+                progress.sent += 1;
             }
             let Some(command) = commands.get(progress.sent) else {
                 continue;
@@ -229,6 +268,13 @@ pub fn qemu_args(elf: &Path, boot: &Boot, monitor: bool) -> Vec<OsString> {
     }
     if boot.gdb {
         args.extend(["-s", "-S"].map(OsString::from));
+    }
+    if let Some(socket) = &boot.control {
+        let mut spec = OsString::from("unix:");
+        spec.push(socket);
+        spec.push(",server=on,wait=off");
+        args.push("-serial".into());
+        args.push(spec);
     }
     args.push("-kernel".into());
     args.push(elf.into());
@@ -435,6 +481,15 @@ fn terminate(child: &mut Child) {
 /// Boots under QEMU.
 fn run_qemu(session: &Session, boot: &Boot) -> Result<Outcome> {
     let feeding = !session.console.is_empty();
+    // Every run has its control socket: the scenario's, or the one asked for.
+    let mut boot = boot.clone();
+    let socket = boot
+        .control
+        .get_or_insert_with(|| session.work_dir.join("control.sock"))
+        .clone();
+    let _ = std::fs::create_dir_all(&session.work_dir);
+    let _ = std::fs::remove_file(&socket);
+    let boot = &boot;
     let monitor = session.interactive && !feeding;
     let mut command = Command::new("qemu-system-x86_64");
     command
@@ -458,11 +513,17 @@ fn run_qemu(session: &Session, boot: &Boot) -> Result<Outcome> {
         let commands = session.console.to_vec();
         let live = session.live;
         thread::spawn(move || {
-            let (output, progress) = feed_console(guest_output, guest_input, &commands, |bytes| {
-                if live {
-                    echo(bytes);
-                }
-            });
+            let (output, progress) = feed_console(
+                guest_output,
+                guest_input,
+                &commands,
+                Some(&socket),
+                |bytes| {
+                    if live {
+                        echo(bytes);
+                    }
+                },
+            );
             (output, Some(progress))
         })
     } else {
@@ -774,6 +835,7 @@ mod tests {
             append: "poweroff".into(),
             icount: false,
             gdb: false,
+            control: None,
         }
     }
 
@@ -965,6 +1027,7 @@ mod tests {
             GuestOutput(guest.clone()),
             GuestInput(guest.clone()),
             &commands,
+            None,
             |bytes| echoed.extend_from_slice(bytes),
         );
         assert_eq!(echoed, output, "everything read is echoed");
@@ -1043,7 +1106,7 @@ mod tests {
                 "c".to_owned(),
                 "d".to_owned(),
             ];
-            let (output, progress) = feed_console(chained, &mut written, &commands, |_| {});
+            let (output, progress) = feed_console(chained, &mut written, &commands, None, |_| {});
             assert_eq!(output, text, "cut {cut}");
             assert_eq!(progress.prompts, 3, "cut {cut}");
             assert_eq!(written, b"a\rb\rc\r", "cut {cut}");
@@ -1063,7 +1126,7 @@ mod tests {
         }
         let text = b"tarn> tarn> tarn: exit status 3\n";
         let commands = ["help".to_owned()];
-        let (output, progress) = feed_console(&text[..], Broken, &commands, |_| {});
+        let (output, progress) = feed_console(&text[..], Broken, &commands, None, |_| {});
         assert_eq!(output, text);
         assert_eq!((progress.sent, progress.prompts), (0, 2));
         let why = progress.shortfall().unwrap();

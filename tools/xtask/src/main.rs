@@ -304,6 +304,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
             .unwrap_or_else(|| String::from(if smp >= 3 { DEMO_APPEND } else { "" })),
         icount: options.icount,
         gdb: options.gdb,
+        control: (emulator == Emulator::Qemu).then(|| ctx.xtask_dir().join("control.sock")),
     };
     let feeding = !options.exec.is_empty();
     let interactive = std::io::stdin().is_terminal() && !feeding;
@@ -327,6 +328,12 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         boot.append,
         if boot.icount { ", icount" } else { "" }
     );
+    if let Some(socket) = &boot.control {
+        eprintln!(
+            "xtask: control channel on {} (cargo run -p tarnctl -- --json cpupool-list)",
+            socket.display()
+        );
+    }
     if emulator == Emulator::Bochs && interactive {
         eprintln!("xtask: (Bochs' serial port is output-only here; stdin is not connected)");
     }

@@ -42,6 +42,7 @@ fn boot_of(scenario: &Scenario) -> Boot {
         append: scenario.append.clone(),
         icount: scenario.icount,
         gdb: false,
+        control: None,
     }
 }
 
@@ -236,6 +237,7 @@ pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
             append: append.into(),
             icount: true,
             gdb: false,
+            control: None,
         };
         let session = Session {
             elf: &images.kernel,
