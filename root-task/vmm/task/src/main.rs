@@ -206,6 +206,12 @@ fn idle_report(vm: &Vm, failures: &mut Vec<String>) {
     }
 }
 
+/// Whether the kernel runs guests with VMX (CPUID.1:ECX[5]), so that the
+/// guests make hypercalls with VMCALL rather than VMMCALL.
+fn host_has_vmx() -> bool {
+    core::arch::x86_64::__cpuid(1).ecx & (1 << 5) != 0
+}
+
 fn wait_until(sleeper: CPtr, deadline_ms: u64, mut ready: impl FnMut() -> bool) {
     while !ready() && now_ms() < deadline_ms {
         let _ = syscall::sleep(sleeper, 10_000_000);
@@ -215,7 +221,7 @@ fn wait_until(sleeper: CPtr, deadline_ms: u64, mut ready: impl FnMut() -> bool) 
 /// Builds a VM: guest memory with the image, a Vcpu bound to a new thread
 /// on `cpu`, its initial segments; then starts the thread.
 fn start_vm(resources: &mut Resources, name: &str, guest: Guest, cpu: u64) -> Result<Vm, Error> {
-    let state = initial_state(guest, false);
+    let state = initial_state(guest, host_has_vmx());
     let space = resources.create(ObjectType::GuestSpace, GUEST_SPACE_BITS)?;
     let pages = GUEST_RAM_BYTES / 4096;
     let first_frame = resources.create_many(ObjectType::Frame4K, 0, pages)?;
