@@ -180,7 +180,9 @@ extern "C" fn ap_main(arg: u64) -> ! {
     percpu::install(index, apic_id, smp::kernel_stack_top(index));
     trap::load_idt();
     user::init_this_cpu();
-    vcpu::init_this_cpu();
+    if !vcpu::init_this_cpu() {
+        kprintln!("tarn: cpu {index}: VMXON failed; guests cannot run on it");
+    }
     timer::init_this_cpu();
     smp::report_started(index);
     sched::schedule(lock::acquire())

@@ -1,6 +1,7 @@
 //! Host-testable core of the Tarn kernel: pure parsers for what the boot
 //! loader and firmware hand over (command line, PVH start_info, multiboot2
-//! information, memory map, ACPI tables).
+//! information, memory map, ACPI tables) and the VMX encodings the VMX
+//! backend decodes.
 //!
 //! Design rules, shared by every module:
 //! - `no_std`, no allocation: this code runs before the kernel heap exists, so
@@ -26,6 +27,7 @@ pub mod fixed_vec;
 pub mod memmap;
 pub mod multiboot2;
 pub mod pvh;
+pub mod vmx;
 
 mod le;
 

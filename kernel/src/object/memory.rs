@@ -378,16 +378,17 @@ pub fn map_frame(
         return Err(Error::OutOfTableMemory);
     }
     // Invoke.
-    let mut leaf = 0;
-    if wanted.contains(Rights::WRITE) {
-        leaf |= flags::WRITABLE;
-    }
-    if !wanted.contains(Rights::EXECUTE) {
-        leaf |= flags::NO_EXECUTE;
-    }
-    if guest {
-        leaf |= crate::vcpu::guest_leaf_flags();
-    }
+    let (write, execute) = (
+        wanted.contains(Rights::WRITE),
+        wanted.contains(Rights::EXECUTE),
+    );
+    let leaf = if guest {
+        crate::vcpu::guest_leaf_flags(write, execute)
+    } else {
+        flags::USER
+            | if write { flags::WRITABLE } else { 0 }
+            | if execute { 0 } else { flags::NO_EXECUTE }
+    };
     let header_phys = vspace_header(root);
     let mut alloc = |guard: &mut KernelGuard| {
         let h = objmem::object::<VSpaceHeader>(guard, header_phys);

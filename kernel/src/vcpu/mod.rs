@@ -1,8 +1,8 @@
 //! Virtual CPUs: the `Vcpu` object, its binding to a thread and a
 //! `GuestSpace`, `VcpuRun` and the normalised exit record (the ABI is in
-//! `tarn_ipc_schema::vcpu`). The backend is chosen once at boot by CPUID;
-//! only SVM (AMD, nested paging) is built so far: on a VMX machine `VcpuBind`
-//! answers `NotSupported`.
+//! `tarn_ipc_schema::vcpu`). The backend is chosen once at boot by CPUID:
+//! SVM (AMD, nested paging; `svm`) or VMX (Intel, EPT, VPID, unrestricted
+//! guest; `vmx`). Without either `VcpuBind` answers `NotSupported`.
 //!
 //! A thread in `VcpuRun` is an ordinary runnable thread to both schedulers:
 //! `sched::enter` sends it into the guest instead of user mode, and any exit
@@ -11,12 +11,13 @@
 //! thread is still the one to run. Every other exit completes the
 //! `VcpuRun` call with the exit record, and the thread returns to user mode.
 //!
-//! A Vcpu object (16 KiB) holds: page 0 the VMCB, page 1 [`VcpuState`]
+//! A Vcpu object (16 KiB) holds: page 0 the VMCB or VMCS, page 1 [`VcpuState`]
 //! (refcount header, binding, queued events, the guest's general registers,
 //! the slot keeping the GuestSpace alive), page 2 the guest's FPU state
 //! (lazily switched like a thread's, see `sched::claim_fpu_for_guest`).
 
 pub mod svm;
+pub mod vmx;
 
 use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};
@@ -41,6 +42,8 @@ pub enum Backend {
     None = 0,
     /// AMD SVM with nested paging.
     Svm = 1,
+    /// Intel VMX with EPT, VPID and unrestricted guest.
+    Vmx = 2,
 }
 
 static BACKEND: AtomicU8 = AtomicU8::new(Backend::None as u8);
@@ -49,6 +52,7 @@ static BACKEND: AtomicU8 = AtomicU8::new(Backend::None as u8);
 pub fn backend() -> Backend {
     match BACKEND.load(Ordering::Relaxed) {
         1 => Backend::Svm,
+        2 => Backend::Vmx,
         _ => Backend::None,
     }
 }
@@ -57,14 +61,26 @@ pub fn backend() -> Backend {
 pub fn init(features: &cpu::Features) {
     if features.svm && crate::arch::svm::supported() {
         BACKEND.store(Backend::Svm as u8, Ordering::Relaxed);
+    } else if features.vmx && vmx::supported() {
+        BACKEND.store(Backend::Vmx as u8, Ordering::Relaxed);
     }
-    init_this_cpu();
+    if !init_this_cpu() {
+        crate::kprintln!("tarn: VMXON failed on the boot CPU; no virtual CPUs");
+        BACKEND.store(Backend::None as u8, Ordering::Relaxed);
+    }
 }
 
-/// Enables the chosen backend on this CPU.
-pub fn init_this_cpu() {
-    if backend() == Backend::Svm {
-        crate::arch::svm::init_this_cpu();
+/// Enables the chosen backend on this CPU; `false` if the processor
+/// refused (VMXON failed: guests entered on this CPU then exit with
+/// `InvalidState`).
+pub fn init_this_cpu() -> bool {
+    match backend() {
+        Backend::Svm => {
+            crate::arch::svm::init_this_cpu();
+            true
+        }
+        Backend::Vmx => vmx::init_this_cpu(),
+        Backend::None => true,
     }
 }
 
@@ -75,7 +91,7 @@ const FPU_OFFSET: u64 = 2 * PAGE_SIZE;
 
 /// The guest's general registers the hardware does not save, in the order
 /// of `tarn_ipc_schema::vcpu::Reg` (RAX's slot unused under SVM, where RAX
-/// is in the VMCB). svm.S depends on this layout.
+/// is in the VMCB). svm.S and vmx.S depend on this layout.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct GuestGprs(pub [u64; 15]);
@@ -107,11 +123,21 @@ pub struct VcpuState {
     pub tlb_epoch: u64,
     /// Guest general registers.
     pub gprs: GuestGprs,
+    /// Guest CR2 (VMX: not in the VMCS; vmx.S switches it).
+    pub cr2: u64,
+    /// Guest IA32_KERNEL_GS_BASE (VMX: switched by vmx.S).
+    pub kernel_gs_base: u64,
     /// Keeps the bound GuestSpace alive.
     pub space_slot: Slot,
 }
 impl KernelObject for VcpuState {}
 const _: () = assert!(core::mem::size_of::<VcpuState>() <= PAGE_SIZE as usize);
+// vmx.S finds CR2 and KERNEL_GS_BASE right after the 15 general registers.
+const _: () = assert!(
+    core::mem::offset_of!(VcpuState, cr2) == core::mem::offset_of!(VcpuState, gprs) + 120
+        && core::mem::offset_of!(VcpuState, kernel_gs_base)
+            == core::mem::offset_of!(VcpuState, gprs) + 128
+);
 
 /// One exit, normalised for the VMM.
 #[derive(Clone, Copy, Debug)]
@@ -182,7 +208,7 @@ pub const fn header(vcpu: u64) -> u64 {
     vcpu + STATE_OFFSET
 }
 
-/// The physical address of the guest registers svm.S loads and saves.
+/// The physical address of the guest registers svm.S and vmx.S load and save.
 pub fn gprs_phys(vcpu: u64) -> u64 {
     vcpu + STATE_OFFSET + core::mem::offset_of!(VcpuState, gprs) as u64
 }
@@ -218,9 +244,49 @@ pub fn in_guest(guard: &mut KernelGuard, thread: u64) -> bool {
     tcb::ctl(guard, thread).in_guest != 0
 }
 
-/// Extra leaf bits a GuestSpace mapping needs on this backend.
-pub fn guest_leaf_flags() -> u64 {
-    0
+/// The leaf bits of a GuestSpace mapping in this backend's format (the
+/// page-table code adds PRESENT, and LARGE for 2 MiB): x86 page-table bits
+/// for SVM's nested paging (user-accessible, NX unless executable), EPT
+/// bits for VMX (readable, writable, executable, write-back).
+pub fn guest_leaf_flags(write: bool, execute: bool) -> u64 {
+    use crate::arch::paging::flags;
+    match backend() {
+        Backend::Vmx => vmx::leaf_flags(write, execute),
+        Backend::Svm | Backend::None => {
+            flags::USER
+                | if write { flags::WRITABLE } else { 0 }
+                | if execute { 0 } else { flags::NO_EXECUTE }
+        }
+    }
+}
+
+/// The backend's half of binding: a fresh VMCB or VMCS over `root`.
+fn backend_init(guard: &mut KernelGuard, vcpu: u64, root: u64) {
+    match backend() {
+        Backend::Vmx => vmx::init(guard, vcpu, root),
+        Backend::Svm | Backend::None => svm::init(guard, vcpu, root),
+    }
+}
+
+fn read_registers(guard: &mut KernelGuard, vcpu: u64) -> [u64; REGISTER_COUNT] {
+    match backend() {
+        Backend::Vmx => vmx::read_registers(guard, vcpu),
+        Backend::Svm | Backend::None => svm::read_registers(guard, vcpu),
+    }
+}
+
+fn write_registers(guard: &mut KernelGuard, vcpu: u64, registers: &[u64; REGISTER_COUNT]) {
+    match backend() {
+        Backend::Vmx => vmx::write_registers(guard, vcpu, registers),
+        Backend::Svm | Backend::None => svm::write_registers(guard, vcpu, registers),
+    }
+}
+
+fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
+    match backend() {
+        Backend::Vmx => vmx::decode_exit(guard, vcpu),
+        Backend::Svm | Backend::None => svm::decode_exit(guard, vcpu),
+    }
 }
 
 /// Handles an invocation on a Vcpu capability. `Ok(true)`: the reply comes
@@ -275,7 +341,7 @@ fn bind(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), E
     s.last_cpu = 0;
     s.gprs = GuestGprs([0; 15]);
     tcb::ctl(guard, thread).vcpu = vcpu;
-    svm::init(guard, vcpu, root);
+    backend_init(guard, vcpu, root);
     Ok(())
 }
 
@@ -293,7 +359,12 @@ fn write_segment(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Res
     if in_guest(guard, thread) {
         return Err(Error::IllegalState);
     }
-    svm::write_segment(guard, vcpu, segment, selector, base, limit, attributes);
+    match backend() {
+        Backend::Vmx => vmx::write_segment(guard, vcpu, segment, selector, base, limit, attributes),
+        Backend::Svm | Backend::None => {
+            svm::write_segment(guard, vcpu, segment, selector, base, limit, attributes)
+        }
+    }
     Ok(())
 }
 
@@ -330,7 +401,7 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
             &objmem::object::<Buffer>(guard, buffer).0.mrs
                 [REGISTERS_MR..REGISTERS_MR + REGISTER_COUNT],
         );
-        svm::write_registers(guard, vcpu, &registers);
+        write_registers(guard, vcpu, &registers);
     }
     let s = state(guard, vcpu);
     if inject != 0 {
@@ -384,12 +455,21 @@ pub fn enter_guest(mut guard: KernelGuard, thread: u64) -> ! {
     let flush_tlb = last_vcpu != vcpu || s.last_cpu != cpu as u64 + 1 || s.tlb_epoch != epoch;
     s.last_cpu = cpu as u64 + 1;
     s.tlb_epoch = epoch;
-    svm::prepare_entry(&mut guard, vcpu, flush_tlb);
+    let vmx = backend() == Backend::Vmx;
+    if vmx {
+        vmx::prepare_entry(&mut guard, vcpu, flush_tlb);
+    } else {
+        svm::prepare_entry(&mut guard, vcpu, flush_tlb);
+    }
     sched::claim_fpu_for_guest(&mut guard, fpu_tag(vcpu));
     let here = &mut GUESTS.get(&mut guard).cpus[cpu];
     here.running = vcpu;
     here.last_vcpu = vcpu;
-    crate::arch::svm::run(guard, vcpu, gprs_phys(vcpu))
+    if vmx {
+        crate::arch::vmx::run(guard, vcpu, gprs_phys(vcpu))
+    } else {
+        crate::arch::svm::run(guard, vcpu, gprs_phys(vcpu))
+    }
 }
 
 /// Continues after the guest on this CPU exited (lock held again).
@@ -400,7 +480,7 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
         // Its Vcpu was deleted while the guest ran.
         sched::schedule(guard)
     }
-    let outcome = svm::decode_exit(&mut guard, vcpu);
+    let outcome = decode_exit(&mut guard, vcpu);
     let thread = state(&mut guard, vcpu).tcb;
     let current = thread != 0
         && sched::current(&mut guard) == thread
@@ -425,7 +505,7 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
 /// Ends `thread`'s `VcpuRun` with `record`: the reply words, the register
 /// file in its IPC buffer.
 fn complete(guard: &mut KernelGuard, thread: u64, vcpu: u64, record: ExitRecord) {
-    let registers = svm::read_registers(guard, vcpu);
+    let registers = read_registers(guard, vcpu);
     let pending = u64::from(state(guard, vcpu).pending != 0);
     let s = state(guard, vcpu);
     s.timed_out = 0;

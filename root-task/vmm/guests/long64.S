@@ -2,7 +2,7 @@
  * iterations report the count by hypercall (RAX = HC_PROGRESS, RBX = count).
  * RSI != 0 selects VMCALL (VMX) instead of VMMCALL (SVM). */
 .include "common.inc"
-.set SPIN, 0x2000000
+.set SPIN, 0x400000
 .code64
 .text
 start:

@@ -21,6 +21,7 @@ pub mod svm;
 pub mod timer;
 pub mod trap;
 pub mod user;
+pub mod vmx;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));
@@ -29,7 +30,8 @@ core::arch::global_asm!(
         include_str!("frame.S"),
         include_str!("entry.S"),
         include_str!("user.S"),
-        include_str!("svm.S")
+        include_str!("svm.S"),
+        include_str!("vmx.S")
     ),
     options(att_syntax)
 );

@@ -111,6 +111,8 @@ pub fn translate_user(guard: &mut KernelGuard, root: u64, virt: u64, write: bool
 
 /// Maps `phys` at user address `virt` in the tables at `root` (4 KiB, or
 /// 2 MiB when `large`); missing tables come from `alloc_table` (zeroed frames).
+/// The leaf gets `leaf_flags` (USER and NX included for host tables; a
+/// GuestSpace passes its backend's format) plus PRESENT and LARGE.
 pub fn map_user(
     guard: &mut KernelGuard,
     root: u64,
@@ -140,11 +142,8 @@ pub fn map_user(
     if *slot & flags::PRESENT != 0 {
         return Err(MapError::AlreadyMapped);
     }
-    *slot = (phys & ADDRESS_MASK)
-        | leaf_flags
-        | flags::PRESENT
-        | flags::USER
-        | if large { flags::LARGE } else { 0 };
+    *slot =
+        (phys & ADDRESS_MASK) | leaf_flags | flags::PRESENT | if large { flags::LARGE } else { 0 };
     Ok(())
 }
 

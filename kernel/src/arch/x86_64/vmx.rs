@@ -1,0 +1,780 @@
+//! Intel VMX, the hardware half: VMX operation on each CPU (VMXON), the
+//! capability MSRs, the VMCS fields as one typed enum, one wrapper per VMX
+//! instruction (VMXON, VMCLEAR, VMPTRLD, VMREAD, VMWRITE, INVEPT, INVVPID;
+//! VMLAUNCH in vmx.S) with its VMfail handling, the host state, and the world
+//! switch. The policy (controls, what exits mean) lives in
+//! `crate::vcpu::vmx`. References: Intel SDM Vol. 3C, chapters 24 (VMCS),
+//! 25-28 (controls, entry, exit) and 31 (VMX instructions); appendix A
+//! (capability MSRs) and B (field encodings).
+//!
+//! A VMCS is current on a CPU only between [`ActiveVmcs::load`] and the
+//! VMCLEAR that ends it (dropping the [`ActiveVmcs`], or right after the
+//! guest exits): no VMCS stays cached in a processor while its Vcpu can move
+//! to another CPU or be freed. Every entry is therefore a VMLAUNCH.
+
+use super::cpu::{self, msr};
+use super::lock::{self, KernelGuard};
+use super::objmem::{self, KernelObject};
+use super::paging::{kernel_virt_to_phys, phys_to_virt, PAGE_SIZE};
+use super::percpu::{self, MAX_CPUS};
+use core::arch::asm;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The VMX capability and control MSRs (SDM Vol. 3D, appendix A).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmxMsr {
+    /// IA32_FEATURE_CONTROL: lock (bit 0), VMX outside SMX (bit 2).
+    FeatureControl = 0x3A,
+    /// IA32_VMX_BASIC: revision (0..31), region size (32..45), memory
+    /// type (50..54), TRUE_* controls exist (55).
+    Basic = 0x480,
+    /// Pin-based controls: allowed 0-settings (low half), allowed 1-settings (high).
+    PinBased = 0x481,
+    /// Primary processor-based controls.
+    ProcBased = 0x482,
+    /// VM-exit controls.
+    Exit = 0x483,
+    /// VM-entry controls.
+    Entry = 0x484,
+    /// Miscellaneous data: the preemption timer's rate (bits 0..5: it
+    /// counts down once every 2^rate TSC ticks).
+    Misc = 0x485,
+    /// CR0 bits fixed to 1 in VMX operation.
+    Cr0Fixed0 = 0x486,
+    /// CR0 bits allowed to be 1 in VMX operation.
+    Cr0Fixed1 = 0x487,
+    /// CR4 bits fixed to 1 in VMX operation.
+    Cr4Fixed0 = 0x488,
+    /// CR4 bits allowed to be 1 in VMX operation.
+    Cr4Fixed1 = 0x489,
+    /// Secondary processor-based controls.
+    ProcBased2 = 0x48B,
+    /// EPT and VPID capabilities.
+    EptVpidCap = 0x48C,
+    /// Pin-based controls without the default-1 class forced.
+    TruePinBased = 0x48D,
+    /// Primary processor-based controls without the default-1 class forced.
+    TrueProcBased = 0x48E,
+    /// VM-exit controls without the default-1 class forced.
+    TrueExit = 0x48F,
+    /// VM-entry controls without the default-1 class forced.
+    TrueEntry = 0x490,
+}
+
+/// IA32_PAT.
+const MSR_PAT: u32 = 0x277;
+/// IA32_FS_BASE.
+const MSR_FS_BASE: u32 = 0xC000_0100;
+/// IA32_VMX_BASIC bit 55: the TRUE_* control MSRs exist.
+pub const BASIC_TRUE_CONTROLS: u64 = 1 << 55;
+/// CR4.VMXE.
+const CR4_VMXE: u64 = 1 << 13;
+/// Host selectors (`gdt`): VM exit needs RPL 0 and TI 0 in all of them.
+const HOST_CS: u64 = super::gdt::KERNEL_CODE as u64;
+const HOST_SS: u64 = super::gdt::KERNEL_DATA as u64;
+const HOST_TR: u64 = super::gdt::TSS as u64;
+
+/// Whether the processor reports VMX (CPUID.1:ECX[5]) and the firmware left
+/// it usable outside SMX (IA32_FEATURE_CONTROL unlocked, or locked with
+/// bit 2 set).
+pub fn available() -> bool {
+    if cpu::cpuid(1, 0).ecx & (1 << 5) == 0 {
+        return false;
+    }
+    let control = read_msr(VmxMsr::FeatureControl);
+    control & 1 == 0 || control & (1 << 2) != 0
+}
+
+/// Reads a VMX capability MSR. Only meaningful once [`available`] said yes.
+pub fn read_msr(which: VmxMsr) -> u64 {
+    // SAFETY: CPUID.1:ECX[5] implies IA32_FEATURE_CONTROL and the basic VMX
+    // capability MSRs; the optional ones (secondary controls, EPT/VPID,
+    // TRUE_*) are read by the policy only after the bits that announce them.
+    // Reading an MSR has no side effects.
+    unsafe { cpu::rdmsr(which as u32) }
+}
+
+/// The VMCS revision identifier (IA32_VMX_BASIC bits 0..31).
+pub fn revision_id() -> u32 {
+    (read_msr(VmxMsr::Basic) & 0x7FFF_FFFF) as u32
+}
+
+/// Why a VMX instruction failed (SDM Vol. 3C, 31.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmFail {
+    /// VMfailInvalid: no current VMCS, or the operand is not a usable region.
+    Invalid,
+    /// VMfailValid: the VM-instruction error number (SDM 31.4).
+    Valid(u32),
+}
+
+impl VmFail {
+    /// A raw number for exit records: the instruction error, or 0 for VMfailInvalid.
+    pub fn raw(self) -> u64 {
+        match self {
+            VmFail::Invalid => 0,
+            VmFail::Valid(number) => u64::from(number),
+        }
+    }
+}
+
+/// Decodes RFLAGS after a VMX instruction: CF = VMfailInvalid, ZF = VMfailValid.
+fn check(carry: u8, zero: u8) -> Result<(), VmFail> {
+    if carry != 0 {
+        Err(VmFail::Invalid)
+    } else if zero != 0 {
+        // The error field is readable exactly when VMfailValid was reported.
+        Err(VmFail::Valid(
+            vmread(VmcsField::VmInstructionError).unwrap_or(0) as u32,
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// VMXON with the region at `phys`.
+///
+/// # Safety
+/// `phys` must be this CPU's own page-aligned VMXON region holding the
+/// revision id, never used for anything else; CR0/CR4 must meet the fixed
+/// bits (CR4.VMXE set).
+unsafe fn vmxon(phys: u64) -> Result<(), VmFail> {
+    let (carry, zero): (u8, u8);
+    // SAFETY: the caller guarantees the region and the control registers.
+    unsafe {
+        asm!("vmxon [{p}]", "setc {c}", "setz {z}", p = in(reg) &phys,
+             c = out(reg_byte) carry, z = out(reg_byte) zero, options(nostack))
+    };
+    check(carry, zero)
+}
+
+/// VMCLEAR of the VMCS at `phys`: its data is written back to memory and
+/// its launch state becomes clear.
+///
+/// # Safety
+/// `phys` must be a page-aligned VMCS region of a live Vcpu object.
+unsafe fn vmclear(phys: u64) -> Result<(), VmFail> {
+    let (carry, zero): (u8, u8);
+    // SAFETY: the caller guarantees the region; the processor writes only it.
+    unsafe {
+        asm!("vmclear [{p}]", "setc {c}", "setz {z}", p = in(reg) &phys,
+             c = out(reg_byte) carry, z = out(reg_byte) zero, options(nostack))
+    };
+    check(carry, zero)
+}
+
+/// VMPTRLD: makes the VMCS at `phys` current on this CPU.
+///
+/// # Safety
+/// As for [`vmclear`], and the VMCS must not be active on another CPU.
+unsafe fn vmptrld(phys: u64) -> Result<(), VmFail> {
+    let (carry, zero): (u8, u8);
+    // SAFETY: the caller guarantees the region and that no other CPU has it.
+    unsafe {
+        asm!("vmptrld [{p}]", "setc {c}", "setz {z}", p = in(reg) &phys,
+             c = out(reg_byte) carry, z = out(reg_byte) zero, options(nostack))
+    };
+    check(carry, zero)
+}
+
+/// VMREAD of `field` from the current VMCS.
+fn vmread(field: VmcsField) -> Result<u64, VmFail> {
+    let (value, carry, zero): (u64, u8, u8);
+    // SAFETY: VMREAD only reads the current VMCS into a register; without a
+    // current VMCS or with an unsupported field it fails (flags), it does
+    // not fault, in VMX root operation at CPL 0.
+    unsafe {
+        asm!("vmread {v}, {f}", "setc {c}", "setz {z}", f = in(reg) field as u64,
+             v = out(reg) value, c = out(reg_byte) carry, z = out(reg_byte) zero,
+             options(nostack))
+    };
+    // Not `check`: a failing VMREAD of the error field must not recurse.
+    if carry != 0 {
+        Err(VmFail::Invalid)
+    } else if zero != 0 {
+        Err(VmFail::Valid(0))
+    } else {
+        Ok(value)
+    }
+}
+
+/// VMWRITE of `value` to `field` of the current VMCS.
+fn vmwrite(field: VmcsField, value: u64) -> Result<(), VmFail> {
+    let (carry, zero): (u8, u8);
+    // SAFETY: VMWRITE changes only the current VMCS (processor-internal
+    // data for the next VM entry); nothing runs with it until VMLAUNCH,
+    // where the processor checks every field.
+    unsafe {
+        asm!("vmwrite {f}, {v}", "setc {c}", "setz {z}", f = in(reg) field as u64,
+             v = in(reg) value, c = out(reg_byte) carry, z = out(reg_byte) zero,
+             options(nostack))
+    };
+    check(carry, zero)
+}
+
+/// INVEPT types (SDM 31.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidateEpt {
+    /// Mappings derived from one EPTP.
+    SingleContext = 1,
+    /// Every EPT-derived mapping.
+    AllContexts = 2,
+}
+
+/// INVEPT: drops guest-physical and combined mappings.
+pub fn invept(kind: InvalidateEpt, eptp: u64) -> Result<(), VmFail> {
+    let descriptor: [u64; 2] = [eptp, 0];
+    let (carry, zero): (u8, u8);
+    // SAFETY: INVEPT only invalidates cached translations; the descriptor
+    // is a live local. The policy issues it only when IA32_VMX_EPT_VPID_CAP
+    // reports the type.
+    unsafe {
+        asm!("invept {t}, [{d}]", "setc {c}", "setz {z}", t = in(reg) kind as u64,
+             d = in(reg) &descriptor, c = out(reg_byte) carry, z = out(reg_byte) zero,
+             options(nostack))
+    };
+    check(carry, zero)
+}
+
+/// INVVPID types (SDM 31.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidateVpid {
+    /// Mappings tagged with one VPID.
+    SingleContext = 1,
+    /// Mappings of every VPID but 0.
+    AllContexts = 2,
+}
+
+/// INVVPID: drops linear and combined mappings tagged with `vpid`.
+pub fn invvpid(kind: InvalidateVpid, vpid: u16) -> Result<(), VmFail> {
+    let descriptor: [u64; 2] = [u64::from(vpid), 0];
+    let (carry, zero): (u8, u8);
+    // SAFETY: as for `invept`.
+    unsafe {
+        asm!("invvpid {t}, [{d}]", "setc {c}", "setz {z}", t = in(reg) kind as u64,
+             d = in(reg) &descriptor, c = out(reg_byte) carry, z = out(reg_byte) zero,
+             options(nostack))
+    };
+    check(carry, zero)
+}
+
+/// A VMCS field, by its encoding (SDM Vol. 3D, appendix B), grouped as the
+/// SDM groups them: width (16-bit, 64-bit, 32-bit, natural), then control,
+/// read-only exit information, guest state, host state.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmcsField {
+    // B.1.1 16-bit control fields.
+    /// The virtual-processor identifier.
+    VirtualProcessorId = 0x0000,
+    // B.1.2 16-bit guest-state fields.
+    /// Guest ES selector.
+    GuestEsSelector = 0x0800,
+    /// Guest CS selector.
+    GuestCsSelector = 0x0802,
+    /// Guest SS selector.
+    GuestSsSelector = 0x0804,
+    /// Guest DS selector.
+    GuestDsSelector = 0x0806,
+    /// Guest FS selector.
+    GuestFsSelector = 0x0808,
+    /// Guest GS selector.
+    GuestGsSelector = 0x080A,
+    /// Guest LDTR selector.
+    GuestLdtrSelector = 0x080C,
+    /// Guest TR selector.
+    GuestTrSelector = 0x080E,
+    // B.1.3 16-bit host-state fields.
+    /// Host ES selector.
+    HostEsSelector = 0x0C00,
+    /// Host CS selector.
+    HostCsSelector = 0x0C02,
+    /// Host SS selector.
+    HostSsSelector = 0x0C04,
+    /// Host DS selector.
+    HostDsSelector = 0x0C06,
+    /// Host FS selector.
+    HostFsSelector = 0x0C08,
+    /// Host GS selector.
+    HostGsSelector = 0x0C0A,
+    /// Host TR selector.
+    HostTrSelector = 0x0C0C,
+    // B.2.1 64-bit control fields.
+    /// The EPT pointer.
+    EptPointer = 0x201A,
+    // B.2.2 64-bit read-only data fields.
+    /// The guest-physical address of an EPT violation.
+    GuestPhysicalAddress = 0x2400,
+    // B.2.3 64-bit guest-state fields.
+    /// VMCS link pointer (all ones: none).
+    VmcsLinkPointer = 0x2800,
+    /// Guest IA32_DEBUGCTL.
+    GuestDebugCtl = 0x2802,
+    /// Guest IA32_PAT.
+    GuestPat = 0x2804,
+    /// Guest IA32_EFER.
+    GuestEfer = 0x2806,
+    // B.2.4 64-bit host-state fields.
+    /// Host IA32_PAT.
+    HostPat = 0x2C00,
+    /// Host IA32_EFER.
+    HostEfer = 0x2C02,
+    // B.3.1 32-bit control fields.
+    /// Pin-based VM-execution controls.
+    PinBasedControls = 0x4000,
+    /// Primary processor-based VM-execution controls.
+    ProcBasedControls = 0x4002,
+    /// Exception bitmap.
+    ExceptionBitmap = 0x4004,
+    /// Page-fault error-code mask.
+    PageFaultErrorMask = 0x4006,
+    /// Page-fault error-code match.
+    PageFaultErrorMatch = 0x4008,
+    /// CR3-target count.
+    Cr3TargetCount = 0x400A,
+    /// VM-exit controls.
+    ExitControls = 0x400C,
+    /// VM-exit MSR-store count.
+    ExitMsrStoreCount = 0x400E,
+    /// VM-exit MSR-load count.
+    ExitMsrLoadCount = 0x4010,
+    /// VM-entry controls.
+    EntryControls = 0x4012,
+    /// VM-entry MSR-load count.
+    EntryMsrLoadCount = 0x4014,
+    /// VM-entry interruption-information (the event to inject).
+    EntryInterruptionInfo = 0x4016,
+    /// VM-entry exception error code.
+    EntryExceptionErrorCode = 0x4018,
+    /// VM-entry instruction length (software interrupts and exceptions).
+    EntryInstructionLength = 0x401A,
+    /// Secondary processor-based VM-execution controls.
+    ProcBasedControls2 = 0x401E,
+    // B.3.2 32-bit read-only data fields.
+    /// VM-instruction error.
+    VmInstructionError = 0x4400,
+    /// Exit reason.
+    ExitReason = 0x4402,
+    /// VM-exit interruption information.
+    ExitInterruptionInfo = 0x4404,
+    /// VM-exit interruption error code.
+    ExitInterruptionErrorCode = 0x4406,
+    /// IDT-vectoring information (an event the exit interrupted).
+    IdtVectoringInfo = 0x4408,
+    /// IDT-vectoring error code.
+    IdtVectoringErrorCode = 0x440A,
+    /// VM-exit instruction length.
+    ExitInstructionLength = 0x440C,
+    // B.3.3 32-bit guest-state fields.
+    /// Guest ES limit.
+    GuestEsLimit = 0x4800,
+    /// Guest CS limit.
+    GuestCsLimit = 0x4802,
+    /// Guest SS limit.
+    GuestSsLimit = 0x4804,
+    /// Guest DS limit.
+    GuestDsLimit = 0x4806,
+    /// Guest FS limit.
+    GuestFsLimit = 0x4808,
+    /// Guest GS limit.
+    GuestGsLimit = 0x480A,
+    /// Guest LDTR limit.
+    GuestLdtrLimit = 0x480C,
+    /// Guest TR limit.
+    GuestTrLimit = 0x480E,
+    /// Guest GDTR limit.
+    GuestGdtrLimit = 0x4810,
+    /// Guest IDTR limit.
+    GuestIdtrLimit = 0x4812,
+    /// Guest ES access rights.
+    GuestEsAccessRights = 0x4814,
+    /// Guest CS access rights.
+    GuestCsAccessRights = 0x4816,
+    /// Guest SS access rights.
+    GuestSsAccessRights = 0x4818,
+    /// Guest DS access rights.
+    GuestDsAccessRights = 0x481A,
+    /// Guest FS access rights.
+    GuestFsAccessRights = 0x481C,
+    /// Guest GS access rights.
+    GuestGsAccessRights = 0x481E,
+    /// Guest LDTR access rights.
+    GuestLdtrAccessRights = 0x4820,
+    /// Guest TR access rights.
+    GuestTrAccessRights = 0x4822,
+    /// Guest interruptibility state (blocking by STI bit 0, by MOV SS bit 1).
+    GuestInterruptibility = 0x4824,
+    /// Guest activity state (0 active).
+    GuestActivityState = 0x4826,
+    /// Guest IA32_SYSENTER_CS.
+    GuestSysenterCs = 0x482A,
+    /// VMX-preemption timer value.
+    GuestPreemptionTimer = 0x482E,
+    // B.3.4 32-bit host-state field.
+    /// Host IA32_SYSENTER_CS.
+    HostSysenterCs = 0x4C00,
+    // B.4.1 natural-width control fields.
+    /// CR0 guest/host mask (bits the host owns).
+    Cr0GuestHostMask = 0x6000,
+    /// CR4 guest/host mask.
+    Cr4GuestHostMask = 0x6002,
+    /// CR0 read shadow (what the guest sees of the host-owned bits).
+    Cr0ReadShadow = 0x6004,
+    /// CR4 read shadow.
+    Cr4ReadShadow = 0x6006,
+    // B.4.2 natural-width read-only data fields.
+    /// Exit qualification.
+    ExitQualification = 0x6400,
+    // B.4.3 natural-width guest-state fields.
+    /// Guest CR0.
+    GuestCr0 = 0x6800,
+    /// Guest CR3.
+    GuestCr3 = 0x6802,
+    /// Guest CR4.
+    GuestCr4 = 0x6804,
+    /// Guest ES base.
+    GuestEsBase = 0x6806,
+    /// Guest CS base.
+    GuestCsBase = 0x6808,
+    /// Guest SS base.
+    GuestSsBase = 0x680A,
+    /// Guest DS base.
+    GuestDsBase = 0x680C,
+    /// Guest FS base.
+    GuestFsBase = 0x680E,
+    /// Guest GS base.
+    GuestGsBase = 0x6810,
+    /// Guest LDTR base.
+    GuestLdtrBase = 0x6812,
+    /// Guest TR base.
+    GuestTrBase = 0x6814,
+    /// Guest GDTR base.
+    GuestGdtrBase = 0x6816,
+    /// Guest IDTR base.
+    GuestIdtrBase = 0x6818,
+    /// Guest DR7.
+    GuestDr7 = 0x681A,
+    /// Guest RSP.
+    GuestRsp = 0x681C,
+    /// Guest RIP.
+    GuestRip = 0x681E,
+    /// Guest RFLAGS.
+    GuestRflags = 0x6820,
+    /// Guest pending debug exceptions.
+    GuestPendingDebugExceptions = 0x6822,
+    /// Guest IA32_SYSENTER_ESP.
+    GuestSysenterEsp = 0x6824,
+    /// Guest IA32_SYSENTER_EIP.
+    GuestSysenterEip = 0x6826,
+    // B.4.4 natural-width host-state fields.
+    /// Host CR0.
+    HostCr0 = 0x6C00,
+    /// Host CR3.
+    HostCr3 = 0x6C02,
+    /// Host CR4.
+    HostCr4 = 0x6C04,
+    /// Host FS base.
+    HostFsBase = 0x6C06,
+    /// Host GS base.
+    HostGsBase = 0x6C08,
+    /// Host TR base.
+    HostTrBase = 0x6C0A,
+    /// Host GDTR base.
+    HostGdtrBase = 0x6C0C,
+    /// Host IDTR base.
+    HostIdtrBase = 0x6C0E,
+    /// Host IA32_SYSENTER_ESP.
+    HostSysenterEsp = 0x6C10,
+    /// Host IA32_SYSENTER_EIP.
+    HostSysenterEip = 0x6C12,
+    /// Host RSP (written by vmx.S right before VMLAUNCH).
+    HostRsp = 0x6C14,
+    /// Host RIP: where VM exits continue (`vmx_exit_asm`).
+    HostRip = 0x6C16,
+}
+
+/// One page the processor owns by physical address.
+#[repr(C, align(4096))]
+struct HardwarePage(UnsafeCell<[u8; PAGE_SIZE as usize]>);
+
+/// Per CPU: the VMXON region.
+struct VmxonRegions([HardwarePage; MAX_CPUS]);
+// SAFETY: each CPU writes the revision id into its own region once, before
+// its VMXON; afterwards only that processor touches it.
+unsafe impl Sync for VmxonRegions {}
+
+static VMXON_REGIONS: VmxonRegions =
+    VmxonRegions([const { HardwarePage(UnsafeCell::new([0; PAGE_SIZE as usize])) }; MAX_CPUS]);
+
+/// Per CPU: the VMCS the guest running there was launched from (0 = none).
+static LAUNCHED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per CPU: the VM-instruction error of a VMLAUNCH that failed (VMfailValid
+/// as `1 << 32 | number`, VMfailInvalid as `1 << 33`; 0 = it entered).
+static ENTRY_FAILURE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Enters VMX operation on this CPU: CR0/CR4 get the bits VMX fixes
+/// (IA32_VMX_CR0/CR4_FIXED0/1), IA32_FEATURE_CONTROL is locked with VMX on
+/// if the firmware left it open, then VMXON. The caller checked
+/// [`available`] on the boot CPU.
+pub fn init_this_cpu() -> Result<(), VmFail> {
+    let index = percpu::current().index as usize;
+    let control = read_msr(VmxMsr::FeatureControl);
+    if control & 1 == 0 {
+        // SAFETY: an unlocked IA32_FEATURE_CONTROL may be written once;
+        // enabling VMX outside SMX and locking changes nothing else.
+        unsafe { cpu::wrmsr(VmxMsr::FeatureControl as u32, control | 1 | 1 << 2) };
+    }
+    let cr0 = (cpu::read_cr0() | read_msr(VmxMsr::Cr0Fixed0)) & read_msr(VmxMsr::Cr0Fixed1);
+    let cr4 =
+        (cpu::read_cr4() | read_msr(VmxMsr::Cr4Fixed0) | CR4_VMXE) & read_msr(VmxMsr::Cr4Fixed1);
+    let region = VMXON_REGIONS.0[index].0.get();
+    // SAFETY: the fixed-1 bits of CR0 in VMX operation (PE, NE, PG) are
+    // already set in a long-mode kernel or harmless (NE: native FPU error
+    // reporting); CR4.VMXE only permits VMXON. The region is this CPU's own
+    // page: the write of the revision id happens before the processor owns it.
+    unsafe {
+        core::arch::asm!("mov cr0, {}", in(reg) cr0, options(nostack, preserves_flags));
+        cpu::write_cr4(cr4);
+        region.cast::<u32>().write_volatile(revision_id());
+        vmxon(kernel_virt_to_phys(region as u64))
+    }
+}
+
+/// A VMCS region: the first page of a Vcpu object under VMX.
+#[repr(C, align(4096))]
+struct VmcsRegion {
+    revision: u32,
+    abort: u32,
+    data: [u8; PAGE_SIZE as usize - 8],
+}
+impl KernelObject for VmcsRegion {}
+
+/// Makes the page at `phys` (a Vcpu object's first page) a fresh VMCS:
+/// zeroed, the revision id, launch state clear (VMCLEAR).
+pub fn init_vmcs(guard: &mut KernelGuard, phys: u64) -> Result<(), VmFail> {
+    objmem::zero(guard, phys, PAGE_SIZE);
+    objmem::object::<VmcsRegion>(guard, phys).revision = revision_id();
+    // SAFETY: the page is a Vcpu object's VMCS page, now a valid region; it
+    // is active on no CPU (the object is being bound, not run).
+    unsafe { vmclear(phys) }
+}
+
+/// The VMCS of a Vcpu made current on this CPU; it is cleared (VMCLEAR) when
+/// dropped. Holding the kernel lock meanwhile keeps every other CPU from
+/// loading or entering it.
+pub struct ActiveVmcs<'a> {
+    phys: u64,
+    _guard: core::marker::PhantomData<&'a mut KernelGuard>,
+}
+
+impl<'a> ActiveVmcs<'a> {
+    /// VMPTRLD of the VMCS at `phys` (a Vcpu object's first page, set up
+    /// by [`init_vmcs`], not running on any CPU).
+    pub fn load(_guard: &'a mut KernelGuard, phys: u64) -> Result<Self, VmFail> {
+        // SAFETY: the caller passes the VMCS page of a live Vcpu that is not
+        // in a guest anywhere (`crate::vcpu` checks `in_guest` or runs on
+        // the CPU it exited on), so no other CPU has it active; the lock
+        // keeps it so while this value lives.
+        unsafe { vmptrld(phys)? };
+        Ok(ActiveVmcs {
+            phys,
+            _guard: core::marker::PhantomData,
+        })
+    }
+
+    /// Reads a field (0 if this processor does not have it).
+    pub fn read(&self, field: VmcsField) -> u64 {
+        vmread(field).unwrap_or(0)
+    }
+
+    /// Writes a field.
+    pub fn write(&mut self, field: VmcsField, value: u64) -> Result<(), VmFail> {
+        vmwrite(field, value)
+    }
+}
+
+impl Drop for ActiveVmcs<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the VMCS was loaded by `load` from a live Vcpu page.
+        // VMCLEAR of a valid, current VMCS cannot fail.
+        let _ = unsafe { vmclear(self.phys) };
+    }
+}
+
+/// The base of the TSS the task register names (from this CPU's GDT).
+fn task_register_base(gdt_base: u64) -> u64 {
+    let descriptor = gdt_base + HOST_TR;
+    // SAFETY: the GDT is this CPU's live, 'static table (`gdt::Gdt::load`)
+    // and its TSS descriptor is 16 bytes at the TR selector.
+    let (low, high) = unsafe {
+        (
+            (descriptor as *const u64).read_volatile(),
+            ((descriptor + 8) as *const u64).read_volatile(),
+        )
+    };
+    ((low >> 16) & 0xFF_FFFF) | ((low >> 56) & 0xFF) << 24 | (high & 0xFFFF_FFFF) << 32
+}
+
+/// The bases of this CPU's GDT and IDT (SGDT, SIDT).
+fn descriptor_table_bases() -> (u64, u64) {
+    let mut gdtr = [0u8; 10];
+    let mut idtr = [0u8; 10];
+    // SAFETY: SGDT/SIDT store 10 bytes into the given local buffers.
+    unsafe {
+        asm!("sgdt [{}]", "sidt [{}]", in(reg) gdtr.as_mut_ptr(), in(reg) idtr.as_mut_ptr(),
+             options(nostack, preserves_flags))
+    };
+    let base = |bytes: [u8; 10]| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[2..]);
+        u64::from_le_bytes(word)
+    };
+    (base(gdtr), base(idtr))
+}
+
+/// Writes the host-state fields: the state this CPU has right now, which a
+/// VM exit restores (SDM 27.5). RSP is written by vmx.S.
+fn write_host_state(vmcs: &mut ActiveVmcs) -> Result<(), VmFail> {
+    let (gdt_base, idt_base) = descriptor_table_bases();
+    // SAFETY: FS_BASE, GS_BASE, EFER and PAT exist on every x86-64 CPU with
+    // VMX; reading them has no side effects.
+    let (fs_base, gs_base, efer, pat) = unsafe {
+        (
+            cpu::rdmsr(MSR_FS_BASE),
+            cpu::rdmsr(msr::GS_BASE),
+            cpu::rdmsr(msr::EFER),
+            cpu::rdmsr(MSR_PAT),
+        )
+    };
+    let fields = [
+        (VmcsField::HostCr0, cpu::read_cr0()),
+        (VmcsField::HostCr3, cpu::read_cr3()),
+        (VmcsField::HostCr4, cpu::read_cr4()),
+        (VmcsField::HostCsSelector, HOST_CS),
+        (VmcsField::HostSsSelector, HOST_SS),
+        (VmcsField::HostDsSelector, 0),
+        (VmcsField::HostEsSelector, 0),
+        (VmcsField::HostFsSelector, 0),
+        (VmcsField::HostGsSelector, 0),
+        (VmcsField::HostTrSelector, HOST_TR),
+        (VmcsField::HostFsBase, fs_base),
+        (VmcsField::HostGsBase, gs_base),
+        (VmcsField::HostTrBase, task_register_base(gdt_base)),
+        (VmcsField::HostGdtrBase, gdt_base),
+        (VmcsField::HostIdtrBase, idt_base),
+        (VmcsField::HostSysenterCs, 0),
+        (VmcsField::HostSysenterEsp, 0),
+        (VmcsField::HostSysenterEip, 0),
+        (VmcsField::HostEfer, efer),
+        (VmcsField::HostPat, pat),
+        (VmcsField::HostRip, vmx_exit_asm as *const () as u64),
+    ];
+    for (field, value) in fields {
+        vmcs.write(field, value)?;
+    }
+    Ok(())
+}
+
+// vmx.S writes HOST_RSP itself, by this encoding.
+const _: () = assert!(VmcsField::HostRsp as u32 == 0x6C14);
+
+extern "C" {
+    fn vmx_launch_asm(gprs: u64) -> !;
+    fn vmx_exit_asm() -> !;
+}
+
+/// Enters the guest of the VMCS at `vmcs_phys` (prepared by the policy),
+/// with its general registers, CR2 and KERNEL_GS_BASE at `gprs_phys` (the
+/// layout vmx.S expects: RAX..R15 without RSP, then CR2, KERNEL_GS_BASE).
+/// Releases the kernel lock; continues in `crate::vcpu::on_exit` with the
+/// lock held again once the guest exits or the entry failed.
+pub fn run(mut guard: KernelGuard, vmcs_phys: u64, gprs_phys: u64) -> ! {
+    let here = percpu::current();
+    let index = here.index as usize;
+    ENTRY_FAILURE[index].store(0, Ordering::Relaxed);
+    let loaded = ActiveVmcs::load(&mut guard, vmcs_phys).and_then(|mut vmcs| {
+        write_host_state(&mut vmcs)?;
+        // Stays current for VMLAUNCH: cleared after the exit instead.
+        core::mem::forget(vmcs);
+        Ok(())
+    });
+    if let Err(why) = loaded {
+        // The entry cannot even be tried: report it like a failed VMLAUNCH.
+        ENTRY_FAILURE[index].store(failure_word(why), Ordering::Relaxed);
+        // SAFETY: as in `Drop for ActiveVmcs` (harmless if not current).
+        let _ = unsafe { vmclear(vmcs_phys) };
+        crate::vcpu::on_exit(guard)
+    }
+    LAUNCHED[index].store(vmcs_phys, Ordering::Relaxed);
+    // The guest counts as user mode: `sched::stall` kicks it out and waits.
+    here.set_in_user(true);
+    drop(guard);
+    // SAFETY: the VMCS is a page of a live Vcpu object, current on this CPU,
+    // with controls from `crate::vcpu::vmx` (external interrupts and NMIs
+    // exit, EPT over a GuestSpace, all I/O and MSR accesses exit) and this
+    // CPU's host state; the register area is part of the same object and
+    // interrupts are off. The object stays allocated until the guest exits:
+    // deleting it stalls this CPU first (`crate::vcpu::destroy`), and the
+    // exit path clears the VMCS before it reports leaving the guest.
+    unsafe { vmx_launch_asm(phys_to_virt(gprs_phys)) }
+}
+
+fn failure_word(why: VmFail) -> u64 {
+    match why {
+        VmFail::Invalid => 1 << 33,
+        VmFail::Valid(number) => 1 << 32 | u64::from(number),
+    }
+}
+
+/// How the last VMLAUNCH on this CPU failed, if it did: the VMfail.
+pub fn take_entry_failure() -> Option<VmFail> {
+    let word = ENTRY_FAILURE[percpu::current().index as usize].swap(0, Ordering::Relaxed);
+    match word {
+        0 => None,
+        w if w & 1 << 33 != 0 => Some(VmFail::Invalid),
+        w => Some(VmFail::Valid(w as u32)),
+    }
+}
+
+/// Clears the VMCS this CPU launched (the guest left it, by exit or failure).
+fn clear_launched() {
+    let index = percpu::current().index as usize;
+    let vmcs = LAUNCHED[index].swap(0, Ordering::Relaxed);
+    if vmcs != 0 {
+        // SAFETY: the VMCS of the Vcpu this CPU was running; its object
+        // cannot be freed before this CPU reports leaving the guest
+        // (`set_in_user(false)` below the callers' call of this).
+        let _ = unsafe { vmclear(vmcs) };
+    }
+}
+
+/// Continues after a VM exit (from vmx.S), on a fresh kernel stack.
+#[no_mangle]
+extern "C" fn vmx_guest_exited() -> ! {
+    clear_launched();
+    percpu::current().set_in_user(false);
+    let guard = lock::acquire();
+    crate::vcpu::on_exit(guard)
+}
+
+/// Continues after VMLAUNCH failed (from vmx.S, `rflags` right after it).
+#[no_mangle]
+extern "C" fn vmx_entry_failed(rflags: u64) -> ! {
+    let why = if rflags & 1 != 0 {
+        VmFail::Invalid
+    } else {
+        VmFail::Valid(vmread(VmcsField::VmInstructionError).unwrap_or(0) as u32)
+    };
+    ENTRY_FAILURE[percpu::current().index as usize].store(failure_word(why), Ordering::Relaxed);
+    vmx_guest_exited()
+}
+
+/// Raises an NMI the guest's exit consumed on the host (the host's NMI
+/// handler runs as if the NMI had arrived here).
+pub fn deliver_host_nmi() {
+    // SAFETY: INT 2 runs the host's own NMI handler on its IST stack, as a
+    // real NMI would have.
+    unsafe { asm!("int 2", options(nostack)) };
+}

@@ -1,0 +1,657 @@
+//! The VMX backend's policy: which VMCS controls are set (derived from the
+//! capability MSRs), the EPT pointer, how events are injected and how exits
+//! become [`ExitRecord`]s (Intel SDM Vol. 3C, chapters 24-28; exit reasons
+//! in appendix C). The instructions themselves are in `arch::x86_64::vmx`.
+//!
+//! Exits: external interrupts and NMIs (for the host; not acknowledged on
+//! exit, so the host takes them as ordinary interrupts), the interrupt
+//! window when asked for, CPUID, HLT, INVD, VMCALL and the other VMX
+//! instructions (unconditional), every I/O port (unconditional I/O exiting,
+//! no bitmaps) and MSR (no MSR bitmap), MOV to/from CR8 and DR, MONITOR,
+//! MWAIT, XSETBV, triple fault. Unrestricted guest lets real-mode and
+//! unpaged guests run on EPT; VPID 1 tags every guest's TLB entries, which
+//! are flushed whenever another virtual CPU ran on this CPU in between or a
+//! GuestSpace lost a mapping (`super::enter_guest`), as under SVM.
+//!
+//! CR0 and CR4 bits VMX fixes (IA32_VMX_CR0/CR4_FIXED0/1, e.g. CR0.NE and
+//! CR4.VMXE) are owned by the host (guest/host mask): the guest reads what
+//! it (or the VMM) wrote, from the read shadow. A guest write that would
+//! change a host-owned bit exits as `Unsupported` (control-register access).
+//!
+//! An inconsistent guest state makes VM entry fail: the VMM gets
+//! `InvalidState` with MR1 = the basic exit reason (33 invalid guest state,
+//! 34 MSR loading, 41 machine check) or, when VMLAUNCH itself failed
+//! (VMfail), MR1 = the VM-instruction error and MR2 = 1.
+
+use super::{state, ExitRecord, Outcome};
+use crate::arch::lock::KernelGuard;
+use crate::arch::vmx::{
+    self as hw, ActiveVmcs, InvalidateEpt, InvalidateVpid, VmFail, VmcsField as F, VmxMsr,
+};
+use tarn_ipc_schema::vcpu::{access, io, Exit, Reg, Segment, REGISTER_COUNT};
+use tarn_kernel_core::vmx::{
+    access_rights, adjust_controls as adjust, ept_violation, EptAccess, IoExit,
+};
+
+/// Pin-based controls (SDM 24.6.1).
+mod pin {
+    pub const EXTERNAL_INTERRUPT: u32 = 1 << 0;
+    pub const NMI: u32 = 1 << 3;
+    pub const PREEMPTION_TIMER: u32 = 1 << 6;
+}
+
+/// Primary processor-based controls (SDM 24.6.2, table 24-6).
+mod proc1 {
+    pub const INTERRUPT_WINDOW: u32 = 1 << 2;
+    pub const HLT: u32 = 1 << 7;
+    pub const MWAIT: u32 = 1 << 10;
+    pub const CR3_LOAD: u32 = 1 << 15;
+    pub const CR3_STORE: u32 = 1 << 16;
+    pub const CR8_LOAD: u32 = 1 << 19;
+    pub const CR8_STORE: u32 = 1 << 20;
+    pub const MOV_DR: u32 = 1 << 23;
+    pub const UNCONDITIONAL_IO: u32 = 1 << 24;
+    pub const MONITOR: u32 = 1 << 29;
+    pub const SECONDARY: u32 = 1 << 31;
+    pub const WANTED: u32 =
+        HLT | MWAIT | CR8_LOAD | CR8_STORE | MOV_DR | UNCONDITIONAL_IO | MONITOR | SECONDARY;
+}
+
+/// Secondary processor-based controls (SDM 24.6.2, table 24-7).
+mod proc2 {
+    pub const EPT: u32 = 1 << 1;
+    pub const RDTSCP: u32 = 1 << 3;
+    pub const VPID: u32 = 1 << 5;
+    pub const UNRESTRICTED_GUEST: u32 = 1 << 7;
+    pub const WANTED: u32 = EPT | VPID | UNRESTRICTED_GUEST;
+}
+
+/// VM-exit controls (SDM 24.7.1).
+mod exit_ctl {
+    pub const HOST_64BIT: u32 = 1 << 9;
+    pub const SAVE_PAT: u32 = 1 << 18;
+    pub const LOAD_PAT: u32 = 1 << 19;
+    pub const SAVE_EFER: u32 = 1 << 20;
+    pub const LOAD_EFER: u32 = 1 << 21;
+    pub const WANTED: u32 = HOST_64BIT | SAVE_PAT | LOAD_PAT | SAVE_EFER | LOAD_EFER;
+}
+
+/// VM-entry controls (SDM 24.8.1).
+mod entry_ctl {
+    pub const IA32E_GUEST: u32 = 1 << 9;
+    pub const LOAD_PAT: u32 = 1 << 14;
+    pub const LOAD_EFER: u32 = 1 << 15;
+    pub const WANTED: u32 = LOAD_PAT | LOAD_EFER;
+}
+
+/// IA32_VMX_EPT_VPID_CAP bits (SDM appendix A.10).
+mod ept_cap {
+    pub const WALK_4: u64 = 1 << 6;
+    pub const WRITE_BACK: u64 = 1 << 14;
+    pub const PAGE_2M: u64 = 1 << 16;
+    pub const INVEPT: u64 = 1 << 20;
+    pub const INVEPT_SINGLE: u64 = 1 << 25;
+    pub const INVEPT_ALL: u64 = 1 << 26;
+    pub const INVVPID: u64 = 1 << 32;
+    pub const INVVPID_SINGLE: u64 = 1 << 41;
+    pub const INVVPID_ALL: u64 = 1 << 42;
+    pub const REQUIRED: u64 = WALK_4 | WRITE_BACK | PAGE_2M | INVEPT | INVVPID;
+}
+
+/// Basic exit reasons (SDM appendix C).
+mod reason {
+    pub const EXCEPTION_OR_NMI: u64 = 0;
+    pub const EXTERNAL_INTERRUPT: u64 = 1;
+    pub const TRIPLE_FAULT: u64 = 2;
+    pub const INIT: u64 = 3;
+    pub const IO_SMI: u64 = 5;
+    pub const OTHER_SMI: u64 = 6;
+    pub const INTERRUPT_WINDOW: u64 = 7;
+    pub const PREEMPTION_TIMER: u64 = 52;
+    pub const CPUID: u64 = 10;
+    pub const HLT: u64 = 12;
+    pub const VMCALL: u64 = 18;
+    pub const IO: u64 = 30;
+    pub const RDMSR: u64 = 31;
+    pub const WRMSR: u64 = 32;
+    pub const EPT_VIOLATION: u64 = 48;
+    /// Bit 31 of the exit reason: VM entry failed.
+    pub const ENTRY_FAILURE: u64 = 1 << 31;
+}
+
+/// Interruption-information valid bit (SDM 24.8.3, 24.9.2).
+const EVENT_VALID: u64 = 1 << 31;
+/// Interruption-information: an error code is delivered.
+const EVENT_ERROR_CODE: u64 = 1 << 11;
+/// The interruption type in bits 8..11 (2: NMI).
+const EVENT_TYPE_NMI: u64 = 2;
+/// Bits of interruption information VM entry accepts (vector, type, error
+/// code, valid); the stored re-injection keeps the instruction length in
+/// bits 12..16 and the error code in bits 32..64.
+const EVENT_ENTRY_BITS: u64 = 0x8000_0FFF;
+/// The VPID every guest uses (0 is the host's).
+const GUEST_VPID: u16 = 1;
+/// EPTP: write-back paging structures, 4-level walk (SDM 24.6.11).
+const EPTP_WB_4LEVEL: u64 = 6 | (3 << 3);
+/// EPT leaf entries: memory type write-back (bits 3..6).
+const EPT_MEMORY_WB: u64 = 6 << 3;
+/// PAT after reset.
+const RESET_PAT: u64 = 0x0007_0406_0007_0406;
+/// CR0.PE and CR0.PG, which unrestricted guests may clear.
+const CR0_PE_PG: u64 = 1 | 1 << 31;
+/// EFER.LMA.
+const EFER_LMA: u64 = 1 << 10;
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+/// The VMX-preemption timer ends every guest run after this long (when
+/// the processor has the timer): the kernel then looks at its timers as
+/// after an interrupt. External-interrupt exiting alone would do on
+/// hardware, but Bochs 2.7 re-evaluates interrupt blocking at VM entry only
+/// when RFLAGS.IF changes, so a guest that never touches IF (interrupts
+/// off from its start) would otherwise keep the CPU until it exits.
+const GUEST_QUANTUM_US: u64 = 1000;
+
+/// The controls Tarn uses on this processor, and its fixed CR bits.
+#[derive(Clone, Copy, Debug)]
+struct Controls {
+    pin: u32,
+    proc1: u32,
+    proc2: u32,
+    exit: u32,
+    entry: u32,
+    cr0_fixed0: u64,
+    cr0_fixed1: u64,
+    cr4_fixed0: u64,
+    cr4_fixed1: u64,
+}
+
+/// The controls, derived from the capability MSRs (SDM A.2: with
+/// IA32_VMX_BASIC bit 55 the TRUE_* MSRs give the real allowed 0-settings).
+fn controls() -> Option<Controls> {
+    let basic = hw::read_msr(VmxMsr::Basic);
+    let true_msrs = basic & hw::BASIC_TRUE_CONTROLS != 0;
+    let pick = |plain, truer| hw::read_msr(if true_msrs { truer } else { plain });
+    let proc1 = adjust(
+        pick(VmxMsr::ProcBased, VmxMsr::TrueProcBased),
+        proc1::WANTED,
+        0,
+    )?;
+    // CR3 accesses must not exit: with EPT the guest owns its CR3.
+    if proc1 & (proc1::CR3_LOAD | proc1::CR3_STORE) != 0 {
+        return None;
+    }
+    Some(Controls {
+        pin: adjust(
+            pick(VmxMsr::PinBased, VmxMsr::TruePinBased),
+            pin::EXTERNAL_INTERRUPT | pin::NMI,
+            pin::PREEMPTION_TIMER,
+        )?,
+        proc1,
+        proc2: adjust(
+            hw::read_msr(VmxMsr::ProcBased2),
+            proc2::WANTED,
+            proc2::RDTSCP,
+        )?,
+        exit: adjust(pick(VmxMsr::Exit, VmxMsr::TrueExit), exit_ctl::WANTED, 0)?,
+        entry: adjust(pick(VmxMsr::Entry, VmxMsr::TrueEntry), entry_ctl::WANTED, 0)?,
+        cr0_fixed0: hw::read_msr(VmxMsr::Cr0Fixed0) & !CR0_PE_PG,
+        cr0_fixed1: hw::read_msr(VmxMsr::Cr0Fixed1),
+        cr4_fixed0: hw::read_msr(VmxMsr::Cr4Fixed0),
+        cr4_fixed1: hw::read_msr(VmxMsr::Cr4Fixed1),
+    })
+}
+
+/// Whether this processor has what the backend needs: VMX usable, a
+/// write-back VMCS of at most a page, secondary controls with EPT (4-level,
+/// write-back, 2 MiB pages, INVEPT), VPID (INVVPID) and unrestricted guest,
+/// and every other control in [`controls`].
+pub fn supported() -> bool {
+    if !hw::available() {
+        return false;
+    }
+    let basic = hw::read_msr(VmxMsr::Basic);
+    let region_bytes = (basic >> 32) & 0x1FFF;
+    let memory_type = (basic >> 50) & 0xF;
+    if region_bytes > 4096 || memory_type != 6 {
+        return false;
+    }
+    // The secondary controls (and their MSR) exist only if allowed.
+    if hw::read_msr(VmxMsr::ProcBased) >> 32 & u64::from(proc1::SECONDARY) == 0 {
+        return false;
+    }
+    let caps = hw::read_msr(VmxMsr::EptVpidCap);
+    if caps & ept_cap::REQUIRED != ept_cap::REQUIRED
+        || caps & (ept_cap::INVEPT_SINGLE | ept_cap::INVEPT_ALL) == 0
+        || caps & (ept_cap::INVVPID_SINGLE | ept_cap::INVVPID_ALL) == 0
+    {
+        return false;
+    }
+    controls().is_some()
+}
+
+/// Enters VMX operation on this CPU; `false` if VMXON failed.
+pub fn init_this_cpu() -> bool {
+    hw::init_this_cpu().is_ok()
+}
+
+/// The leaf bits of an EPT entry for a GuestSpace mapping: readable
+/// (the page-table code's PRESENT bit 0), writable (bit 1) as `write`,
+/// executable (bit 2, the USER position) as `execute`, write-back.
+/// Intermediate entries (PRESENT | WRITABLE | USER) read as R/W/X.
+pub fn leaf_flags(write: bool, execute: bool) -> u64 {
+    use crate::arch::paging::flags;
+    EPT_MEMORY_WB | if write { flags::WRITABLE } else { 0 } | if execute { flags::USER } else { 0 }
+}
+
+/// Runs `body` with the Vcpu's VMCS current; a VMCS that cannot be loaded
+/// (VMfail) changes nothing and is reported.
+fn with_vmcs<T>(
+    guard: &mut KernelGuard,
+    vcpu: u64,
+    body: impl FnOnce(&mut ActiveVmcs) -> Result<T, VmFail>,
+) -> Result<T, VmFail> {
+    let mut vmcs = ActiveVmcs::load(guard, vcpu)?;
+    body(&mut vmcs)
+}
+
+/// The selector, base, limit and access-rights fields of a segment
+/// (`None` for GDTR/IDTR's selector and attributes).
+fn segment_fields(segment: Segment) -> (Option<(F, F)>, F, F) {
+    match segment {
+        Segment::Es => (
+            Some((F::GuestEsSelector, F::GuestEsAccessRights)),
+            F::GuestEsBase,
+            F::GuestEsLimit,
+        ),
+        Segment::Cs => (
+            Some((F::GuestCsSelector, F::GuestCsAccessRights)),
+            F::GuestCsBase,
+            F::GuestCsLimit,
+        ),
+        Segment::Ss => (
+            Some((F::GuestSsSelector, F::GuestSsAccessRights)),
+            F::GuestSsBase,
+            F::GuestSsLimit,
+        ),
+        Segment::Ds => (
+            Some((F::GuestDsSelector, F::GuestDsAccessRights)),
+            F::GuestDsBase,
+            F::GuestDsLimit,
+        ),
+        Segment::Fs => (
+            Some((F::GuestFsSelector, F::GuestFsAccessRights)),
+            F::GuestFsBase,
+            F::GuestFsLimit,
+        ),
+        Segment::Gs => (
+            Some((F::GuestGsSelector, F::GuestGsAccessRights)),
+            F::GuestGsBase,
+            F::GuestGsLimit,
+        ),
+        Segment::Ldtr => (
+            Some((F::GuestLdtrSelector, F::GuestLdtrAccessRights)),
+            F::GuestLdtrBase,
+            F::GuestLdtrLimit,
+        ),
+        Segment::Tr => (
+            Some((F::GuestTrSelector, F::GuestTrAccessRights)),
+            F::GuestTrBase,
+            F::GuestTrLimit,
+        ),
+        Segment::Gdtr => (None, F::GuestGdtrBase, F::GuestGdtrLimit),
+        Segment::Idtr => (None, F::GuestIdtrBase, F::GuestIdtrLimit),
+    }
+}
+
+fn write_segment_fields(
+    vmcs: &mut ActiveVmcs,
+    segment: Segment,
+    selector: u64,
+    base: u64,
+    limit: u64,
+    attributes: u64,
+) -> Result<(), VmFail> {
+    let (named, base_field, limit_field) = segment_fields(segment);
+    if let Some((selector_field, rights_field)) = named {
+        vmcs.write(selector_field, selector)?;
+        vmcs.write(rights_field, access_rights(attributes))?;
+    }
+    vmcs.write(base_field, base)?;
+    vmcs.write(limit_field, limit)
+}
+
+/// Sets up the VMCS of a newly bound Vcpu: controls, EPT over `ept_root`,
+/// VPID, the host-owned CR bits, and the reset state at `CS:IP = 0:0`. A
+/// processor that refuses (VMfail) leaves the VMCS so that the first entry
+/// fails with `InvalidState`.
+pub fn init(guard: &mut KernelGuard, vcpu: u64, ept_root: u64) {
+    if hw::init_vmcs(guard, vcpu).is_err() {
+        return;
+    }
+    let Some(c) = controls() else {
+        return;
+    };
+    let _ = with_vmcs(guard, vcpu, |v| {
+        let cr0_mask = c.cr0_fixed0 | !c.cr0_fixed1;
+        let cr4_mask = c.cr4_fixed0 | !c.cr4_fixed1;
+        let fields = [
+            (F::VirtualProcessorId, u64::from(GUEST_VPID)),
+            (F::EptPointer, ept_root | EPTP_WB_4LEVEL),
+            (F::VmcsLinkPointer, u64::MAX),
+            (F::PinBasedControls, u64::from(c.pin)),
+            (F::ProcBasedControls, u64::from(c.proc1)),
+            (F::ProcBasedControls2, u64::from(c.proc2)),
+            (F::ExitControls, u64::from(c.exit)),
+            (F::EntryControls, u64::from(c.entry)),
+            (F::ExceptionBitmap, 0),
+            (F::PageFaultErrorMask, 0),
+            (F::PageFaultErrorMatch, 0),
+            (F::Cr3TargetCount, 0),
+            (F::ExitMsrStoreCount, 0),
+            (F::ExitMsrLoadCount, 0),
+            (F::EntryMsrLoadCount, 0),
+            (F::EntryInterruptionInfo, 0),
+            (F::Cr0GuestHostMask, cr0_mask),
+            (F::Cr4GuestHostMask, cr4_mask),
+            (F::Cr0ReadShadow, 0x10),
+            (F::Cr4ReadShadow, 0),
+            (F::GuestCr0, (0x10 | c.cr0_fixed0) & c.cr0_fixed1),
+            (F::GuestCr3, 0),
+            (F::GuestCr4, c.cr4_fixed0 & c.cr4_fixed1),
+            (F::GuestDr7, 0x400),
+            (F::GuestRsp, 0),
+            (F::GuestRip, 0),
+            (F::GuestRflags, 2),
+            (F::GuestPendingDebugExceptions, 0),
+            (F::GuestInterruptibility, 0),
+            (F::GuestActivityState, 0),
+            (F::GuestDebugCtl, 0),
+            (F::GuestSysenterCs, 0),
+            (F::GuestSysenterEsp, 0),
+            (F::GuestSysenterEip, 0),
+            (F::GuestPat, RESET_PAT),
+            (F::GuestEfer, 0),
+        ];
+        for (field, value) in fields {
+            v.write(field, value)?;
+        }
+        for segment in [
+            Segment::Es,
+            Segment::Ss,
+            Segment::Ds,
+            Segment::Fs,
+            Segment::Gs,
+        ] {
+            write_segment_fields(v, segment, 0, 0, 0xFFFF, 0x93)?;
+        }
+        write_segment_fields(v, Segment::Cs, 0, 0, 0xFFFF, 0x9B)?;
+        write_segment_fields(v, Segment::Gdtr, 0, 0, 0xFFFF, 0)?;
+        write_segment_fields(v, Segment::Idtr, 0, 0, 0xFFFF, 0)?;
+        write_segment_fields(v, Segment::Ldtr, 0, 0, 0xFFFF, 0x82)?;
+        write_segment_fields(v, Segment::Tr, 0, 0, 0xFFFF, 0x8B)
+    });
+    let s = state(guard, vcpu);
+    s.cr2 = 0;
+    s.kernel_gs_base = 0;
+}
+
+/// Writes one segment or descriptor-table register.
+pub fn write_segment(
+    guard: &mut KernelGuard,
+    vcpu: u64,
+    segment: Segment,
+    selector: u64,
+    base: u64,
+    limit: u64,
+    attributes: u64,
+) {
+    let _ = with_vmcs(guard, vcpu, |v| {
+        write_segment_fields(v, segment, selector, base, limit, attributes)
+    });
+}
+
+/// The register file (in `Reg` order). CR0 and CR4 as the guest sees them.
+pub fn read_registers(guard: &mut KernelGuard, vcpu: u64) -> [u64; REGISTER_COUNT] {
+    let s = *state(guard, vcpu);
+    let mut r = [0u64; REGISTER_COUNT];
+    r[..15].copy_from_slice(&s.gprs.0);
+    r[Reg::Cr2 as usize] = s.cr2;
+    let _ = with_vmcs(guard, vcpu, |v| {
+        let guest_view = |value: F, shadow: F, mask: F| {
+            let mask = v.read(mask);
+            (v.read(value) & !mask) | (v.read(shadow) & mask)
+        };
+        r[Reg::Cr0 as usize] = guest_view(F::GuestCr0, F::Cr0ReadShadow, F::Cr0GuestHostMask);
+        r[Reg::Cr4 as usize] = guest_view(F::GuestCr4, F::Cr4ReadShadow, F::Cr4GuestHostMask);
+        r[Reg::Rsp as usize] = v.read(F::GuestRsp);
+        r[Reg::Rip as usize] = v.read(F::GuestRip);
+        r[Reg::Rflags as usize] = v.read(F::GuestRflags);
+        r[Reg::Cr3 as usize] = v.read(F::GuestCr3);
+        r[Reg::Efer as usize] = v.read(F::GuestEfer);
+        Ok(())
+    });
+    r
+}
+
+/// Loads the register file. RFLAGS keeps bit 1 set and its reserved bits
+/// clear; CR0/CR4 get the bits VMX fixes (the guest still reads the values
+/// given, from the read shadows); the IA-32e mode guest entry control
+/// follows EFER.LMA. Anything else inconsistent makes VM entry fail, which
+/// the VMM sees as `InvalidState`.
+pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_COUNT]) {
+    let mut gprs = [0u64; 15];
+    gprs.copy_from_slice(&r[..15]);
+    let s = state(guard, vcpu);
+    s.gprs.0 = gprs;
+    s.cr2 = r[Reg::Cr2 as usize];
+    let Some(c) = controls() else {
+        return;
+    };
+    let _ = with_vmcs(guard, vcpu, |v| {
+        let (cr0, cr4, efer) = (
+            r[Reg::Cr0 as usize],
+            r[Reg::Cr4 as usize],
+            r[Reg::Efer as usize],
+        );
+        let entry = v.read(F::EntryControls) & !u64::from(entry_ctl::IA32E_GUEST)
+            | if efer & EFER_LMA != 0 {
+                u64::from(entry_ctl::IA32E_GUEST)
+            } else {
+                0
+            };
+        let fields = [
+            (F::GuestRsp, r[Reg::Rsp as usize]),
+            (F::GuestRip, r[Reg::Rip as usize]),
+            (F::GuestRflags, (r[Reg::Rflags as usize] & 0x003F_7FD5) | 2),
+            (F::Cr0ReadShadow, cr0),
+            (F::GuestCr0, (cr0 | c.cr0_fixed0) & c.cr0_fixed1),
+            (F::GuestCr3, r[Reg::Cr3 as usize]),
+            (F::Cr4ReadShadow, cr4),
+            (F::GuestCr4, (cr4 | c.cr4_fixed0) & c.cr4_fixed1),
+            (F::GuestEfer, efer),
+            (F::EntryControls, entry),
+        ];
+        for (field, value) in fields {
+            v.write(field, value)?;
+        }
+        Ok(())
+    });
+}
+
+/// Prepares the VMCS for the next entry: TLB flush, the event to inject,
+/// the interrupt window, the exception exits.
+pub fn prepare_entry(guard: &mut KernelGuard, vcpu: u64, flush_tlb: bool) {
+    let s = *state(guard, vcpu);
+    if flush_tlb {
+        flush_guest_tlb(s.space_root);
+    }
+    let mut pending = s.pending;
+    let _ = with_vmcs(guard, vcpu, |v| {
+        let can_take_interrupt =
+            v.read(F::GuestRflags) & RFLAGS_IF != 0 && v.read(F::GuestInterruptibility) & 3 == 0;
+        let (event, error_code, length) = if s.reinject & EVENT_VALID != 0 {
+            (
+                s.reinject & EVENT_ENTRY_BITS,
+                s.reinject >> 32,
+                (s.reinject >> 12) & 0xF,
+            )
+        } else if pending != 0 && can_take_interrupt {
+            // Type 0: external interrupt.
+            let vector = pending & 0xFF;
+            pending = 0;
+            (vector | EVENT_VALID, 0, 0)
+        } else {
+            (0, 0, 0)
+        };
+        let window = pending != 0 || s.window_exit != 0;
+        let proc1 = v.read(F::ProcBasedControls) & !u64::from(proc1::INTERRUPT_WINDOW)
+            | if window {
+                u64::from(proc1::INTERRUPT_WINDOW)
+            } else {
+                0
+            };
+        v.write(F::EntryInterruptionInfo, event)?;
+        v.write(F::EntryExceptionErrorCode, error_code)?;
+        v.write(F::EntryInstructionLength, length)?;
+        v.write(F::ProcBasedControls, proc1)?;
+        v.write(F::ExceptionBitmap, s.exception_bitmap & 0xFFFF_FFFF)?;
+        if v.read(F::PinBasedControls) & u64::from(pin::PREEMPTION_TIMER) != 0 {
+            v.write(F::GuestPreemptionTimer, preemption_ticks())?;
+        }
+        Ok(())
+    });
+    let s = state(guard, vcpu);
+    s.pending = pending;
+    s.reinject = 0;
+}
+
+/// The longest a guest runs without an exit: [`GUEST_QUANTUM_US`] in
+/// VMX-preemption timer ticks.
+fn preemption_ticks() -> u64 {
+    let rate = hw::read_msr(VmxMsr::Misc) & 0x1F;
+    let tsc = crate::arch::timer::ns_to_tsc(GUEST_QUANTUM_US * 1000);
+    (tsc >> rate).clamp(1, u64::from(u32::MAX))
+}
+
+/// Drops the guest TLB entries of VPID 1 and of the GuestSpace at
+/// `ept_root`, with the narrowest INVVPID/INVEPT type the processor has.
+fn flush_guest_tlb(ept_root: u64) {
+    let caps = hw::read_msr(VmxMsr::EptVpidCap);
+    let _ = if caps & ept_cap::INVEPT_SINGLE != 0 {
+        hw::invept(InvalidateEpt::SingleContext, ept_root | EPTP_WB_4LEVEL)
+    } else {
+        hw::invept(InvalidateEpt::AllContexts, 0)
+    };
+    let _ = if caps & ept_cap::INVVPID_SINGLE != 0 {
+        hw::invvpid(InvalidateVpid::SingleContext, GUEST_VPID)
+    } else {
+        hw::invvpid(InvalidateVpid::AllContexts, 0)
+    };
+}
+
+/// Reads the exit from the VMCS: what it means, and any event it
+/// interrupted (kept for re-injection).
+pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
+    if let Some(why) = hw::take_entry_failure() {
+        return Outcome::Exit(ExitRecord::new(Exit::InvalidState, [why.raw(), 1, 0, 0]));
+    }
+    let gprs = state(guard, vcpu).gprs.0;
+    let read = with_vmcs(guard, vcpu, |v| {
+        Ok([
+            v.read(F::ExitReason),
+            v.read(F::ExitQualification),
+            v.read(F::ExitInterruptionInfo),
+            v.read(F::ExitInterruptionErrorCode),
+            v.read(F::IdtVectoringInfo),
+            v.read(F::IdtVectoringErrorCode),
+            v.read(F::ExitInstructionLength),
+            v.read(F::GuestRip),
+            v.read(F::GuestPhysicalAddress),
+        ])
+    });
+    let Ok(
+        [exit_reason, qualification, info, error_code, vectoring, vectoring_error, length, rip, gpa],
+    ) = read
+    else {
+        return Outcome::Exit(ExitRecord::new(Exit::InvalidState, [0, 1, 0, 0]));
+    };
+    if exit_reason & reason::ENTRY_FAILURE != 0 {
+        return Outcome::Exit(ExitRecord::new(
+            Exit::InvalidState,
+            [exit_reason & 0xFFFF, 0, 0, 0],
+        ));
+    }
+    if vectoring & EVENT_VALID != 0 {
+        let carried_error = if vectoring & EVENT_ERROR_CODE != 0 {
+            vectoring_error
+        } else {
+            0
+        };
+        state(guard, vcpu).reinject =
+            (vectoring & EVENT_ENTRY_BITS) | (length & 0xF) << 12 | carried_error << 32;
+    }
+    let (rax, rcx, rdx) = (
+        gprs[Reg::Rax as usize],
+        gprs[Reg::Rcx as usize],
+        gprs[Reg::Rdx as usize],
+    );
+    let instruction = |kind: Exit, fields: [u64; 4]| {
+        Outcome::Exit(ExitRecord {
+            kind,
+            fields,
+            next_rip: rip.wrapping_add(length),
+        })
+    };
+    match exit_reason & 0xFFFF {
+        reason::EXCEPTION_OR_NMI if (info >> 8) & 7 == EVENT_TYPE_NMI => {
+            hw::deliver_host_nmi();
+            Outcome::Interrupted
+        }
+        reason::EXCEPTION_OR_NMI => {
+            let code = if info & EVENT_ERROR_CODE != 0 {
+                error_code & 0xFFFF_FFFF
+            } else {
+                0
+            };
+            Outcome::Exit(ExitRecord::new(Exit::Exception, [info & 0xFF, code, 0, 0]))
+        }
+        reason::EXTERNAL_INTERRUPT
+        | reason::INIT
+        | reason::IO_SMI
+        | reason::OTHER_SMI
+        | reason::PREEMPTION_TIMER => Outcome::Interrupted,
+        reason::INTERRUPT_WINDOW => Outcome::WindowOpen,
+        reason::TRIPLE_FAULT => Outcome::Exit(ExitRecord::new(Exit::Shutdown, [0; 4])),
+        reason::CPUID => instruction(Exit::Cpuid, [rax & 0xFFFF_FFFF, rcx & 0xFFFF_FFFF, 0, 0]),
+        reason::RDMSR => instruction(Exit::Rdmsr, [rcx & 0xFFFF_FFFF, 0, 0, 0]),
+        reason::WRMSR => instruction(
+            Exit::Wrmsr,
+            [rcx & 0xFFFF_FFFF, (rdx << 32) | (rax & 0xFFFF_FFFF), 0, 0],
+        ),
+        reason::HLT => instruction(Exit::Hlt, [0; 4]),
+        reason::VMCALL => instruction(Exit::Hypercall, [0; 4]),
+        reason::IO => {
+            let exit = IoExit::decode(qualification);
+            let size = u64::from(exit.size);
+            let flags = (u64::from(exit.input) * io::IN)
+                | (u64::from(exit.string) * io::STRING)
+                | (u64::from(exit.rep) * io::REP);
+            let mask = (1u64 << (8 * size)) - 1;
+            let value = if exit.input { 0 } else { rax & mask };
+            instruction(Exit::Io, [u64::from(exit.port), size, flags, value])
+        }
+        reason::EPT_VIOLATION => {
+            let (kind, mapped) = ept_violation(qualification);
+            let kind = match kind {
+                EptAccess::Read => access::READ,
+                EptAccess::Write => access::WRITE,
+                EptAccess::Execute => access::EXECUTE,
+            };
+            Outcome::Exit(ExitRecord::new(
+                Exit::MemoryFault,
+                [gpa, kind, u64::from(mapped), 0],
+            ))
+        }
+        other => Outcome::Exit(ExitRecord::new(Exit::Unsupported, [other, 0, 0, 0])),
+    }
+}
