@@ -115,6 +115,10 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
     vcpu::init(&features);
     arch::pit::mask_legacy_pic();
     apic::enable_x2apic();
+    if let Some(hz) = args.pace_hz {
+        arch::pit::start_pacer(hz);
+        kinfo!("PIT pacing at {hz} Hz (interrupt masked)");
+    }
     let bsp_apic_id = apic::id();
     let per_ms = timer::calibrate(features.tsc_deadline);
     timer::init_this_cpu();

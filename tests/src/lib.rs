@@ -345,7 +345,7 @@ pub fn scenarios() -> Vec<Scenario> {
     // a CPU waiting for the kernel lock loses the rest of its turn, which
     // distorts shares (the two-CPU case runs in the simulator; see README).
     all.push(
-        Scenario::qemu("credit_shares_icount", 1, "schedtest")
+        Scenario::qemu("credit_shares_icount", 1, "schedtest pace_hz=10000")
             .icount()
             .expect("root: started sched-shares")
             .expect("sched-shares: weight 256 share")
@@ -357,16 +357,20 @@ pub fn scenarios() -> Vec<Scenario> {
     // SEDF on metal: reservations get exactly their share, an infeasible one
     // is refused with an error naming it.
     all.push(
-        Scenario::qemu("sedf_reservations_icount", 1, "schedtest=sedf")
-            .icount()
-            .expect("root: started sched-shares")
-            .expect("does not fit")
-            .expect("sched-shares: sedf 30/50 ms share")
-            .expect("sched-shares: 5 passed, 0 failed")
-            .expect("tarn: exit status 0")
-            .forbid("FAILED")
-            .forbid("warning")
-            .forbid_failures(),
+        Scenario::qemu(
+            "sedf_reservations_icount",
+            1,
+            "schedtest=sedf pace_hz=10000",
+        )
+        .icount()
+        .expect("root: started sched-shares")
+        .expect("does not fit")
+        .expect("sched-shares: sedf 30/50 ms share")
+        .expect("sched-shares: 5 passed, 0 failed")
+        .expect("tarn: exit status 0")
+        .forbid("FAILED")
+        .forbid("warning")
+        .forbid_failures(),
     );
     // The serial console: commands typed after each prompt, their output,
     // clear errors for unknown and not-yet-built commands, and power-off.
@@ -419,7 +423,8 @@ pub fn scenarios() -> Vec<Scenario> {
     // The default demo (`cargo xtask run`): Pool-0 plus the sedf pool `rt`
     // from the boot-time configs, four domains running.
     all.push(
-        Scenario::qemu("demo_boot", 4, "pool0_cpus=2")
+        Scenario::qemu("demo_boot", 4, "pool0_cpus=2 pace_hz=10000")
+            .icount()
             .exec(&["cpupool-list -c", "list", "poweroff"])
             .expect("auto: cpupool rt from pools/rt.cfg")
             .expect("auto: domain web from domains/web.cfg")
@@ -434,76 +439,84 @@ pub fn scenarios() -> Vec<Scenario> {
     // under credit; weights 256/512/1024 in `lic` get their shares of two
     // CPUs while two CPU-bound domains in Pool-0 keep a CPU each.
     all.push(
-        Scenario::qemu("licence_case_icount", 4, "pool0_cpus=2 noauto")
-            .icount()
-            .exec(&[
-                "cpupool-create name=lic sched=credit cpus=2-3",
-                "create name=a pool=lic image=spin cpu_weight=256",
-                "create name=b pool=lic image=spin cpu_weight=512",
-                "create name=c pool=lic image=spin cpu_weight=1024",
-                "create name=p1 image=spin",
-                "create name=p2 image=spin",
-                "sleep 300",
-                "top --json -d 3000",
-                "poweroff",
-            ])
-            .share(0, "a", 33.3, 2.0)
-            .share(0, "b", 66.7, 2.0)
-            .share(0, "c", 100.0, 2.0)
-            .share(0, "p1", 100.0, 2.0)
-            .share(0, "p2", 100.0, 2.0)
-            .expect("tarn: exit status 0")
-            .forbid("error")
-            .forbid_failures(),
+        Scenario::qemu(
+            "licence_case_icount",
+            4,
+            "pool0_cpus=2 noauto pace_hz=10000",
+        )
+        .icount()
+        .exec(&[
+            "cpupool-create name=lic sched=credit cpus=2-3",
+            "create name=a pool=lic image=spin cpu_weight=256",
+            "create name=b pool=lic image=spin cpu_weight=512",
+            "create name=c pool=lic image=spin cpu_weight=1024",
+            "create name=p1 image=spin",
+            "create name=p2 image=spin",
+            "sleep 300",
+            "top --json -d 3000",
+            "poweroff",
+        ])
+        .share(0, "a", 33.3, 2.0)
+        .share(0, "b", 66.7, 2.0)
+        .share(0, "c", 100.0, 2.0)
+        .share(0, "p1", 100.0, 2.0)
+        .share(0, "p2", 100.0, 2.0)
+        .expect("tarn: exit status 0")
+        .forbid("error")
+        .forbid_failures(),
     );
     // Credit on metal through the console, every vCPU busy: six domains
     // share a two-CPU pool by weight; a capped domain alone on two idle
     // CPUs stays under its cap; no CPU idles while work waits.
     all.push(
-        Scenario::qemu("credit_weights_icount", 4, "pool0_cpus=2 noauto")
-            .icount()
-            .exec(&[
-                "cpupool-create name=w sched=credit cpus=2-3",
-                "create name=w1 pool=w image=spin cpu_weight=128",
-                "create name=w2 pool=w image=spin cpu_weight=256",
-                "create name=w3 pool=w image=spin cpu_weight=384",
-                "create name=w4 pool=w image=spin cpu_weight=512",
-                "create name=w5 pool=w image=spin cpu_weight=640",
-                "create name=w6 pool=w image=spin cpu_weight=1024",
-                "create name=x image=spin",
-                "create name=y image=spin",
-                "sleep 300",
-                "top --json -d 3000",
-                "destroy w1",
-                "destroy w2",
-                "destroy w3",
-                "destroy w4",
-                "destroy w5",
-                "destroy w6",
-                "create name=capped pool=w image=spin cpu_cap=50",
-                "sleep 300",
-                "top --json -d 3000",
-                "poweroff",
-            ])
-            // 200 % of CPU split 128:256:384:512:640:1024 (sum 2944).
-            .share(0, "w1", 8.7, 2.0)
-            .share(0, "w2", 17.4, 2.0)
-            .share(0, "w3", 26.1, 2.0)
-            .share(0, "w4", 34.8, 2.0)
-            .share(0, "w5", 43.5, 2.0)
-            .share(0, "w6", 69.6, 2.0)
-            // Work conservation: no CPU idle while domains waited.
-            .expect("\"idle_pct\":0.")
-            .share(1, "capped", 49.75, 0.75)
-            .expect("tarn: exit status 0")
-            .forbid("error")
-            .forbid_failures(),
+        Scenario::qemu(
+            "credit_weights_icount",
+            4,
+            "pool0_cpus=2 noauto pace_hz=10000",
+        )
+        .icount()
+        .exec(&[
+            "cpupool-create name=w sched=credit cpus=2-3",
+            "create name=w1 pool=w image=spin cpu_weight=128",
+            "create name=w2 pool=w image=spin cpu_weight=256",
+            "create name=w3 pool=w image=spin cpu_weight=384",
+            "create name=w4 pool=w image=spin cpu_weight=512",
+            "create name=w5 pool=w image=spin cpu_weight=640",
+            "create name=w6 pool=w image=spin cpu_weight=1024",
+            "create name=x image=spin",
+            "create name=y image=spin",
+            "sleep 1000",
+            "top --json -d 5000",
+            "destroy w1",
+            "destroy w2",
+            "destroy w3",
+            "destroy w4",
+            "destroy w5",
+            "destroy w6",
+            "create name=capped pool=w image=spin cpu_cap=50",
+            "sleep 300",
+            "top --json -d 3000",
+            "poweroff",
+        ])
+        // 200 % of CPU split 128:256:384:512:640:1024 (sum 2944).
+        .share(0, "w1", 8.7, 2.0)
+        .share(0, "w2", 17.4, 2.0)
+        .share(0, "w3", 26.1, 2.0)
+        .share(0, "w4", 34.8, 2.0)
+        .share(0, "w5", 43.5, 2.0)
+        .share(0, "w6", 69.6, 2.0)
+        // Work conservation: no CPU idle while domains waited.
+        .expect("\"idle_pct\":0.")
+        .share(1, "capped", 49.75, 0.75)
+        .expect("tarn: exit status 0")
+        .forbid("error")
+        .forbid_failures(),
     );
     // SEDF on metal: the feasible set 10/100, 30/50, 20/40 ms on two CPUs
     // gets exactly its reservations (no deadline missed means no share
     // short of its slice), and a request that does not fit is refused.
     all.push(
-        Scenario::qemu("sedf_pool_icount", 4, "pool0_cpus=2 noauto")
+        Scenario::qemu("sedf_pool_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
             .icount()
             .exec(&[
                 "cpupool-create name=rt sched=sedf cpus=2-3",
@@ -527,12 +540,9 @@ pub fn scenarios() -> Vec<Scenario> {
     // Virtual machines as domains: long-mode spinning guests in a credit
     // pool follow their weights, a hello guest prints through the VMM, a
     // triple-faulting guest is stopped with its reason while the others run,
-    // and a VM migrates to Pool-0 while running. (Shares within 8 points,
-    // not 2: the pools' accounting of a vCPU thread misses 4-7 % of its run
-    // time that the kernel's per-thread accounting sees; README, "Not built
-    // yet".)
+    // and a VM migrates to Pool-0 while running.
     all.push(
-        Scenario::qemu("vm_domains_icount", 4, "pool0_cpus=2 noauto")
+        Scenario::qemu("vm_domains_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
             .icount()
             .exec(&[
                 "cpupool-create name=lic sched=credit cpus=2-3",
@@ -556,14 +566,14 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("[hello] hello from real mode")
             .expect("error: nope: no guest 'doom'")
             .expect("[bad] stopped: ")
-            .share(0, "v1", 33.3, 8.0)
-            .share(0, "v2", 66.7, 8.0)
-            .share(0, "v3", 100.0, 8.0)
+            .share(0, "v1", 33.3, 2.0)
+            .share(0, "v2", 66.7, 2.0)
+            .share(0, "v3", 100.0, 2.0)
             // v3 (weight 1024) takes one of Pool-0's CPUs; x and y share
             // the other; v1 and v2 have a CPU each in lic.
-            .share(1, "v3", 100.0, 8.0)
-            .share(1, "x", 50.0, 3.0)
-            .share(1, "v1", 100.0, 8.0)
+            .share(1, "v3", 100.0, 2.0)
+            .share(1, "x", 50.0, 2.0)
+            .share(1, "v1", 100.0, 2.0)
             .expect("v3                     3     1     r")
             .expect("tarn: exit status 0")
             .forbid_failures(),
@@ -572,7 +582,8 @@ pub fn scenarios() -> Vec<Scenario> {
     // requests run the same operations as the console, answer in JSON where
     // asked, and an error is an error.
     all.push(
-        Scenario::qemu("control_channel", 4, "pool0_cpus=2 noauto")
+        Scenario::qemu("control_channel", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
             .exec(&[
                 "@ctl cpupool-create name=p sched=sedf cpus=2-3",
                 "@ctl cpupool-list -l",
@@ -593,7 +604,8 @@ pub fn scenarios() -> Vec<Scenario> {
     );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
-        Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto")
+        Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
             .exec(&[
                 "cpupool-new name=p1 sched=sedf cpus=2-3",
                 "cpupool-list",
@@ -649,7 +661,7 @@ pub fn scenarios() -> Vec<Scenario> {
     // thread: every domain keeps running; a server that ignores the
     // release is revoked after the deadline and replaced.
     all.push(
-        Scenario::qemu("cpu_remove_and_migrate_icount", 4, "pool0_cpus=2 noauto")
+        Scenario::qemu("cpu_remove_and_migrate_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
             .icount()
             .exec(&[
                 "cpupool-create name=p sched=credit cpus=2-3",
@@ -659,8 +671,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "create name=x image=spin",
                 "create name=y image=spin",
                 "create name=z image=spin",
-                // CPU 3 goes from p to Pool-0 (every vCPU stays busy: see
-                // README, "Measuring under icount").
+                // CPU 3 goes from p to Pool-0.
                 "cpupool-cpu-remove p 3",
                 "cpupool-cpu-add Pool-0 3",
                 "top --json -d 1500",
@@ -705,47 +716,52 @@ pub fn scenarios() -> Vec<Scenario> {
     // domain runs again; a live policy change hands the pool over the same
     // way.
     all.push(
-        Scenario::qemu("server_failover_icount", 4, "pool0_cpus=2 noauto")
-            .icount()
-            .exec(&[
-                "cpupool-create name=p sched=credit cpus=2-3",
-                "create name=a pool=p image=spin cpu_weight=256",
-                "create name=b pool=p image=spin cpu_weight=256",
-                "create name=x image=spin",
-                "create name=y image=spin",
-                "server-fault p crash",
-                "top --json -d 1000",
-                "server-fault p hang",
-                "sched-credit -d a -w 512",
-                "top --json -d 1000",
-                "cpupool-sched p sedf",
-                "sched-sedf -d a -p 100 -s 20",
-                "top --json -d 1000",
-                "cpupool-list -l",
-                "poweroff",
-            ])
-            .expect("panic: sched-server: crashing as asked")
-            .expect("pool p: scheduler server faulted")
-            .expect("pool p: scheduler server replaced in")
-            .expect("(server fault); 2 domains running again")
-            .share(0, "a", 100.0, 2.0)
-            .share(0, "b", 100.0, 2.0)
-            .expect("error: a: the scheduler server did not answer")
-            .expect("(the scheduler server did not answer); 2 domains running again")
-            .share(1, "a", 100.0, 2.0)
-            .share(1, "b", 100.0, 2.0)
-            .expect("pool p: now sedf (hand-over took")
-            .share(2, "a", 20.0, 2.0)
-            .expect("\"name\":\"p\",\"sched\":\"sedf\"")
-            .expect("tarn: exit status 0")
-            // The crash is asked for (its panic line is expected); nothing
-            // else may fault.
-            .forbid("EXCEPTION"),
+        Scenario::qemu(
+            "server_failover_icount",
+            4,
+            "pool0_cpus=2 noauto pace_hz=10000",
+        )
+        .icount()
+        .exec(&[
+            "cpupool-create name=p sched=credit cpus=2-3",
+            "create name=a pool=p image=spin cpu_weight=256",
+            "create name=b pool=p image=spin cpu_weight=256",
+            "create name=x image=spin",
+            "create name=y image=spin",
+            "server-fault p crash",
+            "top --json -d 1000",
+            "server-fault p hang",
+            "sched-credit -d a -w 512",
+            "top --json -d 1000",
+            "cpupool-sched p sedf",
+            "sched-sedf -d a -p 100 -s 20",
+            "top --json -d 1000",
+            "cpupool-list -l",
+            "poweroff",
+        ])
+        .expect("panic: sched-server: crashing as asked")
+        .expect("pool p: scheduler server faulted")
+        .expect("pool p: scheduler server replaced in")
+        .expect("(server fault); 2 domains running again")
+        .share(0, "a", 100.0, 2.0)
+        .share(0, "b", 100.0, 2.0)
+        .expect("error: a: the scheduler server did not answer")
+        .expect("(the scheduler server did not answer); 2 domains running again")
+        .share(1, "a", 100.0, 2.0)
+        .share(1, "b", 100.0, 2.0)
+        .expect("pool p: now sedf (hand-over took")
+        .share(2, "a", 20.0, 2.0)
+        .expect("\"name\":\"p\",\"sched\":\"sedf\"")
+        .expect("tarn: exit status 0")
+        // The crash is asked for (its panic line is expected); nothing
+        // else may fault.
+        .forbid("EXCEPTION"),
     );
     // Malformed commands and configs: a clear error naming the field, and
     // nothing changes (still one pool, one domain, no CPU taken).
     all.push(
-        Scenario::qemu("malformed_commands", 4, "pool0_cpus=2 noauto")
+        Scenario::qemu("malformed_commands", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
             .exec(&[
                 "cpupool-create name=x sched=bogus cpus=2",
                 "cpupool-create name=\"x cpus=2",
@@ -837,7 +853,7 @@ pub fn scenarios() -> Vec<Scenario> {
     // CPU (the kernel's run time of its vCPU thread over its wall time; in
     // virtual time, where instructions, not TCG's emulation of VMRUN, cost).
     all.push(
-        Scenario::qemu("vm_idle_svm_icount", 2, "vmtest=idle16")
+        Scenario::qemu("vm_idle_svm_icount", 2, "vmtest=idle16 pace_hz=10000")
             .icount()
             .expect("[vm1] idle: 20 timer ticks")
             .expect("vmm: vm1 idle: 20 timer ticks, cpu 0.")

@@ -123,6 +123,12 @@ pub struct KernelArgs<'a> {
     pub seed: Option<u64>,
     /// `ipc_fastpath=on|off`: whether the IPC fastpath is used (default on).
     pub ipc_fastpath: Option<bool>,
+    /// `pace_hz=N` (100..=100000): run the PIT at N Hz with its interrupt
+    /// masked. Nothing in Tarn sees it; under QEMU's icount it bounds the
+    /// emulator's round-robin turns (every PIT edge is a timer deadline), so
+    /// a CPU waiting for the kernel lock waits out a short turn of the
+    /// holder, as on parallel hardware, not a long one.
+    pub pace_hz: Option<u32>,
     /// `noauto`: the root task skips the boot-time pool and domain configs
     /// (a root-task option).
     pub noauto: bool,
@@ -184,6 +190,7 @@ enum Key {
     SchedTest = 1 << 9,
     NoAuto = 1 << 10,
     VmTest = 1 << 11,
+    PaceHz = 1 << 12,
 }
 
 impl Key {
@@ -201,6 +208,7 @@ impl Key {
             "ipc_fastpath" => Key::IpcFastpath,
             "noauto" => Key::NoAuto,
             "vmtest" => Key::VmTest,
+            "pace_hz" => Key::PaceHz,
             _ => return None,
         })
     }
@@ -276,6 +284,13 @@ impl<'a> KernelArgs<'a> {
                 self.selftest = Some(value.and_then(Selftest::from_name).ok_or(())?);
             }
             Key::LogLevel => self.loglevel = value.and_then(LogLevel::from_name).ok_or(())?,
+            Key::PaceHz => {
+                let hz = value
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|hz| (100..=100_000).contains(hz))
+                    .ok_or(())?;
+                self.pace_hz = Some(hz);
+            }
             Key::Pool0Cpus => {
                 let cpus = value
                     .and_then(|v| v.parse::<u32>().ok())
@@ -333,13 +348,15 @@ mod tests {
 
     #[test]
     fn every_option_is_recognised() {
-        let (args, warnings) =
-            parse("poweroff selftest=gpf test bench pool0_cpus=3 loglevel=debug noauto");
+        let (args, warnings) = parse(
+            "poweroff selftest=gpf test bench pool0_cpus=3 loglevel=debug noauto pace_hz=10000",
+        );
         assert!(warnings.is_empty(), "{warnings:?}");
         assert!(args.poweroff && args.test && args.bench);
         assert_eq!(args.selftest, Some(Selftest::GeneralProtection));
         assert_eq!(args.pool0_cpus, Some(3));
         assert!(args.noauto);
+        assert_eq!(args.pace_hz, Some(10_000));
         assert_eq!(args.loglevel, LogLevel::Debug);
     }
 

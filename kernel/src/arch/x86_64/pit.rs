@@ -29,6 +29,21 @@ pub fn tsc_ticks_over_ms(ms: u64) -> u64 {
     }
 }
 
+/// Runs channel 0 as a rate generator at about `hz` (its IRQ 0 stays masked
+/// at the legacy PIC and unrouted at the I/O APIC: no interrupt arrives).
+/// Only an emulator pacer (kernel option `pace_hz`).
+pub fn start_pacer(hz: u32) {
+    let divisor = (PIT_HZ / u64::from(hz.max(19))).clamp(2, 0xFFFF) as u16;
+    // SAFETY: ports 0x40/0x43 are PIT channel 0 and its mode register; the
+    // TSC calibration uses channel 2 only, and channel 0's interrupt line is
+    // masked (`mask_legacy_pic`) and never routed at the I/O APIC.
+    unsafe {
+        outb(0x43, 0x34); // channel 0, lobyte/hibyte, mode 2 (rate generator)
+        outb(0x40, divisor as u8);
+        outb(0x40, (divisor >> 8) as u8);
+    }
+}
+
 /// Masks every line of the legacy 8259 PICs (Tarn uses the local APICs).
 pub fn mask_legacy_pic() {
     // SAFETY: writing the PIC interrupt-mask registers only masks legacy IRQs.
