@@ -312,6 +312,17 @@ pub enum PoolError {
     InvalidWeight(u32),
     /// domain create: SEDF period 0 or slice above period.
     InvalidSedf,
+    /// cpu-loan: the CPU is free (add it to a pool instead).
+    CpuFree(u32),
+    /// The CPU is on loan (or, for a pool, one of its CPUs is lent or
+    /// borrowed): end the loan first.
+    CpuOnLoan(u32),
+    /// cpu-loan: to the pool that owns the CPU.
+    LoanToOwner(u32),
+    /// cpu-loan-end: no loan of this CPU runs.
+    NotOnLoan(u32),
+    /// cpu-loan: no time, or longer than [`MAX_LOAN_MS`].
+    InvalidLoan,
 }
 
 impl fmt::Display for PoolError {
@@ -344,6 +355,11 @@ impl fmt::Display for PoolError {
             PoolError::InvalidVcpus => f.write_str("vcpus must be at least 1"),
             PoolError::InvalidWeight(w) => write!(f, "weight {w} outside 1..65535"),
             PoolError::InvalidSedf => f.write_str("sedf: period must be > 0 and slice <= period"),
+            PoolError::CpuFree(c) => write!(f, "CPU {c} is free: add it to a pool instead"),
+            PoolError::CpuOnLoan(c) => write!(f, "CPU {c} is on loan: end the loan first"),
+            PoolError::LoanToOwner(c) => write!(f, "CPU {c} already belongs to that cpupool"),
+            PoolError::NotOnLoan(c) => write!(f, "CPU {c} is not on loan"),
+            PoolError::InvalidLoan => write!(f, "a loan lasts 1 ms to {} ms", MAX_LOAN_MS),
         }
     }
 }
@@ -376,12 +392,30 @@ pub struct PoolInfo {
     pub domain_count: u32,
 }
 
+/// A CPU lent by one pool to another until a deadline (seed 004's "CPU
+/// borrowing"): it belongs to `to` meanwhile and returns to `from` by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loan {
+    /// The CPU.
+    pub cpu: u32,
+    /// The pool that lent it.
+    pub from: PoolId,
+    /// The pool that has it now.
+    pub to: PoolId,
+    /// When it goes back (the runtime's clock, ms).
+    pub until_ms: u64,
+}
+
+/// Longest loan (ms): one hour.
+pub const MAX_LOAN_MS: u64 = 3_600_000;
+
 /// All pools and domains, and the rules between them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolManager {
     total_cpus: u32,
     pools: BTreeMap<PoolId, Pool>,
     domains: BTreeMap<DomainId, Domain>,
+    loans: BTreeMap<u32, Loan>,
     next_pool: u32,
     next_domain: u32,
 }
@@ -433,6 +467,7 @@ impl PoolManager {
             total_cpus,
             pools,
             domains,
+            loans: BTreeMap::new(),
             next_pool: 1,
             next_domain: 1,
         })
@@ -617,6 +652,9 @@ impl PoolManager {
         if count > 0 {
             return Err(PoolError::PoolHasDomains(count));
         }
+        if let Some(cpu) = self.loan_of(id) {
+            return Err(PoolError::CpuOnLoan(cpu));
+        }
         let mut actions: Vec<Action> = pool
             .cpus
             .iter()
@@ -663,6 +701,98 @@ impl PoolManager {
         Ok(())
     }
 
+    /// `cpupool-cpu-loan`: lend `cpu` by the pool that owns it to active
+    /// pool `to` for `duration_ms`; it comes back by itself at `now_ms +
+    /// duration_ms` ([`PoolManager::loans_due`], [`PoolManager::end_loan`]).
+    /// The lender keeps at least one CPU; a CPU on loan is not lent again.
+    pub fn lend(
+        &mut self,
+        cpu: u32,
+        to: PoolId,
+        now_ms: u64,
+        duration_ms: u64,
+    ) -> Result<Vec<Action>, PoolError> {
+        if cpu >= self.total_cpus {
+            return Err(PoolError::NoSuchCpu(cpu));
+        }
+        if self.loans.contains_key(&cpu) {
+            return Err(PoolError::CpuOnLoan(cpu));
+        }
+        let from = self.cpu_owner(cpu).ok_or(PoolError::CpuFree(cpu))?;
+        if self.pool_ref(to)?.state != PoolState::Active {
+            return Err(PoolError::PoolNotActive);
+        }
+        if from == to {
+            return Err(PoolError::LoanToOwner(cpu));
+        }
+        if duration_ms == 0 || duration_ms > MAX_LOAN_MS {
+            return Err(PoolError::InvalidLoan);
+        }
+        if self.pool_ref(from)?.cpus.len() == 1 {
+            return Err(PoolError::LastCpu(cpu));
+        }
+        if let Some(pool) = self.pools.get_mut(&from) {
+            pool.cpus.remove(&cpu);
+        }
+        if let Some(pool) = self.pools.get_mut(&to) {
+            pool.cpus.insert(cpu);
+        }
+        self.loans.insert(
+            cpu,
+            Loan {
+                cpu,
+                from,
+                to,
+                until_ms: now_ms.saturating_add(duration_ms),
+            },
+        );
+        Ok(alloc::vec![
+            Action::RevokeCpu { cpu, pool: from },
+            Action::BindCpu { cpu, pool: to },
+        ])
+    }
+
+    /// The loans whose time is up at `now_ms`.
+    pub fn loans_due(&self, now_ms: u64) -> Vec<u32> {
+        self.loans
+            .values()
+            .filter(|l| l.until_ms <= now_ms)
+            .map(|l| l.cpu)
+            .collect()
+    }
+
+    /// The loans running now.
+    pub fn loans(&self) -> impl Iterator<Item = &Loan> {
+        self.loans.values()
+    }
+
+    /// `cpupool-cpu-loan-end` (or the deadline): `cpu` goes back to the pool
+    /// that lent it.
+    pub fn end_loan(&mut self, cpu: u32) -> Result<Vec<Action>, PoolError> {
+        let loan = self.loans.remove(&cpu).ok_or(PoolError::NotOnLoan(cpu))?;
+        if let Some(pool) = self.pools.get_mut(&loan.to) {
+            pool.cpus.remove(&cpu);
+        }
+        if let Some(pool) = self.pools.get_mut(&loan.from) {
+            pool.cpus.insert(cpu);
+        }
+        Ok(alloc::vec![
+            Action::RevokeCpu { cpu, pool: loan.to },
+            Action::BindCpu {
+                cpu,
+                pool: loan.from
+            },
+        ])
+    }
+
+    /// A loan `pool` takes part in (lent or borrowed), if any.
+    fn loan_of(&self, pool: PoolId) -> Option<u32> {
+        self.loans
+            .values()
+            .find(|l| l.from == pool || l.to == pool)
+            .map(|l| l.cpu)
+    }
+
     /// `cpupool-cpu-add`: add each free CPU to an active pool; a CPU that
     /// cannot be added gets its own error and does not stop the others.
     pub fn cpu_add(&mut self, id: PoolId, cpus: &[u32]) -> Result<CpuAddReport, PoolError> {
@@ -702,6 +832,9 @@ impl PoolManager {
         }
         if !pool.cpus.contains(&cpu) {
             return Err(PoolError::CpuNotInPool(cpu));
+        }
+        if self.loans.contains_key(&cpu) {
+            return Err(PoolError::CpuOnLoan(cpu));
         }
         if pool.cpus.len() == 1 {
             return Err(PoolError::LastCpu(cpu));
@@ -887,6 +1020,19 @@ impl PoolManager {
             match self.pools.get(&d.pool) {
                 Some(p) if p.state == PoolState::Active => {}
                 _ => return Err("domain outside an active pool"),
+            }
+        }
+        for loan in self.loans.values() {
+            let active = |id| {
+                self.pools
+                    .get(&id)
+                    .is_some_and(|p| p.state == PoolState::Active)
+            };
+            if !active(loan.from) || !active(loan.to) {
+                return Err("a loan between pools not both active");
+            }
+            if !self.pools[&loan.to].cpus.contains(&loan.cpu) {
+                return Err("a lent CPU not in the borrowing pool");
             }
         }
         match self.domains.get(&CONTROL_DOMAIN) {

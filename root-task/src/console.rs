@@ -103,6 +103,11 @@ const COMMANDS: &[(&str, &str)] = &[
         "cpupool-migrate D P",
         "move a running domain to another pool",
     ),
+    (
+        "cpupool-cpu-loan CPU P MS",
+        "lend CPU to pool P for MS ms; it returns by itself",
+    ),
+    ("cpupool-cpu-loan-end CPU", "end a loan now"),
     ("cpupool-sched P credit|sedf", "change a live pool's policy"),
     (
         "cpupool-list [-c] [-l] [P]",
@@ -237,20 +242,25 @@ impl Input {
         }
     }
 
-    /// Waits for input to (possibly) be there.
-    fn wait(&self) {
+    /// Waits for input to (possibly) be there, or `timeout_ns` (0: no limit).
+    fn wait(&self, timeout_ns: u64) {
         match self {
             Input::Interrupt {
                 handlers,
                 notification,
             } => {
-                let _ = tarn_rt::wait(*notification, 0);
+                let _ = tarn_rt::wait(*notification, timeout_ns);
                 for &handler in handlers {
                     let _ = invoke::irq_handler_ack(handler);
                 }
             }
             Input::Poll { sleeper } => {
-                let _ = tarn_rt::sleep(*sleeper, 10_000_000);
+                let limit = if timeout_ns == 0 {
+                    10_000_000
+                } else {
+                    timeout_ns
+                };
+                let _ = tarn_rt::sleep(*sleeper, limit.min(10_000_000));
             }
         }
     }
@@ -403,7 +413,13 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
                 _ => {}
             }
         }
-        input.wait();
+        // Wake for the next loan's end too.
+        input.wait(
+            pools
+                .as_ref()
+                .and_then(Pools::next_loan_end_ns)
+                .unwrap_or(0),
+        );
     }
 }
 
@@ -484,10 +500,23 @@ impl Console {
                 self.info_command(pools.as_deref());
                 Ok(())
             }
-            ("sleep", _) => match args {
+            ("sleep", mut pools) => match args {
                 [ms] => match ms.parse::<u64>() {
                     Ok(ms) => {
-                        let _ = tarn_rt::sleep(self.sleeper, ms.saturating_mul(1_000_000));
+                        // Loans that end meanwhile end on time.
+                        let until = self.clock.now_us() + ms.saturating_mul(1000);
+                        loop {
+                            let now = self.clock.now_us();
+                            if now >= until {
+                                break;
+                            }
+                            let mut nap = (until - now) * 1000;
+                            if let Some(p) = pools.as_deref_mut() {
+                                p.service(res);
+                                nap = nap.min(p.next_loan_end_ns().unwrap_or(u64::MAX));
+                            }
+                            let _ = tarn_rt::sleep(self.sleeper, nap.max(1));
+                        }
                         Ok(())
                     }
                     Err(_) => Err(format!("sleep: '{ms}' is not a number of milliseconds")),
@@ -616,6 +645,39 @@ impl Console {
                     }
                 }
                 pools.apply(res, report.actions);
+                Ok(())
+            }
+            ("cpupool-cpu-loan", [cpu, p, ms]) => {
+                let cpu: u32 = cpu
+                    .parse()
+                    .map_err(|_| format!("'{cpu}' is not a CPU number"))?;
+                let id = pool(pools, p)?;
+                let ms: u64 = ms
+                    .parse()
+                    .map_err(|_| format!("'{ms}' is not a number of milliseconds"))?;
+                let now_ms = self.clock.now_us() / 1000;
+                let from = pools.manager.cpu_owner(cpu);
+                let actions = pools
+                    .manager
+                    .lend(cpu, id, now_ms, ms)
+                    .map_err(|e| format!("CPU {cpu}: {e}"))?;
+                pools.apply(res, actions);
+                let from = from
+                    .and_then(|f| pools.manager.pool(f))
+                    .map_or_else(String::new, |f| f.spec.name.clone());
+                say!("loan: CPU {cpu} lent by {from} to {p} for {ms} ms");
+                Ok(())
+            }
+            ("cpupool-cpu-loan-end", [cpu]) => {
+                let cpu: u32 = cpu
+                    .parse()
+                    .map_err(|_| format!("'{cpu}' is not a CPU number"))?;
+                let actions = pools
+                    .manager
+                    .end_loan(cpu)
+                    .map_err(|e| format!("CPU {cpu}: {e}"))?;
+                pools.apply(res, actions);
+                say!("loan: CPU {cpu} returned");
                 Ok(())
             }
             ("cpupool-cpu-remove", [p, cpus]) => {

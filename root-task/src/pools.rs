@@ -776,6 +776,19 @@ impl Pools {
         while let Some((pool, why)) = self.failing.pop_first() {
             self.replace_server(res, pool, &why);
         }
+        let now_ms = self.clock.now_us() / 1000;
+        for cpu in self.manager.loans_due(now_ms) {
+            let from = self.manager.loans().find(|l| l.cpu == cpu).map(|l| l.from);
+            if let Ok(actions) = self.manager.end_loan(cpu) {
+                self.apply(res, actions);
+                if let Some(from) = from {
+                    crate::console::say_line(&format!(
+                        "loan: CPU {cpu} is back in {}",
+                        self.pool_name(from)
+                    ));
+                }
+            }
+        }
         let notes: Vec<FaultNote> = core::mem::take(&mut *self.faults.lock());
         for note in notes {
             let id = (note.badge & BADGE_ID_MASK) as u32;
@@ -1085,6 +1098,15 @@ impl Pools {
                 }
             })
             .collect()
+    }
+
+    /// How long until the next loan ends (ns), if one runs.
+    pub fn next_loan_end_ns(&self) -> Option<u64> {
+        let now_ms = self.clock.now_us() / 1000;
+        self.manager
+            .loans()
+            .map(|l| l.until_ms.saturating_sub(now_ms).max(1) * 1_000_000)
+            .min()
     }
 
     /// The policy a pool's server runs now (for `cpupool-list -l`).

@@ -602,6 +602,45 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("channel failed")
             .forbid_failures(),
     );
+    // Seed 004's CPU borrowing: pool p lends CPU 3 to Pool-0 for 1.5 s;
+    // Pool-0's three domains get a CPU each meanwhile, and the CPU comes
+    // back by itself; the loan rules refuse what they must.
+    all.push(
+        Scenario::qemu("cpu_loan_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .exec(&[
+                "cpupool-create name=p sched=credit cpus=2-3",
+                "create name=a pool=p image=spin",
+                "create name=x image=spin",
+                "create name=y image=spin",
+                "create name=z image=spin",
+                "cpupool-cpu-loan 3 Pool-0 1500",
+                "cpupool-cpu-loan 3 p 100",
+                "cpupool-cpu-remove Pool-0 3",
+                "cpupool-destroy p",
+                "top --json -d 1000",
+                "sleep 800",
+                "cpupool-list -c",
+                "top --json -d 1000",
+                "cpupool-cpu-loan 2 Pool-0 0",
+                "cpupool-cpu-loan-end 2",
+                "poweroff",
+            ])
+            .expect("loan: CPU 3 lent by p to Pool-0 for 1500 ms")
+            .expect("error: CPU 3: CPU 3 is on loan: end the loan first")
+            .expect("error: Pool-0: CPU 3 is on loan: end the loan first")
+            .expect("error: p: cpupool has 1 active domains")
+            .share(0, "x", 100.0, 2.0)
+            .share(0, "z", 100.0, 2.0)
+            .expect("loan: CPU 3 is back in p")
+            .expect("p                  2-3")
+            .share(1, "x", 66.7, 2.0)
+            .share(1, "a", 100.0, 2.0)
+            .expect("error: CPU 2: a loan lasts 1 ms to 3600000 ms")
+            .expect("error: CPU 2: CPU 2 is not on loan")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
         Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto pace_hz=10000")

@@ -562,3 +562,60 @@ fn domain_params_are_validated_and_the_old_ones_returned() {
         m.set_domain_params(DomainId(99), heavy)
     });
 }
+
+#[test]
+fn a_loan_moves_a_cpu_and_brings_it_back() {
+    let mut m = four_two();
+    let (p, _) = m.create(spec("p", list(&[2, 3]))).unwrap();
+    let actions = m.lend(3, POOL0, 1000, 500).unwrap();
+    assert_eq!(
+        actions,
+        vec![
+            Action::RevokeCpu { cpu: 3, pool: p },
+            Action::BindCpu {
+                cpu: 3,
+                pool: POOL0
+            }
+        ]
+    );
+    assert_eq!(m.cpu_owner(3), Some(POOL0));
+    m.check_invariants().unwrap();
+    assert!(m.loans_due(1499).is_empty());
+    assert_eq!(m.loans_due(1500), vec![3]);
+    // While it runs: not lent twice, not removed, neither pool deactivated.
+    refused(&mut m, PoolError::CpuOnLoan(3), |m| m.lend(3, p, 1000, 10));
+    refused(&mut m, PoolError::CpuOnLoan(3), |m| m.cpu_remove(POOL0, 3));
+    refused(&mut m, PoolError::CpuOnLoan(3), |m| m.deactivate(p));
+    let back = m.end_loan(3).unwrap();
+    assert_eq!(
+        back,
+        vec![
+            Action::RevokeCpu {
+                cpu: 3,
+                pool: POOL0
+            },
+            Action::BindCpu { cpu: 3, pool: p }
+        ]
+    );
+    assert_eq!(m.cpu_owner(3), Some(p));
+    assert!(m.loans().next().is_none());
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn loans_follow_the_rules() {
+    let mut m = four_two();
+    let (p, _) = m.create(spec("p", list(&[2]))).unwrap();
+    refused(&mut m, PoolError::NoSuchCpu(9), |m| m.lend(9, p, 0, 10));
+    refused(&mut m, PoolError::CpuFree(3), |m| m.lend(3, p, 0, 10));
+    refused(&mut m, PoolError::LoanToOwner(2), |m| m.lend(2, p, 0, 10));
+    refused(&mut m, PoolError::LastCpu(2), |m| m.lend(2, POOL0, 0, 10));
+    refused(&mut m, PoolError::InvalidLoan, |m| m.lend(1, p, 0, 0));
+    refused(&mut m, PoolError::InvalidLoan, |m| {
+        m.lend(1, p, 0, MAX_LOAN_MS + 1)
+    });
+    refused(&mut m, PoolError::NotOnLoan(1), |m| m.end_loan(1));
+    let (q, _) = m.create(spec("q", list(&[3]))).unwrap();
+    m.deactivate(q).unwrap();
+    refused(&mut m, PoolError::PoolNotActive, |m| m.lend(1, q, 0, 10));
+}
