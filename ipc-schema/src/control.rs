@@ -50,6 +50,25 @@ pub enum ControlReply<'a> {
     },
 }
 
+/// Message label of a tenant's request to the pool manager and of its
+/// answer. A tenant holds a badged endpoint capability naming one pool; its
+/// request is a [`ControlRequest`] and the answer a [`TenantAnswer`], each
+/// postcard-encoded into the message words (as in
+/// [`crate::sched_protocol::encode`]). The manager runs the command only if
+/// it stays inside the tenant's pool.
+pub const TENANT_LABEL: u64 = 0x7E4A;
+
+/// The pool manager's answer to a tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantAnswer<'a> {
+    /// Whether the command succeeded.
+    pub ok: bool,
+    /// The output was longer than one message holds and was cut.
+    pub truncated: bool,
+    /// The command's output.
+    pub text: &'a str,
+}
+
 /// Encodes `message` as one frame (COBS, ending in 0) into `out`; returns
 /// the frame, or `None` if it does not fit.
 pub fn encode<'b, T: Serialize>(message: &T, out: &'b mut [u8]) -> Option<&'b mut [u8]> {

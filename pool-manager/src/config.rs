@@ -540,6 +540,8 @@ pub struct DomainConfig {
     pub memory_mib: Option<u32>,
     /// `cpu_weight`, `cpu_cap`, and the sedf `period`/`slice`/`extra`.
     pub params: DomainParams,
+    /// `cmdline`: the arguments the domain's image gets.
+    pub cmdline: Option<String>,
 }
 
 impl DomainConfig {
@@ -573,6 +575,7 @@ pub const DOMAIN_KEYS: &[&str] = &[
     "period",
     "slice",
     "extra",
+    "cmdline",
 ];
 
 fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigError> {
@@ -627,6 +630,7 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
             extra,
         });
     }
+    let cmdline = find(settings, "cmdline").map(string_of).transpose()?;
     Ok(DomainConfig {
         name,
         pool,
@@ -635,6 +639,7 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         vcpus,
         memory_mib,
         params,
+        cmdline,
     })
 }
 

@@ -108,6 +108,11 @@ const COMMANDS: &[(&str, &str)] = &[
         "lend CPU to pool P for MS ms; it returns by itself",
     ),
     ("cpupool-cpu-loan-end CPU", "end a loan now"),
+    (
+        "cpupool-delegate P D",
+        "give domain D (a tenant) a capability to manage pool P",
+    ),
+    ("cpupool-undelegate P D", "revoke that capability"),
     ("cpupool-sched P credit|sedf", "change a live pool's policy"),
     (
         "cpupool-list [-c] [-l] [P]",
@@ -381,6 +386,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         info,
         sleeper,
         clock,
+        input,
     };
     if let Some(p) = pools.as_mut() {
         crate::autostart::run(resources, p, info.cmdline());
@@ -393,6 +399,9 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         }
         while let Some(frame) = control_port.receive() {
             control_port.serve(frame, &mut console, resources, pools.as_mut());
+        }
+        if let Some(p) = pools.as_mut() {
+            console.serve_tenants(resources, p);
         }
         while let Some(byte) = uart.receive() {
             match byte {
@@ -414,7 +423,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
             }
         }
         // Wake for the next loan's end too.
-        input.wait(
+        console.input.wait(
             pools
                 .as_ref()
                 .and_then(Pools::next_loan_end_ns)
@@ -428,6 +437,7 @@ pub struct Console {
     info: &'static BootInfo,
     sleeper: CPtr,
     clock: Clock,
+    input: Input,
 }
 
 /// The value after `flag` in `args` (`-d D`).
@@ -500,23 +510,10 @@ impl Console {
                 self.info_command(pools.as_deref());
                 Ok(())
             }
-            ("sleep", mut pools) => match args {
+            ("sleep", pools) => match args {
                 [ms] => match ms.parse::<u64>() {
                     Ok(ms) => {
-                        // Loans that end meanwhile end on time.
-                        let until = self.clock.now_us() + ms.saturating_mul(1000);
-                        loop {
-                            let now = self.clock.now_us();
-                            if now >= until {
-                                break;
-                            }
-                            let mut nap = (until - now) * 1000;
-                            if let Some(p) = pools.as_deref_mut() {
-                                p.service(res);
-                                nap = nap.min(p.next_loan_end_ns().unwrap_or(u64::MAX));
-                            }
-                            let _ = tarn_rt::sleep(self.sleeper, nap.max(1));
-                        }
+                        self.pause(res, pools, ms);
                         Ok(())
                     }
                     Err(_) => Err(format!("sleep: '{ms}' is not a number of milliseconds")),
@@ -668,6 +665,22 @@ impl Console {
                 say!("loan: CPU {cpu} lent by {from} to {p} for {ms} ms");
                 Ok(())
             }
+            ("cpupool-delegate", [p, d]) | ("cpupool-undelegate", [p, d]) => {
+                let pid = pool(pools, p)?;
+                let did = domain(pools, d)?;
+                if command == "cpupool-delegate" {
+                    pools
+                        .delegate(res, pid, did)
+                        .map_err(|e| format!("{d}: {e}"))?;
+                    say!("{d} now manages {p}");
+                } else {
+                    pools
+                        .undelegate(pid, did)
+                        .map_err(|e| format!("{d}: {e}"))?;
+                    say!("{d} no longer manages {p}");
+                }
+                Ok(())
+            }
             ("cpupool-cpu-loan-end", [cpu]) => {
                 let cpu: u32 = cpu
                     .parse()
@@ -763,7 +776,7 @@ impl Console {
                 }
                 Ok(())
             }
-            ("top", _) => self.top(pools, args),
+            ("top", _) => self.top(res, pools, args),
             ("server-fault", [p, how]) => {
                 let id = pool(pools, p)?;
                 let how = match *how {
@@ -787,7 +800,7 @@ impl Console {
     }
 
     /// `top [--json] [-d MS]`: each domain's share of one CPU over MS.
-    fn top(&self, pools: &mut Pools, args: &[&str]) -> Result<(), String> {
+    fn top(&mut self, res: &mut Resources, pools: &mut Pools, args: &[&str]) -> Result<(), String> {
         let json = args.contains(&"--json");
         let ms: u64 = number(flag(args, "-d"), "-d")?.unwrap_or(1000);
         if ms == 0
@@ -805,7 +818,7 @@ impl Console {
         let before = pools.stats();
         let split_before = split();
         let start = self.clock.now_us();
-        let _ = tarn_rt::sleep(self.sleeper, ms * 1_000_000);
+        self.pause(res, Some(&mut *pools), ms);
         let after = pools.stats();
         let split_after = split();
         // Where all CPUs' time went: idle, system threads (servers, the
@@ -916,6 +929,117 @@ impl Console {
     }
 }
 
+/// What a tenant holding a capability to pool `pool` may run: the command
+/// line, rewritten to stay inside the pool, or why not.
+fn tenant_scope(pools: &Pools, pool: PoolId, line: &str) -> Result<String, String> {
+    let name = pools
+        .manager
+        .pool(pool)
+        .filter(|p| p.state == rules::PoolState::Active)
+        .map(|p| p.spec.name.clone())
+        .ok_or_else(|| String::from("the delegated cpupool is not active"))?;
+    let refused = || format!("not allowed: this capability manages cpupool {name} only");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mine = |domain: &str| {
+        pools
+            .manager
+            .domain_id(domain)
+            .ok()
+            .and_then(|id| pools.manager.domain(id))
+            .is_some_and(|d| d.pool == pool)
+    };
+    let all_mine = |names: &[Option<&str>]| names.iter().flatten().all(|d| mine(d));
+    match words.split_first() {
+        Some((&"help", [])) => Ok(String::from("help")),
+        Some((&"list", args)) if args.iter().all(|a| *a == "-l") => {
+            Ok(format!("list --pool={name} {}", args.join(" ")))
+        }
+        Some((&"cpupool-list", args)) if args.iter().all(|a| matches!(*a, "-c" | "-l")) => {
+            Ok(format!("cpupool-list {} {name}", args.join(" ")))
+        }
+        Some((&"create", _)) => {
+            let rest = line.trim_start().strip_prefix("create").unwrap_or("");
+            let config = config::parse_domain_inline(rest).map_err(inline_error)?;
+            if config.pool.as_deref() == Some(name.as_str()) {
+                Ok(String::from(line))
+            } else {
+                Err(refused())
+            }
+        }
+        Some((&("destroy" | "pause" | "unpause" | "vcpu-list"), [d])) if mine(d) => {
+            Ok(String::from(line))
+        }
+        Some((&("sched-credit" | "sched-sedf"), args))
+            if flag(args, "-d").is_some() && all_mine(&[flag(args, "-d")]) =>
+        {
+            Ok(String::from(line))
+        }
+        Some((&"sched-credit", args))
+            if args.contains(&"-s") && flag(args, "-p") == Some(name.as_str()) =>
+        {
+            Ok(String::from(line))
+        }
+        Some((&"sched-group", args))
+            if flag(args, "-d").is_some() && all_mine(&[flag(args, "-d"), flag(args, "-m")]) =>
+        {
+            Ok(String::from(line))
+        }
+        _ => Err(refused()),
+    }
+}
+
+impl Console {
+    /// Waits `ms` milliseconds while the pools stay served: loans end on
+    /// time and tenants' requests are answered.
+    fn pause(&mut self, res: &mut Resources, mut pools: Option<&mut Pools>, ms: u64) {
+        let until = self.clock.now_us() + ms.saturating_mul(1000);
+        loop {
+            if let Some(p) = pools.as_deref_mut() {
+                p.service(res);
+                self.serve_tenants(res, p);
+            }
+            let now = self.clock.now_us();
+            if now >= until {
+                break;
+            }
+            let mut nap = (until - now) * 1000;
+            if let Some(p) = pools.as_deref() {
+                nap = nap.min(p.next_loan_end_ns().unwrap_or(u64::MAX));
+            }
+            self.input.wait(nap.max(1));
+        }
+    }
+
+    /// Answers every tenant request waiting.
+    fn serve_tenants(&mut self, res: &mut Resources, pools: &mut Pools) {
+        while let Some((pool, line)) = pools.take_tenant_request() {
+            let (ok, output) = self.run_for_tenant(res, pools, pool, &line);
+            pools.answer_tenant(ok, output);
+        }
+    }
+
+    /// Runs a tenant's command (see [`tenant_scope`]) with its output
+    /// captured (inside whatever capture runs now); returns (ok, output).
+    fn run_for_tenant(
+        &mut self,
+        res: &mut Resources,
+        pools: &mut Pools,
+        pool: PoolId,
+        line: &str,
+    ) -> (bool, String) {
+        match tenant_scope(pools, pool, line) {
+            Ok(allowed) => {
+                let outer = CAPTURE.lock().replace(String::new());
+                self.execute(res, Some(&mut *pools), allowed.trim());
+                let output = core::mem::replace(&mut *CAPTURE.lock(), outer).unwrap_or_default();
+                let ok = !output.lines().any(|l| l.starts_with("error:"));
+                (ok, output)
+            }
+            Err(why) => (false, format!("error: {why}\n")),
+        }
+    }
+}
+
 /// A config error in a one-line command: the key and what is wrong (the
 /// parser's setting position adds nothing on one line).
 fn inline_error(error: config::ConfigError) -> String {
@@ -968,7 +1092,8 @@ pub fn create_from_config(
         .create_domain(spec)
         .map_err(|e| format!("{}: {e}", config.name))?;
     let vm = config.kind == DomainType::Hvm;
-    if let Err(why) = pools.build_domain(res, id, &config.image, vm) {
+    let args = config.cmdline.as_deref().unwrap_or("");
+    if let Err(why) = pools.build_domain(res, id, &config.image, vm, args) {
         let _ = pools.manager.destroy_domain(id);
         return Err(format!("{}: {why}", config.name));
     }
@@ -1078,8 +1203,14 @@ fn cpupool_list(pools: &Pools, args: &[&str]) -> Result<(), String> {
                     .filter(|d| d.pool == r.id)
                     .map(|d| json_str(&d.name))
                     .collect();
+                let tenants: Vec<String> = pools
+                    .delegations()
+                    .filter(|(p, _)| *p == r.id)
+                    .filter_map(|(_, t)| pools.manager.domain(*t))
+                    .map(|d| json_str(&d.name))
+                    .collect();
                 format!(
-                    "{{\"cpupool_id\":{},\"name\":{},\"sched\":\"{}\",\"active\":{},\"n_cpus\":{},\"cpus\":[{}],\"domains\":[{}],\"server\":{}}}",
+                    "{{\"cpupool_id\":{},\"name\":{},\"sched\":\"{}\",\"active\":{},\"n_cpus\":{},\"cpus\":[{}],\"domains\":[{}],\"tenants\":[{}],\"server\":{}}}",
                     r.id.0,
                     json_str(&r.name),
                     r.sched.name(),
@@ -1087,6 +1218,7 @@ fn cpupool_list(pools: &Pools, args: &[&str]) -> Result<(), String> {
                     r.cpu_count,
                     cpus.join(","),
                     domains.join(","),
+                    tenants.join(","),
                     pools
                         .server_policy(r.id)
                         .map_or_else(|| String::from("null"), |s| format!("\"{}\"", s.name()))

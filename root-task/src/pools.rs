@@ -40,9 +40,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
 use tarn_pool_manager::pools::{
-    Action, DomainId, DomainParams, PoolError, PoolId, PoolManager, Sched, CONTROL_DOMAIN,
+    Action, DomainId, DomainParams, PoolError, PoolId, PoolManager, PoolState, Sched,
+    CONTROL_DOMAIN,
 };
 use tarn_rt::abi::boot::BootInfo;
+use tarn_rt::abi::control::{self, ControlRequest};
 use tarn_rt::abi::invocation::ThreadState;
 use tarn_rt::abi::sched_protocol::{
     self, Misbehaviour, SchedError, SchedReply, SchedRequest, LABEL, MAX_WORDS,
@@ -65,7 +67,7 @@ const BADGE_SERVER: u64 = 1 << 32;
 const BADGE_DOMAIN: u64 = 2 << 32;
 const BADGE_ID_MASK: u64 = 0xFFFF_FFFF;
 /// The images a native domain can be built from.
-pub const DOMAIN_IMAGES: &[&str] = &["spin"];
+pub const DOMAIN_IMAGES: &[&str] = &["spin", "tenant"];
 /// The guests a `type="hvm"` domain can run (the VMM's built-in guests).
 pub const VM_GUESTS: &[&str] = &[
     "long64",
@@ -79,6 +81,8 @@ pub const VM_GUESTS: &[&str] = &[
 /// Memory a VM domain's VMM gets (log2 bytes): guest RAM, its nested page
 /// tables, the Vcpu.
 const VMM_MEMORY_BITS: u64 = 20;
+/// Memory a native domain gets for objects of its own (log2 bytes).
+const DOMAIN_MEMORY_BITS: u64 = 16;
 
 /// The kernel's clock (ns since boot, the time event rings carry), read
 /// through the Machine capability.
@@ -247,6 +251,15 @@ struct DomainRt {
     group: Option<DomainId>,
 }
 
+/// A tenant's request waiting for the console thread, and its answer.
+#[derive(Default)]
+struct TenantMail {
+    /// (badge, command line).
+    request: Option<(u64, String)>,
+    /// (ok, output).
+    answer: Option<(bool, String)>,
+}
+
 /// A fault message the watcher thread saw.
 #[derive(Clone, Copy)]
 struct FaultNote {
@@ -268,6 +281,14 @@ pub struct Pools {
     /// Pools whose server did not answer a request, with why: replaced by
     /// the next [`Pools::service`].
     failing: BTreeMap<PoolId, String>,
+    /// The endpoint tenants' pool capabilities name (badge = pool id + 1).
+    tenant_endpoint: CPtr,
+    tenant_mail: Arc<Mutex<TenantMail>>,
+    /// Signalled when a tenant's answer is ready.
+    tenant_done: CPtr,
+    /// Delegations: (pool, tenant domain) → the manager's badged capability
+    /// the tenant's copy derives from (revoking it ends the tenancy).
+    delegations: BTreeMap<(PoolId, DomainId), CPtr>,
     /// Virtual time.
     pub clock: Clock,
 }
@@ -336,6 +357,13 @@ impl Pools {
         tarn_rt::spawn_thread(res, ThreadOptions::default(), move || {
             watch_faults(fault_endpoint, shared, wake)
         })?;
+        let tenant_endpoint = res.create(ObjectType::Endpoint, 0)?;
+        let tenant_done = res.create(ObjectType::Notification, 0)?;
+        let tenant_mail = Arc::new(Mutex::new(TenantMail::default()));
+        let mail = tenant_mail.clone();
+        tarn_rt::spawn_thread(res, ThreadOptions::default(), move || {
+            serve_tenants(tenant_endpoint, mail, wake, tenant_done)
+        })?;
         let mut pools = Pools {
             manager,
             info,
@@ -344,6 +372,10 @@ impl Pools {
             fault_endpoint,
             faults,
             failing: BTreeMap::new(),
+            tenant_endpoint,
+            tenant_mail,
+            tenant_done,
+            delegations: BTreeMap::new(),
             clock,
         };
         let pool0 = tarn_pool_manager::pools::POOL0;
@@ -826,6 +858,7 @@ impl Pools {
         domain: DomainId,
         image: &str,
         vm: bool,
+        args: &str,
     ) -> Result<(), String> {
         let (pool, name) = self
             .manager
@@ -853,9 +886,9 @@ impl Pools {
             )
         })?;
         let cmdline = if vm {
-            format!("domain={name} guest={image}")
+            format!("domain={name} guest={image} {args}")
         } else {
-            String::new()
+            String::from(args)
         };
         let built = (|| -> Result<tarn_rt::Process, Error> {
             let fault = res.alloc_slot()?;
@@ -867,15 +900,17 @@ impl Pools {
                 Rights::ALL,
                 BADGE_DOMAIN | u64::from(domain.0),
             )?;
-            let mut untyped = Vec::new();
-            if vm {
-                let (memory, phys) = res.create_untyped(VMM_MEMORY_BITS)?;
-                untyped.push(UntypedGrant {
-                    cptr: memory,
-                    phys,
-                    size_bits: VMM_MEMORY_BITS,
-                });
-            }
+            let bits = if vm {
+                VMM_MEMORY_BITS
+            } else {
+                DOMAIN_MEMORY_BITS
+            };
+            let (memory, phys) = res.create_untyped(bits)?;
+            let untyped = [UntypedGrant {
+                cptr: memory,
+                phys,
+                size_bits: bits,
+            }];
             let config = ProcessConfig {
                 elf: tarn_rt::module_bytes(module),
                 fault_endpoint: fault,
@@ -919,6 +954,15 @@ impl Pools {
         let Some(d) = self.domains.remove(&domain) else {
             return;
         };
+        let held: Vec<(PoolId, DomainId)> = self
+            .delegations
+            .keys()
+            .filter(|(_, t)| *t == domain)
+            .copied()
+            .collect();
+        for (p, t) in held {
+            let _ = self.undelegate(p, t);
+        }
         let _ = invoke::tcb_suspend(d.tcb);
         if let Some(p) = self.pools.get(&pool) {
             let _ = invoke::scheduler_release(p.scheduler, d.tcb);
@@ -1100,6 +1144,76 @@ impl Pools {
             .collect()
     }
 
+    /// `cpupool-delegate`: gives tenant domain `tenant` a capability to pool
+    /// `pool` (slot 9 of its CSpace): with it the tenant runs console
+    /// commands that stay inside that pool.
+    pub fn delegate(
+        &mut self,
+        res: &mut Resources,
+        pool: PoolId,
+        tenant: DomainId,
+    ) -> Result<(), String> {
+        if self.manager.pool(pool).map(|p| p.state) != Some(PoolState::Active) {
+            return Err(String::from("cpupool not active"));
+        }
+        let cnode = self
+            .domains
+            .get(&tenant)
+            .map(|d| d.objects[0])
+            .ok_or("no such domain (the control domain needs no delegation)")?;
+        if self.delegations.keys().any(|(_, t)| *t == tenant) {
+            return Err(String::from(
+                "the domain holds a pool capability already (undelegate it first)",
+            ));
+        }
+        let source = res.alloc_slot().map_err(|e| format!("{e:?}"))?;
+        invoke::cnode_mint(
+            res.cnode,
+            source,
+            res.cnode,
+            self.tenant_endpoint,
+            Rights::WRITE,
+            u64::from(pool.0) + 1,
+        )
+        .map_err(|e| format!("{e:?}"))?;
+        if let Err(e) =
+            invoke::cnode_copy(cnode, TENANT_POOL_SLOT, res.cnode, source, Rights::WRITE)
+        {
+            let _ = invoke::cnode_delete(res.cnode, source);
+            return Err(format!("cannot install the capability: {e:?}"));
+        }
+        self.delegations.insert((pool, tenant), source);
+        Ok(())
+    }
+
+    /// `cpupool-undelegate`: revokes the tenant's capability to the pool.
+    pub fn undelegate(&mut self, pool: PoolId, tenant: DomainId) -> Result<(), String> {
+        let source = self
+            .delegations
+            .remove(&(pool, tenant))
+            .ok_or("no such delegation")?;
+        let _ = invoke::cnode_revoke(slot::ROOT_CNODE, source);
+        let _ = invoke::cnode_delete(slot::ROOT_CNODE, source);
+        Ok(())
+    }
+
+    /// The delegations: (pool, tenant).
+    pub fn delegations(&self) -> impl Iterator<Item = &(PoolId, DomainId)> {
+        self.delegations.keys()
+    }
+
+    /// A tenant's request, if one waits: (its pool, the command line).
+    pub fn take_tenant_request(&mut self) -> Option<(PoolId, String)> {
+        let (badge, line) = self.tenant_mail.lock().request.take()?;
+        Some((PoolId(badge.saturating_sub(1) as u32), line))
+    }
+
+    /// Answers the waiting tenant.
+    pub fn answer_tenant(&mut self, ok: bool, output: String) {
+        self.tenant_mail.lock().answer = Some((ok, output));
+        let _ = syscall::signal(self.tenant_done);
+    }
+
     /// How long until the next loan ends (ns), if one runs.
     pub fn next_loan_end_ns(&self) -> Option<u64> {
         let now_ms = self.clock.now_us() / 1000;
@@ -1115,6 +1229,72 @@ impl Pools {
             .get(&pool)
             .and_then(|p| p.server.as_ref())
             .map(|s| s.policy)
+    }
+}
+
+/// The slot of a tenant's pool capability in its CSpace.
+pub const TENANT_POOL_SLOT: u64 = 9;
+
+/// Serves tenants' requests: each is handed to the console thread (which
+/// owns the pools) through `mail`, and its answer goes back as the reply.
+fn serve_tenants(endpoint: CPtr, mail: Arc<Mutex<TenantMail>>, wake: CPtr, done: CPtr) {
+    let mut message = syscall::recv(endpoint);
+    loop {
+        let Ok(request) = message else {
+            return;
+        };
+        let length = request.info.length().min(MAX_WORDS);
+        let mut words = [0u64; MAX_WORDS];
+        for (i, word) in words.iter_mut().enumerate().take(length) {
+            *word = if i < 4 {
+                request.mrs[i]
+            } else {
+                ipc_buffer::mr(i)
+            };
+        }
+        let mut scratch = [0u8; MAX_WORDS * 8];
+        let decoded = (request.info.label() == control::TENANT_LABEL)
+            .then(|| sched_protocol::decode::<ControlRequest>(&words[..length], &mut scratch))
+            .flatten();
+        let (ok, output) = match decoded {
+            Some(ControlRequest::Run { line, .. }) if request.badge != 0 => {
+                mail.lock().request = Some((request.badge, String::from(line)));
+                let _ = syscall::signal(wake);
+                let _ = syscall::wait(done, 0);
+                mail.lock()
+                    .answer
+                    .take()
+                    .unwrap_or((false, String::from("error: no answer\n")))
+            }
+            _ => (false, String::from("error: garbled request\n")),
+        };
+        // As much of the output as one message holds.
+        let mut text = output.as_str();
+        let mut out = [0u64; MAX_WORDS];
+        let mut count = 0;
+        let mut truncated = false;
+        loop {
+            let answer = control::TenantAnswer {
+                ok,
+                truncated,
+                text,
+            };
+            if let Some(n) = sched_protocol::encode(&answer, &mut out) {
+                count = n;
+                break;
+            }
+            truncated = true;
+            let mut cut = text.len().saturating_sub(16);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text = &text[..cut];
+            if text.is_empty() {
+                break;
+            }
+        }
+        let (info, registers) = syscall::load(control::TENANT_LABEL, &out[..count], &[]);
+        message = syscall::reply_recv(endpoint, info, registers);
     }
 }
 

@@ -641,6 +641,48 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
+    // Delegation: a tenant domain given a capability to pool `lic` manages
+    // that pool's domains and parameters; everything outside it is refused;
+    // revoking the capability ends the tenancy.
+    all.push(
+        Scenario::qemu("tenant_delegation_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .exec(&[
+                "cpupool-create name=lic sched=credit cpus=2-3",
+                "create name=a pool=lic image=spin",
+                "create name=x image=spin",
+                "create name=t image=tenant cmdline=\"wait 100|sched-credit -d a -w 512|sched-credit -d x -w 512|create name=c pool=lic image=spin|create name=d image=spin|cpupool-destroy lic|list|wait 1500|list\"",
+                "cpupool-delegate lic t",
+                "cpupool-delegate Pool-0 t",
+                "sleep 1000",
+                "cpupool-list -l",
+                "cpupool-undelegate lic t",
+                "sleep 1500",
+                "sched-credit",
+                "poweroff",
+            ])
+            .expect("t now manages lic")
+            .expect("error: t: the domain holds a pool capability already")
+            .expect("[tenant] > sched-credit -d a -w 512")
+            .expect("[tenant] ok")
+            .expect("[tenant] > sched-credit -d x -w 512")
+            .expect("[tenant] error: not allowed: this capability manages cpupool lic only")
+            .expect("[tenant] > create name=c pool=lic image=spin")
+            .expect("[tenant] ok")
+            .expect("[tenant] > create name=d image=spin")
+            .expect("[tenant] error: not allowed")
+            .expect("[tenant] > cpupool-destroy lic")
+            .expect("[tenant] error: not allowed")
+            .expect("[tenant] c                      4     1     r")
+            .expect("\"name\":\"lic\"")
+            .expect("\"tenants\":[\"t\"]")
+            .expect("t no longer manages lic")
+            .expect("[tenant] request failed: InvalidCapability")
+            .expect("a                      1    512    0  lic")
+            .expect("x                      2    256    0  Pool-0")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
         Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto pace_hz=10000")
@@ -828,7 +870,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: x: no CPU")
             .expect("error: colour: unknown key")
             .expect("error: cpu_weight: bad value: weight must be 1..65535")
-            .expect("error: d: no image 'nope' (choices: spin)")
+            .expect("error: d: no image 'nope' (choices: spin, tenant)")
             .expect("error: d: vcpus=2: domains have one vCPU for now")
             .expect("error: period: missing")
             .expect("error: d: no such cpupool")

@@ -69,6 +69,11 @@ pub const USER_IMAGES: &[UserImage] = &[
         binary: "spin",
     },
     UserImage {
+        module: "tenant",
+        package: "tarn-workloads",
+        binary: "tenant",
+    },
+    UserImage {
         module: "vmm",
         package: "tarn-vmm-task",
         binary: "vmm",
