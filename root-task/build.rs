@@ -1,6 +1,8 @@
 //! Embeds the default system configuration: every `*.cfg` file under
 //! `config/pools/auto/` (pools activated at boot) and `config/domains/auto/`
-//! (domains started at boot), in name order. `TARN_CONFIG_DIR` (set by
+//! (domains started at boot), in name order, and those of `config/pools/`
+//! and `config/domains/` (named by the console's `cpupool-create FILE` and
+//! `create FILE`). `TARN_CONFIG_DIR` (set by
 //! `cargo xtask run --config DIR`) names another directory of the same shape.
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,11 @@ fn main() {
         .unwrap_or_else(|_| Path::new(&manifest).join("config"));
     let pools = configs(&root.join("pools/auto"));
     let domains = configs(&root.join("domains/auto"));
-    let text = table("POOLS", &pools) + &table("DOMAINS", &domains);
+    let pool_files = configs(&root.join("pools"));
+    let domain_files = configs(&root.join("domains"));
+    let text = table("POOLS", &pools)
+        + &table("DOMAINS", &domains)
+        + &table("POOL_FILES", &pool_files)
+        + &table("DOMAIN_FILES", &domain_files);
     std::fs::write(format!("{out}/autostart.rs"), text).expect("write autostart.rs");
 }

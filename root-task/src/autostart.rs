@@ -8,10 +8,34 @@
 
 use crate::console;
 use crate::pools::Pools;
+use alloc::vec::Vec;
 use tarn_pool_manager::config;
 use tarn_rt::{println, Resources};
 
 include!(concat!(env!("OUT_DIR"), "/autostart.rs"));
+
+/// The text of config file `name` for pools (`pool`) or domains: from the
+/// directory itself or its `auto/`.
+pub fn config_file(pool: bool, name: &str) -> Option<&'static str> {
+    let (files, auto) = if pool {
+        (POOL_FILES, POOLS)
+    } else {
+        (DOMAIN_FILES, DOMAINS)
+    };
+    files
+        .iter()
+        .chain(auto.iter())
+        .find(|(file, _)| *file == name)
+        .map(|(_, text)| *text)
+}
+
+/// The config files the console can name, pools then domains.
+pub fn config_files() -> (Vec<&'static str>, Vec<&'static str>) {
+    let names = |a: &[(&'static str, &'static str)], b: &[(&'static str, &'static str)]| {
+        a.iter().chain(b.iter()).map(|(n, _)| *n).collect()
+    };
+    (names(POOL_FILES, POOLS), names(DOMAIN_FILES, DOMAINS))
+}
 
 /// Creates the auto pools, then starts the auto domains.
 pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str) {

@@ -74,13 +74,13 @@ const COMMANDS: &[(&str, &str)] = &[
         "domains: name, id, vCPUs, state, CPU time, pool (-l: JSON)",
     ),
     (
-        "create KEY=VALUE...",
+        "create KEY=VALUE... | FILE.cfg",
         "start a domain (xl.cfg keys: name pool image|kernel type vcpus cpu_weight cpu_cap period slice extra)",
     ),
     ("destroy D", "stop a domain and forget it"),
     ("pause D / unpause D", "stop / restart a domain's vCPUs"),
     (
-        "cpupool-create KEY=VALUE...",
+        "cpupool-create KEY=VALUE... | FILE.cfg",
         "define and activate a pool (name sched cpus other_config)",
     ),
     ("cpupool-new KEY=VALUE...", "define a pool (also pool-new)"),
@@ -581,7 +581,14 @@ impl Console {
                 pools.set_paused(id, command == "pause")
             }
             ("cpupool-create", _) | ("cpupool-new", _) | ("pool-new", _) => {
-                let spec = config::parse_pool_inline(rest).map_err(inline_error)?;
+                let spec = match args {
+                    [file] if file.ends_with(".cfg") => {
+                        let text = crate::autostart::config_file(true, file)
+                            .ok_or_else(|| format!("no pool config file {file} (see info)"))?;
+                        config::parse_pool_config(text).map_err(|e| format!("{file}: {e}"))?
+                    }
+                    _ => config::parse_pool_inline(rest).map_err(inline_error)?,
+                };
                 let name = spec.name.clone();
                 if command == "cpupool-create" {
                     let (_, actions) = pools
@@ -907,6 +914,9 @@ impl Console {
         say!("cpus            : {}", info.cpu_count);
         say!("untyped memory  : {} MiB at boot", untyped >> 20);
         say!("boot modules    : {}", modules.join(" "));
+        let (pool_files, domain_files) = crate::autostart::config_files();
+        say!("pool configs    : {}", pool_files.join(" "));
+        say!("domain configs  : {}", domain_files.join(" "));
         if let Some(pools) = pools {
             say!("cpupools        : {}", pools.manager.pools().count());
             say!("domains         : {}", pools.manager.domains().count());
@@ -1068,7 +1078,14 @@ fn usage(command: &str) -> &'static str {
 }
 
 fn create_domain(res: &mut Resources, pools: &mut Pools, text: &str) -> Result<(), String> {
-    let config = config::parse_domain_inline(text).map_err(inline_error)?;
+    let config = if text.ends_with(".cfg") && !text.contains('=') {
+        let file = text.trim();
+        let body = crate::autostart::config_file(false, file)
+            .ok_or_else(|| format!("no domain config file {file} (see info)"))?;
+        config::parse_domain_config(body).map_err(|e| format!("{file}: {e}"))?
+    } else {
+        config::parse_domain_inline(text).map_err(inline_error)?
+    };
     create_from_config(res, pools, &config)
 }
 

@@ -683,6 +683,28 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
+    // Config files from the boot image's config directories, by name.
+    all.push(
+        Scenario::qemu("config_files", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .exec(&[
+                "info",
+                "cpupool-create batch-pool.cfg",
+                "create spinner-vm.cfg",
+                "create nope.cfg",
+                "cpupool-create rt.cfg",
+                "cpupool-list -c",
+                "list",
+                "poweroff",
+            ])
+            .expect("pool configs    : batch-pool.cfg rt.cfg")
+            .expect("error: no domain config file nope.cfg")
+            .expect("error: rt: 2 CPUs requested, 1 free")
+            .expect("batch              2")
+            .expect("spinner-vm             1     1     r")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
         Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto pace_hz=10000")
