@@ -1,8 +1,16 @@
-//! The serial console: a command line on COM1. The root task owns the
-//! UART's input (receive interrupts on IRQ 4, delivered to a notification);
-//! the kernel keeps writing its own lines to the same UART. Input is echoed,
-//! backspace edits, and each line is one command. Unknown commands get a
-//! clear error and change nothing.
+//! The serial console: a command line on COM1, with xl's command names. The
+//! root task owns the UART's input (receive interrupts on IRQ 4, delivered
+//! to a notification); the kernel keeps writing its own lines to the same
+//! UART. Input is echoed, backspace edits, and each line is one command.
+//! Unknown commands and malformed arguments get a clear error and change
+//! nothing.
+//!
+//! The same commands arrive two other ways, with their output captured
+//! instead of printed: over the control channel on COM2 (frames of
+//! `tarn_ipc_schema::control`, from the host's `tarnctl`), and from tenants
+//! holding a delegated pool's capability (only commands that stay inside
+//! that pool, see [`tenant_scope`]). While a command waits (`sleep`, `top`),
+//! tenants are still answered and loans still end on time.
 
 use crate::pools::{Clock, DomainStat, Pools};
 use alloc::format;

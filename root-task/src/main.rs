@@ -9,7 +9,9 @@
 //! - `bench`: starts the `bench` module (passing it on, as the IPC server's
 //!   program) and serves its faults;
 //! - otherwise prints `root: ready` and, with `poweroff`, powers off (status
-//!   0); without it, runs the serial console (`console.rs`).
+//!   0); without it, becomes the pool manager (`pools.rs`: Pool-0 from boot,
+//!   then the boot-time configs of `autostart.rs`) and runs the serial
+//!   console (`console.rs`).
 //!
 //! A started child gets all untyped memory but half of the largest region
 //! (which the root keeps to build the child), copies of the CPU capabilities,
