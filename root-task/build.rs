@@ -2,8 +2,8 @@
 //! `config/pools/auto/` (pools activated at boot) and `config/domains/auto/`
 //! (domains started at boot), in name order, and those of `config/pools/`
 //! and `config/domains/` (named by the console's `cpupool-create FILE` and
-//! `create FILE`). `TARN_CONFIG_DIR` (set by
-//! `cargo xtask run --config DIR`) names another directory of the same shape.
+//! `create FILE`). A config archive given at boot (`-initrd`) replaces them
+//! all (`autostart.rs`).
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -41,11 +41,8 @@ fn table(name: &str, files: &[PathBuf]) -> String {
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
-    println!("cargo:rerun-if-env-changed=TARN_CONFIG_DIR");
     println!("cargo:rerun-if-changed=build.rs");
-    let root = std::env::var("TARN_CONFIG_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(&manifest).join("config"));
+    let root = Path::new(&manifest).join("config");
     let pools = configs(&root.join("pools/auto"));
     let domains = configs(&root.join("domains/auto"));
     let pool_files = configs(&root.join("pools"));

@@ -165,7 +165,8 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
         idle()
     }
     let mut guard = lock::acquire();
-    if let Err(error) = rootserver::start(&mut guard, info.cmdline) {
+    let initrd = (info.loader_range_count > 0).then(|| info.loader_ranges[0].clone());
+    if let Err(error) = rootserver::start(&mut guard, info.cmdline, initrd) {
         kprintln!("tarn: cannot start the root task: {error}");
         exit(1);
     }

@@ -126,7 +126,11 @@ fn aligned_blocks(range: Range<u64>, mut emit: impl FnMut(u64, u8)) {
 }
 
 /// Builds the root task and makes it runnable on CPU 0.
-pub fn start(guard: &mut KernelGuard, cmdline: &str) -> Result<(), RootError> {
+pub fn start(
+    guard: &mut KernelGuard,
+    cmdline: &str,
+    initrd: Option<core::ops::Range<u64>>,
+) -> Result<(), RootError> {
     let image = modules()
         .iter()
         .find(|(name, _)| *name == "root-task")
@@ -349,6 +353,45 @@ pub fn start(guard: &mut KernelGuard, cmdline: &str) -> Result<(), RootError> {
         info.modules[index] = desc;
         info.module_count += 1;
         vaddr += pages * PAGE_SIZE + PAGE_SIZE;
+    }
+
+    // The loader's first module (QEMU's `-initrd`), as the module `initrd`:
+    // read-only frames over the memory it occupies (kept out of the
+    // allocator's ranges at boot).
+    if let Some(range) = initrd.filter(|r| r.end > r.start) {
+        let index = info.module_count as usize;
+        if index < abi::MAX_MODULES {
+            let first_page = range.start & !(PAGE_SIZE - 1);
+            let pages = (range.end - first_page).div_ceil(PAGE_SIZE);
+            let first_frame_slot = builder.next_slot;
+            for page in 0..pages {
+                let s = builder.take_slot()?;
+                let frame = Cap::Frame {
+                    phys: first_page + page * PAGE_SIZE,
+                    large: false,
+                    rights: Rights::READ,
+                    mapping: None,
+                };
+                insert_cap(guard, builder.slot(s), frame, 0);
+                map_frame(
+                    guard,
+                    builder.slot(s),
+                    builder.vspace,
+                    vaddr + page * PAGE_SIZE,
+                    Rights::READ,
+                )
+                .map_err(|_| RootError::OutOfResources("mapping the initrd"))?;
+            }
+            let mut desc = ModuleDesc {
+                name: [0; abi::MODULE_NAME_BYTES],
+                vaddr: vaddr + (range.start - first_page),
+                size: range.end - range.start,
+                first_frame_slot,
+            };
+            desc.name[..6].copy_from_slice(b"initrd");
+            info.modules[index] = desc;
+            info.module_count += 1;
+        }
     }
 
     // Boot information.

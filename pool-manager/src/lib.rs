@@ -58,5 +58,6 @@
 
 extern crate alloc;
 
+pub mod archive;
 pub mod config;
 pub mod pools;

@@ -1,40 +1,113 @@
-//! Boot-time configuration: the pool configs of `config/pools/auto/` are
-//! created, then the domain configs of `config/domains/auto/` started, before
-//! the console prompts (as Xen's `xendomains` and cpupool auto directories
-//! do). They travel in the root task's image (`build.rs`); `cargo xtask run
-//! --config DIR` builds another directory in, and `noauto` on the kernel
-//! command line skips them. A config that is malformed or refused is
-//! reported with its file name (and line) and skipped.
+//! Boot-time configuration: the pool configs of `pools/auto/` are created,
+//! then the domain configs of `domains/auto/` started, before the console
+//! prompts (as Xen's `xendomains` and cpupool auto directories do); the
+//! configs of `pools/` and `domains/` wait to be named by the console
+//! (`cpupool-create FILE.cfg`, `create FILE.cfg`).
+//!
+//! The configs come from the boot's config archive (the `initrd` module: a
+//! cpio archive, QEMU's `-initrd`, `cargo xtask run --config DIR`) when there
+//! is one, else from `root-task/config/`, built into the root task's image
+//! (`build.rs`). `noauto` on the kernel command line skips the auto configs.
+//! A config that is malformed or refused is reported with its path (and
+//! line and key) and skipped; an archive that cannot be read is reported
+//! and the built-in configs are used.
 
 use crate::console;
 use crate::pools::Pools;
+use alloc::format;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use tarn_pool_manager::config;
+use tarn_pool_manager::{archive, config};
+use tarn_rt::abi::boot::BootInfo;
 use tarn_rt::{println, Resources};
 
 include!(concat!(env!("OUT_DIR"), "/autostart.rs"));
 
+/// The config files of this boot: (path such as `pools/auto/rt.cfg`, text).
+static CONFIGS: spin::Mutex<Vec<(String, String)>> = spin::Mutex::new(Vec::new());
+
+/// Loads the configs: the `initrd` archive's, or the built-in ones.
+pub fn load(info: &BootInfo) {
+    let mut files = Vec::new();
+    let from_archive = info.module("initrd").map(|module| {
+        let bytes = tarn_rt::module_bytes(module);
+        archive::read(bytes).map(|entries| {
+            entries
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.name.to_string(),
+                        String::from_utf8_lossy(e.data).into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    match from_archive {
+        Some(Ok(entries)) => {
+            println!(
+                "root: configs from the initrd archive ({} files)",
+                entries.len()
+            );
+            files = entries;
+        }
+        Some(Err(error)) => {
+            println!("root: initrd: {error}; using the built-in configs");
+        }
+        None => {}
+    }
+    if files.is_empty() {
+        for (dir, table) in [
+            ("pools/auto", POOLS),
+            ("domains/auto", DOMAINS),
+            ("pools", POOL_FILES),
+            ("domains", DOMAIN_FILES),
+        ] {
+            for (name, text) in table {
+                files.push((format!("{dir}/{name}"), String::from(*text)));
+            }
+        }
+    }
+    *CONFIGS.lock() = files;
+}
+
+/// The files directly in `dir` (not in its subdirectories), by path order.
+fn files_in(dir: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = CONFIGS
+        .lock()
+        .iter()
+        .filter(|(path, _)| {
+            path.strip_prefix(dir)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|rest| !rest.contains('/') && rest.ends_with(".cfg"))
+        })
+        .cloned()
+        .collect();
+    found.sort();
+    found
+}
+
 /// The text of config file `name` for pools (`pool`) or domains: from the
 /// directory itself or its `auto/`.
-pub fn config_file(pool: bool, name: &str) -> Option<&'static str> {
-    let (files, auto) = if pool {
-        (POOL_FILES, POOLS)
-    } else {
-        (DOMAIN_FILES, DOMAINS)
-    };
-    files
+pub fn config_file(pool: bool, name: &str) -> Option<String> {
+    let dir = if pool { "pools" } else { "domains" };
+    let configs = CONFIGS.lock();
+    [format!("{dir}/{name}"), format!("{dir}/auto/{name}")]
         .iter()
-        .chain(auto.iter())
-        .find(|(file, _)| *file == name)
-        .map(|(_, text)| *text)
+        .find_map(|path| configs.iter().find(|(p, _)| p == path))
+        .map(|(_, text)| text.clone())
 }
 
 /// The config files the console can name, pools then domains.
-pub fn config_files() -> (Vec<&'static str>, Vec<&'static str>) {
-    let names = |a: &[(&'static str, &'static str)], b: &[(&'static str, &'static str)]| {
-        a.iter().chain(b.iter()).map(|(n, _)| *n).collect()
+pub fn config_files() -> (Vec<String>, Vec<String>) {
+    let names = |dir: &str| -> Vec<String> {
+        files_in(dir)
+            .into_iter()
+            .chain(files_in(&format!("{dir}/auto")))
+            .filter_map(|(path, _)| path.rsplit('/').next().map(String::from))
+            .collect()
     };
-    (names(POOL_FILES, POOLS), names(DOMAIN_FILES, DOMAINS))
+    (names("pools"), names("domains"))
 }
 
 /// Creates the auto pools, then starts the auto domains.
@@ -42,11 +115,11 @@ pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str) {
     if cmdline.split_whitespace().any(|w| w == "noauto") {
         return;
     }
-    for (file, text) in POOLS {
-        let spec = match config::parse_pool_config(text) {
+    for (path, text) in files_in("pools/auto") {
+        let spec = match config::parse_pool_config(&text) {
             Ok(spec) => spec,
             Err(error) => {
-                println!("auto: pools/{file}: {error}");
+                println!("auto: {path}: {error}");
                 continue;
             }
         };
@@ -54,18 +127,18 @@ pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str) {
         match pools.manager.create(spec) {
             Ok((_, actions)) => {
                 pools.apply(res, actions);
-                println!("auto: cpupool {name} from pools/{file}");
+                println!("auto: cpupool {name} from {path}");
             }
-            Err(error) => println!("auto: pools/{file}: {name}: {error}"),
+            Err(error) => println!("auto: {path}: {name}: {error}"),
         }
     }
-    for (file, text) in DOMAINS {
-        let result = config::parse_domain_config(text)
-            .map_err(|e| alloc::format!("{e}"))
+    for (path, text) in files_in("domains/auto") {
+        let result = config::parse_domain_config(&text)
+            .map_err(|e| format!("{e}"))
             .and_then(|c| console::create_from_config(res, pools, &c).map(|()| c.name));
         match result {
-            Ok(name) => println!("auto: domain {name} from domains/{file}"),
-            Err(error) => println!("auto: domains/{file}: {error}"),
+            Ok(name) => println!("auto: domain {name} from {path}"),
+            Err(error) => println!("auto: {path}: {error}"),
         }
     }
 }

@@ -396,6 +396,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         clock,
         input,
     };
+    crate::autostart::load(info);
     if let Some(p) = pools.as_mut() {
         crate::autostart::run(resources, p, info.cmdline());
     }
@@ -593,7 +594,7 @@ impl Console {
                     [file] if file.ends_with(".cfg") => {
                         let text = crate::autostart::config_file(true, file)
                             .ok_or_else(|| format!("no pool config file {file} (see info)"))?;
-                        config::parse_pool_config(text).map_err(|e| format!("{file}: {e}"))?
+                        config::parse_pool_config(&text).map_err(|e| format!("{file}: {e}"))?
                     }
                     _ => config::parse_pool_inline(rest).map_err(inline_error)?,
                 };
@@ -1090,7 +1091,7 @@ fn create_domain(res: &mut Resources, pools: &mut Pools, text: &str) -> Result<(
         let file = text.trim();
         let body = crate::autostart::config_file(false, file)
             .ok_or_else(|| format!("no domain config file {file} (see info)"))?;
-        config::parse_domain_config(body).map_err(|e| format!("{file}: {e}"))?
+        config::parse_domain_config(&body).map_err(|e| format!("{file}: {e}"))?
     } else {
         config::parse_domain_inline(text).map_err(inline_error)?
     };

@@ -144,6 +144,9 @@ pub struct Scenario {
     pub console: Vec<String>,
     /// CPU shares the console's `top --json` reports must show.
     pub shares: Vec<ShareCheck>,
+    /// A config directory (relative to the workspace) packed into the
+    /// boot's `-initrd` archive, replacing the built-in configs (QEMU).
+    pub config: Option<String>,
 }
 
 /// One domain's CPU share in one `top --json` report: `window` counts the
@@ -205,6 +208,7 @@ impl Scenario {
             timeout: DEFAULT_TIMEOUT,
             console: Vec::new(),
             shares: Vec::new(),
+            config: None,
         }
     }
 
@@ -275,6 +279,14 @@ impl Scenario {
             min: per_mille(percent - tolerance),
             max: per_mille(percent + tolerance),
         });
+        self
+    }
+
+    /// Boot with config directory `dir` (relative to the workspace) as the
+    /// `-initrd` archive.
+    #[must_use]
+    pub fn config(mut self, dir: &str) -> Scenario {
+        self.config = Some(dir.to_owned());
         self
     }
 
@@ -426,8 +438,8 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::qemu("demo_boot", 4, "pool0_cpus=2 pace_hz=10000")
             .icount()
             .exec(&["cpupool-list -c", "list", "poweroff"])
-            .expect("auto: cpupool rt from pools/rt.cfg")
-            .expect("auto: domain web from domains/web.cfg")
+            .expect("auto: cpupool rt from pools/auto/rt.cfg")
+            .expect("auto: domain web from domains/auto/web.cfg")
             .expect("Pool-0             0-1")
             .expect("rt                 2-3")
             .expect("control-loop")
@@ -703,6 +715,32 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("batch              2")
             .expect("spinner-vm             1     1     r")
             .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
+    // A config archive (`-initrd`) with mistakes: it replaces the built-in
+    // configs; the good ones are created, each bad one is reported with its
+    // path, line and key, and none of them changes anything.
+    all.push(
+        Scenario::qemu("config_archive", 4, "pool0_cpus=2 pace_hz=10000")
+            .icount()
+            .config("tests/configs/malformed")
+            .exec(&["cpupool-list -c", "list", "info", "poweroff"])
+            .expect("root: configs from the initrd archive (8 files)")
+            .expect("auto: cpupool lab from pools/auto/a-lab.cfg")
+            .expect("auto: pools/auto/b-colour.cfg: line 3: colour: unknown key")
+            .expect("auto: pools/auto/c-sched.cfg: line 3: sched: bad value")
+            .expect("auto: domain worker from domains/auto/d-worker.cfg")
+            .expect("auto: domains/auto/e-noname.cfg: name: missing")
+            .expect("auto: domains/auto/f-quote.cfg: line 1: name: unterminated string")
+            .expect("auto: domains/auto/g-weight.cfg: line 3: cpu_weight: bad value")
+            .expect("auto: domains/auto/h-nopool.cfg: lost: no such cpupool")
+            .expect("lab                2")
+            .expect("worker                 1     1     r")
+            .expect("pool configs    : a-lab.cfg b-colour.cfg c-sched.cfg")
+            .expect("cpupools        : 2")
+            .expect("domains         : 2")
+            .expect("tarn: exit status 0")
+            .forbid("auto: domain web")
             .forbid_failures(),
     );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.

@@ -53,6 +53,8 @@ pub struct Boot {
     /// QEMU: the second serial port (the control channel) as this Unix
     /// socket (`None`: the scenario's work directory holds one).
     pub control: Option<PathBuf>,
+    /// QEMU `-initrd`: a config archive replacing the built-in configs.
+    pub initrd: Option<PathBuf>,
 }
 
 /// How a boot is run.
@@ -268,6 +270,10 @@ pub fn qemu_args(elf: &Path, boot: &Boot, monitor: bool) -> Vec<OsString> {
     }
     if boot.gdb {
         args.extend(["-s", "-S"].map(OsString::from));
+    }
+    if let Some(initrd) = &boot.initrd {
+        args.push("-initrd".into());
+        args.push(initrd.into());
     }
     if let Some(socket) = &boot.control {
         let mut spec = OsString::from("unix:");
@@ -836,6 +842,7 @@ mod tests {
             icount: false,
             gdb: false,
             control: None,
+            initrd: None,
         }
     }
 

@@ -129,27 +129,10 @@ fn built(ctx: &Ctx, binary: &str) -> Result<PathBuf> {
 }
 
 /// Builds the user-task images, then the kernel with them embedded.
-/// `config` replaces the root task's default boot configuration directory
-/// (`root-task/config`).
-pub fn build_images(ctx: &Ctx, config: Option<&Path>) -> Result<Images> {
+pub fn build_images(ctx: &Ctx) -> Result<Images> {
     let packages = user_packages();
-    let config_dir = match config {
-        Some(dir) if dir.is_dir() => Some(
-            dir.canonicalize()
-                .map_err(|e| format!("{}: {e}", dir.display()))?
-                .display()
-                .to_string(),
-        ),
-        Some(dir) => return Err(format!("--config {}: no such directory", dir.display())),
-        None => None,
-    };
-    let env: Vec<(&str, &str)> = config_dir
-        .as_deref()
-        .map(|dir| ("TARN_CONFIG_DIR", dir))
-        .into_iter()
-        .collect();
     if !packages.is_empty() {
-        cargo_build(ctx, &packages, &env)?;
+        cargo_build(ctx, &packages, &[])?;
     }
     // Boot modules travel stripped: debug information is for the host (gdb
     // reads the unstripped files), and every page of a module costs the root
@@ -178,7 +161,7 @@ pub fn build_images(ctx: &Ctx, config: Option<&Path>) -> Result<Images> {
 
 /// The images to boot: `elf` as the kernel when given (nothing is built),
 /// else freshly built ones.
-pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>, config: Option<&Path>) -> Result<Images> {
+pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>) -> Result<Images> {
     match elf {
         Some(elf) if elf.is_file() => Ok(Images {
             kernel: elf.to_path_buf(),
@@ -186,7 +169,44 @@ pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>, config: Option<&Path>) -> Res
         Some(elf) => Err(format!("{}: no such file", elf.display())),
         None => {
             ensure_rust_target(ctx)?;
-            build_images(ctx, config)
+            build_images(ctx)
         }
     }
+}
+
+/// Packs config directory `dir` (its `pools/` and `domains/` trees, `*.cfg`
+/// files) into the cpio (newc) archive the root task reads from `-initrd`;
+/// returns the archive's path (`out`).
+pub fn pack_config(dir: &Path, out: &Path) -> Result<PathBuf> {
+    if !dir.is_dir() {
+        return Err(format!("--config {}: no such directory", dir.display()));
+    }
+    let mut files = Vec::new();
+    for sub in ["pools", "pools/auto", "domains", "domains/auto"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "cfg") && p.is_file())
+            .collect();
+        names.sort();
+        for path in names {
+            let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            files.push((format!("{sub}/{base}"), data));
+        }
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "--config {}: no pools/*.cfg, pools/auto/*.cfg, domains/*.cfg or domains/auto/*.cfg",
+            dir.display()
+        ));
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    std::fs::write(out, tarn_pool_manager::archive::write(&files))
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(out.to_path_buf())
 }

@@ -43,8 +43,9 @@ commands:
       --smp N           CPUs (default 4; 2 with --vmx)
       --append ARGS     kernel command line (default: pool0_cpus=2 with 3 or more
                         CPUs, so the demo's second pool finds free CPUs)
-      --config DIR      boot with DIR's pools/auto/*.cfg and domains/auto/*.cfg
-                        instead of root-task/config (the default demo)
+      --config DIR      QEMU only: pack DIR's pools/ and domains/ configs (and
+                        their auto/) into a cpio archive and boot with it as
+                        -initrd: they replace root-task/config (the demo)
       --icount          QEMU -icount shift=0,sleep=off (TSC counts instructions)
       --vmx             boot under Bochs through a GRUB ISO (VMX machine)
       --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/release/tarn-kernel
@@ -288,7 +289,14 @@ fn parse(words: Vec<String>) -> Result<Command> {
 /// `cargo xtask run`: build, boot, return the kernel's exit status.
 fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     deps::ensure_emulators(ctx, options.vmx)?;
-    let images = images::build_or_use(ctx, options.elf.as_deref(), options.config.as_deref())?;
+    let images = images::build_or_use(ctx, options.elf.as_deref())?;
+    let initrd = match &options.config {
+        Some(dir) => Some(images::pack_config(
+            dir,
+            &ctx.xtask_dir().join("config.cpio"),
+        )?),
+        None => None,
+    };
     let emulator = if options.vmx {
         Emulator::Bochs
     } else {
@@ -305,6 +313,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         icount: options.icount,
         gdb: options.gdb,
         control: (emulator == Emulator::Qemu).then(|| ctx.xtask_dir().join("control.sock")),
+        initrd,
     };
     let feeding = !options.exec.is_empty();
     let interactive = std::io::stdin().is_terminal() && !feeding;
@@ -412,7 +421,7 @@ fn execute(command: Command) -> Result<ExitCode> {
             let _ = writeln!(std::io::stdout(), "{HELP}");
         }
         Command::Build => {
-            let images = images::build_or_use(&ctx, None, None)?;
+            let images = images::build_or_use(&ctx, None)?;
             println!("{}", images.kernel.display());
         }
         Command::Run(options) => return Ok(ExitCode::from(run(&ctx, &options)?)),

@@ -35,7 +35,7 @@ pub fn select(all: Vec<Scenario>, filter: Option<&str>) -> Vec<Scenario> {
 }
 
 /// The boot configuration of a scenario.
-fn boot_of(scenario: &Scenario) -> Boot {
+fn boot_of(scenario: &Scenario, initrd: Option<PathBuf>) -> Boot {
     Boot {
         emulator: scenario.emulator,
         smp: scenario.smp,
@@ -43,6 +43,7 @@ fn boot_of(scenario: &Scenario) -> Boot {
         icount: scenario.icount,
         gdb: false,
         control: None,
+        initrd,
     }
 }
 
@@ -72,15 +73,26 @@ fn run_scenario(
     elf: &Path,
     scenario: &Scenario,
 ) -> (std::result::Result<(), String>, Duration) {
+    let work_dir = ctx.xtask_dir().join("runs").join(&scenario.name);
+    // A scenario's config directory travels as the boot's `-initrd`.
+    let initrd = match &scenario.config {
+        Some(dir) => {
+            match crate::images::pack_config(&ctx.root.join(dir), &work_dir.join("config.cpio")) {
+                Ok(path) => Some(path),
+                Err(why) => return (Err(why), Duration::ZERO),
+            }
+        }
+        None => None,
+    };
     let session = Session {
         elf,
-        work_dir: ctx.xtask_dir().join("runs").join(&scenario.name),
+        work_dir,
         timeout: Some(scenario.timeout),
         live: false,
         interactive: false,
         console: &scenario.console,
     };
-    let outcome = match emu::run(&session, &boot_of(scenario)) {
+    let outcome = match emu::run(&session, &boot_of(scenario, initrd)) {
         Ok(outcome) => outcome,
         Err(why) => return (Err(why), Duration::ZERO),
     };
@@ -129,7 +141,7 @@ pub fn test(ctx: &Ctx, options: &TestOptions) -> Result<bool> {
     }
     let needs_bochs = selected.iter().any(|s| s.emulator == Emulator::Bochs);
     ensure_emulators(ctx, needs_bochs)?;
-    let images = build_or_use(ctx, options.elf.as_deref(), None)?;
+    let images = build_or_use(ctx, options.elf.as_deref())?;
     let jobs = options.jobs.clamp(1, selected.len());
     println!(
         "== boot tests ({} scenarios, {jobs} at a time; logs in {})",
@@ -222,7 +234,7 @@ pub fn format_bench(results: &[tarn_tests::BenchResult], json: bool) -> String {
 /// the VM-exit benchmark also runs under Bochs (VMX, 2 CPUs).
 pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
     ensure_emulators(ctx, true)?;
-    let images = build_or_use(ctx, None, None)?;
+    let images = build_or_use(ctx, None)?;
     // Boots: everything with the IPC fastpath on, then the IPC round trip
     // again through the general path (`ipc_fastpath=off`).
     let mut results: Vec<tarn_tests::BenchResult> = Vec::new();
@@ -242,6 +254,7 @@ pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
             icount,
             gdb: false,
             control: None,
+            initrd: None,
         };
         let session = Session {
             elf: &images.kernel,
