@@ -42,6 +42,7 @@ fn boot_of(scenario: &Scenario) -> Boot {
         append: scenario.append.clone(),
         icount: scenario.icount,
         gdb: false,
+        bochs_ips: scenario.bochs_ips,
         control: None,
     }
 }
@@ -241,6 +242,7 @@ pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
             append: append.into(),
             icount,
             gdb: false,
+            bochs_ips: tarn_tests::DEFAULT_BOCHS_IPS,
             control: None,
         };
         let session = Session {
