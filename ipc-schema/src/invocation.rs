@@ -96,9 +96,9 @@ pub enum Invocation {
     MachinePowerOff = 50,
     /// Machine. Checks the kernel's invariants (derivation tree consistent,
     /// object accounting balanced, no CPU ever started a thread of a
-    /// scheduler it is not bound to). Reply MR0 = live objects, MR1 = live
-    /// capabilities, MR2 = 1 if every invariant holds, MR3 = CPUs online,
-    /// MR4..MR6 = ns all CPUs spent idle, in system threads and in
+    /// scheduler it is not bound to, every CPU's timeout list well formed).
+    /// Reply MR0 = live objects, MR1 = live capabilities, MR2 = 1 if every
+    /// invariant holds, MR3 = CPUs online, MR4..MR6 = ns all CPUs spent idle, in system threads and in
     /// dispatched threads since boot (up to now, the current spans included).
     MachineCheckInvariants = 51,
     /// Machine. The clock and the time split alone (no invariant walk):

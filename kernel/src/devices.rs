@@ -73,7 +73,8 @@ pub fn invoke_machine(
         Invocation::MachinePowerOff => crate::exit(caller.mr(0).min(255) as u8),
         Invocation::MachineCheckInvariants => {
             let consistent = crate::object::check_reachable(guard, caller.cspace())
-                && crate::dispatch::isolation_held();
+                && crate::dispatch::isolation_held()
+                && crate::sched::timeouts_consistent(guard);
             let stats = crate::object::STATS.get(guard);
             let (objects, caps) = (stats.live_objects, stats.live_caps);
             let [idle_ns, system_ns, dispatched_ns] = crate::sched::time_split(guard);

@@ -244,6 +244,33 @@ fn expire_timeouts(guard: &mut KernelGuard) {
     }
 }
 
+/// Whether every CPU's timeout list is well formed: each entry has a
+/// deadline and names this CPU as the list holding it, its back link names
+/// the entry before it, and the list ends (no cycle longer than every TCB
+/// there could be).
+pub fn timeouts_consistent(guard: &mut KernelGuard) -> bool {
+    const MAX_ENTRIES: usize = 1 << 20;
+    for cpu in 0..percpu::online() as usize {
+        let mut previous = 0;
+        let mut thread = CPUS.get(guard)[cpu].timeout_head;
+        let mut seen = 0;
+        while thread != 0 {
+            let t = tcb::ctl(guard, thread);
+            seen += 1;
+            if t.deadline == 0
+                || t.timeout_cpu != cpu as u64
+                || t.timeout_prev != previous
+                || seen > MAX_ENTRIES
+            {
+                return false;
+            }
+            previous = thread;
+            thread = t.timeout_next;
+        }
+    }
+    true
+}
+
 fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
     let mut earliest = u64::MAX;
     let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;

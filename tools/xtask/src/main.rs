@@ -48,6 +48,9 @@ commands:
                         -initrd: they replace root-task/config (the demo)
       --icount          QEMU -icount shift=0,sleep=off (TSC counts instructions)
       --vmx             boot under Bochs through a GRUB ISO (VMX machine)
+      --ips N           with --vmx: Bochs' emulated instructions per second
+                        (default 4000000; higher makes each instruction a
+                        smaller share of emulated time, boots more slowly)
       --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/release/tarn-kernel
                         -ex 'target remote :1234'`
       --timeout SECS    kill the emulator after SECS (default: none on a terminal,
@@ -82,6 +85,8 @@ struct RunOptions {
     config: Option<PathBuf>,
     icount: bool,
     vmx: bool,
+    /// Bochs' instructions per emulated second (`--ips`).
+    ips: Option<u32>,
     gdb: bool,
     timeout: Option<Duration>,
     elf: Option<PathBuf>,
@@ -173,6 +178,7 @@ fn parse(words: Vec<String>) -> Result<Command> {
                 config: None,
                 icount: false,
                 vmx: false,
+                ips: None,
                 gdb: false,
                 timeout: None,
                 elf: None,
@@ -216,6 +222,15 @@ fn parse(words: Vec<String>) -> Result<Command> {
                         no_value(&option, inline)?;
                         run.gdb = true;
                     }
+                    "--ips" => {
+                        let ips = args.number(&option, inline)?;
+                        run.ips = Some(
+                            u32::try_from(ips)
+                                .ok()
+                                .filter(|n| (1_000_000..=1_000_000_000).contains(n))
+                                .ok_or("--ips must be between 1000000 and 1000000000")?,
+                        );
+                    }
                     other => return unknown(other),
                 }
             }
@@ -232,6 +247,9 @@ fn parse(words: Vec<String>) -> Result<Command> {
                      output-only file), so xtask cannot type into the console; drop --vmx"
                         .to_owned(),
                 );
+            }
+            if run.ips.is_some() && !run.vmx {
+                return Err("--ips sets Bochs' clock; it needs --vmx".to_owned());
             }
             if run.vmx && run.gdb {
                 return Err(
@@ -312,6 +330,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
             .unwrap_or_else(|| String::from(if smp >= 3 { DEMO_APPEND } else { "" })),
         icount: options.icount,
         gdb: options.gdb,
+        bochs_ips: options.ips.unwrap_or(tarn_tests::DEFAULT_BOCHS_IPS),
         control: (emulator == Emulator::Qemu).then(|| ctx.xtask_dir().join("control.sock")),
         initrd,
     };
@@ -335,7 +354,11 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         "xtask: booting under {emulator} with {} cpus, append {:?}{}",
         boot.smp,
         boot.append,
-        if boot.icount { ", icount" } else { "" }
+        match emulator {
+            Emulator::Qemu if boot.icount => String::from(", icount"),
+            Emulator::Qemu => String::new(),
+            Emulator::Bochs => format!(", {} instructions per second", boot.bochs_ips),
+        }
     );
     if let Some(socket) = &boot.control {
         eprintln!(
@@ -473,6 +496,10 @@ mod tests {
             panic!("run did not parse");
         };
         assert_eq!(run.append.as_deref(), Some("poweroff frobnicate=1"));
+        let Ok(Command::Run(run)) = parse(words("run --vmx --ips=20000000")) else {
+            panic!("run --ips did not parse");
+        };
+        assert_eq!(run.ips, Some(20_000_000));
     }
 
     #[test]
@@ -514,6 +541,11 @@ mod tests {
     fn bad_command_lines_are_errors() {
         assert!(parse(words("run --vmx --icount")).is_err());
         assert!(parse(words("run --vmx --gdb")).is_err());
+        assert!(
+            parse(words("run --ips 20000000")).is_err(),
+            "--ips needs --vmx"
+        );
+        assert!(parse(words("run --vmx --ips 1000")).is_err());
         assert!(parse(words("run --smp")).is_err());
         assert!(parse(words("run --smp x")).is_err());
         assert!(parse(words("run --smp 0")).is_err());

@@ -42,6 +42,7 @@ fn boot_of(scenario: &Scenario, initrd: Option<PathBuf>) -> Boot {
         append: scenario.append.clone(),
         icount: scenario.icount,
         gdb: false,
+        bochs_ips: scenario.bochs_ips,
         control: None,
         initrd,
     }
@@ -253,6 +254,7 @@ pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
             append: append.into(),
             icount,
             gdb: false,
+            bochs_ips: tarn_tests::DEFAULT_BOCHS_IPS,
             control: None,
             initrd: None,
         };

@@ -3,14 +3,16 @@
 //! rules (a CPU runs only its scheduler's entries; an entry names only a
 //! thread that scheduler adopted). The suite plays the scheduler server.
 
-use crate::harness::{Env, Outcome, Pass, Shared, Test};
+use crate::harness::{Check, Env, Outcome, Pass, Shared, Test};
 use crate::{ensure, expect, expect_err};
 use alloc::string::String;
 use tarn_rt::abi::invocation::ThreadState;
 use tarn_rt::abi::sched::{Event, EventKind, DISPATCH_QUEUE_LEN};
 use tarn_rt::abi::sched_protocol::{self, SchedError, SchedReply, SchedRequest};
+use tarn_rt::abi::vcpu::{attributes, Exit, Reg, Segment, REGISTER_COUNT};
 use tarn_rt::abi::{Error, ObjectType, Rights};
-use tarn_rt::invoke;
+use tarn_rt::invoke::{self, VcpuRunArgs};
+use tarn_rt::layout::slot;
 use tarn_rt::sched::RingReader;
 use tarn_rt::{println, ThreadOptions};
 
@@ -26,6 +28,10 @@ pub const TESTS: &[Test] = &[
     ("sched_preempt_ends_running_entry", preempt),
     ("sched_call_donates_entry_to_server", donation),
     ("sched_server_process_protocol", server_process),
+    (
+        "sched_moved_thread_timeout_keeps_other_cpu_timeouts",
+        moved_timeout,
+    ),
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
@@ -39,11 +45,16 @@ struct Bound {
 impl Bound {
     /// Creates a Scheduler and binds CPU `index` to it.
     fn new(env: &mut Env, index: u64) -> Result<Bound, String> {
+        let scheduler = env.create(ObjectType::Scheduler, 0)?;
+        Bound::to(env, scheduler, index)
+    }
+
+    /// Binds CPU `index` to `scheduler`.
+    fn to(env: &mut Env, scheduler: u64, index: u64) -> Result<Bound, String> {
         let Some(first) = env.cpu_caps else {
             return Err(String::from("the suite got no Cpu capabilities"));
         };
         let cpu_cap = env.copy(first + index, Rights::ALL)?;
-        let scheduler = env.create(ObjectType::Scheduler, 0)?;
         let (ring, ring_vaddr) = env.mapped_frame()?;
         let notify = env.notification()?;
         invoke::scheduler_bind_cpu(scheduler, cpu_cap, ring, notify)
@@ -706,5 +717,216 @@ fn server_process(env: &mut Env) -> Outcome {
     );
     let (_, _, bound) = invoke::cpu_info(first + cpu).map_err(|e| alloc::format!("{e:?}"))?;
     expect!(bound, false);
+    Ok(Pass::Ok)
+}
+
+/// How long the guest of [`moved_timeout`] may run (its `VcpuRun` timeout).
+const GUEST_TIMEOUT_NS: u64 = 100_000_000;
+/// The timed wait on the other CPU: it begins before the guest's timeout and
+/// must end after it.
+const WAIT_TIMEOUT_NS: u64 = 300_000_000;
+/// How late the timed wait may end (timer delivery under emulation).
+const WAIT_SLACK_NS: u64 = 200_000_000;
+
+/// The kernel's clock.
+fn now_ns() -> Result<u64, String> {
+    invoke::machine_times(slot::MACHINE)
+        .map(|times| times.now_ns)
+        .ctx("read the clock")
+}
+
+/// A Vcpu (unbound) over guest memory holding a real-mode guest that spins
+/// at 0x8000 (`jmp $`); its initial register file.
+fn spinning_guest(env: &mut Env) -> Result<(u64, u64, [u64; REGISTER_COUNT]), String> {
+    const LOAD: u64 = 0x8000;
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    let frame = env.frame()?;
+    tarn_rt::process::fill_frame(&env.res, frame, |bytes| {
+        bytes[..2].copy_from_slice(&[0xEB, 0xFE]);
+    })
+    .ctx("fill the guest page")?;
+    invoke::frame_map(
+        frame,
+        space,
+        LOAD,
+        Rights::READ.union(Rights::WRITE).union(Rights::EXECUTE),
+    )
+    .ctx("map the guest page")?;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    let mut registers = [0; REGISTER_COUNT];
+    registers[Reg::Rip as usize] = LOAD;
+    registers[Reg::Rsp as usize] = LOAD;
+    registers[Reg::Rflags as usize] = 2;
+    registers[Reg::Cr0 as usize] = 1 << 4; // ET
+    Ok((vcpu, space, registers))
+}
+
+/// Binds `vcpu` to `tcb` over `space` and gives it real-mode segments.
+fn bind_real_mode(vcpu: u64, tcb: u64, space: u64) -> Result<(), String> {
+    invoke::vcpu_bind(vcpu, tcb, space).ctx("bind the vcpu")?;
+    let segments = [
+        (Segment::Cs, attributes::CODE16),
+        (Segment::Ds, attributes::DATA16),
+        (Segment::Es, attributes::DATA16),
+        (Segment::Ss, attributes::DATA16),
+        (Segment::Fs, attributes::DATA16),
+        (Segment::Gs, attributes::DATA16),
+        (Segment::Tr, attributes::TSS_BUSY),
+        (Segment::Ldtr, attributes::LDT),
+    ];
+    for (segment, attributes) in segments {
+        invoke::vcpu_write_segment(vcpu, segment, 0, 0, 0xFFFF, attributes)
+            .ctx("write a segment")?;
+    }
+    Ok(())
+}
+
+/// A timeout is cancelled from the list that holds it, not from its
+/// thread's current CPU. A dispatched vCPU thread enters its guest on CPU 0
+/// with a `VcpuRun` timeout (which goes on CPU 0's list), is preempted and
+/// dispatched onto CPU 1 (its CPU changes, the timeout stays on CPU 0's
+/// list), and the timeout expires there while the guest runs on CPU 1. A
+/// timed wait on CPU 1, begun before, must still end on time with
+/// `Timeout`, the guest must see its own timeout, and every timeout list
+/// must stay well formed. (Cancelling through the thread's current CPU
+/// emptied CPU 1's list instead: the wait there never ended.)
+fn moved_timeout(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    if env.cpus < 2 {
+        return Ok(Pass::Skipped("needs two CPUs"));
+    }
+    let scheduler = env.create(ObjectType::Scheduler, 0)?;
+    let mut cpu0 = Bound::to(env, scheduler, 0)?;
+    let _cpu1 = Bound::to(env, scheduler, 1)?;
+    // Shared words: 0 = the vCPU thread is about to enter its guest, 1 = its
+    // exit kind + 1 (or error code + 1000), 2 = the waiter's result code + 1,
+    // 3 = when its wait began, 4 = when it ended.
+    let shared = Shared::new();
+    let (vcpu, space, registers) = spinning_guest(env)?;
+    let guest_shared = shared.clone();
+    let guest = env.spawn(
+        ThreadOptions {
+            cpu: Some(0),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut registers = registers;
+            let args = VcpuRunArgs {
+                load: true,
+                timeout_ns: GUEST_TIMEOUT_NS,
+                ..VcpuRunArgs::default()
+            };
+            guest_shared.set(0, 1);
+            let result = invoke::vcpu_run(vcpu, &args, &mut registers);
+            guest_shared.set(
+                1,
+                match result {
+                    Ok(exit) => exit.kind_raw + 1,
+                    Err(error) => error as u64 + 1000,
+                },
+            );
+        },
+    )?;
+    bind_real_mode(vcpu, guest.tcb, space)?;
+    expect!(invoke::scheduler_adopt(scheduler, guest.tcb, 31), Ok(()));
+    expect!(invoke::tcb_resume(guest.tcb), Ok(()));
+    cpu0.expect(env, EventKind::Woken, 31)?;
+    // The timed wait on CPU 1 (a system thread there).
+    let idle = env.notification()?;
+    let waiter_shared = shared.clone();
+    let waiter = env.spawn(
+        ThreadOptions {
+            cpu: Some(1),
+            ..Default::default()
+        },
+        move || {
+            waiter_shared.set(3, now_ns().unwrap_or(0));
+            let result = tarn_rt::wait(idle, WAIT_TIMEOUT_NS);
+            waiter_shared.set(4, now_ns().unwrap_or(0));
+            waiter_shared.set(2, crate::harness::code(&result) + 1);
+        },
+    )?;
+    env.wait_state(waiter.tcb, ThreadState::BlockedOnNotification)?;
+    // The guest enters on CPU 0 (which runs it while the suite sleeps).
+    expect!(
+        invoke::scheduler_dispatch(scheduler, 0, guest.tcb, 1_000_000_000),
+        Ok(())
+    );
+    env.wait_until("the vcpu thread to run", || shared.get(0) != 0)?;
+    env.sleep_ns(5_000_000);
+    // From here until the guest's timeout has passed the suite takes no
+    // timeout on CPU 0: the guest's stays the first on that list.
+    let preempted_at = now_ns()?;
+    expect!(invoke::scheduler_preempt(scheduler, 0), Ok(()));
+    cpu0.expect(env, EventKind::Preempted, 31)?;
+    ensure!(
+        shared.get(1) == 0,
+        "the guest exited early: {}",
+        shared.get(1)
+    );
+    let ran_on_cpu0 = invoke::scheduler_query_thread(scheduler, guest.tcb)
+        .ctx("query the vcpu thread")?
+        .ran_ns;
+    expect!(
+        invoke::scheduler_dispatch(scheduler, 1, guest.tcb, 1_000_000_000),
+        Ok(())
+    );
+    let guest_deadline = preempted_at + GUEST_TIMEOUT_NS;
+    loop {
+        let ran = invoke::scheduler_query_thread(scheduler, guest.tcb)
+            .ctx("query the vcpu thread")?
+            .ran_ns;
+        let now = now_ns()?;
+        if ran > ran_on_cpu0 {
+            // Its guest runs on CPU 1 before its timeout (on CPU 0) expired.
+            ensure!(
+                now < guest_deadline && shared.get(1) == 0,
+                "CPU 1 took the vcpu thread too late for the test to mean anything"
+            );
+            break;
+        }
+        ensure!(now < guest_deadline, "CPU 1 never ran the vcpu thread");
+        tarn_rt::yield_now();
+    }
+    while now_ns()? < guest_deadline + 1_000_000 {
+        tarn_rt::yield_now();
+    }
+    // The wait on CPU 1 ends with its own timeout, on time.
+    let waited = env.wait_until("the timed wait on CPU 1 to time out", || shared.get(2) != 0);
+    let invariants = invoke::machine_check_invariants(slot::MACHINE).ctx("check invariants")?;
+    if waited.is_err() {
+        let _ = tarn_rt::signal(idle);
+        return Err(alloc::format!(
+            "the {WAIT_TIMEOUT_NS} ns timed wait on CPU 1 never ended (kernel invariants {})",
+            if invariants.consistent {
+                "hold"
+            } else {
+                "broken"
+            }
+        ));
+    }
+    expect!(
+        crate::harness::decode(shared.get(2) - 1),
+        Err(Error::Timeout)
+    );
+    let (began, ended) = (shared.get(3), shared.get(4));
+    ensure!(
+        ended >= guest_deadline,
+        "the wait on CPU 1 ended before the guest's timeout, proving nothing"
+    );
+    ensure!(
+        ended - began >= WAIT_TIMEOUT_NS && ended - began < WAIT_TIMEOUT_NS + WAIT_SLACK_NS,
+        "a {WAIT_TIMEOUT_NS} ns timed wait took {} ns",
+        ended - began
+    );
+    // The guest saw its own timeout on CPU 1.
+    env.wait_until("the guest to exit", || shared.get(1) != 0)?;
+    expect!(shared.get(1), Exit::Timeout as u64 + 1);
+    ensure!(invariants.consistent, "the kernel's invariants do not hold");
+    let _ = invoke::scheduler_release(scheduler, guest.tcb);
+    let _ = invoke::tcb_suspend(guest.tcb);
     Ok(Pass::Ok)
 }
