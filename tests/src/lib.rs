@@ -731,7 +731,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: no domain config file nope.cfg")
             .expect("error: rt: 2 CPUs requested, 1 free")
             .expect("batch              2")
-            .expect("spinner-vm             1     1     r")
+            .expect("spinner-vm             1     1")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
@@ -1012,7 +1012,7 @@ pub fn scenarios() -> Vec<Scenario> {
     // CPU (the kernel's run time of its vCPU thread over its wall time; in
     // virtual time, where instructions, not TCG's emulation of VMRUN, cost).
     all.push(
-        Scenario::qemu("vm_idle_svm_icount", 2, "vmtest=idle16 pace_hz=10000")
+        Scenario::qemu("vm_idle_svm_icount", 2, "vmtest=idle16")
             .icount()
             .expect("[vm1] idle: 20 timer ticks")
             .expect("vmm: vm1 idle: 20 timer ticks, cpu 0.")
