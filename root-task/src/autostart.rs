@@ -7,7 +7,8 @@
 //! The configs come from the boot's config archive (the `initrd` module: a
 //! cpio archive, QEMU's `-initrd`, `cargo xtask run --config DIR`) when there
 //! is one, else from `root-task/config/`, built into the root task's image
-//! (`build.rs`). `noauto` on the kernel command line skips the auto configs.
+//! (`build.rs`). `noauto` on the kernel command line skips the auto configs
+//! and the archive's `autorun.cmds` (console commands run once they are up).
 //! A config that is malformed or refused is reported with its path (and
 //! line and key) and skipped; an archive that cannot be read is reported
 //! and the built-in configs are used.
@@ -108,6 +109,24 @@ pub fn config_files() -> (Vec<String>, Vec<String>) {
             .collect()
     };
     (names("pools"), names("domains"))
+}
+
+/// The archive's `autorun.cmds`: console commands to run once the auto
+/// configs are up, one per line (`#` starts a comment). A boot script for
+/// machines without console input (Bochs' serial port is output only).
+pub fn autorun() -> Vec<String> {
+    CONFIGS
+        .lock()
+        .iter()
+        .find(|(path, _)| path == "autorun.cmds")
+        .map(|(_, text)| {
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Creates the auto pools, then starts the auto domains.

@@ -400,6 +400,15 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
     if let Some(p) = pools.as_mut() {
         crate::autostart::run(resources, p, info.cmdline());
     }
+    if !info.cmdline().split_whitespace().any(|w| w == "noauto") {
+        for command in crate::autostart::autorun() {
+            println!("{PROMPT}{command}");
+            console.execute(resources, pools.as_mut(), &command);
+            if let Some(p) = pools.as_mut() {
+                p.service(resources);
+            }
+        }
+    }
     let mut line = String::new();
     uart.write(PROMPT);
     loop {

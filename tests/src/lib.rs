@@ -761,6 +761,21 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("auto: domain web")
             .forbid_failures(),
     );
+    // VMs as domains under VMX (Bochs): two long-mode guests share a credit
+    // pool's CPU by weight. The configs and the console commands travel in a
+    // config archive (a GRUB module): Bochs' serial port takes no input.
+    all.push(
+        Scenario::bochs("vm_weights_vmx", 2, "pool0_cpus=1")
+            .bochs_ips(50_000_000)
+            .config("tests/configs/vm-weights")
+            .expect("root: configs from the initrd archive")
+            .expect("auto: cpupool lic from pools/auto/lic.cfg")
+            .expect("auto: domain v2 from domains/auto/v2.cfg")
+            .share(0, "v1", 33.3, 2.0)
+            .share(0, "v2", 66.7, 2.0)
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
         Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto pace_hz=10000")

@@ -346,11 +346,14 @@ fn grub_quote(word: &str) -> String {
 
 /// GRUB's configuration: serial console, no menu delay, boot the kernel
 /// through multiboot2 with `append`.
-pub fn grub_cfg(append: &str) -> String {
+pub fn grub_cfg(append: &str, module: Option<&str>) -> String {
     let mut line = String::from("multiboot2 /boot/tarn.elf");
     for word in append.split_whitespace() {
         line.push(' ');
         line.push_str(&grub_quote(word));
+    }
+    if let Some(module) = module {
+        line.push_str(&format!("\n    module2 {module}"));
     }
     format!(
         "serial --unit=0 --speed=115200\n\
@@ -616,8 +619,21 @@ fn prepare_bochs(dir: &Path, elf: &Path, boot: &Boot) -> Result<()> {
     let _ = fs::remove_dir_all(&iso_root);
     fs::create_dir_all(iso_root.join("boot/grub")).map_err(|e| io_error("mkdir", e))?;
     fs::copy(elf, iso_root.join("boot/tarn.elf")).map_err(|e| io_error("copying the kernel", e))?;
-    fs::write(iso_root.join("boot/grub/grub.cfg"), grub_cfg(&boot.append))
-        .map_err(|e| io_error("writing grub.cfg", e))?;
+    // The config archive travels as a multiboot2 module (the kernel passes
+    // the first module on as `initrd`, as with QEMU's -initrd).
+    let module = match &boot.initrd {
+        Some(archive) => {
+            fs::copy(archive, iso_root.join("boot/config.cpio"))
+                .map_err(|e| io_error("copying the config archive", e))?;
+            Some("/boot/config.cpio")
+        }
+        None => None,
+    };
+    fs::write(
+        iso_root.join("boot/grub/grub.cfg"),
+        grub_cfg(&boot.append, module),
+    )
+    .map_err(|e| io_error("writing grub.cfg", e))?;
     let mut mkrescue = Command::new("grub-mkrescue");
     if Path::new("/usr/lib/grub/i386-pc").is_dir() {
         mkrescue.args(["-d", "/usr/lib/grub/i386-pc"]);
@@ -897,14 +913,16 @@ mod tests {
 
     #[test]
     fn grub_config() {
-        let cfg = grub_cfg("poweroff  frobnicate=1 odd'word");
+        let cfg = grub_cfg("poweroff  frobnicate=1 odd'word", None);
         assert!(cfg.contains("serial --unit=0 --speed=115200\n"));
         assert!(cfg.contains("terminal_input serial\nterminal_output serial\n"));
         assert!(cfg.contains("set timeout=0\n"));
         assert!(cfg.contains(
             "menuentry tarn {\n    multiboot2 /boot/tarn.elf poweroff frobnicate=1 'odd'\\''word'\n    boot\n}\n"
         ));
-        assert!(grub_cfg("").contains("multiboot2 /boot/tarn.elf\n"));
+        assert!(grub_cfg("", None).contains("multiboot2 /boot/tarn.elf\n"));
+        assert!(grub_cfg("", Some("/boot/config.cpio"))
+            .contains("multiboot2 /boot/tarn.elf\n    module2 /boot/config.cpio\n    boot"));
     }
 
     #[test]

@@ -175,7 +175,8 @@ pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>) -> Result<Images> {
 }
 
 /// Packs config directory `dir` (its `pools/` and `domains/` trees, `*.cfg`
-/// files) into the cpio (newc) archive the root task reads from `-initrd`;
+/// files, and `autorun.cmds`) into the cpio (newc) archive the root task
+/// reads from `-initrd` (QEMU) or a GRUB module (Bochs);
 /// returns the archive's path (`out`).
 pub fn pack_config(dir: &Path, out: &Path) -> Result<PathBuf> {
     if !dir.is_dir() {
@@ -196,6 +197,11 @@ pub fn pack_config(dir: &Path, out: &Path) -> Result<PathBuf> {
             let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
             files.push((format!("{sub}/{base}"), data));
         }
+    }
+    let autorun = dir.join("autorun.cmds");
+    if autorun.is_file() {
+        let data = std::fs::read(&autorun).map_err(|e| format!("{}: {e}", autorun.display()))?;
+        files.push(("autorun.cmds".to_string(), data));
     }
     if files.is_empty() {
         return Err(format!(

@@ -43,9 +43,10 @@ commands:
       --smp N           CPUs (default 4; 2 with --vmx)
       --append ARGS     kernel command line (default: pool0_cpus=2 with 3 or more
                         CPUs, so the demo's second pool finds free CPUs)
-      --config DIR      QEMU only: pack DIR's pools/ and domains/ configs (and
-                        their auto/) into a cpio archive and boot with it as
-                        -initrd: they replace root-task/config (the demo)
+      --config DIR      pack DIR's pools/ and domains/ configs (and their auto/)
+                        and autorun.cmds into a cpio archive and boot with it
+                        (QEMU -initrd, a GRUB module under --vmx): it replaces
+                        root-task/config (the demo)
       --icount          QEMU -icount shift=0,sleep=off (TSC counts instructions)
       --vmx             boot under Bochs through a GRUB ISO (VMX machine)
       --ips N           with --vmx: Bochs' emulated instructions per second
