@@ -123,7 +123,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("cpupool-undelegate P D", "revoke that capability"),
     ("cpupool-sched P credit|sedf", "change a live pool's policy"),
     (
-        "cpupool-list [-c] [-l] [P]",
+        "cpupool-list [-c] [-l] [P...]",
         "pools: name, CPUs, scheduler, active, domains (-c: CPU lists, -l: JSON)",
     ),
     (
@@ -957,16 +957,45 @@ impl Console {
     }
 }
 
-/// What a tenant holding a capability to pool `pool` may run: the command
-/// line, rewritten to stay inside the pool, or why not.
-fn tenant_scope(pools: &Pools, pool: PoolId, line: &str) -> Result<String, String> {
-    let name = pools
-        .manager
-        .pool(pool)
-        .filter(|p| p.state == rules::PoolState::Active)
+/// What a tenant's request becomes once checked against its scope.
+enum TenantOp {
+    /// Run this console command line (rewritten to stay inside the scope).
+    Run(String),
+    /// Carve a sub-pool from the delegated pool's CPUs.
+    Carve(rules::PoolSpec),
+    /// Give a sub-pool's CPUs back to the delegated pool and forget it.
+    Uncarve(PoolId),
+}
+
+/// What a tenant holding a capability to pool `pool` may do: work on the
+/// domains of that pool and of the sub-pools it carved from it, list them,
+/// tune them, carve sub-pools from the pool's CPUs and give them back.
+fn tenant_scope(pools: &Pools, pool: PoolId, line: &str) -> Result<TenantOp, String> {
+    let active = |id: PoolId| {
+        pools
+            .manager
+            .pool(id)
+            .filter(|p| p.state == rules::PoolState::Active)
+    };
+    let name = active(pool)
         .map(|p| p.spec.name.clone())
         .ok_or_else(|| String::from("the delegated cpupool is not active"))?;
-    let refused = || format!("not allowed: this capability manages cpupool {name} only");
+    let scope: Vec<PoolId> = core::iter::once(pool)
+        .chain(pools.carved_from(pool))
+        .collect();
+    let names: Vec<String> = scope
+        .iter()
+        .filter_map(|&id| active(id).map(|p| p.spec.name.clone()))
+        .collect();
+    let refused = || {
+        let subs = if names.len() > 1 {
+            format!(" and its sub-pools {}", names[1..].join(" "))
+        } else {
+            String::new()
+        };
+        format!("not allowed: this capability manages cpupool {name}{subs} only")
+    };
+    let in_scope = |pool_name: &str| names.iter().any(|n| n == pool_name);
     let words: Vec<&str> = line.split_whitespace().collect();
     let mine = |domain: &str| {
         pools
@@ -974,43 +1003,72 @@ fn tenant_scope(pools: &Pools, pool: PoolId, line: &str) -> Result<String, Strin
             .domain_id(domain)
             .ok()
             .and_then(|id| pools.manager.domain(id))
-            .is_some_and(|d| d.pool == pool)
+            .is_some_and(|d| scope.contains(&d.pool))
     };
-    let all_mine = |names: &[Option<&str>]| names.iter().flatten().all(|d| mine(d));
+    let all_mine = |list: &[Option<&str>]| list.iter().flatten().all(|d| mine(d));
+    let rest = |command: &str| {
+        line.trim_start()
+            .strip_prefix(command)
+            .unwrap_or("")
+            .to_string()
+    };
     match words.split_first() {
-        Some((&"help", [])) => Ok(String::from("help")),
-        Some((&"list", args)) if args.iter().all(|a| *a == "-l") => {
-            Ok(format!("list --pool={name} {}", args.join(" ")))
+        Some((&"help", [])) => Ok(TenantOp::Run(String::from("help"))),
+        Some((&"list", args)) if args.iter().all(|a| *a == "-l") => Ok(TenantOp::Run(format!(
+            "list --pool={name} {}",
+            args.join(" ")
+        ))),
+        Some((&"list", [flag_pool])) if flag_pool.strip_prefix("--pool=").is_some_and(in_scope) => {
+            Ok(TenantOp::Run(String::from(line)))
         }
         Some((&"cpupool-list", args)) if args.iter().all(|a| matches!(*a, "-c" | "-l")) => {
-            Ok(format!("cpupool-list {} {name}", args.join(" ")))
+            Ok(TenantOp::Run(format!(
+                "cpupool-list {} {}",
+                args.join(" "),
+                names.join(" ")
+            )))
         }
+        Some((&"cpupool-list", [p])) if in_scope(p) => Ok(TenantOp::Run(String::from(line))),
         Some((&"create", _)) => {
-            let rest = line.trim_start().strip_prefix("create").unwrap_or("");
-            let config = config::parse_domain_inline(rest).map_err(inline_error)?;
-            if config.pool.as_deref() == Some(name.as_str()) {
-                Ok(String::from(line))
+            let config = config::parse_domain_inline(&rest("create")).map_err(inline_error)?;
+            if config.pool.as_deref().is_some_and(in_scope) {
+                Ok(TenantOp::Run(String::from(line)))
             } else {
                 Err(refused())
             }
         }
         Some((&("destroy" | "pause" | "unpause" | "vcpu-list"), [d])) if mine(d) => {
-            Ok(String::from(line))
+            Ok(TenantOp::Run(String::from(line)))
+        }
+        Some((&"cpupool-migrate", [d, p])) if mine(d) && in_scope(p) => {
+            Ok(TenantOp::Run(String::from(line)))
         }
         Some((&("sched-credit" | "sched-sedf"), args))
             if flag(args, "-d").is_some() && all_mine(&[flag(args, "-d")]) =>
         {
-            Ok(String::from(line))
+            Ok(TenantOp::Run(String::from(line)))
         }
         Some((&"sched-credit", args))
-            if args.contains(&"-s") && flag(args, "-p") == Some(name.as_str()) =>
+            if args.contains(&"-s") && flag(args, "-p").is_some_and(in_scope) =>
         {
-            Ok(String::from(line))
+            Ok(TenantOp::Run(String::from(line)))
         }
         Some((&"sched-group", args))
             if flag(args, "-d").is_some() && all_mine(&[flag(args, "-d"), flag(args, "-m")]) =>
         {
-            Ok(String::from(line))
+            Ok(TenantOp::Run(String::from(line)))
+        }
+        Some((&"cpupool-create", _)) => {
+            let spec = config::parse_pool_inline(&rest("cpupool-create")).map_err(inline_error)?;
+            Ok(TenantOp::Carve(spec))
+        }
+        Some((&"cpupool-destroy", [p])) => {
+            let id = pools.manager.pool_id(p).map_err(|e| format!("{p}: {e}"))?;
+            if pools.carved_from(pool).any(|c| c == id) {
+                Ok(TenantOp::Uncarve(id))
+            } else {
+                Err(refused())
+            }
         }
         _ => Err(refused()),
     }
@@ -1055,16 +1113,22 @@ impl Console {
         pool: PoolId,
         line: &str,
     ) -> (bool, String) {
+        let outer = CAPTURE.lock().replace(String::new());
         match tenant_scope(pools, pool, line) {
-            Ok(allowed) => {
-                let outer = CAPTURE.lock().replace(String::new());
-                self.execute(res, Some(&mut *pools), allowed.trim());
-                let output = core::mem::replace(&mut *CAPTURE.lock(), outer).unwrap_or_default();
-                let ok = !output.lines().any(|l| l.starts_with("error:"));
-                (ok, output)
-            }
-            Err(why) => (false, format!("error: {why}\n")),
+            Ok(TenantOp::Run(allowed)) => self.execute(res, Some(&mut *pools), allowed.trim()),
+            Ok(TenantOp::Carve(spec)) => match pools.carve(res, pool, spec) {
+                Ok(name) => say!("cpupool {name} carved"),
+                Err(why) => say!("error: {why}"),
+            },
+            Ok(TenantOp::Uncarve(sub)) => match pools.uncarve(res, sub) {
+                Ok(()) => say!("cpupool given back"),
+                Err(why) => say!("error: {why}"),
+            },
+            Err(why) => say!("error: {why}"),
         }
+        let output = core::mem::replace(&mut *CAPTURE.lock(), outer).unwrap_or_default();
+        let ok = !output.lines().any(|l| l.starts_with("error:"));
+        (ok, output)
     }
 }
 
@@ -1205,27 +1269,25 @@ fn list_command(pools: &Pools, args: &[&str]) -> Result<(), String> {
 fn cpupool_list(pools: &Pools, args: &[&str]) -> Result<(), String> {
     let mut cpus = false;
     let mut long = false;
-    let mut only = None;
+    let mut only = Vec::new();
     for arg in args {
         match *arg {
             "-c" => cpus = true,
             "-l" => long = true,
-            name if !name.starts_with('-') && only.is_none() => {
-                only = Some(
-                    pools
-                        .manager
-                        .pool_id(name)
-                        .map_err(|e| format!("{name}: {e}"))?,
-                )
-            }
-            _ => return Err(String::from("usage: cpupool-list [-c] [-l] [P]")),
+            name if !name.starts_with('-') => only.push(
+                pools
+                    .manager
+                    .pool_id(name)
+                    .map_err(|e| format!("{name}: {e}"))?,
+            ),
+            _ => return Err(String::from("usage: cpupool-list [-c] [-l] [P...]")),
         }
     }
     let rows: Vec<_> = pools
         .manager
         .list()
         .into_iter()
-        .filter(|r| only.is_none_or(|p| p == r.id))
+        .filter(|r| only.is_empty() || only.contains(&r.id))
         .collect();
     if long {
         let items: Vec<String> = rows

@@ -289,6 +289,8 @@ pub struct Pools {
     /// Delegations: (pool, tenant domain) → the manager's badged capability
     /// the tenant's copy derives from (revoking it ends the tenancy).
     delegations: BTreeMap<(PoolId, DomainId), CPtr>,
+    /// Sub-pools a tenant carved from its delegated pool: sub → parent.
+    carved: BTreeMap<PoolId, PoolId>,
     /// Virtual time.
     pub clock: Clock,
 }
@@ -376,6 +378,7 @@ impl Pools {
             tenant_mail,
             tenant_done,
             delegations: BTreeMap::new(),
+            carved: BTreeMap::new(),
             clock,
         };
         let pool0 = tarn_pool_manager::pools::POOL0;
@@ -1194,6 +1197,103 @@ impl Pools {
             .ok_or("no such delegation")?;
         let _ = invoke::cnode_revoke(slot::ROOT_CNODE, source);
         let _ = invoke::cnode_delete(slot::ROOT_CNODE, source);
+        Ok(())
+    }
+
+    /// The sub-pools carved from `parent`.
+    pub fn carved_from(&self, parent: PoolId) -> impl Iterator<Item = PoolId> + '_ {
+        self.carved
+            .iter()
+            .filter(move |(_, p)| **p == parent)
+            .map(|(sub, _)| *sub)
+    }
+
+    /// A tenant's `cpupool-create`: a sub-pool from CPUs of its pool
+    /// `parent` (a list or range of them, or a count: its highest ones; the
+    /// parent keeps at least one).
+    /// The CPUs leave the parent by the usual negotiation, then the pool is
+    /// created with them. Returns its name.
+    pub fn carve(
+        &mut self,
+        res: &mut Resources,
+        parent: PoolId,
+        spec: tarn_pool_manager::pools::PoolSpec,
+    ) -> Result<String, String> {
+        use tarn_pool_manager::pools::CpuRequest;
+        let name = spec.name.clone();
+        let owned = self
+            .manager
+            .pool(parent)
+            .map(|p| p.cpus.clone())
+            .unwrap_or_default();
+        // A list or range names the CPUs; a count takes the highest ones.
+        let wanted: BTreeSet<u32> = match &spec.cpus {
+            CpuRequest::List(list) => list.clone(),
+            CpuRequest::Count(n) => owned.iter().rev().take(*n as usize).copied().collect(),
+        };
+        let spec = tarn_pool_manager::pools::PoolSpec {
+            cpus: CpuRequest::List(wanted.clone()),
+            ..spec
+        };
+        let wanted = &wanted;
+        if let Some(cpu) = wanted.iter().find(|c| !owned.contains(c)) {
+            return Err(format!("{name}: CPU {cpu} is not in your pool"));
+        }
+        if wanted.len() >= owned.len() {
+            return Err(format!("{name}: your pool must keep at least one CPU"));
+        }
+        if self.manager.pool_id(&name).is_ok() {
+            return Err(format!("{name}: a pool named {name} already exists"));
+        }
+        // Check the spec itself before any CPU moves (nothing changes on error).
+        let mut probe = self.manager.clone();
+        for &cpu in wanted {
+            probe
+                .cpu_remove(parent, cpu)
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        probe
+            .create(spec.clone())
+            .map_err(|e| format!("{name}: {e}"))?;
+        for &cpu in wanted {
+            let actions = self
+                .manager
+                .cpu_remove(parent, cpu)
+                .map_err(|e| format!("{name}: {e}"))?;
+            self.apply(res, actions);
+        }
+        let (id, actions) = self
+            .manager
+            .create(spec)
+            .map_err(|e| format!("{name}: {e}"))?;
+        self.apply(res, actions);
+        self.carved.insert(id, parent);
+        Ok(name)
+    }
+
+    /// A tenant's `cpupool-destroy` of a sub-pool it carved: the sub-pool
+    /// (without domains) is deactivated and deleted, its CPUs go back to the
+    /// parent.
+    pub fn uncarve(&mut self, res: &mut Resources, sub: PoolId) -> Result<(), String> {
+        let parent = *self.carved.get(&sub).ok_or("not a carved sub-pool")?;
+        let name = self.pool_name(sub);
+        let cpus: Vec<u32> = self
+            .manager
+            .pool(sub)
+            .map(|p| p.cpus.iter().copied().collect())
+            .unwrap_or_default();
+        let actions = self
+            .manager
+            .deactivate(sub)
+            .map_err(|e| format!("{name}: {e}"))?;
+        self.apply(res, actions);
+        let _ = self.manager.delete(sub);
+        self.carved.remove(&sub);
+        let report = self
+            .manager
+            .cpu_add(parent, &cpus)
+            .map_err(|e| format!("{name}: {e}"))?;
+        self.apply(res, report.actions);
         Ok(())
     }
 

@@ -672,23 +672,23 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid_failures(),
     );
     // Delegation: a tenant domain given a capability to pool `lic` manages
-    // that pool's domains and parameters; everything outside it is refused;
-    // revoking the capability ends the tenancy.
+    // that pool's domains and parameters and carves sub-pools from its
+    // CPUs; everything outside it is refused; revoking the capability ends
+    // the tenancy. (The tenant's script is its config's cmdline.)
     all.push(
-        Scenario::qemu("tenant_delegation_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
+        Scenario::qemu("tenant_delegation_icount", 4, "pool0_cpus=2 pace_hz=10000")
             .icount()
+            .config("tests/configs/tenant")
             .exec(&[
-                "cpupool-create name=lic sched=credit cpus=2-3",
-                "create name=a pool=lic image=spin",
-                "create name=x image=spin",
-                "create name=t image=tenant cmdline=\"wait 100|sched-credit -d a -w 512|sched-credit -d x -w 512|create name=c pool=lic image=spin|create name=d image=spin|cpupool-destroy lic|list|wait 1500|list\"",
+                "create t.cfg",
                 "cpupool-delegate lic t",
                 "cpupool-delegate Pool-0 t",
-                "sleep 1000",
+                "sleep 1500",
                 "cpupool-list -l",
                 "cpupool-undelegate lic t",
                 "sleep 1500",
                 "sched-credit",
+                "cpupool-list -c",
                 "poweroff",
             ])
             .expect("t now manages lic")
@@ -696,7 +696,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("[tenant] > sched-credit -d a -w 512")
             .expect("[tenant] ok")
             .expect("[tenant] > sched-credit -d x -w 512")
-            .expect("[tenant] error: not allowed: this capability manages cpupool lic only")
+            .expect("[tenant] error: not allowed: this capability manages cpupool lic")
             .expect("[tenant] > create name=c pool=lic image=spin")
             .expect("[tenant] ok")
             .expect("[tenant] > create name=d image=spin")
@@ -704,16 +704,28 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("[tenant] > cpupool-destroy lic")
             .expect("[tenant] error: not allowed")
             .expect("[tenant] c                      4     1     r")
+            .expect("[tenant] > cpupool-create name=sub sched=sedf cpus=1")
+            .expect("[tenant] cpupool sub carved")
+            .expect("[tenant] > create name=e pool=sub")
+            .expect("[tenant] ok")
+            .expect("[tenant] sub                   1   sedf        y             1")
+            .expect("[tenant] > cpupool-migrate c sub")
+            .expect("[tenant] ok")
+            .expect("[tenant] c                      4     1")
+            .expect("[tenant] > cpupool-destroy sub")
+            .expect("[tenant] cpupool given back")
+            .expect("[tenant] > cpupool-create name=all cpus=2-3")
+            .expect("[tenant] error: all: your pool must keep at least one CPU")
             .expect("\"name\":\"lic\"")
             .expect("\"tenants\":[\"t\"]")
             .expect("t no longer manages lic")
             .expect("[tenant] request failed: InvalidCapability")
             .expect("a                      1    512    0  lic")
             .expect("x                      2    256    0  Pool-0")
+            .expect("lic                2-3")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
-    // Config files from the boot image's config directories, by name.
     all.push(
         Scenario::qemu("config_files", 4, "pool0_cpus=2 noauto pace_hz=10000")
             .icount()
