@@ -28,8 +28,9 @@ const NO_VERDICT: u8 = 125;
 const NONINTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The kernel command line `run` uses without `--append` (3+ CPUs): Pool-0
-/// keeps two CPUs, the demo's second pool takes the others.
-const DEMO_APPEND: &str = "pool0_cpus=2";
+/// keeps two CPUs, the demo's second pool takes the others, and the PIT
+/// paces QEMU's icount turns.
+const DEMO_APPEND: &str = "pool0_cpus=2 pace_hz=10000";
 
 /// Default `run --exec` timeout.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -41,8 +42,10 @@ commands:
   build                 build the kernel image (and the user images it embeds)
   run [options]         build, then boot under QEMU (default) or Bochs (--vmx)
       --smp N           CPUs (default 4; 2 with --vmx)
-      --append ARGS     kernel command line (default: pool0_cpus=2 with 3 or more
-                        CPUs, so the demo's second pool finds free CPUs)
+      --append ARGS     kernel command line (default, with 3 or more CPUs: the
+                        demo, `pool0_cpus=2 pace_hz=10000` under --icount, so
+                        the second pool finds free CPUs and `top` shows the
+                        schedulers rather than the host's load)
       --config DIR      pack DIR's pools/ and domains/ configs (and their auto/)
                         and autorun.cmds into a cpio archive and boot with it
                         (QEMU -initrd, a GRUB module under --vmx): it replaces
@@ -322,6 +325,10 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         Emulator::Qemu
     };
     let smp = options.smp.unwrap_or(if options.vmx { 2 } else { 4 });
+    // The demo (no --append, QEMU) runs under icount: with more vCPUs than
+    // host cores, the host would preempt vCPUs that hold the kernel lock and
+    // `top` would show the emulator, not the schedulers.
+    let demo = options.append.is_none() && !options.vmx && smp >= 3;
     let boot = Boot {
         emulator,
         smp,
@@ -329,7 +336,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
             .append
             .clone()
             .unwrap_or_else(|| String::from(if smp >= 3 { DEMO_APPEND } else { "" })),
-        icount: options.icount,
+        icount: options.icount || (demo && !options.gdb),
         gdb: options.gdb,
         bochs_ips: options.ips.unwrap_or(tarn_tests::DEFAULT_BOCHS_IPS),
         control: (emulator == Emulator::Qemu).then(|| ctx.xtask_dir().join("control.sock")),
