@@ -28,10 +28,14 @@
 //! the call (a server that never answers is replaced; its courier stays
 //! blocked, one stopped thread per hung server).
 //!
-//! Not built yet: reclaiming a destroyed domain's or replaced server's
-//! memory (the root's allocator only grows), more than one vCPU per native
-//! domain, liveness probes while idle (a hung server is noticed at its next
-//! request).
+//! A domain is built in a cell of its own: an untyped region all its objects
+//! come from, and the manager's slots recorded; `destroy` revokes the region
+//! (every object and capability of the domain goes) and frees the slots, and
+//! the emptied cell serves the next domain.
+//!
+//! Not built yet: reclaiming a replaced server's memory, more than one vCPU
+//! per native domain, liveness probes while idle (a hung server is noticed
+//! at its next request).
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -83,6 +87,10 @@ pub const VM_GUESTS: &[&str] = &[
 const VMM_MEMORY_BITS: u64 = 20;
 /// Memory a native domain gets for objects of its own (log2 bytes).
 const DOMAIN_MEMORY_BITS: u64 = 16;
+/// The memory a domain is built in (log2 bytes): its process (image, stack,
+/// page tables, CNode, TCB) and the memory it is given.
+const NATIVE_CELL_BITS: u64 = 22;
+const VM_CELL_BITS: u64 = 23;
 
 /// The kernel's clock (ns since boot, the time event rings carry), read
 /// through the Machine capability.
@@ -236,8 +244,20 @@ struct PoolRt {
     server: Option<Server>,
 }
 
+/// The memory and the slots a domain was built in, taken back whole when
+/// it goes: the untyped region every one of its objects came from (revoking
+/// it destroys them all and empties it for the next domain), and the
+/// manager's slots that held its capabilities.
+struct Cell {
+    untyped: CPtr,
+    phys: u64,
+    bits: u64,
+    slots: Vec<CPtr>,
+}
+
 /// What the manager keeps per domain it built.
 struct DomainRt {
+    cell: Cell,
     tcb: CPtr,
     /// The process's other capabilities (deleted on destroy).
     objects: [CPtr; 4],
@@ -291,6 +311,8 @@ pub struct Pools {
     delegations: BTreeMap<(PoolId, DomainId), CPtr>,
     /// Sub-pools a tenant carved from its delegated pool: sub → parent.
     carved: BTreeMap<PoolId, PoolId>,
+    /// Emptied domain cells, for the next domains: (untyped, phys, bits).
+    free_cells: Vec<(CPtr, u64, u64)>,
     /// Virtual time.
     pub clock: Clock,
 }
@@ -379,6 +401,7 @@ impl Pools {
             tenant_done,
             delegations: BTreeMap::new(),
             carved: BTreeMap::new(),
+            free_cells: Vec::new(),
             clock,
         };
         let pool0 = tarn_pool_manager::pools::POOL0;
@@ -893,6 +916,26 @@ impl Pools {
         } else {
             String::from(args)
         };
+        // Everything is built in a cell: an untyped region of its own (an
+        // emptied one when there is one) and the slots recorded.
+        let cell_bits = if vm { VM_CELL_BITS } else { NATIVE_CELL_BITS };
+        let (cell_untyped, cell_phys) = match self
+            .free_cells
+            .iter()
+            .position(|&(_, _, bits)| bits == cell_bits)
+        {
+            Some(i) => {
+                let (cptr, phys, _) = self.free_cells.swap_remove(i);
+                (cptr, phys)
+            }
+            None => res
+                .create_untyped(cell_bits)
+                .map_err(|e| format!("no memory for it: {e:?}"))?,
+        };
+        let slots_before = res.slots.clone();
+        let mut cell_memory = tarn_rt::UntypedAllocator::new();
+        cell_memory.add(cell_untyped, cell_phys, cell_bits);
+        let root_memory = core::mem::replace(&mut res.untyped, cell_memory);
         let built = (|| -> Result<tarn_rt::Process, Error> {
             let fault = res.alloc_slot()?;
             invoke::cnode_mint(
@@ -924,11 +967,25 @@ impl Pools {
                 ..ProcessConfig::default()
             };
             tarn_rt::spawn_process(res, &config)
-        })()
-        .map_err(|e| format!("cannot build it: {e:?}"))?;
+        })();
+        res.untyped = root_memory;
+        let cell = Cell {
+            untyped: cell_untyped,
+            phys: cell_phys,
+            bits: cell_bits,
+            slots: res.slots.handed_out_since(&slots_before),
+        };
+        let built = match built {
+            Ok(built) => built,
+            Err(e) => {
+                self.empty_cell(res, cell);
+                return Err(format!("cannot build it: {e:?}"));
+            }
+        };
         self.domains.insert(
             domain,
             DomainRt {
+                cell,
                 tcb: built.tcb,
                 objects: [
                     built.cnode,
@@ -945,15 +1002,28 @@ impl Pools {
             },
         );
         if let Err(why) = self.adopt(pool, domain) {
-            self.discard(domain, pool);
+            self.discard(res, domain, pool);
             return Err(why);
         }
         let _ = invoke::tcb_resume(built.tcb);
         Ok(())
     }
 
-    /// Stops and forgets a domain's process (after the manager let it go).
-    pub fn discard(&mut self, domain: DomainId, pool: PoolId) {
+    /// Takes a cell back: revoking its untyped destroys every object built
+    /// in it (and every capability to them, the domain's own included) and
+    /// empties it; the slots it used are cleared and freed.
+    fn empty_cell(&mut self, res: &mut Resources, cell: Cell) {
+        let _ = invoke::cnode_revoke(slot::ROOT_CNODE, cell.untyped);
+        for &s in &cell.slots {
+            let _ = invoke::cnode_delete(slot::ROOT_CNODE, s);
+            res.slots.free(s);
+        }
+        self.free_cells.push((cell.untyped, cell.phys, cell.bits));
+    }
+
+    /// Stops and forgets a domain's process (after the manager let it go),
+    /// and takes its memory and slots back.
+    pub fn discard(&mut self, res: &mut Resources, domain: DomainId, pool: PoolId) {
         let Some(d) = self.domains.remove(&domain) else {
             return;
         };
@@ -970,10 +1040,7 @@ impl Pools {
         if let Some(p) = self.pools.get(&pool) {
             let _ = invoke::scheduler_release(p.scheduler, d.tcb);
         }
-        let _ = invoke::cnode_delete(slot::ROOT_CNODE, d.tcb);
-        for cap in d.objects {
-            let _ = invoke::cnode_delete(slot::ROOT_CNODE, cap);
-        }
+        self.empty_cell(res, d.cell);
     }
 
     /// `destroy`.
@@ -986,7 +1053,7 @@ impl Pools {
         let actions = self.manager.destroy_domain(domain)?;
         self.hold(domain);
         self.apply(res, actions);
-        self.discard(domain, pool);
+        self.discard(res, domain, pool);
         Ok(())
     }
 

@@ -55,6 +55,20 @@ impl SlotAllocator {
         self.free.push(slot);
     }
 
+    /// The slots handed out since `earlier` (a clone of this allocator taken
+    /// before) and not given back: what a piece of work allocated, so that
+    /// it can be cleared and freed as a whole later.
+    pub fn handed_out_since(&self, earlier: &SlotAllocator) -> Vec<CPtr> {
+        let mut slots: Vec<CPtr> = earlier
+            .free
+            .iter()
+            .copied()
+            .filter(|s| !self.free.contains(s))
+            .collect();
+        slots.extend((earlier.next..self.next).filter(|s| !self.free.contains(s)));
+        slots
+    }
+
     /// Slots still available.
     pub fn remaining(&self) -> u64 {
         self.end.saturating_sub(self.next) + self.free.len() as u64
@@ -359,6 +373,21 @@ mod tests {
         assert_eq!(slots.alloc(), Ok(17));
         assert_eq!(slots.alloc(), Ok(19));
         assert_eq!(slots.alloc(), Err(Error::OutOfRange));
+    }
+
+    #[test]
+    fn what_was_handed_out_since_a_snapshot() {
+        let mut slots = SlotAllocator::new(16, 32);
+        let a = slots.alloc().unwrap();
+        slots.free(a);
+        let before = slots.clone();
+        let reused = slots.alloc().unwrap(); // from the free list
+        let b = slots.alloc().unwrap();
+        let c = slots.alloc().unwrap();
+        slots.free(b); // handed out and given back: not counted
+        let mut got = slots.handed_out_since(&before);
+        got.sort_unstable();
+        assert_eq!((reused, got), (a, std::vec![a, c]));
     }
 
     #[test]
