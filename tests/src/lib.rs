@@ -865,11 +865,7 @@ pub fn scenarios() -> Vec<Scenario> {
     // config archive (a GRUB module): Bochs' serial port takes no input.
     all.push(
         Scenario::bochs("vm_weights_vmx", 2, "pool0_cpus=1")
-            .bochs_ips(if emulator == Emulator::Bochs {
-                50_000_000
-            } else {
-                DEFAULT_BOCHS_IPS
-            })
+            .bochs_ips(50_000_000)
             .config("tests/configs/vm-weights")
             .expect("root: configs from the initrd archive")
             .expect("auto: cpupool lic from pools/auto/lic.cfg")
@@ -1135,7 +1131,11 @@ pub fn scenarios() -> Vec<Scenario> {
                 smp,
                 "vmtest=long64,triple16,storm16,outside32",
             )
-            .bochs_ips(50_000_000)
+            .bochs_ips(if emulator == Emulator::Bochs {
+                50_000_000
+            } else {
+                DEFAULT_BOCHS_IPS
+            })
             .expect("[vm3] unhandled I/O port 0x80 (out)")
             .expect("vmm: vm1 kept running after the other guests stopped")
             .expect("vmm: vm1 long64: stopped by the vmm after")
