@@ -25,16 +25,19 @@
 //!
 //! Requests to a server go through a courier thread, so the manager can
 //! give up waiting after the deadline while the courier stays blocked in
-//! the call (a server that never answers is replaced; its courier stays
-//! blocked, one stopped thread per hung server).
+//! the call (a server that never answers is replaced, and its courier goes
+//! with its cell).
 //!
 //! A domain is built in a cell of its own: an untyped region all its objects
 //! come from, and the manager's slots recorded; `destroy` revokes the region
 //! (every object and capability of the domain goes) and frees the slots, and
 //! the emptied cell serves the next domain.
 //!
-//! Not built yet: reclaiming a replaced server's memory, more than one vCPU
-//! per native domain, liveness probes while idle (a hung server is noticed
+//! Scheduler servers are built in cells too: a stopped or replaced server's
+//! cell is emptied (its process, memory, endpoint and the manager's courier
+//! thread for it all go; a courier stuck in a call to a hung server ends).
+//!
+//! Not built yet: more than one vCPU per native domain, liveness probes while idle (a hung server is noticed
 //! at its next request).
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -91,6 +94,9 @@ const DOMAIN_MEMORY_BITS: u64 = 16;
 /// page tables, CNode, TCB) and the memory it is given.
 const NATIVE_CELL_BITS: u64 = 22;
 const VM_CELL_BITS: u64 = 23;
+/// The memory a scheduler server is built in (log2 bytes): its process, the
+/// memory it is given, its endpoint and the manager's courier for it.
+const SERVER_CELL_BITS: u64 = 23;
 
 /// The kernel's clock (ns since boot, the time event rings carry), read
 /// through the Machine capability.
@@ -235,6 +241,9 @@ struct Server {
     /// The main thread (the request loop).
     tcb: CPtr,
     link: Link,
+    /// What it was built in: the process, its memory, its endpoint and the
+    /// manager's courier thread for it (so a hung call ends with it).
+    cell: Cell,
 }
 
 /// What the manager keeps per active pool.
@@ -487,6 +496,7 @@ impl Pools {
                 if let Some(p) = self.pools.remove(&pool) {
                     if let Some(server) = p.server {
                         stop_server(&server, p.scheduler);
+                        self.empty_cell(res, server.cell);
                     }
                     let _ = invoke::cnode_delete(slot::ROOT_CNODE, p.scheduler);
                 }
@@ -557,61 +567,108 @@ impl Pools {
             .get(&pool)
             .ok_or(Error::InvalidArgument)?
             .scheduler;
-        let endpoint = res.create(ObjectType::Endpoint, 0)?;
-        let (memory, phys) = res.create_untyped(SERVER_MEMORY_BITS)?;
-        let fault = res.alloc_slot()?;
-        invoke::cnode_mint(
-            res.cnode,
-            fault,
-            res.cnode,
-            self.fault_endpoint,
-            Rights::ALL,
-            BADGE_SERVER | u64::from(pool.0),
-        )?;
-        let caps = [
-            CapGrant {
-                source: endpoint,
-                dest: SERVER_ENDPOINT_SLOT,
-                rights: Rights::READ,
-                badge: 0,
-            },
-            CapGrant {
-                source: scheduler,
-                dest: SERVER_SCHEDULER_SLOT,
-                rights: Rights::ALL,
-                badge: 0,
-            },
-        ];
-        let untyped = [UntypedGrant {
-            cptr: memory,
-            phys,
-            size_bits: SERVER_MEMORY_BITS,
-        }];
+        let fault_source = self.fault_endpoint;
         let cmdline = format!("policy={} scheduler={SERVER_SCHEDULER_SLOT}", policy.name());
-        let config = ProcessConfig {
-            elf: tarn_rt::module_bytes(module),
-            caps: &caps,
-            untyped: &untyped,
-            cmdline: &cmdline,
-            cpu_count: 0,
-            fault_endpoint: fault,
-            ..ProcessConfig::default()
-        };
-        let process = tarn_rt::spawn_process(res, &config)?;
-        // Wait until it serves (or a second has passed).
-        let sleeper = res.create(ObjectType::Notification, 0)?;
-        for _ in 0..1000 {
-            let state = invoke::tcb_read_registers(process.tcb)?.state_raw;
-            if state == ThreadState::BlockedOnReceive as u64 {
-                break;
+        let elf = tarn_rt::module_bytes(module);
+        let ((tcb, link), cell) = self.build_in_cell(res, SERVER_CELL_BITS, |res| {
+            // The largest object first: the cell's watermark only grows, and
+            // an aligned untyped placed after small objects would waste the
+            // space below it.
+            let (memory, phys) = res.create_untyped(SERVER_MEMORY_BITS)?;
+            let endpoint = res.create(ObjectType::Endpoint, 0)?;
+            let fault = res.alloc_slot()?;
+            invoke::cnode_mint(
+                res.cnode,
+                fault,
+                res.cnode,
+                fault_source,
+                Rights::ALL,
+                BADGE_SERVER | u64::from(pool.0),
+            )?;
+            let caps = [
+                CapGrant {
+                    source: endpoint,
+                    dest: SERVER_ENDPOINT_SLOT,
+                    rights: Rights::READ,
+                    badge: 0,
+                },
+                CapGrant {
+                    source: scheduler,
+                    dest: SERVER_SCHEDULER_SLOT,
+                    rights: Rights::ALL,
+                    badge: 0,
+                },
+            ];
+            let untyped = [UntypedGrant {
+                cptr: memory,
+                phys,
+                size_bits: SERVER_MEMORY_BITS,
+            }];
+            let config = ProcessConfig {
+                elf,
+                caps: &caps,
+                untyped: &untyped,
+                cmdline: &cmdline,
+                cpu_count: 0,
+                fault_endpoint: fault,
+                ..ProcessConfig::default()
+            };
+            let process = tarn_rt::spawn_process(res, &config)?;
+            // Wait until it serves (or a second has passed).
+            let sleeper = res.create(ObjectType::Notification, 0)?;
+            for _ in 0..1000 {
+                let state = invoke::tcb_read_registers(process.tcb)?.state_raw;
+                if state == ThreadState::BlockedOnReceive as u64 {
+                    break;
+                }
+                let _ = tarn_rt::sleep(sleeper, 1_000_000);
             }
-            let _ = tarn_rt::sleep(sleeper, 1_000_000);
-        }
+            Ok((process.tcb, Link::new(res, endpoint)?))
+        })?;
         Ok(Server {
             policy,
-            tcb: process.tcb,
-            link: Link::new(res, endpoint)?,
+            tcb,
+            link,
+            cell,
         })
+    }
+
+    /// Builds something in a cell: an untyped region of its own (an emptied
+    /// one of that size when there is one) that every object `build`
+    /// creates comes from, and the manager's slots it used, recorded. On
+    /// error the cell is emptied again and nothing is left behind.
+    fn build_in_cell<T>(
+        &mut self,
+        res: &mut Resources,
+        bits: u64,
+        build: impl FnOnce(&mut Resources) -> Result<T, Error>,
+    ) -> Result<(T, Cell), Error> {
+        let (untyped, phys) = match self.free_cells.iter().position(|&(_, _, b)| b == bits) {
+            Some(i) => {
+                let (cptr, phys, _) = self.free_cells.swap_remove(i);
+                (cptr, phys)
+            }
+            None => res.create_untyped(bits)?,
+        };
+        let slots_before = res.slots.clone();
+        let mut memory = tarn_rt::UntypedAllocator::new();
+        memory.add(untyped, phys, bits);
+        let root_memory = core::mem::replace(&mut res.untyped, memory);
+        let built = build(res);
+        res.untyped = root_memory;
+        let cell = Cell {
+            untyped,
+            phys,
+            bits,
+            slots: res.slots.handed_out_since(&slots_before),
+        };
+        match built {
+            Ok(value) => Ok((value, cell)),
+            Err(error) => {
+                self.empty_cell(res, cell);
+                Err(error)
+            }
+        }
     }
 
     /// Hands `domain`'s thread to `pool`'s server with its parameters.
@@ -795,6 +852,7 @@ impl Pools {
         let scheduler = rt.scheduler;
         if let Some(old) = rt.server.take() {
             stop_server(&old, scheduler);
+            self.empty_cell(res, old.cell);
         }
         let cpus: BTreeSet<u32> = self
             .manager
@@ -916,72 +974,45 @@ impl Pools {
         } else {
             String::from(args)
         };
-        // Everything is built in a cell: an untyped region of its own (an
-        // emptied one when there is one) and the slots recorded.
         let cell_bits = if vm { VM_CELL_BITS } else { NATIVE_CELL_BITS };
-        let (cell_untyped, cell_phys) = match self
-            .free_cells
-            .iter()
-            .position(|&(_, _, bits)| bits == cell_bits)
-        {
-            Some(i) => {
-                let (cptr, phys, _) = self.free_cells.swap_remove(i);
-                (cptr, phys)
-            }
-            None => res
-                .create_untyped(cell_bits)
-                .map_err(|e| format!("no memory for it: {e:?}"))?,
-        };
-        let slots_before = res.slots.clone();
-        let mut cell_memory = tarn_rt::UntypedAllocator::new();
-        cell_memory.add(cell_untyped, cell_phys, cell_bits);
-        let root_memory = core::mem::replace(&mut res.untyped, cell_memory);
-        let built = (|| -> Result<tarn_rt::Process, Error> {
-            let fault = res.alloc_slot()?;
-            invoke::cnode_mint(
-                res.cnode,
-                fault,
-                res.cnode,
-                self.fault_endpoint,
-                Rights::ALL,
-                BADGE_DOMAIN | u64::from(domain.0),
-            )?;
-            let bits = if vm {
-                VMM_MEMORY_BITS
-            } else {
-                DOMAIN_MEMORY_BITS
-            };
-            let (memory, phys) = res.create_untyped(bits)?;
-            let untyped = [UntypedGrant {
-                cptr: memory,
-                phys,
-                size_bits: bits,
-            }];
-            let config = ProcessConfig {
-                elf: tarn_rt::module_bytes(module),
-                fault_endpoint: fault,
-                cpu_count: 0,
-                untyped: &untyped,
-                cmdline: &cmdline,
-                suspended: true,
-                ..ProcessConfig::default()
-            };
-            tarn_rt::spawn_process(res, &config)
-        })();
-        res.untyped = root_memory;
-        let cell = Cell {
-            untyped: cell_untyped,
-            phys: cell_phys,
-            bits: cell_bits,
-            slots: res.slots.handed_out_since(&slots_before),
-        };
-        let built = match built {
-            Ok(built) => built,
-            Err(e) => {
-                self.empty_cell(res, cell);
-                return Err(format!("cannot build it: {e:?}"));
-            }
-        };
+        let fault_source = self.fault_endpoint;
+        let elf = tarn_rt::module_bytes(module);
+        let (built, cell) = self
+            .build_in_cell(res, cell_bits, |res| {
+                // The domain's memory first (the largest object; see
+                // `start_server`).
+                let bits = if vm {
+                    VMM_MEMORY_BITS
+                } else {
+                    DOMAIN_MEMORY_BITS
+                };
+                let (memory, phys) = res.create_untyped(bits)?;
+                let fault = res.alloc_slot()?;
+                invoke::cnode_mint(
+                    res.cnode,
+                    fault,
+                    res.cnode,
+                    fault_source,
+                    Rights::ALL,
+                    BADGE_DOMAIN | u64::from(domain.0),
+                )?;
+                let untyped = [UntypedGrant {
+                    cptr: memory,
+                    phys,
+                    size_bits: bits,
+                }];
+                let config = ProcessConfig {
+                    elf,
+                    fault_endpoint: fault,
+                    cpu_count: 0,
+                    untyped: &untyped,
+                    cmdline: &cmdline,
+                    suspended: true,
+                    ..ProcessConfig::default()
+                };
+                tarn_rt::spawn_process(res, &config)
+            })
+            .map_err(|e| format!("cannot build it: {e:?}"))?;
         self.domains.insert(
             domain,
             DomainRt {

@@ -338,12 +338,15 @@ fn boot(name: &str, emulator: Emulator, smp: u32, virtualization: &str) -> Scena
         .forbid_failures()
 }
 
-/// The domain-churn scenario's console script.
-const CHURN: [&str; 71] = [
-    "create name=warm image=spin",
-    "create name=warmvm type=hvm kernel=long64",
-    "destroy warm",
-    "destroy warmvm",
+/// The churn scenario's console script.
+const CHURN: [&str; 88] = [
+    "cpupool-create name=warm sched=credit cpus=2-3",
+    "create name=w1 pool=warm image=spin",
+    "create name=w2 pool=warm type=hvm kernel=long64",
+    "destroy w1",
+    "destroy w2",
+    "cpupool-destroy warm",
+    "cpupool-delete warm",
     "info",
     "create name=d1 image=spin",
     "destroy d1",
@@ -405,10 +408,24 @@ const CHURN: [&str; 71] = [
     "destroy d29",
     "create name=d30 image=spin",
     "destroy d30",
-    "create name=v1 type=hvm kernel=long64",
+    "cpupool-create name=p1 sched=credit cpus=2-3",
+    "create name=v1 pool=p1 type=hvm kernel=long64",
+    "server-fault p1 crash",
     "destroy v1",
-    "create name=v2 type=hvm kernel=long64",
+    "cpupool-destroy p1",
+    "cpupool-delete p1",
+    "cpupool-create name=p2 sched=credit cpus=2-3",
+    "create name=v2 pool=p2 type=hvm kernel=long64",
+    "server-fault p2 crash",
     "destroy v2",
+    "cpupool-destroy p2",
+    "cpupool-delete p2",
+    "cpupool-create name=p3 sched=credit cpus=2-3",
+    "create name=v3 pool=p3 type=hvm kernel=long64",
+    "server-fault p3 crash",
+    "destroy v3",
+    "cpupool-destroy p3",
+    "cpupool-delete p3",
     "info",
     "poweroff",
 ];
@@ -875,22 +892,19 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
-    // Domains are built in cells of their own and taken back whole: once a
-    // native and a VM cell exist, 30 native and 2 VM domains come and go and
-    // the kernel holds the same objects and capabilities as before (the
-    // cells are reused).
+    // Domains and scheduler servers are built in cells of their own and
+    // taken back whole: once each kind of cell exists, 30 native domains, 3
+    // pools with a VM each and 3 crashed (so replaced) servers come and go,
+    // and the kernel holds the same objects and capabilities as before.
     all.push(
-        Scenario::qemu(
-            "domain_churn_icount",
-            4,
-            "pool0_cpus=2 noauto pace_hz=10000",
-        )
-        .icount()
-        .exec(&CHURN)
-        .expect("tarn: exit status 0")
-        .steady("kernel objects  : ")
-        .forbid("error")
-        .forbid_failures(),
+        Scenario::qemu("churn_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .exec(&CHURN)
+            .expect("scheduler server replaced")
+            .expect("tarn: exit status 0")
+            .steady("kernel objects  : ")
+            .forbid("error")
+            .forbid("EXCEPTION"),
     );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
@@ -964,9 +978,9 @@ pub fn scenarios() -> Vec<Scenario> {
                 // CPU 3 goes from p to Pool-0.
                 "cpupool-cpu-remove p 3",
                 "cpupool-cpu-add Pool-0 3",
-                "top --json -d 1500",
+                "top --json -d 3000",
                 "cpupool-migrate c Pool-0",
-                "top --json -d 1500",
+                "top --json -d 3000",
                 // Back to p; then p's server ignores the next release.
                 "cpupool-cpu-remove Pool-0 3",
                 "cpupool-cpu-add p 3",
@@ -974,7 +988,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "server-fault p ignore-remove",
                 "cpupool-cpu-remove p 3",
                 "cpupool-cpu-add Pool-0 3",
-                "top --json -d 1500",
+                "top --json -d 3000",
                 "cpupool-list -c",
                 "poweroff",
             ])
