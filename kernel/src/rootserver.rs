@@ -125,6 +125,52 @@ fn aligned_blocks(range: Range<u64>, mut emit: impl FnMut(u64, u8)) {
     }
 }
 
+/// Maps physical memory `phys` read-only at `vaddr` (whole pages, the
+/// first one from `phys` rounded down) as frames in fresh root slots, and
+/// lists it as the next boot module, `name`. Returns where the next module
+/// goes (a guard page after this one).
+fn map_module(
+    guard: &mut KernelGuard,
+    builder: &mut Builder,
+    info: &mut BootInfo,
+    vaddr: u64,
+    name: &str,
+    phys: core::ops::Range<u64>,
+) -> Result<u64, RootError> {
+    let first_page = phys.start & !(PAGE_SIZE - 1);
+    let pages = (phys.end - first_page).div_ceil(PAGE_SIZE);
+    let first_frame_slot = builder.next_slot;
+    for page in 0..pages {
+        let s = builder.take_slot()?;
+        let frame = Cap::Frame {
+            phys: first_page + page * PAGE_SIZE,
+            large: false,
+            rights: Rights::READ,
+            mapping: None,
+        };
+        insert_cap(guard, builder.slot(s), frame, 0);
+        map_frame(
+            guard,
+            builder.slot(s),
+            builder.vspace,
+            vaddr + page * PAGE_SIZE,
+            Rights::READ,
+        )
+        .map_err(|_| RootError::OutOfResources("mapping a boot module"))?;
+    }
+    let mut desc = ModuleDesc {
+        name: [0; abi::MODULE_NAME_BYTES],
+        vaddr: vaddr + (phys.start - first_page),
+        size: phys.end - phys.start,
+        first_frame_slot,
+    };
+    let n = name.len().min(abi::MODULE_NAME_BYTES);
+    desc.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    info.modules[info.module_count as usize] = desc;
+    info.module_count += 1;
+    Ok(vaddr + pages * PAGE_SIZE + PAGE_SIZE)
+}
+
 /// Builds the root task and makes it runnable on CPU 0.
 pub fn start(
     guard: &mut KernelGuard,
@@ -318,79 +364,26 @@ pub fn start(
         page += PAGE_SIZE;
     }
 
-    // Boot modules: read-only frames over the images inside the kernel image.
+    // Boot modules: read-only frames over the images inside the kernel image,
+    // then the loader's first module (QEMU's `-initrd`), as the module
+    // `initrd`, over the memory it occupies (kept out of the allocator's
+    // ranges at boot).
     let mut vaddr = abi::MODULES_VADDR;
-    for (index, (name, bytes)) in modules().iter().enumerate().take(abi::MAX_MODULES) {
+    for (name, bytes) in modules().iter().take(abi::MAX_MODULES) {
         let phys = paging::kernel_virt_to_phys(bytes.as_ptr() as u64);
-        let pages = (bytes.len() as u64).div_ceil(PAGE_SIZE);
-        let first_frame_slot = builder.next_slot;
-        for page in 0..pages {
-            let s = builder.take_slot()?;
-            let frame = Cap::Frame {
-                phys: phys + page * PAGE_SIZE,
-                large: false,
-                rights: Rights::READ,
-                mapping: None,
-            };
-            insert_cap(guard, builder.slot(s), frame, 0);
-            map_frame(
-                guard,
-                builder.slot(s),
-                builder.vspace,
-                vaddr + page * PAGE_SIZE,
-                Rights::READ,
-            )
-            .map_err(|_| RootError::OutOfResources("mapping a boot module"))?;
-        }
-        let mut desc = ModuleDesc {
-            name: [0; abi::MODULE_NAME_BYTES],
+        let size = bytes.len() as u64;
+        vaddr = map_module(
+            guard,
+            &mut builder,
+            &mut info,
             vaddr,
-            size: bytes.len() as u64,
-            first_frame_slot,
-        };
-        let n = name.len().min(abi::MODULE_NAME_BYTES);
-        desc.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-        info.modules[index] = desc;
-        info.module_count += 1;
-        vaddr += pages * PAGE_SIZE + PAGE_SIZE;
+            name,
+            phys..phys + size,
+        )?;
     }
-
-    // The loader's first module (QEMU's `-initrd`), as the module `initrd`:
-    // read-only frames over the memory it occupies (kept out of the
-    // allocator's ranges at boot).
     if let Some(range) = initrd.filter(|r| r.end > r.start) {
-        let index = info.module_count as usize;
-        if index < abi::MAX_MODULES {
-            let first_page = range.start & !(PAGE_SIZE - 1);
-            let pages = (range.end - first_page).div_ceil(PAGE_SIZE);
-            let first_frame_slot = builder.next_slot;
-            for page in 0..pages {
-                let s = builder.take_slot()?;
-                let frame = Cap::Frame {
-                    phys: first_page + page * PAGE_SIZE,
-                    large: false,
-                    rights: Rights::READ,
-                    mapping: None,
-                };
-                insert_cap(guard, builder.slot(s), frame, 0);
-                map_frame(
-                    guard,
-                    builder.slot(s),
-                    builder.vspace,
-                    vaddr + page * PAGE_SIZE,
-                    Rights::READ,
-                )
-                .map_err(|_| RootError::OutOfResources("mapping the initrd"))?;
-            }
-            let mut desc = ModuleDesc {
-                name: [0; abi::MODULE_NAME_BYTES],
-                vaddr: vaddr + (range.start - first_page),
-                size: range.end - range.start,
-                first_frame_slot,
-            };
-            desc.name[..6].copy_from_slice(b"initrd");
-            info.modules[index] = desc;
-            info.module_count += 1;
+        if (info.module_count as usize) < abi::MAX_MODULES {
+            map_module(guard, &mut builder, &mut info, vaddr, "initrd", range)?;
         }
     }
 

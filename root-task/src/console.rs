@@ -609,11 +609,7 @@ impl Console {
                 };
                 let name = spec.name.clone();
                 if command == "cpupool-create" {
-                    let (_, actions) = pools
-                        .manager
-                        .create(spec)
-                        .map_err(|e| format!("{name}: {e}"))?;
-                    pools.apply(res, actions);
+                    pools.operate(res, &name, |m| m.create(spec).map(|(_, actions)| actions))?;
                 } else {
                     pools
                         .manager
@@ -624,20 +620,12 @@ impl Console {
             }
             ("cpupool-start", [p]) => {
                 let id = pool(pools, p)?;
-                let actions = pools
-                    .manager
-                    .activate(id)
-                    .map_err(|e| format!("{p}: {e}"))?;
-                pools.apply(res, actions);
+                pools.operate(res, p, |m| m.activate(id))?;
                 Ok(())
             }
             ("cpupool-destroy", [p]) => {
                 let id = pool(pools, p)?;
-                let actions = pools
-                    .manager
-                    .deactivate(id)
-                    .map_err(|e| format!("{p}: {e}"))?;
-                pools.apply(res, actions);
+                pools.operate(res, p, |m| m.deactivate(id))?;
                 Ok(())
             }
             ("cpupool-delete", [p]) => {
@@ -679,11 +667,7 @@ impl Console {
                     .map_err(|_| format!("'{ms}' is not a number of milliseconds"))?;
                 let now_ms = self.clock.now_us() / 1000;
                 let from = pools.manager.cpu_owner(cpu);
-                let actions = pools
-                    .manager
-                    .lend(cpu, id, now_ms, ms)
-                    .map_err(|e| format!("CPU {cpu}: {e}"))?;
-                pools.apply(res, actions);
+                pools.operate(res, &format!("CPU {cpu}"), |m| m.lend(cpu, id, now_ms, ms))?;
                 let from = from
                     .and_then(|f| pools.manager.pool(f))
                     .map_or_else(String::new, |f| f.spec.name.clone());
@@ -710,11 +694,7 @@ impl Console {
                 let cpu: u32 = cpu
                     .parse()
                     .map_err(|_| format!("'{cpu}' is not a CPU number"))?;
-                let actions = pools
-                    .manager
-                    .end_loan(cpu)
-                    .map_err(|e| format!("CPU {cpu}: {e}"))?;
-                pools.apply(res, actions);
+                pools.operate(res, &format!("CPU {cpu}"), |m| m.end_loan(cpu))?;
                 say!("loan: CPU {cpu} returned");
                 Ok(())
             }
@@ -723,33 +703,21 @@ impl Console {
                 let list = config::parse_cpu_list(cpus)
                     .ok_or_else(|| format!("'{cpus}' is not a CPU list or range"))?;
                 for cpu in list {
-                    let actions = pools
-                        .manager
-                        .cpu_remove(id, cpu)
-                        .map_err(|e| format!("{p}: {e}"))?;
-                    pools.apply(res, actions);
+                    pools.operate(res, p, |m| m.cpu_remove(id, cpu))?;
                 }
                 Ok(())
             }
             ("cpupool-migrate", [d, p]) => {
                 let did = domain(pools, d)?;
                 let pid = pool(pools, p)?;
-                let actions = pools
-                    .manager
-                    .migrate(did, pid)
-                    .map_err(|e| format!("{d}: {e}"))?;
-                pools.apply(res, actions);
+                pools.operate(res, d, |m| m.migrate(did, pid))?;
                 Ok(())
             }
             ("cpupool-sched", [p, sched]) => {
                 let id = pool(pools, p)?;
                 let sched = Sched::from_name(sched)
                     .ok_or_else(|| format!("unknown scheduler '{sched}' (credit or sedf)"))?;
-                let actions = pools
-                    .manager
-                    .set_scheduler(id, sched)
-                    .map_err(|e| format!("{p}: {e}"))?;
-                pools.apply(res, actions);
+                pools.operate(res, p, |m| m.set_scheduler(id, sched))?;
                 Ok(())
             }
             ("cpupool-list", _) => cpupool_list(pools, args),

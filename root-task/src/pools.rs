@@ -58,9 +58,7 @@ use tarn_rt::abi::sched_protocol::{
 };
 use tarn_rt::abi::{fault, CPtr, Error, ObjectType, Rights};
 use tarn_rt::layout::slot;
-use tarn_rt::{
-    invoke, ipc_buffer, syscall, CapGrant, ProcessConfig, Resources, ThreadOptions, UntypedGrant,
-};
+use tarn_rt::{invoke, syscall, CapGrant, ProcessConfig, Resources, ThreadOptions, UntypedGrant};
 
 /// How long a server has to answer a request (virtual time).
 pub const REQUEST_DEADLINE_NS: u64 = 5_000_000_000;
@@ -154,15 +152,8 @@ fn courier(endpoint: CPtr, mail: Arc<Mutex<Mail>>, go: CPtr, done: CPtr) {
             Err(error) => Err(LinkError::Kernel(error)),
             Ok(message) if message.info.label() != LABEL => Err(LinkError::Garbled),
             Ok(message) => {
-                let length = message.info.length().min(MAX_WORDS);
                 let mut words = [0u64; MAX_WORDS];
-                for (i, word) in words.iter_mut().enumerate().take(length) {
-                    *word = if i < 4 {
-                        message.mrs[i]
-                    } else {
-                        ipc_buffer::mr(i)
-                    };
-                }
+                let length = message.words(&mut words).min(MAX_WORDS);
                 let mut scratch = [0u8; MAX_WORDS * 8];
                 sched_protocol::decode::<SchedReply>(&words[..length], &mut scratch)
                     .ok_or(LinkError::Garbled)
@@ -442,6 +433,20 @@ impl Pools {
 
     fn cpu_cap(&self, cpu: u32) -> CPtr {
         self.info.first_cpu_slot + u64::from(cpu)
+    }
+
+    /// Runs a pool operation: first the rules (`op` on the manager; a
+    /// refusal changes nothing and is named after `what`), then the actions
+    /// they call for.
+    pub fn operate(
+        &mut self,
+        res: &mut Resources,
+        what: &str,
+        op: impl FnOnce(&mut PoolManager) -> Result<Vec<Action>, PoolError>,
+    ) -> Result<(), String> {
+        let actions = op(&mut self.manager).map_err(|e| format!("{what}: {e}"))?;
+        self.apply(res, actions);
+        Ok(())
     }
 
     /// Carries out `actions` in order. A server that fails one is replaced.
@@ -1354,17 +1359,13 @@ impl Pools {
             .create(spec.clone())
             .map_err(|e| format!("{name}: {e}"))?;
         for &cpu in wanted {
-            let actions = self
-                .manager
-                .cpu_remove(parent, cpu)
-                .map_err(|e| format!("{name}: {e}"))?;
-            self.apply(res, actions);
+            self.operate(res, &name, |m| m.cpu_remove(parent, cpu))?;
         }
-        let (id, actions) = self
+        self.operate(res, &name, |m| m.create(spec).map(|(_, actions)| actions))?;
+        let id = self
             .manager
-            .create(spec)
+            .pool_id(&name)
             .map_err(|e| format!("{name}: {e}"))?;
-        self.apply(res, actions);
         self.carved.insert(id, parent);
         Ok(name)
     }
@@ -1380,19 +1381,10 @@ impl Pools {
             .pool(sub)
             .map(|p| p.cpus.iter().copied().collect())
             .unwrap_or_default();
-        let actions = self
-            .manager
-            .deactivate(sub)
-            .map_err(|e| format!("{name}: {e}"))?;
-        self.apply(res, actions);
+        self.operate(res, &name, |m| m.deactivate(sub))?;
         let _ = self.manager.delete(sub);
         self.carved.remove(&sub);
-        let report = self
-            .manager
-            .cpu_add(parent, &cpus)
-            .map_err(|e| format!("{name}: {e}"))?;
-        self.apply(res, report.actions);
-        Ok(())
+        self.operate(res, &name, |m| m.cpu_add(parent, &cpus).map(|r| r.actions))
     }
 
     /// The delegations: (pool, tenant).
@@ -1441,15 +1433,8 @@ fn serve_tenants(endpoint: CPtr, mail: Arc<Mutex<TenantMail>>, wake: CPtr, done:
         let Ok(request) = message else {
             return;
         };
-        let length = request.info.length().min(MAX_WORDS);
         let mut words = [0u64; MAX_WORDS];
-        for (i, word) in words.iter_mut().enumerate().take(length) {
-            *word = if i < 4 {
-                request.mrs[i]
-            } else {
-                ipc_buffer::mr(i)
-            };
-        }
+        let length = request.words(&mut words).min(MAX_WORDS);
         let mut scratch = [0u8; MAX_WORDS * 8];
         let decoded = (request.info.label() == control::TENANT_LABEL)
             .then(|| sched_protocol::decode::<ControlRequest>(&words[..length], &mut scratch))

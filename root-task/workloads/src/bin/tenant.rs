@@ -17,7 +17,7 @@ extern crate alloc;
 use tarn_rt::abi::control::{ControlRequest, TenantAnswer, TENANT_LABEL};
 use tarn_rt::abi::sched_protocol::{self, MAX_WORDS};
 use tarn_rt::abi::{CPtr, Error, ObjectType};
-use tarn_rt::{ipc_buffer, println, syscall, Resources};
+use tarn_rt::{println, syscall, Resources};
 
 tarn_rt::entry!(main);
 
@@ -71,15 +71,8 @@ fn request(id: u32, line: &str) -> Result<(), Error> {
     if id == 0 {
         return Ok(());
     }
-    let length = reply.info.length().min(MAX_WORDS);
     let mut answer_words = [0u64; MAX_WORDS];
-    for (i, word) in answer_words.iter_mut().enumerate().take(length) {
-        *word = if i < 4 {
-            reply.mrs[i]
-        } else {
-            ipc_buffer::mr(i)
-        };
-    }
+    let length = reply.words(&mut answer_words).min(MAX_WORDS);
     let mut scratch = [0u8; MAX_WORDS * 8];
     match sched_protocol::decode::<TenantAnswer>(&answer_words[..length], &mut scratch) {
         Some(answer) => {

@@ -278,15 +278,8 @@ fn serve<P: Policy + Send + 'static>(res: &mut Resources, pool: &mut Pool<P>) {
             println!("sched-server: request endpoint failed: {message:?}");
             return;
         };
-        let length = request.info.length().min(MAX_WORDS);
         let mut words = [0u64; MAX_WORDS];
-        for (i, word) in words.iter_mut().enumerate().take(length) {
-            *word = if i < 4 {
-                request.mrs[i]
-            } else {
-                ipc_buffer::mr(i)
-            };
-        }
+        let length = request.words(&mut words).min(MAX_WORDS);
         let (reply, then) = match handle(res, pool, &mut quirks, request.info, &words[..length]) {
             Next::Reply(reply) => (reply, None),
             Next::ReplyThen(how) => (SchedReply::Ok, Some(how)),

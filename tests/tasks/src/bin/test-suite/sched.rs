@@ -560,15 +560,8 @@ fn ask(endpoint: u64, label: u64, words: &[u64], caps: &[u64]) -> Result<SchedRe
     let (info, registers) = tarn_rt::syscall::load(label, words, caps);
     let reply =
         tarn_rt::call(endpoint, info, registers).map_err(|e| alloc::format!("call: {e:?}"))?;
-    let length = reply.info.length().min(sched_protocol::MAX_WORDS);
     let mut out = [0u64; sched_protocol::MAX_WORDS];
-    for (i, word) in out.iter_mut().enumerate().take(length) {
-        *word = if i < 4 {
-            reply.mrs[i]
-        } else {
-            tarn_rt::ipc_buffer::mr(i)
-        };
-    }
+    let length = reply.words(&mut out).min(sched_protocol::MAX_WORDS);
     let mut scratch = [0u8; sched_protocol::MAX_WORDS * 8];
     sched_protocol::decode(&out[..length], &mut scratch)
         .ok_or_else(|| String::from("undecodable reply"))
