@@ -897,8 +897,13 @@ impl Pools {
         while let Some((pool, why)) = self.failing.pop_first() {
             self.replace_server(res, pool, &why);
         }
-        let now_ms = self.clock.now_us() / 1000;
-        for cpu in self.manager.loans_due(now_ms) {
+        // The clock is a system call: read it only while a loan runs.
+        let loans_due = if self.manager.loans().next().is_some() {
+            self.manager.loans_due(self.clock.now_us() / 1000)
+        } else {
+            Vec::new()
+        };
+        for cpu in loans_due {
             let from = self.manager.loans().find(|l| l.cpu == cpu).map(|l| l.from);
             if let Ok(actions) = self.manager.end_loan(cpu) {
                 self.apply(res, actions);
@@ -1406,6 +1411,7 @@ impl Pools {
 
     /// How long until the next loan ends (ns), if one runs.
     pub fn next_loan_end_ns(&self) -> Option<u64> {
+        self.manager.loans().next()?;
         let now_ms = self.clock.now_us() / 1000;
         self.manager
             .loans()
