@@ -1342,6 +1342,99 @@ pub fn bench_results(output: &str) -> Result<Vec<BenchResult>, String> {
     Ok(results)
 }
 
+/// Percent a figure may grow over its committed value before
+/// [`compare_bench`] calls it a regression.
+pub const BENCH_TOLERANCE_PCT: u64 = 2;
+
+/// What [`compare_bench`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BenchComparison {
+    /// Figures that grew by more than the tolerance, figures the committed
+    /// file has and the run did not produce, and figures the run produced
+    /// that the file lacks: each one line. Any of these fails the check.
+    pub regressions: Vec<String>,
+    /// Figures that shrank by more than the tolerance (the committed file
+    /// should be updated to claim them).
+    pub improvements: Vec<String>,
+}
+
+/// Compares measured figures with committed ones (`committed` in the
+/// format of the kernel's `bench:` lines, see [`bench_results`]; `#`
+/// comment lines and blank lines allowed). A figure may grow by at most
+/// [`BENCH_TOLERANCE_PCT`] percent.
+pub fn compare_bench(committed: &str, measured: &[BenchResult]) -> Result<BenchComparison, String> {
+    let committed: Vec<BenchResult> = bench_results(
+        &committed
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                if l.trim_start().starts_with(BENCH_LINE_PREFIX) {
+                    l.to_owned()
+                } else {
+                    format!("{BENCH_LINE_PREFIX}{l}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )?;
+    let mut out = BenchComparison::default();
+    for old in &committed {
+        let Some(new) = measured.iter().find(|m| m.name == old.name) else {
+            out.regressions.push(format!(
+                "{}: committed {} but not measured",
+                old.name, old.value
+            ));
+            continue;
+        };
+        let limit = old.value + old.value * BENCH_TOLERANCE_PCT / 100;
+        let floor = old.value - old.value * BENCH_TOLERANCE_PCT / 100;
+        let line = format!(
+            "{}: committed {}, measured {}",
+            old.name, old.value, new.value
+        );
+        if new.value > limit {
+            out.regressions.push(format!(
+                "{line} (+{:.1} %)",
+                (new.value - old.value) as f64 * 100.0 / old.value.max(1) as f64
+            ));
+        } else if new.value < floor {
+            out.improvements.push(format!(
+                "{line} (-{:.1} %)",
+                (old.value - new.value) as f64 * 100.0 / old.value.max(1) as f64
+            ));
+        }
+    }
+    for new in measured {
+        if !committed.iter().any(|c| c.name == new.name) {
+            out.regressions.push(format!(
+                "{}: measured {} but not committed",
+                new.name, new.value
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The committed-figures format of `results` (what [`compare_bench`] reads).
+pub fn format_committed_bench(results: &[BenchResult]) -> String {
+    let mut text = String::from(
+        "# Benchmark figures (`cargo xtask bench`, exact under icount). CI fails when a\n\
+         # figure grows by more than 2 % over this file; update it in the same change\n\
+         # that explains the new figure (`cargo xtask bench --write FILE`).\n",
+    );
+    for r in results {
+        text.push_str(&r.name);
+        text.push(' ');
+        text.push_str(&r.value.to_string());
+        if let Some(unit) = &r.unit {
+            text.push(' ');
+            text.push_str(unit);
+        }
+        text.push('\n');
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1584,5 +1677,58 @@ tarn: exit status 0\n";
         assert!(bench_results("bench: x 1.5\n").is_err());
         assert!(bench_results("bench: x\n").is_err());
         assert_eq!(bench_results("no benches\n"), Ok(Vec::new()));
+    }
+
+    fn figure(name: &str, value: u64) -> BenchResult {
+        BenchResult {
+            name: name.into(),
+            value,
+            unit: Some("insns".into()),
+        }
+    }
+
+    #[test]
+    fn bench_comparison_fails_on_growth_beyond_the_tolerance() {
+        let committed = "# header\nipc 1000 insns\n\nagent 2000 insns\n";
+        let same = compare_bench(committed, &[figure("ipc", 1020), figure("agent", 2000)]);
+        assert_eq!(same, Ok(BenchComparison::default()));
+        let grown =
+            compare_bench(committed, &[figure("ipc", 1021), figure("agent", 2000)]).unwrap();
+        assert_eq!(grown.regressions.len(), 1);
+        assert!(grown.regressions[0].starts_with("ipc: committed 1000, measured 1021"));
+        let better =
+            compare_bench(committed, &[figure("ipc", 900), figure("agent", 2000)]).unwrap();
+        assert!(better.regressions.is_empty());
+        assert_eq!(better.improvements.len(), 1);
+    }
+
+    #[test]
+    fn bench_comparison_fails_on_missing_or_new_figures() {
+        let committed = "ipc 1000 insns\n";
+        let missing = compare_bench(committed, &[]).unwrap();
+        assert_eq!(
+            missing.regressions,
+            ["ipc: committed 1000 but not measured"]
+        );
+        let new = compare_bench(committed, &[figure("ipc", 1000), figure("vm", 5)]).unwrap();
+        assert_eq!(new.regressions, ["vm: measured 5 but not committed"]);
+        assert!(compare_bench("ipc lots\n", &[]).is_err());
+    }
+
+    #[test]
+    fn committed_format_round_trips() {
+        let figures = [
+            figure("ipc", 1000),
+            BenchResult {
+                name: "x".into(),
+                value: 3,
+                unit: None,
+            },
+        ];
+        let text = format_committed_bench(&figures);
+        assert_eq!(
+            compare_bench(&text, &figures),
+            Ok(BenchComparison::default())
+        );
     }
 }

@@ -18,7 +18,7 @@ use tarn_tests::{split_commands, Emulator, CONSOLE_PROMPT};
 use ctx::{run_checked, Ctx, Result};
 use emu::{Boot, Session};
 use images::{KERNEL_PACKAGE, TARGET};
-use suite::TestOptions;
+use suite::{BenchOptions, TestOptions};
 
 /// Exit status of `run` when the kernel gave no verdict (timeout, triple
 /// fault, emulator failure). Kernel statuses that QEMU can report are 0..=127.
@@ -77,7 +77,13 @@ commands:
       --no-host         skip the host unit tests
       --jobs N          emulators running at once (default 2)
       --elf PATH        boot this ELF instead of building
-  bench [--json]        boot `bench` under QEMU with icount on 2 CPUs; print the figures
+  bench [options]       boot `bench` under QEMU with icount on 2 CPUs (and the VM-exit
+                        guest under QEMU and Bochs); print the figures
+      --json            one JSON object per figure
+      --compare FILE    fail when a figure grows by more than 2 % over FILE's (the
+                        committed figures: tests/bench-figures.txt), or when FILE
+                        and the run do not name the same figures
+      --write FILE      write the figures to FILE in that format
   lint                  cargo fmt --check and clippy -D warnings (host crates and kernel)
   deps                  run tools/install-deps.sh (QEMU >= 8.1, Bochs, GRUB tools)
   help                  this text";
@@ -103,7 +109,7 @@ enum Command {
     Build,
     Run(RunOptions),
     Test(TestOptions),
-    Bench { json: bool },
+    Bench(BenchOptions),
     Lint,
     Deps,
     Help,
@@ -289,18 +295,20 @@ fn parse(words: Vec<String>) -> Result<Command> {
             Ok(Command::Test(test))
         }
         "bench" => {
-            let mut json = false;
+            let mut bench = BenchOptions::default();
             while let Some((option, inline)) = args.next_option() {
                 match option.as_str() {
                     "-h" | "--help" => return Ok(Command::Help),
                     "--json" => {
                         no_value(&option, inline)?;
-                        json = true;
+                        bench.json = true;
                     }
+                    "--compare" => bench.compare = Some(args.value(&option, inline)?.into()),
+                    "--write" => bench.write = Some(args.value(&option, inline)?.into()),
                     other => return unknown(other),
                 }
             }
-            Ok(Command::Bench { json })
+            Ok(Command::Bench(bench))
         }
         other => Err(format!(
             "unknown command `{other}` (see `cargo xtask help`)"
@@ -461,7 +469,11 @@ fn execute(command: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Bench { json } => suite::bench(&ctx, json)?,
+        Command::Bench(options) => {
+            if !suite::bench(&ctx, &options)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Lint => lint(&ctx)?,
         Command::Deps => deps::install(&ctx)?,
     }
@@ -573,8 +585,17 @@ mod tests {
         assert_eq!(test.jobs, 1);
         assert!(matches!(
             parse(words("bench --json")),
-            Ok(Command::Bench { json: true })
+            Ok(Command::Bench(BenchOptions { json: true, .. }))
         ));
+        let Ok(Command::Bench(bench)) = parse(words("bench --compare tests/bench-figures.txt"))
+        else {
+            panic!("bench --compare did not parse");
+        };
+        assert_eq!(
+            bench.compare,
+            Some(PathBuf::from("tests/bench-figures.txt"))
+        );
+        assert!(parse(words("bench --compare")).is_err());
         assert!(matches!(parse(Vec::new()), Ok(Command::Help)));
     }
 }

@@ -233,7 +233,20 @@ pub fn format_bench(results: &[tarn_tests::BenchResult], json: bool) -> String {
 
 /// Boots `bench` under QEMU with icount on 2 CPUs and prints the figures;
 /// the VM-exit benchmark also runs under Bochs (VMX, 2 CPUs).
-pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Default)]
+pub struct BenchOptions {
+    /// Print JSON lines instead of a table.
+    pub json: bool,
+    /// Compare with the committed figures in this file.
+    pub compare: Option<PathBuf>,
+    /// Write the figures to this file (the committed format).
+    pub write: Option<PathBuf>,
+}
+
+/// `cargo xtask bench`: boots the benchmarks and prints the figures.
+/// Returns `false` when `--compare` found a regression.
+pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
     ensure_emulators(ctx, true)?;
     let images = build_or_use(ctx, None)?;
     // Boots: everything with the IPC fastpath on, then the IPC round trip
@@ -300,8 +313,36 @@ pub fn bench(ctx: &Ctx, json: bool) -> Result<()> {
             }
         }
     }
-    print!("{}", format_bench(&results, json));
-    Ok(())
+    print!("{}", format_bench(&results, options.json));
+    if let Some(path) = &options.write {
+        std::fs::write(path, tarn_tests::format_committed_bench(&results))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("bench: figures written to {}", path.display());
+    }
+    let Some(path) = &options.compare else {
+        return Ok(true);
+    };
+    let committed =
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let comparison = tarn_tests::compare_bench(&committed, &results)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    for line in &comparison.improvements {
+        eprintln!(
+            "bench: improved: {line} (update {} to claim it)",
+            path.display()
+        );
+    }
+    for line in &comparison.regressions {
+        eprintln!("bench: REGRESSION: {line}");
+    }
+    if comparison.regressions.is_empty() {
+        eprintln!(
+            "bench: every figure within {} % of {}",
+            tarn_tests::BENCH_TOLERANCE_PCT,
+            path.display()
+        );
+    }
+    Ok(comparison.regressions.is_empty())
 }
 
 #[cfg(test)]
