@@ -14,6 +14,7 @@ use core::ptr::{addr_of, addr_of_mut};
 use tarn_ipc_schema::{CPtr, IpcBuffer, MAX_EXTRA_CAPS, MAX_MESSAGE_WORDS};
 
 /// The calling thread's IPC buffer.
+#[inline]
 pub fn ipc_buffer() -> *mut IpcBuffer {
     layout::ipc_buffer_for_stack(arch::stack_pointer()) as *mut IpcBuffer
 }
@@ -24,6 +25,7 @@ pub fn ipc_buffer() -> *mut IpcBuffer {
 /// # Panics
 ///
 /// If `index` is 64 or more.
+#[inline]
 pub fn mr(index: usize) -> u64 {
     assert!(
         index < MAX_MESSAGE_WORDS,
@@ -40,6 +42,7 @@ pub fn mr(index: usize) -> u64 {
 /// # Panics
 ///
 /// If `index` is 64 or more.
+#[inline]
 pub fn set_mr(index: usize, value: u64) {
     assert!(
         index < MAX_MESSAGE_WORDS,
@@ -54,6 +57,7 @@ pub fn set_mr(index: usize, value: u64) {
 /// # Panics
 ///
 /// If `index` is 3 or more.
+#[inline]
 pub fn set_cap(index: usize, cptr: CPtr) {
     assert!(
         index < MAX_EXTRA_CAPS,
@@ -69,6 +73,7 @@ pub fn set_cap(index: usize, cptr: CPtr) {
 /// # Panics
 ///
 /// If `index` is 3 or more.
+#[inline]
 pub fn cap_or_badge(index: usize) -> u64 {
     assert!(
         index < MAX_EXTRA_CAPS,

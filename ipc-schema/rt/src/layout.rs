@@ -54,6 +54,7 @@ pub const fn thread_ipc_buffer(index: u64) -> u64 {
 /// The IPC buffer of the thread whose stack pointer is `rsp`: inside the
 /// thread area it is the top page of the slot; anywhere else the thread is a
 /// main thread, whose buffer is at [`ROOT_IPC_BUFFER_VADDR`].
+#[inline]
 pub const fn ipc_buffer_for_stack(rsp: u64) -> u64 {
     if rsp >= THREAD_AREA_BASE && rsp < THREAD_AREA_BASE + MAX_THREADS * THREAD_SLOT_BYTES {
         thread_ipc_buffer((rsp - THREAD_AREA_BASE) / THREAD_SLOT_BYTES)
