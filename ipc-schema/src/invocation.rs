@@ -94,12 +94,20 @@ pub enum Invocation {
 
     /// Machine. MR0 = exit status. Prints `tarn: exit status N` and powers off.
     MachinePowerOff = 50,
-    /// Machine. Checks the kernel's invariants (derivation tree consistent,
-    /// object accounting balanced, no CPU ever started a thread of a
-    /// scheduler it is not bound to, every CPU's timeout list well formed).
-    /// Reply MR0 = live objects, MR1 = live capabilities, MR2 = 1 if every
-    /// invariant holds, MR3 = CPUs online, MR4..MR6 = ns all CPUs spent idle, in system threads and in
-    /// dispatched threads since boot (up to now, the current spans included).
+    /// Machine. Checks the kernel's invariants over the whole system (no
+    /// bound: every capability through the derivation tree and every slot
+    /// of every live CNode, TCB and Vcpu; reference counts; that no live
+    /// object lies in retypable memory; and every reference the kernel keeps
+    /// between objects: IPC buffers, queues, reply links, bindings,
+    /// Scheduler lists, dispatch queues, timeouts, Vcpus, interrupt lines,
+    /// the VSpace table; and that no CPU ever started a thread of a
+    /// scheduler it is not bound to). The kernel prints the first broken
+    /// invariant (`tarn: warning: invariant broken: ...`). Reply MR0 = live
+    /// objects, MR1 = live capabilities, MR2 = 1 if every invariant holds,
+    /// MR3 = CPUs online, MR4..MR6 = ns all CPUs spent idle, in system
+    /// threads and in dispatched threads since boot (up to now, the current
+    /// spans included), MR7 = bytes all untyped capabilities can still
+    /// retype (each its size minus its watermark; 0 if MR2 is 0).
     MachineCheckInvariants = 51,
     /// Machine. The clock and the time split alone (no invariant walk):
     /// reply MR0 = now (ns, the clock event rings use), MR1..MR3 = ns all

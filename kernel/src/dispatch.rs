@@ -15,6 +15,7 @@ use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{apic, cpu, timer, trap};
+use crate::invariants::{ensure, Live, Verdict};
 use crate::object::tcb;
 use crate::object::{read_cap, Cap, ObjectHeader};
 use crate::sched;
@@ -672,4 +673,104 @@ pub fn invoke_cpu(
         }
         _ => Err(Error::IllegalOperation),
     }
+}
+
+/// Checks every Scheduler's thread list and CPU mask and every CPU's binding
+/// and dispatch queue (the invariant check): each names live objects of the
+/// right type, each entry a thread its CPU's scheduler adopted. Returns how
+/// many threads the Schedulers' lists hold and how many entries the queues.
+pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
+    ensure(
+        isolation_held(),
+        "a CPU was about to run a thread of another scheduler",
+        0,
+    )?;
+    let mut adopted = 0u64;
+    for &scheduler in &live.schedulers {
+        let s = *objmem::object::<Scheduler>(guard, scheduler);
+        let (mut previous, mut thread, mut length) = (0u64, s.first_thread, 0u64);
+        while thread != 0 {
+            length += 1;
+            ensure(
+                live.is_tcb(thread) && length <= live.tcbs.len() as u64,
+                "a Scheduler's list holds no live thread, or loops",
+                scheduler,
+            )?;
+            let t = *tcb::ctl(guard, thread);
+            ensure(
+                t.scheduler == scheduler && t.adopted_prev == previous,
+                "a Scheduler's list holds a thread it did not adopt",
+                thread,
+            )?;
+            previous = thread;
+            thread = t.adopted_next;
+        }
+        adopted += length;
+        for cpu in 0..MAX_CPUS {
+            let bound_here = CPUS.get(guard)[cpu].scheduler == scheduler;
+            ensure(
+                (s.cpu_mask & 1 << cpu != 0) == bound_here,
+                "a Scheduler's CPU mask differs from the CPUs bound to it",
+                scheduler,
+            )?;
+        }
+    }
+    let mut entries = 0u64;
+    for cpu in 0..MAX_CPUS {
+        let d = CPUS.get(guard)[cpu];
+        if d.scheduler == 0 {
+            ensure(
+                d.len == 0 && d.donated_to == 0 && d.ring == 0 && d.notify == 0,
+                "an unbound CPU keeps a binding",
+                cpu as u64,
+            )?;
+            continue;
+        }
+        ensure(
+            live.is_scheduler(d.scheduler),
+            "a CPU is bound to no live Scheduler",
+            cpu as u64,
+        )?;
+        ensure(
+            live.in_frame(d.ring, 4096),
+            "a CPU's event ring is named by no capability",
+            cpu as u64,
+        )?;
+        ensure(
+            live.is_notification(d.notify),
+            "a CPU's event notification is named by no capability",
+            cpu as u64,
+        )?;
+        ensure(
+            read_cap(guard, d.binding_slot) == Cap::Cpu { index: cpu as u32 },
+            "the capability that bound a CPU is not where the binding says",
+            cpu as u64,
+        )?;
+        ensure(
+            d.len <= DISPATCH_QUEUE_LEN && d.head < DISPATCH_QUEUE_LEN,
+            "a dispatch queue's bounds are broken",
+            cpu as u64,
+        )?;
+        for i in 0..d.len {
+            let entry = d.queue[(d.head + i) % DISPATCH_QUEUE_LEN];
+            ensure(
+                live.is_tcb(entry.thread),
+                "a dispatch queue names no live thread",
+                cpu as u64,
+            )?;
+            let t = *tcb::ctl(guard, entry.thread);
+            ensure(
+                t.scheduler == d.scheduler && t.entry_cpu == cpu as u64 + 1,
+                "a dispatch queue names a thread that is not its scheduler's, or not queued there",
+                entry.thread,
+            )?;
+        }
+        entries += d.len as u64;
+        ensure(
+            d.donated_to == 0 || live.is_tcb(d.donated_to),
+            "a CPU's entry is lent to no live thread",
+            cpu as u64,
+        )?;
+    }
+    Ok((adopted, entries))
 }

@@ -9,6 +9,7 @@
 
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
+use crate::invariants::{ensure, Live, Verdict};
 use crate::object::tcb::{self, ipc_flag};
 use crate::object::{self, cnode, read_cap, Cap, ObjectHeader};
 use crate::sched;
@@ -740,4 +741,77 @@ pub fn deliver_fault(guard: &mut KernelGuard, thread: u64, label: u64, words: [u
     } else {
         block_sender(guard, thread, phys, badge, flags);
     }
+}
+
+/// Walks one queue (the invariant check): every thread in it is a live TCB
+/// blocked in `state` on `object`, its back link names the thread before
+/// it, and the tail is the last. Returns its length.
+fn check_queue(
+    guard: &mut KernelGuard,
+    live: &Live,
+    queue: Queue,
+    object: u64,
+    state: ThreadState,
+) -> Verdict<u64> {
+    let (head, tail) = queue.ends(guard);
+    let (mut previous, mut thread, mut length) = (0u64, head, 0u64);
+    while thread != 0 {
+        length += 1;
+        ensure(
+            live.is_tcb(thread) && length <= live.tcbs.len() as u64,
+            "a queue holds no live thread, or loops",
+            object,
+        )?;
+        let t = *tcb::ctl(guard, thread);
+        ensure(
+            t.state == state as u64 && t.blocked_on == object && t.ipc_prev == previous,
+            "a queued thread is not blocked on its queue's object",
+            thread,
+        )?;
+        previous = thread;
+        thread = t.ipc_next;
+    }
+    ensure(
+        tail == previous,
+        "a queue's tail is not its last thread",
+        object,
+    )?;
+    Ok(length)
+}
+
+/// Checks every endpoint's and notification's queue and every notification
+/// binding (the invariant check). Returns how many threads the queues hold.
+pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<u64> {
+    let mut queued = 0;
+    for &endpoint in &live.endpoints {
+        let kind = objmem::object::<Endpoint>(guard, endpoint).queue_kind;
+        let state = match kind {
+            QUEUE_SENDERS => ThreadState::BlockedOnSend,
+            QUEUE_RECEIVERS => ThreadState::BlockedOnReceive,
+            _ => ThreadState::Inactive,
+        };
+        let length = check_queue(guard, live, Queue::Endpoint(endpoint), endpoint, state)?;
+        ensure(
+            (kind == 0) == (length == 0) && kind <= QUEUE_RECEIVERS,
+            "an endpoint's queue kind does not match its queue",
+            endpoint,
+        )?;
+        queued += length;
+    }
+    for &ntfn in &live.notifications {
+        queued += check_queue(
+            guard,
+            live,
+            Queue::Notification(ntfn),
+            ntfn,
+            ThreadState::BlockedOnNotification,
+        )?;
+        let bound = objmem::object::<Notification>(guard, ntfn).bound_tcb;
+        ensure(
+            bound == 0 || (live.is_tcb(bound) && tcb::ctl(guard, bound).bound_notification == ntfn),
+            "a notification is bound to a thread not bound to it",
+            ntfn,
+        )?;
+    }
+    Ok(queued)
 }

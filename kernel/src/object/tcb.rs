@@ -8,6 +8,7 @@ use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::trap::TrapFrame;
 use crate::arch::user;
+use crate::invariants::{ensure, Live, Verdict};
 use crate::syscall::Caller;
 use tarn_ipc_schema::invocation::{Invocation, ThreadState};
 use tarn_ipc_schema::{Error, Rights};
@@ -161,6 +162,10 @@ pub fn fpu_area(tcb: u64) -> u64 {
 /// Initialises a freshly zeroed TCB on CPU 0.
 pub fn init(guard: &mut KernelGuard, tcb: u64) {
     super::init_header(guard, tcb, tarn_ipc_schema::ObjectType::Tcb, TCB_SIZE_BITS);
+    for index in 0..4 {
+        let holder = super::held::Holder::Tcb { index: index as u8 };
+        super::held::set_holder(guard, slot_address(tcb, index), holder);
+    }
     let frame = objmem::object::<TrapFrame>(guard, frame_address(tcb));
     user::sanitize_frame(frame);
     user::init_fpu(guard, fpu_area(tcb));
@@ -384,4 +389,125 @@ pub fn destroy(guard: &mut KernelGuard, tcb: u64) {
     for index in 0..4 {
         super::delete_one(guard, slot_address(tcb, index));
     }
+}
+
+/// Checks the references of the live TCB `tcb` (the invariant check): its
+/// slots hold what they are for, its IPC buffer lies in the frame its slot
+/// names, and every thread, endpoint, notification, Scheduler or Vcpu it
+/// names is live and names it back where links come in pairs.
+pub fn check(guard: &mut KernelGuard, tcb: u64, live: &Live) -> Verdict {
+    let t = *ctl(guard, tcb);
+    ensure(
+        t.state <= ThreadState::BlockedOnNotification as u64,
+        "a thread's state is no state",
+        tcb,
+    )?;
+    let kind = |guard: &mut KernelGuard, index: usize| read_cap(guard, slot_address(tcb, index));
+    ensure(
+        matches!(kind(guard, slot::CSPACE), Cap::Null | Cap::CNode { .. })
+            && matches!(kind(guard, slot::VSPACE), Cap::Null | Cap::VSpace { .. })
+            && matches!(
+                kind(guard, slot::FAULT_ENDPOINT),
+                Cap::Null | Cap::Endpoint { .. }
+            ),
+        "a thread's slot holds a capability of the wrong type",
+        tcb,
+    )?;
+    let buffer = kind(guard, slot::IPC_BUFFER);
+    ensure(
+        matches!(buffer, Cap::Null | Cap::Frame { .. }),
+        "a thread's IPC-buffer slot holds no frame",
+        tcb,
+    )?;
+    if t.ipc_buffer_phys != 0 {
+        let inside = match buffer {
+            Cap::Frame { phys, large, .. } => {
+                let bytes = if large { 2 << 20 } else { 4096 };
+                t.ipc_buffer_phys >= phys
+                    && t.ipc_buffer_phys + core::mem::size_of::<tarn_ipc_schema::IpcBuffer>() as u64
+                        <= phys + bytes
+            }
+            _ => false,
+        };
+        ensure(
+            inside,
+            "a thread's IPC buffer lies outside the frame its slot names",
+            tcb,
+        )?;
+    }
+    let blocked_on_ok = match t.state {
+        s if s == ThreadState::BlockedOnSend as u64
+            || s == ThreadState::BlockedOnReceive as u64 =>
+        {
+            live.is_endpoint(t.blocked_on)
+        }
+        s if s == ThreadState::BlockedOnNotification as u64 => live.is_notification(t.blocked_on),
+        _ => t.blocked_on == 0,
+    };
+    ensure(
+        blocked_on_ok,
+        "a thread is blocked on no live endpoint or notification",
+        tcb,
+    )?;
+    if t.reply_to != 0 {
+        ensure(
+            live.is_tcb(t.reply_to),
+            "a thread owes a reply to no live thread",
+            tcb,
+        )?;
+        let caller = *ctl(guard, t.reply_to);
+        ensure(
+            caller.state == ThreadState::BlockedOnReply as u64 && caller.reply_from == tcb,
+            "a thread owes a reply to a thread that does not wait for it",
+            tcb,
+        )?;
+    }
+    if t.reply_from != 0 {
+        ensure(
+            t.state == ThreadState::BlockedOnReply as u64 && live.is_tcb(t.reply_from),
+            "a thread waits for a reply from no live thread",
+            tcb,
+        )?;
+        ensure(
+            ctl(guard, t.reply_from).reply_to == tcb,
+            "a thread waits for a reply its server does not owe it",
+            tcb,
+        )?;
+    }
+    if t.bound_notification != 0 {
+        ensure(
+            live.is_notification(t.bound_notification)
+                && crate::ipc::bound_tcb(guard, t.bound_notification) == tcb,
+            "a thread's bound notification is not bound to it",
+            tcb,
+        )?;
+    }
+    ensure(
+        t.scheduler == 0 || live.is_scheduler(t.scheduler),
+        "a thread is adopted by no live Scheduler",
+        tcb,
+    )?;
+    ensure(
+        t.entry_cpu <= crate::arch::percpu::MAX_CPUS as u64
+            && (t.entry_cpu == 0 || t.scheduler != 0),
+        "a thread in a dispatch queue is not adopted",
+        tcb,
+    )?;
+    if t.vcpu != 0 {
+        ensure(
+            live.is_vcpu(t.vcpu) && crate::vcpu::state(guard, t.vcpu).tcb == tcb,
+            "a thread's Vcpu is not bound to it",
+            tcb,
+        )?;
+    }
+    ensure(
+        t.in_guest == 0 || t.vcpu != 0,
+        "a thread in VcpuRun has no Vcpu",
+        tcb,
+    )?;
+    ensure(
+        t.deadline == 0 || t.timeout_cpu < u64::from(crate::arch::percpu::online()),
+        "a thread's timeout is on no CPU's list",
+        tcb,
+    )
 }

@@ -24,6 +24,7 @@ use crate::arch::objmem::{self, KernelObject};
 use crate::arch::paging::PAGE_SIZE;
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{cpu, timer};
+use crate::invariants::{ensure, Live, Verdict};
 use crate::object::tcb;
 use crate::object::{insert_cap, read_cap, Cap, ObjectHeader, Slot};
 use crate::sched;
@@ -237,6 +238,11 @@ pub fn init_object(guard: &mut KernelGuard, vcpu: u64) {
         tarn_ipc_schema::VCPU_SIZE_BITS as u8,
     );
     crate::arch::user::init_fpu(guard, fpu_area(vcpu));
+    crate::object::held::set_holder(
+        guard,
+        space_slot(vcpu),
+        crate::object::held::Holder::VcpuSpace,
+    );
 }
 
 /// Whether `thread` is inside `VcpuRun` (sched enters the guest for it).
@@ -594,4 +600,41 @@ pub fn guest_address_ok(address: u64, size: u64) -> bool {
         && address
             .checked_add(size)
             .is_some_and(|end| end <= GUEST_PHYS_END)
+}
+
+/// Checks every Vcpu's references (the invariant check): its thread is live
+/// and bound to it, the GuestSpace root it enters with is the one its slot
+/// keeps alive, and every CPU's running and last Vcpu is live.
+pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict {
+    for &vcpu in &live.vcpus {
+        let s = *state(guard, vcpu);
+        ensure(
+            s.tcb == 0 || (live.is_tcb(s.tcb) && tcb::ctl(guard, s.tcb).vcpu == vcpu),
+            "a Vcpu's thread is not bound to it",
+            vcpu,
+        )?;
+        let space = read_cap(guard, space_slot(vcpu));
+        ensure(
+            matches!(space, Cap::Null | Cap::GuestSpace { .. }),
+            "a Vcpu's GuestSpace slot holds something else",
+            vcpu,
+        )?;
+        if s.space_root != 0 {
+            ensure(
+                matches!(space, Cap::GuestSpace { phys, .. } if phys == s.space_root),
+                "a Vcpu enters a GuestSpace its slot does not keep alive",
+                vcpu,
+            )?;
+        }
+    }
+    for cpu in 0..percpu::online() as usize {
+        let here = GUESTS.get(guard).cpus[cpu];
+        ensure(
+            (here.running == 0 || live.is_vcpu(here.running))
+                && (here.last_vcpu == 0 || live.is_vcpu(here.last_vcpu)),
+            "a CPU's guest is no live Vcpu",
+            cpu as u64,
+        )?;
+    }
+    Ok(())
 }
