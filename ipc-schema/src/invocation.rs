@@ -42,7 +42,10 @@ pub enum Invocation {
     /// Tcb. MR0 = CNode cptr (the thread's cspace), MR1 = VSpace cptr, MR2 =
     /// IPC-buffer frame cptr (0 = none), MR3 = IPC-buffer virtual address,
     /// MR4 = fault endpoint cptr (0 = none). The thread keeps copies of these
-    /// capabilities; it must be suspended (never resumed, or suspended).
+    /// capabilities (children of the ones given: deleting or revoking those,
+    /// or their untyped memory, takes the copies too); it must be suspended
+    /// (never resumed, or suspended). Once its IPC-buffer copy is gone the
+    /// thread has no buffer: messages to and from it carry MR0..MR3 only.
     TcbConfigure = 10,
     /// Tcb. MR0 = RIP, MR1 = RSP, MR2 = RFLAGS (IF is always set, IOPL
     /// cleared), MR3 = RDI, MR4 = RSI, MR5 = RDX (the thread's first arguments).

@@ -168,11 +168,12 @@ fn outgoing(guard: &mut KernelGuard, sender: u64, info: MessageInfo) -> Outgoing
     words[..4].copy_from_slice(&[f.rdx, f.r10, f.r8, f.r9]);
     let mut length = info.length().min(MAX_MESSAGE_WORDS);
     if length > 4 {
-        if t.ipc_buffer_phys == 0 {
-            length = 4;
-        } else {
-            let buffer = &objmem::object::<Buffer>(guard, t.ipc_buffer_phys).0;
-            words[4..length].copy_from_slice(&buffer.mrs[4..length]);
+        match tcb::ipc_buffer(guard, sender) {
+            None => length = 4,
+            Some(buffer) => {
+                let buffer = &objmem::object::<Buffer>(guard, buffer).0;
+                words[4..length].copy_from_slice(&buffer.mrs[4..length]);
+            }
         }
     }
     Outgoing {
@@ -195,10 +196,14 @@ fn transfer(
     grant: bool,
 ) {
     let message = outgoing(guard, sender, info);
-    let r = *tcb::ctl(guard, receiver);
     let mut length = message.info.length();
-    if length > 4 && r.ipc_buffer_phys == 0 {
-        length = 4;
+    let receiver_buffer = if length > 4 {
+        tcb::ipc_buffer(guard, receiver)
+    } else {
+        None
+    };
+    if receiver_buffer.is_none() {
+        length = length.min(4);
     }
     let mut delivered = 0u64;
     let mut unwrapped = 0u64;
@@ -206,8 +211,8 @@ fn transfer(
         (delivered, unwrapped) =
             transfer_caps(guard, sender, receiver, message.info.extra_caps(), endpoint);
     }
-    if length > 4 {
-        let buffer = &mut objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+    if let (true, Some(buffer)) = (length > 4, receiver_buffer) {
+        let buffer = &mut objmem::object::<Buffer>(guard, buffer).0;
         buffer.mrs[4..length].copy_from_slice(&message.words[4..length]);
     }
     let out = MessageInfo::new(message.info.label(), delivered, length as u64)
@@ -231,16 +236,17 @@ fn transfer_caps(
     count: usize,
     endpoint: u64,
 ) -> (u64, u64) {
-    let s = *tcb::ctl(guard, sender);
-    let r = *tcb::ctl(guard, receiver);
-    if s.ipc_buffer_phys == 0 || r.ipc_buffer_phys == 0 {
+    let (Some(sender_buffer), Some(receiver_buffer)) = (
+        tcb::ipc_buffer(guard, sender),
+        tcb::ipc_buffer(guard, receiver),
+    ) else {
         return (0, 0);
-    }
-    let cptrs = objmem::object::<Buffer>(guard, s.ipc_buffer_phys)
+    };
+    let cptrs = objmem::object::<Buffer>(guard, sender_buffer)
         .0
         .caps_or_badges;
     let (window, window_count) = {
-        let b = &objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+        let b = &objmem::object::<Buffer>(guard, receiver_buffer).0;
         (b.receive_index, b.receive_count)
     };
     let sender_cspace = tcb::cspace(guard, sender);
@@ -276,7 +282,8 @@ fn transfer_caps(
         placed += 1;
         delivered += 1;
     }
-    let b = &mut objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+    // (Inserting capabilities deletes none: the buffer's frame is still there.)
+    let b = &mut objmem::object::<Buffer>(guard, receiver_buffer).0;
     for (i, badge) in badges.iter().enumerate() {
         if unwrapped & (1 << i) != 0 {
             b.caps_or_badges[i] = *badge;

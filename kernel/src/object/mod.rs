@@ -32,7 +32,7 @@
 //! | reference | kept in | mechanism |
 //! | --- | --- | --- |
 //! | a thread's CSpace root, VSpace, fault endpoint | TCB slots 0, 1, 3 | held |
-//! | a thread's IPC buffer | TCB slot 2; `Control::ipc_buffer_phys` | not yet (issue 10, bug 1): the address is cached and outlives the slot's capability |
+//! | a thread's IPC buffer | TCB slot 2 (`Control::ipc_buffer_offset` is only the offset in that frame) | held: the address is derived from the slot at each use (`tcb::ipc_buffer`); an empty slot means no buffer |
 //! | bound notification and thread | `Control::bound_notification`, `Notification::bound_tcb` | cleared by either destructor |
 //! | the endpoint or notification a thread waits on; queue links | `Control::blocked_on`, `ipc_next`/`ipc_prev`, queue heads | cleared: the TCB destructor leaves the queue, the endpoint or notification destructor aborts every waiter |
 //! | caller and server of a call | `Control::reply_to`, `reply_from` | cleared when either thread is destroyed or suspended; not yet: a server that takes a new call before replying leaves the old caller's `reply_from` behind |

@@ -11,7 +11,7 @@ use crate::arch::user;
 use crate::invariants::{ensure, Live, Verdict};
 use crate::syscall::Caller;
 use tarn_ipc_schema::invocation::{Invocation, ThreadState};
-use tarn_ipc_schema::{Error, Rights};
+use tarn_ipc_schema::{Error, ObjectType, Rights};
 
 /// log2 of a TCB's size.
 pub const TCB_SIZE_BITS: u8 = tarn_ipc_schema::TCB_SIZE_BITS as u8;
@@ -78,8 +78,9 @@ pub struct Control {
     pub timeout_cpu: u64,
     /// Bound notification (header phys, 0 = none).
     pub bound_notification: u64,
-    /// Physical address of the IPC buffer (0 = none).
-    pub ipc_buffer_phys: u64,
+    /// Where the IPC buffer starts in the frame in slot [`slot::IPC_BUFFER`]
+    /// (its address is derived from that slot at each use: [`ipc_buffer`]).
+    pub ipc_buffer_offset: u64,
     /// The Scheduler that adopted it (header phys, 0 = a system thread).
     pub scheduler: u64,
     /// Its id in that scheduler's events.
@@ -182,6 +183,17 @@ pub fn set_result(guard: &mut KernelGuard, tcb: u64, result: Result<(), Error>) 
         Ok(()) => 0,
         Err(e) => e as u64,
     };
+}
+
+/// The physical address of `tcb`'s IPC buffer, read through the frame
+/// capability in its IPC-buffer slot at each use; `None` once that slot is
+/// empty (its frame deleted or revoked): the thread then has no buffer.
+#[inline]
+pub fn ipc_buffer(guard: &mut KernelGuard, tcb: u64) -> Option<u64> {
+    let words = objmem::object::<Slot>(guard, slot_address(tcb, slot::IPC_BUFFER)).words;
+    let tag = words[0] & 0xFF;
+    let frame = tag == ObjectType::Frame4K as u64 || tag == ObjectType::Frame2M as u64;
+    frame.then(|| words[1] + ctl(guard, tcb).ipc_buffer_offset)
 }
 
 /// The CR3 to run `tcb` with, if its VSpace slot holds a VSpace.
@@ -311,13 +323,7 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
         None
     } else {
         let s = caller.lookup_slot(guard, buffer_cptr)?;
-        let Cap::Frame {
-            phys,
-            large,
-            rights,
-            ..
-        } = read_cap(guard, s)
-        else {
+        let Cap::Frame { large, rights, .. } = read_cap(guard, s) else {
             return Err(Error::WrongType);
         };
         if !rights.contains(Rights::READ.union(Rights::WRITE)) {
@@ -327,7 +333,7 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
             return Err(Error::InvalidArgument);
         }
         let size = if large { 2 << 20 } else { 4096 };
-        Some((s, phys + (buffer_vaddr & (size - 1))))
+        Some((s, buffer_vaddr & (size - 1)))
     };
     let fault_cptr = caller.mr(4);
     let fault = if fault_cptr == 0 {
@@ -354,15 +360,15 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
     };
     copy(guard, cnode_slot, slot::CSPACE);
     copy(guard, vspace_slot, slot::VSPACE);
-    let mut buffer_phys = 0;
-    if let Some((s, phys)) = buffer {
+    let mut buffer_offset = 0;
+    if let Some((s, offset)) = buffer {
         copy(guard, s, slot::IPC_BUFFER);
-        buffer_phys = phys;
+        buffer_offset = offset;
     }
     if let Some(s) = fault {
         copy(guard, s, slot::FAULT_ENDPOINT);
     }
-    ctl(guard, target).ipc_buffer_phys = buffer_phys;
+    ctl(guard, target).ipc_buffer_offset = buffer_offset;
     Ok(())
 }
 
@@ -419,18 +425,12 @@ pub fn check(guard: &mut KernelGuard, tcb: u64, live: &Live) -> Verdict {
         "a thread's IPC-buffer slot holds no frame",
         tcb,
     )?;
-    if t.ipc_buffer_phys != 0 {
-        let inside = match buffer {
-            Cap::Frame { phys, large, .. } => {
-                let bytes = if large { 2 << 20 } else { 4096 };
-                t.ipc_buffer_phys >= phys
-                    && t.ipc_buffer_phys + core::mem::size_of::<tarn_ipc_schema::IpcBuffer>() as u64
-                        <= phys + bytes
-            }
-            _ => false,
-        };
+    if let Cap::Frame { large, rights, .. } = buffer {
+        let bytes = if large { 2 << 20 } else { 4096 };
         ensure(
-            inside,
+            t.ipc_buffer_offset + core::mem::size_of::<tarn_ipc_schema::IpcBuffer>() as u64
+                <= bytes
+                && rights.contains(Rights::READ.union(Rights::WRITE)),
             "a thread's IPC buffer lies outside the frame its slot names",
             tcb,
         )?;

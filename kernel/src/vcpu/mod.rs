@@ -396,10 +396,9 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
     if inject != 0 && s.pending != 0 {
         return Err(Error::IllegalState);
     }
-    let buffer = tcb::ctl(guard, thread).ipc_buffer_phys;
-    if buffer == 0 {
+    let Some(buffer) = tcb::ipc_buffer(guard, thread) else {
         return Err(Error::IllegalState);
-    }
+    };
     // Invoke.
     if flags & run_flags::LOAD_REGISTERS != 0 {
         let mut registers = [0u64; REGISTER_COUNT];
@@ -518,7 +517,7 @@ fn complete(guard: &mut KernelGuard, thread: u64, vcpu: u64, record: ExitRecord)
     s.window_exit = 0;
     sched::cancel_timeout(guard, thread);
     tcb::ctl(guard, thread).in_guest = 0;
-    let buffer = tcb::ctl(guard, thread).ipc_buffer_phys;
+    let buffer = tcb::ipc_buffer(guard, thread);
     let f = tcb::frame(guard, thread);
     f.rax = 0;
     f.rsi = MessageInfo::new(0, 0, 7).0;
@@ -526,7 +525,7 @@ fn complete(guard: &mut KernelGuard, thread: u64, vcpu: u64, record: ExitRecord)
     f.r10 = record.fields[0];
     f.r8 = record.fields[1];
     f.r9 = record.fields[2];
-    if buffer != 0 {
+    if let Some(buffer) = buffer {
         let mrs = &mut objmem::object::<Buffer>(guard, buffer).0.mrs;
         mrs[..4].copy_from_slice(&[
             record.kind as u64,

@@ -1,0 +1,174 @@
+//! Soundness (issue 10): nothing the kernel keeps outlives the capability
+//! it stands for. Each test makes exactly one attack of the issue: it takes
+//! away, underneath a kernel reference, the capability (or the untyped
+//! memory) that reference relies on, retypes the memory where it can, and
+//! checks that the kernel neither writes there nor keeps using the old
+//! object, and that the kernel's invariant check still holds (before the
+//! fixes it failed for each).
+
+use crate::harness::{code, Check, Env, Outcome, Pass, Shared, Test};
+use crate::{ensure, expect, expect_err};
+use alloc::format;
+use alloc::string::String;
+use tarn_rt::abi::invocation::ThreadState;
+use tarn_rt::abi::{Error, MessageInfo, ObjectType, Rights};
+use tarn_rt::arch::{probe_read, probe_write};
+use tarn_rt::invoke::{self, TcbConfig};
+use tarn_rt::layout::{slot, PAGE_SIZE};
+use tarn_rt::{ipc_buffer, ThreadOptions};
+
+pub const TESTS: &[Test] = &[(
+    "soundness_ipc_buffer_revoked_under_receiver",
+    ipc_buffer_revoked,
+)];
+
+const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
+
+/// Fails unless the kernel's invariant check holds now.
+fn consistent(when: &str) -> Result<(), String> {
+    let report = invoke::machine_check_invariants(slot::MACHINE).ctx("check invariants")?;
+    ensure!(
+        report.consistent,
+        "the kernel's invariants do not hold {when} (its console line names the first broken one)"
+    );
+    Ok(())
+}
+
+/// One object of `object_type` from `untyped` in a fresh slot.
+fn retype(
+    env: &mut Env,
+    untyped: u64,
+    object_type: ObjectType,
+    size_bits: u64,
+) -> Result<u64, String> {
+    let dest = env.slot()?;
+    invoke::untyped_retype(untyped, object_type, size_bits, slot::ROOT_CNODE, dest, 1)
+        .ctx("retype")?;
+    Ok(dest)
+}
+
+/// The word a test fills page word `index` with.
+fn pattern(index: u64) -> u64 {
+    0x5EED_0000_0000_0000 | index
+}
+
+/// Maps `frame` at a fresh address and fills it with [`pattern`].
+fn fill_with_pattern(env: &mut Env, frame: u64) -> Result<u64, String> {
+    let vaddr = env.vaddr(PAGE_SIZE, PAGE_SIZE);
+    invoke::frame_map(frame, slot::ROOT_VSPACE, vaddr, RW).ctx("map the frame")?;
+    for index in 0..PAGE_SIZE / 8 {
+        probe_write(vaddr + index * 8, pattern(index));
+    }
+    Ok(vaddr)
+}
+
+/// Fails if the page at `vaddr` no longer holds [`pattern`] (or, with
+/// `zero`, zeros).
+fn unchanged(vaddr: u64, zero: bool, what: &str) -> Result<(), String> {
+    for index in 0..PAGE_SIZE / 8 {
+        let expected = if zero { 0 } else { pattern(index) };
+        let found = probe_read(vaddr + index * 8);
+        ensure!(
+            found == expected,
+            "the kernel wrote into {what}: word {index} is {found:#x}, not {expected:#x}"
+        );
+    }
+    Ok(())
+}
+
+/// Bug 1: a receiver blocked in `Recv` whose IPC-buffer frame goes back to
+/// its untyped memory (revoked), which becomes a new frame and then a
+/// CNode: a 12-word message must write into neither (the thread has no
+/// buffer once its frame is gone), and forge no capability in the CNode.
+fn ipc_buffer_revoked(env: &mut Env) -> Outcome {
+    /// A Frame capability's first word (`ObjectType::Frame4K`, read+write),
+    /// as a CNode slot holds it.
+    const FORGED_FRAME_WORD: u64 = ObjectType::Frame4K as u64 | RW.0 << 8;
+    /// Kernel text.
+    const FORGED_ADDRESS: u64 = 0x10_1000;
+    let untyped = env.untyped(16)?;
+    let buffer = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    let address = invoke::frame_get_address(buffer).ctx("buffer address")?;
+    let endpoint = env.endpoint()?;
+    // Shared words 0/1: result + 1 of the two receives, 2/3 their lengths.
+    let shared = Shared::new();
+    let out = shared.clone();
+    let receiver = env.spawn(
+        ThreadOptions {
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            for round in 0..2 {
+                let result = tarn_rt::recv(endpoint);
+                out.set(2 + round, result.as_ref().map_or(0, |m| m.length() as u64));
+                out.set(round, code(&result) + 1);
+            }
+        },
+    )?;
+    // Its kernel-side IPC buffer is the frame from `untyped` (the runtime
+    // keeps using its own page, so the thread runs as before).
+    let config = TcbConfig {
+        cnode: slot::ROOT_CNODE,
+        vspace: slot::ROOT_VSPACE,
+        ipc_buffer_frame: buffer,
+        ipc_buffer_vaddr: env.vaddr(PAGE_SIZE, PAGE_SIZE),
+        fault_endpoint: 0,
+    };
+    invoke::tcb_configure(receiver.tcb, &config).ctx("configure the receiver")?;
+    invoke::tcb_resume(receiver.tcb).ctx("resume the receiver")?;
+    env.wait_state(receiver.tcb, ThreadState::BlockedOnReceive)?;
+
+    // The buffer's memory returns to its untyped and becomes a new frame.
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    consistent("once the buffer frame is revoked")?;
+    let reused = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    expect!(invoke::frame_get_address(reused), Ok(address));
+    let vaddr = fill_with_pattern(env, reused)?;
+    for index in 4..12 {
+        ipc_buffer::set_mr(index, 0xBAD0_0000 + index as u64);
+    }
+    expect!(
+        tarn_rt::send(endpoint, MessageInfo::new(1, 0, 12), [1, 2, 3, 4]),
+        Ok(())
+    );
+    env.wait_until("the first message to arrive", || shared.get(0) != 0)?;
+    expect!(shared.get(0), 1);
+    unchanged(vaddr, false, "a frame retyped from the revoked IPC buffer")?;
+    // Without a buffer the receiver gets the four register words only.
+    expect!(shared.get(2), 4);
+    consistent("after the first message")?;
+
+    // Retyped as a CNode, message words 8..10 would be slot 1's capability.
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    let cnode = retype(env, untyped, ObjectType::CNode, 4)?;
+    env.wait_state(receiver.tcb, ThreadState::BlockedOnReceive)?;
+    for index in 4..12 {
+        ipc_buffer::set_mr(index, 0);
+    }
+    ipc_buffer::set_mr(8, FORGED_FRAME_WORD);
+    ipc_buffer::set_mr(9, FORGED_ADDRESS);
+    expect!(
+        tarn_rt::send(endpoint, MessageInfo::new(2, 0, 12), [1, 2, 3, 4]),
+        Ok(())
+    );
+    env.wait_until("the second message to arrive", || shared.get(1) != 0)?;
+    expect!(shared.get(1), 1);
+    let probe = env.slot()?;
+    for index in 1..16 {
+        let copied = invoke::cnode_copy(slot::ROOT_CNODE, probe, cnode, index, Rights::ALL);
+        if copied.is_ok() {
+            let forged = invoke::frame_get_address(probe);
+            let _ = invoke::cnode_delete(slot::ROOT_CNODE, probe);
+            return Err(format!(
+                "a message forged a capability in slot {index} of a CNode over the revoked buffer (FrameGetAddress: {forged:x?})"
+            ));
+        }
+        expect_err!(copied, Error::InvalidCapability);
+    }
+    consistent("after the second message")?;
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    env.join(&receiver)?;
+    consistent("at the end")?;
+    Ok(Pass::Ok)
+}
