@@ -121,7 +121,11 @@ pub enum Invocation {
     /// READ|WRITE; laid out as [`crate::sched::EventRing`]), MR2 = notification
     /// cptr (WRITE) the kernel signals when it adds events. The CPU must be
     /// unbound (`IllegalState`). Deleting or revoking the Cpu capability used
-    /// here unbinds the CPU.
+    /// here unbinds the CPU. The kernel keeps copies of the ring and
+    /// notification capabilities (children of those given): deleting or
+    /// revoking either of those, or their untyped memory, unbinds the CPU
+    /// too, and nothing is written to the ring after that; the notification
+    /// stays alive until the CPU is unbound.
     SchedulerBindCpu = 60,
     /// Scheduler. MR0 = Cpu cptr. Evicts the CPU's queue (`Evicted` events)
     /// and unbinds it: it runs only system threads until bound again.

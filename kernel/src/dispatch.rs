@@ -16,6 +16,7 @@ use crate::arch::objmem::{self, KernelObject};
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{apic, cpu, timer, trap};
 use crate::invariants::{ensure, Live, Verdict};
+use crate::object::held::{self, BindingRole};
 use crate::object::tcb;
 use crate::object::{read_cap, Cap, ObjectHeader};
 use crate::sched;
@@ -53,11 +54,8 @@ struct CpuDispatch {
     scheduler: u64,
     /// The slot of the Cpu capability that bound it.
     binding_slot: u64,
-    /// The event-ring frame.
-    ring: u64,
-    /// The notification signalled on new events, and its badge.
-    notify: u64,
-    notify_badge: u64,
+    // The event ring and the notification signalled on new events are the
+    // capabilities in the CPU's binding record (`held::binding`).
     queue: [Entry; DISPATCH_QUEUE_LEN],
     head: usize,
     len: usize,
@@ -78,9 +76,6 @@ struct CpuDispatch {
 const UNBOUND: CpuDispatch = CpuDispatch {
     scheduler: 0,
     binding_slot: 0,
-    ring: 0,
-    notify: 0,
-    notify_badge: 0,
     queue: [Entry {
         thread: 0,
         budget_ns: 0,
@@ -111,18 +106,39 @@ fn now_ns() -> u64 {
 }
 
 /// Appends an event to CPU `cpu`'s ring (dropping it with `overflow` set when
-/// the ring is full) and signals the scheduler's notification.
+/// the ring is full) and signals the scheduler's notification, both read
+/// through the capabilities of the CPU's binding record: while a binding
+/// ends because one of them was deleted, its events go only where the other
+/// still leads.
 fn push_event(guard: &mut KernelGuard, cpu: usize, kind: EventKind, thread: u64, ran_ns: u64) {
-    let d = CPUS.get(guard)[cpu];
-    if d.scheduler == 0 {
+    if CPUS.get(guard)[cpu].scheduler == 0 {
         return;
     }
-    let thread_id = if thread == 0 {
-        0
-    } else {
-        tcb::ctl(guard, thread).thread_id
-    };
-    let ring = &mut objmem::object::<Ring>(guard, d.ring).0;
+    if let Some((ring, _)) = held::object(guard, held::binding(cpu, BindingRole::Ring)) {
+        let thread_id = if thread == 0 {
+            0
+        } else {
+            tcb::ctl(guard, thread).thread_id
+        };
+        write_event(guard, ring, cpu, kind, thread_id, ran_ns);
+    }
+    if let Some((notify, badge)) =
+        held::object(guard, held::binding(cpu, BindingRole::Notification))
+    {
+        crate::ipc::signal_object(guard, notify, badge);
+    }
+}
+
+/// Writes one event into the ring frame at `ring`.
+fn write_event(
+    guard: &mut KernelGuard,
+    ring: u64,
+    cpu: usize,
+    kind: EventKind,
+    thread_id: u64,
+    ran_ns: u64,
+) {
+    let ring = &mut objmem::object::<Ring>(guard, ring).0;
     let (head, tail) = (ring.header.head, ring.header.tail);
     // The tail is written by user code: an impossible value counts as full.
     if head.wrapping_sub(tail) >= RING_CAPACITY as u64 {
@@ -137,7 +153,6 @@ fn push_event(guard: &mut KernelGuard, cpu: usize, kind: EventKind, thread: u64,
         };
         ring.header.head = head.wrapping_add(1);
     }
-    crate::ipc::signal_object(guard, d.notify, d.notify_badge);
 }
 
 /// The CPU whose ring hears about `thread` when it is on none: this CPU if
@@ -387,7 +402,9 @@ fn unlink(guard: &mut KernelGuard, thread: u64) {
 }
 
 /// Unbinds CPU `cpu`: its entries are evicted (reported to the old server),
-/// a running entry is stopped, and the CPU runs only system threads.
+/// a running entry is stopped, the capabilities of its binding record are
+/// deleted, and the CPU runs only system threads. (Objects this destroys are
+/// queued: the caller drains them.)
 fn unbind(guard: &mut KernelGuard, cpu: usize) {
     let d = CPUS.get(guard)[cpu];
     if d.scheduler == 0 {
@@ -401,6 +418,9 @@ fn unbind(guard: &mut KernelGuard, cpu: usize) {
     }
     objmem::object::<Scheduler>(guard, d.scheduler).cpu_mask &= !(1u64 << cpu);
     CPUS.get(guard)[cpu] = UNBOUND;
+    for role in [BindingRole::Ring, BindingRole::Notification] {
+        crate::object::delete_one(guard, held::binding(cpu, role));
+    }
     if cpu != sched::this_cpu() {
         if let Some(target) = percpu::get(cpu as u32) {
             apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
@@ -413,6 +433,15 @@ fn unbind(guard: &mut KernelGuard, cpu: usize) {
 pub fn cpu_cap_deleted(guard: &mut KernelGuard, index: u32, slot: u64) {
     let cpu = index as usize;
     if cpu < MAX_CPUS && CPUS.get(guard)[cpu].binding_slot == slot {
+        unbind(guard, cpu);
+    }
+}
+
+/// A capability of CPU `cpu`'s binding record was deleted (the server's
+/// capability it was copied from, or that one's untyped memory, went): the
+/// binding ends at once.
+pub fn binding_cap_deleted(guard: &mut KernelGuard, cpu: usize) {
+    if CPUS.get(guard)[cpu].scheduler != 0 {
         unbind(guard, cpu);
     }
 }
@@ -482,24 +511,23 @@ pub fn invoke_scheduler(
             let Cap::Cpu { index } = read_cap(guard, cpu_slot) else {
                 return Err(Error::WrongType);
             };
+            let ring_slot = caller.lookup_slot(guard, caller.mr(1))?;
+            let ring_cap = read_cap(guard, ring_slot);
             let Cap::Frame {
                 phys: ring,
                 large: false,
                 rights,
                 ..
-            } = caller.lookup(guard, caller.mr(1))?
+            } = ring_cap
             else {
                 return Err(Error::WrongType);
             };
             if !rights.contains(Rights::READ.union(Rights::WRITE)) {
                 return Err(Error::InsufficientRights);
             }
-            let Cap::Notification {
-                phys: notify,
-                badge,
-                rights,
-            } = caller.lookup(guard, caller.mr(2))?
-            else {
+            let notify_slot = caller.lookup_slot(guard, caller.mr(2))?;
+            let notify_cap = read_cap(guard, notify_slot);
+            let Cap::Notification { rights, .. } = notify_cap else {
                 return Err(Error::WrongType);
             };
             if !rights.contains(Rights::WRITE) {
@@ -509,14 +537,22 @@ pub fn invoke_scheduler(
             if CPUS.get(guard)[cpu].scheduler != 0 {
                 return Err(Error::IllegalState);
             }
+            // Invoke. The binding record keeps copies of the ring and the
+            // notification (children of the server's: deleting or revoking
+            // those, or their memory, ends the binding).
             objmem::zero(guard, ring, 4096);
             objmem::object::<Ring>(guard, ring).0.header.capacity = RING_CAPACITY as u64;
+            for (role, cap, source) in [
+                (BindingRole::Ring, ring_cap, ring_slot),
+                (BindingRole::Notification, notify_cap, notify_slot),
+            ] {
+                let copy = crate::object::cnode::derive(cap, Rights::ALL, 0)
+                    .expect("frames and notifications derive without a badge");
+                crate::object::insert_cap(guard, held::binding(cpu, role), copy, source);
+            }
             CPUS.get(guard)[cpu] = CpuDispatch {
                 scheduler,
                 binding_slot: cpu_slot,
-                ring,
-                notify,
-                notify_badge: badge,
                 ..UNBOUND
             };
             objmem::object::<Scheduler>(guard, scheduler).cpu_mask |= 1u64 << cpu;
@@ -528,6 +564,7 @@ pub fn invoke_scheduler(
             };
             cpu_owned(guard, scheduler, u64::from(index))?;
             unbind(guard, index as usize);
+            crate::object::drain_zombies(guard);
             Ok(())
         }
         Invocation::SchedulerAdopt => {
@@ -718,9 +755,11 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
     let mut entries = 0u64;
     for cpu in 0..MAX_CPUS {
         let d = CPUS.get(guard)[cpu];
+        let ring = read_cap(guard, held::binding(cpu, BindingRole::Ring));
+        let notify = read_cap(guard, held::binding(cpu, BindingRole::Notification));
         if d.scheduler == 0 {
             ensure(
-                d.len == 0 && d.donated_to == 0 && d.ring == 0 && d.notify == 0,
+                d.len == 0 && d.donated_to == 0 && ring == Cap::Null && notify == Cap::Null,
                 "an unbound CPU keeps a binding",
                 cpu as u64,
             )?;
@@ -732,13 +771,14 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             cpu as u64,
         )?;
         ensure(
-            live.in_frame(d.ring, 4096),
-            "a CPU's event ring is named by no capability",
+            matches!(ring, Cap::Frame { large: false, rights, .. }
+                if rights.contains(Rights::READ.union(Rights::WRITE))),
+            "a bound CPU's record holds no event ring",
             cpu as u64,
         )?;
         ensure(
-            live.is_notification(d.notify),
-            "a CPU's event notification is named by no capability",
+            matches!(notify, Cap::Notification { rights, .. } if rights.contains(Rights::WRITE)),
+            "a bound CPU's record holds no event notification",
             cpu as u64,
         )?;
         ensure(

@@ -125,17 +125,6 @@ impl Live {
             .map(|s| (s.1, s.2))
     }
 
-    /// Whether `len` bytes at `phys` lie inside one live frame.
-    pub fn in_frame(&self, phys: u64, len: u64) -> bool {
-        let end = self.frames.partition_point(|f| f.0 <= phys);
-        // Frames are at most 2 MiB: only those starting that close can hold it.
-        self.frames[..end]
-            .iter()
-            .rev()
-            .take_while(|f| phys - f.0 < 2 << 20)
-            .any(|f| phys + len <= f.0 + f.1)
-    }
-
     /// Whether `slot` is a slot (not slot 0) of a live CNode.
     fn in_cnode(&self, slot: u64) -> bool {
         let i = self.cnodes.partition_point(|c| c.0 <= slot);

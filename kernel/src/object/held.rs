@@ -100,6 +100,15 @@ pub fn holder_of(guard: &mut KernelGuard, slot: u64) -> Option<Holder> {
     Holder::decode(objmem::object::<Slot>(guard, slot).holder)
 }
 
+/// The object and third word (a badge) of the capability in the
+/// kernel-held slot `slot`, if it holds one (a hot-path read: no full
+/// decode; the kernel filled the slot, so it knows the type).
+#[inline]
+pub fn object(guard: &mut KernelGuard, slot: u64) -> Option<(u64, u64)> {
+    let words = objmem::object::<Slot>(guard, slot).words;
+    (words[0] != 0).then_some((words[1], words[2]))
+}
+
 /// Marks `slot` (empty, in a zeroed object) as held by `holder`.
 pub fn set_holder(guard: &mut KernelGuard, slot: u64, holder: Holder) {
     objmem::object::<Slot>(guard, slot).holder = holder.encode();

@@ -39,7 +39,7 @@
 //! | Scheduler membership | `Control::scheduler`, the Scheduler's list | cleared by the TCB destructor (unlink) and the Scheduler destructor (releases every thread) |
 //! | a CPU's Scheduler | `dispatch::CpuDispatch::scheduler`, `cpu_mask` | cleared by the Scheduler destructor (unbinds its CPUs) |
 //! | the Cpu capability that bound a CPU | `CpuDispatch::binding_slot` | not yet (issue 10, bug 3): a raw slot address a move leaves behind |
-//! | a CPU's event ring and notification | `CpuDispatch::ring`, `notify` | not yet (issue 10, bug 2): raw addresses, no capability held |
+//! | a CPU's event ring and notification | the CPU's binding record ([`held::binding`]) | held: deleting either capability (or the server's it was copied from, or its untyped memory) unbinds the CPU at once; an event with no ring is dropped; the notification stays alive until the CPU is unbound |
 //! | dispatch entries; an entry lent to a server | `CpuDispatch::queue`, `donated_to`, `Control::entry_cpu` | cleared by the TCB destructor and suspension (entries); not yet: `donated_to` outlives the server's TCB |
 //! | system FIFO, running thread, timeouts, charged thread, FPU owner | `sched::CpuSched`, `Control::sched_*`, `timeout_*` | cleared by the TCB destructor (the FPU owner also by the Vcpu destructor) |
 //! | Vcpu and its thread | `VcpuState::tcb`, `Control::vcpu` | cleared by either destructor |
@@ -519,6 +519,11 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
             objmem::object::<ObjectHeader>(guard, header).zombie_next = stats_head;
             STATS.get(guard).zombie_head = header;
         }
+    }
+    // A capability the kernel held is gone: its holder lets go of what it
+    // stood for (the slot is already empty, so nothing reads through it).
+    if let Some(held::Holder::Binding { cpu, .. }) = held::holder_of(guard, slot) {
+        crate::dispatch::binding_cap_deleted(guard, usize::from(cpu));
     }
 }
 

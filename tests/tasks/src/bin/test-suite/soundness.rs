@@ -17,10 +17,20 @@ use tarn_rt::invoke::{self, TcbConfig};
 use tarn_rt::layout::{slot, PAGE_SIZE};
 use tarn_rt::{ipc_buffer, ThreadOptions};
 
-pub const TESTS: &[Test] = &[(
-    "soundness_ipc_buffer_revoked_under_receiver",
-    ipc_buffer_revoked,
-)];
+pub const TESTS: &[Test] = &[
+    (
+        "soundness_ipc_buffer_revoked_under_receiver",
+        ipc_buffer_revoked,
+    ),
+    (
+        "soundness_event_ring_revoked_under_binding",
+        event_ring_revoked,
+    ),
+    (
+        "soundness_event_notification_held_by_binding",
+        event_notification_held,
+    ),
+];
 
 const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
 
@@ -170,5 +180,100 @@ fn ipc_buffer_revoked(env: &mut Env) -> Outcome {
     expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
     env.join(&receiver)?;
     consistent("at the end")?;
+    Ok(Pass::Ok)
+}
+
+/// A Scheduler, a copy of CPU 0's capability and, once bound with `ring`
+/// and `notify`, a 1 ms tick on it.
+fn bind_cpu0(env: &mut Env, ring: u64, notify: u64) -> Result<(u64, u64), String> {
+    let Some(first) = env.cpu_caps else {
+        return Err(String::from("the suite got no Cpu capabilities"));
+    };
+    let scheduler = env.create(ObjectType::Scheduler, 0)?;
+    let cpu = env.copy(first, Rights::ALL)?;
+    expect!(
+        invoke::scheduler_bind_cpu(scheduler, cpu, ring, notify),
+        Ok(())
+    );
+    expect!(invoke::scheduler_set_tick(scheduler, 0, 1_000_000), Ok(()));
+    Ok((scheduler, cpu))
+}
+
+/// Whether CPU 0 (through capability `cpu`) is bound, checked both ways:
+/// `CpuInfo`, and whether `scheduler` may still set its tick.
+fn still_bound(scheduler: u64, cpu: u64) -> Result<bool, String> {
+    let (_, _, bound) = invoke::cpu_info(cpu).ctx("cpu info")?;
+    let tick = invoke::scheduler_set_tick(scheduler, 0, 1_000_000);
+    ensure!(
+        tick.is_ok() == bound,
+        "CpuInfo says bound = {bound} but SchedulerSetTick gives {tick:?}"
+    );
+    if !bound {
+        expect_err!(tick, Error::NotOwned);
+    }
+    Ok(bound)
+}
+
+/// Bug 2, the ring: a CPU bound with an event ring from memory that is then
+/// revoked and retyped as a frame. The CPU is unbound at once and no event
+/// record appears in the new frame.
+fn event_ring_revoked(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let untyped = env.untyped(16)?;
+    let ring = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    let address = invoke::frame_get_address(ring).ctx("ring address")?;
+    let notify = env.notification()?;
+    let (scheduler, cpu) = bind_cpu0(env, ring, notify)?;
+    // Ticks arrive (the binding works).
+    env.sleep_ns(5_000_000);
+    expect!(tarn_rt::poll(notify).map(|_| ()), Ok(()));
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    consistent("once the ring is revoked")?;
+    let reused = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    expect!(invoke::frame_get_address(reused), Ok(address));
+    let vaddr = env.vaddr(PAGE_SIZE, PAGE_SIZE);
+    invoke::frame_map(reused, slot::ROOT_VSPACE, vaddr, RW).ctx("map the new frame")?;
+    env.sleep_ns(20_000_000);
+    unchanged(vaddr, true, "a frame retyped from a revoked event ring")?;
+    expect!(still_bound(scheduler, cpu), Ok(false));
+    consistent("20 ms later")?;
+    Ok(Pass::Ok)
+}
+
+/// Bug 2, the notification: the binding keeps its notification alive when
+/// the server deletes its own capability, and a revoke of the
+/// notification's memory unbinds the CPU; nothing is written to the memory
+/// after that.
+fn event_notification_held(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let untyped = env.untyped(12)?;
+    let notify = retype(env, untyped, ObjectType::Notification, 0)?;
+    let ring = env.frame()?;
+    let (scheduler, cpu) = bind_cpu0(env, ring, notify)?;
+    let before = env.live_objects()?;
+    expect!(invoke::cnode_delete(slot::ROOT_CNODE, notify), Ok(()));
+    consistent("once the server's notification capability is deleted")?;
+    // Still alive (the kernel holds it) and still bound.
+    expect!(env.live_objects()?, before);
+    expect!(still_bound(scheduler, cpu), Ok(true));
+    env.sleep_ns(5_000_000);
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    consistent("once the notification's memory is revoked")?;
+    expect!(env.live_objects()?, before - 1);
+    let reused = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    let vaddr = env.vaddr(PAGE_SIZE, PAGE_SIZE);
+    invoke::frame_map(reused, slot::ROOT_VSPACE, vaddr, RW).ctx("map the new frame")?;
+    env.sleep_ns(20_000_000);
+    unchanged(
+        vaddr,
+        true,
+        "a frame retyped from a revoked event notification",
+    )?;
+    expect!(still_bound(scheduler, cpu), Ok(false));
+    consistent("20 ms later")?;
     Ok(Pass::Ok)
 }
