@@ -52,10 +52,9 @@ struct Entry {
 struct CpuDispatch {
     /// The bound Scheduler (header phys, 0 = unbound).
     scheduler: u64,
-    /// The slot of the Cpu capability that bound it.
-    binding_slot: u64,
-    // The event ring and the notification signalled on new events are the
-    // capabilities in the CPU's binding record (`held::binding`).
+    // The Cpu capability that bound it (as the parent of the kernel's copy),
+    // the event ring and the notification signalled on new events are the
+    // capabilities of the CPU's binding record (`held::binding`).
     queue: [Entry; DISPATCH_QUEUE_LEN],
     head: usize,
     len: usize,
@@ -75,7 +74,6 @@ struct CpuDispatch {
 
 const UNBOUND: CpuDispatch = CpuDispatch {
     scheduler: 0,
-    binding_slot: 0,
     queue: [Entry {
         thread: 0,
         budget_ns: 0,
@@ -418,7 +416,11 @@ fn unbind(guard: &mut KernelGuard, cpu: usize) {
     }
     objmem::object::<Scheduler>(guard, d.scheduler).cpu_mask &= !(1u64 << cpu);
     CPUS.get(guard)[cpu] = UNBOUND;
-    for role in [BindingRole::Ring, BindingRole::Notification] {
+    for role in [
+        BindingRole::Cpu,
+        BindingRole::Ring,
+        BindingRole::Notification,
+    ] {
         crate::object::delete_one(guard, held::binding(cpu, role));
     }
     if cpu != sched::this_cpu() {
@@ -428,13 +430,24 @@ fn unbind(guard: &mut KernelGuard, cpu: usize) {
     }
 }
 
-/// A Cpu capability was deleted: if it is the one that bound its CPU, the
-/// CPU is unbound (this is how revocation takes a CPU back).
+/// The Cpu capability in `slot` is being deleted: if it is the one that
+/// bound its CPU (the parent of the binding record's copy, wherever a move
+/// put it), the CPU is unbound. (Revoking it, or anything it came from,
+/// deletes the record's copy first, which unbinds the CPU too.)
 pub fn cpu_cap_deleted(guard: &mut KernelGuard, index: u32, slot: u64) {
     let cpu = index as usize;
-    if cpu < MAX_CPUS && CPUS.get(guard)[cpu].binding_slot == slot {
+    if cpu < MAX_CPUS && binding_parent(guard, cpu) == slot {
         unbind(guard, cpu);
     }
+}
+
+/// The slot of the Cpu capability that bound CPU `cpu` (0 = unbound).
+fn binding_parent(guard: &mut KernelGuard, cpu: usize) -> u64 {
+    let record = held::binding(cpu, BindingRole::Cpu);
+    if objmem::object::<crate::object::Slot>(guard, record).words == [0; 3] {
+        return 0;
+    }
+    objmem::object::<crate::object::Slot>(guard, record).links[0]
 }
 
 /// A capability of CPU `cpu`'s binding record was deleted (the server's
@@ -543,16 +556,16 @@ pub fn invoke_scheduler(
             objmem::zero(guard, ring, 4096);
             objmem::object::<Ring>(guard, ring).0.header.capacity = RING_CAPACITY as u64;
             for (role, cap, source) in [
+                (BindingRole::Cpu, Cap::Cpu { index }, cpu_slot),
                 (BindingRole::Ring, ring_cap, ring_slot),
                 (BindingRole::Notification, notify_cap, notify_slot),
             ] {
                 let copy = crate::object::cnode::derive(cap, Rights::ALL, 0)
-                    .expect("frames and notifications derive without a badge");
+                    .expect("Cpu, frame and notification capabilities derive without a badge");
                 crate::object::insert_cap(guard, held::binding(cpu, role), copy, source);
             }
             CPUS.get(guard)[cpu] = CpuDispatch {
                 scheduler,
-                binding_slot: cpu_slot,
                 ..UNBOUND
             };
             objmem::object::<Scheduler>(guard, scheduler).cpu_mask |= 1u64 << cpu;
@@ -755,11 +768,16 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
     let mut entries = 0u64;
     for cpu in 0..MAX_CPUS {
         let d = CPUS.get(guard)[cpu];
+        let copy = read_cap(guard, held::binding(cpu, BindingRole::Cpu));
         let ring = read_cap(guard, held::binding(cpu, BindingRole::Ring));
         let notify = read_cap(guard, held::binding(cpu, BindingRole::Notification));
         if d.scheduler == 0 {
             ensure(
-                d.len == 0 && d.donated_to == 0 && ring == Cap::Null && notify == Cap::Null,
+                d.len == 0
+                    && d.donated_to == 0
+                    && copy == Cap::Null
+                    && ring == Cap::Null
+                    && notify == Cap::Null,
                 "an unbound CPU keeps a binding",
                 cpu as u64,
             )?;
@@ -781,9 +799,12 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             "a bound CPU's record holds no event notification",
             cpu as u64,
         )?;
+        let parent = binding_parent(guard, cpu);
         ensure(
-            read_cap(guard, d.binding_slot) == Cap::Cpu { index: cpu as u32 },
-            "the capability that bound a CPU is not where the binding says",
+            copy == Cap::Cpu { index: cpu as u32 }
+                && held::holder_of(guard, parent) == Some(held::Holder::CNode)
+                && read_cap(guard, parent) == copy,
+            "a bound CPU's record holds no copy of the Cpu capability that bound it",
             cpu as u64,
         )?;
         ensure(

@@ -30,6 +30,7 @@ pub const TESTS: &[Test] = &[
         "soundness_event_notification_held_by_binding",
         event_notification_held,
     ),
+    ("soundness_moved_cpu_cap_still_unbinds", moved_cpu_cap),
 ];
 
 const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
@@ -275,5 +276,41 @@ fn event_notification_held(env: &mut Env) -> Outcome {
     )?;
     expect!(still_bound(scheduler, cpu), Ok(false));
     consistent("20 ms later")?;
+    Ok(Pass::Ok)
+}
+
+/// Bug 3: bind CPU 0 through a copy, move the copy, revoke the original:
+/// the moved copy goes and the CPU is unbound. Deleting a moved binding
+/// capability unbinds too.
+fn moved_cpu_cap(env: &mut Env) -> Outcome {
+    let Some(first) = env.cpu_caps else {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    };
+    let original = env.copy(first, Rights::ALL)?;
+    let scheduler = env.create(ObjectType::Scheduler, 0)?;
+    let ring = env.frame()?;
+    let notify = env.notification()?;
+    for delete_moved in [false, true] {
+        let copy = env.copy(original, Rights::ALL)?;
+        expect!(
+            invoke::scheduler_bind_cpu(scheduler, copy, ring, notify),
+            Ok(())
+        );
+        let moved = env.slot()?;
+        expect!(
+            invoke::cnode_move(slot::ROOT_CNODE, moved, slot::ROOT_CNODE, copy),
+            Ok(())
+        );
+        expect!(still_bound(scheduler, moved), Ok(true));
+        consistent("once the binding capability is moved")?;
+        if delete_moved {
+            expect!(invoke::cnode_delete(slot::ROOT_CNODE, moved), Ok(()));
+        } else {
+            expect!(invoke::cnode_revoke(slot::ROOT_CNODE, original), Ok(()));
+            expect_err!(invoke::cpu_info(moved), Error::InvalidCapability);
+        }
+        expect!(still_bound(scheduler, original), Ok(false));
+        consistent("once the moved binding capability is gone")?;
+    }
     Ok(Pass::Ok)
 }
