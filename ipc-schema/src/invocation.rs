@@ -171,7 +171,8 @@ pub enum Invocation {
     /// Vcpu. MR0 = [`crate::vcpu::Segment`], MR1 = selector, MR2 = base,
     /// MR3 = limit, MR4 = attributes (the 12-bit packed form of
     /// [`crate::vcpu::attributes`]; ignored for GDTR and IDTR). Only the
-    /// thread the Vcpu is bound to may call it while it is not in the guest.
+    /// thread the Vcpu is bound to may call it (`IllegalState` for any other
+    /// thread, and for an unbound Vcpu).
     VcpuWriteSegment = 81,
     /// Vcpu. Enters the guest on the calling thread, which must be the one
     /// the Vcpu is bound to. MR0 = [`crate::vcpu::run_flags`], MR1 = an

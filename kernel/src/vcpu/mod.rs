@@ -306,7 +306,7 @@ pub fn invoke(
 ) -> Result<bool, Error> {
     match label {
         Invocation::VcpuBind => bind(guard, caller, vcpu).map(|()| false),
-        Invocation::VcpuWriteSegment => write_segment(guard, caller, vcpu).map(|()| false),
+        Invocation::VcpuWriteSegment => write_segment(guard, caller, thread, vcpu).map(|()| false),
         Invocation::VcpuRun => run(guard, caller, thread, vcpu).map(|()| true),
         _ => Err(Error::IllegalOperation),
     }
@@ -351,18 +351,21 @@ fn bind(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), E
     Ok(())
 }
 
-fn write_segment(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), Error> {
+/// `VcpuWriteSegment` by `thread`, which must be the one the Vcpu is bound
+/// to (as for `VcpuRun`): no other thread changes a guest's state.
+fn write_segment(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    thread: u64,
+    vcpu: u64,
+) -> Result<(), Error> {
     let segment = Segment::from_u64(caller.mr(0)).ok_or(Error::InvalidArgument)?;
     let [selector, base, limit, attributes] =
         [caller.mr(1), caller.mr(2), caller.mr(3), caller.mr(4)];
     if selector > 0xFFFF || limit > 0xFFFF_FFFF || attributes > 0xFFF || !canonical(base) {
         return Err(Error::InvalidArgument);
     }
-    let thread = state(guard, vcpu).tcb;
-    if thread == 0 {
-        return Err(Error::IllegalState);
-    }
-    if in_guest(guard, thread) {
+    if state(guard, vcpu).tcb != thread || in_guest(guard, thread) {
         return Err(Error::IllegalState);
     }
     match backend() {

@@ -11,6 +11,7 @@ use crate::{ensure, expect, expect_err};
 use alloc::format;
 use alloc::string::String;
 use tarn_rt::abi::invocation::ThreadState;
+use tarn_rt::abi::vcpu::{attributes, Segment};
 use tarn_rt::abi::{Error, MessageInfo, ObjectType, Rights};
 use tarn_rt::arch::{probe_read, probe_write};
 use tarn_rt::invoke::{self, TcbConfig};
@@ -31,6 +32,10 @@ pub const TESTS: &[Test] = &[
         event_notification_held,
     ),
     ("soundness_moved_cpu_cap_still_unbinds", moved_cpu_cap),
+    (
+        "soundness_vcpu_write_segment_bound_thread_only",
+        write_segment_bound_thread_only,
+    ),
 ];
 
 const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
@@ -312,5 +317,38 @@ fn moved_cpu_cap(env: &mut Env) -> Outcome {
         expect!(still_bound(scheduler, original), Ok(false));
         consistent("once the moved binding capability is gone")?;
     }
+    Ok(Pass::Ok)
+}
+
+/// Bug 4: `VcpuWriteSegment` works only from the thread the Vcpu is bound
+/// to (as `VcpuRun`), and from that thread it works.
+fn write_segment_bound_thread_only(env: &mut Env) -> Outcome {
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    let shared = Shared::new();
+    let out = shared.clone();
+    let thread = env.spawn(
+        ThreadOptions {
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let result =
+                invoke::vcpu_write_segment(vcpu, Segment::Cs, 0, 0, 0xFFFF, attributes::CODE16);
+            out.set(0, code(&result) + 1);
+        },
+    )?;
+    match invoke::vcpu_bind(vcpu, thread.tcb, space) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Ok(())),
+    }
+    expect_err!(
+        invoke::vcpu_write_segment(vcpu, Segment::Cs, 0, 0, 0xFFFF, attributes::CODE16),
+        Error::IllegalState
+    );
+    expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+    env.join(&thread)?;
+    expect!(shared.get(0), 1);
+    consistent("after the writes")?;
     Ok(Pass::Ok)
 }
