@@ -377,6 +377,13 @@ pub fn on_suspend(guard: &mut KernelGuard, thread: u64) {
 pub fn on_destroy(guard: &mut KernelGuard, thread: u64) {
     remove_entry(guard, thread, EventKind::Exited);
     unlink(guard, thread);
+    // An entry lent to it is lent to no one (its caller, told by
+    // `ipc::forget_thread`, runs on the entry again).
+    for d in CPUS.get(guard).iter_mut() {
+        if d.donated_to == thread {
+            d.donated_to = 0;
+        }
+    }
 }
 
 fn unlink(guard: &mut KernelGuard, thread: u64) {

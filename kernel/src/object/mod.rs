@@ -40,7 +40,7 @@
 //! | a CPU's Scheduler | `dispatch::CpuDispatch::scheduler`, `cpu_mask` | cleared by the Scheduler destructor (unbinds its CPUs) |
 //! | the Cpu capability that bound a CPU | the CPU's binding record: a copy, the child of that capability | held: a move carries the child along; deleting that capability (whose child the record's copy is), revoking it or anything it came from unbinds the CPU |
 //! | a CPU's event ring and notification | the CPU's binding record ([`held::binding`]) | held: deleting either capability (or the server's it was copied from, or its untyped memory) unbinds the CPU at once; an event with no ring is dropped; the notification stays alive until the CPU is unbound |
-//! | dispatch entries; an entry lent to a server | `CpuDispatch::queue`, `donated_to`, `Control::entry_cpu` | cleared by the TCB destructor and suspension (entries); not yet: `donated_to` outlives the server's TCB |
+//! | dispatch entries; an entry lent to a server | `CpuDispatch::queue`, `donated_to`, `Control::entry_cpu` | cleared by the TCB destructor (all three) and suspension (entries) |
 //! | system FIFO, running thread, timeouts, charged thread, FPU owner | `sched::CpuSched`, `Control::sched_*`, `timeout_*` | cleared by the TCB destructor (the FPU owner also by the Vcpu destructor) |
 //! | Vcpu and its thread | `VcpuState::tcb`, `Control::vcpu` | cleared by either destructor |
 //! | a Vcpu's GuestSpace | `VcpuState::space_slot`, `space_root` | held (the slot); not yet: the cached `space_root` (and the guest running on it) outlives the slot's capability |

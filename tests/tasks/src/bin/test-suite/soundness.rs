@@ -16,7 +16,7 @@ use tarn_rt::abi::{Error, MessageInfo, ObjectType, Rights};
 use tarn_rt::arch::{probe_read, probe_write};
 use tarn_rt::invoke::{self, TcbConfig};
 use tarn_rt::layout::{slot, PAGE_SIZE};
-use tarn_rt::{ipc_buffer, ThreadOptions};
+use tarn_rt::{ipc_buffer, ThreadOptions, UntypedAllocator};
 
 pub const TESTS: &[Test] = &[
     (
@@ -35,6 +35,10 @@ pub const TESTS: &[Test] = &[
     (
         "soundness_vcpu_write_segment_bound_thread_only",
         write_segment_bound_thread_only,
+    ),
+    (
+        "soundness_destroyed_server_ends_donation",
+        destroyed_server_ends_donation,
     ),
 ];
 
@@ -350,5 +354,106 @@ fn write_segment_bound_thread_only(env: &mut Env) -> Outcome {
     env.join(&thread)?;
     expect!(shared.get(0), 1);
     consistent("after the writes")?;
+    Ok(Pass::Ok)
+}
+
+/// Spawns a thread whose objects (TCB first, at the region's base, then its
+/// IPC buffer and stack) all come from a new untyped region of 2^16 bytes:
+/// (thread, the region's capability).
+fn thread_in_own_memory<F: FnOnce() + Send + 'static>(
+    env: &mut Env,
+    options: ThreadOptions,
+    body: F,
+) -> Result<(tarn_rt::Thread, u64), String> {
+    let (untyped, phys) = env.res.create_untyped(16).ctx("create untyped")?;
+    let mut own = UntypedAllocator::new();
+    own.add(untyped, phys, 16);
+    let suite = core::mem::replace(&mut env.res.untyped, own);
+    let thread = env.spawn(options, body);
+    env.res.untyped = suite;
+    Ok((thread?, untyped))
+}
+
+/// Where a TCB keeps its scheduling state (after its three-word header).
+const TCB_STATE_WORD: u64 = 3;
+
+/// A server lending a dispatched caller's entry (IPC donation) is destroyed
+/// while it waits in its CPU's system FIFO, and its memory becomes a frame
+/// whose state word says "runnable": ending the entry must not treat that
+/// frame as the server (before the fix the kernel queued it as a thread).
+fn destroyed_server_ends_donation(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let ring = env.frame()?;
+    let notify = env.notification()?;
+    let (scheduler, cpu) = bind_cpu0(env, ring, notify)?;
+    let endpoint = env.endpoint()?;
+    // Word 0: the server runs on the entry.
+    let shared = Shared::new();
+    let server_shared = shared.clone();
+    let (server, untyped) = thread_in_own_memory(
+        env,
+        ThreadOptions {
+            cpu: Some(0),
+            ..Default::default()
+        },
+        move || {
+            let _ = tarn_rt::recv(endpoint);
+            server_shared.set(0, 1);
+            // Yielding puts it behind the suite in CPU 0's system FIFO,
+            // with the entry still lent to it.
+            loop {
+                tarn_rt::yield_now();
+            }
+        },
+    )?;
+    env.wait_state(server.tcb, ThreadState::BlockedOnReceive)?;
+    let caller = env.spawn(
+        ThreadOptions {
+            cpu: Some(0),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let _ = tarn_rt::call(endpoint, MessageInfo::new(0, 0, 0), [0; 4]);
+            loop {
+                tarn_rt::yield_now();
+            }
+        },
+    )?;
+    expect!(invoke::scheduler_adopt(scheduler, caller.tcb, 41), Ok(()));
+    expect!(invoke::tcb_resume(caller.tcb), Ok(()));
+    expect!(
+        invoke::scheduler_dispatch(scheduler, 0, caller.tcb, 1_000_000_000),
+        Ok(())
+    );
+    env.wait_until("the server to run on the caller's entry", || {
+        shared.get(0) != 0
+    })?;
+    // The server goes, memory and all; its TCB's memory becomes a frame.
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    consistent("once the server lending the entry is destroyed")?;
+    let reused = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    let vaddr = env.vaddr(PAGE_SIZE, PAGE_SIZE);
+    invoke::frame_map(reused, slot::ROOT_VSPACE, vaddr, RW).ctx("map the new frame")?;
+    probe_write(vaddr + TCB_STATE_WORD * 8, ThreadState::Runnable as u64);
+    // The caller was told its server is gone (it has not run since).
+    let told = invoke::tcb_read_registers(caller.tcb).ctx("read the caller")?;
+    expect!(told.state(), Some(ThreadState::Runnable));
+    expect!(told.rax, Error::ObjectDeleted as u64);
+    // End the entry (its caller is suspended), and let CPU 0 schedule.
+    expect!(invoke::tcb_suspend(caller.tcb), Ok(()));
+    env.sleep_ns(10_000_000);
+    for index in 0..PAGE_SIZE / 8 {
+        let expected = if index == TCB_STATE_WORD { 1 } else { 0 };
+        let found = probe_read(vaddr + index * 8);
+        ensure!(
+            found == expected,
+            "the kernel wrote into the destroyed server's memory: word {index} is {found:#x}"
+        );
+    }
+    consistent("after the entry ended")?;
+    expect!(invoke::cnode_delete(slot::ROOT_CNODE, cpu), Ok(()));
     Ok(Pass::Ok)
 }
