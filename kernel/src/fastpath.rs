@@ -71,7 +71,9 @@ fn call(
     }
     let server = ipc::waiting_receiver(guard, endpoint)?;
     let s = tcb::ctl(guard, server);
-    if s.cpu != sched::this_cpu() as u64 || s.scheduler != 0 {
+    // (A server that still owes a reply takes the general path, which
+    // tells that caller.)
+    if s.cpu != sched::this_cpu() as u64 || s.scheduler != 0 || s.reply_to != 0 {
         return None;
     }
     let root = tcb::runnable_root(guard, server)?;

@@ -313,6 +313,8 @@ fn rendezvous(
         flags & ipc_flag::GRANT != 0,
     );
     if flags & ipc_flag::CALL != 0 {
+        // A reply it still owed can no longer come: that caller is told.
+        forget_thread(guard, receiver);
         tcb::ctl(guard, receiver).reply_to = sender;
         let s = tcb::ctl(guard, sender);
         s.state = ThreadState::BlockedOnReply as u64;
@@ -677,7 +679,10 @@ fn abort_blocked(guard: &mut KernelGuard, thread: u64) {
     sched::make_runnable(guard, thread);
 }
 
-/// Called when a TCB is destroyed: a caller waiting for its reply is told.
+/// `thread` will never send the reply it owes (it is destroyed, or takes a
+/// new call first): the caller waiting for it gets `ObjectDeleted` (a
+/// faulted one stays stopped), so no caller keeps naming a server that no
+/// longer answers it.
 pub fn forget_thread(guard: &mut KernelGuard, thread: u64) {
     let caller = core::mem::take(&mut tcb::ctl(guard, thread).reply_to);
     if caller != 0 {

@@ -35,7 +35,7 @@
 //! | a thread's IPC buffer | TCB slot 2 (`Control::ipc_buffer_offset` is only the offset in that frame) | held: the address is derived from the slot at each use (`tcb::ipc_buffer`); an empty slot means no buffer |
 //! | bound notification and thread | `Control::bound_notification`, `Notification::bound_tcb` | cleared by either destructor |
 //! | the endpoint or notification a thread waits on; queue links | `Control::blocked_on`, `ipc_next`/`ipc_prev`, queue heads | cleared: the TCB destructor leaves the queue, the endpoint or notification destructor aborts every waiter |
-//! | caller and server of a call | `Control::reply_to`, `reply_from` | cleared when either thread is destroyed or suspended; not yet: a server that takes a new call before replying leaves the old caller's `reply_from` behind |
+//! | caller and server of a call | `Control::reply_to`, `reply_from` (always both or neither) | cleared when either thread is destroyed or suspended, and when the server takes a new call before replying (that caller gets `ObjectDeleted`) |
 //! | Scheduler membership | `Control::scheduler`, the Scheduler's list | cleared by the TCB destructor (unlink) and the Scheduler destructor (releases every thread) |
 //! | a CPU's Scheduler | `dispatch::CpuDispatch::scheduler`, `cpu_mask` | cleared by the Scheduler destructor (unbinds its CPUs) |
 //! | the Cpu capability that bound a CPU | the CPU's binding record: a copy, the child of that capability | held: a move carries the child along; deleting that capability (whose child the record's copy is), revoking it or anything it came from unbinds the CPU |

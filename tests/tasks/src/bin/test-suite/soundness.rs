@@ -40,6 +40,10 @@ pub const TESTS: &[Test] = &[
         "soundness_destroyed_server_ends_donation",
         destroyed_server_ends_donation,
     ),
+    (
+        "soundness_unanswered_call_dropped_by_next_call",
+        unanswered_call_dropped,
+    ),
 ];
 
 const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
@@ -455,5 +459,61 @@ fn destroyed_server_ends_donation(env: &mut Env) -> Outcome {
     }
     consistent("after the entry ended")?;
     expect!(invoke::cnode_delete(slot::ROOT_CNODE, cpu), Ok(()));
+    Ok(Pass::Ok)
+}
+
+/// A server that takes a second call before answering the first: the first
+/// caller, whose reply can no longer come, gets `ObjectDeleted` at once
+/// (it kept naming the server, which could be destroyed under it), and the
+/// second caller hears when the server goes.
+fn unanswered_call_dropped(env: &mut Env) -> Outcome {
+    let endpoint = env.endpoint()?;
+    let idle = env.notification()?;
+    // Words: 0 / 1 = the callers' results + 1, 2 = the server has both calls.
+    let shared = Shared::new();
+    let server_shared = shared.clone();
+    let server = env.thread(move || {
+        let _ = tarn_rt::recv(endpoint);
+        let _ = tarn_rt::recv(endpoint);
+        server_shared.set(2, 1);
+        let _ = tarn_rt::wait(idle, 0);
+    })?;
+    env.wait_state(server.tcb, ThreadState::BlockedOnReceive)?;
+    let mut callers = alloc::vec::Vec::new();
+    for index in 0..2 {
+        let out = shared.clone();
+        let caller = env.thread(move || {
+            let result = tarn_rt::call(endpoint, MessageInfo::new(0, 0, 0), [0; 4]);
+            out.set(index, code(&result) + 1);
+        })?;
+        env.wait_until("the call to reach the server", || {
+            matches!(
+                invoke::tcb_read_registers(server.tcb).map(|s| s.state()),
+                Ok(Some(
+                    ThreadState::BlockedOnReceive | ThreadState::BlockedOnNotification
+                ))
+            ) && matches!(
+                invoke::tcb_read_registers(caller.tcb).map(|s| s.state()),
+                Ok(Some(ThreadState::BlockedOnReply | ThreadState::Inactive))
+            )
+        })?;
+        callers.push(caller);
+    }
+    env.wait_until("the server to take both calls", || shared.get(2) != 0)?;
+    env.join(&callers[0])?;
+    expect!(
+        crate::harness::decode(shared.get(0) - 1),
+        Err(Error::ObjectDeleted)
+    );
+    expect!(shared.get(1), 0);
+    consistent("once the server took a second call")?;
+    expect!(invoke::tcb_suspend(server.tcb), Ok(()));
+    expect!(invoke::cnode_delete(slot::ROOT_CNODE, server.tcb), Ok(()));
+    env.join(&callers[1])?;
+    expect!(
+        crate::harness::decode(shared.get(1) - 1),
+        Err(Error::ObjectDeleted)
+    );
+    consistent("once the server is destroyed")?;
     Ok(Pass::Ok)
 }
