@@ -43,7 +43,7 @@
 //! | dispatch entries; an entry lent to a server | `CpuDispatch::queue`, `donated_to`, `Control::entry_cpu` | cleared by the TCB destructor (all three) and suspension (entries) |
 //! | system FIFO, running thread, timeouts, charged thread, FPU owner | `sched::CpuSched`, `Control::sched_*`, `timeout_*` | cleared by the TCB destructor (the FPU owner also by the Vcpu destructor) |
 //! | Vcpu and its thread | `VcpuState::tcb`, `Control::vcpu` | cleared by either destructor |
-//! | a Vcpu's GuestSpace | `VcpuState::space_slot`, `space_root` | held (the slot); not yet: the cached `space_root` (and the guest running on it) outlives the slot's capability |
+//! | a Vcpu's GuestSpace | `VcpuState::space_slot`, `space_root` | held: deleting the slot's capability clears the cached `space_root`, makes a CPU running the guest leave it first, and ends `VcpuRun` with `ObjectDeleted` |
 //! | a CPU's running and last guest | `vcpu::GUESTS` | cleared by the Vcpu destructor |
 //! | frame mappings | the frame capability's [`Mapping`] (VSpace id and generation) | cleared: deleting the capability unmaps; a destroyed VSpace retires its id, so a stale mapping unmaps nothing |
 //! | VSpace table; page tables a CPU runs on | `memory::VSPACES`, the per-CPU loaded root | cleared by the VSpace destructor |
@@ -522,8 +522,14 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
     }
     // A capability the kernel held is gone: its holder lets go of what it
     // stood for (the slot is already empty, so nothing reads through it).
-    if let Some(held::Holder::Binding { cpu, .. }) = held::holder_of(guard, slot) {
-        crate::dispatch::binding_cap_deleted(guard, usize::from(cpu));
+    match held::holder_of(guard, slot) {
+        Some(held::Holder::Binding { cpu, .. }) => {
+            crate::dispatch::binding_cap_deleted(guard, usize::from(cpu))
+        }
+        Some(held::Holder::VcpuSpace) => {
+            crate::vcpu::space_cap_deleted(guard, slot - crate::vcpu::space_slot(0))
+        }
+        _ => {}
     }
 }
 

@@ -399,6 +399,10 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
     if inject != 0 && s.pending != 0 {
         return Err(Error::IllegalState);
     }
+    if s.space_root == 0 {
+        // Its GuestSpace was deleted (`space_cap_deleted`).
+        return Err(Error::ObjectDeleted);
+    }
     let Some(buffer) = tcb::ipc_buffer(guard, thread) else {
         return Err(Error::IllegalState);
     };
@@ -443,6 +447,13 @@ pub fn enter_guest(mut guard: KernelGuard, thread: u64) -> ! {
     if vcpu == 0 {
         // Unbound while in `VcpuRun` (its Vcpu was deleted).
         tcb::ctl(&mut guard, thread).in_guest = 0;
+        tcb::set_result(&mut guard, thread, Err(Error::ObjectDeleted));
+        sched::schedule(guard)
+    }
+    if state(&mut guard, vcpu).space_root == 0 {
+        // Its GuestSpace was deleted while it was in `VcpuRun`.
+        tcb::ctl(&mut guard, thread).in_guest = 0;
+        sched::cancel_timeout(&mut guard, thread);
         tcb::set_result(&mut guard, thread, Err(Error::ObjectDeleted));
         sched::schedule(guard)
     }
@@ -551,6 +562,21 @@ pub fn guest_space_changed(guard: &mut KernelGuard) {
     let running: [u64; MAX_CPUS] = core::array::from_fn(|cpu| guests.cpus[cpu].running);
     for (cpu, vcpu) in running.iter().enumerate().take(percpu::online() as usize) {
         if *vcpu != 0 && cpu != sched::this_cpu() {
+            sched::stall(cpu as u32);
+        }
+    }
+}
+
+/// The capability in the GuestSpace slot of the Vcpu at `vcpu` was deleted
+/// (the GuestSpace capability it was copied from, or its memory, was
+/// revoked; or the Vcpu is rebound or destroyed): the Vcpu no longer enters
+/// that GuestSpace. A CPU running the guest now is made to leave it before
+/// this returns, so no CPU translates through page tables that may be
+/// retyped; the thread's `VcpuRun` then ends with `ObjectDeleted`.
+pub fn space_cap_deleted(guard: &mut KernelGuard, vcpu: u64) {
+    state(guard, vcpu).space_root = 0;
+    for cpu in 0..percpu::online() as usize {
+        if GUESTS.get(guard).cpus[cpu].running == vcpu && cpu != sched::this_cpu() {
             sched::stall(cpu as u32);
         }
     }

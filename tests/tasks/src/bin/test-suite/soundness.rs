@@ -14,7 +14,7 @@ use tarn_rt::abi::invocation::ThreadState;
 use tarn_rt::abi::vcpu::{attributes, Segment};
 use tarn_rt::abi::{Error, MessageInfo, ObjectType, Rights};
 use tarn_rt::arch::{probe_read, probe_write};
-use tarn_rt::invoke::{self, TcbConfig};
+use tarn_rt::invoke::{self, TcbConfig, VcpuRunArgs};
 use tarn_rt::layout::{slot, PAGE_SIZE};
 use tarn_rt::{ipc_buffer, ThreadOptions, UntypedAllocator};
 
@@ -43,6 +43,10 @@ pub const TESTS: &[Test] = &[
     (
         "soundness_unanswered_call_dropped_by_next_call",
         unanswered_call_dropped,
+    ),
+    (
+        "soundness_guest_space_revoked_under_running_guest",
+        guest_space_revoked,
     ),
 ];
 
@@ -515,5 +519,71 @@ fn unanswered_call_dropped(env: &mut Env) -> Outcome {
         Err(Error::ObjectDeleted)
     );
     consistent("once the server is destroyed")?;
+    Ok(Pass::Ok)
+}
+
+/// A guest runs while its GuestSpace's memory is revoked under it: the
+/// guest stops (its page tables are gone) and `VcpuRun` ends with
+/// `ObjectDeleted`; the Vcpu keeps no root of the old GuestSpace.
+fn guest_space_revoked(env: &mut Env) -> Outcome {
+    let untyped = env.untyped(15)?;
+    let space = retype(env, untyped, ObjectType::GuestSpace, 15)?;
+    let registers = crate::sched::spinning_guest(env, space)?;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    // Words: 0 = about to enter the guest, 1 = the run's result + 1 (an
+    // exit: its kind + 1000).
+    let shared = Shared::new();
+    let out = shared.clone();
+    let guest = env.spawn(
+        ThreadOptions {
+            cpu: Some(env.cpus - 1),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut registers = registers;
+            let args = VcpuRunArgs {
+                load: true,
+                ..VcpuRunArgs::default()
+            };
+            let result = crate::sched::real_mode_segments(vcpu).and_then(|()| {
+                out.set(0, 1);
+                invoke::vcpu_run(vcpu, &args, &mut registers)
+            });
+            out.set(
+                1,
+                match result {
+                    Ok(exit) => exit.kind_raw + 1000,
+                    Err(error) => error as u64 + 1,
+                },
+            );
+        },
+    )?;
+    match invoke::vcpu_bind(vcpu, guest.tcb, space) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Ok(())),
+    }
+    expect!(invoke::tcb_resume(guest.tcb), Ok(()));
+    env.wait_until("the guest to start", || shared.get(0) != 0)?;
+    env.sleep_ns(10_000_000);
+    ensure!(
+        shared.get(1) == 0,
+        "the guest exited early: {}",
+        shared.get(1)
+    );
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    let ended = env.wait_until("the guest to stop", || shared.get(1) != 0);
+    if ended.is_err() {
+        let _ = invoke::tcb_suspend(guest.tcb);
+        consistent("while the guest runs on a revoked GuestSpace")?;
+        return Err(String::from(
+            "the guest kept running on a revoked GuestSpace",
+        ));
+    }
+    expect!(
+        crate::harness::decode(shared.get(1) - 1),
+        Err(Error::ObjectDeleted)
+    );
+    consistent("once the GuestSpace is revoked")?;
     Ok(Pass::Ok)
 }
