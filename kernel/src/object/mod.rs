@@ -49,6 +49,10 @@
 //! | VSpace table; page tables a CPU runs on | `memory::VSPACES`, the per-CPU loaded root | cleared by the VSpace destructor |
 //! | an interrupt line's notification | `devices::IRQ_TABLE` | cleared by the notification destructor; the line goes with its handler capability |
 //! | derivation links | [`Slot::links`] | cleared by every delete, carried by every move |
+//!
+//! An operation that deletes capabilities and then goes on using objects
+//! (`TcbConfigure`) [`pin`]s them first: a chain of destructions started by
+//! a delete cannot free what it still reads.
 
 pub mod cnode;
 pub mod held;
@@ -512,13 +516,7 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
     objmem::object::<Slot>(guard, slot).words = [0; 3];
     STATS.get(guard).live_caps -= 1;
     if let Some((_, header)) = cap.counted_object() {
-        let h = objmem::object::<ObjectHeader>(guard, header);
-        h.refs -= 1;
-        if h.refs == 0 {
-            let stats_head = STATS.get(guard).zombie_head;
-            objmem::object::<ObjectHeader>(guard, header).zombie_next = stats_head;
-            STATS.get(guard).zombie_head = header;
-        }
+        unpin(guard, header);
     }
     // A capability the kernel held is gone: its holder lets go of what it
     // stood for (the slot is already empty, so nothing reads through it).
@@ -530,6 +528,26 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
             crate::vcpu::space_cap_deleted(guard, slot - crate::vcpu::space_slot(0))
         }
         _ => {}
+    }
+}
+
+/// Keeps the refcounted object whose header is at `header` alive, as a
+/// capability would, until [`unpin`]: an operation that deletes capabilities
+/// and then goes on using an object pins it, so that a chain of
+/// destructions cannot take it away underneath.
+pub fn pin(guard: &mut KernelGuard, header: u64) {
+    objmem::object::<ObjectHeader>(guard, header).refs += 1;
+}
+
+/// Drops one reference (a capability's or a [`pin`]); the last queues the
+/// object for destruction ([`drain_zombies`]).
+pub fn unpin(guard: &mut KernelGuard, header: u64) {
+    let h = objmem::object::<ObjectHeader>(guard, header);
+    h.refs -= 1;
+    if h.refs == 0 {
+        let stats_head = STATS.get(guard).zombie_head;
+        objmem::object::<ObjectHeader>(guard, header).zombie_next = stats_head;
+        STATS.get(guard).zombie_head = header;
     }
 }
 

@@ -349,6 +349,16 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
         Some(s)
     };
     // Invoke: replace the four slots with children of the given capabilities.
+    // Deleting the old ones may destroy the objects they kept alive and,
+    // through those, even the calling thread and its CSpace, where the new
+    // ones come from: the target and that CSpace are pinned meanwhile.
+    let cspace = caller
+        .cspace()
+        .counted_object()
+        .expect("the caller's CSpace root is a CNode")
+        .1;
+    super::pin(guard, target);
+    super::pin(guard, cspace);
     for index in 0..4 {
         super::delete_cap(guard, slot_address(target, index));
     }
@@ -369,6 +379,9 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
         copy(guard, s, slot::FAULT_ENDPOINT);
     }
     ctl(guard, target).ipc_buffer_offset = buffer_offset;
+    super::unpin(guard, cspace);
+    super::unpin(guard, target);
+    super::drain_zombies(guard);
     Ok(())
 }
 

@@ -48,6 +48,10 @@ pub const TESTS: &[Test] = &[
         "soundness_guest_space_revoked_under_running_guest",
         guest_space_revoked,
     ),
+    (
+        "soundness_configure_destroying_its_caller",
+        configure_destroying_caller,
+    ),
 ];
 
 const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
@@ -585,5 +589,75 @@ fn guest_space_revoked(env: &mut Env) -> Outcome {
         Err(Error::ObjectDeleted)
     );
     consistent("once the GuestSpace is revoked")?;
+    Ok(Pass::Ok)
+}
+
+/// `TcbConfigure` whose deletion of the target's old capabilities destroys
+/// the calling thread and its CSpace (their last capabilities hang off the
+/// target): the kernel must finish the configuration from capabilities
+/// that are still there, not panic.
+fn configure_destroying_caller(env: &mut Env) -> Outcome {
+    // The caller's CSpace R and a CNode X that will hold the caller's only
+    // TCB capability; the target T's CSpace is X.
+    let r = env.create(ObjectType::CNode, 4)?;
+    let x = env.create(ObjectType::CNode, 4)?;
+    let target = env.create(ObjectType::Tcb, 0)?;
+    let config = TcbConfig {
+        cnode: x,
+        vspace: slot::ROOT_VSPACE,
+        ..TcbConfig::default()
+    };
+    invoke::tcb_configure(target, &config).ctx("configure the target")?;
+    let gate = env.notification()?;
+    // R: 1 = the target, 2 = a CNode and 3 = a VSpace for its new
+    // configuration, 4 = the gate.
+    for (index, source) in [
+        (1, target),
+        (2, slot::ROOT_CNODE),
+        (3, slot::ROOT_VSPACE),
+        (4, gate),
+    ] {
+        invoke::cnode_copy(r, index, slot::ROOT_CNODE, source, Rights::ALL).ctx("fill R")?;
+    }
+    let shared = Shared::new();
+    let out = shared.clone();
+    let caller = env.spawn(
+        ThreadOptions {
+            cspace: Some(r),
+            ..Default::default()
+        },
+        move || {
+            let _ = tarn_rt::wait(4, 0);
+            out.set(0, 1);
+            let config = TcbConfig {
+                cnode: 2,
+                vspace: 3,
+                ..TcbConfig::default()
+            };
+            let _ = invoke::tcb_configure(1, &config);
+            out.set(1, 1);
+        },
+    )?;
+    env.wait_state(caller.tcb, ThreadState::BlockedOnNotification)?;
+    // The caller's only TCB capability goes into X, whose only capability
+    // is the target's CSpace slot; R's only one is the caller's CSpace slot.
+    expect!(
+        invoke::cnode_move(x, 1, slot::ROOT_CNODE, caller.tcb),
+        Ok(())
+    );
+    expect!(invoke::cnode_delete(slot::ROOT_CNODE, x), Ok(()));
+    expect!(invoke::cnode_delete(slot::ROOT_CNODE, r), Ok(()));
+    let before = env.live_objects()?;
+    expect!(tarn_rt::signal(gate), Ok(()));
+    env.wait_until("the caller to configure the target", || shared.get(0) != 0)?;
+    env.sleep_ns(5_000_000);
+    // X, the caller and R are gone; the caller never returned.
+    expect!(env.live_objects()?, before - 3);
+    expect!(shared.get(1), 0);
+    consistent("after the configuration")?;
+    expect!(
+        invoke::tcb_read_registers(target).map(|s| s.state()),
+        Ok(Some(ThreadState::Inactive))
+    );
     Ok(Pass::Ok)
 }
