@@ -55,6 +55,13 @@ struct CpuDispatch {
     // The Cpu capability that bound it (as the parent of the kernel's copy),
     // the event ring and the notification signalled on new events are the
     // capabilities of the CPU's binding record (`held::binding`).
+    /// The event ring's address, copied from the record's capability for the
+    /// dispatch path (0 once that capability is deleted: cleared in the
+    /// same step, `binding_cap_deleted`).
+    ring: u64,
+    /// The notification's address and badge, likewise.
+    notify: u64,
+    notify_badge: u64,
     queue: [Entry; DISPATCH_QUEUE_LEN],
     head: usize,
     len: usize,
@@ -74,6 +81,9 @@ struct CpuDispatch {
 
 const UNBOUND: CpuDispatch = CpuDispatch {
     scheduler: 0,
+    ring: 0,
+    notify: 0,
+    notify_badge: 0,
     queue: [Entry {
         thread: 0,
         budget_ns: 0,
@@ -104,30 +114,30 @@ fn now_ns() -> u64 {
 }
 
 /// Appends an event to CPU `cpu`'s ring (dropping it with `overflow` set when
-/// the ring is full) and signals the scheduler's notification, both read
-/// through the capabilities of the CPU's binding record: while a binding
-/// ends because one of them was deleted, its events go only where the other
-/// still leads.
+/// the ring is full) and signals the scheduler's notification: those the
+/// capabilities of the CPU's binding record name. An unbound CPU has no
+/// ring; while a binding ends because its ring's capability was deleted,
+/// events are dropped, and because its notification's was, they are not
+/// signalled.
 fn push_event(guard: &mut KernelGuard, cpu: usize, kind: EventKind, thread: u64, ran_ns: u64) {
-    if CPUS.get(guard)[cpu].scheduler == 0 {
+    let d = &CPUS.get(guard)[cpu];
+    let (ring, notify, badge) = (d.ring, d.notify, d.notify_badge);
+    if ring == 0 {
         return;
     }
-    if let Some((ring, _)) = held::object(guard, held::binding(cpu, BindingRole::Ring)) {
-        let thread_id = if thread == 0 {
-            0
-        } else {
-            tcb::ctl(guard, thread).thread_id
-        };
-        write_event(guard, ring, cpu, kind, thread_id, ran_ns);
-    }
-    if let Some((notify, badge)) =
-        held::object(guard, held::binding(cpu, BindingRole::Notification))
-    {
+    let thread_id = if thread == 0 {
+        0
+    } else {
+        tcb::ctl(guard, thread).thread_id
+    };
+    write_event(guard, ring, cpu, kind, thread_id, ran_ns);
+    if notify != 0 {
         crate::ipc::signal_object(guard, notify, badge);
     }
 }
 
 /// Writes one event into the ring frame at `ring`.
+#[inline]
 fn write_event(
     guard: &mut KernelGuard,
     ring: u64,
@@ -328,6 +338,7 @@ pub fn on_timer(guard: &mut KernelGuard) {
 }
 
 /// The next tick on this CPU (TSC, `u64::MAX` = none).
+#[inline(always)]
 pub fn next_tick(guard: &mut KernelGuard) -> u64 {
     let d = CPUS.get(guard)[sched::this_cpu()];
     if d.scheduler != 0 && d.tick_ticks != 0 {
@@ -457,13 +468,20 @@ fn binding_parent(guard: &mut KernelGuard, cpu: usize) -> u64 {
     objmem::object::<crate::object::Slot>(guard, record).links[0]
 }
 
-/// A capability of CPU `cpu`'s binding record was deleted (the server's
-/// capability it was copied from, or that one's untyped memory, went): the
-/// binding ends at once.
-pub fn binding_cap_deleted(guard: &mut KernelGuard, cpu: usize) {
-    if CPUS.get(guard)[cpu].scheduler != 0 {
-        unbind(guard, cpu);
+/// The `role` capability of CPU `cpu`'s binding record was deleted (the
+/// server's capability it was copied from, or that one's untyped memory,
+/// went): nothing more goes where it led, and the binding ends at once.
+pub fn binding_cap_deleted(guard: &mut KernelGuard, cpu: usize, role: BindingRole) {
+    let d = &mut CPUS.get(guard)[cpu];
+    if d.scheduler == 0 {
+        return;
     }
+    match role {
+        BindingRole::Ring => d.ring = 0,
+        BindingRole::Notification => d.notify = 0,
+        BindingRole::Cpu => {}
+    }
+    unbind(guard, cpu);
 }
 
 /// Destroys a Scheduler whose last capability was deleted: its CPUs are
@@ -547,7 +565,12 @@ pub fn invoke_scheduler(
             }
             let notify_slot = caller.lookup_slot(guard, caller.mr(2))?;
             let notify_cap = read_cap(guard, notify_slot);
-            let Cap::Notification { rights, .. } = notify_cap else {
+            let Cap::Notification {
+                phys: notify,
+                badge: notify_badge,
+                rights,
+            } = notify_cap
+            else {
                 return Err(Error::WrongType);
             };
             if !rights.contains(Rights::WRITE) {
@@ -573,6 +596,9 @@ pub fn invoke_scheduler(
             }
             CPUS.get(guard)[cpu] = CpuDispatch {
                 scheduler,
+                ring,
+                notify,
+                notify_badge,
                 ..UNBOUND
             };
             objmem::object::<Scheduler>(guard, scheduler).cpu_mask |= 1u64 << cpu;
@@ -782,6 +808,8 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             ensure(
                 d.len == 0
                     && d.donated_to == 0
+                    && d.ring == 0
+                    && d.notify == 0
                     && copy == Cap::Null
                     && ring == Cap::Null
                     && notify == Cap::Null,
@@ -796,14 +824,15 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             cpu as u64,
         )?;
         ensure(
-            matches!(ring, Cap::Frame { large: false, rights, .. }
-                if rights.contains(Rights::READ.union(Rights::WRITE))),
-            "a bound CPU's record holds no event ring",
+            matches!(ring, Cap::Frame { phys, large: false, rights, .. }
+                if phys == d.ring && rights.contains(Rights::READ.union(Rights::WRITE))),
+            "a bound CPU's record holds no event ring, or another than it writes",
             cpu as u64,
         )?;
         ensure(
-            matches!(notify, Cap::Notification { rights, .. } if rights.contains(Rights::WRITE)),
-            "a bound CPU's record holds no event notification",
+            matches!(notify, Cap::Notification { phys, badge, rights }
+                if phys == d.notify && badge == d.notify_badge && rights.contains(Rights::WRITE)),
+            "a bound CPU's record holds no event notification, or another than it signals",
             cpu as u64,
         )?;
         let parent = binding_parent(guard, cpu);

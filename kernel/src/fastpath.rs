@@ -50,6 +50,7 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
 }
 
 /// Copies the register message of `from` into `to`'s saved registers.
+#[inline]
 fn copy_registers(guard: &mut KernelGuard, from: u64, to: u64, badge: u64, info: MessageInfo) {
     let source = tcb::frame(guard, from);
     let message = [source.rdx, source.r10, source.r8, source.r9];

@@ -272,6 +272,7 @@ pub fn timeouts_consistent(guard: &mut KernelGuard) -> bool {
     true
 }
 
+#[inline(always)]
 fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
     let mut earliest = u64::MAX;
     let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;

@@ -100,15 +100,6 @@ pub fn holder_of(guard: &mut KernelGuard, slot: u64) -> Option<Holder> {
     Holder::decode(objmem::object::<Slot>(guard, slot).holder)
 }
 
-/// The object and third word (a badge) of the capability in the
-/// kernel-held slot `slot`, if it holds one (a hot-path read: no full
-/// decode; the kernel filled the slot, so it knows the type).
-#[inline]
-pub fn object(guard: &mut KernelGuard, slot: u64) -> Option<(u64, u64)> {
-    let words = objmem::object::<Slot>(guard, slot).words;
-    (words[0] != 0).then_some((words[1], words[2]))
-}
-
 /// Marks `slot` (empty, in a zeroed object) as held by `holder`.
 pub fn set_holder(guard: &mut KernelGuard, slot: u64, holder: Holder) {
     objmem::object::<Slot>(guard, slot).holder = holder.encode();
@@ -146,11 +137,13 @@ pub fn init(guard: &mut KernelGuard) {
 }
 
 /// The root of the derivation tree.
+#[inline]
 pub fn root() -> u64 {
     RECORD.load(Ordering::Relaxed)
 }
 
 /// The slot of CPU `cpu`'s binding that holds `role`.
+#[inline]
 pub fn binding(cpu: usize, role: BindingRole) -> u64 {
     root() + (1 + 3 * cpu as u64 + role as u64) * SLOT_BYTES
 }

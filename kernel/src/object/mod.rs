@@ -39,7 +39,7 @@
 //! | Scheduler membership | `Control::scheduler`, the Scheduler's list | cleared by the TCB destructor (unlink) and the Scheduler destructor (releases every thread) |
 //! | a CPU's Scheduler | `dispatch::CpuDispatch::scheduler`, `cpu_mask` | cleared by the Scheduler destructor (unbinds its CPUs) |
 //! | the Cpu capability that bound a CPU | the CPU's binding record: a copy, the child of that capability | held: a move carries the child along; deleting that capability (whose child the record's copy is), revoking it or anything it came from unbinds the CPU |
-//! | a CPU's event ring and notification | the CPU's binding record ([`held::binding`]) | held: deleting either capability (or the server's it was copied from, or its untyped memory) unbinds the CPU at once; an event with no ring is dropped; the notification stays alive until the CPU is unbound |
+//! | a CPU's event ring and notification | the CPU's binding record ([`held::binding`]); `CpuDispatch::ring`, `notify` copy their addresses for the dispatch path | held: deleting either capability (or the server's it was copied from, or its untyped memory) clears its copy and unbinds the CPU at once; an event with no ring is dropped; the notification stays alive until the CPU is unbound |
 //! | dispatch entries; an entry lent to a server | `CpuDispatch::queue`, `donated_to`, `Control::entry_cpu` | cleared by the TCB destructor (all three) and suspension (entries) |
 //! | system FIFO, running thread, timeouts, charged thread, FPU owner | `sched::CpuSched`, `Control::sched_*`, `timeout_*` | cleared by the TCB destructor (the FPU owner also by the Vcpu destructor) |
 //! | Vcpu and its thread | `VcpuState::tcb`, `Control::vcpu` | cleared by either destructor |
@@ -521,8 +521,8 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
     // A capability the kernel held is gone: its holder lets go of what it
     // stood for (the slot is already empty, so nothing reads through it).
     match held::holder_of(guard, slot) {
-        Some(held::Holder::Binding { cpu, .. }) => {
-            crate::dispatch::binding_cap_deleted(guard, usize::from(cpu))
+        Some(held::Holder::Binding { cpu, role }) => {
+            crate::dispatch::binding_cap_deleted(guard, usize::from(cpu), role)
         }
         Some(held::Holder::VcpuSpace) => {
             crate::vcpu::space_cap_deleted(guard, slot - crate::vcpu::space_slot(0))

@@ -141,6 +141,7 @@ pub fn slot_address(tcb: u64, index: usize) -> u64 {
 }
 
 /// The scheduling and IPC state of the TCB at `tcb`.
+#[inline(always)]
 pub fn ctl(guard: &mut KernelGuard, tcb: u64) -> &mut Control {
     objmem::object::<Control>(guard, tcb + core::mem::offset_of!(Tcb, ctl) as u64)
 }
@@ -173,6 +174,7 @@ pub fn init(guard: &mut KernelGuard, tcb: u64) {
 }
 
 /// The thread's saved frame.
+#[inline(always)]
 pub fn frame(guard: &mut KernelGuard, tcb: u64) -> &mut TrapFrame {
     objmem::object::<TrapFrame>(guard, frame_address(tcb))
 }
@@ -197,6 +199,7 @@ pub fn ipc_buffer(guard: &mut KernelGuard, tcb: u64) -> Option<u64> {
 }
 
 /// The CR3 to run `tcb` with, if its VSpace slot holds a VSpace.
+#[inline]
 pub fn runnable_root(guard: &mut KernelGuard, tcb: u64) -> Option<u64> {
     super::vspace_root_at(guard, slot_address(tcb, slot::VSPACE))
 }
