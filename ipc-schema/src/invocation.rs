@@ -42,7 +42,10 @@ pub enum Invocation {
     /// Tcb. MR0 = CNode cptr (the thread's cspace), MR1 = VSpace cptr, MR2 =
     /// IPC-buffer frame cptr (0 = none), MR3 = IPC-buffer virtual address,
     /// MR4 = fault endpoint cptr (0 = none). The thread keeps copies of these
-    /// capabilities; it must be suspended (never resumed, or suspended).
+    /// capabilities (children of the ones given: deleting or revoking those,
+    /// or their untyped memory, takes the copies too); it must be suspended
+    /// (never resumed, or suspended). Once its IPC-buffer copy is gone the
+    /// thread has no buffer: messages to and from it carry MR0..MR3 only.
     TcbConfigure = 10,
     /// Tcb. MR0 = RIP, MR1 = RSP, MR2 = RFLAGS (IF is always set, IOPL
     /// cleared), MR3 = RDI, MR4 = RSI, MR5 = RDX (the thread's first arguments).
@@ -94,12 +97,20 @@ pub enum Invocation {
 
     /// Machine. MR0 = exit status. Prints `tarn: exit status N` and powers off.
     MachinePowerOff = 50,
-    /// Machine. Checks the kernel's invariants (derivation tree consistent,
-    /// object accounting balanced, no CPU ever started a thread of a
-    /// scheduler it is not bound to, every CPU's timeout list well formed).
-    /// Reply MR0 = live objects, MR1 = live capabilities, MR2 = 1 if every
-    /// invariant holds, MR3 = CPUs online, MR4..MR6 = ns all CPUs spent idle, in system threads and in
-    /// dispatched threads since boot (up to now, the current spans included).
+    /// Machine. Checks the kernel's invariants over the whole system (no
+    /// bound: every capability through the derivation tree and every slot
+    /// of every live CNode, TCB and Vcpu; reference counts; that no live
+    /// object lies in retypable memory; and every reference the kernel keeps
+    /// between objects: IPC buffers, queues, reply links, bindings,
+    /// Scheduler lists, dispatch queues, timeouts, Vcpus, interrupt lines,
+    /// the VSpace table; and that no CPU ever started a thread of a
+    /// scheduler it is not bound to). The kernel prints the first broken
+    /// invariant (`tarn: warning: invariant broken: ...`). Reply MR0 = live
+    /// objects, MR1 = live capabilities, MR2 = 1 if every invariant holds,
+    /// MR3 = CPUs online, MR4..MR6 = ns all CPUs spent idle, in system
+    /// threads and in dispatched threads since boot (up to now, the current
+    /// spans included), MR7 = bytes all untyped capabilities can still
+    /// retype (each its size minus its watermark; 0 if MR2 is 0).
     MachineCheckInvariants = 51,
     /// Machine. The clock and the time split alone (no invariant walk):
     /// reply MR0 = now (ns, the clock event rings use), MR1..MR3 = ns all
@@ -110,7 +121,11 @@ pub enum Invocation {
     /// READ|WRITE; laid out as [`crate::sched::EventRing`]), MR2 = notification
     /// cptr (WRITE) the kernel signals when it adds events. The CPU must be
     /// unbound (`IllegalState`). Deleting or revoking the Cpu capability used
-    /// here unbinds the CPU.
+    /// here unbinds the CPU. The kernel keeps copies of the ring and
+    /// notification capabilities (children of those given): deleting or
+    /// revoking either of those, or their untyped memory, unbinds the CPU
+    /// too, and nothing is written to the ring after that; the notification
+    /// stays alive until the CPU is unbound.
     SchedulerBindCpu = 60,
     /// Scheduler. MR0 = Cpu cptr. Evicts the CPU's queue (`Evicted` events)
     /// and unbinds it: it runs only system threads until bound again.
@@ -156,7 +171,8 @@ pub enum Invocation {
     /// Vcpu. MR0 = [`crate::vcpu::Segment`], MR1 = selector, MR2 = base,
     /// MR3 = limit, MR4 = attributes (the 12-bit packed form of
     /// [`crate::vcpu::attributes`]; ignored for GDTR and IDTR). Only the
-    /// thread the Vcpu is bound to may call it while it is not in the guest.
+    /// thread the Vcpu is bound to may call it (`IllegalState` for any other
+    /// thread, and for an unbound Vcpu).
     VcpuWriteSegment = 81,
     /// Vcpu. Enters the guest on the calling thread, which must be the one
     /// the Vcpu is bound to. MR0 = [`crate::vcpu::run_flags`], MR1 = an

@@ -1,8 +1,10 @@
-//! Device and machine authority: I/O-port ranges and the Machine capability
-//! (power off, kernel invariant check).
+//! Device and machine authority: I/O-port ranges, interrupt lines and the
+//! Machine capability (power off, the kernel invariant check of
+//! `invariants`).
 
 use crate::arch::lock::KernelGuard;
 use crate::arch::port;
+use crate::invariants::{ensure, Live, Verdict};
 use crate::object::{self, insert_cap, read_cap, Cap};
 use crate::syscall::Caller;
 use tarn_ipc_schema::invocation::Invocation;
@@ -72,22 +74,29 @@ pub fn invoke_machine(
     match label {
         Invocation::MachinePowerOff => crate::exit(caller.mr(0).min(255) as u8),
         Invocation::MachineCheckInvariants => {
-            let consistent = crate::object::check_reachable(guard, caller.cspace())
-                && crate::dispatch::isolation_held()
-                && crate::sched::timeouts_consistent(guard);
+            let verdict = crate::invariants::check(guard);
+            if let Err(violation) = verdict {
+                kwarn!(
+                    "invariant broken: {} (at {:#x})",
+                    violation.what,
+                    violation.at
+                );
+            }
             let stats = crate::object::STATS.get(guard);
             let (objects, caps) = (stats.live_objects, stats.live_caps);
+            let free_untyped_bytes = verdict.map_or(0, |report| report.free_untyped_bytes);
             let [idle_ns, system_ns, dispatched_ns] = crate::sched::time_split(guard);
             caller.set_reply(
                 guard,
                 &[
                     objects,
                     caps,
-                    u64::from(consistent),
+                    u64::from(verdict.is_ok()),
                     u64::from(crate::arch::percpu::online()),
                     idle_ns,
                     system_ns,
                     dispatched_ns,
+                    free_untyped_bytes,
                 ],
             );
             Ok(())
@@ -269,4 +278,30 @@ pub fn forget_notification(guard: &mut KernelGuard, ntfn: u64) {
         crate::arch::ioapic::set_masked(line.gsi, true);
         line.notification = 0;
     }
+}
+
+/// Checks the interrupt table (the invariant check): a line is claimed
+/// exactly when one IrqHandler capability names it, and signals a live
+/// notification or none.
+pub fn check_irqs(guard: &mut KernelGuard, live: &Live) -> Verdict {
+    ensure(
+        live.irq_handlers.windows(2).all(|pair| pair[0] != pair[1]),
+        "two IrqHandler capabilities name one line",
+        0,
+    )?;
+    for irq in 0..IRQS {
+        let line = IRQ_TABLE.get(guard).lines[irq];
+        let handled = live.irq_handlers.binary_search(&(irq as u8)).is_ok();
+        ensure(
+            line.claimed == handled,
+            "an interrupt line is claimed without a handler capability, or the reverse",
+            irq as u64,
+        )?;
+        ensure(
+            line.notification == 0 || (line.claimed && live.is_notification(line.notification)),
+            "an interrupt line signals no live notification",
+            irq as u64,
+        )?;
+    }
+    Ok(())
 }

@@ -15,6 +15,8 @@ use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{apic, cpu, timer, trap};
+use crate::invariants::{ensure, Live, Verdict};
+use crate::object::held::{self, BindingRole};
 use crate::object::tcb;
 use crate::object::{read_cap, Cap, ObjectHeader};
 use crate::sched;
@@ -50,11 +52,14 @@ struct Entry {
 struct CpuDispatch {
     /// The bound Scheduler (header phys, 0 = unbound).
     scheduler: u64,
-    /// The slot of the Cpu capability that bound it.
-    binding_slot: u64,
-    /// The event-ring frame.
+    // The Cpu capability that bound it (as the parent of the kernel's copy),
+    // the event ring and the notification signalled on new events are the
+    // capabilities of the CPU's binding record (`held::binding`).
+    /// The event ring's address, copied from the record's capability for the
+    /// dispatch path (0 once that capability is deleted: cleared in the
+    /// same step, `binding_cap_deleted`).
     ring: u64,
-    /// The notification signalled on new events, and its badge.
+    /// The notification's address and badge, likewise.
     notify: u64,
     notify_badge: u64,
     queue: [Entry; DISPATCH_QUEUE_LEN],
@@ -76,7 +81,6 @@ struct CpuDispatch {
 
 const UNBOUND: CpuDispatch = CpuDispatch {
     scheduler: 0,
-    binding_slot: 0,
     ring: 0,
     notify: 0,
     notify_badge: 0,
@@ -110,10 +114,15 @@ fn now_ns() -> u64 {
 }
 
 /// Appends an event to CPU `cpu`'s ring (dropping it with `overflow` set when
-/// the ring is full) and signals the scheduler's notification.
+/// the ring is full) and signals the scheduler's notification: those the
+/// capabilities of the CPU's binding record name. An unbound CPU has no
+/// ring; while a binding ends because its ring's capability was deleted,
+/// events are dropped, and because its notification's was, they are not
+/// signalled.
 fn push_event(guard: &mut KernelGuard, cpu: usize, kind: EventKind, thread: u64, ran_ns: u64) {
-    let d = CPUS.get(guard)[cpu];
-    if d.scheduler == 0 {
+    let d = &CPUS.get(guard)[cpu];
+    let (ring, notify, badge) = (d.ring, d.notify, d.notify_badge);
+    if ring == 0 {
         return;
     }
     let thread_id = if thread == 0 {
@@ -121,7 +130,23 @@ fn push_event(guard: &mut KernelGuard, cpu: usize, kind: EventKind, thread: u64,
     } else {
         tcb::ctl(guard, thread).thread_id
     };
-    let ring = &mut objmem::object::<Ring>(guard, d.ring).0;
+    write_event(guard, ring, cpu, kind, thread_id, ran_ns);
+    if notify != 0 {
+        crate::ipc::signal_object(guard, notify, badge);
+    }
+}
+
+/// Writes one event into the ring frame at `ring`.
+#[inline]
+fn write_event(
+    guard: &mut KernelGuard,
+    ring: u64,
+    cpu: usize,
+    kind: EventKind,
+    thread_id: u64,
+    ran_ns: u64,
+) {
+    let ring = &mut objmem::object::<Ring>(guard, ring).0;
     let (head, tail) = (ring.header.head, ring.header.tail);
     // The tail is written by user code: an impossible value counts as full.
     if head.wrapping_sub(tail) >= RING_CAPACITY as u64 {
@@ -136,7 +161,6 @@ fn push_event(guard: &mut KernelGuard, cpu: usize, kind: EventKind, thread: u64,
         };
         ring.header.head = head.wrapping_add(1);
     }
-    crate::ipc::signal_object(guard, d.notify, d.notify_badge);
 }
 
 /// The CPU whose ring hears about `thread` when it is on none: this CPU if
@@ -314,6 +338,7 @@ pub fn on_timer(guard: &mut KernelGuard) {
 }
 
 /// The next tick on this CPU (TSC, `u64::MAX` = none).
+#[inline(always)]
 pub fn next_tick(guard: &mut KernelGuard) -> u64 {
     let d = CPUS.get(guard)[sched::this_cpu()];
     if d.scheduler != 0 && d.tick_ticks != 0 {
@@ -363,6 +388,13 @@ pub fn on_suspend(guard: &mut KernelGuard, thread: u64) {
 pub fn on_destroy(guard: &mut KernelGuard, thread: u64) {
     remove_entry(guard, thread, EventKind::Exited);
     unlink(guard, thread);
+    // An entry lent to it is lent to no one (its caller, told by
+    // `ipc::forget_thread`, runs on the entry again).
+    for d in CPUS.get(guard).iter_mut() {
+        if d.donated_to == thread {
+            d.donated_to = 0;
+        }
+    }
 }
 
 fn unlink(guard: &mut KernelGuard, thread: u64) {
@@ -386,7 +418,9 @@ fn unlink(guard: &mut KernelGuard, thread: u64) {
 }
 
 /// Unbinds CPU `cpu`: its entries are evicted (reported to the old server),
-/// a running entry is stopped, and the CPU runs only system threads.
+/// a running entry is stopped, the capabilities of its binding record are
+/// deleted, and the CPU runs only system threads. (Objects this destroys are
+/// queued: the caller drains them.)
 fn unbind(guard: &mut KernelGuard, cpu: usize) {
     let d = CPUS.get(guard)[cpu];
     if d.scheduler == 0 {
@@ -400,6 +434,13 @@ fn unbind(guard: &mut KernelGuard, cpu: usize) {
     }
     objmem::object::<Scheduler>(guard, d.scheduler).cpu_mask &= !(1u64 << cpu);
     CPUS.get(guard)[cpu] = UNBOUND;
+    for role in [
+        BindingRole::Cpu,
+        BindingRole::Ring,
+        BindingRole::Notification,
+    ] {
+        crate::object::delete_one(guard, held::binding(cpu, role));
+    }
     if cpu != sched::this_cpu() {
         if let Some(target) = percpu::get(cpu as u32) {
             apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
@@ -407,13 +448,40 @@ fn unbind(guard: &mut KernelGuard, cpu: usize) {
     }
 }
 
-/// A Cpu capability was deleted: if it is the one that bound its CPU, the
-/// CPU is unbound (this is how revocation takes a CPU back).
+/// The Cpu capability in `slot` is being deleted: if it is the one that
+/// bound its CPU (the parent of the binding record's copy, wherever a move
+/// put it), the CPU is unbound. (Revoking it, or anything it came from,
+/// deletes the record's copy first, which unbinds the CPU too.)
 pub fn cpu_cap_deleted(guard: &mut KernelGuard, index: u32, slot: u64) {
     let cpu = index as usize;
-    if cpu < MAX_CPUS && CPUS.get(guard)[cpu].binding_slot == slot {
+    if cpu < MAX_CPUS && binding_parent(guard, cpu) == slot {
         unbind(guard, cpu);
     }
+}
+
+/// The slot of the Cpu capability that bound CPU `cpu` (0 = unbound).
+fn binding_parent(guard: &mut KernelGuard, cpu: usize) -> u64 {
+    let record = held::binding(cpu, BindingRole::Cpu);
+    if objmem::object::<crate::object::Slot>(guard, record).words == [0; 3] {
+        return 0;
+    }
+    objmem::object::<crate::object::Slot>(guard, record).links[0]
+}
+
+/// The `role` capability of CPU `cpu`'s binding record was deleted (the
+/// server's capability it was copied from, or that one's untyped memory,
+/// went): nothing more goes where it led, and the binding ends at once.
+pub fn binding_cap_deleted(guard: &mut KernelGuard, cpu: usize, role: BindingRole) {
+    let d = &mut CPUS.get(guard)[cpu];
+    if d.scheduler == 0 {
+        return;
+    }
+    match role {
+        BindingRole::Ring => d.ring = 0,
+        BindingRole::Notification => d.notify = 0,
+        BindingRole::Cpu => {}
+    }
+    unbind(guard, cpu);
 }
 
 /// Destroys a Scheduler whose last capability was deleted: its CPUs are
@@ -481,23 +549,27 @@ pub fn invoke_scheduler(
             let Cap::Cpu { index } = read_cap(guard, cpu_slot) else {
                 return Err(Error::WrongType);
             };
+            let ring_slot = caller.lookup_slot(guard, caller.mr(1))?;
+            let ring_cap = read_cap(guard, ring_slot);
             let Cap::Frame {
                 phys: ring,
                 large: false,
                 rights,
                 ..
-            } = caller.lookup(guard, caller.mr(1))?
+            } = ring_cap
             else {
                 return Err(Error::WrongType);
             };
             if !rights.contains(Rights::READ.union(Rights::WRITE)) {
                 return Err(Error::InsufficientRights);
             }
+            let notify_slot = caller.lookup_slot(guard, caller.mr(2))?;
+            let notify_cap = read_cap(guard, notify_slot);
             let Cap::Notification {
                 phys: notify,
-                badge,
+                badge: notify_badge,
                 rights,
-            } = caller.lookup(guard, caller.mr(2))?
+            } = notify_cap
             else {
                 return Err(Error::WrongType);
             };
@@ -508,14 +580,25 @@ pub fn invoke_scheduler(
             if CPUS.get(guard)[cpu].scheduler != 0 {
                 return Err(Error::IllegalState);
             }
+            // Invoke. The binding record keeps copies of the ring and the
+            // notification (children of the server's: deleting or revoking
+            // those, or their memory, ends the binding).
             objmem::zero(guard, ring, 4096);
             objmem::object::<Ring>(guard, ring).0.header.capacity = RING_CAPACITY as u64;
+            for (role, cap, source) in [
+                (BindingRole::Cpu, Cap::Cpu { index }, cpu_slot),
+                (BindingRole::Ring, ring_cap, ring_slot),
+                (BindingRole::Notification, notify_cap, notify_slot),
+            ] {
+                let copy = crate::object::cnode::derive(cap, Rights::ALL, 0)
+                    .expect("Cpu, frame and notification capabilities derive without a badge");
+                crate::object::insert_cap(guard, held::binding(cpu, role), copy, source);
+            }
             CPUS.get(guard)[cpu] = CpuDispatch {
                 scheduler,
-                binding_slot: cpu_slot,
                 ring,
                 notify,
-                notify_badge: badge,
+                notify_badge,
                 ..UNBOUND
             };
             objmem::object::<Scheduler>(guard, scheduler).cpu_mask |= 1u64 << cpu;
@@ -527,6 +610,7 @@ pub fn invoke_scheduler(
             };
             cpu_owned(guard, scheduler, u64::from(index))?;
             unbind(guard, index as usize);
+            crate::object::drain_zombies(guard);
             Ok(())
         }
         Invocation::SchedulerAdopt => {
@@ -672,4 +756,118 @@ pub fn invoke_cpu(
         }
         _ => Err(Error::IllegalOperation),
     }
+}
+
+/// Checks every Scheduler's thread list and CPU mask and every CPU's binding
+/// and dispatch queue (the invariant check): each names live objects of the
+/// right type, each entry a thread its CPU's scheduler adopted. Returns how
+/// many threads the Schedulers' lists hold and how many entries the queues.
+pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
+    ensure(
+        isolation_held(),
+        "a CPU was about to run a thread of another scheduler",
+        0,
+    )?;
+    let mut adopted = 0u64;
+    for &scheduler in &live.schedulers {
+        let s = *objmem::object::<Scheduler>(guard, scheduler);
+        let (mut previous, mut thread, mut length) = (0u64, s.first_thread, 0u64);
+        while thread != 0 {
+            length += 1;
+            ensure(
+                live.is_tcb(thread) && length <= live.tcbs.len() as u64,
+                "a Scheduler's list holds no live thread, or loops",
+                scheduler,
+            )?;
+            let t = *tcb::ctl(guard, thread);
+            ensure(
+                t.scheduler == scheduler && t.adopted_prev == previous,
+                "a Scheduler's list holds a thread it did not adopt",
+                thread,
+            )?;
+            previous = thread;
+            thread = t.adopted_next;
+        }
+        adopted += length;
+        for cpu in 0..MAX_CPUS {
+            let bound_here = CPUS.get(guard)[cpu].scheduler == scheduler;
+            ensure(
+                (s.cpu_mask & 1 << cpu != 0) == bound_here,
+                "a Scheduler's CPU mask differs from the CPUs bound to it",
+                scheduler,
+            )?;
+        }
+    }
+    let mut entries = 0u64;
+    for cpu in 0..MAX_CPUS {
+        let d = CPUS.get(guard)[cpu];
+        let copy = read_cap(guard, held::binding(cpu, BindingRole::Cpu));
+        let ring = read_cap(guard, held::binding(cpu, BindingRole::Ring));
+        let notify = read_cap(guard, held::binding(cpu, BindingRole::Notification));
+        if d.scheduler == 0 {
+            ensure(
+                d.len == 0
+                    && d.donated_to == 0
+                    && d.ring == 0
+                    && d.notify == 0
+                    && copy == Cap::Null
+                    && ring == Cap::Null
+                    && notify == Cap::Null,
+                "an unbound CPU keeps a binding",
+                cpu as u64,
+            )?;
+            continue;
+        }
+        ensure(
+            live.is_scheduler(d.scheduler),
+            "a CPU is bound to no live Scheduler",
+            cpu as u64,
+        )?;
+        ensure(
+            matches!(ring, Cap::Frame { phys, large: false, rights, .. }
+                if phys == d.ring && rights.contains(Rights::READ.union(Rights::WRITE))),
+            "a bound CPU's record holds no event ring, or another than it writes",
+            cpu as u64,
+        )?;
+        ensure(
+            matches!(notify, Cap::Notification { phys, badge, rights }
+                if phys == d.notify && badge == d.notify_badge && rights.contains(Rights::WRITE)),
+            "a bound CPU's record holds no event notification, or another than it signals",
+            cpu as u64,
+        )?;
+        let parent = binding_parent(guard, cpu);
+        ensure(
+            copy == Cap::Cpu { index: cpu as u32 }
+                && held::holder_of(guard, parent) == Some(held::Holder::CNode)
+                && read_cap(guard, parent) == copy,
+            "a bound CPU's record holds no copy of the Cpu capability that bound it",
+            cpu as u64,
+        )?;
+        ensure(
+            d.len <= DISPATCH_QUEUE_LEN && d.head < DISPATCH_QUEUE_LEN,
+            "a dispatch queue's bounds are broken",
+            cpu as u64,
+        )?;
+        for i in 0..d.len {
+            let entry = d.queue[(d.head + i) % DISPATCH_QUEUE_LEN];
+            ensure(
+                live.is_tcb(entry.thread),
+                "a dispatch queue names no live thread",
+                cpu as u64,
+            )?;
+            let t = *tcb::ctl(guard, entry.thread);
+            ensure(
+                t.scheduler == d.scheduler && t.entry_cpu == cpu as u64 + 1,
+                "a dispatch queue names a thread that is not its scheduler's, or not queued there",
+                entry.thread,
+            )?;
+        }
+        entries += d.len as u64;
+        ensure(
+            d.donated_to == 0 || live.is_tcb(d.donated_to),
+            "a CPU's entry is lent to no live thread",
+            cpu as u64,
+        )?;
+    }
+    Ok((adopted, entries))
 }

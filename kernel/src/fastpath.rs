@@ -50,6 +50,7 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
 }
 
 /// Copies the register message of `from` into `to`'s saved registers.
+#[inline]
 fn copy_registers(guard: &mut KernelGuard, from: u64, to: u64, badge: u64, info: MessageInfo) {
     let source = tcb::frame(guard, from);
     let message = [source.rdx, source.r10, source.r8, source.r9];
@@ -71,7 +72,9 @@ fn call(
     }
     let server = ipc::waiting_receiver(guard, endpoint)?;
     let s = tcb::ctl(guard, server);
-    if s.cpu != sched::this_cpu() as u64 || s.scheduler != 0 {
+    // (A server that still owes a reply takes the general path, which
+    // tells that caller.)
+    if s.cpu != sched::this_cpu() as u64 || s.scheduler != 0 || s.reply_to != 0 {
         return None;
     }
     let root = tcb::runnable_root(guard, server)?;

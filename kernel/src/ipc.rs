@@ -9,6 +9,7 @@
 
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
+use crate::invariants::{ensure, Live, Verdict};
 use crate::object::tcb::{self, ipc_flag};
 use crate::object::{self, cnode, read_cap, Cap, ObjectHeader};
 use crate::sched;
@@ -167,11 +168,12 @@ fn outgoing(guard: &mut KernelGuard, sender: u64, info: MessageInfo) -> Outgoing
     words[..4].copy_from_slice(&[f.rdx, f.r10, f.r8, f.r9]);
     let mut length = info.length().min(MAX_MESSAGE_WORDS);
     if length > 4 {
-        if t.ipc_buffer_phys == 0 {
-            length = 4;
-        } else {
-            let buffer = &objmem::object::<Buffer>(guard, t.ipc_buffer_phys).0;
-            words[4..length].copy_from_slice(&buffer.mrs[4..length]);
+        match tcb::ipc_buffer(guard, sender) {
+            None => length = 4,
+            Some(buffer) => {
+                let buffer = &objmem::object::<Buffer>(guard, buffer).0;
+                words[4..length].copy_from_slice(&buffer.mrs[4..length]);
+            }
         }
     }
     Outgoing {
@@ -194,10 +196,14 @@ fn transfer(
     grant: bool,
 ) {
     let message = outgoing(guard, sender, info);
-    let r = *tcb::ctl(guard, receiver);
     let mut length = message.info.length();
-    if length > 4 && r.ipc_buffer_phys == 0 {
-        length = 4;
+    let receiver_buffer = if length > 4 {
+        tcb::ipc_buffer(guard, receiver)
+    } else {
+        None
+    };
+    if receiver_buffer.is_none() {
+        length = length.min(4);
     }
     let mut delivered = 0u64;
     let mut unwrapped = 0u64;
@@ -205,8 +211,8 @@ fn transfer(
         (delivered, unwrapped) =
             transfer_caps(guard, sender, receiver, message.info.extra_caps(), endpoint);
     }
-    if length > 4 {
-        let buffer = &mut objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+    if let (true, Some(buffer)) = (length > 4, receiver_buffer) {
+        let buffer = &mut objmem::object::<Buffer>(guard, buffer).0;
         buffer.mrs[4..length].copy_from_slice(&message.words[4..length]);
     }
     let out = MessageInfo::new(message.info.label(), delivered, length as u64)
@@ -230,16 +236,17 @@ fn transfer_caps(
     count: usize,
     endpoint: u64,
 ) -> (u64, u64) {
-    let s = *tcb::ctl(guard, sender);
-    let r = *tcb::ctl(guard, receiver);
-    if s.ipc_buffer_phys == 0 || r.ipc_buffer_phys == 0 {
+    let (Some(sender_buffer), Some(receiver_buffer)) = (
+        tcb::ipc_buffer(guard, sender),
+        tcb::ipc_buffer(guard, receiver),
+    ) else {
         return (0, 0);
-    }
-    let cptrs = objmem::object::<Buffer>(guard, s.ipc_buffer_phys)
+    };
+    let cptrs = objmem::object::<Buffer>(guard, sender_buffer)
         .0
         .caps_or_badges;
     let (window, window_count) = {
-        let b = &objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+        let b = &objmem::object::<Buffer>(guard, receiver_buffer).0;
         (b.receive_index, b.receive_count)
     };
     let sender_cspace = tcb::cspace(guard, sender);
@@ -275,7 +282,8 @@ fn transfer_caps(
         placed += 1;
         delivered += 1;
     }
-    let b = &mut objmem::object::<Buffer>(guard, r.ipc_buffer_phys).0;
+    // (Inserting capabilities deletes none: the buffer's frame is still there.)
+    let b = &mut objmem::object::<Buffer>(guard, receiver_buffer).0;
     for (i, badge) in badges.iter().enumerate() {
         if unwrapped & (1 << i) != 0 {
             b.caps_or_badges[i] = *badge;
@@ -305,6 +313,8 @@ fn rendezvous(
         flags & ipc_flag::GRANT != 0,
     );
     if flags & ipc_flag::CALL != 0 {
+        // A reply it still owed can no longer come: that caller is told.
+        forget_thread(guard, receiver);
         tcb::ctl(guard, receiver).reply_to = sender;
         let s = tcb::ctl(guard, sender);
         s.state = ThreadState::BlockedOnReply as u64;
@@ -669,7 +679,10 @@ fn abort_blocked(guard: &mut KernelGuard, thread: u64) {
     sched::make_runnable(guard, thread);
 }
 
-/// Called when a TCB is destroyed: a caller waiting for its reply is told.
+/// `thread` will never send the reply it owes (it is destroyed, or takes a
+/// new call first): the caller waiting for it gets `ObjectDeleted` (a
+/// faulted one stays stopped), so no caller keeps naming a server that no
+/// longer answers it.
 pub fn forget_thread(guard: &mut KernelGuard, thread: u64) {
     let caller = core::mem::take(&mut tcb::ctl(guard, thread).reply_to);
     if caller != 0 {
@@ -740,4 +753,77 @@ pub fn deliver_fault(guard: &mut KernelGuard, thread: u64, label: u64, words: [u
     } else {
         block_sender(guard, thread, phys, badge, flags);
     }
+}
+
+/// Walks one queue (the invariant check): every thread in it is a live TCB
+/// blocked in `state` on `object`, its back link names the thread before
+/// it, and the tail is the last. Returns its length.
+fn check_queue(
+    guard: &mut KernelGuard,
+    live: &Live,
+    queue: Queue,
+    object: u64,
+    state: ThreadState,
+) -> Verdict<u64> {
+    let (head, tail) = queue.ends(guard);
+    let (mut previous, mut thread, mut length) = (0u64, head, 0u64);
+    while thread != 0 {
+        length += 1;
+        ensure(
+            live.is_tcb(thread) && length <= live.tcbs.len() as u64,
+            "a queue holds no live thread, or loops",
+            object,
+        )?;
+        let t = *tcb::ctl(guard, thread);
+        ensure(
+            t.state == state as u64 && t.blocked_on == object && t.ipc_prev == previous,
+            "a queued thread is not blocked on its queue's object",
+            thread,
+        )?;
+        previous = thread;
+        thread = t.ipc_next;
+    }
+    ensure(
+        tail == previous,
+        "a queue's tail is not its last thread",
+        object,
+    )?;
+    Ok(length)
+}
+
+/// Checks every endpoint's and notification's queue and every notification
+/// binding (the invariant check). Returns how many threads the queues hold.
+pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<u64> {
+    let mut queued = 0;
+    for &endpoint in &live.endpoints {
+        let kind = objmem::object::<Endpoint>(guard, endpoint).queue_kind;
+        let state = match kind {
+            QUEUE_SENDERS => ThreadState::BlockedOnSend,
+            QUEUE_RECEIVERS => ThreadState::BlockedOnReceive,
+            _ => ThreadState::Inactive,
+        };
+        let length = check_queue(guard, live, Queue::Endpoint(endpoint), endpoint, state)?;
+        ensure(
+            (kind == 0) == (length == 0) && kind <= QUEUE_RECEIVERS,
+            "an endpoint's queue kind does not match its queue",
+            endpoint,
+        )?;
+        queued += length;
+    }
+    for &ntfn in &live.notifications {
+        queued += check_queue(
+            guard,
+            live,
+            Queue::Notification(ntfn),
+            ntfn,
+            ThreadState::BlockedOnNotification,
+        )?;
+        let bound = objmem::object::<Notification>(guard, ntfn).bound_tcb;
+        ensure(
+            bound == 0 || (live.is_tcb(bound) && tcb::ctl(guard, bound).bound_notification == ntfn),
+            "a notification is bound to a thread not bound to it",
+            ntfn,
+        )?;
+    }
+    Ok(queued)
 }

@@ -26,6 +26,7 @@ mod boot;
 mod devices;
 mod dispatch;
 mod fastpath;
+mod invariants;
 mod ipc;
 mod object;
 mod rootserver;
@@ -165,6 +166,7 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
         idle()
     }
     let mut guard = lock::acquire();
+    object::held::init(&mut guard);
     let initrd = (info.loader_range_count > 0).then(|| info.loader_ranges[0].clone());
     if let Err(error) = rootserver::start(&mut guard, info.cmdline, initrd) {
         kprintln!("tarn: cannot start the root task: {error}");

@@ -412,7 +412,6 @@ pub fn start(
         builder.vspace,
         builder.slot(slot::ROOT_VSPACE),
     );
-    let ipc_phys = frame_phys(guard, builder.slot(slot::ROOT_IPC_BUFFER));
     let buffer_cap = crate::object::cnode::derive(
         crate::object::read_cap(guard, builder.slot(slot::ROOT_IPC_BUFFER)),
         Rights::ALL,
@@ -425,7 +424,6 @@ pub fn start(
         buffer_cap,
         builder.slot(slot::ROOT_IPC_BUFFER),
     );
-    tcb::ctl(guard, thread).ipc_buffer_phys = ipc_phys;
     let frame = tcb::frame(guard, thread);
     frame.rip = elf.ehdr.e_entry;
     frame.rsp = abi::ROOT_STACK_TOP;

@@ -10,6 +10,7 @@
 use crate::arch::lock::{self, BklCell, KernelGuard};
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{apic, cpu, timer, trap, user};
+use crate::invariants::{ensure, Live, Verdict};
 use crate::object::tcb;
 use tarn_ipc_schema::invocation::ThreadState;
 
@@ -271,6 +272,7 @@ pub fn timeouts_consistent(guard: &mut KernelGuard) -> bool {
     true
 }
 
+#[inline(always)]
 fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
     let mut earliest = u64::MAX;
     let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;
@@ -530,4 +532,71 @@ pub fn forget_fpu_owner(guard: &mut KernelGuard, thread: u64) {
             CPUS.get(guard)[cpu].fpu_owner = 0;
         }
     }
+}
+
+/// Checks every CPU's scheduling references (the invariant check): the
+/// running thread, the FIFO, the timeout list, the FPU owner and the thread
+/// being charged are live; each FIFO entry says it is queued on that CPU,
+/// each timeout entry has a deadline on that CPU's list. Returns how many
+/// threads the FIFOs hold and how many the timeout lists.
+pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
+    let (mut run_queued, mut timeouts) = (0u64, 0u64);
+    let limit = live.tcbs.len() as u64;
+    for cpu in 0..percpu::online() as usize {
+        let s = CPUS.get(guard)[cpu];
+        ensure(
+            s.current == 0 || live.is_tcb(s.current),
+            "a CPU runs no live thread",
+            cpu as u64,
+        )?;
+        ensure(
+            s.spent_thread == 0 || live.is_tcb(s.spent_thread),
+            "a CPU charges its time to no live thread",
+            cpu as u64,
+        )?;
+        let owner_live = match s.fpu_owner {
+            0 => true,
+            owner if owner & 1 != 0 => live.is_vcpu(owner & !1),
+            owner => live.is_tcb(owner),
+        };
+        ensure(
+            owner_live,
+            "a CPU's FPU state belongs to no live thread or guest",
+            cpu as u64,
+        )?;
+        let (mut previous, mut thread) = (0u64, s.run_head);
+        while thread != 0 {
+            run_queued += 1;
+            ensure(
+                live.is_tcb(thread) && run_queued <= limit,
+                "a system FIFO holds no live thread, or loops",
+                cpu as u64,
+            )?;
+            let t = *tcb::ctl(guard, thread);
+            ensure(
+                t.queued != 0 && t.cpu == cpu as u64 && t.sched_prev == previous,
+                "a system FIFO holds a thread that is not queued there",
+                thread,
+            )?;
+            previous = thread;
+            thread = t.sched_next;
+        }
+        ensure(
+            s.run_tail == previous,
+            "a system FIFO's tail is not its last thread",
+            cpu as u64,
+        )?;
+        let mut thread = s.timeout_head;
+        while thread != 0 {
+            timeouts += 1;
+            ensure(
+                live.is_tcb(thread) && timeouts <= limit,
+                "a timeout list holds no live thread, or loops",
+                cpu as u64,
+            )?;
+            thread = tcb::ctl(guard, thread).timeout_next;
+        }
+    }
+    ensure(timeouts_consistent(guard), "a timeout list is malformed", 0)?;
+    Ok((run_queued, timeouts))
 }

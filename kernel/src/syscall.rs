@@ -30,14 +30,15 @@ pub struct Caller {
 
 impl Caller {
     fn new(guard: &mut KernelGuard, thread: u64, info: MessageInfo) -> Self {
-        let t = *tcb::ctl(guard, thread);
         let f = *tcb::frame(guard, thread);
         let mut words = [0u64; INVOCATION_WORDS];
         words[..4].copy_from_slice(&[f.rdx, f.r10, f.r8, f.r9]);
         let length = info.length().min(INVOCATION_WORDS);
-        if length > 4 && t.ipc_buffer_phys != 0 {
-            let buffer = &objmem::object::<Buffer>(guard, t.ipc_buffer_phys).0;
-            words[4..length].copy_from_slice(&buffer.mrs[4..length]);
+        if length > 4 {
+            if let Some(buffer) = tcb::ipc_buffer(guard, thread) {
+                let buffer = &objmem::object::<Buffer>(guard, buffer).0;
+                words[4..length].copy_from_slice(&buffer.mrs[4..length]);
+            }
         }
         Caller {
             cspace: tcb::cspace(guard, thread),
@@ -218,9 +219,8 @@ fn invoke(
     f.r8 = r[2];
     f.r9 = r[3];
     if caller.reply_length > 4 {
-        let buffer_phys = tcb::ctl(guard, thread).ipc_buffer_phys;
-        if buffer_phys != 0 {
-            objmem::object::<Buffer>(guard, buffer_phys).0.mrs[4..caller.reply_length]
+        if let Some(buffer) = tcb::ipc_buffer(guard, thread) {
+            objmem::object::<Buffer>(guard, buffer).0.mrs[4..caller.reply_length]
                 .copy_from_slice(&r[4..caller.reply_length]);
         }
     }

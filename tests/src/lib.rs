@@ -320,10 +320,13 @@ impl Scenario {
         self
     }
 
-    /// The forbidden substrings every normal boot shares.
+    /// The forbidden substrings every normal boot shares (a fault, a panic,
+    /// a kernel invariant the check found broken).
     #[must_use]
     pub fn forbid_failures(self) -> Scenario {
-        self.forbid("EXCEPTION").forbid("panic")
+        self.forbid("EXCEPTION")
+            .forbid("panic")
+            .forbid("invariant broken")
     }
 }
 

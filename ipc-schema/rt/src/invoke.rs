@@ -331,6 +331,9 @@ pub struct Invariants {
     pub system_ns: u64,
     /// ns all CPUs spent in dispatched threads.
     pub dispatched_ns: u64,
+    /// Bytes all untyped capabilities can still retype (0 when the check
+    /// failed).
+    pub free_untyped_bytes: u64,
 }
 
 /// Checks the kernel's invariants.
@@ -344,6 +347,7 @@ pub fn machine_check_invariants(machine: CPtr) -> Result<Invariants, Error> {
         idle_ns: ipc_buffer::mr(4),
         system_ns: ipc_buffer::mr(5),
         dispatched_ns: ipc_buffer::mr(6),
+        free_untyped_bytes: ipc_buffer::mr(7),
     })
 }
 

@@ -51,6 +51,10 @@ pub enum TreeError {
     FirstChildHasPrev(u64),
     /// Following parents from `slot` loops.
     Cycle(u64),
+    /// A link leads to `slot`, which is not a slot.
+    InvalidLink(u64),
+    /// The walk found more slots than it was told could exist.
+    TooManySlots,
 }
 
 fn update<S: TreeStore>(store: &mut S, slot: u64, f: impl FnOnce(&mut Links)) {
@@ -234,10 +238,78 @@ pub fn check<S: TreeStore>(
     Ok(())
 }
 
+/// Walks the whole tree below `root` (depth first, along first-child and
+/// next-sibling links) and checks every link on the way: each slot names the
+/// slot the walk came from as its parent, and its previous sibling is the
+/// one visited before it under that parent (none for a first child). So
+/// every slot visited is listed by its parent exactly once, sibling lists
+/// are symmetric and the tree has no cycle. `is_slot` vets each link before
+/// it is followed (a link to anything else is [`TreeError::InvalidLink`]);
+/// more than `max_slots` slots below `root` is [`TreeError::TooManySlots`].
+/// `visit` sees each slot once. Returns how many there were (`root` not
+/// counted). A slot that names a parent which does not list it is not
+/// reached: callers compare the count with the slots they know hold
+/// capabilities.
+pub fn walk<S: TreeStore>(
+    store: &S,
+    root: u64,
+    max_slots: u64,
+    is_slot: impl Fn(u64) -> bool,
+    mut visit: impl FnMut(u64),
+) -> Result<u64, TreeError> {
+    let root_links = store.links(root);
+    if root_links.parent != NONE || root_links.prev_sibling != NONE {
+        return Err(TreeError::ParentMismatch(root));
+    }
+    if root_links.next_sibling != NONE {
+        return Err(TreeError::SiblingMismatch(root));
+    }
+    let mut count = 0u64;
+    let (mut parent, mut previous, mut current) = (root, NONE, root_links.first_child);
+    loop {
+        if current == NONE {
+            // The end of `parent`'s children: on with its next sibling.
+            if parent == root {
+                return Ok(count);
+            }
+            let links = store.links(parent);
+            previous = parent;
+            current = links.next_sibling;
+            parent = links.parent;
+            continue;
+        }
+        if !is_slot(current) {
+            return Err(TreeError::InvalidLink(current));
+        }
+        count += 1;
+        if count > max_slots {
+            return Err(TreeError::TooManySlots);
+        }
+        let links = store.links(current);
+        if links.parent != parent {
+            return Err(TreeError::ParentMismatch(current));
+        }
+        if links.prev_sibling != previous {
+            return Err(if previous == NONE {
+                TreeError::FirstChildHasPrev(current)
+            } else {
+                TreeError::SiblingMismatch(current)
+            });
+        }
+        visit(current);
+        if links.first_child != NONE {
+            (parent, previous, current) = (current, NONE, links.first_child);
+        } else {
+            (previous, current) = (current, links.next_sibling);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::vec;
     use std::vec::Vec;
 
     #[derive(Default)]
@@ -394,6 +466,126 @@ mod tests {
             check(&s, [1u64, 2].into_iter(), 2),
             Err(TreeError::Cycle(_)) | Err(TreeError::ParentMismatch(_))
         ));
+    }
+
+    /// The slots below `root`, as [`walk`] finds them (sorted).
+    fn walked(s: &Store, root: u64, max: u64) -> Result<Vec<u64>, TreeError> {
+        let mut seen = Vec::new();
+        let count = walk(s, root, max, |slot| slot < 1 << 20, |slot| seen.push(slot))?;
+        assert_eq!(count, seen.len() as u64);
+        seen.sort();
+        Ok(seen)
+    }
+
+    #[test]
+    fn walk_visits_every_slot_below_the_root_once() {
+        const ROOT: u64 = 1000;
+        let mut s = Store::default();
+        insert_child(&mut s, ROOT, 1);
+        for (parent, child) in [(1, 2), (1, 3), (2, 4), (2, 5), (4, 6), (3, 7)] {
+            insert_child(&mut s, parent, child);
+        }
+        insert_child(&mut s, ROOT, 8);
+        assert_eq!(walked(&s, ROOT, 8), Ok(vec![1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(walked(&s, ROOT, 7), Err(TreeError::TooManySlots));
+        detach(&mut s, 2);
+        replace(&mut s, 3, 9);
+        assert_eq!(walked(&s, ROOT, 100), Ok(vec![1, 4, 5, 6, 7, 8, 9]));
+        assert_eq!(walked(&Store::default(), ROOT, 0), Ok(vec![]));
+    }
+
+    #[test]
+    fn walk_finds_broken_links() {
+        const ROOT: u64 = 1000;
+        let tree = || {
+            let mut s = Store::default();
+            insert_child(&mut s, ROOT, 1);
+            insert_child(&mut s, 1, 2);
+            insert_child(&mut s, 1, 3);
+            insert_child(&mut s, 3, 4);
+            s
+        };
+        let edit = |s: &mut Store, slot: u64, f: &dyn Fn(&mut Links)| {
+            let mut l = s.links(slot);
+            f(&mut l);
+            s.set_links(slot, l);
+        };
+        // A child naming another parent.
+        let mut s = tree();
+        edit(&mut s, 4, &|l| l.parent = 2);
+        assert_eq!(walked(&s, ROOT, 100), Err(TreeError::ParentMismatch(4)));
+        // A one-way sibling link (3 is 1's first child, 2 follows it).
+        let mut s = tree();
+        edit(&mut s, 2, &|l| l.prev_sibling = 4);
+        assert_eq!(walked(&s, ROOT, 100), Err(TreeError::SiblingMismatch(2)));
+        // A first child with a previous sibling.
+        let mut s = tree();
+        edit(&mut s, 3, &|l| l.prev_sibling = 2);
+        assert_eq!(walked(&s, ROOT, 100), Err(TreeError::FirstChildHasPrev(3)));
+        // A sibling cycle: 2's next is 3 again.
+        let mut s = tree();
+        edit(&mut s, 2, &|l| l.next_sibling = 3);
+        assert!(walked(&s, ROOT, 100).is_err());
+        // A child cycle: 4's first child is 1.
+        let mut s = tree();
+        edit(&mut s, 4, &|l| l.first_child = 1);
+        assert!(walked(&s, ROOT, 100).is_err());
+        // A link to something that is not a slot.
+        let mut s = tree();
+        edit(&mut s, 4, &|l| l.first_child = 1 << 30);
+        assert_eq!(walked(&s, ROOT, 100), Err(TreeError::InvalidLink(1 << 30)));
+        // A slot whose parent does not list it is not reached.
+        let mut s = tree();
+        s.set_links(
+            5,
+            Links {
+                parent: 1,
+                ..Links::default()
+            },
+        );
+        assert_eq!(walked(&s, ROOT, 100), Ok(vec![1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn walk_agrees_with_random_operations() {
+        const ROOT: u64 = 1 << 19;
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut s = Store::default();
+        let mut live: Vec<u64> = Vec::new();
+        let mut fresh = 1u64;
+        for _ in 0..3000 {
+            match next() % 4 {
+                0 | 1 => {
+                    let parent = if live.is_empty() || next() % 5 == 0 {
+                        ROOT
+                    } else {
+                        live[(next() % live.len() as u64) as usize]
+                    };
+                    insert_child(&mut s, parent, fresh);
+                    live.push(fresh);
+                    fresh += 1;
+                }
+                2 if !live.is_empty() => {
+                    let i = (next() % live.len() as u64) as usize;
+                    detach(&mut s, live.swap_remove(i));
+                }
+                3 if !live.is_empty() => {
+                    let i = (next() % live.len() as u64) as usize;
+                    let deleted = s.revoke(live[i]);
+                    live.retain(|x| !deleted.contains(x));
+                }
+                _ => {}
+            }
+            let mut expected = live.clone();
+            expected.sort();
+            assert_eq!(walked(&s, ROOT, live.len() as u64), Ok(expected));
+        }
     }
 
     /// Seeded random operations against a reference parent map.

@@ -14,6 +14,7 @@ use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::paging::{self, flags, MapError, PAGE_SIZE, USER_END};
 use crate::arch::{apic, cpu, percpu, trap};
+use crate::invariants::{ensure, Live, Verdict};
 use crate::syscall::Caller;
 use tarn_ipc_schema::invocation::Invocation;
 use tarn_ipc_schema::{Error, ObjectType, Rights};
@@ -492,4 +493,50 @@ pub fn destroy_vspace(guard: &mut KernelGuard, header: u64) {
     if percpu::current().loaded_root() == root {
         crate::arch::user::load_kernel_tables(crate::arch::paging::kernel_root());
     }
+}
+
+/// Checks the VSpace table (the invariant check): every live VSpace and
+/// GuestSpace holds the id whose entry names it, with its generation and
+/// kind, its table pool within its size; no entry names anything else.
+pub fn check_spaces(guard: &mut KernelGuard, live: &Live) -> Verdict {
+    for &(root, size_bits, guest) in &live.spaces {
+        let h = *objmem::object::<VSpaceHeader>(guard, vspace_header(root));
+        let entry = VSPACES.get(guard).entries[h.id as usize % MAX_VSPACES];
+        ensure(
+            h.id != 0
+                && (h.id as usize) < MAX_VSPACES
+                && entry.root == root
+                && u64::from(entry.generation) == h.generation
+                && entry.guest == guest,
+            "a VSpace's id names another entry",
+            root,
+        )?;
+        ensure(
+            h.next_table >= 2 && h.next_table <= (1u64 << size_bits) / PAGE_SIZE,
+            "a VSpace's table pool overflows it",
+            root,
+        )?;
+    }
+    let used = VSPACES
+        .get(guard)
+        .entries
+        .iter()
+        .filter(|e| e.root != 0)
+        .count();
+    ensure(
+        used == live.spaces.len(),
+        "the VSpace table names a VSpace no capability names",
+        used as u64,
+    )?;
+    for cpu in 0..percpu::online() {
+        let loaded = percpu::get(cpu).map_or(0, |p| p.loaded_root());
+        ensure(
+            loaded == 0
+                || loaded == paging::kernel_root()
+                || live.space(loaded).is_some_and(|(_, guest)| !guest),
+            "a CPU runs on page tables of no live VSpace",
+            u64::from(cpu),
+        )?;
+    }
+    Ok(())
 }

@@ -1,22 +1,63 @@
 //! Kernel objects and capabilities. A capability lives in a 64-byte [`Slot`]
-//! (in a CNode or inside a TCB) and names an object by physical address.
-//! Objects live in memory retyped from Untyped; the kernel heap holds none.
+//! (in a CNode, inside a TCB or a Vcpu, or in the kernel's own record,
+//! [`held`]) and names an object by physical address. Objects live in memory
+//! retyped from Untyped; the kernel heap holds none.
 //!
-//! Lifetime: refcounted objects (TCB, endpoint, notification, CNode, VSpace)
-//! count the capabilities that name them. Deleting the last one queues the
-//! object as a *zombie*; [`drain_zombies`] then runs each zombie's destructor
-//! iteratively (a destructor may delete further capabilities), so deletion
-//! depth never grows the kernel stack. Frames and untyped memory need no
-//! destructor beyond unmapping the deleted capability's own mapping.
+//! Lifetime: refcounted objects (TCB, endpoint, notification, CNode, VSpace,
+//! GuestSpace, Scheduler, Vcpu) count the capabilities that name them.
+//! Deleting the last one queues the object as a *zombie*; [`drain_zombies`]
+//! then runs each zombie's destructor iteratively (a destructor may delete
+//! further capabilities), so deletion depth never grows the kernel stack.
+//! Frames and untyped memory need no destructor beyond unmapping the deleted
+//! capability's own mapping. Every capability is in the derivation tree; one
+//! derived from none is a child of the tree's root ([`held::root`]).
 //!
 //! Every invocation follows seL4's shape: decode (validate everything, no side
 //! effects) then invoke (mutate, cannot fail).
+//!
+//! # The reference rule
+//!
+//! Every reference the kernel keeps from one object to another is either
+//! **held**: read, at each use, through a capability the kernel keeps in a
+//! slot of its own, a child of the capability the user passed (so deleting
+//! or revoking that capability or its untyped memory deletes the kernel's
+//! copy too, and a counted object stays alive while the kernel holds it); or
+//! **cleared**: a raw address removed synchronously, under the kernel lock,
+//! by the destructor of the object it names (or by the operation that
+//! deletes, revokes or moves the capability it stands for), before that
+//! object's memory can be retyped. `invariants` walks every reference below
+//! on the live system and fails if one names anything but a live object of
+//! the right type.
+//!
+//! | reference | kept in | mechanism |
+//! | --- | --- | --- |
+//! | a thread's CSpace root, VSpace, fault endpoint | TCB slots 0, 1, 3 | held |
+//! | a thread's IPC buffer | TCB slot 2 (`Control::ipc_buffer_offset` is only the offset in that frame) | held: the address is derived from the slot at each use (`tcb::ipc_buffer`); an empty slot means no buffer |
+//! | bound notification and thread | `Control::bound_notification`, `Notification::bound_tcb` | cleared by either destructor |
+//! | the endpoint or notification a thread waits on; queue links | `Control::blocked_on`, `ipc_next`/`ipc_prev`, queue heads | cleared: the TCB destructor leaves the queue, the endpoint or notification destructor aborts every waiter |
+//! | caller and server of a call | `Control::reply_to`, `reply_from` (always both or neither) | cleared when either thread is destroyed or suspended, and when the server takes a new call before replying (that caller gets `ObjectDeleted`) |
+//! | Scheduler membership | `Control::scheduler`, the Scheduler's list | cleared by the TCB destructor (unlink) and the Scheduler destructor (releases every thread) |
+//! | a CPU's Scheduler | `dispatch::CpuDispatch::scheduler`, `cpu_mask` | cleared by the Scheduler destructor (unbinds its CPUs) |
+//! | the Cpu capability that bound a CPU | the CPU's binding record: a copy, the child of that capability | held: a move carries the child along; deleting that capability (whose child the record's copy is), revoking it or anything it came from unbinds the CPU |
+//! | a CPU's event ring and notification | the CPU's binding record ([`held::binding`]); `CpuDispatch::ring`, `notify` copy their addresses for the dispatch path | held: deleting either capability (or the server's it was copied from, or its untyped memory) clears its copy and unbinds the CPU at once; an event with no ring is dropped; the notification stays alive until the CPU is unbound |
+//! | dispatch entries; an entry lent to a server | `CpuDispatch::queue`, `donated_to`, `Control::entry_cpu` | cleared by the TCB destructor (all three) and suspension (entries) |
+//! | system FIFO, running thread, timeouts, charged thread, FPU owner | `sched::CpuSched`, `Control::sched_*`, `timeout_*` | cleared by the TCB destructor (the FPU owner also by the Vcpu destructor) |
+//! | Vcpu and its thread | `VcpuState::tcb`, `Control::vcpu` | cleared by either destructor |
+//! | a Vcpu's GuestSpace | `VcpuState::space_slot`, `space_root` | held: deleting the slot's capability clears the cached `space_root`, makes a CPU running the guest leave it first, and ends `VcpuRun` with `ObjectDeleted` |
+//! | a CPU's running and last guest | `vcpu::GUESTS` | cleared by the Vcpu destructor |
+//! | frame mappings | the frame capability's [`Mapping`] (VSpace id and generation) | cleared: deleting the capability unmaps; a destroyed VSpace retires its id, so a stale mapping unmaps nothing |
+//! | VSpace table; page tables a CPU runs on | `memory::VSPACES`, the per-CPU loaded root | cleared by the VSpace destructor |
+//! | an interrupt line's notification | `devices::IRQ_TABLE` | cleared by the notification destructor; the line goes with its handler capability |
+//! | derivation links | [`Slot::links`] | cleared by every delete, carried by every move |
+//!
+//! An operation that deletes capabilities and then goes on using objects
+//! (`TcbConfigure`) [`pin`]s them first: a chain of destructions started by
+//! a delete cannot free what it still reads.
 
 pub mod cnode;
+pub mod held;
 pub mod memory;
 pub mod tcb;
-
-extern crate alloc;
 
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
@@ -34,7 +75,9 @@ pub struct Slot {
     pub words: [u64; 3],
     /// Derivation-tree links (parent, first child, previous, next sibling).
     pub links: [u64; 4],
-    reserved: u64,
+    /// Who holds the slot ([`held::Holder`], encoded; 0 = a CNode). Set
+    /// once when its object is made, never by a capability operation.
+    pub holder: u64,
 }
 const _: () = assert!(core::mem::size_of::<Slot>() == SLOT_BYTES as usize);
 impl KernelObject for Slot {}
@@ -247,7 +290,7 @@ impl Cap {
     }
 
     /// The refcounted object this capability keeps alive, if any.
-    fn counted_object(&self) -> Option<(ObjectType, u64)> {
+    pub fn counted_object(&self) -> Option<(ObjectType, u64)> {
         match *self {
             Cap::CNode { phys, .. } => Some((ObjectType::CNode, phys)),
             Cap::Tcb { phys } => Some((ObjectType::Tcb, phys)),
@@ -310,6 +353,14 @@ pub struct Stats {
     pub live_caps: u64,
     /// Head of the zombie queue (header phys, 0 = empty).
     zombie_head: u64,
+}
+
+impl Stats {
+    /// Whether a destroyed object's destructor has yet to run (never true
+    /// between system calls).
+    pub fn zombies_pending(&self) -> bool {
+        self.zombie_head != 0
+    }
 }
 
 /// The kernel's object accounting.
@@ -375,7 +426,7 @@ pub fn cnode_size_bits(guard: &mut KernelGuard, header: u64) -> u8 {
 }
 
 /// The derivation tree over slot memory.
-struct Tree<'g>(&'g mut KernelGuard);
+pub struct Tree<'g>(pub &'g mut KernelGuard);
 
 impl TreeStore for Tree<'_> {
     fn links(&self, slot: u64) -> Links {
@@ -398,9 +449,11 @@ impl TreeStore for Tree<'_> {
 }
 
 /// Installs `cap` into the empty slot `slot` as a child of `parent` (0 = a
-/// root of the tree), counting the reference.
+/// capability derived from none, a child of the tree's root), counting the
+/// reference.
 pub fn insert_cap(guard: &mut KernelGuard, slot: u64, cap: Cap, parent: u64) {
     objmem::object::<Slot>(guard, slot).words = cap.encode();
+    let parent = if parent == 0 { held::root() } else { parent };
     cdt::insert_child(&mut Tree(guard), parent, slot);
     if let Some((_, header)) = cap.counted_object() {
         objmem::object::<ObjectHeader>(guard, header).refs += 1;
@@ -463,13 +516,38 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
     objmem::object::<Slot>(guard, slot).words = [0; 3];
     STATS.get(guard).live_caps -= 1;
     if let Some((_, header)) = cap.counted_object() {
-        let h = objmem::object::<ObjectHeader>(guard, header);
-        h.refs -= 1;
-        if h.refs == 0 {
-            let stats_head = STATS.get(guard).zombie_head;
-            objmem::object::<ObjectHeader>(guard, header).zombie_next = stats_head;
-            STATS.get(guard).zombie_head = header;
+        unpin(guard, header);
+    }
+    // A capability the kernel held is gone: its holder lets go of what it
+    // stood for (the slot is already empty, so nothing reads through it).
+    match held::holder_of(guard, slot) {
+        Some(held::Holder::Binding { cpu, role }) => {
+            crate::dispatch::binding_cap_deleted(guard, usize::from(cpu), role)
         }
+        Some(held::Holder::VcpuSpace) => {
+            crate::vcpu::space_cap_deleted(guard, slot - crate::vcpu::space_slot(0))
+        }
+        _ => {}
+    }
+}
+
+/// Keeps the refcounted object whose header is at `header` alive, as a
+/// capability would, until [`unpin`]: an operation that deletes capabilities
+/// and then goes on using an object pins it, so that a chain of
+/// destructions cannot take it away underneath.
+pub fn pin(guard: &mut KernelGuard, header: u64) {
+    objmem::object::<ObjectHeader>(guard, header).refs += 1;
+}
+
+/// Drops one reference (a capability's or a [`pin`]); the last queues the
+/// object for destruction ([`drain_zombies`]).
+pub fn unpin(guard: &mut KernelGuard, header: u64) {
+    let h = objmem::object::<ObjectHeader>(guard, header);
+    h.refs -= 1;
+    if h.refs == 0 {
+        let stats_head = STATS.get(guard).zombie_head;
+        objmem::object::<ObjectHeader>(guard, header).zombie_next = stats_head;
+        STATS.get(guard).zombie_head = header;
     }
 }
 
@@ -498,14 +576,6 @@ pub fn drain_zombies(guard: &mut KernelGuard) {
     }
 }
 
-/// Checks the derivation tree over every slot reachable from `roots`' CNodes
-/// and the object accounting. Returns `true` when every invariant holds.
-pub fn check_invariants(guard: &mut KernelGuard, slots: &[u64]) -> bool {
-    let count = slots.len() as u64 + 1;
-    cdt::check(&Tree(guard), slots.iter().copied(), count).is_ok()
-        && STATS.get(guard).zombie_head == 0
-}
-
 /// Looks up `cptr` in the CNode `cnode` (a CNode capability): the slot's
 /// physical address, or `InvalidCapability` for 0 / out of range.
 pub fn slot_address(cnode: Cap, cptr: u64) -> Result<u64, Error> {
@@ -516,40 +586,4 @@ pub fn slot_address(cnode: Cap, cptr: u64) -> Result<u64, Error> {
         Cap::CNode { .. } => Err(Error::InvalidCapability),
         _ => Err(Error::WrongType),
     }
-}
-
-/// Checks the invariants over every slot reachable from the CNode `root`
-/// (through nested CNode and TCB capabilities): derivation links consistent,
-/// no pending zombies.
-pub fn check_reachable(guard: &mut KernelGuard, root: Cap) -> bool {
-    const MAX_SLOTS: usize = 1 << 15;
-    const MAX_CONTAINERS: usize = 256;
-    let mut slots: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
-    let mut containers: alloc::vec::Vec<(u64, u64)> = alloc::vec::Vec::new(); // (first slot, count)
-    let push = |containers: &mut alloc::vec::Vec<(u64, u64)>, cap: Cap| {
-        let container = match cap {
-            Cap::CNode { phys, size_bits } => (phys + SLOT_BYTES, (1u64 << size_bits) - 1),
-            Cap::Tcb { phys } => (tcb::slot_address(phys, 0), 4),
-            Cap::Vcpu { phys } => (crate::vcpu::space_slot(phys), 1),
-            _ => return,
-        };
-        if containers.len() < MAX_CONTAINERS && !containers.iter().any(|c| c.0 == container.0) {
-            containers.push(container);
-        }
-    };
-    push(&mut containers, root);
-    let mut next = 0;
-    while next < containers.len() && slots.len() < MAX_SLOTS {
-        let (first, count) = containers[next];
-        next += 1;
-        for i in 0..count {
-            let slot = first + i * SLOT_BYTES;
-            let cap = read_cap(guard, slot);
-            if cap != Cap::Null {
-                slots.push(slot);
-                push(&mut containers, cap);
-            }
-        }
-    }
-    check_invariants(guard, &slots)
 }

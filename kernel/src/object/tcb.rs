@@ -8,9 +8,10 @@ use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::trap::TrapFrame;
 use crate::arch::user;
+use crate::invariants::{ensure, Live, Verdict};
 use crate::syscall::Caller;
 use tarn_ipc_schema::invocation::{Invocation, ThreadState};
-use tarn_ipc_schema::{Error, Rights};
+use tarn_ipc_schema::{Error, ObjectType, Rights};
 
 /// log2 of a TCB's size.
 pub const TCB_SIZE_BITS: u8 = tarn_ipc_schema::TCB_SIZE_BITS as u8;
@@ -77,8 +78,9 @@ pub struct Control {
     pub timeout_cpu: u64,
     /// Bound notification (header phys, 0 = none).
     pub bound_notification: u64,
-    /// Physical address of the IPC buffer (0 = none).
-    pub ipc_buffer_phys: u64,
+    /// Where the IPC buffer starts in the frame in slot [`slot::IPC_BUFFER`]
+    /// (its address is derived from that slot at each use: [`ipc_buffer`]).
+    pub ipc_buffer_offset: u64,
     /// The Scheduler that adopted it (header phys, 0 = a system thread).
     pub scheduler: u64,
     /// Its id in that scheduler's events.
@@ -139,6 +141,7 @@ pub fn slot_address(tcb: u64, index: usize) -> u64 {
 }
 
 /// The scheduling and IPC state of the TCB at `tcb`.
+#[inline(always)]
 pub fn ctl(guard: &mut KernelGuard, tcb: u64) -> &mut Control {
     objmem::object::<Control>(guard, tcb + core::mem::offset_of!(Tcb, ctl) as u64)
 }
@@ -161,12 +164,17 @@ pub fn fpu_area(tcb: u64) -> u64 {
 /// Initialises a freshly zeroed TCB on CPU 0.
 pub fn init(guard: &mut KernelGuard, tcb: u64) {
     super::init_header(guard, tcb, tarn_ipc_schema::ObjectType::Tcb, TCB_SIZE_BITS);
+    for index in 0..4 {
+        let holder = super::held::Holder::Tcb { index: index as u8 };
+        super::held::set_holder(guard, slot_address(tcb, index), holder);
+    }
     let frame = objmem::object::<TrapFrame>(guard, frame_address(tcb));
     user::sanitize_frame(frame);
     user::init_fpu(guard, fpu_area(tcb));
 }
 
 /// The thread's saved frame.
+#[inline(always)]
 pub fn frame(guard: &mut KernelGuard, tcb: u64) -> &mut TrapFrame {
     objmem::object::<TrapFrame>(guard, frame_address(tcb))
 }
@@ -179,7 +187,19 @@ pub fn set_result(guard: &mut KernelGuard, tcb: u64, result: Result<(), Error>) 
     };
 }
 
+/// The physical address of `tcb`'s IPC buffer, read through the frame
+/// capability in its IPC-buffer slot at each use; `None` once that slot is
+/// empty (its frame deleted or revoked): the thread then has no buffer.
+#[inline]
+pub fn ipc_buffer(guard: &mut KernelGuard, tcb: u64) -> Option<u64> {
+    let words = objmem::object::<Slot>(guard, slot_address(tcb, slot::IPC_BUFFER)).words;
+    let tag = words[0] & 0xFF;
+    let frame = tag == ObjectType::Frame4K as u64 || tag == ObjectType::Frame2M as u64;
+    frame.then(|| words[1] + ctl(guard, tcb).ipc_buffer_offset)
+}
+
 /// The CR3 to run `tcb` with, if its VSpace slot holds a VSpace.
+#[inline]
 pub fn runnable_root(guard: &mut KernelGuard, tcb: u64) -> Option<u64> {
     super::vspace_root_at(guard, slot_address(tcb, slot::VSPACE))
 }
@@ -306,13 +326,7 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
         None
     } else {
         let s = caller.lookup_slot(guard, buffer_cptr)?;
-        let Cap::Frame {
-            phys,
-            large,
-            rights,
-            ..
-        } = read_cap(guard, s)
-        else {
+        let Cap::Frame { large, rights, .. } = read_cap(guard, s) else {
             return Err(Error::WrongType);
         };
         if !rights.contains(Rights::READ.union(Rights::WRITE)) {
@@ -322,7 +336,7 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
             return Err(Error::InvalidArgument);
         }
         let size = if large { 2 << 20 } else { 4096 };
-        Some((s, phys + (buffer_vaddr & (size - 1))))
+        Some((s, buffer_vaddr & (size - 1)))
     };
     let fault_cptr = caller.mr(4);
     let fault = if fault_cptr == 0 {
@@ -338,6 +352,16 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
         Some(s)
     };
     // Invoke: replace the four slots with children of the given capabilities.
+    // Deleting the old ones may destroy the objects they kept alive and,
+    // through those, even the calling thread and its CSpace, where the new
+    // ones come from: the target and that CSpace are pinned meanwhile.
+    let cspace = caller
+        .cspace()
+        .counted_object()
+        .expect("the caller's CSpace root is a CNode")
+        .1;
+    super::pin(guard, target);
+    super::pin(guard, cspace);
     for index in 0..4 {
         super::delete_cap(guard, slot_address(target, index));
     }
@@ -349,15 +373,18 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
     };
     copy(guard, cnode_slot, slot::CSPACE);
     copy(guard, vspace_slot, slot::VSPACE);
-    let mut buffer_phys = 0;
-    if let Some((s, phys)) = buffer {
+    let mut buffer_offset = 0;
+    if let Some((s, offset)) = buffer {
         copy(guard, s, slot::IPC_BUFFER);
-        buffer_phys = phys;
+        buffer_offset = offset;
     }
     if let Some(s) = fault {
         copy(guard, s, slot::FAULT_ENDPOINT);
     }
-    ctl(guard, target).ipc_buffer_phys = buffer_phys;
+    ctl(guard, target).ipc_buffer_offset = buffer_offset;
+    super::unpin(guard, cspace);
+    super::unpin(guard, target);
+    super::drain_zombies(guard);
     Ok(())
 }
 
@@ -384,4 +411,119 @@ pub fn destroy(guard: &mut KernelGuard, tcb: u64) {
     for index in 0..4 {
         super::delete_one(guard, slot_address(tcb, index));
     }
+}
+
+/// Checks the references of the live TCB `tcb` (the invariant check): its
+/// slots hold what they are for, its IPC buffer lies in the frame its slot
+/// names, and every thread, endpoint, notification, Scheduler or Vcpu it
+/// names is live and names it back where links come in pairs.
+pub fn check(guard: &mut KernelGuard, tcb: u64, live: &Live) -> Verdict {
+    let t = *ctl(guard, tcb);
+    ensure(
+        t.state <= ThreadState::BlockedOnNotification as u64,
+        "a thread's state is no state",
+        tcb,
+    )?;
+    let kind = |guard: &mut KernelGuard, index: usize| read_cap(guard, slot_address(tcb, index));
+    ensure(
+        matches!(kind(guard, slot::CSPACE), Cap::Null | Cap::CNode { .. })
+            && matches!(kind(guard, slot::VSPACE), Cap::Null | Cap::VSpace { .. })
+            && matches!(
+                kind(guard, slot::FAULT_ENDPOINT),
+                Cap::Null | Cap::Endpoint { .. }
+            ),
+        "a thread's slot holds a capability of the wrong type",
+        tcb,
+    )?;
+    let buffer = kind(guard, slot::IPC_BUFFER);
+    ensure(
+        matches!(buffer, Cap::Null | Cap::Frame { .. }),
+        "a thread's IPC-buffer slot holds no frame",
+        tcb,
+    )?;
+    if let Cap::Frame { large, rights, .. } = buffer {
+        let bytes = if large { 2 << 20 } else { 4096 };
+        ensure(
+            t.ipc_buffer_offset + core::mem::size_of::<tarn_ipc_schema::IpcBuffer>() as u64
+                <= bytes
+                && rights.contains(Rights::READ.union(Rights::WRITE)),
+            "a thread's IPC buffer lies outside the frame its slot names",
+            tcb,
+        )?;
+    }
+    let blocked_on_ok = match t.state {
+        s if s == ThreadState::BlockedOnSend as u64
+            || s == ThreadState::BlockedOnReceive as u64 =>
+        {
+            live.is_endpoint(t.blocked_on)
+        }
+        s if s == ThreadState::BlockedOnNotification as u64 => live.is_notification(t.blocked_on),
+        _ => t.blocked_on == 0,
+    };
+    ensure(
+        blocked_on_ok,
+        "a thread is blocked on no live endpoint or notification",
+        tcb,
+    )?;
+    if t.reply_to != 0 {
+        ensure(
+            live.is_tcb(t.reply_to),
+            "a thread owes a reply to no live thread",
+            tcb,
+        )?;
+        let caller = *ctl(guard, t.reply_to);
+        ensure(
+            caller.state == ThreadState::BlockedOnReply as u64 && caller.reply_from == tcb,
+            "a thread owes a reply to a thread that does not wait for it",
+            tcb,
+        )?;
+    }
+    if t.reply_from != 0 {
+        ensure(
+            t.state == ThreadState::BlockedOnReply as u64 && live.is_tcb(t.reply_from),
+            "a thread waits for a reply from no live thread",
+            tcb,
+        )?;
+        ensure(
+            ctl(guard, t.reply_from).reply_to == tcb,
+            "a thread waits for a reply its server does not owe it",
+            tcb,
+        )?;
+    }
+    if t.bound_notification != 0 {
+        ensure(
+            live.is_notification(t.bound_notification)
+                && crate::ipc::bound_tcb(guard, t.bound_notification) == tcb,
+            "a thread's bound notification is not bound to it",
+            tcb,
+        )?;
+    }
+    ensure(
+        t.scheduler == 0 || live.is_scheduler(t.scheduler),
+        "a thread is adopted by no live Scheduler",
+        tcb,
+    )?;
+    ensure(
+        t.entry_cpu <= crate::arch::percpu::MAX_CPUS as u64
+            && (t.entry_cpu == 0 || t.scheduler != 0),
+        "a thread in a dispatch queue is not adopted",
+        tcb,
+    )?;
+    if t.vcpu != 0 {
+        ensure(
+            live.is_vcpu(t.vcpu) && crate::vcpu::state(guard, t.vcpu).tcb == tcb,
+            "a thread's Vcpu is not bound to it",
+            tcb,
+        )?;
+    }
+    ensure(
+        t.in_guest == 0 || t.vcpu != 0,
+        "a thread in VcpuRun has no Vcpu",
+        tcb,
+    )?;
+    ensure(
+        t.deadline == 0 || t.timeout_cpu < u64::from(crate::arch::percpu::online()),
+        "a thread's timeout is on no CPU's list",
+        tcb,
+    )
 }

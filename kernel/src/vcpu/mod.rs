@@ -24,6 +24,7 @@ use crate::arch::objmem::{self, KernelObject};
 use crate::arch::paging::PAGE_SIZE;
 use crate::arch::percpu::{self, MAX_CPUS};
 use crate::arch::{cpu, timer};
+use crate::invariants::{ensure, Live, Verdict};
 use crate::object::tcb;
 use crate::object::{insert_cap, read_cap, Cap, ObjectHeader, Slot};
 use crate::sched;
@@ -237,6 +238,11 @@ pub fn init_object(guard: &mut KernelGuard, vcpu: u64) {
         tarn_ipc_schema::VCPU_SIZE_BITS as u8,
     );
     crate::arch::user::init_fpu(guard, fpu_area(vcpu));
+    crate::object::held::set_holder(
+        guard,
+        space_slot(vcpu),
+        crate::object::held::Holder::VcpuSpace,
+    );
 }
 
 /// Whether `thread` is inside `VcpuRun` (sched enters the guest for it).
@@ -300,7 +306,7 @@ pub fn invoke(
 ) -> Result<bool, Error> {
     match label {
         Invocation::VcpuBind => bind(guard, caller, vcpu).map(|()| false),
-        Invocation::VcpuWriteSegment => write_segment(guard, caller, vcpu).map(|()| false),
+        Invocation::VcpuWriteSegment => write_segment(guard, caller, thread, vcpu).map(|()| false),
         Invocation::VcpuRun => run(guard, caller, thread, vcpu).map(|()| true),
         _ => Err(Error::IllegalOperation),
     }
@@ -345,18 +351,21 @@ fn bind(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), E
     Ok(())
 }
 
-fn write_segment(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), Error> {
+/// `VcpuWriteSegment` by `thread`, which must be the one the Vcpu is bound
+/// to (as for `VcpuRun`): no other thread changes a guest's state.
+fn write_segment(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    thread: u64,
+    vcpu: u64,
+) -> Result<(), Error> {
     let segment = Segment::from_u64(caller.mr(0)).ok_or(Error::InvalidArgument)?;
     let [selector, base, limit, attributes] =
         [caller.mr(1), caller.mr(2), caller.mr(3), caller.mr(4)];
     if selector > 0xFFFF || limit > 0xFFFF_FFFF || attributes > 0xFFF || !canonical(base) {
         return Err(Error::InvalidArgument);
     }
-    let thread = state(guard, vcpu).tcb;
-    if thread == 0 {
-        return Err(Error::IllegalState);
-    }
-    if in_guest(guard, thread) {
+    if state(guard, vcpu).tcb != thread || in_guest(guard, thread) {
         return Err(Error::IllegalState);
     }
     match backend() {
@@ -390,10 +399,13 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
     if inject != 0 && s.pending != 0 {
         return Err(Error::IllegalState);
     }
-    let buffer = tcb::ctl(guard, thread).ipc_buffer_phys;
-    if buffer == 0 {
-        return Err(Error::IllegalState);
+    if s.space_root == 0 {
+        // Its GuestSpace was deleted (`space_cap_deleted`).
+        return Err(Error::ObjectDeleted);
     }
+    let Some(buffer) = tcb::ipc_buffer(guard, thread) else {
+        return Err(Error::IllegalState);
+    };
     // Invoke.
     if flags & run_flags::LOAD_REGISTERS != 0 {
         let mut registers = [0u64; REGISTER_COUNT];
@@ -435,6 +447,13 @@ pub fn enter_guest(mut guard: KernelGuard, thread: u64) -> ! {
     if vcpu == 0 {
         // Unbound while in `VcpuRun` (its Vcpu was deleted).
         tcb::ctl(&mut guard, thread).in_guest = 0;
+        tcb::set_result(&mut guard, thread, Err(Error::ObjectDeleted));
+        sched::schedule(guard)
+    }
+    if state(&mut guard, vcpu).space_root == 0 {
+        // Its GuestSpace was deleted while it was in `VcpuRun`.
+        tcb::ctl(&mut guard, thread).in_guest = 0;
+        sched::cancel_timeout(&mut guard, thread);
         tcb::set_result(&mut guard, thread, Err(Error::ObjectDeleted));
         sched::schedule(guard)
     }
@@ -512,7 +531,7 @@ fn complete(guard: &mut KernelGuard, thread: u64, vcpu: u64, record: ExitRecord)
     s.window_exit = 0;
     sched::cancel_timeout(guard, thread);
     tcb::ctl(guard, thread).in_guest = 0;
-    let buffer = tcb::ctl(guard, thread).ipc_buffer_phys;
+    let buffer = tcb::ipc_buffer(guard, thread);
     let f = tcb::frame(guard, thread);
     f.rax = 0;
     f.rsi = MessageInfo::new(0, 0, 7).0;
@@ -520,7 +539,7 @@ fn complete(guard: &mut KernelGuard, thread: u64, vcpu: u64, record: ExitRecord)
     f.r10 = record.fields[0];
     f.r8 = record.fields[1];
     f.r9 = record.fields[2];
-    if buffer != 0 {
+    if let Some(buffer) = buffer {
         let mrs = &mut objmem::object::<Buffer>(guard, buffer).0.mrs;
         mrs[..4].copy_from_slice(&[
             record.kind as u64,
@@ -543,6 +562,21 @@ pub fn guest_space_changed(guard: &mut KernelGuard) {
     let running: [u64; MAX_CPUS] = core::array::from_fn(|cpu| guests.cpus[cpu].running);
     for (cpu, vcpu) in running.iter().enumerate().take(percpu::online() as usize) {
         if *vcpu != 0 && cpu != sched::this_cpu() {
+            sched::stall(cpu as u32);
+        }
+    }
+}
+
+/// The capability in the GuestSpace slot of the Vcpu at `vcpu` was deleted
+/// (the GuestSpace capability it was copied from, or its memory, was
+/// revoked; or the Vcpu is rebound or destroyed): the Vcpu no longer enters
+/// that GuestSpace. A CPU running the guest now is made to leave it before
+/// this returns, so no CPU translates through page tables that may be
+/// retyped; the thread's `VcpuRun` then ends with `ObjectDeleted`.
+pub fn space_cap_deleted(guard: &mut KernelGuard, vcpu: u64) {
+    state(guard, vcpu).space_root = 0;
+    for cpu in 0..percpu::online() as usize {
+        if GUESTS.get(guard).cpus[cpu].running == vcpu && cpu != sched::this_cpu() {
             sched::stall(cpu as u32);
         }
     }
@@ -594,4 +628,41 @@ pub fn guest_address_ok(address: u64, size: u64) -> bool {
         && address
             .checked_add(size)
             .is_some_and(|end| end <= GUEST_PHYS_END)
+}
+
+/// Checks every Vcpu's references (the invariant check): its thread is live
+/// and bound to it, the GuestSpace root it enters with is the one its slot
+/// keeps alive, and every CPU's running and last Vcpu is live.
+pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict {
+    for &vcpu in &live.vcpus {
+        let s = *state(guard, vcpu);
+        ensure(
+            s.tcb == 0 || (live.is_tcb(s.tcb) && tcb::ctl(guard, s.tcb).vcpu == vcpu),
+            "a Vcpu's thread is not bound to it",
+            vcpu,
+        )?;
+        let space = read_cap(guard, space_slot(vcpu));
+        ensure(
+            matches!(space, Cap::Null | Cap::GuestSpace { .. }),
+            "a Vcpu's GuestSpace slot holds something else",
+            vcpu,
+        )?;
+        if s.space_root != 0 {
+            ensure(
+                matches!(space, Cap::GuestSpace { phys, .. } if phys == s.space_root),
+                "a Vcpu enters a GuestSpace its slot does not keep alive",
+                vcpu,
+            )?;
+        }
+    }
+    for cpu in 0..percpu::online() as usize {
+        let here = GUESTS.get(guard).cpus[cpu];
+        ensure(
+            (here.running == 0 || live.is_vcpu(here.running))
+                && (here.last_vcpu == 0 || live.is_vcpu(here.last_vcpu)),
+            "a CPU's guest is no live Vcpu",
+            cpu as u64,
+        )?;
+    }
+    Ok(())
 }

@@ -27,6 +27,13 @@ fn check(phys: u64, len: u64, align: u64) {
     }
 }
 
+/// Whether `len` bytes at `phys`, aligned to `align`, lie in object memory
+/// (the invariant check vets an address with this before it reads there).
+pub fn is_object_memory(phys: u64, len: u64, align: u64) -> bool {
+    let end = DIRECT_MAP_END.load(core::sync::atomic::Ordering::Relaxed);
+    phys & (align - 1) == 0 && phys < end && len <= end - phys
+}
+
 #[cold]
 #[inline(never)]
 fn bad_object(phys: u64, len: u64) -> ! {

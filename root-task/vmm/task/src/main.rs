@@ -32,7 +32,7 @@ use tarn_rt::abi::{CPtr, Error, ObjectType, Rights};
 use tarn_rt::invoke::{self, VcpuRunArgs};
 use tarn_rt::layout::slot;
 use tarn_rt::{println, syscall, Resources, ThreadOptions};
-use tarn_vmm::guest::{initial_state, Guest, GUEST_RAM_BYTES, LOAD_ADDRESS};
+use tarn_vmm::guest::{initial_state, Guest, SegmentState, GUEST_RAM_BYTES, LOAD_ADDRESS};
 use tarn_vmm::platform::{Action, Platform, StopReason};
 
 tarn_rt::entry!(main);
@@ -112,16 +112,16 @@ fn run_domain(cmdline: &str, name: &str, resources: &mut Resources) {
             return;
         }
     };
-    let started = (|| -> Result<(CPtr, CPtr, tarn_vmm::platform::Registers), Error> {
+    let started = (|| -> Result<(CPtr, CPtr, InitialVcpu), Error> {
         let sleeper = resources.create(ObjectType::Notification, 0)?;
         calibrate(sleeper)?;
-        let (vcpu, registers) = build_vm(resources, guest, slot::ROOT_TCB)?;
-        Ok((vcpu, sleeper, registers))
+        let (vcpu, initial) = build_vm(resources, guest, slot::ROOT_TCB)?;
+        Ok((vcpu, sleeper, initial))
     })();
     match started {
-        Ok((vcpu, sleeper, registers)) => {
+        Ok((vcpu, sleeper, initial)) => {
             let shared = Shared::default();
-            run_vcpu(name, vcpu, sleeper, registers, &shared);
+            run_vcpu(name, vcpu, sleeper, initial, &shared);
             let outcome = shared.outcome.lock().clone().unwrap_or_default();
             println!("[{name}] vm ended: {outcome}");
         }
@@ -288,14 +288,14 @@ fn start_vm(resources: &mut Resources, name: &str, guest: Guest, cpu: u64) -> Re
             ..ThreadOptions::default()
         },
         move || {
-            if let Some(registers) = thread_registers.lock().take() {
-                run_vcpu(&vm_name, vcpu_slot, sleeper, registers, &thread_shared);
+            if let Some(initial) = thread_registers.lock().take() {
+                run_vcpu(&vm_name, vcpu_slot, sleeper, initial, &thread_shared);
             }
         },
     )?;
-    let (vcpu, registers) = build_vm(resources, guest, thread.tcb)?;
+    let (vcpu, initial) = build_vm(resources, guest, thread.tcb)?;
     invoke::cnode_move(slot::ROOT_CNODE, vcpu_slot, slot::ROOT_CNODE, vcpu)?;
-    *registers_slot.lock() = Some(registers);
+    *registers_slot.lock() = Some(initial);
     invoke::tcb_resume(thread.tcb)?;
     Ok(Vm {
         name: String::from(name),
@@ -305,13 +305,17 @@ fn start_vm(resources: &mut Resources, name: &str, guest: Guest, cpu: u64) -> Re
     })
 }
 
-/// Guest memory with the image and a Vcpu bound to thread `tcb` with the
-/// guest's initial segments; returns the Vcpu and the initial registers.
+/// A guest's initial state: its registers and the segments the thread bound
+/// to its Vcpu sets (only that thread may).
+type InitialVcpu = (tarn_vmm::platform::Registers, Vec<SegmentState>);
+
+/// Guest memory with the image and a Vcpu bound to thread `tcb`; returns
+/// the Vcpu and the guest's initial state.
 fn build_vm(
     resources: &mut Resources,
     guest: Guest,
     tcb: CPtr,
-) -> Result<(CPtr, tarn_vmm::platform::Registers), Error> {
+) -> Result<(CPtr, InitialVcpu), Error> {
     let state = initial_state(guest, host_has_vmx());
     let space = resources.create(ObjectType::GuestSpace, GUEST_SPACE_BITS)?;
     let pages = GUEST_RAM_BYTES / 4096;
@@ -342,20 +346,12 @@ fn build_vm(
     }
     let vcpu = resources.create(ObjectType::Vcpu, 0)?;
     invoke::vcpu_bind(vcpu, tcb, space)?;
-    for s in &state.segments {
-        invoke::vcpu_write_segment(vcpu, s.segment, s.selector, s.base, s.limit, s.attributes)?;
-    }
-    Ok((vcpu, state.registers))
+    Ok((vcpu, (state.registers, state.segments)))
 }
 
 /// The body of a VM thread: run, handle the exit, repeat.
-fn run_vcpu(
-    name: &str,
-    vcpu: CPtr,
-    sleeper: CPtr,
-    mut registers: tarn_vmm::platform::Registers,
-    shared: &Shared,
-) {
+fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared: &Shared) {
+    let (mut registers, segments) = initial;
     let mut platform = Platform::new();
     let mut last_line = String::new();
     let mut queued: Option<u8> = None;
@@ -363,6 +359,15 @@ fn run_vcpu(
     // After sleeping until the timer was due, it is due (the clock may be
     // a hair behind the kernel's timer).
     let mut slept_until = 0;
+    // The guest's segments: this thread is the one bound to the Vcpu.
+    let segments_set = segments.iter().try_for_each(|s| {
+        invoke::vcpu_write_segment(vcpu, s.segment, s.selector, s.base, s.limit, s.attributes)
+    });
+    if let Err(e) = segments_set {
+        *shared.outcome.lock() = Some(format!("VcpuWriteSegment failed: {e:?}"));
+        shared.done.store(true, Ordering::Release);
+        return;
+    }
     shared.started_ns.store(now_ns(), Ordering::Relaxed);
     let outcome = loop {
         if shared.stop.load(Ordering::Acquire) {

@@ -26,6 +26,7 @@ mod process;
 mod retype;
 mod sched;
 mod smp;
+mod soundness;
 mod syscalls;
 mod tcb;
 
@@ -50,6 +51,7 @@ const GROUPS: &[&[Test]] = &[
     sched::TESTS,
     devices::TESTS,
     process::TESTS,
+    soundness::TESTS,
 ];
 
 /// Counts of passed and failed tests.

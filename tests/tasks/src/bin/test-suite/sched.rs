@@ -728,11 +728,10 @@ fn now_ns() -> Result<u64, String> {
         .ctx("read the clock")
 }
 
-/// A Vcpu (unbound) over guest memory holding a real-mode guest that spins
-/// at 0x8000 (`jmp $`); its initial register file.
-fn spinning_guest(env: &mut Env) -> Result<(u64, u64, [u64; REGISTER_COUNT]), String> {
+/// Maps a page holding a real-mode guest that spins at 0x8000 (`jmp $`)
+/// into the GuestSpace `space`; returns the guest's initial register file.
+pub(crate) fn spinning_guest(env: &mut Env, space: u64) -> Result<[u64; REGISTER_COUNT], String> {
     const LOAD: u64 = 0x8000;
-    let space = env.create(ObjectType::GuestSpace, 15)?;
     let frame = env.frame()?;
     tarn_rt::process::fill_frame(&env.res, frame, |bytes| {
         bytes[..2].copy_from_slice(&[0xEB, 0xFE]);
@@ -745,18 +744,17 @@ fn spinning_guest(env: &mut Env) -> Result<(u64, u64, [u64; REGISTER_COUNT]), St
         Rights::READ.union(Rights::WRITE).union(Rights::EXECUTE),
     )
     .ctx("map the guest page")?;
-    let vcpu = env.create(ObjectType::Vcpu, 0)?;
     let mut registers = [0; REGISTER_COUNT];
     registers[Reg::Rip as usize] = LOAD;
     registers[Reg::Rsp as usize] = LOAD;
     registers[Reg::Rflags as usize] = 2;
     registers[Reg::Cr0 as usize] = 1 << 4; // ET
-    Ok((vcpu, space, registers))
+    Ok(registers)
 }
 
-/// Binds `vcpu` to `tcb` over `space` and gives it real-mode segments.
-fn bind_real_mode(vcpu: u64, tcb: u64, space: u64) -> Result<(), String> {
-    invoke::vcpu_bind(vcpu, tcb, space).ctx("bind the vcpu")?;
+/// Gives `vcpu` real-mode segments (called by the thread it is bound to:
+/// only that thread may).
+pub(crate) fn real_mode_segments(vcpu: u64) -> Result<(), Error> {
     let segments = [
         (Segment::Cs, attributes::CODE16),
         (Segment::Ds, attributes::DATA16),
@@ -768,8 +766,7 @@ fn bind_real_mode(vcpu: u64, tcb: u64, space: u64) -> Result<(), String> {
         (Segment::Ldtr, attributes::LDT),
     ];
     for (segment, attributes) in segments {
-        invoke::vcpu_write_segment(vcpu, segment, 0, 0, 0xFFFF, attributes)
-            .ctx("write a segment")?;
+        invoke::vcpu_write_segment(vcpu, segment, 0, 0, 0xFFFF, attributes)?;
     }
     Ok(())
 }
@@ -797,7 +794,9 @@ fn moved_timeout(env: &mut Env) -> Outcome {
     // exit kind + 1 (or error code + 1000), 2 = the waiter's result code + 1,
     // 3 = when its wait began, 4 = when it ended.
     let shared = Shared::new();
-    let (vcpu, space, registers) = spinning_guest(env)?;
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    let registers = spinning_guest(env, space)?;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
     let guest_shared = shared.clone();
     let guest = env.spawn(
         ThreadOptions {
@@ -812,8 +811,10 @@ fn moved_timeout(env: &mut Env) -> Outcome {
                 timeout_ns: GUEST_TIMEOUT_NS,
                 ..VcpuRunArgs::default()
             };
-            guest_shared.set(0, 1);
-            let result = invoke::vcpu_run(vcpu, &args, &mut registers);
+            let result = real_mode_segments(vcpu).and_then(|()| {
+                guest_shared.set(0, 1);
+                invoke::vcpu_run(vcpu, &args, &mut registers)
+            });
             guest_shared.set(
                 1,
                 match result {
@@ -823,7 +824,7 @@ fn moved_timeout(env: &mut Env) -> Outcome {
             );
         },
     )?;
-    bind_real_mode(vcpu, guest.tcb, space)?;
+    invoke::vcpu_bind(vcpu, guest.tcb, space).ctx("bind the vcpu")?;
     expect!(invoke::scheduler_adopt(scheduler, guest.tcb, 31), Ok(()));
     expect!(invoke::tcb_resume(guest.tcb), Ok(()));
     cpu0.expect(env, EventKind::Woken, 31)?;
