@@ -148,6 +148,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "fault injection: make a pool's scheduler server misbehave",
     ),
     ("sleep MS", "wait MS milliseconds"),
+    (
+        "repeat N CMD [| CMD...]",
+        "run the commands N times (# is the round number); stops at the first error",
+    ),
     ("poweroff", "power the machine off (exit status 0)"),
 ];
 
@@ -525,7 +529,7 @@ impl Console {
                 Ok(())
             }
             ("info", pools) => {
-                self.info_command(pools.as_deref());
+                self.info_command(res, pools.as_deref());
                 Ok(())
             }
             ("sleep", pools) => match args {
@@ -538,6 +542,7 @@ impl Console {
                 },
                 _ => Err(String::from("usage: sleep MS")),
             },
+            ("repeat", pools) => self.repeat(res, pools, args, line),
             ("poweroff", _) => {
                 if args.is_empty() {
                     let _ = invoke::machine_power_off(slot::MACHINE, 0);
@@ -561,6 +566,60 @@ impl Console {
         if let Err(why) = result {
             say!("error: {why}");
         }
+    }
+
+    /// `repeat N CMD | CMD...`: runs the commands (each exactly as if typed)
+    /// N times in order, every `#` replaced by the round number, their
+    /// output kept back; stops at the first command that fails and shows
+    /// its output.
+    fn repeat(
+        &mut self,
+        res: &mut Resources,
+        mut pools: Option<&mut Pools>,
+        args: &[&str],
+        line: &str,
+    ) -> Result<(), String> {
+        const USAGE: &str = "usage: repeat N CMD [| CMD...]";
+        let count: u64 = match args.first() {
+            Some(n) => n
+                .parse()
+                .map_err(|_| format!("repeat: '{n}' is not a count"))?,
+            None => return Err(String::from(USAGE)),
+        };
+        let body = line
+            .trim_start()
+            .strip_prefix("repeat")
+            .and_then(|rest| rest.trim_start().strip_prefix(args[0]))
+            .unwrap_or("");
+        let commands: Vec<&str> = body.split('|').map(str::trim).collect();
+        if commands.iter().any(|c| c.is_empty()) {
+            return Err(String::from(USAGE));
+        }
+        if commands
+            .iter()
+            .any(|c| c.split_whitespace().next() == Some("repeat"))
+        {
+            return Err(String::from("repeat: commands cannot repeat themselves"));
+        }
+        for round in 1..=count {
+            for command in &commands {
+                let command = command.replace('#', &format!("{round}"));
+                let outer = CAPTURE.lock().replace(String::new());
+                self.execute(res, pools.as_deref_mut(), &command);
+                if let Some(p) = pools.as_deref_mut() {
+                    p.service(res);
+                }
+                let output = core::mem::replace(&mut *CAPTURE.lock(), outer).unwrap_or_default();
+                if output.lines().any(|l| l.starts_with("error:")) {
+                    for l in output.lines() {
+                        say!("{l}");
+                    }
+                    return Err(format!("repeat: round {round}: '{command}' failed"));
+                }
+            }
+        }
+        say!("repeat: {count} rounds done");
+        Ok(())
     }
 
     fn pool_command(
@@ -609,7 +668,9 @@ impl Console {
                 };
                 let name = spec.name.clone();
                 if command == "cpupool-create" {
-                    pools.operate(res, &name, |m| m.create(spec).map(|(_, actions)| actions))?;
+                    pools.activate(res, &name, true, |m| {
+                        m.create(spec).map(|(_, actions)| actions)
+                    })?;
                 } else {
                     pools
                         .manager
@@ -620,7 +681,7 @@ impl Console {
             }
             ("cpupool-start", [p]) => {
                 let id = pool(pools, p)?;
-                pools.operate(res, p, |m| m.activate(id))?;
+                pools.activate(res, p, false, |m| m.activate(id))?;
                 Ok(())
             }
             ("cpupool-destroy", [p]) => {
@@ -684,7 +745,7 @@ impl Console {
                     say!("{d} now manages {p}");
                 } else {
                     pools
-                        .undelegate(pid, did)
+                        .undelegate(res, pid, did)
                         .map_err(|e| format!("{d}: {e}"))?;
                     say!("{d} no longer manages {p}");
                 }
@@ -893,7 +954,7 @@ impl Console {
         Ok(())
     }
 
-    fn info_command(&self, pools: Option<&Pools>) {
+    fn info_command(&self, res: &Resources, pools: Option<&Pools>) {
         let info = self.info;
         let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
         let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
@@ -922,6 +983,13 @@ impl Console {
                 if i.consistent { "hold" } else { "BROKEN" }
             );
         }
+        let cells = pools.map_or(0, Pools::free_cell_bytes);
+        say!(
+            "root resources  : {} free slots, {} heap bytes, {} free untyped bytes",
+            res.slots.remaining(),
+            tarn_rt::heap_used_bytes(),
+            res.untyped.free_bytes() + cells
+        );
     }
 }
 

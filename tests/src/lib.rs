@@ -906,6 +906,95 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("error")
             .forbid("EXCEPTION"),
     );
+    // Issue 10's leaks: 1500 domain create/destroy cycles, 15 pool
+    // create/destroy/delete cycles, 40 domains created then destroyed and
+    // then a pool whose server needs twice a domain's cell, a crashed Pool-0
+    // server replaced after all that; the root task's free slots, heap and
+    // free memory and the kernel's objects and capabilities come back to
+    // the figures after a first (warming) pool and domain.
+    let mut leaks: Vec<String> = [
+        "cpupool-create name=warm sched=credit cpus=1",
+        "create name=w1 pool=warm image=spin",
+        "destroy w1",
+        "cpupool-destroy warm",
+        "cpupool-delete warm",
+        "info",
+        "repeat 1500 create name=rd image=spin | destroy rd",
+        "repeat 15 cpupool-create name=cycle sched=credit cpus=1 | cpupool-destroy cycle | cpupool-delete cycle",
+    ]
+    .map(String::from)
+    .to_vec();
+    leaks.extend(
+        [
+            "repeat 40 create name=m# image=spin",
+            "repeat 40 destroy m#",
+            "cpupool-create name=after sched=credit cpus=1",
+            "cpupool-destroy after",
+            "cpupool-delete after",
+            "server-fault Pool-0 crash",
+            "info",
+            "poweroff",
+        ]
+        .map(String::from),
+    );
+    let leaks: Vec<&str> = leaks.iter().map(String::as_str).collect();
+    all.push(
+        Scenario::qemu("leaks_icount", 2, "pool0_cpus=1 noauto pace_hz=10000")
+            .icount()
+            .timeout(Duration::from_secs(600))
+            .exec(&leaks)
+            .expect("repeat: 1500 rounds done")
+            .expect("repeat: 15 rounds done")
+            .expect("repeat: 40 rounds done")
+            .expect("repeat: 40 rounds done")
+            .expect("pool Pool-0: scheduler server replaced in")
+            .expect("tarn: exit status 0")
+            .steady("kernel objects  : ")
+            .steady("root resources  : ")
+            .forbid("error"),
+    );
+    // A pool whose server cannot start (domains hold all the memory) is
+    // taken back whole: an error says why, no pool is left, its CPU is free
+    // and its name too; once memory is back the same pool starts.
+    all.push(
+        Scenario::qemu(
+            "pool_create_rollback_icount",
+            2,
+            "pool0_cpus=1 noauto pace_hz=10000",
+        )
+        .icount()
+        .exec(&[
+            "info",
+            "repeat 100 create name=f# image=spin",
+            "cpupool-create name=late sched=credit cpus=1",
+            "cpupool-list -c",
+            "cpupool-create name=late sched=credit cpus=1",
+            "info",
+            "repeat 100 destroy f#",
+            "cpupool-create name=late sched=credit cpus=1",
+            "cpupool-list -c",
+            "cpupool-destroy late",
+            "cpupool-delete late",
+            "info",
+            "poweroff",
+        ])
+        .expect("free cpus       : 1")
+        .expect("cannot build it: OutOfMemory")
+        .expect("error: late: cannot")
+        .expect("OutOfMemory; nothing changed")
+        .expect("tarn> cpupool-list -c")
+        .expect("Pool-0             0")
+        .expect("tarn> cpupool-create name=late")
+        .expect("error: late: cannot")
+        .expect("free cpus       : 1")
+        .expect("error: f")
+        .expect("tarn> cpupool-create name=late")
+        .expect("late               1")
+        .expect("tarn: exit status 0")
+        .forbid("already exists")
+        .forbid("scheduler server replaced")
+        .forbid_failures(),
+    );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
     all.push(
         Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto pace_hz=10000")
