@@ -59,5 +59,7 @@
 extern crate alloc;
 
 pub mod archive;
+pub mod command;
 pub mod config;
 pub mod pools;
+pub mod tenant;

@@ -540,7 +540,7 @@ impl Pools {
                     why = Some(reason);
                     break;
                 }
-                crate::console::say_line(&format!("pool {}: {reason}", self.pool_name(p)));
+                crate::console::say_line(&format!("error: pool {}: {reason}", self.pool_name(p)));
                 self.replace_server(res, p, &reason);
             }
         }
@@ -569,7 +569,7 @@ impl Pools {
     pub fn apply(&mut self, res: &mut Resources, actions: Vec<Action>) {
         for action in actions {
             if let Err((pool, why)) = self.apply_one(res, action) {
-                crate::console::say_line(&format!("pool {}: {why}", self.pool_name(pool)));
+                crate::console::say_line(&format!("error: pool {}: {why}", self.pool_name(pool)));
                 self.replace_server(res, pool, &why);
             }
         }
@@ -997,7 +997,7 @@ impl Pools {
                 self.clock.now_us() - started
             )),
             Err(why) => crate::console::say_line(&format!(
-                "pool {}: cannot replace the scheduler server: {why}",
+                "error: pool {}: cannot replace the scheduler server: {why}",
                 self.pool_name(pool)
             )),
         }
@@ -1498,19 +1498,16 @@ impl Pools {
         Ok(())
     }
 
-    /// The sub-pools carved from `parent`.
-    pub fn carved_from(&self, parent: PoolId) -> impl Iterator<Item = PoolId> + '_ {
-        self.carved
-            .iter()
-            .filter(move |(_, p)| **p == parent)
-            .map(|(sub, _)| *sub)
+    /// The sub-pools carved so far: sub-pool → the pool it came from.
+    pub fn carved(&self) -> &BTreeMap<PoolId, PoolId> {
+        &self.carved
     }
 
-    /// A tenant's `cpupool-create`: a sub-pool from CPUs of its pool
-    /// `parent` (a list or range of them, or a count: its highest ones; the
-    /// parent keeps at least one).
-    /// The CPUs leave the parent by the usual negotiation, then the pool is
-    /// created with them. Returns its name.
+    /// A tenant's `cpupool-create`, as `tarn_pool_manager::tenant`
+    /// allowed it: a sub-pool with exactly `spec`'s CPU list, taken from
+    /// the tenant's pool `parent`. The CPUs leave the parent by the usual
+    /// negotiation, then the pool is created with them (if it cannot start,
+    /// they go back). Returns its name.
     pub fn carve(
         &mut self,
         res: &mut Resources,
@@ -1519,33 +1516,13 @@ impl Pools {
     ) -> Result<String, String> {
         use tarn_pool_manager::pools::CpuRequest;
         let name = spec.name.clone();
-        let owned = self
-            .manager
-            .pool(parent)
-            .map(|p| p.cpus.clone())
-            .unwrap_or_default();
-        // A list or range names the CPUs; a count takes the highest ones.
-        let wanted: BTreeSet<u32> = match &spec.cpus {
-            CpuRequest::List(list) => list.clone(),
-            CpuRequest::Count(n) => owned.iter().rev().take(*n as usize).copied().collect(),
+        let CpuRequest::List(wanted) = &spec.cpus else {
+            return Err(format!("{name}: a sub-pool names its CPUs"));
         };
-        let spec = tarn_pool_manager::pools::PoolSpec {
-            cpus: CpuRequest::List(wanted.clone()),
-            ..spec
-        };
-        let wanted = &wanted;
-        if let Some(cpu) = wanted.iter().find(|c| !owned.contains(c)) {
-            return Err(format!("{name}: CPU {cpu} is not in your pool"));
-        }
-        if wanted.len() >= owned.len() {
-            return Err(format!("{name}: your pool must keep at least one CPU"));
-        }
-        if self.manager.pool_id(&name).is_ok() {
-            return Err(format!("{name}: a pool named {name} already exists"));
-        }
+        let wanted = wanted.clone();
         // Check the spec itself before any CPU moves (nothing changes on error).
         let mut probe = self.manager.clone();
-        for &cpu in wanted {
+        for &cpu in &wanted {
             probe
                 .cpu_remove(parent, cpu)
                 .map_err(|e| format!("{name}: {e}"))?;
@@ -1553,7 +1530,7 @@ impl Pools {
         probe
             .create(spec.clone())
             .map_err(|e| format!("{name}: {e}"))?;
-        for &cpu in wanted {
+        for &cpu in &wanted {
             self.operate(res, &name, |m| m.cpu_remove(parent, cpu))?;
         }
         match self.activate(res, &name, true, |m| {
@@ -1586,6 +1563,7 @@ impl Pools {
         self.operate(res, &name, |m| m.deactivate(sub))?;
         let _ = self.manager.delete(sub);
         self.carved.remove(&sub);
+        release_if_empty(&mut self.carved);
         self.operate(res, &name, |m| m.cpu_add(parent, &cpus).map(|r| r.actions))
     }
 
