@@ -466,6 +466,7 @@ impl Console {
         count: u64,
         commands: &[String],
     ) -> Result<(), String> {
+        let started_us = self.clock.now_us();
         for round in 1..=count {
             for command in commands {
                 let command = command.replace('#', &format!("{round}"));
@@ -483,7 +484,8 @@ impl Console {
                 }
             }
         }
-        say!("repeat: {count} rounds done");
+        let took_ms = (self.clock.now_us() - started_us) / 1000;
+        say!("repeat: {count} rounds done in {took_ms} ms");
         Ok(())
     }
 

@@ -100,6 +100,12 @@ pub const VM_GUESTS: &[&str] = &[
 /// Memory a VM domain's VMM gets (log2 bytes): guest RAM, its nested page
 /// tables, the Vcpu.
 const VMM_MEMORY_BITS: u64 = 20;
+/// Page-table memory of a native domain (log2 bytes): its image, stack,
+/// IPC buffer and start page take a dozen tables; zeroing and tearing down
+/// the runtime's default 1 MiB was a sixth of a domain's creation.
+const NATIVE_VSPACE_BITS: u64 = 16;
+/// Main-thread stack of a native domain (pages).
+const NATIVE_STACK_PAGES: u64 = 16;
 /// Memory a native domain gets for objects of its own (log2 bytes).
 const DOMAIN_MEMORY_BITS: u64 = 16;
 /// The memory a domain is built in (log2 bytes): its process (image, stack,
@@ -1180,6 +1186,18 @@ impl Pools {
                     untyped: &untyped,
                     cmdline: &cmdline,
                     suspended: true,
+                    // A native image maps a few regions; a VM's VMM keeps the
+                    // runtime's defaults (it maps its guest's memory too).
+                    vspace_bits: if vm {
+                        ProcessConfig::default().vspace_bits
+                    } else {
+                        NATIVE_VSPACE_BITS
+                    },
+                    stack_pages: if vm {
+                        ProcessConfig::default().stack_pages
+                    } else {
+                        NATIVE_STACK_PAGES
+                    },
                     ..ProcessConfig::default()
                 };
                 tarn_rt::spawn_process(res, &config)
