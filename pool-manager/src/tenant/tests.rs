@@ -1,6 +1,11 @@
 //! The tenant rule, table-driven: every command of the console's table,
 //! with hostile argument combinations, sent as a tenant of pool `lic`; each
 //! must be refused or touch nothing outside `lic` and its sub-pool `sub`.
+//!
+//! A new command cannot slip past: a table entry the parser does not know
+//! fails `command::tests`, and a new `Command` variant does not compile
+//! until both `authorize` and this test's own account of what each command
+//! touches ([`effects`], an exhaustive match) say what it may do.
 
 use super::*;
 use crate::command::{self, ServerFault, ALIASES, COMMANDS, NOT_BUILT};
@@ -8,9 +13,9 @@ use crate::pools::{DomainParams, DomainSpec, Sched, POOL0};
 use alloc::string::ToString;
 use alloc::vec;
 
-/// Six CPUs: Pool-0 {0,1}, lic {2,3,4} (the tenant's), sub {5} carved from
-/// lic, other {} defined; domains a (lic), s (sub), x (Pool-0), o (other
-/// pool `far` {…}), Domain-0.
+/// Eight CPUs: Pool-0 {0,1}, lic {2,3,4} (the tenant's), sub {5} carved
+/// from lic, far {6,7}, idle (defined, no CPUs); domains a (lic), s (sub),
+/// x (Pool-0), o (far) and Domain-0.
 struct World {
     manager: PoolManager,
     carved: BTreeMap<PoolId, PoolId>,
