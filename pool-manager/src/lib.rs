@@ -7,6 +7,9 @@
 //! against the kernel (`Cpu` / `Scheduler` capabilities) and the scheduler
 //! servers. [`config`] parses xlcpupool.cfg and xl.cfg text (files or the
 //! inline `key=value` console form) into the specs these operations take.
+//! [`command`] holds the console's command table, its input rules and the
+//! parser from a command line to a typed command; [`tenant`] the one rule
+//! deciding what a tenant holding a pool capability may run.
 //!
 //! # Rules (`XEN-SEMANTICS.md`)
 //!
@@ -59,5 +62,7 @@
 extern crate alloc;
 
 pub mod archive;
+pub mod command;
 pub mod config;
 pub mod pools;
+pub mod tenant;

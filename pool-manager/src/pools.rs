@@ -668,6 +668,32 @@ impl PoolManager {
         Ok(actions)
     }
 
+    /// Undoes an activation whose scheduler could not be started: the pool
+    /// is defined again and its CPUs are free (the runtime has revoked
+    /// them). Only a pool without domains or loans, never Pool-0; the
+    /// runtime stops whatever of the scheduler it had started.
+    pub fn abort_activation(&mut self, id: PoolId) -> Result<(), PoolError> {
+        let pool = self.pool_ref(id)?;
+        if id == POOL0 {
+            return Err(PoolError::Pool0Protected);
+        }
+        if pool.state != PoolState::Active {
+            return Err(PoolError::PoolNotActive);
+        }
+        let count = self.domain_count(id);
+        if count > 0 {
+            return Err(PoolError::PoolHasDomains(count));
+        }
+        if let Some(cpu) = self.loan_of(id) {
+            return Err(PoolError::CpuOnLoan(cpu));
+        }
+        if let Some(pool) = self.pools.get_mut(&id) {
+            pool.cpus.clear();
+            pool.state = PoolState::Defined;
+        }
+        Ok(())
+    }
+
     /// `cpupool-delete`: forget a deactivated pool. Never Pool-0.
     pub fn delete(&mut self, id: PoolId) -> Result<(), PoolError> {
         let pool = self.pool_ref(id)?;

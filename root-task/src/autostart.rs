@@ -53,7 +53,7 @@ pub fn load(info: &BootInfo) {
             files = entries;
         }
         Some(Err(error)) => {
-            println!("root: initrd: {error}; using the built-in configs");
+            println!("error: root: initrd: {error}; using the built-in configs");
         }
         None => {}
     }
@@ -138,17 +138,14 @@ pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str) {
         let spec = match config::parse_pool_config(&text) {
             Ok(spec) => spec,
             Err(error) => {
-                println!("auto: {path}: {error}");
+                println!("error: auto: {path}: {error}");
                 continue;
             }
         };
         let name = spec.name.clone();
-        match pools.manager.create(spec) {
-            Ok((_, actions)) => {
-                pools.apply(res, actions);
-                println!("auto: cpupool {name} from {path}");
-            }
-            Err(error) => println!("auto: {path}: {name}: {error}"),
+        match pools.activate(res, &name, true, |m| m.create(spec).map(|(_, a)| a)) {
+            Ok(_) => println!("auto: cpupool {name} from {path}"),
+            Err(error) => println!("error: auto: {path}: {error}"),
         }
     }
     for (path, text) in files_in("domains/auto") {
@@ -157,7 +154,7 @@ pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str) {
             .and_then(|c| console::create_from_config(res, pools, &c).map(|()| c.name));
         match result {
             Ok(name) => println!("auto: domain {name} from {path}"),
-            Err(error) => println!("auto: {path}: {error}"),
+            Err(error) => println!("error: auto: {path}: {error}"),
         }
     }
 }

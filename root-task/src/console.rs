@@ -1,27 +1,35 @@
 //! The serial console: a command line on COM1, with xl's command names. The
 //! root task owns the UART's input (receive interrupts on IRQ 4, delivered
 //! to a notification); the kernel keeps writing its own lines to the same
-//! UART. Input is echoed, backspace edits, and each line is one command.
-//! Unknown commands and malformed arguments get a clear error and change
-//! nothing.
+//! UART. Input is echoed, backspace edits, and each line is one command,
+//! under the input rules of `tarn_pool_manager::command` (a line past 256
+//! characters or with a byte outside printable ASCII is refused whole).
+//! Every line is parsed into a typed command before anything runs; unknown
+//! commands and malformed arguments get a clear error (every failure line
+//! starts with `error:`) and change nothing.
 //!
 //! The same commands arrive two other ways, with their output captured
 //! instead of printed: over the control channel on COM2 (frames of
 //! `tarn_ipc_schema::control`, from the host's `tarnctl`), and from tenants
 //! holding a delegated pool's capability (only commands that stay inside
-//! that pool, see [`tenant_scope`]). While a command waits (`sleep`, `top`),
-//! tenants are still answered and loans still end on time.
+//! that pool, decided by `tarn_pool_manager::tenant::authorize` on the
+//! typed command, which is then what runs). While a command waits
+//! (`sleep`, `top`), tenants are still answered and loans still end on time.
 
 use crate::pools::{Clock, DomainStat, Pools};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use tarn_pool_manager::command::{
+    self, Command, DomainSource, Edit, LineEditor, PoolSource, ServerFault, COMMANDS, NOT_BUILT,
+};
 use tarn_pool_manager::config::{self, DomainType};
 use tarn_pool_manager::pools::{
     self as rules, DomainParams, PoolId, PoolManager, Sched, SedfParams,
 };
+use tarn_pool_manager::tenant::{self, TenantOp};
 use tarn_rt::abi::boot::BootInfo;
-use tarn_rt::abi::control::{self, ControlReply, ControlRequest};
+use tarn_rt::abi::control::{self, ControlReply, ControlRequest, FrameReader, Received};
 use tarn_rt::abi::sched_protocol::Misbehaviour;
 use tarn_rt::abi::{CPtr, ObjectType};
 use tarn_rt::layout::slot;
@@ -39,8 +47,11 @@ macro_rules! say {
     };
 }
 
-/// One line of command output (see [`say!`]).
+/// One line of command output (see [`say!`]). Characters outside printable
+/// ASCII (from a config file, say) are shown escaped, never sent raw.
 pub fn say_line(text: &str) {
+    let escaped = format!("{}", control::Escaped(text));
+    let text = escaped.as_str();
     let mut capture = CAPTURE.lock();
     match capture.as_mut() {
         Some(buffer) => {
@@ -67,93 +78,6 @@ const COM1_IRQ: u64 = 4;
 const COM2_IRQ: u64 = 3;
 /// The prompt (no newline: input follows it on the same line).
 pub const PROMPT: &str = "tarn> ";
-/// Longest command line kept.
-const MAX_LINE: usize = 256;
-
-/// Commands the console knows, with one line of help each.
-const COMMANDS: &[(&str, &str)] = &[
-    ("help", "list the commands"),
-    (
-        "info",
-        "CPUs, memory, boot modules, free CPUs, kernel objects",
-    ),
-    (
-        "list [-l] [--pool=P]",
-        "domains: name, id, vCPUs, state, CPU time, pool (-l: JSON)",
-    ),
-    (
-        "create KEY=VALUE... | FILE.cfg",
-        "start a domain (xl.cfg keys: name pool image|kernel type vcpus cpu_weight cpu_cap period slice extra)",
-    ),
-    ("destroy D", "stop a domain and forget it"),
-    ("pause D / unpause D", "stop / restart a domain's vCPUs"),
-    (
-        "cpupool-create KEY=VALUE... | FILE.cfg",
-        "define and activate a pool (name sched cpus other_config)",
-    ),
-    ("cpupool-new KEY=VALUE...", "define a pool (also pool-new)"),
-    ("cpupool-start P", "activate a defined pool"),
-    (
-        "cpupool-destroy P",
-        "deactivate a pool without domains (CPUs become free)",
-    ),
-    ("cpupool-delete P", "forget a deactivated pool"),
-    ("cpupool-rename P NAME", "rename a pool"),
-    (
-        "cpupool-cpu-add P CPUS",
-        "add free CPUs (a list, a range or a count)",
-    ),
-    (
-        "cpupool-cpu-remove P CPUS",
-        "take CPUs back (negotiated with the pool's server)",
-    ),
-    (
-        "cpupool-migrate D P",
-        "move a running domain to another pool",
-    ),
-    (
-        "cpupool-cpu-loan CPU P MS",
-        "lend CPU to pool P for MS ms; it returns by itself",
-    ),
-    ("cpupool-cpu-loan-end CPU", "end a loan now"),
-    (
-        "cpupool-delegate P D",
-        "give domain D (a tenant) a capability to manage pool P",
-    ),
-    ("cpupool-undelegate P D", "revoke that capability"),
-    ("cpupool-sched P credit|sedf", "change a live pool's policy"),
-    (
-        "cpupool-list [-c] [-l] [P...]",
-        "pools: name, CPUs, scheduler, active, domains (-c: CPU lists, -l: JSON)",
-    ),
-    (
-        "sched-credit [-d D [-w W] [-c CAP]] [-s -p P [-t MS] [-r US]]",
-        "credit parameters of a domain or a pool",
-    ),
-    (
-        "sched-sedf [-d D -p MS -s MS [-e 0|1]]",
-        "sedf reservation of a domain",
-    ),
-    (
-        "sched-group -d D (-m MASTER | -n)",
-        "credit scheduling groups",
-    ),
-    ("vcpu-list [D]", "vCPUs: domain, CPU, state, time in its pools, the thread's whole run time"),
-    (
-        "top [--json] [-d MS]",
-        "CPU share of each domain over MS (default 1000)",
-    ),
-    (
-        "server-fault P crash|hang|ignore-remove",
-        "fault injection: make a pool's scheduler server misbehave",
-    ),
-    ("sleep MS", "wait MS milliseconds"),
-    ("poweroff", "power the machine off (exit status 0)"),
-];
-
-/// Commands that belong to the console but are not built yet.
-const NOT_BUILT: &[&str] = &["vcpu-pin"];
-
 /// A 16550 UART at `base`.
 struct Uart {
     ports: CPtr,
@@ -281,32 +205,21 @@ impl Input {
 
 /// The control channel on COM2 (`tarn_ipc_schema::control`): frames of
 /// COBS-encoded requests, each a console command line; the output goes back
-/// in frames.
+/// in frames, escaped.
 struct ControlPort {
     uart: Uart,
-    frame: Vec<u8>,
-    /// The frame being read grew past `MAX_FRAME`: skip to its end.
-    overlong: bool,
+    reader: FrameReader,
 }
 
 impl ControlPort {
-    /// Reads what COM2 has; returns each complete frame.
-    fn receive(&mut self) -> Option<Vec<u8>> {
+    /// Reads what COM2 has; returns the next complete frame (`None` inside:
+    /// an overlong one, dropped).
+    fn receive(&mut self) -> Option<Option<Vec<u8>>> {
         while let Some(byte) = self.uart.receive() {
-            if byte == 0 {
-                let mut frame = core::mem::take(&mut self.frame);
-                frame.push(0);
-                if core::mem::take(&mut self.overlong) {
-                    frame.clear();
-                }
-                return Some(frame);
-            }
-            if self.frame.len() >= control::MAX_FRAME {
-                self.overlong = true;
-                self.frame.clear();
-            }
-            if !self.overlong {
-                self.frame.push(byte);
+            match self.reader.push(byte) {
+                Some(Received::Frame(frame)) => return Some(Some(frame.to_vec())),
+                Some(Received::Overlong) => return Some(None),
+                None => {}
             }
         }
         None
@@ -322,11 +235,12 @@ impl ControlPort {
     /// Answers one frame: runs its command with the output captured.
     fn serve(
         &self,
-        mut frame: Vec<u8>,
+        frame: Option<Vec<u8>>,
         console: &mut Console,
         resources: &mut Resources,
         pools: Option<&mut Pools>,
     ) {
+        let mut frame = frame.unwrap_or_default();
         let Some(ControlRequest::Run { id, line }) = control::decode::<ControlRequest>(&mut frame)
         else {
             self.send(&ControlReply::Output {
@@ -339,12 +253,13 @@ impl ControlPort {
         let line = String::from(line);
         *CAPTURE.lock() = Some(String::new());
         let mut pools = pools;
-        console.execute(resources, pools.as_deref_mut(), line.trim());
+        console.execute(resources, pools.as_deref_mut(), &line);
         if let Some(p) = pools {
             p.service(resources);
         }
         let output = CAPTURE.lock().take().unwrap_or_default();
         let ok = !output.lines().any(|l| l.starts_with("error:"));
+        let output = format!("{}", control::Escaped(&output));
         let mut rest = output.as_str();
         while !rest.is_empty() {
             let mut cut = rest.len().min(control::MAX_OUTPUT_PIECE);
@@ -368,8 +283,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
     let uart = Uart::com1();
     let mut control_port = ControlPort {
         uart: Uart::com2(),
-        frame: Vec::new(),
-        overlong: false,
+        reader: FrameReader::new(),
     };
     let input = Input::setup(
         resources,
@@ -381,7 +295,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         match Pools::start(info, resources, manager, input.notification(), clock) {
             Ok(pools) => Some(pools),
             Err(error) => {
-                println!("root: cannot start the pool manager: {error:?}");
+                println!("error: root: cannot start the pool manager: {error:?}");
                 None
             }
         }
@@ -409,7 +323,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
             }
         }
     }
-    let mut line = String::new();
+    let mut editor = LineEditor::new();
     uart.write(PROMPT);
     loop {
         if let Some(p) = pools.as_mut() {
@@ -422,22 +336,21 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
             console.serve_tenants(resources, p);
         }
         while let Some(byte) = uart.receive() {
-            match byte {
-                b'\r' | b'\n' => {
+            match editor.feed(byte) {
+                Edit::Line(line) => {
                     uart.write("\r\n");
-                    let command = core::mem::take(&mut line);
-                    console.execute(resources, pools.as_mut(), command.trim());
+                    match line {
+                        Ok(line) => console.execute(resources, pools.as_mut(), &line),
+                        Err(why) => say!("error: {why}"),
+                    }
                     if let Some(p) = pools.as_mut() {
                         p.service(resources);
                     }
                     uart.write(PROMPT);
                 }
-                0x08 | 0x7F if line.pop().is_some() => uart.write("\x08 \x08"),
-                byte if (0x20..0x7F).contains(&byte) && line.len() < MAX_LINE => {
-                    line.push(char::from(byte));
-                    uart.write_byte(byte);
-                }
-                _ => {}
+                Edit::Echo(byte) => uart.write_byte(byte),
+                Edit::Erase => uart.write("\x08 \x08"),
+                Edit::Nothing => {}
             }
         }
         // Wake for the next loan's end too.
@@ -456,24 +369,6 @@ pub struct Console {
     sleeper: CPtr,
     clock: Clock,
     input: Input,
-}
-
-/// The value after `flag` in `args` (`-d D`).
-fn flag<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| *a == name)
-        .and_then(|i| args.get(i + 1))
-        .copied()
-}
-
-fn number<T: core::str::FromStr>(text: Option<&str>, what: &str) -> Result<Option<T>, String> {
-    match text {
-        None => Ok(None),
-        Some(t) => t
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("{what}: '{t}' is not a number")),
-    }
 }
 
 /// JSON string (names are validated, but escape anyway).
@@ -510,70 +405,96 @@ fn ns_to_s(ns: u64) -> String {
 }
 
 impl Console {
-    /// Runs one command line.
+    /// Runs one command line (from the console, the control channel, the
+    /// boot's autorun or a `repeat`): the input rules, the parse, then the
+    /// typed command. A failure prints one `error:` line.
     pub fn execute(&mut self, res: &mut Resources, pools: Option<&mut Pools>, line: &str) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let Some((&command, args)) = words.split_first() else {
-            return;
-        };
-        let result = match (command, pools) {
-            ("help", _) => {
-                for (name, what) in COMMANDS {
-                    say!("  {name:<28} {what}");
-                }
-                say!("  (not built yet: {})", NOT_BUILT.join(" "));
-                Ok(())
-            }
-            ("info", pools) => {
-                self.info_command(pools.as_deref());
-                Ok(())
-            }
-            ("sleep", pools) => match args {
-                [ms] => match ms.parse::<u64>() {
-                    Ok(ms) => {
-                        self.pause(res, pools, ms);
-                        Ok(())
-                    }
-                    Err(_) => Err(format!("sleep: '{ms}' is not a number of milliseconds")),
-                },
-                _ => Err(String::from("usage: sleep MS")),
-            },
-            ("poweroff", _) => {
-                if args.is_empty() {
-                    let _ = invoke::machine_power_off(slot::MACHINE, 0);
-                    Err(String::from("poweroff failed"))
-                } else {
-                    Err(String::from("usage: poweroff"))
-                }
-            }
-            (other, _) if NOT_BUILT.contains(&other) => Err(format!("'{other}': not built yet")),
-            (other, _)
-                if !COMMANDS
-                    .iter()
-                    .any(|(n, _)| n.split(' ').next() == Some(other))
-                    && !matches!(other, "pool-new" | "unpause") =>
-            {
-                Err(format!("unknown command '{other}' (try help)"))
-            }
-            (other, None) => Err(format!("{other}: no pools on this machine")),
-            (_, Some(pools)) => self.pool_command(res, pools, command, args, line),
+        let parsed = command::check_line(line).and_then(|line| command::parse(&line));
+        let result = match parsed {
+            Ok(Some(command)) => self.run(res, pools, command),
+            Ok(None) => Ok(()),
+            Err(why) => Err(why),
         };
         if let Err(why) = result {
             say!("error: {why}");
         }
     }
 
+    /// Runs one parsed command.
+    fn run(
+        &mut self,
+        res: &mut Resources,
+        pools: Option<&mut Pools>,
+        command: Command,
+    ) -> Result<(), String> {
+        match (command, pools) {
+            (Command::Help, _) => {
+                for (usage, what) in COMMANDS {
+                    say!("  {usage:<28} {what}");
+                }
+                say!("  (not built yet: {})", NOT_BUILT.join(" "));
+                Ok(())
+            }
+            (Command::Info, pools) => {
+                self.info_command(res, pools.as_deref());
+                Ok(())
+            }
+            (Command::Sleep(ms), pools) => {
+                self.pause(res, pools, ms);
+                Ok(())
+            }
+            (Command::Repeat { count, commands }, pools) => {
+                self.repeat(res, pools, count, &commands)
+            }
+            (Command::Poweroff, _) => {
+                let _ = invoke::machine_power_off(slot::MACHINE, 0);
+                Err(String::from("poweroff failed"))
+            }
+            (_, None) => Err(String::from("no pools on this machine")),
+            (command, Some(pools)) => self.pool_command(res, pools, command),
+        }
+    }
+
+    /// `repeat N CMD | CMD...`: runs the commands (each exactly as if typed)
+    /// N times in order, every `#` replaced by the round number, their
+    /// output kept back; stops at the first command that fails and shows
+    /// its output.
+    fn repeat(
+        &mut self,
+        res: &mut Resources,
+        mut pools: Option<&mut Pools>,
+        count: u64,
+        commands: &[String],
+    ) -> Result<(), String> {
+        let started_us = self.clock.now_us();
+        for round in 1..=count {
+            for command in commands {
+                let command = command.replace('#', &format!("{round}"));
+                let outer = CAPTURE.lock().replace(String::new());
+                self.execute(res, pools.as_deref_mut(), &command);
+                if let Some(p) = pools.as_deref_mut() {
+                    p.service(res);
+                }
+                let output = core::mem::replace(&mut *CAPTURE.lock(), outer).unwrap_or_default();
+                if output.lines().any(|l| l.starts_with("error:")) {
+                    for l in output.lines() {
+                        say!("{l}");
+                    }
+                    return Err(format!("repeat: round {round}: '{command}' failed"));
+                }
+            }
+        }
+        let took_ms = (self.clock.now_us() - started_us) / 1000;
+        say!("repeat: {count} rounds done in {took_ms} ms");
+        Ok(())
+    }
+
     fn pool_command(
         &mut self,
         res: &mut Resources,
         pools: &mut Pools,
-        command: &str,
-        args: &[&str],
-        line: &str,
+        command: Command,
     ) -> Result<(), String> {
-        let rest = line
-            .split_once(char::is_whitespace)
-            .map_or("", |(_, rest)| rest.trim());
         let domain = |pools: &Pools, name: &str| {
             pools
                 .manager
@@ -586,65 +507,61 @@ impl Console {
                 .pool_id(name)
                 .map_err(|e| format!("{name}: {e}"))
         };
-        match (command, args) {
-            ("list", _) => list_command(pools, args),
-            ("create", []) => Err(String::from("usage: create KEY=VALUE...")),
-            ("create", _) => create_domain(res, pools, rest),
-            ("destroy", [d]) => {
-                let id = domain(pools, d)?;
+        match command {
+            Command::List { long, pool } => list_command(pools, long, pool.as_deref()),
+            Command::Create(source) => create_domain(res, pools, source),
+            Command::Destroy(d) => {
+                let id = domain(pools, &d)?;
                 pools.destroy(res, id).map_err(|e| format!("{d}: {e}"))
             }
-            ("pause", [d]) | ("unpause", [d]) => {
-                let id = domain(pools, d)?;
-                pools.set_paused(id, command == "pause")
+            Command::Pause(d) => {
+                let id = domain(pools, &d)?;
+                pools.set_paused(id, true)
             }
-            ("cpupool-create", _) | ("cpupool-new", _) | ("pool-new", _) => {
-                let spec = match args {
-                    [file] if file.ends_with(".cfg") => {
-                        let text = crate::autostart::config_file(true, file)
-                            .ok_or_else(|| format!("no pool config file {file} (see info)"))?;
-                        config::parse_pool_config(&text).map_err(|e| format!("{file}: {e}"))?
-                    }
-                    _ => config::parse_pool_inline(rest).map_err(inline_error)?,
-                };
+            Command::Unpause(d) => {
+                let id = domain(pools, &d)?;
+                pools.set_paused(id, false)
+            }
+            Command::PoolCreate(source) => {
+                let spec = pool_spec(source)?;
                 let name = spec.name.clone();
-                if command == "cpupool-create" {
-                    pools.operate(res, &name, |m| m.create(spec).map(|(_, actions)| actions))?;
-                } else {
-                    pools
-                        .manager
-                        .define(spec)
-                        .map_err(|e| format!("{name}: {e}"))?;
-                }
+                pools.activate(res, &name, true, |m| {
+                    m.create(spec).map(|(_, actions)| actions)
+                })?;
                 Ok(())
             }
-            ("cpupool-start", [p]) => {
-                let id = pool(pools, p)?;
-                pools.operate(res, p, |m| m.activate(id))?;
-                Ok(())
-            }
-            ("cpupool-destroy", [p]) => {
-                let id = pool(pools, p)?;
-                pools.operate(res, p, |m| m.deactivate(id))?;
-                Ok(())
-            }
-            ("cpupool-delete", [p]) => {
-                let id = pool(pools, p)?;
-                pools.manager.delete(id).map_err(|e| format!("{p}: {e}"))
-            }
-            ("cpupool-rename", [p, name]) => {
-                let id = pool(pools, p)?;
+            Command::PoolNew(source) => {
+                let spec = pool_spec(source)?;
+                let name = spec.name.clone();
                 pools
                     .manager
-                    .rename(id, name)
+                    .define(spec)
+                    .map_err(|e| format!("{name}: {e}"))?;
+                Ok(())
+            }
+            Command::PoolStart(p) => {
+                let id = pool(pools, &p)?;
+                pools.activate(res, &p, false, |m| m.activate(id))?;
+                Ok(())
+            }
+            Command::PoolDestroy(p) => {
+                let id = pool(pools, &p)?;
+                pools.operate(res, &p, |m| m.deactivate(id))
+            }
+            Command::PoolDelete(p) => {
+                let id = pool(pools, &p)?;
+                pools.manager.delete(id).map_err(|e| format!("{p}: {e}"))
+            }
+            Command::PoolRename { pool: p, name } => {
+                let id = pool(pools, &p)?;
+                pools
+                    .manager
+                    .rename(id, &name)
                     .map_err(|e| format!("{p}: {e}"))
             }
-            ("cpupool-cpu-add", [p, cpus]) => {
-                let id = pool(pools, p)?;
-                let list: Vec<u32> = config::parse_cpu_list(cpus)
-                    .ok_or_else(|| format!("'{cpus}' is not a CPU list or range"))?
-                    .into_iter()
-                    .collect();
+            Command::CpuAdd { pool: p, cpus } => {
+                let id = pool(pools, &p)?;
+                let list: Vec<u32> = cpus.into_iter().collect();
                 let report = pools
                     .manager
                     .cpu_add(id, &list)
@@ -657,14 +574,20 @@ impl Console {
                 pools.apply(res, report.actions);
                 Ok(())
             }
-            ("cpupool-cpu-loan", [cpu, p, ms]) => {
-                let cpu: u32 = cpu
-                    .parse()
-                    .map_err(|_| format!("'{cpu}' is not a CPU number"))?;
-                let id = pool(pools, p)?;
-                let ms: u64 = ms
-                    .parse()
-                    .map_err(|_| format!("'{ms}' is not a number of milliseconds"))?;
+            Command::CpuRemove { pool: p, cpus } => {
+                let id = pool(pools, &p)?;
+                for cpu in cpus {
+                    pools.operate(res, &p, |m| m.cpu_remove(id, cpu))?;
+                }
+                Ok(())
+            }
+            Command::Migrate { domain: d, pool: p } => {
+                let did = domain(pools, &d)?;
+                let pid = pool(pools, &p)?;
+                pools.operate(res, &d, |m| m.migrate(did, pid))
+            }
+            Command::Loan { cpu, pool: p, ms } => {
+                let id = pool(pools, &p)?;
                 let now_ms = self.clock.now_us() / 1000;
                 let from = pools.manager.cpu_owner(cpu);
                 pools.operate(res, &format!("CPU {cpu}"), |m| m.lend(cpu, id, now_ms, ms))?;
@@ -674,113 +597,119 @@ impl Console {
                 say!("loan: CPU {cpu} lent by {from} to {p} for {ms} ms");
                 Ok(())
             }
-            ("cpupool-delegate", [p, d]) | ("cpupool-undelegate", [p, d]) => {
-                let pid = pool(pools, p)?;
-                let did = domain(pools, d)?;
-                if command == "cpupool-delegate" {
-                    pools
-                        .delegate(res, pid, did)
-                        .map_err(|e| format!("{d}: {e}"))?;
-                    say!("{d} now manages {p}");
-                } else {
-                    pools
-                        .undelegate(pid, did)
-                        .map_err(|e| format!("{d}: {e}"))?;
-                    say!("{d} no longer manages {p}");
-                }
-                Ok(())
-            }
-            ("cpupool-cpu-loan-end", [cpu]) => {
-                let cpu: u32 = cpu
-                    .parse()
-                    .map_err(|_| format!("'{cpu}' is not a CPU number"))?;
+            Command::LoanEnd { cpu } => {
                 pools.operate(res, &format!("CPU {cpu}"), |m| m.end_loan(cpu))?;
                 say!("loan: CPU {cpu} returned");
                 Ok(())
             }
-            ("cpupool-cpu-remove", [p, cpus]) => {
-                let id = pool(pools, p)?;
-                let list = config::parse_cpu_list(cpus)
-                    .ok_or_else(|| format!("'{cpus}' is not a CPU list or range"))?;
-                for cpu in list {
-                    pools.operate(res, p, |m| m.cpu_remove(id, cpu))?;
+            Command::Delegate { pool: p, domain: d } => {
+                let pid = pool(pools, &p)?;
+                let did = domain(pools, &d)?;
+                pools
+                    .delegate(res, pid, did)
+                    .map_err(|e| format!("{d}: {e}"))?;
+                say!("{d} now manages {p}");
+                Ok(())
+            }
+            Command::Undelegate { pool: p, domain: d } => {
+                let pid = pool(pools, &p)?;
+                let did = domain(pools, &d)?;
+                pools
+                    .undelegate(res, pid, did)
+                    .map_err(|e| format!("{d}: {e}"))?;
+                say!("{d} no longer manages {p}");
+                Ok(())
+            }
+            Command::PoolSched { pool: p, sched } => {
+                let id = pool(pools, &p)?;
+                pools.operate(res, &p, |m| m.set_scheduler(id, sched))
+            }
+            Command::PoolList {
+                cpus,
+                long,
+                pools: names,
+            } => cpupool_list(pools, cpus, long, &names),
+            Command::CreditTable => {
+                credit_table(pools);
+                Ok(())
+            }
+            Command::CreditDomain {
+                domain: d,
+                weight,
+                cap_pct,
+            } => {
+                let id = domain(pools, &d)?;
+                let mut params = pools
+                    .manager
+                    .domain(id)
+                    .map(|x| x.params)
+                    .unwrap_or_default();
+                if let Some(w) = weight {
+                    params.weight = w;
                 }
+                if let Some(c) = cap_pct {
+                    params.cap_pct = c;
+                }
+                pools
+                    .set_params(id, params)
+                    .map_err(|e| format!("{d}: {e}"))
+            }
+            Command::CreditPool {
+                pool: p,
+                timeslice_ms,
+                ratelimit_us,
+            } => {
+                let id = pool(pools, &p)?;
+                pools.set_credit_pool(id, timeslice_ms.unwrap_or(30), ratelimit_us.unwrap_or(1000))
+            }
+            Command::SedfTable => {
+                sedf_table(pools);
                 Ok(())
             }
-            ("cpupool-migrate", [d, p]) => {
-                let did = domain(pools, d)?;
-                let pid = pool(pools, p)?;
-                pools.operate(res, d, |m| m.migrate(did, pid))?;
-                Ok(())
+            Command::SedfDomain {
+                domain: d,
+                period_ms,
+                slice_ms,
+                extra,
+            } => {
+                let id = domain(pools, &d)?;
+                let mut params = pools
+                    .manager
+                    .domain(id)
+                    .map(|x| x.params)
+                    .unwrap_or_default();
+                params.sedf = Some(SedfParams {
+                    period_ms,
+                    slice_ms,
+                    extra,
+                });
+                pools
+                    .set_params(id, params)
+                    .map_err(|e| format!("{d}: {e}"))
             }
-            ("cpupool-sched", [p, sched]) => {
-                let id = pool(pools, p)?;
-                let sched = Sched::from_name(sched)
-                    .ok_or_else(|| format!("unknown scheduler '{sched}' (credit or sedf)"))?;
-                pools.operate(res, p, |m| m.set_scheduler(id, sched))?;
-                Ok(())
-            }
-            ("cpupool-list", _) => cpupool_list(pools, args),
-            ("sched-credit", _) => sched_credit(pools, args),
-            ("sched-sedf", _) => sched_sedf(pools, args),
-            ("sched-group", _) => {
-                let d = flag(args, "-d").ok_or("usage: sched-group -d D (-m MASTER | -n)")?;
-                let id = domain(pools, d)?;
-                let master = match (flag(args, "-m"), args.contains(&"-n")) {
-                    (Some(m), false) => Some(domain(pools, m)?),
-                    (None, true) => None,
-                    _ => return Err(String::from("usage: sched-group -d D (-m MASTER | -n)")),
+            Command::Group { domain: d, master } => {
+                let id = domain(pools, &d)?;
+                let master = match master {
+                    Some(m) => Some(domain(pools, &m)?),
+                    None => None,
                 };
                 pools.set_group(id, master)
             }
-            ("vcpu-list", _) => {
-                let only = match args {
-                    [] => None,
-                    [d] => Some(domain(pools, d)?),
-                    _ => return Err(String::from("usage: vcpu-list [D]")),
+            Command::VcpuList(only) => {
+                let only = match only {
+                    Some(d) => Some(domain(pools, &d)?),
+                    None => None,
                 };
-                say!(
-                    "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  Pool",
-                    "Name",
-                    "ID",
-                    "VCPU",
-                    "CPU",
-                    "State",
-                    "Time(s)",
-                    "Thread(s)"
-                );
-                for s in pools
-                    .stats()
-                    .iter()
-                    .filter(|s| only.is_none_or(|d| d == s.id))
-                {
-                    let cpu = s.cpu.map_or_else(|| String::from("-"), |c| c.to_string());
-                    say!(
-                        "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  {}",
-                        s.name,
-                        s.id.0,
-                        0,
-                        cpu,
-                        s.state,
-                        ns_to_s(s.cpu_ns),
-                        ns_to_s(s.thread_ns),
-                        s.pool
-                    );
-                }
+                vcpu_list(pools, only);
                 Ok(())
             }
-            ("top", _) => self.top(res, pools, args),
-            ("server-fault", [p, how]) => {
-                let id = pool(pools, p)?;
-                let how = match *how {
-                    "crash" => Misbehaviour::Crash,
-                    "hang" => Misbehaviour::Hang,
-                    "ignore-remove" => Misbehaviour::IgnoreRemoveCpu,
-                    other => {
-                        return Err(format!(
-                            "unknown fault '{other}' (crash, hang, ignore-remove)"
-                        ))
-                    }
+            Command::Top { json, ms } => self.top(res, pools, json, ms),
+            Command::ServerFault { pool: p, fault } => {
+                let id = pool(pools, &p)?;
+                let how = match fault {
+                    ServerFault::Crash => Misbehaviour::Crash,
+                    ServerFault::Hang => Misbehaviour::Hang,
+                    ServerFault::IgnoreRemove => Misbehaviour::IgnoreRemoveCpu,
                 };
                 pools.misbehave(id, how)?;
                 // A crash shows up as a fault message: give the watcher a moment.
@@ -788,21 +717,23 @@ impl Console {
                 pools.service(res);
                 Ok(())
             }
-            (command, _) => Err(format!("usage: {}", usage(command))),
+            // Handled by `run` without the pools.
+            Command::Help
+            | Command::Info
+            | Command::Sleep(_)
+            | Command::Repeat { .. }
+            | Command::Poweroff => Ok(()),
         }
     }
 
-    /// `top [--json] [-d MS]`: each domain's share of one CPU over MS.
-    fn top(&mut self, res: &mut Resources, pools: &mut Pools, args: &[&str]) -> Result<(), String> {
-        let json = args.contains(&"--json");
-        let ms: u64 = number(flag(args, "-d"), "-d")?.unwrap_or(1000);
-        if ms == 0
-            || args
-                .iter()
-                .any(|a| a.starts_with('-') && !matches!(*a, "--json" | "-d"))
-        {
-            return Err(String::from("usage: top [--json] [-d MS]"));
-        }
+    /// `top [--json] [-d MS]`: each domain's share of one CPU over `ms`.
+    fn top(
+        &mut self,
+        res: &mut Resources,
+        pools: &mut Pools,
+        json: bool,
+        ms: u64,
+    ) -> Result<(), String> {
         let split = || {
             invoke::machine_times(slot::MACHINE)
                 .map(|t| [t.idle_ns, t.system_ns, t.dispatched_ns])
@@ -893,7 +824,7 @@ impl Console {
         Ok(())
     }
 
-    fn info_command(&self, pools: Option<&Pools>) {
+    fn info_command(&self, res: &Resources, pools: Option<&Pools>) {
         let info = self.info;
         let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
         let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
@@ -922,123 +853,13 @@ impl Console {
                 if i.consistent { "hold" } else { "BROKEN" }
             );
         }
-    }
-}
-
-/// What a tenant's request becomes once checked against its scope.
-enum TenantOp {
-    /// Run this console command line (rewritten to stay inside the scope).
-    Run(String),
-    /// Carve a sub-pool from the delegated pool's CPUs.
-    Carve(rules::PoolSpec),
-    /// Give a sub-pool's CPUs back to the delegated pool and forget it.
-    Uncarve(PoolId),
-}
-
-/// What a tenant holding a capability to pool `pool` may do: work on the
-/// domains of that pool and of the sub-pools it carved from it, list them,
-/// tune them, carve sub-pools from the pool's CPUs and give them back.
-fn tenant_scope(pools: &Pools, pool: PoolId, line: &str) -> Result<TenantOp, String> {
-    let active = |id: PoolId| {
-        pools
-            .manager
-            .pool(id)
-            .filter(|p| p.state == rules::PoolState::Active)
-    };
-    let name = active(pool)
-        .map(|p| p.spec.name.clone())
-        .ok_or_else(|| String::from("the delegated cpupool is not active"))?;
-    let scope: Vec<PoolId> = core::iter::once(pool)
-        .chain(pools.carved_from(pool))
-        .collect();
-    let names: Vec<String> = scope
-        .iter()
-        .filter_map(|&id| active(id).map(|p| p.spec.name.clone()))
-        .collect();
-    let refused = || {
-        let subs = if names.len() > 1 {
-            format!(" and its sub-pools {}", names[1..].join(" "))
-        } else {
-            String::new()
-        };
-        format!("not allowed: this capability manages cpupool {name}{subs} only")
-    };
-    let in_scope = |pool_name: &str| names.iter().any(|n| n == pool_name);
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let mine = |domain: &str| {
-        pools
-            .manager
-            .domain_id(domain)
-            .ok()
-            .and_then(|id| pools.manager.domain(id))
-            .is_some_and(|d| scope.contains(&d.pool))
-    };
-    let all_mine = |list: &[Option<&str>]| list.iter().flatten().all(|d| mine(d));
-    let rest = |command: &str| {
-        line.trim_start()
-            .strip_prefix(command)
-            .unwrap_or("")
-            .to_string()
-    };
-    match words.split_first() {
-        Some((&"help", [])) => Ok(TenantOp::Run(String::from("help"))),
-        Some((&"list", args)) if args.iter().all(|a| *a == "-l") => Ok(TenantOp::Run(format!(
-            "list --pool={name} {}",
-            args.join(" ")
-        ))),
-        Some((&"list", [flag_pool])) if flag_pool.strip_prefix("--pool=").is_some_and(in_scope) => {
-            Ok(TenantOp::Run(String::from(line)))
-        }
-        Some((&"cpupool-list", args)) if args.iter().all(|a| matches!(*a, "-c" | "-l")) => {
-            Ok(TenantOp::Run(format!(
-                "cpupool-list {} {}",
-                args.join(" "),
-                names.join(" ")
-            )))
-        }
-        Some((&"cpupool-list", [p])) if in_scope(p) => Ok(TenantOp::Run(String::from(line))),
-        Some((&"create", _)) => {
-            let config = config::parse_domain_inline(&rest("create")).map_err(inline_error)?;
-            if config.pool.as_deref().is_some_and(in_scope) {
-                Ok(TenantOp::Run(String::from(line)))
-            } else {
-                Err(refused())
-            }
-        }
-        Some((&("destroy" | "pause" | "unpause" | "vcpu-list"), [d])) if mine(d) => {
-            Ok(TenantOp::Run(String::from(line)))
-        }
-        Some((&"cpupool-migrate", [d, p])) if mine(d) && in_scope(p) => {
-            Ok(TenantOp::Run(String::from(line)))
-        }
-        Some((&("sched-credit" | "sched-sedf"), args))
-            if flag(args, "-d").is_some() && all_mine(&[flag(args, "-d")]) =>
-        {
-            Ok(TenantOp::Run(String::from(line)))
-        }
-        Some((&"sched-credit", args))
-            if args.contains(&"-s") && flag(args, "-p").is_some_and(in_scope) =>
-        {
-            Ok(TenantOp::Run(String::from(line)))
-        }
-        Some((&"sched-group", args))
-            if flag(args, "-d").is_some() && all_mine(&[flag(args, "-d"), flag(args, "-m")]) =>
-        {
-            Ok(TenantOp::Run(String::from(line)))
-        }
-        Some((&"cpupool-create", _)) => {
-            let spec = config::parse_pool_inline(&rest("cpupool-create")).map_err(inline_error)?;
-            Ok(TenantOp::Carve(spec))
-        }
-        Some((&"cpupool-destroy", [p])) => {
-            let id = pools.manager.pool_id(p).map_err(|e| format!("{p}: {e}"))?;
-            if pools.carved_from(pool).any(|c| c == id) {
-                Ok(TenantOp::Uncarve(id))
-            } else {
-                Err(refused())
-            }
-        }
-        _ => Err(refused()),
+        let cells = pools.map_or(0, Pools::free_cell_bytes);
+        say!(
+            "root resources  : {} free slots, {} heap bytes, {} free untyped bytes",
+            res.slots.remaining(),
+            tarn_rt::heap_used_bytes(),
+            res.untyped.free_bytes() + cells
+        );
     }
 }
 
@@ -1046,7 +867,7 @@ impl Console {
     /// Waits `ms` milliseconds while the pools stay served: loans end on
     /// time and tenants' requests are answered.
     fn pause(&mut self, res: &mut Resources, mut pools: Option<&mut Pools>, ms: u64) {
-        let until = self.clock.now_us() + ms.saturating_mul(1000);
+        let until = self.clock.now_us().saturating_add(ms.saturating_mul(1000));
         loop {
             if let Some(p) = pools.as_deref_mut() {
                 p.service(res);
@@ -1056,7 +877,7 @@ impl Console {
             if now >= until {
                 break;
             }
-            let mut nap = (until - now) * 1000;
+            let mut nap = (until - now).saturating_mul(1000);
             if let Some(p) = pools.as_deref() {
                 nap = nap.min(p.next_loan_end_ns().unwrap_or(u64::MAX));
             }
@@ -1072,8 +893,9 @@ impl Console {
         }
     }
 
-    /// Runs a tenant's command (see [`tenant_scope`]) with its output
-    /// captured (inside whatever capture runs now); returns (ok, output).
+    /// Runs a tenant's command line, if [`tenant::authorize`] allows the
+    /// parsed command, with its output captured (inside whatever capture
+    /// runs now); returns (ok, output).
     fn run_for_tenant(
         &mut self,
         res: &mut Resources,
@@ -1082,8 +904,16 @@ impl Console {
         line: &str,
     ) -> (bool, String) {
         let outer = CAPTURE.lock().replace(String::new());
-        match tenant_scope(pools, pool, line) {
-            Ok(TenantOp::Run(allowed)) => self.execute(res, Some(&mut *pools), allowed.trim()),
+        let decided = command::check_line(line)
+            .and_then(|line| command::parse(&line))
+            .and_then(|command| command.ok_or_else(|| String::from("empty command")))
+            .and_then(|command| tenant::authorize(&pools.manager, pools.carved(), pool, command));
+        match decided {
+            Ok(TenantOp::Run(command)) => {
+                if let Err(why) = self.run(res, Some(&mut *pools), command) {
+                    say!("error: {why}");
+                }
+            }
             Ok(TenantOp::Carve(spec)) => match pools.carve(res, pool, spec) {
                 Ok(name) => say!("cpupool {name} carved"),
                 Err(why) => say!("error: {why}"),
@@ -1100,12 +930,6 @@ impl Console {
     }
 }
 
-/// A config error in a one-line command: the key and what is wrong (the
-/// parser's setting position adds nothing on one line).
-fn inline_error(error: config::ConfigError) -> String {
-    format!("{}", config::ConfigError { line: 0, ..error })
-}
-
 /// Writes one line of any length straight to the UART: a JSON document stays
 /// one line (the kernel's `DebugWrite` takes at most 512 bytes per call and
 /// ends each call with a line break).
@@ -1120,21 +944,31 @@ fn emit_line(text: &str) {
     uart.write("\r\n");
 }
 
-fn usage(command: &str) -> &'static str {
-    COMMANDS
-        .iter()
-        .find(|(n, _)| n.split(' ').next() == Some(command))
-        .map_or("see help", |(n, _)| n)
+/// The spec of `cpupool-create` / `cpupool-new`: given, or read from a
+/// config file of the boot image.
+fn pool_spec(source: PoolSource) -> Result<rules::PoolSpec, String> {
+    match source {
+        PoolSource::Inline(spec) => Ok(spec),
+        PoolSource::File(file) => {
+            let text = crate::autostart::config_file(true, &file)
+                .ok_or_else(|| format!("no pool config file {file} (see info)"))?;
+            config::parse_pool_config(&text).map_err(|e| format!("{file}: {e}"))
+        }
+    }
 }
 
-fn create_domain(res: &mut Resources, pools: &mut Pools, text: &str) -> Result<(), String> {
-    let config = if text.ends_with(".cfg") && !text.contains('=') {
-        let file = text.trim();
-        let body = crate::autostart::config_file(false, file)
-            .ok_or_else(|| format!("no domain config file {file} (see info)"))?;
-        config::parse_domain_config(&body).map_err(|e| format!("{file}: {e}"))?
-    } else {
-        config::parse_domain_inline(text).map_err(inline_error)?
+fn create_domain(
+    res: &mut Resources,
+    pools: &mut Pools,
+    source: DomainSource,
+) -> Result<(), String> {
+    let config = match source {
+        DomainSource::Inline(config) => config,
+        DomainSource::File(file) => {
+            let body = crate::autostart::config_file(false, &file)
+                .ok_or_else(|| format!("no domain config file {file} (see info)"))?;
+            config::parse_domain_config(&body).map_err(|e| format!("{file}: {e}"))?
+        }
     };
     create_from_config(res, pools, &config)
 }
@@ -1167,25 +1001,16 @@ pub fn create_from_config(
     Ok(())
 }
 
-fn list_command(pools: &Pools, args: &[&str]) -> Result<(), String> {
-    let mut long = false;
-    let mut only: Option<PoolId> = None;
-    for arg in args {
-        match *arg {
-            "-l" => long = true,
-            other => match other.strip_prefix("--pool=") {
-                Some(name) => {
-                    only = Some(
-                        pools
-                            .manager
-                            .pool_id(name)
-                            .map_err(|e| format!("{name}: {e}"))?,
-                    )
-                }
-                None => return Err(String::from("usage: list [-l] [--pool=P]")),
-            },
-        }
-    }
+fn list_command(pools: &Pools, long: bool, only: Option<&str>) -> Result<(), String> {
+    let only = match only {
+        Some(name) => Some(
+            pools
+                .manager
+                .pool_id(name)
+                .map_err(|e| format!("{name}: {e}"))?,
+        ),
+        None => None,
+    };
     let stats: Vec<DomainStat> = pools
         .stats()
         .into_iter()
@@ -1234,22 +1059,15 @@ fn list_command(pools: &Pools, args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-fn cpupool_list(pools: &Pools, args: &[&str]) -> Result<(), String> {
-    let mut cpus = false;
-    let mut long = false;
+fn cpupool_list(pools: &Pools, cpus: bool, long: bool, names: &[String]) -> Result<(), String> {
     let mut only = Vec::new();
-    for arg in args {
-        match *arg {
-            "-c" => cpus = true,
-            "-l" => long = true,
-            name if !name.starts_with('-') => only.push(
-                pools
-                    .manager
-                    .pool_id(name)
-                    .map_err(|e| format!("{name}: {e}"))?,
-            ),
-            _ => return Err(String::from("usage: cpupool-list [-c] [-l] [P...]")),
-        }
+    for name in names {
+        only.push(
+            pools
+                .manager
+                .pool_id(name)
+                .map_err(|e| format!("{name}: {e}"))?,
+        );
     }
     let rows: Vec<_> = pools
         .manager
@@ -1300,123 +1118,88 @@ fn cpupool_list(pools: &Pools, args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-fn sched_credit(pools: &mut Pools, args: &[&str]) -> Result<(), String> {
-    if args.contains(&"-s") {
-        let name = flag(args, "-p").ok_or("usage: sched-credit -s -p P [-t MS] [-r US]")?;
-        let id = pools
+/// `sched-credit` alone: every credit domain's weight and cap.
+fn credit_table(pools: &Pools) {
+    say!(
+        "{:<20} {:>3} {:>6} {:>4}  Pool",
+        "Name",
+        "ID",
+        "Weight",
+        "Cap"
+    );
+    for s in pools.stats() {
+        if pools
             .manager
-            .pool_id(name)
-            .map_err(|e| format!("{name}: {e}"))?;
-        let t: Option<u32> = number(flag(args, "-t"), "-t")?;
-        let r: Option<u32> = number(flag(args, "-r"), "-r")?;
-        if t.is_none() && r.is_none() {
-            return Err(String::from("sched-credit -s: give -t MS and/or -r US"));
+            .domain(s.id)
+            .and_then(|d| pools.manager.pool(d.pool))
+            .map(|p| p.spec.sched)
+            == Some(Sched::Credit)
+        {
+            say!(
+                "{:<20} {:>3} {:>6} {:>4}  {}",
+                s.name,
+                s.id.0,
+                s.params.weight,
+                s.params.cap_pct,
+                s.pool
+            );
         }
-        return pools.set_credit_pool(id, t.unwrap_or(30), r.unwrap_or(1000));
     }
-    let Some(d) = flag(args, "-d") else {
-        if !args.is_empty() {
-            return Err(format!("usage: {}", usage("sched-credit")));
-        }
-        say!(
-            "{:<20} {:>3} {:>6} {:>4}  Pool",
-            "Name",
-            "ID",
-            "Weight",
-            "Cap"
-        );
-        for s in pools.stats() {
-            if pools
-                .manager
-                .domain(s.id)
-                .and_then(|d| pools.manager.pool(d.pool))
-                .map(|p| p.spec.sched)
-                == Some(Sched::Credit)
-            {
-                say!(
-                    "{:<20} {:>3} {:>6} {:>4}  {}",
-                    s.name,
-                    s.id.0,
-                    s.params.weight,
-                    s.params.cap_pct,
-                    s.pool
-                );
-            }
-        }
-        return Ok(());
-    };
-    let id = pools
-        .manager
-        .domain_id(d)
-        .map_err(|e| format!("{d}: {e}"))?;
-    let mut params = pools
-        .manager
-        .domain(id)
-        .map(|x| x.params)
-        .unwrap_or_default();
-    if let Some(w) = number(flag(args, "-w"), "-w")? {
-        params.weight = w;
-    }
-    if let Some(c) = number(flag(args, "-c"), "-c")? {
-        params.cap_pct = c;
-    }
-    pools
-        .set_params(id, params)
-        .map_err(|e| format!("{d}: {e}"))
 }
 
-fn sched_sedf(pools: &mut Pools, args: &[&str]) -> Result<(), String> {
-    let Some(d) = flag(args, "-d") else {
-        if !args.is_empty() {
-            return Err(format!("usage: {}", usage("sched-sedf")));
+/// `sched-sedf` alone: every SEDF reservation.
+fn sedf_table(pools: &Pools) {
+    say!(
+        "{:<20} {:>3} {:>10} {:>9} {:>5}  Pool",
+        "Name",
+        "ID",
+        "Period(ms)",
+        "Slice(ms)",
+        "Extra"
+    );
+    for s in pools.stats() {
+        if let Some(sedf) = s.params.sedf {
+            say!(
+                "{:<20} {:>3} {:>10} {:>9} {:>5}  {}",
+                s.name,
+                s.id.0,
+                sedf.period_ms,
+                sedf.slice_ms,
+                u8::from(sedf.extra),
+                s.pool
+            );
         }
-        say!(
-            "{:<20} {:>3} {:>10} {:>9} {:>5}  Pool",
-            "Name",
-            "ID",
-            "Period(ms)",
-            "Slice(ms)",
-            "Extra"
-        );
-        for s in pools.stats() {
-            if let Some(sedf) = s.params.sedf {
-                say!(
-                    "{:<20} {:>3} {:>10} {:>9} {:>5}  {}",
-                    s.name,
-                    s.id.0,
-                    sedf.period_ms,
-                    sedf.slice_ms,
-                    u8::from(sedf.extra),
-                    s.pool
-                );
-            }
-        }
-        return Ok(());
-    };
-    let id = pools
-        .manager
-        .domain_id(d)
-        .map_err(|e| format!("{d}: {e}"))?;
-    let period: Option<u32> = number(flag(args, "-p"), "-p")?;
-    let slice: Option<u32> = number(flag(args, "-s"), "-s")?;
-    let extra: Option<u8> = number(flag(args, "-e"), "-e")?;
-    let (Some(period_ms), Some(slice_ms)) = (period, slice) else {
-        return Err(String::from("usage: sched-sedf -d D -p MS -s MS [-e 0|1]"));
-    };
-    if extra.is_some_and(|e| e > 1) {
-        return Err(String::from("-e must be 0 or 1"));
     }
-    let mut params = pools
-        .manager
-        .domain(id)
-        .map(|x| x.params)
-        .unwrap_or_default();
-    params.sedf = Some(SedfParams {
-        period_ms,
-        slice_ms,
-        extra: extra == Some(1),
-    });
-    pools
-        .set_params(id, params)
-        .map_err(|e| format!("{d}: {e}"))
+}
+
+/// `vcpu-list [D]`.
+fn vcpu_list(pools: &Pools, only: Option<rules::DomainId>) {
+    say!(
+        "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  Pool",
+        "Name",
+        "ID",
+        "VCPU",
+        "CPU",
+        "State",
+        "Time(s)",
+        "Thread(s)"
+    );
+    for s in pools
+        .stats()
+        .iter()
+        .filter(|s| only.is_none_or(|d| d == s.id))
+    {
+        let cpu = s.cpu.map_or_else(|| String::from("-"), |c| c.to_string());
+        say!(
+            "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  {}",
+            s.name,
+            s.id.0,
+            0,
+            cpu,
+            s.state,
+            ns_to_s(s.cpu_ns),
+            ns_to_s(s.thread_ns),
+            s.pool
+        );
+    }
 }

@@ -279,7 +279,7 @@ fn pool0(info: &BootInfo, words: &[&str]) -> Option<PoolManager> {
     match PoolManager::new(info.cpu_count as u32, pool0_cpus) {
         Ok(pools) => Some(pools),
         Err(error) => {
-            println!("root: pool0_cpus: {error}; no pools");
+            println!("error: root: pool0_cpus: {error}; no pools");
             None
         }
     }

@@ -17,28 +17,39 @@
 //!   through the pool's `Scheduler`.
 //! - **Failure.** A server that faults, or does not answer a request within
 //!   [`REQUEST_DEADLINE_NS`] (5 s of kernel time: generous, because an
-//!   emulator with more vCPUs than host cores can stall a CPU for long), is replaced: the manager revokes the server's
-//!   `Scheduler` and `Cpu` copies, starts a new server on the *same*
+//!   emulator with more vCPUs than host cores can stall a CPU for long), is
+//!   replaced: the manager revokes the server's `Scheduler` and `Cpu`
+//!   copies, starts a new server on the *same*
 //!   `Scheduler`, hands it the pool's CPUs and re-adopts every domain (the
 //!   kernel keeps them adopted meanwhile). A live policy change
 //!   (`cpupool-sched`) is the same hand-over to a server of another policy.
 //!
 //! Requests to a server go through a courier thread, so the manager can
 //! give up waiting after the deadline while the courier stays blocked in
-//! the call (a server that never answers is replaced, and its courier goes
-//! with its cell).
+//! the call. Couriers are the manager's own threads, reused for every
+//! server; one left blocked by a hung server is released when that server's
+//! cell is emptied (the kernel ends the call), so their number stays at one
+//! plus the calls hanging at once.
 //!
-//! A domain is built in a cell of its own: an untyped region all its objects
-//! come from, and the manager's slots recorded; `destroy` revokes the region
-//! (every object and capability of the domain goes) and frees the slots, and
-//! the emptied cell serves the next domain.
+//! Everything that is built and later taken back is built in a cell: a
+//! block of the manager's cell memory (a buddy allocator over every byte
+//! the root task had not used when the manager started, `tarn_rt::buddy`)
+//! that all its objects come from, and the manager's slots it used,
+//! recorded. Emptying a cell revokes its block (every object and
+//! capability built in it goes), clears and frees the slots, and gives the
+//! block back, where it merges with its free buddy: freed memory serves
+//! any later need, whatever its size. A domain is a cell (4 MiB, 8 MiB for a
+//! VM), a scheduler server another (8 MiB: its process, memory and
+//! endpoint), a pool's `Scheduler` a third (4 KiB). So a pool created and
+//! deleted, a domain created and destroyed, or a server replaced leave the
+//! kernel's objects and capabilities, the root task's free slots, free
+//! memory and heap exactly as they were (the soak scenario checks it).
 //!
-//! Scheduler servers are built in cells too: a stopped or replaced server's
-//! cell is emptied (its process, memory, endpoint and the manager's courier
-//! thread for it all go; a courier stuck in a call to a hung server ends).
+//! An activation that cannot start its server is undone whole
+//! ([`Pools::activate`]): no pool stays active without a server.
 //!
-//! Not built yet: more than one vCPU per native domain, liveness probes while idle (a hung server is noticed
-//! at its next request).
+//! Not built yet: more than one vCPU per native domain, liveness probes
+//! while idle (a hung server is noticed at its next request).
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -58,7 +69,10 @@ use tarn_rt::abi::sched_protocol::{
 };
 use tarn_rt::abi::{fault, CPtr, Error, ObjectType, Rights};
 use tarn_rt::layout::slot;
-use tarn_rt::{invoke, syscall, CapGrant, ProcessConfig, Resources, ThreadOptions, UntypedGrant};
+use tarn_rt::{
+    invoke, syscall, BuddyAllocator, CapGrant, KernelUntyped, ProcessConfig, Resources,
+    ThreadOptions, UntypedGrant,
+};
 
 /// How long a server has to answer a request (virtual time).
 pub const REQUEST_DEADLINE_NS: u64 = 5_000_000_000;
@@ -86,6 +100,12 @@ pub const VM_GUESTS: &[&str] = &[
 /// Memory a VM domain's VMM gets (log2 bytes): guest RAM, its nested page
 /// tables, the Vcpu.
 const VMM_MEMORY_BITS: u64 = 20;
+/// Page-table memory of a native domain (log2 bytes): its image, stack,
+/// IPC buffer and start page take a dozen tables; zeroing and tearing down
+/// the runtime's default 1 MiB was a sixth of a domain's creation.
+const NATIVE_VSPACE_BITS: u64 = 16;
+/// Main-thread stack of a native domain (pages).
+const NATIVE_STACK_PAGES: u64 = 16;
 /// Memory a native domain gets for objects of its own (log2 bytes).
 const DOMAIN_MEMORY_BITS: u64 = 16;
 /// The memory a domain is built in (log2 bytes): its process (image, stack,
@@ -93,8 +113,13 @@ const DOMAIN_MEMORY_BITS: u64 = 16;
 const NATIVE_CELL_BITS: u64 = 22;
 const VM_CELL_BITS: u64 = 23;
 /// The memory a scheduler server is built in (log2 bytes): its process, the
-/// memory it is given, its endpoint and the manager's courier for it.
+/// memory it is given and its endpoint.
 const SERVER_CELL_BITS: u64 = 23;
+/// The memory a pool's `Scheduler` object is made in (the smallest block).
+const SCHEDULER_CELL_BITS: u64 = tarn_rt::buddy::MIN_BLOCK_BITS;
+/// Memory for the manager's own lasting objects, made after it starts
+/// (courier threads).
+const ROOT_MEMORY_BITS: u64 = 20;
 
 /// The kernel's clock (ns since boot, the time event rings carry), read
 /// through the Machine capability.
@@ -117,33 +142,49 @@ pub enum LinkError {
     Unresponsive,
     /// The call itself failed (e.g. the server's endpoint is gone).
     Kernel(Error),
+    /// The pool has no server.
+    NoServer,
+    /// Every courier waits for a server that never answered.
+    NoCourier,
     /// The answer was not a reply of the protocol.
     Garbled,
 }
 
+/// What the manager and one courier share: the request, where it goes,
+/// and the answer.
 struct Mail {
+    endpoint: CPtr,
     words: [u64; MAX_WORDS],
     count: usize,
     cap: CPtr,
     reply: Option<Result<SchedReply, LinkError>>,
 }
 
-/// The way to one server: a courier thread that makes the calls.
-struct Link {
+/// A courier thread: it makes one call to a server at a time for the
+/// manager, which waits for its answer with a deadline. Couriers are the
+/// manager's own threads, reused for every server: one whose call a hung
+/// server never answered is busy until that server's cell is emptied
+/// (the kernel then ends the call with `ObjectDeleted`), so there are at
+/// most as many as calls left hanging at once, plus one.
+struct Courier {
     mail: Arc<Mutex<Mail>>,
     go: CPtr,
     done: CPtr,
-    stuck: bool,
+    /// A call has not come back yet.
+    busy: bool,
+    /// Calls made (tells a server whether its stuck call is still this
+    /// courier's latest).
+    calls: u64,
 }
 
-fn courier(endpoint: CPtr, mail: Arc<Mutex<Mail>>, go: CPtr, done: CPtr) {
+fn courier(mail: Arc<Mutex<Mail>>, go: CPtr, done: CPtr) {
     loop {
         if syscall::wait(go, 0).is_err() {
             return;
         }
-        let (words, count, cap) = {
+        let (endpoint, words, count, cap) = {
             let m = mail.lock();
-            (m.words, m.count, m.cap)
+            (m.endpoint, m.words, m.count, m.cap)
         };
         let caps = [cap];
         let (info, registers) =
@@ -164,11 +205,12 @@ fn courier(endpoint: CPtr, mail: Arc<Mutex<Mail>>, go: CPtr, done: CPtr) {
     }
 }
 
-impl Link {
-    fn new(res: &mut Resources, endpoint: CPtr) -> Result<Link, Error> {
+impl Courier {
+    fn new(res: &mut Resources) -> Result<Courier, Error> {
         let go = res.create(ObjectType::Notification, 0)?;
         let done = res.create(ObjectType::Notification, 0)?;
         let mail = Arc::new(Mutex::new(Mail {
+            endpoint: 0,
             words: [0; MAX_WORDS],
             count: 0,
             cap: 0,
@@ -176,40 +218,44 @@ impl Link {
         }));
         let shared = mail.clone();
         tarn_rt::spawn_thread(res, ThreadOptions::default(), move || {
-            courier(endpoint, shared, go, done)
+            courier(shared, go, done)
         })?;
-        Ok(Link {
+        Ok(Courier {
             mail,
             go,
             done,
-            stuck: false,
+            busy: false,
+            calls: 0,
         })
     }
 
-    /// Sends `request` (with `cap` attached if non-zero) and waits up to
-    /// `deadline_ns` for the answer.
+    /// Whether a busy courier's call has come back (then it is idle again).
+    fn came_back(&mut self) -> bool {
+        if self.busy && syscall::poll(self.done).is_ok() {
+            self.busy = false;
+        }
+        !self.busy
+    }
+
+    /// Sends `request` to `endpoint` (with `cap` attached if non-zero) and
+    /// waits up to `deadline_ns` for the answer.
     fn call(
         &mut self,
+        endpoint: CPtr,
         request: &SchedRequest,
         cap: CPtr,
         deadline_ns: u64,
     ) -> Result<SchedReply, LinkError> {
-        if self.stuck {
-            // The late answer to the earlier request may have come since.
-            if syscall::poll(self.done).is_ok() {
-                self.stuck = false;
-            } else {
-                return Err(LinkError::Unresponsive);
-            }
-        }
         {
             let mut m = self.mail.lock();
             let mut words = [0u64; MAX_WORDS];
             m.count = sched_protocol::encode(request, &mut words).ok_or(LinkError::Garbled)?;
+            m.endpoint = endpoint;
             m.words = words;
             m.cap = cap;
             m.reply = None;
         }
+        self.calls += 1;
         let _ = syscall::signal(self.go);
         match syscall::wait(self.done, deadline_ns) {
             Ok(_) => self
@@ -219,7 +265,7 @@ impl Link {
                 .take()
                 .unwrap_or(Err(LinkError::Garbled)),
             Err(_) => {
-                self.stuck = true;
+                self.busy = true;
                 Err(LinkError::Timeout)
             }
         }
@@ -231,16 +277,22 @@ struct Server {
     policy: Sched,
     /// The main thread (the request loop).
     tcb: CPtr,
-    link: Link,
-    /// What it was built in: the process, its memory, its endpoint and the
-    /// manager's courier thread for it (so a hung call ends with it).
+    /// Its request endpoint (the manager's capability).
+    endpoint: CPtr,
+    /// A call it did not answer in time: (courier, that courier's call
+    /// count then). Until it comes back the server is not answering.
+    stuck: Option<(usize, u64)>,
+    /// What it was built in: the process, its memory and its endpoint
+    /// (emptying it ends a courier's call the server never answered).
     cell: Cell,
 }
 
 /// What the manager keeps per active pool.
 struct PoolRt {
-    /// The original `Scheduler` capability (servers get copies).
+    /// The original `Scheduler` capability (servers get copies), and the
+    /// cell it was made in.
     scheduler: CPtr,
+    scheduler_cell: Cell,
     server: Option<Server>,
 }
 
@@ -251,7 +303,6 @@ struct PoolRt {
 struct Cell {
     untyped: CPtr,
     phys: u64,
-    bits: u64,
     slots: Vec<CPtr>,
 }
 
@@ -311,8 +362,11 @@ pub struct Pools {
     delegations: BTreeMap<(PoolId, DomainId), CPtr>,
     /// Sub-pools a tenant carved from its delegated pool: sub → parent.
     carved: BTreeMap<PoolId, PoolId>,
-    /// Emptied domain cells, for the next domains: (untyped, phys, bits).
-    free_cells: Vec<(CPtr, u64, u64)>,
+    /// The memory cells are built in: every free byte the root task had
+    /// when the manager started, as buddy blocks (freed cells merge back).
+    memory: BuddyAllocator,
+    /// The threads that call servers.
+    couriers: Vec<Courier>,
     /// Virtual time.
     pub clock: Clock,
 }
@@ -353,6 +407,10 @@ fn reply_result(reply: Result<SchedReply, LinkError>) -> Result<SchedReply, Stri
         Err(LinkError::Unresponsive) => Err(String::from("the scheduler server is not answering")),
         Err(LinkError::Kernel(e)) => Err(format!("cannot reach the scheduler server: {e:?}")),
         Err(LinkError::Garbled) => Err(String::from("garbled answer from the scheduler server")),
+        Err(LinkError::NoServer) => Err(String::from("the pool has no scheduler server")),
+        Err(LinkError::NoCourier) => Err(String::from(
+            "no courier thread free to call the scheduler server",
+        )),
     }
 }
 
@@ -375,6 +433,12 @@ impl Pools {
         wake: CPtr,
         clock: Clock,
     ) -> Result<Pools, Error> {
+        // Every byte not used yet becomes cell memory; the manager's own
+        // lasting objects (threads, endpoints, couriers) get a block of it.
+        let mut memory = BuddyAllocator::new();
+        memory.take_unused(res)?;
+        let own = memory.alloc(&mut KernelUntyped(res), ROOT_MEMORY_BITS)?;
+        res.untyped.add(own.cptr, own.phys, own.bits);
         let fault_endpoint = res.create(ObjectType::Endpoint, 0)?;
         let faults = Arc::new(Mutex::new(Vec::new()));
         let shared = faults.clone();
@@ -401,7 +465,8 @@ impl Pools {
             tenant_done,
             delegations: BTreeMap::new(),
             carved: BTreeMap::new(),
-            free_cells: Vec::new(),
+            memory,
+            couriers: Vec::new(),
             clock,
         };
         let pool0 = tarn_pool_manager::pools::POOL0;
@@ -449,26 +514,87 @@ impl Pools {
         Ok(())
     }
 
+    /// Runs a pool activation (`cpupool-create`, `cpupool-start`, a
+    /// tenant's sub-pool): first the rules (`op`; a refusal changes
+    /// nothing), then the pool's `Scheduler`, its server and its CPUs. If
+    /// the pool ends up without a server (it cannot be started, or it failed
+    /// taking the CPUs and no replacement could start), the activation is
+    /// undone completely: the CPUs are revoked and free again, the cells
+    /// are emptied, the pool is defined again, and with `forget` (it was
+    /// created by this command) deleted, so its name is free. Returns the
+    /// pool, or the error line's text.
+    pub fn activate(
+        &mut self,
+        res: &mut Resources,
+        what: &str,
+        forget: bool,
+        op: impl FnOnce(&mut PoolManager) -> Result<Vec<Action>, PoolError>,
+    ) -> Result<PoolId, String> {
+        let actions = op(&mut self.manager).map_err(|e| format!("{what}: {e}"))?;
+        let pool = actions
+            .iter()
+            .find_map(|a| match a {
+                Action::StartScheduler { pool, .. } => Some(*pool),
+                _ => None,
+            })
+            .ok_or_else(|| format!("{what}: nothing to activate"))?;
+        let mut why = None;
+        for action in actions {
+            let starting = matches!(action, Action::StartScheduler { .. });
+            if let Err((p, reason)) = self.apply_one(res, action) {
+                if starting {
+                    why = Some(reason);
+                    break;
+                }
+                crate::console::say_line(&format!("error: pool {}: {reason}", self.pool_name(p)));
+                self.replace_server(res, p, &reason);
+            }
+        }
+        let served = self.pools.get(&pool).is_some_and(|p| p.server.is_some());
+        if served {
+            return Ok(pool);
+        }
+        let why = why.unwrap_or_else(|| String::from("no scheduler server could be started"));
+        let cpus: Vec<u32> = self
+            .manager
+            .pool(pool)
+            .map(|p| p.cpus.iter().copied().collect())
+            .unwrap_or_default();
+        for cpu in cpus {
+            let _ = invoke::cnode_revoke(slot::ROOT_CNODE, self.cpu_cap(cpu));
+        }
+        self.stop_scheduler(res, pool);
+        let _ = self.manager.abort_activation(pool);
+        if forget {
+            let _ = self.manager.delete(pool);
+        }
+        Err(format!("{what}: {why}; nothing changed"))
+    }
+
     /// Carries out `actions` in order. A server that fails one is replaced.
     pub fn apply(&mut self, res: &mut Resources, actions: Vec<Action>) {
         for action in actions {
             if let Err((pool, why)) = self.apply_one(res, action) {
-                crate::console::say_line(&format!("pool {}: {why}", self.pool_name(pool)));
+                crate::console::say_line(&format!("error: pool {}: {why}", self.pool_name(pool)));
                 self.replace_server(res, pool, &why);
             }
         }
     }
 
     fn apply_one(&mut self, res: &mut Resources, action: Action) -> Result<(), (PoolId, String)> {
+        self.spare_courier(res);
         match action {
             Action::StartScheduler { pool, sched } => {
-                let scheduler = res
-                    .create(ObjectType::Scheduler, 0)
+                let (scheduler, scheduler_cell) = self
+                    .build_in_cell(res, SCHEDULER_CELL_BITS, |res| {
+                        res.create(ObjectType::Scheduler, 0)
+                    })
                     .map_err(|e| (pool, format!("cannot create its Scheduler: {e:?}")))?;
                 self.pools.insert(
                     pool,
                     PoolRt {
                         scheduler,
+                        scheduler_cell,
                         server: None,
                     },
                 );
@@ -498,13 +624,7 @@ impl Pools {
                 })
             }
             Action::StopScheduler { pool } => {
-                if let Some(p) = self.pools.remove(&pool) {
-                    if let Some(server) = p.server {
-                        stop_server(&server, p.scheduler);
-                        self.empty_cell(res, server.cell);
-                    }
-                    let _ = invoke::cnode_delete(slot::ROOT_CNODE, p.scheduler);
-                }
+                self.stop_scheduler(res, pool);
                 Ok(())
             }
             Action::ChangeScheduler { pool, to, .. } => {
@@ -535,6 +655,54 @@ impl Pools {
         }
     }
 
+    /// Calls `pool`'s server through an idle courier, with the deadline.
+    fn call(
+        &mut self,
+        pool: PoolId,
+        request: &SchedRequest,
+        cap: CPtr,
+    ) -> Result<SchedReply, LinkError> {
+        let Some(server) = self.pools.get_mut(&pool).and_then(|p| p.server.as_mut()) else {
+            return Err(LinkError::NoServer);
+        };
+        if let Some((index, calls)) = server.stuck {
+            // The late answer to the earlier request may have come since.
+            let courier = &mut self.couriers[index];
+            if courier.calls == calls && !courier.came_back() {
+                return Err(LinkError::Unresponsive);
+            }
+            server.stuck = None;
+        }
+        let endpoint = server.endpoint;
+        let index = self
+            .couriers
+            .iter_mut()
+            .position(Courier::came_back)
+            .ok_or(LinkError::NoCourier)?;
+        let courier = &mut self.couriers[index];
+        let reply = courier.call(endpoint, request, cap, REQUEST_DEADLINE_NS);
+        if matches!(reply, Err(LinkError::Timeout)) {
+            if let Some(server) = self.pools.get_mut(&pool).and_then(|p| p.server.as_mut()) {
+                server.stuck = Some((index, self.couriers[index].calls));
+            }
+        }
+        reply
+    }
+
+    /// Makes sure an idle courier is there for the next call (a new one
+    /// only when every courier waits for a server that never answered).
+    fn spare_courier(&mut self, res: &mut Resources) {
+        if self.couriers.iter_mut().any(|c| c.came_back()) {
+            return;
+        }
+        match Courier::new(res) {
+            Ok(courier) => self.couriers.push(courier),
+            Err(error) => crate::console::say_line(&format!(
+                "error: pool manager: cannot start a courier thread: {error:?}"
+            )),
+        }
+    }
+
     /// One request to `pool`'s server, with the deadline.
     fn request(
         &mut self,
@@ -542,16 +710,18 @@ impl Pools {
         request: &SchedRequest,
         cap: CPtr,
     ) -> Result<SchedReply, String> {
-        let server = self
-            .pools
-            .get_mut(&pool)
-            .and_then(|p| p.server.as_mut())
-            .ok_or_else(|| String::from("the pool has no scheduler server"))?;
-        let reply = server.link.call(request, cap, REQUEST_DEADLINE_NS);
-        let failed = reply.is_err();
+        let reply = self.call(pool, request, cap);
+        // Not an answer at all: the server has failed (a pool without a
+        // server or a courier has nothing to replace).
+        let failed = matches!(
+            reply,
+            Err(LinkError::Timeout
+                | LinkError::Unresponsive
+                | LinkError::Kernel(_)
+                | LinkError::Garbled)
+        );
         let result = reply_result(reply);
         if let (true, Err(why)) = (failed, &result) {
-            // Not an answer at all: the server has failed.
             self.failing.entry(pool).or_insert_with(|| why.clone());
         }
         result
@@ -575,7 +745,7 @@ impl Pools {
         let fault_source = self.fault_endpoint;
         let cmdline = format!("policy={} scheduler={SERVER_SCHEDULER_SLOT}", policy.name());
         let elf = tarn_rt::module_bytes(module);
-        let ((tcb, link), cell) = self.build_in_cell(res, SERVER_CELL_BITS, |res| {
+        let ((tcb, endpoint), cell) = self.build_in_cell(res, SERVER_CELL_BITS, |res| {
             // The largest object first: the cell's watermark only grows, and
             // an aligned untyped placed after small objects would waste the
             // space below it.
@@ -628,33 +798,29 @@ impl Pools {
                 }
                 let _ = tarn_rt::sleep(sleeper, 1_000_000);
             }
-            Ok((process.tcb, Link::new(res, endpoint)?))
+            Ok((process.tcb, endpoint))
         })?;
         Ok(Server {
             policy,
             tcb,
-            link,
+            endpoint,
+            stuck: None,
             cell,
         })
     }
 
-    /// Builds something in a cell: an untyped region of its own (an emptied
-    /// one of that size when there is one) that every object `build`
-    /// creates comes from, and the manager's slots it used, recorded. On
-    /// error the cell is emptied again and nothing is left behind.
+    /// Builds something in a cell: a block of cell memory of its own that
+    /// every object `build` creates comes from, and the manager's slots it
+    /// used, recorded. On error the cell is emptied again and nothing is
+    /// left behind.
     fn build_in_cell<T>(
         &mut self,
         res: &mut Resources,
         bits: u64,
         build: impl FnOnce(&mut Resources) -> Result<T, Error>,
     ) -> Result<(T, Cell), Error> {
-        let (untyped, phys) = match self.free_cells.iter().position(|&(_, _, b)| b == bits) {
-            Some(i) => {
-                let (cptr, phys, _) = self.free_cells.swap_remove(i);
-                (cptr, phys)
-            }
-            None => res.create_untyped(bits)?,
-        };
+        let block = self.memory.alloc(&mut KernelUntyped(res), bits)?;
+        let (untyped, phys) = (block.cptr, block.phys);
         let slots_before = res.slots.clone();
         let mut memory = tarn_rt::UntypedAllocator::new();
         memory.add(untyped, phys, bits);
@@ -664,7 +830,6 @@ impl Pools {
         let cell = Cell {
             untyped,
             phys,
-            bits,
             slots: res.slots.handed_out_since(&slots_before),
         };
         match built {
@@ -822,6 +987,8 @@ impl Pools {
     /// Replaces `pool`'s server after a failure (same policy).
     fn replace_server(&mut self, res: &mut Resources, pool: PoolId, reason: &str) {
         self.failing.remove(&pool);
+        release_if_empty(&mut self.failing);
+        self.spare_courier(res);
         let Some(policy) = self.manager.pool(pool).map(|p| p.spec.sched) else {
             return;
         };
@@ -836,7 +1003,7 @@ impl Pools {
                 self.clock.now_us() - started
             )),
             Err(why) => crate::console::say_line(&format!(
-                "pool {}: cannot replace the scheduler server: {why}",
+                "error: pool {}: cannot replace the scheduler server: {why}",
                 self.pool_name(pool)
             )),
         }
@@ -894,6 +1061,7 @@ impl Pools {
     /// Handles what the fault watcher saw: a server that faulted is replaced,
     /// a domain that faulted is marked crashed.
     pub fn service(&mut self, res: &mut Resources) {
+        self.spare_courier(res);
         while let Some((pool, why)) = self.failing.pop_first() {
             self.replace_server(res, pool, &why);
         }
@@ -1018,6 +1186,18 @@ impl Pools {
                     untyped: &untyped,
                     cmdline: &cmdline,
                     suspended: true,
+                    // A native image maps a few regions; a VM's VMM keeps the
+                    // runtime's defaults (it maps its guest's memory too).
+                    vspace_bits: if vm {
+                        ProcessConfig::default().vspace_bits
+                    } else {
+                        NATIVE_VSPACE_BITS
+                    },
+                    stack_pages: if vm {
+                        ProcessConfig::default().stack_pages
+                    } else {
+                        NATIVE_STACK_PAGES
+                    },
                     ..ProcessConfig::default()
                 };
                 tarn_rt::spawn_process(res, &config)
@@ -1042,6 +1222,7 @@ impl Pools {
                 group: None,
             },
         );
+        self.spare_courier(res);
         if let Err(why) = self.adopt(pool, domain) {
             self.discard(res, domain, pool);
             return Err(why);
@@ -1059,7 +1240,24 @@ impl Pools {
             let _ = invoke::cnode_delete(slot::ROOT_CNODE, s);
             res.slots.free(s);
         }
-        self.free_cells.push((cell.untyped, cell.phys, cell.bits));
+        if let Err(error) = self.memory.free(&mut KernelUntyped(res), cell.untyped) {
+            crate::console::say_line(&format!(
+                "error: pool manager: cell at {:#x} not taken back: {error:?}",
+                cell.phys
+            ));
+        }
+    }
+
+    /// Stops `pool`'s server (if any) and forgets its `Scheduler`: the
+    /// server's cell and the `Scheduler`'s are emptied.
+    fn stop_scheduler(&mut self, res: &mut Resources, pool: PoolId) {
+        if let Some(p) = self.pools.remove(&pool) {
+            if let Some(server) = p.server {
+                stop_server(&server, p.scheduler);
+                self.empty_cell(res, server.cell);
+            }
+            self.empty_cell(res, p.scheduler_cell);
+        }
     }
 
     /// Stops and forgets a domain's process (after the manager let it go),
@@ -1068,6 +1266,7 @@ impl Pools {
         let Some(d) = self.domains.remove(&domain) else {
             return;
         };
+        release_if_empty(&mut self.domains);
         let held: Vec<(PoolId, DomainId)> = self
             .delegations
             .keys()
@@ -1075,7 +1274,7 @@ impl Pools {
             .copied()
             .collect();
         for (p, t) in held {
-            let _ = self.undelegate(p, t);
+            let _ = self.undelegate(res, p, t);
         }
         let _ = invoke::tcb_suspend(d.tcb);
         if let Some(p) = self.pools.get(&pool) {
@@ -1286,11 +1485,14 @@ impl Pools {
             Rights::WRITE,
             u64::from(pool.0) + 1,
         )
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| {
+            res.slots.free(source);
+            format!("{e:?}")
+        })?;
         if let Err(e) =
             invoke::cnode_copy(cnode, TENANT_POOL_SLOT, res.cnode, source, Rights::WRITE)
         {
-            let _ = invoke::cnode_delete(res.cnode, source);
+            let _ = res.delete(source);
             return Err(format!("cannot install the capability: {e:?}"));
         }
         self.delegations.insert((pool, tenant), source);
@@ -1298,29 +1500,32 @@ impl Pools {
     }
 
     /// `cpupool-undelegate`: revokes the tenant's capability to the pool.
-    pub fn undelegate(&mut self, pool: PoolId, tenant: DomainId) -> Result<(), String> {
+    pub fn undelegate(
+        &mut self,
+        res: &mut Resources,
+        pool: PoolId,
+        tenant: DomainId,
+    ) -> Result<(), String> {
         let source = self
             .delegations
             .remove(&(pool, tenant))
             .ok_or("no such delegation")?;
         let _ = invoke::cnode_revoke(slot::ROOT_CNODE, source);
         let _ = invoke::cnode_delete(slot::ROOT_CNODE, source);
+        res.slots.free(source);
         Ok(())
     }
 
-    /// The sub-pools carved from `parent`.
-    pub fn carved_from(&self, parent: PoolId) -> impl Iterator<Item = PoolId> + '_ {
-        self.carved
-            .iter()
-            .filter(move |(_, p)| **p == parent)
-            .map(|(sub, _)| *sub)
+    /// The sub-pools carved so far: sub-pool → the pool it came from.
+    pub fn carved(&self) -> &BTreeMap<PoolId, PoolId> {
+        &self.carved
     }
 
-    /// A tenant's `cpupool-create`: a sub-pool from CPUs of its pool
-    /// `parent` (a list or range of them, or a count: its highest ones; the
-    /// parent keeps at least one).
-    /// The CPUs leave the parent by the usual negotiation, then the pool is
-    /// created with them. Returns its name.
+    /// A tenant's `cpupool-create`, as `tarn_pool_manager::tenant`
+    /// allowed it: a sub-pool with exactly `spec`'s CPU list, taken from
+    /// the tenant's pool `parent`. The CPUs leave the parent by the usual
+    /// negotiation, then the pool is created with them (if it cannot start,
+    /// they go back). Returns its name.
     pub fn carve(
         &mut self,
         res: &mut Resources,
@@ -1329,33 +1534,13 @@ impl Pools {
     ) -> Result<String, String> {
         use tarn_pool_manager::pools::CpuRequest;
         let name = spec.name.clone();
-        let owned = self
-            .manager
-            .pool(parent)
-            .map(|p| p.cpus.clone())
-            .unwrap_or_default();
-        // A list or range names the CPUs; a count takes the highest ones.
-        let wanted: BTreeSet<u32> = match &spec.cpus {
-            CpuRequest::List(list) => list.clone(),
-            CpuRequest::Count(n) => owned.iter().rev().take(*n as usize).copied().collect(),
+        let CpuRequest::List(wanted) = &spec.cpus else {
+            return Err(format!("{name}: a sub-pool names its CPUs"));
         };
-        let spec = tarn_pool_manager::pools::PoolSpec {
-            cpus: CpuRequest::List(wanted.clone()),
-            ..spec
-        };
-        let wanted = &wanted;
-        if let Some(cpu) = wanted.iter().find(|c| !owned.contains(c)) {
-            return Err(format!("{name}: CPU {cpu} is not in your pool"));
-        }
-        if wanted.len() >= owned.len() {
-            return Err(format!("{name}: your pool must keep at least one CPU"));
-        }
-        if self.manager.pool_id(&name).is_ok() {
-            return Err(format!("{name}: a pool named {name} already exists"));
-        }
+        let wanted = wanted.clone();
         // Check the spec itself before any CPU moves (nothing changes on error).
         let mut probe = self.manager.clone();
-        for &cpu in wanted {
+        for &cpu in &wanted {
             probe
                 .cpu_remove(parent, cpu)
                 .map_err(|e| format!("{name}: {e}"))?;
@@ -1363,16 +1548,23 @@ impl Pools {
         probe
             .create(spec.clone())
             .map_err(|e| format!("{name}: {e}"))?;
-        for &cpu in wanted {
+        for &cpu in &wanted {
             self.operate(res, &name, |m| m.cpu_remove(parent, cpu))?;
         }
-        self.operate(res, &name, |m| m.create(spec).map(|(_, actions)| actions))?;
-        let id = self
-            .manager
-            .pool_id(&name)
-            .map_err(|e| format!("{name}: {e}"))?;
-        self.carved.insert(id, parent);
-        Ok(name)
+        match self.activate(res, &name, true, |m| {
+            m.create(spec).map(|(_, actions)| actions)
+        }) {
+            Ok(id) => {
+                self.carved.insert(id, parent);
+                Ok(name)
+            }
+            Err(why) => {
+                // The CPUs go back to the tenant's pool.
+                let cpus: Vec<u32> = wanted.iter().copied().collect();
+                let _ = self.operate(res, &name, |m| m.cpu_add(parent, &cpus).map(|r| r.actions));
+                Err(why)
+            }
+        }
     }
 
     /// A tenant's `cpupool-destroy` of a sub-pool it carved: the sub-pool
@@ -1389,6 +1581,7 @@ impl Pools {
         self.operate(res, &name, |m| m.deactivate(sub))?;
         let _ = self.manager.delete(sub);
         self.carved.remove(&sub);
+        release_if_empty(&mut self.carved);
         self.operate(res, &name, |m| m.cpu_add(parent, &cpus).map(|r| r.actions))
     }
 
@@ -1417,6 +1610,11 @@ impl Pools {
             .loans()
             .map(|l| l.until_ms.saturating_sub(now_ms).max(1) * 1_000_000)
             .min()
+    }
+
+    /// Bytes of cell memory free.
+    pub fn free_cell_bytes(&self) -> u64 {
+        self.memory.free_bytes()
     }
 
     /// The policy a pool's server runs now (for `cpupool-list -l`).
@@ -1484,6 +1682,15 @@ fn serve_tenants(endpoint: CPtr, mail: Arc<Mutex<TenantMail>>, wake: CPtr, done:
         }
         let (info, registers) = syscall::load(control::TENANT_LABEL, &out[..count], &[]);
         message = syscall::reply_recv(endpoint, info, registers);
+    }
+}
+
+/// Gives an emptied map's last node back to the heap (a `BTreeMap` keeps
+/// it), so the heap in use is the same whenever the manager holds the same
+/// things (the soak test compares it exactly).
+fn release_if_empty<K, V>(map: &mut BTreeMap<K, V>) {
+    if map.is_empty() {
+        *map = BTreeMap::new();
     }
 }
 

@@ -66,6 +66,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod buddy;
 pub mod invoke;
 pub mod ipc_buffer;
 pub mod layout;
@@ -77,10 +78,11 @@ mod start;
 pub mod syscall;
 pub mod thread;
 
+pub use buddy::{Block, BuddyAllocator, KernelUntyped};
 pub use ipc_buffer::ipc_buffer;
 pub use process::{spawn_process, CapGrant, Process, ProcessConfig, UntypedGrant};
 pub use resources::{Resources, SlotAllocator, UntypedAllocator};
-pub use start::{exit, HEAP_BYTES};
+pub use start::{exit, heap_used_bytes, HEAP_BYTES};
 pub use syscall::{
     call, debug_write, nb_recv, nb_send, poll, recv, reply, reply_recv, send, signal, sleep, wait,
     yield_now, Message,

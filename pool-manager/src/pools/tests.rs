@@ -206,6 +206,25 @@ fn deactivate_frees_cpus_revoking_before_stopping_scheduler() {
 }
 
 #[test]
+fn an_aborted_activation_frees_the_cpus_and_a_created_pool_can_go() {
+    let mut m = four_two();
+    let (id, _) = m.create(spec("p", list(&[2, 3]))).unwrap();
+    m.abort_activation(id).unwrap();
+    assert_eq!(m.pool(id).unwrap().state, PoolState::Defined);
+    assert_eq!(m.free_cpus(), [2, 3]);
+    m.check_invariants().unwrap();
+    // cpupool-create failed as a whole: the name is free again.
+    m.delete(id).unwrap();
+    assert_eq!(m.pool_id("p"), Err(PoolError::NoSuchPool));
+    let (again, _) = m.create(spec("p", list(&[2, 3]))).unwrap();
+    m.create_domain(dom("d", again)).unwrap();
+    let before = m.clone();
+    assert_eq!(m.abort_activation(again), Err(PoolError::PoolHasDomains(1)));
+    assert_eq!(m.abort_activation(POOL0), Err(PoolError::Pool0Protected));
+    assert_eq!(m, before);
+}
+
+#[test]
 fn deactivate_refuses_with_domains_inactive_and_pool0() {
     let mut m = four_two();
     let (id, _) = m.create(spec("p1", list(&[2, 3]))).unwrap();

@@ -91,7 +91,8 @@ struct CpuState {
 struct State<P> {
     policy: P,
     scheduler: CPtr,
-    tcbs: BTreeMap<u64, CPtr>,
+    /// Each thread's TCB capability and domain.
+    tcbs: BTreeMap<u64, (CPtr, DomainId)>,
     cpus: Vec<CpuState>,
     now_ns: u64,
     decisions: Vec<Decision>,
@@ -332,7 +333,7 @@ impl<P: Policy> State<P> {
             let Some(next) = self.policy.pick_next(CpuId(index as u32), self.now_ns) else {
                 continue;
             };
-            let Some(&tcb) = self.tcbs.get(&next.thread.0) else {
+            let Some(&(tcb, _)) = self.tcbs.get(&next.thread.0) else {
                 continue;
             };
             match invoke::scheduler_dispatch(self.scheduler, index, tcb, next.budget_ns.max(1)) {
@@ -509,7 +510,9 @@ impl<P: Policy + Send + 'static> Pool<P> {
     /// sees the evictions while the CPU is still its own), then the policy
     /// moves the CPU's threads to the pool's other CPUs, and the CPU's
     /// capability is deleted. Its agent sleeps until the CPU returns.
-    pub fn remove_cpu(&self, index: u64) -> Result<(), ServerError> {
+    /// Returns the slot the capability was in (empty now, for the caller's
+    /// slot allocator).
+    pub fn remove_cpu(&self, index: u64) -> Result<CPtr, ServerError> {
         let mut s = lock(&self.state, self.sleeper);
         let Some(i) = s.cpus.iter().position(|c| c.index == index && c.member) else {
             return Err(ServerError::Kernel(Error::InvalidArgument));
@@ -528,7 +531,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
         c.cap = 0;
         let _ = invoke::cnode_delete(tarn_rt::layout::slot::ROOT_CNODE, cap);
         s.fill(None);
-        Ok(())
+        Ok(cap)
     }
 
     /// The CPUs in the pool now.
@@ -554,7 +557,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
             let now = s.now_ns;
             s.policy
                 .add_thread(ThreadId(thread_id), domain, false, now)?;
-            s.tcbs.insert(thread_id, tcb);
+            s.tcbs.insert(thread_id, (tcb, domain));
             // The policy may want to act (kick an idle CPU) on the new thread.
             s.fill(None);
         }
@@ -578,18 +581,26 @@ impl<P: Policy + Send + 'static> Pool<P> {
     }
 
     /// Releases thread `thread_id`: it leaves the policy and returns to the
-    /// system FIFO.
-    pub fn remove_thread(&self, thread_id: u64) -> Result<(), ServerError> {
+    /// system FIFO, and the pool's TCB capability to it is deleted; the
+    /// domain's last thread takes the domain's state in the policy with it
+    /// (domains come and go for as long as the pool runs). Returns the slot
+    /// that capability was in (empty now, for the caller's slot allocator),
+    /// also when the release itself failed.
+    pub fn remove_thread(&self, thread_id: u64) -> Result<CPtr, (CPtr, ServerError)> {
         let mut s = lock(&self.state, self.sleeper);
-        let tcb = s
+        let (tcb, domain) = s
             .tcbs
             .remove(&thread_id)
-            .ok_or(ServerError::Kernel(Error::InvalidCapability))?;
+            .ok_or((0, ServerError::Kernel(Error::InvalidCapability)))?;
         let now = s.now_ns;
         s.policy.remove_thread(ThreadId(thread_id), now);
-        invoke::scheduler_release(self.scheduler, tcb)?;
+        if !s.tcbs.values().any(|&(_, d)| d == domain) {
+            s.policy.remove_domain(domain, now);
+        }
+        let released = invoke::scheduler_release(self.scheduler, tcb);
+        let _ = invoke::cnode_delete(tarn_rt::layout::slot::ROOT_CNODE, tcb);
         s.fill(None);
-        Ok(())
+        released.map(|()| tcb).map_err(|e| (tcb, e.into()))
     }
 
     /// The TCB capability of thread `thread_id`, if it is in the pool.
@@ -597,7 +608,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
         lock(&self.state, self.sleeper)
             .tcbs
             .get(&thread_id)
-            .copied()
+            .map(|&(tcb, _)| tcb)
     }
 
     /// Sets the pool's parameters (validated by the policy).

@@ -1,9 +1,16 @@
 //! The control channel's host side: sends one console command line as a
-//! `tarn_ipc_schema::control` frame and collects the answer.
+//! `tarn_ipc_schema::control` frame and collects the answer. Frames are
+//! read with the channel's [`FrameReader`] (a 0 before every frame ends
+//! whatever a previous client left half-written), replies to other
+//! requests are skipped, id 0 included (the manager's answer to such
+//! leftover garbage), and the text is escaped once more before it is
+//! printed.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
-use tarn_ipc_schema::control::{self, ControlReply, ControlRequest, MAX_FRAME};
+use tarn_ipc_schema::control::{
+    self, ControlReply, ControlRequest, Escaped, FrameReader, Received, MAX_FRAME,
+};
 
 /// What a command answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,14 +35,21 @@ pub fn command_line(words: &[String], json: bool) -> String {
     words.join(" ")
 }
 
-/// Sends `line` as request `id` on `stream` and reads frames until its
-/// `Done` (or `timeout` passes, or the stream ends).
+/// Sends `line` as request `id` (not 0) on `stream` and reads frames until
+/// its `Done` (or `timeout` passes, or the stream ends). The output comes
+/// back escaped: printable ASCII and line breaks only.
 pub fn run<S: Read + Write>(
     stream: &mut S,
     id: u32,
     line: &str,
     timeout: Duration,
 ) -> io::Result<Answer> {
+    if id == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "request id 0 is the manager's id for garbled frames",
+        ));
+    }
     let mut buffer = [0u8; MAX_FRAME];
     let frame = control::encode(&ControlRequest::Run { id, line }, &mut buffer)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "command too long"))?;
@@ -43,7 +57,7 @@ pub fn run<S: Read + Write>(
     stream.flush()?;
     let deadline = Instant::now() + timeout;
     let mut output = String::new();
-    let mut frame = Vec::new();
+    let mut reader = FrameReader::new();
     let mut byte = [0u8; 1];
     loop {
         if Instant::now() > deadline {
@@ -68,22 +82,18 @@ pub fn run<S: Read + Write>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        frame.push(byte[0]);
-        if byte[0] != 0 {
-            if frame.len() > MAX_FRAME {
-                frame.clear();
-            }
+        let Some(Received::Frame(frame)) = reader.push(byte[0]) else {
             continue;
-        }
-        let mut whole = std::mem::take(&mut frame);
-        match control::decode::<ControlReply>(&mut whole) {
-            Some(ControlReply::Output { id: got, text }) if got == id || got == 0 => {
-                output.push_str(text)
+        };
+        match control::decode::<ControlReply>(frame) {
+            Some(ControlReply::Output { id: got, text }) if got == id => {
+                output.push_str(&Escaped(text).to_string())
             }
-            Some(ControlReply::Done { id: got, ok }) if got == id || got == 0 => {
+            Some(ControlReply::Done { id: got, ok }) if got == id => {
                 return Ok(Answer { ok, output })
             }
-            // Another request's answer, or noise before the first frame.
+            // Another request's answer, the answer to garbage (id 0), or
+            // noise before the first frame.
             _ => {}
         }
     }
@@ -161,6 +171,46 @@ mod tests {
                 line: "list -l"
             })
         );
+    }
+
+    /// Issue 10: after a client left half a frame, the next client's
+    /// request must come through and only its own answer count (the
+    /// manager's id-0 answer to the leftover garbage is skipped); text with
+    /// escape sequences is printed escaped.
+    #[test]
+    fn leftovers_of_an_earlier_client_do_not_reach_this_one() {
+        // What the line carries back: the tail of a reply to the earlier
+        // client, the manager's answer to the garbage, then ours.
+        let mut earlier = frame(&ControlReply::Output {
+            id: 5,
+            text: "earlier output",
+        });
+        let mut answer = earlier.split_off(earlier.len() / 2);
+        answer.extend(frame(&ControlReply::Output {
+            id: 0,
+            text: "error: control: garbled or oversized frame\n",
+        }));
+        answer.extend(frame(&ControlReply::Done { id: 0, ok: false }));
+        answer.extend(frame(&ControlReply::Output {
+            id: 9,
+            text: "name \x1b[2Jx\n",
+        }));
+        answer.extend(frame(&ControlReply::Done { id: 9, ok: true }));
+        let mut fake = Fake {
+            written: Vec::new(),
+            answer: answer.into(),
+        };
+        let got = run(&mut fake, 9, "list", Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            got,
+            Answer {
+                ok: true,
+                output: "name \\x1b[2Jx\n".into()
+            }
+        );
+        // Our request starts with a 0: it ends any half frame on the line.
+        assert_eq!(fake.written[0], 0);
+        assert!(run(&mut fake, 0, "list", Duration::from_secs(5)).is_err());
     }
 
     #[test]

@@ -148,7 +148,12 @@ fn handle<P: Policy + Send + 'static>(
         SchedRequest::AddCpu { cpu } => Next::Reply(add_cpu(res, pool, info, cpu)),
         SchedRequest::RemoveCpu { .. } if quirks.ignore_remove_cpu => Next::Ignore,
         SchedRequest::RemoveCpu { cpu } => Next::Reply(if pool.cpus().contains(&u64::from(cpu)) {
-            outcome(pool.remove_cpu(u64::from(cpu)))
+            // The CPU capability's slot serves again (a pool's CPUs come
+            // and go for as long as it runs).
+            outcome(
+                pool.remove_cpu(u64::from(cpu))
+                    .map(|slot| res.slots.free(slot)),
+            )
         } else {
             SchedReply::Error(SchedError::BadCpu)
         }),
@@ -183,7 +188,7 @@ fn add_cpu<P: Policy + Send + 'static>(
         _ => SchedReply::Error(SchedError::BadCpu),
     };
     if result != SchedReply::Ok {
-        let _ = invoke::cnode_delete(slot::ROOT_CNODE, cap);
+        let _ = res.delete(cap);
     }
     result
 }
@@ -211,13 +216,24 @@ fn handle_thread_request<P: Policy + Send + 'static>(
             };
             let result = pool.add_thread(tcb, thread_id, DomainId(domain));
             if result.is_err() {
-                let _ = invoke::cnode_delete(slot::ROOT_CNODE, tcb);
+                let _ = res.delete(tcb);
             }
             outcome(result)
         }
+        // The thread's TCB capability goes and its slot serves again: a
+        // pool adopts and releases domains for as long as it runs.
         SchedRequest::RemoveThread { thread_id } => match pool.thread(thread_id) {
             None => SchedReply::Error(SchedError::UnknownThread),
-            Some(_) => outcome(pool.remove_thread(thread_id)),
+            Some(_) => match pool.remove_thread(thread_id) {
+                Ok(slot) => {
+                    res.slots.free(slot);
+                    SchedReply::Ok
+                }
+                Err((slot, error)) => {
+                    res.slots.free(slot);
+                    outcome(Err::<(), _>(error))
+                }
+            },
         },
         SchedRequest::SetCredit {
             domain,

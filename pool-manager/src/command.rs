@@ -1,0 +1,801 @@
+//! The console's commands as data: the command table ([`COMMANDS`]: what
+//! `help` prints), the input rules for a command line ([`LineEditor`],
+//! [`check_line`]) and the parser from a line to a typed [`Command`]
+//! ([`parse`]), which checks every argument: unknown or repeated flags,
+//! stray words, numbers that are not numbers or out of range, malformed
+//! configs. Whatever runs a command (the console, the control channel, a
+//! tenant's request after [`crate::tenant::authorize`]) runs the typed
+//! value, never the text again, so what was checked is what runs.
+//!
+//! # Input rules
+//!
+//! - A line is at most [`MAX_LINE`] characters; a longer one is refused
+//!   whole (`line too long`), never cut.
+//! - Only printable ASCII (0x20-0x7E) is accepted; a tab counts as a
+//!   space; any other byte refuses the line, naming the byte.
+//! - Numbers are decimal and must fit their field: a value that overflows
+//!   or lies outside the field's range is refused, never wrapped or clamped.
+//!
+//! Error texts here carry no `error:` prefix; the console adds it to the
+//! line it prints.
+
+use crate::config::{self, DomainConfig};
+use crate::pools::{PoolSpec, Sched, MAX_LOAN_MS};
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+/// Longest command line (characters).
+pub const MAX_LINE: usize = 256;
+/// Longest wait `sleep` and `top -d` accept (ms): an hour.
+pub const MAX_WAIT_MS: u64 = 3_600_000;
+/// Most rounds one `repeat` runs.
+pub const MAX_REPEAT: u64 = 1_000_000;
+
+/// The commands, with their usage and one line of help each (`help`
+/// prints this table). The name is the usage's first word.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("help", "list the commands"),
+    (
+        "info",
+        "CPUs, memory, boot modules, free CPUs, kernel objects, the root task's resources",
+    ),
+    (
+        "list [-l] [--pool=P]",
+        "domains: name, id, vCPUs, state, CPU time, pool (-l: JSON)",
+    ),
+    (
+        "create KEY=VALUE... | FILE.cfg",
+        "start a domain (xl.cfg keys: name pool image|kernel type vcpus cpu_weight cpu_cap period slice extra)",
+    ),
+    ("destroy D", "stop a domain and forget it"),
+    ("pause D", "stop a domain's vCPUs"),
+    ("unpause D", "restart a paused domain's vCPUs"),
+    (
+        "cpupool-create KEY=VALUE... | FILE.cfg",
+        "define and activate a pool (name sched cpus other_config)",
+    ),
+    (
+        "cpupool-new KEY=VALUE... | FILE.cfg",
+        "define a pool (also pool-new)",
+    ),
+    ("cpupool-start P", "activate a defined pool"),
+    (
+        "cpupool-destroy P",
+        "deactivate a pool without domains (CPUs become free)",
+    ),
+    ("cpupool-delete P", "forget a deactivated pool"),
+    ("cpupool-rename P NAME", "rename a pool"),
+    (
+        "cpupool-cpu-add P CPUS",
+        "add free CPUs (a list or a range)",
+    ),
+    (
+        "cpupool-cpu-remove P CPUS",
+        "take CPUs back (negotiated with the pool's server)",
+    ),
+    (
+        "cpupool-migrate D P",
+        "move a running domain to another pool",
+    ),
+    (
+        "cpupool-cpu-loan CPU P MS",
+        "lend CPU to pool P for MS ms; it returns by itself",
+    ),
+    ("cpupool-cpu-loan-end CPU", "end a loan now"),
+    (
+        "cpupool-delegate P D",
+        "give domain D (a tenant) a capability to manage pool P",
+    ),
+    ("cpupool-undelegate P D", "revoke that capability"),
+    ("cpupool-sched P credit|sedf", "change a live pool's policy"),
+    (
+        "cpupool-list [-c] [-l] [P...]",
+        "pools: name, CPUs, scheduler, active, domains (-c: CPU lists, -l: JSON)",
+    ),
+    (
+        "sched-credit [-d D [-w W] [-c CAP] | -s -p P [-t MS] [-r US]]",
+        "credit parameters of a domain or a pool; alone: the table",
+    ),
+    (
+        "sched-sedf [-d D -p MS -s MS [-e 0|1]]",
+        "sedf reservation of a domain; alone: the table",
+    ),
+    (
+        "sched-group -d D (-m MASTER | -n)",
+        "credit scheduling groups",
+    ),
+    (
+        "vcpu-list [D]",
+        "vCPUs: domain, CPU, state, time in its pools, the thread's whole run time",
+    ),
+    (
+        "top [--json] [-d MS]",
+        "CPU share of each domain over MS (default 1000)",
+    ),
+    (
+        "server-fault P crash|hang|ignore-remove",
+        "fault injection: make a pool's scheduler server misbehave",
+    ),
+    ("sleep MS", "wait MS milliseconds"),
+    (
+        "repeat N CMD [| CMD...]",
+        "run the commands N times (# is the round number); stops at the first error",
+    ),
+    ("poweroff", "power the machine off (exit status 0)"),
+];
+
+/// Other names of commands of [`COMMANDS`]: (alias, command).
+pub const ALIASES: &[(&str, &str)] = &[("pool-new", "cpupool-new")];
+
+/// Commands that belong to the console but are not built yet.
+pub const NOT_BUILT: &[&str] = &["vcpu-pin"];
+
+/// The usage of `command` from the table (`see help` if unknown).
+pub fn usage(command: &str) -> &'static str {
+    let command = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == command)
+        .map_or(command, |(_, name)| name);
+    COMMANDS
+        .iter()
+        .find(|(usage, _)| usage.split(' ').next() == Some(command))
+        .map_or("see help", |(usage, _)| usage)
+}
+
+/// Where a domain's config comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainSource {
+    /// Given on the line (`name=d pool=p image=spin`), parsed.
+    Inline(DomainConfig),
+    /// A config file of the boot image (`spinner-vm.cfg`), read when run.
+    File(String),
+}
+
+/// Where a pool's config comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolSource {
+    /// Given on the line (`name=p sched=credit cpus=2-3`), parsed.
+    Inline(PoolSpec),
+    /// A config file of the boot image (`rt.cfg`), read when run.
+    File(String),
+}
+
+/// What `server-fault` makes a server do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerFault {
+    /// Crash after answering.
+    Crash,
+    /// Stop answering.
+    Hang,
+    /// Ignore the next CPU release.
+    IgnoreRemove,
+}
+
+/// One console command, every argument checked (see [`parse`]). Names of
+/// pools and domains are kept as given; they are looked up when it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `help`.
+    Help,
+    /// `info`.
+    Info,
+    /// `list [-l] [--pool=P]`.
+    List {
+        /// `-l`: JSON.
+        long: bool,
+        /// Only this pool's domains.
+        pool: Option<String>,
+    },
+    /// `create ...`.
+    Create(DomainSource),
+    /// `destroy D`.
+    Destroy(String),
+    /// `pause D`.
+    Pause(String),
+    /// `unpause D`.
+    Unpause(String),
+    /// `cpupool-create ...`.
+    PoolCreate(PoolSource),
+    /// `cpupool-new ...` / `pool-new ...`.
+    PoolNew(PoolSource),
+    /// `cpupool-start P`.
+    PoolStart(String),
+    /// `cpupool-destroy P`.
+    PoolDestroy(String),
+    /// `cpupool-delete P`.
+    PoolDelete(String),
+    /// `cpupool-rename P NAME`.
+    PoolRename {
+        /// The pool.
+        pool: String,
+        /// Its new name.
+        name: String,
+    },
+    /// `cpupool-cpu-add P CPUS`.
+    CpuAdd {
+        /// The pool.
+        pool: String,
+        /// The CPUs.
+        cpus: BTreeSet<u32>,
+    },
+    /// `cpupool-cpu-remove P CPUS`.
+    CpuRemove {
+        /// The pool.
+        pool: String,
+        /// The CPUs.
+        cpus: BTreeSet<u32>,
+    },
+    /// `cpupool-migrate D P`.
+    Migrate {
+        /// The domain.
+        domain: String,
+        /// Its new pool.
+        pool: String,
+    },
+    /// `cpupool-cpu-loan CPU P MS`.
+    Loan {
+        /// The CPU.
+        cpu: u32,
+        /// The borrowing pool.
+        pool: String,
+        /// How long.
+        ms: u64,
+    },
+    /// `cpupool-cpu-loan-end CPU`.
+    LoanEnd {
+        /// The CPU.
+        cpu: u32,
+    },
+    /// `cpupool-delegate P D`.
+    Delegate {
+        /// The pool.
+        pool: String,
+        /// The tenant domain.
+        domain: String,
+    },
+    /// `cpupool-undelegate P D`.
+    Undelegate {
+        /// The pool.
+        pool: String,
+        /// The tenant domain.
+        domain: String,
+    },
+    /// `cpupool-sched P credit|sedf`.
+    PoolSched {
+        /// The pool.
+        pool: String,
+        /// Its new policy.
+        sched: Sched,
+    },
+    /// `cpupool-list [-c] [-l] [P...]`.
+    PoolList {
+        /// `-c`: CPU lists.
+        cpus: bool,
+        /// `-l`: JSON.
+        long: bool,
+        /// Only these pools (all when empty).
+        pools: Vec<String>,
+    },
+    /// `sched-credit` alone: every credit domain's weight and cap.
+    CreditTable,
+    /// `sched-credit -d D [-w W] [-c CAP]`.
+    CreditDomain {
+        /// The domain.
+        domain: String,
+        /// New weight.
+        weight: Option<u32>,
+        /// New cap (%).
+        cap_pct: Option<u32>,
+    },
+    /// `sched-credit -s -p P [-t MS] [-r US]` (at least one of the two).
+    CreditPool {
+        /// The pool.
+        pool: String,
+        /// Time slice.
+        timeslice_ms: Option<u32>,
+        /// Rate limit.
+        ratelimit_us: Option<u32>,
+    },
+    /// `sched-sedf` alone: every SEDF reservation.
+    SedfTable,
+    /// `sched-sedf -d D -p MS -s MS [-e 0|1]`.
+    SedfDomain {
+        /// The domain.
+        domain: String,
+        /// Period.
+        period_ms: u32,
+        /// Slice.
+        slice_ms: u32,
+        /// Extra time allowed.
+        extra: bool,
+    },
+    /// `sched-group -d D (-m MASTER | -n)`.
+    Group {
+        /// The domain.
+        domain: String,
+        /// The group's master (`None`: leave the group).
+        master: Option<String>,
+    },
+    /// `vcpu-list [D]`.
+    VcpuList(Option<String>),
+    /// `top [--json] [-d MS]`.
+    Top {
+        /// `--json`.
+        json: bool,
+        /// Interval.
+        ms: u64,
+    },
+    /// `server-fault P crash|hang|ignore-remove`.
+    ServerFault {
+        /// The pool.
+        pool: String,
+        /// What its server does.
+        fault: ServerFault,
+    },
+    /// `sleep MS`.
+    Sleep(u64),
+    /// `repeat N CMD | CMD...`: the commands as text, each checked (with
+    /// `#` as 1) before any runs.
+    Repeat {
+        /// Rounds.
+        count: u64,
+        /// The commands.
+        commands: Vec<String>,
+    },
+    /// `poweroff`.
+    Poweroff,
+}
+
+/// Checks a whole command line against the input rules (see the module
+/// docs); returns it with tabs as spaces.
+pub fn check_line(line: &str) -> Result<String, String> {
+    if line.chars().count() > MAX_LINE {
+        return Err(format!(
+            "line too long (more than {MAX_LINE} characters); nothing was run"
+        ));
+    }
+    let mut out = String::with_capacity(line.len());
+    for (column, c) in line.chars().enumerate() {
+        match c {
+            '\t' => out.push(' '),
+            ' '..='~' => out.push(c),
+            other => return Err(not_printable(other as u32, column + 1)),
+        }
+    }
+    Ok(out)
+}
+
+fn not_printable(code: u32, column: usize) -> String {
+    format!("character {code:#04x} at column {column} is not printable ASCII; nothing was run")
+}
+
+/// What the console does with one input byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edit {
+    /// Nothing to show.
+    Nothing,
+    /// Show this byte.
+    Echo(u8),
+    /// Erase the last character shown.
+    Erase,
+    /// The line ended: the command line, or why it is refused.
+    Line(Result<String, String>),
+}
+
+/// The console's line editor: bytes in, [`Edit`]s out, under the input
+/// rules. A line past [`MAX_LINE`] or with a byte outside printable ASCII
+/// is refused whole when it ends.
+#[derive(Clone, Debug, Default)]
+pub struct LineEditor {
+    line: String,
+    /// Characters typed past [`MAX_LINE`] (not kept).
+    overflow: usize,
+    /// The first byte refused, and its column.
+    refused: Option<(u8, usize)>,
+}
+
+impl LineEditor {
+    /// An empty line.
+    pub const fn new() -> Self {
+        LineEditor {
+            line: String::new(),
+            overflow: 0,
+            refused: None,
+        }
+    }
+
+    /// Takes one byte.
+    pub fn feed(&mut self, byte: u8) -> Edit {
+        match byte {
+            b'\r' | b'\n' => {
+                let line = core::mem::take(&mut self.line);
+                let overflow = core::mem::take(&mut self.overflow);
+                let refused = self.refused.take();
+                Edit::Line(if overflow > 0 {
+                    Err(format!(
+                        "line too long (more than {MAX_LINE} characters); nothing was run"
+                    ))
+                } else if let Some((byte, column)) = refused {
+                    Err(not_printable(u32::from(byte), column))
+                } else {
+                    Ok(line)
+                })
+            }
+            0x08 | 0x7F => {
+                if self.overflow > 0 {
+                    self.overflow -= 1;
+                    Edit::Nothing
+                } else if self.line.pop().is_some() {
+                    Edit::Erase
+                } else {
+                    Edit::Nothing
+                }
+            }
+            b'\t' => self.printable(b' '),
+            0x20..=0x7E => self.printable(byte),
+            other => {
+                let column = self.line.len() + self.overflow + 1;
+                self.refused.get_or_insert((other, column));
+                Edit::Nothing
+            }
+        }
+    }
+
+    fn printable(&mut self, byte: u8) -> Edit {
+        if self.line.len() < MAX_LINE && self.overflow == 0 {
+            self.line.push(char::from(byte));
+            Edit::Echo(byte)
+        } else {
+            self.overflow += 1;
+            Edit::Nothing
+        }
+    }
+}
+
+/// A decimal number for field `what`, in `min..=max`; `noun` names what it
+/// should be (`a number of milliseconds`).
+pub fn number<T>(text: &str, what: &str, noun: &str, min: T, max: T) -> Result<T, String>
+where
+    T: core::str::FromStr + PartialOrd + core::fmt::Display + Copy,
+{
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{what}: '{text}' is not {noun}"));
+    }
+    match text.parse::<T>() {
+        Ok(value) if value >= min && value <= max => Ok(value),
+        _ => Err(format!("{what}: {text} is out of range ({min}..{max})")),
+    }
+}
+
+/// Flags of a command: `-x VALUE` pairs and lone switches, each at most
+/// once; anything else is refused.
+struct Flags<'a> {
+    values: Vec<(&'a str, &'a str)>,
+    switches: Vec<&'a str>,
+}
+
+impl<'a> Flags<'a> {
+    fn parse(
+        args: &[&'a str],
+        with_value: &[&str],
+        switches: &[&str],
+        usage: &str,
+    ) -> Result<Flags<'a>, String> {
+        let mut flags = Flags {
+            values: Vec::new(),
+            switches: Vec::new(),
+        };
+        let mut words = args.iter();
+        while let Some(&word) = words.next() {
+            let repeated =
+                flags.values.iter().any(|(f, _)| *f == word) || flags.switches.contains(&word);
+            if repeated {
+                return Err(format!("{word} given twice (usage: {usage})"));
+            }
+            if with_value.contains(&word) {
+                let value = words
+                    .next()
+                    .ok_or_else(|| format!("{word} needs a value (usage: {usage})"))?;
+                flags.values.push((word, value));
+            } else if switches.contains(&word) {
+                flags.switches.push(word);
+            } else {
+                return Err(format!("unexpected '{word}' (usage: {usage})"));
+            }
+        }
+        Ok(flags)
+    }
+
+    fn value(&self, flag: &str) -> Option<&'a str> {
+        self.values
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, v)| *v)
+    }
+
+    fn has(&self, flag: &str) -> bool {
+        self.switches.contains(&flag) || self.values.iter().any(|(f, _)| *f == flag)
+    }
+
+    fn u32(&self, flag: &str, min: u32, max: u32) -> Result<Option<u32>, String> {
+        self.value(flag)
+            .map(|v| number(v, flag, "a number", min, max))
+            .transpose()
+    }
+}
+
+/// A config error in a one-line command: the key and what is wrong (the
+/// parser's setting position adds nothing on one line).
+pub fn inline_error(error: config::ConfigError) -> String {
+    format!("{}", config::ConfigError { line: 0, ..error })
+}
+
+fn is_file(text: &str) -> bool {
+    text.ends_with(".cfg") && !text.contains('=') && !text.contains(char::is_whitespace)
+}
+
+/// A CPU list or range (`2`, `2-3`, `0,2-3`).
+fn cpu_list(text: &str) -> Result<BTreeSet<u32>, String> {
+    config::parse_cpu_list(text).ok_or_else(|| format!("'{text}' is not a CPU list or range"))
+}
+
+/// Parses one command line (already through [`check_line`] or the
+/// [`LineEditor`]). `Ok(None)` for an empty line.
+pub fn parse(line: &str) -> Result<Option<Command>, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some((&name, args)) = words.split_first() else {
+        return Ok(None);
+    };
+    let rest = line
+        .trim_start()
+        .split_once(char::is_whitespace)
+        .map_or("", |(_, rest)| rest.trim());
+    let usage_error = || format!("usage: {}", usage(name));
+    let one = |args: &[&str]| match args {
+        [only] => Ok(only.to_string()),
+        _ => Err(usage_error()),
+    };
+    let two = |args: &[&str]| match args {
+        [a, b] => Ok((a.to_string(), b.to_string())),
+        _ => Err(usage_error()),
+    };
+    let none = |args: &[&str]| {
+        if args.is_empty() {
+            Ok(())
+        } else {
+            Err(usage_error())
+        }
+    };
+    let command = match name {
+        "help" => none(args).map(|()| Command::Help)?,
+        "info" => none(args).map(|()| Command::Info)?,
+        "poweroff" => none(args).map(|()| Command::Poweroff)?,
+        "list" => {
+            let mut long = false;
+            let mut pool = None;
+            for arg in args {
+                match (*arg, arg.strip_prefix("--pool=")) {
+                    ("-l", _) if !long => long = true,
+                    (_, Some(p)) if pool.is_none() && !p.is_empty() => pool = Some(p.to_string()),
+                    _ => return Err(usage_error()),
+                }
+            }
+            Command::List { long, pool }
+        }
+        "create" if rest.is_empty() => return Err(usage_error()),
+        "create" if is_file(rest) => Command::Create(DomainSource::File(rest.to_string())),
+        "create" => Command::Create(DomainSource::Inline(
+            config::parse_domain_inline(rest).map_err(inline_error)?,
+        )),
+        "cpupool-create" | "cpupool-new" | "pool-new" => {
+            let source = if rest.is_empty() {
+                return Err(usage_error());
+            } else if is_file(rest) {
+                PoolSource::File(rest.to_string())
+            } else {
+                PoolSource::Inline(config::parse_pool_inline(rest).map_err(inline_error)?)
+            };
+            if name == "cpupool-create" {
+                Command::PoolCreate(source)
+            } else {
+                Command::PoolNew(source)
+            }
+        }
+        "destroy" => Command::Destroy(one(args)?),
+        "pause" => Command::Pause(one(args)?),
+        "unpause" => Command::Unpause(one(args)?),
+        "cpupool-start" => Command::PoolStart(one(args)?),
+        "cpupool-destroy" => Command::PoolDestroy(one(args)?),
+        "cpupool-delete" => Command::PoolDelete(one(args)?),
+        "cpupool-rename" => {
+            let (pool, name) = two(args)?;
+            Command::PoolRename { pool, name }
+        }
+        "cpupool-cpu-add" | "cpupool-cpu-remove" => {
+            let (pool, cpus) = two(args)?;
+            let cpus = cpu_list(&cpus)?;
+            if name == "cpupool-cpu-add" {
+                Command::CpuAdd { pool, cpus }
+            } else {
+                Command::CpuRemove { pool, cpus }
+            }
+        }
+        "cpupool-migrate" => {
+            let (domain, pool) = two(args)?;
+            Command::Migrate { domain, pool }
+        }
+        "cpupool-cpu-loan" => match args {
+            [cpu, pool, ms] => Command::Loan {
+                cpu: number(cpu, "CPU", "a CPU number", 0, u32::MAX)?,
+                pool: pool.to_string(),
+                ms: number(ms, "loan", "a number of milliseconds", 0, MAX_LOAN_MS)?,
+            },
+            _ => return Err(usage_error()),
+        },
+        "cpupool-cpu-loan-end" => Command::LoanEnd {
+            cpu: number(&one(args)?, "CPU", "a CPU number", 0, u32::MAX)?,
+        },
+        "cpupool-delegate" | "cpupool-undelegate" => {
+            let (pool, domain) = two(args)?;
+            if name == "cpupool-delegate" {
+                Command::Delegate { pool, domain }
+            } else {
+                Command::Undelegate { pool, domain }
+            }
+        }
+        "cpupool-sched" => {
+            let (pool, sched) = two(args)?;
+            let sched = Sched::from_name(&sched)
+                .ok_or_else(|| format!("unknown scheduler '{sched}' (credit or sedf)"))?;
+            Command::PoolSched { pool, sched }
+        }
+        "cpupool-list" => {
+            let mut cpus = false;
+            let mut long = false;
+            let mut pools = Vec::new();
+            for arg in args {
+                match *arg {
+                    "-c" if !cpus => cpus = true,
+                    "-l" if !long => long = true,
+                    p if !p.starts_with('-') => pools.push(p.to_string()),
+                    _ => return Err(usage_error()),
+                }
+            }
+            Command::PoolList { cpus, long, pools }
+        }
+        "sched-credit" => {
+            let usage = usage(name);
+            let flags = Flags::parse(args, &["-d", "-w", "-c", "-p", "-t", "-r"], &["-s"], usage)?;
+            if args.is_empty() {
+                Command::CreditTable
+            } else if flags.has("-s") {
+                if flags.has("-d") || flags.has("-w") || flags.has("-c") {
+                    return Err(format!("-s sets a pool's parameters, -d a domain's: one or the other (usage: {usage})"));
+                }
+                let pool = flags
+                    .value("-p")
+                    .ok_or_else(|| format!("-s needs -p P (usage: {usage})"))?;
+                let timeslice_ms = flags.u32("-t", 1, u32::MAX)?;
+                let ratelimit_us = flags.u32("-r", 0, u32::MAX)?;
+                if timeslice_ms.is_none() && ratelimit_us.is_none() {
+                    return Err(String::from("sched-credit -s: give -t MS and/or -r US"));
+                }
+                Command::CreditPool {
+                    pool: pool.to_string(),
+                    timeslice_ms,
+                    ratelimit_us,
+                }
+            } else {
+                if flags.has("-p") || flags.has("-t") || flags.has("-r") {
+                    return Err(format!("-p, -t and -r go with -s (usage: {usage})"));
+                }
+                let domain = flags.value("-d").ok_or_else(|| format!("usage: {usage}"))?;
+                Command::CreditDomain {
+                    domain: domain.to_string(),
+                    weight: flags.u32("-w", 0, u32::MAX)?,
+                    cap_pct: flags.u32("-c", 0, u32::MAX)?,
+                }
+            }
+        }
+        "sched-sedf" => {
+            let usage = usage(name);
+            let flags = Flags::parse(args, &["-d", "-p", "-s", "-e"], &[], usage)?;
+            if args.is_empty() {
+                Command::SedfTable
+            } else {
+                let domain = flags.value("-d").ok_or_else(|| format!("usage: {usage}"))?;
+                let (Some(period_ms), Some(slice_ms)) =
+                    (flags.u32("-p", 0, u32::MAX)?, flags.u32("-s", 0, u32::MAX)?)
+                else {
+                    return Err(format!("usage: {usage}"));
+                };
+                let extra = flags.u32("-e", 0, 1)? == Some(1);
+                Command::SedfDomain {
+                    domain: domain.to_string(),
+                    period_ms,
+                    slice_ms,
+                    extra,
+                }
+            }
+        }
+        "sched-group" => {
+            let usage = usage(name);
+            let flags = Flags::parse(args, &["-d", "-m"], &["-n"], usage)?;
+            let domain = flags.value("-d").ok_or_else(|| format!("usage: {usage}"))?;
+            let master = match (flags.value("-m"), flags.has("-n")) {
+                (Some(m), false) => Some(m.to_string()),
+                (None, true) => None,
+                _ => return Err(format!("usage: {usage}")),
+            };
+            Command::Group {
+                domain: domain.to_string(),
+                master,
+            }
+        }
+        "vcpu-list" => match args {
+            [] => Command::VcpuList(None),
+            [d] => Command::VcpuList(Some(d.to_string())),
+            _ => return Err(usage_error()),
+        },
+        "top" => {
+            let flags = Flags::parse(args, &["-d"], &["--json"], usage(name))?;
+            let ms = match flags.value("-d") {
+                Some(ms) => number(ms, "-d", "a number", 1, MAX_WAIT_MS)?,
+                None => 1000,
+            };
+            Command::Top {
+                json: flags.has("--json"),
+                ms,
+            }
+        }
+        "server-fault" => {
+            let (pool, how) = two(args)?;
+            let fault = match how.as_str() {
+                "crash" => ServerFault::Crash,
+                "hang" => ServerFault::Hang,
+                "ignore-remove" => ServerFault::IgnoreRemove,
+                other => {
+                    return Err(format!(
+                        "unknown fault '{other}' (crash, hang, ignore-remove)"
+                    ))
+                }
+            };
+            Command::ServerFault { pool, fault }
+        }
+        "sleep" => Command::Sleep(number(
+            &one(args)?,
+            "sleep",
+            "a number of milliseconds",
+            0,
+            MAX_WAIT_MS,
+        )?),
+        "repeat" => {
+            let count = args.first().ok_or_else(usage_error)?;
+            let count = number(count, "repeat", "a count", 1, MAX_REPEAT)?;
+            let body = rest
+                .strip_prefix(args[0])
+                .map(str::trim)
+                .unwrap_or_default();
+            let commands: Vec<String> = body.split('|').map(|c| c.trim().to_string()).collect();
+            for command in &commands {
+                match parse(&command.replace('#', "1")) {
+                    Ok(Some(Command::Repeat { .. })) => {
+                        return Err(String::from("repeat: commands cannot repeat themselves"))
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Err(usage_error()),
+                    Err(why) => return Err(format!("repeat: '{command}': {why}")),
+                }
+            }
+            Command::Repeat { count, commands }
+        }
+        other if NOT_BUILT.contains(&other) => return Err(format!("'{other}': not built yet")),
+        other => return Err(format!("unknown command '{other}' (try help)")),
+    };
+    Ok(Some(command))
+}
+
+#[cfg(test)]
+mod tests;

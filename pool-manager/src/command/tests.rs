@@ -1,0 +1,253 @@
+use super::*;
+use alloc::vec;
+
+fn parsed(line: &str) -> Command {
+    parse(line)
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+        .unwrap_or_else(|| panic!("{line}: empty"))
+}
+
+fn refused(line: &str) -> String {
+    match parse(line) {
+        Err(why) => why,
+        Ok(c) => panic!("{line}: accepted as {c:?}"),
+    }
+}
+
+/// Feeds `bytes` to a fresh editor; returns the echo and the line's end.
+fn type_in(bytes: &[u8]) -> (String, Option<Result<String, String>>) {
+    let mut editor = LineEditor::new();
+    let mut echo = String::new();
+    let mut end = None;
+    for &b in bytes {
+        match editor.feed(b) {
+            Edit::Echo(c) => echo.push(char::from(c)),
+            Edit::Erase => {
+                echo.pop();
+            }
+            Edit::Line(line) => end = Some(line),
+            Edit::Nothing => {}
+        }
+    }
+    (echo, end)
+}
+
+#[test]
+fn every_table_entry_and_alias_names_a_command_the_parser_knows() {
+    for (usage, _) in COMMANDS {
+        let name = usage.split(' ').next().unwrap();
+        if let Err(why) = parse(name) {
+            assert!(!why.starts_with("unknown command"), "{name}: {why}");
+        }
+    }
+    for (alias, name) in ALIASES {
+        assert_eq!(usage(alias), usage(name));
+        assert!(!refused(alias).starts_with("unknown command"));
+    }
+    assert_eq!(refused("vcpu-pin 1 2"), "'vcpu-pin': not built yet");
+    assert_eq!(
+        refused("frobnicate 1"),
+        "unknown command 'frobnicate' (try help)"
+    );
+}
+
+#[test]
+fn a_long_line_is_refused_whole_not_cut() {
+    // Issue 10: a trailing pool=rt past 256 characters was dropped.
+    let mut line = String::from("create name=d image=spin cmdline=");
+    while line.len() < MAX_LINE {
+        line.push('x');
+    }
+    line.push_str(" pool=rt\r");
+    let (_, end) = type_in(line.as_bytes());
+    assert_eq!(
+        end,
+        Some(Err(String::from(
+            "line too long (more than 256 characters); nothing was run"
+        )))
+    );
+    assert!(check_line(&line[..line.len() - 1]).is_err());
+    // Exactly the limit is fine.
+    let exact = "x".repeat(MAX_LINE);
+    assert_eq!(
+        type_in(format!("{exact}\r").as_bytes()).1,
+        Some(Ok(exact.clone()))
+    );
+    assert_eq!(check_line(&exact), Ok(exact));
+}
+
+#[test]
+fn bytes_outside_printable_ascii_refuse_the_line() {
+    // Issue 10: `create name=dömäin` created `dmin`.
+    let (echo, end) = type_in("create name=dömäin\r".as_bytes());
+    assert_eq!(echo, "create name=dmin");
+    assert_eq!(
+        end,
+        Some(Err(String::from(
+            "character 0xc3 at column 14 is not printable ASCII; nothing was run"
+        )))
+    );
+    assert!(check_line("create name=dömäin").is_err());
+    assert!(check_line("list\x1b[2J").is_err());
+    let (_, end) = type_in(b"list\x1b[A\r");
+    assert!(matches!(end, Some(Err(_))));
+}
+
+#[test]
+fn a_tab_counts_as_a_space() {
+    // Issue 10: a tab joined `cpupool-list` and `-c`.
+    assert_eq!(
+        type_in(b"cpupool-list\t-c\r").1,
+        Some(Ok(String::from("cpupool-list -c")))
+    );
+    assert_eq!(
+        check_line("cpupool-list\t-c"),
+        Ok(String::from("cpupool-list -c"))
+    );
+    assert_eq!(
+        parsed("cpupool-list -c"),
+        Command::PoolList {
+            cpus: true,
+            long: false,
+            pools: vec![]
+        }
+    );
+}
+
+#[test]
+fn backspace_edits_and_the_editor_starts_afresh_after_each_line() {
+    let (echo, end) = type_in(b"lisx\x08t\r");
+    assert_eq!(
+        (echo.as_str(), end),
+        ("list", Some(Ok(String::from("list"))))
+    );
+    let mut editor = LineEditor::new();
+    for b in b"\xffbad\r" {
+        editor.feed(*b);
+    }
+    let mut last = Edit::Nothing;
+    for b in b"info\r" {
+        last = editor.feed(*b);
+    }
+    assert_eq!(last, Edit::Line(Ok(String::from("info"))));
+}
+
+#[test]
+fn numbers_that_overflow_or_leave_their_range_are_refused() {
+    // Issue 10: `sleep 18446744073709551615` wrapped and returned at once.
+    assert_eq!(
+        refused("sleep 18446744073709551615"),
+        "sleep: 18446744073709551615 is out of range (0..3600000)"
+    );
+    assert_eq!(
+        refused("sleep 99999999999999999999999"),
+        "sleep: 99999999999999999999999 is out of range (0..3600000)"
+    );
+    assert_eq!(
+        refused("sleep x"),
+        "sleep: 'x' is not a number of milliseconds"
+    );
+    assert_eq!(
+        refused("sleep -5"),
+        "sleep: '-5' is not a number of milliseconds"
+    );
+    assert_eq!(parsed("sleep 20"), Command::Sleep(20));
+    // Issue 10: a huge `top -d` printed a bogus table.
+    assert_eq!(
+        refused("top -d 18446744073709551615"),
+        "-d: 18446744073709551615 is out of range (1..3600000)"
+    );
+    assert_eq!(refused("top -d 0"), "-d: 0 is out of range (1..3600000)");
+    assert_eq!(refused("top -d zero"), "-d: 'zero' is not a number");
+    assert_eq!(
+        refused("sched-credit -d a -w 4294967296"),
+        "-w: 4294967296 is out of range (0..4294967295)"
+    );
+    assert_eq!(
+        refused("cpupool-cpu-loan 99999999999 Pool-0 10"),
+        "CPU: 99999999999 is out of range (0..4294967295)"
+    );
+    assert_eq!(
+        refused("repeat 0 info"),
+        "repeat: 0 is out of range (1..1000000)"
+    );
+}
+
+#[test]
+fn flags_are_checked_whole() {
+    // Issue 10's tenant escape: -d with -s -p is one or the other.
+    assert!(refused("sched-credit -d a -s -p Pool-0 -t 1 -r 0").contains("one or the other"));
+    assert!(refused("sched-credit -d a -d b -w 5").contains("given twice"));
+    assert!(refused("sched-credit -d a -w").contains("needs a value"));
+    assert!(refused("sched-credit -d a -q 1").contains("unexpected '-q'"));
+    assert!(refused("sched-credit -p lic -t 5").contains("go with -s"));
+    assert_eq!(
+        refused("sched-credit -s -p lic"),
+        "sched-credit -s: give -t MS and/or -r US"
+    );
+    assert_eq!(
+        parsed("sched-credit -s -p lic -t 5"),
+        Command::CreditPool {
+            pool: String::from("lic"),
+            timeslice_ms: Some(5),
+            ratelimit_us: None
+        }
+    );
+    assert_eq!(parsed("sched-credit"), Command::CreditTable);
+    assert_eq!(
+        parsed("sched-group -d a -m b"),
+        Command::Group {
+            domain: String::from("a"),
+            master: Some(String::from("b"))
+        }
+    );
+    assert!(refused("sched-group -d a -m b -n").starts_with("usage:"));
+    assert!(refused("sched-sedf -d a -p 10 -s 5 -e 2").contains("out of range"));
+    assert!(refused("list -l -l").starts_with("usage:"));
+    assert!(refused("list --pool=a --pool=b").starts_with("usage:"));
+    assert!(refused("cpupool-list -x").starts_with("usage:"));
+    assert!(refused("destroy a b").starts_with("usage:"));
+}
+
+#[test]
+fn configs_and_files_are_told_apart() {
+    assert_eq!(
+        parsed("create spinner-vm.cfg"),
+        Command::Create(DomainSource::File(String::from("spinner-vm.cfg")))
+    );
+    match parsed("create name=d pool=lic image=spin") {
+        Command::Create(DomainSource::Inline(c)) => {
+            assert_eq!((c.name.as_str(), c.pool.as_deref()), ("d", Some("lic")))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(refused("create name=d colour=blue"), "colour: unknown key");
+    assert_eq!(
+        parsed("pool-new rt.cfg"),
+        Command::PoolNew(PoolSource::File(String::from("rt.cfg")))
+    );
+    assert!(refused("create").starts_with("usage:"));
+}
+
+#[test]
+fn repeat_checks_every_command_before_running_any() {
+    assert_eq!(
+        parsed("repeat 3 create name=d# image=spin | destroy d#"),
+        Command::Repeat {
+            count: 3,
+            commands: vec![
+                String::from("create name=d# image=spin"),
+                String::from("destroy d#")
+            ]
+        }
+    );
+    assert_eq!(
+        refused("repeat 3 info | frobnicate"),
+        "repeat: 'frobnicate': unknown command 'frobnicate' (try help)"
+    );
+    assert_eq!(
+        refused("repeat 3 repeat 2 info"),
+        "repeat: commands cannot repeat themselves"
+    );
+    assert!(refused("repeat 3 info |").starts_with("usage:"));
+}
