@@ -182,7 +182,9 @@ pub enum Invocation {
     /// exception v exits as [`crate::vcpu::Exit::Exception`]). Returns on
     /// the first exit the kernel does not handle itself, with the exit
     /// record in MR0.. and the guest registers in the IPC buffer (see
-    /// [`crate::vcpu`]).
+    /// [`crate::vcpu`]). `ObjectDeleted` (also while in the guest) once the
+    /// Vcpu's copy of its GuestSpace capability is gone (that capability or
+    /// its memory was revoked): the guest never runs on freed page tables.
     VcpuRun = 82,
 }
 

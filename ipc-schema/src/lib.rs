@@ -96,7 +96,9 @@ pub enum Syscall {
     Send = 1,
     /// Send only if a receiver is waiting; otherwise fail with `WouldBlock`.
     NbSend = 2,
-    /// Send and wait for the reply (IPC), or invoke a kernel object.
+    /// Send and wait for the reply (IPC), or invoke a kernel object. The
+    /// call ends with `ObjectDeleted` if the reply can no longer come: the
+    /// server is destroyed, or receives another call before replying.
     Call = 3,
     /// Wait for a message on an endpoint (or a signal on a notification).
     Recv = 4,
@@ -175,7 +177,9 @@ pub enum Error {
     WouldBlock = 11,
     /// A wait's timeout expired first.
     Timeout = 12,
-    /// The object the thread was blocked on was deleted.
+    /// The object the thread was blocked on was deleted (for a `Call`: the
+    /// server that owed the reply, or its reply, is gone; for `VcpuRun`: the
+    /// Vcpu or its GuestSpace).
     ObjectDeleted = 13,
     /// `Reply` with no caller waiting for this thread's reply.
     NoReplyTarget = 14,

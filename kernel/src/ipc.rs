@@ -314,7 +314,9 @@ fn rendezvous(
     );
     if flags & ipc_flag::CALL != 0 {
         // A reply it still owed can no longer come: that caller is told.
-        forget_thread(guard, receiver);
+        if tcb::ctl(guard, receiver).reply_to != 0 {
+            forget_thread(guard, receiver);
+        }
         tcb::ctl(guard, receiver).reply_to = sender;
         let s = tcb::ctl(guard, sender);
         s.state = ThreadState::BlockedOnReply as u64;
@@ -466,6 +468,7 @@ pub fn has_senders(guard: &mut KernelGuard, endpoint: u64) -> bool {
 }
 
 /// Blocks the current thread `receiver` on `endpoint`.
+#[inline]
 pub fn block_receiver(guard: &mut KernelGuard, receiver: u64, endpoint: u64) {
     {
         let t = tcb::ctl(guard, receiver);
@@ -683,6 +686,7 @@ fn abort_blocked(guard: &mut KernelGuard, thread: u64) {
 /// new call first): the caller waiting for it gets `ObjectDeleted` (a
 /// faulted one stays stopped), so no caller keeps naming a server that no
 /// longer answers it.
+#[cold]
 pub fn forget_thread(guard: &mut KernelGuard, thread: u64) {
     let caller = core::mem::take(&mut tcb::ctl(guard, thread).reply_to);
     if caller != 0 {

@@ -21,7 +21,9 @@
 //! **held**: read, at each use, through a capability the kernel keeps in a
 //! slot of its own, a child of the capability the user passed (so deleting
 //! or revoking that capability or its untyped memory deletes the kernel's
-//! copy too, and a counted object stays alive while the kernel holds it); or
+//! copy too, and a counted object stays alive while the kernel holds it; an
+//! address a hot path keeps beside such a capability is cleared in the same
+//! step as the capability); or
 //! **cleared**: a raw address removed synchronously, under the kernel lock,
 //! by the destructor of the object it names (or by the operation that
 //! deletes, revokes or moves the capability it stands for), before that
@@ -45,7 +47,7 @@
 //! | Vcpu and its thread | `VcpuState::tcb`, `Control::vcpu` | cleared by either destructor |
 //! | a Vcpu's GuestSpace | `VcpuState::space_slot`, `space_root` | held: deleting the slot's capability clears the cached `space_root`, makes a CPU running the guest leave it first, and ends `VcpuRun` with `ObjectDeleted` |
 //! | a CPU's running and last guest | `vcpu::GUESTS` | cleared by the Vcpu destructor |
-//! | frame mappings | the frame capability's [`Mapping`] (VSpace id and generation) | cleared: deleting the capability unmaps; a destroyed VSpace retires its id, so a stale mapping unmaps nothing |
+//! | a VSpace's or GuestSpace's page-table entry for a frame; the frame capability's [`Mapping`] (VSpace id and generation) | the page tables; the capability | cleared: deleting the capability unmaps (and flushes TLBs, guest TLBs included); a destroyed VSpace retires its id, so a stale mapping unmaps nothing |
 //! | VSpace table; page tables a CPU runs on | `memory::VSPACES`, the per-CPU loaded root | cleared by the VSpace destructor |
 //! | an interrupt line's notification | `devices::IRQ_TABLE` | cleared by the notification destructor; the line goes with its handler capability |
 //! | derivation links | [`Slot::links`] | cleared by every delete, carried by every move |
