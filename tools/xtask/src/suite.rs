@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use tarn_tests::{bench_results, check, check_output, scenarios, Emulator, Scenario};
+use tarn_tests::{bench_results, check, check_output, scenarios, Emulator, Image, Scenario};
 
 use crate::ctx::{run_checked, Ctx, Result};
 use crate::deps::ensure_emulators;
@@ -142,7 +142,12 @@ pub fn test(ctx: &Ctx, options: &TestOptions) -> Result<bool> {
     }
     let needs_bochs = selected.iter().any(|s| s.emulator == Emulator::Bochs);
     ensure_emulators(ctx, needs_bochs)?;
-    let images = build_or_use(ctx, options.elf.as_deref())?;
+    let mut wanted: Vec<Image> = selected
+        .iter()
+        .map(|scenario| Image::for_cmdline(&scenario.append))
+        .collect();
+    wanted.dedup();
+    let images = build_or_use(ctx, options.elf.as_deref(), &wanted)?;
     let jobs = options.jobs.clamp(1, selected.len());
     println!(
         "== boot tests ({} scenarios, {jobs} at a time; logs in {})",
@@ -159,7 +164,8 @@ pub fn test(ctx: &Ctx, options: &TestOptions) -> Result<bool> {
                 let Some(scenario) = selected.get(index) else {
                     break;
                 };
-                let (result, elapsed) = run_scenario(ctx, &images.kernel, scenario);
+                let kernel = images.kernel(Image::for_cmdline(&scenario.append));
+                let (result, elapsed) = run_scenario(ctx, kernel, scenario);
                 let _guard = print.lock().unwrap_or_else(|e| e.into_inner());
                 match result {
                     Ok(()) => println!("PASS {} ({:.1} s)", scenario.name, elapsed.as_secs_f64()),
@@ -248,7 +254,7 @@ pub struct BenchOptions {
 /// Returns `false` when `--compare` found a regression.
 pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
     ensure_emulators(ctx, true)?;
-    let images = build_or_use(ctx, None)?;
+    let images = build_or_use(ctx, None, &[Image::System, Image::Test])?;
     // Boots: everything with the IPC fastpath on, then the IPC round trip
     // again through the general path (`ipc_fastpath=off`).
     let mut results: Vec<tarn_tests::BenchResult> = Vec::new();
@@ -272,7 +278,7 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
             initrd: None,
         };
         let session = Session {
-            elf: &images.kernel,
+            elf: images.kernel(Image::for_cmdline(append)),
             work_dir: ctx.xtask_dir().join("runs").join(run),
             timeout: Some(Duration::from_secs(300)),
             live: false,
