@@ -357,16 +357,18 @@ fn start_other_cpus(madt: Option<&acpi::Madt>, bsp_apic_id: u32) {
         .get()
         .expect("kernel tables exist after init_memory");
     smp::install_trampoline();
+    let others = || madt.enabled_cpus().filter(|e| e.apic_id != bsp_apic_id);
+    for entry in others().skip(percpu::MAX_CPUS - 1) {
+        kwarn!(
+            "more than {} CPUs; ignoring x2APIC id {}",
+            percpu::MAX_CPUS,
+            entry.apic_id
+        );
+    }
+    let starting = || others().take(percpu::MAX_CPUS - 1);
+    smp::init_aps(starting().map(|entry| entry.apic_id));
     let mut index = 1;
-    for entry in madt.enabled_cpus().filter(|e| e.apic_id != bsp_apic_id) {
-        if index as usize >= percpu::MAX_CPUS {
-            kwarn!(
-                "more than {} CPUs; ignoring x2APIC id {}",
-                percpu::MAX_CPUS,
-                entry.apic_id
-            );
-            continue;
-        }
+    for entry in starting() {
         match smp::start_ap(tables, index, entry.apic_id) {
             Ok(()) => index += 1,
             Err(error) => kwarn!(

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tarn_tests::{split_commands, Emulator, CONSOLE_PROMPT};
+use tarn_tests::{split_commands, Emulator, Image, CONSOLE_PROMPT};
 
 use ctx::{run_checked, Ctx, Result};
 use emu::{Boot, Session};
@@ -39,8 +39,13 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 commands:
-  build                 build the kernel image (and the user images it embeds)
-  run [options]         build, then boot under QEMU (default) or Bochs (--vmx)
+  build                 build both kernel images (and the user images they embed)
+                        and print their paths: the system image (what `run`
+                        boots) and the test image (adds the test tasks)
+  run [options]         build, then boot under QEMU (default) or Bochs (--vmx);
+                        boots the system image, or the test image when the
+                        command line starts a test task (test, fuzz, bench,
+                        schedtest)
       --smp N           CPUs (default 4; 2 with --vmx)
       --append ARGS     kernel command line (default, with 3 or more CPUs: the
                         demo, `pool0_cpus=2 pace_hz=10000` under --icount, so
@@ -59,7 +64,8 @@ commands:
                         -ex 'target remote :1234'`
       --timeout SECS    kill the emulator after SECS (default: none on a terminal,
                         300 otherwise; 120 with --exec)
-      --elf PATH        boot this ELF instead of building (also for `test`)
+      --elf PATH        boot this ELF instead of building (also for `test`;
+                        it then serves as both images)
       --exec \"CMD; CMD\" QEMU only: type commands into the root task's serial
                         console instead of connecting the terminal to it. xtask
                         waits for each `tarn> ` prompt on the serial output and
@@ -319,7 +325,6 @@ fn parse(words: Vec<String>) -> Result<Command> {
 /// `cargo xtask run`: build, boot, return the kernel's exit status.
 fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     deps::ensure_emulators(ctx, options.vmx)?;
-    let images = images::build_or_use(ctx, options.elf.as_deref())?;
     let initrd = match &options.config {
         Some(dir) => Some(images::pack_config(
             dir,
@@ -350,6 +355,10 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         control: (emulator == Emulator::Qemu).then(|| ctx.xtask_dir().join("control.sock")),
         initrd,
     };
+    // The system image unless the command line starts a test task.
+    let image = Image::for_cmdline(&boot.append);
+    let images = images::build_or_use(ctx, options.elf.as_deref(), &[image])?;
+    let kernel = images.kernel(image);
     let feeding = !options.exec.is_empty();
     let interactive = std::io::stdin().is_terminal() && !feeding;
     let timeout = match options.timeout {
@@ -363,11 +372,15 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     if options.gdb {
         eprintln!(
             "xtask: QEMU waits for a debugger; attach with:\n  gdb {} -ex 'target remote :1234'",
-            images.kernel.display()
+            kernel.display()
         );
     }
     eprintln!(
-        "xtask: booting under {emulator} with {} cpus, append {:?}{}",
+        "xtask: booting the {} image under {emulator} with {} cpus, append {:?}{}",
+        match image {
+            Image::System => "system",
+            Image::Test => "test",
+        },
         boot.smp,
         boot.append,
         match emulator {
@@ -394,7 +407,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         );
     }
     let session = Session {
-        elf: &images.kernel,
+        elf: kernel,
         work_dir: ctx.xtask_dir().join("runs").join("run"),
         timeout,
         live: true,
@@ -460,8 +473,11 @@ fn execute(command: Command) -> Result<ExitCode> {
             let _ = writeln!(std::io::stdout(), "{HELP}");
         }
         Command::Build => {
-            let images = images::build_or_use(&ctx, None)?;
-            println!("{}", images.kernel.display());
+            let both = [Image::System, Image::Test];
+            let images = images::build_or_use(&ctx, None, &both)?;
+            for image in both {
+                println!("{}", images.kernel(image).display());
+            }
         }
         Command::Run(options) => return Ok(ExitCode::from(run(&ctx, &options)?)),
         Command::Test(options) => {
