@@ -200,6 +200,8 @@ pub struct Scenario {
     /// Prefixes of lines that must appear at least twice, each time with
     /// the same text after the prefix (a figure that must come back).
     pub steady: Vec<String>,
+    /// QEMU NUMA nodes (`-numa`; 0: none).
+    pub numa_nodes: u32,
 }
 
 /// One domain's CPU share in one `top --json` report: `window` counts the
@@ -264,7 +266,14 @@ impl Scenario {
             shares: Vec::new(),
             config: None,
             steady: Vec::new(),
+            numa_nodes: 0,
         }
+    }
+
+    /// Boots QEMU with `nodes` NUMA nodes (CPUs and memory split evenly).
+    pub fn numa(mut self, nodes: u32) -> Scenario {
+        self.numa_nodes = nodes;
+        self
     }
 
     /// A QEMU scenario (see [`Scenario::new`]).
@@ -567,6 +576,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("sleep MS")
             .expect("tarn> info")
             .expect("cpus            : 2")
+            .expect("numa nodes      : 1 (0: cpus 0-1)")
             // The system image (what `cargo xtask run` boots) carries no
             // test task.
             .expect("boot modules    : root-task sched-server spin tenant vmm")
@@ -580,6 +590,17 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("test-suite")
             .forbid("test-helper")
             .forbid("sched-shares")
+            .forbid_failures(),
+    );
+    // NUMA nodes from the firmware's SRAT: the kernel reads it and the root
+    // task learns each CPU's node (one node without `-numa`).
+    all.push(
+        Scenario::qemu("numa_nodes", 4, "noauto")
+            .numa(2)
+            .exec(&["info", "poweroff"])
+            .expect("tarn: 2 NUMA nodes (ACPI SRAT)")
+            .expect("numa nodes      : 2 (0: cpus 0-1, 1: cpus 2-3)")
+            .expect("tarn: exit status 0")
             .forbid_failures(),
     );
     // Pool-0 from boot: a credit scheduler server on the first

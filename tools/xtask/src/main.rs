@@ -55,6 +55,8 @@ commands:
                         and autorun.cmds into a cpio archive and boot with it
                         (QEMU -initrd, a GRUB module under --vmx): it replaces
                         root-task/config (the demo)
+      --numa N          QEMU: N NUMA nodes (2..8; CPUs and memory split evenly;
+                        the firmware's SRAT tells the kernel)
       --icount          QEMU -icount shift=0,sleep=off (TSC counts instructions)
       --vmx             boot under Bochs through a GRUB ISO (VMX machine)
       --ips N           with --vmx: Bochs' emulated instructions per second
@@ -108,6 +110,8 @@ struct RunOptions {
     elf: Option<PathBuf>,
     /// Console commands to type after each prompt (`--exec`).
     exec: Vec<String>,
+    /// NUMA nodes (`--numa`, QEMU).
+    numa: Option<u32>,
 }
 
 /// A parsed command line.
@@ -199,6 +203,7 @@ fn parse(words: Vec<String>) -> Result<Command> {
                 timeout: None,
                 elf: None,
                 exec: Vec::new(),
+                numa: None,
             };
             while let Some((option, inline)) = args.next_option() {
                 match option.as_str() {
@@ -213,6 +218,15 @@ fn parse(words: Vec<String>) -> Result<Command> {
                         );
                     }
                     "--append" => run.append = Some(args.value(&option, inline)?),
+                    "--numa" => {
+                        let nodes = args.number(&option, inline)?;
+                        run.numa = Some(
+                            u32::try_from(nodes)
+                                .ok()
+                                .filter(|n| (2..=8).contains(n))
+                                .ok_or("--numa must be between 2 and 8")?,
+                        );
+                    }
                     "--config" => run.config = Some(args.value(&option, inline)?.into()),
                     "--exec" => {
                         let list = args.value(&option, inline)?;
@@ -354,6 +368,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         bochs_ips: options.ips.unwrap_or(tarn_tests::DEFAULT_BOCHS_IPS),
         control: (emulator == Emulator::Qemu).then(|| ctx.xtask_dir().join("control.sock")),
         initrd,
+        numa_nodes: options.numa.unwrap_or(0),
     };
     // The system image unless the command line starts a test task.
     let image = Image::for_cmdline(&boot.append);

@@ -45,6 +45,7 @@ fn boot_of(scenario: &Scenario, initrd: Option<PathBuf>) -> Boot {
         bochs_ips: scenario.bochs_ips,
         control: None,
         initrd,
+        numa_nodes: scenario.numa_nodes,
     }
 }
 
@@ -284,6 +285,7 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
             bochs_ips: tarn_tests::DEFAULT_BOCHS_IPS,
             control: None,
             initrd: None,
+            numa_nodes: 0,
         };
         let session = Session {
             elf: images.kernel(Image::for_cmdline(append)),
