@@ -1235,5 +1235,4 @@ mod tests {
         // Never more nodes than CPUs.
         assert_eq!(numa_args(2, 4).len(), 8);
     }
-
 }
