@@ -596,6 +596,7 @@ pub fn scenarios() -> Vec<Scenario> {
     // task learns each CPU's node (one node without `-numa`).
     all.push(
         Scenario::qemu("numa_nodes", 4, "noauto")
+            .icount()
             .numa(2)
             .exec(&["info", "poweroff"])
             .expect("tarn: 2 NUMA nodes (ACPI SRAT)")
