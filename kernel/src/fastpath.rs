@@ -27,8 +27,16 @@ pub fn disable() {
 /// Tries the fastpath for `thread`'s pending syscall; returns the thread to
 /// switch to and its page-table root, having completed the IPC, or `None` to
 /// take the general path.
+#[inline(always)]
 pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
-    if !ENABLED.load(Ordering::Relaxed) {
+    // The syscall number first: every other syscall leaves at once.
+    let f = tcb::frame(guard, thread);
+    let (number, cptr, info) = (f.rax, f.rdi, MessageInfo(f.rsi));
+    let is_call = number == Syscall::Call as u64;
+    if !is_call && number != Syscall::ReplyRecv as u64 {
+        return None;
+    }
+    if info.extra_caps() != 0 || info.length() > 4 || !ENABLED.load(Ordering::Relaxed) {
         return None;
     }
     // Threads adopted by a user-mode scheduler run only from dispatch
@@ -36,16 +44,11 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
     if tcb::ctl(guard, thread).scheduler != 0 {
         return None;
     }
-    let f = tcb::frame(guard, thread);
-    let (number, cptr, info) = (f.rax, f.rdi, MessageInfo(f.rsi));
-    if info.extra_caps() != 0 || info.length() > 4 {
-        return None;
-    }
     let cap = object::endpoint_at(guard, tcb::slot_address(thread, tcb::slot::CSPACE), cptr)?;
-    match Syscall::from_u64(number)? {
-        Syscall::Call => call(guard, thread, cap, info),
-        Syscall::ReplyRecv => reply_recv(guard, thread, cap, info),
-        _ => None,
+    if is_call {
+        call(guard, thread, cap, info)
+    } else {
+        reply_recv(guard, thread, cap, info)
     }
 }
 

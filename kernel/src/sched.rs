@@ -402,6 +402,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
 /// Charges the time since the last switch to what ran (and to the thread
 /// that ran), and starts charging `kind` (0 idle, 1 system thread, 2
 /// dispatched thread) and `thread` (0 = none).
+#[inline(always)]
 fn account(guard: &mut KernelGuard, kind: usize, thread: u64) {
     let now = cpu::rdtsc();
     let s = &mut CPUS.get(guard)[this_cpu()];

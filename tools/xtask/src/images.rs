@@ -97,15 +97,21 @@ pub struct Images {
     pub kernel: PathBuf,
 }
 
-/// The path of a release binary built for [`TARGET`].
-fn target_binary(ctx: &Ctx, name: &str) -> PathBuf {
-    ctx.target.join(TARGET).join("release").join(name)
+/// The cargo profile user-task images are built with.
+const USER_PROFILE: &str = "release";
+/// The cargo profile the kernel is built with (`Cargo.toml`: release with
+/// fat LTO and one codegen unit).
+const KERNEL_PROFILE: &str = "kernel";
+
+/// The path of a binary built for [`TARGET`] with `profile`.
+fn target_binary(ctx: &Ctx, profile: &str, name: &str) -> PathBuf {
+    ctx.target.join(TARGET).join(profile).join(name)
 }
 
-/// Builds release `packages` for [`TARGET`], with extra environment.
-fn cargo_build(ctx: &Ctx, packages: &[&str], env: &[(&str, &str)]) -> Result<()> {
+/// Builds `packages` for [`TARGET`] with `profile`, with extra environment.
+fn cargo_build(ctx: &Ctx, profile: &str, packages: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let mut command = ctx.cargo();
-    command.args(["build", "--release", "--target", TARGET]);
+    command.args(["build", "--profile", profile, "--target", TARGET]);
     for package in packages {
         command.args(["-p", package]);
     }
@@ -116,8 +122,8 @@ fn cargo_build(ctx: &Ctx, packages: &[&str], env: &[(&str, &str)]) -> Result<()>
 }
 
 /// A built binary, or an error when the build did not produce it.
-fn built(ctx: &Ctx, binary: &str) -> Result<PathBuf> {
-    let path = target_binary(ctx, binary);
+fn built(ctx: &Ctx, profile: &str, binary: &str) -> Result<PathBuf> {
+    let path = target_binary(ctx, profile, binary);
     if path.is_file() {
         Ok(path)
     } else {
@@ -132,7 +138,7 @@ fn built(ctx: &Ctx, binary: &str) -> Result<PathBuf> {
 pub fn build_images(ctx: &Ctx) -> Result<Images> {
     let packages = user_packages();
     if !packages.is_empty() {
-        cargo_build(ctx, &packages, &[])?;
+        cargo_build(ctx, USER_PROFILE, &packages, &[])?;
     }
     // Boot modules travel stripped: debug information is for the host (gdb
     // reads the unstripped files), and every page of a module costs the root
@@ -142,7 +148,7 @@ pub fn build_images(ctx: &Ctx) -> Result<Images> {
         .map_err(|e| format!("{}: {e}", stripped_dir.display()))?;
     let mut modules = Vec::new();
     for image in USER_IMAGES {
-        let path = built(ctx, image.binary)?;
+        let path = built(ctx, USER_PROFILE, image.binary)?;
         let stripped = stripped_dir.join(image.binary);
         run_checked(
             std::process::Command::new("objcopy")
@@ -153,9 +159,14 @@ pub fn build_images(ctx: &Ctx) -> Result<Images> {
         modules.push(format!("{}={}", image.module, stripped.display()));
     }
     let modules = modules.join(";");
-    cargo_build(ctx, &[KERNEL_PACKAGE], &[("TARN_BOOT_MODULES", &modules)])?;
+    cargo_build(
+        ctx,
+        KERNEL_PROFILE,
+        &[KERNEL_PACKAGE],
+        &[("TARN_BOOT_MODULES", &modules)],
+    )?;
     Ok(Images {
-        kernel: built(ctx, KERNEL_PACKAGE)?,
+        kernel: built(ctx, KERNEL_PROFILE, KERNEL_PACKAGE)?,
     })
 }
 
