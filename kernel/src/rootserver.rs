@@ -141,6 +141,7 @@ fn map_module(
     let first_page = phys.start & !(PAGE_SIZE - 1);
     let pages = (phys.end - first_page).div_ceil(PAGE_SIZE);
     let first_frame_slot = builder.next_slot;
+    objmem::admit(first_page, pages * PAGE_SIZE, PAGE_SIZE);
     for page in 0..pages {
         let s = builder.take_slot()?;
         let frame = Cap::Frame {
@@ -209,6 +210,7 @@ pub fn start(
         .lock()
         .alloc_contiguous(cnode_bytes / PAGE_SIZE)
         .ok_or(RootError::OutOfResources("no memory for the root CNode"))?;
+    objmem::admit(cnode_phys, cnode_bytes, PAGE_SIZE);
     objmem::zero(guard, cnode_phys, cnode_bytes);
     init_header(
         guard,
@@ -267,6 +269,9 @@ pub fn start(
                 dropped += 1 << size_bits;
                 return;
             }
+            // Where untyped memory enters the kernel: every object address
+            // is carved out of one of these ranges (`objmem`, validated once).
+            objmem::admit(phys, 1 << size_bits, PAGE_SIZE);
             let index = builder.next_slot;
             builder.next_slot += 1;
             insert_cap(

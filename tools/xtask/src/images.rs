@@ -129,14 +129,18 @@ impl Images {
     }
 }
 
-/// The cargo profile a kernel of `image` is built with. The two kernels
+/// The cargo profile user-task images are built with.
+const USER_PROFILE: &str = "release";
+
+/// The cargo profile a kernel of `image` is built with (`Cargo.toml`:
+/// `kernel` is release with fat LTO and one codegen unit). The two kernels
 /// embed different modules (`TARN_BOOT_MODULES`), so each has its own
 /// profile and output directory and neither rebuild undoes the other;
-/// `test-image` inherits everything from `release`.
+/// `kernel-test` inherits everything from `kernel`.
 fn kernel_profile(image: Image) -> &'static str {
     match image {
-        Image::System => "release",
-        Image::Test => "test-image",
+        Image::System => "kernel",
+        Image::Test => "kernel-test",
     }
 }
 
@@ -183,7 +187,7 @@ pub fn modules_of(image: Image) -> impl Iterator<Item = &'static UserImage> {
 pub fn build_images(ctx: &Ctx, wanted: &[Image]) -> Result<Images> {
     let packages = user_packages();
     if !packages.is_empty() {
-        cargo_build(ctx, "release", &packages, &[])?;
+        cargo_build(ctx, USER_PROFILE, &packages, &[])?;
     }
     // Boot modules travel stripped: debug information is for the host (gdb
     // reads the unstripped files), and every page of a module costs the root
@@ -192,7 +196,7 @@ pub fn build_images(ctx: &Ctx, wanted: &[Image]) -> Result<Images> {
     std::fs::create_dir_all(&stripped_dir)
         .map_err(|e| format!("{}: {e}", stripped_dir.display()))?;
     for image in USER_IMAGES {
-        let path = built(ctx, "release", image.binary)?;
+        let path = built(ctx, USER_PROFILE, image.binary)?;
         let stripped = stripped_dir.join(image.binary);
         run_checked(
             std::process::Command::new("objcopy")

@@ -62,7 +62,7 @@ commands:
       --ips N           with --vmx: Bochs' emulated instructions per second
                         (default 4000000; higher makes each instruction a
                         smaller share of emulated time, boots more slowly)
-      --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/release/tarn-kernel
+      --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/kernel/tarn-kernel
                         -ex 'target remote :1234'`
       --timeout SECS    kill the emulator after SECS (default: none on a terminal,
                         300 otherwise; 120 with --exec)
