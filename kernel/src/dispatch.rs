@@ -100,6 +100,39 @@ const UNBOUND: CpuDispatch = CpuDispatch {
 
 static CPUS: BklCell<[CpuDispatch; MAX_CPUS]> = BklCell::new([UNBOUND; MAX_CPUS]);
 
+/// The part of a CPU's dispatch state the scheduling paths read (a copy of
+/// the whole record would copy its queue on every pass).
+#[derive(Clone, Copy)]
+struct Head {
+    scheduler: u64,
+    len: usize,
+    /// The head entry (meaningless when `len` is 0).
+    entry: Entry,
+    started: u64,
+    ran_ns: u64,
+    empty_reported: bool,
+    tick_ticks: u64,
+    next_tick: u64,
+    donated_to: u64,
+}
+
+/// CPU `cpu`'s [`Head`].
+#[inline(always)]
+fn head(guard: &mut KernelGuard, cpu: usize) -> Head {
+    let d = &CPUS.get(guard)[cpu];
+    Head {
+        scheduler: d.scheduler,
+        len: d.len,
+        entry: d.queue[d.head],
+        started: d.started,
+        ran_ns: d.ran_ns,
+        empty_reported: d.empty_reported,
+        tick_ticks: d.tick_ticks,
+        next_tick: d.next_tick,
+        donated_to: d.donated_to,
+    }
+}
+
 /// Entries found naming a thread of another scheduler (always 0 unless the
 /// kernel is wrong; part of the invariant check).
 static ISOLATION_VIOLATIONS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -191,10 +224,12 @@ pub fn on_woken(guard: &mut KernelGuard, thread: u64) {
 /// Ends entries whose thread can no longer run (reporting why).
 pub fn head_entry(guard: &mut KernelGuard, cpu: usize) -> Option<(u64, u64)> {
     loop {
-        let d = CPUS.get(guard)[cpu];
-        if d.scheduler == 0 {
+        // (An unbound CPU, the common case of a system thread's pass,
+        // leaves before anything else is read.)
+        if CPUS.get(guard)[cpu].scheduler == 0 {
             return None;
         }
+        let d = head(guard, cpu);
         if d.len == 0 {
             if !d.empty_reported {
                 CPUS.get(guard)[cpu].empty_reported = true;
@@ -202,7 +237,7 @@ pub fn head_entry(guard: &mut KernelGuard, cpu: usize) -> Option<(u64, u64)> {
             }
             return None;
         }
-        let entry = d.queue[d.head];
+        let entry = d.entry;
         // Isolation, checked where it matters: a CPU only ever starts a
         // thread of the scheduler it is bound to. (Dispatch and release keep
         // this true; a violation is a kernel bug, counted for the invariant
@@ -346,17 +381,17 @@ pub fn on_fault(guard: &mut KernelGuard, thread: u64) {
 }
 
 fn running_entry(guard: &mut KernelGuard, cpu: usize) -> Option<u64> {
-    let d = CPUS.get(guard)[cpu];
-    (d.len > 0 && d.started != 0).then_some(d.queue[d.head].thread)
+    let d = head(guard, cpu);
+    (d.len > 0 && d.started != 0).then_some(d.entry.thread)
 }
 
 /// Timer work for this CPU: budget expiry of the running entry, the tick.
 pub fn on_timer(guard: &mut KernelGuard) {
     let cpu = sched::this_cpu();
     let now = cpu::rdtsc();
-    let d = CPUS.get(guard)[cpu];
+    let d = head(guard, cpu);
     if d.len > 0 && d.started != 0 {
-        let entry = d.queue[d.head];
+        let entry = d.entry;
         if d.ran_ns + timer::tsc_to_ns(now - d.started) >= entry.budget_ns {
             end_entry(guard, cpu, EventKind::BudgetExpired);
         }
@@ -370,7 +405,7 @@ pub fn on_timer(guard: &mut KernelGuard) {
 /// The next tick on this CPU (TSC, `u64::MAX` = none).
 #[inline(always)]
 pub fn next_tick(guard: &mut KernelGuard) -> u64 {
-    let d = CPUS.get(guard)[sched::this_cpu()];
+    let d = &CPUS.get(guard)[sched::this_cpu()];
     if d.scheduler != 0 && d.tick_ticks != 0 {
         d.next_tick
     } else {
