@@ -726,32 +726,7 @@ pub fn invoke_scheduler(
             release(guard, thread);
             Ok(())
         }
-        Invocation::SchedulerDispatch => {
-            let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
-            let thread = adopted_tcb(guard, caller, scheduler, caller.mr(1))?;
-            let budget_ns = caller.mr(2);
-            if budget_ns == 0 {
-                return Err(Error::InvalidArgument);
-            }
-            let t = *tcb::ctl(guard, thread);
-            if t.state != ThreadState::Runnable as u64 || t.entry_cpu != 0 {
-                return Err(Error::IllegalState);
-            }
-            if CPUS.get(guard)[cpu].len == DISPATCH_QUEUE_LEN {
-                return Err(Error::QueueFull);
-            }
-            let d = &mut CPUS.get(guard)[cpu];
-            d.queue[(d.head + d.len) % DISPATCH_QUEUE_LEN] = Entry { thread, budget_ns };
-            d.len += 1;
-            d.empty_reported = false;
-            tcb::ctl(guard, thread).entry_cpu = cpu as u64 + 1;
-            if cpu != sched::this_cpu() {
-                if let Some(target) = percpu::get(cpu as u32) {
-                    apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
-                }
-            }
-            Ok(())
-        }
+        Invocation::SchedulerDispatch => dispatch(guard, caller, scheduler),
         Invocation::SchedulerSetTick => {
             let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
             let period = caller.mr(1);
@@ -803,6 +778,60 @@ pub fn invoke_scheduler(
         }
         _ => Err(Error::IllegalOperation),
     }
+}
+
+/// `SchedulerDispatch`: appends (thread, budget) to a CPU's queue.
+fn dispatch(guard: &mut KernelGuard, caller: &mut Caller, scheduler: u64) -> Result<(), Error> {
+    // Decode.
+    let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
+    let thread = adopted_tcb(guard, caller, scheduler, caller.mr(1))?;
+    let budget_ns = caller.mr(2);
+    if budget_ns == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let t = *tcb::ctl(guard, thread);
+    if t.state != ThreadState::Runnable as u64 || t.entry_cpu != 0 {
+        return Err(Error::IllegalState);
+    }
+    if CPUS.get(guard)[cpu].len == DISPATCH_QUEUE_LEN {
+        return Err(Error::QueueFull);
+    }
+    // Invoke.
+    let d = &mut CPUS.get(guard)[cpu];
+    d.queue[(d.head + d.len) % DISPATCH_QUEUE_LEN] = Entry { thread, budget_ns };
+    d.len += 1;
+    d.empty_reported = false;
+    tcb::ctl(guard, thread).entry_cpu = cpu as u64 + 1;
+    if cpu != sched::this_cpu() {
+        if let Some(target) = percpu::get(cpu as u32) {
+            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+        }
+    }
+    Ok(())
+}
+
+/// `SchedulerDispatchWait` by `thread`: `SchedulerDispatch`, then `thread`
+/// waits on the notification MR3 names (as `Wait`, no timeout); its result
+/// is the wait's. The notification is checked before the dispatch, and the
+/// dispatch checks everything before it queues, so on any error nothing
+/// happens.
+pub fn dispatch_and_wait(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    thread: u64,
+    scheduler: u64,
+) -> Result<(), Error> {
+    let notification = caller.lookup(guard, caller.mr(3))?;
+    crate::ipc::check_wait(guard, thread, notification)?;
+    dispatch(guard, caller, scheduler)?;
+    let waited = crate::ipc::wait(
+        guard,
+        thread,
+        notification,
+        crate::ipc::WaitMode::Block { timeout_ticks: 0 },
+    );
+    debug_assert!(waited.is_ok(), "checked before the dispatch");
+    Ok(())
 }
 
 /// Handles an invocation on a Cpu capability.

@@ -208,6 +208,11 @@ fn invoke(
         }
         Cap::IrqControl => devices::invoke_irq_control(guard, &mut caller, label),
         Cap::IrqHandler { irq } => devices::invoke_irq_handler(guard, &mut caller, irq, label),
+        Cap::Scheduler { phys } if label == Invocation::SchedulerDispatchWait => {
+            // The result is the wait's (written when it ends).
+            crate::dispatch::dispatch_and_wait(guard, &mut caller, thread, phys)?;
+            return Ok(false);
+        }
         Cap::Scheduler { phys } => {
             crate::dispatch::invoke_scheduler(guard, &mut caller, phys, label)
         }

@@ -429,6 +429,24 @@ pub fn scheduler_dispatch(
     )
 }
 
+/// [`scheduler_dispatch`], then waits on `notification` (as
+/// [`crate::syscall::wait`] without a timeout) in the same system call;
+/// returns the notification word. On an error nothing was dispatched.
+pub fn scheduler_dispatch_wait(
+    scheduler: CPtr,
+    cpu: u64,
+    tcb: CPtr,
+    budget_ns: u64,
+    notification: CPtr,
+) -> Result<u64, Error> {
+    invoke(
+        scheduler,
+        Invocation::SchedulerDispatchWait,
+        &[cpu, tcb, budget_ns, notification],
+    )
+    .map(|reply| reply.badge)
+}
+
 /// Sets CPU index `cpu`'s tick period (0 = off).
 pub fn scheduler_set_tick(scheduler: CPtr, cpu: u64, period_ns: u64) -> Result<(), Error> {
     invoke_unit(scheduler, Invocation::SchedulerSetTick, &[cpu, period_ns])
