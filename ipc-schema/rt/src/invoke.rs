@@ -557,9 +557,7 @@ pub fn vcpu_run(
     let mut flags = args.flags;
     if args.load {
         flags |= run_flags::LOAD_REGISTERS;
-        for (index, value) in registers.iter().enumerate() {
-            ipc_buffer::set_mr(REGISTERS_MR + index, *value);
-        }
+        ipc_buffer::write_mrs(REGISTERS_MR, registers);
     }
     let inject = args
         .inject
@@ -574,13 +572,15 @@ pub fn vcpu_run(
             u64::from(args.exception_bitmap),
         ],
     )?;
-    for (index, value) in registers.iter_mut().enumerate() {
-        *value = ipc_buffer::mr(REGISTERS_MR + index);
-    }
+    // MR4..MR6 (the exit's last field, next RIP, pending injection) and
+    // the register file, read with the buffer found once.
+    let mut tail = [0u64; 3];
+    ipc_buffer::read_mrs(4, &mut tail);
+    ipc_buffer::read_mrs(REGISTERS_MR, registers);
     Ok(VcpuExit {
         kind_raw: reply.mrs[0],
-        fields: [reply.mrs[1], reply.mrs[2], reply.mrs[3], ipc_buffer::mr(4)],
-        next_rip: ipc_buffer::mr(5),
-        injection_pending: ipc_buffer::mr(6) != 0,
+        fields: [reply.mrs[1], reply.mrs[2], reply.mrs[3], tail[0]],
+        next_rip: tail[1],
+        injection_pending: tail[2] != 0,
     })
 }
