@@ -158,6 +158,15 @@ pub enum Invocation {
     /// running entry now (reported as `Preempted` with its run time); the
     /// next entry, if any, starts.
     SchedulerPreempt = 67,
+    /// Scheduler. `SchedulerDispatch` (MR0..MR2 as there), then MR3 =
+    /// notification cptr: the caller waits on it as `Wait` does, without a
+    /// timeout (an agent's loop in one system call). Both halves are checked
+    /// before either takes effect: the notification must be one
+    /// (`WrongType`), readable (`InsufficientRights`) and bound to no other
+    /// thread (`IllegalState`), besides `SchedulerDispatch`'s own errors; on
+    /// any error nothing is queued and the caller does not wait. The result
+    /// is the `Wait`'s: the notification word (in the badge register).
+    SchedulerDispatchWait = 68,
     /// Cpu. Reply MR0 = CPU index, MR1 = x2APIC id, MR2 = 1 if bound to a
     /// scheduler.
     CpuInfo = 70,
@@ -226,6 +235,7 @@ impl Invocation {
             65 => Self::SchedulerSetTick,
             66 => Self::SchedulerQueryThread,
             67 => Self::SchedulerPreempt,
+            68 => Self::SchedulerDispatchWait,
             70 => Self::CpuInfo,
             80 => Self::VcpuBind,
             81 => Self::VcpuWriteSegment,
@@ -266,6 +276,6 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 38);
+        assert_eq!(seen, 39);
     }
 }

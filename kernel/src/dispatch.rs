@@ -100,6 +100,39 @@ const UNBOUND: CpuDispatch = CpuDispatch {
 
 static CPUS: BklCell<[CpuDispatch; MAX_CPUS]> = BklCell::new([UNBOUND; MAX_CPUS]);
 
+/// The part of a CPU's dispatch state the scheduling paths read (a copy of
+/// the whole record would copy its queue on every pass).
+#[derive(Clone, Copy)]
+struct Head {
+    scheduler: u64,
+    len: usize,
+    /// The head entry (meaningless when `len` is 0).
+    entry: Entry,
+    started: u64,
+    ran_ns: u64,
+    empty_reported: bool,
+    tick_ticks: u64,
+    next_tick: u64,
+    donated_to: u64,
+}
+
+/// CPU `cpu`'s [`Head`].
+#[inline(always)]
+fn head(guard: &mut KernelGuard, cpu: usize) -> Head {
+    let d = &CPUS.get(guard)[cpu];
+    Head {
+        scheduler: d.scheduler,
+        len: d.len,
+        entry: d.queue[d.head],
+        started: d.started,
+        ran_ns: d.ran_ns,
+        empty_reported: d.empty_reported,
+        tick_ticks: d.tick_ticks,
+        next_tick: d.next_tick,
+        donated_to: d.donated_to,
+    }
+}
+
 /// Entries found naming a thread of another scheduler (always 0 unless the
 /// kernel is wrong; part of the invariant check).
 static ISOLATION_VIOLATIONS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
@@ -191,10 +224,12 @@ pub fn on_woken(guard: &mut KernelGuard, thread: u64) {
 /// Ends entries whose thread can no longer run (reporting why).
 pub fn head_entry(guard: &mut KernelGuard, cpu: usize) -> Option<(u64, u64)> {
     loop {
-        let d = CPUS.get(guard)[cpu];
-        if d.scheduler == 0 {
+        // (An unbound CPU, the common case of a system thread's pass,
+        // leaves before anything else is read.)
+        if CPUS.get(guard)[cpu].scheduler == 0 {
             return None;
         }
+        let d = head(guard, cpu);
         if d.len == 0 {
             if !d.empty_reported {
                 CPUS.get(guard)[cpu].empty_reported = true;
@@ -202,7 +237,7 @@ pub fn head_entry(guard: &mut KernelGuard, cpu: usize) -> Option<(u64, u64)> {
             }
             return None;
         }
-        let entry = d.queue[d.head];
+        let entry = d.entry;
         // Isolation, checked where it matters: a CPU only ever starts a
         // thread of the scheduler it is bound to. (Dispatch and release keep
         // this true; a violation is a kernel bug, counted for the invariant
@@ -346,17 +381,17 @@ pub fn on_fault(guard: &mut KernelGuard, thread: u64) {
 }
 
 fn running_entry(guard: &mut KernelGuard, cpu: usize) -> Option<u64> {
-    let d = CPUS.get(guard)[cpu];
-    (d.len > 0 && d.started != 0).then_some(d.queue[d.head].thread)
+    let d = head(guard, cpu);
+    (d.len > 0 && d.started != 0).then_some(d.entry.thread)
 }
 
 /// Timer work for this CPU: budget expiry of the running entry, the tick.
 pub fn on_timer(guard: &mut KernelGuard) {
     let cpu = sched::this_cpu();
     let now = cpu::rdtsc();
-    let d = CPUS.get(guard)[cpu];
+    let d = head(guard, cpu);
     if d.len > 0 && d.started != 0 {
-        let entry = d.queue[d.head];
+        let entry = d.entry;
         if d.ran_ns + timer::tsc_to_ns(now - d.started) >= entry.budget_ns {
             end_entry(guard, cpu, EventKind::BudgetExpired);
         }
@@ -370,7 +405,7 @@ pub fn on_timer(guard: &mut KernelGuard) {
 /// The next tick on this CPU (TSC, `u64::MAX` = none).
 #[inline(always)]
 pub fn next_tick(guard: &mut KernelGuard) -> u64 {
-    let d = CPUS.get(guard)[sched::this_cpu()];
+    let d = &CPUS.get(guard)[sched::this_cpu()];
     if d.scheduler != 0 && d.tick_ticks != 0 {
         d.next_tick
     } else {
@@ -691,32 +726,7 @@ pub fn invoke_scheduler(
             release(guard, thread);
             Ok(())
         }
-        Invocation::SchedulerDispatch => {
-            let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
-            let thread = adopted_tcb(guard, caller, scheduler, caller.mr(1))?;
-            let budget_ns = caller.mr(2);
-            if budget_ns == 0 {
-                return Err(Error::InvalidArgument);
-            }
-            let t = *tcb::ctl(guard, thread);
-            if t.state != ThreadState::Runnable as u64 || t.entry_cpu != 0 {
-                return Err(Error::IllegalState);
-            }
-            if CPUS.get(guard)[cpu].len == DISPATCH_QUEUE_LEN {
-                return Err(Error::QueueFull);
-            }
-            let d = &mut CPUS.get(guard)[cpu];
-            d.queue[(d.head + d.len) % DISPATCH_QUEUE_LEN] = Entry { thread, budget_ns };
-            d.len += 1;
-            d.empty_reported = false;
-            tcb::ctl(guard, thread).entry_cpu = cpu as u64 + 1;
-            if cpu != sched::this_cpu() {
-                if let Some(target) = percpu::get(cpu as u32) {
-                    apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
-                }
-            }
-            Ok(())
-        }
+        Invocation::SchedulerDispatch => dispatch(guard, caller, scheduler),
         Invocation::SchedulerSetTick => {
             let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
             let period = caller.mr(1);
@@ -768,6 +778,60 @@ pub fn invoke_scheduler(
         }
         _ => Err(Error::IllegalOperation),
     }
+}
+
+/// `SchedulerDispatch`: appends (thread, budget) to a CPU's queue.
+fn dispatch(guard: &mut KernelGuard, caller: &mut Caller, scheduler: u64) -> Result<(), Error> {
+    // Decode.
+    let cpu = cpu_owned(guard, scheduler, caller.mr(0))?;
+    let thread = adopted_tcb(guard, caller, scheduler, caller.mr(1))?;
+    let budget_ns = caller.mr(2);
+    if budget_ns == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let t = *tcb::ctl(guard, thread);
+    if t.state != ThreadState::Runnable as u64 || t.entry_cpu != 0 {
+        return Err(Error::IllegalState);
+    }
+    if CPUS.get(guard)[cpu].len == DISPATCH_QUEUE_LEN {
+        return Err(Error::QueueFull);
+    }
+    // Invoke.
+    let d = &mut CPUS.get(guard)[cpu];
+    d.queue[(d.head + d.len) % DISPATCH_QUEUE_LEN] = Entry { thread, budget_ns };
+    d.len += 1;
+    d.empty_reported = false;
+    tcb::ctl(guard, thread).entry_cpu = cpu as u64 + 1;
+    if cpu != sched::this_cpu() {
+        if let Some(target) = percpu::get(cpu as u32) {
+            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+        }
+    }
+    Ok(())
+}
+
+/// `SchedulerDispatchWait` by `thread`: `SchedulerDispatch`, then `thread`
+/// waits on the notification MR3 names (as `Wait`, no timeout); its result
+/// is the wait's. The notification is checked before the dispatch, and the
+/// dispatch checks everything before it queues, so on any error nothing
+/// happens.
+pub fn dispatch_and_wait(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    thread: u64,
+    scheduler: u64,
+) -> Result<(), Error> {
+    let notification = caller.lookup(guard, caller.mr(3))?;
+    crate::ipc::check_wait(guard, thread, notification)?;
+    dispatch(guard, caller, scheduler)?;
+    let waited = crate::ipc::wait(
+        guard,
+        thread,
+        notification,
+        crate::ipc::WaitMode::Block { timeout_ticks: 0 },
+    );
+    debug_assert!(waited.is_ok(), "checked before the dispatch");
+    Ok(())
 }
 
 /// Handles an invocation on a Cpu capability.

@@ -15,10 +15,16 @@
 //! one-shot timer stays armed for the entry's budget (its expiry ends the
 //! entry through the timer path, and the server finishes as a system
 //! thread), and each switch charges the thread that ran as a scheduling
-//! pass would (`sched::switch_to_charged`). The fastpath declines whenever
+//! pass would (`sched::charge_switch`). The fastpath declines whenever
 //! the general path would do anything else: a system thread waiting in this
 //! CPU's FIFO (it would run first), the entry lent already, the caller not
 //! the running entry, the server on another CPU.
+//!
+//! One case where the two paths differ, older than the donation fastpath:
+//! a server running on a lent entry that itself calls (or replies to)
+//! another system thread switches to it directly here, so that thread's
+//! work runs on, and is charged to, the lent entry; the general path would
+//! queue it in the FIFO and stop the entry's clock while it runs.
 
 use crate::arch::lock::KernelGuard;
 use crate::dispatch;

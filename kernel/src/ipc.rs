@@ -516,6 +516,23 @@ pub fn reply(guard: &mut KernelGuard, replier: u64, info: MessageInfo) -> Result
     Ok(())
 }
 
+/// Whether `waiter` may wait on `cap` (a readable notification bound to no
+/// other thread); the notification's address.
+#[inline(always)]
+pub fn check_wait(guard: &mut KernelGuard, waiter: u64, cap: Cap) -> Result<u64, Error> {
+    let Cap::Notification { phys, rights, .. } = cap else {
+        return Err(Error::WrongType);
+    };
+    if !rights.contains(Rights::READ) {
+        return Err(Error::InsufficientRights);
+    }
+    let bound = objmem::object::<Notification>(guard, phys).bound_tcb;
+    if bound != 0 && bound != waiter {
+        return Err(Error::IllegalState);
+    }
+    Ok(phys)
+}
+
 /// How a notification wait behaves when the word is zero.
 #[derive(Clone, Copy)]
 pub enum WaitMode {
@@ -530,16 +547,7 @@ pub enum WaitMode {
 
 /// `Wait`/`Poll` on a notification by `waiter`.
 pub fn wait(guard: &mut KernelGuard, waiter: u64, cap: Cap, mode: WaitMode) -> Result<(), Error> {
-    let Cap::Notification { phys, rights, .. } = cap else {
-        return Err(Error::WrongType);
-    };
-    if !rights.contains(Rights::READ) {
-        return Err(Error::InsufficientRights);
-    }
-    let bound = objmem::object::<Notification>(guard, phys).bound_tcb;
-    if bound != 0 && bound != waiter {
-        return Err(Error::IllegalState);
-    }
+    let phys = check_wait(guard, waiter, cap)?;
     if let Some(word) = take_pending(guard, phys) {
         deliver_signal(guard, waiter, word);
         return Ok(());

@@ -29,7 +29,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn new(guard: &mut KernelGuard, thread: u64, info: MessageInfo) -> Self {
+    fn new(guard: &mut KernelGuard, thread: u64, cspace: Cap, info: MessageInfo) -> Self {
         let f = *tcb::frame(guard, thread);
         let mut words = [0u64; INVOCATION_WORDS];
         words[..4].copy_from_slice(&[f.rdx, f.r10, f.r8, f.r9]);
@@ -41,7 +41,7 @@ impl Caller {
             }
         }
         Caller {
-            cspace: tcb::cspace(guard, thread),
+            cspace,
             words,
             reply: [0; INVOCATION_WORDS],
             reply_length: 0,
@@ -56,16 +56,15 @@ impl Caller {
     /// The slot `cptr` names in the caller's CSpace; it must hold a capability.
     pub fn lookup_slot(&self, guard: &mut KernelGuard, cptr: u64) -> Result<u64, Error> {
         let slot = object::slot_address(self.cspace, cptr).map_err(|_| Error::InvalidCapability)?;
-        if read_cap(guard, slot) == Cap::Null {
+        if object::slot_is_empty(guard, slot) {
             return Err(Error::InvalidCapability);
         }
         Ok(slot)
     }
 
-    /// The capability `cptr` names in the caller's CSpace.
+    /// The capability `cptr` names in the caller's CSpace (decoded once).
     pub fn lookup(&self, guard: &mut KernelGuard, cptr: u64) -> Result<Cap, Error> {
-        let slot = self.lookup_slot(guard, cptr)?;
-        Ok(read_cap(guard, slot))
+        lookup_in(guard, self.cspace, cptr).map(|(_, cap)| cap)
     }
 
     /// The caller's CSpace root.
@@ -108,7 +107,10 @@ fn dispatch(guard: &mut KernelGuard, thread: u64) {
         }
         Syscall::Send | Syscall::NbSend | Syscall::Call => {
             let blocking = syscall != Syscall::NbSend;
-            match lookup(guard, thread, f.rdi) {
+            // The CSpace root is decoded once, for the lookup and the
+            // invocation's own lookups.
+            let cspace = tcb::cspace(guard, thread);
+            match lookup_in(guard, cspace, f.rdi) {
                 Err(e) => Err(e),
                 Ok((_, cap @ Cap::Endpoint { .. })) => {
                     ipc::send(guard, thread, cap, info, blocking, syscall == Syscall::Call)
@@ -118,7 +120,7 @@ fn dispatch(guard: &mut KernelGuard, thread: u64) {
                     ipc::signal(guard, cap).map(|()| true)
                 }
                 Ok((slot, cap)) if syscall == Syscall::Call => {
-                    invoke(guard, thread, slot, cap, info)
+                    invoke(guard, thread, cspace, slot, cap, info)
                 }
                 Ok(_) => Err(Error::WrongType),
             }
@@ -163,6 +165,13 @@ fn dispatch(guard: &mut KernelGuard, thread: u64) {
 
 fn lookup(guard: &mut KernelGuard, thread: u64, cptr: u64) -> Result<(u64, Cap), Error> {
     let cspace = tcb::cspace(guard, thread);
+    lookup_in(guard, cspace, cptr)
+}
+
+/// The slot `cptr` names in the CSpace whose root is `cspace`, and its
+/// (non-empty) capability.
+#[inline(always)]
+fn lookup_in(guard: &mut KernelGuard, cspace: Cap, cptr: u64) -> Result<(u64, Cap), Error> {
     let slot = object::slot_address(cspace, cptr).map_err(|_| Error::InvalidCapability)?;
     match read_cap(guard, slot) {
         Cap::Null => Err(Error::InvalidCapability),
@@ -174,6 +183,7 @@ fn lookup(guard: &mut KernelGuard, thread: u64, cptr: u64) -> Result<(u64, Cap),
 fn invoke(
     guard: &mut KernelGuard,
     thread: u64,
+    cspace: Cap,
     slot: u64,
     cap: Cap,
     info: MessageInfo,
@@ -182,7 +192,7 @@ fn invoke(
     if info.length() > tarn_ipc_schema::MAX_MESSAGE_WORDS {
         return Err(Error::MessageTooLong);
     }
-    let mut caller = Caller::new(guard, thread, info);
+    let mut caller = Caller::new(guard, thread, cspace, info);
     match cap {
         Cap::Untyped { .. } => object::memory::invoke_untyped(guard, &mut caller, slot, label),
         Cap::CNode { .. } => object::cnode::invoke(guard, &mut caller, cap, label),
@@ -198,6 +208,11 @@ fn invoke(
         }
         Cap::IrqControl => devices::invoke_irq_control(guard, &mut caller, label),
         Cap::IrqHandler { irq } => devices::invoke_irq_handler(guard, &mut caller, irq, label),
+        Cap::Scheduler { phys } if label == Invocation::SchedulerDispatchWait => {
+            // The result is the wait's (written when it ends).
+            crate::dispatch::dispatch_and_wait(guard, &mut caller, thread, phys)?;
+            return Ok(false);
+        }
         Cap::Scheduler { phys } => {
             crate::dispatch::invoke_scheduler(guard, &mut caller, phys, label)
         }

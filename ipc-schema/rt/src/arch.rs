@@ -118,6 +118,37 @@ pub fn probe_write(addr: u64, value: u64) {
     };
 }
 
+/// [`probe_read`] without its check, for a reader that checked once that a
+/// whole range of the free window holds what it reads (the event ring).
+///
+/// # Safety
+///
+/// `addr..addr + 8` must lie in the free window.
+#[inline(always)]
+pub(crate) unsafe fn window_read(addr: u64) -> u64 {
+    let value: u64;
+    // SAFETY: the caller guarantees the word lies in the free window, which
+    // holds no Rust object (as in `probe_read`).
+    unsafe {
+        asm!("mov {}, qword ptr [{}]", out(reg) value, in(reg) addr, options(nostack, readonly, preserves_flags))
+    };
+    value
+}
+
+/// [`probe_write`] without its check (see [`window_read`]).
+///
+/// # Safety
+///
+/// `addr..addr + 8` must lie in the free window.
+#[inline(always)]
+pub(crate) unsafe fn window_write(addr: u64, value: u64) {
+    // SAFETY: the caller guarantees the word lies in the free window, which
+    // holds no Rust object (as in `probe_write`).
+    unsafe {
+        asm!("mov qword ptr [{}], {}", in(reg) addr, in(reg) value, options(nostack, preserves_flags))
+    };
+}
+
 // The program entry: the kernel (root task) or the spawner (every other
 // process) starts the main thread here with rdi = its argument and rsp = the
 // top of its stack. The stack is realigned and nothing else is set up.

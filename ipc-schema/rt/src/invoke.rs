@@ -10,15 +10,20 @@ use tarn_ipc_schema::{CPtr, Error, MessageInfo, ObjectType, Rights};
 
 /// Invokes `cap` with a raw `label` and `args` (MR0..): for labels the
 /// typed functions below do not cover, such as wrong ones in tests.
+/// (It and the two wrappers below are inlined: with the invocation's words
+/// known at the call site, `load` folds into a few stores.)
+#[inline]
 pub fn invoke_raw(cap: CPtr, label: u64, args: &[u64]) -> Result<Message, Error> {
     let (info, registers) = syscall::load(label, args, &[]);
     syscall::call(cap, info, registers)
 }
 
+#[inline]
 fn invoke(cap: CPtr, label: Invocation, args: &[u64]) -> Result<Message, Error> {
     invoke_raw(cap, label as u64, args)
 }
 
+#[inline]
 fn invoke_unit(cap: CPtr, label: Invocation, args: &[u64]) -> Result<(), Error> {
     invoke(cap, label, args).map(|_| ())
 }
@@ -424,6 +429,24 @@ pub fn scheduler_dispatch(
     )
 }
 
+/// [`scheduler_dispatch`], then waits on `notification` (as
+/// [`crate::syscall::wait`] without a timeout) in the same system call;
+/// returns the notification word. On an error nothing was dispatched.
+pub fn scheduler_dispatch_wait(
+    scheduler: CPtr,
+    cpu: u64,
+    tcb: CPtr,
+    budget_ns: u64,
+    notification: CPtr,
+) -> Result<u64, Error> {
+    invoke(
+        scheduler,
+        Invocation::SchedulerDispatchWait,
+        &[cpu, tcb, budget_ns, notification],
+    )
+    .map(|reply| reply.badge)
+}
+
 /// Sets CPU index `cpu`'s tick period (0 = off).
 pub fn scheduler_set_tick(scheduler: CPtr, cpu: u64, period_ns: u64) -> Result<(), Error> {
     invoke_unit(scheduler, Invocation::SchedulerSetTick, &[cpu, period_ns])
@@ -534,9 +557,7 @@ pub fn vcpu_run(
     let mut flags = args.flags;
     if args.load {
         flags |= run_flags::LOAD_REGISTERS;
-        for (index, value) in registers.iter().enumerate() {
-            ipc_buffer::set_mr(REGISTERS_MR + index, *value);
-        }
+        ipc_buffer::write_mrs(REGISTERS_MR, registers);
     }
     let inject = args
         .inject
@@ -551,13 +572,15 @@ pub fn vcpu_run(
             u64::from(args.exception_bitmap),
         ],
     )?;
-    for (index, value) in registers.iter_mut().enumerate() {
-        *value = ipc_buffer::mr(REGISTERS_MR + index);
-    }
+    // MR4..MR6 (the exit's last field, next RIP, pending injection) and
+    // the register file, read with the buffer found once.
+    let mut tail = [0u64; 3];
+    ipc_buffer::read_mrs(4, &mut tail);
+    ipc_buffer::read_mrs(REGISTERS_MR, registers);
     Ok(VcpuExit {
         kind_raw: reply.mrs[0],
-        fields: [reply.mrs[1], reply.mrs[2], reply.mrs[3], ipc_buffer::mr(4)],
-        next_rip: ipc_buffer::mr(5),
-        injection_pending: ipc_buffer::mr(6) != 0,
+        fields: [reply.mrs[1], reply.mrs[2], reply.mrs[3], tail[0]],
+        next_rip: tail[1],
+        injection_pending: tail[2] != 0,
     })
 }

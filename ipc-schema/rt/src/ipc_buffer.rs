@@ -52,6 +52,44 @@ pub fn set_mr(index: usize, value: u64) {
     unsafe { addr_of_mut!((*ipc_buffer()).mrs[index]).write_volatile(value) }
 }
 
+/// Reads message registers `first..first + out.len()` into `out`, finding
+/// the buffer once (each [`mr`] finds it from the stack pointer again).
+///
+/// # Panics
+///
+/// If the range goes past MR63.
+#[inline]
+pub fn read_mrs(first: usize, out: &mut [u64]) {
+    assert!(
+        first <= MAX_MESSAGE_WORDS && out.len() <= MAX_MESSAGE_WORDS - first,
+        "message registers {first}.. out of range"
+    );
+    let buffer = ipc_buffer();
+    for (offset, word) in out.iter_mut().enumerate() {
+        // SAFETY: as in `mr`; `first + offset` < 64 (checked above).
+        *word = unsafe { addr_of!((*buffer).mrs[first + offset]).read_volatile() };
+    }
+}
+
+/// Sets message registers `first..first + words.len()` to `words`, finding
+/// the buffer once.
+///
+/// # Panics
+///
+/// If the range goes past MR63.
+#[inline]
+pub fn write_mrs(first: usize, words: &[u64]) {
+    assert!(
+        first <= MAX_MESSAGE_WORDS && words.len() <= MAX_MESSAGE_WORDS - first,
+        "message registers {first}.. out of range"
+    );
+    let buffer = ipc_buffer();
+    for (offset, &word) in words.iter().enumerate() {
+        // SAFETY: as in `mr`; `first + offset` < 64 (checked above).
+        unsafe { addr_of_mut!((*buffer).mrs[first + offset]).write_volatile(word) };
+    }
+}
+
 /// Capability pointer `index` to attach to the next send (0..3).
 ///
 /// # Panics

@@ -3,13 +3,15 @@
 //! in the free window; the reader copies events out with volatile reads and
 //! publishes its tail, so no Rust reference ever points into shared memory.
 
-use crate::arch::{probe_read, probe_write};
+use crate::arch::{probe_read, probe_write, window_read, window_write};
 use crate::layout;
 use tarn_ipc_schema::sched::{Event, EventRing, RING_CAPACITY};
 
 /// Reads one CPU's event ring.
 #[derive(Debug)]
 pub struct RingReader {
+    /// The ring's page: checked once by [`RingReader::new`] to lie in the
+    /// free window (never changed after), so `pop` reads it unchecked.
     vaddr: u64,
     tail: u64,
 }
@@ -30,22 +32,30 @@ impl RingReader {
 
     /// The next event, if the kernel has written one.
     pub fn pop(&mut self) -> Option<Event> {
-        let head = probe_read(self.vaddr + HEAD);
+        // SAFETY: `new` checked that the page at `vaddr` lies in the free
+        // window, and every word read or written here is inside it: the
+        // header words, and event `index` < RING_CAPACITY at
+        // `offset_of!(events) + index * 32 + 0..32` (EventRing is one page).
+        let head = unsafe { window_read(self.vaddr + HEAD) };
         if head == self.tail {
             return None;
         }
         let index = self.tail % RING_CAPACITY as u64;
         let base = self.vaddr + core::mem::offset_of!(EventRing, events) as u64 + index * 32;
-        let first = probe_read(base);
-        let event = Event {
-            kind: first as u32,
-            cpu: (first >> 32) as u32,
-            thread: probe_read(base + 8),
-            timestamp_ns: probe_read(base + 16),
-            ran_ns: probe_read(base + 24),
+        // SAFETY: inside the checked page, as above.
+        let event = unsafe {
+            let first = window_read(base);
+            Event {
+                kind: first as u32,
+                cpu: (first >> 32) as u32,
+                thread: window_read(base + 8),
+                timestamp_ns: window_read(base + 16),
+                ran_ns: window_read(base + 24),
+            }
         };
         self.tail = self.tail.wrapping_add(1);
-        probe_write(self.vaddr + TAIL, self.tail);
+        // SAFETY: inside the checked page, as above.
+        unsafe { window_write(self.vaddr + TAIL, self.tail) };
         Some(event)
     }
 

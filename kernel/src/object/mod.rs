@@ -401,6 +401,13 @@ pub fn endpoint_at(
     ))
 }
 
+/// Whether slot `slot` holds no capability (as `read_cap(..) == Cap::Null`,
+/// without the full decode).
+#[inline]
+pub fn slot_is_empty(guard: &mut KernelGuard, slot: u64) -> bool {
+    ObjectType::from_u64(objmem::object::<Slot>(guard, slot).words[0] & 0xFF).is_none()
+}
+
 /// Reads the capability in slot `slot`.
 pub fn read_cap(guard: &mut KernelGuard, slot: u64) -> Cap {
     Cap::decode(objmem::object::<Slot>(guard, slot).words)

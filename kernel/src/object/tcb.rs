@@ -204,9 +204,22 @@ pub fn runnable_root(guard: &mut KernelGuard, tcb: u64) -> Option<u64> {
     super::vspace_root_at(guard, slot_address(tcb, slot::VSPACE))
 }
 
-/// The thread's CSpace root capability.
+/// The thread's CSpace root capability (a CNode; `Cap::Null` for anything
+/// else).
+#[inline]
 pub fn cspace(guard: &mut KernelGuard, tcb: u64) -> Cap {
-    read_cap(guard, slot_address(tcb, slot::CSPACE))
+    // Only a CNode capability is ever a CSpace root (anything else names
+    // no CSpace): decoded without the general decode's dispatch on the
+    // type, as every system call's lookup starts here.
+    let words = objmem::object::<Slot>(guard, slot_address(tcb, slot::CSPACE)).words;
+    if words[0] & 0xFF == ObjectType::CNode as u64 {
+        Cap::CNode {
+            phys: words[1],
+            size_bits: (words[0] >> 16) as u8,
+        }
+    } else {
+        Cap::Null
+    }
 }
 
 /// Handles an invocation on a TCB capability.

@@ -19,7 +19,8 @@
 //!   first thread's last instruction before `Yield` to the second's first).
 //! - `agent_roundtrip_insns`: an adopted thread yields; the event wakes an
 //!   agent (a system thread on the same CPU) which reads the ring and
-//!   dispatches it again; until the thread runs again.
+//!   dispatches it again, waiting for the next event in the same call
+//!   (`SchedulerDispatchWait`); until the thread runs again.
 //! - `ipc_call_reply_dispatched_insns`: an adopted thread running its
 //!   dispatch entry on CPU 0 makes the same `Call` as `ipc_call_reply_insns`
 //!   to the same server (a system thread on CPU 0), which runs on the
@@ -298,8 +299,14 @@ fn dispatch_benches(
         let Some(mut reader) = tarn_rt::sched::RingReader::new(ring_vaddr) else {
             return;
         };
+        let mut redispatch = false;
         loop {
-            if syscall::wait(notify, 0).is_err() {
+            let woken = if redispatch {
+                invoke::scheduler_dispatch_wait(scheduler, 0, tcb, 1_000_000_000, notify)
+            } else {
+                syscall::wait(notify, 0)
+            };
+            if woken.is_err() {
                 return;
             }
             let mut yielded = false;
@@ -307,9 +314,7 @@ fn dispatch_benches(
                 yielded |= event.kind == tarn_rt::abi::sched::EventKind::Yielded as u32
                     && event.thread == 3;
             }
-            if yielded && TRIPS.load(Ordering::Acquire) < SAMPLES {
-                let _ = invoke::scheduler_dispatch(scheduler, 0, tcb, 1_000_000_000);
-            }
+            redispatch = yielded && TRIPS.load(Ordering::Acquire) < SAMPLES;
         }
     })
     .map_err(|_| "spawn the agent")?;

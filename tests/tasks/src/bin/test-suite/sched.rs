@@ -29,6 +29,7 @@ pub const TESTS: &[Test] = &[
     ("sched_call_donates_entry_to_server", donation),
     ("sched_calls_on_one_cpu_keep_the_entry", donation_same_cpu),
     ("sched_budget_expires_while_lent", donation_budget_expiry),
+    ("sched_dispatch_wait_queues_then_waits", dispatch_wait),
     ("sched_server_process_protocol", server_process),
     (
         "sched_moved_thread_timeout_keeps_other_cpu_timeouts",
@@ -726,6 +727,77 @@ fn donation_budget_expiry(env: &mut Env) -> Outcome {
     let _ = invoke::scheduler_release(bound.scheduler, caller.tcb);
     let _ = invoke::tcb_suspend(caller.tcb);
     let _ = invoke::tcb_suspend(server.tcb);
+    Ok(Pass::Ok)
+}
+
+/// `SchedulerDispatchWait`: a bad notification changes nothing (the thread
+/// is not queued, the caller does not wait); a good one queues the entry,
+/// then the caller waits and gets the word (at once when it is pending,
+/// else when signalled).
+fn dispatch_wait(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let mut bound = Bound::new(env, 0)?;
+    let shared = Shared::new();
+    let thread = bound.adopted_counter(env, &shared, 32, true)?;
+    let endpoint = env.endpoint()?;
+    let wake = env.notification()?;
+    let wake_no_read = env.copy(wake, Rights::WRITE)?;
+    let queued = |bound: &Bound| {
+        invoke::scheduler_query_thread(bound.scheduler, thread.tcb)
+            .map(|q| q.queued_on)
+            .map_err(|e| alloc::format!("{e:?}"))
+    };
+    expect_err!(
+        invoke::scheduler_dispatch_wait(bound.scheduler, 0, thread.tcb, 1_000_000, endpoint),
+        Error::WrongType
+    );
+    expect_err!(
+        invoke::scheduler_dispatch_wait(bound.scheduler, 0, thread.tcb, 1_000_000, wake_no_read),
+        Error::InsufficientRights
+    );
+    expect_err!(
+        invoke::scheduler_dispatch_wait(bound.scheduler, 0, thread.tcb, 0, wake),
+        Error::InvalidArgument
+    );
+    expect!(queued(&bound)?, 0);
+    // A pending word: queued, and the wait returns it at once.
+    let badged = env.mint(wake, Rights::WRITE, 0x24)?;
+    expect!(tarn_rt::signal(badged), Ok(()));
+    expect!(
+        invoke::scheduler_dispatch_wait(bound.scheduler, 0, thread.tcb, 1_000_000, wake),
+        Ok(0x24)
+    );
+    // The entry runs (the suite's thread waited for nothing): it ends on
+    // its budget.
+    bound.expect(env, EventKind::BudgetExpired, 32)?;
+    expect!(queued(&bound)?, 0);
+    // No word pending: a helper on CPU 0 dispatches and waits until the
+    // suite signals.
+    let helper_shared = shared.clone();
+    let scheduler = bound.scheduler;
+    let tcb = thread.tcb;
+    let helper = env.spawn(
+        ThreadOptions {
+            cpu: Some(0),
+            ..Default::default()
+        },
+        move || {
+            let word = invoke::scheduler_dispatch_wait(scheduler, 0, tcb, 1_000_000, wake);
+            helper_shared.set(6, word.unwrap_or(u64::MAX));
+        },
+    )?;
+    env.wait_state(helper.tcb, ThreadState::BlockedOnNotification)?;
+    bound.expect(env, EventKind::BudgetExpired, 32)?;
+    expect!(shared.get(6), 0);
+    let badged = env.mint(wake, Rights::WRITE, 0x300)?;
+    expect!(tarn_rt::signal(badged), Ok(()));
+    env.wait_until("the helper's wait to return", || shared.get(6) != 0)?;
+    expect!(shared.get(6), 0x300);
+    shared.set(1, 1);
+    let _ = invoke::scheduler_release(bound.scheduler, thread.tcb);
+    let _ = invoke::tcb_suspend(thread.tcb);
     Ok(Pass::Ok)
 }
 
