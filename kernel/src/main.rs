@@ -46,6 +46,7 @@ use spin::Once;
 use tarn_kernel_core::acpi;
 use tarn_kernel_core::cmdline::KernelArgs;
 use tarn_kernel_core::srat;
+use x86::controlregs::Cr4;
 
 /// Bytes of kernel heap.
 const HEAP_BYTES: u64 = 8 * 1024 * 1024;
@@ -211,15 +212,9 @@ fn idle() -> ! {
 /// Enables the CR4 protections this CPU has: global pages, SMEP, SMAP.
 fn setup_cpu_control(features: &cpu::Features) {
     let mut cr4 = cpu::read_cr4();
-    if features.pge {
-        cr4 |= 1 << 7;
-    }
-    if features.smep {
-        cr4 |= 1 << 20;
-    }
-    if features.smap {
-        cr4 |= 1 << 21;
-    }
+    cr4.set(Cr4::CR4_ENABLE_GLOBAL_PAGES, features.pge);
+    cr4.set(Cr4::CR4_ENABLE_SMEP, features.smep);
+    cr4.set(Cr4::CR4_ENABLE_SMAP, features.smap);
     // SAFETY: only bits CPUID reports are set; the kernel touches no user
     // memory yet, so SMAP cannot fault a kernel path.
     unsafe { cpu::write_cr4(cr4) };

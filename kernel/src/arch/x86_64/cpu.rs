@@ -1,31 +1,26 @@
-//! One-line wrappers for the privileged instructions and registers the kernel
-//! uses (MSRs, control registers, CPUID, port I/O, TSC, halting).
+//! The privileged instructions and registers the kernel uses, through the
+//! `x86` crate (MSR numbers and access, control registers with their typed
+//! bits, port I/O, TLB, interrupts; CPUID through its `raw-cpuid`): each
+//! wrapper here only states why its use is safe, so the rest of the kernel
+//! calls safe functions. Kept as Tarn's own: `rdtsc` (the core intrinsic,
+//! inlined on the hot paths), the atomic `sti; hlt` idle, and Bochs' magic
+//! breakpoint, which the crate does not offer.
 
 use core::arch::asm;
+use x86::bits64::rflags::{self, RFlags};
+use x86::controlregs::{self, Cr0, Cr4};
+use x86::cpuid::CpuId;
 
-/// Model-specific register numbers (SDM Vol. 4).
-pub mod msr {
-    /// IA32_APIC_BASE: x2APIC enable (bit 10), xAPIC global enable (bit 11).
-    pub const APIC_BASE: u32 = 0x1B;
-    /// IA32_TSC_DEADLINE: the local APIC timer's deadline in TSC-deadline mode.
-    pub const TSC_DEADLINE: u32 = 0x6E0;
-    /// IA32_EFER: long mode, NX, SYSCALL enable.
-    pub const EFER: u32 = 0xC000_0080;
-    /// IA32_GS_BASE: the kernel's per-CPU pointer.
-    pub const GS_BASE: u32 = 0xC000_0101;
-}
+pub use x86::msr;
 
 /// Reads a model-specific register.
 ///
 /// # Safety
 /// `msr` must exist on this CPU (reading a missing MSR raises #GP).
+#[inline(always)]
 pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: the caller guarantees the MSR exists; rdmsr has no memory effects.
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    (u64::from(hi) << 32) | u64::from(lo)
+    // SAFETY: the caller guarantees the MSR exists.
+    unsafe { msr::rdmsr(msr) }
 }
 
 /// Writes a model-specific register.
@@ -33,35 +28,10 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
 /// # Safety
 /// `msr` must exist and `value` must be valid for it; the write may change how
 /// the CPU behaves (the caller owns that consequence).
+#[inline(always)]
 pub unsafe fn wrmsr(msr: u32, value: u64) {
     // SAFETY: the caller guarantees the MSR and value are valid.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack, preserves_flags))
-    };
-}
-
-/// The result of one CPUID leaf.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CpuidResult {
-    /// EAX.
-    pub eax: u32,
-    /// EBX.
-    pub ebx: u32,
-    /// ECX.
-    pub ecx: u32,
-    /// EDX.
-    pub edx: u32,
-}
-
-/// Executes CPUID for `leaf`/`subleaf`.
-pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
-    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-    CpuidResult {
-        eax: r.eax,
-        ebx: r.ebx,
-        ecx: r.ecx,
-        edx: r.edx,
-    }
+    unsafe { msr::wrmsr(msr, value) }
 }
 
 /// Reads the time-stamp counter (under `-icount shift=0` it counts instructions).
@@ -72,27 +42,31 @@ pub fn rdtsc() -> u64 {
 }
 
 /// Reads CR0.
-pub fn read_cr0() -> u64 {
-    let v;
+pub fn read_cr0() -> Cr0 {
     // SAFETY: reading CR0 has no side effects.
-    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    unsafe { controlregs::cr0() }
+}
+
+/// Loads CR0.
+///
+/// # Safety
+/// The bits must keep paging and protected mode on and be consistent with
+/// the kernel (e.g. TS only as the lazy FPU hand-over uses it).
+pub unsafe fn write_cr0(value: Cr0) {
+    // SAFETY: the caller guarantees the bits are consistent.
+    unsafe { controlregs::cr0_write(value) }
 }
 
 /// Reads CR2 (the faulting address of the last page fault).
 pub fn read_cr2() -> u64 {
-    let v;
     // SAFETY: reading CR2 has no side effects.
-    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    unsafe { controlregs::cr2() as u64 }
 }
 
 /// Reads CR3 (the current top-level page table).
 pub fn read_cr3() -> u64 {
-    let v;
     // SAFETY: reading CR3 has no side effects.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    unsafe { controlregs::cr3() }
 }
 
 /// Loads CR3.
@@ -100,17 +74,16 @@ pub fn read_cr3() -> u64 {
 /// # Safety
 /// `value` must point at a page table that maps the running code, its stack
 /// and everything the kernel uses afterwards.
+#[inline(always)]
 pub unsafe fn write_cr3(value: u64) {
     // SAFETY: the caller guarantees the new tables map the kernel.
-    unsafe { asm!("mov cr3, {}", in(reg) value, options(nostack, preserves_flags)) };
+    unsafe { controlregs::cr3_write(value) }
 }
 
 /// Reads CR4.
-pub fn read_cr4() -> u64 {
-    let v;
+pub fn read_cr4() -> Cr4 {
     // SAFETY: reading CR4 has no side effects.
-    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    unsafe { controlregs::cr4() }
 }
 
 /// Loads CR4.
@@ -118,9 +91,9 @@ pub fn read_cr4() -> u64 {
 /// # Safety
 /// Every bit set must be supported by this CPU and consistent with the kernel
 /// (e.g. SMAP only once no kernel path touches user memory without `stac`).
-pub unsafe fn write_cr4(value: u64) {
+pub unsafe fn write_cr4(value: Cr4) {
     // SAFETY: the caller guarantees the bits are supported and consistent.
-    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
+    unsafe { controlregs::cr4_write(value) }
 }
 
 /// Writes a byte to an I/O port.
@@ -129,9 +102,7 @@ pub unsafe fn write_cr4(value: u64) {
 /// The port write must not break an invariant of the device behind it.
 pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller owns the device semantics.
-    unsafe {
-        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { x86::io::outb(port, value) }
 }
 
 /// Reads a byte from an I/O port.
@@ -139,24 +110,20 @@ pub unsafe fn outb(port: u16, value: u8) {
 /// # Safety
 /// Reading may have device side effects (e.g. acknowledging data).
 pub unsafe fn inb(port: u16) -> u8 {
-    let v;
     // SAFETY: the caller owns the device semantics.
-    unsafe {
-        asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags))
-    };
-    v
+    unsafe { x86::io::inb(port) }
 }
 
 /// Flushes this CPU's non-global TLB entries (reloads CR3).
 pub fn flush_tlb() {
     // SAFETY: reloading the current CR3 value changes no mapping.
-    unsafe { write_cr3(read_cr3()) };
+    unsafe { x86::tlb::flush_all() };
 }
 
 /// Invalidates the TLB entry for one virtual address.
 pub fn invlpg(virt: u64) {
     // SAFETY: invalidating a TLB entry never breaks memory safety.
-    unsafe { asm!("invlpg [{}]", in(reg) virt, options(nostack, preserves_flags)) };
+    unsafe { x86::tlb::flush(virt as usize) };
 }
 
 /// Enables interrupts and halts until the next one (atomically: `sti; hlt`).
@@ -168,21 +135,18 @@ pub fn enable_interrupts_and_halt() {
 /// Enables interrupts.
 pub fn enable_interrupts() {
     // SAFETY: the IDT is loaded before interrupts are first enabled.
-    unsafe { asm!("sti", options(nomem, nostack)) };
+    unsafe { x86::irq::enable() };
 }
 
 /// Disables interrupts.
 pub fn disable_interrupts() {
     // SAFETY: masking interrupts cannot break memory safety.
-    unsafe { asm!("cli", options(nomem, nostack)) };
+    unsafe { x86::irq::disable() };
 }
 
 /// Whether interrupts are enabled (RFLAGS.IF).
 pub fn interrupts_enabled() -> bool {
-    let flags: u64;
-    // SAFETY: reading RFLAGS has no side effects.
-    unsafe { asm!("pushfq; pop {}", out(reg) flags, options(nomem, preserves_flags)) };
-    flags & (1 << 9) != 0
+    rflags::read().contains(RFlags::FLAGS_IF)
 }
 
 /// Stops this CPU for good (interrupts off, halt in a loop).
@@ -230,28 +194,25 @@ pub struct Features {
 impl Features {
     /// Reads the features of the running CPU.
     pub fn detect() -> Self {
-        let l1 = cpuid(1, 0);
-        let max = cpuid(0, 0).eax;
-        let l7 = if max >= 7 {
-            cpuid(7, 0)
-        } else {
-            CpuidResult::default()
-        };
-        let max_ext = cpuid(0x8000_0000, 0).eax;
-        let e1 = if max_ext >= 0x8000_0001 {
-            cpuid(0x8000_0001, 0)
-        } else {
-            CpuidResult::default()
+        let cpuid = CpuId::new();
+        let basic = cpuid.get_feature_info();
+        let extended = cpuid.get_extended_feature_info();
+        let amd = cpuid.get_extended_processor_and_feature_identifiers();
+        let basic_has = |f: fn(&x86::cpuid::FeatureInfo) -> bool| basic.as_ref().is_some_and(f);
+        let extended_has =
+            |f: fn(&x86::cpuid::ExtendedFeatures) -> bool| extended.as_ref().is_some_and(f);
+        let amd_has = |f: fn(&x86::cpuid::ExtendedProcessorFeatureIdentifiers) -> bool| {
+            amd.as_ref().is_some_and(f)
         };
         Self {
-            x2apic: l1.ecx & (1 << 21) != 0,
-            tsc_deadline: l1.ecx & (1 << 24) != 0,
-            vmx: l1.ecx & (1 << 5) != 0,
-            svm: e1.ecx & (1 << 2) != 0,
-            nx: e1.edx & (1 << 20) != 0,
-            smep: l7.ebx & (1 << 7) != 0,
-            smap: l7.ebx & (1 << 20) != 0,
-            pge: l1.edx & (1 << 13) != 0,
+            x2apic: basic_has(|f| f.has_x2apic()),
+            tsc_deadline: basic_has(|f| f.has_tsc_deadline()),
+            vmx: basic_has(|f| f.has_vmx()),
+            svm: amd_has(|f| f.has_svm()),
+            nx: amd_has(|f| f.has_execute_disable()),
+            smep: extended_has(|f| f.has_smep()),
+            smap: extended_has(|f| f.has_smap()),
+            pge: basic_has(|f| f.has_pge()),
         }
     }
 

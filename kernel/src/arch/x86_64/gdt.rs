@@ -3,8 +3,15 @@
 //! The TSS carries the interrupt stacks: IST1 NMI, IST2 double fault, IST3
 //! machine check, so those three always run on a known-good stack.
 
-use core::arch::asm;
 use core::mem::size_of;
+use x86::bits64::segmentation::{load_cs, Descriptor64};
+use x86::dtables::{lgdt, DescriptorTablePointer};
+use x86::segmentation::{
+    load_ds, load_es, load_ss, BuildDescriptor, CodeSegmentType, DataSegmentType, Descriptor,
+    DescriptorBuilder, GateDescriptorBuilder, SegmentDescriptorBuilder, SegmentSelector,
+};
+use x86::task::load_tr;
+use x86::Ring;
 
 /// Kernel code selector.
 pub const KERNEL_CODE: u16 = 0x08;
@@ -23,43 +30,16 @@ pub const IST_MACHINE_CHECK: u8 = 3;
 /// Bytes of each interrupt stack.
 pub const IST_STACK_BYTES: usize = 16 * 1024;
 
-/// The 64-bit task-state segment (SDM Vol. 3A, 8.7).
-#[repr(C, packed(4))]
-#[derive(Clone, Copy)]
-pub struct TaskStateSegment {
-    reserved0: u32,
-    /// Stack pointers for privilege levels 0..2 (RSP0 is the kernel entry stack).
-    pub rsp: [u64; 3],
-    reserved1: u64,
-    /// Interrupt stack table, IST1..IST7.
-    pub ist: [u64; 7],
-    reserved2: u64,
-    reserved3: u16,
-    /// Offset of the I/O permission bitmap (beyond the limit: no bitmap).
-    pub iomap_base: u16,
+/// The 64-bit task-state segment (SDM Vol. 3A, 8.7), the `x86` crate's.
+pub use x86::bits64::task::TaskStateSegment;
+
+/// An empty TSS with no I/O bitmap (its offset lies past the limit).
+pub const fn empty_tss() -> TaskStateSegment {
+    let mut tss = TaskStateSegment::new();
+    tss.iomap_base = size_of::<TaskStateSegment>() as u16;
+    tss
 }
 const _: () = assert!(size_of::<TaskStateSegment>() == 104);
-
-impl TaskStateSegment {
-    /// An empty TSS with no I/O bitmap.
-    pub const fn new() -> Self {
-        Self {
-            reserved0: 0,
-            rsp: [0; 3],
-            reserved1: 0,
-            ist: [0; 7],
-            reserved2: 0,
-            reserved3: 0,
-            iomap_base: size_of::<TaskStateSegment>() as u16,
-        }
-    }
-}
-
-impl Default for TaskStateSegment {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 /// One CPU's descriptor table.
 #[repr(C, align(16))]
@@ -67,24 +47,50 @@ pub struct Gdt {
     entries: [u64; 7],
 }
 
+/// A flat 64-bit code segment of privilege `dpl`.
+fn code_segment(dpl: Ring) -> u64 {
+    let descriptor: Descriptor =
+        DescriptorBuilder::code_descriptor(0, 0xF_FFFF, CodeSegmentType::ExecuteRead)
+            .present()
+            .dpl(dpl)
+            .l()
+            .limit_granularity_4kb()
+            .finish();
+    descriptor.as_u64()
+}
+
+/// A flat data segment of privilege `dpl`.
+fn data_segment(dpl: Ring) -> u64 {
+    let descriptor: Descriptor =
+        DescriptorBuilder::data_descriptor(0, 0xF_FFFF, DataSegmentType::ReadWrite)
+            .present()
+            .dpl(dpl)
+            .db()
+            .limit_granularity_4kb()
+            .finish();
+    descriptor.as_u64()
+}
+
 impl Gdt {
     /// A GDT whose TSS descriptor points at `tss`.
     pub fn new(tss: *const TaskStateSegment) -> Self {
-        let base = tss as u64;
-        let limit = (size_of::<TaskStateSegment>() - 1) as u64;
-        let tss_low = (limit & 0xFFFF)
-            | ((base & 0xFF_FFFF) << 16)
-            | (0x89 << 40) // present, 64-bit TSS (available)
-            | (((limit >> 16) & 0xF) << 48)
-            | (((base >> 24) & 0xFF) << 56);
-        let tss_high = base >> 32;
+        let tss: Descriptor64 = <DescriptorBuilder as GateDescriptorBuilder<u64>>::tss_descriptor(
+            tss as u64,
+            (size_of::<TaskStateSegment>() - 1) as u64,
+            true,
+        )
+        .present()
+        .finish();
+        // SAFETY: a 64-bit system descriptor is 16 plain bytes (two GDT
+        // slots); reading it as two words copies them.
+        let [tss_low, tss_high] = unsafe { core::mem::transmute::<Descriptor64, [u64; 2]>(tss) };
         Self {
             entries: [
                 0,
-                0x00AF_9A00_0000_FFFF, // kernel code, 64-bit
-                0x00CF_9200_0000_FFFF, // kernel data
-                0x00CF_F200_0000_FFFF, // user data, DPL 3
-                0x00AF_FA00_0000_FFFF, // user code, 64-bit, DPL 3
+                code_segment(Ring::Ring0),
+                data_segment(Ring::Ring0),
+                data_segment(Ring::Ring3),
+                code_segment(Ring::Ring3),
                 tss_low,
                 tss_high,
             ],
@@ -97,35 +103,18 @@ impl Gdt {
     /// `self` and the TSS it points at must stay alive and unmoved for as long
     /// as this CPU runs (they are per-CPU data that is never freed).
     pub unsafe fn load(&'static self) {
-        #[repr(C, packed)]
-        struct Pointer {
-            limit: u16,
-            base: u64,
-        }
-        let pointer = Pointer {
-            limit: (size_of::<Self>() - 1) as u16,
-            base: self as *const Self as u64,
-        };
-        // SAFETY: the table is valid and 'static; the selectors name its entries.
-        // GS/FS are zeroed here; the caller sets GS_BASE afterwards via the MSR.
+        let pointer = DescriptorTablePointer::new(&self.entries);
+        let data = SegmentSelector::from_raw(KERNEL_DATA);
+        // SAFETY: the table is valid and 'static; the selectors name its
+        // entries (code, data, TSS). GS/FS keep their bases; the caller sets
+        // GS_BASE afterwards via the MSR.
         unsafe {
-            asm!(
-                "lgdt [{ptr}]",
-                "push {code}",
-                "lea {tmp}, [rip + 2f]",
-                "push {tmp}",
-                "retfq",
-                "2:",
-                "mov ds, {data:x}",
-                "mov es, {data:x}",
-                "mov ss, {data:x}",
-                "ltr {tss:x}",
-                ptr = in(reg) &pointer,
-                code = in(reg) u64::from(KERNEL_CODE),
-                data = in(reg) u64::from(KERNEL_DATA),
-                tss = in(reg) u64::from(TSS),
-                tmp = out(reg) _,
-            );
+            lgdt(&pointer);
+            load_cs(SegmentSelector::from_raw(KERNEL_CODE));
+            load_ds(data);
+            load_es(data);
+            load_ss(data);
+            load_tr(SegmentSelector::from_raw(TSS));
         }
     }
 }

@@ -26,18 +26,20 @@ pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
 
 /// Page-table entry bits (SDM Vol. 3A, 4.5).
 pub mod flags {
+    use x86::bits64::paging::{PDFlags, PTFlags};
+
     /// Present.
-    pub const PRESENT: u64 = 1 << 0;
+    pub const PRESENT: u64 = PTFlags::P.bits();
     /// Writable.
-    pub const WRITABLE: u64 = 1 << 1;
+    pub const WRITABLE: u64 = PTFlags::RW.bits();
     /// User accessible.
-    pub const USER: u64 = 1 << 2;
+    pub const USER: u64 = PTFlags::US.bits();
     /// Page size (2 MiB in a PD entry).
-    pub const LARGE: u64 = 1 << 7;
+    pub const LARGE: u64 = PDFlags::PS.bits();
     /// Global (survives CR3 switches when CR4.PGE is set).
-    pub const GLOBAL: u64 = 1 << 8;
+    pub const GLOBAL: u64 = PTFlags::G.bits();
     /// No execute.
-    pub const NO_EXECUTE: u64 = 1 << 63;
+    pub const NO_EXECUTE: u64 = PTFlags::XD.bits();
 }
 
 /// Physical address bits of a table entry.

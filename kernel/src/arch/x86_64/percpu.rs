@@ -159,11 +159,12 @@ pub fn install(index: u32, apic_id: u32, kernel_stack_top: u64) -> &'static PerC
             Box::leak(alloc::vec![0u8; gdt::IST_STACK_BYTES].into_boxed_slice());
         (stack.as_ptr() as u64 + stack.len() as u64) & !0xF
     };
-    let mut tss = TaskStateSegment::new();
-    tss.ist[usize::from(gdt::IST_NMI) - 1] = ist_stack();
-    tss.ist[usize::from(gdt::IST_DOUBLE_FAULT) - 1] = ist_stack();
-    tss.ist[usize::from(gdt::IST_MACHINE_CHECK) - 1] = ist_stack();
-    tss.rsp[0] = kernel_stack_top;
+    let mut tss = gdt::empty_tss();
+    // `set_ist` counts from 0; the IDT names IST slots from 1.
+    tss.set_ist(usize::from(gdt::IST_NMI) - 1, ist_stack());
+    tss.set_ist(usize::from(gdt::IST_DOUBLE_FAULT) - 1, ist_stack());
+    tss.set_ist(usize::from(gdt::IST_MACHINE_CHECK) - 1, ist_stack());
+    tss.set_rsp(x86::Ring::Ring0, kernel_stack_top);
     let record = Box::leak(Box::new(PerCpu {
         self_ptr: core::ptr::null(),
         index,
@@ -187,7 +188,7 @@ pub fn install(index: u32, apic_id: u32, kernel_stack_top: u64) -> &'static PerC
     // SAFETY: the GDT and TSS live in a leaked (never freed, never moved) record.
     unsafe { record.gdt.load() };
     // SAFETY: GS_BASE now points at this CPU's record, which `current` relies on.
-    unsafe { cpu::wrmsr(msr::GS_BASE, record as *const PerCpu as u64) };
+    unsafe { cpu::wrmsr(msr::IA32_GS_BASE, record as *const PerCpu as u64) };
     CPUS[index as usize].store(record as *const PerCpu as *mut PerCpu, Ordering::Release);
     ONLINE.fetch_add(1, Ordering::AcqRel);
     record
@@ -208,7 +209,7 @@ pub fn current() -> &'static PerCpu {
 /// This CPU's index, or 0 before per-CPU data exists (early boot, boot CPU).
 pub fn index_or_boot() -> u32 {
     // SAFETY: IA32_GS_BASE exists on every x86-64 CPU.
-    if unsafe { cpu::rdmsr(msr::GS_BASE) } == 0 {
+    if unsafe { cpu::rdmsr(msr::IA32_GS_BASE) } == 0 {
         0
     } else {
         current().index

@@ -158,7 +158,7 @@ pub fn start_ap(tables: &PageTables, index: u32, apic_id: u32) -> Result<(), Sta
         )
     };
     // SAFETY: IA32_EFER exists; we copy only its NXE bit for the AP.
-    let efer_nx = unsafe { cpu::rdmsr(cpu::msr::EFER) } & (1 << 11);
+    let efer_nx = unsafe { cpu::rdmsr(cpu::msr::IA32_EFER) } & (1 << 11);
     let values = [
         boot_cr3,
         efer_nx,

@@ -13,7 +13,8 @@ use super::paging::{kernel_virt_to_phys, phys_to_virt, PAGE_SIZE};
 use super::percpu::{self, MAX_CPUS};
 use core::cell::UnsafeCell;
 
-/// VM_HSAVE_PA: where VMRUN saves the host state (APM 15.30.4).
+/// VM_HSAVE_PA: where VMRUN saves the host state (APM 15.30.4). AMD's SVM
+/// MSRs are not among the `x86` crate's (it names Intel's), so Tarn keeps this one.
 const VM_HSAVE_PA: u32 = 0xC001_0117;
 /// EFER.SVME.
 pub const EFER_SVME: u64 = 1 << 12;
@@ -21,11 +22,11 @@ pub const EFER_SVME: u64 = 1 << 12;
 /// Whether this CPU has SVM with nested paging (CPUID 8000_0001h ECX[2],
 /// 8000_000Ah EDX[0]).
 pub fn supported() -> bool {
-    let max = cpu::cpuid(0x8000_0000, 0).eax;
-    if max < 0x8000_000A || cpu::cpuid(0x8000_0001, 0).ecx & (1 << 2) == 0 {
-        return false;
-    }
-    cpu::cpuid(0x8000_000A, 0).edx & 1 != 0
+    let cpuid = x86::cpuid::CpuId::new();
+    let svm = cpuid
+        .get_extended_processor_and_feature_identifiers()
+        .is_some_and(|f| f.has_svm());
+    svm && cpuid.get_svm_info().is_some_and(|s| s.has_nested_paging())
 }
 
 /// One page the CPU writes by physical address.
@@ -78,7 +79,7 @@ pub fn init_this_cpu() {
     // VM_HSAVE_PA exist; the save area is this CPU's own page-aligned page
     // that nothing else uses.
     unsafe {
-        cpu::wrmsr(msr::EFER, cpu::rdmsr(msr::EFER) | EFER_SVME);
+        cpu::wrmsr(msr::IA32_EFER, cpu::rdmsr(msr::IA32_EFER) | EFER_SVME);
         cpu::wrmsr(VM_HSAVE_PA, host_area_phys(index, 0));
     }
 }

@@ -126,7 +126,7 @@ pub fn init_this_cpu() {
 pub fn arm_at_tsc(deadline: u64) {
     if deadline_mode() {
         // SAFETY: IA32_TSC_DEADLINE exists when CPUID reports TSC-deadline mode.
-        unsafe { wrmsr(msr::TSC_DEADLINE, deadline.max(1)) };
+        unsafe { wrmsr(msr::IA32_TSC_DEADLINE, deadline.max(1)) };
     } else {
         let delta = deadline.saturating_sub(rdtsc()).max(1);
         let ticks = scale(delta, TSC_TO_APIC.load(Ordering::Relaxed)).clamp(1, u64::from(u32::MAX));

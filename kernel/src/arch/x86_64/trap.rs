@@ -3,9 +3,14 @@
 //! code, RIP, CR2, CPU, registers) and ends the run with a failure status.
 
 use super::{apic, cpu, gdt};
-use core::arch::asm;
 use core::mem::size_of;
 use spin::Once;
+use x86::bits64::segmentation::Descriptor64;
+use x86::dtables::{lidt, DescriptorTablePointer};
+use x86::segmentation::{
+    BuildDescriptor, DescriptorBuilder, GateDescriptorBuilder, SegmentSelector,
+};
+use x86::Ring;
 
 /// Vector of the per-CPU one-shot timer.
 pub const VECTOR_TIMER: u8 = 0x20;
@@ -52,21 +57,8 @@ pub struct TrapFrame {
 }
 const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
 
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct IdtEntry {
-    offset_low: u16,
-    selector: u16,
-    ist: u8,
-    type_attr: u8,
-    offset_mid: u16,
-    offset_high: u32,
-    reserved: u32,
-}
-const _: () = assert!(size_of::<IdtEntry>() == 16);
-
 #[repr(C, align(16))]
-struct Idt([IdtEntry; 256]);
+struct Idt([Descriptor64; 256]);
 
 static IDT: Once<Idt> = Once::new();
 
@@ -79,48 +71,34 @@ pub fn load_idt() {
     let idt = IDT.call_once(|| {
         // SAFETY: vector_stub_table is an immutable table emitted by build.rs.
         let stubs = unsafe { &vector_stub_table };
-        let mut entries = [IdtEntry {
-            offset_low: 0,
-            selector: 0,
-            ist: 0,
-            type_attr: 0,
-            offset_mid: 0,
-            offset_high: 0,
-            reserved: 0,
-        }; 256];
+        let mut entries = [Descriptor64::NULL; 256];
         for (vector, entry) in entries.iter_mut().enumerate() {
-            let handler = stubs[vector];
             let ist = match vector {
                 2 => gdt::IST_NMI,
                 8 => gdt::IST_DOUBLE_FAULT,
                 18 => gdt::IST_MACHINE_CHECK,
                 _ => 0,
             };
-            // Interrupt gate (0xE), present; breakpoint reachable from user mode (DPL 3).
-            let dpl = if vector == 3 { 3 << 5 } else { 0 };
-            *entry = IdtEntry {
-                offset_low: handler as u16,
-                selector: gdt::KERNEL_CODE,
-                ist,
-                type_attr: 0x8E | dpl,
-                offset_mid: (handler >> 16) as u16,
-                offset_high: (handler >> 32) as u32,
-                reserved: 0,
+            // Interrupt gates; the breakpoint is reachable from user mode.
+            let dpl = if vector == 3 {
+                Ring::Ring3
+            } else {
+                Ring::Ring0
             };
+            *entry = <DescriptorBuilder as GateDescriptorBuilder<u64>>::interrupt_descriptor(
+                SegmentSelector::from_raw(gdt::KERNEL_CODE),
+                stubs[vector],
+            )
+            .present()
+            .dpl(dpl)
+            .ist(ist)
+            .finish();
         }
         Idt(entries)
     });
-    #[repr(C, packed)]
-    struct Pointer {
-        limit: u16,
-        base: u64,
-    }
-    let pointer = Pointer {
-        limit: (size_of::<Idt>() - 1) as u16,
-        base: idt as *const Idt as u64,
-    };
+    let pointer = DescriptorTablePointer::new(&idt.0);
     // SAFETY: the IDT is 'static and every entry points at a valid stub.
-    unsafe { asm!("lidt [{}]", in(reg) &pointer, options(nostack, readonly, preserves_flags)) };
+    unsafe { lidt(&pointer) };
 }
 
 const EXCEPTION_NAMES: [(&str, &str); 32] = [
@@ -255,7 +233,7 @@ fn kernel_exception(frame: &TrapFrame) -> ! {
         "  RAX={:#018x} RBX={:#018x} RCX={:#018x} RDX={:#018x}\n  RSI={:#018x} RDI={:#018x} RBP={:#018x}\n  R8 ={:#018x} R9 ={:#018x} R10={:#018x} R11={:#018x}\n  R12={:#018x} R13={:#018x} R14={:#018x} R15={:#018x}\n  CR0={:#x} CR3={:#x} CR4={:#x}\n",
         frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp,
         frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15,
-        cpu::read_cr0(), cpu::read_cr3(), cpu::read_cr4(),
+        cpu::read_cr0().bits(), cpu::read_cr3(), cpu::read_cr4().bits(),
     ));
     crate::exit(1)
 }

@@ -10,13 +10,10 @@ use super::paging::phys_to_virt;
 use super::percpu;
 use super::trap::TrapFrame;
 use core::arch::asm;
+use x86::controlregs::{Cr0, Cr4};
 
 /// Bytes of FXSAVE state per thread.
 pub const FPU_STATE_BYTES: usize = 512;
-
-const STAR: u32 = 0xC000_0081;
-const LSTAR: u32 = 0xC000_0082;
-const FMASK: u32 = 0xC000_0084;
 
 extern "C" {
     fn syscall_entry();
@@ -30,14 +27,14 @@ pub fn init_this_cpu() {
     // (kernel CS 0x08, SS 0x10) and the entry point is user.S's syscall_entry.
     // FMASK clears IF, DF, TF, AC and NT on entry.
     unsafe {
-        cpu::wrmsr(msr::EFER, cpu::rdmsr(msr::EFER) | 1);
-        cpu::wrmsr(STAR, (0x10u64 << 48) | (0x08u64 << 32));
-        cpu::wrmsr(LSTAR, syscall_entry as *const () as u64);
-        cpu::wrmsr(FMASK, 0x4_4700);
-        cpu::wrmsr(0xC000_0102, 0); // IA32_KERNEL_GS_BASE: user GS base 0
-        cpu::write_cr4(cpu::read_cr4() | (1 << 9) | (1 << 10)); // OSFXSR | OSXMMEXCPT
-        asm!("mov {tmp}, cr0", "and {tmp}, ~0xC", "or {tmp}, 0x22", "mov cr0, {tmp}", tmp = out(reg) _);
-        // MP|NE on, EM|TS off
+        cpu::wrmsr(msr::IA32_EFER, cpu::rdmsr(msr::IA32_EFER) | 1);
+        cpu::wrmsr(msr::IA32_STAR, (0x10u64 << 48) | (0x08u64 << 32));
+        cpu::wrmsr(msr::IA32_LSTAR, syscall_entry as *const () as u64);
+        cpu::wrmsr(msr::IA32_FMASK, 0x4_4700);
+        cpu::wrmsr(msr::IA32_KERNEL_GSBASE, 0); // user GS base 0
+        cpu::write_cr4(cpu::read_cr4() | Cr4::CR4_ENABLE_SSE | Cr4::CR4_UNMASKED_SSE);
+        let cr0 = cpu::read_cr0() - Cr0::CR0_EMULATE_COPROCESSOR - Cr0::CR0_TASK_SWITCHED;
+        cpu::write_cr0(cr0 | Cr0::CR0_MONITOR_COPROCESSOR | Cr0::CR0_NUMERIC_ERROR);
     }
 }
 
@@ -84,10 +81,11 @@ pub fn sanitize_frame(frame: &mut TrapFrame) {
 /// instruction raises #NM, which hands the FPU over lazily.
 pub fn set_fpu_trap(trap: bool) {
     let cr0 = cpu::read_cr0();
-    let wanted = if trap { cr0 | 8 } else { cr0 & !8 };
+    let mut wanted = cr0;
+    wanted.set(Cr0::CR0_TASK_SWITCHED, trap);
     if wanted != cr0 {
         // SAFETY: toggling CR0.TS only changes whether FPU use traps.
-        unsafe { asm!("mov cr0, {}", in(reg) wanted, options(nostack, preserves_flags)) };
+        unsafe { cpu::write_cr0(wanted) };
     }
 }
 

@@ -20,6 +20,7 @@ use super::percpu::{self, MAX_CPUS};
 use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
+use x86::controlregs::{Cr0, Cr4};
 
 /// The VMX capability and control MSRs (SDM Vol. 3D, appendix A).
 #[repr(u32)]
@@ -63,14 +64,9 @@ pub enum VmxMsr {
     TrueEntry = 0x490,
 }
 
-/// IA32_PAT.
-const MSR_PAT: u32 = 0x277;
-/// IA32_FS_BASE.
-const MSR_FS_BASE: u32 = 0xC000_0100;
 /// IA32_VMX_BASIC bit 55: the TRUE_* control MSRs exist.
 pub const BASIC_TRUE_CONTROLS: u64 = 1 << 55;
 /// CR4.VMXE.
-const CR4_VMXE: u64 = 1 << 13;
 /// Host selectors (`gdt`): VM exit needs RPL 0 and TI 0 in all of them.
 const HOST_CS: u64 = super::gdt::KERNEL_CODE as u64;
 const HOST_SS: u64 = super::gdt::KERNEL_DATA as u64;
@@ -80,7 +76,8 @@ const HOST_TR: u64 = super::gdt::TSS as u64;
 /// it usable outside SMX (IA32_FEATURE_CONTROL unlocked, or locked with
 /// bit 2 set).
 pub fn available() -> bool {
-    if cpu::cpuid(1, 0).ecx & (1 << 5) == 0 {
+    let cpuid = x86::cpuid::CpuId::new();
+    if !cpuid.get_feature_info().is_some_and(|f| f.has_vmx()) {
         return false;
     }
     let control = read_msr(VmxMsr::FeatureControl);
@@ -526,17 +523,25 @@ pub fn init_this_cpu() -> Result<(), VmFail> {
         // enabling VMX outside SMX and locking changes nothing else.
         unsafe { cpu::wrmsr(VmxMsr::FeatureControl as u32, control | 1 | 1 << 2) };
     }
-    let cr0 = (cpu::read_cr0() | read_msr(VmxMsr::Cr0Fixed0)) & read_msr(VmxMsr::Cr0Fixed1);
-    let cr4 =
-        (cpu::read_cr4() | read_msr(VmxMsr::Cr4Fixed0) | CR4_VMXE) & read_msr(VmxMsr::Cr4Fixed1);
+    let fixed = |value: usize, fixed0: VmxMsr, fixed1: VmxMsr| {
+        (value as u64 | read_msr(fixed0)) & read_msr(fixed1)
+    };
+    let cr0 = fixed(cpu::read_cr0().bits(), VmxMsr::Cr0Fixed0, VmxMsr::Cr0Fixed1);
+    let cr4 = fixed(
+        (cpu::read_cr4() | Cr4::CR4_ENABLE_VMX).bits(),
+        VmxMsr::Cr4Fixed0,
+        VmxMsr::Cr4Fixed1,
+    );
     let region = VMXON_REGIONS.0[index].0.get();
     // SAFETY: the fixed-1 bits of CR0 in VMX operation (PE, NE, PG) are
     // already set in a long-mode kernel or harmless (NE: native FPU error
     // reporting); CR4.VMXE only permits VMXON. The region is this CPU's own
     // page: the write of the revision id happens before the processor owns it.
     unsafe {
-        core::arch::asm!("mov cr0, {}", in(reg) cr0, options(nostack, preserves_flags));
-        cpu::write_cr4(cr4);
+        // (The crate's flags name every architectural CR0 bit and every CR4
+        // bit up to PKE; VMX fixes none beyond them.)
+        cpu::write_cr0(Cr0::from_bits_truncate(cr0 as usize));
+        cpu::write_cr4(Cr4::from_bits_truncate(cr4 as usize));
         region.cast::<u32>().write_volatile(revision_id());
         vmxon(kernel_virt_to_phys(region as u64))
     }
@@ -642,16 +647,16 @@ fn write_host_state(vmcs: &mut ActiveVmcs) -> Result<(), VmFail> {
     // VMX; reading them has no side effects.
     let (fs_base, gs_base, efer, pat) = unsafe {
         (
-            cpu::rdmsr(MSR_FS_BASE),
-            cpu::rdmsr(msr::GS_BASE),
-            cpu::rdmsr(msr::EFER),
-            cpu::rdmsr(MSR_PAT),
+            cpu::rdmsr(msr::IA32_FS_BASE),
+            cpu::rdmsr(msr::IA32_GS_BASE),
+            cpu::rdmsr(msr::IA32_EFER),
+            cpu::rdmsr(msr::IA32_PAT),
         )
     };
     let fields = [
-        (VmcsField::HostCr0, cpu::read_cr0()),
+        (VmcsField::HostCr0, cpu::read_cr0().bits() as u64),
         (VmcsField::HostCr3, cpu::read_cr3()),
-        (VmcsField::HostCr4, cpu::read_cr4()),
+        (VmcsField::HostCr4, cpu::read_cr4().bits() as u64),
         (VmcsField::HostCsSelector, HOST_CS),
         (VmcsField::HostSsSelector, HOST_SS),
         (VmcsField::HostDsSelector, 0),
