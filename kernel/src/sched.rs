@@ -153,8 +153,9 @@ pub fn stop(guard: &mut KernelGuard, thread: u64) {
             continue;
         }
         CPUS.get(guard)[cpu].current = 0;
-        // Its FPU state stays in that CPU's registers (`fpu_owner`) and is
-        // saved when that CPU next switches threads.
+        // Its FPU state stays in that CPU's registers (`fpu_owner`): saved
+        // when that CPU next switches FPU owners, or fetched from it by the
+        // CPU where the thread next touches the FPU (`fetch_fpu_state`).
         if cpu != this_cpu() {
             stall(cpu as u32);
         }
@@ -512,9 +513,33 @@ pub fn fpu_trap(guard: &mut KernelGuard) {
         user::save_fpu(guard, fpu_area_of(state.fpu_owner));
     }
     if state.current != 0 {
+        fetch_fpu_state(guard, state.current);
         user::restore_fpu(guard, tcb::fpu_area(state.current));
     }
     CPUS.get(guard)[cpu].fpu_owner = state.current;
+}
+
+/// Makes `owner`'s saved FPU area current before this CPU loads it: if
+/// another CPU still holds `owner`'s state in its registers (lazy switching:
+/// the thread or guest ran there last and that CPU has not switched FPU
+/// owners since), that CPU is interrupted and saves them into the area,
+/// while this CPU waits with the kernel lock held; it then owns nothing.
+fn fetch_fpu_state(guard: &mut KernelGuard, owner: u64) {
+    let me = this_cpu();
+    for cpu in 0..percpu::online() as usize {
+        if cpu == me || CPUS.get(guard)[cpu].fpu_owner != owner {
+            continue;
+        }
+        if let Some(target) = percpu::get(cpu as u32) {
+            let area = crate::arch::paging::phys_to_virt(fpu_area_of(owner));
+            let ticket = target.request_fpu_save(area);
+            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_FLUSH);
+            while !target.fpu_save_served(ticket) {
+                cpu::pause();
+            }
+        }
+        CPUS.get(guard)[cpu].fpu_owner = 0;
+    }
 }
 
 /// The FPU area of an FPU owner: a thread, or a guest ([`crate::vcpu::fpu_tag`]).
@@ -539,6 +564,7 @@ pub fn claim_fpu_for_guest(guard: &mut KernelGuard, tag: u64) {
     if owner != 0 {
         user::save_fpu(guard, fpu_area_of(owner));
     }
+    fetch_fpu_state(guard, tag);
     user::restore_fpu(guard, fpu_area_of(tag));
     CPUS.get(guard)[cpu].fpu_owner = tag;
 }

@@ -62,6 +62,53 @@ pub unsafe fn syscall(number: u64, cptr: u64, info: u64, mrs: [u64; 4]) -> Sysca
     }
 }
 
+/// A system call made with `xmm8` holding `value`, returning its registers
+/// and `xmm8` as the thread finds it when the call returns. Both moves sit
+/// in the same `asm!` block as the `syscall`, so no compiled code can touch
+/// the register in between: the test suite's probe that the kernel keeps a
+/// thread's SSE state across a blocking call, wherever the thread resumes.
+///
+/// # Safety
+/// As for [`syscall`].
+pub unsafe fn syscall_with_xmm8(
+    number: u64,
+    cptr: u64,
+    info: u64,
+    mrs: [u64; 4],
+    value: u64,
+) -> (SyscallRegisters, u64) {
+    let (rax, rdi, rsi, rdx, r10, r8, r9, xmm8): (u64, u64, u64, u64, u64, u64, u64, u64);
+    // SAFETY: as for `syscall`; `xmm8` is declared clobbered and the two
+    // moves touch no memory.
+    unsafe {
+        asm!(
+            "movq xmm8, {value}",
+            "syscall",
+            "movq {xmm8}, xmm8",
+            value = in(reg) value,
+            xmm8 = lateout(reg) xmm8,
+            inlateout("rax") number => rax,
+            inlateout("rdi") cptr => rdi,
+            inlateout("rsi") info => rsi,
+            inlateout("rdx") mrs[0] => rdx,
+            inlateout("r10") mrs[1] => r10,
+            inlateout("r8") mrs[2] => r8,
+            inlateout("r9") mrs[3] => r9,
+            lateout("rcx") _,
+            lateout("r11") _,
+            out("xmm8") _,
+            options(nostack),
+        );
+    }
+    let registers = SyscallRegisters {
+        rax,
+        rdi,
+        rsi,
+        mrs: [rdx, r10, r8, r9],
+    };
+    (registers, xmm8)
+}
+
 /// The current stack pointer.
 #[inline(always)]
 pub fn stack_pointer() -> u64 {

@@ -139,6 +139,22 @@ pub fn recv(endpoint: CPtr) -> Result<Message, Error> {
     call_kernel(Syscall::Recv, endpoint, MessageInfo::default(), [0; 4])
 }
 
+/// `recv` with `xmm8` set to `value` before and read after, in one
+/// instruction sequence (see [`crate::arch::syscall_with_xmm8`]): returns the
+/// message and the `xmm8` the thread resumed with.
+pub fn recv_with_xmm8(endpoint: CPtr, value: u64) -> (Result<Message, Error>, u64) {
+    // SAFETY: a receive changes no mapping; its only memory effect is the
+    // IPC buffer, which the kernel writes as for `recv`.
+    let (out, xmm8) =
+        unsafe { arch::syscall_with_xmm8(Syscall::Recv as u64, endpoint, 0, [0; 4], value) };
+    let message = Error::check(out.rax).map(|_| Message {
+        info: MessageInfo(out.rsi),
+        badge: out.rdi,
+        mrs: out.mrs,
+    });
+    (message, xmm8)
+}
+
 /// Receives only if a sender is waiting; `WouldBlock` otherwise.
 pub fn nb_recv(endpoint: CPtr) -> Result<Message, Error> {
     call_kernel(Syscall::NbRecv, endpoint, MessageInfo::default(), [0; 4])

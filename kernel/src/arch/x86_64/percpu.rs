@@ -47,6 +47,12 @@ pub struct PerCpu {
     flush_served: AtomicU64,
     /// With a flush request: leave this address space (load kernel tables).
     drop_root: AtomicU64,
+    /// FPU-save requests received / served: save this CPU's FPU registers
+    /// into the area at `fpu_save_to` (direct-map address) for the CPU that
+    /// asked, which holds the kernel lock until served.
+    fpu_save_requested: AtomicU64,
+    fpu_save_served: AtomicU64,
+    fpu_save_to: AtomicU64,
     timer_interrupts: AtomicU64,
     kicks: AtomicU64,
     tss: UnsafeCell<TaskStateSegment>,
@@ -135,9 +141,28 @@ impl PerCpu {
         self.flush_served.load(Ordering::Acquire) >= number
     }
 
+    /// Asks this CPU to save its FPU registers into the 512-byte area at
+    /// direct-map address `area`; returns the request number to wait for.
+    /// The caller holds the kernel lock until the request is served, which
+    /// keeps the area's object alive and unused by anyone else meanwhile.
+    pub fn request_fpu_save(&self, area: u64) -> u64 {
+        self.fpu_save_to.store(area, Ordering::Release);
+        self.fpu_save_requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether FPU-save request `number` has been served.
+    pub fn fpu_save_served(&self, number: u64) -> bool {
+        self.fpu_save_served.load(Ordering::Acquire) >= number
+    }
+
     /// Serves pending cross-CPU requests (called from the IPI handler and
     /// while waiting for the kernel lock).
     pub fn serve_remote_requests(&self) {
+        let fpu_requested = self.fpu_save_requested.load(Ordering::Acquire);
+        if self.fpu_save_served.load(Ordering::Acquire) < fpu_requested {
+            super::user::save_fpu_for_lock_holder(self.fpu_save_to.load(Ordering::Acquire));
+            self.fpu_save_served.store(fpu_requested, Ordering::Release);
+        }
         let requested = self.flush_requested.load(Ordering::Acquire);
         if self.flush_served.load(Ordering::Acquire) < requested {
             let drop = self.drop_root.swap(0, Ordering::AcqRel);
@@ -177,6 +202,9 @@ pub fn install(index: u32, apic_id: u32, kernel_stack_top: u64) -> &'static PerC
         flush_requested: AtomicU64::new(0),
         flush_served: AtomicU64::new(0),
         drop_root: AtomicU64::new(0),
+        fpu_save_requested: AtomicU64::new(0),
+        fpu_save_served: AtomicU64::new(0),
+        fpu_save_to: AtomicU64::new(0),
         timer_interrupts: AtomicU64::new(0),
         kicks: AtomicU64::new(0),
         tss: UnsafeCell::new(tss),

@@ -96,6 +96,27 @@ pub fn save_fpu(guard: &mut KernelGuard, phys: u64) {
     unsafe { asm!("fxsave64 [{}]", in(reg) area.0.as_mut_ptr(), options(nostack)) };
 }
 
+/// Saves this CPU's FPU/SSE registers into the 512-byte area at direct-map
+/// address `area`, on behalf of the CPU that holds the kernel lock and asked
+/// for it (`PerCpu::request_fpu_save`): the area belongs to the thread or
+/// guest whose state these registers hold, and the asking CPU, spinning
+/// with the lock held until this returns, keeps that object alive and
+/// touches the area only afterwards. CR0.TS is cleared for the save (FXSAVE
+/// would raise #NM) and put back as it was.
+pub fn save_fpu_for_lock_holder(area: u64) {
+    let cr0 = cpu::read_cr0();
+    if cr0.contains(Cr0::CR0_TASK_SWITCHED) {
+        set_fpu_trap(false);
+    }
+    // SAFETY: `area` is a 512-byte, 16-byte aligned FPU area in the direct
+    // map (an `FpuArea` of a live TCB or Vcpu, as the asking CPU computed
+    // under the kernel lock it still holds, so nothing else accesses it).
+    unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack)) };
+    if cr0.contains(Cr0::CR0_TASK_SWITCHED) {
+        set_fpu_trap(true);
+    }
+}
+
 /// Loads the FPU/SSE state from the area at `phys`.
 pub fn restore_fpu(guard: &mut KernelGuard, phys: u64) {
     let area = objmem::object::<FpuArea>(guard, phys);

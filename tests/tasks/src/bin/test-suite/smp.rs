@@ -20,6 +20,7 @@ pub const TESTS: &[Test] = &[
     ("smp_migrate_running_thread", migrate),
     ("smp_suspend_thread_on_other_cpu", suspend_remote),
     ("smp_unmap_seen_by_other_cpu", tlb_shootdown),
+    ("smp_fpu_state_follows_thread", fpu_follows_thread),
 ];
 
 const SKIP: Pass = Pass::Skipped("1 cpu");
@@ -212,5 +213,51 @@ fn tlb_shootdown(env: &mut Env) -> Outcome {
     );
     shared.set(1, 1);
     env.join(&reader)?;
+    Ok(Pass::Ok)
+}
+
+/// A thread's SSE state survives a move to another CPU while the state is
+/// still live in its old CPU's registers (lazy FPU switching): the thread
+/// sets xmm8 on the last CPU, blocks there, is moved to CPU 0 (where this
+/// suite runs and owns the FPU) and woken; it must find its own xmm8.
+fn fpu_follows_thread(env: &mut Env) -> Outcome {
+    if env.cpus < 2 {
+        return Ok(SKIP);
+    }
+    const MAGIC: u64 = 0x5eed_f00d_cafe_d00d;
+    let endpoint = env.endpoint()?;
+    let shared = Shared::new();
+    let seen = shared.clone();
+    let thread = env.spawn(
+        ThreadOptions {
+            cpu: Some(env.cpus - 1),
+            ..Default::default()
+        },
+        move || {
+            let (message, xmm8) = tarn_rt::syscall::recv_with_xmm8(endpoint, MAGIC);
+            seen.set(1, xmm8);
+            seen.set(2, u64::from(message.is_ok()) + 1);
+        },
+    )?;
+    env.wait_state(thread.tcb, ThreadState::BlockedOnReceive)?;
+    // This thread uses the FPU on CPU 0 (the suite's own code does), so CPU 0
+    // owns other state when the moved thread first touches its registers.
+    let checksum: f64 = (1..=8).map(|i| f64::from(i) * 0.5).sum();
+    ensure!(
+        checksum == 18.0,
+        "the suite's own arithmetic gave {checksum}"
+    );
+    expect!(invoke::tcb_set_affinity(thread.tcb, 0), Ok(()));
+    expect!(
+        tarn_rt::send(endpoint, MessageInfo::new(1, 0, 0), [0; 4]),
+        Ok(())
+    );
+    env.wait_until("the moved thread to run", || shared.get(2) != 0)?;
+    ensure!(shared.get(2) == 2, "the moved thread's receive failed");
+    ensure!(
+        shared.get(1) == MAGIC,
+        "the moved thread's xmm8 is {:#x}, not {MAGIC:#x}: its state stayed in its old CPU's registers",
+        shared.get(1)
+    );
     Ok(Pass::Ok)
 }
