@@ -74,6 +74,11 @@ use tarn_rt::{
     ThreadOptions, UntypedGrant,
 };
 
+/// The policies the `sched-server` module runs (`policy=NAME`).
+const BUILTIN_POLICIES: &[&str] = &["credit", "rr", "sedf"];
+/// Most parameters of each kind a policy may declare (a server declaring
+/// more is not believed).
+const MAX_DECLARED_PARAMS: u32 = 64;
 /// How long a server has to answer a request (virtual time).
 pub const REQUEST_DEADLINE_NS: u64 = 5_000_000_000;
 /// Where a server finds its request endpoint and the pool's `Scheduler`.
@@ -150,6 +155,67 @@ pub enum LinkError {
     Garbled,
 }
 
+/// A server's answer, owning its text (a [`SchedReply`] borrows it from
+/// the message it was decoded from).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Done.
+    Ok,
+    /// A thread's run time (ns).
+    ThreadTime(u64),
+    /// `key=value` text.
+    Values(String),
+    /// The policy's name and how many parameters it declares (domain, pool).
+    Policy(String, u32, u32),
+    /// One declared parameter.
+    Param(ParamInfo),
+    /// A parameter request refused, naming the key.
+    Refused(String),
+    /// Refused.
+    Error(SchedError),
+}
+
+impl Answer {
+    fn of(reply: SchedReply) -> Answer {
+        match reply {
+            SchedReply::Ok => Answer::Ok,
+            SchedReply::ThreadTime { ran_ns } => Answer::ThreadTime(ran_ns),
+            SchedReply::Values(text) => Answer::Values(String::from(text)),
+            SchedReply::Policy {
+                name,
+                domain_params,
+                pool_params,
+            } => Answer::Policy(String::from(name), domain_params, pool_params),
+            SchedReply::Param {
+                name,
+                range,
+                default,
+                help,
+            } => Answer::Param(ParamInfo {
+                name: String::from(name),
+                range: String::from(range),
+                default: String::from(default),
+                help: String::from(help),
+            }),
+            SchedReply::Refused(text) => Answer::Refused(String::from(text)),
+            SchedReply::Error(error) => Answer::Error(error),
+        }
+    }
+}
+
+/// A parameter a pool's policy declares (as its server describes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// Its key.
+    pub name: String,
+    /// The values it takes.
+    pub range: String,
+    /// Its default.
+    pub default: String,
+    /// One line of help.
+    pub help: String,
+}
+
 /// What the manager and one courier share: the request, where it goes,
 /// and the answer.
 struct Mail {
@@ -157,7 +223,7 @@ struct Mail {
     words: [u64; MAX_WORDS],
     count: usize,
     cap: CPtr,
-    reply: Option<Result<SchedReply, LinkError>>,
+    reply: Option<Result<Answer, LinkError>>,
 }
 
 /// A courier thread: it makes one call to a server at a time for the
@@ -197,6 +263,7 @@ fn courier(mail: Arc<Mutex<Mail>>, go: CPtr, done: CPtr) {
                 let length = message.words(&mut words).min(MAX_WORDS);
                 let mut scratch = [0u8; MAX_WORDS * 8];
                 sched_protocol::decode::<SchedReply>(&words[..length], &mut scratch)
+                    .map(Answer::of)
                     .ok_or(LinkError::Garbled)
             }
         };
@@ -245,7 +312,7 @@ impl Courier {
         request: &SchedRequest,
         cap: CPtr,
         deadline_ns: u64,
-    ) -> Result<SchedReply, LinkError> {
+    ) -> Result<Answer, LinkError> {
         {
             let mut m = self.mail.lock();
             let mut words = [0u64; MAX_WORDS];
@@ -274,7 +341,11 @@ impl Courier {
 
 /// A pool's server process.
 struct Server {
-    policy: Sched,
+    /// The policy it runs (as it named itself).
+    policy: String,
+    /// The parameters its policy declares, per domain and per pool.
+    domain_params: Vec<ParamInfo>,
+    pool_params: Vec<ParamInfo>,
     /// The main thread (the request loop).
     tcb: CPtr,
     /// Its request endpoint (the manager's capability).
@@ -318,8 +389,6 @@ struct DomainRt {
     paused: bool,
     crashed: bool,
     image: String,
-    /// Credit scheduling group: the master domain.
-    group: Option<DomainId>,
 }
 
 /// A tenant's request waiting for the console thread, and its answer.
@@ -399,9 +468,10 @@ pub struct DomainStat {
     pub group: Option<String>,
 }
 
-fn reply_result(reply: Result<SchedReply, LinkError>) -> Result<SchedReply, String> {
+fn reply_result(reply: Result<Answer, LinkError>) -> Result<Answer, String> {
     match reply {
-        Ok(SchedReply::Error(error)) => Err(server_error(error)),
+        Ok(Answer::Error(error)) => Err(server_error(error)),
+        Ok(Answer::Refused(why)) => Err(why),
         Ok(other) => Ok(other),
         Err(LinkError::Timeout) => Err(String::from("the scheduler server did not answer")),
         Err(LinkError::Unresponsive) => Err(String::from("the scheduler server is not answering")),
@@ -416,9 +486,7 @@ fn reply_result(reply: Result<SchedReply, LinkError>) -> Result<SchedReply, Stri
 
 fn server_error(error: SchedError) -> String {
     match error {
-        SchedError::Infeasible => String::from("sedf: the reservation does not fit the pool"),
-        SchedError::InvalidParameter => String::from("parameter out of range"),
-        SchedError::WrongPolicy => String::from("parameters of another policy"),
+        SchedError::Infeasible => String::from("the policy refused the thread"),
         other => format!("the scheduler server refused: {other:?}"),
     }
 }
@@ -429,10 +497,11 @@ impl Pools {
     pub fn start(
         info: &'static BootInfo,
         res: &mut Resources,
-        manager: PoolManager,
+        mut manager: PoolManager,
         wake: CPtr,
         clock: Clock,
     ) -> Result<Pools, Error> {
+        manager.set_policies(BUILTIN_POLICIES.iter().map(|&p| String::from(p)).collect());
         // Every byte not used yet becomes cell memory; the manager's own
         // lasting objects (threads, endpoints, couriers) get a block of it.
         let mut memory = BuddyAllocator::new();
@@ -475,13 +544,7 @@ impl Pools {
             .pool(pool0)
             .map(|p| p.cpus.iter().copied().collect())
             .unwrap_or_default();
-        pools.apply(
-            res,
-            alloc::vec![Action::StartScheduler {
-                pool: pool0,
-                sched: Sched::Credit
-            }],
-        );
+        pools.apply(res, alloc::vec![Action::StartScheduler { pool: pool0 }]);
         let binds = cpus
             .iter()
             .map(|&cpu| Action::BindCpu { cpu, pool: pool0 })
@@ -584,7 +647,12 @@ impl Pools {
     fn apply_one(&mut self, res: &mut Resources, action: Action) -> Result<(), (PoolId, String)> {
         self.spare_courier(res);
         match action {
-            Action::StartScheduler { pool, sched } => {
+            Action::StartScheduler { pool } => {
+                let sched = self
+                    .manager
+                    .pool(pool)
+                    .map(|p| p.spec.sched.clone())
+                    .ok_or((pool, String::from("no such pool")))?;
                 let (scheduler, scheduler_cell) = self
                     .build_in_cell(res, SCHEDULER_CELL_BITS, |res| {
                         res.create(ObjectType::Scheduler, 0)
@@ -599,12 +667,12 @@ impl Pools {
                     },
                 );
                 let server = self
-                    .start_server(res, pool, sched)
+                    .start_server(res, pool, &sched)
                     .map_err(|e| (pool, format!("cannot start its scheduler server: {e:?}")))?;
                 if let Some(p) = self.pools.get_mut(&pool) {
                     p.server = Some(server);
                 }
-                Ok(())
+                self.greet(pool, &sched).map_err(|why| (pool, why))
             }
             Action::BindCpu { cpu, pool } => {
                 let cap = self.cpu_cap(cpu);
@@ -627,9 +695,14 @@ impl Pools {
                 self.stop_scheduler(res, pool);
                 Ok(())
             }
-            Action::ChangeScheduler { pool, to, .. } => {
+            Action::ChangeScheduler { pool } => {
+                let to = self
+                    .manager
+                    .pool(pool)
+                    .map(|p| p.spec.sched.clone())
+                    .ok_or((pool, String::from("no such pool")))?;
                 let started = self.clock.now_us();
-                self.rebuild(res, pool, to)
+                self.rebuild(res, pool, &to)
                     .map_err(|why| (pool, format!("policy change failed: {why}")))?;
                 crate::console::say_line(&format!(
                     "pool {}: now {} (hand-over took {} us)",
@@ -661,7 +734,7 @@ impl Pools {
         pool: PoolId,
         request: &SchedRequest,
         cap: CPtr,
-    ) -> Result<SchedReply, LinkError> {
+    ) -> Result<Answer, LinkError> {
         let Some(server) = self.pools.get_mut(&pool).and_then(|p| p.server.as_mut()) else {
             return Err(LinkError::NoServer);
         };
@@ -709,7 +782,7 @@ impl Pools {
         pool: PoolId,
         request: &SchedRequest,
         cap: CPtr,
-    ) -> Result<SchedReply, String> {
+    ) -> Result<Answer, String> {
         let reply = self.call(pool, request, cap);
         // Not an answer at all: the server has failed (a pool without a
         // server or a courier has nothing to replace).
@@ -720,18 +793,77 @@ impl Pools {
                 | LinkError::Kernel(_)
                 | LinkError::Garbled)
         );
-        let result = reply_result(reply);
+        let refused = matches!(reply, Ok(Answer::Refused(_)));
+        let mut result = reply_result(reply);
         if let (true, Err(why)) = (failed, &result) {
             self.failing.entry(pool).or_insert_with(|| why.clone());
         }
+        if let (true, Err(why)) = (refused, &mut result) {
+            // The policy's refusal names the key; say whose policy it is.
+            *why = format!("{}: {why}", self.policy_of(pool));
+        }
         result
+    }
+
+    /// The name of the policy `pool`'s server runs (`?` without a server).
+    fn policy_of(&self, pool: PoolId) -> String {
+        self.pools
+            .get(&pool)
+            .and_then(|p| p.server.as_ref())
+            .map_or_else(|| String::from("?"), |s| s.policy.clone())
+    }
+
+    /// Asks a new server what it is: its policy's name must be the one the
+    /// pool asked for, and it must describe every parameter it declares.
+    /// A server that does not is not speaking the protocol.
+    fn greet(&mut self, pool: PoolId, sched: &Sched) -> Result<(), String> {
+        let wrong = |why: String| {
+            format!(
+                "the {} server does not speak the protocol: {why}",
+                sched.name()
+            )
+        };
+        let (name, domain_count, pool_count) = match self.request(pool, &SchedRequest::Describe, 0)
+        {
+            Ok(Answer::Policy(name, d, p)) => (name, d, p),
+            Ok(other) => return Err(wrong(format!("Describe answered {other:?}"))),
+            Err(why) => return Err(wrong(why)),
+        };
+        if name != sched.name() {
+            return Err(wrong(format!("it runs policy '{name}'")));
+        }
+        let mut lists = (Vec::new(), Vec::new());
+        for (of_pool, count) in [(false, domain_count), (true, pool_count)] {
+            if count > MAX_DECLARED_PARAMS {
+                return Err(wrong(format!("{count} parameters declared")));
+            }
+            for index in 0..count {
+                let request = SchedRequest::DescribeParam {
+                    pool: of_pool,
+                    index,
+                };
+                match self.request(pool, &request, 0) {
+                    Ok(Answer::Param(info)) => {
+                        let list = if of_pool { &mut lists.1 } else { &mut lists.0 };
+                        list.push(info);
+                    }
+                    Ok(other) => return Err(wrong(format!("DescribeParam answered {other:?}"))),
+                    Err(why) => return Err(wrong(why)),
+                }
+            }
+        }
+        if let Some(server) = self.pools.get_mut(&pool).and_then(|p| p.server.as_mut()) {
+            server.policy = name;
+            (server.domain_params, server.pool_params) = lists;
+        }
+        Ok(())
     }
 
     fn start_server(
         &mut self,
         res: &mut Resources,
         pool: PoolId,
-        policy: Sched,
+        policy: &Sched,
     ) -> Result<Server, Error> {
         let module = self
             .info
@@ -801,7 +933,9 @@ impl Pools {
             Ok((process.tcb, endpoint))
         })?;
         Ok(Server {
-            policy,
+            policy: String::from(policy.name()),
+            domain_params: Vec::new(),
+            pool_params: Vec::new(),
             tcb,
             endpoint,
             stuck: None,
@@ -844,11 +978,11 @@ impl Pools {
     /// Hands `domain`'s thread to `pool`'s server with its parameters.
     fn adopt(&mut self, pool: PoolId, domain: DomainId) -> Result<(), String> {
         let d = self.domains.get(&domain).ok_or("no such domain")?;
-        let (tcb, thread_id, group) = (d.tcb, d.thread_id, d.group);
+        let (tcb, thread_id) = (d.tcb, d.thread_id);
         let params = self
             .manager
             .domain(domain)
-            .map(|d| d.params)
+            .map(|d| d.params.clone())
             .unwrap_or_default();
         self.request(
             pool,
@@ -858,57 +992,64 @@ impl Pools {
             },
             tcb,
         )?;
-        self.send_params(pool, domain, &params, group)
+        self.send_params(pool, domain, &params)
     }
 
-    /// Gives `pool`'s server `domain`'s parameters for its policy.
+    /// The keys `pool`'s policy declares for domains (or for the pool).
+    fn declared(&self, pool: PoolId, of_pool: bool) -> Vec<String> {
+        self.pools
+            .get(&pool)
+            .and_then(|p| p.server.as_ref())
+            .map(|s| {
+                if of_pool {
+                    &s.pool_params
+                } else {
+                    &s.domain_params
+                }
+            })
+            .map(|list| list.iter().map(|p| p.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Refuses keys `pool`'s policy does not declare (naming the first).
+    pub fn check_declared(&self, pool: PoolId, params: &DomainParams) -> Result<(), String> {
+        let keys = self.declared(pool, false);
+        match params.iter().find(|(k, _)| !keys.iter().any(|d| d == k)) {
+            None => Ok(()),
+            Some((key, _)) => Err(format!(
+                "{key}: not a parameter of policy {} (it has: {})",
+                self.policy_of(pool),
+                if keys.is_empty() {
+                    String::from("none")
+                } else {
+                    keys.join(", ")
+                }
+            )),
+        }
+    }
+
+    /// Gives `pool`'s server those of `params` its policy declares (the
+    /// others are kept for a policy that has them, as xl keeps a domain's
+    /// credit weight in a SEDF pool).
     fn send_params(
         &mut self,
         pool: PoolId,
         domain: DomainId,
         params: &DomainParams,
-        group: Option<DomainId>,
     ) -> Result<(), String> {
-        let policy = self.manager.pool(pool).map(|p| p.spec.sched);
-        match policy {
-            Some(Sched::Credit) => {
-                self.request(
-                    pool,
-                    &SchedRequest::SetCredit {
-                        domain: domain.0,
-                        weight: params.weight,
-                        cap_pct: params.cap_pct,
-                    },
-                    0,
-                )?;
-                if group.is_some() {
-                    self.request(
-                        pool,
-                        &SchedRequest::SetGroup {
-                            domain: domain.0,
-                            master: group.map(|m| m.0),
-                        },
-                        0,
-                    )?;
-                }
-            }
-            Some(Sched::Sedf) => {
-                if let Some(sedf) = params.sedf {
-                    self.request(
-                        pool,
-                        &SchedRequest::SetSedf {
-                            domain: domain.0,
-                            period_ns: u64::from(sedf.period_ms) * 1_000_000,
-                            slice_ns: u64::from(sedf.slice_ms) * 1_000_000,
-                            extra: sedf.extra,
-                        },
-                        0,
-                    )?;
-                }
-            }
-            None => return Err(String::from("no such pool")),
+        if self.manager.pool(pool).is_none() {
+            return Err(String::from("no such pool"));
         }
-        Ok(())
+        let keys = self.declared(pool, false);
+        let text = params.text(|k| keys.iter().any(|d| d == k));
+        if text.is_empty() {
+            return Ok(());
+        }
+        let request = SchedRequest::SetDomainParams {
+            domain: domain.0,
+            params: &text,
+        };
+        self.request(pool, &request, 0).map(|_| ())
     }
 
     /// The domain's run time so far (ns).
@@ -965,7 +1106,11 @@ impl Pools {
         let released = self.request(from, &SchedRequest::RemoveThread { thread_id: id }, 0);
         if let Some(d) = self.domains.get_mut(&domain) {
             d.carried_ns = ran;
-            d.group = None;
+        }
+        // A scheduling group is the source pool's: the domain leaves it.
+        if let Some(mut params) = self.manager.domain(domain).map(|d| d.params.clone()) {
+            params.unset("group");
+            let _ = self.manager.set_domain_params(domain, params);
         }
         if let Err(why) = released {
             // The source server failed; it is replaced without this domain.
@@ -989,14 +1134,14 @@ impl Pools {
         self.failing.remove(&pool);
         release_if_empty(&mut self.failing);
         self.spare_courier(res);
-        let Some(policy) = self.manager.pool(pool).map(|p| p.spec.sched) else {
+        let Some(policy) = self.manager.pool(pool).map(|p| p.spec.sched.clone()) else {
             return;
         };
         if !self.pools.contains_key(&pool) {
             return;
         }
         let started = self.clock.now_us();
-        match self.rebuild(res, pool, policy) {
+        match self.rebuild(res, pool, &policy) {
             Ok(domains) => crate::console::say_line(&format!(
                 "pool {}: scheduler server replaced in {} us ({reason}); {domains} domains running again",
                 self.pool_name(pool),
@@ -1016,7 +1161,7 @@ impl Pools {
         &mut self,
         res: &mut Resources,
         pool: PoolId,
-        policy: Sched,
+        policy: &Sched,
     ) -> Result<usize, String> {
         let Some(rt) = self.pools.get_mut(&pool) else {
             return Err(String::from("the pool is not active"));
@@ -1040,6 +1185,7 @@ impl Pools {
         if let Some(rt) = self.pools.get_mut(&pool) {
             rt.server = Some(server);
         }
+        self.greet(pool, policy)?;
         for &cpu in &cpus {
             let cap = self.cpu_cap(cpu);
             self.request(pool, &SchedRequest::AddCpu { cpu }, cap)
@@ -1219,7 +1365,6 @@ impl Pools {
                 paused: false,
                 crashed: false,
                 image: String::from(image),
-                group: None,
             },
         );
         self.spare_courier(res);
@@ -1317,9 +1462,18 @@ impl Pools {
         result.map_err(|e| format!("{e:?}"))
     }
 
-    /// `sched-credit -d` / `sched-sedf -d`: new parameters for a domain,
-    /// refused (and nothing changed) if the manager or the server says no.
-    pub fn set_params(&mut self, domain: DomainId, params: DomainParams) -> Result<(), String> {
+    /// New parameters for a domain (`sched-credit -d`, `sched-sedf -d`,
+    /// `sched-group`, `sched-param -d`): recorded with the domain's others
+    /// and handed to its pool's server, whose policy validates them; on
+    /// refusal nothing changes. `strict`: every key must be one the pool's
+    /// policy declares (`sched-param`); otherwise keys of other policies
+    /// are kept for later (`sched-credit` in a SEDF pool, as xl does).
+    pub fn set_params(
+        &mut self,
+        domain: DomainId,
+        changes: DomainParams,
+        strict: bool,
+    ) -> Result<(), String> {
         let pool = self
             .manager
             .domain(domain)
@@ -1330,40 +1484,36 @@ impl Pools {
                 "the control domain is a system task, not scheduled by a pool's server",
             ));
         }
+        if strict {
+            self.check_declared(pool, &changes)?;
+        }
         let old = self
             .manager
-            .set_domain_params(domain, params)
+            .domain(domain)
+            .map(|d| d.params.clone())
+            .unwrap_or_default();
+        self.manager
+            .set_domain_params(domain, old.merged(&changes))
             .map_err(|e| format!("{e}"))?;
-        let group = self.domains.get(&domain).and_then(|d| d.group);
-        if let Err(why) = self.send_params(pool, domain, &params, group) {
+        if let Err(why) = self.send_params(pool, domain, &changes) {
             let _ = self.manager.set_domain_params(domain, old);
             return Err(why);
         }
         Ok(())
     }
 
-    /// `sched-credit -s -p P -t -r`: a credit pool's time slice and rate limit.
-    pub fn set_credit_pool(
-        &mut self,
-        pool: PoolId,
-        timeslice_ms: u32,
-        ratelimit_us: u32,
-    ) -> Result<(), String> {
-        if self.manager.pool(pool).map(|p| p.spec.sched) != Some(Sched::Credit) {
-            return Err(String::from("not an active credit pool"));
+    /// A pool's parameters (`sched-credit -s`, `sched-param -p`): `key=value`
+    /// text for its server; its policy validates them.
+    pub fn set_pool_params(&mut self, pool: PoolId, text: &str) -> Result<(), String> {
+        if !self.pools.contains_key(&pool) {
+            return Err(String::from("cpupool not active"));
         }
-        self.request(
-            pool,
-            &SchedRequest::SetCreditPool {
-                timeslice_ms,
-                ratelimit_us,
-            },
-            0,
-        )
-        .map(|_| ())
+        self.request(pool, &SchedRequest::SetPoolParams { params: text }, 0)
+            .map(|_| ())
     }
 
-    /// `sched-group`: `domain` joins `master`'s group, or leaves its group.
+    /// `sched-group`: `domain` joins `master`'s group, or leaves its group
+    /// (the policy's `group` parameter: the master's id, 0 for none).
     pub fn set_group(&mut self, domain: DomainId, master: Option<DomainId>) -> Result<(), String> {
         let pool = self
             .manager
@@ -1378,18 +1528,50 @@ impl Pools {
         if !self.domains.contains_key(&domain) {
             return Err(String::from("the control domain is in no group"));
         }
-        self.request(
-            pool,
-            &SchedRequest::SetGroup {
-                domain: domain.0,
-                master: master.map(|m| m.0),
-            },
-            0,
-        )?;
-        if let Some(d) = self.domains.get_mut(&domain) {
-            d.group = master;
-        }
-        Ok(())
+        let mut changes = DomainParams::new();
+        changes.set("group", &format!("{}", master.map_or(0, |m| m.0)));
+        self.set_params(domain, changes, true)
+    }
+
+    /// What `sched-param` lists: each parameter `pool`'s policy declares
+    /// (per domain, or for the pool), with its current value for `domain`
+    /// (or the pool).
+    pub fn param_list(
+        &mut self,
+        pool: PoolId,
+        domain: Option<DomainId>,
+    ) -> Result<(String, Vec<(ParamInfo, String)>), String> {
+        let Some(server) = self.pools.get(&pool).and_then(|p| p.server.as_ref()) else {
+            return Err(String::from("cpupool not active"));
+        };
+        let policy = server.policy.clone();
+        let infos = if domain.is_some() {
+            server.domain_params.clone()
+        } else {
+            server.pool_params.clone()
+        };
+        let request = match domain {
+            Some(d) => SchedRequest::GetDomainParams { domain: d.0 },
+            None => SchedRequest::GetPoolParams,
+        };
+        let text = match self.request(pool, &request, 0)? {
+            Answer::Values(text) => text,
+            other => return Err(format!("the scheduler server answered {other:?}")),
+        };
+        let value_of = |key: &str| {
+            text.split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map_or_else(|| String::from("?"), |(_, v)| String::from(v))
+        };
+        let list = infos
+            .into_iter()
+            .map(|info| {
+                let value = value_of(&info.name);
+                (info, value)
+            })
+            .collect();
+        Ok((policy, list))
     }
 
     /// Fault injection (`server-fault`): makes `pool`'s server misbehave.
@@ -1404,11 +1586,12 @@ impl Pools {
             .domains()
             .map(|d| {
                 let pool = self.pool_name(d.pool);
-                let group = self
-                    .domains
-                    .get(&d.id)
-                    .and_then(|x| x.group)
-                    .and_then(|m| self.manager.domain(m))
+                let group = d
+                    .params
+                    .get("group")
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .filter(|&m| m != 0)
+                    .and_then(|m| self.manager.domain(DomainId(m)))
                     .map(|m| m.name.clone());
                 match self.domains.get(&d.id) {
                     None => DomainStat {
@@ -1421,7 +1604,7 @@ impl Pools {
                         thread_ns: 0,
                         cpu: None,
                         image: String::from("root-task"),
-                        params: d.params,
+                        params: d.params.clone(),
                         group,
                     },
                     Some(rt) => {
@@ -1445,7 +1628,7 @@ impl Pools {
                             thread_ns: invoke::tcb_read_registers(rt.tcb).map_or(0, |r| r.ran_ns),
                             cpu,
                             image: rt.image.clone(),
-                            params: d.params,
+                            params: d.params.clone(),
                             group,
                         }
                     }
@@ -1618,11 +1801,11 @@ impl Pools {
     }
 
     /// The policy a pool's server runs now (for `cpupool-list -l`).
-    pub fn server_policy(&self, pool: PoolId) -> Option<Sched> {
+    pub fn server_policy(&self, pool: PoolId) -> Option<String> {
         self.pools
             .get(&pool)
             .and_then(|p| p.server.as_ref())
-            .map(|s| s.policy)
+            .map(|s| s.policy.clone())
     }
 }
 
