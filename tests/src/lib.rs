@@ -1248,6 +1248,11 @@ pub fn scenarios() -> Vec<Scenario> {
                 "create name=d image=spin vcpus=2",
                 "create name=d image=spin slice=5",
                 "create name=d pool=nowhere image=spin",
+                "create name=d image=spin prio=3",
+                "sched-param -p Pool-0 timeslice_ms=0",
+                "sched-param -p Pool-0 slice=5",
+                "sched-param -d Domain-0 weight=5",
+                "cpupool-sched Pool-0 lottery",
                 "cpupool-cpu-add Pool-0 x",
                 "cpupool-cpu-remove Pool-0 seven",
                 "sched-credit -d nobody -w 5",
@@ -1258,7 +1263,9 @@ pub fn scenarios() -> Vec<Scenario> {
                 "info",
                 "poweroff",
             ])
-            .expect("error: sched: bad value: scheduler must be credit or sedf")
+            // Policies are named (the boot image's policy modules); an
+            // unknown one is refused with the list.
+            .expect("error: x: no policy 'bogus' (available: credit, rr, sedf)")
             .expect("error: name: unterminated string")
             .expect("error: name: missing")
             .expect("error: x: no CPU")
@@ -1268,6 +1275,13 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: d: vcpus=2: domains have one vCPU for now")
             .expect("error: period: missing")
             .expect("error: d: no such cpupool")
+            // Keys xl.cfg does not have must be the pool policy's own; the
+            // policy's refusals name the key.
+            .expect("error: d: prio: not a parameter of policy credit (it has: weight, cap, group)")
+            .expect("error: Pool-0: credit: timeslice_ms: 0 is outside 1..=1000")
+            .expect("error: Pool-0: credit: slice: unknown parameter (known: timeslice_ms, ratelimit_us)")
+            .expect("error: Domain-0: the control domain is a system task")
+            .expect("error: Pool-0: no policy 'lottery' (available: credit, rr, sedf)")
             .expect("error: 'x' is not a CPU list or range")
             .expect("error: 'seven' is not a CPU list or range")
             .expect("error: nobody: no such domain")
