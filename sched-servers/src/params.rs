@@ -126,7 +126,8 @@ impl ParamSpec {
 /// changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamError {
-    /// The key (as the request spelled it).
+    /// The key (as the request spelled it); empty when the request as a
+    /// whole is refused ([`ParamError::request`]).
     pub key: String,
     /// Why, in a few words.
     pub reason: String,
@@ -140,10 +141,23 @@ impl ParamError {
             reason: reason.into(),
         }
     }
+
+    /// A refusal of the request as a whole, not of one key (admission
+    /// control: every value is valid, together they do not fit); the
+    /// reason names the values.
+    pub fn request(reason: impl Into<String>) -> Self {
+        Self {
+            key: String::new(),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            return f.write_str(&self.reason);
+        }
         write!(f, "{}: {}", self.key, self.reason)
     }
 }

@@ -845,10 +845,9 @@ impl Policy for Sedf {
         self.set_domain_params(domain, &wanted, now_ns)
             .map_err(|e| match e {
                 PolicyError::InvalidPeriod { .. } => ParamError::new("period", e.to_string()),
-                PolicyError::Infeasible { .. } => ParamError::new(
-                    "slice",
-                    format!("the reservation does not fit the pool ({e})"),
-                ),
+                PolicyError::Infeasible { .. } => {
+                    ParamError::request(format!("the reservation does not fit the pool ({e})"))
+                }
                 _ => ParamError::new("slice", e.to_string()),
             })
     }

@@ -93,7 +93,7 @@ fn sedf_through_key_values() {
     assert_eq!(domain_text(&sedf, 1), "period=100 slice=60 extra=0");
     let error = set_domain(&mut sedf, 2, "period=50 slice=25 extra=0").unwrap_err();
     assert!(
-        error.starts_with("slice: the reservation does not fit the pool (domain 2"),
+        error.starts_with("the reservation does not fit the pool (domain 2"),
         "{error}"
     );
     assert_eq!(domain_text(&sedf, 2), "period=100 slice=0 extra=1");
