@@ -239,8 +239,38 @@ impl ControlPort {
         pools: Option<&mut Pools>,
     ) {
         let mut frame = frame.unwrap_or_default();
-        let Some(ControlRequest::Run { id, line }) = control::decode::<ControlRequest>(&mut frame)
-        else {
+        let request = control::decode::<ControlRequest>(&mut frame);
+        if let Some(ControlRequest::LoadPolicy {
+            id,
+            name,
+            total,
+            offset,
+            chunk,
+        }) = request
+        {
+            let result = match pools {
+                Some(p) => p.load_policy_piece(name, total, offset, chunk),
+                None => Err(String::from("no pools")),
+            };
+            let (ok, text) = match result {
+                Ok(None) => (true, None),
+                Ok(Some(done)) => {
+                    println!("{done}");
+                    (true, Some(format!("{done}\n")))
+                }
+                Err(why) => {
+                    println!("error: load-policy: {why}");
+                    (false, Some(format!("error: load-policy: {why}\n")))
+                }
+            };
+            if let Some(text) = text {
+                let text = format!("{}", control::Escaped(&text));
+                self.send(&ControlReply::Output { id, text: &text });
+            }
+            self.send(&ControlReply::Done { id, ok });
+            return;
+        }
+        let Some(ControlRequest::Run { id, line }) = request else {
             self.send(&ControlReply::Output {
                 id: 0,
                 text: "error: control: garbled or oversized frame\n",
@@ -310,6 +340,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
     };
     crate::autostart::load(info);
     if let Some(p) = pools.as_mut() {
+        p.refresh_policies();
         crate::autostart::run(resources, p, info.cmdline());
     }
     if !info.cmdline().split_whitespace().any(|w| w == "noauto") {

@@ -51,6 +51,7 @@
 //! Not built yet: more than one vCPU per native domain, liveness probes
 //! while idle (a hung server is noticed at its next request).
 
+use alloc::borrow::Cow;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
@@ -74,8 +75,13 @@ use tarn_rt::{
     ThreadOptions, UntypedGrant,
 };
 
-/// The policies the `sched-server` module runs (`policy=NAME`).
-const BUILTIN_POLICIES: &[&str] = &["credit", "rr", "sedf"];
+/// Largest policy server ELF the control channel loads.
+const MAX_LOADED_POLICY_BYTES: u32 = 1 << 20;
+/// Boot modules named `policy-NAME` are the servers of policy `NAME`.
+const POLICY_MODULE_PREFIX: &str = "policy-";
+/// The policy a pool falls back to when its own policy's server cannot be
+/// started or replaced.
+pub const FALLBACK_POLICY: &str = "credit";
 /// Most parameters of each kind a policy may declare (a server declaring
 /// more is not believed).
 const MAX_DECLARED_PARAMS: u32 = 64;
@@ -436,6 +442,10 @@ pub struct Pools {
     memory: BuddyAllocator,
     /// The threads that call servers.
     couriers: Vec<Courier>,
+    /// Policy servers loaded at run time (`tarnctl load-policy`): name → ELF.
+    loaded: BTreeMap<String, Vec<u8>>,
+    /// The load in progress: name, size, bytes so far.
+    loading: Option<(String, u32, Vec<u8>)>,
     /// Virtual time.
     pub clock: Clock,
 }
@@ -501,7 +511,7 @@ impl Pools {
         wake: CPtr,
         clock: Clock,
     ) -> Result<Pools, Error> {
-        manager.set_policies(BUILTIN_POLICIES.iter().map(|&p| String::from(p)).collect());
+        manager.set_policies(policy_modules(info));
         // Every byte not used yet becomes cell memory; the manager's own
         // lasting objects (threads, endpoints, couriers) get a block of it.
         let mut memory = BuddyAllocator::new();
@@ -536,6 +546,8 @@ impl Pools {
             carved: BTreeMap::new(),
             memory,
             couriers: Vec::new(),
+            loaded: BTreeMap::new(),
+            loading: None,
             clock,
         };
         let pool0 = tarn_pool_manager::pools::POOL0;
@@ -672,7 +684,18 @@ impl Pools {
                 if let Some(p) = self.pools.get_mut(&pool) {
                     p.server = Some(server);
                 }
-                self.greet(pool, &sched).map_err(|why| (pool, why))
+                if let Err(why) = self.greet(pool, &sched) {
+                    // Not a server of this protocol: the pool has none.
+                    if let Some(rt) = self.pools.get_mut(&pool) {
+                        let scheduler = rt.scheduler;
+                        if let Some(old) = rt.server.take() {
+                            stop_server(&old, scheduler);
+                            self.empty_cell(res, old.cell);
+                        }
+                    }
+                    return Err((pool, why));
+                }
+                Ok(())
             }
             Action::BindCpu { cpu, pool } => {
                 let cap = self.cpu_cap(cpu);
@@ -701,9 +724,31 @@ impl Pools {
                     .pool(pool)
                     .map(|p| p.spec.sched.clone())
                     .ok_or((pool, String::from("no such pool")))?;
+                let from = self.policy_of(pool);
                 let started = self.clock.now_us();
-                self.rebuild(res, pool, &to)
-                    .map_err(|why| (pool, format!("policy change failed: {why}")))?;
+                if let Err(why) = self.rebuild(res, pool, &to) {
+                    // The new policy cannot serve: back to the one that did
+                    // (or the fallback), every domain handed over again.
+                    let back = Sched::from_name(&from)
+                        .filter(|old| self.manager.set_scheduler(pool, old.clone()).is_ok());
+                    let restored = match &back {
+                        Some(old) => self.rebuild(res, pool, old).map(|n| (n, from.clone())),
+                        None => Err(String::from("no policy to go back to")),
+                    };
+                    return Err(match restored {
+                        Ok((domains, old)) => (
+                            pool,
+                            format!(
+                                "policy change to {} failed ({why}): back on {old}, {domains} domains running",
+                                to.name()
+                            ),
+                        ),
+                        Err(again) => {
+                            self.fall_back(res, pool, &from);
+                            (pool, format!("policy change to {} failed ({why}); {from}: {again}", to.name()))
+                        }
+                    });
+                }
                 crate::console::say_line(&format!(
                     "pool {}: now {} (hand-over took {} us)",
                     self.pool_name(pool),
@@ -859,15 +904,93 @@ impl Pools {
         Ok(())
     }
 
+    /// The server ELF of policy `name`: the boot module `policy-NAME`, else
+    /// the config archive's `servers/NAME`, else one loaded at run time.
+    fn policy_elf(&self, name: &str) -> Option<Cow<'static, [u8]>> {
+        let module = format!("{POLICY_MODULE_PREFIX}{name}");
+        if let Some(module) = self.info.module(&module) {
+            return Some(Cow::Borrowed(tarn_rt::module_bytes(module)));
+        }
+        if let Some(elf) = crate::autostart::server_elf(name) {
+            return Some(Cow::Borrowed(elf));
+        }
+        self.loaded.get(name).map(|elf| Cow::Owned(elf.clone()))
+    }
+
+    /// One piece of a policy server ELF from the control channel
+    /// (`tarnctl load-policy`): pieces arrive in order; the last one makes
+    /// policy `name` available (its ELF header is checked; the server
+    /// proves itself when a pool starts it). Returns what to tell the host.
+    pub fn load_policy_piece(
+        &mut self,
+        name: &str,
+        total: u32,
+        offset: u32,
+        chunk: &[u8],
+    ) -> Result<Option<String>, String> {
+        if Sched::from_name(name).is_none() {
+            return Err(format!("'{name}' is not a policy name"));
+        }
+        if offset == 0 {
+            if self.manager.policies().iter().any(|p| p == name) {
+                return Err(format!("policy {name} exists already"));
+            }
+            if total == 0 || total > MAX_LOADED_POLICY_BYTES {
+                return Err(format!(
+                    "{total} bytes: a policy server is 1..={MAX_LOADED_POLICY_BYTES} bytes"
+                ));
+            }
+            self.loading = Some((String::from(name), total, Vec::new()));
+        }
+        let Some((loading, size, bytes)) = self.loading.as_mut() else {
+            return Err(String::from("a load must start at offset 0"));
+        };
+        let end = bytes.len() + chunk.len();
+        if loading.as_str() != name
+            || *size != total
+            || offset as usize != bytes.len()
+            || end > total as usize
+        {
+            self.loading = None;
+            return Err(format!(
+                "{name}: piece at {offset} out of order; load abandoned"
+            ));
+        }
+        bytes.extend_from_slice(chunk);
+        if end < total as usize {
+            return Ok(None);
+        }
+        let Some((name, _, elf)) = self.loading.take() else {
+            return Ok(None);
+        };
+        if !elf.starts_with(b"\x7fELF") {
+            return Err(format!("{name}: not an ELF file; not loaded"));
+        }
+        let size = elf.len();
+        self.loaded.insert(name.clone(), elf);
+        self.refresh_policies();
+        Ok(Some(format!("policy {name} loaded ({size} bytes)")))
+    }
+
+    /// Tells the manager which policies exist: the boot image's, the config
+    /// archive's and those loaded at run time.
+    pub fn refresh_policies(&mut self) {
+        let mut names = policy_modules(self.info);
+        names.extend(crate::autostart::server_names());
+        names.extend(self.loaded.keys().cloned());
+        names.sort();
+        names.dedup();
+        self.manager.set_policies(names);
+    }
+
     fn start_server(
         &mut self,
         res: &mut Resources,
         pool: PoolId,
         policy: &Sched,
     ) -> Result<Server, Error> {
-        let module = self
-            .info
-            .module("sched-server")
+        let elf = self
+            .policy_elf(policy.name())
             .ok_or(Error::InvalidArgument)?;
         let scheduler = self
             .pools
@@ -875,8 +998,8 @@ impl Pools {
             .ok_or(Error::InvalidArgument)?
             .scheduler;
         let fault_source = self.fault_endpoint;
-        let cmdline = format!("policy={} scheduler={SERVER_SCHEDULER_SLOT}", policy.name());
-        let elf = tarn_rt::module_bytes(module);
+        let cmdline = format!("scheduler={SERVER_SCHEDULER_SLOT}");
+        let elf: &[u8] = &elf;
         let ((tcb, endpoint), cell) = self.build_in_cell(res, SERVER_CELL_BITS, |res| {
             // The largest object first: the cell's watermark only grows, and
             // an aligned untyped placed after small objects would waste the
@@ -1147,11 +1270,37 @@ impl Pools {
                 self.pool_name(pool),
                 self.clock.now_us() - started
             )),
-            Err(why) => crate::console::say_line(&format!(
-                "error: pool {}: cannot replace the scheduler server: {why}",
-                self.pool_name(pool)
-            )),
+            Err(why) => {
+                crate::console::say_line(&format!(
+                    "error: pool {}: cannot replace the scheduler server: {why}",
+                    self.pool_name(pool)
+                ));
+                self.fall_back(res, pool, policy.name());
+            }
         }
+    }
+
+    /// `pool`'s policy `failed` cannot serve it: the pool goes to the
+    /// fallback policy (its domains are handed over as on a replacement).
+    fn fall_back(&mut self, res: &mut Resources, pool: PoolId, failed: &str) {
+        let Some(fallback) = Sched::from_name(FALLBACK_POLICY) else {
+            return;
+        };
+        if failed == FALLBACK_POLICY {
+            return;
+        }
+        let _ = self.manager.set_scheduler(pool, fallback.clone());
+        let outcome = self.rebuild(res, pool, &fallback);
+        crate::console::say_line(&match outcome {
+            Ok(domains) => format!(
+                "pool {}: policy {failed} failed: falling back to {FALLBACK_POLICY}; {domains} domains running",
+                self.pool_name(pool)
+            ),
+            Err(why) => format!(
+                "error: pool {}: the fallback policy {FALLBACK_POLICY} failed too: {why}",
+                self.pool_name(pool)
+            ),
+        });
     }
 
     /// Takes everything from `pool`'s server (if any) and gives it to a new
@@ -1809,6 +1958,18 @@ impl Pools {
     }
 }
 
+/// The policies of the boot image: modules named `policy-NAME`.
+fn policy_modules(info: &BootInfo) -> Vec<String> {
+    let mut names: Vec<String> = info
+        .modules()
+        .iter()
+        .filter_map(|m| m.name().strip_prefix(POLICY_MODULE_PREFIX))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
+}
+
 /// The slot of a tenant's pool capability in its CSpace.
 pub const TENANT_POOL_SLOT: u64 = 9;
 
@@ -1836,6 +1997,12 @@ fn serve_tenants(endpoint: CPtr, mail: Arc<Mutex<TenantMail>>, wake: CPtr, done:
                     .take()
                     .unwrap_or((false, String::from("error: no answer\n")))
             }
+            Some(ControlRequest::LoadPolicy { .. }) => (
+                false,
+                String::from(
+                    "error: not allowed: loading a policy is the pool manager's (control channel only)\n",
+                ),
+            ),
             _ => (false, String::from("error: garbled request\n")),
         };
         // As much of the output as one message holds.

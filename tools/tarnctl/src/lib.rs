@@ -53,6 +53,57 @@ pub fn run<S: Read + Write>(
     let mut buffer = [0u8; MAX_FRAME];
     let frame = control::encode(&ControlRequest::Run { id, line }, &mut buffer)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "command too long"))?;
+    exchange(stream, id, frame, timeout)
+}
+
+/// Sends policy server `elf` as policy `name` (`tarnctl load-policy`), in
+/// pieces of [`control::MAX_POLICY_CHUNK`] bytes as request `id`, each
+/// waiting for its answer; stops at the first refusal. The answer is the
+/// last piece's (or the refusal).
+pub fn load_policy<S: Read + Write>(
+    stream: &mut S,
+    id: u32,
+    name: &str,
+    elf: &[u8],
+    timeout: Duration,
+) -> io::Result<Answer> {
+    let total = u32::try_from(elf.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
+    if elf.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty file"));
+    }
+    let mut answer = Answer {
+        ok: false,
+        output: String::new(),
+    };
+    for (index, chunk) in elf.chunks(control::MAX_POLICY_CHUNK).enumerate() {
+        let offset = u32::try_from(index * control::MAX_POLICY_CHUNK)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
+        let request = ControlRequest::LoadPolicy {
+            id,
+            name,
+            total,
+            offset,
+            chunk,
+        };
+        let mut buffer = [0u8; MAX_FRAME];
+        let frame = control::encode(&request, &mut buffer)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "name too long"))?;
+        answer = exchange(stream, id, frame, timeout)?;
+        if !answer.ok {
+            break;
+        }
+    }
+    Ok(answer)
+}
+
+/// Writes `frame` (request `id`) and collects the answer to it.
+fn exchange<S: Read + Write>(
+    stream: &mut S,
+    id: u32,
+    frame: &[u8],
+    timeout: Duration,
+) -> io::Result<Answer> {
     stream.write_all(frame)?;
     stream.flush()?;
     let deadline = Instant::now() + timeout;

@@ -344,6 +344,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     let images = images::build_or_use(ctx, options.elf.as_deref())?;
     let initrd = match &options.config {
         Some(dir) => Some(images::pack_config(
+            ctx,
             dir,
             &ctx.xtask_dir().join("config.cpio"),
         )?),

@@ -12,11 +12,23 @@ use crate::Result;
 
 /// The files of a new crate: (path in the crate, template).
 const FILES: &[(&str, &str)] = &[
-    ("Cargo.toml", include_str!("../templates/policy/Cargo.toml.in")),
-    ("README.md", include_str!("../templates/policy/README.md.in")),
+    (
+        "Cargo.toml",
+        include_str!("../templates/policy/Cargo.toml.in"),
+    ),
+    (
+        "README.md",
+        include_str!("../templates/policy/README.md.in"),
+    ),
     ("src/lib.rs", include_str!("../templates/policy/lib.rs.in")),
-    ("src/bin/@NAME@-sim.rs", include_str!("../templates/policy/sim.rs.in")),
-    ("tests/sim.rs", include_str!("../templates/policy/tests.rs.in")),
+    (
+        "src/bin/@NAME@-sim.rs",
+        include_str!("../templates/policy/sim.rs.in"),
+    ),
+    (
+        "tests/sim.rs",
+        include_str!("../templates/policy/tests.rs.in"),
+    ),
     (
         "server/Cargo.toml",
         include_str!("../templates/policy/server.Cargo.toml.in"),

@@ -610,7 +610,7 @@ fn server_process(env: &mut Env) -> Outcome {
         elf,
         caps: &caps,
         untyped: &untyped,
-        cmdline: "policy=credit",
+        cmdline: "",
         cpu_count: 1,
         cpu_caps: Some(first + cpu),
         ..tarn_rt::ProcessConfig::default()
