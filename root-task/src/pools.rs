@@ -87,6 +87,9 @@ pub const FALLBACK_POLICY: &str = "credit";
 const MAX_DECLARED_PARAMS: u32 = 64;
 /// How long a server has to answer a request (virtual time).
 pub const REQUEST_DEADLINE_NS: u64 = 5_000_000_000;
+/// How long a server just started has to describe its policy: it has done
+/// nothing else yet, so a server that takes longer is not serving.
+pub const GREET_DEADLINE_NS: u64 = 500_000_000;
 /// Where a server finds its request endpoint and the pool's `Scheduler`.
 const SERVER_ENDPOINT_SLOT: u64 = 9;
 const SERVER_SCHEDULER_SLOT: u64 = 11;
@@ -735,19 +738,31 @@ impl Pools {
                         Some(old) => self.rebuild(res, pool, old).map(|n| (n, from.clone())),
                         None => Err(String::from("no policy to go back to")),
                     };
-                    return Err(match restored {
-                        Ok((domains, old)) => (
-                            pool,
-                            format!(
-                                "policy change to {} failed ({why}): back on {old}, {domains} domains running",
+                    if restored.is_ok() {
+                        // The failed server's timeouts are dealt with.
+                        self.failing.remove(&pool);
+                    }
+                    return match restored {
+                        // Refused, and nothing lost: no server to replace.
+                        Ok((domains, old)) => {
+                            crate::console::say_line(&format!(
+                                "error: pool {}: policy change to {} failed ({why}): back on {old}, {domains} domains running",
+                                self.pool_name(pool),
                                 to.name()
-                            ),
-                        ),
+                            ));
+                            Ok(())
+                        }
                         Err(again) => {
                             self.fall_back(res, pool, &from);
-                            (pool, format!("policy change to {} failed ({why}); {from}: {again}", to.name()))
+                            Err((
+                                pool,
+                                format!(
+                                    "policy change to {} failed ({why}); {from}: {again}",
+                                    to.name()
+                                ),
+                            ))
                         }
-                    });
+                    };
                 }
                 crate::console::say_line(&format!(
                     "pool {}: now {} (hand-over took {} us)",
@@ -798,7 +813,12 @@ impl Pools {
             .position(Courier::came_back)
             .ok_or(LinkError::NoCourier)?;
         let courier = &mut self.couriers[index];
-        let reply = courier.call(endpoint, request, cap, REQUEST_DEADLINE_NS);
+        let deadline = if matches!(request, SchedRequest::Describe) {
+            GREET_DEADLINE_NS
+        } else {
+            REQUEST_DEADLINE_NS
+        };
+        let reply = courier.call(endpoint, request, cap, deadline);
         if matches!(reply, Err(LinkError::Timeout)) {
             if let Some(server) = self.pools.get_mut(&pool).and_then(|p| p.server.as_mut()) {
                 server.stuck = Some((index, self.couriers[index].calls));
@@ -1000,6 +1020,14 @@ impl Pools {
         let fault_source = self.fault_endpoint;
         let cmdline = format!("scheduler={SERVER_SCHEDULER_SLOT}");
         let elf: &[u8] = &elf;
+        // The request thread runs on the pool's first CPU (its agents run
+        // on the pool's CPUs too): a server that spins instead of serving
+        // takes time from its own pool, not from the manager's CPU.
+        let home = self
+            .manager
+            .pool(pool)
+            .and_then(|p| p.cpus.iter().next().copied())
+            .map(u64::from);
         let ((tcb, endpoint), cell) = self.build_in_cell(res, SERVER_CELL_BITS, |res| {
             // The largest object first: the cell's watermark only grows, and
             // an aligned untyped placed after small objects would waste the
@@ -1040,15 +1068,20 @@ impl Pools {
                 untyped: &untyped,
                 cmdline: &cmdline,
                 cpu_count: 0,
+                cpu: home,
                 fault_endpoint: fault,
                 ..ProcessConfig::default()
             };
             let process = tarn_rt::spawn_process(res, &config)?;
-            // Wait until it serves (or a second has passed).
+            // Wait until it serves (or a second of kernel time has passed:
+            // a server that spins instead of serving may share this CPU,
+            // and each sleep then lasts a time slice, not a millisecond).
             let sleeper = res.create(ObjectType::Notification, 0)?;
+            let now = || invoke::machine_times(slot::MACHINE).map_or(0, |t| t.now_ns);
+            let until = now().saturating_add(1_000_000_000);
             for _ in 0..1000 {
                 let state = invoke::tcb_read_registers(process.tcb)?.state_raw;
-                if state == ThreadState::BlockedOnReceive as u64 {
+                if state == ThreadState::BlockedOnReceive as u64 || now() >= until {
                     break;
                 }
                 let _ = tarn_rt::sleep(sleeper, 1_000_000);
@@ -1291,6 +1324,9 @@ impl Pools {
         }
         let _ = self.manager.set_scheduler(pool, fallback.clone());
         let outcome = self.rebuild(res, pool, &fallback);
+        if outcome.is_ok() {
+            self.failing.remove(&pool);
+        }
         crate::console::say_line(&match outcome {
             Ok(domains) => format!(
                 "pool {}: policy {failed} failed: falling back to {FALLBACK_POLICY}; {domains} domains running",

@@ -931,7 +931,12 @@ pub fn scenarios() -> Vec<Scenario> {
                 "sched-param -d a prio=2",
                 "sched-param -d b prio=2",
                 "top --json -d 1000",
+                "@ctl load-policy bogus target/policies/x86_64-unknown-none/release/garbler",
+                "cpupool-sched pp bogus",
+                "top --json -d 1000",
+                "cpupool-create name=q sched=bogus cpus=1",
                 "list",
+                "cpupool-list",
                 "poweroff",
             ])
             .expect("error: pp: no policy 'prio' (available: credit, rr, sedf)")
@@ -947,6 +952,17 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(1, "a", 50.0, 2.0)
             .share(1, "b", 50.0, 2.0)
             .share(1, "c", 0.0, 0.5)
+            // A "policy" whose server answers garbage: the switch is
+            // refused, the pool goes back to prio with its domains and
+            // their parameters, and a new pool with it is not created.
+            .expect("policy bogus loaded (")
+            .expect("error: pool pp: policy change to bogus failed (the bogus server does not speak the protocol: garbled answer from the scheduler server): back on prio, 3 domains running")
+            .share(2, "a", 50.0, 2.0)
+            .share(2, "b", 50.0, 2.0)
+            .share(2, "c", 0.0, 0.5)
+            .expect("error: q: the bogus server does not speak the protocol")
+            .expect("pp                    1   prio        y             3")
+            .forbid("scheduler server replaced")
             .expect("tarn: exit status 0")
             .forbid("channel failed")
             .forbid("EXCEPTION")
