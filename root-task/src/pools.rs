@@ -4,7 +4,9 @@
 //!
 //! - **Pools.** Each active pool has a `Scheduler` object the manager creates
 //!   and keeps (the original capability), and a scheduler server process
-//!   (`sched-server`) holding a copy of it. The manager holds every `Cpu`
+//!   of its policy holding a copy of it: the boot module `policy-NAME`, the
+//!   config archive's `servers/NAME`, or one loaded over the control channel
+//!   (`sched=NAME`). A new server must answer `Describe` with that name. The manager holds every `Cpu`
 //!   capability; a server gets a CPU by `AddCpu` (a derived copy travels with
 //!   the message) and loses it by `RemoveCpu`, a negotiation: the server
 //!   moves its threads off and answers, or the deadline passes. Either way

@@ -189,6 +189,57 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_goes_out_in_pieces_and_stops_at_a_refusal() {
+        let elf: Vec<u8> = (0..1300u32).map(|i| i as u8).collect();
+        let mut answer = Vec::new();
+        answer.extend(frame(&ControlReply::Done { id: 4, ok: true }));
+        answer.extend(frame(&ControlReply::Done { id: 4, ok: true }));
+        answer.extend(frame(&ControlReply::Output {
+            id: 4,
+            text: "policy p loaded (1300 bytes)\n",
+        }));
+        answer.extend(frame(&ControlReply::Done { id: 4, ok: true }));
+        let mut fake = Fake {
+            written: Vec::new(),
+            answer: answer.into(),
+        };
+        let got = load_policy(&mut fake, 4, "p", &elf, Duration::from_secs(5)).unwrap();
+        assert!(got.ok && got.output == "policy p loaded (1300 bytes)\n");
+        // Three pieces, in order, that put the file back together.
+        let mut rebuilt = Vec::new();
+        for mut frame in fake
+            .written
+            .split(|&b| b == 0)
+            .filter(|f| !f.is_empty())
+            .map(<[u8]>::to_vec)
+        {
+            frame.push(0);
+            match control::decode::<ControlRequest>(&mut frame) {
+                Some(ControlRequest::LoadPolicy {
+                    id: 4,
+                    name: "p",
+                    total: 1300,
+                    offset,
+                    chunk,
+                }) => {
+                    assert_eq!(offset as usize, rebuilt.len());
+                    rebuilt.extend_from_slice(chunk);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(rebuilt, elf);
+        // A refusal ends the load at once.
+        let mut fake = Fake {
+            written: Vec::new(),
+            answer: frame(&ControlReply::Done { id: 5, ok: false }).into(),
+        };
+        let got = load_policy(&mut fake, 5, "p", &elf, Duration::from_secs(5)).unwrap();
+        assert!(!got.ok);
+        assert_eq!(fake.written.iter().filter(|&&b| b == 0).count(), 2);
+    }
+
+    #[test]
     fn a_request_goes_out_and_its_answer_is_collected() {
         let mut answer = vec![0x55, 0x13]; // noise: skipped at the first 0
         answer.push(0);
