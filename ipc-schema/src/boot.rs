@@ -50,6 +50,8 @@ pub const MAX_MODULES: usize = 16;
 pub const MODULE_NAME_BYTES: usize = 32;
 /// Longest kernel command line passed on.
 pub const CMDLINE_BYTES: usize = 512;
+/// CPUs whose NUMA node the boot information records.
+pub const MAX_BOOT_CPUS: usize = 256;
 
 /// One untyped capability handed to the root task.
 #[repr(C)]
@@ -114,10 +116,23 @@ pub struct BootInfo {
     pub cmdline_len: u64,
     /// The kernel command line.
     pub cmdline: [u8; CMDLINE_BYTES],
+    /// NUMA nodes (1 when the firmware gives no SRAT). Nodes are numbered
+    /// densely from 0 in ascending order of the SRAT's proximity domains.
+    pub node_count: u64,
+    /// The NUMA node of CPU i (entries 0..cpu_count).
+    pub cpu_nodes: [u8; MAX_BOOT_CPUS],
 }
 const _: () = assert!(core::mem::size_of::<BootInfo>() <= 4096);
 
 impl BootInfo {
+    /// The NUMA node of CPU `cpu` (node 0 for a CPU the table does not
+    /// cover).
+    pub fn cpu_node(&self, cpu: u32) -> u32 {
+        self.cpu_nodes
+            .get(cpu as usize)
+            .map_or(0, |node| u32::from(*node))
+    }
+
     /// The command line as text.
     pub fn cmdline(&self) -> &str {
         let len = (self.cmdline_len as usize).min(CMDLINE_BYTES);

@@ -273,6 +273,36 @@ pub fn donate(guard: &mut KernelGuard, caller: u64, server: u64) -> bool {
     true
 }
 
+/// Whether `caller` runs CPU `cpu`'s head entry, lent to no one (the IPC
+/// fastpath may then lend it to a server, [`lend`]).
+#[inline(always)]
+pub fn can_lend(guard: &mut KernelGuard, cpu: usize, caller: u64) -> bool {
+    let d = &CPUS.get(guard)[cpu];
+    d.donated_to == 0 && d.len > 0 && d.started != 0 && d.queue[d.head].thread == caller
+}
+
+/// Lends CPU `cpu`'s running entry to `server` (the IPC fastpath's
+/// [`donate`]: the server is this CPU's, runnable and about to run).
+#[inline(always)]
+pub fn lend(guard: &mut KernelGuard, cpu: usize, server: u64) {
+    CPUS.get(guard)[cpu].donated_to = server;
+}
+
+/// Whether CPU `cpu`'s running entry, that of `caller`, is lent to `server`
+/// (the IPC fastpath may then hand it back, [`end_loan`]).
+#[inline(always)]
+pub fn lent_to(guard: &mut KernelGuard, cpu: usize, server: u64, caller: u64) -> bool {
+    let d = &CPUS.get(guard)[cpu];
+    d.donated_to == server && d.len > 0 && d.started != 0 && d.queue[d.head].thread == caller
+}
+
+/// The server replied: CPU `cpu`'s entry runs its own thread again (as
+/// [`head_entry`] does when it finds the entry's thread runnable).
+#[inline(always)]
+pub fn end_loan(guard: &mut KernelGuard, cpu: usize) {
+    CPUS.get(guard)[cpu].donated_to = 0;
+}
+
 /// Ends CPU `cpu`'s head entry and reports `kind` with its run time.
 fn end_entry(guard: &mut KernelGuard, cpu: usize, kind: EventKind) {
     pause(guard, cpu);

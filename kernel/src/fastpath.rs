@@ -1,13 +1,27 @@
 //! The IPC fastpath (as seL4's `fastpath_call` / `fastpath_reply_recv`): a
 //! `Call` to a waiting server, or a server's `ReplyRecv` to a waiting caller,
-//! with a register-only message (≤ 4 words, no capabilities) between two
-//! system threads on this CPU, switches straight to the partner. (Threads
-//! adopted by a user-mode scheduler take the general path: they run only from
-//! dispatch entries.) Every condition is
-//! an early exit to the general path in `ipc.rs`, which handles everything
-//! the fastpath declines with identical results.
+//! with a register-only message (≤ 4 words, no capabilities) on this CPU,
+//! switches straight to the partner. Every condition is an early exit to the
+//! general path in `ipc.rs`, which handles everything the fastpath declines
+//! with identical results.
+//!
+//! The server is always a system thread. The caller is either a system
+//! thread too, or a thread adopted by a user-mode scheduler that is running
+//! its CPU's head dispatch entry: then the server runs on that entry (IPC
+//! donation, as MCS passes a scheduling context), exactly as the general
+//! path's `dispatch::donate` arranges, and the reply hands the entry back,
+//! both without a scheduling pass. The entry's clock keeps running across
+//! both switches (its budget and run time include the server's work), the
+//! one-shot timer stays armed for the entry's budget (its expiry ends the
+//! entry through the timer path, and the server finishes as a system
+//! thread), and each switch charges the thread that ran as a scheduling
+//! pass would (`sched::switch_to_charged`). The fastpath declines whenever
+//! the general path would do anything else: a system thread waiting in this
+//! CPU's FIFO (it would run first), the entry lent already, the caller not
+//! the running entry, the server on another CPU.
 
 use crate::arch::lock::KernelGuard;
+use crate::dispatch;
 use crate::ipc;
 use crate::object;
 use crate::object::tcb;
@@ -25,27 +39,29 @@ pub fn disable() {
 }
 
 /// Tries the fastpath for `thread`'s pending syscall; returns the thread to
-/// switch to and its page-table root, having completed the IPC, or `None` to
-/// take the general path.
+/// switch to and its page-table root, having completed the IPC (and, for a
+/// donation, charged the switch), or `None` to take the general path.
+#[inline(always)]
 pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
-    if !ENABLED.load(Ordering::Relaxed) {
-        return None;
-    }
-    // Threads adopted by a user-mode scheduler run only from dispatch
-    // entries; switching to or from them directly would bypass that.
-    if tcb::ctl(guard, thread).scheduler != 0 {
-        return None;
-    }
+    // The syscall number first: every other syscall leaves at once.
     let f = tcb::frame(guard, thread);
     let (number, cptr, info) = (f.rax, f.rdi, MessageInfo(f.rsi));
-    if info.extra_caps() != 0 || info.length() > 4 {
+    let is_call = number == Syscall::Call as u64;
+    if !is_call && number != Syscall::ReplyRecv as u64 {
+        return None;
+    }
+    if info.extra_caps() != 0 || info.length() > 4 || !ENABLED.load(Ordering::Relaxed) {
         return None;
     }
     let cap = object::endpoint_at(guard, tcb::slot_address(thread, tcb::slot::CSPACE), cptr)?;
-    match Syscall::from_u64(number)? {
-        Syscall::Call => call(guard, thread, cap, info),
-        Syscall::ReplyRecv => reply_recv(guard, thread, cap, info),
-        _ => None,
+    if !is_call {
+        reply_recv(guard, thread, cap, info)
+    } else if tcb::ctl(guard, thread).scheduler != 0 {
+        // A thread adopted by a user-mode scheduler runs only from its
+        // dispatch entry, which it lends to the server.
+        call::<true>(guard, thread, cap, info)
+    } else {
+        call::<false>(guard, thread, cap, info)
     }
 }
 
@@ -61,7 +77,11 @@ fn copy_registers(guard: &mut KernelGuard, from: u64, to: u64, badge: u64, info:
     [dest.rdx, dest.r10, dest.r8, dest.r9] = message;
 }
 
-fn call(
+/// `Call` by a system thread (`DONATE` false) or by a dispatched thread
+/// running its CPU's head entry, which it lends to the server (`DONATE`
+/// true; one instance each, so the system path carries none of the
+/// donation's checks).
+fn call<const DONATE: bool>(
     guard: &mut KernelGuard,
     caller: u64,
     (endpoint, badge, rights): (u64, u64, Rights),
@@ -72,9 +92,15 @@ fn call(
     }
     let server = ipc::waiting_receiver(guard, endpoint)?;
     let s = tcb::ctl(guard, server);
+    let cpu = sched::this_cpu();
     // (A server that still owes a reply takes the general path, which
     // tells that caller.)
-    if s.cpu != sched::this_cpu() as u64 || s.scheduler != 0 || s.reply_to != 0 {
+    if s.cpu != cpu as u64 || s.scheduler != 0 || s.reply_to != 0 {
+        return None;
+    }
+    // A dispatched caller lends its running entry, as `dispatch::donate`
+    // would, when nothing else would run first.
+    if DONATE && !(dispatch::can_lend(guard, cpu, caller) && sched::fifo_empty(guard, cpu)) {
         return None;
     }
     let root = tcb::runnable_root(guard, server)?;
@@ -88,6 +114,10 @@ fn call(
     c.state = ThreadState::BlockedOnReply as u64;
     c.reply_from = server;
     c.ipc_flags = 0;
+    if DONATE {
+        dispatch::lend(guard, cpu, server);
+        sched::charge_switch(guard, server);
+    }
     Some((server, root))
 }
 
@@ -100,30 +130,71 @@ fn reply_recv(
     if !rights.contains(Rights::READ) {
         return None;
     }
-    let (caller, bound) = {
+    let (caller, bound, adopted) = {
         let s = tcb::ctl(guard, server);
-        (s.reply_to, s.bound_notification)
+        (s.reply_to, s.bound_notification, s.scheduler)
     };
-    if caller == 0 || bound != 0 || ipc::has_senders(guard, endpoint) {
+    // (A server adopted by a user-mode scheduler takes the general path:
+    // switching from its entry to a system thread would not stop the
+    // entry's clock.)
+    if caller == 0 || bound != 0 || adopted != 0 || ipc::has_senders(guard, endpoint) {
         return None;
     }
-    let this_cpu = sched::this_cpu() as u64;
+    let cpu = sched::this_cpu();
     let c = tcb::ctl(guard, caller);
     if c.state != ThreadState::BlockedOnReply as u64
         || c.reply_from != server
         || c.ipc_flags != 0
-        || c.cpu != this_cpu
-        || c.scheduler != 0
+        || c.cpu != cpu as u64
     {
+        return None;
+    }
+    if c.scheduler != 0 {
+        return reply_to_dispatched(guard, server, caller, endpoint, info, cpu);
+    }
+    let root = tcb::runnable_root(guard, caller)?;
+    // Commit.
+    complete_reply(guard, server, caller, endpoint, info);
+    Some((caller, root))
+}
+
+/// The rest of `ReplyRecv` to `caller`, a dispatched thread blocked on this
+/// server's reply: it gets its entry back if this server runs on it and
+/// nothing else would run first (as `dispatch::head_entry` would pick it
+/// next); otherwise the general path decides.
+#[inline(never)]
+fn reply_to_dispatched(
+    guard: &mut KernelGuard,
+    server: u64,
+    caller: u64,
+    endpoint: u64,
+    info: MessageInfo,
+    cpu: usize,
+) -> Option<(u64, u64)> {
+    if !(dispatch::lent_to(guard, cpu, server, caller) && sched::fifo_empty(guard, cpu)) {
         return None;
     }
     let root = tcb::runnable_root(guard, caller)?;
     // Commit.
+    complete_reply(guard, server, caller, endpoint, info);
+    dispatch::end_loan(guard, cpu);
+    sched::charge_switch(guard, caller);
+    Some((caller, root))
+}
+
+/// Delivers `server`'s reply to `caller` and blocks `server` on `endpoint`.
+#[inline(always)]
+fn complete_reply(
+    guard: &mut KernelGuard,
+    server: u64,
+    caller: u64,
+    endpoint: u64,
+    info: MessageInfo,
+) {
     copy_registers(guard, server, caller, 0, info);
     let c = tcb::ctl(guard, caller);
     c.reply_from = 0;
     c.state = ThreadState::Runnable as u64;
     tcb::ctl(guard, server).reply_to = 0;
     ipc::block_receiver(guard, server, endpoint);
-    Some((caller, root))
 }

@@ -45,6 +45,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Once;
 use tarn_kernel_core::acpi;
 use tarn_kernel_core::cmdline::KernelArgs;
+use tarn_kernel_core::srat;
 
 /// Bytes of kernel heap.
 const HEAP_BYTES: u64 = 8 * 1024 * 1024;
@@ -145,6 +146,11 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
         devices::init_irqs(madt, bsp_apic_id);
     }
     kprintln!("tarn: {} cpus online", percpu::online());
+    // The SRAT is optional: without one the machine is a single node.
+    let srat = find_srat(&info);
+    if let Some(srat) = srat.as_ref() {
+        kprintln!("tarn: {} NUMA nodes (ACPI SRAT)", srat.node_count());
+    }
     kprintln!("tarn: virtualization: {}", features.virtualization());
     kdebug!(
         "boot took {} TSC ticks from kernel entry",
@@ -168,7 +174,7 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
     let mut guard = lock::acquire();
     object::held::init(&mut guard);
     let initrd = (info.loader_range_count > 0).then(|| info.loader_ranges[0].clone());
-    if let Err(error) = rootserver::start(&mut guard, info.cmdline, initrd) {
+    if let Err(error) = rootserver::start(&mut guard, info.cmdline, initrd, srat.as_ref()) {
         kprintln!("tarn: cannot start the root task: {error}");
         exit(1);
     }
@@ -324,6 +330,26 @@ fn find_madt(info: &boot::BootInfo) -> Result<Option<acpi::Madt>, acpi::AcpiErro
     acpi::parse_madt(table).map(Some)
 }
 
+/// Finds and parses the SRAT through the RSDP; `None` when the firmware has
+/// none (one node) or it is malformed (reported, then one node).
+fn find_srat(info: &boot::BootInfo) -> Option<srat::Srat> {
+    let rsdp = info.rsdp.as_ref()?;
+    let read = |phys: u64, len: usize| -> Option<&'static [u8]> {
+        // SAFETY: as in `find_madt`: ACPI tables lie in RAM below 4 GiB,
+        // covered by the direct map, and the frame allocator never hands
+        // them out.
+        Some(unsafe { core::slice::from_raw_parts(phys_to_virt(phys) as *const u8, len) })
+    };
+    match acpi::find_table(rsdp, b"SRAT", &read).and_then(srat::parse_srat) {
+        Ok(srat) => Some(srat),
+        Err(acpi::AcpiError::NotFound) => None,
+        Err(error) => {
+            kprintln!("tarn: ignoring the ACPI SRAT ({error}); one NUMA node");
+            None
+        }
+    }
+}
+
 /// Starts every enabled CPU in the MADT other than the boot CPU.
 fn start_other_cpus(madt: Option<&acpi::Madt>, bsp_apic_id: u32) {
     let Some(madt) = madt else { return };
@@ -331,16 +357,18 @@ fn start_other_cpus(madt: Option<&acpi::Madt>, bsp_apic_id: u32) {
         .get()
         .expect("kernel tables exist after init_memory");
     smp::install_trampoline();
+    let others = || madt.enabled_cpus().filter(|e| e.apic_id != bsp_apic_id);
+    for entry in others().skip(percpu::MAX_CPUS - 1) {
+        kwarn!(
+            "more than {} CPUs; ignoring x2APIC id {}",
+            percpu::MAX_CPUS,
+            entry.apic_id
+        );
+    }
+    let starting = || others().take(percpu::MAX_CPUS - 1);
+    smp::init_aps(starting().map(|entry| entry.apic_id));
     let mut index = 1;
-    for entry in madt.enabled_cpus().filter(|e| e.apic_id != bsp_apic_id) {
-        if index as usize >= percpu::MAX_CPUS {
-            kwarn!(
-                "more than {} CPUs; ignoring x2APIC id {}",
-                percpu::MAX_CPUS,
-                entry.apic_id
-            );
-            continue;
-        }
+    for entry in starting() {
         match smp::start_ap(tables, index, entry.apic_id) {
             Ok(()) => index += 1,
             Err(error) => kwarn!(

@@ -15,6 +15,7 @@ use elf::endian::AnyEndian;
 use elf::ElfBytes;
 use tarn_ipc_schema::boot::{self as abi, slot, BootInfo, ModuleDesc, UntypedDesc};
 use tarn_ipc_schema::{ObjectType, Rights};
+use tarn_kernel_core::srat::Srat;
 
 mod image {
     include!(concat!(env!("OUT_DIR"), "/modules.rs"));
@@ -140,6 +141,7 @@ fn map_module(
     let first_page = phys.start & !(PAGE_SIZE - 1);
     let pages = (phys.end - first_page).div_ceil(PAGE_SIZE);
     let first_frame_slot = builder.next_slot;
+    objmem::admit(first_page, pages * PAGE_SIZE, PAGE_SIZE);
     for page in 0..pages {
         let s = builder.take_slot()?;
         let frame = Cap::Frame {
@@ -171,11 +173,28 @@ fn map_module(
     Ok(vaddr + pages * PAGE_SIZE + PAGE_SIZE)
 }
 
+/// Records each online CPU's NUMA node from the SRAT (none: everything is
+/// node 0). A CPU the table does not list stays in node 0.
+fn record_numa(info: &mut BootInfo, numa: Option<&Srat>) {
+    let Some(srat) = numa else { return };
+    info.node_count = srat.node_count().max(1) as u64;
+    for (index, node) in info.cpu_nodes.iter_mut().enumerate() {
+        let Some(cpu) = crate::arch::percpu::get(index as u32) else {
+            break;
+        };
+        let dense = srat
+            .node_of_apic(cpu.apic_id)
+            .and_then(|domain| srat.dense_node(domain));
+        *node = dense.and_then(|n| u8::try_from(n).ok()).unwrap_or(0);
+    }
+}
+
 /// Builds the root task and makes it runnable on CPU 0.
 pub fn start(
     guard: &mut KernelGuard,
     cmdline: &str,
     initrd: Option<core::ops::Range<u64>>,
+    numa: Option<&Srat>,
 ) -> Result<(), RootError> {
     let image = modules()
         .iter()
@@ -191,6 +210,7 @@ pub fn start(
         .lock()
         .alloc_contiguous(cnode_bytes / PAGE_SIZE)
         .ok_or(RootError::OutOfResources("no memory for the root CNode"))?;
+    objmem::admit(cnode_phys, cnode_bytes, PAGE_SIZE);
     objmem::zero(guard, cnode_phys, cnode_bytes);
     init_header(
         guard,
@@ -218,7 +238,10 @@ pub fn start(
         }; abi::MAX_MODULES],
         cmdline_len: 0,
         cmdline: [0; abi::CMDLINE_BYTES],
+        node_count: 1,
+        cpu_nodes: [0; abi::MAX_BOOT_CPUS],
     };
+    record_numa(&mut info, numa);
     let mut builder = Builder {
         cnode,
         vspace: Cap::Null,
@@ -246,6 +269,9 @@ pub fn start(
                 dropped += 1 << size_bits;
                 return;
             }
+            // Where untyped memory enters the kernel: every object address
+            // is carved out of one of these ranges (`objmem`, validated once).
+            objmem::admit(phys, 1 << size_bits, PAGE_SIZE);
             let index = builder.next_slot;
             builder.next_slot += 1;
             insert_cap(

@@ -72,6 +72,12 @@ pub fn current(guard: &mut KernelGuard) -> u64 {
     CPUS.get(guard)[this_cpu()].current
 }
 
+/// Whether no system thread waits in CPU `cpu`'s FIFO.
+#[inline(always)]
+pub fn fifo_empty(guard: &mut KernelGuard, cpu: usize) -> bool {
+    CPUS.get(guard)[cpu].run_head == 0
+}
+
 /// Makes `thread` runnable and queues it on its CPU (kicking that CPU).
 pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     let t = tcb::ctl(guard, thread);
@@ -402,6 +408,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
 /// Charges the time since the last switch to what ran (and to the thread
 /// that ran), and starts charging `kind` (0 idle, 1 system thread, 2
 /// dispatched thread) and `thread` (0 = none).
+#[inline(always)]
 fn account(guard: &mut KernelGuard, kind: usize, thread: u64) {
     let now = cpu::rdtsc();
     let s = &mut CPUS.get(guard)[this_cpu()];
@@ -478,6 +485,18 @@ pub fn switch_to(mut guard: KernelGuard, thread: u64, root: u64) -> ! {
     state.current = thread;
     let fpu_owner = state.fpu_owner;
     enter(guard, thread, root, fpu_owner)
+}
+
+/// For the IPC fastpath's donation, before [`switch_to`]: charges the time
+/// since the last switch to the thread that ran and starts charging
+/// `thread` (as a dispatched or a system thread), as a scheduling pass does.
+pub fn charge_switch(guard: &mut KernelGuard, thread: u64) {
+    let kind = if tcb::ctl(guard, thread).scheduler != 0 {
+        2
+    } else {
+        1
+    };
+    account(guard, kind, thread);
 }
 
 /// The current thread touched the FPU while CR0.TS was set (#NM): give it

@@ -891,6 +891,19 @@ impl Console {
         let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
         let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
         say!("cpus            : {}", info.cpu_count);
+        let nodes: Vec<String> = (0..info.node_count as u32)
+            .map(|node| {
+                let cpus: Vec<u32> = (0..info.cpu_count as u32)
+                    .filter(|&cpu| info.cpu_node(cpu) == node)
+                    .collect();
+                format!("{node}: cpus {}", rules::format_cpu_list(&cpus))
+            })
+            .collect();
+        say!(
+            "numa nodes      : {} ({})",
+            info.node_count,
+            nodes.join(", ")
+        );
         say!("untyped memory  : {} MiB at boot", untyped >> 20);
         say!("boot modules    : {}", modules.join(" "));
         let (pool_files, domain_files) = crate::autostart::config_files();

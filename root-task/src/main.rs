@@ -108,7 +108,9 @@ fn run_child(
     irq_control: bool,
 ) -> ! {
     let Some(module) = info.module(name) else {
-        println!("root: FAILED: no module called {name}");
+        // The system image carries no test task (`cargo xtask run` boots
+        // the test image when the command line starts one).
+        println!("root: FAILED: no module called {name} in this image");
         power_off(1);
     };
     match start_child(info, resources, module, pass_on, ports, irq_control) {

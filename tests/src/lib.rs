@@ -123,6 +123,46 @@ impl fmt::Display for ExpectStatus {
     }
 }
 
+/// The two boot images. `cargo xtask run` boots the system image: the root
+/// task, the scheduler server, the native workloads and the VMM, nothing
+/// else. The test image adds the in-image test tasks (suite, helper,
+/// fuzzer, benchmarks, scheduling shares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Image {
+    /// What a user runs.
+    System,
+    /// The system image and the test tasks.
+    Test,
+}
+
+/// The kernel command-line words with which the root task starts a test
+/// task instead of the console (`root-task/src/main.rs`), each with the
+/// module it starts. A word matches alone or as `word=value`.
+pub const TEST_MODULE_WORDS: &[(&str, &str)] = &[
+    ("test", "test-suite"),
+    ("fuzz", "fuzz"),
+    ("schedtest", "sched-shares"),
+    ("bench", "bench"),
+];
+
+impl Image {
+    /// The image a boot with kernel command line `cmdline` needs: the test
+    /// image when a word of it starts a test task, else the system image.
+    pub fn for_cmdline(cmdline: &str) -> Image {
+        let starts_test = cmdline.split_whitespace().any(|word| {
+            let key = word.split_once('=').map_or(word, |(key, _)| key);
+            TEST_MODULE_WORDS
+                .iter()
+                .any(|(test_word, _)| *test_word == key)
+        });
+        if starts_test {
+            Image::Test
+        } else {
+            Image::System
+        }
+    }
+}
+
 /// One boot test: how to boot and what the serial output must show.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scenario {
@@ -160,6 +200,8 @@ pub struct Scenario {
     /// Prefixes of lines that must appear at least twice, each time with
     /// the same text after the prefix (a figure that must come back).
     pub steady: Vec<String>,
+    /// QEMU NUMA nodes (`-numa`; 0: none).
+    pub numa_nodes: u32,
 }
 
 /// One domain's CPU share in one `top --json` report: `window` counts the
@@ -224,7 +266,14 @@ impl Scenario {
             shares: Vec::new(),
             config: None,
             steady: Vec::new(),
+            numa_nodes: 0,
         }
+    }
+
+    /// Boots QEMU with `nodes` NUMA nodes (CPUs and memory split evenly).
+    pub fn numa(mut self, nodes: u32) -> Scenario {
+        self.numa_nodes = nodes;
+        self
     }
 
     /// A QEMU scenario (see [`Scenario::new`]).
@@ -527,12 +576,33 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("sleep MS")
             .expect("tarn> info")
             .expect("cpus            : 2")
+            .expect("numa nodes      : 1 (0: cpus 0-1)")
+            // The system image (what `cargo xtask run` boots) carries no
+            // test task.
+            .expect(
+                "boot modules    : root-task policy-credit policy-sedf policy-rr spin tenant vmm",
+            )
             .expect("invariants      : hold")
             .expect("error: unknown command 'frobnicate' (try help)")
             .expect("error: 'vcpu-pin': not built yet")
             .expect("error: usage: cpupool-rename P NAME")
             .expect("error: sleep: 'x' is not a number of milliseconds")
             .expect("tarn> poweroff")
+            .expect("tarn: exit status 0")
+            .forbid("test-suite")
+            .forbid("test-helper")
+            .forbid("sched-shares")
+            .forbid_failures(),
+    );
+    // NUMA nodes from the firmware's SRAT: the kernel reads it and the root
+    // task learns each CPU's node (one node without `-numa`).
+    all.push(
+        Scenario::qemu("numa_nodes", 4, "noauto")
+            .icount()
+            .numa(2)
+            .exec(&["info", "poweroff"])
+            .expect("tarn: 2 NUMA nodes (ACPI SRAT)")
+            .expect("numa nodes      : 2 (0: cpus 0-1, 1: cpus 2-3)")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
@@ -1833,6 +1903,18 @@ tarn: exit status 0\n";
         ] {
             assert!(names.contains(&required), "{required} missing");
         }
+    }
+
+    #[test]
+    fn image_follows_the_command_line() {
+        assert_eq!(Image::for_cmdline(""), Image::System);
+        assert_eq!(Image::for_cmdline("pool0_cpus=2 noauto"), Image::System);
+        assert_eq!(Image::for_cmdline("vmtest=bench64"), Image::System);
+        assert_eq!(Image::for_cmdline("testing=1 benchmark"), Image::System);
+        assert_eq!(Image::for_cmdline("test"), Image::Test);
+        assert_eq!(Image::for_cmdline("noauto fuzz seed=7"), Image::Test);
+        assert_eq!(Image::for_cmdline("schedtest=sedf"), Image::Test);
+        assert_eq!(Image::for_cmdline("bench ipc_fastpath=off"), Image::Test);
     }
 
     #[test]

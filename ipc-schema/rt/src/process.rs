@@ -17,8 +17,8 @@ use elf::abi::{PF_R, PF_W, PF_X, PT_LOAD};
 use elf::endian::LittleEndian;
 use elf::ElfBytes;
 use tarn_ipc_schema::boot::{
-    BootInfo, ModuleDesc, UntypedDesc, BOOT_INFO_MAGIC, CMDLINE_BYTES, MAX_MODULES, MAX_UNTYPED,
-    MODULE_NAME_BYTES,
+    BootInfo, ModuleDesc, UntypedDesc, BOOT_INFO_MAGIC, CMDLINE_BYTES, MAX_BOOT_CPUS, MAX_MODULES,
+    MAX_UNTYPED, MODULE_NAME_BYTES,
 };
 use tarn_ipc_schema::{CPtr, Error, ObjectType, Rights};
 
@@ -367,6 +367,9 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
         }; MAX_MODULES],
         cmdline_len: config.cmdline.len().min(CMDLINE_BYTES) as u64,
         cmdline: [0; CMDLINE_BYTES],
+        // A child sees one node: placement is the root task's business.
+        node_count: 1,
+        cpu_nodes: [0; MAX_BOOT_CPUS],
     };
     let cmdline_length = info.cmdline_len as usize;
     info.cmdline[..cmdline_length].copy_from_slice(&config.cmdline.as_bytes()[..cmdline_length]);

@@ -27,6 +27,7 @@ pub mod fixed_vec;
 pub mod memmap;
 pub mod multiboot2;
 pub mod pvh;
+pub mod srat;
 pub mod vmx;
 
 mod le;

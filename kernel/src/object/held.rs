@@ -119,7 +119,13 @@ pub fn init(guard: &mut KernelGuard) {
     // The record lives for the kernel's whole life and is reached only by
     // physical address through `objmem`, never through this pointer.
     let virt = alloc::boxed::Box::into_raw(record) as *mut Slot as u64;
-    RECORD.store(virt - DIRECT_MAP_BASE, Ordering::Relaxed);
+    let phys = virt - DIRECT_MAP_BASE;
+    objmem::admit(
+        phys,
+        (HELD_SLOTS as u64) * super::SLOT_BYTES,
+        super::SLOT_BYTES,
+    );
+    RECORD.store(phys, Ordering::Relaxed);
     set_holder(guard, root(), Holder::Root);
     for cpu in 0..MAX_CPUS {
         for role in [

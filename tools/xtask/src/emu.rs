@@ -54,6 +54,10 @@ pub struct Boot {
     pub control: Option<PathBuf>,
     /// QEMU `-initrd`: a config archive replacing the built-in configs.
     pub initrd: Option<PathBuf>,
+    /// QEMU: NUMA nodes (`-numa`, which gives the firmware an SRAT); 0 or
+    /// 1: none. CPUs and memory are split evenly, the last node taking any
+    /// remainder.
+    pub numa_nodes: u32,
 }
 
 /// How a boot is run.
@@ -275,6 +279,11 @@ pub fn qemu_args(elf: &Path, boot: &Boot, monitor: bool) -> Vec<OsString> {
     if boot.icount {
         args.extend(["-icount", "shift=0,sleep=off"].map(OsString::from));
     }
+    args.extend(
+        numa_args(boot.smp, boot.numa_nodes)
+            .into_iter()
+            .map(OsString::from),
+    );
     if boot.gdb {
         args.extend(["-s", "-S"].map(OsString::from));
     }
@@ -293,6 +302,38 @@ pub fn qemu_args(elf: &Path, boot: &Boot, monitor: bool) -> Vec<OsString> {
     args.push(elf.into());
     args.push("-append".into());
     args.push(boot.append.clone().into());
+    args
+}
+
+/// QEMU's `-object memory-backend-ram` and `-numa node` arguments for
+/// `nodes` nodes over `smp` CPUs and [`MEMORY_MIB`] (none below 2 nodes).
+fn numa_args(smp: u32, nodes: u32) -> Vec<String> {
+    if nodes < 2 {
+        return Vec::new();
+    }
+    let nodes = nodes.min(smp);
+    let mut args = Vec::new();
+    let cpus_each = smp / nodes;
+    let memory_each = MEMORY_MIB / nodes;
+    for node in 0..nodes {
+        let first = node * cpus_each;
+        let last = if node + 1 == nodes {
+            smp - 1
+        } else {
+            first + cpus_each - 1
+        };
+        let memory = if node + 1 == nodes {
+            MEMORY_MIB - memory_each * (nodes - 1)
+        } else {
+            memory_each
+        };
+        args.push("-object".into());
+        args.push(format!("memory-backend-ram,id=m{node},size={memory}M"));
+        args.push("-numa".into());
+        args.push(format!(
+            "node,nodeid={node},cpus={first}-{last},memdev=m{node}"
+        ));
+    }
     args
 }
 
@@ -871,6 +912,7 @@ mod tests {
             bochs_ips: tarn_tests::DEFAULT_BOCHS_IPS,
             control: None,
             initrd: None,
+            numa_nodes: 0,
         }
     }
 
@@ -1180,5 +1222,25 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "  Booting `tarn'\ntarn: ok\nx"
         );
+    }
+
+    #[test]
+    fn numa_nodes_split_cpus_and_memory() {
+        assert!(numa_args(4, 0).is_empty() && numa_args(4, 1).is_empty());
+        assert_eq!(
+            numa_args(5, 2),
+            [
+                "-object",
+                "memory-backend-ram,id=m0,size=128M",
+                "-numa",
+                "node,nodeid=0,cpus=0-1,memdev=m0",
+                "-object",
+                "memory-backend-ram,id=m1,size=128M",
+                "-numa",
+                "node,nodeid=1,cpus=2-4,memdev=m1",
+            ]
+        );
+        // Never more nodes than CPUs.
+        assert_eq!(numa_args(2, 4).len(), 8);
     }
 }

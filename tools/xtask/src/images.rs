@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ctx::{run_checked, Ctx, Result};
 use crate::deps::ensure_rust_target;
+use tarn_tests::Image;
 
 /// The bare-metal target of the kernel and the user-task images.
 pub const TARGET: &str = "x86_64-unknown-none";
@@ -20,43 +21,52 @@ pub struct UserImage {
     pub package: &'static str,
     /// The binary (file name under `target/x86_64-unknown-none/release`).
     pub binary: &'static str,
+    /// Only the test image carries it (see [`Image`]).
+    pub test_only: bool,
 }
 
 /// The user-task images, in the order the kernel receives them. They are
 /// built with one `cargo build --release --target x86_64-unknown-none -p ...`
 /// and handed to the kernel build in `TARN_BOOT_MODULES` ("name=path;...").
 /// The kernel starts `root-task`; the root task starts the others when the
-/// command line asks for them (`test`, `fuzz`).
+/// command line asks for them (`test`, `fuzz`, see
+/// [`tarn_tests::TEST_MODULE_WORDS`]) or a pool or domain needs them.
 pub const USER_IMAGES: &[UserImage] = &[
     UserImage {
         module: "root-task",
         package: "tarn-root-task",
         binary: "root-task",
+        test_only: false,
     },
     UserImage {
         module: "test-suite",
         package: "tarn-test-tasks",
         binary: "test-suite",
+        test_only: true,
     },
     UserImage {
         module: "test-helper",
         package: "tarn-test-tasks",
         binary: "test-helper",
+        test_only: true,
     },
     UserImage {
         module: "fuzz",
         package: "tarn-test-tasks",
         binary: "fuzz",
+        test_only: true,
     },
     UserImage {
         module: "bench",
         package: "tarn-test-tasks",
         binary: "bench",
+        test_only: true,
     },
     UserImage {
         module: "sched-shares",
         package: "tarn-test-tasks",
         binary: "sched-shares",
+        test_only: true,
     },
     // The built-in policies' servers: `policy-NAME` serves pools with
     // `sched=NAME` (a config archive adds others as `servers/NAME`).
@@ -64,31 +74,37 @@ pub const USER_IMAGES: &[UserImage] = &[
         module: "policy-credit",
         package: "tarn-sched-server",
         binary: "credit",
+        test_only: false,
     },
     UserImage {
         module: "policy-sedf",
         package: "tarn-sched-server",
         binary: "sedf",
+        test_only: false,
     },
     UserImage {
         module: "policy-rr",
         package: "tarn-sched-server",
         binary: "rr",
+        test_only: false,
     },
     UserImage {
         module: "spin",
         package: "tarn-workloads",
         binary: "spin",
+        test_only: false,
     },
     UserImage {
         module: "tenant",
         package: "tarn-workloads",
         binary: "tenant",
+        test_only: false,
     },
     UserImage {
         module: "vmm",
         package: "tarn-vmm-task",
         binary: "vmm",
+        test_only: false,
     },
 ];
 
@@ -103,21 +119,54 @@ pub fn user_packages() -> Vec<&'static str> {
     packages
 }
 
-/// Everything a boot needs.
+/// The built kernels, one per [`Image`] asked for (both the same ELF when
+/// the user named one with `--elf`).
 pub struct Images {
-    /// The kernel ELF (multiboot2 + PVH bootable).
-    pub kernel: PathBuf,
+    system: Option<PathBuf>,
+    test: Option<PathBuf>,
 }
 
-/// The path of a release binary built for [`TARGET`].
-fn target_binary(ctx: &Ctx, name: &str) -> PathBuf {
-    ctx.target.join(TARGET).join("release").join(name)
+impl Images {
+    /// The kernel ELF (multiboot2 + PVH bootable) of `image`.
+    ///
+    /// # Panics
+    /// When `image` was not among those [`build_or_use`] was asked for (a
+    /// bug in xtask, not a user error).
+    pub fn kernel(&self, image: Image) -> &Path {
+        let kernel = match image {
+            Image::System => &self.system,
+            Image::Test => &self.test,
+        };
+        kernel
+            .as_deref()
+            .expect("xtask builds every image it boots")
+    }
 }
 
-/// Builds release `packages` for [`TARGET`], with extra environment.
-fn cargo_build(ctx: &Ctx, packages: &[&str], env: &[(&str, &str)]) -> Result<()> {
+/// The cargo profile user-task images are built with.
+const USER_PROFILE: &str = "release";
+
+/// The cargo profile a kernel of `image` is built with (`Cargo.toml`:
+/// `kernel` is release with fat LTO and one codegen unit). The two kernels
+/// embed different modules (`TARN_BOOT_MODULES`), so each has its own
+/// profile and output directory and neither rebuild undoes the other;
+/// `kernel-test` inherits everything from `kernel`.
+fn kernel_profile(image: Image) -> &'static str {
+    match image {
+        Image::System => "kernel",
+        Image::Test => "kernel-test",
+    }
+}
+
+/// The path of a binary built for [`TARGET`] with `profile`.
+fn target_binary(ctx: &Ctx, profile: &str, name: &str) -> PathBuf {
+    ctx.target.join(TARGET).join(profile).join(name)
+}
+
+/// Builds `packages` for [`TARGET`] with `profile`, with extra environment.
+fn cargo_build(ctx: &Ctx, profile: &str, packages: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let mut command = ctx.cargo();
-    command.args(["build", "--release", "--target", TARGET]);
+    command.args(["build", "--profile", profile, "--target", TARGET]);
     for package in packages {
         command.args(["-p", package]);
     }
@@ -128,8 +177,8 @@ fn cargo_build(ctx: &Ctx, packages: &[&str], env: &[(&str, &str)]) -> Result<()>
 }
 
 /// A built binary, or an error when the build did not produce it.
-fn built(ctx: &Ctx, binary: &str) -> Result<PathBuf> {
-    let path = target_binary(ctx, binary);
+fn built(ctx: &Ctx, profile: &str, binary: &str) -> Result<PathBuf> {
+    let path = target_binary(ctx, profile, binary);
     if path.is_file() {
         Ok(path)
     } else {
@@ -140,11 +189,19 @@ fn built(ctx: &Ctx, binary: &str) -> Result<PathBuf> {
     }
 }
 
-/// Builds the user-task images, then the kernel with them embedded.
-pub fn build_images(ctx: &Ctx) -> Result<Images> {
+/// The modules `image` embeds, in boot order.
+pub fn modules_of(image: Image) -> impl Iterator<Item = &'static UserImage> {
+    USER_IMAGES
+        .iter()
+        .filter(move |user| image == Image::Test || !user.test_only)
+}
+
+/// Builds the user-task images (release), then one kernel per image in
+/// `wanted` with that image's modules embedded.
+pub fn build_images(ctx: &Ctx, wanted: &[Image]) -> Result<Images> {
     let packages = user_packages();
     if !packages.is_empty() {
-        cargo_build(ctx, &packages, &[])?;
+        cargo_build(ctx, USER_PROFILE, &packages, &[])?;
     }
     // Boot modules travel stripped: debug information is for the host (gdb
     // reads the unstripped files), and every page of a module costs the root
@@ -152,9 +209,8 @@ pub fn build_images(ctx: &Ctx) -> Result<Images> {
     let stripped_dir = ctx.xtask_dir().join("modules");
     std::fs::create_dir_all(&stripped_dir)
         .map_err(|e| format!("{}: {e}", stripped_dir.display()))?;
-    let mut modules = Vec::new();
     for image in USER_IMAGES {
-        let path = built(ctx, image.binary)?;
+        let path = built(ctx, USER_PROFILE, image.binary)?;
         let stripped = stripped_dir.join(image.binary);
         run_checked(
             std::process::Command::new("objcopy")
@@ -162,26 +218,52 @@ pub fn build_images(ctx: &Ctx) -> Result<Images> {
                 .arg(&path)
                 .arg(&stripped),
         )?;
-        modules.push(format!("{}={}", image.module, stripped.display()));
     }
-    let modules = modules.join(";");
-    cargo_build(ctx, &[KERNEL_PACKAGE], &[("TARN_BOOT_MODULES", &modules)])?;
-    Ok(Images {
-        kernel: built(ctx, KERNEL_PACKAGE)?,
-    })
+    let mut images = Images {
+        system: None,
+        test: None,
+    };
+    for &image in [Image::System, Image::Test].iter() {
+        if !wanted.contains(&image) {
+            continue;
+        }
+        let modules: Vec<String> = modules_of(image)
+            .map(|user| {
+                format!(
+                    "{}={}",
+                    user.module,
+                    stripped_dir.join(user.binary).display()
+                )
+            })
+            .collect();
+        let profile = kernel_profile(image);
+        cargo_build(
+            ctx,
+            profile,
+            &[KERNEL_PACKAGE],
+            &[("TARN_BOOT_MODULES", &modules.join(";"))],
+        )?;
+        let kernel = Some(built(ctx, profile, KERNEL_PACKAGE)?);
+        match image {
+            Image::System => images.system = kernel,
+            Image::Test => images.test = kernel,
+        }
+    }
+    Ok(images)
 }
 
-/// The images to boot: `elf` as the kernel when given (nothing is built),
-/// else freshly built ones.
-pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>) -> Result<Images> {
+/// The images to boot: `elf` as the kernel of every image when given
+/// (nothing is built), else freshly built kernels of the `wanted` images.
+pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>, wanted: &[Image]) -> Result<Images> {
     match elf {
         Some(elf) if elf.is_file() => Ok(Images {
-            kernel: elf.to_path_buf(),
+            system: Some(elf.to_path_buf()),
+            test: Some(elf.to_path_buf()),
         }),
         Some(elf) => Err(format!("{}: no such file", elf.display())),
         None => {
             ensure_rust_target(ctx)?;
-            build_images(ctx)
+            build_images(ctx, wanted)
         }
     }
 }
@@ -273,4 +355,36 @@ pub fn pack_config(ctx: &Ctx, dir: &Path, out: &Path) -> Result<PathBuf> {
     std::fs::write(out, tarn_pool_manager::archive::write(&files))
         .map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(out.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_image_has_no_test_task() {
+        let system: Vec<&str> = modules_of(Image::System).map(|m| m.module).collect();
+        assert_eq!(
+            system,
+            [
+                "root-task",
+                "policy-credit",
+                "policy-sedf",
+                "policy-rr",
+                "spin",
+                "tenant",
+                "vmm"
+            ]
+        );
+        let test: Vec<&str> = modules_of(Image::Test).map(|m| m.module).collect();
+        assert_eq!(test.len(), USER_IMAGES.len());
+        // Every module a test word starts is in the test image only.
+        for (word, module) in tarn_tests::TEST_MODULE_WORDS {
+            let image = USER_IMAGES.iter().find(|m| m.module == *module);
+            assert!(
+                image.is_some_and(|m| m.test_only),
+                "`{word}` starts {module}, which must be a test-only module"
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tarn_tests::{split_commands, Emulator, CONSOLE_PROMPT};
+use tarn_tests::{split_commands, Emulator, Image, CONSOLE_PROMPT};
 
 use ctx::{run_checked, Ctx, Result};
 use emu::{Boot, Session};
@@ -40,8 +40,13 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 commands:
-  build                 build the kernel image (and the user images it embeds)
-  run [options]         build, then boot under QEMU (default) or Bochs (--vmx)
+  build                 build both kernel images (and the user images they embed)
+                        and print their paths: the system image (what `run`
+                        boots) and the test image (adds the test tasks)
+  run [options]         build, then boot under QEMU (default) or Bochs (--vmx);
+                        boots the system image, or the test image when the
+                        command line starts a test task (test, fuzz, bench,
+                        schedtest)
       --smp N           CPUs (default 4; 2 with --vmx)
       --append ARGS     kernel command line (default, with 3 or more CPUs: the
                         demo, `pool0_cpus=2 pace_hz=10000` under --icount, so
@@ -51,16 +56,19 @@ commands:
                         and autorun.cmds into a cpio archive and boot with it
                         (QEMU -initrd, a GRUB module under --vmx): it replaces
                         root-task/config (the demo)
+      --numa N          QEMU: N NUMA nodes (2..8; CPUs and memory split evenly;
+                        the firmware's SRAT tells the kernel)
       --icount          QEMU -icount shift=0,sleep=off (TSC counts instructions)
       --vmx             boot under Bochs through a GRUB ISO (VMX machine)
       --ips N           with --vmx: Bochs' emulated instructions per second
                         (default 4000000; higher makes each instruction a
                         smaller share of emulated time, boots more slowly)
-      --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/release/tarn-kernel
+      --gdb             QEMU -s -S: wait for `gdb target/x86_64-unknown-none/kernel/tarn-kernel
                         -ex 'target remote :1234'`
       --timeout SECS    kill the emulator after SECS (default: none on a terminal,
                         300 otherwise; 120 with --exec)
-      --elf PATH        boot this ELF instead of building (also for `test`)
+      --elf PATH        boot this ELF instead of building (also for `test`;
+                        it then serves as both images)
       --exec \"CMD; CMD\" QEMU only: type commands into the root task's serial
                         console instead of connecting the terminal to it. xtask
                         waits for each `tarn> ` prompt on the serial output and
@@ -106,6 +114,8 @@ struct RunOptions {
     elf: Option<PathBuf>,
     /// Console commands to type after each prompt (`--exec`).
     exec: Vec<String>,
+    /// NUMA nodes (`--numa`, QEMU).
+    numa: Option<u32>,
 }
 
 /// A parsed command line.
@@ -215,6 +225,7 @@ fn parse(words: Vec<String>) -> Result<Command> {
                 timeout: None,
                 elf: None,
                 exec: Vec::new(),
+                numa: None,
             };
             while let Some((option, inline)) = args.next_option() {
                 match option.as_str() {
@@ -229,6 +240,15 @@ fn parse(words: Vec<String>) -> Result<Command> {
                         );
                     }
                     "--append" => run.append = Some(args.value(&option, inline)?),
+                    "--numa" => {
+                        let nodes = args.number(&option, inline)?;
+                        run.numa = Some(
+                            u32::try_from(nodes)
+                                .ok()
+                                .filter(|n| (2..=8).contains(n))
+                                .ok_or("--numa must be between 2 and 8")?,
+                        );
+                    }
                     "--config" => run.config = Some(args.value(&option, inline)?.into()),
                     "--exec" => {
                         let list = args.value(&option, inline)?;
@@ -341,7 +361,6 @@ fn parse(words: Vec<String>) -> Result<Command> {
 /// `cargo xtask run`: build, boot, return the kernel's exit status.
 fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     deps::ensure_emulators(ctx, options.vmx)?;
-    let images = images::build_or_use(ctx, options.elf.as_deref())?;
     let initrd = match &options.config {
         Some(dir) => Some(images::pack_config(
             ctx,
@@ -372,7 +391,12 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         bochs_ips: options.ips.unwrap_or(tarn_tests::DEFAULT_BOCHS_IPS),
         control: (emulator == Emulator::Qemu).then(|| ctx.xtask_dir().join("control.sock")),
         initrd,
+        numa_nodes: options.numa.unwrap_or(0),
     };
+    // The system image unless the command line starts a test task.
+    let image = Image::for_cmdline(&boot.append);
+    let images = images::build_or_use(ctx, options.elf.as_deref(), &[image])?;
+    let kernel = images.kernel(image);
     let feeding = !options.exec.is_empty();
     let interactive = std::io::stdin().is_terminal() && !feeding;
     let timeout = match options.timeout {
@@ -386,11 +410,15 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     if options.gdb {
         eprintln!(
             "xtask: QEMU waits for a debugger; attach with:\n  gdb {} -ex 'target remote :1234'",
-            images.kernel.display()
+            kernel.display()
         );
     }
     eprintln!(
-        "xtask: booting under {emulator} with {} cpus, append {:?}{}",
+        "xtask: booting the {} image under {emulator} with {} cpus, append {:?}{}",
+        match image {
+            Image::System => "system",
+            Image::Test => "test",
+        },
         boot.smp,
         boot.append,
         match emulator {
@@ -417,7 +445,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         );
     }
     let session = Session {
-        elf: &images.kernel,
+        elf: kernel,
         work_dir: ctx.xtask_dir().join("runs").join("run"),
         timeout,
         live: true,
@@ -483,8 +511,11 @@ fn execute(command: Command) -> Result<ExitCode> {
             let _ = writeln!(std::io::stdout(), "{HELP}");
         }
         Command::Build => {
-            let images = images::build_or_use(&ctx, None)?;
-            println!("{}", images.kernel.display());
+            let both = [Image::System, Image::Test];
+            let images = images::build_or_use(&ctx, None, &both)?;
+            for image in both {
+                println!("{}", images.kernel(image).display());
+            }
         }
         Command::Run(options) => return Ok(ExitCode::from(run(&ctx, &options)?)),
         Command::Test(options) => {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use tarn_tests::{bench_results, check, check_output, scenarios, Emulator, Scenario};
+use tarn_tests::{bench_results, check, check_output, scenarios, Emulator, Image, Scenario};
 
 use crate::ctx::{run_checked, Ctx, Result};
 use crate::deps::ensure_emulators;
@@ -45,6 +45,7 @@ fn boot_of(scenario: &Scenario, initrd: Option<PathBuf>) -> Boot {
         bochs_ips: scenario.bochs_ips,
         control: None,
         initrd,
+        numa_nodes: scenario.numa_nodes,
     }
 }
 
@@ -146,7 +147,12 @@ pub fn test(ctx: &Ctx, options: &TestOptions) -> Result<bool> {
     }
     let needs_bochs = selected.iter().any(|s| s.emulator == Emulator::Bochs);
     ensure_emulators(ctx, needs_bochs)?;
-    let images = build_or_use(ctx, options.elf.as_deref())?;
+    let mut wanted: Vec<Image> = selected
+        .iter()
+        .map(|scenario| Image::for_cmdline(&scenario.append))
+        .collect();
+    wanted.dedup();
+    let images = build_or_use(ctx, options.elf.as_deref(), &wanted)?;
     let jobs = options.jobs.clamp(1, selected.len());
     println!(
         "== boot tests ({} scenarios, {jobs} at a time; logs in {})",
@@ -163,7 +169,8 @@ pub fn test(ctx: &Ctx, options: &TestOptions) -> Result<bool> {
                 let Some(scenario) = selected.get(index) else {
                     break;
                 };
-                let (result, elapsed) = run_scenario(ctx, &images.kernel, scenario);
+                let kernel = images.kernel(Image::for_cmdline(&scenario.append));
+                let (result, elapsed) = run_scenario(ctx, kernel, scenario);
                 let _guard = print.lock().unwrap_or_else(|e| e.into_inner());
                 match result {
                     Ok(()) => println!("PASS {} ({:.1} s)", scenario.name, elapsed.as_secs_f64()),
@@ -252,31 +259,40 @@ pub struct BenchOptions {
 /// Returns `false` when `--compare` found a regression.
 pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
     ensure_emulators(ctx, true)?;
-    let images = build_or_use(ctx, None)?;
+    let images = build_or_use(ctx, None, &[Image::System, Image::Test])?;
     // Boots: everything with the IPC fastpath on, then the IPC round trip
     // again through the general path (`ipc_fastpath=off`).
     let mut results: Vec<tarn_tests::BenchResult> = Vec::new();
     // A third runs the VM-exit benchmark guest under the VMM (SVM), a
     // fourth the same guest under Bochs (VMX; TSC ticks, not instructions).
-    for (run, append, emulator) in [
-        ("bench", "bench", Emulator::Qemu),
-        ("bench-slowpath", "bench ipc_fastpath=off", Emulator::Qemu),
-        ("bench-vm", "vmtest=bench64", Emulator::Qemu),
-        ("bench-vm-vmx", "vmtest=bench64", Emulator::Bochs),
+    // A fifth boots 64 CPUs and keeps only the boot figure, as
+    // `boot_to_online_64cpu_insns` (AP bring-up cost).
+    for (run, append, emulator, smp) in [
+        ("bench", "bench", Emulator::Qemu, 2),
+        (
+            "bench-slowpath",
+            "bench ipc_fastpath=off",
+            Emulator::Qemu,
+            2,
+        ),
+        ("bench-vm", "vmtest=bench64", Emulator::Qemu, 2),
+        ("bench-vm-vmx", "vmtest=bench64", Emulator::Bochs, 2),
+        ("bench-64cpu", "bench", Emulator::Qemu, 64),
     ] {
         let icount = emulator == Emulator::Qemu;
         let boot = Boot {
             emulator,
-            smp: 2,
+            smp,
             append: append.into(),
             icount,
             gdb: false,
             bochs_ips: tarn_tests::DEFAULT_BOCHS_IPS,
             control: None,
             initrd: None,
+            numa_nodes: 0,
         };
         let session = Session {
-            elf: &images.kernel,
+            elf: images.kernel(Image::for_cmdline(append)),
             work_dir: ctx.xtask_dir().join("runs").join(run),
             timeout: Some(Duration::from_secs(300)),
             live: false,
@@ -297,9 +313,9 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
             Err(why) => format!("FAIL: {why}"),
         };
         let machine = if icount {
-            "qemu, smp 2, icount"
+            format!("qemu, smp {smp}, icount")
         } else {
-            "bochs, smp 2"
+            format!("bochs, smp {smp}")
         };
         write_log(&log, &format!("{run} ({machine})"), &outcome, &summary)?;
         let found = found.map_err(|why| {
@@ -311,6 +327,18 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
                 log.display()
             )
         })?;
+        let found = if smp == 2 {
+            found
+        } else {
+            found
+                .into_iter()
+                .filter(|r| r.name == "boot_to_online_insns")
+                .map(|r| tarn_tests::BenchResult {
+                    name: format!("boot_to_online_{smp}cpu_insns"),
+                    ..r
+                })
+                .collect()
+        };
         for result in found {
             if !results.iter().any(|r| r.name == result.name) {
                 results.push(result);

@@ -1,6 +1,10 @@
 //! Application-processor bring-up: INIT-SIPI-SIPI through the x2APIC ICR,
-//! one CPU at a time, through the real-mode trampoline (trampoline.S) copied
-//! to `AP_TRAMPOLINE_BASE`. Each AP gets its own kernel stack with an unmapped
+//! through the real-mode trampoline (trampoline.S) copied to
+//! `AP_TRAMPOLINE_BASE`. Every AP gets its INIT first and the protocol's
+//! 10 ms INIT wait is paid once for all of them ([`init_aps`]); then each
+//! gets its start-up IPIs in turn ([`start_ap`]), since they share the
+//! trampoline's parameter block, and the boot CPU moves on as soon as the
+//! AP reports, instead of waiting out the fixed delays. Each AP gets its own kernel stack with an unmapped
 //! guard page below it, switches to the kernel page tables, and calls `ap_main`.
 
 use super::paging::{self, flags, phys_to_virt, PageTables, KERNEL_STACKS, PAGE_SIZE};
@@ -105,11 +109,39 @@ fn set_param(symbol: u64, value: u64) {
     let start = unsafe { symbol_address(&ap_trampoline_begin) };
     let target = phys_to_virt(AP_TRAMPOLINE_BASE + (symbol - start)) as *mut u64;
     // SAFETY: `symbol` is a parameter slot inside the trampoline page copied
-    // to AP_TRAMPOLINE_BASE; no AP is reading it (they start one at a time).
+    // to AP_TRAMPOLINE_BASE; no AP is reading it (they get their start-up
+    // IPIs one at a time, after the previous one reported).
     unsafe { core::ptr::write_volatile(target, value) };
 }
 
-/// Starts CPU `index` (x2APIC id `apic_id`) and waits until it is online.
+/// Sends INIT to each AP in `apic_ids` and waits the 10 ms the
+/// multiprocessor start-up protocol asks after INIT (Intel SDM Vol. 3A,
+/// 9.4.4.1), once for all of them: an AP that got INIT waits for its
+/// start-up IPI however long that takes.
+pub fn init_aps(apic_ids: impl Iterator<Item = u32>) {
+    for apic_id in apic_ids {
+        apic::send_init(apic_id);
+    }
+    spin_for_tsc(10 * timer::tsc_per_ms().max(1));
+}
+
+/// Whether CPU `index` reported within `ticks` TSC ticks.
+fn reported_within(index: u32, ticks: u64) -> bool {
+    let deadline = cpu::rdtsc() + ticks;
+    loop {
+        if LAST_STARTED.load(Ordering::Acquire) == index {
+            return true;
+        }
+        if cpu::rdtsc() >= deadline {
+            return false;
+        }
+        cpu::pause();
+    }
+}
+
+/// Starts CPU `index` (x2APIC id `apic_id`, already through [`init_aps`])
+/// and waits until it is online: a start-up IPI, a second one if it has not
+/// reported after 200 us (as the protocol asks), then up to a second.
 pub fn start_ap(tables: &PageTables, index: u32, apic_id: u32) -> Result<(), StartError> {
     let stack_top = map_kernel_stack(tables, index)?;
     // SAFETY: taking addresses of linker-defined symbols.
@@ -139,24 +171,19 @@ pub fn start_ap(tables: &PageTables, index: u32, apic_id: u32) -> Result<(), Sta
     }
 
     let per_ms = timer::tsc_per_ms().max(1);
-    apic::send_init(apic_id);
-    spin_for_tsc(10 * per_ms);
     let page = (AP_TRAMPOLINE_BASE >> 12) as u8;
-    for _ in 0..2 {
-        apic::send_startup(apic_id, page);
-        spin_for_tsc(per_ms / 5 + 1);
-        if LAST_STARTED.load(Ordering::Acquire) == index {
-            return Ok(());
-        }
+    apic::send_startup(apic_id, page);
+    if reported_within(index, per_ms / 5 + 1) {
+        return Ok(());
     }
-    let deadline = cpu::rdtsc() + 1000 * per_ms;
-    while cpu::rdtsc() < deadline {
-        if LAST_STARTED.load(Ordering::Acquire) == index {
-            return Ok(());
-        }
-        cpu::pause();
+    // A start-up IPI to a CPU already past it is ignored, so the second
+    // one cannot restart an AP that is merely slow to report.
+    apic::send_startup(apic_id, page);
+    if reported_within(index, 1000 * per_ms) {
+        Ok(())
+    } else {
+        Err(StartError::Timeout)
     }
-    Err(StartError::Timeout)
 }
 
 /// Called by `ap_main` once the AP is fully set up.

@@ -8,8 +8,44 @@ use super::trap::VECTOR_TIMER;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
-static APIC_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
 static DEADLINE_MODE: AtomicBool = AtomicBool::new(false);
+
+/// The conversions as 32.32 fixed-point factors, set once at calibration,
+/// so that the scheduling paths multiply and shift instead of calling the
+/// 128-bit division routine (issue 14: three on the dispatch path, each
+/// dozens of instructions). ns → TSC ticks: `tsc_per_ms / 10^6`.
+static NS_TO_TSC: AtomicU64 = AtomicU64::new(0);
+/// TSC ticks → ns: `10^6 / tsc_per_ms`.
+static TSC_TO_NS: AtomicU64 = AtomicU64::new(0);
+/// TSC ticks → APIC timer ticks (one-shot mode): `apic_per_ms / tsc_per_ms`.
+static TSC_TO_APIC: AtomicU64 = AtomicU64::new(0);
+
+/// Fractional bits of the conversion factors.
+const FIXED_SHIFT: u32 = 32;
+
+/// `numerator / denominator` as a 32.32 fixed-point factor (saturated).
+fn fixed_ratio(numerator: u64, denominator: u64) -> u64 {
+    ((u128::from(numerator) << FIXED_SHIFT) / u128::from(denominator.max(1)))
+        .min(u128::from(u64::MAX)) as u64
+}
+
+/// `value` times a 32.32 fixed-point `factor`, saturated to `u64`: one
+/// 64×64→128 multiplication and a shift.
+#[inline(always)]
+fn scale(value: u64, factor: u64) -> u64 {
+    ((u128::from(value) * u128::from(factor)) >> FIXED_SHIFT).min(u128::from(u64::MAX)) as u64
+}
+
+/// Records the calibration and derives the conversion factors.
+fn set_calibration(tsc_per_ms: u64, apic_ticks_per_ms: u64) {
+    TSC_PER_MS.store(tsc_per_ms, Ordering::Relaxed);
+    NS_TO_TSC.store(fixed_ratio(tsc_per_ms, 1_000_000), Ordering::Relaxed);
+    TSC_TO_NS.store(fixed_ratio(1_000_000, tsc_per_ms), Ordering::Relaxed);
+    TSC_TO_APIC.store(
+        fixed_ratio(apic_ticks_per_ms, tsc_per_ms),
+        Ordering::Relaxed,
+    );
+}
 
 /// LVT timer mode field (bits 18:17).
 const LVT_ONE_SHOT: u64 = 0;
@@ -22,7 +58,7 @@ const DIVIDE_BY_1: u64 = 0b1011;
 /// per millisecond.
 pub fn calibrate(tsc_deadline: bool) -> u64 {
     let per_ms = (super::pit::tsc_ticks_over_ms(10) / 10).max(1);
-    TSC_PER_MS.store(per_ms, Ordering::Relaxed);
+    set_calibration(per_ms, 0);
     DEADLINE_MODE.store(tsc_deadline, Ordering::Relaxed);
     if !tsc_deadline {
         // Calibrate by letting a known count expire and timing the interrupt:
@@ -47,7 +83,7 @@ pub fn calibrate(tsc_deadline: bool) -> u64 {
         }
         let ticks_per_ms =
             (u128::from(CALIBRATION_COUNT) * u128::from(per_ms) / u128::from(elapsed)).max(1);
-        APIC_TICKS_PER_MS.store(ticks_per_ms as u64, Ordering::Relaxed);
+        set_calibration(per_ms, ticks_per_ms as u64);
     }
     per_ms
 }
@@ -62,15 +98,18 @@ pub fn tsc_per_ms() -> u64 {
     TSC_PER_MS.load(Ordering::Relaxed)
 }
 
-/// Converts nanoseconds to TSC ticks.
+/// Converts nanoseconds to TSC ticks, rounded down (the 32.32 factor's own
+/// rounding can take at most `ns / 2^32` ticks more off the exact result).
+#[inline]
 pub fn ns_to_tsc(ns: u64) -> u64 {
-    ((u128::from(ns) * u128::from(tsc_per_ms())) / 1_000_000).min(u128::from(u64::MAX)) as u64
+    scale(ns, NS_TO_TSC.load(Ordering::Relaxed))
 }
 
-/// Converts TSC ticks to nanoseconds.
+/// Converts TSC ticks to nanoseconds, rounded down (the 32.32 factor's own
+/// rounding can take at most `ticks / 2^32` ns more off the exact result).
+#[inline]
 pub fn tsc_to_ns(ticks: u64) -> u64 {
-    ((u128::from(ticks) * 1_000_000) / u128::from(tsc_per_ms().max(1))).min(u128::from(u64::MAX))
-        as u64
+    scale(ticks, TSC_TO_NS.load(Ordering::Relaxed))
 }
 
 /// Programs this CPU's LVT timer entry for one-shot use (masked until armed).
@@ -90,10 +129,8 @@ pub fn arm_at_tsc(deadline: u64) {
         unsafe { wrmsr(msr::TSC_DEADLINE, deadline.max(1)) };
     } else {
         let delta = deadline.saturating_sub(rdtsc()).max(1);
-        let ticks = (u128::from(delta) * u128::from(APIC_TICKS_PER_MS.load(Ordering::Relaxed))
-            / u128::from(tsc_per_ms().max(1)))
-        .clamp(1, u128::from(u32::MAX));
-        apic::write_timer_register(apic::TIMER_INITIAL, ticks as u64);
+        let ticks = scale(delta, TSC_TO_APIC.load(Ordering::Relaxed)).clamp(1, u64::from(u32::MAX));
+        apic::write_timer_register(apic::TIMER_INITIAL, ticks);
     }
 }
 

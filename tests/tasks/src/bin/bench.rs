@@ -20,6 +20,10 @@
 //! - `agent_roundtrip_insns`: an adopted thread yields; the event wakes an
 //!   agent (a system thread on the same CPU) which reads the ring and
 //!   dispatches it again; until the thread runs again.
+//! - `ipc_call_reply_dispatched_insns`: an adopted thread running its
+//!   dispatch entry on CPU 0 makes the same `Call` as `ipc_call_reply_insns`
+//!   to the same server (a system thread on CPU 0), which runs on the
+//!   caller's entry (IPC donation) and answers with `ReplyRecv`.
 //!
 //! The same binary is the IPC server when started with `bench-server`.
 
@@ -52,8 +56,10 @@ fn main(arg: u64) {
     let slowpath = words.has("ipc_fastpath=off");
     let mut res = Resources::from_boot_info(info);
     let mut ok = true;
+    let mut server_endpoint = None;
     match ipc_round_trip(&mut res, info) {
-        Ok(insns) => {
+        Ok((insns, endpoint)) => {
+            server_endpoint = Some(endpoint);
             let name = if slowpath {
                 "ipc_call_reply_slowpath_insns"
             } else {
@@ -74,10 +80,11 @@ fn main(arg: u64) {
                 ok = false;
             }
         }
-        match dispatch_benches(&mut res, info) {
-            Ok((switch, agent)) => {
+        match dispatch_benches(&mut res, info, server_endpoint) {
+            Ok((switch, agent, dispatched_call)) => {
                 println!("bench: dispatch_switch_insns {switch} insns");
                 println!("bench: agent_roundtrip_insns {agent} insns");
+                println!("bench: ipc_call_reply_dispatched_insns {dispatched_call} insns");
             }
             Err(why) => {
                 println!("bench: FAILED: dispatch benchmarks: {why}");
@@ -106,10 +113,12 @@ fn serve() -> ! {
     }
 }
 
+/// The IPC round trip; also returns the server's endpoint (the dispatched
+/// caller's benchmark calls the same server).
 fn ipc_round_trip(
     res: &mut Resources,
     info: &tarn_rt::abi::boot::BootInfo,
-) -> Result<u64, &'static str> {
+) -> Result<(u64, u64), &'static str> {
     let module = info
         .module("bench")
         .ok_or("no bench module to start the server from")?;
@@ -140,7 +149,7 @@ fn ipc_round_trip(
     for _ in 0..ROUNDS {
         let _ = syscall::call(endpoint, empty, [0; 4]);
     }
-    Ok((rdtsc() - start) / ROUNDS)
+    Ok(((rdtsc() - start) / ROUNDS, endpoint))
 }
 
 fn notification_ping_pong(res: &mut Resources) -> Result<u64, &'static str> {
@@ -200,7 +209,8 @@ fn stamper(
 fn dispatch_benches(
     res: &mut Resources,
     info: &tarn_rt::abi::boot::BootInfo,
-) -> Result<(u64, u64), &'static str> {
+    server_endpoint: Option<u64>,
+) -> Result<(u64, u64, u64), &'static str> {
     const SAMPLES: u64 = 32;
     if info.first_cpu_slot == 0 {
         return Err("no Cpu capabilities");
@@ -313,14 +323,56 @@ fn dispatch_benches(
     }
     let _ = invoke::scheduler_release(scheduler, c.tcb);
     let _ = invoke::tcb_suspend(c.tcb);
-    let _ = invoke::scheduler_unbind_cpu(scheduler, info.first_cpu_slot);
     let trips = TRIPS.load(Ordering::Acquire);
     if trips == 0 {
         return Err("the agent round trip was not observed");
     }
+
+    // A dispatched caller's Call to the system server on its CPU (IPC
+    // donation): D calls ROUNDS times to warm up, then ROUNDS measured, and
+    // yields (ending its entry) once the figure is stored.
+    let endpoint = server_endpoint.ok_or("no server to call")?;
+    static CALL_TOTAL: AtomicU64 = AtomicU64::new(0);
+    let options = ThreadOptions {
+        cpu: Some(0),
+        start: false,
+        ..ThreadOptions::default()
+    };
+    let d = tarn_rt::spawn_thread(res, options, move || {
+        let empty = MessageInfo::new(0, 0, 0);
+        for _ in 0..ROUNDS {
+            let _ = syscall::call(endpoint, empty, [0; 4]);
+        }
+        let start = rdtsc();
+        for _ in 0..ROUNDS {
+            let _ = syscall::call(endpoint, empty, [0; 4]);
+        }
+        CALL_TOTAL.store((rdtsc() - start).max(1), Ordering::Release);
+        loop {
+            syscall::yield_now();
+        }
+    })
+    .map_err(|_| "spawn the dispatched caller")?;
+    invoke::scheduler_adopt(scheduler, d.tcb, 4).map_err(|_| "adopt D")?;
+    invoke::tcb_resume(d.tcb).map_err(|_| "resume D")?;
+    invoke::scheduler_dispatch(scheduler, 0, d.tcb, 1_000_000_000).map_err(|_| "dispatch D")?;
+    for _ in 0..1000 {
+        if CALL_TOTAL.load(Ordering::Acquire) != 0 {
+            break;
+        }
+        let _ = tarn_rt::sleep(sleeper, 1_000_000);
+    }
+    let _ = invoke::scheduler_release(scheduler, d.tcb);
+    let _ = invoke::tcb_suspend(d.tcb);
+    let _ = invoke::scheduler_unbind_cpu(scheduler, info.first_cpu_slot);
+    let call_total = CALL_TOTAL.load(Ordering::Acquire);
+    if call_total == 0 {
+        return Err("the dispatched caller did not finish its calls");
+    }
     Ok((
         switch_total / SAMPLES,
         TRIP_TOTAL.load(Ordering::Acquire) / trips,
+        call_total / ROUNDS,
     ))
 }
 

@@ -27,6 +27,8 @@ pub const TESTS: &[Test] = &[
     ("sched_release_returns_to_system_fifo", release),
     ("sched_preempt_ends_running_entry", preempt),
     ("sched_call_donates_entry_to_server", donation),
+    ("sched_calls_on_one_cpu_keep_the_entry", donation_same_cpu),
+    ("sched_budget_expires_while_lent", donation_budget_expiry),
     ("sched_server_process_protocol", server_process),
     (
         "sched_moved_thread_timeout_keeps_other_cpu_timeouts",
@@ -548,6 +550,178 @@ fn donation(env: &mut Env) -> Outcome {
         "the entry ran {} ns, without the server's work",
         ended.ran_ns
     );
+    shared.set(1, 1);
+    let _ = invoke::scheduler_release(bound.scheduler, caller.tcb);
+    let _ = invoke::tcb_suspend(caller.tcb);
+    let _ = invoke::tcb_suspend(server.tcb);
+    Ok(Pass::Ok)
+}
+
+/// A system-thread server on CPU 0 answering each call with its first word
+/// plus one, after `work` increments of shared word 2.
+fn adder_server(
+    env: &mut Env,
+    endpoint: u64,
+    shared: &alloc::sync::Arc<Shared>,
+    work: u64,
+) -> Result<tarn_rt::Thread, String> {
+    let server_shared = shared.clone();
+    let server = env.spawn(
+        ThreadOptions {
+            cpu: Some(0),
+            ..Default::default()
+        },
+        move || {
+            let mut message = tarn_rt::recv(endpoint);
+            while let Ok(request) = message {
+                for _ in 0..work {
+                    server_shared.bump(2);
+                }
+                message = tarn_rt::reply_recv(
+                    endpoint,
+                    tarn_rt::abi::MessageInfo::new(0, 0, 1),
+                    [request.mrs[0] + 1, 0, 0, 0],
+                );
+            }
+        },
+    )?;
+    env.wait_state(server.tcb, ThreadState::BlockedOnReceive)?;
+    Ok(server)
+}
+
+/// A dispatched caller on CPU 0 making `calls` calls to `endpoint` (each
+/// checks its reply: shared word 4 counts the right ones, word 5 the
+/// wrong), then setting word 3 and yielding until word 1 is set.
+fn adder_caller(
+    env: &mut Env,
+    endpoint: u64,
+    shared: &alloc::sync::Arc<Shared>,
+    calls: u64,
+) -> Result<tarn_rt::Thread, String> {
+    let caller_shared = shared.clone();
+    env.spawn(
+        ThreadOptions {
+            cpu: Some(0),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            for i in 0..calls {
+                let reply = tarn_rt::call(
+                    endpoint,
+                    tarn_rt::abi::MessageInfo::new(0, 0, 1),
+                    [i, 0, 0, 0],
+                );
+                match reply {
+                    Ok(reply) if reply.mrs[0] == i + 1 => caller_shared.bump(4),
+                    _ => caller_shared.bump(5),
+                }
+            }
+            caller_shared.set(3, 1);
+            tarn_rt::yield_now();
+            while caller_shared.get(1) == 0 {
+                tarn_rt::yield_now();
+            }
+        },
+    )
+}
+
+/// A dispatched thread calls a system server on its own CPU many times (the
+/// IPC fastpath's donation when nothing else waits there): the entry is
+/// lent and handed back on every call without ending, every reply arrives,
+/// and the entry's run time includes all the server's work.
+fn donation_same_cpu(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    const CALLS: u64 = 20;
+    let mut bound = Bound::new(env, 0)?;
+    let endpoint = env.endpoint()?;
+    let shared = Shared::new();
+    let server = adder_server(env, endpoint, &shared, 20_000)?;
+    let caller = adder_caller(env, endpoint, &shared, CALLS)?;
+    expect!(
+        invoke::scheduler_adopt(bound.scheduler, caller.tcb, 22),
+        Ok(())
+    );
+    expect!(invoke::tcb_resume(caller.tcb), Ok(()));
+    bound.expect(env, EventKind::Woken, 22)?;
+    expect!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, caller.tcb, 1_000_000_000),
+        Ok(())
+    );
+    let ended = bound.next(env)?;
+    ensure!(
+        ended.kind == EventKind::Yielded as u32 && ended.thread == 22,
+        "the caller's entry ended with kind {} (thread {}) instead of its yield",
+        ended.kind,
+        ended.thread
+    );
+    expect!(shared.get(4), CALLS);
+    expect!(shared.get(5), 0);
+    expect!(shared.get(2), CALLS * 20_000);
+    // 20 × 20 000 locked increments (several instructions each) ran on the
+    // entry; the caller's own part is a few thousand instructions.
+    ensure!(
+        ended.ran_ns >= 400_000,
+        "the entry ran {} ns, without the server's work",
+        ended.ran_ns
+    );
+    shared.set(1, 1);
+    let _ = invoke::scheduler_release(bound.scheduler, caller.tcb);
+    let _ = invoke::tcb_suspend(caller.tcb);
+    let _ = invoke::tcb_suspend(server.tcb);
+    Ok(Pass::Ok)
+}
+
+/// The budget of a lent entry runs out while the server works: the entry
+/// ends (`BudgetExpired`), the server finishes as a system thread, its
+/// reply wakes the caller (`Woken`), and the next dispatch continues it.
+fn donation_budget_expiry(env: &mut Env) -> Outcome {
+    if env.cpu_caps.is_none() {
+        return Ok(Pass::Skipped("no Cpu capabilities"));
+    }
+    let mut bound = Bound::new(env, 0)?;
+    let endpoint = env.endpoint()?;
+    let shared = Shared::new();
+    // About 20 M instructions of work: far beyond a 200 µs budget.
+    let server = adder_server(env, endpoint, &shared, 2_000_000)?;
+    let caller = adder_caller(env, endpoint, &shared, 1)?;
+    expect!(
+        invoke::scheduler_adopt(bound.scheduler, caller.tcb, 23),
+        Ok(())
+    );
+    expect!(invoke::tcb_resume(caller.tcb), Ok(()));
+    bound.expect(env, EventKind::Woken, 23)?;
+    expect!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, caller.tcb, 200_000),
+        Ok(())
+    );
+    let ended = bound.next(env)?;
+    ensure!(
+        ended.kind == EventKind::BudgetExpired as u32 && ended.thread == 23,
+        "the lent entry ended with kind {} (thread {}) instead of its budget",
+        ended.kind,
+        ended.thread
+    );
+    ensure!(
+        ended.ran_ns >= 200_000,
+        "the entry ended after {} ns, before its budget",
+        ended.ran_ns
+    );
+    // The server goes on as a system thread and replies; the reply makes
+    // the caller runnable, which its scheduler hears about.
+    bound.expect(env, EventKind::Woken, 23)?;
+    expect!(shared.get(2), 2_000_000);
+    expect!(shared.get(3), 0);
+    expect!(
+        invoke::scheduler_dispatch(bound.scheduler, 0, caller.tcb, 1_000_000_000),
+        Ok(())
+    );
+    bound.expect(env, EventKind::Yielded, 23)?;
+    expect!(shared.get(3), 1);
+    expect!(shared.get(4), 1);
+    expect!(shared.get(5), 0);
     shared.set(1, 1);
     let _ = invoke::scheduler_release(bound.scheduler, caller.tcb);
     let _ = invoke::tcb_suspend(caller.tcb);
