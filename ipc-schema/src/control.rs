@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_FRAME: usize = 1024;
 /// Longest piece of output one [`ControlReply::Output`] carries.
 pub const MAX_OUTPUT_PIECE: usize = 768;
+/// Most bytes of a policy server ELF one [`ControlRequest::LoadPolicy`]
+/// carries.
+pub const MAX_POLICY_CHUNK: usize = 512;
 
 /// A request from the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +40,22 @@ pub enum ControlRequest<'a> {
         id: u32,
         /// The command line.
         line: &'a str,
+    },
+    /// One piece of a policy server's ELF (`tarnctl load-policy NAME FILE`),
+    /// sent in order from offset 0; each is answered with `Done`. When the
+    /// last piece arrives, policy `name` exists (`cpupool-sched P NAME`).
+    /// Only the control channel takes it: a tenant cannot load code.
+    LoadPolicy {
+        /// The request's id, repeated in every reply to it.
+        id: u32,
+        /// The policy's name.
+        name: &'a str,
+        /// The ELF's size in bytes.
+        total: u32,
+        /// Where this piece starts.
+        offset: u32,
+        /// At most [`MAX_POLICY_CHUNK`] bytes.
+        chunk: &'a [u8],
     },
 }
 

@@ -5,7 +5,14 @@
 //! handed to the server travels as the message's one capability (the TCB).
 //!
 //! A request the server cannot decode, or one it refuses, gets a
-//! [`SchedReply::Error`] naming why; nothing changes on the server.
+//! [`SchedReply::Error`] or [`SchedReply::Refused`] naming why; nothing
+//! changes on the server.
+//!
+//! Policy parameters are open: a policy declares its own (`Describe`,
+//! `DescribeParam`), and they travel as `key=value` text separated by spaces
+//! (`"weight=512 cap=50"`); the server parses them against the policy's
+//! declarations and the policy checks the rest. A refusal is
+//! [`SchedReply::Refused`] with one line naming the key.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +23,7 @@ pub const MAX_WORDS: usize = 32;
 
 /// A request to a scheduler server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SchedRequest {
+pub enum SchedRequest<'a> {
     /// Adopt the thread whose TCB capability travels with this message, as
     /// `thread_id` of `domain` (created with default parameters if new).
     AddThread {
@@ -30,40 +37,38 @@ pub enum SchedRequest {
         /// The thread.
         thread_id: u64,
     },
-    /// Credit parameters of a domain.
-    SetCredit {
+    /// Set some of a domain's parameters (`key=value` text; the others keep
+    /// their values). The domain is created with the defaults if new.
+    SetDomainParams {
         /// The domain.
         domain: u32,
-        /// 1..=65535.
-        weight: u32,
-        /// Percent of one CPU, 0 = no cap.
-        cap_pct: u32,
+        /// `key=value` pairs separated by spaces.
+        params: &'a str,
     },
-    /// SEDF parameters of a domain.
-    SetSedf {
+    /// Set some of the pool's parameters (`key=value` text).
+    SetPoolParams {
+        /// `key=value` pairs separated by spaces.
+        params: &'a str,
+    },
+    /// A domain's parameters, every declared one with its current value
+    /// (answered with [`SchedReply::Values`]).
+    GetDomainParams {
         /// The domain.
         domain: u32,
-        /// Period in ns.
-        period_ns: u64,
-        /// Slice in ns (≤ period).
-        slice_ns: u64,
-        /// May use idle time beyond the slice.
-        extra: bool,
     },
-    /// Scheduling groups (credit): make `domain` a member of `master`'s
-    /// group, or leave its group with `None`.
-    SetGroup {
-        /// The domain.
-        domain: u32,
-        /// The master.
-        master: Option<u32>,
-    },
-    /// Pool parameters of a credit pool.
-    SetCreditPool {
-        /// 1..=1000 ms.
-        timeslice_ms: u32,
-        /// 0 or 100..=500000 µs, not above the time slice.
-        ratelimit_us: u32,
+    /// The pool's parameters with their current values
+    /// ([`SchedReply::Values`]).
+    GetPoolParams,
+    /// The policy's name and how many parameters it declares
+    /// ([`SchedReply::Policy`]).
+    Describe,
+    /// One declared parameter ([`SchedReply::Param`]; past the last one,
+    /// [`SchedError::NoSuchParam`]).
+    DescribeParam {
+        /// A pool parameter (else a domain parameter).
+        pool: bool,
+        /// Its index, from 0.
+        index: u32,
     },
     /// How much CPU time a thread got (ns, from the kernel's accounting).
     QueryThread {
@@ -104,7 +109,7 @@ pub enum Misbehaviour {
 
 /// A scheduler server's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SchedReply {
+pub enum SchedReply<'a> {
     /// Done.
     Ok,
     /// A thread's total run time while in this server's pool.
@@ -112,6 +117,31 @@ pub enum SchedReply {
         /// ns.
         ran_ns: u64,
     },
+    /// Parameters with their values: `key=value` text.
+    Values(&'a str),
+    /// What `Describe` asks.
+    Policy {
+        /// The policy's name (`credit`, `sedf`, `rr`, a user's).
+        name: &'a str,
+        /// How many per-domain parameters it declares.
+        domain_params: u32,
+        /// How many pool parameters it declares.
+        pool_params: u32,
+    },
+    /// One declared parameter.
+    Param {
+        /// Its key.
+        name: &'a str,
+        /// The values it takes (`1..=65535`, `0|1`, `a|b`).
+        range: &'a str,
+        /// Its default value.
+        default: &'a str,
+        /// One line of help.
+        help: &'a str,
+    },
+    /// A parameter request refused by the policy: one line naming the key
+    /// (`"weight: 0 is outside 1..=65535"`); nothing changed.
+    Refused(&'a str),
     /// Refused; nothing changed.
     Error(SchedError),
 }
@@ -128,13 +158,13 @@ pub enum SchedError {
     BadThreadId,
     /// No such thread in this server.
     UnknownThread,
-    /// The parameters do not belong to this server's policy.
-    WrongPolicy,
-    /// A parameter is out of range (weight, cap, period, slice, time slice,
-    /// rate limit) or a group rule is broken.
-    InvalidParameter,
-    /// SEDF admission control: the reservation does not fit.
+    /// `AddThread` refused by the policy (e.g. SEDF admission control: the
+    /// domain's reservation does not fit).
     Infeasible,
+    /// `DescribeParam` past the last parameter.
+    NoSuchParam,
+    /// The reply would not fit in a message (text too long).
+    TooLong,
     /// `AddCpu` without a `Cpu` capability, with a capability of another CPU,
     /// or for a CPU the server already has; `RemoveCpu` for a CPU it does
     /// not have.
@@ -183,24 +213,19 @@ mod tests {
                 thread_id: 7,
                 domain: 3,
             },
-            SchedRequest::SetCredit {
+            SchedRequest::SetDomainParams {
                 domain: 1,
-                weight: 512,
-                cap_pct: 50,
+                params: "weight=512 cap=50",
             },
-            SchedRequest::SetSedf {
-                domain: 2,
-                period_ns: 100_000_000,
-                slice_ns: 10_000_000,
-                extra: true,
+            SchedRequest::SetPoolParams {
+                params: "timeslice_ms=30 ratelimit_us=1000",
             },
-            SchedRequest::SetGroup {
-                domain: 4,
-                master: Some(1),
-            },
-            SchedRequest::SetCreditPool {
-                timeslice_ms: 30,
-                ratelimit_us: 1000,
+            SchedRequest::GetDomainParams { domain: 2 },
+            SchedRequest::GetPoolParams,
+            SchedRequest::Describe,
+            SchedRequest::DescribeParam {
+                pool: true,
+                index: 1,
             },
             SchedRequest::QueryThread {
                 thread_id: u64::MAX,
@@ -219,13 +244,37 @@ mod tests {
                 Some(request)
             );
         }
-        let reply = SchedReply::Error(SchedError::Kernel(20));
+        for reply in [
+            SchedReply::Error(SchedError::Kernel(20)),
+            SchedReply::Refused("weight: 0 is outside 1..=65535"),
+            SchedReply::Values("period=100 slice=20 extra=0"),
+            SchedReply::Policy {
+                name: "prio",
+                domain_params: 1,
+                pool_params: 0,
+            },
+            SchedReply::Param {
+                name: "prio",
+                range: "0..=99",
+                default: "0",
+                help: "higher runs first",
+            },
+        ] {
+            let mut words = [0u64; MAX_WORDS];
+            let count = encode(&reply, &mut words).expect("fits");
+            let mut scratch = [0u8; MAX_WORDS * 8];
+            assert_eq!(
+                decode::<SchedReply>(&words[..count], &mut scratch),
+                Some(reply)
+            );
+        }
+        // Text too long for a message does not encode (the sender refuses it).
+        let bytes = [b'x'; MAX_WORDS * 8];
+        let long = core::str::from_utf8(&bytes).expect("ascii");
         let mut words = [0u64; MAX_WORDS];
-        let count = encode(&reply, &mut words).expect("fits");
-        let mut scratch = [0u8; MAX_WORDS * 8];
         assert_eq!(
-            decode::<SchedReply>(&words[..count], &mut scratch),
-            Some(reply)
+            encode(&SchedRequest::SetPoolParams { params: long }, &mut words),
+            None
         );
     }
 

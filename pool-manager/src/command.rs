@@ -47,7 +47,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "create KEY=VALUE... | FILE.cfg",
-        "start a domain (xl.cfg keys: name pool image|kernel type vcpus cpu_weight cpu_cap period slice extra)",
+        "start a domain (xl.cfg keys: name pool image|kernel type vcpus cpu_weight cpu_cap period slice extra, and the pool policy's own)",
     ),
     ("destroy D", "stop a domain and forget it"),
     ("pause D", "stop a domain's vCPUs"),
@@ -89,7 +89,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "give domain D (a tenant) a capability to manage pool P",
     ),
     ("cpupool-undelegate P D", "revoke that capability"),
-    ("cpupool-sched P credit|sedf", "change a live pool's policy"),
+    ("cpupool-sched P POLICY", "change a pool's policy (info lists them)"),
     (
         "cpupool-list [-c] [-l] [P...]",
         "pools: name, CPUs, scheduler, active, domains (-c: CPU lists, -l: JSON)",
@@ -105,6 +105,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "sched-group -d D (-m MASTER | -n)",
         "credit scheduling groups",
+    ),
+    (
+        "sched-param (-d D | -p P) [KEY=VALUE...]",
+        "set a domain's or a pool's policy parameters; alone: list them (value, range, help)",
     ),
     (
         "vcpu-list [D]",
@@ -317,6 +321,21 @@ pub enum Command {
         domain: String,
         /// The group's master (`None`: leave the group).
         master: Option<String>,
+    },
+    /// `sched-param -d D [KEY=VALUE...]`: set a domain's policy parameters,
+    /// or list them (no pairs).
+    ParamDomain {
+        /// The domain.
+        domain: String,
+        /// The pairs, in order (each key once).
+        params: Vec<(String, String)>,
+    },
+    /// `sched-param -p P [KEY=VALUE...]`: the same for a pool.
+    ParamPool {
+        /// The pool.
+        pool: String,
+        /// The pairs, in order (each key once).
+        params: Vec<(String, String)>,
     },
     /// `vcpu-list [D]`.
     VcpuList(Option<String>),
@@ -648,7 +667,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "cpupool-sched" => {
             let (pool, sched) = two(args)?;
             let sched = Sched::from_name(&sched)
-                .ok_or_else(|| format!("unknown scheduler '{sched}' (credit or sedf)"))?;
+                .ok_or_else(|| format!("'{sched}' is not a policy name"))?;
             Command::PoolSched { pool, sched }
         }
         "cpupool-list" => {
@@ -732,6 +751,37 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             Command::Group {
                 domain: domain.to_string(),
                 master,
+            }
+        }
+        "sched-param" => {
+            let usage = usage(name);
+            let (flag, target, pairs) = match args {
+                [flag @ ("-d" | "-p"), target, pairs @ ..] => (*flag, target.to_string(), pairs),
+                _ => return Err(format!("usage: {usage}")),
+            };
+            let mut params: Vec<(String, String)> = Vec::new();
+            for pair in pairs {
+                let Some((key, value)) = pair.split_once('=') else {
+                    return Err(format!("'{pair}' is not KEY=VALUE (usage: {usage})"));
+                };
+                if key.is_empty() || value.is_empty() || value.contains('=') {
+                    return Err(format!("'{pair}' is not KEY=VALUE (usage: {usage})"));
+                }
+                if params.iter().any(|(k, _)| k == key) {
+                    return Err(format!("{key}: given twice"));
+                }
+                params.push((key.to_string(), value.to_string()));
+            }
+            if flag == "-d" {
+                Command::ParamDomain {
+                    domain: target,
+                    params,
+                }
+            } else {
+                Command::ParamPool {
+                    pool: target,
+                    params,
+                }
             }
         }
         "vcpu-list" => match args {

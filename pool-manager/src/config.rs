@@ -15,9 +15,10 @@
 
 use crate::pools::{
     CpuRequest, DomainParams, DomainSpec, PoolError, PoolId, PoolManager, PoolSpec, Sched,
-    SedfParams, MAX_CPUS, POOL0,
+    MAX_CPUS, POOL0,
 };
 use alloc::collections::BTreeSet;
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -473,9 +474,13 @@ fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
     check_known(settings, POOL_KEYS)?;
     let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
     let sched = match find(settings, "sched") {
-        None => Sched::Credit,
-        Some(s) => Sched::from_name(&string_of(s)?)
-            .ok_or_else(|| bad(s, "scheduler must be credit or sedf"))?,
+        None => Sched::credit(),
+        Some(s) => Sched::from_name(&string_of(s)?).ok_or_else(|| {
+            bad(
+                s,
+                "a policy name (a lower-case letter, then letters, digits, - or _)",
+            )
+        })?,
     };
     // xlcpupool.cfg(5): without cpus, one free CPU is taken.
     let cpus = match find(settings, "cpus") {
@@ -538,8 +543,13 @@ pub struct DomainConfig {
     pub vcpus: u32,
     /// Memory in MiB, if given.
     pub memory_mib: Option<u32>,
-    /// `cpu_weight`, `cpu_cap`, and the sedf `period`/`slice`/`extra`.
+    /// xl's `cpu_weight`, `cpu_cap` (as credit's `weight`, `cap`) and the
+    /// sedf `period`/`slice`/`extra`.
     pub params: DomainParams,
+    /// Every other key: a parameter of the pool's policy, kept verbatim; the
+    /// runtime checks that the policy declares it (and the policy checks
+    /// its value).
+    pub policy_params: DomainParams,
     /// `cmdline`: the arguments the domain's image gets.
     pub cmdline: Option<String>,
 }
@@ -556,7 +566,7 @@ impl DomainConfig {
             name: self.name.clone(),
             pool,
             vcpus: self.vcpus,
-            params: self.params,
+            params: self.params.merged(&self.policy_params),
         })
     }
 }
@@ -579,7 +589,29 @@ pub const DOMAIN_KEYS: &[&str] = &[
 ];
 
 fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigError> {
-    check_known(settings, DOMAIN_KEYS)?;
+    let mut policy_params = DomainParams::new();
+    for s in settings
+        .iter()
+        .filter(|s| !DOMAIN_KEYS.contains(&s.key.as_str()))
+    {
+        let value = match &s.value {
+            Value::Int(n) => format!("{n}"),
+            Value::Str(text)
+                if !text.is_empty() && text.chars().all(|c| c.is_ascii_graphic() && c != '=') =>
+            {
+                text.clone()
+            }
+            Value::List(_) => {
+                return Err(ConfigError {
+                    line: s.line,
+                    key: Some(s.key.clone()),
+                    kind: ConfigErrorKind::UnknownKey,
+                })
+            }
+            Value::Str(_) => return Err(bad(s, "a policy parameter is one word or number")),
+        };
+        policy_params.set(&s.key, &value);
+    }
     let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
     let pool = find(settings, "pool").map(string_of).transpose()?;
     let image = match (find(settings, "image"), find(settings, "kernel")) {
@@ -602,12 +634,14 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
     let memory_mib = find(settings, "memory")
         .map(|s| int_of(s, 1, u32::MAX as u64, "memory in MiB, at least 1"))
         .transpose()?;
-    let mut params = DomainParams::default();
+    let mut params = DomainParams::new();
     if let Some(s) = find(settings, "cpu_weight") {
-        params.weight = int_of(s, 1, 65535, "weight must be 1..65535")?;
+        let weight: u32 = int_of(s, 1, 65535, "weight must be 1..65535")?;
+        params.set("weight", &format!("{weight}"));
     }
     if let Some(s) = find(settings, "cpu_cap") {
-        params.cap_pct = int_of(s, 0, MAX_CPUS as u64 * 100, "cap in percent of one CPU")?;
+        let cap: u32 = int_of(s, 0, MAX_CPUS as u64 * 100, "cap in percent of one CPU")?;
+        params.set("cap", &format!("{cap}"));
     }
     let period = find(settings, "period");
     let slice = find(settings, "slice");
@@ -624,11 +658,9 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
             None => false,
             Some(s) => int_of(s, 0, 1, "extra must be 0 or 1")? == 1,
         };
-        params.sedf = Some(SedfParams {
-            period_ms,
-            slice_ms,
-            extra,
-        });
+        params.set("period", &format!("{period_ms}"));
+        params.set("slice", &format!("{slice_ms}"));
+        params.set("extra", if extra { "1" } else { "0" });
     }
     let cmdline = find(settings, "cmdline").map(string_of).transpose()?;
     Ok(DomainConfig {
@@ -639,6 +671,7 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         vcpus,
         memory_mib,
         params,
+        policy_params,
         cmdline,
     })
 }

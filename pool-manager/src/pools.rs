@@ -35,31 +35,36 @@ pub const POOL0_NAME: &str = "Pool-0";
 /// Name of the control domain (Xen's dom0 name).
 pub const CONTROL_DOMAIN_NAME: &str = "Domain-0";
 
-/// A pool's scheduling policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sched {
-    /// Xen's credit scheduler (weight, cap).
-    Credit,
-    /// Simple earliest deadline first (period, slice, extra).
-    Sedf,
-}
+/// Longest policy name accepted.
+pub const MAX_POLICY_NAME_LEN: usize = 32;
+
+/// A pool's scheduling policy, by name: the policy server module of that
+/// name (`credit`, `sedf`, `rr`, or a user's). Which names exist is the
+/// runtime's to say ([`PoolManager::set_policies`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sched(String);
 
 impl Sched {
-    /// The xl name (`credit`, `sedf`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Sched::Credit => "credit",
-            Sched::Sedf => "sedf",
-        }
+    /// Xen's credit scheduler, the default.
+    pub fn credit() -> Sched {
+        Sched(String::from("credit"))
     }
 
-    /// Parse an xl scheduler name.
+    /// The name (`credit`, `sedf`, ...).
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// A policy name: 1 to 32 lower-case letters, digits, `-` and `_`,
+    /// starting with a letter. Whether such a policy exists is checked when
+    /// a pool is defined or changed.
     pub fn from_name(name: &str) -> Option<Sched> {
-        match name {
-            "credit" => Some(Sched::Credit),
-            "sedf" => Some(Sched::Sedf),
-            _ => None,
-        }
+        let valid = (1..=MAX_POLICY_NAME_LEN).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        valid.then(|| Sched(String::from(name)))
     }
 }
 
@@ -122,36 +127,65 @@ pub struct Pool {
     pub cpus: BTreeSet<u32>,
 }
 
-/// SEDF reservation of a domain, in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SedfParams {
-    /// Period (> 0).
-    pub period_ms: u32,
-    /// Slice (≤ period).
-    pub slice_ms: u32,
-    /// May use idle time beyond its slice.
-    pub extra: bool,
-}
+/// Scheduling parameters of a domain: `key=value` pairs in the keys of the
+/// policies (credit's `weight`, `cap`, `group`; SEDF's `period`, `slice`,
+/// `extra`; a user policy's own). The manager keeps them across pool and
+/// policy changes; the runtime hands a pool's server the keys its policy
+/// declares, and the policy validates them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DomainParams(BTreeMap<String, String>);
 
-/// Scheduling parameters of a domain. Both sets are kept so that a live
-/// scheduler change (credit ↔ sedf) finds the parameters of the new policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DomainParams {
-    /// Credit weight, 1..=65535.
-    pub weight: u32,
-    /// Credit cap in percent of one CPU; 0 = no cap.
-    pub cap_pct: u32,
-    /// SEDF reservation; `None` = the server's default.
-    pub sedf: Option<SedfParams>,
-}
+impl DomainParams {
+    /// No parameters: every policy's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
 
-impl Default for DomainParams {
-    fn default() -> Self {
-        DomainParams {
-            weight: DEFAULT_WEIGHT,
-            cap_pct: 0,
-            sedf: None,
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.0.insert(String::from(key), String::from(value));
+    }
+
+    /// Forgets `key`.
+    pub fn unset(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    /// These parameters with `other`'s set on top.
+    pub fn merged(&self, other: &DomainParams) -> DomainParams {
+        let mut out = self.clone();
+        out.0
+            .extend(other.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+
+    /// Every pair, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// `key=value` text of the pairs whose key `keep` accepts (by key).
+    pub fn text(&self, keep: impl Fn(&str) -> bool) -> String {
+        let mut out = String::new();
+        for (key, value) in self.iter().filter(|(k, _)| keep(k)) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(key);
+            out.push('=');
+            out.push_str(value);
         }
+        out
+    }
+
+    /// No pair at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -186,28 +220,24 @@ pub struct Domain {
 /// What the runtime must do to make the kernel match the new state, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Start the pool's scheduler server with this policy (on the pool's
-    /// `Scheduler` object) before any CPU is bound to it.
+    /// Start the pool's scheduler server with its policy (the pool's
+    /// `spec.sched`; on the pool's `Scheduler` object) before any CPU is
+    /// bound to it.
     StartScheduler {
         /// The pool.
         pool: PoolId,
-        /// Its policy.
-        sched: Sched,
     },
     /// Stop the pool's scheduler server (all its CPUs are already revoked).
     StopScheduler {
         /// The pool.
         pool: PoolId,
     },
-    /// Replace a live pool's server by one of another policy on the same
-    /// `Scheduler`; its domains keep running (hand-over as for a failed server).
+    /// Replace a live pool's server by one of its new policy (the pool's
+    /// `spec.sched` now) on the same `Scheduler`; its domains keep running
+    /// (hand-over as for a failed server).
     ChangeScheduler {
         /// The pool.
         pool: PoolId,
-        /// Policy it had.
-        from: Sched,
-        /// Policy it gets.
-        to: Sched,
     },
     /// Bind this free CPU to the pool's `Scheduler`.
     BindCpu {
@@ -308,10 +338,13 @@ pub enum PoolError {
     ControlDomain,
     /// domain create: vcpus must be ≥ 1.
     InvalidVcpus,
-    /// domain create: credit weight outside 1..=65535.
-    InvalidWeight(u32),
-    /// domain create: SEDF period 0 or slice above period.
-    InvalidSedf,
+    /// No policy of that name (the names that exist are listed).
+    UnknownPolicy {
+        /// The name asked for.
+        name: String,
+        /// The policies there are.
+        available: Vec<String>,
+    },
     /// cpu-loan: the CPU is free (add it to a pool instead).
     CpuFree(u32),
     /// The CPU is on loan (or, for a pool, one of its CPUs is lent or
@@ -353,8 +386,11 @@ impl fmt::Display for PoolError {
             PoolError::LastCpu(c) => write!(f, "CPU {c} is the last CPU of the cpupool"),
             PoolError::ControlDomain => f.write_str("the control domain stays in Pool-0"),
             PoolError::InvalidVcpus => f.write_str("vcpus must be at least 1"),
-            PoolError::InvalidWeight(w) => write!(f, "weight {w} outside 1..65535"),
-            PoolError::InvalidSedf => f.write_str("sedf: period must be > 0 and slice <= period"),
+            PoolError::UnknownPolicy { name, available } => write!(
+                f,
+                "no policy '{name}' (available: {})",
+                available.join(", ")
+            ),
             PoolError::CpuFree(c) => write!(f, "CPU {c} is free: add it to a pool instead"),
             PoolError::CpuOnLoan(c) => write!(f, "CPU {c} is on loan: end the loan first"),
             PoolError::LoanToOwner(c) => write!(f, "CPU {c} already belongs to that cpupool"),
@@ -418,6 +454,8 @@ pub struct PoolManager {
     loans: BTreeMap<u32, Loan>,
     next_pool: u32,
     next_domain: u32,
+    /// The policy names pools may use (empty: any).
+    policies: Vec<String>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -445,7 +483,7 @@ impl PoolManager {
             id: POOL0,
             spec: PoolSpec {
                 name: String::from(POOL0_NAME),
-                sched: Sched::Credit,
+                sched: Sched::credit(),
                 cpus: CpuRequest::List(cpus.clone()),
                 other_config: Vec::new(),
             },
@@ -470,6 +508,7 @@ impl PoolManager {
             loans: BTreeMap::new(),
             next_pool: 1,
             next_domain: 1,
+            policies: Vec::new(),
         })
     }
 
@@ -539,10 +578,32 @@ impl PoolManager {
         self.pools.get(&id).ok_or(PoolError::NoSuchPool)
     }
 
+    /// The policies pools may name (the runtime's policy server modules);
+    /// an empty list (the default) accepts every name.
+    pub fn set_policies(&mut self, names: Vec<String>) {
+        self.policies = names;
+    }
+
+    /// The policies pools may name, as set by [`PoolManager::set_policies`].
+    pub fn policies(&self) -> &[String] {
+        &self.policies
+    }
+
+    fn check_policy(&self, sched: &Sched) -> Result<(), PoolError> {
+        if self.policies.is_empty() || self.policies.iter().any(|p| p == sched.name()) {
+            return Ok(());
+        }
+        Err(PoolError::UnknownPolicy {
+            name: String::from(sched.name()),
+            available: self.policies.clone(),
+        })
+    }
+
     fn check_spec(&self, spec: &PoolSpec) -> Result<(), PoolError> {
         if !valid_name(&spec.name) {
             return Err(PoolError::InvalidName);
         }
+        self.check_policy(&spec.sched)?;
         if self.pools.values().any(|p| p.spec.name == spec.name) {
             return Err(PoolError::PoolNameTaken(spec.name.clone()));
         }
@@ -602,10 +663,7 @@ impl PoolManager {
     fn start(&mut self, id: PoolId, cpus: BTreeSet<u32>) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some(pool) = self.pools.get_mut(&id) {
-            actions.push(Action::StartScheduler {
-                pool: id,
-                sched: pool.spec.sched,
-            });
+            actions.push(Action::StartScheduler { pool: id });
             actions.extend(cpus.iter().map(|&cpu| Action::BindCpu { cpu, pool: id }));
             pool.cpus = cpus;
             pool.state = PoolState::Active;
@@ -911,7 +969,6 @@ impl PoolManager {
         if spec.vcpus == 0 {
             return Err(PoolError::InvalidVcpus);
         }
-        check_params(&spec.params)?;
         let id = DomainId(self.next_domain);
         self.next_domain += 1;
         let pool = spec.pool;
@@ -951,7 +1008,6 @@ impl PoolManager {
         domain: DomainId,
         params: DomainParams,
     ) -> Result<DomainParams, PoolError> {
-        check_params(&params)?;
         let d = self
             .domains
             .get_mut(&domain)
@@ -964,20 +1020,16 @@ impl PoolManager {
     /// The same policy again does nothing.
     pub fn set_scheduler(&mut self, id: PoolId, sched: Sched) -> Result<Vec<Action>, PoolError> {
         let pool = self.pool_ref(id)?;
-        let from = pool.spec.sched;
-        if from == sched {
+        if pool.spec.sched == sched {
             return Ok(Vec::new());
         }
+        self.check_policy(&sched)?;
         let active = pool.state == PoolState::Active;
         if let Some(pool) = self.pools.get_mut(&id) {
             pool.spec.sched = sched;
         }
         Ok(if active {
-            alloc::vec![Action::ChangeScheduler {
-                pool: id,
-                from,
-                to: sched
-            }]
+            alloc::vec![Action::ChangeScheduler { pool: id }]
         } else {
             Vec::new()
         })
@@ -996,7 +1048,7 @@ impl PoolManager {
                 } else {
                     p.spec.cpus.len()
                 },
-                sched: p.spec.sched,
+                sched: p.spec.sched.clone(),
                 active: p.state == PoolState::Active,
                 domain_count: self.domain_count(p.id),
             })
@@ -1066,18 +1118,6 @@ impl PoolManager {
             _ => Err("control domain missing or outside Pool-0"),
         }
     }
-}
-
-fn check_params(params: &DomainParams) -> Result<(), PoolError> {
-    if params.weight == 0 || params.weight > 65535 {
-        return Err(PoolError::InvalidWeight(params.weight));
-    }
-    if let Some(s) = params.sedf {
-        if s.period_ms == 0 || s.slice_ms > s.period_ms {
-            return Err(PoolError::InvalidSedf);
-        }
-    }
-    Ok(())
 }
 
 /// Format a CPU set the way xl does (`0-3,6`).

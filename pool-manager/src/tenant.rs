@@ -197,6 +197,14 @@ pub fn authorize(
                 },
             )
         }
+        Command::ParamDomain { domain, params } => {
+            let ok = domain_ok(&domain);
+            allow(ok, Command::ParamDomain { domain, params })
+        }
+        Command::ParamPool { pool, params } => {
+            let ok = pool_ok(&pool);
+            allow(ok, Command::ParamPool { pool, params })
+        }
         Command::Group { domain, master } => {
             let ok = domain_ok(&domain) && master.as_deref().is_none_or(domain_ok);
             allow(ok, Command::Group { domain, master })

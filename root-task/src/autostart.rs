@@ -26,15 +26,40 @@ include!(concat!(env!("OUT_DIR"), "/autostart.rs"));
 
 /// The config files of this boot: (path such as `pools/auto/rt.cfg`, text).
 static CONFIGS: spin::Mutex<Vec<(String, String)>> = spin::Mutex::new(Vec::new());
+/// The policy servers of the config archive (`servers/NAME`): (NAME, ELF).
+static SERVERS: spin::Mutex<Vec<(String, &'static [u8])>> = spin::Mutex::new(Vec::new());
+
+/// The ELF of policy server `name` from the config archive, if it has one.
+pub fn server_elf(name: &str) -> Option<&'static [u8]> {
+    SERVERS
+        .lock()
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|&(_, elf)| elf)
+}
+
+/// The names of the config archive's policy servers.
+pub fn server_names() -> Vec<String> {
+    SERVERS.lock().iter().map(|(n, _)| n.clone()).collect()
+}
 
 /// Loads the configs: the `initrd` archive's, or the built-in ones.
 pub fn load(info: &BootInfo) {
     let mut files = Vec::new();
+    let mut servers = Vec::new();
     let from_archive = info.module("initrd").map(|module| {
         let bytes = tarn_rt::module_bytes(module);
         archive::read(bytes).map(|entries| {
             entries
                 .into_iter()
+                .filter(|e| match e.name.strip_prefix("servers/") {
+                    // Policy servers stay bytes (ELF), named by policy.
+                    Some(name) => {
+                        servers.push((name.to_string(), e.data));
+                        false
+                    }
+                    None => true,
+                })
                 .map(|e| {
                     (
                         e.name.to_string(),
@@ -70,6 +95,14 @@ pub fn load(info: &BootInfo) {
         }
     }
     *CONFIGS.lock() = files;
+    if !servers.is_empty() {
+        let names: Vec<&str> = servers.iter().map(|(n, _)| n.as_str()).collect();
+        println!(
+            "root: policy servers from the initrd archive: {}",
+            names.join(" ")
+        );
+    }
+    *SERVERS.lock() = servers;
 }
 
 /// The files directly in `dir` (not in its subdirectories), by path order.

@@ -24,9 +24,7 @@ use tarn_pool_manager::command::{
     self, Command, DomainSource, Edit, LineEditor, PoolSource, ServerFault, COMMANDS, NOT_BUILT,
 };
 use tarn_pool_manager::config::{self, DomainType};
-use tarn_pool_manager::pools::{
-    self as rules, DomainParams, PoolId, PoolManager, Sched, SedfParams,
-};
+use tarn_pool_manager::pools::{self as rules, DomainParams, PoolId, PoolManager};
 use tarn_pool_manager::tenant::{self, TenantOp};
 use tarn_rt::abi::boot::BootInfo;
 use tarn_rt::abi::control::{self, ControlReply, ControlRequest, FrameReader, Received};
@@ -241,8 +239,38 @@ impl ControlPort {
         pools: Option<&mut Pools>,
     ) {
         let mut frame = frame.unwrap_or_default();
-        let Some(ControlRequest::Run { id, line }) = control::decode::<ControlRequest>(&mut frame)
-        else {
+        let request = control::decode::<ControlRequest>(&mut frame);
+        if let Some(ControlRequest::LoadPolicy {
+            id,
+            name,
+            total,
+            offset,
+            chunk,
+        }) = request
+        {
+            let result = match pools {
+                Some(p) => p.load_policy_piece(name, total, offset, chunk),
+                None => Err(String::from("no pools")),
+            };
+            let (ok, text) = match result {
+                Ok(None) => (true, None),
+                Ok(Some(done)) => {
+                    println!("{done}");
+                    (true, Some(format!("{done}\n")))
+                }
+                Err(why) => {
+                    println!("error: load-policy: {why}");
+                    (false, Some(format!("error: load-policy: {why}\n")))
+                }
+            };
+            if let Some(text) = text {
+                let text = format!("{}", control::Escaped(&text));
+                self.send(&ControlReply::Output { id, text: &text });
+            }
+            self.send(&ControlReply::Done { id, ok });
+            return;
+        }
+        let Some(ControlRequest::Run { id, line }) = request else {
             self.send(&ControlReply::Output {
                 id: 0,
                 text: "error: control: garbled or oversized frame\n",
@@ -312,6 +340,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
     };
     crate::autostart::load(info);
     if let Some(p) = pools.as_mut() {
+        p.refresh_policies();
         crate::autostart::run(resources, p, info.cmdline());
     }
     if !info.cmdline().split_whitespace().any(|w| w == "noauto") {
@@ -386,18 +415,16 @@ fn json_str(text: &str) -> String {
     out
 }
 
+/// A domain's parameters as a JSON object (numbers as numbers).
 fn params_json(params: &DomainParams) -> String {
-    let sedf = match params.sedf {
-        Some(s) => format!(
-            "{{\"period_ms\":{},\"slice_ms\":{},\"extra\":{}}}",
-            s.period_ms, s.slice_ms, s.extra
-        ),
-        None => String::from("null"),
-    };
-    format!(
-        "{{\"weight\":{},\"cap\":{},\"sedf\":{sedf}}}",
-        params.weight, params.cap_pct
-    )
+    let fields: Vec<String> = params
+        .iter()
+        .map(|(key, value)| match value.parse::<i64>() {
+            Ok(n) => format!("{}:{n}", json_str(key)),
+            Err(_) => format!("{}:{}", json_str(key), json_str(value)),
+        })
+        .collect();
+    format!("{{{}}}", fields.join(","))
 }
 
 fn ns_to_s(ns: u64) -> String {
@@ -639,19 +666,15 @@ impl Console {
                 cap_pct,
             } => {
                 let id = domain(pools, &d)?;
-                let mut params = pools
-                    .manager
-                    .domain(id)
-                    .map(|x| x.params)
-                    .unwrap_or_default();
+                let mut changes = DomainParams::new();
                 if let Some(w) = weight {
-                    params.weight = w;
+                    changes.set("weight", &format!("{w}"));
                 }
                 if let Some(c) = cap_pct {
-                    params.cap_pct = c;
+                    changes.set("cap", &format!("{c}"));
                 }
                 pools
-                    .set_params(id, params)
+                    .set_params(id, changes, false)
                     .map_err(|e| format!("{d}: {e}"))
             }
             Command::CreditPool {
@@ -660,7 +683,16 @@ impl Console {
                 ratelimit_us,
             } => {
                 let id = pool(pools, &p)?;
-                pools.set_credit_pool(id, timeslice_ms.unwrap_or(30), ratelimit_us.unwrap_or(1000))
+                let mut pairs = Vec::new();
+                if let Some(t) = timeslice_ms {
+                    pairs.push(format!("timeslice_ms={t}"));
+                }
+                if let Some(r) = ratelimit_us {
+                    pairs.push(format!("ratelimit_us={r}"));
+                }
+                pools
+                    .set_pool_params(id, &pairs.join(" "))
+                    .map_err(|e| format!("{p}: {e}"))
             }
             Command::SedfTable => {
                 sedf_table(pools);
@@ -673,19 +705,49 @@ impl Console {
                 extra,
             } => {
                 let id = domain(pools, &d)?;
-                let mut params = pools
-                    .manager
-                    .domain(id)
-                    .map(|x| x.params)
-                    .unwrap_or_default();
-                params.sedf = Some(SedfParams {
-                    period_ms,
-                    slice_ms,
-                    extra,
-                });
+                let mut changes = DomainParams::new();
+                changes.set("period", &format!("{period_ms}"));
+                changes.set("slice", &format!("{slice_ms}"));
+                changes.set("extra", if extra { "1" } else { "0" });
                 pools
-                    .set_params(id, params)
+                    .set_params(id, changes, false)
                     .map_err(|e| format!("{d}: {e}"))
+            }
+            Command::ParamDomain { domain: d, params } => {
+                let id = domain(pools, &d)?;
+                if params.is_empty() {
+                    let pool = pools
+                        .manager
+                        .domain(id)
+                        .map(|x| x.pool)
+                        .ok_or("no such domain")?;
+                    let (policy, list) = pools
+                        .param_list(pool, Some(id))
+                        .map_err(|e| format!("{d}: {e}"))?;
+                    print_params(&format!("{d} (policy {policy})"), &list);
+                    return Ok(());
+                }
+                let mut changes = DomainParams::new();
+                for (key, value) in &params {
+                    changes.set(key, value);
+                }
+                pools
+                    .set_params(id, changes, true)
+                    .map_err(|e| format!("{d}: {e}"))
+            }
+            Command::ParamPool { pool: p, params } => {
+                let id = pool(pools, &p)?;
+                if params.is_empty() {
+                    let (policy, list) = pools
+                        .param_list(id, None)
+                        .map_err(|e| format!("{p}: {e}"))?;
+                    print_params(&format!("cpupool {p} (policy {policy})"), &list);
+                    return Ok(());
+                }
+                let text: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                pools
+                    .set_pool_params(id, &text.join(" "))
+                    .map_err(|e| format!("{p}: {e}"))
             }
             Command::Group { domain: d, master } => {
                 let id = domain(pools, &d)?;
@@ -848,6 +910,7 @@ impl Console {
         say!("pool configs    : {}", pool_files.join(" "));
         say!("domain configs  : {}", domain_files.join(" "));
         if let Some(pools) = pools {
+            say!("policies        : {}", pools.manager.policies().join(" "));
             say!("cpupools        : {}", pools.manager.pools().count());
             say!("domains         : {}", pools.manager.domains().count());
             say!(
@@ -1001,6 +1064,10 @@ pub fn create_from_config(
     let spec = config
         .to_spec(&pools.manager)
         .map_err(|e| format!("{}: {e}", config.name))?;
+    // Keys xl.cfg does not have must be parameters of the pool's policy.
+    pools
+        .check_declared(spec.pool, &config.policy_params)
+        .map_err(|e| format!("{}: {e}", config.name))?;
     let (id, _) = pools
         .manager
         .create_domain(spec)
@@ -1117,7 +1184,7 @@ fn cpupool_list(pools: &Pools, cpus: bool, long: bool, names: &[String]) -> Resu
                     tenants.join(","),
                     pools
                         .server_policy(r.id)
-                        .map_or_else(|| String::from("null"), |s| format!("\"{}\"", s.name()))
+                        .map_or_else(|| String::from("null"), |s| format!("\"{s}\""))
                 )
             })
             .collect();
@@ -1129,6 +1196,21 @@ fn cpupool_list(pools: &Pools, cpus: bool, long: bool, names: &[String]) -> Resu
         }
     }
     Ok(())
+}
+
+/// `sched-param` with no pairs: each parameter, its value, range, default
+/// and help.
+fn print_params(title: &str, list: &[(crate::pools::ParamInfo, String)]) {
+    say!("{title}: {} parameters", list.len());
+    for (info, value) in list {
+        say!(
+            "  {}={value}  ({}, default {}) {}",
+            info.name,
+            info.range,
+            info.default,
+            info.help
+        );
+    }
 }
 
 /// `sched-credit` alone: every credit domain's weight and cap.
@@ -1145,15 +1227,14 @@ fn credit_table(pools: &Pools) {
             .manager
             .domain(s.id)
             .and_then(|d| pools.manager.pool(d.pool))
-            .map(|p| p.spec.sched)
-            == Some(Sched::Credit)
+            .is_some_and(|p| p.spec.sched.name() == "credit")
         {
             say!(
                 "{:<20} {:>3} {:>6} {:>4}  {}",
                 s.name,
                 s.id.0,
-                s.params.weight,
-                s.params.cap_pct,
+                s.params.get("weight").unwrap_or("256"),
+                s.params.get("cap").unwrap_or("0"),
                 s.pool
             );
         }
@@ -1171,14 +1252,14 @@ fn sedf_table(pools: &Pools) {
         "Extra"
     );
     for s in pools.stats() {
-        if let Some(sedf) = s.params.sedf {
+        if let (Some(period), Some(slice)) = (s.params.get("period"), s.params.get("slice")) {
             say!(
                 "{:<20} {:>3} {:>10} {:>9} {:>5}  {}",
                 s.name,
                 s.id.0,
-                sedf.period_ms,
-                sedf.slice_ms,
-                u8::from(sedf.extra),
+                period,
+                slice,
+                s.params.get("extra").unwrap_or("0"),
                 s.pool
             );
         }

@@ -73,7 +73,7 @@ fn main(arg: u64) {
             info,
             &mut resources,
             "test-suite",
-            &["test-helper", "sched-server"],
+            &["test-helper", "policy-credit"],
             SUITE_PORTS,
             true,
         );
@@ -270,7 +270,7 @@ fn power_off(status: u64) -> ! {
 /// `pool0_cpus=N`), the rest free. The console starts the pool manager's
 /// runtime on it (Pool-0's credit server, then the auto configs).
 fn pool0(info: &BootInfo, words: &[&str]) -> Option<PoolManager> {
-    if info.module("sched-server").is_none() || info.first_cpu_slot == 0 {
+    if info.module("policy-credit").is_none() || info.first_cpu_slot == 0 {
         println!("root: no scheduler server or no CPU capabilities; no pools");
         return None;
     }

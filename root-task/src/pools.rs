@@ -4,7 +4,9 @@
 //!
 //! - **Pools.** Each active pool has a `Scheduler` object the manager creates
 //!   and keeps (the original capability), and a scheduler server process
-//!   (`sched-server`) holding a copy of it. The manager holds every `Cpu`
+//!   of its policy holding a copy of it: the boot module `policy-NAME`, the
+//!   config archive's `servers/NAME`, or one loaded over the control channel
+//!   (`sched=NAME`). A new server must answer `Describe` with that name. The manager holds every `Cpu`
 //!   capability; a server gets a CPU by `AddCpu` (a derived copy travels with
 //!   the message) and loses it by `RemoveCpu`, a negotiation: the server
 //!   moves its threads off and answers, or the deadline passes. Either way
@@ -51,6 +53,7 @@
 //! Not built yet: more than one vCPU per native domain, liveness probes
 //! while idle (a hung server is noticed at its next request).
 
+use alloc::borrow::Cow;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
@@ -74,8 +77,21 @@ use tarn_rt::{
     ThreadOptions, UntypedGrant,
 };
 
+/// Largest policy server ELF the control channel loads.
+const MAX_LOADED_POLICY_BYTES: u32 = 1 << 20;
+/// Boot modules named `policy-NAME` are the servers of policy `NAME`.
+const POLICY_MODULE_PREFIX: &str = "policy-";
+/// The policy a pool falls back to when its own policy's server cannot be
+/// started or replaced.
+pub const FALLBACK_POLICY: &str = "credit";
+/// Most parameters of each kind a policy may declare (a server declaring
+/// more is not believed).
+const MAX_DECLARED_PARAMS: u32 = 64;
 /// How long a server has to answer a request (virtual time).
 pub const REQUEST_DEADLINE_NS: u64 = 5_000_000_000;
+/// How long a server just started has to describe its policy: it has done
+/// nothing else yet, so a server that takes longer is not serving.
+pub const GREET_DEADLINE_NS: u64 = 500_000_000;
 /// Where a server finds its request endpoint and the pool's `Scheduler`.
 const SERVER_ENDPOINT_SLOT: u64 = 9;
 const SERVER_SCHEDULER_SLOT: u64 = 11;
@@ -150,6 +166,67 @@ pub enum LinkError {
     Garbled,
 }
 
+/// A server's answer, owning its text (a [`SchedReply`] borrows it from
+/// the message it was decoded from).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Done.
+    Ok,
+    /// A thread's run time (ns).
+    ThreadTime(u64),
+    /// `key=value` text.
+    Values(String),
+    /// The policy's name and how many parameters it declares (domain, pool).
+    Policy(String, u32, u32),
+    /// One declared parameter.
+    Param(ParamInfo),
+    /// A parameter request refused, naming the key.
+    Refused(String),
+    /// Refused.
+    Error(SchedError),
+}
+
+impl Answer {
+    fn of(reply: SchedReply) -> Answer {
+        match reply {
+            SchedReply::Ok => Answer::Ok,
+            SchedReply::ThreadTime { ran_ns } => Answer::ThreadTime(ran_ns),
+            SchedReply::Values(text) => Answer::Values(String::from(text)),
+            SchedReply::Policy {
+                name,
+                domain_params,
+                pool_params,
+            } => Answer::Policy(String::from(name), domain_params, pool_params),
+            SchedReply::Param {
+                name,
+                range,
+                default,
+                help,
+            } => Answer::Param(ParamInfo {
+                name: String::from(name),
+                range: String::from(range),
+                default: String::from(default),
+                help: String::from(help),
+            }),
+            SchedReply::Refused(text) => Answer::Refused(String::from(text)),
+            SchedReply::Error(error) => Answer::Error(error),
+        }
+    }
+}
+
+/// A parameter a pool's policy declares (as its server describes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// Its key.
+    pub name: String,
+    /// The values it takes.
+    pub range: String,
+    /// Its default.
+    pub default: String,
+    /// One line of help.
+    pub help: String,
+}
+
 /// What the manager and one courier share: the request, where it goes,
 /// and the answer.
 struct Mail {
@@ -157,7 +234,7 @@ struct Mail {
     words: [u64; MAX_WORDS],
     count: usize,
     cap: CPtr,
-    reply: Option<Result<SchedReply, LinkError>>,
+    reply: Option<Result<Answer, LinkError>>,
 }
 
 /// A courier thread: it makes one call to a server at a time for the
@@ -197,6 +274,7 @@ fn courier(mail: Arc<Mutex<Mail>>, go: CPtr, done: CPtr) {
                 let length = message.words(&mut words).min(MAX_WORDS);
                 let mut scratch = [0u8; MAX_WORDS * 8];
                 sched_protocol::decode::<SchedReply>(&words[..length], &mut scratch)
+                    .map(Answer::of)
                     .ok_or(LinkError::Garbled)
             }
         };
@@ -245,7 +323,7 @@ impl Courier {
         request: &SchedRequest,
         cap: CPtr,
         deadline_ns: u64,
-    ) -> Result<SchedReply, LinkError> {
+    ) -> Result<Answer, LinkError> {
         {
             let mut m = self.mail.lock();
             let mut words = [0u64; MAX_WORDS];
@@ -274,7 +352,11 @@ impl Courier {
 
 /// A pool's server process.
 struct Server {
-    policy: Sched,
+    /// The policy it runs (as it named itself).
+    policy: String,
+    /// The parameters its policy declares, per domain and per pool.
+    domain_params: Vec<ParamInfo>,
+    pool_params: Vec<ParamInfo>,
     /// The main thread (the request loop).
     tcb: CPtr,
     /// Its request endpoint (the manager's capability).
@@ -318,8 +400,6 @@ struct DomainRt {
     paused: bool,
     crashed: bool,
     image: String,
-    /// Credit scheduling group: the master domain.
-    group: Option<DomainId>,
 }
 
 /// A tenant's request waiting for the console thread, and its answer.
@@ -367,6 +447,10 @@ pub struct Pools {
     memory: BuddyAllocator,
     /// The threads that call servers.
     couriers: Vec<Courier>,
+    /// Policy servers loaded at run time (`tarnctl load-policy`): name → ELF.
+    loaded: BTreeMap<String, Vec<u8>>,
+    /// The load in progress: name, size, bytes so far.
+    loading: Option<(String, u32, Vec<u8>)>,
     /// Virtual time.
     pub clock: Clock,
 }
@@ -399,9 +483,10 @@ pub struct DomainStat {
     pub group: Option<String>,
 }
 
-fn reply_result(reply: Result<SchedReply, LinkError>) -> Result<SchedReply, String> {
+fn reply_result(reply: Result<Answer, LinkError>) -> Result<Answer, String> {
     match reply {
-        Ok(SchedReply::Error(error)) => Err(server_error(error)),
+        Ok(Answer::Error(error)) => Err(server_error(error)),
+        Ok(Answer::Refused(why)) => Err(why),
         Ok(other) => Ok(other),
         Err(LinkError::Timeout) => Err(String::from("the scheduler server did not answer")),
         Err(LinkError::Unresponsive) => Err(String::from("the scheduler server is not answering")),
@@ -416,9 +501,7 @@ fn reply_result(reply: Result<SchedReply, LinkError>) -> Result<SchedReply, Stri
 
 fn server_error(error: SchedError) -> String {
     match error {
-        SchedError::Infeasible => String::from("sedf: the reservation does not fit the pool"),
-        SchedError::InvalidParameter => String::from("parameter out of range"),
-        SchedError::WrongPolicy => String::from("parameters of another policy"),
+        SchedError::Infeasible => String::from("the policy refused the thread"),
         other => format!("the scheduler server refused: {other:?}"),
     }
 }
@@ -429,10 +512,11 @@ impl Pools {
     pub fn start(
         info: &'static BootInfo,
         res: &mut Resources,
-        manager: PoolManager,
+        mut manager: PoolManager,
         wake: CPtr,
         clock: Clock,
     ) -> Result<Pools, Error> {
+        manager.set_policies(policy_modules(info));
         // Every byte not used yet becomes cell memory; the manager's own
         // lasting objects (threads, endpoints, couriers) get a block of it.
         let mut memory = BuddyAllocator::new();
@@ -467,6 +551,8 @@ impl Pools {
             carved: BTreeMap::new(),
             memory,
             couriers: Vec::new(),
+            loaded: BTreeMap::new(),
+            loading: None,
             clock,
         };
         let pool0 = tarn_pool_manager::pools::POOL0;
@@ -475,13 +561,7 @@ impl Pools {
             .pool(pool0)
             .map(|p| p.cpus.iter().copied().collect())
             .unwrap_or_default();
-        pools.apply(
-            res,
-            alloc::vec![Action::StartScheduler {
-                pool: pool0,
-                sched: Sched::Credit
-            }],
-        );
+        pools.apply(res, alloc::vec![Action::StartScheduler { pool: pool0 }]);
         let binds = cpus
             .iter()
             .map(|&cpu| Action::BindCpu { cpu, pool: pool0 })
@@ -584,7 +664,12 @@ impl Pools {
     fn apply_one(&mut self, res: &mut Resources, action: Action) -> Result<(), (PoolId, String)> {
         self.spare_courier(res);
         match action {
-            Action::StartScheduler { pool, sched } => {
+            Action::StartScheduler { pool } => {
+                let sched = self
+                    .manager
+                    .pool(pool)
+                    .map(|p| p.spec.sched.clone())
+                    .ok_or((pool, String::from("no such pool")))?;
                 let (scheduler, scheduler_cell) = self
                     .build_in_cell(res, SCHEDULER_CELL_BITS, |res| {
                         res.create(ObjectType::Scheduler, 0)
@@ -599,10 +684,21 @@ impl Pools {
                     },
                 );
                 let server = self
-                    .start_server(res, pool, sched)
+                    .start_server(res, pool, &sched)
                     .map_err(|e| (pool, format!("cannot start its scheduler server: {e:?}")))?;
                 if let Some(p) = self.pools.get_mut(&pool) {
                     p.server = Some(server);
+                }
+                if let Err(why) = self.greet(pool, &sched) {
+                    // Not a server of this protocol: the pool has none.
+                    if let Some(rt) = self.pools.get_mut(&pool) {
+                        let scheduler = rt.scheduler;
+                        if let Some(old) = rt.server.take() {
+                            stop_server(&old, scheduler);
+                            self.empty_cell(res, old.cell);
+                        }
+                    }
+                    return Err((pool, why));
                 }
                 Ok(())
             }
@@ -627,10 +723,49 @@ impl Pools {
                 self.stop_scheduler(res, pool);
                 Ok(())
             }
-            Action::ChangeScheduler { pool, to, .. } => {
+            Action::ChangeScheduler { pool } => {
+                let to = self
+                    .manager
+                    .pool(pool)
+                    .map(|p| p.spec.sched.clone())
+                    .ok_or((pool, String::from("no such pool")))?;
+                let from = self.policy_of(pool);
                 let started = self.clock.now_us();
-                self.rebuild(res, pool, to)
-                    .map_err(|why| (pool, format!("policy change failed: {why}")))?;
+                if let Err(why) = self.rebuild(res, pool, &to) {
+                    // The new policy cannot serve: back to the one that did
+                    // (or the fallback), every domain handed over again.
+                    let back = Sched::from_name(&from)
+                        .filter(|old| self.manager.set_scheduler(pool, old.clone()).is_ok());
+                    let restored = match &back {
+                        Some(old) => self.rebuild(res, pool, old).map(|n| (n, from.clone())),
+                        None => Err(String::from("no policy to go back to")),
+                    };
+                    if restored.is_ok() {
+                        // The failed server's timeouts are dealt with.
+                        self.failing.remove(&pool);
+                    }
+                    return match restored {
+                        // Refused, and nothing lost: no server to replace.
+                        Ok((domains, old)) => {
+                            crate::console::say_line(&format!(
+                                "error: pool {}: policy change to {} failed ({why}): back on {old}, {domains} domains running",
+                                self.pool_name(pool),
+                                to.name()
+                            ));
+                            Ok(())
+                        }
+                        Err(again) => {
+                            self.fall_back(res, pool, &from);
+                            Err((
+                                pool,
+                                format!(
+                                    "policy change to {} failed ({why}); {from}: {again}",
+                                    to.name()
+                                ),
+                            ))
+                        }
+                    };
+                }
                 crate::console::say_line(&format!(
                     "pool {}: now {} (hand-over took {} us)",
                     self.pool_name(pool),
@@ -661,7 +796,7 @@ impl Pools {
         pool: PoolId,
         request: &SchedRequest,
         cap: CPtr,
-    ) -> Result<SchedReply, LinkError> {
+    ) -> Result<Answer, LinkError> {
         let Some(server) = self.pools.get_mut(&pool).and_then(|p| p.server.as_mut()) else {
             return Err(LinkError::NoServer);
         };
@@ -680,7 +815,12 @@ impl Pools {
             .position(Courier::came_back)
             .ok_or(LinkError::NoCourier)?;
         let courier = &mut self.couriers[index];
-        let reply = courier.call(endpoint, request, cap, REQUEST_DEADLINE_NS);
+        let deadline = if matches!(request, SchedRequest::Describe) {
+            GREET_DEADLINE_NS
+        } else {
+            REQUEST_DEADLINE_NS
+        };
+        let reply = courier.call(endpoint, request, cap, deadline);
         if matches!(reply, Err(LinkError::Timeout)) {
             if let Some(server) = self.pools.get_mut(&pool).and_then(|p| p.server.as_mut()) {
                 server.stuck = Some((index, self.couriers[index].calls));
@@ -709,7 +849,7 @@ impl Pools {
         pool: PoolId,
         request: &SchedRequest,
         cap: CPtr,
-    ) -> Result<SchedReply, String> {
+    ) -> Result<Answer, String> {
         let reply = self.call(pool, request, cap);
         // Not an answer at all: the server has failed (a pool without a
         // server or a courier has nothing to replace).
@@ -720,22 +860,159 @@ impl Pools {
                 | LinkError::Kernel(_)
                 | LinkError::Garbled)
         );
-        let result = reply_result(reply);
+        let refused = matches!(reply, Ok(Answer::Refused(_)));
+        let mut result = reply_result(reply);
         if let (true, Err(why)) = (failed, &result) {
             self.failing.entry(pool).or_insert_with(|| why.clone());
         }
+        if let (true, Err(why)) = (refused, &mut result) {
+            // The policy's refusal names the key; say whose policy it is.
+            *why = format!("{}: {why}", self.policy_of(pool));
+        }
         result
+    }
+
+    /// The name of the policy `pool`'s server runs (`?` without a server).
+    fn policy_of(&self, pool: PoolId) -> String {
+        self.pools
+            .get(&pool)
+            .and_then(|p| p.server.as_ref())
+            .map_or_else(|| String::from("?"), |s| s.policy.clone())
+    }
+
+    /// Asks a new server what it is: its policy's name must be the one the
+    /// pool asked for, and it must describe every parameter it declares.
+    /// A server that does not is not speaking the protocol.
+    fn greet(&mut self, pool: PoolId, sched: &Sched) -> Result<(), String> {
+        let wrong = |why: String| {
+            format!(
+                "the {} server does not speak the protocol: {why}",
+                sched.name()
+            )
+        };
+        let (name, domain_count, pool_count) = match self.request(pool, &SchedRequest::Describe, 0)
+        {
+            Ok(Answer::Policy(name, d, p)) => (name, d, p),
+            Ok(other) => return Err(wrong(format!("Describe answered {other:?}"))),
+            Err(why) => return Err(wrong(why)),
+        };
+        if name != sched.name() {
+            return Err(wrong(format!("it runs policy '{name}'")));
+        }
+        let mut lists = (Vec::new(), Vec::new());
+        for (of_pool, count) in [(false, domain_count), (true, pool_count)] {
+            if count > MAX_DECLARED_PARAMS {
+                return Err(wrong(format!("{count} parameters declared")));
+            }
+            for index in 0..count {
+                let request = SchedRequest::DescribeParam {
+                    pool: of_pool,
+                    index,
+                };
+                match self.request(pool, &request, 0) {
+                    Ok(Answer::Param(info)) => {
+                        let list = if of_pool { &mut lists.1 } else { &mut lists.0 };
+                        list.push(info);
+                    }
+                    Ok(other) => return Err(wrong(format!("DescribeParam answered {other:?}"))),
+                    Err(why) => return Err(wrong(why)),
+                }
+            }
+        }
+        if let Some(server) = self.pools.get_mut(&pool).and_then(|p| p.server.as_mut()) {
+            server.policy = name;
+            (server.domain_params, server.pool_params) = lists;
+        }
+        Ok(())
+    }
+
+    /// The server ELF of policy `name`: the boot module `policy-NAME`, else
+    /// the config archive's `servers/NAME`, else one loaded at run time.
+    fn policy_elf(&self, name: &str) -> Option<Cow<'static, [u8]>> {
+        let module = format!("{POLICY_MODULE_PREFIX}{name}");
+        if let Some(module) = self.info.module(&module) {
+            return Some(Cow::Borrowed(tarn_rt::module_bytes(module)));
+        }
+        if let Some(elf) = crate::autostart::server_elf(name) {
+            return Some(Cow::Borrowed(elf));
+        }
+        self.loaded.get(name).map(|elf| Cow::Owned(elf.clone()))
+    }
+
+    /// One piece of a policy server ELF from the control channel
+    /// (`tarnctl load-policy`): pieces arrive in order; the last one makes
+    /// policy `name` available (its ELF header is checked; the server
+    /// proves itself when a pool starts it). Returns what to tell the host.
+    pub fn load_policy_piece(
+        &mut self,
+        name: &str,
+        total: u32,
+        offset: u32,
+        chunk: &[u8],
+    ) -> Result<Option<String>, String> {
+        if Sched::from_name(name).is_none() {
+            return Err(format!("'{name}' is not a policy name"));
+        }
+        if offset == 0 {
+            if self.manager.policies().iter().any(|p| p == name) {
+                return Err(format!("policy {name} exists already"));
+            }
+            if total == 0 || total > MAX_LOADED_POLICY_BYTES {
+                return Err(format!(
+                    "{total} bytes: a policy server is 1..={MAX_LOADED_POLICY_BYTES} bytes"
+                ));
+            }
+            self.loading = Some((String::from(name), total, Vec::new()));
+        }
+        let Some((loading, size, bytes)) = self.loading.as_mut() else {
+            return Err(String::from("a load must start at offset 0"));
+        };
+        let end = bytes.len() + chunk.len();
+        if loading.as_str() != name
+            || *size != total
+            || offset as usize != bytes.len()
+            || end > total as usize
+        {
+            self.loading = None;
+            return Err(format!(
+                "{name}: piece at {offset} out of order; load abandoned"
+            ));
+        }
+        bytes.extend_from_slice(chunk);
+        if end < total as usize {
+            return Ok(None);
+        }
+        let Some((name, _, elf)) = self.loading.take() else {
+            return Ok(None);
+        };
+        if !elf.starts_with(b"\x7fELF") {
+            return Err(format!("{name}: not an ELF file; not loaded"));
+        }
+        let size = elf.len();
+        self.loaded.insert(name.clone(), elf);
+        self.refresh_policies();
+        Ok(Some(format!("policy {name} loaded ({size} bytes)")))
+    }
+
+    /// Tells the manager which policies exist: the boot image's, the config
+    /// archive's and those loaded at run time.
+    pub fn refresh_policies(&mut self) {
+        let mut names = policy_modules(self.info);
+        names.extend(crate::autostart::server_names());
+        names.extend(self.loaded.keys().cloned());
+        names.sort();
+        names.dedup();
+        self.manager.set_policies(names);
     }
 
     fn start_server(
         &mut self,
         res: &mut Resources,
         pool: PoolId,
-        policy: Sched,
+        policy: &Sched,
     ) -> Result<Server, Error> {
-        let module = self
-            .info
-            .module("sched-server")
+        let elf = self
+            .policy_elf(policy.name())
             .ok_or(Error::InvalidArgument)?;
         let scheduler = self
             .pools
@@ -743,8 +1020,16 @@ impl Pools {
             .ok_or(Error::InvalidArgument)?
             .scheduler;
         let fault_source = self.fault_endpoint;
-        let cmdline = format!("policy={} scheduler={SERVER_SCHEDULER_SLOT}", policy.name());
-        let elf = tarn_rt::module_bytes(module);
+        let cmdline = format!("scheduler={SERVER_SCHEDULER_SLOT}");
+        let elf: &[u8] = &elf;
+        // The request thread runs on the pool's first CPU (its agents run
+        // on the pool's CPUs too): a server that spins instead of serving
+        // takes time from its own pool, not from the manager's CPU.
+        let home = self
+            .manager
+            .pool(pool)
+            .and_then(|p| p.cpus.iter().next().copied())
+            .map(u64::from);
         let ((tcb, endpoint), cell) = self.build_in_cell(res, SERVER_CELL_BITS, |res| {
             // The largest object first: the cell's watermark only grows, and
             // an aligned untyped placed after small objects would waste the
@@ -785,15 +1070,20 @@ impl Pools {
                 untyped: &untyped,
                 cmdline: &cmdline,
                 cpu_count: 0,
+                cpu: home,
                 fault_endpoint: fault,
                 ..ProcessConfig::default()
             };
             let process = tarn_rt::spawn_process(res, &config)?;
-            // Wait until it serves (or a second has passed).
+            // Wait until it serves (or a second of kernel time has passed:
+            // a server that spins instead of serving may share this CPU,
+            // and each sleep then lasts a time slice, not a millisecond).
             let sleeper = res.create(ObjectType::Notification, 0)?;
+            let now = || invoke::machine_times(slot::MACHINE).map_or(0, |t| t.now_ns);
+            let until = now().saturating_add(1_000_000_000);
             for _ in 0..1000 {
                 let state = invoke::tcb_read_registers(process.tcb)?.state_raw;
-                if state == ThreadState::BlockedOnReceive as u64 {
+                if state == ThreadState::BlockedOnReceive as u64 || now() >= until {
                     break;
                 }
                 let _ = tarn_rt::sleep(sleeper, 1_000_000);
@@ -801,7 +1091,9 @@ impl Pools {
             Ok((process.tcb, endpoint))
         })?;
         Ok(Server {
-            policy,
+            policy: String::from(policy.name()),
+            domain_params: Vec::new(),
+            pool_params: Vec::new(),
             tcb,
             endpoint,
             stuck: None,
@@ -844,11 +1136,11 @@ impl Pools {
     /// Hands `domain`'s thread to `pool`'s server with its parameters.
     fn adopt(&mut self, pool: PoolId, domain: DomainId) -> Result<(), String> {
         let d = self.domains.get(&domain).ok_or("no such domain")?;
-        let (tcb, thread_id, group) = (d.tcb, d.thread_id, d.group);
+        let (tcb, thread_id) = (d.tcb, d.thread_id);
         let params = self
             .manager
             .domain(domain)
-            .map(|d| d.params)
+            .map(|d| d.params.clone())
             .unwrap_or_default();
         self.request(
             pool,
@@ -858,57 +1150,64 @@ impl Pools {
             },
             tcb,
         )?;
-        self.send_params(pool, domain, &params, group)
+        self.send_params(pool, domain, &params)
     }
 
-    /// Gives `pool`'s server `domain`'s parameters for its policy.
+    /// The keys `pool`'s policy declares for domains (or for the pool).
+    fn declared(&self, pool: PoolId, of_pool: bool) -> Vec<String> {
+        self.pools
+            .get(&pool)
+            .and_then(|p| p.server.as_ref())
+            .map(|s| {
+                if of_pool {
+                    &s.pool_params
+                } else {
+                    &s.domain_params
+                }
+            })
+            .map(|list| list.iter().map(|p| p.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Refuses keys `pool`'s policy does not declare (naming the first).
+    pub fn check_declared(&self, pool: PoolId, params: &DomainParams) -> Result<(), String> {
+        let keys = self.declared(pool, false);
+        match params.iter().find(|(k, _)| !keys.iter().any(|d| d == k)) {
+            None => Ok(()),
+            Some((key, _)) => Err(format!(
+                "{key}: not a parameter of policy {} (it has: {})",
+                self.policy_of(pool),
+                if keys.is_empty() {
+                    String::from("none")
+                } else {
+                    keys.join(", ")
+                }
+            )),
+        }
+    }
+
+    /// Gives `pool`'s server those of `params` its policy declares (the
+    /// others are kept for a policy that has them, as xl keeps a domain's
+    /// credit weight in a SEDF pool).
     fn send_params(
         &mut self,
         pool: PoolId,
         domain: DomainId,
         params: &DomainParams,
-        group: Option<DomainId>,
     ) -> Result<(), String> {
-        let policy = self.manager.pool(pool).map(|p| p.spec.sched);
-        match policy {
-            Some(Sched::Credit) => {
-                self.request(
-                    pool,
-                    &SchedRequest::SetCredit {
-                        domain: domain.0,
-                        weight: params.weight,
-                        cap_pct: params.cap_pct,
-                    },
-                    0,
-                )?;
-                if group.is_some() {
-                    self.request(
-                        pool,
-                        &SchedRequest::SetGroup {
-                            domain: domain.0,
-                            master: group.map(|m| m.0),
-                        },
-                        0,
-                    )?;
-                }
-            }
-            Some(Sched::Sedf) => {
-                if let Some(sedf) = params.sedf {
-                    self.request(
-                        pool,
-                        &SchedRequest::SetSedf {
-                            domain: domain.0,
-                            period_ns: u64::from(sedf.period_ms) * 1_000_000,
-                            slice_ns: u64::from(sedf.slice_ms) * 1_000_000,
-                            extra: sedf.extra,
-                        },
-                        0,
-                    )?;
-                }
-            }
-            None => return Err(String::from("no such pool")),
+        if self.manager.pool(pool).is_none() {
+            return Err(String::from("no such pool"));
         }
-        Ok(())
+        let keys = self.declared(pool, false);
+        let text = params.text(|k| keys.iter().any(|d| d == k));
+        if text.is_empty() {
+            return Ok(());
+        }
+        let request = SchedRequest::SetDomainParams {
+            domain: domain.0,
+            params: &text,
+        };
+        self.request(pool, &request, 0).map(|_| ())
     }
 
     /// The domain's run time so far (ns).
@@ -965,7 +1264,11 @@ impl Pools {
         let released = self.request(from, &SchedRequest::RemoveThread { thread_id: id }, 0);
         if let Some(d) = self.domains.get_mut(&domain) {
             d.carried_ns = ran;
-            d.group = None;
+        }
+        // A scheduling group is the source pool's: the domain leaves it.
+        if let Some(mut params) = self.manager.domain(domain).map(|d| d.params.clone()) {
+            params.unset("group");
+            let _ = self.manager.set_domain_params(domain, params);
         }
         if let Err(why) = released {
             // The source server failed; it is replaced without this domain.
@@ -989,24 +1292,53 @@ impl Pools {
         self.failing.remove(&pool);
         release_if_empty(&mut self.failing);
         self.spare_courier(res);
-        let Some(policy) = self.manager.pool(pool).map(|p| p.spec.sched) else {
+        let Some(policy) = self.manager.pool(pool).map(|p| p.spec.sched.clone()) else {
             return;
         };
         if !self.pools.contains_key(&pool) {
             return;
         }
         let started = self.clock.now_us();
-        match self.rebuild(res, pool, policy) {
+        match self.rebuild(res, pool, &policy) {
             Ok(domains) => crate::console::say_line(&format!(
                 "pool {}: scheduler server replaced in {} us ({reason}); {domains} domains running again",
                 self.pool_name(pool),
                 self.clock.now_us() - started
             )),
-            Err(why) => crate::console::say_line(&format!(
-                "error: pool {}: cannot replace the scheduler server: {why}",
-                self.pool_name(pool)
-            )),
+            Err(why) => {
+                crate::console::say_line(&format!(
+                    "error: pool {}: cannot replace the scheduler server: {why}",
+                    self.pool_name(pool)
+                ));
+                self.fall_back(res, pool, policy.name());
+            }
         }
+    }
+
+    /// `pool`'s policy `failed` cannot serve it: the pool goes to the
+    /// fallback policy (its domains are handed over as on a replacement).
+    fn fall_back(&mut self, res: &mut Resources, pool: PoolId, failed: &str) {
+        let Some(fallback) = Sched::from_name(FALLBACK_POLICY) else {
+            return;
+        };
+        if failed == FALLBACK_POLICY {
+            return;
+        }
+        let _ = self.manager.set_scheduler(pool, fallback.clone());
+        let outcome = self.rebuild(res, pool, &fallback);
+        if outcome.is_ok() {
+            self.failing.remove(&pool);
+        }
+        crate::console::say_line(&match outcome {
+            Ok(domains) => format!(
+                "pool {}: policy {failed} failed: falling back to {FALLBACK_POLICY}; {domains} domains running",
+                self.pool_name(pool)
+            ),
+            Err(why) => format!(
+                "error: pool {}: the fallback policy {FALLBACK_POLICY} failed too: {why}",
+                self.pool_name(pool)
+            ),
+        });
     }
 
     /// Takes everything from `pool`'s server (if any) and gives it to a new
@@ -1016,7 +1348,7 @@ impl Pools {
         &mut self,
         res: &mut Resources,
         pool: PoolId,
-        policy: Sched,
+        policy: &Sched,
     ) -> Result<usize, String> {
         let Some(rt) = self.pools.get_mut(&pool) else {
             return Err(String::from("the pool is not active"));
@@ -1040,6 +1372,7 @@ impl Pools {
         if let Some(rt) = self.pools.get_mut(&pool) {
             rt.server = Some(server);
         }
+        self.greet(pool, policy)?;
         for &cpu in &cpus {
             let cap = self.cpu_cap(cpu);
             self.request(pool, &SchedRequest::AddCpu { cpu }, cap)
@@ -1219,7 +1552,6 @@ impl Pools {
                 paused: false,
                 crashed: false,
                 image: String::from(image),
-                group: None,
             },
         );
         self.spare_courier(res);
@@ -1317,9 +1649,18 @@ impl Pools {
         result.map_err(|e| format!("{e:?}"))
     }
 
-    /// `sched-credit -d` / `sched-sedf -d`: new parameters for a domain,
-    /// refused (and nothing changed) if the manager or the server says no.
-    pub fn set_params(&mut self, domain: DomainId, params: DomainParams) -> Result<(), String> {
+    /// New parameters for a domain (`sched-credit -d`, `sched-sedf -d`,
+    /// `sched-group`, `sched-param -d`): recorded with the domain's others
+    /// and handed to its pool's server, whose policy validates them; on
+    /// refusal nothing changes. `strict`: every key must be one the pool's
+    /// policy declares (`sched-param`); otherwise keys of other policies
+    /// are kept for later (`sched-credit` in a SEDF pool, as xl does).
+    pub fn set_params(
+        &mut self,
+        domain: DomainId,
+        changes: DomainParams,
+        strict: bool,
+    ) -> Result<(), String> {
         let pool = self
             .manager
             .domain(domain)
@@ -1330,40 +1671,36 @@ impl Pools {
                 "the control domain is a system task, not scheduled by a pool's server",
             ));
         }
+        if strict {
+            self.check_declared(pool, &changes)?;
+        }
         let old = self
             .manager
-            .set_domain_params(domain, params)
+            .domain(domain)
+            .map(|d| d.params.clone())
+            .unwrap_or_default();
+        self.manager
+            .set_domain_params(domain, old.merged(&changes))
             .map_err(|e| format!("{e}"))?;
-        let group = self.domains.get(&domain).and_then(|d| d.group);
-        if let Err(why) = self.send_params(pool, domain, &params, group) {
+        if let Err(why) = self.send_params(pool, domain, &changes) {
             let _ = self.manager.set_domain_params(domain, old);
             return Err(why);
         }
         Ok(())
     }
 
-    /// `sched-credit -s -p P -t -r`: a credit pool's time slice and rate limit.
-    pub fn set_credit_pool(
-        &mut self,
-        pool: PoolId,
-        timeslice_ms: u32,
-        ratelimit_us: u32,
-    ) -> Result<(), String> {
-        if self.manager.pool(pool).map(|p| p.spec.sched) != Some(Sched::Credit) {
-            return Err(String::from("not an active credit pool"));
+    /// A pool's parameters (`sched-credit -s`, `sched-param -p`): `key=value`
+    /// text for its server; its policy validates them.
+    pub fn set_pool_params(&mut self, pool: PoolId, text: &str) -> Result<(), String> {
+        if !self.pools.contains_key(&pool) {
+            return Err(String::from("cpupool not active"));
         }
-        self.request(
-            pool,
-            &SchedRequest::SetCreditPool {
-                timeslice_ms,
-                ratelimit_us,
-            },
-            0,
-        )
-        .map(|_| ())
+        self.request(pool, &SchedRequest::SetPoolParams { params: text }, 0)
+            .map(|_| ())
     }
 
-    /// `sched-group`: `domain` joins `master`'s group, or leaves its group.
+    /// `sched-group`: `domain` joins `master`'s group, or leaves its group
+    /// (the policy's `group` parameter: the master's id, 0 for none).
     pub fn set_group(&mut self, domain: DomainId, master: Option<DomainId>) -> Result<(), String> {
         let pool = self
             .manager
@@ -1378,18 +1715,50 @@ impl Pools {
         if !self.domains.contains_key(&domain) {
             return Err(String::from("the control domain is in no group"));
         }
-        self.request(
-            pool,
-            &SchedRequest::SetGroup {
-                domain: domain.0,
-                master: master.map(|m| m.0),
-            },
-            0,
-        )?;
-        if let Some(d) = self.domains.get_mut(&domain) {
-            d.group = master;
-        }
-        Ok(())
+        let mut changes = DomainParams::new();
+        changes.set("group", &format!("{}", master.map_or(0, |m| m.0)));
+        self.set_params(domain, changes, true)
+    }
+
+    /// What `sched-param` lists: each parameter `pool`'s policy declares
+    /// (per domain, or for the pool), with its current value for `domain`
+    /// (or the pool).
+    pub fn param_list(
+        &mut self,
+        pool: PoolId,
+        domain: Option<DomainId>,
+    ) -> Result<(String, Vec<(ParamInfo, String)>), String> {
+        let Some(server) = self.pools.get(&pool).and_then(|p| p.server.as_ref()) else {
+            return Err(String::from("cpupool not active"));
+        };
+        let policy = server.policy.clone();
+        let infos = if domain.is_some() {
+            server.domain_params.clone()
+        } else {
+            server.pool_params.clone()
+        };
+        let request = match domain {
+            Some(d) => SchedRequest::GetDomainParams { domain: d.0 },
+            None => SchedRequest::GetPoolParams,
+        };
+        let text = match self.request(pool, &request, 0)? {
+            Answer::Values(text) => text,
+            other => return Err(format!("the scheduler server answered {other:?}")),
+        };
+        let value_of = |key: &str| {
+            text.split_whitespace()
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == key)
+                .map_or_else(|| String::from("?"), |(_, v)| String::from(v))
+        };
+        let list = infos
+            .into_iter()
+            .map(|info| {
+                let value = value_of(&info.name);
+                (info, value)
+            })
+            .collect();
+        Ok((policy, list))
     }
 
     /// Fault injection (`server-fault`): makes `pool`'s server misbehave.
@@ -1404,11 +1773,12 @@ impl Pools {
             .domains()
             .map(|d| {
                 let pool = self.pool_name(d.pool);
-                let group = self
-                    .domains
-                    .get(&d.id)
-                    .and_then(|x| x.group)
-                    .and_then(|m| self.manager.domain(m))
+                let group = d
+                    .params
+                    .get("group")
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .filter(|&m| m != 0)
+                    .and_then(|m| self.manager.domain(DomainId(m)))
                     .map(|m| m.name.clone());
                 match self.domains.get(&d.id) {
                     None => DomainStat {
@@ -1421,7 +1791,7 @@ impl Pools {
                         thread_ns: 0,
                         cpu: None,
                         image: String::from("root-task"),
-                        params: d.params,
+                        params: d.params.clone(),
                         group,
                     },
                     Some(rt) => {
@@ -1445,7 +1815,7 @@ impl Pools {
                             thread_ns: invoke::tcb_read_registers(rt.tcb).map_or(0, |r| r.ran_ns),
                             cpu,
                             image: rt.image.clone(),
-                            params: d.params,
+                            params: d.params.clone(),
                             group,
                         }
                     }
@@ -1618,12 +1988,24 @@ impl Pools {
     }
 
     /// The policy a pool's server runs now (for `cpupool-list -l`).
-    pub fn server_policy(&self, pool: PoolId) -> Option<Sched> {
+    pub fn server_policy(&self, pool: PoolId) -> Option<String> {
         self.pools
             .get(&pool)
             .and_then(|p| p.server.as_ref())
-            .map(|s| s.policy)
+            .map(|s| s.policy.clone())
     }
+}
+
+/// The policies of the boot image: modules named `policy-NAME`.
+fn policy_modules(info: &BootInfo) -> Vec<String> {
+    let mut names: Vec<String> = info
+        .modules()
+        .iter()
+        .filter_map(|m| m.name().strip_prefix(POLICY_MODULE_PREFIX))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names
 }
 
 /// The slot of a tenant's pool capability in its CSpace.
@@ -1653,6 +2035,12 @@ fn serve_tenants(endpoint: CPtr, mail: Arc<Mutex<TenantMail>>, wake: CPtr, done:
                     .take()
                     .unwrap_or((false, String::from("error: no answer\n")))
             }
+            Some(ControlRequest::LoadPolicy { .. }) => (
+                false,
+                String::from(
+                    "error: not allowed: loading a policy is the pool manager's (control channel only)\n",
+                ),
+            ),
             _ => (false, String::from("error: garbled request\n")),
         };
         // As much of the output as one message holds.

@@ -66,14 +66,66 @@
 //! weight).
 
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
+use crate::params::{self, ParamError, ParamKind, ParamSpec, ParamValue, Values};
 use crate::types::{
     CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
     ThreadId,
 };
 use crate::Policy;
+
+/// Credit's per-domain parameters.
+pub const DOMAIN_PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "weight",
+        kind: ParamKind::Int {
+            min: 1,
+            max: MAX_WEIGHT as i64,
+        },
+        default: ParamValue::Int(DEFAULT_WEIGHT as i64),
+        help: "relative share of a contended pool",
+    },
+    ParamSpec {
+        name: "cap",
+        kind: ParamKind::Int {
+            min: 0,
+            max: 102_400,
+        },
+        default: ParamValue::Int(0),
+        help: "most CPU in percent of one CPU, even when idle (0: no cap; at most 100 x CPUs)",
+    },
+    ParamSpec {
+        name: "group",
+        kind: ParamKind::Int {
+            min: 0,
+            max: u32::MAX as i64,
+        },
+        default: ParamValue::Int(0),
+        help: "the master domain whose group (and credit) it shares (0: none)",
+    },
+];
+
+/// Credit's pool parameters.
+pub const POOL_PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "timeslice_ms",
+        kind: ParamKind::Int { min: 1, max: 1000 },
+        default: ParamValue::Int(DEFAULT_TIMESLICE_MS as i64),
+        help: "longest entry a thread gets (ms)",
+    },
+    ParamSpec {
+        name: "ratelimit_us",
+        kind: ParamKind::Int {
+            min: 0,
+            max: 500_000,
+        },
+        default: ParamValue::Int(DEFAULT_RATELIMIT_US as i64),
+        help: "least run time before a wake-up preempts (us; 0 or 100..=500000, at most the slice)",
+    },
+];
 
 /// Default domain weight.
 pub const DEFAULT_WEIGHT: u32 = 256;
@@ -1150,6 +1202,102 @@ impl Policy for Credit {
         out.append(&mut self.decisions);
     }
 
+    fn domain_param_specs(&self) -> &'static [ParamSpec] {
+        DOMAIN_PARAMS
+    }
+
+    fn pool_param_specs(&self) -> &'static [ParamSpec] {
+        POOL_PARAMS
+    }
+
+    fn set_domain_values(
+        &mut self,
+        domain: DomainId,
+        values: &Values,
+        now_ns: u64,
+    ) -> Result<(), ParamError> {
+        let (weight, cap_pct, master) = self
+            .domains
+            .get(&domain)
+            .map_or((DEFAULT_WEIGHT, 0, None), |d| {
+                (d.weight, d.cap_pct, d.master)
+            });
+        let weight = params::u32_or(values, "weight", weight);
+        let cap_pct = params::u32_or(values, "cap", cap_pct);
+        let credit = DomainParams::Credit { weight, cap_pct };
+        let group = params::find(values, "group").map(|_| {
+            let master = params::u32_or(values, "group", master.map_or(0, |m| m.0));
+            (master != 0).then_some(DomainId(master))
+        });
+        // Check everything before changing anything.
+        if let Some(master) = group {
+            self.validate_group(domain, master)
+                .map_err(|e| ParamError::new("group", e.to_string()))?;
+        }
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            let error = PolicyError::InvalidWeight { weight };
+            return Err(ParamError::new("weight", error.to_string()));
+        }
+        let cpus = u32::try_from(self.cpus.len().max(1)).unwrap_or(u32::MAX);
+        let max_pct = cpus.saturating_mul(100);
+        if cap_pct > max_pct {
+            let error = PolicyError::InvalidCap { cap_pct, max_pct };
+            return Err(ParamError::new("cap", error.to_string()));
+        }
+        if params::find(values, "weight").is_some() || params::find(values, "cap").is_some() {
+            self.set_domain_params(domain, &credit, now_ns)
+                .map_err(|e| ParamError::new("weight", e.to_string()))?;
+        }
+        if let Some(master) = group {
+            self.set_domain_params(domain, &DomainParams::Group { master }, now_ns)
+                .map_err(|e| ParamError::new("group", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn domain_values(&self, domain: DomainId) -> Values {
+        let (weight, cap_pct, master) = self
+            .domains
+            .get(&domain)
+            .map_or((DEFAULT_WEIGHT, 0, None), |d| {
+                (d.weight, d.cap_pct, d.master)
+            });
+        alloc::vec![
+            ("weight", ParamValue::Int(i64::from(weight))),
+            ("cap", ParamValue::Int(i64::from(cap_pct))),
+            (
+                "group",
+                ParamValue::Int(i64::from(master.map_or(0, |m| m.0)))
+            ),
+        ]
+    }
+
+    fn set_pool_values(&mut self, values: &Values, _now_ns: u64) -> Result<(), ParamError> {
+        let timeslice_ms = params::u32_or(values, "timeslice_ms", self.timeslice_ms);
+        let ratelimit_us = params::u32_or(values, "ratelimit_us", self.ratelimit_us);
+        self.set_pool_params(&PoolParams::Credit {
+            timeslice_ms,
+            ratelimit_us,
+        })
+        .map_err(|e| match e {
+            PolicyError::InvalidTimeslice { .. } => ParamError::new("timeslice_ms", e.to_string()),
+            _ => ParamError::new("ratelimit_us", e.to_string()),
+        })
+    }
+
+    fn pool_values(&self) -> Values {
+        alloc::vec![
+            (
+                "timeslice_ms",
+                ParamValue::Int(i64::from(self.timeslice_ms))
+            ),
+            (
+                "ratelimit_us",
+                ParamValue::Int(i64::from(self.ratelimit_us))
+            ),
+        ]
+    }
+
     fn set_domain_params(
         &mut self,
         domain: DomainId,
@@ -1214,11 +1362,11 @@ impl Policy for Credit {
         10_000_000
     }
 
-    fn pool_params(&self) -> PoolParams {
-        PoolParams::Credit {
+    fn pool_params(&self) -> Option<PoolParams> {
+        Some(PoolParams::Credit {
             timeslice_ms: self.timeslice_ms,
             ratelimit_us: self.ratelimit_us,
-        }
+        })
     }
 
     fn group_master(&self, domain: DomainId) -> Option<DomainId> {

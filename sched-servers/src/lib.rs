@@ -70,11 +70,13 @@ extern crate alloc;
 
 pub mod credit;
 pub mod math;
+pub mod params;
 mod policy;
 pub mod rr;
 pub mod sedf;
 mod types;
 
+pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Values};
 pub use policy::Policy;
 pub use types::{
     CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use crate::params::{self, ParamError, ParamSpec, Values};
 use crate::types::{
     CpuId, Decision, Dispatch, DomainId, DomainParams, Event, PolicyError, PoolParams, ThreadId,
 };
@@ -59,25 +60,89 @@ pub trait Policy {
     /// Moves the decisions made since the last call into `out` (appending).
     fn take_decisions(&mut self, out: &mut Vec<Decision>);
 
-    /// Sets a domain's parameters (creating the domain if it is new).
-    /// Validates everything first: on error nothing changes.
+    /// The parameters each domain has (name, kind, default, help). Default:
+    /// none.
+    fn domain_param_specs(&self) -> &'static [ParamSpec] {
+        &[]
+    }
+
+    /// The pool-wide parameters. Default: none.
+    fn pool_param_specs(&self) -> &'static [ParamSpec] {
+        &[]
+    }
+
+    /// Sets some of a domain's parameters (creating the domain if it is
+    /// new); the others keep their values. Every value has been parsed
+    /// against [`Policy::domain_param_specs`] (declared key, right kind,
+    /// within range: [`params::parse_values`]); the policy checks the rest
+    /// (values that depend on each other or on the pool) and refuses with
+    /// one error naming the key, or applies them all. On error nothing
+    /// changes. Default: only an empty list is accepted.
+    fn set_domain_values(
+        &mut self,
+        domain: DomainId,
+        values: &Values,
+        now_ns: u64,
+    ) -> Result<(), ParamError> {
+        let _ = (domain, now_ns);
+        refuse_undeclared(values, self.domain_param_specs())
+    }
+
+    /// A domain's parameters, every declared one with its current value (a
+    /// domain the policy does not know has the defaults).
+    fn domain_values(&self, domain: DomainId) -> Values {
+        let _ = domain;
+        params::defaults(self.domain_param_specs())
+    }
+
+    /// Sets some of the pool-wide parameters, as
+    /// [`Policy::set_domain_values`] does for a domain.
+    fn set_pool_values(&mut self, values: &Values, now_ns: u64) -> Result<(), ParamError> {
+        let _ = now_ns;
+        refuse_undeclared(values, self.pool_param_specs())
+    }
+
+    /// The pool-wide parameters with their current values.
+    fn pool_values(&self) -> Values {
+        params::defaults(self.pool_param_specs())
+    }
+
+    /// Sets a domain's parameters from the typed vocabulary the built-in
+    /// policies and the simulator share (creating the domain if it is new).
+    /// Validates everything first: on error nothing changes. Default: the
+    /// policy has none of them ([`PolicyError::WrongPolicy`]).
     fn set_domain_params(
         &mut self,
         domain: DomainId,
         params: &DomainParams,
         now_ns: u64,
-    ) -> Result<(), PolicyError>;
+    ) -> Result<(), PolicyError> {
+        let _ = (domain, params, now_ns);
+        Err(PolicyError::WrongPolicy {
+            policy: self.name(),
+        })
+    }
 
-    /// A domain's current parameters; `None` if the domain is unknown or the
-    /// policy has no per-domain parameters.
-    fn domain_params(&self, domain: DomainId) -> Option<DomainParams>;
+    /// A domain's current typed parameters; `None` if the domain is unknown
+    /// or the policy has none.
+    fn domain_params(&self, domain: DomainId) -> Option<DomainParams> {
+        let _ = domain;
+        None
+    }
 
-    /// Sets the pool-wide parameters. Validates first: on error nothing
-    /// changes.
-    fn set_pool_params(&mut self, params: &PoolParams) -> Result<(), PolicyError>;
+    /// Sets the typed pool-wide parameters. Validates first: on error
+    /// nothing changes. Default: [`PolicyError::WrongPolicy`].
+    fn set_pool_params(&mut self, params: &PoolParams) -> Result<(), PolicyError> {
+        let _ = params;
+        Err(PolicyError::WrongPolicy {
+            policy: self.name(),
+        })
+    }
 
-    /// The current pool-wide parameters.
-    fn pool_params(&self) -> PoolParams;
+    /// The current typed pool-wide parameters, if the policy has them.
+    fn pool_params(&self) -> Option<PoolParams> {
+        None
+    }
 
     /// How late a [`Decision::Timer`] may fire (ns). A runtime may round a
     /// timer up to its next periodic tick when that comes within the slack,
@@ -91,5 +156,14 @@ pub trait Policy {
     fn group_master(&self, domain: DomainId) -> Option<DomainId> {
         let _ = domain;
         None
+    }
+}
+
+/// The default `set_*_values`: nothing to set is fine; anything else names
+/// its key as unknown.
+fn refuse_undeclared(values: &Values, specs: &[ParamSpec]) -> Result<(), ParamError> {
+    match values.first() {
+        None => Ok(()),
+        Some((key, _)) => Err(ParamError::new(key, params::unknown_reason(specs))),
     }
 }

@@ -5,10 +5,19 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
+use crate::params::{self, ParamError, ParamKind, ParamSpec, ParamValue, Values};
 use crate::types::*; // ids, events, decisions, parameters, errors
 use crate::Policy;
 
-type Outcome = Result<(), PolicyError>; // what thread and parameter changes return
+type Outcome = Result<(), PolicyError>; // what thread changes return
+
+/// The pool parameters this policy declares: name, range, default, help.
+const POOL_PARAMS: &[ParamSpec] = &[ParamSpec {
+    name: "timeslice_ms",                       // the key in `key=value`
+    kind: ParamKind::Int { min: 1, max: 1000 }, // parsed and range-checked for us
+    default: ParamValue::Int(10),               // what a new pool has
+    help: "budget of every entry (ms)",         // shown by `sched-param -p`
+}];
 
 /// Where a thread is, as far as this policy knows.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -122,12 +131,20 @@ impl Policy for RoundRobin {
         out.append(&mut self.decisions); // hand everything over, keep nothing
     }
 
-    fn set_domain_params(&mut self, _: DomainId, _: &DomainParams, _: u64) -> Outcome {
-        Err(PolicyError::WrongPolicy { policy: "rr" }) // round robin has no domain parameters
+    fn pool_param_specs(&self) -> &'static [ParamSpec] {
+        POOL_PARAMS // no per-domain parameters: the default `domain_param_specs` is empty
     }
 
-    fn domain_params(&self, _domain: DomainId) -> Option<DomainParams> {
-        None // nothing per domain
+    fn set_pool_values(&mut self, values: &Values, _now_ns: u64) -> Result<(), ParamError> {
+        // Values come parsed against POOL_PARAMS (declared key, in range):
+        // nothing else to check, so apply.
+        self.timeslice_ms = params::u32_or(values, "timeslice_ms", self.timeslice_ms);
+        Ok(())
+    }
+
+    fn pool_values(&self) -> Values {
+        let timeslice_ms = i64::from(self.timeslice_ms); // the only pool parameter
+        alloc::vec![("timeslice_ms", ParamValue::Int(timeslice_ms))]
     }
 
     fn set_pool_params(&mut self, params: &PoolParams) -> Outcome {
@@ -141,8 +158,8 @@ impl Policy for RoundRobin {
         Ok(())
     }
 
-    fn pool_params(&self) -> PoolParams {
-        let timeslice_ms = self.timeslice_ms; // the only pool parameter
-        PoolParams::RoundRobin { timeslice_ms }
+    fn pool_params(&self) -> Option<PoolParams> {
+        let timeslice_ms = self.timeslice_ms; // the typed form the simulator uses
+        Some(PoolParams::RoundRobin { timeslice_ms })
     }
 }

@@ -39,14 +39,55 @@
 //!   re-admitted when a CPU joins ([`Sedf::demoted`]).
 
 use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use crate::math::{ceil_ratio_ppb, mul_div, mul_div_ceil, PPB_ONE};
+use crate::params::{self, ParamError, ParamKind, ParamSpec, ParamValue, Values};
 use crate::types::{
     CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
     ThreadId,
 };
 use crate::Policy;
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// SEDF's per-domain parameters (xl's units: milliseconds).
+pub const DOMAIN_PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "period",
+        kind: ParamKind::Int {
+            min: 1,
+            max: 3_600_000,
+        },
+        default: ParamValue::Int((BEST_EFFORT_PERIOD_NS / NS_PER_MS) as i64),
+        help: "length of a period (ms)",
+    },
+    ParamSpec {
+        name: "slice",
+        kind: ParamKind::Int {
+            min: 0,
+            max: 3_600_000,
+        },
+        default: ParamValue::Int(0),
+        help: "CPU time reserved per period for each thread (ms, <= period; 0: best effort, needs extra)",
+    },
+    ParamSpec {
+        name: "extra",
+        kind: ParamKind::Bool,
+        default: ParamValue::Bool(true),
+        help: "may run in idle time beyond its slice",
+    },
+];
+
+/// SEDF's pool parameters.
+pub const POOL_PARAMS: &[ParamSpec] = &[ParamSpec {
+    name: "extra_quantum_ms",
+    kind: ParamKind::Int { min: 1, max: 1000 },
+    default: ParamValue::Int(DEFAULT_EXTRA_QUANTUM_MS as i64),
+    help: "longest entry of extra (idle) time (ms)",
+}];
 
 /// Default extra-time quantum.
 pub const DEFAULT_EXTRA_QUANTUM_MS: u32 = 10;
@@ -767,6 +808,75 @@ impl Policy for Sedf {
         out.append(&mut self.decisions);
     }
 
+    fn domain_param_specs(&self) -> &'static [ParamSpec] {
+        DOMAIN_PARAMS
+    }
+
+    fn pool_param_specs(&self) -> &'static [ParamSpec] {
+        POOL_PARAMS
+    }
+
+    fn set_domain_values(
+        &mut self,
+        domain: DomainId,
+        values: &Values,
+        now_ns: u64,
+    ) -> Result<(), ParamError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let current = self
+            .domains
+            .get(&domain)
+            .copied()
+            .unwrap_or(Domain::BEST_EFFORT);
+        let ms = |key: &str, current_ns: u64| {
+            params::find(values, key)
+                .and_then(ParamValue::int)
+                .map_or(current_ns, |v| v.unsigned_abs() * NS_PER_MS)
+        };
+        let wanted = DomainParams::Sedf {
+            period_ns: ms("period", current.period_ns),
+            slice_ns: ms("slice", current.slice_ns),
+            extra: params::find(values, "extra")
+                .and_then(ParamValue::flag)
+                .unwrap_or(current.extra),
+        };
+        self.set_domain_params(domain, &wanted, now_ns)
+            .map_err(|e| match e {
+                PolicyError::InvalidPeriod { .. } => ParamError::new("period", e.to_string()),
+                PolicyError::Infeasible { .. } => {
+                    ParamError::request(format!("the reservation does not fit the pool ({e})"))
+                }
+                _ => ParamError::new("slice", e.to_string()),
+            })
+    }
+
+    fn domain_values(&self, domain: DomainId) -> Values {
+        let d = self
+            .domains
+            .get(&domain)
+            .copied()
+            .unwrap_or(Domain::BEST_EFFORT);
+        let ms = |ns: u64| ParamValue::Int(i64::try_from(ns / NS_PER_MS).unwrap_or(i64::MAX));
+        alloc::vec![
+            ("period", ms(d.period_ns)),
+            ("slice", ms(d.slice_ns)),
+            ("extra", ParamValue::Bool(d.extra)),
+        ]
+    }
+
+    fn set_pool_values(&mut self, values: &Values, _now_ns: u64) -> Result<(), ParamError> {
+        let extra_quantum_ms = params::u32_or(values, "extra_quantum_ms", self.extra_quantum_ms);
+        self.set_pool_params(&PoolParams::Sedf { extra_quantum_ms })
+            .map_err(|e| ParamError::new("extra_quantum_ms", e.to_string()))
+    }
+
+    fn pool_values(&self) -> Values {
+        let quantum = i64::from(self.extra_quantum_ms);
+        alloc::vec![("extra_quantum_ms", ParamValue::Int(quantum))]
+    }
+
     fn set_domain_params(
         &mut self,
         domain: DomainId,
@@ -877,10 +987,10 @@ impl Policy for Sedf {
         Ok(())
     }
 
-    fn pool_params(&self) -> PoolParams {
-        PoolParams::Sedf {
+    fn pool_params(&self) -> Option<PoolParams> {
+        Some(PoolParams::Sedf {
             extra_quantum_ms: self.extra_quantum_ms,
-        }
+        })
     }
 }
 

@@ -588,7 +588,9 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("numa nodes      : 1 (0: cpus 0-1)")
             // The system image (what `cargo xtask run` boots) carries no
             // test task.
-            .expect("boot modules    : root-task sched-server spin tenant vmm")
+            .expect(
+                "boot modules    : root-task policy-credit policy-sedf policy-rr spin tenant vmm",
+            )
             .expect("invariants      : hold")
             .expect("error: unknown command 'frobnicate' (try help)")
             .expect("error: 'vcpu-pin': not built yet")
@@ -934,6 +936,117 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
+    // Issue 12: a policy crate outside Tarn's workspace
+    // (examples/policies/prio, built by its own `cargo build`) travels in the
+    // config archive as `servers/prio` and schedules pool `pp` on one CPU:
+    // fixed priority, two domains at prio 2 share it 50/50, the one at prio
+    // 1 (from its xl.cfg) gets nothing until `sched-param` raises it above
+    // them. `sched=rr` serves the same pool; back on prio the parameters
+    // are still there. Refusals name the key; Pool-0 is untouched.
+    all.push(
+        Scenario::qemu("policy_crate_icount", 4, "pool0_cpus=2 pace_hz=10000")
+            .icount()
+            .config("tests/configs/prio")
+            .exec(&[
+                "info",
+                "sched-param -d c",
+                "sched-param -p pp",
+                "top --json -d 1000",
+                "sched-param -d c prio=3",
+                "top --json -d 1000",
+                "sched-param -d c prio=100",
+                "sched-param -d c weight=5",
+                "create name=d pool=pp image=spin weight=5",
+                "cpupool-sched pp rr",
+                "top --json -d 1500",
+                "cpupool-sched pp prio",
+                "sched-param -d c",
+                "cpupool-sched pp lottery",
+                "poweroff",
+            ])
+            .expect("root: policy servers from the initrd archive: prio")
+            .expect("auto: cpupool pp from pools/auto/pp.cfg")
+            .expect("policies        : credit prio rr sedf")
+            .expect("c (policy prio): 1 parameters")
+            .expect("  prio=1  (0..=99, default 0) priority: higher runs first")
+            .expect("cpupool pp (policy prio): 1 parameters")
+            .expect("  timeslice_ms=10  (1..=1000, default 10)")
+            .share(0, "a", 50.0, 2.0)
+            .share(0, "b", 50.0, 2.0)
+            .share(0, "c", 0.0, 0.5)
+            .share(1, "a", 0.0, 0.5)
+            .share(1, "b", 0.0, 0.5)
+            .share(1, "c", 100.0, 1.0)
+            .expect("error: c: prio: prio: 100 is outside 0..=99")
+            .expect("error: c: weight: not a parameter of policy prio (it has: prio)")
+            .expect("error: d: weight: not a parameter of policy prio (it has: prio)")
+            .expect("pool pp: now rr (hand-over took")
+            .share(2, "a", 33.3, 2.0)
+            .share(2, "b", 33.3, 2.0)
+            .share(2, "c", 33.3, 2.0)
+            .expect("pool pp: now prio (hand-over took")
+            .expect("  prio=3  (0..=99")
+            .expect("error: pp: no policy 'lottery' (available: credit, prio, rr, sedf)")
+            .expect("tarn: exit status 0")
+            .forbid("EXCEPTION")
+            .forbid_failures(),
+    );
+    // Issue 12: the same out-of-tree policy loaded into a running system
+    // over the control channel (`tarnctl load-policy`), then pool pp
+    // switched to it: its three domains keep running, and the priorities
+    // set with `sched-param` decide (50/50/0 %). A name that exists is
+    // refused; a tenant cannot load (its endpoint refuses the request).
+    all.push(
+        Scenario::qemu("policy_load_icount", 4, "pool0_cpus=2 pace_hz=10000")
+            .icount()
+            .config("tests/configs/prio-load")
+            .exec(&[
+                "cpupool-sched pp prio",
+                "@ctl load-policy credit target/policies/x86_64-unknown-none/release/prio",
+                "@ctl load-policy prio target/policies/x86_64-unknown-none/release/prio",
+                "info",
+                "top --json -d 1000",
+                "cpupool-sched pp prio",
+                "sched-param -d a prio=2",
+                "sched-param -d b prio=2",
+                "top --json -d 1000",
+                "@ctl load-policy bogus target/policies/x86_64-unknown-none/release/garbler",
+                "cpupool-sched pp bogus",
+                "top --json -d 1000",
+                "cpupool-create name=q sched=bogus cpus=1",
+                "list",
+                "cpupool-list",
+                "poweroff",
+            ])
+            .expect("error: pp: no policy 'prio' (available: credit, rr, sedf)")
+            .expect("error: load-policy: policy credit exists already")
+            .expect("ctl: error")
+            .expect("policy prio loaded (")
+            .expect("ctl: ok")
+            .expect("policies        : credit prio rr sedf")
+            .share(0, "a", 33.3, 2.0)
+            .share(0, "b", 33.3, 2.0)
+            .share(0, "c", 33.3, 2.0)
+            .expect("pool pp: now prio (hand-over took")
+            .share(1, "a", 50.0, 2.0)
+            .share(1, "b", 50.0, 2.0)
+            .share(1, "c", 0.0, 0.5)
+            // A "policy" whose server answers garbage: the switch is
+            // refused, the pool goes back to prio with its domains and
+            // their parameters, and a new pool with it is not created.
+            .expect("policy bogus loaded (")
+            .expect("error: pool pp: policy change to bogus failed (the bogus server does not speak the protocol: garbled answer from the scheduler server): back on prio, 3 domains running")
+            .share(2, "a", 50.0, 2.0)
+            .share(2, "b", 50.0, 2.0)
+            .share(2, "c", 0.0, 0.5)
+            .expect("error: q: the bogus server does not speak the protocol")
+            .expect("pp                    1   prio        y             3")
+            .forbid("scheduler server replaced")
+            .expect("tarn: exit status 0")
+            .forbid("channel failed")
+            .forbid("EXCEPTION")
+            .forbid_failures(),
+    );
     // A config archive (`-initrd`) with mistakes: it replaces the built-in
     // configs; the good ones are created, each bad one is reported with its
     // path, line and key, and none of them changes anything.
@@ -945,7 +1058,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("root: configs from the initrd archive (8 files)")
             .expect("auto: cpupool lab from pools/auto/a-lab.cfg")
             .expect("auto: pools/auto/b-colour.cfg: line 3: colour: unknown key")
-            .expect("auto: pools/auto/c-sched.cfg: line 3: sched: bad value")
+            .expect("auto: pools/auto/c-sched.cfg: odd: no policy 'lottery' (available: credit, rr, sedf)")
             .expect("auto: domain worker from domains/auto/d-worker.cfg")
             .expect("auto: domains/auto/e-noname.cfg: name: missing")
             .expect("auto: domains/auto/f-quote.cfg: line 1: name: unterminated string")
@@ -1325,6 +1438,11 @@ pub fn scenarios() -> Vec<Scenario> {
                 "create name=d image=spin vcpus=2",
                 "create name=d image=spin slice=5",
                 "create name=d pool=nowhere image=spin",
+                "create name=d image=spin prio=3",
+                "sched-param -p Pool-0 timeslice_ms=0",
+                "sched-param -p Pool-0 slice=5",
+                "sched-param -d Domain-0 weight=5",
+                "cpupool-sched Pool-0 lottery",
                 "cpupool-cpu-add Pool-0 x",
                 "cpupool-cpu-remove Pool-0 seven",
                 "sched-credit -d nobody -w 5",
@@ -1335,7 +1453,9 @@ pub fn scenarios() -> Vec<Scenario> {
                 "info",
                 "poweroff",
             ])
-            .expect("error: sched: bad value: scheduler must be credit or sedf")
+            // Policies are named (the boot image's policy modules); an
+            // unknown one is refused with the list.
+            .expect("error: x: no policy 'bogus' (available: credit, rr, sedf)")
             .expect("error: name: unterminated string")
             .expect("error: name: missing")
             .expect("error: x: no CPU")
@@ -1345,6 +1465,13 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: d: vcpus=2: domains have one vCPU for now")
             .expect("error: period: missing")
             .expect("error: d: no such cpupool")
+            // Keys xl.cfg does not have must be the pool policy's own; the
+            // policy's refusals name the key.
+            .expect("error: d: prio: not a parameter of policy credit (it has: weight, cap, group)")
+            .expect("error: Pool-0: credit: timeslice_ms: 0 is outside 1..=1000")
+            .expect("error: Pool-0: credit: slice: unknown parameter (known: timeslice_ms, ratelimit_us)")
+            .expect("error: Domain-0: the control domain is a system task")
+            .expect("error: Pool-0: no policy 'lottery' (available: credit, rr, sedf)")
             .expect("error: 'x' is not a CPU list or range")
             .expect("error: 'seven' is not a CPU list or range")
             .expect("error: nobody: no such domain")

@@ -221,7 +221,41 @@ fn configs_and_files_are_told_apart() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(refused("create name=d colour=blue"), "colour: unknown key");
+    // A key xl.cfg does not have is a parameter of the pool's policy: the
+    // runtime refuses it unless that policy declares it.
+    match parsed("create name=d image=spin colour=blue") {
+        Command::Create(DomainSource::Inline(c)) => {
+            assert_eq!(c.policy_params.text(|_| true), "colour=blue")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        refused("create name=d image=spin colour=\"sky blue\""),
+        "colour: bad value: a policy parameter is one word or number"
+    );
+    assert_eq!(
+        parsed("sched-param -d web weight=512 cap=50"),
+        Command::ParamDomain {
+            domain: String::from("web"),
+            params: vec![
+                (String::from("weight"), String::from("512")),
+                (String::from("cap"), String::from("50"))
+            ],
+        }
+    );
+    assert_eq!(
+        parsed("sched-param -p Pool-0"),
+        Command::ParamPool {
+            pool: String::from("Pool-0"),
+            params: vec![],
+        }
+    );
+    assert_eq!(
+        refused("sched-param -d web weight=1 weight=2"),
+        "weight: given twice"
+    );
+    assert!(refused("sched-param -d web weight").contains("is not KEY=VALUE"));
+    assert!(refused("sched-param web").starts_with("usage: sched-param"));
     assert_eq!(
         parsed("pool-new rt.cfg"),
         Command::PoolNew(PoolSource::File(String::from("rt.cfg")))

@@ -26,7 +26,7 @@ fn pool_file_with_list_comments_and_other_config() {
                 other_config = [ \"a=1\",\n   'b=2', # second\n ]\n";
     let spec = parse_pool_config(text).unwrap();
     assert_eq!(spec.name, "lic");
-    assert_eq!(spec.sched, Sched::Credit);
+    assert_eq!(spec.sched, Sched::credit());
     assert_eq!(spec.cpus, set(&[2, 3]));
     assert_eq!(
         spec.other_config,
@@ -66,7 +66,7 @@ fn pool_cpus_as_range_count_and_list_forms() {
 #[test]
 fn pool_defaults_are_credit_and_one_cpu() {
     let spec = parse_pool_config("name = \"p\"\n").unwrap();
-    assert_eq!(spec.sched, Sched::Credit);
+    assert_eq!(spec.sched, Sched::credit());
     assert_eq!(spec.cpus, CpuRequest::Count(1));
     assert!(spec.other_config.is_empty());
 }
@@ -91,11 +91,13 @@ fn pool_errors_name_line_and_key() {
         err(2, Some("name"), ConfigErrorKind::DuplicateKey)
     );
     assert_eq!(
-        parse_pool_config("name=\"p\"\nsched=\"credit2\"\n").unwrap_err(),
+        parse_pool_config("name=\"p\"\nsched=\"Credit 2\"\n").unwrap_err(),
         err(
             2,
             Some("sched"),
-            ConfigErrorKind::BadValue("scheduler must be credit or sedf")
+            ConfigErrorKind::BadValue(
+                "a policy name (a lower-case letter, then letters, digits, - or _)"
+            )
         )
     );
     assert_eq!(
@@ -157,16 +159,18 @@ fn domain_config_reads_xl_keys() {
     assert_eq!(d.kind, DomainType::Hvm);
     assert_eq!(d.vcpus, 2);
     assert_eq!(d.memory_mib, Some(64));
-    assert_eq!(d.params.weight, 512);
-    assert_eq!(d.params.cap_pct, 50);
+    // xl's keys become the policies' own.
     assert_eq!(
-        d.params.sedf,
-        Some(SedfParams {
-            period_ms: 100,
-            slice_ms: 30,
-            extra: true
-        })
+        d.params.text(|_| true),
+        "cap=50 extra=1 period=100 slice=30 weight=512"
     );
+    assert!(d.policy_params.is_empty());
+    // Any other key is a parameter of the pool's policy, kept verbatim for
+    // the runtime to check against the policy's declarations.
+    let own = parse_domain_inline("name=p image=spin prio=3 order=lifo").unwrap();
+    assert_eq!(own.policy_params.text(|_| true), "order=lifo prio=3");
+    assert!(own.params.is_empty());
+    assert!(parse_domain_inline("name=p image=spin prio=\"a b\"").is_err());
     let minimal = parse_domain_inline("name=d image=spin").unwrap();
     assert_eq!(minimal.kind, DomainType::Native);
     assert_eq!(minimal.vcpus, 1);

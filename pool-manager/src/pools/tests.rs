@@ -8,7 +8,7 @@ use alloc::vec;
 fn spec(name: &str, cpus: CpuRequest) -> PoolSpec {
     PoolSpec {
         name: name.to_string(),
-        sched: Sched::Credit,
+        sched: Sched::credit(),
         cpus,
         other_config: Vec::new(),
     }
@@ -48,7 +48,7 @@ fn boot_state_has_pool0_with_requested_cpus_and_control_domain() {
     let m = four_two();
     let p0 = m.pool(POOL0).unwrap();
     assert_eq!(p0.spec.name, "Pool-0");
-    assert_eq!(p0.spec.sched, Sched::Credit);
+    assert_eq!(p0.spec.sched, Sched::credit());
     assert_eq!(p0.state, PoolState::Active);
     assert_eq!(p0.cpus.iter().copied().collect::<Vec<_>>(), vec![0, 1]);
     assert_eq!(m.free_cpus(), vec![2, 3]);
@@ -116,10 +116,7 @@ fn activate_binds_requested_cpus_after_starting_scheduler() {
     assert_eq!(
         actions,
         vec![
-            Action::StartScheduler {
-                pool: id,
-                sched: Sched::Credit
-            },
+            Action::StartScheduler { pool: id },
             Action::BindCpu { cpu: 2, pool: id },
             Action::BindCpu { cpu: 3, pool: id },
         ]
@@ -366,18 +363,6 @@ fn domains_start_only_in_active_pools_with_valid_params() {
     let mut s = dom("d2", POOL0);
     s.vcpus = 0;
     refused(&mut m, PoolError::InvalidVcpus, |m| m.create_domain(s));
-    let mut s = dom("d2", POOL0);
-    s.params.weight = 70000;
-    refused(&mut m, PoolError::InvalidWeight(70000), |m| {
-        m.create_domain(s)
-    });
-    let mut s = dom("d2", POOL0);
-    s.params.sedf = Some(SedfParams {
-        period_ms: 10,
-        slice_ms: 20,
-        extra: false,
-    });
-    refused(&mut m, PoolError::InvalidSedf, |m| m.create_domain(s));
 }
 
 #[test]
@@ -404,19 +389,15 @@ fn live_scheduler_change_keeps_domains_in_place() {
     let (id, _) = m.create(spec("p1", list(&[2, 3]))).unwrap();
     let (d, _) = m.create_domain(dom("d1", id)).unwrap();
     assert_eq!(
-        m.set_scheduler(id, Sched::Sedf).unwrap(),
-        vec![Action::ChangeScheduler {
-            pool: id,
-            from: Sched::Credit,
-            to: Sched::Sedf
-        }]
+        m.set_scheduler(id, sedf()).unwrap(),
+        vec![Action::ChangeScheduler { pool: id }]
     );
-    assert_eq!(m.pool(id).unwrap().spec.sched, Sched::Sedf);
+    assert_eq!(m.pool(id).unwrap().spec.sched, sedf());
     assert_eq!(m.domain(d).unwrap().pool, id);
-    assert!(m.set_scheduler(id, Sched::Sedf).unwrap().is_empty());
+    assert!(m.set_scheduler(id, sedf()).unwrap().is_empty());
     let defined = m.define(spec("p2", CpuRequest::Count(1))).unwrap();
-    assert!(m.set_scheduler(defined, Sched::Sedf).unwrap().is_empty());
-    assert_eq!(m.pool(defined).unwrap().spec.sched, Sched::Sedf);
+    assert!(m.set_scheduler(defined, sedf()).unwrap().is_empty());
+    assert_eq!(m.pool(defined).unwrap().spec.sched, sedf());
 }
 
 #[test]
@@ -469,9 +450,9 @@ fn random_op(m: &mut PoolManager, rng: &mut Rng) -> (usize, bool) {
         _ => CpuRequest::List((0..rng.below(3)).map(|_| rng.below(10) as u32).collect()),
     };
     let sched = if rng.below(2) == 0 {
-        Sched::Credit
+        Sched::credit()
     } else {
-        Sched::Sedf
+        sedf()
     };
     let domain = DomainId(rng.below(6) as u32);
     let dom_names = ["x", "y", "z", "Domain-0"];
@@ -511,10 +492,11 @@ fn random_op(m: &mut PoolManager, rng: &mut Rng) -> (usize, bool) {
                 name: dom_names[rng.below(4) as usize].to_string(),
                 pool,
                 vcpus: rng.below(3) as u32,
-                params: DomainParams {
-                    weight: [0, 256, 512, 70000][rng.below(4) as usize],
-                    cap_pct: 0,
-                    sedf: None,
+                params: {
+                    let mut params = DomainParams::new();
+                    let weight = ["0", "256", "512", "70000"][rng.below(4) as usize];
+                    params.set("weight", weight);
+                    params
                 },
             })
             .is_ok(),
@@ -563,23 +545,52 @@ fn invariant_checker_catches_a_cpu_in_two_pools() {
 }
 
 #[test]
-fn domain_params_are_validated_and_the_old_ones_returned() {
+fn domain_params_are_recorded_and_the_old_ones_returned() {
+    // The manager keeps them; the pool's policy validates them (the
+    // runtime restores the old ones when the policy refuses).
     let mut m = four_two();
     let (d, _) = m.create_domain(dom("d1", POOL0)).expect("created");
-    let heavy = DomainParams {
-        weight: 1024,
-        cap_pct: 50,
-        sedf: None,
-    };
-    assert_eq!(m.set_domain_params(d, heavy), Ok(DomainParams::default()));
-    assert_eq!(m.domain(d).map(|x| x.params), Some(heavy));
-    let bad = DomainParams { weight: 0, ..heavy };
-    refused(&mut m, PoolError::InvalidWeight(0), |m| {
-        m.set_domain_params(d, bad)
-    });
+    let mut heavy = DomainParams::new();
+    heavy.set("weight", "1024");
+    heavy.set("cap", "50");
+    assert_eq!(
+        m.set_domain_params(d, heavy.clone()),
+        Ok(DomainParams::default())
+    );
+    assert_eq!(m.domain(d).map(|x| x.params.clone()), Some(heavy.clone()));
     refused(&mut m, PoolError::NoSuchDomain, |m| {
         m.set_domain_params(DomainId(99), heavy)
     });
+}
+
+#[test]
+fn pools_name_only_policies_that_exist() {
+    let mut m = four_two();
+    m.set_policies(vec!["credit".into(), "rr".into(), "sedf".into()]);
+    let mut bogus = spec("p1", list(&[2]));
+    bogus.sched = Sched::from_name("lottery").unwrap();
+    let unknown = PoolError::UnknownPolicy {
+        name: "lottery".into(),
+        available: vec!["credit".into(), "rr".into(), "sedf".into()],
+    };
+    assert_eq!(
+        unknown.to_string(),
+        "no policy 'lottery' (available: credit, rr, sedf)"
+    );
+    refused(&mut m, unknown.clone(), |m| m.create(bogus.clone()));
+    refused(&mut m, unknown.clone(), |m| m.define(bogus.clone()));
+    let (id, _) = m.create(spec("p1", list(&[2]))).unwrap();
+    refused(&mut m, unknown, |m| {
+        m.set_scheduler(id, Sched::from_name("lottery").unwrap())
+    });
+    assert_eq!(
+        m.set_scheduler(id, Sched::from_name("rr").unwrap())
+            .unwrap(),
+        vec![Action::ChangeScheduler { pool: id }]
+    );
+    assert!(Sched::from_name("Bad Name").is_none());
+    assert!(Sched::from_name("9lives").is_none());
+    assert!(Sched::from_name(&"x".repeat(33)).is_none());
 }
 
 #[test]
@@ -637,4 +648,8 @@ fn loans_follow_the_rules() {
     let (q, _) = m.create(spec("q", list(&[3]))).unwrap();
     m.deactivate(q).unwrap();
     refused(&mut m, PoolError::PoolNotActive, |m| m.lend(1, q, 0, 10));
+}
+
+fn sedf() -> Sched {
+    Sched::from_name("sedf").expect("a policy name")
 }

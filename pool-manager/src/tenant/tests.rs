@@ -26,7 +26,7 @@ struct World {
 fn spec(name: &str, cpus: &[u32]) -> PoolSpec {
     PoolSpec {
         name: name.to_string(),
-        sched: Sched::Credit,
+        sched: Sched::credit(),
         cpus: CpuRequest::List(cpus.iter().copied().collect()),
         other_config: Vec::new(),
     }
@@ -113,7 +113,8 @@ fn effects(command: &Command) -> Vec<Effect> {
         Command::CreditDomain { domain, .. } | Command::SedfDomain { domain, .. } => {
             vec![d(domain)]
         }
-        Command::CreditPool { pool, .. } => vec![p(pool)],
+        Command::CreditPool { pool, .. } | Command::ParamPool { pool, .. } => vec![p(pool)],
+        Command::ParamDomain { domain, .. } => vec![d(domain)],
         Command::Group { domain, master } => {
             let mut all = vec![d(domain)];
             all.extend(master.iter().map(d));

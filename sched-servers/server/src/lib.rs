@@ -32,6 +32,7 @@
 extern crate alloc;
 
 use alloc::collections::BTreeMap;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
@@ -39,9 +40,13 @@ use tarn_rt::abi::sched::{Event as RingEvent, EventKind as RingKind};
 use tarn_rt::abi::{CPtr, Error, ObjectType, Rights};
 use tarn_rt::sched::RingReader;
 use tarn_rt::{invoke, syscall, Resources, ThreadOptions};
+use tarn_sched_servers::params::{self, ParamError, ParamSpec};
 use tarn_sched_servers::{
     CpuId, Decision, DomainId, DomainParams, Event, EventKind, Policy, PolicyError, ThreadId,
 };
+
+mod serve;
+pub use serve::{serve, REQUEST_ENDPOINT};
 
 /// The safety tick every pool CPU gets while the policy has no timer due.
 pub const TICK_NS: u64 = 10_000_000;
@@ -578,6 +583,49 @@ impl<P: Policy + Send + 'static> Pool<P> {
         s.policy.set_domain_params(domain, params, now)?;
         s.fill(None);
         Ok(())
+    }
+
+    /// Sets some of a domain's parameters from `key=value` text: parsed
+    /// against the policy's declarations, then checked and applied (or
+    /// refused) by the policy. One error naming the key; nothing changes on
+    /// error.
+    pub fn set_domain_text(&self, domain: DomainId, text: &str) -> Result<(), ParamError> {
+        let mut s = lock(&self.state, self.sleeper);
+        let values = params::parse_values(s.policy.domain_param_specs(), text)?;
+        let now = s.now_ns;
+        s.policy.set_domain_values(domain, &values, now)?;
+        s.fill(None);
+        Ok(())
+    }
+
+    /// Sets some of the pool's parameters from `key=value` text.
+    pub fn set_pool_text(&self, text: &str) -> Result<(), ParamError> {
+        let mut s = lock(&self.state, self.sleeper);
+        let values = params::parse_values(s.policy.pool_param_specs(), text)?;
+        let now = s.now_ns;
+        s.policy.set_pool_values(&values, now)?;
+        s.fill(None);
+        Ok(())
+    }
+
+    /// A domain's parameters as `key=value` text.
+    pub fn domain_text(&self, domain: DomainId) -> String {
+        params::format_values(&lock(&self.state, self.sleeper).policy.domain_values(domain))
+    }
+
+    /// The pool's parameters as `key=value` text.
+    pub fn pool_text(&self) -> String {
+        params::format_values(&lock(&self.state, self.sleeper).policy.pool_values())
+    }
+
+    /// The policy's name and its declared domain and pool parameters.
+    pub fn policy_info(&self) -> (&'static str, &'static [ParamSpec], &'static [ParamSpec]) {
+        let s = lock(&self.state, self.sleeper);
+        (
+            s.policy.name(),
+            s.policy.domain_param_specs(),
+            s.policy.pool_param_specs(),
+        )
     }
 
     /// Releases thread `thread_id`: it leaves the policy and returns to the

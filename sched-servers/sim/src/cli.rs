@@ -18,7 +18,8 @@ pub const USAGE: &str = "\
 tarn-sim: run a scheduling policy on simulated CPUs (deterministic)
 
 usage: tarn-sim [options]
-  --policy credit|sedf|rr   policy to run (default credit)
+  --policy NAME             policy to run: credit (default), sedf, rr, or one a
+                            program registered (tarn_sched_sim::cli::cli_main)
   --cpus N                  CPUs in the pool (default 2)
   --seconds S               simulated time, decimals allowed (default 3)
   --domains LIST            comma-separated domains (default 256,512,1024)
@@ -26,6 +27,7 @@ usage: tarn-sim [options]
   --timeslice-ms N          credit time slice / rr slice (1..1000)
   --ratelimit-us N          credit rate limit (0 or 100..500000)
   --quantum-ms N            sedf extra-time quantum (1..1000)
+  --param KEY=VALUE         a pool parameter the policy declares (repeatable)
   --seed N                  workload seed (default 1)
   --switch-cost-ns N        context-switch cost (default 0)
   --sample-ms N             chart window (default 100)
@@ -46,12 +48,14 @@ A domain is PARAM[:KEY=VALUE...]:
                 (ms; jobs = a job of SLICE released every PERIOD, for sedf)
   group=K       credit: member of the group of domain K (1-based)
   name=NAME     name in the report
+  KEY=VALUE     any other key: a parameter the policy declares (for a
+                registered policy the first part may be KEY=VALUE or -)
 
 example: tarn-sim --policy credit --cpus 2 --domains 256,512,1024 --seconds 3 \\
            --trace out.json --svg out.svg";
 
 /// Which policy to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub enum PolicyKind {
     /// [`Credit`].
     Credit,
@@ -59,7 +63,37 @@ pub enum PolicyKind {
     Sedf,
     /// [`RoundRobin`].
     RoundRobin,
+    /// A policy a program registered (see [`cli_main`]).
+    Registered(&'static str, MakePolicy),
 }
+
+impl PolicyKind {
+    /// Its name (`credit`, `sedf`, `rr`, or the registered name).
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Credit => "credit",
+            PolicyKind::Sedf => "sedf",
+            PolicyKind::RoundRobin => "rr",
+            PolicyKind::Registered(name, _) => name,
+        }
+    }
+}
+
+/// Policies are told apart by name (a registered policy's constructor is
+/// found by it).
+impl PartialEq for PolicyKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for PolicyKind {}
+
+/// Makes a fresh instance of a policy.
+pub type MakePolicy = fn() -> Box<dyn Policy>;
+
+/// The built-in policies' names.
+pub const BUILTIN: &[&str] = &["credit", "sedf", "rr"];
 
 /// A parsed command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,8 +110,16 @@ pub struct Cli {
     pub help: bool,
 }
 
-/// Parses the arguments (without the program name).
+/// Parses the arguments (without the program name), built-in policies only.
 pub fn parse(args: &[String]) -> Result<Cli, String> {
+    parse_with(args, &[])
+}
+
+/// Parses the arguments; `--policy` also finds the `registered` policies.
+pub fn parse_with(
+    args: &[String],
+    registered: &[(&'static str, MakePolicy)],
+) -> Result<Cli, String> {
     let mut policy = PolicyKind::Credit;
     let mut cpus = 2u32;
     let mut seconds = "3".to_owned();
@@ -86,6 +128,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut timeslice_ms: Option<u32> = None;
     let mut ratelimit_us: Option<u32> = None;
     let mut quantum_ms: Option<u32> = None;
+    let mut pool_values: Vec<String> = Vec::new();
     let mut seed = 1u64;
     let mut switch_cost_ns = 0u64;
     let mut sample_ms = 100u64;
@@ -108,7 +151,14 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                     "credit" => PolicyKind::Credit,
                     "sedf" => PolicyKind::Sedf,
                     "rr" => PolicyKind::RoundRobin,
-                    other => return Err(format!("unknown policy {other:?} (credit, sedf, rr)")),
+                    other => match registered.iter().find(|(name, _)| *name == other) {
+                        Some(&(name, make)) => PolicyKind::Registered(name, make),
+                        None => {
+                            let mut names: Vec<&str> = BUILTIN.to_vec();
+                            names.extend(registered.iter().map(|(name, _)| *name));
+                            return Err(format!("unknown policy {other:?} ({})", names.join(", ")));
+                        }
+                    },
                 }
             }
             "--cpus" => cpus = number(&value()?, "--cpus")?,
@@ -118,6 +168,13 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--timeslice-ms" => timeslice_ms = Some(number(&value()?, arg)?),
             "--ratelimit-us" => ratelimit_us = Some(number(&value()?, arg)?),
             "--quantum-ms" => quantum_ms = Some(number(&value()?, arg)?),
+            "--param" => {
+                let pair = value()?;
+                if !pair.contains('=') {
+                    return Err(format!("--param wants KEY=VALUE, not {pair:?}"));
+                }
+                pool_values.push(pair);
+            }
             "--seed" => seed = number(&value()?, arg)?,
             "--switch-cost-ns" => switch_cost_ns = number(&value()?, arg)?,
             "--sample-ms" => sample_ms = number(&value()?, arg)?,
@@ -149,6 +206,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let duration_ns = parse_seconds(&seconds)?;
     let domains = domains.unwrap_or_else(|| match policy {
         PolicyKind::Sedf => "10/100,30/50,20/40,-".to_owned(),
+        PolicyKind::Registered(..) => "-,-,-".to_owned(),
         _ => "256,512,1024".to_owned(),
     });
     let mut scenario = Scenario::new(cpus, duration_ns).seed(seed);
@@ -168,7 +226,9 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         PolicyKind::RoundRobin => Some(PoolParams::RoundRobin {
             timeslice_ms: timeslice_ms.unwrap_or(10),
         }),
+        PolicyKind::Registered(..) => None,
     };
+    scenario.pool_values = pool_values.join(" ");
     for (index, spec) in domains.split(',').enumerate() {
         let id = u32::try_from(index + 1).map_err(|_| "too many domains".to_owned())?;
         scenario
@@ -280,6 +340,14 @@ fn parse_domain(
         PolicyKind::Credit | PolicyKind::RoundRobin => {
             weight = Some(number::<u32>(param, "weight")?);
         }
+        PolicyKind::Registered(..) => {
+            if param != "-" && !param.is_empty() {
+                if !param.contains('=') {
+                    return Err(format!("domain {id}: want KEY=VALUE or -, not {param:?}"));
+                }
+                domain = domain.values(param);
+            }
+        }
     }
     let mut threads = 1usize;
     let mut workload = default_workload;
@@ -294,7 +362,9 @@ fn parse_domain(
             "work" => workload = parse_workload(value)?,
             "group" => group = Some(DomainId(number(value, "group")?)),
             "name" => domain.name = value.to_owned(),
-            other => return Err(format!("domain {id}: unknown key {other:?}")),
+            // Anything else is the policy's own (it refuses keys it does
+            // not declare when the simulation starts).
+            _ => domain = domain.values(part),
         }
     }
     if let Workload::Periodic { .. } = workload {
@@ -333,6 +403,32 @@ pub fn make_policy(kind: PolicyKind) -> Box<dyn Policy> {
         PolicyKind::Credit => Box::new(Credit::new()),
         PolicyKind::Sedf => Box::new(Sedf::new()),
         PolicyKind::RoundRobin => Box::new(RoundRobin::default()),
+        PolicyKind::Registered(_, make) => make(),
+    }
+}
+
+/// A `tarn-sim` for a policy crate of its own: the whole `main` of its
+/// simulator binary is
+///
+/// ```ignore
+/// fn main() -> std::process::ExitCode {
+///     tarn_sched_sim::cli::cli_main(&[("prio", || Box::new(Prio::default()))])
+/// }
+/// ```
+///
+/// and `--policy prio` (besides the built-ins) runs it with every option of
+/// `tarn-sim`.
+pub fn cli_main(registered: &[(&'static str, MakePolicy)]) -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse_with(&args, registered).and_then(|cli| run(&cli)) {
+        Ok(text) => {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("tarn-sim: {why}");
+            std::process::ExitCode::from(2)
+        }
     }
 }
 

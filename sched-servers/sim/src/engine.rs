@@ -11,8 +11,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
+use tarn_sched_servers::params::parse_values;
 use tarn_sched_servers::{
-    CpuId, Decision, Dispatch, DomainId, Event, EventKind, Policy, PolicyError, ThreadId,
+    CpuId, Decision, Dispatch, DomainId, Event, EventKind, ParamError, Policy, PolicyError,
+    ThreadId,
 };
 
 use crate::report::{DomainReport, Mark, Report, Slice};
@@ -30,6 +32,9 @@ pub enum SimError {
     Thread(ThreadId, PolicyError),
     /// The scenario itself is malformed.
     Scenario(String),
+    /// The policy refused open (`key=value`) parameters of the pool
+    /// (`None`) or of a domain.
+    Values(Option<DomainId>, ParamError),
 }
 
 impl fmt::Display for SimError {
@@ -39,6 +44,10 @@ impl fmt::Display for SimError {
             Self::Domain(domain, error) => write!(f, "{domain}: parameters refused: {error}"),
             Self::Thread(thread, error) => write!(f, "{thread} refused: {error}"),
             Self::Scenario(why) => write!(f, "bad scenario: {why}"),
+            Self::Values(None, error) => write!(f, "pool parameters refused: {error}"),
+            Self::Values(Some(domain), error) => {
+                write!(f, "{domain}: parameters refused: {error}")
+            }
         }
     }
 }
@@ -211,11 +220,25 @@ impl<'a> Engine<'a> {
                 .set_pool_params(params)
                 .map_err(SimError::Pool)?;
         }
+        let values = parse_values(self.policy.pool_param_specs(), &scenario.pool_values)
+            .map_err(|e| SimError::Values(None, e))?;
+        self.policy
+            .set_pool_values(&values, 0)
+            .map_err(|e| SimError::Values(None, e))?;
         for domain in &scenario.domains {
             for params in &domain.params {
                 self.policy
                     .set_domain_params(domain.id, params, 0)
                     .map_err(|e| SimError::Domain(domain.id, e))?;
+                self.collect();
+            }
+            let refused = |e| SimError::Values(Some(domain.id), e);
+            let values =
+                parse_values(self.policy.domain_param_specs(), &domain.values).map_err(refused)?;
+            if !values.is_empty() {
+                self.policy
+                    .set_domain_values(domain.id, &values, 0)
+                    .map_err(refused)?;
                 self.collect();
             }
         }

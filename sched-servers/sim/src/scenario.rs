@@ -57,6 +57,9 @@ pub struct DomainSpec {
     pub name: String,
     /// Parameters set before any thread is added, in order.
     pub params: Vec<DomainParams>,
+    /// Open parameters (`key=value` text, the policy's declared keys), set
+    /// after `params` and before any thread is added.
+    pub values: String,
     /// One workload per thread.
     pub threads: Vec<Workload>,
 }
@@ -68,8 +71,20 @@ impl DomainSpec {
             id: DomainId(id),
             name: format!("d{id}"),
             params: Vec::new(),
+            values: String::new(),
             threads: Vec::new(),
         }
+    }
+
+    /// Sets open parameters (`key=value` text), as the protocol, xl.cfg and
+    /// `sched-param` carry them: `DomainSpec::new(1).values("prio=3")`.
+    #[must_use]
+    pub fn values(mut self, text: &str) -> Self {
+        if !self.values.is_empty() {
+            self.values.push(' ');
+        }
+        self.values.push_str(text);
+        self
     }
 
     /// Renames it.
@@ -144,6 +159,8 @@ pub struct Scenario {
     pub periodic_tick_ns: Option<u64>,
     /// Pool parameters set at the start.
     pub pool_params: Option<PoolParams>,
+    /// Open pool parameters (`key=value` text), set after `pool_params`.
+    pub pool_values: String,
     /// The domains.
     pub domains: Vec<DomainSpec>,
     /// Timed actions, applied in time order.
@@ -162,6 +179,7 @@ impl Scenario {
             record_trace: false,
             periodic_tick_ns: None,
             pool_params: None,
+            pool_values: String::new(),
             domains: Vec::new(),
             actions: Vec::new(),
         }

@@ -489,10 +489,10 @@ fn invalid_parameters_are_refused_and_change_nothing() {
             .unwrap();
         assert_eq!(
             credit.pool_params(),
-            PoolParams::Credit {
+            Some(PoolParams::Credit {
                 timeslice_ms,
                 ratelimit_us
-            }
+            })
         );
     }
 }

@@ -74,7 +74,7 @@ fn rr_validates_its_time_slice() {
     );
     assert_eq!(
         rr.pool_params(),
-        PoolParams::RoundRobin { timeslice_ms: 10 }
+        Some(PoolParams::RoundRobin { timeslice_ms: 10 })
     );
     rr.set_pool_params(&PoolParams::RoundRobin { timeslice_ms: 2 })
         .unwrap();

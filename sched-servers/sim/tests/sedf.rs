@@ -287,9 +287,9 @@ fn invalid_parameters_are_refused_and_change_nothing() {
     );
     assert_eq!(
         sedf.pool_params(),
-        PoolParams::Sedf {
+        Some(PoolParams::Sedf {
             extra_quantum_ms: 10
-        }
+        })
     );
     sedf.set_pool_params(&PoolParams::Sedf {
         extra_quantum_ms: 5,
@@ -297,9 +297,9 @@ fn invalid_parameters_are_refused_and_change_nothing() {
     .unwrap();
     assert_eq!(
         sedf.pool_params(),
-        PoolParams::Sedf {
+        Some(PoolParams::Sedf {
             extra_quantum_ms: 5
-        }
+        })
     );
 }
 

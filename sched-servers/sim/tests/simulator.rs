@@ -53,14 +53,8 @@ impl Policy for Stubborn {
     ) -> Result<(), PolicyError> {
         Ok(())
     }
-    fn domain_params(&self, _domain: DomainId) -> Option<DomainParams> {
-        None
-    }
     fn set_pool_params(&mut self, _params: &PoolParams) -> Result<(), PolicyError> {
         Ok(())
-    }
-    fn pool_params(&self) -> PoolParams {
-        PoolParams::RoundRobin { timeslice_ms: 1 }
     }
 }
 

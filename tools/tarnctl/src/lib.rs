@@ -53,6 +53,57 @@ pub fn run<S: Read + Write>(
     let mut buffer = [0u8; MAX_FRAME];
     let frame = control::encode(&ControlRequest::Run { id, line }, &mut buffer)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "command too long"))?;
+    exchange(stream, id, frame, timeout)
+}
+
+/// Sends policy server `elf` as policy `name` (`tarnctl load-policy`), in
+/// pieces of [`control::MAX_POLICY_CHUNK`] bytes as request `id`, each
+/// waiting for its answer; stops at the first refusal. The answer is the
+/// last piece's (or the refusal).
+pub fn load_policy<S: Read + Write>(
+    stream: &mut S,
+    id: u32,
+    name: &str,
+    elf: &[u8],
+    timeout: Duration,
+) -> io::Result<Answer> {
+    let total = u32::try_from(elf.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
+    if elf.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty file"));
+    }
+    let mut answer = Answer {
+        ok: false,
+        output: String::new(),
+    };
+    for (index, chunk) in elf.chunks(control::MAX_POLICY_CHUNK).enumerate() {
+        let offset = u32::try_from(index * control::MAX_POLICY_CHUNK)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
+        let request = ControlRequest::LoadPolicy {
+            id,
+            name,
+            total,
+            offset,
+            chunk,
+        };
+        let mut buffer = [0u8; MAX_FRAME];
+        let frame = control::encode(&request, &mut buffer)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "name too long"))?;
+        answer = exchange(stream, id, frame, timeout)?;
+        if !answer.ok {
+            break;
+        }
+    }
+    Ok(answer)
+}
+
+/// Writes `frame` (request `id`) and collects the answer to it.
+fn exchange<S: Read + Write>(
+    stream: &mut S,
+    id: u32,
+    frame: &[u8],
+    timeout: Duration,
+) -> io::Result<Answer> {
     stream.write_all(frame)?;
     stream.flush()?;
     let deadline = Instant::now() + timeout;
@@ -135,6 +186,57 @@ mod tests {
     fn frame(reply: &ControlReply) -> Vec<u8> {
         let mut buffer = [0u8; MAX_FRAME];
         control::encode(reply, &mut buffer).unwrap().to_vec()
+    }
+
+    #[test]
+    fn a_policy_goes_out_in_pieces_and_stops_at_a_refusal() {
+        let elf: Vec<u8> = (0..1300u32).map(|i| i as u8).collect();
+        let mut answer = Vec::new();
+        answer.extend(frame(&ControlReply::Done { id: 4, ok: true }));
+        answer.extend(frame(&ControlReply::Done { id: 4, ok: true }));
+        answer.extend(frame(&ControlReply::Output {
+            id: 4,
+            text: "policy p loaded (1300 bytes)\n",
+        }));
+        answer.extend(frame(&ControlReply::Done { id: 4, ok: true }));
+        let mut fake = Fake {
+            written: Vec::new(),
+            answer: answer.into(),
+        };
+        let got = load_policy(&mut fake, 4, "p", &elf, Duration::from_secs(5)).unwrap();
+        assert!(got.ok && got.output == "policy p loaded (1300 bytes)\n");
+        // Three pieces, in order, that put the file back together.
+        let mut rebuilt = Vec::new();
+        for mut frame in fake
+            .written
+            .split(|&b| b == 0)
+            .filter(|f| !f.is_empty())
+            .map(<[u8]>::to_vec)
+        {
+            frame.push(0);
+            match control::decode::<ControlRequest>(&mut frame) {
+                Some(ControlRequest::LoadPolicy {
+                    id: 4,
+                    name: "p",
+                    total: 1300,
+                    offset,
+                    chunk,
+                }) => {
+                    assert_eq!(offset as usize, rebuilt.len());
+                    rebuilt.extend_from_slice(chunk);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(rebuilt, elf);
+        // A refusal ends the load at once.
+        let mut fake = Fake {
+            written: Vec::new(),
+            answer: frame(&ControlReply::Done { id: 5, ok: false }).into(),
+        };
+        let got = load_policy(&mut fake, 5, "p", &elf, Duration::from_secs(5)).unwrap();
+        assert!(!got.ok);
+        assert_eq!(fake.written.iter().filter(|&&b| b == 0).count(), 2);
     }
 
     #[test]

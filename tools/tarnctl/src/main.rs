@@ -6,7 +6,11 @@
 //! tarnctl [--socket PATH] [--json] COMMAND [ARGS...]
 //! tarnctl --json cpupool-list          # one JSON document
 //! tarnctl cpupool-create name=p1 sched=credit cpus=2-3
+//! tarnctl load-policy prio target/x86_64-unknown-none/release/prio
 //! ```
+//!
+//! `load-policy NAME FILE` sends a policy server's ELF over the channel:
+//! afterwards pools can use policy NAME (`cpupool-sched P NAME`).
 //!
 //! The exit status is 0 when the command succeeded, 1 when it answered an
 //! error, 2 when the channel failed.
@@ -17,7 +21,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: tarnctl [--socket PATH] [--json] COMMAND [ARGS...]\n\
-    COMMAND is any console command (list, cpupool-list, cpupool-create ..., top, help);\n\
+    COMMAND is any console command (list, cpupool-list, cpupool-create ..., top, help),\n\
+    or load-policy NAME FILE (a policy server ELF, then usable as sched=NAME);\n\
     --json asks list, cpupool-list and top for their JSON form.";
 
 fn default_socket() -> PathBuf {
@@ -53,6 +58,20 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
+    let load = match words.as_slice() {
+        [command, name, file] if command == "load-policy" => match std::fs::read(file) {
+            Ok(elf) => Some((name.clone(), elf)),
+            Err(e) => {
+                eprintln!("tarnctl: {file}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        [command, ..] if command == "load-policy" => {
+            eprintln!("usage: tarnctl load-policy NAME FILE");
+            return ExitCode::from(2);
+        }
+        _ => None,
+    };
     let line = tarnctl::command_line(&words, json);
     let mut stream = match UnixStream::connect(&socket) {
         Ok(stream) => stream,
@@ -65,12 +84,14 @@ fn main() -> ExitCode {
         }
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    match tarnctl::run(
-        &mut stream,
-        std::process::id(),
-        &line,
-        Duration::from_secs(60),
-    ) {
+    let id = std::process::id().max(1);
+    let answer = match &load {
+        Some((name, elf)) => {
+            tarnctl::load_policy(&mut stream, id, name, elf, Duration::from_secs(60))
+        }
+        None => tarnctl::run(&mut stream, id, &line, Duration::from_secs(60)),
+    };
+    match answer {
         Ok(answer) => {
             print!("{}", answer.output);
             if answer.ok {

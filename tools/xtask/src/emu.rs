@@ -164,6 +164,14 @@ fn control_request(socket: Option<&Path>, id: u32, line: &str) -> String {
             let mut stream = std::os::unix::net::UnixStream::connect(path)
                 .map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
             let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            // `load-policy NAME FILE`: the file (relative to the current
+            // directory) goes over in pieces, as `tarnctl load-policy` sends it.
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let ["load-policy", name, file] = words.as_slice() {
+                let elf = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+                return tarnctl::load_policy(&mut stream, id, name, &elf, Duration::from_secs(60))
+                    .map_err(|e| e.to_string());
+            }
             tarnctl::run(&mut stream, id, line, Duration::from_secs(60)).map_err(|e| e.to_string())
         });
     match answer {

@@ -68,10 +68,24 @@ pub const USER_IMAGES: &[UserImage] = &[
         binary: "sched-shares",
         test_only: true,
     },
+    // The built-in policies' servers: `policy-NAME` serves pools with
+    // `sched=NAME` (a config archive adds others as `servers/NAME`).
     UserImage {
-        module: "sched-server",
+        module: "policy-credit",
         package: "tarn-sched-server",
-        binary: "sched-server",
+        binary: "credit",
+        test_only: false,
+    },
+    UserImage {
+        module: "policy-sedf",
+        package: "tarn-sched-server",
+        binary: "sedf",
+        test_only: false,
+    },
+    UserImage {
+        module: "policy-rr",
+        package: "tarn-sched-server",
+        binary: "rr",
         test_only: false,
     },
     UserImage {
@@ -254,11 +268,29 @@ pub fn build_or_use(ctx: &Ctx, elf: Option<&Path>, wanted: &[Image]) -> Result<I
     }
 }
 
+/// Builds the server of policy crate `name` named in `file` (a directory
+/// relative to Tarn's root) with its own `cargo build` (package
+/// `NAME-server`, as `cargo xtask new-policy` makes it); returns the binary.
+fn build_policy_crate(ctx: &Ctx, name: &str, file: &Path) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let dir = ctx.root.join(text.trim());
+    let target = ctx.target.join("policies");
+    let mut command = ctx.cargo();
+    command
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["build", "--release", "--target", TARGET, "-p"])
+        .arg(format!("{name}-server"));
+    crate::ctx::run_checked(&mut command)?;
+    Ok(target.join(TARGET).join("release").join(name))
+}
+
 /// Packs config directory `dir` (its `pools/` and `domains/` trees, `*.cfg`
-/// files, and `autorun.cmds`) into the cpio (newc) archive the root task
+/// files, `autorun.cmds`, and the policy servers of `servers/`, each a file
+/// named as its policy) into the cpio (newc) archive the root task
 /// reads from `-initrd` (QEMU) or a GRUB module (Bochs);
 /// returns the archive's path (`out`).
-pub fn pack_config(dir: &Path, out: &Path) -> Result<PathBuf> {
+pub fn pack_config(ctx: &Ctx, dir: &Path, out: &Path) -> Result<PathBuf> {
     if !dir.is_dir() {
         return Err(format!("--config {}: no such directory", dir.display()));
     }
@@ -276,6 +308,34 @@ pub fn pack_config(dir: &Path, out: &Path) -> Result<PathBuf> {
             let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
             files.push((format!("{sub}/{base}"), data));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("servers")) {
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        for path in paths {
+            let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            // `servers/NAME.crate` names a policy crate (its directory,
+            // relative to Tarn): built now, packed as `servers/NAME`.
+            let (name, path) = match base.strip_suffix(".crate") {
+                Some(name) => (name, build_policy_crate(ctx, name, &path)?),
+                None => (base, path.clone()),
+            };
+            let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            files.push((format!("servers/{name}"), data));
+        }
+    }
+    // `policies/NAME.crate`: built (as above) but not packed, for a
+    // scenario that loads it at run time (`@ctl load-policy NAME FILE`).
+    if let Ok(entries) = std::fs::read_dir(dir.join("policies")) {
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            if let Some(name) = base.strip_suffix(".crate") {
+                build_policy_crate(ctx, name, &path)?;
+            }
         }
     }
     let autorun = dir.join("autorun.cmds");
@@ -306,7 +366,15 @@ mod tests {
         let system: Vec<&str> = modules_of(Image::System).map(|m| m.module).collect();
         assert_eq!(
             system,
-            ["root-task", "sched-server", "spin", "tenant", "vmm"]
+            [
+                "root-task",
+                "policy-credit",
+                "policy-sedf",
+                "policy-rr",
+                "spin",
+                "tenant",
+                "vmm"
+            ]
         );
         let test: Vec<&str> = modules_of(Image::Test).map(|m| m.module).collect();
         assert_eq!(test.len(), USER_IMAGES.len());

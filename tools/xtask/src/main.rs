@@ -6,6 +6,7 @@ mod ctx;
 mod deps;
 mod emu;
 mod images;
+mod newpolicy;
 mod suite;
 
 use std::io::{IsTerminal, Write as _};
@@ -94,6 +95,9 @@ commands:
       --write FILE      write the figures to FILE in that format
   lint                  cargo fmt --check and clippy -D warnings (host crates and kernel)
   deps                  run tools/install-deps.sh (QEMU >= 8.1, Bochs, GRUB tools)
+  new-policy NAME       create a scheduling-policy crate outside the workspace
+      --path DIR        where (default ./NAME): the policy, simulator tests, a
+                        simulator binary, the server binary (`cargo server`)
   help                  this text";
 
 /// Options of `cargo xtask run`.
@@ -122,6 +126,8 @@ enum Command {
     Bench(BenchOptions),
     Lint,
     Deps,
+    /// `new-policy NAME [--path DIR]`.
+    NewPolicy(String, Option<PathBuf>),
     Help,
 }
 
@@ -190,6 +196,22 @@ fn parse(words: Vec<String>) -> Result<Command> {
                 "deps" => Command::Deps,
                 _ => Command::Help,
             })
+        }
+        "new-policy" => {
+            let mut name = None;
+            let mut path = None;
+            while let Some((option, inline)) = args.next_option() {
+                match option.as_str() {
+                    "--path" => path = Some(PathBuf::from(args.value("--path", inline)?)),
+                    word if !word.starts_with('-') && name.is_none() => {
+                        no_value(word, inline)?;
+                        name = Some(word.to_owned());
+                    }
+                    other => return unknown(other),
+                }
+            }
+            let name = name.ok_or("new-policy needs a NAME")?;
+            Ok(Command::NewPolicy(name, path))
         }
         "run" => {
             let mut run = RunOptions {
@@ -341,6 +363,7 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
     deps::ensure_emulators(ctx, options.vmx)?;
     let initrd = match &options.config {
         Some(dir) => Some(images::pack_config(
+            ctx,
             dir,
             &ctx.xtask_dir().join("config.cpio"),
         )?),
@@ -507,6 +530,7 @@ fn execute(command: Command) -> Result<ExitCode> {
         }
         Command::Lint => lint(&ctx)?,
         Command::Deps => deps::install(&ctx)?,
+        Command::NewPolicy(name, path) => newpolicy::new_policy(&ctx, &name, path)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -79,7 +79,11 @@ fn run_scenario(
     // A scenario's config directory travels as the boot's `-initrd`.
     let initrd = match &scenario.config {
         Some(dir) => {
-            match crate::images::pack_config(&ctx.root.join(dir), &work_dir.join("config.cpio")) {
+            match crate::images::pack_config(
+                ctx,
+                &ctx.root.join(dir),
+                &work_dir.join("config.cpio"),
+            ) {
                 Ok(path) => Some(path),
                 Err(why) => return (Err(why), Duration::ZERO),
             }

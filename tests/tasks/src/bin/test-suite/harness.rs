@@ -115,7 +115,7 @@ impl Env {
             cpus: info.cpu_count,
             sleeper,
             helper_elf,
-            sched_server_elf: info.module("sched-server").map(tarn_rt::module_bytes),
+            sched_server_elf: info.module("policy-credit").map(tarn_rt::module_bytes),
             cpu_caps: (info.first_cpu_slot != 0).then_some(info.first_cpu_slot),
             next_vaddr: TEST_VADDR_BASE,
         })

@@ -801,19 +801,26 @@ fn dispatch_wait(env: &mut Env) -> Outcome {
     Ok(Pass::Ok)
 }
 
-/// One request to the scheduler-server process; its reply.
-fn ask(endpoint: u64, label: u64, words: &[u64], caps: &[u64]) -> Result<SchedReply, String> {
+/// A reply as the tests compare it (replies borrow their text from the
+/// message they were decoded from).
+fn shown(reply: SchedReply) -> String {
+    alloc::format!("{reply:?}")
+}
+
+/// One request to the scheduler-server process; its reply, shown.
+fn ask(endpoint: u64, label: u64, words: &[u64], caps: &[u64]) -> Result<String, String> {
     let (info, registers) = tarn_rt::syscall::load(label, words, caps);
     let reply =
         tarn_rt::call(endpoint, info, registers).map_err(|e| alloc::format!("call: {e:?}"))?;
     let mut out = [0u64; sched_protocol::MAX_WORDS];
     let length = reply.words(&mut out).min(sched_protocol::MAX_WORDS);
     let mut scratch = [0u8; sched_protocol::MAX_WORDS * 8];
-    sched_protocol::decode(&out[..length], &mut scratch)
+    sched_protocol::decode::<SchedReply>(&out[..length], &mut scratch)
+        .map(shown)
         .ok_or_else(|| String::from("undecodable reply"))
 }
 
-fn request(endpoint: u64, request: &SchedRequest, caps: &[u64]) -> Result<SchedReply, String> {
+fn request(endpoint: u64, request: &SchedRequest, caps: &[u64]) -> Result<String, String> {
     let mut words = [0u64; sched_protocol::MAX_WORDS];
     let count =
         sched_protocol::encode(request, &mut words).ok_or_else(|| String::from("encode"))?;
@@ -849,7 +856,7 @@ fn server_process(env: &mut Env) -> Outcome {
         elf,
         caps: &caps,
         untyped: &untyped,
-        cmdline: "policy=credit",
+        cmdline: "",
         cpu_count: 1,
         cpu_caps: Some(first + cpu),
         ..tarn_rt::ProcessConfig::default()
@@ -861,31 +868,62 @@ fn server_process(env: &mut Env) -> Outcome {
     // Garbage and foreign labels are refused, the server stays up.
     expect!(
         ask(client, sched_protocol::LABEL, &[u64::MAX; 3], &[])?,
-        SchedReply::Error(SchedError::Malformed)
+        shown(SchedReply::Error(SchedError::Malformed))
     );
     expect!(
         ask(client, 0x1234, &[], &[])?,
-        SchedReply::Error(SchedError::Malformed)
+        shown(SchedReply::Error(SchedError::Malformed))
     );
-    // Invalid parameters are refused with the reason.
-    let weight0 = SchedRequest::SetCredit {
+    // Invalid parameters are refused with one line naming the key, and
+    // nothing changes.
+    let weight0 = SchedRequest::SetDomainParams {
         domain: 1,
-        weight: 0,
-        cap_pct: 0,
+        params: "weight=512 cap=0 weight=0",
     };
     expect!(
         request(client, &weight0, &[])?,
-        SchedReply::Error(SchedError::InvalidParameter)
+        shown(SchedReply::Refused("weight: given twice"))
     );
-    let sedf = SchedRequest::SetSedf {
+    let weight0 = SchedRequest::SetDomainParams {
         domain: 1,
-        period_ns: 10,
-        slice_ns: 5,
-        extra: false,
+        params: "cap=10 weight=0",
+    };
+    expect!(
+        request(client, &weight0, &[])?,
+        shown(SchedReply::Refused("weight: 0 is outside 1..=65535"))
+    );
+    let sedf = SchedRequest::SetDomainParams {
+        domain: 1,
+        params: "period=10 slice=5",
     };
     expect!(
         request(client, &sedf, &[])?,
-        SchedReply::Error(SchedError::WrongPolicy)
+        shown(SchedReply::Refused(
+            "period: unknown parameter (known: weight, cap, group)"
+        ))
+    );
+    expect!(
+        request(client, &SchedRequest::GetDomainParams { domain: 1 }, &[])?,
+        shown(SchedReply::Values("weight=256 cap=0 group=0"))
+    );
+    expect!(
+        request(client, &SchedRequest::Describe, &[])?,
+        shown(SchedReply::Policy {
+            name: "credit",
+            domain_params: 3,
+            pool_params: 2
+        })
+    );
+    expect!(
+        request(
+            client,
+            &SchedRequest::DescribeParam {
+                pool: true,
+                index: 2
+            },
+            &[]
+        )?,
+        shown(SchedReply::Error(SchedError::NoSuchParam))
     );
     let add = SchedRequest::AddThread {
         thread_id: 5,
@@ -893,7 +931,7 @@ fn server_process(env: &mut Env) -> Outcome {
     };
     expect!(
         request(client, &add, &[])?,
-        SchedReply::Error(SchedError::NoThreadCapability)
+        shown(SchedReply::Error(SchedError::NoThreadCapability))
     );
     // A thread handed over runs on the server's CPU, under its policy.
     let shared = Shared::new();
@@ -913,16 +951,15 @@ fn server_process(env: &mut Env) -> Outcome {
     expect!(
         request(
             client,
-            &SchedRequest::SetCredit {
+            &SchedRequest::SetDomainParams {
                 domain: 1,
-                weight: 512,
-                cap_pct: 0
+                params: "weight=512",
             },
             &[]
         )?,
-        SchedReply::Ok
+        shown(SchedReply::Ok)
     );
-    expect!(request(client, &add, &[thread.tcb])?, SchedReply::Ok);
+    expect!(request(client, &add, &[thread.tcb])?, shown(SchedReply::Ok));
     let again = SchedRequest::AddThread {
         thread_id: 5,
         domain: 1,
@@ -930,21 +967,22 @@ fn server_process(env: &mut Env) -> Outcome {
     let other = env.copy(thread.tcb, Rights::ALL)?;
     expect!(
         request(client, &again, &[other])?,
-        SchedReply::Error(SchedError::BadThreadId)
+        shown(SchedReply::Error(SchedError::BadThreadId))
     );
     expect!(invoke::tcb_resume(thread.tcb), Ok(()));
     env.wait_until("the handed-over thread to run", || shared.get(0) > 0)?;
-    match request(client, &SchedRequest::QueryThread { thread_id: 5 }, &[])? {
-        SchedReply::ThreadTime { ran_ns } => ensure!(ran_ns > 0, "no run time reported"),
-        other => return Err(alloc::format!("query: {other:?}")),
-    }
+    let time = request(client, &SchedRequest::QueryThread { thread_id: 5 }, &[])?;
+    ensure!(
+        time.starts_with("ThreadTime") && time != shown(SchedReply::ThreadTime { ran_ns: 0 }),
+        "query: no run time reported: {time}"
+    );
     expect!(
         request(client, &SchedRequest::QueryThread { thread_id: 6 }, &[])?,
-        SchedReply::Error(SchedError::UnknownThread)
+        shown(SchedReply::Error(SchedError::UnknownThread))
     );
     expect!(
         request(client, &SchedRequest::RemoveThread { thread_id: 5 }, &[])?,
-        SchedReply::Ok
+        shown(SchedReply::Ok)
     );
     shared.set(1, 1);
     let _ = invoke::tcb_suspend(thread.tcb);
