@@ -994,7 +994,27 @@ pub fn create_from_config(
         .map_err(|e| format!("{}: {e}", config.name))?;
     let vm = config.kind == DomainType::Hvm;
     let args = config.cmdline.as_deref().unwrap_or("");
-    if let Err(why) = pools.build_domain(res, id, &config.image, vm, args) {
+    // A kernel that is a file of the config archive is a Linux guest.
+    let linux = vm && crate::autostart::archive_file(&config.image).is_some();
+    let built = if linux {
+        pools.build_linux_domain(
+            res,
+            id,
+            &config.image,
+            config.ramdisk.as_deref(),
+            config
+                .memory_mib
+                .map_or(crate::vm::DEFAULT_MEMORY_MIB, u64::from),
+            args,
+        )
+    } else if config.ramdisk.is_some() {
+        Err(String::from(
+            "ramdisk= needs a kernel from the config archive",
+        ))
+    } else {
+        pools.build_domain(res, id, &config.image, vm, args)
+    };
+    if let Err(why) = built {
         let _ = pools.manager.destroy_domain(id);
         return Err(format!("{}: {why}", config.name));
     }

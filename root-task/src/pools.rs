@@ -1231,6 +1231,121 @@ impl Pools {
         Ok(())
     }
 
+    /// `create` of a Linux guest (`kernel` a file of the config archive):
+    /// its cell is sized from `memory` (guest RAM plus 8 MiB for the VMM,
+    /// rounded up to a power of two), the guest's memory is built in it
+    /// (`crate::vm`), and the `vmm` module runs it on its main thread, the
+    /// domain's vCPU, scheduled by the pool's server like any domain.
+    pub fn build_linux_domain(
+        &mut self,
+        res: &mut Resources,
+        domain: DomainId,
+        kernel: &str,
+        ramdisk: Option<&str>,
+        memory_mib: u64,
+        cmdline: &str,
+    ) -> Result<(), String> {
+        let (pool, name) = self
+            .manager
+            .domain(domain)
+            .map(|d| (d.pool, d.name.clone()))
+            .ok_or("no such domain")?;
+        if !(crate::vm::MIN_MEMORY_MIB..=crate::vm::MAX_MEMORY_MIB).contains(&memory_mib) {
+            return Err(format!(
+                "memory={memory_mib}: a Linux guest takes {}..={} MiB",
+                crate::vm::MIN_MEMORY_MIB,
+                crate::vm::MAX_MEMORY_MIB
+            ));
+        }
+        let archive = self
+            .info
+            .module("initrd")
+            .map(tarn_rt::module_bytes)
+            .ok_or("no config archive")?;
+        let file = |path: &str| {
+            crate::autostart::archive_file(path)
+                .map(|(offset, length)| &archive[offset..offset + length])
+                .ok_or_else(|| format!("no file {path} in the config archive"))
+        };
+        let kernel_bytes = file(kernel)?;
+        let initrd = ramdisk.map(file).transpose()?;
+        let module = self.info.module("vmm").ok_or("no vmm module")?;
+        let ram = memory_mib.next_multiple_of(2) << 20;
+        let cell_bits = u64::from((ram + (8 << 20)).next_power_of_two().trailing_zeros());
+        let tsc_khz = crate::vm::tsc_khz(res);
+        let fault_source = self.fault_endpoint;
+        let elf = tarn_rt::module_bytes(module);
+        let (built, cell) = self
+            .build_in_cell(res, cell_bits, |res| {
+                let memory =
+                    crate::vm::build_memory(res, kernel_bytes, initrd, cmdline, ram, tsc_khz)
+                        .map_err(|why| {
+                            crate::console::say_line(&format!("error: {name}: {why}"));
+                            tarn_rt::abi::Error::InvalidArgument
+                        })?;
+                let (untyped, phys) = res.create_untyped(VMM_MEMORY_BITS)?;
+                let fault = res.alloc_slot()?;
+                invoke::cnode_mint(
+                    res.cnode,
+                    fault,
+                    res.cnode,
+                    fault_source,
+                    Rights::ALL,
+                    BADGE_DOMAIN | u64::from(domain.0),
+                )?;
+                let untyped = [UntypedGrant {
+                    cptr: untyped,
+                    phys,
+                    size_bits: VMM_MEMORY_BITS,
+                }];
+                let caps = [tarn_rt::CapGrant {
+                    source: memory.space,
+                    dest: tarn_rt::layout::slot::FIRST_PARENT,
+                    rights: Rights::ALL,
+                    badge: 0,
+                }];
+                let line = format!("domain={name} linux={:x}", memory.load_address);
+                let config = ProcessConfig {
+                    elf,
+                    fault_endpoint: fault,
+                    cpu_count: 0,
+                    untyped: &untyped,
+                    caps: &caps,
+                    cmdline: &line,
+                    suspended: true,
+                    ..ProcessConfig::default()
+                };
+                tarn_rt::spawn_process(res, &config)
+            })
+            .map_err(|e| format!("cannot build it: {e:?}"))?;
+        self.domains.insert(
+            domain,
+            DomainRt {
+                cell,
+                tcb: built.tcb,
+                objects: [
+                    built.cnode,
+                    built.vspace,
+                    built.ipc_buffer_frame,
+                    built.start_frame,
+                ],
+                thread_id: (u64::from(domain.0) << 8) | 1,
+                carried_ns: 0,
+                paused: false,
+                crashed: false,
+                image: String::from(kernel),
+                group: None,
+            },
+        );
+        self.spare_courier(res);
+        if let Err(why) = self.adopt(pool, domain) {
+            self.discard(res, domain, pool);
+            return Err(why);
+        }
+        let _ = invoke::tcb_resume(built.tcb);
+        Ok(())
+    }
+
     /// Takes a cell back: revoking its untyped destroys every object built
     /// in it (and every capability to them, the domain's own included) and
     /// empties it; the slots it used are cleared and freed.

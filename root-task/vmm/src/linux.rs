@@ -314,6 +314,18 @@ pub fn load<'a>(
         });
     }
 
+    Ok(LinuxGuest {
+        pieces,
+        state: entry_state(load_address),
+        protocol,
+        load_address,
+        initrd_address,
+    })
+}
+
+/// The boot CPU's state at the 64-bit entry of a kernel loaded at
+/// `load_address` (with the tables and zero page [`load`] builds).
+pub fn entry_state(load_address: u64) -> InitialState {
     let mut registers = [0u64; REGISTER_COUNT];
     registers[Reg::Rip as usize] = load_address + 0x200;
     registers[Reg::Rsi as usize] = ZERO_PAGE;
@@ -367,17 +379,11 @@ pub fn load<'a>(
         limit: 0xFFFF,
         attributes: attributes::LDT,
     });
-    Ok(LinuxGuest {
-        pieces,
-        state: InitialState {
-            segments,
-            registers,
-            pages: Vec::new(),
-        },
-        protocol,
-        load_address,
-        initrd_address,
-    })
+    InitialState {
+        segments,
+        registers,
+        pages: Vec::new(),
+    }
 }
 
 /// The command line the guest gets: the configured one, plus the TSC

@@ -32,6 +32,23 @@ const BOCHS_GRACE: Duration = Duration::from_secs(5);
 
 /// Guest memory in MiB, on both emulators.
 const MEMORY_MIB: u32 = 256;
+/// Guest memory when the config archive carries guest images (larger than
+/// [`IMAGE_ARCHIVE_BYTES`]): room for the archive and a few Linux guests.
+const LARGE_MEMORY_MIB: u32 = 1024;
+/// A config archive above this size carries guest images.
+const IMAGE_ARCHIVE_BYTES: u64 = 1 << 20;
+
+/// The machine's memory for a boot with config archive `initrd`.
+pub fn memory_mib(initrd: Option<&Path>) -> u32 {
+    let large = initrd
+        .and_then(|path| std::fs::metadata(path).ok())
+        .is_some_and(|m| m.len() > IMAGE_ARCHIVE_BYTES);
+    if large {
+        LARGE_MEMORY_MIB
+    } else {
+        MEMORY_MIB
+    }
+}
 
 /// One boot: machine and command line.
 #[derive(Clone, Debug)]
@@ -252,7 +269,7 @@ pub fn qemu_args(elf: &Path, boot: &Boot, monitor: bool) -> Vec<OsString> {
         "-smp",
         &boot.smp.to_string(),
         "-m",
-        &format!("{MEMORY_MIB}M"),
+        &format!("{}M", memory_mib(boot.initrd.as_deref())),
         "-display",
         "none",
         "-serial",

@@ -6,6 +6,7 @@ mod ctx;
 mod deps;
 mod emu;
 mod images;
+mod linux;
 mod suite;
 
 use std::io::{IsTerminal, Write as _};
@@ -112,6 +113,7 @@ enum Command {
     Bench(BenchOptions),
     Lint,
     Deps,
+    LinuxFetch,
     Help,
 }
 
@@ -170,6 +172,7 @@ fn parse(words: Vec<String>) -> Result<Command> {
         ))
     };
     match command.as_str() {
+        "linux-fetch" => Ok(Command::LinuxFetch),
         "build" | "lint" | "deps" | "help" | "-h" | "--help" => {
             if let Some((option, _)) = args.next_option() {
                 return unknown(&option);
@@ -476,6 +479,9 @@ fn execute(command: Command) -> Result<ExitCode> {
         }
         Command::Lint => lint(&ctx)?,
         Command::Deps => deps::install(&ctx)?,
+        Command::LinuxFetch => {
+            linux::fetch()?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -86,7 +86,11 @@ fn main(arg: u64) {
     };
     let mut resources = Resources::from_boot_info(info);
     if let Some(name) = setting(info.cmdline(), "domain=") {
-        run_domain(info.cmdline(), name, &mut resources);
+        if setting(info.cmdline(), "linux=").is_some() {
+            run_linux(info.cmdline(), name, &mut resources);
+        } else {
+            run_domain(info.cmdline(), name, &mut resources);
+        }
         return;
     }
     let status = match run(info.cmdline(), info.cpu_count, &mut resources) {
@@ -126,6 +130,42 @@ fn run_domain(cmdline: &str, name: &str, resources: &mut Resources) {
             println!("[{name}] vm ended: {outcome}");
         }
         Err(e) => println!("[{name}] vmm: cannot build the vm: {e:?}"),
+    }
+}
+
+/// The slot where the pool manager puts a Linux guest's GuestSpace.
+const LINUX_SPACE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT;
+
+/// A Linux guest as a domain, on this (the main) thread: `linux=LOAD`
+/// (hex: where the kernel was loaded). The pool manager has built the
+/// guest's memory (kernel, initrd, zero page, tables: `tarn_vmm::linux`)
+/// in a GuestSpace it hands over in slot 9; this binds a Vcpu to it and
+/// starts at the 64-bit entry.
+fn run_linux(cmdline: &str, name: &str, resources: &mut Resources) {
+    let started = (|| -> Result<(CPtr, CPtr, InitialVcpu), String> {
+        let load = setting(cmdline, "linux=")
+            .and_then(|a| u64::from_str_radix(a, 16).ok())
+            .ok_or("no linux=LOAD_ADDRESS")?;
+        let sleeper = resources
+            .create(ObjectType::Notification, 0)
+            .map_err(|e| format!("notification: {e:?}"))?;
+        calibrate(sleeper).map_err(|e| format!("sleep: {e:?}"))?;
+        let vcpu = resources
+            .create(ObjectType::Vcpu, 0)
+            .map_err(|e| format!("vcpu: {e:?}"))?;
+        invoke::vcpu_bind(vcpu, slot::ROOT_TCB, LINUX_SPACE_SLOT)
+            .map_err(|e| format!("bind: {e:?}"))?;
+        let state = tarn_vmm::linux::entry_state(load);
+        Ok((vcpu, sleeper, (state.registers, state.segments)))
+    })();
+    match started {
+        Ok((vcpu, sleeper, initial)) => {
+            let shared = Shared::default();
+            run_vcpu(name, vcpu, sleeper, initial, &shared);
+            let outcome = shared.outcome.lock().clone().unwrap_or_default();
+            println!("[{name}] vm ended: {outcome}");
+        }
+        Err(why) => println!("[{name}] vmm: cannot start the vm: {why}"),
     }
 }
 
@@ -377,8 +417,12 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             );
         }
         let now = now_ns().max(core::mem::take(&mut slept_until));
-        if let Some(vector) = platform.take_due_interrupt(now) {
-            queued.get_or_insert(vector);
+        // One interrupt at a time is acknowledged at the PIC: the next only
+        // once the kernel has delivered the last.
+        if queued.is_none() && !kernel_pending {
+            queued = platform.take_due_interrupt(now);
+        } else {
+            platform.advance(now);
         }
         let inject = if kernel_pending { None } else { queued.take() };
         let timeout_ns = platform.next_tick_ns().map_or(POLL_NS, |due| {
@@ -415,7 +459,8 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
         match action {
             Action::Continue => {}
             Action::WaitForInterrupt => {
-                if !kernel_pending && queued.is_none() {
+                platform.advance(now_ns());
+                if !kernel_pending && queued.is_none() && !platform.interrupt_pending() {
                     if let Some(due) = platform.next_tick_ns() {
                         let _ = syscall::sleep(sleeper, due.saturating_sub(now_ns()).max(1));
                         slept_until = due;
