@@ -73,6 +73,7 @@ use tarn_rt::{
     invoke, syscall, BuddyAllocator, CapGrant, KernelUntyped, ProcessConfig, Resources,
     ThreadOptions, UntypedGrant,
 };
+use tarn_vmm::platform::{StopReason, VM_ENDED_LABEL};
 
 /// How long a server has to answer a request (virtual time).
 pub const REQUEST_DEADLINE_NS: u64 = 5_000_000_000;
@@ -1096,6 +1097,8 @@ impl Pools {
                     ));
                     self.replace_server(res, pool, "server fault");
                 }
+            } else if note.badge & BADGE_DOMAIN != 0 && note.label == VM_ENDED_LABEL {
+                self.vm_ended(res, DomainId(id), &note);
             } else if note.badge & BADGE_DOMAIN != 0 {
                 let domain = DomainId(id);
                 let name = self
@@ -1298,12 +1301,21 @@ impl Pools {
                     phys,
                     size_bits: VMM_MEMORY_BITS,
                 }];
-                let caps = [tarn_rt::CapGrant {
-                    source: memory.space,
-                    dest: tarn_rt::layout::slot::FIRST_PARENT,
-                    rights: Rights::ALL,
-                    badge: 0,
-                }];
+                let caps = [
+                    tarn_rt::CapGrant {
+                        source: memory.space,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // Where the VMM says its guest ended (`vm_ended`).
+                    tarn_rt::CapGrant {
+                        source: fault,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 1,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                ];
                 let line = format!("domain={name} linux={:x}", memory.load_address);
                 let config = ProcessConfig {
                     elf,
@@ -1396,6 +1408,29 @@ impl Pools {
             let _ = invoke::scheduler_release(p.scheduler, d.tcb);
         }
         self.empty_cell(res, d.cell);
+    }
+
+    /// A Linux domain's VMM says its guest ended (a message with
+    /// [`VM_ENDED_LABEL`] on the domain's fault endpoint, MR0/MR1 the
+    /// reason): the domain is destroyed with the reason on the console, as
+    /// xl's default `on_poweroff`/`on_reboot`/`on_crash = "destroy"`. A
+    /// message that names no reason is reported as such (the domain goes
+    /// all the same: its VMM has stopped).
+    fn vm_ended(&mut self, res: &mut Resources, domain: DomainId, note: &FaultNote) {
+        let Some(name) = self.manager.domain(domain).map(|d| d.name.clone()) else {
+            return;
+        };
+        if !self.domains.contains_key(&domain) {
+            return;
+        }
+        let why = match StopReason::decode(note.rip, note.address) {
+            Some(reason) => format!("{} ({reason})", reason.xl_event()),
+            None => String::from("with no reason given"),
+        };
+        crate::console::say_line(&format!("domain {name} ended: {why}; destroyed"));
+        if let Err(e) = self.destroy(res, domain) {
+            crate::console::say_line(&format!("error: {name}: not destroyed: {e}"));
+        }
     }
 
     /// `destroy`.

@@ -674,6 +674,38 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
+    // Linux (issue 11): the Debian cloud kernel with a busybox initramfs,
+    // from an xl.cfg in the config archive (`cargo xtask linux-fetch`
+    // caches both), boots in Pool-0 to its /init, which shows the TSC clock
+    // source at the frequency the VMM gave, and powers off; `list` shows the
+    // domain before, and its end is reported with the reason.
+    all.push(
+        Scenario::qemu("linux_boot", 2, "pool0_cpus=1")
+            .config("tests/configs/linux")
+            .exec(&[
+                "create deb.cfg",
+                "list",
+                "@wait destroyed",
+                "list",
+                "destroy deb",
+                "poweroff",
+            ])
+            .expect("root: configs from the initrd archive")
+            .expect("deb ")
+            .expect("[deb] TARN-LINUX-INIT")
+            .expect("[deb] clocksource: tsc")
+            .expect("[deb] cpuinfo flag: tsc")
+            .expect("[deb] tsc frequency as given: ")
+            .expect("[deb] vm ended: halted")
+            .expect("domain deb ended: poweroff (halted); destroyed")
+            .expect("tarn> destroy deb")
+            .expect("deb: no such domain")
+            .expect("tarn: exit status 0")
+            .forbid("tsc frequency differs")
+            .forbid("stopped:")
+            .forbid_failures()
+            .timeout(Duration::from_secs(240)),
+    );
     // Virtual machines as domains: long-mode spinning guests in a credit
     // pool follow their weights, a hello guest prints through the VMM, a
     // triple-faulting guest is stopped with its reason while the others run,

@@ -225,11 +225,7 @@ impl Pic8259 {
             } else {
                 // OCW2: EOI (non-specific 0x20, specific 0x60 | irq).
                 match value & 0xE0 {
-                    0x20 | 0xA0 => {
-                        if self.isr != 0 {
-                            self.isr &= self.isr - 1;
-                        }
-                    }
+                    0x20 | 0xA0 if self.isr != 0 => self.isr &= self.isr - 1,
                     0x60 | 0xE0 => self.isr &= !(1 << (value & 7)),
                     _ => {}
                 }
@@ -500,7 +496,7 @@ impl Default for Rtc {
 }
 
 fn bcd(value: u64) -> u8 {
-    ((value / 10) << 4 | value % 10) as u8
+    (((value / 10) << 4) | (value % 10)) as u8
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's

@@ -118,6 +118,60 @@ impl fmt::Display for StopReason {
     }
 }
 
+/// The label of the message a domain's VMM sends its fault endpoint when
+/// its guest has ended (MR0, MR1: [`StopReason::encode`]): the pool
+/// manager then destroys the domain, as xl's `on_poweroff`, `on_reboot`
+/// and `on_crash` default (`destroy`).
+pub const VM_ENDED_LABEL: u64 = 0x7E01;
+
+impl StopReason {
+    /// The reason as two words (kind, detail) for [`VM_ENDED_LABEL`].
+    pub fn encode(&self) -> (u64, u64) {
+        match *self {
+            StopReason::Halted => (1, 0),
+            StopReason::Reset => (2, 0),
+            StopReason::TripleFault => (3, 0),
+            StopReason::ExitStorm { exits } => (4, exits),
+            StopReason::OutsideMemory { address, access } => (5, address | (access & 7) << 60),
+            StopReason::InvalidState { raw } => (6, raw),
+            StopReason::Exception { vector } => (7, vector),
+            StopReason::Unsupported { raw } => (8, raw),
+            StopReason::UnknownExit { kind } => (9, kind),
+        }
+    }
+
+    /// The reason [`Self::encode`] gave (`None`: not one).
+    pub fn decode(kind: u64, detail: u64) -> Option<StopReason> {
+        Some(match kind {
+            1 => StopReason::Halted,
+            2 => StopReason::Reset,
+            3 => StopReason::TripleFault,
+            4 => StopReason::ExitStorm { exits: detail },
+            5 => StopReason::OutsideMemory {
+                address: detail & ((1 << 60) - 1),
+                access: detail >> 60,
+            },
+            6 => StopReason::InvalidState { raw: detail },
+            7 => StopReason::Exception { vector: detail },
+            8 => StopReason::Unsupported { raw: detail },
+            9 => StopReason::UnknownExit { kind: detail },
+            _ => return None,
+        })
+    }
+
+    /// What ended the guest, in xl's terms: `poweroff` (a halt with
+    /// interrupts off, how Linux's `poweroff` ends without ACPI), `reboot`
+    /// (the i8042 reset line, or a triple fault, how `reboot` ends), or
+    /// `crash` (anything the VMM stopped it for).
+    pub fn xl_event(&self) -> &'static str {
+        match self {
+            StopReason::Halted => "poweroff",
+            StopReason::Reset | StopReason::TripleFault => "reboot",
+            _ => "crash",
+        }
+    }
+}
+
 /// What the VMM does after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -589,6 +643,34 @@ mod tests {
             );
             assert_eq!(action, Action::Continue);
         }
+    }
+
+    #[test]
+    fn stop_reasons_travel_as_two_words() {
+        let all = [
+            StopReason::Halted,
+            StopReason::Reset,
+            StopReason::TripleFault,
+            StopReason::ExitStorm { exits: 1001 },
+            StopReason::OutsideMemory {
+                address: 0x400_0000,
+                access: access::WRITE,
+            },
+            StopReason::InvalidState { raw: 33 },
+            StopReason::Exception { vector: 13 },
+            StopReason::Unsupported { raw: 0x7C },
+            StopReason::UnknownExit { kind: 99 },
+        ];
+        for reason in all {
+            let (kind, detail) = reason.encode();
+            assert_eq!(StopReason::decode(kind, detail), Some(reason));
+        }
+        assert_eq!(StopReason::decode(0, 0), None);
+        assert_eq!(StopReason::decode(77, 0), None);
+        assert_eq!(StopReason::Halted.xl_event(), "poweroff");
+        assert_eq!(StopReason::Reset.xl_event(), "reboot");
+        assert_eq!(StopReason::TripleFault.xl_event(), "reboot");
+        assert_eq!(StopReason::Exception { vector: 6 }.xl_event(), "crash");
     }
 
     #[test]

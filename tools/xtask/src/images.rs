@@ -222,7 +222,7 @@ pub fn pack_config(dir: &Path, out: &Path) -> Result<PathBuf> {
         .iter()
         .any(|(_, data)| String::from_utf8_lossy(data).contains("\"linux/"));
     if names_linux {
-        let cache = crate::linux::cache_dir()?;
+        let cache = crate::linux::fetch()?;
         for name in [crate::linux::KERNEL, crate::linux::INITRD] {
             let path = cache.join(name);
             let data = std::fs::read(&path).map_err(|e| {

@@ -31,7 +31,9 @@ mount -t devtmpfs dev /dev 2>/dev/null
 echo "TARN-LINUX-INIT"
 echo "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 grep -m1 -E "^flags" /proc/cpuinfo | grep -o -w tsc | sed 's/^/cpuinfo flag: /'
-grep -m1 "cpu MHz" /proc/cpuinfo
+mhz=$(grep -m1 "cpu MHz" /proc/cpuinfo | sed 's/.*: *//; s/\..*//')
+khz=$(sed 's/.*tsc_early_khz=\([0-9]*\).*/\1/' /proc/cmdline)
+if [ "$mhz" = "$((khz / 1000))" ]; then echo "tsc frequency as given: $mhz MHz"; else echo "tsc frequency differs: $mhz MHz, given $khz kHz"; fi
 case " $(cat /proc/cmdline) " in
 *" tarn.shell "*) exec setsid cttyhack sh ;;
 *" tarn.spin "*) echo "spinning"; while :; do :; done ;;
@@ -60,41 +62,17 @@ fn run(command: &mut Command) -> Result<String> {
 /// Fetches (once) and builds the kernel and initramfs; returns the cache.
 pub fn fetch() -> Result<PathBuf> {
     let cache = cache_dir()?;
-    if cache.join(KERNEL).is_file() && cache.join(INITRD).is_file() {
-        println!("linux-fetch: cached in {}", cache.display());
-        return Ok(cache);
-    }
     let debs = cache.join("deb");
     let root = cache.join("root");
-    std::fs::create_dir_all(&debs).map_err(|e| format!("{}: {e}", debs.display()))?;
-    // The metapackage names the current kernel package.
-    let depends = run(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
-    let package = depends
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-"))
-        .ok_or("apt-cache names no kernel package for linux-image-cloud-amd64")?
-        .to_string();
-    println!("linux-fetch: apt-get download {package} busybox-static");
-    run(Command::new("apt-get")
-        .current_dir(&debs)
-        .args(["download", &package, "busybox-static"]))?;
-    for entry in std::fs::read_dir(&debs).map_err(|e| format!("{}: {e}", debs.display()))? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_some_and(|x| x == "deb") {
-            run(Command::new("dpkg").arg("-x").arg(&path).arg(&root))?;
-        }
+    if !cache.join(KERNEL).is_file() || !root.join("bin/busybox").is_file() {
+        download(&cache, &debs, &root)?;
+    } else {
+        println!(
+            "linux-fetch: kernel and busybox cached in {}",
+            cache.display()
+        );
     }
-    let kernel = std::fs::read_dir(root.join("boot"))
-        .map_err(|e| format!("{}/boot: {e}", root.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
-        .ok_or("the kernel package has no boot/vmlinuz-*")?;
-    std::fs::copy(&kernel, cache.join(KERNEL)).map_err(|e| e.to_string())?;
+    // The initramfs is rebuilt every time (it is small; /init may change).
     let busybox = std::fs::read(root.join("bin/busybox")).map_err(|e| e.to_string())?;
     let files = [
         ("bin".to_string(), None),
@@ -114,8 +92,44 @@ pub fn fetch() -> Result<PathBuf> {
     Ok(cache)
 }
 
-/// A newc cpio archive of directories (`None`) and files (bytes, mode).
-fn cpio(entries: &[(String, Option<(Vec<u8>, u32)>)]) -> Vec<u8> {
+fn download(cache: &std::path::Path, debs: &std::path::Path, root: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(debs).map_err(|e| format!("{}: {e}", debs.display()))?;
+    // The metapackage names the current kernel package.
+    let depends = run(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
+    let package = depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-"))
+        .ok_or("apt-cache names no kernel package for linux-image-cloud-amd64")?
+        .to_string();
+    println!("linux-fetch: apt-get download {package} busybox-static");
+    run(Command::new("apt-get")
+        .current_dir(debs)
+        .args(["download", &package, "busybox-static"]))?;
+    for entry in std::fs::read_dir(debs).map_err(|e| format!("{}: {e}", debs.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|x| x == "deb") {
+            run(Command::new("dpkg").arg("-x").arg(&path).arg(root))?;
+        }
+    }
+    let kernel = std::fs::read_dir(root.join("boot"))
+        .map_err(|e| format!("{}/boot: {e}", root.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        })
+        .ok_or("the kernel package has no boot/vmlinuz-*")?;
+    std::fs::copy(&kernel, cache.join(KERNEL)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A file's bytes and mode (`None`: a directory).
+type CpioFile = Option<(Vec<u8>, u32)>;
+
+/// A newc cpio archive of directories and files.
+fn cpio(entries: &[(String, CpioFile)]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut put = |name: &str, mode: u32, data: &[u8], ino: usize| {
         let header = format!(

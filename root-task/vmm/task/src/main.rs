@@ -59,6 +59,7 @@ struct Shared {
     ticks: AtomicU64,
     bench: AtomicU64,
     outcome: spin::Mutex<Option<String>>,
+    reason: spin::Mutex<Option<StopReason>>,
 }
 
 struct Vm {
@@ -135,6 +136,9 @@ fn run_domain(cmdline: &str, name: &str, resources: &mut Resources) {
 
 /// The slot where the pool manager puts a Linux guest's GuestSpace.
 const LINUX_SPACE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT;
+/// The slot of the domain's (badged) fault endpoint, where the VMM says
+/// that its guest ended.
+const LINUX_ENDED_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT + 1;
 
 /// A Linux guest as a domain, on this (the main) thread: `linux=LOAD`
 /// (hex: where the kernel was loaded). The pool manager has built the
@@ -164,6 +168,14 @@ fn run_linux(cmdline: &str, name: &str, resources: &mut Resources) {
             run_vcpu(name, vcpu, sleeper, initial, &shared);
             let outcome = shared.outcome.lock().clone().unwrap_or_default();
             println!("[{name}] vm ended: {outcome}");
+            // The pool manager ends the domain (xl's default `destroy`).
+            let reason = shared
+                .reason
+                .lock()
+                .unwrap_or(StopReason::UnknownExit { kind: 0 });
+            let (kind, detail) = reason.encode();
+            let info = tarn_rt::abi::MessageInfo::new(tarn_vmm::platform::VM_ENDED_LABEL, 0, 2);
+            let _ = syscall::send(LINUX_ENDED_SLOT, info, [kind, detail, 0, 0]);
         }
         Err(why) => println!("[{name}] vmm: cannot start the vm: {why}"),
     }
@@ -467,8 +479,12 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
                     }
                 }
             }
-            Action::Stop(StopReason::Halted) => break format!("halted, last line {last_line:?}"),
+            Action::Stop(StopReason::Halted) => {
+                *shared.reason.lock() = Some(StopReason::Halted);
+                break format!("halted, last line {last_line:?}");
+            }
             Action::Stop(reason) => {
+                *shared.reason.lock() = Some(reason);
                 println!("[{name}] stopped: {reason}");
                 break format!("stopped: {reason}");
             }
