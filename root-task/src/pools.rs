@@ -1316,7 +1316,14 @@ impl Pools {
                         badge: 0,
                     },
                 ];
-                let line = format!("domain={name} linux={:x}", memory.load_address);
+                // `tarn.bench` on the guest's command line: the VMM prints
+                // the boot's figures (`cargo xtask bench`).
+                let bench = if cmdline.split_whitespace().any(|w| w == "tarn.bench") {
+                    " bench=1"
+                } else {
+                    ""
+                };
+                let line = format!("domain={name} linux={:x}{bench}", memory.load_address);
                 let config = ProcessConfig {
                     elf,
                     fault_endpoint: fault,

@@ -253,13 +253,27 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
     // again through the general path (`ipc_fastpath=off`).
     let mut results: Vec<tarn_tests::BenchResult> = Vec::new();
     // A third runs the VM-exit benchmark guest under the VMM (SVM), a
-    // fourth the same guest under Bochs (VMX; TSC ticks, not instructions).
+    // fourth the same guest under Bochs (VMX; TSC ticks, not instructions),
+    // a fifth boots Linux (`tests/configs/linux-bench`: the kernel and
+    // initramfs `cargo xtask linux-fetch` caches) to its /init, lets it
+    // idle and then spin, and waits for the domain's end to power off.
+    let linux_console = ["@wait destroyed".to_owned(), "poweroff".to_owned()];
     for (run, append, emulator) in [
         ("bench", "bench", Emulator::Qemu),
         ("bench-slowpath", "bench ipc_fastpath=off", Emulator::Qemu),
         ("bench-vm", "vmtest=bench64", Emulator::Qemu),
         ("bench-vm-vmx", "vmtest=bench64", Emulator::Bochs),
+        ("bench-linux", "pool0_cpus=1", Emulator::Qemu),
     ] {
+        let linux = run == "bench-linux";
+        let initrd = if linux {
+            Some(crate::images::pack_config(
+                &ctx.root.join("tests/configs/linux-bench"),
+                &ctx.xtask_dir().join("runs").join(run).join("config.cpio"),
+            )?)
+        } else {
+            None
+        };
         let icount = emulator == Emulator::Qemu;
         let boot = Boot {
             emulator,
@@ -269,7 +283,7 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
             gdb: false,
             bochs_ips: tarn_tests::DEFAULT_BOCHS_IPS,
             control: None,
-            initrd: None,
+            initrd,
         };
         let session = Session {
             elf: &images.kernel,
@@ -277,7 +291,7 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
             timeout: Some(Duration::from_secs(300)),
             live: false,
             interactive: false,
-            console: &[],
+            console: if linux { &linux_console } else { &[] },
         };
         let outcome = emu::run(&session, &boot)?;
         let log = ctx.log_path(run);

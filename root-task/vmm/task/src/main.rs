@@ -60,6 +60,8 @@ struct Shared {
     bench: AtomicU64,
     outcome: spin::Mutex<Option<String>>,
     reason: spin::Mutex<Option<StopReason>>,
+    /// A Linux guest's benchmark (`bench=1`): its figures from its lines.
+    linux_bench: spin::Mutex<Option<LinuxBench>>,
 }
 
 struct Vm {
@@ -134,6 +136,49 @@ fn run_domain(cmdline: &str, name: &str, resources: &mut Resources) {
     }
 }
 
+/// A Linux guest's figures, taken at the lines its `/init` prints in
+/// benchmark mode (`tarn.bench`): VM exits and instructions (the TSC under
+/// QEMU's icount) from the first entry to the marker, then the exit rate
+/// while it sleeps (`tarn-idle` .. `tarn-busy`) and while a shell loop runs
+/// (`tarn-busy` .. `tarn-busy-end`).
+struct LinuxBench {
+    started_tsc: u64,
+    mark: Option<(u64, u64)>,
+}
+
+/// What `/init` prints first (`cargo xtask linux-fetch`).
+const LINUX_MARKER: &str = "TARN-LINUX-INIT";
+
+impl LinuxBench {
+    fn line(&mut self, line: &str, exits: u64, now_ns: u64) {
+        let rate = |mark: Option<(u64, u64)>| {
+            mark.map(|(e, t)| (exits - e) * 1_000_000_000 / now_ns.saturating_sub(t).max(1))
+        };
+        match line.trim() {
+            LINUX_MARKER => {
+                println!("bench: linux_boot_exits {exits} exits");
+                println!(
+                    "bench: linux_boot_insns {} insns",
+                    tarn_rt::arch::rdtsc() - self.started_tsc
+                );
+            }
+            "tarn-idle" => self.mark = Some((exits, now_ns)),
+            "tarn-busy" => {
+                if let Some(r) = rate(self.mark) {
+                    println!("bench: linux_idle_exits_per_s {r} exits/s");
+                }
+                self.mark = Some((exits, now_ns));
+            }
+            "tarn-busy-end" => {
+                if let Some(r) = rate(self.mark) {
+                    println!("bench: linux_busy_exits_per_s {r} exits/s");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The slot where the pool manager puts a Linux guest's GuestSpace.
 const LINUX_SPACE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT;
 /// The slot of the domain's (badged) fault endpoint, where the VMM says
@@ -165,6 +210,12 @@ fn run_linux(cmdline: &str, name: &str, resources: &mut Resources) {
     match started {
         Ok((vcpu, sleeper, initial)) => {
             let shared = Shared::default();
+            if setting(cmdline, "bench=").is_some() {
+                *shared.linux_bench.lock() = Some(LinuxBench {
+                    started_tsc: tarn_rt::arch::rdtsc(),
+                    mark: None,
+                });
+            }
             run_vcpu(name, vcpu, sleeper, initial, &shared);
             let outcome = shared.outcome.lock().clone().unwrap_or_default();
             println!("[{name}] vm ended: {outcome}");
@@ -460,6 +511,9 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
         );
         for line in platform.take_lines() {
             println!("[{name}] {line}");
+            if let Some(bench) = shared.linux_bench.lock().as_mut() {
+                bench.line(&line, platform.exits, now_ns());
+            }
             last_line = line;
         }
         for note in platform.take_notes() {
