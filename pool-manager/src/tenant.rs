@@ -230,6 +230,7 @@ pub fn authorize(
         | Command::Top { .. }
         | Command::ServerFault { .. }
         | Command::Sleep(_)
+        | Command::Console(_)
         | Command::Repeat { .. }
         | Command::Poweroff => Err(refused()),
     }

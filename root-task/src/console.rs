@@ -290,6 +290,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         &[(&uart, COM1_IRQ), (&control_port.uart, COM2_IRQ)],
     );
     let sleeper = resources.create(ObjectType::Notification, 0).unwrap_or(0);
+    crate::vm::set_console_wake(input.notification());
     let clock = Clock;
     let mut pools = pools.and_then(|manager| {
         match Pools::start(info, resources, manager, input.notification(), clock) {
@@ -309,6 +310,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         sleeper,
         clock,
         input,
+        attached: None,
     };
     crate::autostart::load(info);
     if let Some(p) = pools.as_mut() {
@@ -335,7 +337,39 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         if let Some(p) = pools.as_mut() {
             console.serve_tenants(resources, p);
         }
+        // An attached guest's output, raw.
+        if let Some(ring) = console.attached.and_then(crate::vm::console) {
+            let out = ring.take_output();
+            if !out.is_empty() {
+                uart.write_bytes(&out);
+            }
+        }
+        // A domain that went while attached detaches the console.
+        if console
+            .attached
+            .is_some_and(|id| crate::vm::console(id).is_none())
+        {
+            console.attached = None;
+            uart.write("\r\n");
+            uart.write(PROMPT);
+        }
         while let Some(byte) = uart.receive() {
+            // Attached (`console D`): every byte goes to the guest's UART
+            // but Ctrl-], which detaches, as in xl.
+            if let Some(id) = console.attached {
+                match crate::vm::console(id) {
+                    Some(ring) if byte != DETACH => {
+                        ring.push(&[byte]);
+                        continue;
+                    }
+                    Some(ring) => ring.set_attached(false),
+                    None => {}
+                }
+                console.attached = None;
+                uart.write("\r\n");
+                uart.write(PROMPT);
+                continue;
+            }
             match editor.feed(byte) {
                 Edit::Line(line) => {
                     uart.write("\r\n");
@@ -346,7 +380,9 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
                     if let Some(p) = pools.as_mut() {
                         p.service(resources);
                     }
-                    uart.write(PROMPT);
+                    if console.attached.is_none() {
+                        uart.write(PROMPT);
+                    }
                 }
                 Edit::Echo(byte) => uart.write_byte(byte),
                 Edit::Erase => uart.write("\x08 \x08"),
@@ -369,7 +405,12 @@ pub struct Console {
     sleeper: CPtr,
     clock: Clock,
     input: Input,
+    /// The Linux domain (id) the serial console is attached to.
+    attached: Option<u32>,
 }
+
+/// Ctrl-]: detaches an attached console.
+const DETACH: u8 = 0x1D;
 
 /// JSON string (names are validated, but escape anyway).
 fn json_str(text: &str) -> String {
@@ -513,6 +554,20 @@ impl Console {
             Command::Destroy(d) => {
                 let id = domain(pools, &d)?;
                 pools.destroy(res, id).map_err(|e| format!("{d}: {e}"))
+            }
+            Command::Console(d) => {
+                let id = domain(pools, &d)?;
+                let ring = crate::vm::console(id.0)
+                    .ok_or_else(|| format!("{d}: not a Linux domain (no UART to attach to)"))?;
+                if CAPTURE.lock().is_some() {
+                    return Err(String::from(
+                        "console: attach from the serial console (the control channel carries no terminal)",
+                    ));
+                }
+                ring.set_attached(true);
+                self.attached = Some(id.0);
+                say!("Connected to {d}'s console; Ctrl-] detaches");
+                Ok(())
             }
             Command::Pause(d) => {
                 let id = domain(pools, &d)?;

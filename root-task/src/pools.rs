@@ -1277,6 +1277,7 @@ impl Pools {
         let cell_bits = u64::from((ram + (8 << 20)).next_power_of_two().trailing_zeros());
         let tsc_khz = crate::vm::tsc_khz(res);
         let fault_source = self.fault_endpoint;
+        let mut rings = None;
         let elf = tarn_rt::module_bytes(module);
         let (built, cell) = self
             .build_in_cell(res, cell_bits, |res| {
@@ -1287,6 +1288,18 @@ impl Pools {
                             tarn_rt::abi::Error::InvalidArgument
                         })?;
                 let (untyped, phys) = res.create_untyped(VMM_MEMORY_BITS)?;
+                let ring = res.create(ObjectType::Frame4K, 0)?;
+                let wake = res.create(ObjectType::Notification, 0)?;
+                invoke::frame_map(
+                    ring,
+                    res.vspace,
+                    crate::vm::ring_vaddr(domain.0),
+                    Rights::READ.union(Rights::WRITE),
+                )?;
+                rings = Some(crate::vm::ConsoleRing {
+                    vaddr: crate::vm::ring_vaddr(domain.0),
+                    wake,
+                });
                 let fault = res.alloc_slot()?;
                 invoke::cnode_mint(
                     res.cnode,
@@ -1313,6 +1326,26 @@ impl Pools {
                         source: fault,
                         dest: tarn_rt::layout::slot::FIRST_PARENT + 1,
                         rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // The console's input page and the VMM's wake-up.
+                    tarn_rt::CapGrant {
+                        source: ring,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 2,
+                        rights: Rights::READ.union(Rights::WRITE),
+                        badge: 0,
+                    },
+                    tarn_rt::CapGrant {
+                        source: wake,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 3,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // The serial console's notification: output is waiting.
+                    tarn_rt::CapGrant {
+                        source: crate::vm::console_wake(),
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 4,
+                        rights: Rights::WRITE,
                         badge: 0,
                     },
                 ];
@@ -1356,6 +1389,9 @@ impl Pools {
                 group: None,
             },
         );
+        if let Some(ring) = rings {
+            crate::vm::register_console(domain.0, ring);
+        }
         self.spare_courier(res);
         if let Err(why) = self.adopt(pool, domain) {
             self.discard(res, domain, pool);
@@ -1397,6 +1433,7 @@ impl Pools {
     /// Stops and forgets a domain's process (after the manager let it go),
     /// and takes its memory and slots back.
     pub fn discard(&mut self, res: &mut Resources, domain: DomainId, pool: PoolId) {
+        crate::vm::forget_console(domain.0);
         let Some(d) = self.domains.remove(&domain) else {
             return;
         };

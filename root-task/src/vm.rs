@@ -104,3 +104,112 @@ pub fn build_memory(
         load_address: guest.load_address,
     })
 }
+
+/// A Linux domain's console: a page shared with its VMM, mapped in the free
+/// window on both sides and read and written only word by word
+/// (`tarn_rt::arch::probe_read`/`probe_write`), and the VMM's wake-up
+/// notification. Layout (64-bit words): 0 input bytes written (by the pool
+/// manager), 1 input bytes taken (by the VMM), 2 attached (1: the serial
+/// console is attached and the VMM puts the guest's output here), from
+/// [`RING_FIRST`] the input, one byte per word; at [`OUT_HEAD`] and
+/// [`OUT_TAIL`] the output's counts (written by the VMM, taken by the
+/// manager, which the VMM wakes through the console's notification), from
+/// [`OUT_FIRST`] the output bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsoleRing {
+    /// Where the page is mapped in the root task.
+    pub vaddr: u64,
+    /// The VMM's notification (signalled after input).
+    pub wake: CPtr,
+}
+
+/// First word of the input bytes.
+pub const RING_FIRST: u64 = 8;
+/// Input bytes the ring holds.
+pub const RING_BYTES: u64 = 256 - RING_FIRST;
+/// The output's words: bytes written, bytes taken, first byte.
+pub const OUT_HEAD: u64 = 256;
+/// See [`OUT_HEAD`].
+pub const OUT_TAIL: u64 = 257;
+/// See [`OUT_HEAD`].
+pub const OUT_FIRST: u64 = 264;
+/// Output bytes the ring holds.
+pub const OUT_BYTES: u64 = 512 - OUT_FIRST;
+
+static CONSOLE_WAKE: AtomicU64 = AtomicU64::new(0);
+
+/// The notification the serial console waits on (a VMM signals it when it
+/// has output for an attached console).
+pub fn set_console_wake(notification: CPtr) {
+    CONSOLE_WAKE.store(notification, Ordering::Relaxed);
+}
+
+/// See [`set_console_wake`] (0: none yet).
+pub fn console_wake() -> CPtr {
+    CONSOLE_WAKE.load(Ordering::Relaxed)
+}
+
+/// Where the root task maps domain `id`'s ring page.
+pub fn ring_vaddr(id: u32) -> u64 {
+    tarn_rt::layout::FREE_WINDOW_BASE + 0x0800_0000_0000 + u64::from(id) * 4096
+}
+
+static CONSOLES: spin::Mutex<alloc::collections::BTreeMap<u32, ConsoleRing>> =
+    spin::Mutex::new(alloc::collections::BTreeMap::new());
+
+/// Records domain `id`'s ring.
+pub fn register_console(id: u32, ring: ConsoleRing) {
+    CONSOLES.lock().insert(id, ring);
+}
+
+/// Forgets domain `id`'s ring (before its cell, and the page, go).
+pub fn forget_console(id: u32) {
+    CONSOLES.lock().remove(&id);
+}
+
+/// Domain `id`'s ring, if it is a Linux domain.
+pub fn console(id: u32) -> Option<ConsoleRing> {
+    CONSOLES.lock().get(&id).copied()
+}
+
+impl ConsoleRing {
+    /// Tells the VMM whether the console is attached.
+    pub fn set_attached(&self, attached: bool) {
+        tarn_rt::arch::probe_write(self.vaddr + 16, u64::from(attached));
+        let _ = tarn_rt::syscall::signal(self.wake);
+    }
+
+    /// Takes the guest's output the VMM queued.
+    pub fn take_output(&self) -> alloc::vec::Vec<u8> {
+        use tarn_rt::arch::{probe_read, probe_write};
+        let head = probe_read(self.vaddr + OUT_HEAD * 8);
+        let mut tail = probe_read(self.vaddr + OUT_TAIL * 8);
+        let mut out = alloc::vec::Vec::new();
+        let available = head.wrapping_sub(tail).min(OUT_BYTES);
+        for _ in 0..available {
+            out.push(probe_read(self.vaddr + (OUT_FIRST + tail % OUT_BYTES) * 8) as u8);
+            tail = tail.wrapping_add(1);
+        }
+        probe_write(self.vaddr + OUT_TAIL * 8, tail);
+        if !out.is_empty() {
+            // The VMM may wait for room.
+            let _ = tarn_rt::syscall::signal(self.wake);
+        }
+        out
+    }
+
+    /// Queues input bytes (those that do not fit are dropped); wakes the VMM.
+    pub fn push(&self, bytes: &[u8]) -> usize {
+        let head = tarn_rt::arch::probe_read(self.vaddr);
+        let tail = tarn_rt::arch::probe_read(self.vaddr + 8);
+        let room = RING_BYTES.saturating_sub(head.wrapping_sub(tail));
+        let n = (bytes.len() as u64).min(room);
+        for (i, &b) in bytes.iter().take(n as usize).enumerate() {
+            let at = (head + i as u64) % RING_BYTES;
+            tarn_rt::arch::probe_write(self.vaddr + (RING_FIRST + at) * 8, u64::from(b));
+        }
+        tarn_rt::arch::probe_write(self.vaddr, head.wrapping_add(n));
+        let _ = tarn_rt::syscall::signal(self.wake);
+        n as usize
+    }
+}

@@ -706,6 +706,36 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid_failures()
             .timeout(Duration::from_secs(240)),
     );
+    // `console D` (issue 11): the serial console attached to a Linux
+    // guest's UART types a command into its shell and shows the answer;
+    // Ctrl-] detaches, and the console is the pool manager's again.
+    all.push(
+        Scenario::qemu("linux_console", 2, "pool0_cpus=1")
+            .config("tests/configs/linux")
+            .exec(&[
+                "create shell.cfg",
+                "@wait [shell] TARN-LINUX-INIT",
+                "console shell",
+                "@wait / # ",
+                "echo hello-$((6*7))",
+                "@wait hello-42",
+                "\u{1d}",
+                "list",
+                "console Domain-0",
+                "destroy shell",
+                "poweroff",
+            ])
+            .expect("Connected to shell's console; Ctrl-] detaches")
+            .expect("hello-42")
+            .expect("tarn> list")
+            .expect("shell ")
+            .expect("error: Domain-0: ")
+            .expect("tarn> destroy shell")
+            .expect("tarn: exit status 0")
+            .forbid("stopped:")
+            .forbid_failures()
+            .timeout(Duration::from_secs(240)),
+    );
     // Virtual machines as domains: long-mode spinning guests in a credit
     // pool follow their weights, a hello guest prints through the VMM, a
     // triple-faulting guest is stopped with its reason while the others run,

@@ -170,7 +170,9 @@ pub const CONTROL_PREFIX: &str = "@ctl ";
 
 /// Console script lines that type nothing but wait until the output (after
 /// the last command typed) shows a text (`@wait [deb] vm ended`); the next
-/// command is typed then, the console being at its prompt already.
+/// command is typed then, without waiting for another prompt. A wait right
+/// after a command starts as soon as it is typed (the command may print no
+/// prompt: `console D` attaches to a guest).
 pub const WAIT_PREFIX: &str = "@wait ";
 
 /// Runs one `@ctl` script line over the control socket; the transcript that
@@ -256,6 +258,14 @@ pub fn feed_console(
                 Ok(()) => {
                     progress.sent += 1;
                     *sent_at = all.len();
+                    // A wait right after a command starts now: the command
+                    // may print no prompt (`console D` attaches).
+                    if commands
+                        .get(progress.sent)
+                        .is_some_and(|c| c.starts_with(WAIT_PREFIX))
+                    {
+                        continue;
+                    }
                 }
                 Err(e) => progress.write_error = Some(e.to_string()),
             }

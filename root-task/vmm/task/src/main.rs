@@ -60,6 +60,8 @@ struct Shared {
     bench: AtomicU64,
     outcome: spin::Mutex<Option<String>>,
     reason: spin::Mutex<Option<StopReason>>,
+    /// A Linux guest's console input page (mapped here; see `console_io`).
+    console: Option<u64>,
     /// A Linux guest's benchmark (`bench=1`): its figures from its lines.
     linux_bench: spin::Mutex<Option<LinuxBench>>,
 }
@@ -179,6 +181,73 @@ impl LinuxBench {
     }
 }
 
+/// The slot of the console input page the pool manager shares with a
+/// Linux domain's VMM, and of the notification it signals after input
+/// (this VMM's sleeper).
+const LINUX_RING_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT + 2;
+const LINUX_WAKE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT + 3;
+/// The serial console's notification (signalled when output is waiting).
+const CONSOLE_WAKE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT + 4;
+/// Where the console input page is mapped.
+const RING_VADDR: u64 = tarn_rt::layout::FREE_WINDOW_BASE;
+/// First word of the input bytes in the page, and how many it holds (the
+/// pool manager's `vm::ConsoleRing` writes them).
+const RING_FIRST: u64 = 8;
+const RING_BYTES: u64 = 256 - RING_FIRST;
+/// The output's words (bytes written, bytes taken, first byte) and size.
+const OUT_HEAD: u64 = 256;
+const OUT_TAIL: u64 = 257;
+const OUT_FIRST: u64 = 264;
+const OUT_BYTES: u64 = 512 - OUT_FIRST;
+
+/// Queues the guest's output for the attached console: as much of
+/// `pending` as the page has room for (the rest waits for the next call);
+/// signals the console when it queued any.
+fn console_output(vaddr: u64, pending: &mut alloc::collections::VecDeque<u8>) {
+    use tarn_rt::arch::{probe_read, probe_write};
+    if pending.is_empty() {
+        return;
+    }
+    let mut head = probe_read(vaddr + OUT_HEAD * 8);
+    let tail = probe_read(vaddr + OUT_TAIL * 8);
+    let room = OUT_BYTES.saturating_sub(head.wrapping_sub(tail));
+    let mut queued = false;
+    for _ in 0..room {
+        let Some(byte) = pending.pop_front() else {
+            break;
+        };
+        probe_write(vaddr + (OUT_FIRST + head % OUT_BYTES) * 8, u64::from(byte));
+        head = head.wrapping_add(1);
+        queued = true;
+    }
+    if queued {
+        probe_write(vaddr + OUT_HEAD * 8, head);
+        let _ = syscall::signal(CONSOLE_WAKE_SLOT);
+    }
+}
+
+/// The console between the pool manager and the guest's UART: input the
+/// manager queued goes into the UART's receive FIFO as far as it has room;
+/// while the serial console is attached, the guest's output goes out raw.
+/// Returns whether the console is attached.
+fn console_io(vaddr: u64, platform: &mut Platform) -> bool {
+    use tarn_rt::arch::{probe_read, probe_write};
+    let head = probe_read(vaddr);
+    let mut tail = probe_read(vaddr + 8);
+    let room = platform.uart.rx_room() as u64;
+    let available = head.wrapping_sub(tail).min(RING_BYTES);
+    let mut bytes = Vec::new();
+    for _ in 0..available.min(room) {
+        bytes.push(probe_read(vaddr + (RING_FIRST + tail % RING_BYTES) * 8) as u8);
+        tail = tail.wrapping_add(1);
+    }
+    if !bytes.is_empty() {
+        platform.uart.receive(&bytes);
+        probe_write(vaddr + 8, tail);
+    }
+    probe_read(vaddr + 16) != 0
+}
+
 /// The slot where the pool manager puts a Linux guest's GuestSpace.
 const LINUX_SPACE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT;
 /// The slot of the domain's (badged) fault endpoint, where the VMM says
@@ -195,9 +264,14 @@ fn run_linux(cmdline: &str, name: &str, resources: &mut Resources) {
         let load = setting(cmdline, "linux=")
             .and_then(|a| u64::from_str_radix(a, 16).ok())
             .ok_or("no linux=LOAD_ADDRESS")?;
-        let sleeper = resources
-            .create(ObjectType::Notification, 0)
-            .map_err(|e| format!("notification: {e:?}"))?;
+        let sleeper = LINUX_WAKE_SLOT;
+        invoke::frame_map(
+            LINUX_RING_SLOT,
+            resources.vspace,
+            RING_VADDR,
+            Rights::READ.union(Rights::WRITE),
+        )
+        .map_err(|e| format!("console page: {e:?}"))?;
         calibrate(sleeper).map_err(|e| format!("sleep: {e:?}"))?;
         let vcpu = resources
             .create(ObjectType::Vcpu, 0)
@@ -209,7 +283,10 @@ fn run_linux(cmdline: &str, name: &str, resources: &mut Resources) {
     })();
     match started {
         Ok((vcpu, sleeper, initial)) => {
-            let shared = Shared::default();
+            let shared = Shared {
+                console: Some(RING_VADDR),
+                ..Shared::default()
+            };
             if setting(cmdline, "bench=").is_some() {
                 *shared.linux_bench.lock() = Some(LinuxBench {
                     started_tsc: tarn_rt::arch::rdtsc(),
@@ -458,6 +535,8 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
     let mut platform = Platform::new();
     let mut last_line = String::new();
     let mut queued: Option<u8> = None;
+    // Guest output not yet taken by the attached console.
+    let mut pending_output = alloc::collections::VecDeque::new();
     let mut kernel_pending = false;
     // After sleeping until the timer was due, it is due (the clock may be
     // a hair behind the kernel's timer).
@@ -509,8 +588,20 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             &mut registers,
             now_ns(),
         );
+        let attached = shared
+            .console
+            .is_some_and(|vaddr| console_io(vaddr, &mut platform));
+        let raw = platform.take_output();
+        if attached {
+            pending_output.extend(raw);
+            if let Some(vaddr) = shared.console {
+                console_output(vaddr, &mut pending_output);
+            }
+        }
         for line in platform.take_lines() {
-            println!("[{name}] {line}");
+            if !attached {
+                println!("[{name}] {line}");
+            }
             if let Some(bench) = shared.linux_bench.lock().as_mut() {
                 bench.line(&line, platform.exits, now_ns());
             }
