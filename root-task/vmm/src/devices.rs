@@ -61,6 +61,7 @@ impl Uart {
     }
 
     /// A port access at `offset` (0..8); returns the value read.
+    #[inline(never)]
     pub fn access(&mut self, offset: u64, input: bool, value: u8) -> u8 {
         let dlab = self.lcr & 0x80 != 0;
         match (offset, input) {
@@ -293,6 +294,7 @@ impl Pics {
     }
 
     /// A port access on 0x20, 0x21, 0xA0 or 0xA1.
+    #[inline(never)]
     pub fn access(&mut self, port: u64, input: bool, value: u8) -> u8 {
         let chip = if port < 0xA0 {
             &mut self.master
@@ -389,6 +391,7 @@ impl Pit {
     }
 
     /// A port access on 0x40..=0x43 or 0x61.
+    #[inline(never)]
     pub fn access(&mut self, port: u64, input: bool, value: u8, now_ns: u64) -> u8 {
         match (port, input) {
             (0x61, true) => {
@@ -516,6 +519,7 @@ fn civil(days: u64) -> (u64, u64, u64) {
 
 impl Rtc {
     /// A port access on 0x70 or 0x71.
+    #[inline(never)]
     pub fn access(&mut self, port: u64, input: bool, value: u8, now_ns: u64) -> u8 {
         if port == 0x70 {
             if !input {
@@ -566,6 +570,7 @@ pub struct I8042 {
 
 impl I8042 {
     /// A port access on 0x60 or 0x64.
+    #[inline(never)]
     pub fn access(&mut self, port: u64, input: bool, value: u8) -> u8 {
         match (port, input) {
             (0x64, true) => u8::from(!self.out.is_empty()) | 0x04,

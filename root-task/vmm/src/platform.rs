@@ -285,10 +285,25 @@ impl Platform {
         Some(vector)
     }
 
-    /// [`Self::advance`] then [`Self::take_interrupt`].
+    /// [`Self::advance`] then [`Self::take_interrupt`]; nothing to do (no
+    /// timer armed, nothing requested, the UART quiet) is the fast case.
+    #[inline]
     pub fn take_due_interrupt(&mut self, now_ns: u64) -> Option<u8> {
+        if self.pit.next_event_ns().is_none() && self.pics.master.irr == 0 && !self.uart.irq() {
+            return None;
+        }
         self.advance(now_ns);
         self.take_interrupt()
+    }
+
+    /// Whether the guest printed anything or a note is waiting (the run
+    /// loop's fast case is no).
+    #[inline]
+    pub fn has_output(&self) -> bool {
+        !(self.uart.output.is_empty()
+            && self.uart.lines.is_empty()
+            && self.lines.is_empty()
+            && self.notes.is_empty())
     }
 
     /// Bytes the guest sent to its UART since the last call.
@@ -335,6 +350,7 @@ impl Platform {
         action
     }
 
+    #[inline(always)]
     fn dispatch(
         &mut self,
         kind_raw: u64,

@@ -588,27 +588,32 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             &mut registers,
             now_ns(),
         );
+        // Input for a Linux guest's UART (a few reads of the shared page).
         let attached = shared
             .console
             .is_some_and(|vaddr| console_io(vaddr, &mut platform));
-        let raw = platform.take_output();
-        if attached {
-            pending_output.extend(raw);
+        if platform.has_output() {
+            let raw = platform.take_output();
+            if attached {
+                pending_output.extend(raw);
+            }
+            for line in platform.take_lines() {
+                if !attached {
+                    println!("[{name}] {line}");
+                }
+                if let Some(bench) = shared.linux_bench.lock().as_mut() {
+                    bench.line(&line, platform.exits, now_ns());
+                }
+                last_line = line;
+            }
+            for note in platform.take_notes() {
+                println!("[{name}] {note}");
+            }
+        }
+        if attached && !pending_output.is_empty() {
             if let Some(vaddr) = shared.console {
                 console_output(vaddr, &mut pending_output);
             }
-        }
-        for line in platform.take_lines() {
-            if !attached {
-                println!("[{name}] {line}");
-            }
-            if let Some(bench) = shared.linux_bench.lock().as_mut() {
-                bench.line(&line, platform.exits, now_ns());
-            }
-            last_line = line;
-        }
-        for note in platform.take_notes() {
-            println!("[{name}] {note}");
         }
         shared
             .progress_reports
