@@ -706,6 +706,35 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid_failures()
             .timeout(Duration::from_secs(240)),
     );
+    // A Linux guest's reboot and panic end only that domain, with the
+    // reason (issue 11): beside a guest sitting in its shell, `reboot -f`
+    // resets through the i8042, then a panic (sysrq c) with panic=-1
+    // reboot=t triple faults; the shell guest is still there.
+    all.push(
+        Scenario::qemu("linux_reboot", 2, "pool0_cpus=1")
+            .config("tests/configs/linux")
+            .exec(&[
+                "create shell.cfg",
+                "create reboot.cfg",
+                "@wait domain rb ended",
+                "create panic.cfg",
+                "@wait domain pn ended",
+                "list",
+                "destroy shell",
+                "poweroff",
+            ])
+            .expect("[rb] rebooting")
+            .expect("domain rb ended: reboot (reset (i8042)); destroyed")
+            .expect("[pn] panicking")
+            .expect("domain pn ended: reboot (triple fault); destroyed")
+            .expect("Domain-0")
+            .expect("shell                  1")
+            .expect("tarn> destroy shell")
+            .expect("tarn: exit status 0")
+            .forbid("EXCEPTION")
+            .forbid("invariant broken")
+            .timeout(Duration::from_secs(300)),
+    );
     // `console D` (issue 11): the serial console attached to a Linux
     // guest's UART types a command into its shell and shows the answer;
     // Ctrl-] detaches, and the console is the pool manager's again.

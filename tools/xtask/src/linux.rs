@@ -37,6 +37,8 @@ if [ "$mhz" = "$((khz / 1000))" ]; then echo "tsc frequency as given: $mhz MHz";
 case " $(cat /proc/cmdline) " in
 *" tarn.shell "*) exec setsid cttyhack sh ;;
 *" tarn.spin "*) echo "spinning"; while :; do :; done ;;
+*" tarn.reboot "*) echo "rebooting"; reboot -f ;;
+*" tarn.panic "*) echo "panicking"; echo c > /proc/sysrq-trigger ;;
 *" tarn.bench "*)
     echo "tarn-idle"; sleep 2
     echo "tarn-busy"; i=0; while [ $i -lt 20000 ]; do i=$((i + 1)); done
