@@ -10,11 +10,13 @@ use tarn_ipc_schema::{CPtr, Error, MessageInfo, ObjectType, Rights};
 
 /// Invokes `cap` with a raw `label` and `args` (MR0..): for labels the
 /// typed functions below do not cover, such as wrong ones in tests.
+#[inline]
 pub fn invoke_raw(cap: CPtr, label: u64, args: &[u64]) -> Result<Message, Error> {
     let (info, registers) = syscall::load(label, args, &[]);
     syscall::call(cap, info, registers)
 }
 
+#[inline]
 fn invoke(cap: CPtr, label: Invocation, args: &[u64]) -> Result<Message, Error> {
     invoke_raw(cap, label as u64, args)
 }

@@ -90,7 +90,10 @@ fn call_kernel(
 /// Writes a message into the IPC buffer: `words` (up to 64; a longer slice
 /// still sets the length field, so the kernel refuses it with
 /// `MessageTooLong`) and the capability pointers to attach (up to 3). Returns
-/// the message-info word and MR0..MR3 to pass in registers.
+/// the message-info word and MR0..MR3 to pass in registers. Inlined: every
+/// invocation wrapper builds its message with it, and as a call of its own
+/// it costs the IPC paths dozens of instructions.
+#[inline]
 pub fn load(label: u64, words: &[u64], caps: &[CPtr]) -> (MessageInfo, [u64; 4]) {
     let mut registers = [0u64; 4];
     for (index, &word) in words.iter().enumerate().take(MAX_MESSAGE_WORDS) {
