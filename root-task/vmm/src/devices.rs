@@ -306,7 +306,8 @@ impl Pics {
 }
 
 /// The 8254: channel 0 drives IRQ 0 (modes 2/3 periodic, 0/4 one-shot);
-/// channel 2 counts behind the gate of port 0x61 (its output in bit 5).
+/// channel 2 counts behind the gate of port 0x61 (its output in bit 5; its
+/// count reads 0).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pit {
     channels: [Channel; 3],
@@ -447,7 +448,15 @@ impl Pit {
                 }
                 0
             }
-            (0x40..=0x42, true) => {
+            // Channel 2's count does not read back (0): Linux's quick PIT
+            // calibration of the TSC then gives up at its first read
+            // instead of polling the port thousands of times for a rate
+            // the VMM gives it anyway (`tsc_early_khz`); how long that
+            // polling ran depended on the phase of the count, which made
+            // the boot's exit count vary fivefold. Its output (port 0x61
+            // bit 5) is modelled.
+            (0x42, true) => 0,
+            (0x40..=0x41, true) => {
                 let c = &mut self.channels[(port - 0x40) as usize];
                 let count = match c.latched {
                     Some(latched) => latched,
@@ -686,6 +695,7 @@ mod tests {
         t.access(0x61, false, 1, 0);
         assert_eq!(t.access(0x61, true, 0, 0) & 0x20, 0);
         assert_eq!(t.access(0x61, true, 0, 1_000_000) & 0x20, 0x20);
+        assert_eq!(t.access(0x42, true, 0, 100), 0, "channel 2's count reads 0");
     }
 
     #[test]

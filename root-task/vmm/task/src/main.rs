@@ -535,6 +535,13 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
     let mut platform = Platform::new();
     let mut last_line = String::new();
     let mut queued: Option<u8> = None;
+    // A Linux guest's benchmark counts its exits by kind and port (printed
+    // with the boot's figures).
+    let mut tally: Option<alloc::collections::BTreeMap<(u64, u64), u64>> = shared
+        .linux_bench
+        .lock()
+        .is_some()
+        .then(alloc::collections::BTreeMap::new);
     // Guest output not yet taken by the attached console.
     let mut pending_output = alloc::collections::VecDeque::new();
     let mut kernel_pending = false;
@@ -581,6 +588,14 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             Err(e) => break format!("VcpuRun failed: {e:?}"),
         };
         kernel_pending = exit.injection_pending;
+        if let Some(tally) = tally.as_mut() {
+            let port = if exit.kind_raw == tarn_rt::abi::vcpu::Exit::Io as u64 {
+                exit.fields[0]
+            } else {
+                u64::MAX
+            };
+            *tally.entry((exit.kind_raw, port)).or_insert(0u64) += 1;
+        }
         let action = platform.handle(
             exit.kind_raw,
             exit.fields,
@@ -602,6 +617,19 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
                     println!("[{name}] {line}");
                 }
                 if let Some(bench) = shared.linux_bench.lock().as_mut() {
+                    if line.trim() == LINUX_MARKER {
+                        if let Some(tally) = tally.as_ref() {
+                            let mut top: Vec<_> = tally.iter().collect();
+                            top.sort_by_key(|(_, n)| core::cmp::Reverse(**n));
+                            for ((kind, port), n) in top.iter().take(8) {
+                                if *port == u64::MAX {
+                                    println!("[{name}] exits to /init: kind {kind}: {n}");
+                                } else {
+                                    println!("[{name}] exits to /init: port {port:#x}: {n}");
+                                }
+                            }
+                        }
+                    }
                     bench.line(&line, platform.exits, now_ns());
                 }
                 last_line = line;
