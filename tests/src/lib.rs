@@ -706,45 +706,6 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid_failures()
             .timeout(Duration::from_secs(240)),
     );
-    // Linux guests under a credit pool's weights (issue 11): pool lic has
-    // one CPU and three CPU-bound domains: Linux guests l1 (weight 256)
-    // and l2 (512) in a shell loop, and the native `spin` domain n (256).
-    // Expected shares of the CPU: l1 25 %, l2 50 %, n 25 % (each +-2), so
-    // the guests split their time 33.3 / 66.7 %. Then l2 migrates to
-    // Pool-0 while running and gets Pool-0's CPU (100 %), l1 and n half
-    // of lic's each; a third guest's panic ends only that domain.
-    all.push(
-        Scenario::qemu("linux_pools_icount", 2, "pool0_cpus=1 pace_hz=10000")
-            .icount()
-            .config("tests/configs/linux")
-            .exec(&[
-                "cpupool-create name=lic sched=credit cpus=1",
-                "create spin1.cfg",
-                "create spin2.cfg",
-                "@wait [l1] spinning",
-                "@wait [l2] spinning",
-                "create name=n pool=lic image=spin",
-                "sleep 500",
-                "top --json -d 3000",
-                "cpupool-migrate l2 Pool-0",
-                "sleep 500",
-                "top --json -d 2000",
-                "create panic.cfg",
-                "@wait domain pn ended",
-                "list",
-                "poweroff",
-            ])
-            .share(0, "l1", 25.0, 2.0)
-            .share(0, "l2", 50.0, 2.0)
-            .share(0, "n", 25.0, 2.0)
-            .share(1, "l2", 100.0, 2.0)
-            .share(1, "l1", 50.0, 2.0)
-            .share(1, "n", 50.0, 2.0)
-            .expect("tarn: exit status 0")
-            .forbid("EXCEPTION")
-            .forbid("invariant broken")
-            .timeout(Duration::from_secs(600)),
-    );
     // A Linux guest's reboot and panic end only that domain, with the
     // reason (issue 11): beside a guest sitting in its shell, `reboot -f`
     // resets through the i8042, then a panic (sysrq c) with panic=-1
