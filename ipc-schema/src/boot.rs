@@ -40,8 +40,13 @@ pub mod slot {
     pub const FIRST_DYNAMIC: u64 = 16;
 }
 
-/// log2 of the number of slots in the root CNode.
-pub const ROOT_CNODE_SIZE_BITS: u64 = 12;
+/// log2 of the number of slots in the root CNode. Every page of a boot
+/// module takes a slot (its read-only frame capability), and a config
+/// archive carrying a Linux kernel and initramfs is 16 MiB (4 000 pages):
+/// 2^14 slots leave room for about 48 MiB of modules beside the root
+/// task's own use. Other processes' CNodes are smaller
+/// (`tarn_rt::layout::PROCESS_CNODE_SIZE_BITS`).
+pub const ROOT_CNODE_SIZE_BITS: u64 = 14;
 /// Most untyped regions described.
 pub const MAX_UNTYPED: usize = 64;
 /// Most boot modules described.

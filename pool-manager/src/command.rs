@@ -122,6 +122,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "server-fault P crash|hang|ignore-remove",
         "fault injection: make a pool's scheduler server misbehave",
     ),
+    (
+        "console D",
+        "attach the serial console to Linux domain D's UART; Ctrl-] detaches",
+    ),
     ("sleep MS", "wait MS milliseconds"),
     (
         "repeat N CMD [| CMD...]",
@@ -196,6 +200,9 @@ pub enum Command {
     Create(DomainSource),
     /// `destroy D`.
     Destroy(String),
+    /// `console D`: attach the serial console to a Linux domain's UART
+    /// (Ctrl-] detaches).
+    Console(String),
     /// `pause D`.
     Pause(String),
     /// `unpause D`.
@@ -623,6 +630,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             }
         }
         "destroy" => Command::Destroy(one(args)?),
+        "console" => Command::Console(one(args)?),
         "pause" => Command::Pause(one(args)?),
         "unpause" => Command::Unpause(one(args)?),
         "cpupool-start" => Command::PoolStart(one(args)?),

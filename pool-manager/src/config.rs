@@ -524,7 +524,9 @@ pub fn parse_pool_inline(text: &str) -> Result<PoolSpec, ConfigError> {
 pub enum DomainType {
     /// A native Tarn task (`type = "pv"`, the default).
     Native,
-    /// A hardware VM (`type = "hvm"`).
+    /// A hardware VM (`type = "hvm"`, or `"pvh"`: both run under the VMM;
+    /// a `kernel` that is a file of the config archive is booted as Linux
+    /// through its 64-bit boot protocol, with no firmware).
     Hvm,
 }
 
@@ -550,8 +552,11 @@ pub struct DomainConfig {
     /// runtime checks that the policy declares it (and the policy checks
     /// its value).
     pub policy_params: DomainParams,
-    /// `cmdline`: the arguments the domain's image gets.
+    /// `cmdline` (or xl's `extra` as a string): the arguments the domain's
+    /// image gets; a Linux guest's kernel command line.
     pub cmdline: Option<String>,
+    /// `ramdisk`: the initrd of a Linux guest (a file of the config archive).
+    pub ramdisk: Option<String>,
 }
 
 impl DomainConfig {
@@ -586,6 +591,7 @@ pub const DOMAIN_KEYS: &[&str] = &[
     "slice",
     "extra",
     "cmdline",
+    "ramdisk",
 ];
 
 fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigError> {
@@ -623,8 +629,8 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         None => DomainType::Native,
         Some(s) => match string_of(s)?.as_str() {
             "pv" | "native" => DomainType::Native,
-            "hvm" => DomainType::Hvm,
-            _ => return Err(bad(s, "type must be pv or hvm")),
+            "hvm" | "pvh" => DomainType::Hvm,
+            _ => return Err(bad(s, "type must be pv, pvh or hvm")),
         },
     };
     let vcpus = match find(settings, "vcpus") {
@@ -645,7 +651,11 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
     }
     let period = find(settings, "period");
     let slice = find(settings, "slice");
-    let extra = find(settings, "extra");
+    // xl's `extra` is the kernel command line (a string); SEDF's is 0 or 1.
+    let (extra, extra_line) = match find(settings, "extra") {
+        Some(s) if matches!(s.value, Value::Str(_)) => (None, Some(s)),
+        other => (other, None),
+    };
     if period.is_some() || slice.is_some() || extra.is_some() {
         let period_s = period.ok_or_else(|| missing("period"))?;
         let slice_s = slice.ok_or_else(|| missing("slice"))?;
@@ -662,7 +672,17 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         params.set("slice", &format!("{slice_ms}"));
         params.set("extra", if extra { "1" } else { "0" });
     }
-    let cmdline = find(settings, "cmdline").map(string_of).transpose()?;
+    let cmdline = match (find(settings, "cmdline"), extra_line) {
+        (Some(_), Some(e)) => return Err(bad(e, "give cmdline or extra, not both")),
+        (Some(s), None) | (None, Some(s)) => Some(string_of(s)?),
+        (None, None) => None,
+    };
+    let ramdisk = find(settings, "ramdisk").map(string_of).transpose()?;
+    if let Some(s) = find(settings, "ramdisk") {
+        if kind != DomainType::Hvm {
+            return Err(bad(s, "ramdisk needs type = \"pvh\" or \"hvm\""));
+        }
+    }
     Ok(DomainConfig {
         name,
         pool,
@@ -673,6 +693,7 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         params,
         policy_params,
         cmdline,
+        ramdisk,
     })
 }
 

@@ -238,6 +238,7 @@ pub fn authorize(
         | Command::Top { .. }
         | Command::ServerFault { .. }
         | Command::Sleep(_)
+        | Command::Console(_)
         | Command::Repeat { .. }
         | Command::Poweroff => Err(refused()),
     }

@@ -24,6 +24,23 @@ use tarn_rt::{println, Resources};
 
 include!(concat!(env!("OUT_DIR"), "/autostart.rs"));
 
+/// Files larger than this are not config text (guest images): they are
+/// only indexed (`archive_file`).
+const MAX_TEXT_FILE: usize = 64 * 1024;
+
+/// Every file of the config archive: (path, offset, length) in the module.
+static FILES: spin::Mutex<Vec<(String, usize, usize)>> = spin::Mutex::new(Vec::new());
+
+/// Where file `path` of the config archive is: (offset, length) in the
+/// `initrd` module.
+pub fn archive_file(path: &str) -> Option<(usize, usize)> {
+    FILES
+        .lock()
+        .iter()
+        .find(|(p, _, _)| p == path)
+        .map(|&(_, offset, length)| (offset, length))
+}
+
 /// The config files of this boot: (path such as `pools/auto/rt.cfg`, text).
 static CONFIGS: spin::Mutex<Vec<(String, String)>> = spin::Mutex::new(Vec::new());
 /// The policy servers of the config archive (`servers/NAME`): (NAME, ELF).
@@ -50,6 +67,16 @@ pub fn load(info: &BootInfo) {
     let from_archive = info.module("initrd").map(|module| {
         let bytes = tarn_rt::module_bytes(module);
         archive::read(bytes).map(|entries| {
+            // Every file is indexed by its place in the archive (guest
+            // images are used from there, as bytes); only the small ones
+            // are kept as text (configs, scripts).
+            *FILES.lock() = entries
+                .iter()
+                .map(|e| {
+                    let offset = e.data.as_ptr() as usize - bytes.as_ptr() as usize;
+                    (e.name.to_string(), offset, e.data.len())
+                })
+                .collect();
             entries
                 .into_iter()
                 .filter(|e| match e.name.strip_prefix("servers/") {
@@ -60,6 +87,7 @@ pub fn load(info: &BootInfo) {
                     }
                     None => true,
                 })
+                .filter(|e| e.data.len() <= MAX_TEXT_FILE)
                 .map(|e| {
                     (
                         e.name.to_string(),

@@ -318,6 +318,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         &[(&uart, COM1_IRQ), (&control_port.uart, COM2_IRQ)],
     );
     let sleeper = resources.create(ObjectType::Notification, 0).unwrap_or(0);
+    crate::vm::set_console_wake(input.notification());
     let clock = Clock;
     let mut pools = pools.and_then(|manager| {
         match Pools::start(info, resources, manager, input.notification(), clock) {
@@ -337,6 +338,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         sleeper,
         clock,
         input,
+        attached: None,
     };
     crate::autostart::load(info);
     if let Some(p) = pools.as_mut() {
@@ -364,7 +366,39 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
         if let Some(p) = pools.as_mut() {
             console.serve_tenants(resources, p);
         }
+        // An attached guest's output, raw.
+        if let Some(ring) = console.attached.and_then(crate::vm::console) {
+            let out = ring.take_output();
+            if !out.is_empty() {
+                uart.write_bytes(&out);
+            }
+        }
+        // A domain that went while attached detaches the console.
+        if console
+            .attached
+            .is_some_and(|id| crate::vm::console(id).is_none())
+        {
+            console.attached = None;
+            uart.write("\r\n");
+            uart.write(PROMPT);
+        }
         while let Some(byte) = uart.receive() {
+            // Attached (`console D`): every byte goes to the guest's UART
+            // but Ctrl-], which detaches, as in xl.
+            if let Some(id) = console.attached {
+                match crate::vm::console(id) {
+                    Some(ring) if byte != DETACH => {
+                        ring.push(&[byte]);
+                        continue;
+                    }
+                    Some(ring) => ring.set_attached(false),
+                    None => {}
+                }
+                console.attached = None;
+                uart.write("\r\n");
+                uart.write(PROMPT);
+                continue;
+            }
             match editor.feed(byte) {
                 Edit::Line(line) => {
                     uart.write("\r\n");
@@ -375,7 +409,9 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
                     if let Some(p) = pools.as_mut() {
                         p.service(resources);
                     }
-                    uart.write(PROMPT);
+                    if console.attached.is_none() {
+                        uart.write(PROMPT);
+                    }
                 }
                 Edit::Echo(byte) => uart.write_byte(byte),
                 Edit::Erase => uart.write("\x08 \x08"),
@@ -398,7 +434,12 @@ pub struct Console {
     sleeper: CPtr,
     clock: Clock,
     input: Input,
+    /// The Linux domain (id) the serial console is attached to.
+    attached: Option<u32>,
 }
+
+/// Ctrl-]: detaches an attached console.
+const DETACH: u8 = 0x1D;
 
 /// JSON string (names are validated, but escape anyway).
 fn json_str(text: &str) -> String {
@@ -540,6 +581,20 @@ impl Console {
             Command::Destroy(d) => {
                 let id = domain(pools, &d)?;
                 pools.destroy(res, id).map_err(|e| format!("{d}: {e}"))
+            }
+            Command::Console(d) => {
+                let id = domain(pools, &d)?;
+                let ring = crate::vm::console(id.0)
+                    .ok_or_else(|| format!("{d}: not a Linux domain (no UART to attach to)"))?;
+                if CAPTURE.lock().is_some() {
+                    return Err(String::from(
+                        "console: attach from the serial console (the control channel carries no terminal)",
+                    ));
+                }
+                ring.set_attached(true);
+                self.attached = Some(id.0);
+                say!("Connected to {d}'s console; Ctrl-] detaches");
+                Ok(())
             }
             Command::Pause(d) => {
                 let id = domain(pools, &d)?;
@@ -1074,7 +1129,27 @@ pub fn create_from_config(
         .map_err(|e| format!("{}: {e}", config.name))?;
     let vm = config.kind == DomainType::Hvm;
     let args = config.cmdline.as_deref().unwrap_or("");
-    if let Err(why) = pools.build_domain(res, id, &config.image, vm, args) {
+    // A kernel that is a file of the config archive is a Linux guest.
+    let linux = vm && crate::autostart::archive_file(&config.image).is_some();
+    let built = if linux {
+        pools.build_linux_domain(
+            res,
+            id,
+            &config.image,
+            config.ramdisk.as_deref(),
+            config
+                .memory_mib
+                .map_or(crate::vm::DEFAULT_MEMORY_MIB, u64::from),
+            args,
+        )
+    } else if config.ramdisk.is_some() {
+        Err(String::from(
+            "ramdisk= needs a kernel from the config archive",
+        ))
+    } else {
+        pools.build_domain(res, id, &config.image, vm, args)
+    };
+    if let Err(why) = built {
         let _ = pools.manager.destroy_domain(id);
         return Err(format!("{}: {why}", config.name));
     }

@@ -29,6 +29,7 @@ extern crate alloc;
 mod autostart;
 mod console;
 mod pools;
+mod vm;
 
 use alloc::vec::Vec;
 use tarn_pool_manager::pools::PoolManager;
@@ -66,7 +67,7 @@ fn main(arg: u64) {
         names.join(" ")
     );
 
-    let mut resources = Resources::from_boot_info(info);
+    let mut resources = Resources::for_root_task(info);
     let words: Vec<&str> = info.cmdline().split_whitespace().collect();
     if words.contains(&"test") {
         run_child(

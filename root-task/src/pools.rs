@@ -76,6 +76,7 @@ use tarn_rt::{
     invoke, syscall, BuddyAllocator, CapGrant, KernelUntyped, ProcessConfig, Resources,
     ThreadOptions, UntypedGrant,
 };
+use tarn_vmm::platform::{StopReason, VM_ENDED_LABEL};
 
 /// Largest policy server ELF the control channel loads.
 const MAX_LOADED_POLICY_BYTES: u32 = 1 << 20;
@@ -1429,6 +1430,8 @@ impl Pools {
                     ));
                     self.replace_server(res, pool, "server fault");
                 }
+            } else if note.badge & BADGE_DOMAIN != 0 && note.label == VM_ENDED_LABEL {
+                self.vm_ended(res, DomainId(id), &note);
             } else if note.badge & BADGE_DOMAIN != 0 {
                 let domain = DomainId(id);
                 let name = self
@@ -1563,6 +1566,173 @@ impl Pools {
         Ok(())
     }
 
+    /// `create` of a Linux guest (`kernel` a file of the config archive):
+    /// its cell is sized from `memory` (guest RAM plus 8 MiB for the VMM,
+    /// rounded up to a power of two), the guest's memory is built in it
+    /// (`crate::vm`), and the `vmm` module runs it on its main thread, the
+    /// domain's vCPU, scheduled by the pool's server like any domain.
+    pub fn build_linux_domain(
+        &mut self,
+        res: &mut Resources,
+        domain: DomainId,
+        kernel: &str,
+        ramdisk: Option<&str>,
+        memory_mib: u64,
+        cmdline: &str,
+    ) -> Result<(), String> {
+        let (pool, name) = self
+            .manager
+            .domain(domain)
+            .map(|d| (d.pool, d.name.clone()))
+            .ok_or("no such domain")?;
+        if !(crate::vm::MIN_MEMORY_MIB..=crate::vm::MAX_MEMORY_MIB).contains(&memory_mib) {
+            return Err(format!(
+                "memory={memory_mib}: a Linux guest takes {}..={} MiB",
+                crate::vm::MIN_MEMORY_MIB,
+                crate::vm::MAX_MEMORY_MIB
+            ));
+        }
+        let archive = self
+            .info
+            .module("initrd")
+            .map(tarn_rt::module_bytes)
+            .ok_or("no config archive")?;
+        let file = |path: &str| {
+            crate::autostart::archive_file(path)
+                .map(|(offset, length)| &archive[offset..offset + length])
+                .ok_or_else(|| format!("no file {path} in the config archive"))
+        };
+        let kernel_bytes = file(kernel)?;
+        let initrd = ramdisk.map(file).transpose()?;
+        let module = self.info.module("vmm").ok_or("no vmm module")?;
+        let ram = memory_mib.next_multiple_of(2) << 20;
+        let cell_bits = u64::from((ram + (8 << 20)).next_power_of_two().trailing_zeros());
+        let tsc_khz = crate::vm::tsc_khz(res);
+        let fault_source = self.fault_endpoint;
+        let mut rings = None;
+        let elf = tarn_rt::module_bytes(module);
+        let (built, cell) = self
+            .build_in_cell(res, cell_bits, |res| {
+                let memory =
+                    crate::vm::build_memory(res, kernel_bytes, initrd, cmdline, ram, tsc_khz)
+                        .map_err(|why| {
+                            crate::console::say_line(&format!("error: {name}: {why}"));
+                            tarn_rt::abi::Error::InvalidArgument
+                        })?;
+                let (untyped, phys) = res.create_untyped(VMM_MEMORY_BITS)?;
+                let ring = res.create(ObjectType::Frame4K, 0)?;
+                let wake = res.create(ObjectType::Notification, 0)?;
+                invoke::frame_map(
+                    ring,
+                    res.vspace,
+                    crate::vm::ring_vaddr(domain.0),
+                    Rights::READ.union(Rights::WRITE),
+                )?;
+                rings = Some(crate::vm::ConsoleRing {
+                    vaddr: crate::vm::ring_vaddr(domain.0),
+                    wake,
+                });
+                let fault = res.alloc_slot()?;
+                invoke::cnode_mint(
+                    res.cnode,
+                    fault,
+                    res.cnode,
+                    fault_source,
+                    Rights::ALL,
+                    BADGE_DOMAIN | u64::from(domain.0),
+                )?;
+                let untyped = [UntypedGrant {
+                    cptr: untyped,
+                    phys,
+                    size_bits: VMM_MEMORY_BITS,
+                }];
+                let caps = [
+                    tarn_rt::CapGrant {
+                        source: memory.space,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // Where the VMM says its guest ended (`vm_ended`).
+                    tarn_rt::CapGrant {
+                        source: fault,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 1,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // The console's input page and the VMM's wake-up.
+                    tarn_rt::CapGrant {
+                        source: ring,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 2,
+                        rights: Rights::READ.union(Rights::WRITE),
+                        badge: 0,
+                    },
+                    tarn_rt::CapGrant {
+                        source: wake,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 3,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // The serial console's notification: output is waiting.
+                    tarn_rt::CapGrant {
+                        source: crate::vm::console_wake(),
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 4,
+                        rights: Rights::WRITE,
+                        badge: 0,
+                    },
+                ];
+                // `tarn.bench` on the guest's command line: the VMM prints
+                // the boot's figures (`cargo xtask bench`).
+                let bench = if cmdline.split_whitespace().any(|w| w == "tarn.bench") {
+                    " bench=1"
+                } else {
+                    ""
+                };
+                let line = format!("domain={name} linux={:x}{bench}", memory.load_address);
+                let config = ProcessConfig {
+                    elf,
+                    fault_endpoint: fault,
+                    cpu_count: 0,
+                    untyped: &untyped,
+                    caps: &caps,
+                    cmdline: &line,
+                    suspended: true,
+                    ..ProcessConfig::default()
+                };
+                tarn_rt::spawn_process(res, &config)
+            })
+            .map_err(|e| format!("cannot build it: {e:?}"))?;
+        self.domains.insert(
+            domain,
+            DomainRt {
+                cell,
+                tcb: built.tcb,
+                objects: [
+                    built.cnode,
+                    built.vspace,
+                    built.ipc_buffer_frame,
+                    built.start_frame,
+                ],
+                thread_id: (u64::from(domain.0) << 8) | 1,
+                carried_ns: 0,
+                paused: false,
+                crashed: false,
+                image: String::from(kernel),
+                group: None,
+            },
+        );
+        if let Some(ring) = rings {
+            crate::vm::register_console(domain.0, ring);
+        }
+        self.spare_courier(res);
+        if let Err(why) = self.adopt(pool, domain) {
+            self.discard(res, domain, pool);
+            return Err(why);
+        }
+        let _ = invoke::tcb_resume(built.tcb);
+        Ok(())
+    }
+
     /// Takes a cell back: revoking its untyped destroys every object built
     /// in it (and every capability to them, the domain's own included) and
     /// empties it; the slots it used are cleared and freed.
@@ -1595,6 +1765,7 @@ impl Pools {
     /// Stops and forgets a domain's process (after the manager let it go),
     /// and takes its memory and slots back.
     pub fn discard(&mut self, res: &mut Resources, domain: DomainId, pool: PoolId) {
+        crate::vm::forget_console(domain.0);
         let Some(d) = self.domains.remove(&domain) else {
             return;
         };
@@ -1613,6 +1784,29 @@ impl Pools {
             let _ = invoke::scheduler_release(p.scheduler, d.tcb);
         }
         self.empty_cell(res, d.cell);
+    }
+
+    /// A Linux domain's VMM says its guest ended (a message with
+    /// [`VM_ENDED_LABEL`] on the domain's fault endpoint, MR0/MR1 the
+    /// reason): the domain is destroyed with the reason on the console, as
+    /// xl's default `on_poweroff`/`on_reboot`/`on_crash = "destroy"`. A
+    /// message that names no reason is reported as such (the domain goes
+    /// all the same: its VMM has stopped).
+    fn vm_ended(&mut self, res: &mut Resources, domain: DomainId, note: &FaultNote) {
+        let Some(name) = self.manager.domain(domain).map(|d| d.name.clone()) else {
+            return;
+        };
+        if !self.domains.contains_key(&domain) {
+            return;
+        }
+        let why = match StopReason::decode(note.rip, note.address) {
+            Some(reason) => format!("{} ({reason})", reason.xl_event()),
+            None => String::from("with no reason given"),
+        };
+        crate::console::say_line(&format!("domain {name} ended: {why}; destroyed"));
+        if let Err(e) = self.destroy(res, domain) {
+            crate::console::say_line(&format!("error: {name}: not destroyed: {e}"));
+        }
     }
 
     /// `destroy`.

@@ -12,6 +12,7 @@ const GUESTS: &[&str] = &[
     "storm16",
     "outside32",
     "bench64",
+    "irqoff16",
 ];
 
 fn run(command: &mut Command) {

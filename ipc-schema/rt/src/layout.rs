@@ -7,6 +7,7 @@
 //! | `0x0000_0000_0020_0000..` | the program image (lld's default base for static executables) |
 //! | [`FREE_WINDOW_BASE`]..[`FREE_WINDOW_END`] | never used by the runtime: applications and tests map here |
 //! | [`SCRATCH_VADDR`] | the spawner's copy window (pages being filled for another address space) |
+//! | [`SCRATCH_LARGE_VADDR`] | the same for 2 MiB frames |
 //! | [`THREAD_AREA_BASE`].. | one [`THREAD_SLOT_BYTES`] slot per extra thread: guard page, stack, IPC buffer |
 //! | [`MODULES_VADDR`].. | modules the parent handed over, read-only, packed |
 //! | [`ROOT_STACK_TOP`] | top of the main thread's stack (it grows down) |
@@ -35,6 +36,9 @@ pub const FREE_WINDOW_END: u64 = 0x0000_2000_0000_0000;
 /// The page through which the spawner fills frames destined for another
 /// address space (mapped, written, unmapped again; one at a time).
 pub const SCRATCH_VADDR: u64 = 0x0000_2000_0000_0000;
+/// The 2 MiB window through which large frames are filled (a VMM's guest
+/// memory), the same way.
+pub const SCRATCH_LARGE_VADDR: u64 = SCRATCH_VADDR + LARGE_PAGE_SIZE;
 
 /// Base of the extra-thread area.
 pub const THREAD_AREA_BASE: u64 = 0x0000_4000_0000_0000;
@@ -85,16 +89,19 @@ pub mod slot {
     pub const LAST_PARENT: u64 = 15;
 }
 
-/// log2 of the slot count of every process's root CNode (the root task's
-/// size, so the same slot allocator bounds hold everywhere).
-pub const PROCESS_CNODE_SIZE_BITS: u64 = tarn_ipc_schema::boot::ROOT_CNODE_SIZE_BITS;
+/// log2 of the slot count of every spawned process's root CNode (the root
+/// task's is larger: it holds a frame capability per page of the boot
+/// modules, [`tarn_ipc_schema::boot::ROOT_CNODE_SIZE_BITS`]).
+pub const PROCESS_CNODE_SIZE_BITS: u64 = 12;
 
 // The regions do not overlap, and the program image (static executables
 // link at 2 MiB) stays below all of them.
 const _: () = {
     assert!(0x20_0000 + (1u64 << 32) < FREE_WINDOW_BASE);
     assert!(FREE_WINDOW_END <= SCRATCH_VADDR);
-    assert!(SCRATCH_VADDR + PAGE_SIZE <= THREAD_AREA_BASE);
+    assert!(SCRATCH_VADDR + PAGE_SIZE <= SCRATCH_LARGE_VADDR);
+    assert!(SCRATCH_LARGE_VADDR.is_multiple_of(LARGE_PAGE_SIZE));
+    assert!(SCRATCH_LARGE_VADDR + LARGE_PAGE_SIZE <= THREAD_AREA_BASE);
     assert!(THREAD_AREA_BASE + MAX_THREADS * THREAD_SLOT_BYTES <= MODULES_VADDR);
     assert!(MODULES_END <= ROOT_STACK_TOP - tarn_ipc_schema::boot::ROOT_STACK_BYTES);
     assert!(ROOT_STACK_TOP < ROOT_IPC_BUFFER_VADDR);

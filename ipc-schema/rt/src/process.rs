@@ -24,6 +24,7 @@ use tarn_ipc_schema::{CPtr, Error, ObjectType, Rights};
 
 /// Serialises use of the scratch window.
 static SCRATCH: spin::Mutex<()> = spin::Mutex::new(());
+static SCRATCH_LARGE: spin::Mutex<()> = spin::Mutex::new(());
 
 /// One loadable page of a program image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +164,38 @@ pub fn fill_frame(
         write(page);
     }
     invoke::frame_unmap(frame)
+}
+
+/// A new 2 MiB frame, filled by `write` through the large scratch window
+/// (mapped, written, unmapped), in a fresh slot.
+pub fn new_large_frame(
+    resources: &mut Resources,
+    write: impl FnOnce(&mut [u8]),
+) -> Result<CPtr, Error> {
+    let frame = resources.create(ObjectType::Frame2M, 0)?;
+    let _guard = SCRATCH_LARGE.lock();
+    invoke::frame_map(
+        frame,
+        resources.vspace,
+        layout::SCRATCH_LARGE_VADDR,
+        Rights::READ.union(Rights::WRITE),
+    )?;
+    {
+        // SAFETY: `frame` was just created as a 2 MiB frame and mapped
+        // read-write at the 2 MiB-aligned large scratch window of this
+        // address space; only this function maps there (under
+        // `SCRATCH_LARGE`), and the slice does not outlive this block,
+        // which ends before the unmap.
+        let page = unsafe {
+            core::slice::from_raw_parts_mut(
+                layout::SCRATCH_LARGE_VADDR as *mut u8,
+                layout::LARGE_PAGE_SIZE as usize,
+            )
+        };
+        write(page);
+    }
+    invoke::frame_unmap(frame)?;
+    Ok(frame)
 }
 
 /// A capability to copy (or mint) into the child's CNode.

@@ -293,6 +293,17 @@ impl Resources {
         }
     }
 
+    /// The root task's resources: as [`Self::from_boot_info`], with the
+    /// slots of its larger CNode.
+    pub fn for_root_task(info: &BootInfo) -> Self {
+        let mut resources = Self::from_boot_info(info);
+        resources.slots = SlotAllocator::new(
+            info.first_free_slot,
+            1 << tarn_ipc_schema::boot::ROOT_CNODE_SIZE_BITS,
+        );
+        resources
+    }
+
     /// Learns the real watermark of every untyped region larger than a page:
     /// the kernel may already have carved objects out of some (it builds the
     /// root task's own objects from its largest region, and the boot

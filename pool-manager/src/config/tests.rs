@@ -179,6 +179,20 @@ fn domain_config_reads_xl_keys() {
 }
 
 #[test]
+fn domain_config_reads_a_linux_guest_as_xl_does() {
+    let text = "name = \"deb\"\ntype = \"pvh\"\nkernel = \"linux/vmlinuz\"\n\
+                ramdisk = \"linux/initrd.cpio\"\nextra = \"console=ttyS0 quiet\"\n\
+                memory = 120\n";
+    let d = parse_domain_config(text).unwrap();
+    assert_eq!(d.kind, DomainType::Hvm);
+    assert_eq!(d.image, "linux/vmlinuz");
+    assert_eq!(d.ramdisk.as_deref(), Some("linux/initrd.cpio"));
+    assert_eq!(d.cmdline.as_deref(), Some("console=ttyS0 quiet"));
+    assert_eq!(d.memory_mib, Some(120));
+    assert_eq!(d.params.get("extra"), None, "a string extra is the command line");
+}
+
+#[test]
 fn domain_errors_name_line_and_key() {
     assert_eq!(
         parse_domain_config("name=\"d\"\nimage=\"x\"\ncpu_weight=0\n").unwrap_err(),
@@ -213,10 +227,27 @@ fn domain_errors_name_line_and_key() {
         err(0, Some("period"), ConfigErrorKind::MissingKey)
     );
     assert_eq!(
-        parse_domain_config("name=\"d\"\nimage=\"x\"\ntype=\"pvh\"\n")
+        parse_domain_config("name=\"d\"\nimage=\"x\"\ntype=\"pv2\"\n")
             .unwrap_err()
             .line,
         3
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nkernel=\"k\"\nramdisk=\"r\"\n").unwrap_err(),
+        err(
+            3,
+            Some("ramdisk"),
+            ConfigErrorKind::BadValue("ramdisk needs type = \"pvh\" or \"hvm\"")
+        )
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nkernel=\"k\"\ntype=\"pvh\"\ncmdline=\"a\"\nextra=\"b\"\n")
+            .unwrap_err(),
+        err(
+            5,
+            Some("extra"),
+            ConfigErrorKind::BadValue("give cmdline or extra, not both")
+        )
     );
     assert_eq!(
         parse_domain_config("name=\"d\"\nimage=\"x\"\nvif=[]\n").unwrap_err(),

@@ -93,6 +93,8 @@ fn effects(command: &Command) -> Vec<Effect> {
             Pool(c.pool.clone().unwrap_or_else(|| "Pool-0".to_string())),
         ],
         Command::Destroy(n) | Command::Pause(n) | Command::Unpause(n) => vec![d(n)],
+        // The machine's serial console.
+        Command::Console(n) => vec![d(n), Machine],
         Command::VcpuList(Some(n)) => vec![d(n)],
         Command::VcpuList(None) | Command::CreditTable | Command::SedfTable => vec![AllDomains],
         Command::PoolCreate(PoolSource::Inline(_)) | Command::PoolNew(PoolSource::Inline(_)) => {

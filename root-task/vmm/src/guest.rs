@@ -45,11 +45,14 @@ pub enum Guest {
     Outside32,
     /// Times port-write round trips through the VMM (the vmexit benchmark).
     Bench64,
+    /// Takes timer interrupts only with IF set and outside the STI and MOV
+    /// SS shadows, across many exits with interrupts off.
+    Irqoff16,
 }
 
 impl Guest {
     /// Every guest, for name lookup.
-    pub const ALL: [Guest; 8] = [
+    pub const ALL: [Guest; 9] = [
         Guest::Real16,
         Guest::Prot32,
         Guest::Long64,
@@ -58,6 +61,7 @@ impl Guest {
         Guest::Storm16,
         Guest::Outside32,
         Guest::Bench64,
+        Guest::Irqoff16,
     ];
 
     /// The name used on the command line (`vmtest=real16,prot32`).
@@ -71,6 +75,7 @@ impl Guest {
             Guest::Storm16 => "storm16",
             Guest::Outside32 => "outside32",
             Guest::Bench64 => "bench64",
+            Guest::Irqoff16 => "irqoff16",
         }
     }
 
@@ -90,13 +95,16 @@ impl Guest {
             Guest::Storm16 => include_bytes!(concat!(env!("OUT_DIR"), "/storm16.bin")),
             Guest::Outside32 => include_bytes!(concat!(env!("OUT_DIR"), "/outside32.bin")),
             Guest::Bench64 => include_bytes!(concat!(env!("OUT_DIR"), "/bench64.bin")),
+            Guest::Irqoff16 => include_bytes!(concat!(env!("OUT_DIR"), "/irqoff16.bin")),
         }
     }
 
     /// The mode it starts in.
     pub fn mode(self) -> Mode {
         match self {
-            Guest::Real16 | Guest::Idle16 | Guest::Triple16 | Guest::Storm16 => Mode::Real,
+            Guest::Real16 | Guest::Idle16 | Guest::Triple16 | Guest::Storm16 | Guest::Irqoff16 => {
+                Mode::Real
+            }
             Guest::Prot32 | Guest::Outside32 => Mode::Protected,
             Guest::Long64 | Guest::Bench64 => Mode::Long,
         }

@@ -11,5 +11,7 @@
 
 extern crate alloc;
 
+pub mod devices;
 pub mod guest;
+pub mod linux;
 pub mod platform;

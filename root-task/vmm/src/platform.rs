@@ -20,6 +20,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+
+pub use crate::devices::PIT_HZ;
+use crate::devices::{Pics, Pit, Rtc, Uart, I8042};
 use tarn_ipc_schema::vcpu::{access, io, Exit, Reg, REGISTER_COUNT};
 
 /// The register file.
@@ -29,8 +32,6 @@ pub type Registers = [u64; REGISTER_COUNT];
 pub const STORM_EXITS: u64 = 1000;
 /// The exit-storm window.
 pub const STORM_WINDOW_NS: u64 = 1_000_000_000;
-/// The 8254's input clock.
-pub const PIT_HZ: u64 = 1_193_182;
 /// The port the benchmark guest writes (handled as a no-op).
 pub const NULL_PORT: u64 = 0x510;
 /// Hypercall: progress report (RBX = count).
@@ -50,6 +51,8 @@ pub enum StopReason {
     Halted,
     /// A triple fault.
     TripleFault,
+    /// The guest pulsed the reset line (i8042 command 0xFE).
+    Reset,
     /// Too many exits in too little time.
     ExitStorm {
         /// Exits counted in the window.
@@ -89,6 +92,7 @@ impl fmt::Display for StopReason {
         match *self {
             StopReason::Halted => f.write_str("halted"),
             StopReason::TripleFault => f.write_str("triple fault"),
+            StopReason::Reset => f.write_str("reset (i8042)"),
             StopReason::ExitStorm { exits } => {
                 write!(
                     f,
@@ -114,6 +118,60 @@ impl fmt::Display for StopReason {
     }
 }
 
+/// The label of the message a domain's VMM sends its fault endpoint when
+/// its guest has ended (MR0, MR1: [`StopReason::encode`]): the pool
+/// manager then destroys the domain, as xl's `on_poweroff`, `on_reboot`
+/// and `on_crash` default (`destroy`).
+pub const VM_ENDED_LABEL: u64 = 0x7E01;
+
+impl StopReason {
+    /// The reason as two words (kind, detail) for [`VM_ENDED_LABEL`].
+    pub fn encode(&self) -> (u64, u64) {
+        match *self {
+            StopReason::Halted => (1, 0),
+            StopReason::Reset => (2, 0),
+            StopReason::TripleFault => (3, 0),
+            StopReason::ExitStorm { exits } => (4, exits),
+            StopReason::OutsideMemory { address, access } => (5, address | (access & 7) << 60),
+            StopReason::InvalidState { raw } => (6, raw),
+            StopReason::Exception { vector } => (7, vector),
+            StopReason::Unsupported { raw } => (8, raw),
+            StopReason::UnknownExit { kind } => (9, kind),
+        }
+    }
+
+    /// The reason [`Self::encode`] gave (`None`: not one).
+    pub fn decode(kind: u64, detail: u64) -> Option<StopReason> {
+        Some(match kind {
+            1 => StopReason::Halted,
+            2 => StopReason::Reset,
+            3 => StopReason::TripleFault,
+            4 => StopReason::ExitStorm { exits: detail },
+            5 => StopReason::OutsideMemory {
+                address: detail & ((1 << 60) - 1),
+                access: detail >> 60,
+            },
+            6 => StopReason::InvalidState { raw: detail },
+            7 => StopReason::Exception { vector: detail },
+            8 => StopReason::Unsupported { raw: detail },
+            9 => StopReason::UnknownExit { kind: detail },
+            _ => return None,
+        })
+    }
+
+    /// What ended the guest, in xl's terms: `poweroff` (a halt with
+    /// interrupts off, how Linux's `poweroff` ends without ACPI), `reboot`
+    /// (the i8042 reset line, or a triple fault, how `reboot` ends), or
+    /// `crash` (anything the VMM stopped it for).
+    pub fn xl_event(&self) -> &'static str {
+        match self {
+            StopReason::Halted => "poweroff",
+            StopReason::Reset | StopReason::TripleFault => "reboot",
+            _ => "crash",
+        }
+    }
+}
+
 /// What the VMM does after an exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -125,46 +183,24 @@ pub enum Action {
     Stop(StopReason),
 }
 
-#[derive(Clone, Debug, Default)]
-struct Uart {
-    line: String,
-    ier: u64,
-    lcr: u64,
-    mcr: u64,
-    scratch: u64,
-    divisor: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct Pit {
-    /// The channel-0 reload value being written (low byte first).
-    low_byte: Option<u64>,
-    /// Tick period once programmed.
-    period_ns: Option<u64>,
-    next_tick_ns: u64,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Pic {
-    vector_base: u64,
-    mask: u64,
-    /// 0: operational; 2..=4: expecting ICW2..ICW4.
-    init_step: u8,
-    icw4: bool,
-}
-
 /// One guest's devices and bookkeeping.
 #[derive(Clone, Debug)]
 pub struct Platform {
-    uart: Uart,
+    /// The 16550A on 0x3F8 (IRQ 4).
+    pub uart: Uart,
     pit: Pit,
-    pic: Pic,
+    pics: Pics,
+    rtc: Rtc,
+    i8042: I8042,
     pat: u64,
     reported: BTreeSet<(u8, u64)>,
     notes: Vec<String>,
     lines: Vec<String>,
     window_start_ns: u64,
+    /// Exits in the current window the VMM could not serve.
     window_exits: u64,
+    /// The exit being handled was not served (unknown port, MSR, ...).
+    unserved: bool,
     /// The last progress count the guest reported (hypercall 1).
     pub progress: u64,
     /// Progress reports received.
@@ -189,18 +225,16 @@ impl Platform {
         Platform {
             uart: Uart::default(),
             pit: Pit::default(),
-            pic: Pic {
-                vector_base: 8,
-                mask: 0,
-                init_step: 0,
-                icw4: false,
-            },
+            pics: Pics::default(),
+            rtc: Rtc::default(),
+            i8042: I8042::default(),
             pat: 0x0007_0406_0007_0406,
             reported: BTreeSet::new(),
             notes: Vec::new(),
             lines: Vec::new(),
             window_start_ns: 0,
             window_exits: 0,
+            unserved: false,
             progress: 0,
             progress_reports: 0,
             bench: None,
@@ -211,7 +245,9 @@ impl Platform {
 
     /// Lines the guest printed since the last call.
     pub fn take_lines(&mut self) -> Vec<String> {
-        core::mem::take(&mut self.lines)
+        let mut lines = core::mem::take(&mut self.lines);
+        lines.append(&mut self.uart.lines);
+        lines
     }
 
     /// One-time reports (unhandled ports and MSRs) since the last call.
@@ -221,27 +257,62 @@ impl Platform {
 
     /// When the next timer interrupt is due (ns), if the timer runs.
     pub fn next_tick_ns(&self) -> Option<u64> {
-        self.pit.period_ns.map(|_| self.pit.next_tick_ns)
+        self.pit.next_event_ns()
     }
 
-    /// If the timer is due at `now_ns` and IRQ0 is unmasked: the vector to
-    /// inject (the tick is consumed; ticks missed while the guest could not
-    /// take them are dropped, like a real PIT's).
+    /// Brings the timer to `now_ns` (raising IRQ 0 when due) and the UART's
+    /// line into the PIC.
+    pub fn advance(&mut self, now_ns: u64) {
+        if self.pit.advance(now_ns) {
+            self.pics.raise(0);
+        }
+        self.pics.set_level(4, self.uart.irq());
+    }
+
+    /// Whether an interrupt waits for the guest (after [`Self::advance`]).
+    pub fn interrupt_pending(&self) -> bool {
+        self.pics.pending()
+    }
+
+    /// The vector of the next interrupt to inject, acknowledged at the PIC
+    /// (in service until the guest's EOI). The caller hands it to the
+    /// kernel, which delivers it once the guest can take it.
+    pub fn take_interrupt(&mut self) -> Option<u8> {
+        let vector = self.pics.take()?;
+        if vector == self.pics.master.vector_base {
+            self.ticks_delivered += 1;
+        }
+        Some(vector)
+    }
+
+    /// [`Self::advance`] then [`Self::take_interrupt`]; nothing to do (no
+    /// timer armed, nothing requested, the UART quiet) is the fast case.
+    #[inline]
     pub fn take_due_interrupt(&mut self, now_ns: u64) -> Option<u8> {
-        let period = self.pit.period_ns?;
-        if now_ns < self.pit.next_tick_ns {
+        if self.pit.next_event_ns().is_none() && self.pics.master.irr == 0 && !self.uart.irq() {
             return None;
         }
-        let behind = (now_ns - self.pit.next_tick_ns) / period;
-        self.pit.next_tick_ns += (behind + 1) * period;
-        if self.pic.mask & 1 != 0 {
-            return None;
-        }
-        self.ticks_delivered += 1;
-        Some(self.pic.vector_base as u8)
+        self.advance(now_ns);
+        self.take_interrupt()
+    }
+
+    /// Whether the guest printed anything or a note is waiting (the run
+    /// loop's fast case is no).
+    #[inline]
+    pub fn has_output(&self) -> bool {
+        !(self.uart.output.is_empty()
+            && self.uart.lines.is_empty()
+            && self.lines.is_empty()
+            && self.notes.is_empty())
+    }
+
+    /// Bytes the guest sent to its UART since the last call.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        core::mem::take(&mut self.uart.output)
     }
 
     fn note_once(&mut self, class: u8, address: u64, text: impl FnOnce() -> String) {
+        self.unserved = true;
         if self.reported.insert((class, address)) {
             self.notes.push(text());
         }
@@ -257,16 +328,37 @@ impl Platform {
         now_ns: u64,
     ) -> Action {
         self.exits += 1;
-        if now_ns.saturating_sub(self.window_start_ns) >= STORM_WINDOW_NS {
-            self.window_start_ns = now_ns;
-            self.window_exits = 0;
+        self.unserved = false;
+        let action = self.dispatch(kind_raw, fields, next_rip, registers, now_ns);
+        // Only exits the VMM could not serve count towards a storm: a busy
+        // guest using its devices is the scheduler's business, not a fault.
+        if self.unserved {
+            if now_ns.saturating_sub(self.window_start_ns) >= STORM_WINDOW_NS {
+                self.window_start_ns = now_ns;
+                self.window_exits = 0;
+            }
+            self.window_exits += 1;
+            if self.window_exits > STORM_EXITS {
+                return Action::Stop(StopReason::ExitStorm {
+                    exits: self.window_exits,
+                });
+            }
         }
-        self.window_exits += 1;
-        if self.window_exits > STORM_EXITS {
-            return Action::Stop(StopReason::ExitStorm {
-                exits: self.window_exits,
-            });
+        if core::mem::take(&mut self.i8042.reset) {
+            return Action::Stop(StopReason::Reset);
         }
+        action
+    }
+
+    #[inline(always)]
+    fn dispatch(
+        &mut self,
+        kind_raw: u64,
+        fields: [u64; 4],
+        next_rip: u64,
+        registers: &mut Registers,
+        now_ns: u64,
+    ) -> Action {
         let Some(kind) = Exit::from_u64(kind_raw) else {
             return Action::Stop(StopReason::UnknownExit { kind: kind_raw });
         };
@@ -300,8 +392,10 @@ impl Platform {
             }
             Exit::Hlt => {
                 complete(registers);
-                if registers[Reg::Rflags as usize] & RFLAGS_IF == 0 || self.pit.period_ns.is_none()
-                {
+                // Halted for good: interrupts off, or nothing that could
+                // raise one (no timer armed, no receive interrupt).
+                let wakeable = self.pit.next_event_ns().is_some() || self.uart.rx_interrupt();
+                if registers[Reg::Rflags as usize] & RFLAGS_IF == 0 || !wakeable {
                     Action::Stop(StopReason::Halted)
                 } else {
                     Action::WaitForInterrupt
@@ -350,9 +444,19 @@ impl Platform {
             return;
         }
         let result = match port {
-            UART_BASE..=0x3FF => self.uart(port - UART_BASE, input, value),
-            0x40..=0x43 => self.pit(port, input, value, now_ns),
-            0x20 | 0x21 | 0xA0 | 0xA1 => self.pic(port, input, value),
+            UART_BASE..=0x3FF => Some(u64::from(self.uart.access(
+                port - UART_BASE,
+                input,
+                value as u8,
+            ))),
+            0x40..=0x43 | 0x61 => {
+                Some(u64::from(self.pit.access(port, input, value as u8, now_ns)))
+            }
+            0x20 | 0x21 | 0xA0 | 0xA1 => {
+                Some(u64::from(self.pics.access(port, input, value as u8)))
+            }
+            0x70 | 0x71 => Some(u64::from(self.rtc.access(port, input, value as u8, now_ns))),
+            0x60 | 0x64 => Some(u64::from(self.i8042.access(port, input, value as u8))),
             NULL_PORT => Some(0),
             _ => None,
         };
@@ -371,123 +475,6 @@ impl Platform {
             let rax = &mut registers[Reg::Rax as usize];
             *rax = (*rax & !mask) | (read & mask);
         }
-    }
-
-    fn uart(&mut self, offset: u64, input: bool, value: u64) -> Option<u64> {
-        let dlab = self.uart.lcr & 0x80 != 0;
-        let u = &mut self.uart;
-        Some(match (offset, input) {
-            (0, false) if !dlab => {
-                match value as u8 {
-                    b'\n' => self.lines.push(core::mem::take(&mut u.line)),
-                    b'\r' => {}
-                    byte => u.line.push(if byte.is_ascii_graphic() || byte == b' ' {
-                        byte as char
-                    } else {
-                        '.'
-                    }),
-                }
-                0
-            }
-            (0, _) if dlab => {
-                if !input {
-                    u.divisor = (u.divisor & 0xFF00) | value;
-                }
-                u.divisor & 0xFF
-            }
-            (1, _) if dlab => {
-                if !input {
-                    u.divisor = (u.divisor & 0xFF) | value << 8;
-                }
-                u.divisor >> 8
-            }
-            (0, true) => 0,
-            (1, false) => {
-                u.ier = value;
-                0
-            }
-            (1, true) => u.ier,
-            (2, true) => 1, // IIR: no interrupt pending
-            (2, false) => 0,
-            (3, false) => {
-                u.lcr = value;
-                0
-            }
-            (3, true) => u.lcr,
-            (4, false) => {
-                u.mcr = value;
-                0
-            }
-            (4, true) => u.mcr,
-            (5, true) => 0x60, // LSR: transmitter empty
-            (6, true) => 0xB0, // MSR: DCD, DSR, CTS
-            (7, false) => {
-                u.scratch = value;
-                0
-            }
-            (7, true) => u.scratch,
-            _ => 0,
-        })
-    }
-
-    fn pit(&mut self, port: u64, input: bool, value: u64, now_ns: u64) -> Option<u64> {
-        match (port, input) {
-            (0x43, false) => {
-                // Channel 0 in lo/hi mode 2 or 3 is all this PIT models.
-                if value >> 6 == 0 {
-                    self.pit.low_byte = None;
-                    self.pit.period_ns = None;
-                }
-                Some(0)
-            }
-            (0x40, false) => {
-                match self.pit.low_byte.take() {
-                    None => self.pit.low_byte = Some(value & 0xFF),
-                    Some(low) => {
-                        let reload = match (value & 0xFF) << 8 | low {
-                            0 => 0x1_0000,
-                            n => n,
-                        };
-                        let period = reload * 1_000_000_000 / PIT_HZ;
-                        self.pit.period_ns = Some(period.max(1));
-                        self.pit.next_tick_ns = now_ns + period.max(1);
-                    }
-                }
-                Some(0)
-            }
-            (_, true) => Some(0),
-            _ => Some(0),
-        }
-    }
-
-    fn pic(&mut self, port: u64, input: bool, value: u64) -> Option<u64> {
-        let master = port < 0xA0;
-        let command = port & 1 == 0;
-        if input {
-            return Some(if master && !command { self.pic.mask } else { 0 });
-        }
-        if !master {
-            return Some(0);
-        }
-        let p = &mut self.pic;
-        if command {
-            if value & 0x10 != 0 {
-                p.init_step = 2;
-                p.icw4 = value & 1 != 0;
-            }
-            // OCW2 (EOI) and OCW3 need no model: nothing is ever in service.
-        } else {
-            match p.init_step {
-                2 => {
-                    p.vector_base = value & 0xF8;
-                    p.init_step = 3;
-                }
-                3 => p.init_step = if p.icw4 { 4 } else { 0 },
-                4 => p.init_step = 0,
-                _ => p.mask = value & 0xFF,
-            }
-        }
-        Some(0)
     }
 
     fn rdmsr(&mut self, msr: u64, registers: &Registers) -> u64 {
@@ -510,7 +497,7 @@ impl Platform {
     }
 }
 
-/// The CPUID the guests see: a family-6 CPU with FPU, TSC, MSR, PAE, CX8,
+/// The CPUID the guests see: a family-6 CPU with FPU, PSE, TSC, MSR, PAE, CX8,
 /// PGE, CMOV, PAT, FXSR, SSE, SSE2, long mode, NX and SYSCALL, marked as
 /// running under a hypervisor ("TarnTarnTarn"); no APIC, no XSAVE, no
 /// virtualization extensions.
@@ -523,7 +510,7 @@ pub fn cpuid(leaf: u32, _subleaf: u32) -> [u32; 4] {
     match leaf {
         0 => [1, VENDOR[0], VENDOR[2], VENDOR[1]],
         1 => {
-            let edx = 1 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 15 | 1 << 16;
+            let edx = 1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 8 | 1 << 13 | 1 << 15 | 1 << 16;
             let edx = edx | 1 << 24 | 1 << 25 | 1 << 26;
             [0x0000_0600, 0, 1 << 31, edx]
         }
@@ -654,6 +641,12 @@ mod tests {
                 exits: STORM_EXITS + 1
             })
         );
+        // Exits the VMM serves never count, however many.
+        let mut busy = Platform::new();
+        for i in 0..=3 * STORM_EXITS {
+            let action = busy.handle(Exit::Io as u64, io(0x3F8, 1, false, 0x41), 0, &mut r, i);
+            assert_eq!(action, Action::Continue);
+        }
         // Spread over time, the same number of exits is fine.
         let mut calm = Platform::new();
         for i in 0..=STORM_EXITS {
@@ -666,6 +659,34 @@ mod tests {
             );
             assert_eq!(action, Action::Continue);
         }
+    }
+
+    #[test]
+    fn stop_reasons_travel_as_two_words() {
+        let all = [
+            StopReason::Halted,
+            StopReason::Reset,
+            StopReason::TripleFault,
+            StopReason::ExitStorm { exits: 1001 },
+            StopReason::OutsideMemory {
+                address: 0x400_0000,
+                access: access::WRITE,
+            },
+            StopReason::InvalidState { raw: 33 },
+            StopReason::Exception { vector: 13 },
+            StopReason::Unsupported { raw: 0x7C },
+            StopReason::UnknownExit { kind: 99 },
+        ];
+        for reason in all {
+            let (kind, detail) = reason.encode();
+            assert_eq!(StopReason::decode(kind, detail), Some(reason));
+        }
+        assert_eq!(StopReason::decode(0, 0), None);
+        assert_eq!(StopReason::decode(77, 0), None);
+        assert_eq!(StopReason::Halted.xl_event(), "poweroff");
+        assert_eq!(StopReason::Reset.xl_event(), "reboot");
+        assert_eq!(StopReason::TripleFault.xl_event(), "reboot");
+        assert_eq!(StopReason::Exception { vector: 6 }.xl_event(), "crash");
     }
 
     #[test]

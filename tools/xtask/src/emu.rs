@@ -32,6 +32,23 @@ const BOCHS_GRACE: Duration = Duration::from_secs(5);
 
 /// Guest memory in MiB, on both emulators.
 const MEMORY_MIB: u32 = 256;
+/// Guest memory when the config archive carries guest images (larger than
+/// [`IMAGE_ARCHIVE_BYTES`]): room for the archive and a few Linux guests.
+const LARGE_MEMORY_MIB: u32 = 1024;
+/// A config archive above this size carries guest images.
+const IMAGE_ARCHIVE_BYTES: u64 = 1 << 20;
+
+/// The machine's memory for a boot with config archive `initrd`.
+pub fn memory_mib(initrd: Option<&Path>) -> u32 {
+    let large = initrd
+        .and_then(|path| std::fs::metadata(path).ok())
+        .is_some_and(|m| m.len() > IMAGE_ARCHIVE_BYTES);
+    if large {
+        LARGE_MEMORY_MIB
+    } else {
+        MEMORY_MIB
+    }
+}
 
 /// One boot: machine and command line.
 #[derive(Clone, Debug)]
@@ -155,6 +172,13 @@ impl ConsoleProgress {
 /// console (`@ctl cpupool-list -l`).
 pub const CONTROL_PREFIX: &str = "@ctl ";
 
+/// Console script lines that type nothing but wait until the output (after
+/// the last command typed) shows a text (`@wait [deb] vm ended`); the next
+/// command is typed then, without waiting for another prompt. A wait right
+/// after a command starts as soon as it is typed (the command may print no
+/// prompt: `console D` attaches to a guest).
+pub const WAIT_PREFIX: &str = "@wait ";
+
 /// Runs one `@ctl` script line over the control socket; the transcript that
 /// goes into the run's output.
 fn control_request(socket: Option<&Path>, id: u32, line: &str) -> String {
@@ -206,7 +230,60 @@ pub fn feed_console(
     let mut all = Vec::new();
     // Output before `scanned` holds no (start of a) prompt not yet counted.
     let mut scanned = 0;
+    // An `@wait TEXT` line being waited for: the text, and where in the
+    // output its search starts (after the command before it was sent).
+    let mut waiting: Option<(String, usize)> = None;
+    let mut sent_at = 0;
     let mut buffer = [0u8; 4096];
+    // At a prompt (or a satisfied wait): runs `@ctl` lines, starts an
+    // `@wait`, or types the next command.
+    let mut serve = |all: &mut Vec<u8>,
+                     progress: &mut ConsoleProgress,
+                     waiting: &mut Option<(String, usize)>,
+                     sent_at: &mut usize,
+                     sink: &mut dyn FnMut(&[u8])| {
+        loop {
+            let Some(command) = commands.get(progress.sent) else {
+                return;
+            };
+            if let Some(line) = command.strip_prefix(CONTROL_PREFIX) {
+                let transcript = control_request(control, progress.sent as u32 + 1, line);
+                sink(transcript.as_bytes());
+                all.extend_from_slice(transcript.as_bytes());
+                progress.sent += 1;
+                continue;
+            }
+            if let Some(text) = command.strip_prefix(WAIT_PREFIX) {
+                progress.sent += 1;
+                let found = all[*sent_at..]
+                    .windows(text.len().max(1))
+                    .any(|w| w == text.as_bytes());
+                if found {
+                    continue;
+                }
+                *waiting = Some((text.to_string(), *sent_at));
+                return;
+            }
+            let mut line = command.clone().into_bytes();
+            line.push(b'\r');
+            match input.write_all(&line).and_then(|()| input.flush()) {
+                Ok(()) => {
+                    progress.sent += 1;
+                    *sent_at = all.len();
+                    // A wait right after a command starts now: the command
+                    // may print no prompt (`console D` attaches).
+                    if commands
+                        .get(progress.sent)
+                        .is_some_and(|c| c.starts_with(WAIT_PREFIX))
+                    {
+                        continue;
+                    }
+                }
+                Err(e) => progress.write_error = Some(e.to_string()),
+            }
+            return;
+        }
+    };
     loop {
         let n = match output.read(&mut buffer) {
             Ok(0) => break,
@@ -222,28 +299,31 @@ pub fn feed_console(
         {
             scanned += at + prompt.len();
             progress.prompts += 1;
-            if progress.write_error.is_some() {
+            if progress.write_error.is_some() || waiting.is_some() {
                 continue;
             }
-            // `@ctl` lines run over the control channel, at this prompt.
-            while let Some(line) = commands
-                .get(progress.sent)
-                .and_then(|c| c.strip_prefix(CONTROL_PREFIX))
-            {
-                let transcript = control_request(control, progress.sent as u32 + 1, line);
-                sink(transcript.as_bytes());
-                all.extend_from_slice(transcript.as_bytes());
-                progress.sent += 1;
-            }
-            let Some(command) = commands.get(progress.sent) else {
-                continue;
-            };
-            let mut line = command.clone().into_bytes();
-            line.push(b'\r');
-            match input.write_all(&line).and_then(|()| input.flush()) {
-                Ok(()) => progress.sent += 1,
-                Err(e) => progress.write_error = Some(e.to_string()),
-            }
+            serve(
+                &mut all,
+                &mut progress,
+                &mut waiting,
+                &mut sent_at,
+                &mut sink,
+            );
+        }
+        let satisfied = waiting.as_ref().is_some_and(|(text, from)| {
+            all[*from..]
+                .windows(text.len().max(1))
+                .any(|w| w == text.as_bytes())
+        });
+        if satisfied && progress.write_error.is_none() {
+            waiting = None;
+            serve(
+                &mut all,
+                &mut progress,
+                &mut waiting,
+                &mut sent_at,
+                &mut sink,
+            );
         }
         // Keep a possible prompt prefix at the end for the next read.
         scanned = scanned.max((all.len() + 1).saturating_sub(prompt.len()));
@@ -264,7 +344,7 @@ pub fn qemu_args(elf: &Path, boot: &Boot, monitor: bool) -> Vec<OsString> {
         "-smp",
         &boot.smp.to_string(),
         "-m",
-        &format!("{MEMORY_MIB}M"),
+        &format!("{}M", memory_mib(boot.initrd.as_deref())),
         "-display",
         "none",
         "-serial",
@@ -1190,6 +1270,40 @@ mod tests {
             assert_eq!(progress.prompts, 3, "cut {cut}");
             assert_eq!(written, b"a\rb\rc\r", "cut {cut}");
         }
+    }
+
+    #[test]
+    fn wait_lines_hold_the_next_command_until_the_text_appears() {
+        // The text comes after the prompt, in a later read: the next command
+        // goes out then, without another prompt; a text already there
+        // (after the last command) does not hold anything.
+        let pieces: Vec<Vec<u8>> = vec![
+            b"tarn> ".to_vec(),
+            b"tarn> [g] bo".to_vec(),
+            b"oted\n".to_vec(),
+            b"tarn> ".to_vec(),
+        ];
+        let chained = pieces
+            .iter()
+            .fold(Box::new(io::empty()) as Box<dyn Read>, |r, p| {
+                Box::new(r.chain(io::Cursor::new(p.clone())))
+            });
+        let commands = ["create g", "@wait booted", "list", "@wait tarn", "x"].map(String::from);
+        let mut written = Vec::new();
+        let (_, progress) = feed_console(chained, &mut written, &commands, None, |_| {});
+        assert_eq!(written, b"create g\rlist\rx\r");
+        assert_eq!(progress.sent, 5);
+        // Never seen: the command after it is never typed.
+        let commands = ["a", "@wait never", "b"].map(String::from);
+        let mut written = Vec::new();
+        feed_console(
+            &b"tarn> tarn> tarn> "[..],
+            &mut written,
+            &commands,
+            None,
+            |_| {},
+        );
+        assert_eq!(written, b"a\r");
     }
 
     #[test]

@@ -343,6 +343,37 @@ pub fn pack_config(ctx: &Ctx, dir: &Path, out: &Path) -> Result<PathBuf> {
         let data = std::fs::read(&autorun).map_err(|e| format!("{}: {e}", autorun.display()))?;
         files.push(("autorun.cmds".to_string(), data));
     }
+    // Guest images: the files of `images/` as they are, and the kernel and
+    // initramfs `cargo xtask linux-fetch` cached, as `linux/vmlinuz` and
+    // `linux/initrd.cpio`, when a config names them.
+    if let Ok(entries) = std::fs::read_dir(dir.join("images")) {
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        names.sort();
+        for path in names {
+            let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let base = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            files.push((format!("images/{base}"), data));
+        }
+    }
+    let names_linux = files
+        .iter()
+        .any(|(_, data)| String::from_utf8_lossy(data).contains("\"linux/"));
+    if names_linux {
+        let cache = crate::linux::fetch()?;
+        for name in [crate::linux::KERNEL, crate::linux::INITRD] {
+            let path = cache.join(name);
+            let data = std::fs::read(&path).map_err(|e| {
+                format!(
+                    "{}: {e} (a config names linux/{name}: run cargo xtask linux-fetch)",
+                    path.display()
+                )
+            })?;
+            files.push((format!("linux/{name}"), data));
+        }
+    }
     if files.is_empty() {
         return Err(format!(
             "--config {}: no pools/*.cfg, pools/auto/*.cfg, domains/*.cfg or domains/auto/*.cfg",

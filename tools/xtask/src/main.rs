@@ -6,6 +6,7 @@ mod ctx;
 mod deps;
 mod emu;
 mod images;
+mod linux;
 mod newpolicy;
 mod suite;
 
@@ -128,6 +129,7 @@ enum Command {
     Deps,
     /// `new-policy NAME [--path DIR]`.
     NewPolicy(String, Option<PathBuf>),
+    LinuxFetch,
     Help,
 }
 
@@ -186,6 +188,7 @@ fn parse(words: Vec<String>) -> Result<Command> {
         ))
     };
     match command.as_str() {
+        "linux-fetch" => Ok(Command::LinuxFetch),
         "build" | "lint" | "deps" | "help" | "-h" | "--help" => {
             if let Some((option, _)) = args.next_option() {
                 return unknown(&option);
@@ -531,6 +534,9 @@ fn execute(command: Command) -> Result<ExitCode> {
         Command::Lint => lint(&ctx)?,
         Command::Deps => deps::install(&ctx)?,
         Command::NewPolicy(name, path) => newpolicy::new_policy(&ctx, &name, path)?,
+        Command::LinuxFetch => {
+            linux::fetch()?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

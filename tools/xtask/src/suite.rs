@@ -264,9 +264,13 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
     // again through the general path (`ipc_fastpath=off`).
     let mut results: Vec<tarn_tests::BenchResult> = Vec::new();
     // A third runs the VM-exit benchmark guest under the VMM (SVM), a
-    // fourth the same guest under Bochs (VMX; TSC ticks, not instructions).
-    // A fifth boots 64 CPUs and keeps only the boot figure, as
+    // fourth the same guest under Bochs (VMX; TSC ticks, not instructions),
+    // a fifth boots Linux (`tests/configs/linux-bench`: the kernel and
+    // initramfs `cargo xtask linux-fetch` caches) to its /init, lets it
+    // idle and then spin, and waits for the domain's end to power off. A
+    // sixth boots 64 CPUs and keeps only the boot figure, as
     // `boot_to_online_64cpu_insns` (AP bring-up cost).
+    let linux_console = ["@wait destroyed".to_owned(), "poweroff".to_owned()];
     for (run, append, emulator, smp) in [
         ("bench", "bench", Emulator::Qemu, 2),
         (
@@ -277,8 +281,19 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
         ),
         ("bench-vm", "vmtest=bench64", Emulator::Qemu, 2),
         ("bench-vm-vmx", "vmtest=bench64", Emulator::Bochs, 2),
+        ("bench-linux", "pool0_cpus=1", Emulator::Qemu, 2),
         ("bench-64cpu", "bench", Emulator::Qemu, 64),
     ] {
+        let linux = run == "bench-linux";
+        let initrd = if linux {
+            Some(crate::images::pack_config(
+                ctx,
+                &ctx.root.join("tests/configs/linux-bench"),
+                &ctx.xtask_dir().join("runs").join(run).join("config.cpio"),
+            )?)
+        } else {
+            None
+        };
         let icount = emulator == Emulator::Qemu;
         let boot = Boot {
             emulator,
@@ -288,7 +303,7 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
             gdb: false,
             bochs_ips: tarn_tests::DEFAULT_BOCHS_IPS,
             control: None,
-            initrd: None,
+            initrd,
             numa_nodes: 0,
         };
         let session = Session {
@@ -297,7 +312,7 @@ pub fn bench(ctx: &Ctx, options: &BenchOptions) -> Result<bool> {
             timeout: Some(Duration::from_secs(300)),
             live: false,
             interactive: false,
-            console: &[],
+            console: if linux { &linux_console } else { &[] },
         };
         let outcome = emu::run(&session, &boot)?;
         let log = ctx.log_path(run);

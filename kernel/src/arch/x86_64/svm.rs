@@ -53,17 +53,56 @@ static HOST_AREAS: HostAreas = HostAreas(
 struct IoPermissionMap([u8; 3 * PAGE_SIZE as usize]);
 static IOPM: IoPermissionMap = IoPermissionMap([0xFF; 3 * PAGE_SIZE as usize]);
 
-/// The MSR permission map: every MSR intercepted (8 KiB, APM 15.11).
+/// The MSR permission map (8 KiB, APM 15.11): every MSR intercepted but
+/// those the guest owns and VMLOAD/VMSAVE switch with the rest of its state
+/// (svm.S): FS/GS base, KERNEL_GS_BASE, STAR, LSTAR, CSTAR, SFMASK and
+/// SYSENTER_CS/ESP/EIP. A guest OS writes them at boot and on every context
+/// switch; as exits they would cost a round trip to the VMM each and could
+/// not reach the hardware.
 #[repr(C, align(4096))]
 struct MsrPermissionMap([u8; 2 * PAGE_SIZE as usize]);
-static MSRPM: MsrPermissionMap = MsrPermissionMap([0xFF; 2 * PAGE_SIZE as usize]);
+static MSRPM: MsrPermissionMap = MsrPermissionMap(msr_permission_map());
+
+/// MSRs a guest reads and writes without an exit.
+pub const GUEST_OWNED_MSRS: [u32; 10] = [
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+    0xC000_0081, // STAR
+    0xC000_0082, // LSTAR
+    0xC000_0083, // CSTAR
+    0xC000_0084, // SFMASK
+    0xC000_0100, // FS_BASE
+    0xC000_0101, // GS_BASE
+    0xC000_0102, // KERNEL_GS_BASE
+];
+
+/// The permission map's bytes: two bits (read, write) per MSR; MSRs
+/// 0..0x2000 from byte 0, 0xC000_0000.. from byte 0x800.
+const fn msr_permission_map() -> [u8; 2 * PAGE_SIZE as usize] {
+    let mut map = [0xFF; 2 * PAGE_SIZE as usize];
+    let mut i = 0;
+    while i < GUEST_OWNED_MSRS.len() {
+        let msr = GUEST_OWNED_MSRS[i];
+        let (base, index) = if msr >= 0xC000_0000 {
+            (0x800, msr - 0xC000_0000)
+        } else {
+            (0, msr)
+        };
+        let byte = base + (index as usize * 2) / 8;
+        let shift = (index * 2) % 8;
+        map[byte] &= !(3 << shift);
+        i += 1;
+    }
+    map
+}
 
 /// Physical address of the all-intercepting I/O permission map.
 pub fn iopm_phys() -> u64 {
     kernel_virt_to_phys(&IOPM as *const IoPermissionMap as u64)
 }
 
-/// Physical address of the all-intercepting MSR permission map.
+/// Physical address of the MSR permission map.
 pub fn msrpm_phys() -> u64 {
     kernel_virt_to_phys(&MSRPM as *const MsrPermissionMap as u64)
 }

@@ -59,6 +59,11 @@ struct Shared {
     ticks: AtomicU64,
     bench: AtomicU64,
     outcome: spin::Mutex<Option<String>>,
+    reason: spin::Mutex<Option<StopReason>>,
+    /// A Linux guest's console input page (mapped here; see `console_io`).
+    console: Option<u64>,
+    /// A Linux guest's benchmark (`bench=1`): its figures from its lines.
+    linux_bench: spin::Mutex<Option<LinuxBench>>,
 }
 
 struct Vm {
@@ -86,7 +91,11 @@ fn main(arg: u64) {
     };
     let mut resources = Resources::from_boot_info(info);
     if let Some(name) = setting(info.cmdline(), "domain=") {
-        run_domain(info.cmdline(), name, &mut resources);
+        if setting(info.cmdline(), "linux=").is_some() {
+            run_linux(info.cmdline(), name, &mut resources);
+        } else {
+            run_domain(info.cmdline(), name, &mut resources);
+        }
         return;
     }
     let status = match run(info.cmdline(), info.cpu_count, &mut resources) {
@@ -126,6 +135,177 @@ fn run_domain(cmdline: &str, name: &str, resources: &mut Resources) {
             println!("[{name}] vm ended: {outcome}");
         }
         Err(e) => println!("[{name}] vmm: cannot build the vm: {e:?}"),
+    }
+}
+
+/// A Linux guest's figures, taken at the lines its `/init` prints in
+/// benchmark mode (`tarn.bench`): VM exits and instructions (the TSC under
+/// QEMU's icount) from the first entry to the marker, then the exit rate
+/// while it sleeps (`tarn-idle` .. `tarn-busy`) and while a shell loop runs
+/// (`tarn-busy` .. `tarn-busy-end`).
+struct LinuxBench {
+    started_tsc: u64,
+    mark: Option<(u64, u64)>,
+}
+
+/// What `/init` prints first (`cargo xtask linux-fetch`).
+const LINUX_MARKER: &str = "TARN-LINUX-INIT";
+
+impl LinuxBench {
+    fn line(&mut self, line: &str, exits: u64, now_ns: u64) {
+        let rate = |mark: Option<(u64, u64)>| {
+            mark.map(|(e, t)| (exits - e) * 1_000_000_000 / now_ns.saturating_sub(t).max(1))
+        };
+        match line.trim() {
+            LINUX_MARKER => {
+                println!("bench: linux_boot_exits {exits} exits");
+                println!(
+                    "bench: linux_boot_insns {} insns",
+                    tarn_rt::arch::rdtsc() - self.started_tsc
+                );
+            }
+            "tarn-idle" => self.mark = Some((exits, now_ns)),
+            "tarn-busy" => {
+                if let Some(r) = rate(self.mark) {
+                    println!("bench: linux_idle_exits_per_s {r} exits/s");
+                }
+                self.mark = Some((exits, now_ns));
+            }
+            "tarn-busy-end" => {
+                if let Some(r) = rate(self.mark) {
+                    println!("bench: linux_busy_exits_per_s {r} exits/s");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The slot of the console input page the pool manager shares with a
+/// Linux domain's VMM, and of the notification it signals after input
+/// (this VMM's sleeper).
+const LINUX_RING_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT + 2;
+const LINUX_WAKE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT + 3;
+/// The serial console's notification (signalled when output is waiting).
+const CONSOLE_WAKE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT + 4;
+/// Where the console input page is mapped.
+const RING_VADDR: u64 = tarn_rt::layout::FREE_WINDOW_BASE;
+/// First word of the input bytes in the page, and how many it holds (the
+/// pool manager's `vm::ConsoleRing` writes them).
+const RING_FIRST: u64 = 8;
+const RING_BYTES: u64 = 256 - RING_FIRST;
+/// The output's words (bytes written, bytes taken, first byte) and size.
+const OUT_HEAD: u64 = 256;
+const OUT_TAIL: u64 = 257;
+const OUT_FIRST: u64 = 264;
+const OUT_BYTES: u64 = 512 - OUT_FIRST;
+
+/// Queues the guest's output for the attached console: as much of
+/// `pending` as the page has room for (the rest waits for the next call);
+/// signals the console when it queued any.
+fn console_output(vaddr: u64, pending: &mut alloc::collections::VecDeque<u8>) {
+    use tarn_rt::arch::{probe_read, probe_write};
+    if pending.is_empty() {
+        return;
+    }
+    let mut head = probe_read(vaddr + OUT_HEAD * 8);
+    let tail = probe_read(vaddr + OUT_TAIL * 8);
+    let room = OUT_BYTES.saturating_sub(head.wrapping_sub(tail));
+    let mut queued = false;
+    for _ in 0..room {
+        let Some(byte) = pending.pop_front() else {
+            break;
+        };
+        probe_write(vaddr + (OUT_FIRST + head % OUT_BYTES) * 8, u64::from(byte));
+        head = head.wrapping_add(1);
+        queued = true;
+    }
+    if queued {
+        probe_write(vaddr + OUT_HEAD * 8, head);
+        let _ = syscall::signal(CONSOLE_WAKE_SLOT);
+    }
+}
+
+/// The console between the pool manager and the guest's UART: input the
+/// manager queued goes into the UART's receive FIFO as far as it has room;
+/// while the serial console is attached, the guest's output goes out raw.
+/// Returns whether the console is attached.
+fn console_io(vaddr: u64, platform: &mut Platform) -> bool {
+    use tarn_rt::arch::{probe_read, probe_write};
+    let head = probe_read(vaddr);
+    let mut tail = probe_read(vaddr + 8);
+    let room = platform.uart.rx_room() as u64;
+    let available = head.wrapping_sub(tail).min(RING_BYTES);
+    let mut bytes = Vec::new();
+    for _ in 0..available.min(room) {
+        bytes.push(probe_read(vaddr + (RING_FIRST + tail % RING_BYTES) * 8) as u8);
+        tail = tail.wrapping_add(1);
+    }
+    if !bytes.is_empty() {
+        platform.uart.receive(&bytes);
+        probe_write(vaddr + 8, tail);
+    }
+    probe_read(vaddr + 16) != 0
+}
+
+/// The slot where the pool manager puts a Linux guest's GuestSpace.
+const LINUX_SPACE_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT;
+/// The slot of the domain's (badged) fault endpoint, where the VMM says
+/// that its guest ended.
+const LINUX_ENDED_SLOT: u64 = tarn_rt::layout::slot::FIRST_PARENT + 1;
+
+/// A Linux guest as a domain, on this (the main) thread: `linux=LOAD`
+/// (hex: where the kernel was loaded). The pool manager has built the
+/// guest's memory (kernel, initrd, zero page, tables: `tarn_vmm::linux`)
+/// in a GuestSpace it hands over in slot 9; this binds a Vcpu to it and
+/// starts at the 64-bit entry.
+fn run_linux(cmdline: &str, name: &str, resources: &mut Resources) {
+    let started = (|| -> Result<(CPtr, CPtr, InitialVcpu), String> {
+        let load = setting(cmdline, "linux=")
+            .and_then(|a| u64::from_str_radix(a, 16).ok())
+            .ok_or("no linux=LOAD_ADDRESS")?;
+        let sleeper = LINUX_WAKE_SLOT;
+        invoke::frame_map(
+            LINUX_RING_SLOT,
+            resources.vspace,
+            RING_VADDR,
+            Rights::READ.union(Rights::WRITE),
+        )
+        .map_err(|e| format!("console page: {e:?}"))?;
+        calibrate(sleeper).map_err(|e| format!("sleep: {e:?}"))?;
+        let vcpu = resources
+            .create(ObjectType::Vcpu, 0)
+            .map_err(|e| format!("vcpu: {e:?}"))?;
+        invoke::vcpu_bind(vcpu, slot::ROOT_TCB, LINUX_SPACE_SLOT)
+            .map_err(|e| format!("bind: {e:?}"))?;
+        let state = tarn_vmm::linux::entry_state(load);
+        Ok((vcpu, sleeper, (state.registers, state.segments)))
+    })();
+    match started {
+        Ok((vcpu, sleeper, initial)) => {
+            let shared = Shared {
+                console: Some(RING_VADDR),
+                ..Shared::default()
+            };
+            if setting(cmdline, "bench=").is_some() {
+                *shared.linux_bench.lock() = Some(LinuxBench {
+                    started_tsc: tarn_rt::arch::rdtsc(),
+                    mark: None,
+                });
+            }
+            run_vcpu(name, vcpu, sleeper, initial, &shared);
+            let outcome = shared.outcome.lock().clone().unwrap_or_default();
+            println!("[{name}] vm ended: {outcome}");
+            // The pool manager ends the domain (xl's default `destroy`).
+            let reason = shared
+                .reason
+                .lock()
+                .unwrap_or(StopReason::UnknownExit { kind: 0 });
+            let (kind, detail) = reason.encode();
+            let info = tarn_rt::abi::MessageInfo::new(tarn_vmm::platform::VM_ENDED_LABEL, 0, 2);
+            let _ = syscall::send(LINUX_ENDED_SLOT, info, [kind, detail, 0, 0]);
+        }
+        Err(why) => println!("[{name}] vmm: cannot start the vm: {why}"),
     }
 }
 
@@ -355,6 +535,15 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
     let mut platform = Platform::new();
     let mut last_line = String::new();
     let mut queued: Option<u8> = None;
+    // A Linux guest's benchmark counts its exits by kind and port (printed
+    // with the boot's figures).
+    let mut tally: Option<alloc::collections::BTreeMap<(u64, u64), u64>> = shared
+        .linux_bench
+        .lock()
+        .is_some()
+        .then(alloc::collections::BTreeMap::new);
+    // Guest output not yet taken by the attached console.
+    let mut pending_output = alloc::collections::VecDeque::new();
     let mut kernel_pending = false;
     // After sleeping until the timer was due, it is due (the clock may be
     // a hair behind the kernel's timer).
@@ -377,8 +566,12 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             );
         }
         let now = now_ns().max(core::mem::take(&mut slept_until));
-        if let Some(vector) = platform.take_due_interrupt(now) {
-            queued.get_or_insert(vector);
+        // One interrupt at a time is acknowledged at the PIC: the next only
+        // once the kernel has delivered the last.
+        if queued.is_none() && !kernel_pending {
+            queued = platform.take_due_interrupt(now);
+        } else {
+            platform.advance(now);
         }
         let inject = if kernel_pending { None } else { queued.take() };
         let timeout_ns = platform.next_tick_ns().map_or(POLL_NS, |due| {
@@ -395,6 +588,14 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             Err(e) => break format!("VcpuRun failed: {e:?}"),
         };
         kernel_pending = exit.injection_pending;
+        if let Some(tally) = tally.as_mut() {
+            let port = if exit.kind_raw == tarn_rt::abi::vcpu::Exit::Io as u64 {
+                exit.fields[0]
+            } else {
+                u64::MAX
+            };
+            *tally.entry((exit.kind_raw, port)).or_insert(0u64) += 1;
+        }
         let action = platform.handle(
             exit.kind_raw,
             exit.fields,
@@ -402,12 +603,45 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             &mut registers,
             now_ns(),
         );
-        for line in platform.take_lines() {
-            println!("[{name}] {line}");
-            last_line = line;
+        // Input for a Linux guest's UART (a few reads of the shared page).
+        let attached = shared
+            .console
+            .is_some_and(|vaddr| console_io(vaddr, &mut platform));
+        if platform.has_output() {
+            let raw = platform.take_output();
+            if attached {
+                pending_output.extend(raw);
+            }
+            for line in platform.take_lines() {
+                if !attached {
+                    println!("[{name}] {line}");
+                }
+                if let Some(bench) = shared.linux_bench.lock().as_mut() {
+                    if line.trim() == LINUX_MARKER {
+                        if let Some(tally) = tally.as_ref() {
+                            let mut top: Vec<_> = tally.iter().collect();
+                            top.sort_by_key(|(_, n)| core::cmp::Reverse(**n));
+                            for ((kind, port), n) in top.iter().take(8) {
+                                if *port == u64::MAX {
+                                    println!("[{name}] exits to /init: kind {kind}: {n}");
+                                } else {
+                                    println!("[{name}] exits to /init: port {port:#x}: {n}");
+                                }
+                            }
+                        }
+                    }
+                    bench.line(&line, platform.exits, now_ns());
+                }
+                last_line = line;
+            }
+            for note in platform.take_notes() {
+                println!("[{name}] {note}");
+            }
         }
-        for note in platform.take_notes() {
-            println!("[{name}] {note}");
+        if attached && !pending_output.is_empty() {
+            if let Some(vaddr) = shared.console {
+                console_output(vaddr, &mut pending_output);
+            }
         }
         shared
             .progress_reports
@@ -415,15 +649,20 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
         match action {
             Action::Continue => {}
             Action::WaitForInterrupt => {
-                if !kernel_pending && queued.is_none() {
+                platform.advance(now_ns());
+                if !kernel_pending && queued.is_none() && !platform.interrupt_pending() {
                     if let Some(due) = platform.next_tick_ns() {
                         let _ = syscall::sleep(sleeper, due.saturating_sub(now_ns()).max(1));
                         slept_until = due;
                     }
                 }
             }
-            Action::Stop(StopReason::Halted) => break format!("halted, last line {last_line:?}"),
+            Action::Stop(StopReason::Halted) => {
+                *shared.reason.lock() = Some(StopReason::Halted);
+                break format!("halted, last line {last_line:?}");
+            }
             Action::Stop(reason) => {
+                *shared.reason.lock() = Some(reason);
                 println!("[{name}] stopped: {reason}");
                 break format!("stopped: {reason}");
             }

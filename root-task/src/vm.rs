@@ -1,0 +1,215 @@
+//! Linux guests: their memory is built here, in the domain's cell, from the
+//! kernel and initrd of the config archive (`tarn_vmm::linux` places them
+//! and builds the zero page and tables), as a GuestSpace of 2 MiB frames
+//! that the domain's VMM gets in its slot 9. The VMM never sees the images:
+//! the archive stays the root task's, and no frame capability per page of
+//! a 15 MiB kernel has to be handed over.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::sync::atomic::{AtomicU64, Ordering};
+use tarn_rt::abi::{CPtr, ObjectType, Rights};
+use tarn_rt::invoke;
+use tarn_rt::Resources;
+use tarn_vmm::linux;
+
+/// Guest-space table memory (log2 bytes): PML4, PDPT and one page
+/// directory per GiB of 2 MiB pages.
+const GUEST_SPACE_BITS: u64 = 15;
+/// Bytes in a large page.
+const LARGE_PAGE: u64 = 2 << 20;
+/// Memory of a Linux guest when `memory=` is not given (MiB, xl's default).
+pub const DEFAULT_MEMORY_MIB: u64 = 128;
+/// Smallest `memory=` accepted (MiB; the cloud kernel needs 72).
+pub const MIN_MEMORY_MIB: u64 = 64;
+/// Largest `memory=` accepted (MiB; the identity map covers 4 GiB).
+pub const MAX_MEMORY_MIB: u64 = 3072;
+
+static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC rate (kHz), measured once against the kernel's timer (20 ms).
+pub fn tsc_khz(res: &mut Resources) -> u64 {
+    let known = TSC_KHZ.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    let Ok(sleeper) = res.create(ObjectType::Notification, 0) else {
+        return 1_000_000;
+    };
+    let before = tarn_rt::arch::rdtsc();
+    let _ = tarn_rt::sleep(sleeper, 20_000_000);
+    let khz = ((tarn_rt::arch::rdtsc() - before) / 20).max(1);
+    TSC_KHZ.store(khz, Ordering::Relaxed);
+    khz
+}
+
+/// A loaded guest: its GuestSpace and where the kernel is.
+pub struct LinuxMemory {
+    /// The GuestSpace (in the caller's CNode).
+    pub space: CPtr,
+    /// The kernel's load address (its entry is 0x200 further).
+    pub load_address: u64,
+}
+
+/// Builds the memory of a Linux guest of `ram` bytes (a multiple of 2 MiB)
+/// from `res` (the domain's cell): frames first, so they pack the cell
+/// from its start without alignment gaps.
+pub fn build_memory(
+    res: &mut Resources,
+    kernel: &[u8],
+    initrd: Option<&[u8]>,
+    cmdline: &str,
+    ram: u64,
+    tsc_khz: u64,
+) -> Result<LinuxMemory, String> {
+    let line = linux::command_line(cmdline, tsc_khz);
+    let guest = linux::load(kernel, initrd, &line, ram).map_err(|e| e.to_string())?;
+    let mut frames = alloc::vec::Vec::new();
+    for index in 0..ram / LARGE_PAGE {
+        let start = index * LARGE_PAGE;
+        let end = start + LARGE_PAGE;
+        let touches = guest
+            .pieces
+            .iter()
+            .any(|p| p.gpa < end && p.gpa + p.bytes.as_slice().len() as u64 > start);
+        let frame = if touches {
+            tarn_rt::process::new_large_frame(res, |bytes| {
+                for piece in &guest.pieces {
+                    let data = piece.bytes.as_slice();
+                    let from = piece.gpa.max(start);
+                    let to = (piece.gpa + data.len() as u64).min(end);
+                    if from < to {
+                        bytes[(from - start) as usize..(to - start) as usize].copy_from_slice(
+                            &data[(from - piece.gpa) as usize..(to - piece.gpa) as usize],
+                        );
+                    }
+                }
+            })
+        } else {
+            res.create(ObjectType::Frame2M, 0)
+        };
+        frames.push(frame.map_err(|e| format!("guest memory at {start:#x}: {e:?}"))?);
+    }
+    let space = res
+        .create(ObjectType::GuestSpace, GUEST_SPACE_BITS)
+        .map_err(|e| format!("guest space: {e:?}"))?;
+    let rights = Rights::READ.union(Rights::WRITE).union(Rights::EXECUTE);
+    for (index, frame) in frames.iter().enumerate() {
+        let start = index as u64 * LARGE_PAGE;
+        invoke::frame_map(*frame, space, start, rights)
+            .map_err(|e| format!("guest memory map at {start:#x}: {e:?}"))?;
+    }
+    Ok(LinuxMemory {
+        space,
+        load_address: guest.load_address,
+    })
+}
+
+/// A Linux domain's console: a page shared with its VMM, mapped in the free
+/// window on both sides and read and written only word by word
+/// (`tarn_rt::arch::probe_read`/`probe_write`), and the VMM's wake-up
+/// notification. Layout (64-bit words): 0 input bytes written (by the pool
+/// manager), 1 input bytes taken (by the VMM), 2 attached (1: the serial
+/// console is attached and the VMM puts the guest's output here), from
+/// [`RING_FIRST`] the input, one byte per word; at [`OUT_HEAD`] and
+/// [`OUT_TAIL`] the output's counts (written by the VMM, taken by the
+/// manager, which the VMM wakes through the console's notification), from
+/// [`OUT_FIRST`] the output bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsoleRing {
+    /// Where the page is mapped in the root task.
+    pub vaddr: u64,
+    /// The VMM's notification (signalled after input).
+    pub wake: CPtr,
+}
+
+/// First word of the input bytes.
+pub const RING_FIRST: u64 = 8;
+/// Input bytes the ring holds.
+pub const RING_BYTES: u64 = 256 - RING_FIRST;
+/// The output's words: bytes written, bytes taken, first byte.
+pub const OUT_HEAD: u64 = 256;
+/// See [`OUT_HEAD`].
+pub const OUT_TAIL: u64 = 257;
+/// See [`OUT_HEAD`].
+pub const OUT_FIRST: u64 = 264;
+/// Output bytes the ring holds.
+pub const OUT_BYTES: u64 = 512 - OUT_FIRST;
+
+static CONSOLE_WAKE: AtomicU64 = AtomicU64::new(0);
+
+/// The notification the serial console waits on (a VMM signals it when it
+/// has output for an attached console).
+pub fn set_console_wake(notification: CPtr) {
+    CONSOLE_WAKE.store(notification, Ordering::Relaxed);
+}
+
+/// See [`set_console_wake`] (0: none yet).
+pub fn console_wake() -> CPtr {
+    CONSOLE_WAKE.load(Ordering::Relaxed)
+}
+
+/// Where the root task maps domain `id`'s ring page.
+pub fn ring_vaddr(id: u32) -> u64 {
+    tarn_rt::layout::FREE_WINDOW_BASE + 0x0800_0000_0000 + u64::from(id) * 4096
+}
+
+static CONSOLES: spin::Mutex<alloc::collections::BTreeMap<u32, ConsoleRing>> =
+    spin::Mutex::new(alloc::collections::BTreeMap::new());
+
+/// Records domain `id`'s ring.
+pub fn register_console(id: u32, ring: ConsoleRing) {
+    CONSOLES.lock().insert(id, ring);
+}
+
+/// Forgets domain `id`'s ring (before its cell, and the page, go).
+pub fn forget_console(id: u32) {
+    CONSOLES.lock().remove(&id);
+}
+
+/// Domain `id`'s ring, if it is a Linux domain.
+pub fn console(id: u32) -> Option<ConsoleRing> {
+    CONSOLES.lock().get(&id).copied()
+}
+
+impl ConsoleRing {
+    /// Tells the VMM whether the console is attached.
+    pub fn set_attached(&self, attached: bool) {
+        tarn_rt::arch::probe_write(self.vaddr + 16, u64::from(attached));
+        let _ = tarn_rt::syscall::signal(self.wake);
+    }
+
+    /// Takes the guest's output the VMM queued.
+    pub fn take_output(&self) -> alloc::vec::Vec<u8> {
+        use tarn_rt::arch::{probe_read, probe_write};
+        let head = probe_read(self.vaddr + OUT_HEAD * 8);
+        let mut tail = probe_read(self.vaddr + OUT_TAIL * 8);
+        let mut out = alloc::vec::Vec::new();
+        let available = head.wrapping_sub(tail).min(OUT_BYTES);
+        for _ in 0..available {
+            out.push(probe_read(self.vaddr + (OUT_FIRST + tail % OUT_BYTES) * 8) as u8);
+            tail = tail.wrapping_add(1);
+        }
+        probe_write(self.vaddr + OUT_TAIL * 8, tail);
+        if !out.is_empty() {
+            // The VMM may wait for room.
+            let _ = tarn_rt::syscall::signal(self.wake);
+        }
+        out
+    }
+
+    /// Queues input bytes (those that do not fit are dropped); wakes the VMM.
+    pub fn push(&self, bytes: &[u8]) -> usize {
+        let head = tarn_rt::arch::probe_read(self.vaddr);
+        let tail = tarn_rt::arch::probe_read(self.vaddr + 8);
+        let room = RING_BYTES.saturating_sub(head.wrapping_sub(tail));
+        let n = (bytes.len() as u64).min(room);
+        for (i, &b) in bytes.iter().take(n as usize).enumerate() {
+            let at = (head + i as u64) % RING_BYTES;
+            tarn_rt::arch::probe_write(self.vaddr + (RING_FIRST + at) * 8, u64::from(b));
+        }
+        tarn_rt::arch::probe_write(self.vaddr, head.wrapping_add(n));
+        let _ = tarn_rt::syscall::signal(self.wake);
+        n as usize
+    }
+}
