@@ -1718,7 +1718,6 @@ impl Pools {
                 paused: false,
                 crashed: false,
                 image: String::from(kernel),
-                group: None,
             },
         );
         if let Some(ring) = rings {
