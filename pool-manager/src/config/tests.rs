@@ -189,7 +189,11 @@ fn domain_config_reads_a_linux_guest_as_xl_does() {
     assert_eq!(d.ramdisk.as_deref(), Some("linux/initrd.cpio"));
     assert_eq!(d.cmdline.as_deref(), Some("console=ttyS0 quiet"));
     assert_eq!(d.memory_mib, Some(120));
-    assert_eq!(d.params.get("extra"), None, "a string extra is the command line");
+    assert_eq!(
+        d.params.get("extra"),
+        None,
+        "a string extra is the command line"
+    );
 }
 
 #[test]
