@@ -26,7 +26,7 @@ pub struct UserImage {
 /// built with one `cargo build --release --target x86_64-unknown-none -p ...`
 /// and handed to the kernel build in `TARN_BOOT_MODULES` ("name=path;...").
 /// The kernel starts `root-task`; the root task starts the others when the
-/// command line asks for them (`test`, `fuzz`).
+/// command line asks for them (`test`, `fuzz`, `fuzzgraph`).
 pub const USER_IMAGES: &[UserImage] = &[
     UserImage {
         module: "root-task",
@@ -47,6 +47,11 @@ pub const USER_IMAGES: &[UserImage] = &[
         module: "fuzz",
         package: "tarn-test-tasks",
         binary: "fuzz",
+    },
+    UserImage {
+        module: "fuzz-graph",
+        package: "tarn-test-tasks",
+        binary: "fuzz-graph",
     },
     UserImage {
         module: "bench",
