@@ -113,7 +113,8 @@ pub fn receiver(shared: &Shared, doorbell: CPtr) -> ! {
                         ipc_buffer::set_receive_window(window, count);
                         shared.r_phase.store(PHASE_REPLY_RECV, Ordering::SeqCst);
                         shared.r_reports.fetch_add(1, Ordering::SeqCst);
-                        result = tarn_rt::reply_recv(second, MessageInfo::new(0, 0, 1), [7, 0, 0, 0]);
+                        result =
+                            tarn_rt::reply_recv(second, MessageInfo::new(0, 0, 1), [7, 0, 0, 0]);
                         syscall(Syscall::ReplyRecv, &result);
                         continue;
                     }

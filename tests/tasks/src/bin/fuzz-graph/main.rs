@@ -195,6 +195,8 @@ struct Fuzz {
     step: u64,
     sentinels_made: u64,
     resets: u64,
+    /// Receiver reports the model has accounted for.
+    r_reports_seen: u64,
     /// Print every step (`trace=1`).
     trace: bool,
 }
@@ -258,6 +260,7 @@ impl Fuzz {
             step: 0,
             sentinels_made: 0,
             resets: 0,
+            r_reports_seen: 0,
             trace: option(info.cmdline(), "trace=").is_some_and(|t| t != 0),
         };
         fuzz.regions()?;
@@ -324,7 +327,7 @@ impl Fuzz {
             }
             self.check_all(step % 64 == 0)
                 .map_err(|why| format!("step {step}: {why}"))?;
-            if (step + 1) % 500 == 0 {
+            if (step + 1) % 250 == 0 {
                 println!(
                     "fuzz-graph: {} steps, {} objects destroyed, {} sentinels, {} resets",
                     step + 1,
@@ -367,13 +370,49 @@ impl Fuzz {
         self.rng.pick(&empty)
     }
 
-    /// A slot of `kind` (now and then any slot, to provoke errors).
+    /// A slot of `kind` (now and then any slot, to provoke errors). When
+    /// the graph has none, one is retyped for the purpose.
+    /// (Never an endpoint for another kind: a `Call` on an endpoint
+    /// capability is IPC, not an invocation, and would wait for a receiver.)
     fn of(&mut self, kind: Kind) -> Option<usize> {
         if self.rng.chance(8) {
-            return Some(self.any_slot());
+            let any = self.any_slot();
+            let endpoint = self
+                .model
+                .obj_of(any)
+                .is_some_and(|(_, o)| o.kind == Kind::Endpoint);
+            if !endpoint || kind == Kind::Endpoint {
+                return Some(any);
+            }
         }
         let slots = self.model.slots_of(kind);
+        if slots.is_empty() {
+            return self.make(kind);
+        }
         self.rng.pick(&slots)
+    }
+
+    /// Retypes one object of `kind` from some untyped memory of the graph.
+    fn make(&mut self, kind: Kind) -> Option<usize> {
+        let (object_type, size_bits) = match kind {
+            Kind::Untyped => (ObjectType::Untyped, 14),
+            Kind::CNode => (ObjectType::CNode, 3),
+            Kind::Tcb => (ObjectType::Tcb, 0),
+            Kind::Endpoint => (ObjectType::Endpoint, 0),
+            Kind::Notification => (ObjectType::Notification, 0),
+            Kind::Frame => (ObjectType::Frame4K, 0),
+            Kind::VSpace => (ObjectType::VSpace, 15),
+            Kind::GuestSpace => (ObjectType::GuestSpace, 15),
+            Kind::Scheduler => (ObjectType::Scheduler, 0),
+            Kind::Vcpu => (ObjectType::Vcpu, 0),
+            Kind::Cpu | Kind::IrqHandler | Kind::IoPort => return None,
+        };
+        let untyped = self.model.slots_of(Kind::Untyped);
+        let source = self.rng.pick(&untyped)?;
+        let dest = self.empty()?;
+        self.retype(source, object_type, size_bits, kind, dest, 1, false)
+            .ok()?;
+        self.model.at(dest).map(|_| dest)
     }
 
     /// A frame slot that is no sentinel (so it may be written).
@@ -384,6 +423,9 @@ impl Fuzz {
             .into_iter()
             .filter(|&i| !self.model.obj_of(i).is_some_and(|(_, o)| o.sentinel))
             .collect();
+        if slots.is_empty() {
+            return self.make(Kind::Frame);
+        }
         self.rng.pick(&slots)
     }
 
@@ -444,25 +486,28 @@ impl Fuzz {
         };
         let untyped_bits = 12 + self.rng.below(5);
         let cnode_bits = 2 + self.rng.below(3);
-        let (object_type, size_bits, kind) = self.rng.pick(&[
-            (ObjectType::Untyped, untyped_bits, Kind::Untyped),
-            (ObjectType::CNode, cnode_bits, Kind::CNode),
-            (ObjectType::Tcb, 0, Kind::Tcb),
-            (ObjectType::Tcb, 0, Kind::Tcb),
-            (ObjectType::Endpoint, 0, Kind::Endpoint),
-            (ObjectType::Endpoint, 0, Kind::Endpoint),
-            (ObjectType::Notification, 0, Kind::Notification),
-            (ObjectType::Notification, 0, Kind::Notification),
-            (ObjectType::Frame4K, 0, Kind::Frame),
-            (ObjectType::Frame4K, 0, Kind::Frame),
-            (ObjectType::Frame4K, 0, Kind::Frame),
-            (ObjectType::Frame2M, 0, Kind::Frame),
-            (ObjectType::VSpace, 15, Kind::VSpace),
-            (ObjectType::GuestSpace, 15, Kind::GuestSpace),
-            (ObjectType::Scheduler, 0, Kind::Scheduler),
-            (ObjectType::Scheduler, 0, Kind::Scheduler),
-            (ObjectType::Vcpu, 0, Kind::Vcpu),
-        ]).expect("types");
+        let (object_type, size_bits, kind) = self
+            .rng
+            .pick(&[
+                (ObjectType::Untyped, untyped_bits, Kind::Untyped),
+                (ObjectType::CNode, cnode_bits, Kind::CNode),
+                (ObjectType::Tcb, 0, Kind::Tcb),
+                (ObjectType::Tcb, 0, Kind::Tcb),
+                (ObjectType::Endpoint, 0, Kind::Endpoint),
+                (ObjectType::Endpoint, 0, Kind::Endpoint),
+                (ObjectType::Notification, 0, Kind::Notification),
+                (ObjectType::Notification, 0, Kind::Notification),
+                (ObjectType::Frame4K, 0, Kind::Frame),
+                (ObjectType::Frame4K, 0, Kind::Frame),
+                (ObjectType::Frame4K, 0, Kind::Frame),
+                (ObjectType::Frame2M, 0, Kind::Frame),
+                (ObjectType::VSpace, 15, Kind::VSpace),
+                (ObjectType::GuestSpace, 15, Kind::GuestSpace),
+                (ObjectType::Scheduler, 0, Kind::Scheduler),
+                (ObjectType::Scheduler, 0, Kind::Scheduler),
+                (ObjectType::Vcpu, 0, Kind::Vcpu),
+            ])
+            .expect("types");
         let Some(first) = self.empty() else {
             return Ok(());
         };
@@ -564,7 +609,11 @@ impl Fuzz {
         };
         let mask = Rights(self.rng.pick(&[15, 15, 7, 3, 1, 2, 11]).expect("mask"));
         let mint = self.rng.chance(40);
-        let badge = if mint { self.rng.pick(&[0, 1, 0x77]).expect("badge") } else { 0 };
+        let badge = if mint {
+            self.rng.pick(&[0, 1, 0x77]).expect("badge")
+        } else {
+            0
+        };
         let (label, result) = if mint {
             (
                 Invocation::CNodeMint,
@@ -594,8 +643,7 @@ impl Fuzz {
         let n = self.model.node(node);
         let kind = self.model.objs[n.obj].kind;
         let badgeable = matches!(kind, Kind::Endpoint | Kind::Notification);
-        let predicted = kind.copyable()
-            && (badge == 0 || (badgeable && n.badge == 0));
+        let predicted = kind.copyable() && (badge == 0 || (badgeable && n.badge == 0));
         if predicted != result.is_ok() {
             return Err(format!(
                 "{label:?} of a {kind:?} (badge {:#x}, new badge {badge:#x}): predicted {} but got {result:?}",
@@ -709,7 +757,12 @@ impl Fuzz {
     /// (where the revoked objects lived), maps them into the driver and
     /// fills them with their pattern.
     fn sentinels(&mut self, source: usize) -> Result<(), String> {
-        let live = self.model.objs.iter().filter(|o| o.live && o.sentinel_node.is_some()).count();
+        let live = self
+            .model
+            .objs
+            .iter()
+            .filter(|o| o.live && o.sentinel_node.is_some())
+            .count();
         for _ in 0..2 {
             if live >= MAX_SENTINELS {
                 return Ok(());
@@ -764,8 +817,16 @@ impl Fuzz {
                 let _ = note(Invocation::TcbSuspend, invoke::tcb_suspend(t));
                 let cnode = self.of(Kind::CNode);
                 let vspace = self.of(Kind::VSpace);
-                let buffer = if self.rng.chance(80) { self.writable_frame() } else { None };
-                let fault = if self.rng.chance(80) { self.of(Kind::Endpoint) } else { None };
+                let buffer = if self.rng.chance(80) {
+                    self.writable_frame()
+                } else {
+                    None
+                };
+                let fault = if self.rng.chance(80) {
+                    self.of(Kind::Endpoint)
+                } else {
+                    None
+                };
                 let (Some(cnode), Some(vspace)) = (cnode, vspace) else {
                     return Ok(());
                 };
@@ -789,11 +850,24 @@ impl Fuzz {
                     }
                     // The TCB itself may be gone if it held its own last capability.
                     if self.model.objs[tcb_obj].live {
-                        for (index, given) in [(0u8, Some(cnode)), (1, Some(vspace)), (2, buffer), (3, fault)] {
+                        for (index, given) in [
+                            (0u8, Some(cnode)),
+                            (1, Some(vspace)),
+                            (2, buffer),
+                            (3, fault),
+                        ] {
                             if let Some(given) = given {
                                 let node = self.model.at(given).expect("given");
                                 let n = self.model.node(node);
-                                self.model.add(Loc::TcbSlot { tcb: tcb_obj, index }, n.obj, Some(node), n.rights);
+                                self.model.add(
+                                    Loc::TcbSlot {
+                                        tcb: tcb_obj,
+                                        index,
+                                    },
+                                    n.obj,
+                                    Some(node),
+                                    n.rights,
+                                );
                             }
                         }
                         self.model.objs[tcb_obj].resumed = false;
@@ -808,7 +882,10 @@ impl Fuzz {
                     rflags: 0x202,
                     ..Registers::default()
                 };
-                let _ = note(Invocation::TcbWriteRegisters, invoke::tcb_write_registers(t, &registers));
+                let _ = note(
+                    Invocation::TcbWriteRegisters,
+                    invoke::tcb_write_registers(t, &registers),
+                );
             }
             3 => {
                 let _ = note(Invocation::TcbReadRegisters, invoke::tcb_read_registers(t));
@@ -825,31 +902,66 @@ impl Fuzz {
             }
             7 => {
                 if let Some(n) = self.of(Kind::Notification) {
-                    let _ = note(Invocation::TcbBindNotification, invoke::tcb_bind_notification(t, self.cptr(n)));
+                    let _ = note(
+                        Invocation::TcbBindNotification,
+                        invoke::tcb_bind_notification(t, self.cptr(n)),
+                    );
                 }
             }
             _ => {
-                let _ = note(Invocation::TcbUnbindNotification, invoke::tcb_unbind_notification(t));
+                let _ = note(
+                    Invocation::TcbUnbindNotification,
+                    invoke::tcb_unbind_notification(t),
+                );
             }
         }
         Ok(())
     }
 
     fn op_frame(&mut self) -> Result<(), String> {
-        let Some(frame) = self.writable_frame() else {
+        let mapped: Vec<usize> = self
+            .model
+            .slots_of(Kind::Frame)
+            .into_iter()
+            .filter(|&i| {
+                let node = self.model.node(self.model.at(i).expect("frame"));
+                node.mapped && !self.model.objs[node.obj].sentinel
+            })
+            .collect();
+        let frame = if self.rng.chance(30) {
+            self.rng.pick(&mapped)
+        } else {
+            self.writable_frame()
+        };
+        let Some(frame) = frame else {
             return Ok(());
         };
         let f = self.cptr(frame);
         match self.rng.below(4) {
             0 | 1 => {
-                let space = if self.rng.chance(50) { self.of(Kind::VSpace) } else { self.of(Kind::GuestSpace) };
+                let space = if self.rng.chance(50) {
+                    self.of(Kind::VSpace)
+                } else {
+                    self.of(Kind::GuestSpace)
+                };
                 let Some(space) = space else {
                     return Ok(());
                 };
-                let vaddr = 0x1000 * (1 + self.rng.below(16));
+                // Near addresses, or far apart ones that need new page
+                // tables (a small VSpace runs out: `OutOfTableMemory`).
+                let vaddr = if self.rng.chance(60) {
+                    0x1000 * (1 + self.rng.below(16))
+                } else {
+                    (self.rng.below(64) << 39) | (self.rng.below(512) << 30) | 0x20_0000
+                };
                 let result = note(
                     Invocation::FrameMap,
-                    invoke::frame_map(f, self.cptr(space), vaddr, Rights::READ.union(Rights::WRITE)),
+                    invoke::frame_map(
+                        f,
+                        self.cptr(space),
+                        vaddr,
+                        Rights::READ.union(Rights::WRITE),
+                    ),
                 );
                 if result.is_ok() {
                     let node = self.model.at(frame).expect("frame");
@@ -891,29 +1003,47 @@ impl Fuzz {
                 };
                 let result = note(
                     Invocation::SchedulerBindCpu,
-                    invoke::scheduler_bind_cpu(s, self.cptr(cpu), self.cptr(ring), self.cptr(notify)),
+                    invoke::scheduler_bind_cpu(
+                        s,
+                        self.cptr(cpu),
+                        self.cptr(ring),
+                        self.cptr(notify),
+                    ),
                 );
                 if result.is_ok() {
                     let (_, c) = self.model.obj_of(cpu).expect("cpu");
                     let index = c.index as usize;
                     if self.model.bindings[index].is_some() {
-                        return Err(format!("SchedulerBindCpu bound CPU {index}, which the model has bound"));
+                        return Err(format!(
+                            "SchedulerBindCpu bound CPU {index}, which the model has bound"
+                        ));
                     }
                     let sched_obj = self.model.obj_of(scheduler).expect("scheduler").0;
                     self.model.bindings[index] = Some(sched_obj);
                     for (role, given) in [(0u8, cpu), (1, ring), (2, notify)] {
                         let node = self.model.at(given).expect("given");
                         let n = self.model.node(node);
-                        self.model.add(Loc::Binding { cpu: index, role }, n.obj, Some(node), n.rights);
+                        self.model.add(
+                            Loc::Binding { cpu: index, role },
+                            n.obj,
+                            Some(node),
+                            n.rights,
+                        );
                     }
-                    let _ = note(Invocation::SchedulerSetTick, invoke::scheduler_set_tick(s, c.index, 1_000_000));
+                    let _ = note(
+                        Invocation::SchedulerSetTick,
+                        invoke::scheduler_set_tick(s, c.index, 1_000_000),
+                    );
                 }
             }
             3 => {
                 let Some(cpu) = self.of(Kind::Cpu) else {
                     return Ok(());
                 };
-                let result = note(Invocation::SchedulerUnbindCpu, invoke::scheduler_unbind_cpu(s, self.cptr(cpu)));
+                let result = note(
+                    Invocation::SchedulerUnbindCpu,
+                    invoke::scheduler_unbind_cpu(s, self.cptr(cpu)),
+                );
                 if result.is_ok() {
                     let (_, c) = self.model.obj_of(cpu).expect("cpu");
                     self.model.unbind(c.index as usize);
@@ -930,29 +1060,66 @@ impl Fuzz {
                 }
             }
             5 => {
-                let result = note(Invocation::SchedulerRelease, invoke::scheduler_release(s, self.spinner.tcb));
+                let result = note(
+                    Invocation::SchedulerRelease,
+                    invoke::scheduler_release(s, self.spinner.tcb),
+                );
                 if result.is_ok() {
                     self.model.adopted_by = None;
                 }
             }
             6 | 7 => {
-                let cpu = self.rng.below(cpus);
+                // Mostly where it can run: the adopting Scheduler, a CPU bound to it.
+                let (mut s, mut cpu) = (s, self.rng.below(cpus));
+                if let Some(adopter) = self.model.adopted_by {
+                    let via: Vec<usize> = (0..SLOTS as usize)
+                        .filter(|&i| self.model.obj_of(i).map(|(o, _)| o) == Some(adopter))
+                        .collect();
+                    let bound: Vec<u64> = (0..cpus)
+                        .filter(|&c| self.model.bindings[c as usize] == Some(adopter))
+                        .collect();
+                    if let (Some(v), Some(c), true) = (
+                        self.rng.pick(&via),
+                        self.rng.pick(&bound),
+                        self.rng.chance(80),
+                    ) {
+                        s = self.cptr(v);
+                        cpu = c;
+                    }
+                }
                 let _ = note(
                     Invocation::SchedulerDispatch,
-                    invoke::scheduler_dispatch(s, cpu, self.spinner.tcb, 200_000 + self.rng.below(2_000_000)),
+                    invoke::scheduler_dispatch(
+                        s,
+                        cpu,
+                        self.spinner.tcb,
+                        200_000 + self.rng.below(2_000_000),
+                    ),
                 );
             }
             8 => {
-                let _ = note(Invocation::SchedulerQueryThread, invoke::scheduler_query_thread(s, self.spinner.tcb));
-                let _ = note(Invocation::SchedulerSetTick, invoke::scheduler_set_tick(s, self.rng.below(cpus), 500_000));
+                let _ = note(
+                    Invocation::SchedulerQueryThread,
+                    invoke::scheduler_query_thread(s, self.spinner.tcb),
+                );
+                let _ = note(
+                    Invocation::SchedulerSetTick,
+                    invoke::scheduler_set_tick(s, self.rng.below(cpus), 500_000),
+                );
             }
             _ => {
-                let _ = note(Invocation::SchedulerPreempt, invoke::scheduler_preempt(s, self.rng.below(cpus)));
+                let _ = note(
+                    Invocation::SchedulerPreempt,
+                    invoke::scheduler_preempt(s, self.rng.below(cpus)),
+                );
                 if self.rng.chance(40) {
                     let result = if self.spinner_suspended {
                         note(Invocation::TcbResume, invoke::tcb_resume(self.spinner.tcb))
                     } else {
-                        note(Invocation::TcbSuspend, invoke::tcb_suspend(self.spinner.tcb))
+                        note(
+                            Invocation::TcbSuspend,
+                            invoke::tcb_suspend(self.spinner.tcb),
+                        )
                     };
                     if result.is_ok() {
                         self.spinner_suspended = !self.spinner_suspended;
@@ -987,7 +1154,8 @@ impl Fuzz {
         let mut obj = Obj::new(Kind::Cpu);
         obj.index = cpu;
         let obj = self.model.add_obj(obj);
-        self.model.add(Loc::Slot(self.cptr(dest)), obj, None, Rights::ALL);
+        self.model
+            .add(Loc::Slot(self.cptr(dest)), obj, None, Rights::ALL);
         let _ = note(Invocation::CpuInfo, invoke::cpu_info(self.cptr(dest)));
         Ok(())
     }
@@ -999,7 +1167,10 @@ impl Fuzz {
             return Ok(());
         };
         if wait && self.runner_suspended {
-            check(note(Invocation::TcbResume, invoke::tcb_resume(self.runner.tcb)), "resume the runner")?;
+            check(
+                note(Invocation::TcbResume, invoke::tcb_resume(self.runner.tcb)),
+                "resume the runner",
+            )?;
             self.runner_suspended = false;
             self.run = Some((seq, self.now_ns()));
             return self.finish_run(true);
@@ -1035,7 +1206,8 @@ impl Fuzz {
                 if self.run.is_some() {
                     return Ok(());
                 }
-                let (Some(vcpu), Some(space)) = (self.of(Kind::Vcpu), self.of(Kind::GuestSpace)) else {
+                let (Some(vcpu), Some(space)) = (self.of(Kind::Vcpu), self.of(Kind::GuestSpace))
+                else {
                     return Ok(());
                 };
                 let result = note(
@@ -1048,20 +1220,29 @@ impl Fuzz {
                 if result.is_ok() {
                     let vcpu_obj = self.model.obj_of(vcpu).expect("vcpu").0;
                     if self.model.actor_vcpu.is_some() {
-                        return Err(String::from("VcpuBind bound the runner, which the model has bound"));
+                        return Err(String::from(
+                            "VcpuBind bound the runner, which the model has bound",
+                        ));
                     }
                     self.model.actor_vcpu = Some(vcpu_obj);
                     self.model.objs[vcpu_obj].bound_to_actor = true;
                     let node = self.model.at(space).expect("space");
                     let n = self.model.node(node);
-                    self.model.add(Loc::VcpuSpace { vcpu: vcpu_obj }, n.obj, Some(node), n.rights);
+                    self.model.add(
+                        Loc::VcpuSpace { vcpu: vcpu_obj },
+                        n.obj,
+                        Some(node),
+                        n.rights,
+                    );
                 }
             }
             1 => {
                 // Code for a guest: a frame with `jmp $`, mapped at the load address.
-                let (Some(frame), Some(space), Some(dest)) =
-                    (self.writable_frame(), self.of(Kind::GuestSpace), self.empty())
-                else {
+                let (Some(frame), Some(space), Some(dest)) = (
+                    self.writable_frame(),
+                    self.of(Kind::GuestSpace),
+                    self.empty(),
+                ) else {
                     return Ok(());
                 };
                 let filled = tarn_rt::process::fill_frame(&self.res, self.cptr(frame), |bytes| {
@@ -1072,15 +1253,28 @@ impl Fuzz {
                 }
                 let copy = note(
                     Invocation::CNodeCopy,
-                    invoke::cnode_copy(slot::ROOT_CNODE, self.cptr(dest), slot::ROOT_CNODE, self.cptr(frame), Rights::ALL),
+                    invoke::cnode_copy(
+                        slot::ROOT_CNODE,
+                        self.cptr(dest),
+                        slot::ROOT_CNODE,
+                        self.cptr(frame),
+                        Rights::ALL,
+                    ),
                 );
                 if copy.is_ok() {
                     let node = self.model.at(frame).expect("frame");
                     let n = self.model.node(node);
-                    let new = self.model.add(Loc::Slot(self.cptr(dest)), n.obj, Some(node), n.rights);
+                    let new =
+                        self.model
+                            .add(Loc::Slot(self.cptr(dest)), n.obj, Some(node), n.rights);
                     let mapped = note(
                         Invocation::FrameMap,
-                        invoke::frame_map(self.cptr(dest), self.cptr(space), GUEST_LOAD, Rights::ALL),
+                        invoke::frame_map(
+                            self.cptr(dest),
+                            self.cptr(space),
+                            GUEST_LOAD,
+                            Rights::ALL,
+                        ),
                     );
                     if mapped.is_ok() {
                         self.model.nodes[new].as_mut().expect("new").mapped = true;
@@ -1092,7 +1286,19 @@ impl Fuzz {
                 if self.run.is_some() {
                     return Ok(());
                 }
-                let Some(vcpu) = self.of(Kind::Vcpu) else {
+                // Mostly through a capability to the Vcpu bound to the runner.
+                let bound: Vec<usize> = (0..SLOTS as usize)
+                    .filter(|&i| {
+                        self.model.actor_vcpu.is_some()
+                            && self.model.obj_of(i).map(|(o, _)| o) == self.model.actor_vcpu
+                    })
+                    .collect();
+                let vcpu = if self.rng.chance(85) && !bound.is_empty() {
+                    self.rng.pick(&bound)
+                } else {
+                    self.of(Kind::Vcpu)
+                };
+                let Some(vcpu) = vcpu else {
                     return Ok(());
                 };
                 let seq = self.shared.v_seq.load(Ordering::SeqCst) + 1;
@@ -1124,7 +1330,14 @@ impl Fuzz {
                 if let Some(vcpu) = self.of(Kind::Vcpu) {
                     let _ = note(
                         Invocation::VcpuWriteSegment,
-                        invoke::vcpu_write_segment(self.cptr(vcpu), tarn_rt::abi::vcpu::Segment::Cs, 0, 0, 0xFFFF, 0x9B),
+                        invoke::vcpu_write_segment(
+                            self.cptr(vcpu),
+                            tarn_rt::abi::vcpu::Segment::Cs,
+                            0,
+                            0,
+                            0xFFFF,
+                            0x9B,
+                        ),
                     );
                 }
             }
@@ -1134,7 +1347,9 @@ impl Fuzz {
 
     /// The receiver's thread state.
     fn receiver_state(&self) -> Option<ThreadState> {
-        invoke::tcb_read_registers(self.receiver.tcb).ok().and_then(|s| s.state())
+        invoke::tcb_read_registers(self.receiver.tcb)
+            .ok()
+            .and_then(|s| s.state())
     }
 
     /// Waits (up to 2 s) until the receiver has reported `reports` times and
@@ -1163,6 +1378,7 @@ impl Fuzz {
 
     /// After the receiver settled: what it waits on now.
     fn receiver_waits_on(&mut self, endpoint_obj: Option<usize>, second_obj: Option<usize>) {
+        self.r_reports_seen = self.shared.r_reports.load(Ordering::SeqCst);
         let phase = self.shared.r_phase.load(Ordering::SeqCst);
         let receiving = self.receiver_state() == Some(ThreadState::BlockedOnReceive);
         self.model.receiver_on = match (phase, receiving) {
@@ -1193,7 +1409,7 @@ impl Fuzz {
                     syscall(Syscall::Signal, &r);
                 }
                 self.settle_receiver(reports)?;
-                self.model.receiver_on = None;
+                self.receiver_waits_on(None, None);
                 Ok(())
             }
             6 => {
@@ -1208,10 +1424,31 @@ impl Fuzz {
                 Ok(())
             }
             7 => {
-                // Take a fault message a graph thread sent (no reply: it stays stopped).
-                if let Some(e) = self.of(Kind::Endpoint) {
-                    let r = tarn_rt::nb_recv(self.cptr(e));
-                    syscall(Syscall::NbRecv, &r);
+                // Take a fault message a graph thread sent (the driver then
+                // owes it the reply; `Reply` below resumes it).
+                let endpoints = self.model.slots_of(Kind::Endpoint);
+                for _ in 0..4 {
+                    if let Some(e) = self.rng.pick(&endpoints) {
+                        let r = tarn_rt::nb_recv(self.cptr(e));
+                        syscall(Syscall::NbRecv, &r);
+                        if r.is_ok() {
+                            break;
+                        }
+                    }
+                }
+                // Malformed calls: an unknown system call number, a message
+                // longer than 64 words, text outside the caller's memory.
+                if let Some(e) = self.rng.pick(&endpoints) {
+                    let r = syscall_raw(99, 0, 0);
+                    syscall(Syscall::Yield, &r);
+                    let r = syscall_raw(
+                        Syscall::NbSend as u64,
+                        self.cptr(e),
+                        MessageInfo::new(1, 0, 0).0 | 100,
+                    );
+                    syscall(Syscall::NbSend, &r);
+                    let r = syscall_raw(Syscall::DebugWrite as u64, 0xFFFF_8000_0000_0000, 16);
+                    syscall(Syscall::DebugWrite, &r);
                 }
                 Ok(())
             }
@@ -1220,7 +1457,10 @@ impl Fuzz {
                 coverage::count_ok(Syscall::Yield);
                 let r = tarn_rt::syscall::debug_write("fuzz-graph: .\n");
                 syscall(Syscall::DebugWrite, &r);
-                let r = note(Invocation::MachineTimes, invoke::machine_times(slot::MACHINE));
+                let r = note(
+                    Invocation::MachineTimes,
+                    invoke::machine_times(slot::MACHINE),
+                );
                 r.map(|_| ()).map_err(|e| format!("MachineTimes: {e:?}"))
             }
             _ => {
@@ -1234,6 +1474,17 @@ impl Fuzz {
                 Ok(())
             }
         }
+    }
+
+    /// Whether a thread of the graph is runnable.
+    fn graph_thread_runnable(&self) -> bool {
+        self.model.slots_of(Kind::Tcb).into_iter().any(|i| {
+            invoke::tcb_read_registers(self.cptr(i)).map_or(true, |s| {
+                s.state() != Some(ThreadState::Inactive)
+                    && s.state() != Some(ThreadState::BlockedOnSend)
+                    && s.state() != Some(ThreadState::BlockedOnReply)
+            })
+        })
     }
 
     fn post_receiver(&mut self, cmd: [u64; 6]) {
@@ -1253,7 +1504,8 @@ impl Fuzz {
         {
             return Ok(());
         }
-        let (Some(endpoint), Some(second)) = (self.of(Kind::Endpoint), self.of(Kind::Endpoint)) else {
+        let (Some(endpoint), Some(second)) = (self.of(Kind::Endpoint), self.of(Kind::Endpoint))
+        else {
             return Ok(());
         };
         let window = self.any_slot();
@@ -1276,12 +1528,19 @@ impl Fuzz {
             let phase = self.shared.r_phase.load(Ordering::SeqCst);
             let reported = self.shared.r_reports.load(Ordering::SeqCst) > reports;
             if (phase == actors::PHASE_RECV && state == Some(ThreadState::BlockedOnReceive))
-                || (reported && matches!(state, Some(ThreadState::BlockedOnNotification | ThreadState::BlockedOnReceive)))
+                || (reported
+                    && matches!(
+                        state,
+                        Some(ThreadState::BlockedOnNotification | ThreadState::BlockedOnReceive)
+                    ))
             {
                 self.receiver_waits_on(endpoint_obj, second_obj);
                 if let Some(obj) = self.model.receiver_on {
                     if self.model.objs[obj].kind != Kind::Endpoint {
-                        return Err(format!("the receiver blocks in Recv on a {:?}", self.model.objs[obj].kind));
+                        return Err(format!(
+                            "the receiver blocks in Recv on a {:?}",
+                            self.model.objs[obj].kind
+                        ));
                     }
                 }
                 return Ok(());
@@ -1302,8 +1561,30 @@ impl Fuzz {
             }
             return Ok(());
         };
+        if self.shared.r_reports.load(Ordering::SeqCst) != self.r_reports_seen {
+            // It received something the driver did not send: only a graph
+            // thread's fault message can come (a thread resumed or
+            // configured with that fault endpoint).
+            let label = self.shared.r_out[2].load(Ordering::SeqCst);
+            let code = self.shared.r_out[0].load(Ordering::SeqCst);
+            if code == 0
+                && label != tarn_rt::abi::fault::PAGE_FAULT
+                && label != tarn_rt::abi::fault::EXCEPTION
+            {
+                return Err(format!(
+                    "the receiver got a message nobody sent (label {label:#x})"
+                ));
+            }
+            let reports = self.shared.r_reports.load(Ordering::SeqCst);
+            self.settle_receiver(reports)?;
+            self.model.receiver_on = None;
+            self.r_reports_seen = reports;
+            return Ok(());
+        }
         if self.receiver_state() != Some(ThreadState::BlockedOnReceive) {
-            return Err(String::from("the model has the receiver in Recv, the kernel does not"));
+            return Err(String::from(
+                "the model has the receiver in Recv, the kernel does not",
+            ));
         }
         let with: Vec<usize> = (0..SLOTS as usize)
             .filter(|&i| matches!(self.model.obj_of(i), Some((o, _)) if o == target))
@@ -1320,11 +1601,18 @@ impl Fuzz {
         let info = MessageInfo::new(3, ncaps as u64, 2);
         let words = [0xAB, 0xCD, 0, 0];
         let (window, count) = (
-            self.model.index(self.shared.r_cmd[2].load(Ordering::SeqCst)),
+            self.model
+                .index(self.shared.r_cmd[2].load(Ordering::SeqCst)),
             self.shared.r_cmd[3].load(Ordering::SeqCst) as usize,
         );
         let reports = self.shared.r_reports.load(Ordering::SeqCst) + 1;
-        let kind = self.rng.below(3);
+        // A blocking send only when no graph thread can take the receiver
+        // first (a runnable one may fault to this endpoint any moment).
+        let kind = if self.graph_thread_runnable() {
+            1
+        } else {
+            self.rng.below(3)
+        };
         let result = match kind {
             0 => {
                 let r = tarn_rt::send(self.cptr(via), info, words);
@@ -1367,15 +1655,21 @@ impl Fuzz {
                     break;
                 }
                 let dest = window + placed;
-                if dest >= SLOTS as usize || self.model.slots[dest].is_some() || !self.model.objs[n.obj].kind.copyable() {
+                if dest >= SLOTS as usize
+                    || self.model.slots[dest].is_some()
+                    || !self.model.objs[n.obj].kind.copyable()
+                {
                     break;
                 }
-                self.model.add(Loc::Slot(self.cptr(dest)), n.obj, Some(node), n.rights);
+                self.model
+                    .add(Loc::Slot(self.cptr(dest)), n.obj, Some(node), n.rights);
                 placed += 1;
             }
         }
         let endpoint_obj = Some(target);
-        let second_obj = self.model.index(self.shared.r_cmd[5].load(Ordering::SeqCst));
+        let second_obj = self
+            .model
+            .index(self.shared.r_cmd[5].load(Ordering::SeqCst));
         let second_obj = self.model.obj_of(second_obj).map(|(o, _)| o);
         self.settle_receiver(reports)?;
         let _ = endpoint_obj;
@@ -1398,21 +1692,32 @@ impl Fuzz {
                     let mut obj = Obj::new(Kind::IrqHandler);
                     obj.index = irq;
                     let obj = self.model.add_obj(obj);
-                    self.model.add(Loc::Slot(self.cptr(dest)), obj, None, Rights::ALL);
+                    self.model
+                        .add(Loc::Slot(self.cptr(dest)), obj, None, Rights::ALL);
                 }
             }
             1 => {
-                if let (Some(h), Some(n)) = (self.of(Kind::IrqHandler), self.of(Kind::Notification)) {
+                if let (Some(h), Some(n)) = (self.of(Kind::IrqHandler), self.of(Kind::Notification))
+                {
                     let _ = note(
                         Invocation::IrqHandlerSetNotification,
                         invoke::irq_handler_set_notification(self.cptr(h), self.cptr(n)),
                     );
-                    let _ = note(Invocation::IrqHandlerAck, invoke::irq_handler_ack(self.cptr(h)));
+                    let _ = note(
+                        Invocation::IrqHandlerAck,
+                        invoke::irq_handler_ack(self.cptr(h)),
+                    );
                 }
             }
             2 => {
-                let _ = note(Invocation::IoPortIn, invoke::ioport_in(slot::IO_PORTS, 0x80, 1));
-                let _ = note(Invocation::IoPortOut, invoke::ioport_out(slot::IO_PORTS, 0x80, 1, self.step & 0xFF));
+                let _ = note(
+                    Invocation::IoPortIn,
+                    invoke::ioport_in(slot::IO_PORTS, 0x80, 1),
+                );
+                let _ = note(
+                    Invocation::IoPortOut,
+                    invoke::ioport_out(slot::IO_PORTS, 0x80, 1, self.step & 0xFF),
+                );
             }
             _ => {
                 let Some(dest) = self.empty() else {
@@ -1424,8 +1729,12 @@ impl Fuzz {
                 );
                 if result.is_ok() {
                     let obj = self.model.add_obj(Obj::new(Kind::IoPort));
-                    self.model.add(Loc::Slot(self.cptr(dest)), obj, None, Rights::ALL);
-                    let _ = note(Invocation::IoPortIn, invoke::ioport_in(self.cptr(dest), 0x80, 1));
+                    self.model
+                        .add(Loc::Slot(self.cptr(dest)), obj, None, Rights::ALL);
+                    let _ = note(
+                        Invocation::IoPortIn,
+                        invoke::ioport_in(self.cptr(dest), 0x80, 1),
+                    );
                 }
             }
         }
@@ -1436,14 +1745,22 @@ impl Fuzz {
 
     fn check_all(&mut self, full: bool) -> Result<(), String> {
         let report = check(
-            note(Invocation::MachineCheckInvariants, invoke::machine_check_invariants(slot::MACHINE)),
+            note(
+                Invocation::MachineCheckInvariants,
+                invoke::machine_check_invariants(slot::MACHINE),
+            ),
             "MachineCheckInvariants",
         )?;
         if !report.consistent {
-            return Err(String::from("MachineCheckInvariants reports an inconsistency (the kernel printed it)"));
+            return Err(String::from(
+                "MachineCheckInvariants reports an inconsistency (the kernel printed it)",
+            ));
         }
         let (caps, objects) = self.model.counts();
-        let kernel = (report.live_caps as i64 - caps as i64, report.live_objects as i64 - objects as i64);
+        let kernel = (
+            report.live_caps as i64 - caps as i64,
+            report.live_objects as i64 - objects as i64,
+        );
         if kernel != self.base {
             return Err(format!(
                 "the kernel has {} capabilities and {} objects, the model {caps} and {objects} (off by {} and {} from the start)",
@@ -1458,7 +1775,8 @@ impl Fuzz {
         }
         if self.info.first_cpu_slot != 0 {
             for cpu in 0..self.info.cpu_count {
-                let (_, _, bound) = check(invoke::cpu_info(self.info.first_cpu_slot + cpu), "CpuInfo")?;
+                let (_, _, bound) =
+                    check(invoke::cpu_info(self.info.first_cpu_slot + cpu), "CpuInfo")?;
                 if bound != self.model.bindings[cpu as usize].is_some() {
                     return Err(format!(
                         "CpuInfo says CPU {cpu} bound = {bound}, the model {}",
@@ -1467,7 +1785,12 @@ impl Fuzz {
                 }
             }
         }
-        for o in self.model.objs.iter().filter(|o| o.live && o.sentinel_node.is_some()) {
+        for o in self
+            .model
+            .objs
+            .iter()
+            .filter(|o| o.live && o.sentinel_node.is_some())
+        {
             let stride = if full { 1 } else { 17 };
             let mut word = self.step % stride;
             while word < PAGE_SIZE / 8 {
@@ -1488,19 +1811,33 @@ impl Fuzz {
     /// in the coverage table).
     fn check_slot(&mut self, index: usize) -> Result<(), String> {
         let cptr = self.cptr(index);
-        let copied = invoke::cnode_copy(slot::ROOT_CNODE, self.scratch, slot::ROOT_CNODE, cptr, Rights::ALL);
+        let copied = invoke::cnode_copy(
+            slot::ROOT_CNODE,
+            self.scratch,
+            slot::ROOT_CNODE,
+            cptr,
+            Rights::ALL,
+        );
         if copied.is_ok() {
-            check(invoke::cnode_delete(slot::ROOT_CNODE, self.scratch), "delete the probe copy")?;
+            check(
+                invoke::cnode_delete(slot::ROOT_CNODE, self.scratch),
+                "delete the probe copy",
+            )?;
         }
         let Some((_, o)) = self.model.obj_of(index) else {
             return match copied {
                 Err(Error::InvalidCapability) => Ok(()),
-                other => Err(format!("slot {index} should be empty; copying it gives {other:?}")),
+                other => Err(format!(
+                    "slot {index} should be empty; copying it gives {other:?}"
+                )),
             };
         };
         let expect_copy = o.kind.copyable();
         if copied.is_ok() != expect_copy {
-            return Err(format!("slot {index} should hold a {:?}; copying it gives {copied:?}", o.kind));
+            return Err(format!(
+                "slot {index} should hold a {:?}; copying it gives {copied:?}",
+                o.kind
+            ));
         }
         let ok = match o.kind {
             Kind::Frame => invoke::frame_get_address(cptr) == Ok(o.phys),
@@ -1510,26 +1847,44 @@ impl Fuzz {
                 invoke::untyped_retype(cptr, ObjectType::Untyped, 0, slot::ROOT_CNODE, 0, 1)
                     == Err(Error::InvalidArgument)
             }
-            Kind::CNode => invoke::cnode_delete(cptr, 0).is_err_and(|e| e != Error::IllegalOperation && e != Error::WrongType),
+            Kind::CNode => invoke::cnode_delete(cptr, 0)
+                .is_err_and(|e| e != Error::IllegalOperation && e != Error::WrongType),
             Kind::Scheduler => invoke::scheduler_set_tick(cptr, 1000, 0)
                 .is_err_and(|e| e != Error::IllegalOperation && e != Error::WrongType),
-            Kind::Vcpu => invoke::vcpu_write_segment(cptr, tarn_rt::abi::vcpu::Segment::Cs, 0x1_0000, 0, 0, 0)
-                == Err(Error::InvalidArgument),
+            Kind::Vcpu => {
+                invoke::vcpu_write_segment(cptr, tarn_rt::abi::vcpu::Segment::Cs, 0x1_0000, 0, 0, 0)
+                    == Err(Error::InvalidArgument)
+            }
             // (A call on these is IPC: `Poll` tells them apart instead.)
             Kind::Endpoint => tarn_rt::poll(cptr) == Err(Error::WrongType),
-            Kind::Notification => {
-                !matches!(tarn_rt::poll(cptr), Err(Error::WrongType | Error::InvalidCapability))
-            }
+            Kind::Notification => !matches!(
+                tarn_rt::poll(cptr),
+                Err(Error::WrongType | Error::InvalidCapability)
+            ),
             Kind::IoPort => invoke::ioport_in(cptr, 0x80, 1).is_ok(),
-            Kind::IrqHandler => invoke::irq_handler_ack(cptr).is_err_and(|e| e != Error::IllegalOperation && e != Error::WrongType)
-                || invoke::irq_handler_ack(cptr).is_ok(),
-            Kind::VSpace | Kind::GuestSpace => invoke::cnode_delete(cptr, 1) == Err(Error::IllegalOperation),
+            Kind::IrqHandler => {
+                invoke::irq_handler_ack(cptr)
+                    .is_err_and(|e| e != Error::IllegalOperation && e != Error::WrongType)
+                    || invoke::irq_handler_ack(cptr).is_ok()
+            }
+            Kind::VSpace | Kind::GuestSpace => {
+                invoke::cnode_delete(cptr, 1) == Err(Error::IllegalOperation)
+            }
         };
         if !ok {
-            return Err(format!("slot {index} does not behave as the {:?} the model has there", o.kind));
+            return Err(format!(
+                "slot {index} does not behave as the {:?} the model has there",
+                o.kind
+            ));
         }
         Ok(())
     }
+}
+
+/// A system call with raw arguments: its error, if any (the kernel
+/// validates them all; see `tarn_rt::syscall::raw`).
+fn syscall_raw(number: u64, cptr: u64, info: u64) -> Result<(), Error> {
+    Error::check(tarn_rt::syscall::raw(number, cptr, info, [0; 4]).rax)
 }
 
 /// The pattern of word `index` of the sentinel frame at `phys`.

@@ -215,11 +215,13 @@ impl Model {
     }
 
     pub fn descendants(&self, node: usize) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut work = self.children(node);
-        while let Some(n) = work.pop() {
-            work.extend(self.children(n));
-            out.push(n);
+        // Parents before their children.
+        let mut out = self.children(node);
+        let mut next = 0;
+        while next < out.len() {
+            let more = self.children(out[next]);
+            out.extend(more);
+            next += 1;
         }
         out
     }
@@ -238,15 +240,14 @@ impl Model {
     /// Deletes every descendant of `node` (the kernel's revoke); an
     /// untyped's watermark returns to 0.
     pub fn revoke(&mut self, node: usize) {
-        loop {
-            let Some(leaf) = self.descendants(node).into_iter().find(|&n| {
-                self.nodes[n].is_some() && self.children(n).is_empty()
-            }) else {
-                break;
-            };
-            self.delete_one(leaf);
-            self.collect();
+        // Deepest first (the order `descendants` finds them in, reversed,
+        // deletes every child before its parent), as the kernel's leaf walk.
+        let mut doomed = self.descendants(node);
+        doomed.reverse();
+        for n in doomed {
+            self.delete_one(n);
         }
+        self.collect();
         let obj = self.node(node).obj;
         if self.objs[obj].kind == Kind::Untyped {
             self.objs[obj].watermark = 0;
