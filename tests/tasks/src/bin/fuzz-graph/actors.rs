@@ -49,6 +49,9 @@ pub struct Shared {
     pub v_out: [AtomicU64; 3],
     /// Spinner: rounds.
     pub d_count: AtomicU64,
+    /// Driver: steps begun, and the operation of the current one.
+    pub step: AtomicU64,
+    pub op: AtomicU64,
 }
 
 impl Shared {
@@ -64,6 +67,8 @@ impl Shared {
             v_done: AtomicU64::new(0),
             v_out: core::array::from_fn(|_| AtomicU64::new(0)),
             d_count: AtomicU64::new(0),
+            step: AtomicU64::new(0),
+            op: AtomicU64::new(0),
         }
     }
 }
@@ -205,5 +210,30 @@ pub fn spinner(shared: &Shared) -> ! {
         shared.d_count.fetch_add(1, Ordering::Relaxed);
         tarn_rt::yield_now();
         crate::coverage::count_ok(Syscall::Yield);
+    }
+}
+
+/// The watchdog's body: every 10 s (of kernel time) without a new step it
+/// prints where the driver is (its operation and thread state, the
+/// receiver's and the runner's), so a hang names its place.
+pub fn watchdog(shared: &Shared, sleeper: CPtr, driver: CPtr, receiver: CPtr, runner: CPtr) -> ! {
+    let mut last = u64::MAX;
+    loop {
+        let _ = tarn_rt::sleep(sleeper, 10_000_000_000);
+        let step = shared.step.load(Ordering::SeqCst);
+        if step == last {
+            let state = |tcb: CPtr| invoke::tcb_read_registers(tcb).map(|s| (s.state(), s.rip));
+            tarn_rt::println!(
+                "fuzz-graph: watchdog: no progress at step {step} (op {}): driver {:?}, receiver {:?} phase {}, runner {:?} run {}/{}",
+                shared.op.load(Ordering::SeqCst),
+                state(driver),
+                state(receiver),
+                shared.r_phase.load(Ordering::SeqCst),
+                state(runner),
+                shared.v_done.load(Ordering::SeqCst),
+                shared.v_seq.load(Ordering::SeqCst)
+            );
+        }
+        last = step;
     }
 }

@@ -195,6 +195,8 @@ struct Fuzz {
     step: u64,
     sentinels_made: u64,
     resets: u64,
+    /// 1 ms sleeps waiting for actors.
+    naps: u64,
     /// Receiver reports the model has accounted for.
     r_reports_seen: u64,
     /// Print every step (`trace=1`).
@@ -237,6 +239,15 @@ impl Fuzz {
             }),
             "spinner",
         )?;
+        let s = shared.clone();
+        let watch_sleeper = check(res.create(ObjectType::Notification, 0), "sleeper")?;
+        let (receiver_tcb, runner_tcb) = (receiver.tcb, runner.tcb);
+        check(
+            tarn_rt::spawn_thread(&mut res, ThreadOptions::default(), move || {
+                actors::watchdog(&s, watch_sleeper, slot::ROOT_TCB, receiver_tcb, runner_tcb)
+            }),
+            "watchdog",
+        )?;
         let mut fuzz = Fuzz {
             info,
             rng: Rng(if seed == 0 { 0x5EED } else { seed }),
@@ -261,6 +272,7 @@ impl Fuzz {
             sentinels_made: 0,
             resets: 0,
             r_reports_seen: 0,
+            naps: 0,
             trace: option(info.cmdline(), "trace=").is_some_and(|t| t != 0),
         };
         fuzz.regions()?;
@@ -342,8 +354,9 @@ impl Fuzz {
         self.check_all(true)?;
         let ended = self.now_ns();
         println!(
-            "fuzz-graph: {steps} steps in {} ms of kernel time, {} objects destroyed, {} sentinel frames, {} arena resets, spinner ran {} rounds",
+            "fuzz-graph: {steps} steps in {} ms of kernel time ({} waits of 1 ms for actors), {} objects destroyed, {} sentinel frames, {} arena resets, spinner ran {} rounds",
             ended.saturating_sub(started) / 1_000_000,
+            self.naps,
             self.model.destroyed,
             self.sentinels_made,
             self.resets,
@@ -438,6 +451,8 @@ impl Fuzz {
     fn one_step(&mut self) -> Result<(), String> {
         self.finish_run(false)?;
         let op = self.rng.below(100);
+        self.shared.step.store(self.step, Ordering::SeqCst);
+        self.shared.op.store(op, Ordering::SeqCst);
         if self.trace {
             println!("fuzz-graph: step {} op {op}", self.step);
         }
@@ -993,49 +1008,7 @@ impl Fuzz {
         let s = self.cptr(scheduler);
         let cpus = self.info.cpu_count;
         match self.rng.below(10) {
-            0..=2 => {
-                let (Some(cpu), Some(ring), Some(notify)) = (
-                    self.of(Kind::Cpu),
-                    self.writable_frame(),
-                    self.of(Kind::Notification),
-                ) else {
-                    return Ok(());
-                };
-                let result = note(
-                    Invocation::SchedulerBindCpu,
-                    invoke::scheduler_bind_cpu(
-                        s,
-                        self.cptr(cpu),
-                        self.cptr(ring),
-                        self.cptr(notify),
-                    ),
-                );
-                if result.is_ok() {
-                    let (_, c) = self.model.obj_of(cpu).expect("cpu");
-                    let index = c.index as usize;
-                    if self.model.bindings[index].is_some() {
-                        return Err(format!(
-                            "SchedulerBindCpu bound CPU {index}, which the model has bound"
-                        ));
-                    }
-                    let sched_obj = self.model.obj_of(scheduler).expect("scheduler").0;
-                    self.model.bindings[index] = Some(sched_obj);
-                    for (role, given) in [(0u8, cpu), (1, ring), (2, notify)] {
-                        let node = self.model.at(given).expect("given");
-                        let n = self.model.node(node);
-                        self.model.add(
-                            Loc::Binding { cpu: index, role },
-                            n.obj,
-                            Some(node),
-                            n.rights,
-                        );
-                    }
-                    let _ = note(
-                        Invocation::SchedulerSetTick,
-                        invoke::scheduler_set_tick(s, c.index, 1_000_000),
-                    );
-                }
-            }
+            0..=2 => self.bind(scheduler)?,
             3 => {
                 let Some(cpu) = self.of(Kind::Cpu) else {
                     return Ok(());
@@ -1078,13 +1051,23 @@ impl Fuzz {
                     let bound: Vec<u64> = (0..cpus)
                         .filter(|&c| self.model.bindings[c as usize] == Some(adopter))
                         .collect();
-                    if let (Some(v), Some(c), true) = (
-                        self.rng.pick(&via),
-                        self.rng.pick(&bound),
-                        self.rng.chance(80),
-                    ) {
-                        s = self.cptr(v);
-                        cpu = c;
+                    if let (Some(v), true) = (self.rng.pick(&via), self.rng.chance(80)) {
+                        if bound.is_empty() {
+                            self.bind(v)?;
+                        }
+                        let bound: Vec<u64> = (0..cpus)
+                            .filter(|&c| self.model.bindings[c as usize] == Some(adopter))
+                            .collect();
+                        if let Some(c) = self.rng.pick(&bound) {
+                            s = self.cptr(v);
+                            cpu = c;
+                        }
+                        if self.spinner_suspended
+                            && note(Invocation::TcbResume, invoke::tcb_resume(self.spinner.tcb))
+                                .is_ok()
+                        {
+                            self.spinner_suspended = false;
+                        }
                     }
                 }
                 let _ = note(
@@ -1098,9 +1081,16 @@ impl Fuzz {
                 );
             }
             8 => {
+                let adopter: Vec<usize> = (0..SLOTS as usize)
+                    .filter(|&i| {
+                        self.model.adopted_by.is_some()
+                            && self.model.obj_of(i).map(|(o, _)| o) == self.model.adopted_by
+                    })
+                    .collect();
+                let q = self.rng.pick(&adopter).map_or(s, |a| self.cptr(a));
                 let _ = note(
                     Invocation::SchedulerQueryThread,
-                    invoke::scheduler_query_thread(s, self.spinner.tcb),
+                    invoke::scheduler_query_thread(q, self.spinner.tcb),
                 );
                 let _ = note(
                     Invocation::SchedulerSetTick,
@@ -1126,6 +1116,49 @@ impl Fuzz {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `SchedulerBindCpu` on the Scheduler in slot `scheduler` with graph
+    /// objects (a Cpu capability, a ring frame, a notification).
+    fn bind(&mut self, scheduler: usize) -> Result<(), String> {
+        let s = self.cptr(scheduler);
+        let (Some(cpu), Some(ring), Some(notify)) = (
+            self.of(Kind::Cpu),
+            self.writable_frame(),
+            self.of(Kind::Notification),
+        ) else {
+            return Ok(());
+        };
+        let result = note(
+            Invocation::SchedulerBindCpu,
+            invoke::scheduler_bind_cpu(s, self.cptr(cpu), self.cptr(ring), self.cptr(notify)),
+        );
+        if result.is_ok() {
+            let (_, c) = self.model.obj_of(cpu).expect("cpu");
+            let index = c.index as usize;
+            if self.model.bindings[index].is_some() {
+                return Err(format!(
+                    "SchedulerBindCpu bound CPU {index}, which the model has bound"
+                ));
+            }
+            let sched_obj = self.model.obj_of(scheduler).expect("scheduler").0;
+            self.model.bindings[index] = Some(sched_obj);
+            for (role, given) in [(0u8, cpu), (1, ring), (2, notify)] {
+                let node = self.model.at(given).expect("given");
+                let n = self.model.node(node);
+                self.model.add(
+                    Loc::Binding { cpu: index, role },
+                    n.obj,
+                    Some(node),
+                    n.rights,
+                );
+            }
+            let _ = note(
+                Invocation::SchedulerSetTick,
+                invoke::scheduler_set_tick(s, c.index, 1_000_000),
+            );
         }
         Ok(())
     }
@@ -1195,7 +1228,7 @@ impl Fuzz {
             if !wait {
                 return Ok(());
             }
-            let _ = tarn_rt::sleep(self.sleeper, 1_000_000);
+            self.nap();
         }
     }
 
@@ -1345,6 +1378,12 @@ impl Fuzz {
         Ok(())
     }
 
+    /// Sleeps 1 ms (waiting for an actor), and counts it.
+    fn nap(&mut self) {
+        self.naps += 1;
+        let _ = tarn_rt::sleep(self.sleeper, 1_000_000);
+    }
+
     /// The receiver's thread state.
     fn receiver_state(&self) -> Option<ThreadState> {
         invoke::tcb_read_registers(self.receiver.tcb)
@@ -1366,7 +1405,7 @@ impl Fuzz {
             if blocked && (done || phase == actors::PHASE_RECV || phase == actors::PHASE_WAIT) {
                 return Ok(());
             }
-            let _ = tarn_rt::sleep(self.sleeper, 1_000_000);
+            self.nap();
         }
         Err(format!(
             "the receiver did not settle (phase {}, reports {}, state {:?})",
@@ -1427,13 +1466,11 @@ impl Fuzz {
                 // Take a fault message a graph thread sent (the driver then
                 // owes it the reply; `Reply` below resumes it).
                 let endpoints = self.model.slots_of(Kind::Endpoint);
-                for _ in 0..4 {
-                    if let Some(e) = self.rng.pick(&endpoints) {
-                        let r = tarn_rt::nb_recv(self.cptr(e));
-                        syscall(Syscall::NbRecv, &r);
-                        if r.is_ok() {
-                            break;
-                        }
+                for &e in &endpoints {
+                    let r = tarn_rt::nb_recv(self.cptr(e));
+                    syscall(Syscall::NbRecv, &r);
+                    if r.is_ok() {
+                        break;
                     }
                 }
                 // Malformed calls: an unknown system call number, a message
@@ -1545,7 +1582,7 @@ impl Fuzz {
                 }
                 return Ok(());
             }
-            let _ = tarn_rt::sleep(self.sleeper, 1_000_000);
+            self.nap();
         }
         Err(String::from("the receiver neither blocked nor reported"))
     }
