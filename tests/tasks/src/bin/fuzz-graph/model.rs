@@ -349,10 +349,8 @@ impl Model {
                         self.actor_vcpu = None;
                     }
                 }
-                Kind::Endpoint => {
-                    if self.receiver_on == Some(dead) {
-                        self.receiver_on = None;
-                    }
+                Kind::Endpoint if self.receiver_on == Some(dead) => {
+                    self.receiver_on = None;
                 }
                 _ => {}
             }
