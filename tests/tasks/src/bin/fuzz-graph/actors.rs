@@ -110,7 +110,14 @@ pub fn receiver(shared: &Shared, doorbell: CPtr) -> ! {
                     shared.r_out[2].store(label, Ordering::SeqCst);
                     let fault = label == fault::PAGE_FAULT || label == fault::EXCEPTION;
                     if result.is_err() || fault {
-                        // A faulted thread is left waiting for a reply.
+                        // A faulted thread is left waiting for a reply. A
+                        // `ReplyRecv` whose receive capability the kernel
+                        // cannot look up fails before replying (bad input
+                        // changes nothing): the caller is answered here.
+                        if result.is_err() && reply_recv {
+                            let replied = tarn_rt::reply(MessageInfo::new(0, 0, 1), [7, 0, 0, 0]);
+                            syscall(Syscall::Reply, &replied);
+                        }
                         shared.r_reports.fetch_add(1, Ordering::SeqCst);
                         break;
                     }
