@@ -1598,6 +1598,16 @@ impl Fuzz {
             }
             return Ok(());
         };
+        if self.receiver_state() != Some(ThreadState::BlockedOnReceive) {
+            // A graph thread's fault may have reached it a moment ago: let
+            // it report before judging.
+            for _ in 0..2000 {
+                if self.shared.r_reports.load(Ordering::SeqCst) != self.r_reports_seen {
+                    break;
+                }
+                self.nap();
+            }
+        }
         if self.shared.r_reports.load(Ordering::SeqCst) != self.r_reports_seen {
             // It received something the driver did not send: only a graph
             // thread's fault message can come (a thread resumed or
