@@ -56,7 +56,10 @@ pub enum Invocation {
     TcbReadRegisters = 12,
     /// Tcb. Makes a suspended, configured thread runnable.
     TcbResume = 13,
-    /// Tcb. Stops the thread (aborting any IPC it is blocked in).
+    /// Tcb. Stops the thread (aborting any IPC it is blocked in). A thread
+    /// inside `VcpuRun` leaves the guest, and that call is over: once
+    /// resumed, it returns from `VcpuRun` with a
+    /// [`crate::vcpu::Exit::Timeout`] exit whose MR1 is 1.
     TcbSuspend = 14,
     /// Tcb. MR0 = CPU index the thread runs on.
     TcbSetAffinity = 15,
@@ -191,7 +194,9 @@ pub enum Invocation {
     /// exception v exits as [`crate::vcpu::Exit::Exception`]). Returns on
     /// the first exit the kernel does not handle itself, with the exit
     /// record in MR0.. and the guest registers in the IPC buffer (see
-    /// [`crate::vcpu`]). `ObjectDeleted` (also while in the guest) once the
+    /// [`crate::vcpu`]). A `TcbSuspend` of the thread ends the call (a
+    /// `Timeout` exit with MR1 = 1 when it is resumed), so the guest never
+    /// runs past the timeout asked for. `ObjectDeleted` (also while in the guest) once the
     /// Vcpu's copy of its GuestSpace capability is gone (that capability or
     /// its memory was revoked): the guest never runs on freed page tables.
     VcpuRun = 82,

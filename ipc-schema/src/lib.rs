@@ -106,7 +106,9 @@ pub enum Syscall {
     NbRecv = 5,
     /// Reply to the thread whose `Call` this thread received last.
     Reply = 6,
-    /// Reply, then wait on the endpoint in `rdi` (the server loop).
+    /// Reply, then wait on the endpoint in `rdi` (the server loop). If the
+    /// capability in `rdi` cannot be looked up, the call fails before
+    /// replying (nothing changes; a plain `Reply` still answers the caller).
     ReplyRecv = 7,
     /// Signal a notification: OR the capability's badge into its word.
     Signal = 8,

@@ -210,7 +210,11 @@ pub enum Exit {
     InvalidState = 10,
     /// The guest can take an interrupt now ([`run_flags::WINDOW_EXIT`]).
     InterruptWindow = 11,
-    /// The `VcpuRun` timeout passed.
+    /// The `VcpuRun` timeout passed (MR1 = 0), or the calling thread was
+    /// suspended (`TcbSuspend`) while inside `VcpuRun` (MR1 = 1): suspension
+    /// ends the call, and the thread returns with this exit once it is
+    /// resumed, without entering the guest again (the guest's state stays
+    /// in the Vcpu; run it again with another `VcpuRun`).
     Timeout = 12,
     /// The guest executed an instruction Tarn does not let guests use
     /// (virtualization instructions, INVD, XSETBV). MR1 = the backend's raw

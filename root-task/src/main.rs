@@ -4,6 +4,8 @@
 //! - `test`: starts the `test-suite` module (with the `test-helper` module
 //!   passed on) and serves its faults;
 //! - `fuzz`: starts the `fuzz` module and serves its faults;
+//! - `fuzzgraph`: starts the `fuzz-graph` module (the stateful fuzzer,
+//!   with IRQ control) and serves its faults;
 //! - `schedtest`: starts `sched-shares` (credit on metal, measured shares);
 //! - `vmtest=GUEST,...`: starts the `vmm` module, which runs those guests;
 //! - `bench`: starts the `bench` module (passing it on, as the IPC server's
@@ -16,7 +18,8 @@
 //! A started child gets all untyped memory but half of the largest region
 //! (which the root keeps to build the child), copies of the CPU capabilities,
 //! the Machine
-//! capability, a narrow I/O-port range, IRQ control (test suite only), and a
+//! capability, a narrow I/O-port range, IRQ control (test suite and stateful fuzzer
+//! only), and a
 //! badged copy of the root's fault endpoint; its arguments are the root's
 //! own command line (see `tarn_rt`'s start-page convention).
 
@@ -80,6 +83,8 @@ fn main(arg: u64) {
         );
     } else if words.contains(&"fuzz") {
         run_child(info, &mut resources, "fuzz", &[], FUZZ_PORTS, false);
+    } else if words.contains(&"fuzzgraph") {
+        run_child(info, &mut resources, "fuzz-graph", &[], FUZZ_PORTS, true);
     } else if words
         .iter()
         .any(|w| *w == "schedtest" || w.starts_with("schedtest="))

@@ -404,6 +404,7 @@ fn configure(guard: &mut KernelGuard, caller: &mut Caller, target: u64) -> Resul
 /// Stops a thread: aborts its IPC, leaves it inactive.
 pub fn suspend(guard: &mut KernelGuard, tcb: u64) {
     crate::dispatch::on_suspend(guard, tcb);
+    crate::vcpu::on_suspend(guard, tcb);
     crate::ipc::cancel_ipc(guard, tcb);
     crate::sched::cancel_timeout(guard, tcb);
     crate::sched::stop(guard, tcb);

@@ -85,6 +85,11 @@ pub fn init_this_cpu() -> bool {
     }
 }
 
+/// [`VcpuState::timed_out`]: the `VcpuRun` timeout passed.
+const ENDED_TIMEOUT: u64 = 1;
+/// [`VcpuState::timed_out`]: the thread was suspended inside `VcpuRun`.
+const ENDED_SUSPENDED: u64 = 2;
+
 /// Byte offset of [`VcpuState`] in a Vcpu object.
 const STATE_OFFSET: u64 = PAGE_SIZE;
 /// Byte offset of the guest FPU area in a Vcpu object.
@@ -116,7 +121,10 @@ pub struct VcpuState {
     pub window_exit: u64,
     /// Exceptions the VMM intercepts (bit per vector).
     pub exception_bitmap: u64,
-    /// The `VcpuRun` timeout passed while the guest ran.
+    /// Why the `VcpuRun` in progress ends at the next entry instead of
+    /// entering the guest: 0 = it does not, [`ENDED_TIMEOUT`] = its timeout
+    /// passed while the guest ran, [`ENDED_SUSPENDED`] = its thread was
+    /// suspended inside it.
     pub timed_out: u64,
     /// CPU index + 1 it last ran on (0 = never).
     pub last_cpu: u64,
@@ -437,7 +445,24 @@ pub fn on_timeout(guard: &mut KernelGuard, thread: u64) {
     sched::cancel_timeout(guard, thread);
     let vcpu = tcb::ctl(guard, thread).vcpu;
     if vcpu != 0 {
-        state(guard, vcpu).timed_out = 1;
+        let s = state(guard, vcpu);
+        s.timed_out = s.timed_out.max(ENDED_TIMEOUT);
+    }
+}
+
+/// `thread` is being suspended (`TcbSuspend`, or on its way to
+/// destruction). If it is inside `VcpuRun`, that call is over: suspension
+/// cancels its timeout, so entering the guest again at resume would run
+/// the guest with no bound the caller asked for. Once resumed, the thread
+/// returns from `VcpuRun` with a `Timeout` exit whose MR1 is 1, without
+/// entering the guest (the guest's state stays in the Vcpu, and the
+/// instruction an unprocessed exit stopped at runs again on the next
+/// `VcpuRun`). Called under the lock before the thread is stopped; a CPU
+/// running the guest exits it when `sched::stop` stalls it.
+pub fn on_suspend(guard: &mut KernelGuard, thread: u64) {
+    let t = *tcb::ctl(guard, thread);
+    if t.in_guest != 0 && t.vcpu != 0 {
+        state(guard, t.vcpu).timed_out = ENDED_SUSPENDED;
     }
 }
 
@@ -457,12 +482,14 @@ pub fn enter_guest(mut guard: KernelGuard, thread: u64) -> ! {
         tcb::set_result(&mut guard, thread, Err(Error::ObjectDeleted));
         sched::schedule(guard)
     }
-    if state(&mut guard, vcpu).timed_out != 0 {
+    let ended = state(&mut guard, vcpu).timed_out;
+    if ended != 0 {
+        let suspended = u64::from(ended == ENDED_SUSPENDED);
         complete(
             &mut guard,
             thread,
             vcpu,
-            ExitRecord::new(Exit::Timeout, [0; 4]),
+            ExitRecord::new(Exit::Timeout, [suspended, 0, 0, 0]),
         );
         sched::schedule(guard)
     }

@@ -57,6 +57,12 @@ pub const USER_IMAGES: &[UserImage] = &[
         test_only: true,
     },
     UserImage {
+        module: "fuzz-graph",
+        package: "tarn-test-tasks",
+        binary: "fuzz-graph",
+        test_only: true,
+    },
+    UserImage {
         module: "bench",
         package: "tarn-test-tasks",
         binary: "bench",

@@ -52,6 +52,10 @@ pub const TESTS: &[Test] = &[
         "soundness_configure_destroying_its_caller",
         configure_destroying_caller,
     ),
+    (
+        "soundness_vcpu_run_ends_at_suspend",
+        vcpu_run_ends_at_suspend,
+    ),
 ];
 
 const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
@@ -659,5 +663,84 @@ fn configure_destroying_caller(env: &mut Env) -> Outcome {
         invoke::tcb_read_registers(target).map(|s| s.state()),
         Ok(Some(ThreadState::Inactive))
     );
+    Ok(Pass::Ok)
+}
+
+/// A thread suspended while inside `VcpuRun` and then resumed returns from
+/// `VcpuRun` (a `Timeout` exit with MR1 = 1) instead of going on running
+/// the guest: suspension cancels the call's timeout, so before the fix the
+/// resumed thread re-entered the guest with no bound and never returned.
+/// A second `VcpuRun` then runs the same guest until its own timeout
+/// (MR1 = 0).
+fn vcpu_run_ends_at_suspend(env: &mut Env) -> Outcome {
+    /// Far longer than the test waits: only the suspension can end the run.
+    const LONG_NS: u64 = 30_000_000_000;
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    let registers = crate::sched::spinning_guest(env, space)?;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    // Words: 0 = about to enter the guest; 1, 3 = the runs' exit kinds +
+    // 1000 (or error + 1); 2, 4 = their MR1.
+    let shared = Shared::new();
+    let out = shared.clone();
+    let guest = env.spawn(
+        ThreadOptions {
+            cpu: Some(env.cpus - 1),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut registers = registers;
+            if crate::sched::real_mode_segments(vcpu).is_err() {
+                out.set(1, u64::MAX);
+                return;
+            }
+            out.set(0, 1);
+            for (round, timeout_ns) in [LONG_NS, 2_000_000].into_iter().enumerate() {
+                let args = VcpuRunArgs {
+                    load: round == 0,
+                    timeout_ns,
+                    ..VcpuRunArgs::default()
+                };
+                let (kind, field) = match invoke::vcpu_run(vcpu, &args, &mut registers) {
+                    Ok(exit) => (exit.kind_raw + 1000, exit.fields[0]),
+                    Err(error) => (error as u64 + 1, 0),
+                };
+                out.set(2 + 2 * round, field);
+                out.set(1 + 2 * round, kind);
+            }
+        },
+    )?;
+    match invoke::vcpu_bind(vcpu, guest.tcb, space) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Ok(())),
+    }
+    expect!(invoke::tcb_resume(guest.tcb), Ok(()));
+    env.wait_until("the guest to start", || shared.get(0) != 0)?;
+    env.sleep_ns(10_000_000);
+    ensure!(
+        shared.get(1) == 0,
+        "the guest exited early: {}",
+        shared.get(1)
+    );
+    expect!(invoke::tcb_suspend(guest.tcb), Ok(()));
+    consistent("with the thread suspended inside VcpuRun")?;
+    env.sleep_ns(5_000_000);
+    expect!(shared.get(1), 0);
+    expect!(invoke::tcb_resume(guest.tcb), Ok(()));
+    let returned = env.wait_until("VcpuRun to return after the resume", || shared.get(1) != 0);
+    if let Err(why) = returned {
+        let _ = invoke::tcb_suspend(guest.tcb);
+        let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
+        return Err(format!(
+            "{why}: the resumed thread went on running the guest without its timeout"
+        ));
+    }
+    let timeout = tarn_rt::abi::vcpu::Exit::Timeout as u64 + 1000;
+    expect!(shared.get(1), timeout);
+    expect!(shared.get(2), 1);
+    env.join(&guest)?;
+    expect!(shared.get(3), timeout);
+    expect!(shared.get(4), 0);
+    consistent("after both runs")?;
     Ok(Pass::Ok)
 }
