@@ -129,6 +129,23 @@ pub enum Syscall {
 }
 
 impl Syscall {
+    /// Every system call, in number order (what [`Syscall::from_u64`]
+    /// decodes; a host test keeps the two in step).
+    pub const ALL: &'static [Syscall] = &[
+        Self::Send,
+        Self::NbSend,
+        Self::Call,
+        Self::Recv,
+        Self::NbRecv,
+        Self::Reply,
+        Self::ReplyRecv,
+        Self::Signal,
+        Self::Wait,
+        Self::Poll,
+        Self::Yield,
+        Self::DebugWrite,
+    ];
+
     /// Decodes a syscall number.
     pub fn from_u64(value: u64) -> Option<Self> {
         Some(match value {
@@ -212,6 +229,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every error code, in code order (what [`Error::from_u64`] decodes; a
+    /// host test keeps the two in step).
+    pub const ALL: &'static [Error] = &[
+        Self::InvalidSyscall,
+        Self::InvalidCapability,
+        Self::WrongType,
+        Self::InsufficientRights,
+        Self::InvalidArgument,
+        Self::InvalidAddress,
+        Self::MessageTooLong,
+        Self::SlotOccupied,
+        Self::OutOfMemory,
+        Self::IllegalOperation,
+        Self::WouldBlock,
+        Self::Timeout,
+        Self::ObjectDeleted,
+        Self::NoReplyTarget,
+        Self::AlreadyMapped,
+        Self::NotMapped,
+        Self::OutOfRange,
+        Self::IllegalState,
+        Self::OutOfTableMemory,
+        Self::NotOwned,
+        Self::QueueFull,
+        Self::NotSupported,
+    ];
+
     /// Decodes an error code (0 and unknown codes give `None`).
     pub fn from_u64(value: u64) -> Option<Self> {
         Some(match value {
@@ -432,6 +476,22 @@ pub mod fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syscall_and_error_lists_match_their_decoders() {
+        assert!((0..1024)
+            .filter_map(Syscall::from_u64)
+            .eq(Syscall::ALL.iter().copied()));
+        assert!(Syscall::ALL
+            .iter()
+            .all(|&s| Syscall::from_u64(s as u64) == Some(s)));
+        assert!((0..1024)
+            .filter_map(Error::from_u64)
+            .eq(Error::ALL.iter().copied()));
+        assert!(Error::ALL
+            .iter()
+            .all(|&e| Error::from_u64(e as u64) == Some(e)));
+    }
 
     #[test]
     fn message_info_fields_round_trip() {

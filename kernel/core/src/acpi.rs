@@ -505,7 +505,21 @@ pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
         ioapics: FixedVec::new(),
         isos: FixedVec::new(),
     };
-    let entries = &body[8..];
+    for_each_entry(&body[8..], |entry_type, entry| {
+        decode_madt_entry(&mut madt, entry_type, entry)
+    })?;
+    Ok(madt)
+}
+
+/// Walks the type-length entries that follow a MADT's or SRAT's fixed
+/// fields (`entries`): calls `apply` with each entry's type and bytes (type
+/// and length included), checking every length first. A length below 2 is
+/// `BadLength` (it would never advance), one running past the end
+/// `Truncated`; `apply`'s first error ends the walk.
+pub(crate) fn for_each_entry(
+    entries: &[u8],
+    mut apply: impl FnMut(u8, &[u8]) -> Result<(), AcpiError>,
+) -> Result<(), AcpiError> {
     let mut offset = 0;
     while offset < entries.len() {
         let entry_type = entries[offset];
@@ -516,10 +530,10 @@ pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
         let entry = entries
             .get(offset..offset + length)
             .ok_or(AcpiError::Truncated)?;
-        decode_madt_entry(&mut madt, entry_type, entry)?;
+        apply(entry_type, entry)?;
         offset += length;
     }
-    Ok(madt)
+    Ok(())
 }
 
 /// Applies one MADT entry (`entry` includes its type and length bytes).

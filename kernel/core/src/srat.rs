@@ -8,7 +8,7 @@
 //! an SRAT is one node; [`Srat::node_of_apic`] answers `None` there and the
 //! kernel puts every CPU in node 0.
 
-use crate::acpi::{parse_sdt, AcpiError, MAX_CPUS};
+use crate::acpi::{for_each_entry, parse_sdt, AcpiError, MAX_CPUS};
 use crate::fixed_vec::FixedVec;
 use crate::le::{u32_at, u64_at, u8_at};
 
@@ -136,19 +136,9 @@ pub fn parse_srat(table: &[u8]) -> Result<Srat, AcpiError> {
         memory: FixedVec::new(),
         memory_dropped: 0,
     };
-    let mut offset = 0;
-    while offset < entries.len() {
-        let entry_type = entries[offset];
-        let length = usize::from(u8_at(entries, offset + 1).ok_or(AcpiError::Truncated)?);
-        if length < 2 {
-            return Err(AcpiError::BadLength);
-        }
-        let entry = entries
-            .get(offset..offset + length)
-            .ok_or(AcpiError::Truncated)?;
-        decode_entry(&mut srat, entry_type, entry)?;
-        offset += length;
-    }
+    for_each_entry(entries, |entry_type, entry| {
+        decode_entry(&mut srat, entry_type, entry)
+    })?;
     Ok(srat)
 }
 

@@ -506,54 +506,15 @@ fn print_statistics(progress: &Progress) {
     }
     println!("{}", line.trim_end_matches(','));
     let mut line = String::from("fuzz: successful invocations:");
-    for label in LABELS {
+    for &label in LABELS {
         let count = progress.invocations[label as usize].load(Ordering::Relaxed);
         line.push_str(&format!(" {label:?} {count},"));
     }
     println!("{}", line.trim_end_matches(','));
 }
 
-/// The labels of every invocation.
-const LABELS: [Invocation; 38] = [
-    Invocation::UntypedRetype,
-    Invocation::CNodeCopy,
-    Invocation::CNodeMint,
-    Invocation::CNodeMove,
-    Invocation::CNodeDelete,
-    Invocation::CNodeRevoke,
-    Invocation::TcbConfigure,
-    Invocation::TcbWriteRegisters,
-    Invocation::TcbReadRegisters,
-    Invocation::TcbResume,
-    Invocation::TcbSuspend,
-    Invocation::TcbSetAffinity,
-    Invocation::TcbBindNotification,
-    Invocation::TcbUnbindNotification,
-    Invocation::FrameMap,
-    Invocation::FrameUnmap,
-    Invocation::FrameGetAddress,
-    Invocation::IrqControlGet,
-    Invocation::IrqHandlerSetNotification,
-    Invocation::IrqHandlerAck,
-    Invocation::IoPortIn,
-    Invocation::IoPortOut,
-    Invocation::IoPortIssue,
-    Invocation::MachinePowerOff,
-    Invocation::MachineCheckInvariants,
-    Invocation::MachineTimes,
-    Invocation::SchedulerBindCpu,
-    Invocation::SchedulerUnbindCpu,
-    Invocation::SchedulerAdopt,
-    Invocation::SchedulerRelease,
-    Invocation::SchedulerDispatch,
-    Invocation::SchedulerSetTick,
-    Invocation::SchedulerQueryThread,
-    Invocation::SchedulerPreempt,
-    Invocation::CpuInfo,
-    Invocation::VcpuBind,
-    Invocation::VcpuWriteSegment,
-    Invocation::VcpuRun,
-];
+/// The labels of every invocation (the ABI's own list).
+const LABELS: &[Invocation] = Invocation::ALL;
 
 /// Generates capability pointers and argument words.
 struct Generator {
@@ -841,7 +802,7 @@ fn compare(
 
 fn one_call(g: &mut Generator, progress: &Progress) {
     let number = g.syscall_number();
-    let label = g.rng.pick(&LABELS);
+    let label = g.rng.pick(LABELS);
     let cptr = if number == Syscall::Call as u64 {
         g.target(label)
     } else {

@@ -14,66 +14,13 @@ static INVOCATION_OK: [AtomicU64; 128] = [const { AtomicU64::new(0) }; 128];
 static INVOCATION_ERR: [AtomicU64; 128] = [const { AtomicU64::new(0) }; 128];
 static ERRORS: [AtomicU64; 32] = [const { AtomicU64::new(0) }; 32];
 
-/// Every system call.
-pub const SYSCALLS: [Syscall; 12] = [
-    Syscall::Send,
-    Syscall::NbSend,
-    Syscall::Call,
-    Syscall::Recv,
-    Syscall::NbRecv,
-    Syscall::Reply,
-    Syscall::ReplyRecv,
-    Syscall::Signal,
-    Syscall::Wait,
-    Syscall::Poll,
-    Syscall::Yield,
-    Syscall::DebugWrite,
-];
-
-/// Every invocation label.
-pub const LABELS: [Invocation; 38] = [
-    Invocation::UntypedRetype,
-    Invocation::CNodeCopy,
-    Invocation::CNodeMint,
-    Invocation::CNodeMove,
-    Invocation::CNodeDelete,
-    Invocation::CNodeRevoke,
-    Invocation::TcbConfigure,
-    Invocation::TcbWriteRegisters,
-    Invocation::TcbReadRegisters,
-    Invocation::TcbResume,
-    Invocation::TcbSuspend,
-    Invocation::TcbSetAffinity,
-    Invocation::TcbBindNotification,
-    Invocation::TcbUnbindNotification,
-    Invocation::FrameMap,
-    Invocation::FrameUnmap,
-    Invocation::FrameGetAddress,
-    Invocation::IrqControlGet,
-    Invocation::IrqHandlerSetNotification,
-    Invocation::IrqHandlerAck,
-    Invocation::IoPortIn,
-    Invocation::IoPortOut,
-    Invocation::IoPortIssue,
-    Invocation::MachinePowerOff,
-    Invocation::MachineCheckInvariants,
-    Invocation::MachineTimes,
-    Invocation::SchedulerBindCpu,
-    Invocation::SchedulerUnbindCpu,
-    Invocation::SchedulerAdopt,
-    Invocation::SchedulerRelease,
-    Invocation::SchedulerDispatch,
-    Invocation::SchedulerSetTick,
-    Invocation::SchedulerQueryThread,
-    Invocation::SchedulerPreempt,
-    Invocation::CpuInfo,
-    Invocation::VcpuBind,
-    Invocation::VcpuWriteSegment,
-    Invocation::VcpuRun,
-];
-
-/// Every error code.
-pub const ERROR_CODES: core::ops::RangeInclusive<u64> = 1..=22;
+/// Every system call, invocation label and error code: the ABI's own lists,
+/// so a new one is in the table (and must succeed) without an edit here.
+pub const SYSCALLS: &[Syscall] = Syscall::ALL;
+/// See [`SYSCALLS`].
+pub const LABELS: &[Invocation] = Invocation::ALL;
+/// See [`SYSCALLS`].
+pub const ERRORS_ALL: &[Error] = Error::ALL;
 
 fn error(e: Error) {
     if let Some(count) = ERRORS.get(e as usize) {
@@ -127,8 +74,9 @@ pub fn syscalls_never_succeeded() -> alloc::vec::Vec<Syscall> {
 
 /// Error codes never returned.
 pub fn errors_never_returned() -> alloc::vec::Vec<Error> {
-    ERROR_CODES
-        .filter_map(Error::from_u64)
+    ERRORS_ALL
+        .iter()
+        .copied()
         .filter(|&e| ERRORS[e as usize].load(Ordering::Relaxed) == 0)
         .collect()
 }
@@ -136,7 +84,7 @@ pub fn errors_never_returned() -> alloc::vec::Vec<Error> {
 /// Prints the table: one line per system call, invocation and error code.
 pub fn print_table() {
     println!("fuzz-graph: coverage: syscall successes");
-    for s in SYSCALLS {
+    for &s in SYSCALLS {
         println!(
             "fuzz-graph:   syscall {:<28} ok {}",
             format!("{s:?}"),
@@ -144,7 +92,7 @@ pub fn print_table() {
         );
     }
     println!("fuzz-graph: coverage: invocation successes and errors");
-    for l in LABELS {
+    for &l in LABELS {
         println!(
             "fuzz-graph:   invocation {:<25} ok {} err {}",
             format!("{l:?}"),
@@ -153,7 +101,7 @@ pub fn print_table() {
         );
     }
     println!("fuzz-graph: coverage: errors returned");
-    for e in ERROR_CODES.filter_map(Error::from_u64) {
+    for &e in ERRORS_ALL {
         println!(
             "fuzz-graph:   error {:<30} {}",
             format!("{e:?}"),
