@@ -589,8 +589,9 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
 /// Whether the VMM thread `thread`, whose `VcpuRun` just ended on `cpu`,
 /// returns to user mode without a scheduling pass (with its page-table
 /// root), as the pass would choose it anyway: it is a system thread (an
-/// adopted one's dispatch entry is the pass's business) still running and
-/// current here, and no system thread waits in this CPU's FIFO. Its slice
+/// adopted one's dispatch entry is the pass's business) still running,
+/// current and placed here (not moved to another CPU meanwhile), and no
+/// system thread waits in this CPU's FIFO. Its slice
 /// goes on; the one-shot timer stays armed for the slice's end or the
 /// `VcpuRun` deadline `complete` just cancelled, whichever came first (an
 /// early expiry is an ordinary timer interrupt: its pass arms the timer
@@ -599,7 +600,8 @@ fn continues_without_pass(guard: &mut KernelGuard, cpu: usize, thread: u64) -> O
     let t = tcb::ctl(guard, thread);
     let system_runnable = t.scheduler == 0
         && t.state == tarn_ipc_schema::invocation::ThreadState::Runnable as u64
-        && t.queued == 0;
+        && t.queued == 0
+        && t.cpu == cpu as u64;
     if !(system_runnable && sched::fifo_empty(guard, cpu)) {
         return None;
     }
