@@ -296,6 +296,20 @@ mod tests {
     }
 
     #[test]
+    fn load_mask_names_registers_above_the_flags() {
+        assert_eq!(run_flags::load(1 << Reg::Rip as u32), 1 << 48);
+        assert_eq!(run_flags::load(u32::MAX), run_flags::LOAD_MASK);
+        assert_eq!(
+            run_flags::LOAD_MASK & (run_flags::LOAD_REGISTERS | run_flags::WINDOW_EXIT),
+            0
+        );
+        assert_eq!(
+            run_flags::LOAD_MASK >> run_flags::LOAD_SHIFT,
+            (1 << REGISTER_COUNT) - 1
+        );
+    }
+
+    #[test]
     fn attributes_pack_like_descriptors() {
         assert_eq!(attributes::CODE16, 0x9B);
         assert_eq!(attributes::DATA16, 0x93);
