@@ -18,8 +18,11 @@
 //! `VcpuRun` exchanges the guest's registers through the calling thread's
 //! IPC buffer: message registers `REGISTERS_MR..REGISTERS_MR + REGISTER_COUNT`
 //! in the order of [`Reg`]. On every return the kernel writes the whole file;
-//! on entry it reads it only when MR0 has [`run_flags::LOAD_REGISTERS`]
-//! (otherwise the guest continues with its own state). The kernel keeps the
+//! on entry it reads all of it when MR0 has [`run_flags::LOAD_REGISTERS`],
+//! only the registers named in MR0's load mask ([`run_flags::load`]: bit
+//! `32 + Reg`) otherwise, and none when both are clear (the guest continues
+//! with its own state). A VMM that changed only RIP after an exit loads
+//! RIP alone: the other registers are neither copied nor written. The kernel keeps the
 //! bits the hardware requires (`RFLAGS` bit 1; `EFER.SVME` under SVM).
 //! Inconsistent control registers are not an error of the call: the guest
 //! then exits at once with [`Exit::InvalidState`].
@@ -67,8 +70,17 @@ pub mod run_flags {
     pub const LOAD_REGISTERS: u64 = 1;
     /// Exit with `InterruptWindow` once the guest can take an interrupt.
     pub const WINDOW_EXIT: u64 = 2;
+    /// First bit of the load mask: bit `LOAD_SHIFT + r` loads register
+    /// `r` (a [`Reg`](super::Reg)) from the register file before entering.
+    pub const LOAD_SHIFT: u32 = 32;
+    /// The load mask's bits.
+    pub const LOAD_MASK: u64 = ((1 << super::REGISTER_COUNT) - 1) << LOAD_SHIFT;
+    /// The load-mask bits for the registers in `mask` (bit `r` = [`Reg`](super::Reg) `r`).
+    pub const fn load(mask: u32) -> u64 {
+        ((mask as u64) << LOAD_SHIFT) & LOAD_MASK
+    }
     /// Every defined flag.
-    pub const ALL: u64 = LOAD_REGISTERS | WINDOW_EXIT;
+    pub const ALL: u64 = LOAD_REGISTERS | WINDOW_EXIT | LOAD_MASK;
 }
 
 /// Positions in the register file.
@@ -281,6 +293,20 @@ mod tests {
         assert!(Exit::from_u64(0).is_none());
         assert_eq!(Segment::from_u64(9), Some(Segment::Idtr));
         assert!(Segment::from_u64(10).is_none());
+    }
+
+    #[test]
+    fn load_mask_names_registers_above_the_flags() {
+        assert_eq!(run_flags::load(1 << Reg::Rip as u32), 1 << 48);
+        assert_eq!(run_flags::load(u32::MAX), run_flags::LOAD_MASK);
+        assert_eq!(
+            run_flags::LOAD_MASK & (run_flags::LOAD_REGISTERS | run_flags::WINDOW_EXIT),
+            0
+        );
+        assert_eq!(
+            run_flags::LOAD_MASK >> run_flags::LOAD_SHIFT,
+            (1 << REGISTER_COUNT) - 1
+        );
     }
 
     #[test]

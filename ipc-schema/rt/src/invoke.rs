@@ -515,8 +515,12 @@ pub struct VcpuRunArgs {
     /// [`tarn_ipc_schema::vcpu::run_flags`] (LOAD_REGISTERS is set by
     /// [`vcpu_run`] when `load` is true).
     pub flags: u64,
-    /// Load the register file before entering.
+    /// Load the whole register file before entering.
     pub load: bool,
+    /// Without `load`: load only these registers (bit `r` = `Reg` `r`);
+    /// the others keep the guest's values. The VMM names the registers it
+    /// changed since the last exit.
+    pub load_mask: u32,
     /// An interrupt vector to inject.
     pub inject: Option<u8>,
     /// Timeout in ns (0 = none).
@@ -547,8 +551,8 @@ impl VcpuExit {
 
 /// Runs `vcpu` (bound to the calling thread) until an exit for the VMM.
 /// `registers` is the register file: loaded into the guest when
-/// `args.load`, and always overwritten with the guest's registers at the
-/// exit.
+/// `args.load` (only the registers in `args.load_mask` otherwise), and
+/// always overwritten with the guest's registers at the exit.
 pub fn vcpu_run(
     vcpu: CPtr,
     args: &VcpuRunArgs,
@@ -558,6 +562,14 @@ pub fn vcpu_run(
     if args.load {
         flags |= run_flags::LOAD_REGISTERS;
         ipc_buffer::write_mrs(REGISTERS_MR, registers);
+    } else if args.load_mask != 0 {
+        let mut mask = args.load_mask & ((1 << REGISTER_COUNT) - 1);
+        flags |= run_flags::load(mask);
+        while mask != 0 {
+            let r = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            ipc_buffer::set_mr(REGISTERS_MR + r, registers[r]);
+        }
     }
     let inject = args
         .inject

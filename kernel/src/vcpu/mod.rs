@@ -32,7 +32,7 @@ use crate::syscall::Caller;
 use core::sync::atomic::{AtomicU8, Ordering};
 use tarn_ipc_schema::invocation::Invocation;
 use tarn_ipc_schema::vcpu::{
-    run_flags, Exit, Segment, GUEST_PHYS_END, INJECT_VALID, REGISTERS_MR, REGISTER_COUNT,
+    run_flags, Exit, Reg, Segment, GUEST_PHYS_END, INJECT_VALID, REGISTERS_MR, REGISTER_COUNT,
 };
 use tarn_ipc_schema::{Error, IpcBuffer, MessageInfo, ObjectType, Rights};
 
@@ -296,6 +296,36 @@ fn write_registers(guard: &mut KernelGuard, vcpu: u64, registers: &[u64; REGISTE
     }
 }
 
+/// Registers a partial load writes one by one (the general registers, RSP,
+/// RIP, RFLAGS); a mask with any other register goes the whole-file way.
+const LOAD_ONE_BY_ONE: u64 = (1 << (Reg::Rflags as u64 + 1)) - 1;
+
+/// Loads the registers in `mask` (bit `r` = `Reg` `r`) from the register
+/// file in the IPC buffer at `buffer`; the others keep the guest's values.
+fn load_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
+    let mut registers = [0u64; REGISTER_COUNT];
+    if mask & !LOAD_ONE_BY_ONE != 0 {
+        // A control register: through the whole file, so that the backend
+        // checks them together (CR0, CR4 and EFER depend on each other).
+        registers = read_registers(guard, vcpu);
+    }
+    let mrs = &objmem::object::<Buffer>(guard, buffer).0.mrs;
+    let mut bits = mask;
+    while bits != 0 {
+        let r = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        registers[r] = mrs[REGISTERS_MR + r];
+    }
+    if mask & !LOAD_ONE_BY_ONE != 0 {
+        write_registers(guard, vcpu, &registers);
+        return;
+    }
+    match backend() {
+        Backend::Vmx => vmx::write_some(guard, vcpu, &registers, mask),
+        Backend::Svm | Backend::None => svm::write_some(guard, vcpu, &registers, mask),
+    }
+}
+
 fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
     match backend() {
         Backend::Vmx => vmx::decode_exit(guard, vcpu),
@@ -391,9 +421,10 @@ fn canonical(address: u64) -> bool {
 }
 
 fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> Result<(), Error> {
-    // Decode.
-    let s = *state(guard, vcpu);
-    if s.tcb != thread {
+    // Decode (the fields read one by one: the state is most of a page).
+    let s = state(guard, vcpu);
+    let (bound, pending, space_root) = (s.tcb, s.pending, s.space_root);
+    if bound != thread {
         return Err(Error::IllegalState);
     }
     let [flags, inject, timeout_ns, exceptions] =
@@ -404,10 +435,10 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
     if inject != 0 && (inject & INJECT_VALID == 0 || inject & !(INJECT_VALID | 0xFF) != 0) {
         return Err(Error::InvalidArgument);
     }
-    if inject != 0 && s.pending != 0 {
+    if inject != 0 && pending != 0 {
         return Err(Error::IllegalState);
     }
-    if s.space_root == 0 {
+    if space_root == 0 {
         // Its GuestSpace was deleted (`space_cap_deleted`).
         return Err(Error::ObjectDeleted);
     }
@@ -422,6 +453,8 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
                 [REGISTERS_MR..REGISTERS_MR + REGISTER_COUNT],
         );
         write_registers(guard, vcpu, &registers);
+    } else if flags & run_flags::LOAD_MASK != 0 {
+        load_some(guard, vcpu, buffer, flags >> run_flags::LOAD_SHIFT);
     }
     let s = state(guard, vcpu);
     if inject != 0 {
@@ -542,10 +575,37 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
             }
         }
         // A thread stopped meanwhile re-executes the instruction later.
-        Outcome::Exit(record) if current => complete(&mut guard, thread, vcpu, record),
+        Outcome::Exit(record) if current => {
+            complete(&mut guard, thread, vcpu, record);
+            if let Some(root) = continues_without_pass(&mut guard, cpu, thread) {
+                sched::switch_to(guard, thread, root)
+            }
+        }
         Outcome::Exit(_) => {}
     }
     sched::schedule(guard)
+}
+
+/// Whether the VMM thread `thread`, whose `VcpuRun` just ended on `cpu`,
+/// returns to user mode without a scheduling pass (with its page-table
+/// root), as the pass would choose it anyway: it is a system thread (an
+/// adopted one's dispatch entry is the pass's business) still running,
+/// current and placed here (not moved to another CPU meanwhile), and no
+/// system thread waits in this CPU's FIFO. Its slice
+/// goes on; the one-shot timer stays armed for the slice's end or the
+/// `VcpuRun` deadline `complete` just cancelled, whichever came first (an
+/// early expiry is an ordinary timer interrupt: its pass arms the timer
+/// again). The thread is still the one charged for the time.
+fn continues_without_pass(guard: &mut KernelGuard, cpu: usize, thread: u64) -> Option<u64> {
+    let t = tcb::ctl(guard, thread);
+    let system_runnable = t.scheduler == 0
+        && t.state == tarn_ipc_schema::invocation::ThreadState::Runnable as u64
+        && t.queued == 0
+        && t.cpu == cpu as u64;
+    if !(system_runnable && sched::fifo_empty(guard, cpu)) {
+        return None;
+    }
+    tcb::runnable_root(guard, thread)
 }
 
 /// Ends `thread`'s `VcpuRun` with `record`: the reply words, the register

@@ -206,6 +206,36 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
     v.set(VmcbWord::Cr2, r[Reg::Cr2 as usize]);
 }
 
+/// Loads the registers in `mask` (only general registers, RSP, RIP and
+/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from `r`, with RFLAGS kept valid as
+/// in [`write_registers`].
+pub fn write_some(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_COUNT], mask: u64) {
+    let gprs = &mut state(guard, vcpu).gprs.0;
+    let mut bits = mask & ((1 << 15) - 1) & !(1 << Reg::Rax as u64);
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        gprs[i] = r[i];
+    }
+    let v = vmcb(guard, vcpu);
+    let has = |reg: Reg| mask & (1 << reg as u64) != 0;
+    if has(Reg::Rax) {
+        v.set(VmcbWord::Rax, r[Reg::Rax as usize]);
+    }
+    if has(Reg::Rsp) {
+        v.set(VmcbWord::Rsp, r[Reg::Rsp as usize]);
+    }
+    if has(Reg::Rip) {
+        v.set(VmcbWord::Rip, r[Reg::Rip as usize]);
+    }
+    if has(Reg::Rflags) {
+        v.set(
+            VmcbWord::Rflags,
+            (r[Reg::Rflags as usize] & 0x003F_7FD5) | 2,
+        );
+    }
+}
+
 /// Prepares the VMCB for the next VMRUN: TLB flush, the event to inject,
 /// the interrupt window, the exception intercepts.
 pub fn prepare_entry(guard: &mut KernelGuard, vcpu: u64, flush_tlb: bool) {

@@ -478,6 +478,40 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
     });
 }
 
+/// Loads the registers in `mask` (only general registers, RSP, RIP and
+/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from `r`: the general registers in
+/// the state page, the others in one VMCS access, RFLAGS kept valid as in
+/// [`write_registers`].
+pub fn write_some(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_COUNT], mask: u64) {
+    let gprs = &mut state(guard, vcpu).gprs.0;
+    let mut bits = mask & ((1 << 15) - 1);
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        gprs[i] = r[i];
+    }
+    let vmcs_fields = [
+        (Reg::Rsp, F::GuestRsp, r[Reg::Rsp as usize]),
+        (Reg::Rip, F::GuestRip, r[Reg::Rip as usize]),
+        (
+            Reg::Rflags,
+            F::GuestRflags,
+            (r[Reg::Rflags as usize] & 0x003F_7FD5) | 2,
+        ),
+    ];
+    if mask >> Reg::Rsp as u64 == 0 {
+        return;
+    }
+    let _ = with_vmcs(guard, vcpu, |v| {
+        for (reg, field, value) in vmcs_fields {
+            if mask & (1 << reg as u64) != 0 {
+                v.write(field, value)?;
+            }
+        }
+        Ok(())
+    });
+}
+
 /// Prepares the VMCS for the next entry: TLB flush, the event to inject,
 /// the interrupt window, the exception exits.
 pub fn prepare_entry(guard: &mut KernelGuard, vcpu: u64, flush_tlb: bool) {

@@ -350,6 +350,33 @@ impl Platform {
         action
     }
 
+    /// The registers [`Self::handle`] may change for an exit of kind
+    /// `kind_raw` (bit `r` = `Reg` `r`): the only ones the run loop loads
+    /// back into the guest (`VcpuRun`'s load mask). Every other kind, and
+    /// any kind `dispatch` learns to change more for, gives all of them.
+    #[inline]
+    pub fn changed_registers(kind_raw: u64) -> u32 {
+        const fn bits(regs: &[Reg]) -> u32 {
+            let mut mask = 0;
+            let mut i = 0;
+            while i < regs.len() {
+                mask |= 1 << regs[i] as u32;
+                i += 1;
+            }
+            mask
+        }
+        const IO: u32 = bits(&[Reg::Rax, Reg::Rip]);
+        const CPUID: u32 = bits(&[Reg::Rax, Reg::Rbx, Reg::Rcx, Reg::Rdx, Reg::Rip]);
+        const RIP: u32 = bits(&[Reg::Rip]);
+        match Exit::from_u64(kind_raw) {
+            Some(Exit::Io | Exit::Hypercall) => IO,
+            Some(Exit::Cpuid) => CPUID,
+            Some(Exit::Hlt) => RIP,
+            Some(Exit::InterruptWindow | Exit::Timeout) => 0,
+            _ => (1 << REGISTER_COUNT) - 1,
+        }
+    }
+
     #[inline(always)]
     fn dispatch(
         &mut self,
@@ -524,6 +551,46 @@ pub fn cpuid(leaf: u32, _subleaf: u32) -> [u32; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `handle` changes no register outside `changed_registers` for the
+    /// exit kinds that name fewer than all of them (the run loop loads only
+    /// those back: a change outside the mask would be lost).
+    #[test]
+    fn handle_changes_only_the_named_registers() {
+        let all: u32 = (1 << REGISTER_COUNT) - 1;
+        let exits: [(Exit, [u64; 4]); 12] = [
+            (Exit::Io, io(0x3F8, 1, false, b'x' as u64)),
+            (Exit::Io, io(0x3FD, 1, true, 0)),
+            (Exit::Io, io(0x40, 1, true, 0)),
+            (Exit::Io, io(0x21, 1, true, 0)),
+            (Exit::Io, io(0x71, 1, true, 0)),
+            (Exit::Io, io(0x64, 1, true, 0)),
+            (Exit::Io, io(0x1234, 4, true, 0)),
+            (Exit::Io, [0x3F8, 1, io::STRING | io::IN, 0]),
+            (Exit::Cpuid, [1, 0, 0, 0]),
+            (Exit::Hlt, [0; 4]),
+            (Exit::Hypercall, [0; 4]),
+            (Exit::Timeout, [0; 4]),
+        ];
+        for (kind, fields) in exits {
+            let mask = Platform::changed_registers(kind as u64);
+            assert_ne!(mask, all, "{kind:?} names fewer registers");
+            let mut platform = Platform::new();
+            let before: Registers = core::array::from_fn(|r| 0x1111_0000_0000_0000 + r as u64);
+            let mut after = before;
+            platform.handle(kind as u64, fields, 0x7777, &mut after, 0);
+            for r in 0..REGISTER_COUNT {
+                if mask & (1 << r) == 0 {
+                    assert_eq!(
+                        after[r], before[r],
+                        "{kind:?} {fields:?} changed register {r}"
+                    );
+                }
+            }
+        }
+        assert_eq!(Platform::changed_registers(Exit::Wrmsr as u64), all);
+        assert_eq!(Platform::changed_registers(0xFFFF), all);
+    }
 
     fn io(port: u64, size: u64, input: bool, value: u64) -> [u64; 4] {
         [port, size, if input { io::IN } else { 0 }, value]

@@ -73,11 +73,14 @@ struct Vm {
     shared: Arc<Shared>,
 }
 
-static TSC_PER_MS: AtomicU64 = AtomicU64::new(1);
+/// Nanoseconds per TSC tick in 32.32 fixed point (from [`calibrate`]): the
+/// run loop reads the clock twice per exit, by a multiplication rather
+/// than a 128-bit division.
+static NS_PER_TICK_Q32: AtomicU64 = AtomicU64::new(1_000_000 << 32);
 
 fn now_ns() -> u64 {
     let ticks = u128::from(tarn_rt::arch::rdtsc());
-    (ticks * 1_000_000 / u128::from(TSC_PER_MS.load(Ordering::Relaxed).max(1))) as u64
+    ((ticks * u128::from(NS_PER_TICK_Q32.load(Ordering::Relaxed))) >> 32) as u64
 }
 
 fn now_ms() -> u64 {
@@ -313,10 +316,8 @@ fn run_linux(cmdline: &str, name: &str, resources: &mut Resources) {
 fn calibrate(sleeper: CPtr) -> Result<(), Error> {
     let before = tarn_rt::arch::rdtsc();
     syscall::sleep(sleeper, 20_000_000)?;
-    TSC_PER_MS.store(
-        ((tarn_rt::arch::rdtsc() - before) / 20).max(1),
-        Ordering::Relaxed,
-    );
+    let per_ms = ((tarn_rt::arch::rdtsc() - before) / 20).max(1);
+    NS_PER_TICK_Q32.store((1_000_000u64 << 32) / per_ms, Ordering::Relaxed);
     Ok(())
 }
 
@@ -558,6 +559,8 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
         return;
     }
     shared.started_ns.store(now_ns(), Ordering::Relaxed);
+    let mut first_run = true;
+    let mut load_mask = 0;
     let outcome = loop {
         if shared.stop.load(Ordering::Acquire) {
             break format!(
@@ -577,8 +580,11 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
         let timeout_ns = platform.next_tick_ns().map_or(POLL_NS, |due| {
             due.saturating_sub(now).clamp(10_000, POLL_NS)
         });
+        // The whole register file the first time, then only what the
+        // VMM changed at the last exit (the kernel wrote the rest back).
         let args = VcpuRunArgs {
-            load: true,
+            load: first_run,
+            load_mask,
             inject,
             timeout_ns,
             ..VcpuRunArgs::default()
@@ -587,6 +593,7 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             Ok(exit) => exit,
             Err(e) => break format!("VcpuRun failed: {e:?}"),
         };
+        first_run = false;
         kernel_pending = exit.injection_pending;
         if let Some(tally) = tally.as_mut() {
             let port = if exit.kind_raw == tarn_rt::abi::vcpu::Exit::Io as u64 {
@@ -603,6 +610,7 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             &mut registers,
             now_ns(),
         );
+        load_mask = Platform::changed_registers(exit.kind_raw);
         // Input for a Linux guest's UART (a few reads of the shared page).
         let attached = shared
             .console

@@ -35,6 +35,7 @@ pub const TESTS: &[Test] = &[
         "sched_moved_thread_timeout_keeps_other_cpu_timeouts",
         moved_timeout,
     ),
+    ("vcpu_load_mask_loads_only_named_registers", load_mask),
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
@@ -1015,10 +1016,20 @@ fn now_ns() -> Result<u64, String> {
 /// Maps a page holding a real-mode guest that spins at 0x8000 (`jmp $`)
 /// into the GuestSpace `space`; returns the guest's initial register file.
 pub(crate) fn spinning_guest(env: &mut Env, space: u64) -> Result<[u64; REGISTER_COUNT], String> {
+    real_mode_guest(env, space, &[0xEB, 0xFE])
+}
+
+/// Maps a page holding the real-mode guest `code` at 0x8000 into the
+/// GuestSpace `space`; returns the guest's initial register file.
+fn real_mode_guest(
+    env: &mut Env,
+    space: u64,
+    code: &[u8],
+) -> Result<[u64; REGISTER_COUNT], String> {
     const LOAD: u64 = 0x8000;
     let frame = env.frame()?;
     tarn_rt::process::fill_frame(&env.res, frame, |bytes| {
-        bytes[..2].copy_from_slice(&[0xEB, 0xFE]);
+        bytes[..code.len()].copy_from_slice(code);
     })
     .ctx("fill the guest page")?;
     invoke::frame_map(
@@ -1034,6 +1045,85 @@ pub(crate) fn spinning_guest(env: &mut Env, space: u64) -> Result<[u64; REGISTER
     registers[Reg::Rflags as usize] = 2;
     registers[Reg::Cr0 as usize] = 1 << 4; // ET
     Ok(registers)
+}
+
+/// `VcpuRun`'s load mask: after an I/O exit the thread sets RIP past the
+/// `out` and changes RBX in its register file, and runs again loading RIP
+/// alone. The guest must go on at the next instruction (RIP was loaded)
+/// and keep its own RBX (RBX was not); a load-mask bit past the register
+/// file is `InvalidArgument`. (Without the mask the guest would run the
+/// `out` again; loading the whole file would give it the changed RBX.)
+fn load_mask(env: &mut Env) -> Outcome {
+    const PORT: u64 = 0x510;
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    // out dx, al; hlt
+    let mut registers = real_mode_guest(env, space, &[0xEE, 0xF4])?;
+    registers[Reg::Rdx as usize] = PORT;
+    registers[Reg::Rbx as usize] = 0x1234;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    // Words: 0 = done; 1, 2 = the first exit's kind + 1000 (or error + 1)
+    // and next RIP; 3, 4, 5 = the second's kind, RBX and RIP; 6 = the third
+    // call's error + 1 (0 if it succeeded).
+    let shared = Shared::new();
+    let out = shared.clone();
+    let guest = env.spawn(
+        ThreadOptions {
+            cpu: Some(env.cpus - 1),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut registers = registers;
+            let result = |r: Result<tarn_rt::invoke::VcpuExit, Error>| match r {
+                Ok(exit) => (exit.kind_raw + 1000, exit.next_rip),
+                Err(error) => (error as u64 + 1, 0),
+            };
+            if real_mode_segments(vcpu).is_ok() {
+                let args = VcpuRunArgs {
+                    load: true,
+                    timeout_ns: GUEST_TIMEOUT_NS,
+                    ..VcpuRunArgs::default()
+                };
+                let (kind, next_rip) = result(invoke::vcpu_run(vcpu, &args, &mut registers));
+                out.set(1, kind);
+                out.set(2, next_rip);
+                registers[Reg::Rip as usize] = next_rip;
+                registers[Reg::Rbx as usize] = 0xBAD;
+                let args = VcpuRunArgs {
+                    load_mask: 1 << Reg::Rip as u32,
+                    timeout_ns: GUEST_TIMEOUT_NS,
+                    ..VcpuRunArgs::default()
+                };
+                let (kind, _) = result(invoke::vcpu_run(vcpu, &args, &mut registers));
+                out.set(3, kind);
+                out.set(4, registers[Reg::Rbx as usize]);
+                out.set(5, registers[Reg::Rip as usize]);
+                let args = VcpuRunArgs {
+                    flags: 1 << 55,
+                    timeout_ns: GUEST_TIMEOUT_NS,
+                    ..VcpuRunArgs::default()
+                };
+                let third = invoke::vcpu_run(vcpu, &args, &mut registers);
+                out.set(6, third.err().map_or(0, |e| e as u64 + 1));
+            }
+            out.set(0, 1);
+        },
+    )?;
+    match invoke::vcpu_bind(vcpu, guest.tcb, space) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Ok(())),
+    }
+    expect!(invoke::tcb_resume(guest.tcb), Ok(()));
+    env.join(&guest)?;
+    expect!(shared.get(0), 1);
+    expect!(shared.get(1), Exit::Io as u64 + 1000);
+    expect!(shared.get(2), 0x8001);
+    expect!(shared.get(3), Exit::Hlt as u64 + 1000);
+    expect!(shared.get(4), 0x1234);
+    expect!(shared.get(5), 0x8001);
+    expect!(shared.get(6), Error::InvalidArgument as u64 + 1);
+    let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
+    Ok(Pass::Ok)
 }
 
 /// Gives `vcpu` real-mode segments (called by the thread it is bound to:
