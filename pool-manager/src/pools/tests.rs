@@ -97,6 +97,10 @@ fn define_refuses_duplicate_name_bad_name_empty_and_absent_cpus() {
     refused(&mut m, PoolError::InvalidName, |m| {
         m.define(spec("a b", list(&[3])))
     });
+    // A number is an id (xl's `cpupool-migrate 3 1`), never a name.
+    refused(&mut m, PoolError::InvalidName, |m| {
+        m.define(spec("7", list(&[3])))
+    });
     refused(&mut m, PoolError::EmptyCpuRequest, |m| {
         m.define(spec("p2", CpuRequest::Count(0)))
     });
