@@ -46,18 +46,18 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "domains: name, id, vCPUs, state, CPU time, pool (-l: JSON)",
     ),
     (
-        "create KEY=VALUE... | FILE.cfg",
-        "start a domain (xl.cfg keys: name pool image|kernel type vcpus cpu_weight cpu_cap period slice extra, and the pool policy's own)",
+        "create KEY=VALUE... | [-f] FILE [KEY=VALUE...]",
+        "start a domain (xl.cfg keys: name pool image|kernel type vcpus memory cpu_weight cap period slice extra cmdline root ramdisk, and the pool policy's own; other xl keys warned)",
     ),
     ("destroy D", "stop a domain and forget it"),
     ("pause D", "stop a domain's vCPUs"),
     ("unpause D", "restart a paused domain's vCPUs"),
     (
-        "cpupool-create KEY=VALUE... | FILE.cfg",
-        "define and activate a pool (name sched cpus other_config)",
+        "cpupool-create KEY=VALUE... | [-n] [-f] FILE [KEY=VALUE...]",
+        "define and activate a pool (name sched cpus other_config; FILE with or without .cfg, KEY=VALUE overrides it, -n: print the config only)",
     ),
     (
-        "cpupool-new KEY=VALUE... | FILE.cfg",
+        "cpupool-new KEY=VALUE... | [-f] FILE [KEY=VALUE...]",
         "define a pool (also pool-new)",
     ),
     ("cpupool-start P", "activate a defined pool"),
@@ -152,13 +152,36 @@ pub fn usage(command: &str) -> &'static str {
         .map_or("see help", |(usage, _)| usage)
 }
 
+/// A config file named on the command line, as xl takes it: `[-n] [-f]
+/// FILE [var=value...]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The file, with or without `.cfg` (`rt`, `rt.cfg`).
+    pub name: String,
+    /// `var=value` settings that replace the file's (or are added).
+    pub overrides: Vec<config::Setting>,
+    /// `-n`: print the resulting config, change nothing.
+    pub dry_run: bool,
+}
+
+impl ConfigFile {
+    /// Just the file.
+    pub fn named(name: &str) -> ConfigFile {
+        ConfigFile {
+            name: name.to_string(),
+            overrides: Vec::new(),
+            dry_run: false,
+        }
+    }
+}
+
 /// Where a domain's config comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DomainSource {
     /// Given on the line (`name=d pool=p image=spin`), parsed.
     Inline(DomainConfig),
     /// A config file of the boot image (`spinner-vm.cfg`), read when run.
-    File(String),
+    File(ConfigFile),
 }
 
 /// Where a pool's config comes from.
@@ -167,7 +190,7 @@ pub enum PoolSource {
     /// Given on the line (`name=p sched=credit cpus=2-3`), parsed.
     Inline(PoolSpec),
     /// A config file of the boot image (`rt.cfg`), read when run.
-    File(String),
+    File(ConfigFile),
 }
 
 /// What `server-fault` makes a server do.
@@ -558,8 +581,48 @@ pub fn inline_error(error: config::ConfigError) -> String {
     format!("{}", config::ConfigError { line: 0, ..error })
 }
 
-fn is_file(text: &str) -> bool {
-    text.ends_with(".cfg") && !text.contains('=') && !text.contains(char::is_whitespace)
+/// xl's config-file arguments: `[-n] [-f FILE | FILE] [var=value...]`.
+/// `None` when no file is named (the inline form); `-n` without a file is
+/// refused (a dry run prints a file's resulting config).
+fn config_file(args: &[&str], usage: &str) -> Result<Option<ConfigFile>, String> {
+    let mut dry_run = false;
+    let mut file: Option<&str> = None;
+    let mut rest: Vec<&str> = Vec::new();
+    let mut words = args.iter();
+    while let Some(&word) = words.next() {
+        match word {
+            "-n" if !dry_run && file.is_none() => dry_run = true,
+            "-f" if file.is_none() && rest.is_empty() => {
+                file = Some(
+                    words
+                        .next()
+                        .copied()
+                        .ok_or_else(|| format!("-f needs a FILE (usage: {usage})"))?,
+                );
+            }
+            w if w.starts_with('-') => return Err(format!("unexpected '{w}' (usage: {usage})")),
+            w if !w.contains('=') && file.is_none() && rest.is_empty() => file = Some(w),
+            w => rest.push(w),
+        }
+    }
+    let Some(name) = file else {
+        return if dry_run {
+            Err(format!("-n needs a config FILE (usage: {usage})"))
+        } else {
+            Ok(None)
+        };
+    };
+    if name.contains('=') || name.contains(['"', '\'']) {
+        return Err(format!(
+            "'{name}' is not a config file name (usage: {usage})"
+        ));
+    }
+    let overrides = config::parse_overrides(&rest.join(" ")).map_err(inline_error)?;
+    Ok(Some(ConfigFile {
+        name: name.to_string(),
+        overrides,
+        dry_run,
+    }))
 }
 
 /// A CPU list or range (`2`, `2-3`, `0,2-3`).
@@ -611,15 +674,23 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             Command::List { long, pool }
         }
         "create" if rest.is_empty() => return Err(usage_error()),
-        "create" if is_file(rest) => Command::Create(DomainSource::File(rest.to_string())),
-        "create" => Command::Create(DomainSource::Inline(
-            config::parse_domain_inline(rest).map_err(inline_error)?,
-        )),
+        "create" => match config_file(args, usage(name))? {
+            Some(file) if file.dry_run => {
+                return Err(format!("create -n: not built (usage: {})", usage(name)))
+            }
+            Some(file) => Command::Create(DomainSource::File(file)),
+            None => Command::Create(DomainSource::Inline(
+                config::parse_domain_inline(rest).map_err(inline_error)?,
+            )),
+        },
         "cpupool-create" | "cpupool-new" | "pool-new" => {
             let source = if rest.is_empty() {
                 return Err(usage_error());
-            } else if is_file(rest) {
-                PoolSource::File(rest.to_string())
+            } else if let Some(file) = config_file(args, usage(name))? {
+                if file.dry_run && name != "cpupool-create" {
+                    return Err(format!("unexpected '-n' (usage: {})", usage(name)));
+                }
+                PoolSource::File(file)
             } else {
                 PoolSource::Inline(config::parse_pool_inline(rest).map_err(inline_error)?)
             };

@@ -73,6 +73,32 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A key accepted but not used: xl reads a config whole and ignores what it
+/// does not use; Tarn says once which keys it ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// 1-based line (file) or setting position (inline).
+    pub line: u32,
+    /// The key.
+    pub key: String,
+    /// Why it is not used.
+    pub why: &'static str,
+}
+
+/// An xl.cfg or xlcpupool.cfg key that Tarn does not use.
+pub const XL_KEY_UNUSED: &str = "an xl key not used by Tarn, ignored";
+/// A key neither xl nor Tarn defines.
+pub const NOT_XL_KEY: &str = "not an xl key, ignored";
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "line {}: ", self.line)?;
+        }
+        write!(f, "{}: {}", self.key, self.why)
+    }
+}
+
 /// A parsed value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
@@ -467,11 +493,31 @@ fn cpus_of(s: &Setting) -> Result<CpuRequest, ConfigError> {
     Ok(request)
 }
 
-/// Keys of an xlcpupool.cfg.
+/// Keys of an xlcpupool.cfg Tarn honours (`other_config` is Tarn's: the
+/// pool policy's parameters).
 pub const POOL_KEYS: &[&str] = &["name", "sched", "cpus", "other_config"];
 
+/// The keys xlcpupool.cfg(5) defines that Tarn does not use yet.
+pub const XL_POOL_KEYS_UNUSED: &[&str] = &["nodes"];
+
+/// The pool keys of `settings` that Tarn ignores, each with why.
+fn pool_warnings(settings: &[Setting]) -> Vec<ConfigWarning> {
+    settings
+        .iter()
+        .filter(|s| !POOL_KEYS.contains(&s.key.as_str()))
+        .map(|s| ConfigWarning {
+            line: s.line,
+            key: s.key.clone(),
+            why: if XL_POOL_KEYS_UNUSED.contains(&s.key.as_str()) {
+                XL_KEY_UNUSED
+            } else {
+                NOT_XL_KEY
+            },
+        })
+        .collect()
+}
+
 fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
-    check_known(settings, POOL_KEYS)?;
     let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
     let sched = match find(settings, "sched") {
         None => Sched::credit(),
@@ -509,14 +555,90 @@ fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
     })
 }
 
-/// Parse an xlcpupool.cfg file.
-pub fn parse_pool_config(text: &str) -> Result<PoolSpec, ConfigError> {
-    pool_from_settings(&parse_settings(text, Form::File)?)
+/// Parse an xlcpupool.cfg file, as xl reads it: keys Tarn does not use
+/// are returned as warnings, not refused.
+pub fn parse_pool_config(text: &str) -> Result<(PoolSpec, Vec<ConfigWarning>), ConfigError> {
+    parse_pool_config_with(text, &[])
 }
 
-/// Parse the inline pool form (`name=p1 sched=credit cpus=2-3`).
+/// Parse an xlcpupool.cfg file with `overrides` (xl's `cpupool-create
+/// FILE var=value...`: each replaces the file's setting of its key, or is
+/// added).
+pub fn parse_pool_config_with(
+    text: &str,
+    overrides: &[Setting],
+) -> Result<(PoolSpec, Vec<ConfigWarning>), ConfigError> {
+    let settings = with_overrides(parse_settings(text, Form::File)?, overrides);
+    Ok((pool_from_settings(&settings)?, pool_warnings(&settings)))
+}
+
+/// Parse the inline pool form (`name=p1 sched=credit cpus=2-3`): Tarn's
+/// own one-line form, strict (a key it does not use is refused, as a typo
+/// on the command line should be).
 pub fn parse_pool_inline(text: &str) -> Result<PoolSpec, ConfigError> {
-    pool_from_settings(&parse_settings(text, Form::Inline)?)
+    let settings = parse_settings(text, Form::Inline)?;
+    check_known(&settings, POOL_KEYS)?;
+    pool_from_settings(&settings)
+}
+
+/// `settings` with each of `overrides` replacing the setting of its key
+/// (or appended); an override keeps its own position for errors.
+pub fn with_overrides(mut settings: Vec<Setting>, overrides: &[Setting]) -> Vec<Setting> {
+    for o in overrides {
+        match settings.iter_mut().find(|s| s.key == o.key) {
+            Some(s) => *s = o.clone(),
+            None => settings.push(o.clone()),
+        }
+    }
+    settings
+}
+
+/// Parse `var=value` overrides of a config file (the inline syntax; their
+/// errors name the key, not a line of the file).
+pub fn parse_overrides(text: &str) -> Result<Vec<Setting>, ConfigError> {
+    let mut settings = parse_settings(text, Form::Inline)?;
+    for s in &mut settings {
+        s.line = 0;
+    }
+    Ok(settings)
+}
+
+fn quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A pool spec as xlcpupool.cfg text (`cpupool-create -n`: the config that
+/// would be created), one `key = value` per line; it parses back to `spec`.
+pub fn format_pool_config(spec: &PoolSpec) -> String {
+    let mut out = format!(
+        "name = {}\nsched = {}\n",
+        quoted(&spec.name),
+        quoted(spec.sched.name())
+    );
+    match &spec.cpus {
+        CpuRequest::Count(n) => out.push_str(&format!("cpus = {n}\n")),
+        CpuRequest::List(cpus) => {
+            let items: Vec<String> = cpus.iter().map(|c| format!("\"{c}\"")).collect();
+            out.push_str(&format!("cpus = [{}]\n", items.join(", ")));
+        }
+    }
+    if !spec.other_config.is_empty() {
+        let items: Vec<String> = spec.other_config.iter().map(|v| quoted(v)).collect();
+        out.push_str(&format!("other_config = [{}]\n", items.join(", ")));
+    }
+    out
 }
 
 /// What kind of domain a config builds.
@@ -557,6 +679,11 @@ pub struct DomainConfig {
     pub cmdline: Option<String>,
     /// `ramdisk`: the initrd of a Linux guest (a file of the config archive).
     pub ramdisk: Option<String>,
+    /// The line of each key of `policy_params` (for the warning when the
+    /// pool's policy does not declare it).
+    pub param_lines: Vec<(String, u32)>,
+    /// The keys accepted but not used, one warning each.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 impl DomainConfig {
@@ -576,7 +703,10 @@ impl DomainConfig {
     }
 }
 
-/// Keys of a domain config.
+/// Keys of a domain config Tarn honours: xl.cfg(5)'s `name pool kernel
+/// type vcpus memory cpu_weight cap cmdline extra root ramdisk`, and
+/// Tarn's `image` (= `kernel`), `cpu_cap` (= `cap`) and SEDF's `period
+/// slice` (ms) with `extra` 0 or 1.
 pub const DOMAIN_KEYS: &[&str] = &[
     "name",
     "pool",
@@ -586,20 +716,206 @@ pub const DOMAIN_KEYS: &[&str] = &[
     "vcpus",
     "memory",
     "cpu_weight",
+    "cap",
     "cpu_cap",
     "period",
     "slice",
     "extra",
     "cmdline",
+    "root",
     "ramdisk",
+];
+
+/// The keys xl.cfg(5) defines that Tarn does not use: accepted, each with
+/// one warning (`cpus`/`cpus_soft`: vCPU affinity is not built; `maxvcpus`:
+/// vCPU hot-plug is not built; devices, firmware, device model, memory
+/// ballooning, lifecycle actions: not Tarn's).
+pub const XL_DOMAIN_KEYS_UNUSED: &[&str] = &[
+    "acpi",
+    "acpi_firmware",
+    "acpi_laptop_slate",
+    "acpi_s3",
+    "acpi_s4",
+    "altp2m",
+    "altp2m_count",
+    "altp2mhvm",
+    "apic",
+    "arm_sci",
+    "baseboard_asset_tag",
+    "baseboard_location_in_chassis",
+    "baseboard_manufacturer",
+    "baseboard_product_name",
+    "baseboard_serial_number",
+    "baseboard_version",
+    "battery_device_name",
+    "battery_manufacturer",
+    "bios",
+    "bios_path_override",
+    "bios_vendor",
+    "bios_version",
+    "boot",
+    "bootloader",
+    "bootloader_args",
+    "bootloader_restrict",
+    "bootloader_user",
+    "builder",
+    "channel",
+    "cpuid",
+    "cpus",
+    "cpus_soft",
+    "device_model_args",
+    "device_model_args_hvm",
+    "device_model_args_pv",
+    "device_model_override",
+    "device_model_stubdomain_override",
+    "device_model_stubdomain_seclabel",
+    "device_model_user",
+    "device_model_version",
+    "device_tree",
+    "disk",
+    "dm_restrict",
+    "driver_domain",
+    "dtdev",
+    "e820_host",
+    "enclosure_asset_tag",
+    "enclosure_manufacturer",
+    "enclosure_serial_number",
+    "firmware",
+    "gfx_passthru",
+    "gic_version",
+    "hap",
+    "hdtype",
+    "hpet",
+    "hvm_pirq",
+    "init_seclabel",
+    "iomem",
+    "ioports",
+    "irqs",
+    "keymap",
+    "llc_colors",
+    "localtime",
+    "max_event_channels",
+    "max_grant_frames",
+    "max_grant_version",
+    "max_maptrack_frames",
+    "maxmem",
+    "maxvcpus",
+    "mca_caps",
+    "mmio_hole",
+    "ms_vm_genid",
+    "msr_relaxed",
+    "nestedhvm",
+    "nographic",
+    "nomigrate",
+    "nr_spis",
+    "nx",
+    "oem",
+    "on_crash",
+    "on_poweroff",
+    "on_reboot",
+    "on_soft_reset",
+    "on_watchdog",
+    "oos",
+    "p9",
+    "pae",
+    "passthrough",
+    "pci",
+    "pci_msitranslate",
+    "pci_permissive",
+    "pci_power_mgmt",
+    "pci_seize",
+    "pvcalls",
+    "pvshim",
+    "pvshim_cmdline",
+    "pvshim_extra",
+    "pvshim_path",
+    "rdm",
+    "rdm_mem_boundary",
+    "rtc_timeoffset",
+    "sdl",
+    "seclabel",
+    "serial",
+    "shadow_memory",
+    "smbios",
+    "smbios_firmware",
+    "soundhw",
+    "spice",
+    "spice_clipboard_sharing",
+    "spice_image_compression",
+    "spice_streaming_video",
+    "spiceagent_mouse",
+    "spicedisable_ticketing",
+    "spicehost",
+    "spicepasswd",
+    "spiceport",
+    "spicetls_port",
+    "spiceusbredirection",
+    "spicevdagent",
+    "stdvga",
+    "stubdomain_cmdline",
+    "stubdomain_kernel",
+    "stubdomain_memory",
+    "stubdomain_ramdisk",
+    "sve",
+    "system_manufacturer",
+    "system_product_name",
+    "system_serial_number",
+    "system_version",
+    "tee",
+    "timer_mode",
+    "trap_unmapped_accesses",
+    "tsc_mode",
+    "usb",
+    "usbctrl",
+    "usbdev",
+    "usbdevice",
+    "usbversion",
+    "uuid",
+    "vdispl",
+    "vendor_device",
+    "vfb",
+    "vga",
+    "videoram",
+    "vif",
+    "viridian",
+    "virtio",
+    "vkb",
+    "vkb_device",
+    "vmtrace_buf_kb",
+    "vnc",
+    "vncdisplay",
+    "vnclisten",
+    "vncpasswd",
+    "vncunused",
+    "vnuma",
+    "vpmu",
+    "vpt_align",
+    "vsnd",
+    "vtpm",
+    "vuart",
+    "xen_platform_pci",
+    "xen_platform_pci_bar_uc",
+    "xend_suspend_evtchn_compat",
+    "xenstore_feature_mask",
+    "xenstore_quota",
 ];
 
 fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigError> {
     let mut policy_params = DomainParams::new();
+    let mut param_lines = Vec::new();
+    let mut warnings = Vec::new();
     for s in settings
         .iter()
         .filter(|s| !DOMAIN_KEYS.contains(&s.key.as_str()))
     {
+        if XL_DOMAIN_KEYS_UNUSED.contains(&s.key.as_str()) {
+            warnings.push(ConfigWarning {
+                line: s.line,
+                key: s.key.clone(),
+                why: XL_KEY_UNUSED,
+            });
+            continue;
+        }
         let value = match &s.value {
             Value::Int(n) => format!("{n}"),
             Value::Str(text)
@@ -607,16 +923,20 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
             {
                 text.clone()
             }
+            // Not a policy parameter (those are one word or number): a key
+            // neither xl nor Tarn has.
             Value::List(_) => {
-                return Err(ConfigError {
+                warnings.push(ConfigWarning {
                     line: s.line,
-                    key: Some(s.key.clone()),
-                    kind: ConfigErrorKind::UnknownKey,
-                })
+                    key: s.key.clone(),
+                    why: NOT_XL_KEY,
+                });
+                continue;
             }
             Value::Str(_) => return Err(bad(s, "a policy parameter is one word or number")),
         };
         policy_params.set(&s.key, &value);
+        param_lines.push((s.key.clone(), s.line));
     }
     let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
     let pool = find(settings, "pool").map(string_of).transpose()?;
@@ -645,7 +965,12 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         let weight: u32 = int_of(s, 1, 65535, "weight must be 1..65535")?;
         params.set("weight", &format!("{weight}"));
     }
-    if let Some(s) = find(settings, "cpu_cap") {
+    let cap = match (find(settings, "cap"), find(settings, "cpu_cap")) {
+        (Some(_), Some(c)) => return Err(bad(c, "give cap or cpu_cap, not both")),
+        (Some(s), None) | (None, Some(s)) => Some(s),
+        (None, None) => None,
+    };
+    if let Some(s) = cap {
         let cap: u32 = int_of(s, 0, MAX_CPUS as u64 * 100, "cap in percent of one CPU")?;
         params.set("cap", &format!("{cap}"));
     }
@@ -677,6 +1002,17 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         (Some(s), None) | (None, Some(s)) => Some(string_of(s)?),
         (None, None) => None,
     };
+    // xl.cfg(5): `root` is prepended to the command line as `root=ROOT`.
+    let cmdline = match find(settings, "root") {
+        None => cmdline,
+        Some(s) => {
+            let root = format!("root={}", string_of(s)?);
+            Some(match cmdline {
+                Some(rest) if !rest.is_empty() => format!("{root} {rest}"),
+                _ => root,
+            })
+        }
+    };
     let ramdisk = find(settings, "ramdisk").map(string_of).transpose()?;
     if let Some(s) = find(settings, "ramdisk") {
         if kind != DomainType::Hvm {
@@ -694,12 +1030,26 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         policy_params,
         cmdline,
         ramdisk,
+        param_lines,
+        warnings,
     })
 }
 
 /// Parse an xl.cfg domain config file.
 pub fn parse_domain_config(text: &str) -> Result<DomainConfig, ConfigError> {
     domain_from_settings(&parse_settings(text, Form::File)?)
+}
+
+/// Parse an xl.cfg domain config file with `overrides` (xl's `create FILE
+/// var=value...`).
+pub fn parse_domain_config_with(
+    text: &str,
+    overrides: &[Setting],
+) -> Result<DomainConfig, ConfigError> {
+    domain_from_settings(&with_overrides(
+        parse_settings(text, Form::File)?,
+        overrides,
+    ))
 }
 
 /// Parse the inline domain form (`name=d1 pool=lic image=spin cpu_weight=512`).

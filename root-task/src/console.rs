@@ -605,7 +605,9 @@ impl Console {
                 pools.set_paused(id, false)
             }
             Command::PoolCreate(source) => {
-                let spec = pool_spec(source)?;
+                let Some(spec) = pool_spec(source)? else {
+                    return Ok(());
+                };
                 let name = spec.name.clone();
                 pools.activate(res, &name, true, |m| {
                     m.create(spec).map(|(_, actions)| actions)
@@ -613,7 +615,9 @@ impl Console {
                 Ok(())
             }
             Command::PoolNew(source) => {
-                let spec = pool_spec(source)?;
+                let Some(spec) = pool_spec(source)? else {
+                    return Ok(());
+                };
                 let name = spec.name.clone();
                 pools
                     .manager
@@ -1076,14 +1080,28 @@ fn emit_line(text: &str) {
 }
 
 /// The spec of `cpupool-create` / `cpupool-new`: given, or read from a
-/// config file of the boot image.
-fn pool_spec(source: PoolSource) -> Result<rules::PoolSpec, String> {
+/// config file of the boot image with its `var=value` overrides (one
+/// warning line per key it does not use). `None` for a dry run (`-n`),
+/// which prints the resulting config instead.
+fn pool_spec(source: PoolSource) -> Result<Option<rules::PoolSpec>, String> {
     match source {
-        PoolSource::Inline(spec) => Ok(spec),
+        PoolSource::Inline(spec) => Ok(Some(spec)),
         PoolSource::File(file) => {
-            let text = crate::autostart::config_file(true, &file)
-                .ok_or_else(|| format!("no pool config file {file} (see info)"))?;
-            config::parse_pool_config(&text).map_err(|e| format!("{file}: {e}"))
+            let name = &file.name;
+            let text = crate::autostart::config_file(true, name)
+                .ok_or_else(|| format!("no pool config file {name} (see info)"))?;
+            let (spec, warnings) = config::parse_pool_config_with(&text, &file.overrides)
+                .map_err(|e| format!("{name}: {e}"))?;
+            for w in &warnings {
+                say!("warning: {name}: {w}");
+            }
+            if file.dry_run {
+                for line in config::format_pool_config(&spec).lines() {
+                    say!("{line}");
+                }
+                return Ok(None);
+            }
+            Ok(Some(spec))
         }
     }
 }
@@ -1093,35 +1111,73 @@ fn create_domain(
     pools: &mut Pools,
     source: DomainSource,
 ) -> Result<(), String> {
-    let config = match source {
-        DomainSource::Inline(config) => config,
+    let (config, origin) = match source {
+        DomainSource::Inline(config) => {
+            let origin = config.name.clone();
+            (config, origin)
+        }
         DomainSource::File(file) => {
-            let body = crate::autostart::config_file(false, &file)
-                .ok_or_else(|| format!("no domain config file {file} (see info)"))?;
-            config::parse_domain_config(&body).map_err(|e| format!("{file}: {e}"))?
+            let name = file.name;
+            let body = crate::autostart::config_file(false, &name)
+                .ok_or_else(|| format!("no domain config file {name} (see info)"))?;
+            let config = config::parse_domain_config_with(&body, &file.overrides)
+                .map_err(|e| format!("{name}: {e}"))?;
+            (config, name)
         }
     };
-    create_from_config(res, pools, &config)
+    create_from_config(res, pools, &config, &origin)
 }
 
-/// `create` from a parsed config: the rules first, then the build.
+/// `create` from a parsed config: the rules first, then the build. The
+/// keys the config does not use are warned (`warning: ORIGIN: ...`), once
+/// each: xl.cfg keys Tarn ignores, and keys xl does not have that the
+/// pool's policy does not declare either (those it declares are its
+/// parameters).
 pub fn create_from_config(
     res: &mut Resources,
     pools: &mut Pools,
     config: &config::DomainConfig,
+    origin: &str,
 ) -> Result<(), String> {
     if config.vcpus != 1 {
         return Err(format!(
-            "{}: vcpus={}: domains have one vCPU for now",
+            "{}: vcpus={}: domains with several vCPUs are not built yet (vcpus=1)",
             config.name, config.vcpus
         ));
     }
+    let pool = config
+        .to_spec(&pools.manager)
+        .map_err(|e| format!("{}: {e}", config.name))?
+        .pool;
+    let mut warnings: Vec<String> = config.warnings.iter().map(|w| format!("{w}")).collect();
+    let mut config = config.clone();
+    let mut declared = rules::DomainParams::new();
+    for (key, value) in config.policy_params.iter() {
+        let mut one = rules::DomainParams::new();
+        one.set(key, value);
+        match pools.check_declared(pool, &one) {
+            Ok(()) => declared.set(key, value),
+            Err(why) => {
+                let line = config
+                    .param_lines
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or(0, |&(_, line)| line);
+                let at = if line > 0 {
+                    format!("line {line}: ")
+                } else {
+                    String::new()
+                };
+                warnings.push(format!("{at}{why}; not an xl key either, ignored"));
+            }
+        }
+    }
+    config.policy_params = declared;
+    for w in &warnings {
+        say!("warning: {origin}: {w}");
+    }
     let spec = config
         .to_spec(&pools.manager)
-        .map_err(|e| format!("{}: {e}", config.name))?;
-    // Keys xl.cfg does not have must be parameters of the pool's policy.
-    pools
-        .check_declared(spec.pool, &config.policy_params)
         .map_err(|e| format!("{}: {e}", config.name))?;
     let (id, _) = pools
         .manager
