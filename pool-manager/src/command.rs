@@ -19,7 +19,7 @@
 //! Error texts here carry no `error:` prefix; the console adds it to the
 //! line it prints.
 
-use crate::config::{self, DomainConfig};
+use crate::config::{self, DomainConfig, Topology};
 use crate::pools::{PoolSpec, Sched, MAX_LOAN_MS};
 use alloc::collections::BTreeSet;
 use alloc::format;
@@ -69,7 +69,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("cpupool-rename P NAME", "rename a pool"),
     (
         "cpupool-cpu-add P CPUS",
-        "add free CPUs (a list or a range)",
+        "add free CPUs (an xl CPU list: 2-3, 0-3,^1, all, node:1, nodes:0-1,^node:1)",
     ),
     (
         "cpupool-cpu-remove P CPUS",
@@ -90,6 +90,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("cpupool-undelegate P D", "revoke that capability"),
     ("cpupool-sched P POLICY", "change a pool's policy (info lists them)"),
+    (
+        "cpupool-numa-split",
+        "one pool per NUMA node, as xl: Pool-0 becomes Pool-node0 with node 0's CPUs, Pool-nodeN gets node N's (only Pool-0 may exist)",
+    ),
     (
         "cpupool-list [-c] [-l] [P...]",
         "pools: name, CPUs, scheduler, active, domains (-c: CPU lists, -l: JSON)",
@@ -303,6 +307,8 @@ pub enum Command {
         /// Its new policy.
         sched: Sched,
     },
+    /// `cpupool-numa-split`: one pool per NUMA node (Pool-0 keeps node 0).
+    NumaSplit,
     /// `cpupool-list [-c] [-l] [P...]`.
     PoolList {
         /// `-c`: CPU lists.
@@ -625,14 +631,26 @@ fn config_file(args: &[&str], usage: &str) -> Result<Option<ConfigFile>, String>
     }))
 }
 
-/// A CPU list or range (`2`, `2-3`, `0,2-3`).
-fn cpu_list(text: &str) -> Result<BTreeSet<u32>, String> {
-    config::parse_cpu_list(text).ok_or_else(|| format!("'{text}' is not a CPU list or range"))
+/// An xl CPU list (`2`, `2-3`, `0-3,^1`, `all`, `node:1`), non-empty.
+fn cpu_list(text: &str, topology: &Topology) -> Result<BTreeSet<u32>, String> {
+    let cpus = config::parse_cpu_list(text, topology)?;
+    if cpus.is_empty() {
+        return Err(format!("'{text}' names no CPU"));
+    }
+    Ok(cpus)
 }
 
 /// Parses one command line (already through [`check_line`] or the
-/// [`LineEditor`]). `Ok(None)` for an empty line.
+/// [`LineEditor`]) for a machine whose topology is not known: CPU lists
+/// with `all` or `node:` are refused (see [`parse_in`]). `Ok(None)` for an
+/// empty line.
 pub fn parse(line: &str) -> Result<Option<Command>, String> {
+    parse_in(line, &Topology::default())
+}
+
+/// Parses one command line for the machine `topology` describes (CPU
+/// lists with `all`, `node:N` and `nodes:` resolve against it).
+pub fn parse_in(line: &str, topology: &Topology) -> Result<Option<Command>, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&name, args)) = words.split_first() else {
         return Ok(None);
@@ -661,6 +679,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "help" => none(args).map(|()| Command::Help)?,
         "info" => none(args).map(|()| Command::Info)?,
         "poweroff" => none(args).map(|()| Command::Poweroff)?,
+        "cpupool-numa-split" => none(args).map(|()| Command::NumaSplit)?,
         "list" => {
             let mut long = false;
             let mut pool = None;
@@ -692,7 +711,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                 }
                 PoolSource::File(file)
             } else {
-                PoolSource::Inline(config::parse_pool_inline(rest).map_err(inline_error)?)
+                PoolSource::Inline(config::parse_pool_inline(rest, topology).map_err(inline_error)?)
             };
             if name == "cpupool-create" {
                 Command::PoolCreate(source)
@@ -713,7 +732,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         }
         "cpupool-cpu-add" | "cpupool-cpu-remove" => {
             let (pool, cpus) = two(args)?;
-            let cpus = cpu_list(&cpus)?;
+            let cpus = cpu_list(&cpus, topology)?;
             if name == "cpupool-cpu-add" {
                 Command::CpuAdd { pool, cpus }
             } else {
@@ -909,7 +928,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                 .unwrap_or_default();
             let commands: Vec<String> = body.split('|').map(|c| c.trim().to_string()).collect();
             for command in &commands {
-                match parse(&command.replace('#', "1")) {
+                match parse_in(&command.replace('#', "1"), topology) {
                     Ok(Some(Command::Repeat { .. })) => {
                         return Err(String::from("repeat: commands cannot repeat themselves"))
                     }

@@ -442,41 +442,136 @@ fn cpu_number(text: &str) -> Option<u32> {
     text.parse::<u32>().ok().filter(|&c| c < MAX_CPUS)
 }
 
-/// Parse an xl CPU list (`2`, `2-3`, `0,2-3`) into CPU numbers.
-pub fn parse_cpu_list(text: &str) -> Option<BTreeSet<u32>> {
-    let mut cpus = BTreeSet::new();
-    for item in text.split(',') {
-        match item.split_once('-') {
-            Some((low, high)) => {
-                let (low, high) = (cpu_number(low)?, cpu_number(high)?);
-                if low > high {
-                    return None;
-                }
-                cpus.extend(low..=high);
-            }
-            None => {
-                cpus.insert(cpu_number(item)?);
-            }
-        }
-    }
-    Some(cpus)
+/// The machine as xl's CPU lists see it: the NUMA node of each CPU (the
+/// root task builds it from `BootInfo::cpu_node`). `all`, `node:N` and
+/// `nodes:N-M` need it; plain numbers do not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// The node of CPU i, for CPUs `0..len`.
+    cpu_nodes: Vec<u32>,
+    /// The free CPUs, when known (xlcpupool.cfg's `nodes=` takes the free
+    /// CPUs of its nodes).
+    free: Option<BTreeSet<u32>>,
 }
 
-const CPUS_HELP: &str = "expected a count, a CPU list like \"2-3\" or [\"2\",\"3\"]";
+impl Topology {
+    /// A machine whose CPU i is on node `cpu_nodes[i]`.
+    pub fn new(cpu_nodes: Vec<u32>) -> Topology {
+        Topology {
+            cpu_nodes,
+            free: None,
+        }
+    }
 
-fn cpus_of(s: &Setting) -> Result<CpuRequest, ConfigError> {
+    /// This topology, knowing which CPUs are free.
+    pub fn with_free(mut self, free: BTreeSet<u32>) -> Topology {
+        self.free = Some(free);
+        self
+    }
+
+    /// CPUs of the machine.
+    pub fn cpu_count(&self) -> u32 {
+        self.cpu_nodes.len() as u32
+    }
+
+    /// NUMA nodes (0 when the topology is not known).
+    pub fn node_count(&self) -> u32 {
+        self.cpu_nodes.iter().max().map_or(0, |&n| n + 1)
+    }
+
+    /// The node of `cpu` (`None` for a CPU the machine does not have).
+    pub fn node_of(&self, cpu: u32) -> Option<u32> {
+        self.cpu_nodes.get(cpu as usize).copied()
+    }
+
+    /// The CPUs of `node`.
+    pub fn node_cpus(&self, node: u32) -> BTreeSet<u32> {
+        (0..self.cpu_count())
+            .filter(|&cpu| self.cpu_nodes[cpu as usize] == node)
+            .collect()
+    }
+
+    fn nodes(&self, low: u32, high: u32) -> Result<BTreeSet<u32>, String> {
+        let count = self.node_count();
+        if count == 0 {
+            return Err(String::from("NUMA nodes are not known here"));
+        }
+        if high >= count {
+            return Err(format!("no node {high} (nodes 0..{})", count - 1));
+        }
+        Ok((low..=high).flat_map(|n| self.node_cpus(n)).collect())
+    }
+}
+
+fn number_range(text: &str) -> Option<(u32, u32)> {
+    let (low, high) = match text.split_once('-') {
+        Some((low, high)) => (cpu_number(low)?, cpu_number(high)?),
+        None => {
+            let n = cpu_number(text)?;
+            (n, n)
+        }
+    };
+    (low <= high).then_some((low, high))
+}
+
+/// Parse an xl CPU list into CPU numbers: comma-separated items, each a CPU
+/// (`2`), a range (`2-3`), `all`, a node (`node:1`) or node range
+/// (`nodes:0-1`), and any of them preceded by `^` to take those CPUs out
+/// again (`0-3,^1`, `nodes:0-1,^node:1`); items apply from left to right,
+/// as xl applies them. Nodes and `all` come from `topology`. The error says
+/// what is wrong; an empty result is not an error here.
+pub fn parse_cpu_list(text: &str, topology: &Topology) -> Result<BTreeSet<u32>, String> {
+    let mut cpus = BTreeSet::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        let (exclude, what) = match item.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, item),
+        };
+        let selected: BTreeSet<u32> = if what == "all" {
+            if topology.cpu_count() == 0 {
+                return Err(String::from("all: the machine's CPUs are not known here"));
+            }
+            (0..topology.cpu_count()).collect()
+        } else if let Some(nodes) = what
+            .strip_prefix("nodes:")
+            .or_else(|| what.strip_prefix("node:"))
+        {
+            let (low, high) = number_range(nodes)
+                .ok_or_else(|| format!("'{item}' is not a node or node range"))?;
+            topology
+                .nodes(low, high)
+                .map_err(|why| format!("'{item}': {why}"))?
+        } else {
+            let (low, high) = number_range(what)
+                .ok_or_else(|| format!("'{item}' is not a CPU, range, all or node:N"))?;
+            (low..=high).collect()
+        };
+        if exclude {
+            cpus.retain(|c| !selected.contains(c));
+        } else {
+            cpus.extend(selected);
+        }
+    }
+    Ok(cpus)
+}
+
+const CPUS_HELP: &str =
+    "expected a count, or a CPU list like \"2-3\", \"all,^0\", \"node:1\" or [\"2\",\"3\"]";
+
+fn cpus_of(s: &Setting, topology: &Topology) -> Result<CpuRequest, ConfigError> {
     let request = match &s.value {
         Value::Int(n) if *n >= 1 && *n <= MAX_CPUS as u64 => CpuRequest::Count(*n as u32),
         Value::Int(_) => return Err(bad(s, "CPU count must be 1..1024")),
         Value::Str(text) => {
-            CpuRequest::List(parse_cpu_list(text).ok_or_else(|| bad(s, CPUS_HELP))?)
+            CpuRequest::List(parse_cpu_list(text, topology).map_err(|_| bad(s, CPUS_HELP))?)
         }
         Value::List(items) => {
             let mut cpus = BTreeSet::new();
             for item in items {
                 match item {
                     Value::Str(text) => {
-                        cpus.extend(parse_cpu_list(text).ok_or_else(|| bad(s, CPUS_HELP))?)
+                        cpus.extend(parse_cpu_list(text, topology).map_err(|_| bad(s, CPUS_HELP))?)
                     }
                     Value::Int(n) if *n < MAX_CPUS as u64 => {
                         cpus.insert(*n as u32);
@@ -493,12 +588,52 @@ fn cpus_of(s: &Setting) -> Result<CpuRequest, ConfigError> {
     Ok(request)
 }
 
+/// xlcpupool.cfg's `nodes`: a node, a list of them, or a node list
+/// (`"0-1"`); the free CPUs of those nodes (all their CPUs when which are
+/// free is not known).
+fn nodes_of(s: &Setting, topology: &Topology) -> Result<CpuRequest, ConfigError> {
+    const HELP: &str = "expected a node, a list of nodes or a range like \"0-1\"";
+    let mut nodes: Vec<(u32, u32)> = Vec::new();
+    let mut add = |v: &Value| match v {
+        Value::Int(n) if *n < MAX_CPUS as u64 => {
+            nodes.push((*n as u32, *n as u32));
+            Ok(())
+        }
+        Value::Str(text) => {
+            for item in text.split(',') {
+                nodes.push(number_range(item.trim()).ok_or_else(|| bad(s, HELP))?);
+            }
+            Ok(())
+        }
+        _ => Err(bad(s, HELP)),
+    };
+    match &s.value {
+        Value::List(items) => items.iter().try_for_each(&mut add)?,
+        other => add(other)?,
+    }
+    let mut cpus = BTreeSet::new();
+    for (low, high) in nodes {
+        if topology.node_count() == 0 || high >= topology.node_count() {
+            return Err(bad(s, "no such NUMA node"));
+        }
+        cpus.extend(topology.nodes(low, high).map_err(|_| bad(s, HELP))?);
+    }
+    if let Some(free) = &topology.free {
+        cpus.retain(|c| free.contains(c));
+    }
+    if cpus.is_empty() {
+        return Err(bad(s, "no free CPU in those nodes"));
+    }
+    Ok(CpuRequest::List(cpus))
+}
+
 /// Keys of an xlcpupool.cfg Tarn honours (`other_config` is Tarn's: the
 /// pool policy's parameters).
-pub const POOL_KEYS: &[&str] = &["name", "sched", "cpus", "other_config"];
+pub const POOL_KEYS: &[&str] = &["name", "sched", "cpus", "nodes", "other_config"];
 
-/// The keys xlcpupool.cfg(5) defines that Tarn does not use yet.
-pub const XL_POOL_KEYS_UNUSED: &[&str] = &["nodes"];
+/// The keys xlcpupool.cfg(5) defines that Tarn does not use (none: all
+/// four are honoured).
+pub const XL_POOL_KEYS_UNUSED: &[&str] = &[];
 
 /// The pool keys of `settings` that Tarn ignores, each with why.
 fn pool_warnings(settings: &[Setting]) -> Vec<ConfigWarning> {
@@ -517,7 +652,7 @@ fn pool_warnings(settings: &[Setting]) -> Vec<ConfigWarning> {
         .collect()
 }
 
-fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
+fn pool_from_settings(settings: &[Setting], topology: &Topology) -> Result<PoolSpec, ConfigError> {
     let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
     let sched = match find(settings, "sched") {
         None => Sched::credit(),
@@ -528,10 +663,12 @@ fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
             )
         })?,
     };
-    // xlcpupool.cfg(5): without cpus, one free CPU is taken.
-    let cpus = match find(settings, "cpus") {
-        None => CpuRequest::Count(1),
-        Some(s) => cpus_of(s)?,
+    // xlcpupool.cfg(5): without cpus or nodes, one free CPU is taken.
+    let cpus = match (find(settings, "cpus"), find(settings, "nodes")) {
+        (Some(_), Some(n)) => return Err(bad(n, "give cpus or nodes, not both")),
+        (Some(s), None) => cpus_of(s, topology)?,
+        (None, Some(n)) => nodes_of(n, topology)?,
+        (None, None) => CpuRequest::Count(1),
     };
     let other_config = match find(settings, "other_config") {
         None => Vec::new(),
@@ -557,8 +694,11 @@ fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
 
 /// Parse an xlcpupool.cfg file, as xl reads it: keys Tarn does not use
 /// are returned as warnings, not refused.
-pub fn parse_pool_config(text: &str) -> Result<(PoolSpec, Vec<ConfigWarning>), ConfigError> {
-    parse_pool_config_with(text, &[])
+pub fn parse_pool_config(
+    text: &str,
+    topology: &Topology,
+) -> Result<(PoolSpec, Vec<ConfigWarning>), ConfigError> {
+    parse_pool_config_with(text, &[], topology)
 }
 
 /// Parse an xlcpupool.cfg file with `overrides` (xl's `cpupool-create
@@ -567,18 +707,22 @@ pub fn parse_pool_config(text: &str) -> Result<(PoolSpec, Vec<ConfigWarning>), C
 pub fn parse_pool_config_with(
     text: &str,
     overrides: &[Setting],
+    topology: &Topology,
 ) -> Result<(PoolSpec, Vec<ConfigWarning>), ConfigError> {
     let settings = with_overrides(parse_settings(text, Form::File)?, overrides);
-    Ok((pool_from_settings(&settings)?, pool_warnings(&settings)))
+    Ok((
+        pool_from_settings(&settings, topology)?,
+        pool_warnings(&settings),
+    ))
 }
 
 /// Parse the inline pool form (`name=p1 sched=credit cpus=2-3`): Tarn's
 /// own one-line form, strict (a key it does not use is refused, as a typo
 /// on the command line should be).
-pub fn parse_pool_inline(text: &str) -> Result<PoolSpec, ConfigError> {
+pub fn parse_pool_inline(text: &str, topology: &Topology) -> Result<PoolSpec, ConfigError> {
     let settings = parse_settings(text, Form::Inline)?;
     check_known(&settings, POOL_KEYS)?;
-    pool_from_settings(&settings)
+    pool_from_settings(&settings, topology)
 }
 
 /// `settings` with each of `overrides` replacing the setting of its key
@@ -1053,8 +1197,16 @@ pub fn parse_domain_config_with(
 }
 
 /// Parse the inline domain form (`name=d1 pool=lic image=spin cpu_weight=512`).
+/// Its warnings name the key, not a position on the line.
 pub fn parse_domain_inline(text: &str) -> Result<DomainConfig, ConfigError> {
-    domain_from_settings(&parse_settings(text, Form::Inline)?)
+    let mut config = domain_from_settings(&parse_settings(text, Form::Inline)?)?;
+    for w in &mut config.warnings {
+        w.line = 0;
+    }
+    for (_, line) in &mut config.param_lines {
+        *line = 0;
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -233,6 +233,7 @@ pub fn authorize(
         | Command::Delegate { .. }
         | Command::Undelegate { .. }
         | Command::PoolSched { .. }
+        | Command::NumaSplit
         | Command::CreditTable
         | Command::SedfTable
         | Command::VcpuList(None)

@@ -206,12 +206,13 @@ pub fn autorun() -> Vec<String> {
 }
 
 /// Creates the auto pools, then starts the auto domains.
-pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str) {
+pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str, topology: &config::Topology) {
     if cmdline.split_whitespace().any(|w| w == "noauto") {
         return;
     }
     for (path, text) in files_in("pools/auto") {
-        let spec = match config::parse_pool_config(&text) {
+        let free = pools.manager.free_cpus().into_iter().collect();
+        let spec = match config::parse_pool_config(&text, &topology.clone().with_free(free)) {
             Ok((spec, warnings)) => {
                 for w in warnings {
                     println!("warning: auto: {path}: {w}");

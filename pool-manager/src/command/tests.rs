@@ -325,3 +325,34 @@ fn config_files_take_xl_options_and_overrides() {
         "name: unterminated string"
     );
 }
+
+/// Console CPU lists take xl's syntax against the machine's topology.
+#[test]
+fn console_cpu_lists_use_the_topology() {
+    let t = config::Topology::new(vec![0, 0, 1, 1]);
+    let add = |line: &str| match parse_in(line, &t) {
+        Ok(Some(Command::CpuAdd { cpus, .. })) => cpus.into_iter().collect::<Vec<_>>(),
+        other => panic!("{line}: {other:?}"),
+    };
+    assert_eq!(add("cpupool-cpu-add p node:1"), vec![2, 3]);
+    assert_eq!(add("cpupool-cpu-add p all,^0"), vec![1, 2, 3]);
+    assert_eq!(add("cpupool-cpu-add p 0-3,^1"), vec![0, 2, 3]);
+    assert!(parse_in("cpupool-cpu-add p node:2", &t)
+        .unwrap_err()
+        .contains("no node 2"));
+    assert!(parse_in("cpupool-cpu-add p 1,^1", &t)
+        .unwrap_err()
+        .contains("names no CPU"));
+    assert!(refused("cpupool-cpu-add p all").contains("not known"));
+    assert_eq!(parsed("cpupool-numa-split"), Command::NumaSplit);
+    assert!(refused("cpupool-numa-split 2").starts_with("usage:"));
+    match parse_in("cpupool-create name=n cpus=node:1", &t) {
+        Ok(Some(Command::PoolCreate(PoolSource::Inline(spec)))) => {
+            assert_eq!(
+                spec.cpus,
+                crate::pools::CpuRequest::List([2, 3].into_iter().collect())
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

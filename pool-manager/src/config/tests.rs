@@ -6,7 +6,12 @@ use alloc::vec;
 
 /// The spec of a pool file (its warnings are tested on their own).
 fn parse_pool_config(text: &str) -> Result<PoolSpec, ConfigError> {
-    super::parse_pool_config(text).map(|(spec, _)| spec)
+    super::parse_pool_config(text, &Topology::default()).map(|(spec, _)| spec)
+}
+
+/// The inline form on a machine whose topology is not known.
+fn parse_pool_inline(text: &str) -> Result<PoolSpec, ConfigError> {
+    super::parse_pool_inline(text, &Topology::default())
 }
 
 fn set(cpus: &[u32]) -> CpuRequest {
@@ -427,18 +432,14 @@ fn xen_example_files_load_with_one_warning_per_unused_key() {
                 name = \"Example-Cpupool\"\n\
                 sched = \"credit\"\n\
                 cpus = [\"2\", \"3\"]\n\
-                nodes = \"0\"\n\
                 colour = \"blue\"\n";
-    let (spec, warnings) = super::parse_pool_config(pool).unwrap();
+    let (spec, warnings) = super::parse_pool_config(pool, &Topology::default()).unwrap();
     assert_eq!(spec.name, "Example-Cpupool");
     assert_eq!(spec.cpus, set(&[2, 3]));
     let warned: Vec<String> = warnings.iter().map(|w| format!("{w}")).collect();
     assert_eq!(
         warned,
-        vec![
-            "line 5: nodes: an xl key not used by Tarn, ignored".to_string(),
-            "line 6: colour: not an xl key, ignored".to_string(),
-        ]
+        vec!["line 5: colour: not an xl key, ignored".to_string()]
     );
 }
 
@@ -448,7 +449,7 @@ fn xen_example_files_load_with_one_warning_per_unused_key() {
 fn overrides_replace_settings_and_the_dry_run_text_parses_back() {
     let file = "name = \"rt\"\nsched = \"sedf\"\ncpus = 2\n";
     let overrides = parse_overrides("name=rt2 cpus=\"1,3\" other_config=[\"a=1\"]").unwrap();
-    let (spec, warnings) = parse_pool_config_with(file, &overrides).unwrap();
+    let (spec, warnings) = parse_pool_config_with(file, &overrides, &Topology::default()).unwrap();
     assert!(warnings.is_empty());
     assert_eq!(spec.name, "rt2");
     assert_eq!(spec.sched, Sched::from_name("sedf").unwrap());
@@ -458,10 +459,13 @@ fn overrides_replace_settings_and_the_dry_run_text_parses_back() {
         text,
         "name = \"rt2\"\nsched = \"sedf\"\ncpus = [\"1\", \"3\"]\nother_config = [\"a=1\"]\n"
     );
-    assert_eq!(super::parse_pool_config(&text).unwrap(), (spec, Vec::new()));
+    assert_eq!(
+        super::parse_pool_config(&text, &Topology::default()).unwrap(),
+        (spec, Vec::new())
+    );
     let bad = parse_overrides("cpus=\"x\"").unwrap();
     assert_eq!(
-        parse_pool_config_with(file, &bad)
+        parse_pool_config_with(file, &bad, &Topology::default())
             .unwrap_err()
             .key
             .as_deref(),
@@ -473,4 +477,76 @@ fn overrides_replace_settings_and_the_dry_run_text_parses_back() {
     )
     .unwrap();
     assert_eq!(c.params.get("weight"), Some("512"));
+}
+
+/// Two nodes of four CPUs each, as QEMU's `-numa` gives them.
+fn two_nodes() -> Topology {
+    Topology::new(vec![0, 0, 0, 0, 1, 1, 1, 1])
+}
+
+/// xl's CPU list syntax: `all`, `^` exclusions applied left to right,
+/// `node:`/`nodes:` from the topology passed in.
+#[test]
+fn cpu_lists_as_xl_writes_them() {
+    let t = two_nodes();
+    let list = |text: &str| -> Vec<u32> { parse_cpu_list(text, &t).unwrap().into_iter().collect() };
+    assert_eq!(list("0-3,^1"), vec![0, 2, 3]);
+    assert_eq!(list("all"), (0..8).collect::<Vec<_>>());
+    assert_eq!(list("all,^0"), (1..8).collect::<Vec<_>>());
+    assert_eq!(list("node:1"), vec![4, 5, 6, 7]);
+    assert_eq!(list("nodes:0-1,^node:1"), vec![0, 1, 2, 3]);
+    assert_eq!(list("nodes:1,^5-6,2"), vec![2, 4, 7]);
+    // Left to right: a later item adds back what an earlier one took out.
+    assert_eq!(list("^1,0-1"), vec![0, 1]);
+    assert_eq!(list("0,^0"), Vec::<u32>::new());
+    for bad in [
+        "",
+        "x",
+        "3-1",
+        "^",
+        "node:",
+        "node:2",
+        "nodes:0-2",
+        "node:x",
+        "1,,2",
+        "all-1",
+    ] {
+        assert!(parse_cpu_list(bad, &t).is_err(), "{bad:?} accepted");
+    }
+    // Without a topology, numbers still work; all and nodes are refused.
+    let none = Topology::default();
+    assert_eq!(parse_cpu_list("0-3,^1", &none).unwrap().len(), 3);
+    assert!(parse_cpu_list("all", &none).is_err());
+    assert!(parse_cpu_list("node:0", &none).is_err());
+    // In a pool config, and xlcpupool.cfg's nodes= (the free CPUs of the
+    // nodes, when which are free is known).
+    let (spec, _) = super::parse_pool_config("name=\"p\"\ncpus=\"node:1,^4\"\n", &t).unwrap();
+    assert_eq!(spec.cpus, set(&[5, 6, 7]));
+    let (spec, _) = super::parse_pool_config("name=\"p\"\nnodes=1\n", &t).unwrap();
+    assert_eq!(spec.cpus, set(&[4, 5, 6, 7]));
+    let partly_free = two_nodes().with_free([0, 1, 6, 7].into_iter().collect());
+    let (spec, _) =
+        super::parse_pool_config("name=\"p\"\nnodes=[\"0\", 1]\n", &partly_free).unwrap();
+    assert_eq!(spec.cpus, set(&[0, 1, 6, 7]));
+    assert_eq!(
+        super::parse_pool_config("name=\"p\"\nnodes=2\n", &t).unwrap_err(),
+        err(
+            2,
+            Some("nodes"),
+            ConfigErrorKind::BadValue("no such NUMA node")
+        )
+    );
+    assert_eq!(
+        super::parse_pool_config("name=\"p\"\ncpus=1\nnodes=1\n", &t)
+            .unwrap_err()
+            .kind,
+        ConfigErrorKind::BadValue("give cpus or nodes, not both")
+    );
+    let none_free = two_nodes().with_free(BTreeSet::new());
+    assert_eq!(
+        super::parse_pool_config("name=\"p\"\nnodes=0\n", &none_free)
+            .unwrap_err()
+            .kind,
+        ConfigErrorKind::BadValue("no free CPU in those nodes")
+    );
 }

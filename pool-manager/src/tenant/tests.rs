@@ -113,6 +113,7 @@ fn effects(command: &Command) -> Vec<Effect> {
             vec![p(pool), d(domain), Machine]
         }
         Command::PoolSched { pool, .. } => vec![p(pool)],
+        Command::NumaSplit => vec![Cpus, Machine],
         Command::CreditDomain { domain, .. } | Command::SedfDomain { domain, .. } => {
             vec![d(domain)]
         }
