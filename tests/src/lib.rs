@@ -616,6 +616,44 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
+    // NUMA nodes in CPU lists (two nodes: CPUs 0-1 and 2-3): a pool from
+    // xlcpupool.cfg's `nodes=1`, `node:`/`^` on the console, and
+    // `cpupool-numa-split` as xl does it (refused while other pools exist;
+    // then Pool-0 keeps node 0 as Pool-node0, Pool-node1 takes node 1 even
+    // from Pool-0, and a domain keeps running).
+    all.push(
+        Scenario::qemu("numa_split", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .numa(2)
+            .config("tests/configs/numa")
+            .exec(&[
+                "info",
+                "cpupool-create -f node1",
+                "cpupool-list -c",
+                "cpupool-numa-split",
+                "cpupool-destroy n1",
+                "cpupool-delete n1",
+                "create name=w image=spin",
+                "cpupool-cpu-add Pool-0 node:1,^3",
+                "cpupool-list -c",
+                "cpupool-numa-split",
+                "cpupool-list -c",
+                "cpupool-migrate w Pool-node1",
+                "cpupool-list -l",
+                "poweroff",
+            ])
+            .expect("numa nodes      : 2")
+            .expect("n1                 2-3")
+            .expect("error: cpupool-numa-split: splitting not possible, already cpupools in use")
+            .expect("Pool-0             0-2")
+            .expect("cpupool-numa-split: Pool-0 is now Pool-node0")
+            .expect("cpupool-numa-split: Pool-node1 with CPUs 2-3")
+            .expect("Pool-node0         0-1")
+            .expect("Pool-node1         2-3")
+            .expect("\"name\":\"Pool-node1\",\"sched\":\"credit\",\"active\":true,\"n_cpus\":2,\"cpus\":[2,3],\"domains\":[\"w\"]")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
     // Pool-0 from boot: a credit scheduler server on the first
     // `pool0_cpus` CPUs, the rest free, as `cpupool-list` and `info` show.
     all.push(
