@@ -1180,7 +1180,9 @@ pub fn render_cpupool_list(rows: &[PoolInfo], cpu_list: bool) -> String {
     if cpu_list {
         out.push_str("Name               CPU list\n");
         for r in rows {
-            out.push_str(&format!("{:<19}{}\n", r.name, format_cpu_list(&r.cpus)));
+            // xl prints every CPU, comma-separated (`0,1,2`), not ranges.
+            let cpus: Vec<String> = r.cpus.iter().map(|c| format!("{c}")).collect();
+            out.push_str(&format!("{:<19}{}\n", r.name, cpus.join(",")));
         }
     } else {
         out.push_str("Name               CPUs   Sched     Active   Domain count\n");

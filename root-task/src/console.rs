@@ -625,6 +625,14 @@ impl Console {
                 let Some(spec) = pool_spec(source, &topology_now(self.info, pools))? else {
                     return Ok(());
                 };
+                // xl's lines, before it creates the pool.
+                let n_cpus = match &spec.cpus {
+                    rules::CpuRequest::Count(n) => *n as usize,
+                    rules::CpuRequest::List(cpus) => cpus.len(),
+                };
+                say!("cpupool name:   {}", spec.name);
+                say!("scheduler:      {}", spec.sched.name());
+                say!("number of cpus: {n_cpus}");
                 let name = spec.name.clone();
                 pools.activate(res, &name, true, |m| {
                     m.create(spec).map(|(_, actions)| actions)
@@ -968,6 +976,9 @@ impl Console {
         let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
         let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
         say!("cpus            : {}", info.cpu_count);
+        // xl info's names for the same facts.
+        say!("nr_cpus         : {}", info.cpu_count);
+        say!("nr_nodes        : {}", info.node_count);
         let nodes: Vec<String> = (0..info.node_count as u32)
             .map(|node| {
                 let cpus: Vec<u32> = (0..info.cpu_count as u32)
@@ -994,6 +1005,10 @@ impl Console {
                 "free cpus       : {}",
                 rules::format_cpu_list(&pools.manager.free_cpus())
             );
+            say!("free_cpus       : {}", pools.manager.free_cpus().len());
+            if let Some(pool0) = pools.manager.pool(rules::POOL0) {
+                say!("xen_scheduler   : {}", pool0.spec.sched.name());
+            }
         }
         if let Ok(i) = invoke::machine_check_invariants(slot::MACHINE) {
             say!(
@@ -1114,6 +1129,7 @@ fn pool_spec(
                 .ok_or_else(|| format!("no pool config file {name} (see info)"))?;
             let (spec, warnings) = config::parse_pool_config_with(&text, &file.overrides, topology)
                 .map_err(|e| format!("{name}: {e}"))?;
+            say!("Using config file \"{name}\"");
             for w in &warnings {
                 say!("warning: {name}: {w}");
             }
