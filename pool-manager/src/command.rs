@@ -19,7 +19,7 @@
 //! Error texts here carry no `error:` prefix; the console adds it to the
 //! line it prints.
 
-use crate::config::{self, DomainConfig};
+use crate::config::{self, DomainConfig, Topology};
 use crate::pools::{PoolSpec, Sched, MAX_LOAN_MS};
 use alloc::collections::BTreeSet;
 use alloc::format;
@@ -46,18 +46,18 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "domains: name, id, vCPUs, state, CPU time, pool (-l: JSON)",
     ),
     (
-        "create KEY=VALUE... | FILE.cfg",
-        "start a domain (xl.cfg keys: name pool image|kernel type vcpus cpu_weight cpu_cap period slice extra, and the pool policy's own)",
+        "create KEY=VALUE... | [-f] FILE [KEY=VALUE...]",
+        "start a domain (xl.cfg keys: name pool image|kernel type vcpus memory cpu_weight cap period slice extra cmdline root ramdisk, and the pool policy's own; other xl keys warned)",
     ),
     ("destroy D", "stop a domain and forget it"),
     ("pause D", "stop a domain's vCPUs"),
     ("unpause D", "restart a paused domain's vCPUs"),
     (
-        "cpupool-create KEY=VALUE... | FILE.cfg",
-        "define and activate a pool (name sched cpus other_config)",
+        "cpupool-create KEY=VALUE... | [-n] [-f] FILE [KEY=VALUE...]",
+        "define and activate a pool (name sched cpus other_config; FILE with or without .cfg, KEY=VALUE overrides it, -n: print the config only)",
     ),
     (
-        "cpupool-new KEY=VALUE... | FILE.cfg",
+        "cpupool-new KEY=VALUE... | [-f] FILE [KEY=VALUE...]",
         "define a pool (also pool-new)",
     ),
     ("cpupool-start P", "activate a defined pool"),
@@ -69,7 +69,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("cpupool-rename P NAME", "rename a pool"),
     (
         "cpupool-cpu-add P CPUS",
-        "add free CPUs (a list or a range)",
+        "add free CPUs (an xl CPU list: 2-3, 0-3,^1, all, node:1, nodes:0-1,^node:1)",
     ),
     (
         "cpupool-cpu-remove P CPUS",
@@ -90,6 +90,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("cpupool-undelegate P D", "revoke that capability"),
     ("cpupool-sched P POLICY", "change a pool's policy (info lists them)"),
+    (
+        "cpupool-numa-split",
+        "one pool per NUMA node, as xl: Pool-0 becomes Pool-node0 with node 0's CPUs, Pool-nodeN gets node N's (only Pool-0 may exist)",
+    ),
     (
         "cpupool-list [-c] [-l] [P...]",
         "pools: name, CPUs, scheduler, active, domains (-c: CPU lists, -l: JSON)",
@@ -152,13 +156,36 @@ pub fn usage(command: &str) -> &'static str {
         .map_or("see help", |(usage, _)| usage)
 }
 
+/// A config file named on the command line, as xl takes it: `[-n] [-f]
+/// FILE [var=value...]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The file, with or without `.cfg` (`rt`, `rt.cfg`).
+    pub name: String,
+    /// `var=value` settings that replace the file's (or are added).
+    pub overrides: Vec<config::Setting>,
+    /// `-n`: print the resulting config, change nothing.
+    pub dry_run: bool,
+}
+
+impl ConfigFile {
+    /// Just the file.
+    pub fn named(name: &str) -> ConfigFile {
+        ConfigFile {
+            name: name.to_string(),
+            overrides: Vec::new(),
+            dry_run: false,
+        }
+    }
+}
+
 /// Where a domain's config comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DomainSource {
     /// Given on the line (`name=d pool=p image=spin`), parsed.
     Inline(DomainConfig),
     /// A config file of the boot image (`spinner-vm.cfg`), read when run.
-    File(String),
+    File(ConfigFile),
 }
 
 /// Where a pool's config comes from.
@@ -167,7 +194,7 @@ pub enum PoolSource {
     /// Given on the line (`name=p sched=credit cpus=2-3`), parsed.
     Inline(PoolSpec),
     /// A config file of the boot image (`rt.cfg`), read when run.
-    File(String),
+    File(ConfigFile),
 }
 
 /// What `server-fault` makes a server do.
@@ -280,6 +307,8 @@ pub enum Command {
         /// Its new policy.
         sched: Sched,
     },
+    /// `cpupool-numa-split`: one pool per NUMA node (Pool-0 keeps node 0).
+    NumaSplit,
     /// `cpupool-list [-c] [-l] [P...]`.
     PoolList {
         /// `-c`: CPU lists.
@@ -558,18 +587,70 @@ pub fn inline_error(error: config::ConfigError) -> String {
     format!("{}", config::ConfigError { line: 0, ..error })
 }
 
-fn is_file(text: &str) -> bool {
-    text.ends_with(".cfg") && !text.contains('=') && !text.contains(char::is_whitespace)
+/// xl's config-file arguments: `[-n] [-f FILE | FILE] [var=value...]`.
+/// `None` when no file is named (the inline form); `-n` without a file is
+/// refused (a dry run prints a file's resulting config).
+fn config_file(args: &[&str], usage: &str) -> Result<Option<ConfigFile>, String> {
+    let mut dry_run = false;
+    let mut file: Option<&str> = None;
+    let mut rest: Vec<&str> = Vec::new();
+    let mut words = args.iter();
+    while let Some(&word) = words.next() {
+        match word {
+            "-n" if !dry_run && file.is_none() => dry_run = true,
+            "-f" if file.is_none() && rest.is_empty() => {
+                file = Some(
+                    words
+                        .next()
+                        .copied()
+                        .ok_or_else(|| format!("-f needs a FILE (usage: {usage})"))?,
+                );
+            }
+            w if w.starts_with('-') => return Err(format!("unexpected '{w}' (usage: {usage})")),
+            w if !w.contains('=') && file.is_none() && rest.is_empty() => file = Some(w),
+            w => rest.push(w),
+        }
+    }
+    let Some(name) = file else {
+        return if dry_run {
+            Err(format!("-n needs a config FILE (usage: {usage})"))
+        } else {
+            Ok(None)
+        };
+    };
+    if name.contains('=') || name.contains(['"', '\'']) {
+        return Err(format!(
+            "'{name}' is not a config file name (usage: {usage})"
+        ));
+    }
+    let overrides = config::parse_overrides(&rest.join(" ")).map_err(inline_error)?;
+    Ok(Some(ConfigFile {
+        name: name.to_string(),
+        overrides,
+        dry_run,
+    }))
 }
 
-/// A CPU list or range (`2`, `2-3`, `0,2-3`).
-fn cpu_list(text: &str) -> Result<BTreeSet<u32>, String> {
-    config::parse_cpu_list(text).ok_or_else(|| format!("'{text}' is not a CPU list or range"))
+/// An xl CPU list (`2`, `2-3`, `0-3,^1`, `all`, `node:1`), non-empty.
+fn cpu_list(text: &str, topology: &Topology) -> Result<BTreeSet<u32>, String> {
+    let cpus = config::parse_cpu_list(text, topology)?;
+    if cpus.is_empty() {
+        return Err(format!("'{text}' names no CPU"));
+    }
+    Ok(cpus)
 }
 
 /// Parses one command line (already through [`check_line`] or the
-/// [`LineEditor`]). `Ok(None)` for an empty line.
+/// [`LineEditor`]) for a machine whose topology is not known: CPU lists
+/// with `all` or `node:` are refused (see [`parse_in`]). `Ok(None)` for an
+/// empty line.
 pub fn parse(line: &str) -> Result<Option<Command>, String> {
+    parse_in(line, &Topology::default())
+}
+
+/// Parses one command line for the machine `topology` describes (CPU
+/// lists with `all`, `node:N` and `nodes:` resolve against it).
+pub fn parse_in(line: &str, topology: &Topology) -> Result<Option<Command>, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&name, args)) = words.split_first() else {
         return Ok(None);
@@ -598,6 +679,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         "help" => none(args).map(|()| Command::Help)?,
         "info" => none(args).map(|()| Command::Info)?,
         "poweroff" => none(args).map(|()| Command::Poweroff)?,
+        "cpupool-numa-split" => none(args).map(|()| Command::NumaSplit)?,
         "list" => {
             let mut long = false;
             let mut pool = None;
@@ -611,17 +693,25 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
             Command::List { long, pool }
         }
         "create" if rest.is_empty() => return Err(usage_error()),
-        "create" if is_file(rest) => Command::Create(DomainSource::File(rest.to_string())),
-        "create" => Command::Create(DomainSource::Inline(
-            config::parse_domain_inline(rest).map_err(inline_error)?,
-        )),
+        "create" => match config_file(args, usage(name))? {
+            Some(file) if file.dry_run => {
+                return Err(format!("create -n: not built (usage: {})", usage(name)))
+            }
+            Some(file) => Command::Create(DomainSource::File(file)),
+            None => Command::Create(DomainSource::Inline(
+                config::parse_domain_inline(rest).map_err(inline_error)?,
+            )),
+        },
         "cpupool-create" | "cpupool-new" | "pool-new" => {
             let source = if rest.is_empty() {
                 return Err(usage_error());
-            } else if is_file(rest) {
-                PoolSource::File(rest.to_string())
+            } else if let Some(file) = config_file(args, usage(name))? {
+                if file.dry_run && name != "cpupool-create" {
+                    return Err(format!("unexpected '-n' (usage: {})", usage(name)));
+                }
+                PoolSource::File(file)
             } else {
-                PoolSource::Inline(config::parse_pool_inline(rest).map_err(inline_error)?)
+                PoolSource::Inline(config::parse_pool_inline(rest, topology).map_err(inline_error)?)
             };
             if name == "cpupool-create" {
                 Command::PoolCreate(source)
@@ -642,7 +732,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
         }
         "cpupool-cpu-add" | "cpupool-cpu-remove" => {
             let (pool, cpus) = two(args)?;
-            let cpus = cpu_list(&cpus)?;
+            let cpus = cpu_list(&cpus, topology)?;
             if name == "cpupool-cpu-add" {
                 Command::CpuAdd { pool, cpus }
             } else {
@@ -838,7 +928,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, String> {
                 .unwrap_or_default();
             let commands: Vec<String> = body.split('|').map(|c| c.trim().to_string()).collect();
             for command in &commands {
-                match parse(&command.replace('#', "1")) {
+                match parse_in(&command.replace('#', "1"), topology) {
                     Ok(Some(Command::Repeat { .. })) => {
                         return Err(String::from("repeat: commands cannot repeat themselves"))
                     }

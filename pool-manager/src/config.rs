@@ -73,6 +73,32 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// A key accepted but not used: xl reads a config whole and ignores what it
+/// does not use; Tarn says once which keys it ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// 1-based line (file) or setting position (inline).
+    pub line: u32,
+    /// The key.
+    pub key: String,
+    /// Why it is not used.
+    pub why: &'static str,
+}
+
+/// An xl.cfg or xlcpupool.cfg key that Tarn does not use.
+pub const XL_KEY_UNUSED: &str = "an xl key not used by Tarn, ignored";
+/// A key neither xl nor Tarn defines.
+pub const NOT_XL_KEY: &str = "not an xl key, ignored";
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "line {}: ", self.line)?;
+        }
+        write!(f, "{}: {}", self.key, self.why)
+    }
+}
+
 /// A parsed value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
@@ -416,41 +442,136 @@ fn cpu_number(text: &str) -> Option<u32> {
     text.parse::<u32>().ok().filter(|&c| c < MAX_CPUS)
 }
 
-/// Parse an xl CPU list (`2`, `2-3`, `0,2-3`) into CPU numbers.
-pub fn parse_cpu_list(text: &str) -> Option<BTreeSet<u32>> {
-    let mut cpus = BTreeSet::new();
-    for item in text.split(',') {
-        match item.split_once('-') {
-            Some((low, high)) => {
-                let (low, high) = (cpu_number(low)?, cpu_number(high)?);
-                if low > high {
-                    return None;
-                }
-                cpus.extend(low..=high);
-            }
-            None => {
-                cpus.insert(cpu_number(item)?);
-            }
-        }
-    }
-    Some(cpus)
+/// The machine as xl's CPU lists see it: the NUMA node of each CPU (the
+/// root task builds it from `BootInfo::cpu_node`). `all`, `node:N` and
+/// `nodes:N-M` need it; plain numbers do not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// The node of CPU i, for CPUs `0..len`.
+    cpu_nodes: Vec<u32>,
+    /// The free CPUs, when known (xlcpupool.cfg's `nodes=` takes the free
+    /// CPUs of its nodes).
+    free: Option<BTreeSet<u32>>,
 }
 
-const CPUS_HELP: &str = "expected a count, a CPU list like \"2-3\" or [\"2\",\"3\"]";
+impl Topology {
+    /// A machine whose CPU i is on node `cpu_nodes[i]`.
+    pub fn new(cpu_nodes: Vec<u32>) -> Topology {
+        Topology {
+            cpu_nodes,
+            free: None,
+        }
+    }
 
-fn cpus_of(s: &Setting) -> Result<CpuRequest, ConfigError> {
+    /// This topology, knowing which CPUs are free.
+    pub fn with_free(mut self, free: BTreeSet<u32>) -> Topology {
+        self.free = Some(free);
+        self
+    }
+
+    /// CPUs of the machine.
+    pub fn cpu_count(&self) -> u32 {
+        self.cpu_nodes.len() as u32
+    }
+
+    /// NUMA nodes (0 when the topology is not known).
+    pub fn node_count(&self) -> u32 {
+        self.cpu_nodes.iter().max().map_or(0, |&n| n + 1)
+    }
+
+    /// The node of `cpu` (`None` for a CPU the machine does not have).
+    pub fn node_of(&self, cpu: u32) -> Option<u32> {
+        self.cpu_nodes.get(cpu as usize).copied()
+    }
+
+    /// The CPUs of `node`.
+    pub fn node_cpus(&self, node: u32) -> BTreeSet<u32> {
+        (0..self.cpu_count())
+            .filter(|&cpu| self.cpu_nodes[cpu as usize] == node)
+            .collect()
+    }
+
+    fn nodes(&self, low: u32, high: u32) -> Result<BTreeSet<u32>, String> {
+        let count = self.node_count();
+        if count == 0 {
+            return Err(String::from("NUMA nodes are not known here"));
+        }
+        if high >= count {
+            return Err(format!("no node {high} (nodes 0..{})", count - 1));
+        }
+        Ok((low..=high).flat_map(|n| self.node_cpus(n)).collect())
+    }
+}
+
+fn number_range(text: &str) -> Option<(u32, u32)> {
+    let (low, high) = match text.split_once('-') {
+        Some((low, high)) => (cpu_number(low)?, cpu_number(high)?),
+        None => {
+            let n = cpu_number(text)?;
+            (n, n)
+        }
+    };
+    (low <= high).then_some((low, high))
+}
+
+/// Parse an xl CPU list into CPU numbers: comma-separated items, each a CPU
+/// (`2`), a range (`2-3`), `all`, a node (`node:1`) or node range
+/// (`nodes:0-1`), and any of them preceded by `^` to take those CPUs out
+/// again (`0-3,^1`, `nodes:0-1,^node:1`); items apply from left to right,
+/// as xl applies them. Nodes and `all` come from `topology`. The error says
+/// what is wrong; an empty result is not an error here.
+pub fn parse_cpu_list(text: &str, topology: &Topology) -> Result<BTreeSet<u32>, String> {
+    let mut cpus = BTreeSet::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        let (exclude, what) = match item.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, item),
+        };
+        let selected: BTreeSet<u32> = if what == "all" {
+            if topology.cpu_count() == 0 {
+                return Err(String::from("all: the machine's CPUs are not known here"));
+            }
+            (0..topology.cpu_count()).collect()
+        } else if let Some(nodes) = what
+            .strip_prefix("nodes:")
+            .or_else(|| what.strip_prefix("node:"))
+        {
+            let (low, high) = number_range(nodes)
+                .ok_or_else(|| format!("'{item}' is not a node or node range"))?;
+            topology
+                .nodes(low, high)
+                .map_err(|why| format!("'{item}': {why}"))?
+        } else {
+            let (low, high) = number_range(what)
+                .ok_or_else(|| format!("'{item}' is not a CPU, range, all or node:N"))?;
+            (low..=high).collect()
+        };
+        if exclude {
+            cpus.retain(|c| !selected.contains(c));
+        } else {
+            cpus.extend(selected);
+        }
+    }
+    Ok(cpus)
+}
+
+const CPUS_HELP: &str =
+    "expected a count, or a CPU list like \"2-3\", \"all,^0\", \"node:1\" or [\"2\",\"3\"]";
+
+fn cpus_of(s: &Setting, topology: &Topology) -> Result<CpuRequest, ConfigError> {
     let request = match &s.value {
         Value::Int(n) if *n >= 1 && *n <= MAX_CPUS as u64 => CpuRequest::Count(*n as u32),
         Value::Int(_) => return Err(bad(s, "CPU count must be 1..1024")),
         Value::Str(text) => {
-            CpuRequest::List(parse_cpu_list(text).ok_or_else(|| bad(s, CPUS_HELP))?)
+            CpuRequest::List(parse_cpu_list(text, topology).map_err(|_| bad(s, CPUS_HELP))?)
         }
         Value::List(items) => {
             let mut cpus = BTreeSet::new();
             for item in items {
                 match item {
                     Value::Str(text) => {
-                        cpus.extend(parse_cpu_list(text).ok_or_else(|| bad(s, CPUS_HELP))?)
+                        cpus.extend(parse_cpu_list(text, topology).map_err(|_| bad(s, CPUS_HELP))?)
                     }
                     Value::Int(n) if *n < MAX_CPUS as u64 => {
                         cpus.insert(*n as u32);
@@ -467,11 +588,71 @@ fn cpus_of(s: &Setting) -> Result<CpuRequest, ConfigError> {
     Ok(request)
 }
 
-/// Keys of an xlcpupool.cfg.
-pub const POOL_KEYS: &[&str] = &["name", "sched", "cpus", "other_config"];
+/// xlcpupool.cfg's `nodes`: a node, a list of them, or a node list
+/// (`"0-1"`); the free CPUs of those nodes (all their CPUs when which are
+/// free is not known).
+fn nodes_of(s: &Setting, topology: &Topology) -> Result<CpuRequest, ConfigError> {
+    const HELP: &str = "expected a node, a list of nodes or a range like \"0-1\"";
+    let mut nodes: Vec<(u32, u32)> = Vec::new();
+    let mut add = |v: &Value| match v {
+        Value::Int(n) if *n < MAX_CPUS as u64 => {
+            nodes.push((*n as u32, *n as u32));
+            Ok(())
+        }
+        Value::Str(text) => {
+            for item in text.split(',') {
+                nodes.push(number_range(item.trim()).ok_or_else(|| bad(s, HELP))?);
+            }
+            Ok(())
+        }
+        _ => Err(bad(s, HELP)),
+    };
+    match &s.value {
+        Value::List(items) => items.iter().try_for_each(&mut add)?,
+        other => add(other)?,
+    }
+    let mut cpus = BTreeSet::new();
+    for (low, high) in nodes {
+        if topology.node_count() == 0 || high >= topology.node_count() {
+            return Err(bad(s, "no such NUMA node"));
+        }
+        cpus.extend(topology.nodes(low, high).map_err(|_| bad(s, HELP))?);
+    }
+    if let Some(free) = &topology.free {
+        cpus.retain(|c| free.contains(c));
+    }
+    if cpus.is_empty() {
+        return Err(bad(s, "no free CPU in those nodes"));
+    }
+    Ok(CpuRequest::List(cpus))
+}
 
-fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
-    check_known(settings, POOL_KEYS)?;
+/// Keys of an xlcpupool.cfg Tarn honours (`other_config` is Tarn's: the
+/// pool policy's parameters).
+pub const POOL_KEYS: &[&str] = &["name", "sched", "cpus", "nodes", "other_config"];
+
+/// The keys xlcpupool.cfg(5) defines that Tarn does not use (none: all
+/// four are honoured).
+pub const XL_POOL_KEYS_UNUSED: &[&str] = &[];
+
+/// The pool keys of `settings` that Tarn ignores, each with why.
+fn pool_warnings(settings: &[Setting]) -> Vec<ConfigWarning> {
+    settings
+        .iter()
+        .filter(|s| !POOL_KEYS.contains(&s.key.as_str()))
+        .map(|s| ConfigWarning {
+            line: s.line,
+            key: s.key.clone(),
+            why: if XL_POOL_KEYS_UNUSED.contains(&s.key.as_str()) {
+                XL_KEY_UNUSED
+            } else {
+                NOT_XL_KEY
+            },
+        })
+        .collect()
+}
+
+fn pool_from_settings(settings: &[Setting], topology: &Topology) -> Result<PoolSpec, ConfigError> {
     let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
     let sched = match find(settings, "sched") {
         None => Sched::credit(),
@@ -482,10 +663,12 @@ fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
             )
         })?,
     };
-    // xlcpupool.cfg(5): without cpus, one free CPU is taken.
-    let cpus = match find(settings, "cpus") {
-        None => CpuRequest::Count(1),
-        Some(s) => cpus_of(s)?,
+    // xlcpupool.cfg(5): without cpus or nodes, one free CPU is taken.
+    let cpus = match (find(settings, "cpus"), find(settings, "nodes")) {
+        (Some(_), Some(n)) => return Err(bad(n, "give cpus or nodes, not both")),
+        (Some(s), None) => cpus_of(s, topology)?,
+        (None, Some(n)) => nodes_of(n, topology)?,
+        (None, None) => CpuRequest::Count(1),
     };
     let other_config = match find(settings, "other_config") {
         None => Vec::new(),
@@ -509,14 +692,97 @@ fn pool_from_settings(settings: &[Setting]) -> Result<PoolSpec, ConfigError> {
     })
 }
 
-/// Parse an xlcpupool.cfg file.
-pub fn parse_pool_config(text: &str) -> Result<PoolSpec, ConfigError> {
-    pool_from_settings(&parse_settings(text, Form::File)?)
+/// Parse an xlcpupool.cfg file, as xl reads it: keys Tarn does not use
+/// are returned as warnings, not refused.
+pub fn parse_pool_config(
+    text: &str,
+    topology: &Topology,
+) -> Result<(PoolSpec, Vec<ConfigWarning>), ConfigError> {
+    parse_pool_config_with(text, &[], topology)
 }
 
-/// Parse the inline pool form (`name=p1 sched=credit cpus=2-3`).
-pub fn parse_pool_inline(text: &str) -> Result<PoolSpec, ConfigError> {
-    pool_from_settings(&parse_settings(text, Form::Inline)?)
+/// Parse an xlcpupool.cfg file with `overrides` (xl's `cpupool-create
+/// FILE var=value...`: each replaces the file's setting of its key, or is
+/// added).
+pub fn parse_pool_config_with(
+    text: &str,
+    overrides: &[Setting],
+    topology: &Topology,
+) -> Result<(PoolSpec, Vec<ConfigWarning>), ConfigError> {
+    let settings = with_overrides(parse_settings(text, Form::File)?, overrides);
+    Ok((
+        pool_from_settings(&settings, topology)?,
+        pool_warnings(&settings),
+    ))
+}
+
+/// Parse the inline pool form (`name=p1 sched=credit cpus=2-3`): Tarn's
+/// own one-line form, strict (a key it does not use is refused, as a typo
+/// on the command line should be).
+pub fn parse_pool_inline(text: &str, topology: &Topology) -> Result<PoolSpec, ConfigError> {
+    let settings = parse_settings(text, Form::Inline)?;
+    check_known(&settings, POOL_KEYS)?;
+    pool_from_settings(&settings, topology)
+}
+
+/// `settings` with each of `overrides` replacing the setting of its key
+/// (or appended); an override keeps its own position for errors.
+pub fn with_overrides(mut settings: Vec<Setting>, overrides: &[Setting]) -> Vec<Setting> {
+    for o in overrides {
+        match settings.iter_mut().find(|s| s.key == o.key) {
+            Some(s) => *s = o.clone(),
+            None => settings.push(o.clone()),
+        }
+    }
+    settings
+}
+
+/// Parse `var=value` overrides of a config file (the inline syntax; their
+/// errors name the key, not a line of the file).
+pub fn parse_overrides(text: &str) -> Result<Vec<Setting>, ConfigError> {
+    let mut settings = parse_settings(text, Form::Inline)?;
+    for s in &mut settings {
+        s.line = 0;
+    }
+    Ok(settings)
+}
+
+fn quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A pool spec as xlcpupool.cfg text (`cpupool-create -n`: the config that
+/// would be created), one `key = value` per line; it parses back to `spec`.
+pub fn format_pool_config(spec: &PoolSpec) -> String {
+    let mut out = format!(
+        "name = {}\nsched = {}\n",
+        quoted(&spec.name),
+        quoted(spec.sched.name())
+    );
+    match &spec.cpus {
+        CpuRequest::Count(n) => out.push_str(&format!("cpus = {n}\n")),
+        CpuRequest::List(cpus) => {
+            let items: Vec<String> = cpus.iter().map(|c| format!("\"{c}\"")).collect();
+            out.push_str(&format!("cpus = [{}]\n", items.join(", ")));
+        }
+    }
+    if !spec.other_config.is_empty() {
+        let items: Vec<String> = spec.other_config.iter().map(|v| quoted(v)).collect();
+        out.push_str(&format!("other_config = [{}]\n", items.join(", ")));
+    }
+    out
 }
 
 /// What kind of domain a config builds.
@@ -557,6 +823,11 @@ pub struct DomainConfig {
     pub cmdline: Option<String>,
     /// `ramdisk`: the initrd of a Linux guest (a file of the config archive).
     pub ramdisk: Option<String>,
+    /// The line of each key of `policy_params` (for the warning when the
+    /// pool's policy does not declare it).
+    pub param_lines: Vec<(String, u32)>,
+    /// The keys accepted but not used, one warning each.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 impl DomainConfig {
@@ -576,7 +847,10 @@ impl DomainConfig {
     }
 }
 
-/// Keys of a domain config.
+/// Keys of a domain config Tarn honours: xl.cfg(5)'s `name pool kernel
+/// type vcpus memory cpu_weight cap cmdline extra root ramdisk`, and
+/// Tarn's `image` (= `kernel`), `cpu_cap` (= `cap`) and SEDF's `period
+/// slice` (ms) with `extra` 0 or 1.
 pub const DOMAIN_KEYS: &[&str] = &[
     "name",
     "pool",
@@ -586,20 +860,206 @@ pub const DOMAIN_KEYS: &[&str] = &[
     "vcpus",
     "memory",
     "cpu_weight",
+    "cap",
     "cpu_cap",
     "period",
     "slice",
     "extra",
     "cmdline",
+    "root",
     "ramdisk",
+];
+
+/// The keys xl.cfg(5) defines that Tarn does not use: accepted, each with
+/// one warning (`cpus`/`cpus_soft`: vCPU affinity is not built; `maxvcpus`:
+/// vCPU hot-plug is not built; devices, firmware, device model, memory
+/// ballooning, lifecycle actions: not Tarn's).
+pub const XL_DOMAIN_KEYS_UNUSED: &[&str] = &[
+    "acpi",
+    "acpi_firmware",
+    "acpi_laptop_slate",
+    "acpi_s3",
+    "acpi_s4",
+    "altp2m",
+    "altp2m_count",
+    "altp2mhvm",
+    "apic",
+    "arm_sci",
+    "baseboard_asset_tag",
+    "baseboard_location_in_chassis",
+    "baseboard_manufacturer",
+    "baseboard_product_name",
+    "baseboard_serial_number",
+    "baseboard_version",
+    "battery_device_name",
+    "battery_manufacturer",
+    "bios",
+    "bios_path_override",
+    "bios_vendor",
+    "bios_version",
+    "boot",
+    "bootloader",
+    "bootloader_args",
+    "bootloader_restrict",
+    "bootloader_user",
+    "builder",
+    "channel",
+    "cpuid",
+    "cpus",
+    "cpus_soft",
+    "device_model_args",
+    "device_model_args_hvm",
+    "device_model_args_pv",
+    "device_model_override",
+    "device_model_stubdomain_override",
+    "device_model_stubdomain_seclabel",
+    "device_model_user",
+    "device_model_version",
+    "device_tree",
+    "disk",
+    "dm_restrict",
+    "driver_domain",
+    "dtdev",
+    "e820_host",
+    "enclosure_asset_tag",
+    "enclosure_manufacturer",
+    "enclosure_serial_number",
+    "firmware",
+    "gfx_passthru",
+    "gic_version",
+    "hap",
+    "hdtype",
+    "hpet",
+    "hvm_pirq",
+    "init_seclabel",
+    "iomem",
+    "ioports",
+    "irqs",
+    "keymap",
+    "llc_colors",
+    "localtime",
+    "max_event_channels",
+    "max_grant_frames",
+    "max_grant_version",
+    "max_maptrack_frames",
+    "maxmem",
+    "maxvcpus",
+    "mca_caps",
+    "mmio_hole",
+    "ms_vm_genid",
+    "msr_relaxed",
+    "nestedhvm",
+    "nographic",
+    "nomigrate",
+    "nr_spis",
+    "nx",
+    "oem",
+    "on_crash",
+    "on_poweroff",
+    "on_reboot",
+    "on_soft_reset",
+    "on_watchdog",
+    "oos",
+    "p9",
+    "pae",
+    "passthrough",
+    "pci",
+    "pci_msitranslate",
+    "pci_permissive",
+    "pci_power_mgmt",
+    "pci_seize",
+    "pvcalls",
+    "pvshim",
+    "pvshim_cmdline",
+    "pvshim_extra",
+    "pvshim_path",
+    "rdm",
+    "rdm_mem_boundary",
+    "rtc_timeoffset",
+    "sdl",
+    "seclabel",
+    "serial",
+    "shadow_memory",
+    "smbios",
+    "smbios_firmware",
+    "soundhw",
+    "spice",
+    "spice_clipboard_sharing",
+    "spice_image_compression",
+    "spice_streaming_video",
+    "spiceagent_mouse",
+    "spicedisable_ticketing",
+    "spicehost",
+    "spicepasswd",
+    "spiceport",
+    "spicetls_port",
+    "spiceusbredirection",
+    "spicevdagent",
+    "stdvga",
+    "stubdomain_cmdline",
+    "stubdomain_kernel",
+    "stubdomain_memory",
+    "stubdomain_ramdisk",
+    "sve",
+    "system_manufacturer",
+    "system_product_name",
+    "system_serial_number",
+    "system_version",
+    "tee",
+    "timer_mode",
+    "trap_unmapped_accesses",
+    "tsc_mode",
+    "usb",
+    "usbctrl",
+    "usbdev",
+    "usbdevice",
+    "usbversion",
+    "uuid",
+    "vdispl",
+    "vendor_device",
+    "vfb",
+    "vga",
+    "videoram",
+    "vif",
+    "viridian",
+    "virtio",
+    "vkb",
+    "vkb_device",
+    "vmtrace_buf_kb",
+    "vnc",
+    "vncdisplay",
+    "vnclisten",
+    "vncpasswd",
+    "vncunused",
+    "vnuma",
+    "vpmu",
+    "vpt_align",
+    "vsnd",
+    "vtpm",
+    "vuart",
+    "xen_platform_pci",
+    "xen_platform_pci_bar_uc",
+    "xend_suspend_evtchn_compat",
+    "xenstore_feature_mask",
+    "xenstore_quota",
 ];
 
 fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigError> {
     let mut policy_params = DomainParams::new();
+    let mut param_lines = Vec::new();
+    let mut warnings = Vec::new();
     for s in settings
         .iter()
         .filter(|s| !DOMAIN_KEYS.contains(&s.key.as_str()))
     {
+        if XL_DOMAIN_KEYS_UNUSED.contains(&s.key.as_str()) {
+            warnings.push(ConfigWarning {
+                line: s.line,
+                key: s.key.clone(),
+                why: XL_KEY_UNUSED,
+            });
+            continue;
+        }
         let value = match &s.value {
             Value::Int(n) => format!("{n}"),
             Value::Str(text)
@@ -607,16 +1067,20 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
             {
                 text.clone()
             }
+            // Not a policy parameter (those are one word or number): a key
+            // neither xl nor Tarn has.
             Value::List(_) => {
-                return Err(ConfigError {
+                warnings.push(ConfigWarning {
                     line: s.line,
-                    key: Some(s.key.clone()),
-                    kind: ConfigErrorKind::UnknownKey,
-                })
+                    key: s.key.clone(),
+                    why: NOT_XL_KEY,
+                });
+                continue;
             }
             Value::Str(_) => return Err(bad(s, "a policy parameter is one word or number")),
         };
         policy_params.set(&s.key, &value);
+        param_lines.push((s.key.clone(), s.line));
     }
     let name = string_of(find(settings, "name").ok_or_else(|| missing("name"))?)?;
     let pool = find(settings, "pool").map(string_of).transpose()?;
@@ -645,7 +1109,12 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         let weight: u32 = int_of(s, 1, 65535, "weight must be 1..65535")?;
         params.set("weight", &format!("{weight}"));
     }
-    if let Some(s) = find(settings, "cpu_cap") {
+    let cap = match (find(settings, "cap"), find(settings, "cpu_cap")) {
+        (Some(_), Some(c)) => return Err(bad(c, "give cap or cpu_cap, not both")),
+        (Some(s), None) | (None, Some(s)) => Some(s),
+        (None, None) => None,
+    };
+    if let Some(s) = cap {
         let cap: u32 = int_of(s, 0, MAX_CPUS as u64 * 100, "cap in percent of one CPU")?;
         params.set("cap", &format!("{cap}"));
     }
@@ -677,6 +1146,17 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         (Some(s), None) | (None, Some(s)) => Some(string_of(s)?),
         (None, None) => None,
     };
+    // xl.cfg(5): `root` is prepended to the command line as `root=ROOT`.
+    let cmdline = match find(settings, "root") {
+        None => cmdline,
+        Some(s) => {
+            let root = format!("root={}", string_of(s)?);
+            Some(match cmdline {
+                Some(rest) if !rest.is_empty() => format!("{root} {rest}"),
+                _ => root,
+            })
+        }
+    };
     let ramdisk = find(settings, "ramdisk").map(string_of).transpose()?;
     if let Some(s) = find(settings, "ramdisk") {
         if kind != DomainType::Hvm {
@@ -694,6 +1174,8 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         policy_params,
         cmdline,
         ramdisk,
+        param_lines,
+        warnings,
     })
 }
 
@@ -702,9 +1184,29 @@ pub fn parse_domain_config(text: &str) -> Result<DomainConfig, ConfigError> {
     domain_from_settings(&parse_settings(text, Form::File)?)
 }
 
+/// Parse an xl.cfg domain config file with `overrides` (xl's `create FILE
+/// var=value...`).
+pub fn parse_domain_config_with(
+    text: &str,
+    overrides: &[Setting],
+) -> Result<DomainConfig, ConfigError> {
+    domain_from_settings(&with_overrides(
+        parse_settings(text, Form::File)?,
+        overrides,
+    ))
+}
+
 /// Parse the inline domain form (`name=d1 pool=lic image=spin cpu_weight=512`).
+/// Its warnings name the key, not a position on the line.
 pub fn parse_domain_inline(text: &str) -> Result<DomainConfig, ConfigError> {
-    domain_from_settings(&parse_settings(text, Form::Inline)?)
+    let mut config = domain_from_settings(&parse_settings(text, Form::Inline)?)?;
+    for w in &mut config.warnings {
+        w.line = 0;
+    }
+    for (_, line) in &mut config.param_lines {
+        *line = 0;
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

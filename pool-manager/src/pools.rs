@@ -458,12 +458,25 @@ pub struct PoolManager {
     policies: Vec<String>,
 }
 
+/// A name of a pool or domain: 1 to [`MAX_NAME_LEN`] characters, no
+/// whitespace, control characters or quotes, and not all digits (a number
+/// names an id, as in xl).
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && !name.bytes().all(|b| b.is_ascii_digit())
         && name.len() <= MAX_NAME_LEN
         && name
             .chars()
             .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '\'')
+}
+
+/// `text` as an id, when it is a decimal number (`Some(u32::MAX)` for one
+/// too large: no such object, rather than a name lookup).
+fn decimal_id(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u32::MAX))
 }
 
 impl PoolManager {
@@ -527,8 +540,16 @@ impl PoolManager {
         self.pools.values()
     }
 
-    /// The id of the pool with this name.
+    /// The id of the pool with this name, or of the pool whose id this
+    /// decimal number is (xl takes either; names are never all digits).
     pub fn pool_id(&self, name: &str) -> Result<PoolId, PoolError> {
+        if let Some(id) = decimal_id(name) {
+            return self
+                .pools
+                .contains_key(&PoolId(id))
+                .then_some(PoolId(id))
+                .ok_or(PoolError::NoSuchPool);
+        }
         self.pools
             .values()
             .find(|p| p.spec.name == name)
@@ -546,8 +567,16 @@ impl PoolManager {
         self.domains.values()
     }
 
-    /// The id of the domain with this name.
+    /// The id of the domain with this name, or of the domain whose id this
+    /// decimal number is (xl takes either; names are never all digits).
     pub fn domain_id(&self, name: &str) -> Result<DomainId, PoolError> {
+        if let Some(id) = decimal_id(name) {
+            return self
+                .domains
+                .contains_key(&DomainId(id))
+                .then_some(DomainId(id))
+                .ok_or(PoolError::NoSuchDomain);
+        }
         self.domains
             .values()
             .find(|d| d.name == name)
@@ -1151,7 +1180,9 @@ pub fn render_cpupool_list(rows: &[PoolInfo], cpu_list: bool) -> String {
     if cpu_list {
         out.push_str("Name               CPU list\n");
         for r in rows {
-            out.push_str(&format!("{:<19}{}\n", r.name, format_cpu_list(&r.cpus)));
+            // xl prints every CPU, comma-separated (`0,1,2`), not ranges.
+            let cpus: Vec<String> = r.cpus.iter().map(|c| format!("{c}")).collect();
+            out.push_str(&format!("{:<19}{}\n", r.name, cpus.join(",")));
         }
     } else {
         out.push_str("Name               CPUs   Sched     Active   Domain count\n");

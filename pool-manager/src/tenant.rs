@@ -80,7 +80,8 @@ pub fn authorize(
         };
         format!("not allowed: this capability manages cpupool {own}{subs} only")
     };
-    let pool_ok = |name: &str| names.iter().any(|n| n == name);
+    // A pool of the scope, by name or id.
+    let pool_ok = |name: &str| manager.pool_id(name).is_ok_and(|id| scope.contains(&id));
     // A domain of the scope, or none at all (the command then fails as for
     // anyone: no such domain).
     let domain_ok = |name: &str| match manager.domain_id(name) {
@@ -232,6 +233,7 @@ pub fn authorize(
         | Command::Delegate { .. }
         | Command::Undelegate { .. }
         | Command::PoolSched { .. }
+        | Command::NumaSplit
         | Command::CreditTable
         | Command::SedfTable
         | Command::VcpuList(None)

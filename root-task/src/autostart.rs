@@ -133,15 +133,20 @@ pub fn load(info: &BootInfo) {
     *SERVERS.lock() = servers;
 }
 
-/// The files directly in `dir` (not in its subdirectories), by path order.
+/// The files directly in `dir` (not in its subdirectories), by path order:
+/// every file of `pools/` and `domains/` (Xen's example pool file is named
+/// `cpupool`), only the `*.cfg` of the `auto/` directories.
 fn files_in(dir: &str) -> Vec<(String, String)> {
+    let any_name = !dir.ends_with("/auto");
     let mut found: Vec<(String, String)> = CONFIGS
         .lock()
         .iter()
         .filter(|(path, _)| {
             path.strip_prefix(dir)
                 .and_then(|rest| rest.strip_prefix('/'))
-                .is_some_and(|rest| !rest.contains('/') && rest.ends_with(".cfg"))
+                .is_some_and(|rest| {
+                    !rest.is_empty() && !rest.contains('/') && (any_name || rest.ends_with(".cfg"))
+                })
         })
         .cloned()
         .collect();
@@ -150,14 +155,24 @@ fn files_in(dir: &str) -> Vec<(String, String)> {
 }
 
 /// The text of config file `name` for pools (`pool`) or domains: from the
-/// directory itself or its `auto/`.
+/// directory itself or its `auto/`; `name` as given, else with `.cfg`
+/// added (xl's `cpupool-create cpupool` and `cpupool-create rt` both find
+/// their file). A name with a `/` is never looked up.
 pub fn config_file(pool: bool, name: &str) -> Option<String> {
+    if name.contains('/') {
+        return None;
+    }
     let dir = if pool { "pools" } else { "domains" };
     let configs = CONFIGS.lock();
-    [format!("{dir}/{name}"), format!("{dir}/auto/{name}")]
-        .iter()
-        .find_map(|path| configs.iter().find(|(p, _)| p == path))
-        .map(|(_, text)| text.clone())
+    [
+        format!("{dir}/{name}"),
+        format!("{dir}/auto/{name}"),
+        format!("{dir}/{name}.cfg"),
+        format!("{dir}/auto/{name}.cfg"),
+    ]
+    .iter()
+    .find_map(|path| configs.iter().find(|(p, _)| p == path))
+    .map(|(_, text)| text.clone())
 }
 
 /// The config files the console can name, pools then domains.
@@ -191,13 +206,19 @@ pub fn autorun() -> Vec<String> {
 }
 
 /// Creates the auto pools, then starts the auto domains.
-pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str) {
+pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str, topology: &config::Topology) {
     if cmdline.split_whitespace().any(|w| w == "noauto") {
         return;
     }
     for (path, text) in files_in("pools/auto") {
-        let spec = match config::parse_pool_config(&text) {
-            Ok(spec) => spec,
+        let free = pools.manager.free_cpus().into_iter().collect();
+        let spec = match config::parse_pool_config(&text, &topology.clone().with_free(free)) {
+            Ok((spec, warnings)) => {
+                for w in warnings {
+                    println!("warning: auto: {path}: {w}");
+                }
+                spec
+            }
             Err(error) => {
                 println!("error: auto: {path}: {error}");
                 continue;
@@ -212,7 +233,10 @@ pub fn run(res: &mut Resources, pools: &mut Pools, cmdline: &str) {
     for (path, text) in files_in("domains/auto") {
         let result = config::parse_domain_config(&text)
             .map_err(|e| format!("{e}"))
-            .and_then(|c| console::create_from_config(res, pools, &c).map(|()| c.name));
+            .and_then(|c| {
+                console::create_from_config(res, pools, &c, &format!("auto: {path}"))
+                    .map(|()| c.name)
+            });
         match result {
             Ok(name) => println!("auto: domain {name} from {path}"),
             Err(error) => println!("error: auto: {path}: {error}"),

@@ -343,7 +343,7 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
     crate::autostart::load(info);
     if let Some(p) = pools.as_mut() {
         p.refresh_policies();
-        crate::autostart::run(resources, p, info.cmdline());
+        crate::autostart::run(resources, p, info.cmdline(), &topology(info));
     }
     if !info.cmdline().split_whitespace().any(|w| w == "noauto") {
         for command in crate::autostart::autorun() {
@@ -428,6 +428,22 @@ pub fn run(info: &'static BootInfo, resources: &mut Resources, pools: Option<Poo
     }
 }
 
+/// The machine as xl's CPU lists see it: each CPU's NUMA node, from the
+/// boot information (the kernel reads the ACPI SRAT).
+pub fn topology(info: &BootInfo) -> config::Topology {
+    config::Topology::new(
+        (0..info.cpu_count as u32)
+            .map(|cpu| info.cpu_node(cpu))
+            .collect(),
+    )
+}
+
+/// [`topology`], knowing which CPUs are free now (xlcpupool.cfg's
+/// `nodes=` takes the free CPUs of its nodes).
+fn topology_now(info: &BootInfo, pools: &Pools) -> config::Topology {
+    topology(info).with_free(pools.manager.free_cpus().into_iter().collect())
+}
+
 /// What commands need besides the pools.
 pub struct Console {
     info: &'static BootInfo,
@@ -477,7 +493,8 @@ impl Console {
     /// boot's autorun or a `repeat`): the input rules, the parse, then the
     /// typed command. A failure prints one `error:` line.
     pub fn execute(&mut self, res: &mut Resources, pools: Option<&mut Pools>, line: &str) {
-        let parsed = command::check_line(line).and_then(|line| command::parse(&line));
+        let topology = topology(self.info);
+        let parsed = command::check_line(line).and_then(|line| command::parse_in(&line, &topology));
         let result = match parsed {
             Ok(Some(command)) => self.run(res, pools, command),
             Ok(None) => Ok(()),
@@ -605,7 +622,17 @@ impl Console {
                 pools.set_paused(id, false)
             }
             Command::PoolCreate(source) => {
-                let spec = pool_spec(source)?;
+                let Some(spec) = pool_spec(source, &topology_now(self.info, pools))? else {
+                    return Ok(());
+                };
+                // xl's lines, before it creates the pool.
+                let n_cpus = match &spec.cpus {
+                    rules::CpuRequest::Count(n) => *n as usize,
+                    rules::CpuRequest::List(cpus) => cpus.len(),
+                };
+                say!("cpupool name:   {}", spec.name);
+                say!("scheduler:      {}", spec.sched.name());
+                say!("number of cpus: {n_cpus}");
                 let name = spec.name.clone();
                 pools.activate(res, &name, true, |m| {
                     m.create(spec).map(|(_, actions)| actions)
@@ -613,7 +640,9 @@ impl Console {
                 Ok(())
             }
             Command::PoolNew(source) => {
-                let spec = pool_spec(source)?;
+                let Some(spec) = pool_spec(source, &topology_now(self.info, pools))? else {
+                    return Ok(());
+                };
                 let name = spec.name.clone();
                 pools
                     .manager
@@ -634,6 +663,7 @@ impl Console {
                 let id = pool(pools, &p)?;
                 pools.manager.delete(id).map_err(|e| format!("{p}: {e}"))
             }
+            Command::NumaSplit => numa_split(res, pools, &topology(self.info)),
             Command::PoolRename { pool: p, name } => {
                 let id = pool(pools, &p)?;
                 pools
@@ -946,6 +976,9 @@ impl Console {
         let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
         let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
         say!("cpus            : {}", info.cpu_count);
+        // xl info's names for the same facts.
+        say!("nr_cpus         : {}", info.cpu_count);
+        say!("nr_nodes        : {}", info.node_count);
         let nodes: Vec<String> = (0..info.node_count as u32)
             .map(|node| {
                 let cpus: Vec<u32> = (0..info.cpu_count as u32)
@@ -972,6 +1005,10 @@ impl Console {
                 "free cpus       : {}",
                 rules::format_cpu_list(&pools.manager.free_cpus())
             );
+            say!("free_cpus       : {}", pools.manager.free_cpus().len());
+            if let Some(pool0) = pools.manager.pool(rules::POOL0) {
+                say!("xen_scheduler   : {}", pool0.spec.sched.name());
+            }
         }
         if let Ok(i) = invoke::machine_check_invariants(slot::MACHINE) {
             say!(
@@ -1035,8 +1072,9 @@ impl Console {
         line: &str,
     ) -> (bool, String) {
         let outer = CAPTURE.lock().replace(String::new());
+        let topology = topology(self.info);
         let decided = command::check_line(line)
-            .and_then(|line| command::parse(&line))
+            .and_then(|line| command::parse_in(&line, &topology))
             .and_then(|command| command.ok_or_else(|| String::from("empty command")))
             .and_then(|command| tenant::authorize(&pools.manager, pools.carved(), pool, command));
         match decided {
@@ -1076,14 +1114,32 @@ fn emit_line(text: &str) {
 }
 
 /// The spec of `cpupool-create` / `cpupool-new`: given, or read from a
-/// config file of the boot image.
-fn pool_spec(source: PoolSource) -> Result<rules::PoolSpec, String> {
+/// config file of the boot image with its `var=value` overrides (one
+/// warning line per key it does not use). `None` for a dry run (`-n`),
+/// which prints the resulting config instead.
+fn pool_spec(
+    source: PoolSource,
+    topology: &config::Topology,
+) -> Result<Option<rules::PoolSpec>, String> {
     match source {
-        PoolSource::Inline(spec) => Ok(spec),
+        PoolSource::Inline(spec) => Ok(Some(spec)),
         PoolSource::File(file) => {
-            let text = crate::autostart::config_file(true, &file)
-                .ok_or_else(|| format!("no pool config file {file} (see info)"))?;
-            config::parse_pool_config(&text).map_err(|e| format!("{file}: {e}"))
+            let name = &file.name;
+            let text = crate::autostart::config_file(true, name)
+                .ok_or_else(|| format!("no pool config file {name} (see info)"))?;
+            let (spec, warnings) = config::parse_pool_config_with(&text, &file.overrides, topology)
+                .map_err(|e| format!("{name}: {e}"))?;
+            say!("Using config file \"{name}\"");
+            for w in &warnings {
+                say!("warning: {name}: {w}");
+            }
+            if file.dry_run {
+                for line in config::format_pool_config(&spec).lines() {
+                    say!("{line}");
+                }
+                return Ok(None);
+            }
+            Ok(Some(spec))
         }
     }
 }
@@ -1093,35 +1149,73 @@ fn create_domain(
     pools: &mut Pools,
     source: DomainSource,
 ) -> Result<(), String> {
-    let config = match source {
-        DomainSource::Inline(config) => config,
+    let (config, origin) = match source {
+        DomainSource::Inline(config) => {
+            let origin = config.name.clone();
+            (config, origin)
+        }
         DomainSource::File(file) => {
-            let body = crate::autostart::config_file(false, &file)
-                .ok_or_else(|| format!("no domain config file {file} (see info)"))?;
-            config::parse_domain_config(&body).map_err(|e| format!("{file}: {e}"))?
+            let name = file.name;
+            let body = crate::autostart::config_file(false, &name)
+                .ok_or_else(|| format!("no domain config file {name} (see info)"))?;
+            let config = config::parse_domain_config_with(&body, &file.overrides)
+                .map_err(|e| format!("{name}: {e}"))?;
+            (config, name)
         }
     };
-    create_from_config(res, pools, &config)
+    create_from_config(res, pools, &config, &origin)
 }
 
-/// `create` from a parsed config: the rules first, then the build.
+/// `create` from a parsed config: the rules first, then the build. The
+/// keys the config does not use are warned (`warning: ORIGIN: ...`), once
+/// each: xl.cfg keys Tarn ignores, and keys xl does not have that the
+/// pool's policy does not declare either (those it declares are its
+/// parameters).
 pub fn create_from_config(
     res: &mut Resources,
     pools: &mut Pools,
     config: &config::DomainConfig,
+    origin: &str,
 ) -> Result<(), String> {
     if config.vcpus != 1 {
         return Err(format!(
-            "{}: vcpus={}: domains have one vCPU for now",
+            "{}: vcpus={}: domains with several vCPUs are not built yet (vcpus=1)",
             config.name, config.vcpus
         ));
     }
+    let pool = config
+        .to_spec(&pools.manager)
+        .map_err(|e| format!("{}: {e}", config.name))?
+        .pool;
+    let mut warnings: Vec<String> = config.warnings.iter().map(|w| format!("{w}")).collect();
+    let mut config = config.clone();
+    let mut declared = rules::DomainParams::new();
+    for (key, value) in config.policy_params.iter() {
+        let mut one = rules::DomainParams::new();
+        one.set(key, value);
+        match pools.check_declared(pool, &one) {
+            Ok(()) => declared.set(key, value),
+            Err(why) => {
+                let line = config
+                    .param_lines
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or(0, |&(_, line)| line);
+                let at = if line > 0 {
+                    format!("line {line}: ")
+                } else {
+                    String::new()
+                };
+                warnings.push(format!("{at}{why}; not an xl key either, ignored"));
+            }
+        }
+    }
+    config.policy_params = declared;
+    for w in &warnings {
+        say!("warning: {origin}: {w}");
+    }
     let spec = config
         .to_spec(&pools.manager)
-        .map_err(|e| format!("{}: {e}", config.name))?;
-    // Keys xl.cfg does not have must be parameters of the pool's policy.
-    pools
-        .check_declared(spec.pool, &config.policy_params)
         .map_err(|e| format!("{}: {e}", config.name))?;
     let (id, _) = pools
         .manager
@@ -1152,6 +1246,77 @@ pub fn create_from_config(
     if let Err(why) = built {
         let _ = pools.manager.destroy_domain(id);
         return Err(format!("{}: {why}", config.name));
+    }
+    Ok(())
+}
+
+/// `cpupool-numa-split`, as xl does it: only Pool-0 may exist; it gets the
+/// free CPUs of CPU 0's node and is renamed `Pool-nodeN`; every other node
+/// with CPUs becomes a pool `Pool-nodeM` of its CPUs, with Pool-0's
+/// scheduler (its CPUs leave Pool-0 first, negotiated as
+/// `cpupool-cpu-remove`).
+fn numa_split(
+    res: &mut Resources,
+    pools: &mut Pools,
+    topology: &config::Topology,
+) -> Result<(), String> {
+    if pools.manager.pools().count() > 1 {
+        return Err(String::from(
+            "cpupool-numa-split: splitting not possible, already cpupools in use",
+        ));
+    }
+    let home = topology.node_of(0).unwrap_or(0);
+    let sched = pools
+        .manager
+        .pool(rules::POOL0)
+        .map(|p| p.spec.sched.clone())
+        .ok_or("cpupool-numa-split: no Pool-0")?;
+    let free: Vec<u32> = pools.manager.free_cpus();
+    let add: Vec<u32> = topology
+        .node_cpus(home)
+        .into_iter()
+        .filter(|c| free.contains(c))
+        .collect();
+    if !add.is_empty() {
+        let report = pools
+            .manager
+            .cpu_add(rules::POOL0, &add)
+            .map_err(|e| format!("Pool-0: {e}"))?;
+        for (cpu, result) in &report.results {
+            if let Err(e) = result {
+                return Err(format!("Pool-0: CPU {cpu}: {e}"));
+            }
+        }
+        pools.apply(res, report.actions);
+    }
+    let pool0_name = format!("Pool-node{home}");
+    pools
+        .manager
+        .rename(rules::POOL0, &pool0_name)
+        .map_err(|e| format!("Pool-0: {e}"))?;
+    say!("cpupool-numa-split: Pool-0 is now {pool0_name}");
+    for node in 0..topology.node_count() {
+        let cpus = topology.node_cpus(node);
+        if node == home || cpus.is_empty() {
+            continue;
+        }
+        for &cpu in &cpus {
+            if pools.manager.cpu_owner(cpu) == Some(rules::POOL0) {
+                pools.operate(res, &pool0_name, |m| m.cpu_remove(rules::POOL0, cpu))?;
+            }
+        }
+        let name = format!("Pool-node{node}");
+        let spec = rules::PoolSpec {
+            name: name.clone(),
+            sched: sched.clone(),
+            cpus: rules::CpuRequest::List(cpus.clone()),
+            other_config: Vec::new(),
+        };
+        pools.activate(res, &name, true, |m| m.create(spec).map(|(_, a)| a))?;
+        say!(
+            "cpupool-numa-split: {name} with CPUs {}",
+            rules::format_cpu_list(&cpus.into_iter().collect::<Vec<_>>())
+        );
     }
     Ok(())
 }

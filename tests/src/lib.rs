@@ -616,6 +616,47 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
+    // NUMA nodes in CPU lists (two nodes: CPUs 0-1 and 2-3): a pool from
+    // xlcpupool.cfg's `nodes=1`, `node:`/`^` on the console, and
+    // `cpupool-numa-split` as xl does it (refused while other pools exist;
+    // then Pool-0 keeps node 0 as Pool-node0, Pool-node1 takes node 1 even
+    // from Pool-0, and a domain keeps running).
+    all.push(
+        Scenario::qemu("numa_split", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .numa(2)
+            .config("tests/configs/numa")
+            .exec(&[
+                "info",
+                "cpupool-create -f node1",
+                "cpupool-list -c",
+                "cpupool-numa-split",
+                "cpupool-destroy n1",
+                "cpupool-delete n1",
+                "create name=w image=spin",
+                "cpupool-cpu-add Pool-0 node:1,^3",
+                "cpupool-list -c",
+                "cpupool-numa-split",
+                "cpupool-list -c",
+                "cpupool-migrate w Pool-node1",
+                "cpupool-list -l",
+                "poweroff",
+            ])
+            .expect("nr_nodes        : 2")
+            .expect("numa nodes      : 2")
+            .expect("free_cpus       : 2")
+            .expect("xen_scheduler   : credit")
+            .expect("n1                 2,3")
+            .expect("error: cpupool-numa-split: splitting not possible, already cpupools in use")
+            .expect("Pool-0             0,1,2")
+            .expect("cpupool-numa-split: Pool-0 is now Pool-node0")
+            .expect("cpupool-numa-split: Pool-node1 with CPUs 2-3")
+            .expect("Pool-node0         0,1")
+            .expect("Pool-node1         2,3")
+            .expect("\"name\":\"Pool-node1\",\"sched\":\"credit\",\"active\":true,\"n_cpus\":2,\"cpus\":[2,3],\"domains\":[\"w\"]")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
     // Pool-0 from boot: a credit scheduler server on the first
     // `pool0_cpus` CPUs, the rest free, as `cpupool-list` and `info` show.
     all.push(
@@ -630,7 +671,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("root: Pool-0: credit on 2 cpus")
             .expect("tarn> cpupool-list")
             .expect("Pool-0                2   credit      y             1")
-            .expect("Pool-0             0-1")
+            .expect("Pool-0             0,1")
             .expect("free cpus       : 2-3")
             .expect("Domain-0               0     1     -     0.000  Pool-0")
             .expect("tarn: exit status 0")
@@ -645,8 +686,8 @@ pub fn scenarios() -> Vec<Scenario> {
             .exec(&["cpupool-list -c", "list", "poweroff"])
             .expect("auto: cpupool rt from pools/auto/rt.cfg")
             .expect("auto: domain web from domains/auto/web.cfg")
-            .expect("Pool-0             0-1")
-            .expect("rt                 2-3")
+            .expect("Pool-0             0,1")
+            .expect("rt                 2,3")
             .expect("control-loop")
             .expect("tarn: exit status 0")
             .forbid("error")
@@ -905,7 +946,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("ctl: ok")
             .expect("error: Pool-0: Pool-0 cannot be destroyed or deleted")
             .expect("ctl: error")
-            .expect("p                  2-3")
+            .expect("p                  2,3")
             .expect("tarn: exit status 0")
             .forbid("channel failed")
             .forbid_failures(),
@@ -941,7 +982,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(0, "x", 100.0, 2.0)
             .share(0, "z", 100.0, 2.0)
             .expect("loan: CPU 3 is back in p")
-            .expect("p                  2-3")
+            .expect("p                  2,3")
             .share(1, "x", 66.7, 2.0)
             .share(1, "a", 100.0, 2.0)
             .expect("error: CPU 2: a loan lasts 1 ms to 3600000 ms")
@@ -1003,7 +1044,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("[tenant] request failed: InvalidCapability")
             .expect("a                      1    512    0  lic")
             .expect("x                      2    256    0  Pool-0")
-            .expect("lic                2-3")
+            .expect("lic                2,3")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
@@ -1049,6 +1090,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "sched-param -d c prio=100",
                 "sched-param -d c weight=5",
                 "create name=d pool=pp image=spin weight=5",
+                "destroy d",
                 "cpupool-sched pp rr",
                 "top --json -d 1500",
                 "cpupool-sched pp prio",
@@ -1071,7 +1113,9 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(1, "c", 100.0, 1.0)
             .expect("error: c: prio: prio: 100 is outside 0..=99")
             .expect("error: c: weight: not a parameter of policy prio (it has: prio)")
-            .expect("error: d: weight: not a parameter of policy prio (it has: prio)")
+            // In a config, a key neither xl nor the policy has is warned
+            // and ignored, as xl ignores keys it does not use.
+            .expect("warning: d: weight: not a parameter of policy prio (it has: prio); not an xl key either, ignored")
             .expect("pool pp: now rr (hand-over took")
             .share(2, "a", 33.3, 2.0)
             .share(2, "b", 33.3, 2.0)
@@ -1139,6 +1183,56 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("EXCEPTION")
             .forbid_failures(),
     );
+    // Xen's example configs as an administrator has them (every key of
+    // `tools/examples/xlexample.hvm`, `xlexample.pvhlinux` and `cpupool`):
+    // each is created, each key Tarn does not use warned once with its
+    // line; a pool file without `.cfg`, `var=value` overrides, `-n`, `-f`,
+    // a key neither xl nor the pool's policy has, and numeric ids.
+    all.push(
+        Scenario::qemu("xl_example_configs", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .config("tests/configs/xen-examples")
+            .exec(&[
+                "cpupool-create -n cpupool name=Dry cpus=\"3\"",
+                "cpupool-create cpupool",
+                "create xlexample.hvm",
+                "create -f xlexample.pvhlinux pool=Example-Cpupool",
+                "create name=w image=spin prio=3",
+                "sched-credit -d 1 -w 384",
+                "cpupool-migrate 3 1",
+                "sched-credit",
+                "cpupool-list -l",
+                "destroy 1",
+                "destroy 99",
+                "list -l",
+                "poweroff",
+            ])
+            .expect("root: configs from the initrd archive (3 files)")
+            // -n prints the config with the overrides and creates nothing.
+            .expect("name = \"Dry\"")
+            .expect("cpus = [\"3\"]")
+            // xl's lines for cpupool-create.
+            .expect("Using config file \"cpupool\"")
+            .expect("cpupool name:   Example-Cpupool")
+            .expect("scheduler:      credit")
+            .expect("number of cpus: 2")
+            .expect("warning: xlexample.hvm: line 18: vif: an xl key not used by Tarn, ignored")
+            .expect("warning: xlexample.hvm: line 21: disk: an xl key not used by Tarn, ignored")
+            .expect("warning: xlexample.hvm: line 24: sdl: an xl key not used by Tarn, ignored")
+            .expect("warning: xlexample.pvhlinux: line 21: vif: an xl key not used by Tarn, ignored")
+            .expect("warning: xlexample.pvhlinux: line 24: disk: an xl key not used by Tarn, ignored")
+            .expect("warning: w: prio: not a parameter of policy credit (it has: weight, cap, group); not an xl key either, ignored")
+            .expect("example.hvm            1    384    0  Pool-0")
+            .expect("w                      3    256    0  Example-Cpupool")
+            .expect("\"cpupool_id\":1,\"name\":\"Example-Cpupool\",\"sched\":\"credit\",\"active\":true,\"n_cpus\":2,\"cpus\":[2,3],\"domains\":[\"example.pvhlinux\",\"w\"]")
+            .expect("error: 99: no such domain")
+            .expect("{\"domid\":2,\"name\":\"example.pvhlinux\"")
+            .expect("tarn: exit status 0")
+            .forbid("\"name\":\"Dry\"")
+            .forbid("{\"domid\":1,")
+            .forbid("unknown key")
+            .forbid_failures(),
+    );
     // A config archive (`-initrd`) with mistakes: it replaces the built-in
     // configs; the good ones are created, each bad one is reported with its
     // path, line and key, and none of them changes anything.
@@ -1149,7 +1243,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .exec(&["cpupool-list -c", "list", "info", "poweroff"])
             .expect("root: configs from the initrd archive (8 files)")
             .expect("auto: cpupool lab from pools/auto/a-lab.cfg")
-            .expect("auto: pools/auto/b-colour.cfg: line 3: colour: unknown key")
+            .expect("auto: pools/auto/b-colour.cfg: line 4: cpus: bad value")
             .expect("auto: pools/auto/c-sched.cfg: odd: no policy 'lottery' (available: credit, rr, sedf)")
             .expect("auto: domain worker from domains/auto/d-worker.cfg")
             .expect("auto: domains/auto/e-noname.cfg: name: missing")
@@ -1406,7 +1500,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: p2: cpupool must be destroyed first")
             .expect("error: Pool-0: Pool-0 cannot be destroyed or deleted")
             .expect("tarn> cpupool-list -c")
-            .expect("Pool-0             0-1")
+            .expect("Pool-0             0,1")
             .expect("x                      1     1     r")
             .expect("cpupools        : 1")
             .expect("free cpus       : 2-3")
@@ -1463,7 +1557,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(2, "a", 50.0, 2.0)
             .share(2, "b", 50.0, 2.0)
             .share(2, "c", 75.0, 2.0)
-            .expect("Pool-0             0-1,3")
+            .expect("Pool-0             0,1,3")
             .expect("p                  2")
             .expect("tarn: exit status 0")
             .forbid_failures(),
@@ -1530,7 +1624,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "create name=d image=spin vcpus=2",
                 "create name=d image=spin slice=5",
                 "create name=d pool=nowhere image=spin",
-                "create name=d image=spin prio=3",
+                "create name=d image=spin cap=x",
                 "sched-param -p Pool-0 timeslice_ms=0",
                 "sched-param -p Pool-0 slice=5",
                 "sched-param -d Domain-0 weight=5",
@@ -1554,23 +1648,22 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: colour: unknown key")
             .expect("error: cpu_weight: bad value: weight must be 1..65535")
             .expect("error: d: no image 'nope' (choices: spin, tenant)")
-            .expect("error: d: vcpus=2: domains have one vCPU for now")
+            .expect("error: d: vcpus=2: domains with several vCPUs are not built yet (vcpus=1)")
             .expect("error: period: missing")
             .expect("error: d: no such cpupool")
-            // Keys xl.cfg does not have must be the pool policy's own; the
-            // policy's refusals name the key.
-            .expect("error: d: prio: not a parameter of policy credit (it has: weight, cap, group)")
+            // A malformed value of a key Tarn honours (xl's cap) is refused.
+            .expect("error: cap: bad value: cap in percent of one CPU")
             .expect("error: Pool-0: credit: timeslice_ms: 0 is outside 1..=1000")
             .expect("error: Pool-0: credit: slice: unknown parameter (known: timeslice_ms, ratelimit_us)")
             .expect("error: Domain-0: the control domain is a system task")
             .expect("error: Pool-0: no policy 'lottery' (available: credit, rr, sedf)")
-            .expect("error: 'x' is not a CPU list or range")
-            .expect("error: 'seven' is not a CPU list or range")
+            .expect("error: 'x' is not a CPU, range, all or node:N")
+            .expect("error: 'seven' is not a CPU, range, all or node:N")
             .expect("error: nobody: no such domain")
             .expect("error: Domain-0: the control domain is a system task")
             .expect("error: -d: 'zero' is not a number")
             .expect("error: nowhere: no such cpupool")
-            .expect("Pool-0             0-1")
+            .expect("Pool-0             0,1")
             .expect("cpupools        : 1")
             .expect("domains         : 1")
             .expect("free cpus       : 2-3")

@@ -213,7 +213,7 @@ fn flags_are_checked_whole() {
 fn configs_and_files_are_told_apart() {
     assert_eq!(
         parsed("create spinner-vm.cfg"),
-        Command::Create(DomainSource::File(String::from("spinner-vm.cfg")))
+        Command::Create(DomainSource::File(ConfigFile::named("spinner-vm.cfg")))
     );
     match parsed("create name=d pool=lic image=spin") {
         Command::Create(DomainSource::Inline(c)) => {
@@ -258,7 +258,7 @@ fn configs_and_files_are_told_apart() {
     assert!(refused("sched-param web").starts_with("usage: sched-param"));
     assert_eq!(
         parsed("pool-new rt.cfg"),
-        Command::PoolNew(PoolSource::File(String::from("rt.cfg")))
+        Command::PoolNew(PoolSource::File(ConfigFile::named("rt.cfg")))
     );
     assert!(refused("create").starts_with("usage:"));
 }
@@ -284,4 +284,75 @@ fn repeat_checks_every_command_before_running_any() {
         "repeat: commands cannot repeat themselves"
     );
     assert!(refused("repeat 3 info |").starts_with("usage:"));
+}
+
+/// xl's config-file arguments: `[-n] [-f] FILE [var=value...]`, FILE with
+/// or without `.cfg`.
+#[test]
+fn config_files_take_xl_options_and_overrides() {
+    let file = |name: &str, overrides: &str, dry_run: bool| ConfigFile {
+        name: name.to_string(),
+        overrides: config::parse_overrides(overrides).unwrap(),
+        dry_run,
+    };
+    assert_eq!(
+        parsed("cpupool-create cpupool"),
+        Command::PoolCreate(PoolSource::File(file("cpupool", "", false)))
+    );
+    assert_eq!(
+        parsed("cpupool-create -n -f rt.cfg name=rt2 cpus=\"3\""),
+        Command::PoolCreate(PoolSource::File(file(
+            "rt.cfg",
+            "name=rt2 cpus=\"3\"",
+            true
+        )))
+    );
+    assert_eq!(
+        parsed("cpupool-create rt name=rt2"),
+        Command::PoolCreate(PoolSource::File(file("rt", "name=rt2", false)))
+    );
+    assert_eq!(
+        parsed("create -f web.cfg cpu_weight=512"),
+        Command::Create(DomainSource::File(file("web.cfg", "cpu_weight=512", false)))
+    );
+    assert!(refused("cpupool-create -n name=x cpus=2").starts_with("-n needs a config FILE"));
+    assert!(refused("cpupool-create -f").starts_with("-f needs a FILE"));
+    assert!(refused("cpupool-create rt.cfg -n").starts_with("unexpected '-n'"));
+    assert!(refused("cpupool-new -n rt.cfg").starts_with("unexpected '-n'"));
+    assert!(refused("create -n web.cfg").contains("not built"));
+    assert_eq!(
+        refused("cpupool-create rt.cfg name=\"x"),
+        "name: unterminated string"
+    );
+}
+
+/// Console CPU lists take xl's syntax against the machine's topology.
+#[test]
+fn console_cpu_lists_use_the_topology() {
+    let t = config::Topology::new(vec![0, 0, 1, 1]);
+    let add = |line: &str| match parse_in(line, &t) {
+        Ok(Some(Command::CpuAdd { cpus, .. })) => cpus.into_iter().collect::<Vec<_>>(),
+        other => panic!("{line}: {other:?}"),
+    };
+    assert_eq!(add("cpupool-cpu-add p node:1"), vec![2, 3]);
+    assert_eq!(add("cpupool-cpu-add p all,^0"), vec![1, 2, 3]);
+    assert_eq!(add("cpupool-cpu-add p 0-3,^1"), vec![0, 2, 3]);
+    assert!(parse_in("cpupool-cpu-add p node:2", &t)
+        .unwrap_err()
+        .contains("no node 2"));
+    assert!(parse_in("cpupool-cpu-add p 1,^1", &t)
+        .unwrap_err()
+        .contains("names no CPU"));
+    assert!(refused("cpupool-cpu-add p all").contains("not known"));
+    assert_eq!(parsed("cpupool-numa-split"), Command::NumaSplit);
+    assert!(refused("cpupool-numa-split 2").starts_with("usage:"));
+    match parse_in("cpupool-create name=n cpus=node:1", &t) {
+        Ok(Some(Command::PoolCreate(PoolSource::Inline(spec)))) => {
+            assert_eq!(
+                spec.cpus,
+                crate::pools::CpuRequest::List([2, 3].into_iter().collect())
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }

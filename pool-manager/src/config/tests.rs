@@ -4,6 +4,16 @@
 use super::*;
 use alloc::vec;
 
+/// The spec of a pool file (its warnings are tested on their own).
+fn parse_pool_config(text: &str) -> Result<PoolSpec, ConfigError> {
+    super::parse_pool_config(text, &Topology::default()).map(|(spec, _)| spec)
+}
+
+/// The inline form on a machine whose topology is not known.
+fn parse_pool_inline(text: &str) -> Result<PoolSpec, ConfigError> {
+    super::parse_pool_inline(text, &Topology::default())
+}
+
 fn set(cpus: &[u32]) -> CpuRequest {
     CpuRequest::List(cpus.iter().copied().collect())
 }
@@ -82,9 +92,10 @@ fn inline_form_equals_file_form() {
 
 #[test]
 fn pool_errors_name_line_and_key() {
+    // The inline form stays strict: a key it does not use is a typo.
     assert_eq!(
-        parse_pool_config("name=\"p\"\nsched=\"credit\"\nnodes=1\n").unwrap_err(),
-        err(3, Some("nodes"), ConfigErrorKind::UnknownKey)
+        parse_pool_inline("name=p sched=credit colour=blue").unwrap_err(),
+        err(3, Some("colour"), ConfigErrorKind::UnknownKey)
     );
     assert_eq!(
         parse_pool_config("name=\"p\"\nname=\"q\"\n").unwrap_err(),
@@ -254,8 +265,20 @@ fn domain_errors_name_line_and_key() {
         )
     );
     assert_eq!(
-        parse_domain_config("name=\"d\"\nimage=\"x\"\nvif=[]\n").unwrap_err(),
-        err(3, Some("vif"), ConfigErrorKind::UnknownKey)
+        parse_domain_config("name=\"d\"\nimage=\"x\"\ncap=\"50\"\n").unwrap_err(),
+        err(
+            3,
+            Some("cap"),
+            ConfigErrorKind::BadValue("cap in percent of one CPU")
+        )
+    );
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nimage=\"x\"\ncap=5\ncpu_cap=5\n").unwrap_err(),
+        err(
+            4,
+            Some("cpu_cap"),
+            ConfigErrorKind::BadValue("give cap or cpu_cap, not both")
+        )
     );
     assert_eq!(
         parse_domain_config("name=\"d\"\nimage=\"x\"\nvcpus=\"2\"\n")
@@ -363,4 +386,167 @@ fn fuzzed_and_mutated_inputs_never_panic() {
     // Mutations must hit both outcomes for the fuzz to mean anything.
     assert!(errors > 1000, "{errors} errors");
     assert!(oks > 100, "{oks} successful parses");
+}
+
+/// Xen's example files (`tools/examples/xlexample.pvhlinux`, `cpupool`)
+/// load as xl reads them: what Tarn honours is honoured, every other xl
+/// key is warned once, a key xl does not have is warned too (a domain's is
+/// kept as a policy parameter candidate, decided by the pool's policy).
+#[test]
+fn xen_example_files_load_with_one_warning_per_unused_key() {
+    let text = "type = \"pvh\"\n\
+                name = \"example.pvhlinux\"\n\
+                kernel = \"/boot/vmlinuz\"\n\
+                extra = \"console=hvc0\"\n\
+                root = \"/dev/xvda1\"\n\
+                memory = 512\n\
+                maxmem = 1024\n\
+                vcpus = 1\n\
+                cap = 50\n\
+                vif = [ '' ]\n\
+                disk = [ '/dev/zvol/tank/guest-volume,raw,xvda,rw' ]\n\
+                on_poweroff = \"destroy\"\n\
+                colour = [ 'blue' ]\n\
+                prio = 3\n";
+    let c = parse_domain_config(text).unwrap();
+    assert_eq!(c.kind, DomainType::Hvm);
+    assert_eq!(c.image, "/boot/vmlinuz");
+    assert_eq!(c.cmdline.as_deref(), Some("root=/dev/xvda1 console=hvc0"));
+    assert_eq!(c.memory_mib, Some(512));
+    assert_eq!(c.params.get("cap"), Some("50"));
+    let warned: Vec<String> = c.warnings.iter().map(|w| format!("{w}")).collect();
+    assert_eq!(
+        warned,
+        vec![
+            "line 7: maxmem: an xl key not used by Tarn, ignored".to_string(),
+            "line 10: vif: an xl key not used by Tarn, ignored".to_string(),
+            "line 11: disk: an xl key not used by Tarn, ignored".to_string(),
+            "line 12: on_poweroff: an xl key not used by Tarn, ignored".to_string(),
+            "line 13: colour: not an xl key, ignored".to_string(),
+        ]
+    );
+    assert_eq!(c.policy_params.text(|_| true), "prio=3");
+    assert_eq!(c.param_lines, vec![("prio".to_string(), 14)]);
+
+    let pool = "# the name of the new cpupool\n\
+                name = \"Example-Cpupool\"\n\
+                sched = \"credit\"\n\
+                cpus = [\"2\", \"3\"]\n\
+                colour = \"blue\"\n";
+    let (spec, warnings) = super::parse_pool_config(pool, &Topology::default()).unwrap();
+    assert_eq!(spec.name, "Example-Cpupool");
+    assert_eq!(spec.cpus, set(&[2, 3]));
+    let warned: Vec<String> = warnings.iter().map(|w| format!("{w}")).collect();
+    assert_eq!(
+        warned,
+        vec!["line 5: colour: not an xl key, ignored".to_string()]
+    );
+}
+
+/// `cpupool-create FILE var=value`: an override replaces the file's
+/// setting or adds one; `-n`'s text parses back to the same spec.
+#[test]
+fn overrides_replace_settings_and_the_dry_run_text_parses_back() {
+    let file = "name = \"rt\"\nsched = \"sedf\"\ncpus = 2\n";
+    let overrides = parse_overrides("name=rt2 cpus=\"1,3\" other_config=[\"a=1\"]").unwrap();
+    let (spec, warnings) = parse_pool_config_with(file, &overrides, &Topology::default()).unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!(spec.name, "rt2");
+    assert_eq!(spec.sched, Sched::from_name("sedf").unwrap());
+    assert_eq!(spec.cpus, set(&[1, 3]));
+    let text = format_pool_config(&spec);
+    assert_eq!(
+        text,
+        "name = \"rt2\"\nsched = \"sedf\"\ncpus = [\"1\", \"3\"]\nother_config = [\"a=1\"]\n"
+    );
+    assert_eq!(
+        super::parse_pool_config(&text, &Topology::default()).unwrap(),
+        (spec, Vec::new())
+    );
+    let bad = parse_overrides("cpus=\"x\"").unwrap();
+    assert_eq!(
+        parse_pool_config_with(file, &bad, &Topology::default())
+            .unwrap_err()
+            .key
+            .as_deref(),
+        Some("cpus")
+    );
+    let c = parse_domain_config_with(
+        "name=\"d\"\nimage=\"spin\"\ncpu_weight=256\n",
+        &parse_overrides("cpu_weight=512").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c.params.get("weight"), Some("512"));
+}
+
+/// Two nodes of four CPUs each, as QEMU's `-numa` gives them.
+fn two_nodes() -> Topology {
+    Topology::new(vec![0, 0, 0, 0, 1, 1, 1, 1])
+}
+
+/// xl's CPU list syntax: `all`, `^` exclusions applied left to right,
+/// `node:`/`nodes:` from the topology passed in.
+#[test]
+fn cpu_lists_as_xl_writes_them() {
+    let t = two_nodes();
+    let list = |text: &str| -> Vec<u32> { parse_cpu_list(text, &t).unwrap().into_iter().collect() };
+    assert_eq!(list("0-3,^1"), vec![0, 2, 3]);
+    assert_eq!(list("all"), (0..8).collect::<Vec<_>>());
+    assert_eq!(list("all,^0"), (1..8).collect::<Vec<_>>());
+    assert_eq!(list("node:1"), vec![4, 5, 6, 7]);
+    assert_eq!(list("nodes:0-1,^node:1"), vec![0, 1, 2, 3]);
+    assert_eq!(list("nodes:1,^5-6,2"), vec![2, 4, 7]);
+    // Left to right: a later item adds back what an earlier one took out.
+    assert_eq!(list("^1,0-1"), vec![0, 1]);
+    assert_eq!(list("0,^0"), Vec::<u32>::new());
+    for bad in [
+        "",
+        "x",
+        "3-1",
+        "^",
+        "node:",
+        "node:2",
+        "nodes:0-2",
+        "node:x",
+        "1,,2",
+        "all-1",
+    ] {
+        assert!(parse_cpu_list(bad, &t).is_err(), "{bad:?} accepted");
+    }
+    // Without a topology, numbers still work; all and nodes are refused.
+    let none = Topology::default();
+    assert_eq!(parse_cpu_list("0-3,^1", &none).unwrap().len(), 3);
+    assert!(parse_cpu_list("all", &none).is_err());
+    assert!(parse_cpu_list("node:0", &none).is_err());
+    // In a pool config, and xlcpupool.cfg's nodes= (the free CPUs of the
+    // nodes, when which are free is known).
+    let (spec, _) = super::parse_pool_config("name=\"p\"\ncpus=\"node:1,^4\"\n", &t).unwrap();
+    assert_eq!(spec.cpus, set(&[5, 6, 7]));
+    let (spec, _) = super::parse_pool_config("name=\"p\"\nnodes=1\n", &t).unwrap();
+    assert_eq!(spec.cpus, set(&[4, 5, 6, 7]));
+    let partly_free = two_nodes().with_free([0, 1, 6, 7].into_iter().collect());
+    let (spec, _) =
+        super::parse_pool_config("name=\"p\"\nnodes=[\"0\", 1]\n", &partly_free).unwrap();
+    assert_eq!(spec.cpus, set(&[0, 1, 6, 7]));
+    assert_eq!(
+        super::parse_pool_config("name=\"p\"\nnodes=2\n", &t).unwrap_err(),
+        err(
+            2,
+            Some("nodes"),
+            ConfigErrorKind::BadValue("no such NUMA node")
+        )
+    );
+    assert_eq!(
+        super::parse_pool_config("name=\"p\"\ncpus=1\nnodes=1\n", &t)
+            .unwrap_err()
+            .kind,
+        ConfigErrorKind::BadValue("give cpus or nodes, not both")
+    );
+    let none_free = two_nodes().with_free(BTreeSet::new());
+    assert_eq!(
+        super::parse_pool_config("name=\"p\"\nnodes=0\n", &none_free)
+            .unwrap_err()
+            .kind,
+        ConfigErrorKind::BadValue("no free CPU in those nodes")
+    );
 }

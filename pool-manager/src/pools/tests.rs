@@ -97,6 +97,10 @@ fn define_refuses_duplicate_name_bad_name_empty_and_absent_cpus() {
     refused(&mut m, PoolError::InvalidName, |m| {
         m.define(spec("a b", list(&[3])))
     });
+    // A number is an id (xl's `cpupool-migrate 3 1`), never a name.
+    refused(&mut m, PoolError::InvalidName, |m| {
+        m.define(spec("7", list(&[3])))
+    });
     refused(&mut m, PoolError::EmptyCpuRequest, |m| {
         m.define(spec("p2", CpuRequest::Count(0)))
     });
@@ -419,7 +423,8 @@ fn list_shows_xl_columns() {
     assert!(table.starts_with("Name               CPUs   Sched     Active   Domain count\n"));
     assert!(table.contains("lic                   2   credit      y             1\n"));
     let c = render_cpupool_list(&rows, true);
-    assert!(c.contains("Pool-0             0-1\n"));
+    assert!(c.contains("Pool-0             0,1\n"));
+    assert!(c.contains("lic                2,3\n"));
     assert_eq!(format_cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
 }
 

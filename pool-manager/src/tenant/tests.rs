@@ -9,7 +9,8 @@
 
 use super::*;
 use crate::command::{self, ServerFault, ALIASES, COMMANDS, NOT_BUILT};
-use crate::pools::{DomainParams, DomainSpec, Sched, POOL0};
+use crate::pools::{DomainId, DomainParams, DomainSpec, Sched, POOL0};
+use alloc::format;
 use alloc::string::ToString;
 use alloc::vec;
 
@@ -112,6 +113,7 @@ fn effects(command: &Command) -> Vec<Effect> {
             vec![p(pool), d(domain), Machine]
         }
         Command::PoolSched { pool, .. } => vec![p(pool)],
+        Command::NumaSplit => vec![Cpus, Machine],
         Command::CreditDomain { domain, .. } | Command::SedfDomain { domain, .. } => {
             vec![d(domain)]
         }
@@ -451,4 +453,42 @@ fn an_inactive_delegated_pool_allows_nothing() {
     );
     // The deactivated sub-pool left the scope.
     assert_eq!(scope(&w.manager, &w.carved, w.lic), Ok(vec![w.lic]));
+}
+
+/// xl's numeric ids name the same objects as their names, under the same
+/// rule: inside the tenant's scope allowed, outside refused.
+#[test]
+fn numeric_ids_follow_the_tenant_rule() {
+    let w = world();
+    let op = |line: &str| {
+        authorize(
+            &w.manager,
+            &w.carved,
+            w.lic,
+            command::parse(line).unwrap().unwrap(),
+        )
+    };
+    let dom = |name: &str| w.manager.domain_id(name).unwrap().0;
+    let pool = |name: &str| w.manager.pool_id(name).unwrap().0;
+    let (a, x) = (dom("a"), dom("x"));
+    let (sub, far) = (pool("sub"), pool("far"));
+    assert_eq!(w.manager.domain_id(&format!("{a}")), Ok(DomainId(a)));
+    assert_eq!(w.manager.pool_id(&format!("{far}")), Ok(PoolId(far)));
+    assert!(w.manager.domain_id("99").is_err());
+    assert!(w.manager.pool_id("99999999999999999999").is_err());
+    assert!(matches!(
+        op(&format!("cpupool-migrate {a} {sub}")),
+        Ok(TenantOp::Run(_))
+    ));
+    assert!(matches!(
+        op(&format!("sched-credit -d {a} -w 300")),
+        Ok(TenantOp::Run(_))
+    ));
+    assert!(op(&format!("destroy {x}")).is_err());
+    assert!(op(&format!("cpupool-migrate {a} {far}")).is_err());
+    assert!(op(&format!("list --pool={far}")).is_err());
+    assert_eq!(
+        op(&format!("cpupool-destroy {sub}")),
+        Ok(TenantOp::Uncarve(w.sub))
+    );
 }

@@ -291,8 +291,8 @@ fn build_policy_crate(ctx: &Ctx, name: &str, file: &Path) -> Result<PathBuf> {
     Ok(target.join(TARGET).join("release").join(name))
 }
 
-/// Packs config directory `dir` (its `pools/` and `domains/` trees, `*.cfg`
-/// files, `autorun.cmds`, and the policy servers of `servers/`, each a file
+/// Packs config directory `dir` (its `pools/` and `domains/` trees: every
+/// file of `pools/` and `domains/`, the `*.cfg` files of their `auto/`, `autorun.cmds`, and the policy servers of `servers/`, each a file
 /// named as its policy) into the cpio (newc) archive the root task
 /// reads from `-initrd` (QEMU) or a GRUB module (Bochs);
 /// returns the archive's path (`out`).
@@ -307,7 +307,12 @@ pub fn pack_config(ctx: &Ctx, dir: &Path, out: &Path) -> Result<PathBuf> {
         };
         let mut names: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "cfg") && p.is_file())
+            // Every file of pools/ and domains/ (xl names a config with or
+            // without `.cfg`: Xen's example pool file is `cpupool`); only
+            // the `*.cfg` of the auto/ directories start at boot.
+            .filter(|p| {
+                p.is_file() && (!sub.ends_with("auto") || p.extension().is_some_and(|x| x == "cfg"))
+            })
             .collect();
         names.sort();
         for path in names {
