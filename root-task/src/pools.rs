@@ -1359,6 +1359,10 @@ impl Pools {
             stop_server(&old, scheduler);
             self.empty_cell(res, old.cell);
         }
+        // A courier left in a call to the old server (it never answered) is
+        // released by emptying its cell, but may not have come back yet:
+        // the new server's greeting must not fail for want of a courier.
+        self.spare_courier(res);
         let cpus: BTreeSet<u32> = self
             .manager
             .pool(pool)
