@@ -1140,11 +1140,12 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid_failures(),
     );
     // Issue 12, untrusted policies: a "policy" whose server spins on its
-    // CPU from its start instead of serving. Switching pool pp to it fails
-    // within the greeting's deadline and leaves pp on credit with its three
-    // domains running; a new pool with it is not created; the neighbouring
-    // pool nb (its own CPU, x and y at weights 256 and 512) keeps its
-    // shares meanwhile, and the console keeps answering.
+    // CPU from its start instead of serving, and one whose server crashes
+    // at its start. Switching pool pp to either fails within the greeting's
+    // deadline and leaves pp on credit with its three domains running; a
+    // new pool with either is not created; the neighbouring pool nb (its
+    // own CPU, x and y at weights 256 and 512) keeps its shares meanwhile,
+    // and the console keeps answering.
     all.push(
         Scenario::qemu("policy_spinner_icount", 4, "pool0_cpus=1 pace_hz=10000")
             .icount()
@@ -1155,6 +1156,10 @@ pub fn scenarios() -> Vec<Scenario> {
                 "cpupool-sched pp spinner",
                 "top --json -d 1000",
                 "cpupool-create name=q sched=spinner cpus=1",
+                "top --json -d 1000",
+                "@ctl load-policy crasher target/policies/x86_64-unknown-none/release/crasher",
+                "cpupool-sched pp crasher",
+                "cpupool-create name=r sched=crasher cpus=1",
                 "top --json -d 1000",
                 "list",
                 "cpupool-list",
@@ -1177,6 +1182,15 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(2, "a", 33.3, 2.0)
             .share(2, "x", 33.3, 1.0)
             .share(2, "y", 66.7, 1.0)
+            // One whose server crashes at its start: the same.
+            .expect("policy crasher loaded (")
+            .expect("error: pool pp: policy change to crasher failed (the crasher server does not speak the protocol: ")
+            .expect("error: r: the crasher server does not speak the protocol: ")
+            .share(3, "a", 33.3, 2.0)
+            .share(3, "b", 33.3, 2.0)
+            .share(3, "c", 33.3, 2.0)
+            .share(3, "x", 33.3, 1.0)
+            .share(3, "y", 66.7, 1.0)
             .expect("pp                    1   credit      y             3")
             .forbid("scheduler server replaced")
             .expect("tarn: exit status 0")
