@@ -1145,7 +1145,8 @@ pub fn scenarios() -> Vec<Scenario> {
     // deadline and leaves pp on credit with its three domains running; a
     // new pool with either is not created; the neighbouring pool nb (its
     // own CPU, x and y at weights 256 and 512) keeps its shares meanwhile,
-    // and the console keeps answering.
+    // and the console keeps answering. Last, Pool-0 is switched to the
+    // spinner: its CPU is the manager's own.
     all.push(
         Scenario::qemu("policy_spinner_icount", 4, "pool0_cpus=1 pace_hz=10000")
             .icount()
@@ -1161,6 +1162,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "cpupool-sched pp crasher",
                 "cpupool-create name=r sched=crasher cpus=1",
                 "top --json -d 1000",
+                "cpupool-sched Pool-0 spinner",
                 "list",
                 "cpupool-list",
                 "poweroff",
@@ -1191,6 +1193,11 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(3, "c", 33.3, 2.0)
             .share(3, "x", 33.3, 1.0)
             .share(3, "y", 66.7, 1.0)
+            // Pool-0's CPU is the pool manager's: a spinning server there
+            // shares the manager's CPU in the system FIFO, and is refused
+            // all the same.
+            .expect("error: pool Pool-0: policy change to spinner failed (the spinner server does not speak the protocol: the scheduler server did not answer): back on credit")
+            .expect("Pool-0                1   credit      y             1")
             .expect("pp                    1   credit      y             3")
             .forbid("scheduler server replaced")
             .expect("tarn: exit status 0")
