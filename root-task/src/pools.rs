@@ -102,6 +102,11 @@ const SERVER_MEMORY_BITS: u64 = 22;
 const BADGE_SERVER: u64 = 1 << 32;
 const BADGE_DOMAIN: u64 = 2 << 32;
 const BADGE_ID_MASK: u64 = 0xFFFF_FFFF;
+/// A server's fault badge also carries its serial number (bits 40..64),
+/// so the fault of a server already replaced is not taken for its
+/// successor's.
+const BADGE_SERIAL_SHIFT: u32 = 40;
+const BADGE_SERIAL_MASK: u64 = 0xFF_FFFF;
 /// The images a native domain can be built from.
 pub const DOMAIN_IMAGES: &[&str] = &["spin", "tenant"];
 /// The guests a `type="hvm"` domain can run (the VMM's built-in guests).
@@ -368,6 +373,8 @@ struct Server {
     /// What it was built in: the process, its memory and its endpoint
     /// (emptying it ends a courier's call the server never answered).
     cell: Cell,
+    /// Its serial number (in its fault badge, [`BADGE_SERIAL_SHIFT`]).
+    serial: u64,
 }
 
 /// What the manager keeps per active pool.
@@ -433,6 +440,8 @@ pub struct Pools {
     /// Pools whose server did not answer a request, with why: replaced by
     /// the next [`Pools::service`].
     failing: BTreeMap<PoolId, String>,
+    /// The serial number of the last server started.
+    server_serial: u64,
     /// The endpoint tenants' pool capabilities name (badge = pool id + 1).
     tenant_endpoint: CPtr,
     tenant_mail: Arc<Mutex<TenantMail>>,
@@ -545,6 +554,7 @@ impl Pools {
             fault_endpoint,
             faults,
             failing: BTreeMap::new(),
+            server_serial: 0,
             tenant_endpoint,
             tenant_mail,
             tenant_done,
@@ -1021,6 +1031,8 @@ impl Pools {
             .ok_or(Error::InvalidArgument)?
             .scheduler;
         let fault_source = self.fault_endpoint;
+        self.server_serial = self.server_serial.wrapping_add(1) & BADGE_SERIAL_MASK;
+        let serial = self.server_serial;
         let cmdline = format!("scheduler={SERVER_SCHEDULER_SLOT}");
         let elf: &[u8] = &elf;
         // The request thread runs on the pool's first CPU (its agents run
@@ -1044,7 +1056,7 @@ impl Pools {
                 res.cnode,
                 fault_source,
                 Rights::ALL,
-                BADGE_SERVER | u64::from(pool.0),
+                BADGE_SERVER | u64::from(pool.0) | (serial << BADGE_SERIAL_SHIFT),
             )?;
             let caps = [
                 CapGrant {
@@ -1099,6 +1111,7 @@ impl Pools {
             endpoint,
             stuck: None,
             cell,
+            serial,
         })
     }
 
@@ -1359,6 +1372,10 @@ impl Pools {
             stop_server(&old, scheduler);
             self.empty_cell(res, old.cell);
         }
+        // A courier left in a call to the old server (it never answered) is
+        // released by emptying its cell, but may not have come back yet:
+        // the new server's greeting must not fail for want of a courier.
+        self.spare_courier(res);
         let cpus: BTreeSet<u32> = self
             .manager
             .pool(pool)
@@ -1423,7 +1440,15 @@ impl Pools {
             let what = describe_fault(&note);
             if note.badge & BADGE_SERVER != 0 {
                 let pool = PoolId(id);
-                if self.pools.contains_key(&pool) {
+                let serial = (note.badge >> BADGE_SERIAL_SHIFT) & BADGE_SERIAL_MASK;
+                // A server replaced meanwhile (it failed its greeting, say)
+                // is gone already: its fault says nothing of the current one.
+                let current = self
+                    .pools
+                    .get(&pool)
+                    .and_then(|p| p.server.as_ref())
+                    .is_some_and(|s| s.serial == serial);
+                if current {
                     crate::console::say_line(&format!(
                         "pool {}: scheduler server faulted: {what}",
                         self.pool_name(pool)

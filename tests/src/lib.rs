@@ -1233,6 +1233,71 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("unknown key")
             .forbid_failures(),
     );
+    // Issue 12, untrusted policies: a "policy" whose server spins on its
+    // CPU from its start instead of serving, and one whose server crashes
+    // at its start. Switching pool pp to either fails within the greeting's
+    // deadline and leaves pp on credit with its three domains running; a
+    // new pool with either is not created; the neighbouring pool nb (its
+    // own CPU, x and y at weights 256 and 512) keeps its shares meanwhile,
+    // and the console keeps answering. Last, Pool-0 is switched to the
+    // spinner: its CPU is the manager's own.
+    all.push(
+        Scenario::qemu("policy_spinner_icount", 4, "pool0_cpus=1 pace_hz=10000")
+            .icount()
+            .config("tests/configs/untrusted")
+            .exec(&[
+                "top --json -d 1000",
+                "@ctl load-policy spinner target/policies/x86_64-unknown-none/release/spinner",
+                "cpupool-sched pp spinner",
+                "top --json -d 1000",
+                "cpupool-create name=q sched=spinner cpus=1",
+                "top --json -d 1000",
+                "@ctl load-policy crasher target/policies/x86_64-unknown-none/release/crasher",
+                "cpupool-sched pp crasher",
+                "cpupool-create name=r sched=crasher cpus=1",
+                "top --json -d 1000",
+                "cpupool-sched Pool-0 spinner",
+                "list",
+                "cpupool-list",
+                "poweroff",
+            ])
+            .share(0, "a", 33.3, 2.0)
+            .share(0, "b", 33.3, 2.0)
+            .share(0, "c", 33.3, 2.0)
+            .share(0, "x", 33.3, 1.0)
+            .share(0, "y", 66.7, 1.0)
+            .expect("policy spinner loaded (")
+            .expect("error: pool pp: policy change to spinner failed (the spinner server does not speak the protocol: ")
+            .expect("back on credit, 3 domains running")
+            .share(1, "a", 33.3, 2.0)
+            .share(1, "b", 33.3, 2.0)
+            .share(1, "c", 33.3, 2.0)
+            .share(1, "x", 33.3, 1.0)
+            .share(1, "y", 66.7, 1.0)
+            .expect("error: q: the spinner server does not speak the protocol")
+            .share(2, "a", 33.3, 2.0)
+            .share(2, "x", 33.3, 1.0)
+            .share(2, "y", 66.7, 1.0)
+            // One whose server crashes at its start: the same.
+            .expect("policy crasher loaded (")
+            .expect("error: pool pp: policy change to crasher failed (the crasher server does not speak the protocol: ")
+            .expect("error: r: the crasher server does not speak the protocol: ")
+            .share(3, "a", 33.3, 2.0)
+            .share(3, "b", 33.3, 2.0)
+            .share(3, "c", 33.3, 2.0)
+            .share(3, "x", 33.3, 1.0)
+            .share(3, "y", 66.7, 1.0)
+            // Pool-0's CPU is the pool manager's: a spinning server there
+            // shares the manager's CPU in the system FIFO, and is refused
+            // all the same.
+            .expect("error: pool Pool-0: policy change to spinner failed (the spinner server does not speak the protocol: the scheduler server did not answer): back on credit")
+            .expect("Pool-0                1   credit      y             1")
+            .expect("pp                    1   credit      y             3")
+            .forbid("scheduler server replaced")
+            .expect("tarn: exit status 0")
+            .forbid("EXCEPTION")
+            .forbid_failures(),
+    );
     // A config archive (`-initrd`) with mistakes: it replaces the built-in
     // configs; the good ones are created, each bad one is reported with its
     // path, line and key, and none of them changes anything.
