@@ -316,12 +316,7 @@ fn find_madt(info: &boot::BootInfo) -> Result<Option<acpi::Madt>, acpi::AcpiErro
     let Some(rsdp) = info.rsdp.as_ref() else {
         return Ok(None);
     };
-    let read = |phys: u64, len: usize| -> Option<&'static [u8]> {
-        // SAFETY: ACPI tables are in RAM below 4 GiB, covered by the direct map;
-        // they are firmware-owned and never handed out by the frame allocator.
-        Some(unsafe { core::slice::from_raw_parts(phys_to_virt(phys) as *const u8, len) })
-    };
-    let table = acpi::find_table(rsdp, b"APIC", &read)?;
+    let table = acpi::find_table(rsdp, b"APIC", &objmem::firmware_bytes)?;
     acpi::parse_madt(table).map(Some)
 }
 
@@ -329,13 +324,7 @@ fn find_madt(info: &boot::BootInfo) -> Result<Option<acpi::Madt>, acpi::AcpiErro
 /// none (one node) or it is malformed (reported, then one node).
 fn find_srat(info: &boot::BootInfo) -> Option<srat::Srat> {
     let rsdp = info.rsdp.as_ref()?;
-    let read = |phys: u64, len: usize| -> Option<&'static [u8]> {
-        // SAFETY: as in `find_madt`: ACPI tables lie in RAM below 4 GiB,
-        // covered by the direct map, and the frame allocator never hands
-        // them out.
-        Some(unsafe { core::slice::from_raw_parts(phys_to_virt(phys) as *const u8, len) })
-    };
-    match acpi::find_table(rsdp, b"SRAT", &read).and_then(srat::parse_srat) {
+    match acpi::find_table(rsdp, b"SRAT", &objmem::firmware_bytes).and_then(srat::parse_srat) {
         Ok(srat) => Some(srat),
         Err(acpi::AcpiError::NotFound) => None,
         Err(error) => {

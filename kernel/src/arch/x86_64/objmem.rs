@@ -65,6 +65,23 @@ fn check(phys: u64, len: u64, align: u64) {
     }
 }
 
+/// `len` bytes of firmware memory (ACPI tables) at physical `phys`, read
+/// through the direct map; `None` unless the whole range lies inside it (a
+/// table's length field cannot make the kernel read past mapped memory).
+pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
+    let end = phys.checked_add(len as u64)?;
+    if end > DIRECT_MAP_END.load(core::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: the range is inside the direct map (checked above), mapped
+    // readable for the kernel's lifetime; ACPI tables are firmware-owned
+    // RAM the frame allocator never hands out, so nothing writes them while
+    // the slice lives.
+    Some(unsafe {
+        core::slice::from_raw_parts(super::paging::phys_to_virt(phys) as *const u8, len)
+    })
+}
+
 /// Whether `len` bytes at `phys`, aligned to `align`, lie in object memory
 /// (the invariant check vets an address with this before it reads there).
 pub fn is_object_memory(phys: u64, len: u64, align: u64) -> bool {
