@@ -73,7 +73,7 @@ use tarn_rt::abi::sched_protocol::{
 use tarn_rt::abi::{fault, CPtr, Error, ObjectType, Rights};
 use tarn_rt::layout::slot;
 use tarn_rt::{
-    invoke, syscall, BuddyAllocator, CapGrant, KernelUntyped, ProcessConfig, Resources,
+    invoke, syscall, BuddyAllocator, CapGrant, KernelUntyped, Process, ProcessConfig, Resources,
     ThreadOptions, UntypedGrant,
 };
 use tarn_vmm::platform::{StopReason, VM_ENDED_LABEL};
@@ -1564,6 +1564,21 @@ impl Pools {
                 tarn_rt::spawn_process(res, &config)
             })
             .map_err(|e| format!("cannot build it: {e:?}"))?;
+        self.start_built(res, pool, domain, cell, &built, image)
+    }
+
+    /// The last steps of `create`, native or VM alike: records the built
+    /// process as `domain`'s, hands its thread to `pool`'s server (undoing
+    /// everything if the server refuses it) and starts it.
+    fn start_built(
+        &mut self,
+        res: &mut Resources,
+        pool: PoolId,
+        domain: DomainId,
+        cell: Cell,
+        built: &Process,
+        image: &str,
+    ) -> Result<(), String> {
         self.domains.insert(
             domain,
             DomainRt {
@@ -1727,34 +1742,10 @@ impl Pools {
                 tarn_rt::spawn_process(res, &config)
             })
             .map_err(|e| format!("cannot build it: {e:?}"))?;
-        self.domains.insert(
-            domain,
-            DomainRt {
-                cell,
-                tcb: built.tcb,
-                objects: [
-                    built.cnode,
-                    built.vspace,
-                    built.ipc_buffer_frame,
-                    built.start_frame,
-                ],
-                thread_id: (u64::from(domain.0) << 8) | 1,
-                carried_ns: 0,
-                paused: false,
-                crashed: false,
-                image: String::from(kernel),
-            },
-        );
         if let Some(ring) = rings {
             crate::vm::register_console(domain.0, ring);
         }
-        self.spare_courier(res);
-        if let Err(why) = self.adopt(pool, domain) {
-            self.discard(res, domain, pool);
-            return Err(why);
-        }
-        let _ = invoke::tcb_resume(built.tcb);
-        Ok(())
+        self.start_built(res, pool, domain, cell, &built, kernel)
     }
 
     /// Takes a cell back: revoking its untyped destroys every object built
