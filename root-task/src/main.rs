@@ -11,9 +11,12 @@
 //! - `bench`: starts the `bench` module (passing it on, as the IPC server's
 //!   program) and serves its faults;
 //! - otherwise prints `root: ready` and, with `poweroff`, powers off (status
-//!   0); without it, becomes the pool manager (`pools.rs`: Pool-0 from boot,
-//!   then the boot-time configs of `autostart.rs`) and runs the serial
-//!   console (`console.rs`).
+//!   0); without it, becomes the pool manager: it starts the console's input
+//!   (whose notification the manager's threads signal), the manager
+//!   (`tarn_pool_runtime`, under `pool-manager/runtime/`: Pool-0 from boot,
+//!   with every `Cpu` capability and the memory left), the boot-time configs
+//!   (`autostart.rs`) and the archive's `autorun.cmds`, then serves the
+//!   serial console.
 //!
 //! A started child gets all untyped memory but half of the largest region
 //! (which the root keeps to build the child), copies of the CPU capabilities,
@@ -30,12 +33,10 @@
 extern crate alloc;
 
 mod autostart;
-mod console;
-mod pools;
-mod vm;
 
 use alloc::vec::Vec;
-use tarn_pool_manager::pools::PoolManager;
+use tarn_pool_manager::pools::{PoolManager, POOL0};
+use tarn_pool_runtime::{Clock, Console, Pools};
 use tarn_rt::abi::boot::{BootInfo, ModuleDesc, MAX_UNTYPED};
 use tarn_rt::abi::{fault, CPtr, Error, ObjectType, Rights};
 use tarn_rt::invoke;
@@ -100,8 +101,48 @@ fn main(arg: u64) {
             power_off(0);
         }
         let pools = pool0(info, &words);
-        console::run(info, &mut resources, pools);
+        run_manager(info, &mut resources, pools);
     }
+}
+
+/// Starts the pool manager on `pools` (the boot state of the pools), the
+/// boot-time configs and the autorun script, then serves the console
+/// forever. The console's input comes first: the manager's threads (fault
+/// watcher, tenants) wake the console through its notification.
+fn run_manager(
+    info: &'static BootInfo,
+    resources: &mut Resources,
+    pools: Option<PoolManager>,
+) -> ! {
+    let mut console = Console::new(info, resources);
+    let mut pools = pools.and_then(|manager| {
+        match Pools::start(info, resources, manager, console.wake(), Clock) {
+            Ok(pools) => Some(pools),
+            Err(error) => {
+                println!("error: root: cannot start the pool manager: {error:?}");
+                None
+            }
+        }
+    });
+    if let Some(p) = &pools {
+        let cpus = p.manager.pool(POOL0).map_or(0, |p| p.cpus.len());
+        println!("root: Pool-0: credit on {cpus} cpus");
+    }
+    autostart::load(info);
+    if let Some(p) = pools.as_mut() {
+        p.refresh_policies();
+        autostart::run(
+            resources,
+            p,
+            info.cmdline(),
+            &tarn_pool_runtime::console::topology(info),
+        );
+    }
+    if !info.cmdline().split_whitespace().any(|w| w == "noauto") {
+        let script = tarn_pool_runtime::configs::autorun();
+        console.run_script(resources, pools.as_mut(), &script);
+    }
+    console.serve(resources, pools)
 }
 
 /// Starts module `name` as a process and serves its faults forever.

@@ -1,17 +1,172 @@
-//! Linux guests: their memory is built here, in the domain's cell, from the
+//! Linux domains: `create` with `type="hvm"` and a `kernel` that is a file
+//! of the config archive. [`Pools::build_linux_domain`] sizes the domain's
+//! cell from its memory, builds the guest's memory in it and starts the
+//! `vmm` module on it, scheduled by the pool's server like any domain.
+//!
+//! Their memory is built here, in the domain's cell, from the
 //! kernel and initrd of the config archive (`tarn_vmm::linux` places them
 //! and builds the zero page and tables), as a GuestSpace of 2 MiB frames
 //! that the domain's VMM gets in its slot 9. The VMM never sees the images:
 //! the archive stays the root task's, and no frame capability per page of
 //! a 15 MiB kernel has to be handed over.
+//!
+//! A Linux domain's console is a shared page ([`ConsoleRing`]): the VMM
+//! writes the guest's UART output there and reads its input, the serial
+//! console (`console D`) attaches to it.
 
+use crate::domains::VMM_MEMORY_BITS;
+use crate::manager::Pools;
+use crate::servers::BADGE_DOMAIN;
 use alloc::format;
 use alloc::string::{String, ToString};
 use core::sync::atomic::{AtomicU64, Ordering};
+use tarn_pool_manager::pools::DomainId;
 use tarn_rt::abi::{CPtr, ObjectType, Rights};
 use tarn_rt::invoke;
-use tarn_rt::Resources;
+use tarn_rt::{ProcessConfig, Resources, UntypedGrant};
 use tarn_vmm::linux;
+
+impl Pools {
+    /// `create` of a Linux guest (`kernel` a file of the config archive):
+    /// its cell is sized from `memory` (guest RAM plus 8 MiB for the VMM,
+    /// rounded up to a power of two), the guest's memory is built in it
+    /// (`build_memory`), and the `vmm` module runs it on its main thread, the
+    /// domain's vCPU, scheduled by the pool's server like any domain.
+    pub fn build_linux_domain(
+        &mut self,
+        res: &mut Resources,
+        domain: DomainId,
+        kernel: &str,
+        ramdisk: Option<&str>,
+        memory_mib: u64,
+        cmdline: &str,
+    ) -> Result<(), String> {
+        let (pool, name) = self
+            .manager
+            .domain(domain)
+            .map(|d| (d.pool, d.name.clone()))
+            .ok_or("no such domain")?;
+        if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&memory_mib) {
+            return Err(format!(
+                "memory={memory_mib}: a Linux guest takes {}..={} MiB",
+                MIN_MEMORY_MIB, MAX_MEMORY_MIB
+            ));
+        }
+        let archive = self
+            .info
+            .module("initrd")
+            .map(tarn_rt::module_bytes)
+            .ok_or("no config archive")?;
+        let file = |path: &str| {
+            crate::configs::archive_file(path)
+                .map(|(offset, length)| &archive[offset..offset + length])
+                .ok_or_else(|| format!("no file {path} in the config archive"))
+        };
+        let kernel_bytes = file(kernel)?;
+        let initrd = ramdisk.map(file).transpose()?;
+        let module = self.info.module("vmm").ok_or("no vmm module")?;
+        let ram = memory_mib.next_multiple_of(2) << 20;
+        let cell_bits = u64::from((ram + (8 << 20)).next_power_of_two().trailing_zeros());
+        let tsc_khz = tsc_khz(res);
+        let fault_source = self.fault_endpoint;
+        let mut rings = None;
+        let elf = tarn_rt::module_bytes(module);
+        let (built, cell) = self
+            .build_in_cell(res, cell_bits, |res| {
+                let memory = build_memory(res, kernel_bytes, initrd, cmdline, ram, tsc_khz)
+                    .map_err(|why| {
+                        crate::output::say_line(&format!("error: {name}: {why}"));
+                        tarn_rt::abi::Error::InvalidArgument
+                    })?;
+                let (untyped, phys) = res.create_untyped(VMM_MEMORY_BITS)?;
+                let ring = res.create(ObjectType::Frame4K, 0)?;
+                let wake = res.create(ObjectType::Notification, 0)?;
+                invoke::frame_map(
+                    ring,
+                    res.vspace,
+                    ring_vaddr(domain.0),
+                    Rights::READ.union(Rights::WRITE),
+                )?;
+                rings = Some(ConsoleRing {
+                    vaddr: ring_vaddr(domain.0),
+                    wake,
+                });
+                let fault = res.alloc_slot()?;
+                invoke::cnode_mint(
+                    res.cnode,
+                    fault,
+                    res.cnode,
+                    fault_source,
+                    Rights::ALL,
+                    BADGE_DOMAIN | u64::from(domain.0),
+                )?;
+                let untyped = [UntypedGrant {
+                    cptr: untyped,
+                    phys,
+                    size_bits: VMM_MEMORY_BITS,
+                }];
+                let caps = [
+                    tarn_rt::CapGrant {
+                        source: memory.space,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // Where the VMM says its guest ended (`vm_ended`).
+                    tarn_rt::CapGrant {
+                        source: fault,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 1,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // The console's input page and the VMM's wake-up.
+                    tarn_rt::CapGrant {
+                        source: ring,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 2,
+                        rights: Rights::READ.union(Rights::WRITE),
+                        badge: 0,
+                    },
+                    tarn_rt::CapGrant {
+                        source: wake,
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 3,
+                        rights: Rights::ALL,
+                        badge: 0,
+                    },
+                    // The serial console's notification: output is waiting.
+                    tarn_rt::CapGrant {
+                        source: console_wake(),
+                        dest: tarn_rt::layout::slot::FIRST_PARENT + 4,
+                        rights: Rights::WRITE,
+                        badge: 0,
+                    },
+                ];
+                // `tarn.bench` on the guest's command line: the VMM prints
+                // the boot's figures (`cargo xtask bench`).
+                let bench = if cmdline.split_whitespace().any(|w| w == "tarn.bench") {
+                    " bench=1"
+                } else {
+                    ""
+                };
+                let line = format!("domain={name} linux={:x}{bench}", memory.load_address);
+                let config = ProcessConfig {
+                    elf,
+                    fault_endpoint: fault,
+                    cpu_count: 0,
+                    untyped: &untyped,
+                    caps: &caps,
+                    cmdline: &line,
+                    suspended: true,
+                    ..ProcessConfig::default()
+                };
+                tarn_rt::spawn_process(res, &config)
+            })
+            .map_err(|e| format!("cannot build it: {e:?}"))?;
+        if let Some(ring) = rings {
+            register_console(domain.0, ring);
+        }
+        self.start_built(res, pool, domain, cell, &built, kernel)
+    }
+}
 
 /// Guest-space table memory (log2 bytes): PML4, PDPT and one page
 /// directory per GiB of 2 MiB pages.

@@ -1,0 +1,429 @@
+//! What the console shows: `list`, `cpupool-list`, `top`, `info`,
+//! `vcpu-list`, the `sched-credit`/`sched-sedf` tables and `sched-param`'s
+//! list, as text in xl's layout or as JSON (`-l`, `--json`). Each reads
+//! the manager ([`Pools::stats`] and the rules' state); none changes it.
+
+use super::io::emit_line;
+use super::Console;
+use crate::courier::ParamInfo;
+use crate::domains::DomainStat;
+use crate::manager::Pools;
+use crate::say;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use tarn_pool_manager::pools::{self as rules, DomainParams};
+use tarn_rt::layout::slot;
+use tarn_rt::{invoke, Resources};
+
+impl Console {
+    /// `top [--json] [-d MS]`: each domain's share of one CPU over `ms`.
+    pub(crate) fn top(
+        &mut self,
+        res: &mut Resources,
+        pools: &mut Pools,
+        json: bool,
+        ms: u64,
+    ) -> Result<(), String> {
+        let split = || {
+            invoke::machine_times(slot::MACHINE)
+                .map(|t| [t.idle_ns, t.system_ns, t.dispatched_ns])
+                .unwrap_or_default()
+        };
+        let before = pools.stats();
+        let split_before = split();
+        let start = self.clock.now_us();
+        self.pause(res, Some(&mut *pools), ms);
+        let after = pools.stats();
+        let split_after = split();
+        // Where all CPUs' time went: idle, system threads (servers, the
+        // manager), dispatched domains; in ‰ of all CPU time.
+        let spent: Vec<u64> = (0..3)
+            .map(|i| split_after[i].saturating_sub(split_before[i]))
+            .collect();
+        let total = spent.iter().sum::<u64>().max(1);
+        let part = |i: usize| (u128::from(spent[i]) * 1000 / u128::from(total)) as u64;
+        let elapsed_ns = (self.clock.now_us() - start).max(1) * 1000;
+        let rows: Vec<(&DomainStat, u64)> = after
+            .iter()
+            .map(|a| {
+                let was = before.iter().find(|b| b.id == a.id).map_or(0, |b| b.cpu_ns);
+                (a, a.cpu_ns.saturating_sub(was))
+            })
+            .collect();
+        // Per mille of one CPU, rounded.
+        let share = |ran: u64| {
+            (u128::from(ran) * 1000 + u128::from(elapsed_ns) / 2) / u128::from(elapsed_ns)
+        };
+        if json {
+            let items: Vec<String> = rows
+                .iter()
+                .map(|(s, ran)| {
+                    let pm = share(*ran);
+                    format!(
+                        "{{\"domid\":{},\"name\":{},\"pool\":{},\"state\":\"{}\",\"cpu_pct\":{}.{},\"cpu_ns\":{ran}}}",
+                        s.id.0,
+                        json_str(&s.name),
+                        json_str(&s.pool),
+                        s.state,
+                        pm / 10,
+                        pm % 10
+                    )
+                })
+                .collect();
+            emit_line(&format!(
+                "{{\"interval_ms\":{},\"domains\":[{}],\"machine\":{{\"idle_pct\":{}.{},\"system_pct\":{}.{},\"domains_pct\":{}.{}}}}}",
+                elapsed_ns / 1_000_000,
+                items.join(","),
+                part(0) / 10,
+                part(0) % 10,
+                part(1) / 10,
+                part(1) % 10,
+                part(2) / 10,
+                part(2) % 10
+            ));
+        } else {
+            say!(
+                "{:<20} {:>3} {:>5} {:>7}  Pool",
+                "Name",
+                "ID",
+                "State",
+                "CPU(%)"
+            );
+            for (s, ran) in rows {
+                let pm = share(ran);
+                say!(
+                    "{:<20} {:>3} {:>5} {:>5}.{}  {}",
+                    s.name,
+                    s.id.0,
+                    s.state,
+                    pm / 10,
+                    pm % 10,
+                    s.pool
+                );
+            }
+            say!(
+                "all CPUs: idle {}.{} %, system {}.{} %, domains {}.{} %",
+                part(0) / 10,
+                part(0) % 10,
+                part(1) / 10,
+                part(1) % 10,
+                part(2) / 10,
+                part(2) % 10
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn info_command(&self, res: &Resources, pools: Option<&Pools>) {
+        let info = self.info;
+        let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
+        let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
+        say!("cpus            : {}", info.cpu_count);
+        // xl info's names for the same facts.
+        say!("nr_cpus         : {}", info.cpu_count);
+        say!("nr_nodes        : {}", info.node_count);
+        let nodes: Vec<String> = (0..info.node_count as u32)
+            .map(|node| {
+                let cpus: Vec<u32> = (0..info.cpu_count as u32)
+                    .filter(|&cpu| info.cpu_node(cpu) == node)
+                    .collect();
+                format!("{node}: cpus {}", rules::format_cpu_list(&cpus))
+            })
+            .collect();
+        say!(
+            "numa nodes      : {} ({})",
+            info.node_count,
+            nodes.join(", ")
+        );
+        say!("untyped memory  : {} MiB at boot", untyped >> 20);
+        say!("boot modules    : {}", modules.join(" "));
+        let (pool_files, domain_files) = crate::configs::config_files();
+        say!("pool configs    : {}", pool_files.join(" "));
+        say!("domain configs  : {}", domain_files.join(" "));
+        if let Some(pools) = pools {
+            say!("policies        : {}", pools.manager.policies().join(" "));
+            say!("cpupools        : {}", pools.manager.pools().count());
+            say!("domains         : {}", pools.manager.domains().count());
+            say!(
+                "free cpus       : {}",
+                rules::format_cpu_list(&pools.manager.free_cpus())
+            );
+            say!("free_cpus       : {}", pools.manager.free_cpus().len());
+            if let Some(pool0) = pools.manager.pool(rules::POOL0) {
+                say!("xen_scheduler   : {}", pool0.spec.sched.name());
+            }
+        }
+        if let Ok(i) = invoke::machine_check_invariants(slot::MACHINE) {
+            say!(
+                "kernel objects  : {} live, {} capabilities",
+                i.live_objects,
+                i.live_caps
+            );
+            say!(
+                "invariants      : {}",
+                if i.consistent { "hold" } else { "BROKEN" }
+            );
+        }
+        let cells = pools.map_or(0, Pools::free_cell_bytes);
+        say!(
+            "root resources  : {} free slots, {} heap bytes, {} free untyped bytes",
+            res.slots.remaining(),
+            tarn_rt::heap_used_bytes(),
+            res.untyped.free_bytes() + cells
+        );
+    }
+}
+
+/// JSON string (names are validated, but escape anyway).
+pub(crate) fn json_str(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A domain's parameters as a JSON object (numbers as numbers).
+pub(crate) fn params_json(params: &DomainParams) -> String {
+    let fields: Vec<String> = params
+        .iter()
+        .map(|(key, value)| match value.parse::<i64>() {
+            Ok(n) => format!("{}:{n}", json_str(key)),
+            Err(_) => format!("{}:{}", json_str(key), json_str(value)),
+        })
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+pub(crate) fn ns_to_s(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1_000_000_000, (ns / 1_000_000) % 1000)
+}
+
+pub(crate) fn list_command(pools: &Pools, long: bool, only: Option<&str>) -> Result<(), String> {
+    let only = match only {
+        Some(name) => Some(
+            pools
+                .manager
+                .pool_id(name)
+                .map_err(|e| format!("{name}: {e}"))?,
+        ),
+        None => None,
+    };
+    let stats: Vec<DomainStat> = pools
+        .stats()
+        .into_iter()
+        .filter(|s| only.is_none_or(|p| pools.manager.domain(s.id).map(|d| d.pool) == Some(p)))
+        .collect();
+    if long {
+        let items: Vec<String> = stats
+            .iter()
+            .map(|s| {
+                format!(
+                    "{{\"domid\":{},\"name\":{},\"pool\":{},\"image\":{},\"vcpus\":{},\"state\":\"{}\",\"cpu_time_ns\":{},\"sched_params\":{},\"group_master\":{}}}",
+                    s.id.0,
+                    json_str(&s.name),
+                    json_str(&s.pool),
+                    json_str(&s.image),
+                    s.vcpus,
+                    s.state,
+                    s.cpu_ns,
+                    params_json(&s.params),
+                    s.group.as_deref().map_or_else(|| String::from("null"), json_str)
+                )
+            })
+            .collect();
+        emit_line(&format!("[{}]", items.join(",")));
+    } else {
+        say!(
+            "{:<20} {:>3} {:>5} {:>5} {:>9}  Pool",
+            "Name",
+            "ID",
+            "VCPUs",
+            "State",
+            "Time(s)"
+        );
+        for s in &stats {
+            say!(
+                "{:<20} {:>3} {:>5} {:>5} {:>9}  {}",
+                s.name,
+                s.id.0,
+                s.vcpus,
+                s.state,
+                ns_to_s(s.cpu_ns),
+                s.pool
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn cpupool_list(
+    pools: &Pools,
+    cpus: bool,
+    long: bool,
+    names: &[String],
+) -> Result<(), String> {
+    let mut only = Vec::new();
+    for name in names {
+        only.push(
+            pools
+                .manager
+                .pool_id(name)
+                .map_err(|e| format!("{name}: {e}"))?,
+        );
+    }
+    let rows: Vec<_> = pools
+        .manager
+        .list()
+        .into_iter()
+        .filter(|r| only.is_empty() || only.contains(&r.id))
+        .collect();
+    if long {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let cpus: Vec<String> = r.cpus.iter().map(|c| c.to_string()).collect();
+                let domains: Vec<String> = pools
+                    .manager
+                    .domains()
+                    .filter(|d| d.pool == r.id)
+                    .map(|d| json_str(&d.name))
+                    .collect();
+                let tenants: Vec<String> = pools
+                    .delegations()
+                    .filter(|(p, _)| *p == r.id)
+                    .filter_map(|(_, t)| pools.manager.domain(*t))
+                    .map(|d| json_str(&d.name))
+                    .collect();
+                format!(
+                    "{{\"cpupool_id\":{},\"name\":{},\"sched\":\"{}\",\"active\":{},\"n_cpus\":{},\"cpus\":[{}],\"domains\":[{}],\"tenants\":[{}],\"server\":{}}}",
+                    r.id.0,
+                    json_str(&r.name),
+                    r.sched.name(),
+                    r.active,
+                    r.cpu_count,
+                    cpus.join(","),
+                    domains.join(","),
+                    tenants.join(","),
+                    pools
+                        .server_policy(r.id)
+                        .map_or_else(|| String::from("null"), |s| format!("\"{s}\""))
+                )
+            })
+            .collect();
+        emit_line(&format!("[{}]", items.join(",")));
+    } else {
+        let table = rules::render_cpupool_list(&rows, cpus);
+        for line in table.lines() {
+            say!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// `sched-param` with no pairs: each parameter, its value, range, default
+/// and help.
+pub(crate) fn print_params(title: &str, list: &[(ParamInfo, String)]) {
+    say!("{title}: {} parameters", list.len());
+    for (info, value) in list {
+        say!(
+            "  {}={value}  ({}, default {}) {}",
+            info.name,
+            info.range,
+            info.default,
+            info.help
+        );
+    }
+}
+
+/// `sched-credit` alone: every credit domain's weight and cap.
+pub(crate) fn credit_table(pools: &Pools) {
+    say!(
+        "{:<20} {:>3} {:>6} {:>4}  Pool",
+        "Name",
+        "ID",
+        "Weight",
+        "Cap"
+    );
+    for s in pools.stats() {
+        if pools
+            .manager
+            .domain(s.id)
+            .and_then(|d| pools.manager.pool(d.pool))
+            .is_some_and(|p| p.spec.sched.name() == "credit")
+        {
+            say!(
+                "{:<20} {:>3} {:>6} {:>4}  {}",
+                s.name,
+                s.id.0,
+                s.params.get("weight").unwrap_or("256"),
+                s.params.get("cap").unwrap_or("0"),
+                s.pool
+            );
+        }
+    }
+}
+
+/// `sched-sedf` alone: every SEDF reservation.
+pub(crate) fn sedf_table(pools: &Pools) {
+    say!(
+        "{:<20} {:>3} {:>10} {:>9} {:>5}  Pool",
+        "Name",
+        "ID",
+        "Period(ms)",
+        "Slice(ms)",
+        "Extra"
+    );
+    for s in pools.stats() {
+        if let (Some(period), Some(slice)) = (s.params.get("period"), s.params.get("slice")) {
+            say!(
+                "{:<20} {:>3} {:>10} {:>9} {:>5}  {}",
+                s.name,
+                s.id.0,
+                period,
+                slice,
+                s.params.get("extra").unwrap_or("0"),
+                s.pool
+            );
+        }
+    }
+}
+
+/// `vcpu-list [D]`.
+pub(crate) fn vcpu_list(pools: &Pools, only: Option<rules::DomainId>) {
+    say!(
+        "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  Pool",
+        "Name",
+        "ID",
+        "VCPU",
+        "CPU",
+        "State",
+        "Time(s)",
+        "Thread(s)"
+    );
+    for s in pools
+        .stats()
+        .iter()
+        .filter(|s| only.is_none_or(|d| d == s.id))
+    {
+        let cpu = s.cpu.map_or_else(|| String::from("-"), |c| c.to_string());
+        say!(
+            "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  {}",
+            s.name,
+            s.id.0,
+            0,
+            cpu,
+            s.state,
+            ns_to_s(s.cpu_ns),
+            ns_to_s(s.thread_ns),
+            s.pool
+        );
+    }
+}
