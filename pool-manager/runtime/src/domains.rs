@@ -400,7 +400,7 @@ impl Pools {
     }
 
     /// A Linux domain's VMM says its guest ended (a message with
-    /// [`VM_ENDED_LABEL`] on the domain's fault endpoint, MR0/MR1 the
+    /// [`VM_ENDED_LABEL`](tarn_vmm::platform::VM_ENDED_LABEL) on the domain's fault endpoint, MR0/MR1 the
     /// reason): the domain is destroyed with the reason on the console, as
     /// xl's default `on_poweroff`/`on_reboot`/`on_crash = "destroy"`. A
     /// message that names no reason is reported as such (the domain goes

@@ -34,7 +34,7 @@
 //! | the xl console: its command table, views, UARTs and control channel | `console/` |
 //!
 //! The console calls the manager and never the other way round: the
-//! manager's own lines go through [`output`], which the console reads.
+//! manager's own lines go through `output.rs`, which the console reads.
 //! The root task boots, hands the manager its capabilities (every `Cpu`
 //! capability, the memory left) and starts the manager, the console and
 //! the boot-time configs.
@@ -51,19 +51,17 @@ pub mod configs;
 pub mod console;
 mod courier;
 mod cpus;
-pub mod domains;
-pub mod linux;
+mod domains;
+mod linux;
 mod loans;
 mod manager;
 mod migrate;
-pub mod output;
+mod output;
 mod params;
 mod policies;
-pub mod servers;
+mod servers;
 mod tenants;
 
 pub use console::Console;
-pub use courier::ParamInfo;
-pub use domains::DomainStat;
 pub use manager::{Clock, Pools};
 pub(crate) use output::say;

@@ -9,7 +9,7 @@
 //! handles the faults the watcher saw.
 //!
 //! Everything the manager says (a server replaced, a loan ended) goes
-//! through [`crate::output`], to the console or to the capture of the
+//! through `output.rs`, to the console or to the capture of the
 //! command that caused it.
 
 use crate::courier::Courier;
@@ -46,6 +46,13 @@ impl Clock {
 }
 
 /// The pool manager's runtime state.
+///
+/// Its maps are `BTreeMap`s on purpose: iteration is ordered and the same
+/// on every run (servers that failed are replaced in pool order, a
+/// tenant's delegations are found in order), and an emptied one gives its
+/// memory back (`cells::release_if_empty`), which the soak's
+/// exact heap comparison needs. Lookups by id are O(log n); names are
+/// looked up by the rules ([`PoolManager`]).
 pub struct Pools {
     /// The rules and the pool/domain state.
     pub manager: PoolManager,

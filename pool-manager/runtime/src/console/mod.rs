@@ -18,7 +18,7 @@
 //!
 //! The console calls the manager ([`Pools`] and its rules,
 //! `tarn_pool_manager`) and never the other way round: the manager's own
-//! lines reach the console through [`crate::output`]. Its commands are a
+//! lines reach the console through `output.rs`. Its commands are a
 //! table (`commands.rs`: one handler per typed command); what it shows is
 //! in `views.rs`; its UARTs and the control channel in `io.rs`.
 
@@ -31,15 +31,14 @@ use crate::say;
 use alloc::format;
 use alloc::string::String;
 use io::{ControlPort, Input, Uart, COM1_IRQ, COM2_IRQ};
-use tarn_pool_manager::command::{self, Command, Edit, LineEditor, COMMANDS, NOT_BUILT};
+use tarn_pool_manager::command::{self, Edit, LineEditor};
 use tarn_pool_manager::config;
 use tarn_pool_manager::pools::PoolId;
 use tarn_pool_manager::tenant::{self, TenantOp};
 use tarn_rt::abi::boot::BootInfo;
 use tarn_rt::abi::control::FrameReader;
 use tarn_rt::abi::{CPtr, ObjectType};
-use tarn_rt::layout::slot;
-use tarn_rt::{invoke, println, Resources};
+use tarn_rt::{println, Resources};
 
 /// The prompt (no newline: input follows it on the same line).
 pub const PROMPT: &str = "tarn> ";
@@ -200,41 +199,6 @@ impl Console {
         };
         if let Err(why) = result {
             say!("error: {why}");
-        }
-    }
-
-    /// Runs one parsed command.
-    pub(crate) fn run(
-        &mut self,
-        res: &mut Resources,
-        pools: Option<&mut Pools>,
-        command: Command,
-    ) -> Result<(), String> {
-        match (command, pools) {
-            (Command::Help, _) => {
-                for (usage, what) in COMMANDS {
-                    say!("  {usage:<28} {what}");
-                }
-                say!("  (not built yet: {})", NOT_BUILT.join(" "));
-                Ok(())
-            }
-            (Command::Info, pools) => {
-                self.info_command(res, pools.as_deref());
-                Ok(())
-            }
-            (Command::Sleep(ms), pools) => {
-                self.pause(res, pools, ms);
-                Ok(())
-            }
-            (Command::Repeat { count, commands }, pools) => {
-                self.repeat(res, pools, count, &commands)
-            }
-            (Command::Poweroff, _) => {
-                let _ = invoke::machine_power_off(slot::MACHINE, 0);
-                Err(String::from("poweroff failed"))
-            }
-            (_, None) => Err(String::from("no pools on this machine")),
-            (command, Some(pools)) => self.pool_command(res, pools, command),
         }
     }
 
