@@ -11,6 +11,10 @@
 //! parser from a command line to a typed command; [`tenant`] the one rule
 //! deciding what a tenant holding a pool capability may run.
 //!
+//! The runtime that carries the actions out and serves the console is the
+//! crate beside this one, `tarn-pool-runtime` (`pool-manager/runtime/`),
+//! which runs only on Tarn.
+//!
 //! # Rules (`XEN-SEMANTICS.md`)
 //!
 //! - Each CPU is in at most one pool; CPUs in none are free. Pool-0 exists from

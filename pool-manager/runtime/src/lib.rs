@@ -26,10 +26,11 @@
 //! | how a Linux guest is built (memory, console page) | `linux.rs` |
 //! | what `cpupool-migrate` does | `migrate.rs` |
 //! | scheduling parameters (`sched-param`, `sched-credit`, `sched-sedf`, groups) | `params.rs` |
-//! | what a tenant may do (delegation, sub-pools) | `tenants.rs` (the rule itself: `tarn_pool_manager::tenant`) |
+//! | what a tenant may do | the rule: `tarn_pool_manager::tenant::authorize` |
+//! | how a pool is delegated, how a tenant carves a sub-pool | `tenants.rs` |
 //! | how a CPU loan works | `loans.rs` |
 //! | where everything built goes back to (cells) | `cells.rs` |
-//! | where configs come from (built-in or the config archive) | `configs.rs` |
+//! | where configs come from (built in or the config archive) | `configs.rs` |
 //! | where output goes (the console, or a command's capture) | `output.rs` |
 //! | the xl console: its command table, views, UARTs and control channel | `console/` |
 //!
