@@ -31,9 +31,10 @@ use crate::dispatch;
 use crate::ipc;
 use crate::object;
 use crate::object::tcb;
+use crate::object::FastCap;
 use crate::sched;
 use core::sync::atomic::{AtomicBool, Ordering};
-use tarn_ipc_schema::invocation::ThreadState;
+use tarn_ipc_schema::invocation::{Invocation, ThreadState};
 use tarn_ipc_schema::{MessageInfo, Rights, Syscall};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -44,11 +45,20 @@ pub fn disable() {
     ENABLED.store(false, Ordering::Relaxed);
 }
 
-/// Tries the fastpath for `thread`'s pending syscall; returns the thread to
-/// switch to and its page-table root, having completed the IPC (and, for a
-/// donation, charged the switch), or `None` to take the general path.
+/// What the fastpath did.
+pub enum Taken {
+    /// The IPC completed: switch to this thread on these page tables.
+    Switch(u64, u64),
+    /// `VcpuRun` started: the calling thread enters its guest.
+    EnterGuest,
+}
+
+/// Tries the fastpath for `thread`'s pending syscall: a `Call` or
+/// `ReplyRecv` IPC (completed, and for a donation the switch charged), or a
+/// `VcpuRun` (started: `crate::vcpu::run_fast`); `None` to take the
+/// general path.
 #[inline(always)]
-pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
+pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<Taken> {
     // The syscall number first: every other syscall leaves at once.
     let f = tcb::frame(guard, thread);
     let (number, cptr, info) = (f.rax, f.rdi, MessageInfo(f.rsi));
@@ -59,8 +69,15 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
     if info.extra_caps() != 0 || info.length() > 4 || !ENABLED.load(Ordering::Relaxed) {
         return None;
     }
-    let cap = object::endpoint_at(guard, tcb::slot_address(thread, tcb::slot::CSPACE), cptr)?;
-    if !is_call {
+    let cap = match object::fast_cap_at(guard, tcb::slot_address(thread, tcb::slot::CSPACE), cptr)?
+    {
+        FastCap::Endpoint(endpoint, badge, rights) => (endpoint, badge, rights),
+        FastCap::Vcpu(vcpu) if is_call => {
+            return vcpu_run(guard, thread, vcpu, info);
+        }
+        FastCap::Vcpu(_) => return None,
+    };
+    let switch = if !is_call {
         reply_recv(guard, thread, cap, info)
     } else if tcb::ctl(guard, thread).scheduler != 0 {
         // A thread adopted by a user-mode scheduler runs only from its
@@ -68,7 +85,22 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
         call::<true>(guard, thread, cap, info)
     } else {
         call::<false>(guard, thread, cap, info)
+    };
+    switch.map(|(next, root)| Taken::Switch(next, root))
+}
+
+/// `VcpuRun` (a `Call` on a Vcpu capability with that label and at most
+/// the four register words it reads), without the general invocation
+/// decode and without a scheduling pass: the vcpu module takes it when
+/// the pass would only pick the caller again.
+#[inline(never)]
+fn vcpu_run(guard: &mut KernelGuard, thread: u64, vcpu: u64, info: MessageInfo) -> Option<Taken> {
+    if info.label() != Invocation::VcpuRun as u64 {
+        return None;
     }
+    let f = tcb::frame(guard, thread);
+    let words = [f.rdx, f.r10, f.r8, f.r9];
+    crate::vcpu::run_fast(guard, thread, vcpu, words).then_some(Taken::EnterGuest)
 }
 
 /// Copies the register message of `from` into `to`'s saved registers.
