@@ -563,21 +563,20 @@ pub fn vcpu_run(
         flags |= run_flags::LOAD_REGISTERS;
         ipc_buffer::write_mrs(REGISTERS_MR, registers);
     } else if args.load_mask != 0 {
-        let mut mask = args.load_mask & ((1 << REGISTER_COUNT) - 1);
+        let mask = args.load_mask & ((1 << REGISTER_COUNT) - 1);
         flags |= run_flags::load(mask);
-        while mask != 0 {
-            let r = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            ipc_buffer::set_mr(REGISTERS_MR + r, registers[r]);
-        }
+        ipc_buffer::write_mrs_masked(REGISTERS_MR, registers, u64::from(mask));
     }
     let inject = args
         .inject
         .map_or(0, |vector| INJECT_VALID | u64::from(vector));
-    let reply = invoke(
+    // The four words travel in registers only (the kernel reads MR0..MR3
+    // of an invocation from them), not also through the IPC buffer.
+    let info = MessageInfo::new(Invocation::VcpuRun as u64, 0, 4);
+    let reply = syscall::call(
         vcpu,
-        Invocation::VcpuRun,
-        &[
+        info,
+        [
             flags,
             inject,
             args.timeout_ns,

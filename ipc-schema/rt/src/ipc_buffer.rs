@@ -90,6 +90,33 @@ pub fn write_mrs(first: usize, words: &[u64]) {
     }
 }
 
+/// Sets message register `first + i` to `words[i]` for each bit `i` of
+/// `mask` (bits past `words` ignored), finding the buffer once.
+///
+/// # Panics
+///
+/// If the range goes past MR63.
+#[inline]
+pub fn write_mrs_masked(first: usize, words: &[u64], mask: u64) {
+    assert!(
+        first <= MAX_MESSAGE_WORDS && words.len() <= MAX_MESSAGE_WORDS - first,
+        "message registers {first}.. out of range"
+    );
+    let buffer = ipc_buffer();
+    let mut bits = if words.len() < 64 {
+        mask & ((1 << words.len()) - 1)
+    } else {
+        mask
+    };
+    while bits != 0 {
+        let offset = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        // SAFETY: as in `mr`; `offset` < `words.len()`, so `first + offset`
+        // < 64 (checked above).
+        unsafe { addr_of_mut!((*buffer).mrs[first + offset]).write_volatile(words[offset]) };
+    }
+}
+
 /// Capability pointer `index` to attach to the next send (0..3).
 ///
 /// # Panics

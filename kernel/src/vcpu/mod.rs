@@ -303,27 +303,32 @@ const LOAD_ONE_BY_ONE: u64 = (1 << (Reg::Rflags as u64 + 1)) - 1;
 /// Loads the registers in `mask` (bit `r` = `Reg` `r`) from the register
 /// file in the IPC buffer at `buffer`; the others keep the guest's values.
 fn load_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
-    let mut registers = [0u64; REGISTER_COUNT];
     if mask & !LOAD_ONE_BY_ONE != 0 {
         // A control register: through the whole file, so that the backend
         // checks them together (CR0, CR4 and EFER depend on each other).
-        registers = read_registers(guard, vcpu);
-    }
-    let mrs = &objmem::object::<Buffer>(guard, buffer).0.mrs;
-    let mut bits = mask;
-    while bits != 0 {
-        let r = bits.trailing_zeros() as usize;
-        bits &= bits - 1;
-        registers[r] = mrs[REGISTERS_MR + r];
-    }
-    if mask & !LOAD_ONE_BY_ONE != 0 {
+        let mut registers = read_registers(guard, vcpu);
+        let mrs = &objmem::object::<Buffer>(guard, buffer).0.mrs;
+        let mut bits = mask;
+        while bits != 0 {
+            let r = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            registers[r] = mrs[REGISTERS_MR + r];
+        }
         write_registers(guard, vcpu, &registers);
         return;
     }
+    // One by one, straight from the buffer (no register-file copy).
     match backend() {
-        Backend::Vmx => vmx::write_some(guard, vcpu, &registers, mask),
-        Backend::Svm | Backend::None => svm::write_some(guard, vcpu, &registers, mask),
+        Backend::Vmx => vmx::write_some(guard, vcpu, buffer, mask),
+        Backend::Svm | Backend::None => svm::write_some(guard, vcpu, buffer, mask),
     }
+}
+
+/// Register `r` (a `Reg`) of the register file in the IPC buffer at
+/// `buffer` (for the backends' `write_some`).
+#[inline(always)]
+fn buffer_register(guard: &mut KernelGuard, buffer: u64, r: usize) -> u64 {
+    objmem::object::<Buffer>(guard, buffer).0.mrs[REGISTERS_MR + r]
 }
 
 fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {

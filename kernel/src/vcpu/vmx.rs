@@ -23,7 +23,7 @@
 //! 34 MSR loading, 41 machine check) or, when VMLAUNCH itself failed
 //! (VMfail), MR1 = the VM-instruction error and MR2 = 1.
 
-use super::{state, ExitRecord, Outcome};
+use super::{buffer_register, state, ExitRecord, Outcome};
 use crate::arch::lock::KernelGuard;
 use crate::arch::vmx::{
     self as hw, ActiveVmcs, InvalidateEpt, InvalidateVpid, VmFail, VmcsField as F, VmxMsr,
@@ -475,29 +475,31 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
 }
 
 /// Loads the registers in `mask` (only general registers, RSP, RIP and
-/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from `r`: the general registers in
-/// the state page, the others in one VMCS access, RFLAGS kept valid as in
-/// [`write_registers`].
-pub fn write_some(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_COUNT], mask: u64) {
-    let gprs = &mut state(guard, vcpu).gprs.0;
+/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from the register file in the IPC
+/// buffer at `buffer`: the general registers in the state page, the others
+/// in one VMCS access, RFLAGS kept valid as in [`write_registers`].
+pub fn write_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
     let mut bits = mask & ((1 << 15) - 1);
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
-        gprs[i] = r[i];
+        let value = buffer_register(guard, buffer, i);
+        state(guard, vcpu).gprs.0[i] = value;
     }
-    let vmcs_fields = [
-        (Reg::Rsp, F::GuestRsp, r[Reg::Rsp as usize]),
-        (Reg::Rip, F::GuestRip, r[Reg::Rip as usize]),
-        (
-            Reg::Rflags,
-            F::GuestRflags,
-            (r[Reg::Rflags as usize] & 0x003F_7FD5) | 2,
-        ),
-    ];
     if mask >> Reg::Rsp as u64 == 0 {
         return;
     }
+    let mut vmcs_fields = [
+        (Reg::Rsp, F::GuestRsp, 0),
+        (Reg::Rip, F::GuestRip, 0),
+        (Reg::Rflags, F::GuestRflags, 0),
+    ];
+    for (reg, _, value) in &mut vmcs_fields {
+        if mask & (1 << *reg as u64) != 0 {
+            *value = buffer_register(guard, buffer, *reg as usize);
+        }
+    }
+    vmcs_fields[2].2 = (vmcs_fields[2].2 & 0x003F_7FD5) | 2;
     let _ = with_vmcs(guard, vcpu, |v| {
         for (reg, field, value) in vmcs_fields {
             if mask & (1 << reg as u64) != 0 {
