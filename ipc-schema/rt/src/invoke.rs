@@ -586,8 +586,7 @@ pub fn vcpu_run(
     // MR4..MR6 (the exit's last field, next RIP, pending injection) and
     // the register file, read with the buffer found once.
     let mut tail = [0u64; 3];
-    ipc_buffer::read_mrs(4, &mut tail);
-    ipc_buffer::read_mrs(REGISTERS_MR, registers);
+    ipc_buffer::read_mrs_two(4, &mut tail, REGISTERS_MR, registers);
     Ok(VcpuExit {
         kind_raw: reply.mrs[0],
         fields: [reply.mrs[1], reply.mrs[2], reply.mrs[3], tail[0]],

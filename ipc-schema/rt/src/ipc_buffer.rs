@@ -71,6 +71,30 @@ pub fn read_mrs(first: usize, out: &mut [u64]) {
     }
 }
 
+/// [`read_mrs`] of two ranges (`first..` into `out`, `second..` into
+/// `out2`), finding the buffer once.
+///
+/// # Panics
+///
+/// If a range goes past MR63.
+#[inline]
+pub fn read_mrs_two(first: usize, out: &mut [u64], second: usize, out2: &mut [u64]) {
+    assert!(
+        first <= MAX_MESSAGE_WORDS
+            && out.len() <= MAX_MESSAGE_WORDS - first
+            && second <= MAX_MESSAGE_WORDS
+            && out2.len() <= MAX_MESSAGE_WORDS - second,
+        "message registers {first}.. or {second}.. out of range"
+    );
+    let buffer = ipc_buffer();
+    for (start, words) in [(first, out), (second, out2)] {
+        for (offset, word) in words.iter_mut().enumerate() {
+            // SAFETY: as in `mr`; `start + offset` < 64 (checked above).
+            *word = unsafe { addr_of!((*buffer).mrs[start + offset]).read_volatile() };
+        }
+    }
+}
+
 /// Sets message registers `first..first + words.len()` to `words`, finding
 /// the buffer once.
 ///
