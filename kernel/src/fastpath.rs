@@ -20,6 +20,11 @@
 //! CPU's FIFO (it would run first), the entry lent already, the caller not
 //! the running entry, the server on another CPU.
 //!
+//! `VcpuRun` (a `Call` on a Vcpu capability with that label) has its entry
+//! here too: started without the general invocation decode and entered
+//! without a scheduling pass when the pass would pick the caller again
+//! (`crate::vcpu::run_fast`, which declines, changing nothing, otherwise).
+//!
 //! One case where the two paths differ, older than the donation fastpath:
 //! a server running on a lent entry that itself calls (or replies to)
 //! another system thread switches to it directly here, so that thread's

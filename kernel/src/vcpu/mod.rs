@@ -10,6 +10,10 @@
 //! goes through the normal scheduling path, which re-enters the guest if the
 //! thread is still the one to run. Every other exit completes the
 //! `VcpuRun` call with the exit record, and the thread returns to user mode.
+//! Both ways a system VMM thread skips the scheduling pass when the pass
+//! would only choose it again: `VcpuRun` through the fastpath entry
+//! ([`run_fast`]) enters the guest at once, and an exit for the VMM
+//! returns to it directly (`continues_without_pass`).
 //!
 //! A Vcpu object (16 KiB) holds: page 0 the VMCB or VMCS, page 1 [`VcpuState`]
 //! (refcount header, binding, queued events, the guest's general registers,
