@@ -291,6 +291,24 @@ fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
     earliest
 }
 
+/// The current thread, continuing without a scheduling pass (the
+/// `VcpuRun` fastpath), added a timeout at `deadline`: the one-shot timer
+/// is armed as the pass would arm it, unless it is armed already to fire
+/// no later (an earlier expiry is an ordinary timer interrupt, after which
+/// the pass arms it again).
+pub fn timeout_added(guard: &mut KernelGuard, deadline: u64) {
+    let state = CPUS.get(guard)[this_cpu()];
+    if state.armed_for != 0 && state.armed_for <= deadline {
+        return;
+    }
+    let wake_at = state
+        .slice_end
+        .min(earliest_deadline(guard))
+        .min(crate::dispatch::next_tick(guard));
+    timer::arm_at_tsc(wake_at);
+    CPUS.get(guard)[this_cpu()].armed_for = wake_at;
+}
+
 /// Handles this CPU's timer interrupt: timeouts, then the slice.
 pub fn on_timer(guard: &mut KernelGuard) {
     CPUS.get(guard)[this_cpu()].armed_for = 0;

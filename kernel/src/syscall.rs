@@ -7,6 +7,7 @@
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::{paging, timer, trap};
+use crate::fastpath::Taken;
 use crate::ipc::{self, WaitMode};
 use crate::object::tcb;
 use crate::object::{self, read_cap, Cap};
@@ -84,8 +85,10 @@ impl Caller {
 pub fn handle(mut guard: KernelGuard) -> ! {
     let thread = sched::current(&mut guard);
     if thread != 0 {
-        if let Some((next, root)) = crate::fastpath::attempt(&mut guard, thread) {
-            sched::switch_to(guard, next, root);
+        match crate::fastpath::attempt(&mut guard, thread) {
+            Some(Taken::Switch(next, root)) => sched::switch_to(guard, next, root),
+            Some(Taken::EnterGuest) => crate::vcpu::enter_guest(guard, thread),
+            None => {}
         }
         dispatch(&mut guard, thread);
     }

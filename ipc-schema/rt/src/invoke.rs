@@ -563,21 +563,20 @@ pub fn vcpu_run(
         flags |= run_flags::LOAD_REGISTERS;
         ipc_buffer::write_mrs(REGISTERS_MR, registers);
     } else if args.load_mask != 0 {
-        let mut mask = args.load_mask & ((1 << REGISTER_COUNT) - 1);
+        let mask = args.load_mask & ((1 << REGISTER_COUNT) - 1);
         flags |= run_flags::load(mask);
-        while mask != 0 {
-            let r = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            ipc_buffer::set_mr(REGISTERS_MR + r, registers[r]);
-        }
+        ipc_buffer::write_mrs_masked(REGISTERS_MR, registers, u64::from(mask));
     }
     let inject = args
         .inject
         .map_or(0, |vector| INJECT_VALID | u64::from(vector));
-    let reply = invoke(
+    // The four words travel in registers only (the kernel reads MR0..MR3
+    // of an invocation from them), not also through the IPC buffer.
+    let info = MessageInfo::new(Invocation::VcpuRun as u64, 0, 4);
+    let reply = syscall::call(
         vcpu,
-        Invocation::VcpuRun,
-        &[
+        info,
+        [
             flags,
             inject,
             args.timeout_ns,
@@ -587,8 +586,7 @@ pub fn vcpu_run(
     // MR4..MR6 (the exit's last field, next RIP, pending injection) and
     // the register file, read with the buffer found once.
     let mut tail = [0u64; 3];
-    ipc_buffer::read_mrs(4, &mut tail);
-    ipc_buffer::read_mrs(REGISTERS_MR, registers);
+    ipc_buffer::read_mrs_two(4, &mut tail, REGISTERS_MR, registers);
     Ok(VcpuExit {
         kind_raw: reply.mrs[0],
         fields: [reply.mrs[1], reply.mrs[2], reply.mrs[3], tail[0]],

@@ -388,17 +388,33 @@ pub fn endpoint_at(
     cspace_slot: u64,
     cptr: u64,
 ) -> Option<(u64, u64, Rights)> {
-    let root = objmem::object::<Slot>(guard, cspace_slot).words;
-    let size_bits = (root[0] >> 16) & 0xFF;
-    if root[0] & 0xFF != ObjectType::CNode as u64 || cptr == 0 || cptr >> size_bits != 0 {
-        return None;
-    }
-    let words = objmem::object::<Slot>(guard, root[1] + cptr * SLOT_BYTES).words;
+    let words = fast_slot_words(guard, cspace_slot, cptr)?;
     (words[0] & 0xFF == ObjectType::Endpoint as u64).then_some((
         words[1],
         words[2],
         Rights((words[0] >> 8) & 0xFF),
     ))
+}
+
+/// The Vcpu object that `cptr` names in the CSpace whose root capability
+/// is in `cspace_slot`, or `None` for anything else (the `VcpuRun`
+/// fastpath: no full decode).
+#[inline]
+pub fn vcpu_at(guard: &mut KernelGuard, cspace_slot: u64, cptr: u64) -> Option<u64> {
+    let words = fast_slot_words(guard, cspace_slot, cptr)?;
+    (words[0] & 0xFF == ObjectType::Vcpu as u64).then_some(words[1])
+}
+
+/// The capability words of the slot `cptr` names in the CSpace whose root
+/// capability is in `cspace_slot` (`None`: no such slot).
+#[inline(always)]
+fn fast_slot_words(guard: &mut KernelGuard, cspace_slot: u64, cptr: u64) -> Option<[u64; 3]> {
+    let root = objmem::object::<Slot>(guard, cspace_slot).words;
+    let size_bits = (root[0] >> 16) & 0xFF;
+    if root[0] & 0xFF != ObjectType::CNode as u64 || cptr == 0 || cptr >> size_bits != 0 {
+        return None;
+    }
+    Some(objmem::object::<Slot>(guard, root[1] + cptr * SLOT_BYTES).words)
 }
 
 /// Whether slot `slot` holds no capability (as `read_cap(..) == Cap::Null`,

@@ -10,6 +10,10 @@
 //! goes through the normal scheduling path, which re-enters the guest if the
 //! thread is still the one to run. Every other exit completes the
 //! `VcpuRun` call with the exit record, and the thread returns to user mode.
+//! Both ways a system VMM thread skips the scheduling pass when the pass
+//! would only choose it again: `VcpuRun` through the fastpath entry
+//! ([`run_fast`]) enters the guest at once, and an exit for the VMM
+//! returns to it directly (`continues_without_pass`).
 //!
 //! A Vcpu object (16 KiB) holds: page 0 the VMCB or VMCS, page 1 [`VcpuState`]
 //! (refcount header, binding, queued events, the guest's general registers,
@@ -303,27 +307,32 @@ const LOAD_ONE_BY_ONE: u64 = (1 << (Reg::Rflags as u64 + 1)) - 1;
 /// Loads the registers in `mask` (bit `r` = `Reg` `r`) from the register
 /// file in the IPC buffer at `buffer`; the others keep the guest's values.
 fn load_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
-    let mut registers = [0u64; REGISTER_COUNT];
     if mask & !LOAD_ONE_BY_ONE != 0 {
         // A control register: through the whole file, so that the backend
         // checks them together (CR0, CR4 and EFER depend on each other).
-        registers = read_registers(guard, vcpu);
-    }
-    let mrs = &objmem::object::<Buffer>(guard, buffer).0.mrs;
-    let mut bits = mask;
-    while bits != 0 {
-        let r = bits.trailing_zeros() as usize;
-        bits &= bits - 1;
-        registers[r] = mrs[REGISTERS_MR + r];
-    }
-    if mask & !LOAD_ONE_BY_ONE != 0 {
+        let mut registers = read_registers(guard, vcpu);
+        let mrs = &objmem::object::<Buffer>(guard, buffer).0.mrs;
+        let mut bits = mask;
+        while bits != 0 {
+            let r = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            registers[r] = mrs[REGISTERS_MR + r];
+        }
         write_registers(guard, vcpu, &registers);
         return;
     }
+    // One by one, straight from the buffer (no register-file copy).
     match backend() {
-        Backend::Vmx => vmx::write_some(guard, vcpu, &registers, mask),
-        Backend::Svm | Backend::None => svm::write_some(guard, vcpu, &registers, mask),
+        Backend::Vmx => vmx::write_some(guard, vcpu, buffer, mask),
+        Backend::Svm | Backend::None => svm::write_some(guard, vcpu, buffer, mask),
     }
+}
+
+/// Register `r` (a `Reg`) of the register file in the IPC buffer at
+/// `buffer` (for the backends' `write_some`).
+#[inline(always)]
+fn buffer_register(guard: &mut KernelGuard, buffer: u64, r: usize) -> u64 {
+    objmem::object::<Buffer>(guard, buffer).0.mrs[REGISTERS_MR + r]
 }
 
 fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
@@ -421,14 +430,67 @@ fn canonical(address: u64) -> bool {
 }
 
 fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> Result<(), Error> {
-    // Decode (the fields read one by one: the state is most of a page).
+    let words = [caller.mr(0), caller.mr(1), caller.mr(2), caller.mr(3)];
+    let request = check_run(guard, thread, vcpu, words)?;
+    start_run(guard, thread, vcpu, request);
+    Ok(())
+}
+
+/// `VcpuRun` from the fastpath (`crate::fastpath`; the message words
+/// MR0..MR3 as `words`): started as [`run`] starts it, and `true` if the
+/// caller may enter its guest at once, as the scheduling pass after the
+/// general path would decide: a system thread (an adopted one's dispatch
+/// entry is the pass's business) on this CPU with no system thread
+/// waiting in its FIFO. `false` (and nothing changed) otherwise, or when
+/// the request is refused: the general path then decides, and reports.
+///
+/// The one-shot timer is armed for the new `VcpuRun` deadline only if it
+/// would otherwise fire later (`sched::timeout_added`): a VMM whose
+/// deadline moves later with each call (a relative timeout) keeps the
+/// timer armed for an earlier one, whose expiry is an ordinary timer
+/// interrupt after which the pass arms it for the deadline then current.
+#[inline]
+pub fn run_fast(guard: &mut KernelGuard, thread: u64, vcpu: u64, words: [u64; 4]) -> bool {
+    let cpu = sched::this_cpu();
+    let t = tcb::ctl(guard, thread);
+    if t.scheduler != 0 || t.cpu != cpu as u64 || !sched::fifo_empty(guard, cpu) {
+        return false;
+    }
+    let Ok(request) = check_run(guard, thread, vcpu, words) else {
+        return false;
+    };
+    let deadline = start_run(guard, thread, vcpu, request);
+    if deadline != 0 {
+        sched::timeout_added(guard, deadline);
+    }
+    true
+}
+
+/// A `VcpuRun` request that passed its checks.
+struct RunRequest {
+    flags: u64,
+    inject: u64,
+    timeout_ns: u64,
+    exceptions: u64,
+    buffer: u64,
+}
+
+/// Checks `thread`'s `VcpuRun` on `vcpu` with message words `words`
+/// (flags, injection, timeout, exception bitmap); changes nothing.
+#[inline(always)]
+fn check_run(
+    guard: &mut KernelGuard,
+    thread: u64,
+    vcpu: u64,
+    words: [u64; 4],
+) -> Result<RunRequest, Error> {
+    // The fields read one by one: the state is most of a page.
     let s = state(guard, vcpu);
     let (bound, pending, space_root) = (s.tcb, s.pending, s.space_root);
     if bound != thread {
         return Err(Error::IllegalState);
     }
-    let [flags, inject, timeout_ns, exceptions] =
-        [caller.mr(0), caller.mr(1), caller.mr(2), caller.mr(3)];
+    let [flags, inject, timeout_ns, exceptions] = words;
     if flags & !run_flags::ALL != 0 || exceptions >> 32 != 0 {
         return Err(Error::InvalidArgument);
     }
@@ -445,7 +507,27 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
     let Some(buffer) = tcb::ipc_buffer(guard, thread) else {
         return Err(Error::IllegalState);
     };
-    // Invoke.
+    Ok(RunRequest {
+        flags,
+        inject,
+        timeout_ns,
+        exceptions,
+        buffer,
+    })
+}
+
+/// Starts a checked `VcpuRun`: the registers it loads, the event, the
+/// exits asked for, its timeout; the thread is then in `VcpuRun`. Returns
+/// the timeout's TSC deadline (0: none).
+#[inline(always)]
+fn start_run(guard: &mut KernelGuard, thread: u64, vcpu: u64, request: RunRequest) -> u64 {
+    let RunRequest {
+        flags,
+        inject,
+        timeout_ns,
+        exceptions,
+        buffer,
+    } = request;
     if flags & run_flags::LOAD_REGISTERS != 0 {
         let mut registers = [0u64; REGISTER_COUNT];
         registers.copy_from_slice(
@@ -464,12 +546,13 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
     s.exception_bitmap = exceptions;
     s.timed_out = 0;
     sched::cancel_timeout(guard, thread);
+    let mut deadline = 0;
     if timeout_ns != 0 {
-        let deadline = cpu::rdtsc().saturating_add(timer::ns_to_tsc(timeout_ns).max(1));
+        deadline = cpu::rdtsc().saturating_add(timer::ns_to_tsc(timeout_ns).max(1));
         sched::add_timeout(guard, thread, deadline);
     }
     tcb::ctl(guard, thread).in_guest = 1;
-    Ok(())
+    deadline
 }
 
 /// The `VcpuRun` timeout of `thread` (in the guest) passed: the guest exits

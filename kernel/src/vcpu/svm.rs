@@ -16,7 +16,7 @@
 //! QEMU under TCG has no nRIP save: the next RIP of an emulated instruction
 //! comes from EXITINFO2 (I/O) or the instruction's fixed length.
 
-use super::{state, ExitRecord, Outcome};
+use super::{buffer_register, state, ExitRecord, Outcome};
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem;
 use crate::arch::svm::{self as hw, Vmcb, VmcbWord};
@@ -207,32 +207,29 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
 }
 
 /// Loads the registers in `mask` (only general registers, RSP, RIP and
-/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from `r`, with RFLAGS kept valid as
-/// in [`write_registers`].
-pub fn write_some(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_COUNT], mask: u64) {
-    let gprs = &mut state(guard, vcpu).gprs.0;
+/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from the register file in the IPC
+/// buffer at `buffer`, with RFLAGS kept valid as in [`write_registers`].
+pub fn write_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
     let mut bits = mask & ((1 << 15) - 1) & !(1 << Reg::Rax as u64);
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
-        gprs[i] = r[i];
+        let value = buffer_register(guard, buffer, i);
+        state(guard, vcpu).gprs.0[i] = value;
     }
-    let v = vmcb(guard, vcpu);
-    let has = |reg: Reg| mask & (1 << reg as u64) != 0;
-    if has(Reg::Rax) {
-        v.set(VmcbWord::Rax, r[Reg::Rax as usize]);
-    }
-    if has(Reg::Rsp) {
-        v.set(VmcbWord::Rsp, r[Reg::Rsp as usize]);
-    }
-    if has(Reg::Rip) {
-        v.set(VmcbWord::Rip, r[Reg::Rip as usize]);
-    }
-    if has(Reg::Rflags) {
-        v.set(
-            VmcbWord::Rflags,
-            (r[Reg::Rflags as usize] & 0x003F_7FD5) | 2,
-        );
+    for (reg, word) in [
+        (Reg::Rax, VmcbWord::Rax),
+        (Reg::Rsp, VmcbWord::Rsp),
+        (Reg::Rip, VmcbWord::Rip),
+        (Reg::Rflags, VmcbWord::Rflags),
+    ] {
+        if mask & (1 << reg as u64) != 0 {
+            let mut value = buffer_register(guard, buffer, reg as usize);
+            if reg == Reg::Rflags {
+                value = (value & 0x003F_7FD5) | 2;
+            }
+            vmcb(guard, vcpu).set(word, value);
+        }
     }
 }
 

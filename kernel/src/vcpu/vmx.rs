@@ -23,7 +23,7 @@
 //! 34 MSR loading, 41 machine check) or, when VMLAUNCH itself failed
 //! (VMfail), MR1 = the VM-instruction error and MR2 = 1.
 
-use super::{state, ExitRecord, Outcome};
+use super::{buffer_register, state, ExitRecord, Outcome};
 use crate::arch::lock::KernelGuard;
 use crate::arch::vmx::{
     self as hw, ActiveVmcs, InvalidateEpt, InvalidateVpid, VmFail, VmcsField as F, VmxMsr,
@@ -32,59 +32,52 @@ use tarn_ipc_schema::vcpu::{access, io, Exit, Reg, Segment, REGISTER_COUNT};
 use tarn_kernel_core::vmx::{
     access_rights, adjust_controls as adjust, ept_violation, EptAccess, IoExit,
 };
+use x86::bits64::rflags::RFlags;
+use x86::controlregs::Cr0;
+use x86::vmx::vmcs::control::{
+    EntryControls as Entry, ExitControls as ExitCtl, PinbasedControls as Pin,
+    PrimaryControls as Primary, SecondaryControls as Secondary,
+};
 
-/// Pin-based controls (SDM 24.6.1).
-mod pin {
-    pub const EXTERNAL_INTERRUPT: u32 = 1 << 0;
-    pub const NMI: u32 = 1 << 3;
-    pub const PREEMPTION_TIMER: u32 = 1 << 6;
-}
+/// The pin-based controls Tarn needs (SDM 24.6.1): external interrupts and
+/// NMIs exit; the VMX-preemption timer is taken where the processor has it.
+const PIN_WANTED: Pin = Pin::EXTERNAL_INTERRUPT_EXITING.union(Pin::NMI_EXITING);
 
-/// Primary processor-based controls (SDM 24.6.2, table 24-6).
-mod proc1 {
-    pub const INTERRUPT_WINDOW: u32 = 1 << 2;
-    pub const HLT: u32 = 1 << 7;
-    pub const MWAIT: u32 = 1 << 10;
-    pub const CR3_LOAD: u32 = 1 << 15;
-    pub const CR3_STORE: u32 = 1 << 16;
-    pub const CR8_LOAD: u32 = 1 << 19;
-    pub const CR8_STORE: u32 = 1 << 20;
-    pub const MOV_DR: u32 = 1 << 23;
-    pub const UNCONDITIONAL_IO: u32 = 1 << 24;
-    pub const MONITOR: u32 = 1 << 29;
-    pub const SECONDARY: u32 = 1 << 31;
-    pub const WANTED: u32 =
-        HLT | MWAIT | CR8_LOAD | CR8_STORE | MOV_DR | UNCONDITIONAL_IO | MONITOR | SECONDARY;
-}
+/// The primary processor-based controls Tarn needs (SDM 24.6.2, table
+/// 24-6): HLT, MWAIT, MONITOR, MOV CR8 and MOV DR exit, every I/O port
+/// exits (no bitmaps), secondary controls on.
+const PROC1_WANTED: Primary = Primary::HLT_EXITING
+    .union(Primary::MWAIT_EXITING)
+    .union(Primary::CR8_LOAD_EXITING)
+    .union(Primary::CR8_STORE_EXITING)
+    .union(Primary::MOV_DR_EXITING)
+    .union(Primary::UNCOND_IO_EXITING)
+    .union(Primary::MONITOR_EXITING)
+    .union(Primary::SECONDARY_CONTROLS);
 
-/// Secondary processor-based controls (SDM 24.6.2, table 24-7).
-mod proc2 {
-    pub const EPT: u32 = 1 << 1;
-    pub const RDTSCP: u32 = 1 << 3;
-    pub const VPID: u32 = 1 << 5;
-    pub const UNRESTRICTED_GUEST: u32 = 1 << 7;
-    pub const WANTED: u32 = EPT | VPID | UNRESTRICTED_GUEST;
-}
+/// CR3 accesses that exit: with EPT the guest owns its CR3, so a processor
+/// that forces either is refused.
+const PROC1_CR3_EXITING: Primary = Primary::CR3_LOAD_EXITING.union(Primary::CR3_STORE_EXITING);
 
-/// VM-exit controls (SDM 24.7.1).
-mod exit_ctl {
-    pub const HOST_64BIT: u32 = 1 << 9;
-    pub const SAVE_PAT: u32 = 1 << 18;
-    pub const LOAD_PAT: u32 = 1 << 19;
-    pub const SAVE_EFER: u32 = 1 << 20;
-    pub const LOAD_EFER: u32 = 1 << 21;
-    pub const WANTED: u32 = HOST_64BIT | SAVE_PAT | LOAD_PAT | SAVE_EFER | LOAD_EFER;
-}
+/// The secondary controls Tarn needs (SDM 24.6.2, table 24-7); RDTSCP is
+/// enabled where allowed.
+const PROC2_WANTED: Secondary = Secondary::ENABLE_EPT
+    .union(Secondary::ENABLE_VPID)
+    .union(Secondary::UNRESTRICTED_GUEST);
 
-/// VM-entry controls (SDM 24.8.1).
-mod entry_ctl {
-    pub const IA32E_GUEST: u32 = 1 << 9;
-    pub const LOAD_PAT: u32 = 1 << 14;
-    pub const LOAD_EFER: u32 = 1 << 15;
-    pub const WANTED: u32 = LOAD_PAT | LOAD_EFER;
-}
+/// VM-exit controls (SDM 24.7.1): a 64-bit host, guest PAT and EFER saved,
+/// the host's loaded.
+const EXIT_WANTED: ExitCtl = ExitCtl::HOST_ADDRESS_SPACE_SIZE
+    .union(ExitCtl::SAVE_IA32_PAT)
+    .union(ExitCtl::LOAD_IA32_PAT)
+    .union(ExitCtl::SAVE_IA32_EFER)
+    .union(ExitCtl::LOAD_IA32_EFER);
 
-/// IA32_VMX_EPT_VPID_CAP bits (SDM appendix A.10).
+/// VM-entry controls (SDM 24.8.1): the guest's PAT and EFER loaded
+/// (IA-32e mode guest follows EFER.LMA, in [`write_registers`]).
+const ENTRY_WANTED: Entry = Entry::LOAD_IA32_PAT.union(Entry::LOAD_IA32_EFER);
+
+/// IA32_VMX_EPT_VPID_CAP bits (SDM appendix A.10; not in the `x86` crate).
 mod ept_cap {
     pub const WALK_4: u64 = 1 << 6;
     pub const WRITE_BACK: u64 = 1 << 14;
@@ -98,7 +91,7 @@ mod ept_cap {
     pub const REQUIRED: u64 = WALK_4 | WRITE_BACK | PAGE_2M | INVEPT | INVVPID;
 }
 
-/// Basic exit reasons (SDM appendix C).
+/// Basic exit reasons (SDM appendix C; not in the `x86` crate).
 mod reason {
     pub const EXCEPTION_OR_NMI: u64 = 0;
     pub const EXTERNAL_INTERRUPT: u64 = 1;
@@ -138,11 +131,11 @@ const EPT_MEMORY_WB: u64 = 6 << 3;
 /// PAT after reset.
 const RESET_PAT: u64 = 0x0007_0406_0007_0406;
 /// CR0.PE and CR0.PG, which unrestricted guests may clear.
-const CR0_PE_PG: u64 = 1 | 1 << 31;
-/// EFER.LMA.
+const CR0_PE_PG: u64 = Cr0::CR0_PROTECTED_MODE.union(Cr0::CR0_ENABLE_PAGING).bits() as u64;
+/// EFER.LMA (the crate names the EFER MSR, not its bits).
 const EFER_LMA: u64 = 1 << 10;
 /// RFLAGS.IF.
-const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_IF: u64 = RFlags::FLAGS_IF.bits();
 /// The VMX-preemption timer ends every guest run after this long (when
 /// the processor has the timer): the kernel then looks at its timers as
 /// after an interrupt. External-interrupt exiting alone would do on
@@ -151,7 +144,10 @@ const RFLAGS_IF: u64 = 1 << 9;
 /// off from its start) would otherwise keep the CPU until it exits.
 const GUEST_QUANTUM_US: u64 = 1000;
 
-/// The controls Tarn uses on this processor, and its fixed CR bits.
+/// The controls Tarn uses on this processor, and its fixed CR bits. The
+/// controls are raw words, not the crate's flag types: they include the
+/// default-1 bits the capability MSRs force, which the crate does not name
+/// (`from_bits_truncate` would drop them).
 #[derive(Clone, Copy, Debug)]
 struct Controls {
     pin: u32,
@@ -173,27 +169,30 @@ fn controls() -> Option<Controls> {
     let pick = |plain, truer| hw::read_msr(if true_msrs { truer } else { plain });
     let proc1 = adjust(
         pick(VmxMsr::ProcBased, VmxMsr::TrueProcBased),
-        proc1::WANTED,
+        PROC1_WANTED.bits(),
         0,
     )?;
-    // CR3 accesses must not exit: with EPT the guest owns its CR3.
-    if proc1 & (proc1::CR3_LOAD | proc1::CR3_STORE) != 0 {
+    if proc1 & PROC1_CR3_EXITING.bits() != 0 {
         return None;
     }
     Some(Controls {
         pin: adjust(
             pick(VmxMsr::PinBased, VmxMsr::TruePinBased),
-            pin::EXTERNAL_INTERRUPT | pin::NMI,
-            pin::PREEMPTION_TIMER,
+            PIN_WANTED.bits(),
+            Pin::VMX_PREEMPTION_TIMER.bits(),
         )?,
         proc1,
         proc2: adjust(
             hw::read_msr(VmxMsr::ProcBased2),
-            proc2::WANTED,
-            proc2::RDTSCP,
+            PROC2_WANTED.bits(),
+            Secondary::ENABLE_RDTSCP.bits(),
         )?,
-        exit: adjust(pick(VmxMsr::Exit, VmxMsr::TrueExit), exit_ctl::WANTED, 0)?,
-        entry: adjust(pick(VmxMsr::Entry, VmxMsr::TrueEntry), entry_ctl::WANTED, 0)?,
+        exit: adjust(pick(VmxMsr::Exit, VmxMsr::TrueExit), EXIT_WANTED.bits(), 0)?,
+        entry: adjust(
+            pick(VmxMsr::Entry, VmxMsr::TrueEntry),
+            ENTRY_WANTED.bits(),
+            0,
+        )?,
         cr0_fixed0: hw::read_msr(VmxMsr::Cr0Fixed0) & !CR0_PE_PG,
         cr0_fixed1: hw::read_msr(VmxMsr::Cr0Fixed1),
         cr4_fixed0: hw::read_msr(VmxMsr::Cr4Fixed0),
@@ -216,7 +215,7 @@ pub fn supported() -> bool {
         return false;
     }
     // The secondary controls (and their MSR) exist only if allowed.
-    if hw::read_msr(VmxMsr::ProcBased) >> 32 & u64::from(proc1::SECONDARY) == 0 {
+    if hw::read_msr(VmxMsr::ProcBased) >> 32 & u64::from(Primary::SECONDARY_CONTROLS.bits()) == 0 {
         return false;
     }
     let caps = hw::read_msr(VmxMsr::EptVpidCap);
@@ -453,12 +452,9 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
             r[Reg::Cr4 as usize],
             r[Reg::Efer as usize],
         );
-        let entry = v.read(F::EntryControls) & !u64::from(entry_ctl::IA32E_GUEST)
-            | if efer & EFER_LMA != 0 {
-                u64::from(entry_ctl::IA32E_GUEST)
-            } else {
-                0
-            };
+        let ia32e = u64::from(Entry::IA32E_MODE_GUEST.bits());
+        let entry =
+            v.read(F::EntryControls) & !ia32e | if efer & EFER_LMA != 0 { ia32e } else { 0 };
         let fields = [
             (F::GuestRsp, r[Reg::Rsp as usize]),
             (F::GuestRip, r[Reg::Rip as usize]),
@@ -479,29 +475,31 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
 }
 
 /// Loads the registers in `mask` (only general registers, RSP, RIP and
-/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from `r`: the general registers in
-/// the state page, the others in one VMCS access, RFLAGS kept valid as in
-/// [`write_registers`].
-pub fn write_some(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_COUNT], mask: u64) {
-    let gprs = &mut state(guard, vcpu).gprs.0;
+/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from the register file in the IPC
+/// buffer at `buffer`: the general registers in the state page, the others
+/// in one VMCS access, RFLAGS kept valid as in [`write_registers`].
+pub fn write_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
     let mut bits = mask & ((1 << 15) - 1);
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
-        gprs[i] = r[i];
+        let value = buffer_register(guard, buffer, i);
+        state(guard, vcpu).gprs.0[i] = value;
     }
-    let vmcs_fields = [
-        (Reg::Rsp, F::GuestRsp, r[Reg::Rsp as usize]),
-        (Reg::Rip, F::GuestRip, r[Reg::Rip as usize]),
-        (
-            Reg::Rflags,
-            F::GuestRflags,
-            (r[Reg::Rflags as usize] & 0x003F_7FD5) | 2,
-        ),
-    ];
     if mask >> Reg::Rsp as u64 == 0 {
         return;
     }
+    let mut vmcs_fields = [
+        (Reg::Rsp, F::GuestRsp, 0),
+        (Reg::Rip, F::GuestRip, 0),
+        (Reg::Rflags, F::GuestRflags, 0),
+    ];
+    for (reg, _, value) in &mut vmcs_fields {
+        if mask & (1 << *reg as u64) != 0 {
+            *value = buffer_register(guard, buffer, *reg as usize);
+        }
+    }
+    vmcs_fields[2].2 = (vmcs_fields[2].2 & 0x003F_7FD5) | 2;
     let _ = with_vmcs(guard, vcpu, |v| {
         for (reg, field, value) in vmcs_fields {
             if mask & (1 << reg as u64) != 0 {
@@ -538,18 +536,15 @@ pub fn prepare_entry(guard: &mut KernelGuard, vcpu: u64, flush_tlb: bool) {
             (0, 0, 0)
         };
         let window = pending != 0 || s.window_exit != 0;
-        let proc1 = v.read(F::ProcBasedControls) & !u64::from(proc1::INTERRUPT_WINDOW)
-            | if window {
-                u64::from(proc1::INTERRUPT_WINDOW)
-            } else {
-                0
-            };
+        let window_exiting = u64::from(Primary::INTERRUPT_WINDOW_EXITING.bits());
+        let proc1 = v.read(F::ProcBasedControls) & !window_exiting
+            | if window { window_exiting } else { 0 };
         v.write(F::EntryInterruptionInfo, event)?;
         v.write(F::EntryExceptionErrorCode, error_code)?;
         v.write(F::EntryInstructionLength, length)?;
         v.write(F::ProcBasedControls, proc1)?;
         v.write(F::ExceptionBitmap, s.exception_bitmap & 0xFFFF_FFFF)?;
-        if v.read(F::PinBasedControls) & u64::from(pin::PREEMPTION_TIMER) != 0 {
+        if v.read(F::PinBasedControls) & u64::from(Pin::VMX_PREEMPTION_TIMER.bits()) != 0 {
             v.write(F::GuestPreemptionTimer, preemption_ticks())?;
         }
         Ok(())

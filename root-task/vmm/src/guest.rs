@@ -5,6 +5,7 @@
 
 use alloc::vec::Vec;
 use tarn_ipc_schema::vcpu::{attributes, Reg, Segment, REGISTER_COUNT};
+use x86::controlregs::{Cr0, Cr4};
 
 /// Where every image is loaded (guest-physical) and starts.
 pub const LOAD_ADDRESS: u64 = 0x8000;
@@ -137,10 +138,11 @@ pub struct InitialState {
     pub pages: Vec<(u64, [u8; 4096])>,
 }
 
-const CR0_PE: u64 = 1;
-const CR0_ET: u64 = 1 << 4;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
+const CR0_PE: u64 = Cr0::CR0_PROTECTED_MODE.bits() as u64;
+const CR0_ET: u64 = Cr0::CR0_EXTENSION_TYPE.bits() as u64;
+const CR0_PG: u64 = Cr0::CR0_ENABLE_PAGING.bits() as u64;
+const CR4_PAE: u64 = Cr4::CR4_ENABLE_PAE.bits() as u64;
+/// EFER.LME and EFER.LMA (the `x86` crate names the MSR, not its bits).
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 

@@ -24,6 +24,8 @@ use core::fmt;
 pub use crate::devices::PIT_HZ;
 use crate::devices::{Pics, Pit, Rtc, Uart, I8042};
 use tarn_ipc_schema::vcpu::{access, io, Exit, Reg, REGISTER_COUNT};
+use x86::bits64::rflags::RFlags;
+use x86::msr;
 
 /// The register file.
 pub type Registers = [u64; REGISTER_COUNT];
@@ -40,9 +42,9 @@ pub const HC_PROGRESS: u64 = 1;
 pub const HC_BENCH: u64 = 2;
 
 const UART_BASE: u64 = 0x3F8;
-const RFLAGS_IF: u64 = 1 << 9;
-const MSR_EFER: u64 = 0xC000_0080;
-const MSR_PAT: u64 = 0x277;
+const RFLAGS_IF: u64 = RFlags::FLAGS_IF.bits();
+const MSR_EFER: u64 = msr::IA32_EFER as u64;
+const MSR_PAT: u64 = msr::IA32_PAT as u64;
 
 /// Why a guest was stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -590,6 +592,50 @@ mod tests {
         }
         assert_eq!(Platform::changed_registers(Exit::Wrmsr as u64), all);
         assert_eq!(Platform::changed_registers(0xFFFF), all);
+    }
+
+    /// The CPUID policy, decoded by the `x86` crate's CPUID reader
+    /// (raw-cpuid), is the CPU `cpuid`'s documentation promises. The
+    /// policy builds register words, which the crate's flag types (private,
+    /// decode-only) cannot, so its bits are written out there and checked
+    /// here by name.
+    #[test]
+    fn cpuid_policy_decodes_as_documented() {
+        use x86::cpuid::{CpuId, CpuIdResult, Hypervisor};
+        fn leaf(eax: u32, ecx: u32) -> CpuIdResult {
+            let [eax, ebx, ecx, edx] = cpuid(eax, ecx);
+            CpuIdResult { eax, ebx, ecx, edx }
+        }
+        let cpu = CpuId::with_cpuid_fn(leaf);
+        assert_eq!(cpu.get_vendor_info().unwrap().as_str(), "TarnTarnTarn");
+        let f = cpu.get_feature_info().unwrap();
+        assert_eq!(f.family_id(), 6);
+        let wanted = [
+            f.has_fpu(),
+            f.has_pse(),
+            f.has_tsc(),
+            f.has_msr(),
+            f.has_pae(),
+            f.has_cmpxchg8b(),
+            f.has_pge(),
+            f.has_cmov(),
+            f.has_pat(),
+            f.has_fxsave_fxstor(),
+            f.has_sse(),
+            f.has_sse2(),
+            f.has_hypervisor(),
+        ];
+        assert!(wanted.iter().all(|&has| has), "{wanted:?}");
+        assert!(!f.has_apic() && !f.has_x2apic() && !f.has_xsave() && !f.has_vmx());
+        let hv = cpu.get_hypervisor_info().unwrap();
+        assert!(matches!(hv.identify(), Hypervisor::Unknown(..)));
+        assert_eq!(leaf(0x4000_0000, 0).ebx, u32::from_le_bytes(*b"Tarn"));
+        let ext = cpu
+            .get_extended_processor_and_feature_identifiers()
+            .unwrap();
+        assert!(ext.has_64bit_mode() && ext.has_execute_disable() && ext.has_syscall_sysret());
+        assert!(!ext.has_svm());
+        assert!(cpu.get_svm_info().is_none());
     }
 
     fn io(port: u64, size: u64, input: bool, value: u64) -> [u64; 4] {

@@ -6,6 +6,9 @@
 //! twice and polls the ICR's delivery-status bit, which x2APIC mode does not
 //! have (SDM 11.12.9): three MSR accesses more on every IPI, the remote-wake
 //! path. An ICR write here is the one `wrmsr` the architecture needs.
+//! Not the `x2apic` crate either: it brings the `x86_64` crate beside `x86`,
+//! and its `LocalApic::enable` starts a periodic timer with required timer,
+//! error and spurious vectors, where Tarn arms a one-shot timer per deadline.
 
 use super::cpu::{msr, rdmsr, wrmsr};
 use super::trap::VECTOR_SPURIOUS;

@@ -16,7 +16,7 @@ use core::cell::UnsafeCell;
 /// VM_HSAVE_PA: where VMRUN saves the host state (APM 15.30.4). AMD's SVM
 /// MSRs are not among the `x86` crate's (it names Intel's), so Tarn keeps this one.
 const VM_HSAVE_PA: u32 = 0xC001_0117;
-/// EFER.SVME.
+/// EFER.SVME (the crate names the EFER MSR, not its bits).
 pub const EFER_SVME: u64 = 1 << 12;
 
 /// Whether this CPU has SVM with nested paging (CPUID 8000_0001h ECX[2],
@@ -65,16 +65,16 @@ static MSRPM: MsrPermissionMap = MsrPermissionMap(msr_permission_map());
 
 /// MSRs a guest reads and writes without an exit.
 pub const GUEST_OWNED_MSRS: [u32; 10] = [
-    0x174,       // SYSENTER_CS
-    0x175,       // SYSENTER_ESP
-    0x176,       // SYSENTER_EIP
-    0xC000_0081, // STAR
-    0xC000_0082, // LSTAR
-    0xC000_0083, // CSTAR
-    0xC000_0084, // SFMASK
-    0xC000_0100, // FS_BASE
-    0xC000_0101, // GS_BASE
-    0xC000_0102, // KERNEL_GS_BASE
+    msr::IA32_SYSENTER_CS,
+    msr::IA32_SYSENTER_ESP,
+    msr::IA32_SYSENTER_EIP,
+    msr::IA32_STAR,
+    msr::IA32_LSTAR,
+    msr::IA32_CSTAR,
+    msr::IA32_FMASK,
+    msr::IA32_FS_BASE,
+    msr::IA32_GS_BASE,
+    msr::IA32_KERNEL_GSBASE,
 ];
 
 /// The permission map's bytes: two bits (read, write) per MSR; MSRs

@@ -7,6 +7,16 @@
 //! 25-28 (controls, entry, exit) and 31 (VMX instructions); appendix A
 //! (capability MSRs) and B (field encodings).
 //!
+//! Field encodings and MSR numbers come from the `x86` crate. The
+//! instruction wrappers are Tarn's, not `x86::bits64::vmx`'s: those read
+//! RFLAGS in a second `asm!` statement after the instruction (nothing
+//! guarantees the flags survive between two statements), report VMfailValid
+//! without its error number, and there is no INVEPT or INVVPID; here each
+//! wrapper captures CF/ZF in the instruction's own statement. Bit layouts
+//! the crate does not define (IA32_VMX_BASIC, IA32_FEATURE_CONTROL,
+//! IA32_VMX_EPT_VPID_CAP, exit reasons, interruption information) are named
+//! where they are used.
+//!
 //! A VMCS is current on a CPU only between [`ActiveVmcs::load`] and the
 //! VMCLEAR that ends it (dropping the [`ActiveVmcs`], or right after the
 //! guest exits): no VMCS stays cached in a processor while its Vcpu can move
@@ -21,52 +31,55 @@ use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86::controlregs::{Cr0, Cr4};
+use x86::vmx::vmcs::{control, guest, host, ro};
 
-/// The VMX capability and control MSRs (SDM Vol. 3D, appendix A).
+/// The VMX capability and control MSRs (SDM Vol. 3D, appendix A), numbered
+/// by `x86::msr`. A closed enum rather than the crate's bare `u32`s:
+/// [`read_msr`] is safe because it can only name an MSR that VMX support
+/// implies.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmxMsr {
     /// IA32_FEATURE_CONTROL: lock (bit 0), VMX outside SMX (bit 2).
-    FeatureControl = 0x3A,
+    FeatureControl = msr::IA32_FEATURE_CONTROL,
     /// IA32_VMX_BASIC: revision (0..31), region size (32..45), memory
     /// type (50..54), TRUE_* controls exist (55).
-    Basic = 0x480,
+    Basic = msr::IA32_VMX_BASIC,
     /// Pin-based controls: allowed 0-settings (low half), allowed 1-settings (high).
-    PinBased = 0x481,
+    PinBased = msr::IA32_VMX_PINBASED_CTLS,
     /// Primary processor-based controls.
-    ProcBased = 0x482,
+    ProcBased = msr::IA32_VMX_PROCBASED_CTLS,
     /// VM-exit controls.
-    Exit = 0x483,
+    Exit = msr::IA32_VMX_EXIT_CTLS,
     /// VM-entry controls.
-    Entry = 0x484,
+    Entry = msr::IA32_VMX_ENTRY_CTLS,
     /// Miscellaneous data: the preemption timer's rate (bits 0..5: it
     /// counts down once every 2^rate TSC ticks).
-    Misc = 0x485,
+    Misc = msr::IA32_VMX_MISC,
     /// CR0 bits fixed to 1 in VMX operation.
-    Cr0Fixed0 = 0x486,
+    Cr0Fixed0 = msr::IA32_VMX_CR0_FIXED0,
     /// CR0 bits allowed to be 1 in VMX operation.
-    Cr0Fixed1 = 0x487,
+    Cr0Fixed1 = msr::IA32_VMX_CR0_FIXED1,
     /// CR4 bits fixed to 1 in VMX operation.
-    Cr4Fixed0 = 0x488,
+    Cr4Fixed0 = msr::IA32_VMX_CR4_FIXED0,
     /// CR4 bits allowed to be 1 in VMX operation.
-    Cr4Fixed1 = 0x489,
+    Cr4Fixed1 = msr::IA32_VMX_CR4_FIXED1,
     /// Secondary processor-based controls.
-    ProcBased2 = 0x48B,
+    ProcBased2 = msr::IA32_VMX_PROCBASED_CTLS2,
     /// EPT and VPID capabilities.
-    EptVpidCap = 0x48C,
+    EptVpidCap = msr::IA32_VMX_EPT_VPID_CAP,
     /// Pin-based controls without the default-1 class forced.
-    TruePinBased = 0x48D,
+    TruePinBased = msr::IA32_VMX_TRUE_PINBASED_CTLS,
     /// Primary processor-based controls without the default-1 class forced.
-    TrueProcBased = 0x48E,
+    TrueProcBased = msr::IA32_VMX_TRUE_PROCBASED_CTLS,
     /// VM-exit controls without the default-1 class forced.
-    TrueExit = 0x48F,
+    TrueExit = msr::IA32_VMX_TRUE_EXIT_CTLS,
     /// VM-entry controls without the default-1 class forced.
-    TrueEntry = 0x490,
+    TrueEntry = msr::IA32_VMX_TRUE_ENTRY_CTLS,
 }
 
 /// IA32_VMX_BASIC bit 55: the TRUE_* control MSRs exist.
 pub const BASIC_TRUE_CONTROLS: u64 = 1 << 55;
-/// CR4.VMXE.
 /// Host selectors (`gdt`): VM exit needs RPL 0 and TI 0 in all of them.
 const HOST_CS: u64 = super::gdt::KERNEL_CODE as u64;
 const HOST_SS: u64 = super::gdt::KERNEL_DATA as u64;
@@ -259,237 +272,242 @@ pub fn invvpid(kind: InvalidateVpid, vpid: u16) -> Result<(), VmFail> {
 
 /// A VMCS field, by its encoding (SDM Vol. 3D, appendix B), grouped as the
 /// SDM groups them: width (16-bit, 64-bit, 32-bit, natural), then control,
-/// read-only exit information, guest state, host state.
+/// read-only exit information, guest state, host state. The encodings are
+/// the `x86` crate's (`x86::vmx::vmcs::{control, ro, guest, host}`); the
+/// enum holds the fields Tarn uses, so that VMREAD/VMWRITE take only a field
+/// this processor model is known to have (the crate's are bare `u32`s, any
+/// number accepted). 64-bit fields are named by their `_FULL` encoding
+/// (VMREAD/VMWRITE in 64-bit mode move all 64 bits).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmcsField {
     // B.1.1 16-bit control fields.
     /// The virtual-processor identifier.
-    VirtualProcessorId = 0x0000,
+    VirtualProcessorId = control::VPID,
     // B.1.2 16-bit guest-state fields.
     /// Guest ES selector.
-    GuestEsSelector = 0x0800,
+    GuestEsSelector = guest::ES_SELECTOR,
     /// Guest CS selector.
-    GuestCsSelector = 0x0802,
+    GuestCsSelector = guest::CS_SELECTOR,
     /// Guest SS selector.
-    GuestSsSelector = 0x0804,
+    GuestSsSelector = guest::SS_SELECTOR,
     /// Guest DS selector.
-    GuestDsSelector = 0x0806,
+    GuestDsSelector = guest::DS_SELECTOR,
     /// Guest FS selector.
-    GuestFsSelector = 0x0808,
+    GuestFsSelector = guest::FS_SELECTOR,
     /// Guest GS selector.
-    GuestGsSelector = 0x080A,
+    GuestGsSelector = guest::GS_SELECTOR,
     /// Guest LDTR selector.
-    GuestLdtrSelector = 0x080C,
+    GuestLdtrSelector = guest::LDTR_SELECTOR,
     /// Guest TR selector.
-    GuestTrSelector = 0x080E,
+    GuestTrSelector = guest::TR_SELECTOR,
     // B.1.3 16-bit host-state fields.
     /// Host ES selector.
-    HostEsSelector = 0x0C00,
+    HostEsSelector = host::ES_SELECTOR,
     /// Host CS selector.
-    HostCsSelector = 0x0C02,
+    HostCsSelector = host::CS_SELECTOR,
     /// Host SS selector.
-    HostSsSelector = 0x0C04,
+    HostSsSelector = host::SS_SELECTOR,
     /// Host DS selector.
-    HostDsSelector = 0x0C06,
+    HostDsSelector = host::DS_SELECTOR,
     /// Host FS selector.
-    HostFsSelector = 0x0C08,
+    HostFsSelector = host::FS_SELECTOR,
     /// Host GS selector.
-    HostGsSelector = 0x0C0A,
+    HostGsSelector = host::GS_SELECTOR,
     /// Host TR selector.
-    HostTrSelector = 0x0C0C,
+    HostTrSelector = host::TR_SELECTOR,
     // B.2.1 64-bit control fields.
     /// The EPT pointer.
-    EptPointer = 0x201A,
+    EptPointer = control::EPTP_FULL,
     // B.2.2 64-bit read-only data fields.
     /// The guest-physical address of an EPT violation.
-    GuestPhysicalAddress = 0x2400,
+    GuestPhysicalAddress = ro::GUEST_PHYSICAL_ADDR_FULL,
     // B.2.3 64-bit guest-state fields.
     /// VMCS link pointer (all ones: none).
-    VmcsLinkPointer = 0x2800,
+    VmcsLinkPointer = guest::LINK_PTR_FULL,
     /// Guest IA32_DEBUGCTL.
-    GuestDebugCtl = 0x2802,
+    GuestDebugCtl = guest::IA32_DEBUGCTL_FULL,
     /// Guest IA32_PAT.
-    GuestPat = 0x2804,
+    GuestPat = guest::IA32_PAT_FULL,
     /// Guest IA32_EFER.
-    GuestEfer = 0x2806,
+    GuestEfer = guest::IA32_EFER_FULL,
     // B.2.4 64-bit host-state fields.
     /// Host IA32_PAT.
-    HostPat = 0x2C00,
+    HostPat = host::IA32_PAT_FULL,
     /// Host IA32_EFER.
-    HostEfer = 0x2C02,
+    HostEfer = host::IA32_EFER_FULL,
     // B.3.1 32-bit control fields.
     /// Pin-based VM-execution controls.
-    PinBasedControls = 0x4000,
+    PinBasedControls = control::PINBASED_EXEC_CONTROLS,
     /// Primary processor-based VM-execution controls.
-    ProcBasedControls = 0x4002,
+    ProcBasedControls = control::PRIMARY_PROCBASED_EXEC_CONTROLS,
     /// Exception bitmap.
-    ExceptionBitmap = 0x4004,
+    ExceptionBitmap = control::EXCEPTION_BITMAP,
     /// Page-fault error-code mask.
-    PageFaultErrorMask = 0x4006,
+    PageFaultErrorMask = control::PAGE_FAULT_ERR_CODE_MASK,
     /// Page-fault error-code match.
-    PageFaultErrorMatch = 0x4008,
+    PageFaultErrorMatch = control::PAGE_FAULT_ERR_CODE_MATCH,
     /// CR3-target count.
-    Cr3TargetCount = 0x400A,
+    Cr3TargetCount = control::CR3_TARGET_COUNT,
     /// VM-exit controls.
-    ExitControls = 0x400C,
+    ExitControls = control::VMEXIT_CONTROLS,
     /// VM-exit MSR-store count.
-    ExitMsrStoreCount = 0x400E,
+    ExitMsrStoreCount = control::VMEXIT_MSR_STORE_COUNT,
     /// VM-exit MSR-load count.
-    ExitMsrLoadCount = 0x4010,
+    ExitMsrLoadCount = control::VMEXIT_MSR_LOAD_COUNT,
     /// VM-entry controls.
-    EntryControls = 0x4012,
+    EntryControls = control::VMENTRY_CONTROLS,
     /// VM-entry MSR-load count.
-    EntryMsrLoadCount = 0x4014,
+    EntryMsrLoadCount = control::VMENTRY_MSR_LOAD_COUNT,
     /// VM-entry interruption-information (the event to inject).
-    EntryInterruptionInfo = 0x4016,
+    EntryInterruptionInfo = control::VMENTRY_INTERRUPTION_INFO_FIELD,
     /// VM-entry exception error code.
-    EntryExceptionErrorCode = 0x4018,
+    EntryExceptionErrorCode = control::VMENTRY_EXCEPTION_ERR_CODE,
     /// VM-entry instruction length (software interrupts and exceptions).
-    EntryInstructionLength = 0x401A,
+    EntryInstructionLength = control::VMENTRY_INSTRUCTION_LEN,
     /// Secondary processor-based VM-execution controls.
-    ProcBasedControls2 = 0x401E,
+    ProcBasedControls2 = control::SECONDARY_PROCBASED_EXEC_CONTROLS,
     // B.3.2 32-bit read-only data fields.
     /// VM-instruction error.
-    VmInstructionError = 0x4400,
+    VmInstructionError = ro::VM_INSTRUCTION_ERROR,
     /// Exit reason.
-    ExitReason = 0x4402,
+    ExitReason = ro::EXIT_REASON,
     /// VM-exit interruption information.
-    ExitInterruptionInfo = 0x4404,
+    ExitInterruptionInfo = ro::VMEXIT_INTERRUPTION_INFO,
     /// VM-exit interruption error code.
-    ExitInterruptionErrorCode = 0x4406,
+    ExitInterruptionErrorCode = ro::VMEXIT_INTERRUPTION_ERR_CODE,
     /// IDT-vectoring information (an event the exit interrupted).
-    IdtVectoringInfo = 0x4408,
+    IdtVectoringInfo = ro::IDT_VECTORING_INFO,
     /// IDT-vectoring error code.
-    IdtVectoringErrorCode = 0x440A,
+    IdtVectoringErrorCode = ro::IDT_VECTORING_ERR_CODE,
     /// VM-exit instruction length.
-    ExitInstructionLength = 0x440C,
+    ExitInstructionLength = ro::VMEXIT_INSTRUCTION_LEN,
     // B.3.3 32-bit guest-state fields.
     /// Guest ES limit.
-    GuestEsLimit = 0x4800,
+    GuestEsLimit = guest::ES_LIMIT,
     /// Guest CS limit.
-    GuestCsLimit = 0x4802,
+    GuestCsLimit = guest::CS_LIMIT,
     /// Guest SS limit.
-    GuestSsLimit = 0x4804,
+    GuestSsLimit = guest::SS_LIMIT,
     /// Guest DS limit.
-    GuestDsLimit = 0x4806,
+    GuestDsLimit = guest::DS_LIMIT,
     /// Guest FS limit.
-    GuestFsLimit = 0x4808,
+    GuestFsLimit = guest::FS_LIMIT,
     /// Guest GS limit.
-    GuestGsLimit = 0x480A,
+    GuestGsLimit = guest::GS_LIMIT,
     /// Guest LDTR limit.
-    GuestLdtrLimit = 0x480C,
+    GuestLdtrLimit = guest::LDTR_LIMIT,
     /// Guest TR limit.
-    GuestTrLimit = 0x480E,
+    GuestTrLimit = guest::TR_LIMIT,
     /// Guest GDTR limit.
-    GuestGdtrLimit = 0x4810,
+    GuestGdtrLimit = guest::GDTR_LIMIT,
     /// Guest IDTR limit.
-    GuestIdtrLimit = 0x4812,
+    GuestIdtrLimit = guest::IDTR_LIMIT,
     /// Guest ES access rights.
-    GuestEsAccessRights = 0x4814,
+    GuestEsAccessRights = guest::ES_ACCESS_RIGHTS,
     /// Guest CS access rights.
-    GuestCsAccessRights = 0x4816,
+    GuestCsAccessRights = guest::CS_ACCESS_RIGHTS,
     /// Guest SS access rights.
-    GuestSsAccessRights = 0x4818,
+    GuestSsAccessRights = guest::SS_ACCESS_RIGHTS,
     /// Guest DS access rights.
-    GuestDsAccessRights = 0x481A,
+    GuestDsAccessRights = guest::DS_ACCESS_RIGHTS,
     /// Guest FS access rights.
-    GuestFsAccessRights = 0x481C,
+    GuestFsAccessRights = guest::FS_ACCESS_RIGHTS,
     /// Guest GS access rights.
-    GuestGsAccessRights = 0x481E,
+    GuestGsAccessRights = guest::GS_ACCESS_RIGHTS,
     /// Guest LDTR access rights.
-    GuestLdtrAccessRights = 0x4820,
+    GuestLdtrAccessRights = guest::LDTR_ACCESS_RIGHTS,
     /// Guest TR access rights.
-    GuestTrAccessRights = 0x4822,
+    GuestTrAccessRights = guest::TR_ACCESS_RIGHTS,
     /// Guest interruptibility state (blocking by STI bit 0, by MOV SS bit 1).
-    GuestInterruptibility = 0x4824,
+    GuestInterruptibility = guest::INTERRUPTIBILITY_STATE,
     /// Guest activity state (0 active).
-    GuestActivityState = 0x4826,
+    GuestActivityState = guest::ACTIVITY_STATE,
     /// Guest IA32_SYSENTER_CS.
-    GuestSysenterCs = 0x482A,
+    GuestSysenterCs = guest::IA32_SYSENTER_CS,
     /// VMX-preemption timer value.
-    GuestPreemptionTimer = 0x482E,
+    GuestPreemptionTimer = guest::VMX_PREEMPTION_TIMER_VALUE,
     // B.3.4 32-bit host-state field.
     /// Host IA32_SYSENTER_CS.
-    HostSysenterCs = 0x4C00,
+    HostSysenterCs = host::IA32_SYSENTER_CS,
     // B.4.1 natural-width control fields.
     /// CR0 guest/host mask (bits the host owns).
-    Cr0GuestHostMask = 0x6000,
+    Cr0GuestHostMask = control::CR0_GUEST_HOST_MASK,
     /// CR4 guest/host mask.
-    Cr4GuestHostMask = 0x6002,
+    Cr4GuestHostMask = control::CR4_GUEST_HOST_MASK,
     /// CR0 read shadow (what the guest sees of the host-owned bits).
-    Cr0ReadShadow = 0x6004,
+    Cr0ReadShadow = control::CR0_READ_SHADOW,
     /// CR4 read shadow.
-    Cr4ReadShadow = 0x6006,
+    Cr4ReadShadow = control::CR4_READ_SHADOW,
     // B.4.2 natural-width read-only data fields.
     /// Exit qualification.
-    ExitQualification = 0x6400,
+    ExitQualification = ro::EXIT_QUALIFICATION,
     // B.4.3 natural-width guest-state fields.
     /// Guest CR0.
-    GuestCr0 = 0x6800,
+    GuestCr0 = guest::CR0,
     /// Guest CR3.
-    GuestCr3 = 0x6802,
+    GuestCr3 = guest::CR3,
     /// Guest CR4.
-    GuestCr4 = 0x6804,
+    GuestCr4 = guest::CR4,
     /// Guest ES base.
-    GuestEsBase = 0x6806,
+    GuestEsBase = guest::ES_BASE,
     /// Guest CS base.
-    GuestCsBase = 0x6808,
+    GuestCsBase = guest::CS_BASE,
     /// Guest SS base.
-    GuestSsBase = 0x680A,
+    GuestSsBase = guest::SS_BASE,
     /// Guest DS base.
-    GuestDsBase = 0x680C,
+    GuestDsBase = guest::DS_BASE,
     /// Guest FS base.
-    GuestFsBase = 0x680E,
+    GuestFsBase = guest::FS_BASE,
     /// Guest GS base.
-    GuestGsBase = 0x6810,
+    GuestGsBase = guest::GS_BASE,
     /// Guest LDTR base.
-    GuestLdtrBase = 0x6812,
+    GuestLdtrBase = guest::LDTR_BASE,
     /// Guest TR base.
-    GuestTrBase = 0x6814,
+    GuestTrBase = guest::TR_BASE,
     /// Guest GDTR base.
-    GuestGdtrBase = 0x6816,
+    GuestGdtrBase = guest::GDTR_BASE,
     /// Guest IDTR base.
-    GuestIdtrBase = 0x6818,
+    GuestIdtrBase = guest::IDTR_BASE,
     /// Guest DR7.
-    GuestDr7 = 0x681A,
+    GuestDr7 = guest::DR7,
     /// Guest RSP.
-    GuestRsp = 0x681C,
+    GuestRsp = guest::RSP,
     /// Guest RIP.
-    GuestRip = 0x681E,
+    GuestRip = guest::RIP,
     /// Guest RFLAGS.
-    GuestRflags = 0x6820,
+    GuestRflags = guest::RFLAGS,
     /// Guest pending debug exceptions.
-    GuestPendingDebugExceptions = 0x6822,
+    GuestPendingDebugExceptions = guest::PENDING_DBG_EXCEPTIONS,
     /// Guest IA32_SYSENTER_ESP.
-    GuestSysenterEsp = 0x6824,
+    GuestSysenterEsp = guest::IA32_SYSENTER_ESP,
     /// Guest IA32_SYSENTER_EIP.
-    GuestSysenterEip = 0x6826,
+    GuestSysenterEip = guest::IA32_SYSENTER_EIP,
     // B.4.4 natural-width host-state fields.
     /// Host CR0.
-    HostCr0 = 0x6C00,
+    HostCr0 = host::CR0,
     /// Host CR3.
-    HostCr3 = 0x6C02,
+    HostCr3 = host::CR3,
     /// Host CR4.
-    HostCr4 = 0x6C04,
+    HostCr4 = host::CR4,
     /// Host FS base.
-    HostFsBase = 0x6C06,
+    HostFsBase = host::FS_BASE,
     /// Host GS base.
-    HostGsBase = 0x6C08,
+    HostGsBase = host::GS_BASE,
     /// Host TR base.
-    HostTrBase = 0x6C0A,
+    HostTrBase = host::TR_BASE,
     /// Host GDTR base.
-    HostGdtrBase = 0x6C0C,
+    HostGdtrBase = host::GDTR_BASE,
     /// Host IDTR base.
-    HostIdtrBase = 0x6C0E,
+    HostIdtrBase = host::IDTR_BASE,
     /// Host IA32_SYSENTER_ESP.
-    HostSysenterEsp = 0x6C10,
+    HostSysenterEsp = host::IA32_SYSENTER_ESP,
     /// Host IA32_SYSENTER_EIP.
-    HostSysenterEip = 0x6C12,
+    HostSysenterEip = host::IA32_SYSENTER_EIP,
     /// Host RSP (written by vmx.S right before VMLAUNCH).
-    HostRsp = 0x6C14,
+    HostRsp = host::RSP,
     /// Host RIP: where VM exits continue (`vmx_exit_asm`).
-    HostRip = 0x6C16,
+    HostRip = host::RIP,
 }
 
 /// One page the processor owns by physical address.
@@ -682,7 +700,7 @@ fn write_host_state(vmcs: &mut ActiveVmcs) -> Result<(), VmFail> {
     Ok(())
 }
 
-// vmx.S writes HOST_RSP itself, by this encoding.
+// vmx.S writes HOST_RSP itself, by this encoding (`.set VMCS_HOST_RSP`).
 const _: () = assert!(VmcsField::HostRsp as u32 == 0x6C14);
 
 extern "C" {
