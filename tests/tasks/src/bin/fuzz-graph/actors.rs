@@ -220,15 +220,22 @@ pub fn spinner(shared: &Shared) -> ! {
     }
 }
 
+/// Watchdog periods (10 s each) without a new step before the run fails.
+const STALL_PERIODS: u32 = 6;
+
 /// The watchdog's body: every 10 s (of kernel time) without a new step it
 /// prints where the driver is (its operation and thread state, the
-/// receiver's and the runner's), so a hang names its place.
+/// receiver's and the runner's), so a hang names its place; after a minute
+/// it fails the run (a driver that panicked or waits forever would
+/// otherwise hold it until the emulator's timeout).
 pub fn watchdog(shared: &Shared, sleeper: CPtr, driver: CPtr, receiver: CPtr, runner: CPtr) -> ! {
     let mut last = u64::MAX;
+    let mut stalled = 0;
     loop {
         let _ = tarn_rt::sleep(sleeper, 10_000_000_000);
         let step = shared.step.load(Ordering::SeqCst);
-        if step == last {
+        stalled = if step == last { stalled + 1 } else { 0 };
+        if stalled > 0 {
             let state = |tcb: CPtr| invoke::tcb_read_registers(tcb).map(|s| (s.state(), s.rip));
             tarn_rt::println!(
                 "fuzz-graph: watchdog: no progress at step {step} (op {}): driver {:?}, receiver {:?} phase {}, runner {:?} run {}/{}",
@@ -240,6 +247,14 @@ pub fn watchdog(shared: &Shared, sleeper: CPtr, driver: CPtr, receiver: CPtr, ru
                 shared.v_done.load(Ordering::SeqCst),
                 shared.v_seq.load(Ordering::SeqCst)
             );
+        }
+        if stalled == STALL_PERIODS {
+            tarn_rt::println!(
+                "fuzz-graph: FAILED: no progress for {} s at step {step}",
+                10 * STALL_PERIODS
+            );
+            let result = invoke::machine_power_off(tarn_rt::layout::slot::MACHINE, 1);
+            tarn_rt::println!("fuzz-graph: power-off failed: {result:?}");
         }
         last = step;
     }

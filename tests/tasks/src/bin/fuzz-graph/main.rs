@@ -189,6 +189,8 @@ struct Fuzz {
     /// A notification outside the graph the driver sleeps on.
     sleeper: CPtr,
     scratch: CPtr,
+    /// The slot the vCPU runner invokes (`Loc::Runner`).
+    run_slot: CPtr,
     /// Kernel counts minus model counts (capabilities, objects).
     base: (i64, i64),
     next_sentinel: u64,
@@ -205,6 +207,9 @@ struct Fuzz {
     r_reports_seen: u64,
     /// Print every step (`trace=1`).
     trace: bool,
+    /// Kernel time (ns) spent in the steps' actions, the invariant walk,
+    /// the slot probes, and the `CpuInfo` and sentinel checks.
+    spent: [u64; 4],
 }
 
 impl Fuzz {
@@ -212,6 +217,7 @@ impl Fuzz {
         let mut res = Resources::from_boot_info(info);
         let first = check(res.slots.alloc_range(SLOTS), "fuzz slots")?;
         let scratch = check(res.alloc_slot(), "scratch slot")?;
+        let run_slot = check(res.alloc_slot(), "run slot")?;
         let (arena, arena_phys) = check(res.create_untyped(ARENA_BITS), "arena")?;
         let r_bell = check(res.create(ObjectType::Notification, 0), "doorbell")?;
         let v_bell = check(res.create(ObjectType::Notification, 0), "doorbell")?;
@@ -267,6 +273,7 @@ impl Fuzz {
             v_bell,
             sleeper,
             scratch,
+            run_slot,
             base: (0, 0),
             next_sentinel: SENTINEL_BASE,
             run: None,
@@ -278,6 +285,7 @@ impl Fuzz {
             r_reports_seen: 0,
             naps: 0,
             trace: option(info.cmdline(), "trace=").is_some_and(|t| t != 0),
+            spent: [0; 4],
         };
         fuzz.regions()?;
         if fuzz.trace {
@@ -336,20 +344,24 @@ impl Fuzz {
         let started = self.now_ns();
         for step in 0..steps {
             self.step = step;
+            let begun = self.now_ns();
             if step > 0 && step % RESET_EVERY == 0 {
-                self.reset()?;
+                self.reset()
             } else {
-                self.one_step()?;
+                self.one_step()
             }
+            .map_err(|why| format!("step {step}: {why}"))?;
+            self.spent[0] += self.now_ns().saturating_sub(begun);
             self.check_all(step % 64 == 0)
                 .map_err(|why| format!("step {step}: {why}"))?;
             if (step + 1) % 250 == 0 {
                 println!(
-                    "fuzz-graph: {} steps, {} objects destroyed, {} sentinels, {} resets",
+                    "fuzz-graph: {} steps, {} objects destroyed, {} sentinels, {} resets, heap {} bytes",
                     step + 1,
                     self.model.destroyed,
                     self.sentinels_made,
-                    self.resets
+                    self.resets,
+                    tarn_rt::heap_used_bytes()
                 );
             }
         }
@@ -365,6 +377,14 @@ impl Fuzz {
             self.sentinels_made,
             self.resets,
             self.shared.d_count.load(Ordering::Relaxed)
+        );
+        let per_step = |ns: u64| ns / steps.max(1) / 1000;
+        println!(
+            "fuzz-graph: kernel time per step: action {} us, invariant walk {} us, slot probes {} us, CpuInfo and sentinels {} us",
+            per_step(self.spent[0]),
+            per_step(self.spent[1]),
+            per_step(self.spent[2]),
+            per_step(self.spent[3])
         );
         Ok(())
     }
@@ -1232,7 +1252,7 @@ impl Fuzz {
         loop {
             if self.shared.v_done.load(Ordering::SeqCst) == seq {
                 self.run = None;
-                return Ok(());
+                return self.drop_run_cap();
             }
             if self.runner_suspended {
                 return Ok(());
@@ -1251,6 +1271,50 @@ impl Fuzz {
             }
             self.nap();
         }
+    }
+
+    /// Deletes the run slot's capability (the last one to a Vcpu destroys it).
+    fn drop_run_cap(&mut self) -> Result<(), String> {
+        let Some(node) = self.model.find(Loc::Runner) else {
+            return Ok(());
+        };
+        check(
+            note(
+                Invocation::CNodeDelete,
+                invoke::cnode_delete(slot::ROOT_CNODE, self.run_slot),
+            ),
+            "delete the run slot's capability",
+        )?;
+        self.model.delete(node);
+        Ok(())
+    }
+
+    /// Fills the run slot with a copy of fuzz slot `index` (a capability
+    /// that cannot be copied leaves it empty: the runner's calls then fail).
+    fn fill_run_slot(&mut self, index: usize) -> Result<(), String> {
+        let copied = note(
+            Invocation::CNodeCopy,
+            invoke::cnode_copy(
+                slot::ROOT_CNODE,
+                self.run_slot,
+                slot::ROOT_CNODE,
+                self.cptr(index),
+                Rights::ALL,
+            ),
+        );
+        let node = self.model.at(index).expect("occupied");
+        let n = self.model.node(node);
+        let predicted = self.model.objs[n.obj].kind.copyable();
+        if copied.is_ok() != predicted {
+            return Err(format!(
+                "copying slot {index} (a {:?}) into the run slot answered {copied:?}",
+                self.model.objs[n.obj].kind
+            ));
+        }
+        if copied.is_ok() {
+            self.model.add(Loc::Runner, n.obj, Some(node), n.rights);
+        }
+        Ok(())
     }
 
     fn op_vcpu(&mut self) -> Result<(), String> {
@@ -1336,7 +1400,8 @@ impl Fuzz {
                 }
             }
             2 | 3 => {
-                // Run the bound Vcpu: the runner names it by any slot of the graph.
+                // Run the bound Vcpu: the runner invokes a copy of some
+                // fuzz slot's capability, made in the run slot.
                 if self.run.is_some() {
                     return Ok(());
                 }
@@ -1355,8 +1420,11 @@ impl Fuzz {
                 let Some(vcpu) = vcpu else {
                     return Ok(());
                 };
+                if self.model.slots[vcpu].is_some() {
+                    self.fill_run_slot(vcpu)?;
+                }
                 let seq = self.shared.v_seq.load(Ordering::SeqCst) + 1;
-                self.shared.v_cmd[0].store(self.cptr(vcpu), Ordering::SeqCst);
+                self.shared.v_cmd[0].store(self.run_slot, Ordering::SeqCst);
                 self.shared.v_cmd[1].store(RUN_TIMEOUT_NS, Ordering::SeqCst);
                 self.shared.v_seq.store(seq, Ordering::SeqCst);
                 let signalled = tarn_rt::signal(self.v_bell);
@@ -1364,6 +1432,10 @@ impl Fuzz {
                 self.run = Some((seq, self.now_ns()));
             }
             4 => {
+                // Delete the capability the runner is invoking, underneath it.
+                if self.run.is_some() && self.rng.chance(25) {
+                    return self.drop_run_cap();
+                }
                 // Suspend the runner (inside VcpuRun or not), or resume it.
                 let result = if self.runner_suspended {
                     note(Invocation::TcbResume, invoke::tcb_resume(self.runner.tcb))
@@ -1603,9 +1675,43 @@ impl Fuzz {
                 }
                 return Ok(());
             }
+            if phase == actors::PHASE_RECV
+                && state == Some(ThreadState::BlockedOnNotification)
+                && !reported
+                && self.model.obj_of(endpoint).map(|(_, o)| o.kind) == Some(Kind::Notification)
+            {
+                // `Recv` on a notification waits on it (with no timeout).
+                // Signal it through a capability that may, and let the
+                // receiver report; with none, it waits until a later
+                // signal (the model has it on no endpoint meanwhile).
+                let notification = self.model.obj_of(endpoint).map(|(o, _)| o);
+                let writer = (0..SLOTS as usize).find(|&i| {
+                    self.model.obj_of(i).map(|(o, _)| o) == notification
+                        && self
+                            .model
+                            .node(self.model.at(i).expect("occupied"))
+                            .rights
+                            .contains(Rights::WRITE)
+                });
+                if let Some(writer) = writer {
+                    let r = tarn_rt::signal(self.cptr(writer));
+                    syscall(Syscall::Signal, &r);
+                    check(r, "signal the notification the receiver waits on")?;
+                    self.settle_receiver(reports + 1)?;
+                }
+                self.receiver_waits_on(None, second_obj);
+                return Ok(());
+            }
             self.nap();
         }
-        Err(String::from("the receiver neither blocked nor reported"))
+        Err(format!(
+            "the receiver neither blocked nor reported (Recv on slot {endpoint}, a {:?}; phase {}, state {:?}, reports {} then {})",
+            self.model.obj_of(endpoint).map(|(_, o)| o.kind),
+            self.shared.r_phase.load(Ordering::SeqCst),
+            self.receiver_state(),
+            reports,
+            self.shared.r_reports.load(Ordering::SeqCst)
+        ))
     }
 
     /// Sends (`Send`, `NbSend` or `Call`) up to three capabilities to the
@@ -1812,6 +1918,7 @@ impl Fuzz {
     // ---- checks --------------------------------------------------------
 
     fn check_all(&mut self, full: bool) -> Result<(), String> {
+        let begun = self.now_ns();
         let report = check(
             note(
                 Invocation::MachineCheckInvariants,
@@ -1838,9 +1945,13 @@ impl Fuzz {
                 kernel.1 - self.base.1
             ));
         }
+        let walked = self.now_ns();
+        self.spent[1] += walked.saturating_sub(begun);
         for index in 0..SLOTS as usize {
             self.check_slot(index)?;
         }
+        let probed = self.now_ns();
+        self.spent[2] += probed.saturating_sub(walked);
         if self.info.first_cpu_slot != 0 {
             for cpu in 0..self.info.cpu_count {
                 let (_, _, bound) =
@@ -1872,6 +1983,7 @@ impl Fuzz {
                 word += stride;
             }
         }
+        self.spent[3] += self.now_ns().saturating_sub(probed);
         Ok(())
     }
 

@@ -64,6 +64,12 @@ pub enum Loc {
     Binding { cpu: usize, role: u8 },
     /// The GuestSpace slot of Vcpu object `vcpu`.
     VcpuSpace { vcpu: usize },
+    /// The driver's run slot: a copy of the capability the vCPU runner
+    /// invokes during a run. The runner acts while the driver goes on
+    /// changing the graph; through a fuzz slot it could invoke whatever
+    /// the driver had put there meanwhile (an endpoint: IPC, not an
+    /// invocation), so it names a slot the driver fills only between runs.
+    Runner,
 }
 
 /// One capability.
@@ -140,6 +146,11 @@ pub struct Model {
     pub adopted_by: Option<usize>,
     /// Objects destroyed so far, by kind (for the summary).
     pub destroyed: u64,
+    /// Entries of `nodes` and `objs` free for reuse (a deleted capability,
+    /// a destroyed object): the model stays as large as the graph, however
+    /// long the run.
+    free_nodes: Vec<usize>,
+    free_objs: Vec<usize>,
 }
 
 impl Model {
@@ -154,10 +165,18 @@ impl Model {
             receiver_on: None,
             adopted_by: None,
             destroyed: 0,
+            free_nodes: Vec::new(),
+            free_objs: Vec::new(),
         }
     }
 
+    /// Adds an object; give it a capability (`add`) before the next
+    /// `collect`, which destroys objects nothing names.
     pub fn add_obj(&mut self, obj: Obj) -> usize {
+        if let Some(id) = self.free_objs.pop() {
+            self.objs[id] = obj;
+            return id;
+        }
         self.objs.push(obj);
         self.objs.len() - 1
     }
@@ -198,8 +217,16 @@ impl Model {
             badge,
             mapped: false,
         };
-        self.nodes.push(Some(node));
-        let id = self.nodes.len() - 1;
+        let id = match self.free_nodes.pop() {
+            Some(id) => {
+                self.nodes[id] = Some(node);
+                id
+            }
+            None => {
+                self.nodes.push(Some(node));
+                self.nodes.len() - 1
+            }
+        };
         if let Loc::Slot(cptr) = loc {
             let index = self.index(cptr);
             debug_assert!(self.slots[index].is_none());
@@ -226,7 +253,7 @@ impl Model {
         out
     }
 
-    fn find(&self, loc: Loc) -> Option<usize> {
+    pub fn find(&self, loc: Loc) -> Option<usize> {
         (0..self.nodes.len()).find(|&n| matches!(self.nodes[n], Some(x) if x.loc == loc))
     }
 
@@ -283,6 +310,7 @@ impl Model {
             }
         }
         self.nodes[node] = None;
+        self.free_nodes.push(node);
         if let Loc::Slot(cptr) = n.loc {
             let index = self.index(cptr);
             self.slots[index] = None;
@@ -320,6 +348,7 @@ impl Model {
                 return;
             };
             self.objs[dead].live = false;
+            self.free_objs.push(dead);
             if self.objs[dead].kind.counted() {
                 self.destroyed += 1;
             }
