@@ -101,7 +101,13 @@ fn call<const DONATE: bool>(
     let cpu = sched::this_cpu();
     // (A server that still owes a reply takes the general path, which
     // tells that caller.)
-    if s.cpu != cpu as u64 || s.scheduler != 0 || s.reply_to != 0 {
+    // (Confined threads, caller or server, take the general path: it
+    // places them by their confinement and charges their time exactly,
+    // which their watchdog counts.)
+    if s.cpu != cpu as u64 || s.scheduler != 0 || s.reply_to != 0 || s.confined != 0 {
+        return None;
+    }
+    if tcb::ctl(guard, caller).confined != 0 {
         return None;
     }
     // A dispatched caller lends its running entry, as `dispatch::donate`
@@ -136,14 +142,15 @@ fn reply_recv(
     if !rights.contains(Rights::READ) {
         return None;
     }
-    let (caller, bound, adopted) = {
+    let (caller, bound, adopted, confined) = {
         let s = tcb::ctl(guard, server);
-        (s.reply_to, s.bound_notification, s.scheduler)
+        (s.reply_to, s.bound_notification, s.scheduler, s.confined)
     };
     // (A server adopted by a user-mode scheduler takes the general path:
     // switching from its entry to a system thread would not stop the
     // entry's clock.)
-    if caller == 0 || bound != 0 || adopted != 0 || ipc::has_senders(guard, endpoint) {
+    if caller == 0 || bound != 0 || adopted != 0 || confined != 0 || ipc::has_senders(guard, endpoint)
+    {
         return None;
     }
     let cpu = sched::this_cpu();
@@ -152,6 +159,7 @@ fn reply_recv(
         || c.reply_from != server
         || c.ipc_flags != 0
         || c.cpu != cpu as u64
+        || c.confined != 0
     {
         return None;
     }

@@ -1,8 +1,34 @@
 //! The system FIFO: the kernel's own round-robin over threads that no
-//! user-mode scheduler has adopted (the root task, the pool manager, servers'
-//! bootstrap). Each thread runs on the one CPU it was given; a runnable thread
-//! waits in that CPU's FIFO and runs for at most [`SYSTEM_SLICE_NS`] before
-//! the next one. This is the only place the kernel picks who runs.
+//! user-mode scheduler has adopted (the root task, the pool manager, policy
+//! servers' agents and request threads). Each thread runs on the one CPU it
+//! was given; a runnable thread waits in that CPU's FIFO and runs for at
+//! most [`SYSTEM_SLICE_NS`] before the next one. This is the only place the
+//! kernel picks who runs.
+//!
+//! **Confinement.** A thread confined to a Scheduler (`TcbConfine`: a
+//! policy server's threads, [`crate::dispatch`]) runs in the FIFO only of a
+//! CPU bound to that Scheduler: made runnable on any other CPU, it goes to
+//! the lowest CPU its Scheduler has (so when a CPU leaves a pool, its
+//! runnable confined threads move to the pool's next CPU; blocked ones move
+//! when they wake, so an agent asleep on a removed CPU is still there if
+//! the CPU comes back). While its Scheduler has no CPU at all (a server
+//! starting before its pool's CPUs are handed to it, an empty pool's
+//! server), it runs in the *idle class* of the CPU it was last on: a
+//! second queue that runs only when that CPU has no system thread and no
+//! dispatched entry to run, preempted by either at the next scheduling
+//! pass. So a confined thread takes time ahead of dispatched threads only
+//! on its own pool's CPUs; elsewhere it only uses time nobody else wants
+//! (an empty pool's server answers its manager in idle time: a CPU kept
+//! busy by others delays that answer, which the manager's deadline bounds).
+//!
+//! **Watchdog.** A confined system thread that runs
+//! [`tarn_ipc_schema::sched::WATCHDOG_NS`] of its own time without
+//! blocking and without a `SchedulerDispatch` is stopped with a
+//! `WATCHDOG` fault to its fault endpoint (checked at the timer interrupt,
+//! which comes at least every system slice while it runs: it fires within
+//! one slice of the bound). Its run time is what [`ran_tsc`] counts since
+//! the last time it blocked (a switch away from it while it was not
+//! runnable) or dispatched.
 //!
 //! Also here: per-CPU timeouts (notification waits with a deadline) and the
 //! idle loop.
@@ -39,6 +65,12 @@ pub struct CpuSched {
     spent_since: u64,
     /// The thread charged since `spent_since` (0 = none).
     spent_thread: u64,
+    /// The idle class: confined threads whose Scheduler has no CPU, run
+    /// only when nothing else would.
+    idle_head: u64,
+    idle_tail: u64,
+    /// `current` runs in the idle class.
+    current_idle: bool,
 }
 
 static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
@@ -54,6 +86,9 @@ static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
         spent_kind: 0,
         spent_since: 0,
         spent_thread: 0,
+        idle_head: 0,
+        idle_tail: 0,
+        current_idle: false,
     }; MAX_CPUS],
 );
 
@@ -83,7 +118,8 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     let t = tcb::ctl(guard, thread);
     let was_runnable = t.state == ThreadState::Runnable as u64;
     t.state = ThreadState::Runnable as u64;
-    let cpu = t.cpu as usize;
+    let mut cpu = t.cpu as usize;
+    let confined = t.confined;
     if t.scheduler != 0 {
         // Adopted: its scheduler decides where and when it runs.
         if !was_runnable && t.entry_cpu == 0 {
@@ -94,12 +130,63 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     if CPUS.get(guard)[cpu].current == thread {
         return;
     }
+    if confined != 0 {
+        // Confined: on a CPU of its Scheduler, or in the idle class.
+        match crate::dispatch::confined_home(guard, confined, cpu) {
+            Some(home) if home != cpu => {
+                set_cpu(guard, thread, home as u64);
+                cpu = home;
+            }
+            Some(_) => {}
+            None => {
+                enqueue_idle(guard, cpu, thread);
+                kick(cpu);
+                return;
+            }
+        }
+    }
     enqueue(guard, cpu, thread);
     if cpu != this_cpu() {
         if let Some(target) = percpu::get(cpu as u32) {
             apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
         }
     }
+}
+
+/// Makes CPU `cpu` look at its queues again (no-op for this CPU, which
+/// schedules on its way out of the kernel).
+fn kick(cpu: usize) {
+    if cpu != this_cpu() {
+        if let Some(target) = percpu::get(cpu as u32) {
+            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+        }
+    }
+}
+
+/// `Control::queued` of a thread in a CPU's idle class.
+const IN_IDLE_CLASS: u64 = 2;
+
+fn enqueue_idle(guard: &mut KernelGuard, cpu: usize, thread: u64) {
+    let tail = CPUS.get(guard)[cpu].idle_tail;
+    {
+        let t = tcb::ctl(guard, thread);
+        t.sched_next = 0;
+        t.sched_prev = tail;
+        t.queued = IN_IDLE_CLASS;
+    }
+    if tail == 0 {
+        CPUS.get(guard)[cpu].idle_head = thread;
+    } else {
+        tcb::ctl(guard, tail).sched_next = thread;
+    }
+    CPUS.get(guard)[cpu].idle_tail = thread;
+}
+
+/// Whether `thread` waits or runs in a CPU's idle class.
+pub fn in_idle_class(guard: &mut KernelGuard, thread: u64) -> bool {
+    let t = *tcb::ctl(guard, thread);
+    let s = CPUS.get(guard)[t.cpu as usize];
+    t.queued == IN_IDLE_CLASS || s.current == thread && s.current_idle
 }
 
 fn enqueue(guard: &mut KernelGuard, cpu: usize, thread: u64) {
@@ -126,14 +213,23 @@ pub fn dequeue(guard: &mut KernelGuard, thread: u64) {
         (t.cpu as usize, t.queued, t.sched_prev, t.sched_next)
     };
     if queued != 0 {
-        if prev == 0 {
-            CPUS.get(guard)[cpu].run_head = next;
+        let idle = queued == IN_IDLE_CLASS;
+        let s = &mut CPUS.get(guard)[cpu];
+        let (head, tail) = if idle {
+            (&mut s.idle_head, &mut s.idle_tail)
         } else {
-            tcb::ctl(guard, prev).sched_next = next;
+            (&mut s.run_head, &mut s.run_tail)
+        };
+        if prev == 0 {
+            *head = next;
         }
         if next == 0 {
-            CPUS.get(guard)[cpu].run_tail = prev;
-        } else {
+            *tail = prev;
+        }
+        if prev != 0 {
+            tcb::ctl(guard, prev).sched_next = next;
+        }
+        if next != 0 {
             tcb::ctl(guard, next).sched_prev = prev;
         }
         let t = tcb::ctl(guard, thread);
@@ -153,6 +249,7 @@ pub fn stop(guard: &mut KernelGuard, thread: u64) {
             continue;
         }
         CPUS.get(guard)[cpu].current = 0;
+        CPUS.get(guard)[cpu].current_idle = false;
         // Its FPU state stays in that CPU's registers (`fpu_owner`): saved
         // when that CPU next switches FPU owners, or fetched from it by the
         // CPU where the thread next touches the FPU (`fetch_fpu_state`).
@@ -301,6 +398,25 @@ pub fn on_timer(guard: &mut KernelGuard) {
     let now = cpu::rdtsc();
     if state.current != 0
         && !crate::dispatch::is_adopted(guard, state.current)
+        && tcb::ctl(guard, state.current).confined != 0
+        && watchdog_expired(guard, state.current)
+    {
+        // Stopped and reported; the scheduling pass runs something else.
+        let ran_ns = timer::tsc_to_ns(
+            ran_tsc(guard, state.current) - tcb::ctl(guard, state.current).watch_base_tsc,
+        );
+        let rip = tcb::frame(guard, state.current).rip;
+        crate::ipc::deliver_fault(
+            guard,
+            state.current,
+            tarn_ipc_schema::fault::WATCHDOG,
+            [rip, ran_ns, 0, 0],
+        );
+        return;
+    }
+    if state.current != 0
+        && !state.current_idle
+        && !crate::dispatch::is_adopted(guard, state.current)
         && now >= state.slice_end
     {
         if state.run_head != 0 {
@@ -315,6 +431,31 @@ pub fn on_timer(guard: &mut KernelGuard) {
     }
 }
 
+/// Whether the confined system thread `thread` has run
+/// [`tarn_ipc_schema::sched::WATCHDOG_NS`] since it last blocked or
+/// dispatched.
+fn watchdog_expired(guard: &mut KernelGuard, thread: u64) -> bool {
+    let ran = ran_tsc(guard, thread).saturating_sub(tcb::ctl(guard, thread).watch_base_tsc);
+    ran >= timer::ns_to_tsc(tarn_ipc_schema::sched::WATCHDOG_NS)
+}
+
+/// `thread`, running on this CPU, made progress (it dispatched): its
+/// watchdog counts from now. Only confined threads are watched.
+#[inline(always)]
+pub fn reset_watchdog(guard: &mut KernelGuard, thread: u64) {
+    if tcb::ctl(guard, thread).confined == 0 {
+        return;
+    }
+    let s = CPUS.get(guard)[this_cpu()];
+    let running = if s.spent_thread == thread && s.spent_since != 0 {
+        cpu::rdtsc().saturating_sub(s.spent_since)
+    } else {
+        0
+    };
+    let t = tcb::ctl(guard, thread);
+    t.watch_base_tsc = t.ran_tsc + running;
+}
+
 /// Gives up the rest of the current thread's slice.
 pub fn yield_current(guard: &mut KernelGuard) {
     let cpu = this_cpu();
@@ -323,7 +464,9 @@ pub fn yield_current(guard: &mut KernelGuard) {
         crate::dispatch::on_yield(guard, state.current);
         return;
     }
-    if state.current != 0 && state.run_head != 0 {
+    // (A thread in the idle class goes behind the others there at the
+    // scheduling pass.)
+    if state.current != 0 && !state.current_idle && state.run_head != 0 {
         CPUS.get(guard)[cpu].current = 0;
         enqueue(guard, cpu, state.current);
     }
@@ -342,6 +485,21 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         }
         let mut current_adopted =
             state.current != 0 && crate::dispatch::is_adopted(&mut guard, state.current);
+        // A confined thread in the idle class, or one whose CPU left its
+        // Scheduler, is placed again (behind the others of the idle class,
+        // or on a CPU of its Scheduler).
+        if state.current != 0
+            && !current_adopted
+            && (state.current_idle
+                || !crate::dispatch::confinement_allows(&mut guard, state.current, cpu))
+        {
+            let thread = state.current;
+            let s = &mut CPUS.get(&mut guard)[cpu];
+            s.current = 0;
+            s.current_idle = false;
+            make_runnable(&mut guard, thread);
+            state = CPUS.get(&mut guard)[cpu];
+        }
         // System threads run ahead of dispatched entries.
         if current_adopted && state.run_head != 0 {
             crate::dispatch::pause(&mut guard, cpu);
@@ -363,6 +521,16 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             let entry = crate::dispatch::head_entry(&mut guard, cpu);
             let s = &mut CPUS.get(&mut guard)[cpu];
             (s.current, s.slice_end) = entry.unwrap_or((0, u64::MAX));
+            state = *s;
+        }
+        if state.current == 0 && state.idle_head != 0 {
+            // Nothing else to run: the idle class.
+            let next = state.idle_head;
+            dequeue(&mut guard, next);
+            let s = &mut CPUS.get(&mut guard)[cpu];
+            s.current = next;
+            s.current_idle = true;
+            s.slice_end = cpu::rdtsc() + timer::ns_to_tsc(SYSTEM_SLICE_NS);
             state = *s;
         }
         if state.current != 0 {
@@ -424,7 +592,12 @@ fn account(guard: &mut KernelGuard, kind: usize, thread: u64) {
     s.spent_since = now;
     s.spent_thread = thread;
     if previous != 0 {
-        tcb::ctl(guard, previous).ran_tsc += elapsed;
+        let t = tcb::ctl(guard, previous);
+        t.ran_tsc += elapsed;
+        // Switched away from while blocked: its watchdog starts again.
+        if t.state != ThreadState::Runnable as u64 {
+            t.watch_base_tsc = t.ran_tsc;
+        }
     }
 }
 
@@ -484,6 +657,7 @@ fn enter(mut guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
 pub fn switch_to(mut guard: KernelGuard, thread: u64, root: u64) -> ! {
     let state = &mut CPUS.get(&mut guard)[this_cpu()];
     state.current = thread;
+    state.current_idle = false;
     let fpu_owner = state.fpu_owner;
     enter(guard, thread, root, fpu_owner)
 }
@@ -619,8 +793,13 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             )?;
             let t = *tcb::ctl(guard, thread);
             ensure(
-                t.queued != 0 && t.cpu == cpu as u64 && t.sched_prev == previous,
+                t.queued == 1 && t.cpu == cpu as u64 && t.sched_prev == previous,
                 "a system FIFO holds a thread that is not queued there",
+                thread,
+            )?;
+            ensure(
+                crate::dispatch::confinement_allows(guard, thread, cpu),
+                "a system FIFO holds a thread confined to another CPU",
                 thread,
             )?;
             previous = thread;
@@ -629,6 +808,38 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
         ensure(
             s.run_tail == previous,
             "a system FIFO's tail is not its last thread",
+            cpu as u64,
+        )?;
+        let (mut previous, mut thread) = (0u64, s.idle_head);
+        while thread != 0 {
+            run_queued += 1;
+            ensure(
+                live.is_tcb(thread) && run_queued <= limit,
+                "an idle class holds no live thread, or loops",
+                cpu as u64,
+            )?;
+            let t = *tcb::ctl(guard, thread);
+            ensure(
+                t.queued == IN_IDLE_CLASS && t.cpu == cpu as u64 && t.sched_prev == previous,
+                "an idle class holds a thread that is not queued there",
+                thread,
+            )?;
+            ensure(
+                t.confined != 0 && crate::dispatch::confined_home(guard, t.confined, cpu).is_none(),
+                "an idle class holds a thread that may run ahead of others",
+                thread,
+            )?;
+            previous = thread;
+            thread = t.sched_next;
+        }
+        ensure(
+            s.idle_tail == previous,
+            "an idle class's tail is not its last thread",
+            cpu as u64,
+        )?;
+        ensure(
+            !s.current_idle || s.current != 0,
+            "a CPU runs no thread in its idle class",
             cpu as u64,
         )?;
         let mut thread = s.timeout_head;

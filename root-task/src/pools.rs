@@ -96,6 +96,9 @@ pub const GREET_DEADLINE_NS: u64 = 500_000_000;
 /// Where a server finds its request endpoint and the pool's `Scheduler`.
 const SERVER_ENDPOINT_SLOT: u64 = 9;
 const SERVER_SCHEDULER_SLOT: u64 = 11;
+/// Where a server finds the manager's fault endpoint, badged for it (for
+/// its agent threads).
+const SERVER_FAULT_SLOT: u64 = 12;
 /// Memory a server gets (log2 bytes).
 const SERVER_MEMORY_BITS: u64 = 22;
 /// Fault badges: which server or domain a fault message comes from.
@@ -1033,7 +1036,7 @@ impl Pools {
         let fault_source = self.fault_endpoint;
         self.server_serial = self.server_serial.wrapping_add(1) & BADGE_SERIAL_MASK;
         let serial = self.server_serial;
-        let cmdline = format!("scheduler={SERVER_SCHEDULER_SLOT}");
+        let cmdline = format!("scheduler={SERVER_SCHEDULER_SLOT} fault={SERVER_FAULT_SLOT}");
         let elf: &[u8] = &elf;
         // The request thread runs on the pool's first CPU (its agents run
         // on the pool's CPUs too): a server that spins instead of serving
@@ -1071,6 +1074,12 @@ impl Pools {
                     rights: Rights::ALL,
                     badge: 0,
                 },
+                CapGrant {
+                    source: fault,
+                    dest: SERVER_FAULT_SLOT,
+                    rights: Rights::WRITE,
+                    badge: 0,
+                },
             ];
             let untyped = [UntypedGrant {
                 cptr: memory,
@@ -1085,9 +1094,16 @@ impl Pools {
                 cpu_count: 0,
                 cpu: home,
                 fault_endpoint: fault,
+                suspended: true,
                 ..ProcessConfig::default()
             };
             let process = tarn_rt::spawn_process(res, &config)?;
+            // Confined to the pool's Scheduler before it first runs: it and
+            // every thread it makes run only on the pool's CPUs (in idle
+            // time elsewhere while the pool has none), under the kernel's
+            // watchdog.
+            invoke::tcb_confine(process.tcb, scheduler)?;
+            invoke::tcb_resume(process.tcb)?;
             // Wait until it serves (or a second of kernel time has passed:
             // a server that spins instead of serving may share this CPU,
             // and each sleep then lasts a time slice, not a millisecond).
@@ -1453,7 +1469,16 @@ impl Pools {
                         "pool {}: scheduler server faulted: {what}",
                         self.pool_name(pool)
                     ));
-                    self.replace_server(res, pool, "server fault");
+                    // A policy that spins in its agent would spin again:
+                    // the pool goes to the fallback (as when a replacement
+                    // fails); the fallback itself is replaced.
+                    let policy = self.policy_of(pool);
+                    if note.label == fault::WATCHDOG && policy != FALLBACK_POLICY {
+                        self.failing.remove(&pool);
+                        self.fall_back(res, pool, &policy);
+                    } else {
+                        self.replace_server(res, pool, "server fault");
+                    }
                 }
             } else if note.badge & BADGE_DOMAIN != 0 && note.label == VM_ENDED_LABEL {
                 self.vm_ended(res, DomainId(id), &note);
@@ -2302,6 +2327,11 @@ fn describe_fault(note: &FaultNote) -> String {
     match note.label {
         fault::PAGE_FAULT => format!("page fault at {:#x}, rip {:#x}", note.address, note.rip),
         fault::EXCEPTION => format!("exception at rip {:#x}", note.rip),
+        fault::WATCHDOG => format!(
+            "watchdog: ran {} ms without blocking or dispatching, at rip {:#x}",
+            note.address / 1_000_000,
+            note.rip
+        ),
         other => format!("fault message {other:#x}"),
     }
 }

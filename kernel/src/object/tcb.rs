@@ -99,6 +99,16 @@ pub struct Control {
     pub in_guest: u64,
     /// TSC ticks it has run since it was created.
     pub ran_tsc: u64,
+    /// The Scheduler it is confined to (header phys; 0 = none,
+    /// [`crate::dispatch::ORPHANED`] = that Scheduler was destroyed).
+    pub confined: u64,
+    /// That Scheduler's list of confined threads.
+    pub confined_next: u64,
+    /// That Scheduler's list of confined threads.
+    pub confined_prev: u64,
+    /// `ran_tsc` when it last blocked or dispatched (the watchdog counts
+    /// from there).
+    pub watch_base_tsc: u64,
 }
 impl KernelObject for Control {}
 
@@ -267,6 +277,7 @@ pub fn invoke(
             }
             if runnable_root(guard, target).is_none()
                 || !matches!(cspace(guard, target), Cap::CNode { .. })
+                || t.confined == crate::dispatch::ORPHANED
             {
                 return Err(Error::IllegalState);
             }
@@ -281,6 +292,9 @@ pub fn invoke(
             let cpu = caller.mr(0);
             if cpu >= u64::from(crate::arch::percpu::online()) {
                 return Err(Error::OutOfRange);
+            }
+            if !crate::dispatch::confinement_allows(guard, target, cpu as usize) {
+                return Err(Error::NotOwned);
             }
             let state = ctl(guard, target).state;
             let runnable = state == ThreadState::Runnable as u64;
@@ -308,6 +322,7 @@ pub fn invoke(
             crate::ipc::bind(guard, target, phys);
             Ok(())
         }
+        Invocation::TcbConfine => crate::dispatch::confine_invocation(guard, caller, target),
         Invocation::TcbUnbindNotification => {
             if ctl(guard, target).bound_notification == 0 {
                 return Err(Error::IllegalState);
@@ -530,6 +545,18 @@ pub fn check(guard: &mut KernelGuard, tcb: u64, live: &Live) -> Verdict {
             tcb,
         )?;
     }
+    ensure(
+        t.confined == 0
+            || t.confined == crate::dispatch::ORPHANED
+            || live.is_scheduler(t.confined),
+        "a thread is confined to no live Scheduler",
+        tcb,
+    )?;
+    ensure(
+        t.confined != crate::dispatch::ORPHANED || t.state == ThreadState::Inactive as u64,
+        "a thread whose Scheduler is gone is not suspended",
+        tcb,
+    )?;
     ensure(
         t.in_guest == 0 || t.vcpu != 0,
         "a thread in VcpuRun has no Vcpu",

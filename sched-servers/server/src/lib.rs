@@ -115,6 +115,10 @@ pub struct Pool<P: Policy + Send + 'static> {
     next_ring_vaddr: u64,
     /// What the caller's thread sleeps on while an agent holds the state.
     sleeper: CPtr,
+    /// The fault endpoint agents are made with (0 = none): a pool
+    /// manager's, so it hears of an agent that faults or that the kernel's
+    /// watchdog stops.
+    fault_endpoint: CPtr,
 }
 
 /// Why the pool could not start or an operation failed.
@@ -428,11 +432,19 @@ impl<P: Policy + Send + 'static> Pool<P> {
             scheduler,
             next_ring_vaddr: ring_vaddr,
             sleeper: res.create(ObjectType::Notification, 0)?,
+            fault_endpoint: 0,
         };
         for &cpu in cpus {
             pool.add_cpu(res, cpu)?;
         }
         Ok(pool)
+    }
+
+    /// Agents made from now on report their faults (a crash, or the
+    /// kernel's watchdog stopping one that spins) to `endpoint` (a slot of
+    /// this process; 0 = none).
+    pub fn set_fault_endpoint(&mut self, endpoint: CPtr) {
+        self.fault_endpoint = endpoint;
     }
 
     /// Takes CPU `cpu` into the pool: binds it to the `Scheduler` with its
@@ -502,6 +514,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
             let sleeper = res.create(ObjectType::Notification, 0)?;
             let options = ThreadOptions {
                 cpu: Some(cpu.index),
+                fault_endpoint: self.fault_endpoint,
                 ..ThreadOptions::default()
             };
             let index = cpu.index;
