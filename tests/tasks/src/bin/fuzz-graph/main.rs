@@ -830,7 +830,7 @@ impl Fuzz {
             return Ok(());
         };
         let t = self.cptr(tcb);
-        match self.rng.below(9) {
+        match self.rng.below(10) {
             0 | 1 => {
                 // Configure with graph objects (suspend first).
                 let _ = note(Invocation::TcbSuspend, invoke::tcb_suspend(t));
@@ -924,6 +924,18 @@ impl Fuzz {
                     let _ = note(
                         Invocation::TcbBindNotification,
                         invoke::tcb_bind_notification(t, self.cptr(n)),
+                    );
+                }
+            }
+            8 => {
+                // Confinement is a reference the kernel clears (the
+                // Scheduler's destructor suspends the thread for good, the
+                // TCB's leaves the list): nothing for the model to track;
+                // the invariant check walks it.
+                if let Some(s) = self.of(Kind::Scheduler) {
+                    let _ = note(
+                        Invocation::TcbConfine,
+                        invoke::tcb_confine(t, self.cptr(s)),
                     );
                 }
             }
