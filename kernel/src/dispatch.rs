@@ -10,6 +10,19 @@
 //! capability that bound it) evicts its queue under the kernel lock, so
 //! revocation is atomic with respect to dispatch. System threads (never
 //! adopted) keep running in the system FIFO (`sched.rs`), ahead of entries.
+//!
+//! Confinement (`TcbConfine`): a Scheduler also keeps a list of the threads
+//! confined to it (a policy server's, so that a user's policy is untrusted
+//! code). Such a thread runs as a system thread only on a CPU bound to its
+//! Scheduler ([`confinement_allows`]; where it goes otherwise, and the idle
+//! class while the Scheduler has no CPU, is `sched.rs`'s). Every change of
+//! a Scheduler's CPUs places its runnable confined threads again
+//! ([`place_confined`]); a thread a confined thread retypes is confined
+//! likewise ([`inherit_confinement`]); a confined thread confines nothing,
+//! and confinement is never changed or lifted; no other Scheduler adopts a
+//! confined thread, and donation lends no entry to one outside its CPUs.
+//! Destroying the Scheduler suspends its confined threads for good
+//! ([`ORPHANED`]): there is no CPU left where they may run.
 
 use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};

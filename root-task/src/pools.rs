@@ -25,6 +25,10 @@
 //!   `Scheduler`, hands it the pool's CPUs and re-adopts every domain (the
 //!   kernel keeps them adopted meanwhile). A live policy change
 //!   (`cpupool-sched`) is the same hand-over to a server of another policy.
+//!   Each server is confined to its pool's `Scheduler` before it first runs
+//!   (`TcbConfine`: its threads run only on the pool's CPUs); one whose
+//!   thread the kernel's watchdog stopped (a `WATCHDOG` fault: it spun) goes
+//!   to the fallback policy at once instead of being replaced by its own.
 //!
 //! Requests to a server go through a courier thread, so the manager can
 //! give up waiting after the deadline while the courier stays blocked in

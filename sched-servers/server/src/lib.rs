@@ -1,7 +1,11 @@
 //! The scheduler-server runtime: runs any [`Policy`] on metal. It binds the
 //! pool's CPUs to a `Scheduler`, starts one agent thread per CPU (a system
 //! thread on that CPU, so it runs ahead of dispatched threads whenever it has
-//! work), and drives the policy from the kernel's event rings: every event
+//! work; started by a pool manager, the process is confined to the pool's
+//! `Scheduler`, so its threads run only on the pool's CPUs, and the
+//! kernel's watchdog stops one that runs `WATCHDOG_NS` without blocking or
+//! dispatching: agents get the fault endpoint [`Pool::set_fault_endpoint`]
+//! names, so the manager hears of it), and drives the policy from the kernel's event rings: every event
 //! goes to `on_event`, every idle CPU gets `pick_next` from its own agent
 //! (woken by whichever agent noticed), every `Preempt` decision becomes
 //! `SchedulerPreempt`, issued by the agent of the CPU it concerns (a preemption from another CPU stalls the target CPU until it

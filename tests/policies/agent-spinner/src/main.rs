@@ -1,8 +1,10 @@
 //! Started as a pool's scheduler server, it serves the pool manager's
 //! protocol as round robin does (it is round robin under another name),
-//! until the first time its policy has a thread to run: then the agent
-//! that asked (`pick_next`) spins forever instead of dispatching, the way a
-//! policy stuck in a loop would. Its pool's CPU is its own, so nothing but
+//! until [`SPIN_AFTER_NS`] after the first event it sees (long enough for the
+//! manager to hand it the pool's domains and call the switch done) and its
+//! policy has a thread to run: then the agent that asked (`pick_next`)
+//! spins forever instead of dispatching, the way a policy stuck in a loop
+//! would (holding the server's state, so the request thread waits too). Its pool's CPU is its own, so nothing but
 //! that pool waits; the kernel's watchdog stops the agent and the pool
 //! manager sends the pool to its fallback policy.
 #![no_std]
@@ -21,19 +23,26 @@ fn main(_: u64) {
     tarn_sched_server::serve(AgentSpinner::default());
 }
 
-/// Round robin, spinning at its first dispatch.
+/// Event time after its first event from which it spins.
+const SPIN_AFTER_NS: u64 = 200_000_000;
+
+/// Round robin, spinning at its first dispatch [`SPIN_AFTER_NS`] after its
+/// first event.
 #[derive(Default)]
-struct AgentSpinner(RoundRobin);
+struct AgentSpinner {
+    rr: RoundRobin,
+    first_event_ns: Option<u64>,
+}
 
 impl Policy for AgentSpinner {
     fn name(&self) -> &'static str {
         "agent-spinner"
     }
     fn add_cpu(&mut self, cpu: CpuId, now_ns: u64) {
-        self.0.add_cpu(cpu, now_ns);
+        self.rr.add_cpu(cpu, now_ns);
     }
     fn remove_cpu(&mut self, cpu: CpuId, now_ns: u64) {
-        self.0.remove_cpu(cpu, now_ns);
+        self.rr.remove_cpu(cpu, now_ns);
     }
     fn add_thread(
         &mut self,
@@ -42,20 +51,24 @@ impl Policy for AgentSpinner {
         runnable: bool,
         now_ns: u64,
     ) -> Result<(), PolicyError> {
-        self.0.add_thread(thread, domain, runnable, now_ns)
+        self.rr.add_thread(thread, domain, runnable, now_ns)
     }
     fn remove_thread(&mut self, thread: ThreadId, now_ns: u64) {
-        self.0.remove_thread(thread, now_ns);
+        self.rr.remove_thread(thread, now_ns);
     }
     fn remove_domain(&mut self, domain: DomainId, now_ns: u64) {
-        self.0.remove_domain(domain, now_ns);
+        self.rr.remove_domain(domain, now_ns);
     }
     fn on_event(&mut self, event: &Event) {
-        self.0.on_event(event);
+        self.first_event_ns.get_or_insert(event.timestamp_ns);
+        self.rr.on_event(event);
     }
     fn pick_next(&mut self, cpu: CpuId, now_ns: u64) -> Option<Dispatch> {
-        let pick = self.0.pick_next(cpu, now_ns);
-        if pick.is_some() {
+        let pick = self.rr.pick_next(cpu, now_ns);
+        let due = self
+            .first_event_ns
+            .is_some_and(|first| now_ns >= first + SPIN_AFTER_NS);
+        if pick.is_some() && due {
             // Stuck: never blocks, never dispatches.
             let mut turns: u64 = 0;
             loop {
@@ -65,6 +78,6 @@ impl Policy for AgentSpinner {
         pick
     }
     fn take_decisions(&mut self, out: &mut Vec<Decision>) {
-        self.0.take_decisions(out);
+        self.rr.take_decisions(out);
     }
 }
