@@ -149,7 +149,11 @@ fn reply_recv(
     // (A server adopted by a user-mode scheduler takes the general path:
     // switching from its entry to a system thread would not stop the
     // entry's clock.)
-    if caller == 0 || bound != 0 || adopted != 0 || confined != 0 || ipc::has_senders(guard, endpoint)
+    if caller == 0
+        || bound != 0
+        || adopted != 0
+        || confined != 0
+        || ipc::has_senders(guard, endpoint)
     {
         return None;
     }

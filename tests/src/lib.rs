@@ -1900,7 +1900,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("root: started fuzz-graph")
             .expect("fuzz-graph: 1000 steps in ")
             .expect("fuzz-graph: never succeeded: invocations []")
-            .expect("fuzz-graph: summary seed=1 steps=1000 invocations=38/38 ")
+            .expect("fuzz-graph: summary seed=1 steps=1000 invocations=39/39 ")
             .expect(" result=ok")
             .expect("tarn: exit status 0")
             .forbid("FAILED")

@@ -546,9 +546,7 @@ pub fn check(guard: &mut KernelGuard, tcb: u64, live: &Live) -> Verdict {
         )?;
     }
     ensure(
-        t.confined == 0
-            || t.confined == crate::dispatch::ORPHANED
-            || live.is_scheduler(t.confined),
+        t.confined == 0 || t.confined == crate::dispatch::ORPHANED || live.is_scheduler(t.confined),
         "a thread is confined to no live Scheduler",
         tcb,
     )?;

@@ -15,7 +15,9 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use tarn_sched_servers::rr::RoundRobin;
-use tarn_sched_servers::{CpuId, Decision, Dispatch, DomainId, Event, Policy, PolicyError, ThreadId};
+use tarn_sched_servers::{
+    CpuId, Decision, Dispatch, DomainId, Event, Policy, PolicyError, ThreadId,
+};
 
 tarn_rt::entry!(main);
 

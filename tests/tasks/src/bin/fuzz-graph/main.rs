@@ -933,10 +933,7 @@ impl Fuzz {
                 // TCB's leaves the list): nothing for the model to track;
                 // the invariant check walks it.
                 if let Some(s) = self.of(Kind::Scheduler) {
-                    let _ = note(
-                        Invocation::TcbConfine,
-                        invoke::tcb_confine(t, self.cptr(s)),
-                    );
+                    let _ = note(Invocation::TcbConfine, invoke::tcb_confine(t, self.cptr(s)));
                 }
             }
             _ => {
@@ -1644,12 +1641,14 @@ impl Fuzz {
         if self.shared.r_reports.load(Ordering::SeqCst) != self.r_reports_seen {
             // It received something the driver did not send: only a graph
             // thread's fault message can come (a thread resumed or
-            // configured with that fault endpoint).
+            // configured with that fault endpoint; a confined one that
+            // spins is stopped by the watchdog).
             let label = self.shared.r_out[2].load(Ordering::SeqCst);
             let code = self.shared.r_out[0].load(Ordering::SeqCst);
             if code == 0
                 && label != tarn_rt::abi::fault::PAGE_FAULT
                 && label != tarn_rt::abi::fault::EXCEPTION
+                && label != tarn_rt::abi::fault::WATCHDOG
             {
                 return Err(format!(
                     "the receiver got a message nobody sent (label {label:#x})"

@@ -162,7 +162,8 @@ fn inherited(env: &mut Env) -> Outcome {
             ..Default::default()
         },
         move || {
-            let made = invoke::untyped_retype(untyped, ObjectType::Tcb, 0, slot::ROOT_CNODE, child, 1);
+            let made =
+                invoke::untyped_retype(untyped, ObjectType::Tcb, 0, slot::ROOT_CNODE, child, 1);
             out.set(0, code(&made));
             // A confined thread confines nothing (not even its child).
             out.set(1, code(&invoke::tcb_confine(child, other)));
