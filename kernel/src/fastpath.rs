@@ -62,6 +62,11 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
     let cap = object::endpoint_at(guard, tcb::slot_address(thread, tcb::slot::CSPACE), cptr)?;
     if !is_call {
         reply_recv(guard, thread, cap, info)
+    } else if tcb::ctl(guard, thread).confined != 0 {
+        // (Confined threads, caller or server, take the general path: it
+        // places them by their confinement and charges their time exactly,
+        // which their watchdog counts.)
+        None
     } else if tcb::ctl(guard, thread).scheduler != 0 {
         // A thread adopted by a user-mode scheduler runs only from its
         // dispatch entry, which it lends to the server.
@@ -101,13 +106,8 @@ fn call<const DONATE: bool>(
     let cpu = sched::this_cpu();
     // (A server that still owes a reply takes the general path, which
     // tells that caller.)
-    // (Confined threads, caller or server, take the general path: it
-    // places them by their confinement and charges their time exactly,
-    // which their watchdog counts.)
-    if s.cpu != cpu as u64 || s.scheduler != 0 || s.reply_to != 0 || s.confined != 0 {
-        return None;
-    }
-    if tcb::ctl(guard, caller).confined != 0 {
+    // (A confined server takes the general path too.)
+    if s.cpu != cpu as u64 || (s.scheduler | s.reply_to | s.confined) != 0 {
         return None;
     }
     // A dispatched caller lends its running entry, as `dispatch::donate`
@@ -149,21 +149,15 @@ fn reply_recv(
     // (A server adopted by a user-mode scheduler takes the general path:
     // switching from its entry to a system thread would not stop the
     // entry's clock.)
-    if caller == 0
-        || bound != 0
-        || adopted != 0
-        || confined != 0
-        || ipc::has_senders(guard, endpoint)
-    {
+    if caller == 0 || (bound | adopted | confined) != 0 || ipc::has_senders(guard, endpoint) {
         return None;
     }
     let cpu = sched::this_cpu();
     let c = tcb::ctl(guard, caller);
     if c.state != ThreadState::BlockedOnReply as u64
         || c.reply_from != server
-        || c.ipc_flags != 0
+        || (c.ipc_flags | c.confined) != 0
         || c.cpu != cpu as u64
-        || c.confined != 0
     {
         return None;
     }

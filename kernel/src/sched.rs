@@ -65,12 +65,6 @@ pub struct CpuSched {
     spent_since: u64,
     /// The thread charged since `spent_since` (0 = none).
     spent_thread: u64,
-    /// The idle class: confined threads whose Scheduler has no CPU, run
-    /// only when nothing else would.
-    idle_head: u64,
-    idle_tail: u64,
-    /// `current` runs in the idle class.
-    current_idle: bool,
 }
 
 static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
@@ -86,11 +80,20 @@ static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
         spent_kind: 0,
         spent_since: 0,
         spent_thread: 0,
-        idle_head: 0,
-        idle_tail: 0,
-        current_idle: false,
     }; MAX_CPUS],
 );
+
+/// One CPU's idle class: confined threads whose Scheduler has no CPU, run
+/// only when nothing else would (kept apart from [`CpuSched`], which the
+/// scheduling paths copy).
+#[derive(Clone, Copy, Default)]
+struct IdleClass {
+    head: u64,
+    tail: u64,
+}
+
+static IDLE: BklCell<[IdleClass; MAX_CPUS]> =
+    BklCell::new([IdleClass { head: 0, tail: 0 }; MAX_CPUS]);
 
 /// This CPU's index.
 pub fn this_cpu() -> usize {
@@ -167,7 +170,7 @@ fn kick(cpu: usize) {
 const IN_IDLE_CLASS: u64 = 2;
 
 fn enqueue_idle(guard: &mut KernelGuard, cpu: usize, thread: u64) {
-    let tail = CPUS.get(guard)[cpu].idle_tail;
+    let tail = IDLE.get(guard)[cpu].tail;
     {
         let t = tcb::ctl(guard, thread);
         t.sched_next = 0;
@@ -175,18 +178,21 @@ fn enqueue_idle(guard: &mut KernelGuard, cpu: usize, thread: u64) {
         t.queued = IN_IDLE_CLASS;
     }
     if tail == 0 {
-        CPUS.get(guard)[cpu].idle_head = thread;
+        IDLE.get(guard)[cpu].head = thread;
     } else {
         tcb::ctl(guard, tail).sched_next = thread;
     }
-    CPUS.get(guard)[cpu].idle_tail = thread;
+    IDLE.get(guard)[cpu].tail = thread;
 }
 
-/// Whether `thread` waits or runs in a CPU's idle class.
+/// Whether `thread` waits or runs in a CPU's idle class (a confined thread
+/// running where its Scheduler has no CPU runs there).
 pub fn in_idle_class(guard: &mut KernelGuard, thread: u64) -> bool {
     let t = *tcb::ctl(guard, thread);
-    let s = CPUS.get(guard)[t.cpu as usize];
-    t.queued == IN_IDLE_CLASS || s.current == thread && s.current_idle
+    let cpu = t.cpu as usize;
+    t.queued == IN_IDLE_CLASS
+        || CPUS.get(guard)[cpu].current == thread
+            && !crate::dispatch::confinement_allows(guard, thread, cpu)
 }
 
 fn enqueue(guard: &mut KernelGuard, cpu: usize, thread: u64) {
@@ -213,18 +219,22 @@ pub fn dequeue(guard: &mut KernelGuard, thread: u64) {
         (t.cpu as usize, t.queued, t.sched_prev, t.sched_next)
     };
     if queued != 0 {
-        let idle = queued == IN_IDLE_CLASS;
-        let s = &mut CPUS.get(guard)[cpu];
-        let (head, tail) = if idle {
-            (&mut s.idle_head, &mut s.idle_tail)
+        if queued == IN_IDLE_CLASS {
+            let q = &mut IDLE.get(guard)[cpu];
+            if prev == 0 {
+                q.head = next;
+            }
+            if next == 0 {
+                q.tail = prev;
+            }
         } else {
-            (&mut s.run_head, &mut s.run_tail)
-        };
-        if prev == 0 {
-            *head = next;
-        }
-        if next == 0 {
-            *tail = prev;
+            let s = &mut CPUS.get(guard)[cpu];
+            if prev == 0 {
+                s.run_head = next;
+            }
+            if next == 0 {
+                s.run_tail = prev;
+            }
         }
         if prev != 0 {
             tcb::ctl(guard, prev).sched_next = next;
@@ -249,7 +259,6 @@ pub fn stop(guard: &mut KernelGuard, thread: u64) {
             continue;
         }
         CPUS.get(guard)[cpu].current = 0;
-        CPUS.get(guard)[cpu].current_idle = false;
         // Its FPU state stays in that CPU's registers (`fpu_owner`): saved
         // when that CPU next switches FPU owners, or fetched from it by the
         // CPU where the thread next touches the FPU (`fetch_fpu_state`).
@@ -415,14 +424,15 @@ pub fn on_timer(guard: &mut KernelGuard) {
         return;
     }
     if state.current != 0
-        && !state.current_idle
         && !crate::dispatch::is_adopted(guard, state.current)
         && now >= state.slice_end
     {
         if state.run_head != 0 {
-            // Round robin: the running thread goes behind the others.
+            // Round robin: the running thread goes behind the others (a
+            // confined one where its confinement puts it: the scheduling
+            // pass would move it anyway).
             CPUS.get(guard)[cpu].current = 0;
-            enqueue(guard, cpu, state.current);
+            make_runnable(guard, state.current);
         } else {
             // Alone on this CPU: a fresh slice (and no timer storm from a
             // slice end in the past).
@@ -464,11 +474,9 @@ pub fn yield_current(guard: &mut KernelGuard) {
         crate::dispatch::on_yield(guard, state.current);
         return;
     }
-    // (A thread in the idle class goes behind the others there at the
-    // scheduling pass.)
-    if state.current != 0 && !state.current_idle && state.run_head != 0 {
+    if state.current != 0 && state.run_head != 0 {
         CPUS.get(guard)[cpu].current = 0;
-        enqueue(guard, cpu, state.current);
+        make_runnable(guard, state.current);
     }
 }
 
@@ -485,19 +493,15 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         }
         let mut current_adopted =
             state.current != 0 && crate::dispatch::is_adopted(&mut guard, state.current);
-        // A confined thread in the idle class, or one whose CPU left its
-        // Scheduler, is placed again (behind the others of the idle class,
-        // or on a CPU of its Scheduler).
+        // A confined thread running in the idle class, or one whose CPU
+        // left its Scheduler, is placed again (behind the others of the
+        // idle class, or on a CPU of its Scheduler).
         if state.current != 0
             && !current_adopted
-            && (state.current_idle
-                || !crate::dispatch::confinement_allows(&mut guard, state.current, cpu))
+            && !crate::dispatch::confinement_allows(&mut guard, state.current, cpu)
         {
-            let thread = state.current;
-            let s = &mut CPUS.get(&mut guard)[cpu];
-            s.current = 0;
-            s.current_idle = false;
-            make_runnable(&mut guard, thread);
+            CPUS.get(&mut guard)[cpu].current = 0;
+            make_runnable(&mut guard, state.current);
             state = CPUS.get(&mut guard)[cpu];
         }
         // System threads run ahead of dispatched entries.
@@ -523,13 +527,12 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             (s.current, s.slice_end) = entry.unwrap_or((0, u64::MAX));
             state = *s;
         }
-        if state.current == 0 && state.idle_head != 0 {
+        if state.current == 0 && IDLE.get(&mut guard)[cpu].head != 0 {
             // Nothing else to run: the idle class.
-            let next = state.idle_head;
+            let next = IDLE.get(&mut guard)[cpu].head;
             dequeue(&mut guard, next);
             let s = &mut CPUS.get(&mut guard)[cpu];
             s.current = next;
-            s.current_idle = true;
             s.slice_end = cpu::rdtsc() + timer::ns_to_tsc(SYSTEM_SLICE_NS);
             state = *s;
         }
@@ -657,7 +660,6 @@ fn enter(mut guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
 pub fn switch_to(mut guard: KernelGuard, thread: u64, root: u64) -> ! {
     let state = &mut CPUS.get(&mut guard)[this_cpu()];
     state.current = thread;
-    state.current_idle = false;
     let fpu_owner = state.fpu_owner;
     enter(guard, thread, root, fpu_owner)
 }
@@ -810,7 +812,8 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             "a system FIFO's tail is not its last thread",
             cpu as u64,
         )?;
-        let (mut previous, mut thread) = (0u64, s.idle_head);
+        let idle = IDLE.get(guard)[cpu];
+        let (mut previous, mut thread) = (0u64, idle.head);
         while thread != 0 {
             run_queued += 1;
             ensure(
@@ -833,13 +836,8 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             thread = t.sched_next;
         }
         ensure(
-            s.idle_tail == previous,
+            idle.tail == previous,
             "an idle class's tail is not its last thread",
-            cpu as u64,
-        )?;
-        ensure(
-            !s.current_idle || s.current != 0,
-            "a CPU runs no thread in its idle class",
             cpu as u64,
         )?;
         let mut thread = s.timeout_head;

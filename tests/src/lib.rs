@@ -1891,16 +1891,18 @@ pub fn scenarios() -> Vec<Scenario> {
     // icount: the actors' timing decides which actions are possible, so
     // without it the same seed took other paths from run to run and one
     // run in a few missed an invocation (TcbUnbindNotification); with it
-    // the run is the same every time (seed 1 x 1000 steps: 38/38, about
-    // 7 s). A longer run: README, "Stateful fuzzer".
+    // the run is the same every time (seed 2 x 1000 steps: 39/39, about
+    // 7 s; seed 1's path, once `TcbConfine` joined the TCB operations,
+    // never reaches a successful `SchedulerDispatchWait`). A longer run:
+    // README, "Stateful fuzzer".
     all.push(
-        Scenario::qemu("fuzz_graph_smp2", 2, "fuzzgraph seed=1 steps=1000")
+        Scenario::qemu("fuzz_graph_smp2", 2, "fuzzgraph seed=2 steps=1000")
             .icount()
             .timeout(Duration::from_secs(300))
             .expect("root: started fuzz-graph")
             .expect("fuzz-graph: 1000 steps in ")
             .expect("fuzz-graph: never succeeded: invocations []")
-            .expect("fuzz-graph: summary seed=1 steps=1000 invocations=39/39 ")
+            .expect("fuzz-graph: summary seed=2 steps=1000 invocations=39/39 ")
             .expect(" result=ok")
             .expect("tarn: exit status 0")
             .forbid("FAILED")

@@ -1023,7 +1023,26 @@ impl Fuzz {
         match self.rng.below(10) {
             0..=2 => self.bind(scheduler)?,
             3 => {
-                let Some(cpu) = self.of(Kind::Cpu) else {
+                // Mostly a binding the model has (a Scheduler capability
+                // and a Cpu capability of a CPU bound to it): any other
+                // pair is `NotOwned`.
+                let mut pairs = Vec::new();
+                for c in self.model.slots_of(Kind::Cpu) {
+                    let index = self.model.obj_of(c).map(|(_, o)| o.index as usize);
+                    let Some(owner) = index.and_then(|i| self.model.bindings[i]) else {
+                        continue;
+                    };
+                    for t in self.model.slots_of(Kind::Scheduler) {
+                        if self.model.obj_of(t).map(|(o, _)| o) == Some(owner) {
+                            pairs.push((t, c));
+                        }
+                    }
+                }
+                let (s, cpu) = match self.rng.pick(&pairs) {
+                    Some((t, c)) if self.rng.chance(80) => (self.cptr(t), Some(c)),
+                    _ => (s, self.of(Kind::Cpu)),
+                };
+                let Some(cpu) = cpu else {
                     return Ok(());
                 };
                 let result = note(
