@@ -47,7 +47,7 @@ struct Scheduler {
     cpu_mask: u64,
     /// Adopted threads (a list through `Control::adopted_next/prev`).
     first_thread: u64,
-    /// Confined threads (a list through `Control::confined_next/prev`).
+    /// Confined threads (a list through `tcb::Confinement`).
     first_confined: u64,
 }
 impl KernelObject for Scheduler {}
@@ -322,6 +322,9 @@ pub fn donate(guard: &mut KernelGuard, caller: u64, server: u64) -> bool {
     let s = tcb::ctl(guard, server);
     s.state = ThreadState::Runnable as u64;
     s.cpu = cpu as u64;
+    let ran = s.ran_tsc;
+    // (It woke, as `sched::make_runnable` says for a confined thread.)
+    tcb::confinement(guard, server).watch_base_tsc = ran;
     CPUS.get(guard)[cpu].donated_to = server;
     true
 }
@@ -952,15 +955,14 @@ pub fn inherit_confinement(guard: &mut KernelGuard, creator: u64, child: u64) {
 fn confine(guard: &mut KernelGuard, thread: u64, scheduler: u64) {
     let first = objmem::object::<Scheduler>(guard, scheduler).first_confined;
     let ran = sched::ran_tsc(guard, thread);
-    {
-        let t = tcb::ctl(guard, thread);
-        t.confined = scheduler;
-        t.confined_next = first;
-        t.confined_prev = 0;
-        t.watch_base_tsc = ran;
-    }
+    tcb::ctl(guard, thread).confined = scheduler;
+    *tcb::confinement(guard, thread) = tcb::Confinement {
+        next: first,
+        prev: 0,
+        watch_base_tsc: ran,
+    };
     if first != 0 {
-        tcb::ctl(guard, first).confined_prev = thread;
+        tcb::confinement(guard, first).prev = thread;
     }
     objmem::object::<Scheduler>(guard, scheduler).first_confined = thread;
     place(guard, thread);
@@ -969,21 +971,22 @@ fn confine(guard: &mut KernelGuard, thread: u64, scheduler: u64) {
 /// Takes `thread` off its Scheduler's confined list (it keeps its
 /// `confined` value: a TCB being destroyed, or one being orphaned).
 fn unlink_confined(guard: &mut KernelGuard, thread: u64) {
-    let t = *tcb::ctl(guard, thread);
-    if t.confined == 0 || t.confined == ORPHANED {
+    let confined = tcb::ctl(guard, thread).confined;
+    if confined == 0 || confined == ORPHANED {
         return;
     }
-    if t.confined_prev == 0 {
-        objmem::object::<Scheduler>(guard, t.confined).first_confined = t.confined_next;
+    let links = *tcb::confinement(guard, thread);
+    if links.prev == 0 {
+        objmem::object::<Scheduler>(guard, confined).first_confined = links.next;
     } else {
-        tcb::ctl(guard, t.confined_prev).confined_next = t.confined_next;
+        tcb::confinement(guard, links.prev).next = links.next;
     }
-    if t.confined_next != 0 {
-        tcb::ctl(guard, t.confined_next).confined_prev = t.confined_prev;
+    if links.next != 0 {
+        tcb::confinement(guard, links.next).prev = links.prev;
     }
-    let t = tcb::ctl(guard, thread);
-    t.confined_next = 0;
-    t.confined_prev = 0;
+    let t = tcb::confinement(guard, thread);
+    t.next = 0;
+    t.prev = 0;
 }
 
 /// `scheduler`'s CPUs changed: each of its confined threads that runs as a
@@ -994,7 +997,7 @@ fn unlink_confined(guard: &mut KernelGuard, thread: u64) {
 fn place_confined(guard: &mut KernelGuard, scheduler: u64) {
     let mut thread = objmem::object::<Scheduler>(guard, scheduler).first_confined;
     while thread != 0 {
-        let next = tcb::ctl(guard, thread).confined_next;
+        let next = tcb::confinement(guard, thread).next;
         place(guard, thread);
         thread = next;
     }
@@ -1033,7 +1036,7 @@ fn check_confined(guard: &mut KernelGuard, live: &Live, scheduler: u64) -> Verdi
         )?;
         let t = *tcb::ctl(guard, thread);
         ensure(
-            t.confined == scheduler && t.confined_prev == previous,
+            t.confined == scheduler && tcb::confinement(guard, thread).prev == previous,
             "a Scheduler's confined list holds a thread not confined to it",
             thread,
         )?;
@@ -1052,7 +1055,7 @@ fn check_confined(guard: &mut KernelGuard, live: &Live, scheduler: u64) -> Verdi
             )?;
         }
         previous = thread;
-        thread = t.confined_next;
+        thread = tcb::confinement(guard, thread).next;
     }
     Ok(length)
 }

@@ -61,13 +61,18 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<(u64, u64)> {
     }
     let cap = object::endpoint_at(guard, tcb::slot_address(thread, tcb::slot::CSPACE), cptr)?;
     if !is_call {
-        reply_recv(guard, thread, cap, info)
-    } else if tcb::ctl(guard, thread).confined != 0 {
+        return reply_recv(guard, thread, cap, info);
+    }
+    let (adopted, confined) = {
+        let t = tcb::ctl(guard, thread);
+        (t.scheduler, t.confined)
+    };
+    if confined != 0 {
         // (Confined threads, caller or server, take the general path: it
-        // places them by their confinement and charges their time exactly,
-        // which their watchdog counts.)
+        // places them by their confinement and wakes them through
+        // `sched::make_runnable`, where their watchdog restarts.)
         None
-    } else if tcb::ctl(guard, thread).scheduler != 0 {
+    } else if adopted != 0 {
         // A thread adopted by a user-mode scheduler runs only from its
         // dispatch entry, which it lends to the server.
         call::<true>(guard, thread, cap, info)

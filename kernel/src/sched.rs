@@ -27,8 +27,8 @@
 //! `WATCHDOG` fault to its fault endpoint (checked at the timer interrupt,
 //! which comes at least every system slice while it runs: it fires within
 //! one slice of the bound). Its run time is what [`ran_tsc`] counts since
-//! the last time it blocked (a switch away from it while it was not
-//! runnable) or dispatched.
+//! it last woke from blocking ([`make_runnable`]: confined threads never
+//! take the IPC fastpath, which wakes threads without it) or dispatched.
 //!
 //! Also here: per-CPU timeouts (notification waits with a deadline) and the
 //! idle loop.
@@ -123,9 +123,14 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     t.state = ThreadState::Runnable as u64;
     let mut cpu = t.cpu as usize;
     let confined = t.confined;
-    if t.scheduler != 0 {
+    let (adopted, entry_cpu, ran) = (t.scheduler, t.entry_cpu, t.ran_tsc);
+    if confined != 0 && !was_runnable {
+        // It blocked (or was stopped) and wakes: its watchdog starts again.
+        tcb::confinement(guard, thread).watch_base_tsc = ran;
+    }
+    if adopted != 0 {
         // Adopted: its scheduler decides where and when it runs.
-        if !was_runnable && t.entry_cpu == 0 {
+        if !was_runnable && entry_cpu == 0 {
             crate::dispatch::on_woken(guard, thread);
         }
         return;
@@ -412,7 +417,7 @@ pub fn on_timer(guard: &mut KernelGuard) {
     {
         // Stopped and reported; the scheduling pass runs something else.
         let ran_ns = timer::tsc_to_ns(
-            ran_tsc(guard, state.current) - tcb::ctl(guard, state.current).watch_base_tsc,
+            ran_tsc(guard, state.current) - tcb::confinement(guard, state.current).watch_base_tsc,
         );
         let rip = tcb::frame(guard, state.current).rip;
         crate::ipc::deliver_fault(
@@ -445,7 +450,8 @@ pub fn on_timer(guard: &mut KernelGuard) {
 /// [`tarn_ipc_schema::sched::WATCHDOG_NS`] since it last blocked or
 /// dispatched.
 fn watchdog_expired(guard: &mut KernelGuard, thread: u64) -> bool {
-    let ran = ran_tsc(guard, thread).saturating_sub(tcb::ctl(guard, thread).watch_base_tsc);
+    let base = tcb::confinement(guard, thread).watch_base_tsc;
+    let ran = ran_tsc(guard, thread).saturating_sub(base);
     ran >= timer::ns_to_tsc(tarn_ipc_schema::sched::WATCHDOG_NS)
 }
 
@@ -462,8 +468,8 @@ pub fn reset_watchdog(guard: &mut KernelGuard, thread: u64) {
     } else {
         0
     };
-    let t = tcb::ctl(guard, thread);
-    t.watch_base_tsc = t.ran_tsc + running;
+    let ran = tcb::ctl(guard, thread).ran_tsc;
+    tcb::confinement(guard, thread).watch_base_tsc = ran + running;
 }
 
 /// Gives up the rest of the current thread's slice.
@@ -491,12 +497,16 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             CPUS.get(&mut guard)[cpu].current = 0;
             state.current = 0;
         }
-        let mut current_adopted =
-            state.current != 0 && crate::dispatch::is_adopted(&mut guard, state.current);
+        let (mut current_adopted, current_confined) = if state.current != 0 {
+            let t = tcb::ctl(&mut guard, state.current);
+            (t.scheduler != 0, t.confined != 0)
+        } else {
+            (false, false)
+        };
         // A confined thread running in the idle class, or one whose CPU
         // left its Scheduler, is placed again (behind the others of the
         // idle class, or on a CPU of its Scheduler).
-        if state.current != 0
+        if current_confined
             && !current_adopted
             && !crate::dispatch::confinement_allows(&mut guard, state.current, cpu)
         {
@@ -595,12 +605,7 @@ fn account(guard: &mut KernelGuard, kind: usize, thread: u64) {
     s.spent_since = now;
     s.spent_thread = thread;
     if previous != 0 {
-        let t = tcb::ctl(guard, previous);
-        t.ran_tsc += elapsed;
-        // Switched away from while blocked: its watchdog starts again.
-        if t.state != ThreadState::Runnable as u64 {
-            t.watch_base_tsc = t.ran_tsc;
-        }
+        tcb::ctl(guard, previous).ran_tsc += elapsed;
     }
 }
 

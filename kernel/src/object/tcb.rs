@@ -100,17 +100,26 @@ pub struct Control {
     /// TSC ticks it has run since it was created.
     pub ran_tsc: u64,
     /// The Scheduler it is confined to (header phys; 0 = none,
-    /// [`crate::dispatch::ORPHANED`] = that Scheduler was destroyed).
+    /// [`crate::dispatch::ORPHANED`] = that Scheduler was destroyed; the
+    /// rest is in [`Confinement`]).
     pub confined: u64,
-    /// That Scheduler's list of confined threads.
-    pub confined_next: u64,
-    /// That Scheduler's list of confined threads.
-    pub confined_prev: u64,
-    /// `ran_tsc` when it last blocked or dispatched (the watchdog counts
-    /// from there).
-    pub watch_base_tsc: u64,
 }
 impl KernelObject for Control {}
+
+/// A confined thread's list links and watchdog base: kept apart from
+/// [`Control`], which the IPC and scheduling paths copy whole.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Confinement {
+    /// Its Scheduler's list of confined threads.
+    pub next: u64,
+    /// Its Scheduler's list of confined threads.
+    pub prev: u64,
+    /// `Control::ran_tsc` when it last woke from blocking or dispatched
+    /// (the watchdog counts from there).
+    pub watch_base_tsc: u64,
+}
+impl KernelObject for Confinement {}
 
 /// A pending fault message.
 #[repr(C)]
@@ -133,6 +142,8 @@ pub struct Tcb {
     pub ctl: Control,
     /// The fault message while one is pending.
     pub fault: FaultMessage,
+    /// Confinement links and watchdog base.
+    pub confinement: Confinement,
     /// Saved user registers.
     pub frame: TrapFrame,
     /// Saved FPU/SSE state.
@@ -154,6 +165,12 @@ pub fn slot_address(tcb: u64, index: usize) -> u64 {
 #[inline(always)]
 pub fn ctl(guard: &mut KernelGuard, tcb: u64) -> &mut Control {
     objmem::object::<Control>(guard, tcb + core::mem::offset_of!(Tcb, ctl) as u64)
+}
+
+/// The confinement links and watchdog base of the TCB at `tcb`.
+#[inline(always)]
+pub fn confinement(guard: &mut KernelGuard, tcb: u64) -> &mut Confinement {
+    objmem::object::<Confinement>(guard, tcb + core::mem::offset_of!(Tcb, confinement) as u64)
 }
 
 /// The pending fault message of the TCB at `tcb`.
