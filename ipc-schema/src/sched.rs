@@ -18,10 +18,13 @@ pub const RING_CAPACITY: usize = 126;
 /// [`crate::fault::WATCHDOG`] fault. An honest agent's pass (drain the ring,
 /// `pick_next`, dispatch) is tens of microseconds; 50 ms is a thousand
 /// times that and ten system slices, so only a stuck or hostile agent
-/// reaches it, while an emulated CPU that its host deschedules for a while
-/// (the run time is TSC time) still has a wide margin. One kernel constant,
-/// not a per-Scheduler setting: it tells a stuck agent from a working one,
-/// it does not tune a policy.
+/// reaches it. The kernel also requires ten timer interrupts (one per
+/// slice) to have found the thread running meanwhile: a CPU that waits
+/// long for the kernel lock, or that an emulator's host deschedules, has
+/// that time charged to its running thread in one piece (seen as 50-65 ms
+/// "runs" of honest agents under a loaded host before this rule). One
+/// kernel constant, not a per-Scheduler setting: it tells a stuck agent
+/// from a working one, it does not tune a policy.
 pub const WATCHDOG_NS: u64 = 50_000_000;
 
 /// What happened.

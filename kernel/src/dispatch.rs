@@ -324,7 +324,7 @@ pub fn donate(guard: &mut KernelGuard, caller: u64, server: u64) -> bool {
     s.cpu = cpu as u64;
     let ran = s.ran_tsc;
     // (It woke, as `sched::make_runnable` says for a confined thread.)
-    tcb::confinement(guard, server).watch_base_tsc = ran;
+    sched::restart_watchdog(guard, server, ran);
     CPUS.get(guard)[cpu].donated_to = server;
     true
 }
@@ -960,6 +960,7 @@ fn confine(guard: &mut KernelGuard, thread: u64, scheduler: u64) {
         next: first,
         prev: 0,
         watch_base_tsc: ran,
+        watch_ticks: 0,
     };
     if first != 0 {
         tcb::confinement(guard, first).prev = thread;

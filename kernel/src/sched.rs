@@ -28,7 +28,11 @@
 //! which comes at least every system slice while it runs: it fires within
 //! one slice of the bound). Its run time is what [`ran_tsc`] counts since
 //! it last woke from blocking ([`make_runnable`]: confined threads never
-//! take the IPC fastpath, which wakes threads without it) or dispatched.
+//! take the IPC fastpath, which wakes threads without it) or dispatched,
+//! and at least one timer interrupt per system slice of the bound must
+//! have found it running meanwhile: time its CPU spent waiting for the
+//! kernel lock, or stalled by an emulator's host, is charged to the
+//! running thread too, but comes in one piece, seen by one interrupt.
 //!
 //! Also here: per-CPU timeouts (notification waits with a deadline) and the
 //! idle loop.
@@ -126,7 +130,7 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     let (adopted, entry_cpu, ran) = (t.scheduler, t.entry_cpu, t.ran_tsc);
     if confined != 0 && !was_runnable {
         // It blocked (or was stopped) and wakes: its watchdog starts again.
-        tcb::confinement(guard, thread).watch_base_tsc = ran;
+        restart_watchdog(guard, thread, ran);
     }
     if adopted != 0 {
         // Adopted: its scheduler decides where and when it runs.
@@ -446,13 +450,31 @@ pub fn on_timer(guard: &mut KernelGuard) {
     }
 }
 
-/// Whether the confined system thread `thread` has run
-/// [`tarn_ipc_schema::sched::WATCHDOG_NS`] since it last blocked or
-/// dispatched.
+/// Timer interrupts that must find a confined thread running (since it
+/// last woke or dispatched) before the watchdog stops it: one per system
+/// slice of the bound.
+const WATCHDOG_TICKS: u64 = tarn_ipc_schema::sched::WATCHDOG_NS / SYSTEM_SLICE_NS;
+
+/// The confined system thread `thread`, running on this CPU, was found
+/// there by a timer interrupt: whether it has now run
+/// [`tarn_ipc_schema::sched::WATCHDOG_NS`] since it last woke or
+/// dispatched, across [`WATCHDOG_TICKS`] such interrupts. (Run time alone
+/// would also count time its CPU spent waiting for the kernel lock, or
+/// descheduled by an emulator's host, which one interrupt then sees as a
+/// long run; a thread that spins is interrupted every slice.)
 fn watchdog_expired(guard: &mut KernelGuard, thread: u64) -> bool {
-    let base = tcb::confinement(guard, thread).watch_base_tsc;
+    let watch = tcb::confinement(guard, thread);
+    watch.watch_ticks += 1;
+    let (base, ticks) = (watch.watch_base_tsc, watch.watch_ticks);
     let ran = ran_tsc(guard, thread).saturating_sub(base);
-    ran >= timer::ns_to_tsc(tarn_ipc_schema::sched::WATCHDOG_NS)
+    ticks >= WATCHDOG_TICKS && ran >= timer::ns_to_tsc(tarn_ipc_schema::sched::WATCHDOG_NS)
+}
+
+/// `thread` woke (or was confined): its watchdog counts from `ran_tsc`.
+pub fn restart_watchdog(guard: &mut KernelGuard, thread: u64, ran_tsc: u64) {
+    let watch = tcb::confinement(guard, thread);
+    watch.watch_base_tsc = ran_tsc;
+    watch.watch_ticks = 0;
 }
 
 /// `thread`, running on this CPU, made progress (it dispatched): its
@@ -469,7 +491,7 @@ pub fn reset_watchdog(guard: &mut KernelGuard, thread: u64) {
         0
     };
     let ran = tcb::ctl(guard, thread).ran_tsc;
-    tcb::confinement(guard, thread).watch_base_tsc = ran + running;
+    restart_watchdog(guard, thread, ran + running);
 }
 
 /// Gives up the rest of the current thread's slice.

@@ -118,6 +118,8 @@ pub struct Confinement {
     /// `Control::ran_tsc` when it last woke from blocking or dispatched
     /// (the watchdog counts from there).
     pub watch_base_tsc: u64,
+    /// Timer interrupts that found it running since then.
+    pub watch_ticks: u64,
 }
 impl KernelObject for Confinement {}
 
