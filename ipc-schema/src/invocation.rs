@@ -61,13 +61,34 @@ pub enum Invocation {
     /// resumed, it returns from `VcpuRun` with a
     /// [`crate::vcpu::Exit::Timeout`] exit whose MR1 is 1.
     TcbSuspend = 14,
-    /// Tcb. MR0 = CPU index the thread runs on.
+    /// Tcb. MR0 = CPU index the thread runs on (`OutOfRange` past the online
+    /// CPUs). A thread confined to a Scheduler ([`Invocation::TcbConfine`])
+    /// takes only a CPU bound to that Scheduler now: any other is `NotOwned`
+    /// (also while the Scheduler has no CPU at all).
     TcbSetAffinity = 15,
     /// Tcb. MR0 = notification cptr: signals to it also wake the thread when
     /// it waits on an endpoint (the badge arrives with the `Recv`).
     TcbBindNotification = 16,
     /// Tcb. Removes the bound notification.
     TcbUnbindNotification = 17,
+    /// Tcb. MR0 = Scheduler cptr. Confines the thread to that Scheduler for
+    /// the rest of its life: it runs only on CPUs bound to the Scheduler
+    /// (`TcbSetAffinity` elsewhere is `NotOwned`; a CPU unbound from it
+    /// sends its runnable confined threads to the lowest CPU still bound),
+    /// and while the Scheduler has no CPU at all, only in the idle time of
+    /// the CPU it was last on (behind every system thread and dispatched
+    /// entry there). Every thread a confined thread retypes from untyped
+    /// memory is confined to the same Scheduler. Another Scheduler cannot
+    /// adopt it (`SchedulerAdopt`: `NotOwned`). A confined thread that runs
+    /// [`crate::sched::WATCHDOG_NS`] as a system thread without blocking
+    /// and without a `SchedulerDispatch` is stopped with a
+    /// [`crate::fault::WATCHDOG`] fault. When the Scheduler is destroyed,
+    /// its confined threads are suspended for good (`TcbResume`:
+    /// `IllegalState`). Errors: a confined caller (`IllegalOperation`: a
+    /// confined thread can neither confine nor widen anything), a thread
+    /// confined already (`IllegalState`: confinement is never changed or
+    /// lifted), a thread adopted by another Scheduler (`NotOwned`).
+    TcbConfine = 18,
 
     /// Frame. MR0 = VSpace cptr, MR1 = virtual address (aligned to the frame
     /// size, below 0x0000_8000_0000_0000), MR2 = rights (subset of the cap's:
@@ -221,6 +242,7 @@ impl Invocation {
         Self::TcbSetAffinity,
         Self::TcbBindNotification,
         Self::TcbUnbindNotification,
+        Self::TcbConfine,
         Self::FrameMap,
         Self::FrameUnmap,
         Self::FrameGetAddress,
@@ -265,6 +287,7 @@ impl Invocation {
             15 => Self::TcbSetAffinity,
             16 => Self::TcbBindNotification,
             17 => Self::TcbUnbindNotification,
+            18 => Self::TcbConfine,
             20 => Self::FrameMap,
             21 => Self::FrameUnmap,
             22 => Self::FrameGetAddress,

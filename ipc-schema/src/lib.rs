@@ -219,7 +219,8 @@ pub enum Error {
     /// The VSpace has no table memory left for a new mapping.
     OutOfTableMemory = 19,
     /// Scheduling isolation: the thread is not adopted by this scheduler, or
-    /// the CPU is not bound to it.
+    /// the CPU is not bound to it; a confined thread (`TcbConfine`) given a
+    /// CPU its Scheduler does not have, or offered to another Scheduler.
     NotOwned = 20,
     /// The CPU's dispatch queue is full.
     QueueFull = 21,
@@ -467,6 +468,11 @@ pub mod fault {
     pub const PAGE_FAULT: u64 = 0xFA01;
     /// Any other CPU exception (divide error, #UD, #GP, breakpoint...).
     pub const EXCEPTION: u64 = 0xFA02;
+    /// The watchdog stopped a confined thread (`TcbConfine`) that ran
+    /// [`crate::sched::WATCHDOG_NS`] as a system thread without blocking and
+    /// without a `SchedulerDispatch`: MR0 = RIP, MR1 = ns it ran so,
+    /// MR2 = MR3 = 0.
+    pub const WATCHDOG: u64 = 0xFA03;
     /// Reply label that resumes the faulting thread.
     pub const FAULT_REPLY_RESUME: u64 = 0;
     /// Reply label that leaves the faulting thread suspended.

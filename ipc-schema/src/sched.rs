@@ -12,6 +12,20 @@
 pub const DISPATCH_QUEUE_LEN: usize = 8;
 /// Events one ring holds.
 pub const RING_CAPACITY: usize = 126;
+/// The watchdog's bound: a confined thread (a policy server's agent or
+/// request thread, `TcbConfine`) that runs this long as a system thread
+/// without blocking and without a `SchedulerDispatch` is stopped with a
+/// [`crate::fault::WATCHDOG`] fault. An honest agent's pass (drain the ring,
+/// `pick_next`, dispatch) is tens of microseconds; 50 ms is a thousand
+/// times that and ten system slices, so only a stuck or hostile agent
+/// reaches it. The kernel also requires ten timer interrupts (one per
+/// slice) to have found the thread running meanwhile: a CPU that waits
+/// long for the kernel lock, or that an emulator's host deschedules, has
+/// that time charged to its running thread in one piece (seen as 50-65 ms
+/// "runs" of honest agents under a loaded host before this rule). One
+/// kernel constant, not a per-Scheduler setting: it tells a stuck agent
+/// from a working one, it does not tune a policy.
+pub const WATCHDOG_NS: u64 = 50_000_000;
 
 /// What happened.
 #[repr(u32)]

@@ -10,6 +10,19 @@
 //! capability that bound it) evicts its queue under the kernel lock, so
 //! revocation is atomic with respect to dispatch. System threads (never
 //! adopted) keep running in the system FIFO (`sched.rs`), ahead of entries.
+//!
+//! Confinement (`TcbConfine`): a Scheduler also keeps a list of the threads
+//! confined to it (a policy server's, so that a user's policy is untrusted
+//! code). Such a thread runs as a system thread only on a CPU bound to its
+//! Scheduler ([`confinement_allows`]; where it goes otherwise, and the idle
+//! class while the Scheduler has no CPU, is `sched.rs`'s). Every change of
+//! a Scheduler's CPUs places its runnable confined threads again
+//! ([`place_confined`]); a thread a confined thread retypes is confined
+//! likewise ([`inherit_confinement`]); a confined thread confines nothing,
+//! and confinement is never changed or lifted; no other Scheduler adopts a
+//! confined thread, and donation lends no entry to one outside its CPUs.
+//! Destroying the Scheduler suspends its confined threads for good
+//! ([`ORPHANED`]): there is no CPU left where they may run.
 
 use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};
@@ -34,6 +47,8 @@ struct Scheduler {
     cpu_mask: u64,
     /// Adopted threads (a list through `Control::adopted_next/prev`).
     first_thread: u64,
+    /// Confined threads (a list through `tcb::Confinement`).
+    first_confined: u64,
 }
 impl KernelObject for Scheduler {}
 const _: () = assert!(core::mem::size_of::<Scheduler>() <= 64);
@@ -298,12 +313,18 @@ pub fn pause(guard: &mut KernelGuard, cpu: usize) {
 /// and `true` is returned; otherwise the caller takes the normal path.
 pub fn donate(guard: &mut KernelGuard, caller: u64, server: u64) -> bool {
     let cpu = sched::this_cpu();
-    if running_entry(guard, cpu) != Some(caller) || tcb::ctl(guard, server).scheduler != 0 {
+    if running_entry(guard, cpu) != Some(caller)
+        || tcb::ctl(guard, server).scheduler != 0
+        || !confinement_allows(guard, server, cpu)
+    {
         return false;
     }
     let s = tcb::ctl(guard, server);
     s.state = ThreadState::Runnable as u64;
     s.cpu = cpu as u64;
+    let ran = s.ran_tsc;
+    // (It woke, as `sched::make_runnable` says for a confined thread.)
+    sched::restart_watchdog(guard, server, ran);
     CPUS.get(guard)[cpu].donated_to = server;
     true
 }
@@ -453,6 +474,7 @@ pub fn on_suspend(guard: &mut KernelGuard, thread: u64) {
 pub fn on_destroy(guard: &mut KernelGuard, thread: u64) {
     remove_entry(guard, thread, EventKind::Exited);
     unlink(guard, thread);
+    unlink_confined(guard, thread);
     // An entry lent to it is lent to no one (its caller, told by
     // `ipc::forget_thread`, runs on the entry again).
     for d in CPUS.get(guard).iter_mut() {
@@ -499,6 +521,7 @@ fn unbind(guard: &mut KernelGuard, cpu: usize) {
     }
     objmem::object::<Scheduler>(guard, d.scheduler).cpu_mask &= !(1u64 << cpu);
     CPUS.get(guard)[cpu] = UNBOUND;
+    place_confined(guard, d.scheduler);
     for role in [
         BindingRole::Cpu,
         BindingRole::Ring,
@@ -564,6 +587,16 @@ pub fn destroy_scheduler(guard: &mut KernelGuard, scheduler: u64) {
             break;
         }
         release(guard, thread);
+    }
+    // Its confined threads can run nowhere now: suspended for good.
+    loop {
+        let thread = objmem::object::<Scheduler>(guard, scheduler).first_confined;
+        if thread == 0 {
+            break;
+        }
+        unlink_confined(guard, thread);
+        tcb::ctl(guard, thread).confined = ORPHANED;
+        tcb::suspend(guard, thread);
     }
 }
 
@@ -667,6 +700,7 @@ pub fn invoke_scheduler(
                 ..UNBOUND
             };
             objmem::object::<Scheduler>(guard, scheduler).cpu_mask |= 1u64 << cpu;
+            place_confined(guard, scheduler);
             Ok(())
         }
         Invocation::SchedulerUnbindCpu => {
@@ -685,6 +719,10 @@ pub fn invoke_scheduler(
             let id = caller.mr(1);
             if id == 0 {
                 return Err(Error::InvalidArgument);
+            }
+            let confined = tcb::ctl(guard, thread).confined;
+            if confined != 0 && confined != scheduler {
+                return Err(Error::NotOwned);
             }
             let current = tcb::ctl(guard, thread).scheduler;
             if current == scheduler {
@@ -802,6 +840,8 @@ fn dispatch(guard: &mut KernelGuard, caller: &mut Caller, scheduler: u64) -> Res
     d.len += 1;
     d.empty_reported = false;
     tcb::ctl(guard, thread).entry_cpu = cpu as u64 + 1;
+    // The dispatching agent made progress: its watchdog starts again.
+    sched::reset_watchdog(guard, caller.thread());
     if cpu != sched::this_cpu() {
         if let Some(target) = percpu::get(cpu as u32) {
             apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
@@ -834,6 +874,193 @@ pub fn dispatch_and_wait(
     Ok(())
 }
 
+/// `Control::confined` of a thread whose Scheduler was destroyed: it stays
+/// suspended for good (it may run on no CPU at all).
+pub const ORPHANED: u64 = 1;
+
+/// The CPUs bound to the Scheduler a thread is confined to (`confined`, as
+/// in `Control::confined`, not 0): none for an orphan.
+#[inline]
+fn confined_mask(guard: &mut KernelGuard, confined: u64) -> u64 {
+    if confined == ORPHANED {
+        0
+    } else {
+        objmem::object::<Scheduler>(guard, confined).cpu_mask
+    }
+}
+
+/// Whether `thread` may run on CPU `cpu` as a system thread, ahead of that
+/// CPU's dispatched entries: it is confined to no Scheduler, or to the one
+/// `cpu` is bound to.
+#[inline]
+pub fn confinement_allows(guard: &mut KernelGuard, thread: u64, cpu: usize) -> bool {
+    let confined = tcb::ctl(guard, thread).confined;
+    confined == 0 || confined_mask(guard, confined) & (1u64 << cpu) != 0
+}
+
+/// Where a runnable confined system thread on CPU `cpu` goes: `Some(cpu)`
+/// itself, or the lowest CPU bound to its Scheduler when `cpu` is not, or
+/// `None` when its Scheduler has no CPU (it then runs only in `cpu`'s idle
+/// time, [`sched`]'s idle class).
+#[inline]
+pub fn confined_home(guard: &mut KernelGuard, confined: u64, cpu: usize) -> Option<usize> {
+    let mask = confined_mask(guard, confined);
+    if mask & (1u64 << cpu) != 0 {
+        Some(cpu)
+    } else if mask != 0 {
+        Some(mask.trailing_zeros() as usize)
+    } else {
+        None
+    }
+}
+
+/// `TcbConfine` on `target`: decode (the caller is not confined itself,
+/// the Scheduler capability, the target neither confined nor adopted by
+/// another Scheduler), then confine it.
+pub fn confine_invocation(
+    guard: &mut KernelGuard,
+    caller: &mut Caller,
+    target: u64,
+) -> Result<(), Error> {
+    if tcb::ctl(guard, caller.thread()).confined != 0 {
+        return Err(Error::IllegalOperation);
+    }
+    let Cap::Scheduler { phys: scheduler } = caller.lookup(guard, caller.mr(0))? else {
+        return Err(Error::WrongType);
+    };
+    let t = *tcb::ctl(guard, target);
+    if t.confined != 0 {
+        return Err(Error::IllegalState);
+    }
+    if t.scheduler != 0 && t.scheduler != scheduler {
+        return Err(Error::NotOwned);
+    }
+    confine(guard, target, scheduler);
+    Ok(())
+}
+
+/// A TCB `child` was just made from untyped memory by `creator`: if the
+/// creator is confined, so is the child, to the same Scheduler (a confined
+/// process cannot escape by making threads).
+pub fn inherit_confinement(guard: &mut KernelGuard, creator: u64, child: u64) {
+    let confined = tcb::ctl(guard, creator).confined;
+    if confined != 0 && confined != ORPHANED {
+        confine(guard, child, confined);
+    }
+}
+
+/// Confines `thread` to `scheduler` (a list the Scheduler keeps: its
+/// destructor finds them there) and, if it runs as a system thread now,
+/// moves it where the rule lets it run.
+fn confine(guard: &mut KernelGuard, thread: u64, scheduler: u64) {
+    let first = objmem::object::<Scheduler>(guard, scheduler).first_confined;
+    let ran = sched::ran_tsc(guard, thread);
+    tcb::ctl(guard, thread).confined = scheduler;
+    *tcb::confinement(guard, thread) = tcb::Confinement {
+        next: first,
+        prev: 0,
+        watch_base_tsc: ran,
+        watch_ticks: 0,
+    };
+    if first != 0 {
+        tcb::confinement(guard, first).prev = thread;
+    }
+    objmem::object::<Scheduler>(guard, scheduler).first_confined = thread;
+    place(guard, thread);
+}
+
+/// Takes `thread` off its Scheduler's confined list (it keeps its
+/// `confined` value: a TCB being destroyed, or one being orphaned).
+fn unlink_confined(guard: &mut KernelGuard, thread: u64) {
+    let confined = tcb::ctl(guard, thread).confined;
+    if confined == 0 || confined == ORPHANED {
+        return;
+    }
+    let links = *tcb::confinement(guard, thread);
+    if links.prev == 0 {
+        objmem::object::<Scheduler>(guard, confined).first_confined = links.next;
+    } else {
+        tcb::confinement(guard, links.prev).next = links.next;
+    }
+    if links.next != 0 {
+        tcb::confinement(guard, links.next).prev = links.prev;
+    }
+    let t = tcb::confinement(guard, thread);
+    t.next = 0;
+    t.prev = 0;
+}
+
+/// `scheduler`'s CPUs changed: each of its confined threads that runs as a
+/// system thread where it may no longer (or only in idle time where it now
+/// has a CPU) is placed again. Blocked ones are placed when they wake
+/// ([`sched::make_runnable`]), so an agent sleeping on a CPU that was
+/// removed is still there if the CPU comes back.
+fn place_confined(guard: &mut KernelGuard, scheduler: u64) {
+    let mut thread = objmem::object::<Scheduler>(guard, scheduler).first_confined;
+    while thread != 0 {
+        let next = tcb::confinement(guard, thread).next;
+        place(guard, thread);
+        thread = next;
+    }
+}
+
+/// Places a runnable, unadopted confined thread again if it is where the
+/// rule does not let it run (or in idle time while it has a CPU).
+fn place(guard: &mut KernelGuard, thread: u64) {
+    let t = *tcb::ctl(guard, thread);
+    if t.state != ThreadState::Runnable as u64 || t.scheduler != 0 {
+        return;
+    }
+    let cpu = t.cpu as usize;
+    let allowed = confinement_allows(guard, thread, cpu);
+    let idle = sched::in_idle_class(guard, thread);
+    if allowed && !idle || !allowed && idle && confined_mask(guard, t.confined) == 0 {
+        return;
+    }
+    sched::stop(guard, thread);
+    sched::make_runnable(guard, thread);
+}
+
+/// Checks every Scheduler's confined list (the invariant check): each names
+/// a live thread confined to it, linked both ways, and a runnable system
+/// thread among them runs only where the rule allows. Returns how many
+/// threads the lists hold.
+fn check_confined(guard: &mut KernelGuard, live: &Live, scheduler: u64) -> Verdict<u64> {
+    let s = *objmem::object::<Scheduler>(guard, scheduler);
+    let (mut previous, mut thread, mut length) = (0u64, s.first_confined, 0u64);
+    while thread != 0 {
+        length += 1;
+        ensure(
+            live.is_tcb(thread) && length <= live.tcbs.len() as u64,
+            "a Scheduler's confined list holds no live thread, or loops",
+            scheduler,
+        )?;
+        let t = *tcb::ctl(guard, thread);
+        ensure(
+            t.confined == scheduler && tcb::confinement(guard, thread).prev == previous,
+            "a Scheduler's confined list holds a thread not confined to it",
+            thread,
+        )?;
+        ensure(
+            t.scheduler == 0 || t.scheduler == scheduler,
+            "a confined thread is adopted by another Scheduler",
+            thread,
+        )?;
+        if t.state == ThreadState::Runnable as u64 && t.scheduler == 0 {
+            let allowed = s.cpu_mask & (1u64 << t.cpu) != 0;
+            let idle = sched::in_idle_class(guard, thread);
+            ensure(
+                allowed && !idle || s.cpu_mask == 0 && idle,
+                "a confined thread runs outside its Scheduler's CPUs",
+                thread,
+            )?;
+        }
+        previous = thread;
+        thread = tcb::confinement(guard, thread).next;
+    }
+    Ok(length)
+}
+
 /// Handles an invocation on a Cpu capability.
 pub fn invoke_cpu(
     guard: &mut KernelGuard,
@@ -854,16 +1081,19 @@ pub fn invoke_cpu(
 
 /// Checks every Scheduler's thread list and CPU mask and every CPU's binding
 /// and dispatch queue (the invariant check): each names live objects of the
-/// right type, each entry a thread its CPU's scheduler adopted. Returns how
-/// many threads the Schedulers' lists hold and how many entries the queues.
-pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
+/// right type, each entry a thread its CPU's scheduler adopted, each
+/// confined thread where confinement lets it run. Returns how many threads
+/// the Schedulers' lists hold (adopted, confined) and how many entries the
+/// queues.
+pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64, u64)> {
     ensure(
         isolation_held(),
         "a CPU was about to run a thread of another scheduler",
         0,
     )?;
-    let mut adopted = 0u64;
+    let (mut adopted, mut confined) = (0u64, 0u64);
     for &scheduler in &live.schedulers {
+        confined += check_confined(guard, live, scheduler)?;
         let s = *objmem::object::<Scheduler>(guard, scheduler);
         let (mut previous, mut thread, mut length) = (0u64, s.first_thread, 0u64);
         while thread != 0 {
@@ -963,5 +1193,5 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             cpu as u64,
         )?;
     }
-    Ok((adopted, entries))
+    Ok((adopted, confined, entries))
 }

@@ -87,12 +87,23 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<Taken> {
     };
     let switch = if !is_call {
         reply_recv(guard, thread, cap, info)
-    } else if tcb::ctl(guard, thread).scheduler != 0 {
-        // A thread adopted by a user-mode scheduler runs only from its
-        // dispatch entry, which it lends to the server.
-        call::<true>(guard, thread, cap, info)
     } else {
-        call::<false>(guard, thread, cap, info)
+        let (adopted, confined) = {
+            let t = tcb::ctl(guard, thread);
+            (t.scheduler, t.confined)
+        };
+        if confined != 0 {
+            // (Confined threads, caller or server, take the general path:
+            // it places them by their confinement and wakes them through
+            // `sched::make_runnable`, where their watchdog restarts.)
+            None
+        } else if adopted != 0 {
+            // A thread adopted by a user-mode scheduler runs only from its
+            // dispatch entry, which it lends to the server.
+            call::<true>(guard, thread, cap, info)
+        } else {
+            call::<false>(guard, thread, cap, info)
+        }
     };
     switch.map(|(next, root)| Taken::Switch(next, root))
 }
@@ -139,7 +150,8 @@ fn call<const DONATE: bool>(
     let cpu = sched::this_cpu();
     // (A server that still owes a reply takes the general path, which
     // tells that caller.)
-    if s.cpu != cpu as u64 || s.scheduler != 0 || s.reply_to != 0 {
+    // (A confined server takes the general path too.)
+    if s.cpu != cpu as u64 || (s.scheduler | s.reply_to | s.confined) != 0 {
         return None;
     }
     // A dispatched caller lends its running entry, as `dispatch::donate`
@@ -174,21 +186,21 @@ fn reply_recv(
     if !rights.contains(Rights::READ) {
         return None;
     }
-    let (caller, bound, adopted) = {
+    let (caller, bound, adopted, confined) = {
         let s = tcb::ctl(guard, server);
-        (s.reply_to, s.bound_notification, s.scheduler)
+        (s.reply_to, s.bound_notification, s.scheduler, s.confined)
     };
     // (A server adopted by a user-mode scheduler takes the general path:
     // switching from its entry to a system thread would not stop the
     // entry's clock.)
-    if caller == 0 || bound != 0 || adopted != 0 || ipc::has_senders(guard, endpoint) {
+    if caller == 0 || (bound | adopted | confined) != 0 || ipc::has_senders(guard, endpoint) {
         return None;
     }
     let cpu = sched::this_cpu();
     let c = tcb::ctl(guard, caller);
     if c.state != ThreadState::BlockedOnReply as u64
         || c.reply_from != server
-        || c.ipc_flags != 0
+        || (c.ipc_flags | c.confined) != 0
         || c.cpu != cpu as u64
     {
         return None;

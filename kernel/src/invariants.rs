@@ -394,7 +394,12 @@ pub fn check(guard: &mut KernelGuard) -> Verdict<Report> {
         "the threads in endpoint and notification queues differ from the threads blocked on them",
         queued,
     )?;
-    let (adopted, entries) = crate::dispatch::check(guard, &live)?;
+    let (adopted, confined, entries) = crate::dispatch::check(guard, &live)?;
+    ensure(
+        confined == counts.confined,
+        "the threads in Schedulers' confined lists differ from the confined threads",
+        confined,
+    )?;
     ensure(
         adopted == counts.adopted,
         "the threads in Schedulers' lists differ from the adopted threads",
@@ -506,6 +511,8 @@ struct ThreadCounts {
     blocked: u64,
     /// Adopted by a Scheduler.
     adopted: u64,
+    /// Confined to a live Scheduler.
+    confined: u64,
     /// In a dispatch queue.
     entries: u64,
     /// In a system FIFO.
@@ -528,6 +535,7 @@ fn check_threads(guard: &mut KernelGuard, live: &Live) -> Verdict<ThreadCounts> 
         ];
         counts.blocked += u64::from(blocked.iter().any(|&s| t.state == s as u64));
         counts.adopted += u64::from(t.scheduler != 0);
+        counts.confined += u64::from(t.confined != 0 && t.confined != crate::dispatch::ORPHANED);
         counts.entries += u64::from(t.entry_cpu != 0);
         counts.run_queued += u64::from(t.queued != 0);
         counts.timeouts += u64::from(t.deadline != 0);

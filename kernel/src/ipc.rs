@@ -732,10 +732,10 @@ pub fn deliver_fault(guard: &mut KernelGuard, thread: u64, label: u64, words: [u
     crate::dispatch::on_fault(guard, thread);
     let handler = read_cap(guard, tcb::slot_address(thread, tcb::slot::FAULT_ENDPOINT));
     let Cap::Endpoint { phys, badge, .. } = handler else {
-        let name = if label == fault::PAGE_FAULT {
-            "page fault"
-        } else {
-            "exception"
+        let name = match label {
+            fault::PAGE_FAULT => "page fault",
+            fault::WATCHDOG => "watchdog",
+            _ => "exception",
         };
         kprintln!(
             "tarn: thread {thread:#x} stopped: {name} (vector {}) at rip {:#x}, address {:#x}, error {:#x}; it has no fault endpoint",

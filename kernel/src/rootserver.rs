@@ -87,6 +87,7 @@ impl Builder {
             self.cnode,
             index,
             1,
+            0,
         )
         .map_err(|_| RootError::OutOfResources("boot untyped region exhausted"))
     }

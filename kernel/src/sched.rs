@@ -1,8 +1,38 @@
 //! The system FIFO: the kernel's own round-robin over threads that no
-//! user-mode scheduler has adopted (the root task, the pool manager, servers'
-//! bootstrap). Each thread runs on the one CPU it was given; a runnable thread
-//! waits in that CPU's FIFO and runs for at most [`SYSTEM_SLICE_NS`] before
-//! the next one. This is the only place the kernel picks who runs.
+//! user-mode scheduler has adopted (the root task, the pool manager, policy
+//! servers' agents and request threads). Each thread runs on the one CPU it
+//! was given; a runnable thread waits in that CPU's FIFO and runs for at
+//! most [`SYSTEM_SLICE_NS`] before the next one. This is the only place the
+//! kernel picks who runs.
+//!
+//! **Confinement.** A thread confined to a Scheduler (`TcbConfine`: a
+//! policy server's threads, [`crate::dispatch`]) runs in the FIFO only of a
+//! CPU bound to that Scheduler: made runnable on any other CPU, it goes to
+//! the lowest CPU its Scheduler has (so when a CPU leaves a pool, its
+//! runnable confined threads move to the pool's next CPU; blocked ones move
+//! when they wake, so an agent asleep on a removed CPU is still there if
+//! the CPU comes back). While its Scheduler has no CPU at all (a server
+//! starting before its pool's CPUs are handed to it, an empty pool's
+//! server), it runs in the *idle class* of the CPU it was last on: a
+//! second queue that runs only when that CPU has no system thread and no
+//! dispatched entry to run, preempted by either at the next scheduling
+//! pass. So a confined thread takes time ahead of dispatched threads only
+//! on its own pool's CPUs; elsewhere it only uses time nobody else wants
+//! (an empty pool's server answers its manager in idle time: a CPU kept
+//! busy by others delays that answer, which the manager's deadline bounds).
+//!
+//! **Watchdog.** A confined system thread that runs
+//! [`tarn_ipc_schema::sched::WATCHDOG_NS`] of its own time without
+//! blocking and without a `SchedulerDispatch` is stopped with a
+//! `WATCHDOG` fault to its fault endpoint (checked at the timer interrupt,
+//! which comes at least every system slice while it runs: it fires within
+//! one slice of the bound). Its run time is what [`ran_tsc`] counts since
+//! it last woke from blocking ([`make_runnable`]: confined threads never
+//! take the IPC fastpath, which wakes threads without it) or dispatched,
+//! and at least one timer interrupt per system slice of the bound must
+//! have found it running meanwhile: time its CPU spent waiting for the
+//! kernel lock, or stalled by an emulator's host, is charged to the
+//! running thread too, but comes in one piece, seen by one interrupt.
 //!
 //! Also here: per-CPU timeouts (notification waits with a deadline) and the
 //! idle loop.
@@ -57,6 +87,18 @@ static CPUS: BklCell<[CpuSched; MAX_CPUS]> = BklCell::new(
     }; MAX_CPUS],
 );
 
+/// One CPU's idle class: confined threads whose Scheduler has no CPU, run
+/// only when nothing else would (kept apart from [`CpuSched`], which the
+/// scheduling paths copy).
+#[derive(Clone, Copy, Default)]
+struct IdleClass {
+    head: u64,
+    tail: u64,
+}
+
+static IDLE: BklCell<[IdleClass; MAX_CPUS]> =
+    BklCell::new([IdleClass { head: 0, tail: 0 }; MAX_CPUS]);
+
 /// This CPU's index.
 pub fn this_cpu() -> usize {
     percpu::current().index as usize
@@ -83,10 +125,16 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     let t = tcb::ctl(guard, thread);
     let was_runnable = t.state == ThreadState::Runnable as u64;
     t.state = ThreadState::Runnable as u64;
-    let cpu = t.cpu as usize;
-    if t.scheduler != 0 {
+    let mut cpu = t.cpu as usize;
+    let confined = t.confined;
+    let (adopted, entry_cpu, ran) = (t.scheduler, t.entry_cpu, t.ran_tsc);
+    if confined != 0 && !was_runnable {
+        // It blocked (or was stopped) and wakes: its watchdog starts again.
+        restart_watchdog(guard, thread, ran);
+    }
+    if adopted != 0 {
         // Adopted: its scheduler decides where and when it runs.
-        if !was_runnable && t.entry_cpu == 0 {
+        if !was_runnable && entry_cpu == 0 {
             crate::dispatch::on_woken(guard, thread);
         }
         return;
@@ -94,12 +142,66 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     if CPUS.get(guard)[cpu].current == thread {
         return;
     }
+    if confined != 0 {
+        // Confined: on a CPU of its Scheduler, or in the idle class.
+        match crate::dispatch::confined_home(guard, confined, cpu) {
+            Some(home) if home != cpu => {
+                set_cpu(guard, thread, home as u64);
+                cpu = home;
+            }
+            Some(_) => {}
+            None => {
+                enqueue_idle(guard, cpu, thread);
+                kick(cpu);
+                return;
+            }
+        }
+    }
     enqueue(guard, cpu, thread);
     if cpu != this_cpu() {
         if let Some(target) = percpu::get(cpu as u32) {
             apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
         }
     }
+}
+
+/// Makes CPU `cpu` look at its queues again (no-op for this CPU, which
+/// schedules on its way out of the kernel).
+fn kick(cpu: usize) {
+    if cpu != this_cpu() {
+        if let Some(target) = percpu::get(cpu as u32) {
+            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
+        }
+    }
+}
+
+/// `Control::queued` of a thread in a CPU's idle class.
+const IN_IDLE_CLASS: u64 = 2;
+
+fn enqueue_idle(guard: &mut KernelGuard, cpu: usize, thread: u64) {
+    let tail = IDLE.get(guard)[cpu].tail;
+    {
+        let t = tcb::ctl(guard, thread);
+        t.sched_next = 0;
+        t.sched_prev = tail;
+        t.queued = IN_IDLE_CLASS;
+    }
+    if tail == 0 {
+        IDLE.get(guard)[cpu].head = thread;
+    } else {
+        tcb::ctl(guard, tail).sched_next = thread;
+    }
+    IDLE.get(guard)[cpu].tail = thread;
+}
+
+/// Whether `thread` waits or runs in a CPU's idle class (a confined thread
+/// running where its Scheduler has no CPU runs there).
+pub fn in_idle_class(guard: &mut KernelGuard, thread: u64) -> bool {
+    let t = *tcb::ctl(guard, thread);
+    let cpu = t.cpu as usize;
+    t.queued == IN_IDLE_CLASS
+        || CPUS.get(guard)[cpu].current == thread
+            && !crate::dispatch::confinement_allows(guard, thread, cpu)
 }
 
 fn enqueue(guard: &mut KernelGuard, cpu: usize, thread: u64) {
@@ -126,14 +228,27 @@ pub fn dequeue(guard: &mut KernelGuard, thread: u64) {
         (t.cpu as usize, t.queued, t.sched_prev, t.sched_next)
     };
     if queued != 0 {
-        if prev == 0 {
-            CPUS.get(guard)[cpu].run_head = next;
+        if queued == IN_IDLE_CLASS {
+            let q = &mut IDLE.get(guard)[cpu];
+            if prev == 0 {
+                q.head = next;
+            }
+            if next == 0 {
+                q.tail = prev;
+            }
         } else {
+            let s = &mut CPUS.get(guard)[cpu];
+            if prev == 0 {
+                s.run_head = next;
+            }
+            if next == 0 {
+                s.run_tail = prev;
+            }
+        }
+        if prev != 0 {
             tcb::ctl(guard, prev).sched_next = next;
         }
-        if next == 0 {
-            CPUS.get(guard)[cpu].run_tail = prev;
-        } else {
+        if next != 0 {
             tcb::ctl(guard, next).sched_prev = prev;
         }
         let t = tcb::ctl(guard, thread);
@@ -319,18 +434,82 @@ pub fn on_timer(guard: &mut KernelGuard) {
     let now = cpu::rdtsc();
     if state.current != 0
         && !crate::dispatch::is_adopted(guard, state.current)
+        && tcb::ctl(guard, state.current).confined != 0
+        && watchdog_expired(guard, state.current)
+    {
+        // Stopped and reported; the scheduling pass runs something else.
+        let ran_ns = timer::tsc_to_ns(
+            ran_tsc(guard, state.current) - tcb::confinement(guard, state.current).watch_base_tsc,
+        );
+        let rip = tcb::frame(guard, state.current).rip;
+        crate::ipc::deliver_fault(
+            guard,
+            state.current,
+            tarn_ipc_schema::fault::WATCHDOG,
+            [rip, ran_ns, 0, 0],
+        );
+        return;
+    }
+    if state.current != 0
+        && !crate::dispatch::is_adopted(guard, state.current)
         && now >= state.slice_end
     {
         if state.run_head != 0 {
-            // Round robin: the running thread goes behind the others.
+            // Round robin: the running thread goes behind the others (a
+            // confined one where its confinement puts it: the scheduling
+            // pass would move it anyway).
             CPUS.get(guard)[cpu].current = 0;
-            enqueue(guard, cpu, state.current);
+            make_runnable(guard, state.current);
         } else {
             // Alone on this CPU: a fresh slice (and no timer storm from a
             // slice end in the past).
             CPUS.get(guard)[cpu].slice_end = now + timer::ns_to_tsc(SYSTEM_SLICE_NS);
         }
     }
+}
+
+/// Timer interrupts that must find a confined thread running (since it
+/// last woke or dispatched) before the watchdog stops it: one per system
+/// slice of the bound.
+const WATCHDOG_TICKS: u64 = tarn_ipc_schema::sched::WATCHDOG_NS / SYSTEM_SLICE_NS;
+
+/// The confined system thread `thread`, running on this CPU, was found
+/// there by a timer interrupt: whether it has now run
+/// [`tarn_ipc_schema::sched::WATCHDOG_NS`] since it last woke or
+/// dispatched, across [`WATCHDOG_TICKS`] such interrupts. (Run time alone
+/// would also count time its CPU spent waiting for the kernel lock, or
+/// descheduled by an emulator's host, which one interrupt then sees as a
+/// long run; a thread that spins is interrupted every slice.)
+fn watchdog_expired(guard: &mut KernelGuard, thread: u64) -> bool {
+    let watch = tcb::confinement(guard, thread);
+    watch.watch_ticks += 1;
+    let (base, ticks) = (watch.watch_base_tsc, watch.watch_ticks);
+    let ran = ran_tsc(guard, thread).saturating_sub(base);
+    ticks >= WATCHDOG_TICKS && ran >= timer::ns_to_tsc(tarn_ipc_schema::sched::WATCHDOG_NS)
+}
+
+/// `thread` woke (or was confined): its watchdog counts from `ran_tsc`.
+pub fn restart_watchdog(guard: &mut KernelGuard, thread: u64, ran_tsc: u64) {
+    let watch = tcb::confinement(guard, thread);
+    watch.watch_base_tsc = ran_tsc;
+    watch.watch_ticks = 0;
+}
+
+/// `thread`, running on this CPU, made progress (it dispatched): its
+/// watchdog counts from now. Only confined threads are watched.
+#[inline(always)]
+pub fn reset_watchdog(guard: &mut KernelGuard, thread: u64) {
+    if tcb::ctl(guard, thread).confined == 0 {
+        return;
+    }
+    let s = CPUS.get(guard)[this_cpu()];
+    let running = if s.spent_thread == thread && s.spent_since != 0 {
+        cpu::rdtsc().saturating_sub(s.spent_since)
+    } else {
+        0
+    };
+    let ran = tcb::ctl(guard, thread).ran_tsc;
+    restart_watchdog(guard, thread, ran + running);
 }
 
 /// Gives up the rest of the current thread's slice.
@@ -343,7 +522,7 @@ pub fn yield_current(guard: &mut KernelGuard) {
     }
     if state.current != 0 && state.run_head != 0 {
         CPUS.get(guard)[cpu].current = 0;
-        enqueue(guard, cpu, state.current);
+        make_runnable(guard, state.current);
     }
 }
 
@@ -358,8 +537,23 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             CPUS.get(&mut guard)[cpu].current = 0;
             state.current = 0;
         }
-        let mut current_adopted =
-            state.current != 0 && crate::dispatch::is_adopted(&mut guard, state.current);
+        let (mut current_adopted, current_confined) = if state.current != 0 {
+            let t = tcb::ctl(&mut guard, state.current);
+            (t.scheduler != 0, t.confined != 0)
+        } else {
+            (false, false)
+        };
+        // A confined thread running in the idle class, or one whose CPU
+        // left its Scheduler, is placed again (behind the others of the
+        // idle class, or on a CPU of its Scheduler).
+        if current_confined
+            && !current_adopted
+            && !crate::dispatch::confinement_allows(&mut guard, state.current, cpu)
+        {
+            CPUS.get(&mut guard)[cpu].current = 0;
+            make_runnable(&mut guard, state.current);
+            state = CPUS.get(&mut guard)[cpu];
+        }
         // System threads run ahead of dispatched entries.
         if current_adopted && state.run_head != 0 {
             crate::dispatch::pause(&mut guard, cpu);
@@ -381,6 +575,15 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
             let entry = crate::dispatch::head_entry(&mut guard, cpu);
             let s = &mut CPUS.get(&mut guard)[cpu];
             (s.current, s.slice_end) = entry.unwrap_or((0, u64::MAX));
+            state = *s;
+        }
+        if state.current == 0 && IDLE.get(&mut guard)[cpu].head != 0 {
+            // Nothing else to run: the idle class.
+            let next = IDLE.get(&mut guard)[cpu].head;
+            dequeue(&mut guard, next);
+            let s = &mut CPUS.get(&mut guard)[cpu];
+            s.current = next;
+            s.slice_end = cpu::rdtsc() + timer::ns_to_tsc(SYSTEM_SLICE_NS);
             state = *s;
         }
         if state.current != 0 {
@@ -637,8 +840,13 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
             )?;
             let t = *tcb::ctl(guard, thread);
             ensure(
-                t.queued != 0 && t.cpu == cpu as u64 && t.sched_prev == previous,
+                t.queued == 1 && t.cpu == cpu as u64 && t.sched_prev == previous,
                 "a system FIFO holds a thread that is not queued there",
+                thread,
+            )?;
+            ensure(
+                crate::dispatch::confinement_allows(guard, thread, cpu),
+                "a system FIFO holds a thread confined to another CPU",
                 thread,
             )?;
             previous = thread;
@@ -647,6 +855,34 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64)> {
         ensure(
             s.run_tail == previous,
             "a system FIFO's tail is not its last thread",
+            cpu as u64,
+        )?;
+        let idle = IDLE.get(guard)[cpu];
+        let (mut previous, mut thread) = (0u64, idle.head);
+        while thread != 0 {
+            run_queued += 1;
+            ensure(
+                live.is_tcb(thread) && run_queued <= limit,
+                "an idle class holds no live thread, or loops",
+                cpu as u64,
+            )?;
+            let t = *tcb::ctl(guard, thread);
+            ensure(
+                t.queued == IN_IDLE_CLASS && t.cpu == cpu as u64 && t.sched_prev == previous,
+                "an idle class holds a thread that is not queued there",
+                thread,
+            )?;
+            ensure(
+                t.confined != 0 && crate::dispatch::confined_home(guard, t.confined, cpu).is_none(),
+                "an idle class holds a thread that may run ahead of others",
+                thread,
+            )?;
+            previous = thread;
+            thread = t.sched_next;
+        }
+        ensure(
+            idle.tail == previous,
+            "an idle class's tail is not its last thread",
             cpu as u64,
         )?;
         let mut thread = s.timeout_head;

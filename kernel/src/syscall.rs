@@ -23,6 +23,7 @@ impl KernelObject for Buffer {}
 
 /// The thread making an invocation: its CSpace, arguments and reply.
 pub struct Caller {
+    thread: u64,
     cspace: Cap,
     words: [u64; INVOCATION_WORDS],
     reply: [u64; INVOCATION_WORDS],
@@ -42,6 +43,7 @@ impl Caller {
             }
         }
         Caller {
+            thread,
             cspace,
             words,
             reply: [0; INVOCATION_WORDS],
@@ -66,6 +68,11 @@ impl Caller {
     /// The capability `cptr` names in the caller's CSpace (decoded once).
     pub fn lookup(&self, guard: &mut KernelGuard, cptr: u64) -> Result<Cap, Error> {
         lookup_in(guard, self.cspace, cptr).map(|(_, cap)| cap)
+    }
+
+    /// The invoking thread (TCB phys).
+    pub fn thread(&self) -> u64 {
+        self.thread
     }
 
     /// The caller's CSpace root.

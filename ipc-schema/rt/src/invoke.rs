@@ -253,6 +253,12 @@ pub fn tcb_set_affinity(tcb: CPtr, cpu: u64) -> Result<(), Error> {
     invoke_unit(tcb, Invocation::TcbSetAffinity, &[cpu])
 }
 
+/// Confines a thread to a Scheduler for good: it runs only on the CPUs
+/// bound to it, and so does every thread it creates (`TcbConfine`).
+pub fn tcb_confine(tcb: CPtr, scheduler: CPtr) -> Result<(), Error> {
+    invoke_unit(tcb, Invocation::TcbConfine, &[scheduler])
+}
+
 /// Binds a notification to a thread (its signals also end the thread's
 /// endpoint receives).
 pub fn tcb_bind_notification(tcb: CPtr, notification: CPtr) -> Result<(), Error> {

@@ -95,11 +95,15 @@ pub fn invoke_untyped(
         dest_cnode,
         first,
         count,
+        caller.thread(),
     )
 }
 
 /// Retypes part of the untyped capability in `untyped_slot` into `count`
-/// objects placed in `dest_cnode` slots `first..first + count`.
+/// objects placed in `dest_cnode` slots `first..first + count`, on behalf
+/// of thread `creator` (0 = the kernel at boot): threads a confined
+/// creator makes are confined likewise.
+#[allow(clippy::too_many_arguments)] // (the invocation's own arguments, plus who asks)
 pub fn retype(
     guard: &mut KernelGuard,
     untyped_slot: u64,
@@ -108,6 +112,7 @@ pub fn retype(
     dest_cnode: Cap,
     first: u64,
     count: u64,
+    creator: u64,
 ) -> Result<(), Error> {
     // Decode.
     let Cap::Untyped {
@@ -175,6 +180,10 @@ pub fn retype(
             objmem::zero(guard, object, bytes);
         }
         let cap = init_object(guard, object_type, object, size_bits as u8);
+        if object_type == ObjectType::Tcb && creator != 0 {
+            // A confined thread's new threads are confined likewise.
+            crate::dispatch::inherit_confinement(guard, creator, object);
+        }
         insert_cap(
             guard,
             slot_address(dest_cnode, first + i)?,

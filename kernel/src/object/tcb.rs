@@ -99,8 +99,29 @@ pub struct Control {
     pub in_guest: u64,
     /// TSC ticks it has run since it was created.
     pub ran_tsc: u64,
+    /// The Scheduler it is confined to (header phys; 0 = none,
+    /// [`crate::dispatch::ORPHANED`] = that Scheduler was destroyed; the
+    /// rest is in [`Confinement`]).
+    pub confined: u64,
 }
 impl KernelObject for Control {}
+
+/// A confined thread's list links and watchdog base: kept apart from
+/// [`Control`], which the IPC and scheduling paths copy whole.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Confinement {
+    /// Its Scheduler's list of confined threads.
+    pub next: u64,
+    /// Its Scheduler's list of confined threads.
+    pub prev: u64,
+    /// `Control::ran_tsc` when it last woke from blocking or dispatched
+    /// (the watchdog counts from there).
+    pub watch_base_tsc: u64,
+    /// Timer interrupts that found it running since then.
+    pub watch_ticks: u64,
+}
+impl KernelObject for Confinement {}
 
 /// A pending fault message.
 #[repr(C)]
@@ -123,6 +144,8 @@ pub struct Tcb {
     pub ctl: Control,
     /// The fault message while one is pending.
     pub fault: FaultMessage,
+    /// Confinement links and watchdog base.
+    pub confinement: Confinement,
     /// Saved user registers.
     pub frame: TrapFrame,
     /// Saved FPU/SSE state.
@@ -144,6 +167,12 @@ pub fn slot_address(tcb: u64, index: usize) -> u64 {
 #[inline(always)]
 pub fn ctl(guard: &mut KernelGuard, tcb: u64) -> &mut Control {
     objmem::object::<Control>(guard, tcb + core::mem::offset_of!(Tcb, ctl) as u64)
+}
+
+/// The confinement links and watchdog base of the TCB at `tcb`.
+#[inline(always)]
+pub fn confinement(guard: &mut KernelGuard, tcb: u64) -> &mut Confinement {
+    objmem::object::<Confinement>(guard, tcb + core::mem::offset_of!(Tcb, confinement) as u64)
 }
 
 /// The pending fault message of the TCB at `tcb`.
@@ -267,6 +296,7 @@ pub fn invoke(
             }
             if runnable_root(guard, target).is_none()
                 || !matches!(cspace(guard, target), Cap::CNode { .. })
+                || t.confined == crate::dispatch::ORPHANED
             {
                 return Err(Error::IllegalState);
             }
@@ -281,6 +311,9 @@ pub fn invoke(
             let cpu = caller.mr(0);
             if cpu >= u64::from(crate::arch::percpu::online()) {
                 return Err(Error::OutOfRange);
+            }
+            if !crate::dispatch::confinement_allows(guard, target, cpu as usize) {
+                return Err(Error::NotOwned);
             }
             let state = ctl(guard, target).state;
             let runnable = state == ThreadState::Runnable as u64;
@@ -308,6 +341,7 @@ pub fn invoke(
             crate::ipc::bind(guard, target, phys);
             Ok(())
         }
+        Invocation::TcbConfine => crate::dispatch::confine_invocation(guard, caller, target),
         Invocation::TcbUnbindNotification => {
             if ctl(guard, target).bound_notification == 0 {
                 return Err(Error::IllegalState);
@@ -530,6 +564,16 @@ pub fn check(guard: &mut KernelGuard, tcb: u64, live: &Live) -> Verdict {
             tcb,
         )?;
     }
+    ensure(
+        t.confined == 0 || t.confined == crate::dispatch::ORPHANED || live.is_scheduler(t.confined),
+        "a thread is confined to no live Scheduler",
+        tcb,
+    )?;
+    ensure(
+        t.confined != crate::dispatch::ORPHANED || t.state == ThreadState::Inactive as u64,
+        "a thread whose Scheduler is gone is not suspended",
+        tcb,
+    )?;
     ensure(
         t.in_guest == 0 || t.vcpu != 0,
         "a thread in VcpuRun has no Vcpu",

@@ -21,6 +21,12 @@
 //! a server of another policy; if that one cannot serve, the pool goes back
 //! to the policy it had.
 //!
+//! **Confinement.** Each server is confined to its pool's `Scheduler`
+//! before it first runs (`TcbConfine`: its threads run only on the pool's
+//! CPUs); one whose thread the kernel's watchdog stopped (a `WATCHDOG`
+//! fault: it spun) goes to the fallback policy at once instead of being
+//! replaced by its own.
+//!
 //! Not built yet: liveness probes while idle (a hung server is noticed at
 //! its next request).
 //!
@@ -56,6 +62,10 @@ pub(crate) const MAX_DECLARED_PARAMS: u32 = 64;
 pub(crate) const SERVER_ENDPOINT_SLOT: u64 = 9;
 
 pub(crate) const SERVER_SCHEDULER_SLOT: u64 = 11;
+
+/// Where a server finds the manager's fault endpoint, badged for it (for
+/// its agent threads).
+pub(crate) const SERVER_FAULT_SLOT: u64 = 12;
 
 /// Memory a server gets (log2 bytes).
 pub(crate) const SERVER_MEMORY_BITS: u64 = 22;
@@ -309,7 +319,7 @@ impl Pools {
         let fault_source = self.fault_endpoint;
         self.server_serial = self.server_serial.wrapping_add(1) & BADGE_SERIAL_MASK;
         let serial = self.server_serial;
-        let cmdline = format!("scheduler={SERVER_SCHEDULER_SLOT}");
+        let cmdline = format!("scheduler={SERVER_SCHEDULER_SLOT} fault={SERVER_FAULT_SLOT}");
         let elf: &[u8] = &elf;
         // The request thread runs on the pool's first CPU (its agents run
         // on the pool's CPUs too): a server that spins instead of serving
@@ -347,6 +357,12 @@ impl Pools {
                     rights: Rights::ALL,
                     badge: 0,
                 },
+                CapGrant {
+                    source: fault,
+                    dest: SERVER_FAULT_SLOT,
+                    rights: Rights::WRITE,
+                    badge: 0,
+                },
             ];
             let untyped = [UntypedGrant {
                 cptr: memory,
@@ -361,9 +377,16 @@ impl Pools {
                 cpu_count: 0,
                 cpu: home,
                 fault_endpoint: fault,
+                suspended: true,
                 ..ProcessConfig::default()
             };
             let process = tarn_rt::spawn_process(res, &config)?;
+            // Confined to the pool's Scheduler before it first runs: it and
+            // every thread it makes run only on the pool's CPUs (in idle
+            // time elsewhere while the pool has none), under the kernel's
+            // watchdog.
+            invoke::tcb_confine(process.tcb, scheduler)?;
+            invoke::tcb_resume(process.tcb)?;
             // Wait until it serves (or a second of kernel time has passed:
             // a server that spins instead of serving may share this CPU,
             // and each sleep then lasts a time slice, not a millisecond).
@@ -522,7 +545,16 @@ impl Pools {
                         "pool {}: scheduler server faulted: {what}",
                         self.pool_name(pool)
                     ));
-                    self.replace_server(res, pool, "server fault");
+                    // A policy that spins in its agent would spin again:
+                    // the pool goes to the fallback (as when a replacement
+                    // fails); the fallback itself is replaced.
+                    let policy = self.policy_of(pool);
+                    if note.label == fault::WATCHDOG && policy != FALLBACK_POLICY {
+                        self.failing.remove(&pool);
+                        self.fall_back(res, pool, &policy);
+                    } else {
+                        self.replace_server(res, pool, "server fault");
+                    }
                 }
             } else if note.badge & BADGE_DOMAIN != 0 && note.label == VM_ENDED_LABEL {
                 self.vm_ended(res, DomainId(id), &note);
@@ -566,6 +598,11 @@ pub(crate) fn describe_fault(note: &FaultNote) -> String {
     match note.label {
         fault::PAGE_FAULT => format!("page fault at {:#x}, rip {:#x}", note.address, note.rip),
         fault::EXCEPTION => format!("exception at rip {:#x}", note.rip),
+        fault::WATCHDOG => format!(
+            "watchdog: ran {} ms without blocking or dispatching, at rip {:#x}",
+            note.address / 1_000_000,
+            note.rip
+        ),
         other => format!("fault message {other:#x}"),
     }
 }

@@ -1,7 +1,11 @@
 //! The scheduler-server runtime: runs any [`Policy`] on metal. It binds the
 //! pool's CPUs to a `Scheduler`, starts one agent thread per CPU (a system
 //! thread on that CPU, so it runs ahead of dispatched threads whenever it has
-//! work), and drives the policy from the kernel's event rings: every event
+//! work; started by a pool manager, the process is confined to the pool's
+//! `Scheduler`, so its threads run only on the pool's CPUs, and the
+//! kernel's watchdog stops one that runs `WATCHDOG_NS` without blocking or
+//! dispatching: agents get the fault endpoint [`Pool::set_fault_endpoint`]
+//! names, so the manager hears of it), and drives the policy from the kernel's event rings: every event
 //! goes to `on_event`, every idle CPU gets `pick_next` from its own agent
 //! (woken by whichever agent noticed), every `Preempt` decision becomes
 //! `SchedulerPreempt`, issued by the agent of the CPU it concerns (a preemption from another CPU stalls the target CPU until it
@@ -115,6 +119,10 @@ pub struct Pool<P: Policy + Send + 'static> {
     next_ring_vaddr: u64,
     /// What the caller's thread sleeps on while an agent holds the state.
     sleeper: CPtr,
+    /// The fault endpoint agents are made with (0 = none): a pool
+    /// manager's, so it hears of an agent that faults or that the kernel's
+    /// watchdog stops.
+    fault_endpoint: CPtr,
 }
 
 /// Why the pool could not start or an operation failed.
@@ -428,11 +436,19 @@ impl<P: Policy + Send + 'static> Pool<P> {
             scheduler,
             next_ring_vaddr: ring_vaddr,
             sleeper: res.create(ObjectType::Notification, 0)?,
+            fault_endpoint: 0,
         };
         for &cpu in cpus {
             pool.add_cpu(res, cpu)?;
         }
         Ok(pool)
+    }
+
+    /// Agents made from now on report their faults (a crash, or the
+    /// kernel's watchdog stopping one that spins) to `endpoint` (a slot of
+    /// this process; 0 = none).
+    pub fn set_fault_endpoint(&mut self, endpoint: CPtr) {
+        self.fault_endpoint = endpoint;
     }
 
     /// Takes CPU `cpu` into the pool: binds it to the `Scheduler` with its
@@ -502,6 +518,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
             let sleeper = res.create(ObjectType::Notification, 0)?;
             let options = ThreadOptions {
                 cpu: Some(cpu.index),
+                fault_endpoint: self.fault_endpoint,
                 ..ThreadOptions::default()
             };
             let index = cpu.index;

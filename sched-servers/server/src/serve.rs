@@ -20,11 +20,16 @@
 //! attached) and `RemoveCpu` (negotiated release). A request it cannot
 //! decode or refuses gets an error reply and changes nothing.
 //!
-//! Started by the pool manager, the process gets `scheduler=11` on its
-//! command line: the pool's `Scheduler` capability is in slot 11 (the
+//! Started by the pool manager, the process gets `scheduler=11 fault=12` on
+//! its command line: the pool's `Scheduler` capability is in slot 11 (the
 //! manager keeps the original, so a replacement server can take the pool
-//! over), and CPUs arrive by `AddCpu`. Otherwise it makes its own
-//! `Scheduler` and binds every CPU capability in its start page.
+//! over), the manager's fault endpoint (badged for this server) in slot 12,
+//! given to every agent thread (so the manager hears of an agent that
+//! crashes or that the kernel's watchdog stops), and CPUs arrive by
+//! `AddCpu`. The kernel confines the process to that `Scheduler`: its
+//! threads run only on the pool's CPUs (see the crate docs). Otherwise it
+//! makes its own `Scheduler` and binds every CPU capability in its start
+//! page.
 //!
 //! Slots are given back as things leave: the capability of a CPU removed
 //! or refused, of a thread released or refused, of anything attached to a
@@ -64,17 +69,23 @@ pub fn serve<P: Policy + Send + 'static>(policy: P) {
             _ => {}
         }
     }
-    let scheduler = info
-        .cmdline()
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("scheduler="))
-        .and_then(|s| s.parse::<CPtr>().ok());
+    let slot_named = |key: &str| {
+        info.cmdline()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|s| s.parse::<CPtr>().ok())
+    };
+    let scheduler = slot_named("scheduler=");
+    let fault_endpoint = slot_named("fault=").unwrap_or(0);
     if scheduler.is_none() {
         println!("sched-server: {} on {} cpus", policy.name(), cpus.len());
     }
     let ring = FREE_WINDOW_BASE + 0x6000_0000;
     match Pool::start(&mut res, policy, scheduler, &cpus, ring) {
-        Ok(mut pool) => request_loop(&mut res, &mut pool),
+        Ok(mut pool) => {
+            pool.set_fault_endpoint(fault_endpoint);
+            request_loop(&mut res, &mut pool)
+        }
         Err(error) => println!("sched-server: cannot start: {error:?}"),
     }
 }

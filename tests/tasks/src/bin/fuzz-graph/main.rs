@@ -850,7 +850,7 @@ impl Fuzz {
             return Ok(());
         };
         let t = self.cptr(tcb);
-        match self.rng.below(9) {
+        match self.rng.below(10) {
             0 | 1 => {
                 // Configure with graph objects (suspend first).
                 let _ = note(Invocation::TcbSuspend, invoke::tcb_suspend(t));
@@ -947,6 +947,15 @@ impl Fuzz {
                     );
                 }
             }
+            8 => {
+                // Confinement is a reference the kernel clears (the
+                // Scheduler's destructor suspends the thread for good, the
+                // TCB's leaves the list): nothing for the model to track;
+                // the invariant check walks it.
+                if let Some(s) = self.of(Kind::Scheduler) {
+                    let _ = note(Invocation::TcbConfine, invoke::tcb_confine(t, self.cptr(s)));
+                }
+            }
             _ => {
                 let _ = note(
                     Invocation::TcbUnbindNotification,
@@ -1034,7 +1043,26 @@ impl Fuzz {
         match self.rng.below(10) {
             0..=2 => self.bind(scheduler)?,
             3 => {
-                let Some(cpu) = self.of(Kind::Cpu) else {
+                // Mostly a binding the model has (a Scheduler capability
+                // and a Cpu capability of a CPU bound to it): any other
+                // pair is `NotOwned`.
+                let mut pairs = Vec::new();
+                for c in self.model.slots_of(Kind::Cpu) {
+                    let index = self.model.obj_of(c).map(|(_, o)| o.index as usize);
+                    let Some(owner) = index.and_then(|i| self.model.bindings[i]) else {
+                        continue;
+                    };
+                    for t in self.model.slots_of(Kind::Scheduler) {
+                        if self.model.obj_of(t).map(|(o, _)| o) == Some(owner) {
+                            pairs.push((t, c));
+                        }
+                    }
+                }
+                let (s, cpu) = match self.rng.pick(&pairs) {
+                    Some((t, c)) if self.rng.chance(80) => (self.cptr(t), Some(c)),
+                    _ => (s, self.of(Kind::Cpu)),
+                };
+                let Some(cpu) = cpu else {
                     return Ok(());
                 };
                 let result = note(
@@ -1738,12 +1766,14 @@ impl Fuzz {
         if self.shared.r_reports.load(Ordering::SeqCst) != self.r_reports_seen {
             // It received something the driver did not send: only a graph
             // thread's fault message can come (a thread resumed or
-            // configured with that fault endpoint).
+            // configured with that fault endpoint; a confined one that
+            // spins is stopped by the watchdog).
             let label = self.shared.r_out[2].load(Ordering::SeqCst);
             let code = self.shared.r_out[0].load(Ordering::SeqCst);
             if code == 0
                 && label != tarn_rt::abi::fault::PAGE_FAULT
                 && label != tarn_rt::abi::fault::EXCEPTION
+                && label != tarn_rt::abi::fault::WATCHDOG
             {
                 return Err(format!(
                     "the receiver got a message nobody sent (label {label:#x})"

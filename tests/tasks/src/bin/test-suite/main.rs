@@ -16,6 +16,7 @@
 extern crate alloc;
 
 mod cnode;
+mod confine;
 mod devices;
 mod fault;
 mod frame;
@@ -49,6 +50,7 @@ const GROUPS: &[&[Test]] = &[
     fault::TESTS,
     smp::TESTS,
     sched::TESTS,
+    confine::TESTS,
     devices::TESTS,
     process::TESTS,
     soundness::TESTS,

@@ -39,22 +39,22 @@ pub const TESTS: &[Test] = &[
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
-struct Bound {
-    scheduler: u64,
-    cpu_cap: u64,
+pub(crate) struct Bound {
+    pub(crate) scheduler: u64,
+    pub(crate) cpu_cap: u64,
     notify: u64,
     ring: RingReader,
 }
 
 impl Bound {
     /// Creates a Scheduler and binds CPU `index` to it.
-    fn new(env: &mut Env, index: u64) -> Result<Bound, String> {
+    pub(crate) fn new(env: &mut Env, index: u64) -> Result<Bound, String> {
         let scheduler = env.create(ObjectType::Scheduler, 0)?;
         Bound::to(env, scheduler, index)
     }
 
     /// Binds CPU `index` to `scheduler`.
-    fn to(env: &mut Env, scheduler: u64, index: u64) -> Result<Bound, String> {
+    pub(crate) fn to(env: &mut Env, scheduler: u64, index: u64) -> Result<Bound, String> {
         let Some(first) = env.cpu_caps else {
             return Err(String::from("the suite got no Cpu capabilities"));
         };
