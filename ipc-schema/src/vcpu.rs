@@ -47,9 +47,9 @@
 //!
 //! # Interrupts
 //!
-//! MR1 of `VcpuRun` queues one external interrupt; the kernel delivers it as
-//! soon as the guest can take it (RFLAGS.IF set, no interrupt shadow),
-//! opening an interrupt window itself. Injecting while one is still queued
+//! MR1 of `VcpuRun` queues one external interrupt; the kernel delivers it
+//! once, as soon as the guest can take it (RFLAGS.IF set, no interrupt
+//! shadow). Injecting while one is still queued
 //! is `IllegalState`. With [`run_flags::WINDOW_EXIT`] the VMM is told by an
 //! [`Exit::InterruptWindow`] exit when the guest can take an interrupt.
 

@@ -13,6 +13,18 @@
 //! Physical interrupts are masked by the host's IF only (V_INTR_MASKING),
 //! so a guest with interrupts off is still preempted.
 //!
+//! The VMM's interrupt is a virtual interrupt (V_IRQ with its vector, APM
+//! 15.21.4), which the processor delivers once the guest's IF and interrupt
+//! shadow allow; EVENTINJ carries only an event the last exit interrupted.
+//! An external interrupt through EVENTINJ is taken at VMRUN whatever the
+//! guest's state, and QEMU's TCG (10.0, `helper_vmrun`) leaves its vector
+//! as the CPU's pending exception after delivering it: the next time its
+//! execution loop stops for something other than an interrupt or a #VMEXIT
+//! (an icount deadline, a round-robin kick), it delivers the vector again,
+//! wherever the guest is, interrupts off or not. Linux then took a second
+//! timer interrupt inside its timekeeping update and spun on the seqcount
+//! the interrupted update held.
+//!
 //! QEMU under TCG has no nRIP save: the next RIP of an emulated instruction
 //! comes from EXITINFO2 (I/O) or the instruction's fixed length.
 
@@ -54,11 +66,12 @@ mod misc2 {
         VMRUN | VMMCALL | VMLOAD | VMSAVE | STGI | CLGI | SKINIT | MONITOR | MWAIT | XSETBV;
 }
 
-/// Interrupt control (word 0x060).
+/// Interrupt control (word 0x060; V_INTR_VECTOR in bits 32..40).
 mod int_ctl {
     pub const V_IRQ: u64 = 1 << 8;
     pub const V_IGN_TPR: u64 = 1 << 20;
     pub const V_INTR_MASKING: u64 = 1 << 24;
+    pub const V_INTR_VECTOR_SHIFT: u64 = 32;
 }
 
 /// Exit codes (APM appendix C).
@@ -233,25 +246,19 @@ pub fn write_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
     }
 }
 
-/// Prepares the VMCB for the next VMRUN: TLB flush, the event to inject,
-/// the interrupt window, the exception intercepts.
+/// Prepares the VMCB for the next VMRUN: TLB flush, the event to
+/// re-inject, the pending interrupt (a virtual interrupt: the processor
+/// takes it when the guest can, and `decode_exit` sees it taken), the
+/// interrupt window, the exception intercepts.
 pub fn prepare_entry(guard: &mut KernelGuard, vcpu: u64, flush_tlb: bool) {
     let s = *state(guard, vcpu);
     let v = vmcb(guard, vcpu);
-    let can_take_interrupt =
-        v.get(VmcbWord::Rflags) & (1 << 9) != 0 && v.get(VmcbWord::InterruptState) & 1 == 0;
-    let mut pending = s.pending;
     let event = if s.reinject & EVENT_VALID != 0 {
         s.reinject
-    } else if pending != 0 && can_take_interrupt {
-        // Type 0: external interrupt.
-        let vector = pending & 0xFF;
-        pending = 0;
-        vector | EVENT_VALID
     } else {
         0
     };
-    let window = pending != 0 || s.window_exit != 0;
+    let window = s.window_exit != 0;
     v.set(VmcbWord::EventInjection, event);
     v.set(
         VmcbWord::AsidTlbControl,
@@ -262,17 +269,21 @@ pub fn prepare_entry(guard: &mut KernelGuard, vcpu: u64, flush_tlb: bool) {
         VmcbWord::InterceptExceptionsMisc1,
         misc << 32 | (s.exception_bitmap & 0xFFFF_FFFF),
     );
-    let control = int_ctl::V_INTR_MASKING
-        | if window {
-            int_ctl::V_IRQ | int_ctl::V_IGN_TPR
-        } else {
-            0
-        };
-    v.set(VmcbWord::InterruptControl, control);
+    // With the VINTR intercept (the VMM's window) the processor exits
+    // instead of taking the interrupt; it stays pending.
+    let virtual_interrupt = if s.pending != 0 {
+        int_ctl::V_IRQ | int_ctl::V_IGN_TPR | (s.pending & 0xFF) << int_ctl::V_INTR_VECTOR_SHIFT
+    } else if window {
+        int_ctl::V_IRQ | int_ctl::V_IGN_TPR
+    } else {
+        0
+    };
+    v.set(
+        VmcbWord::InterruptControl,
+        int_ctl::V_INTR_MASKING | virtual_interrupt,
+    );
     v.set(VmcbWord::CleanBits, 0);
-    let s = state(guard, vcpu);
-    s.pending = pending;
-    s.reinject = 0;
+    state(guard, vcpu).reinject = 0;
 }
 
 /// Reads the exit from the VMCB: what it means, and any event it
@@ -282,6 +293,11 @@ pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
     let interrupted = v.get(VmcbWord::ExitInterruptInfo);
     if interrupted & EVENT_VALID != 0 {
         state(guard, vcpu).reinject = interrupted;
+    }
+    // The processor clears V_IRQ when it takes the virtual interrupt (if
+    // this exit interrupted its delivery, it is in `reinject` now).
+    if v.get(VmcbWord::InterruptControl) & int_ctl::V_IRQ == 0 {
+        state(guard, vcpu).pending = 0;
     }
     let exit_code = v.get(VmcbWord::ExitCode);
     let info1 = v.get(VmcbWord::ExitInfo1);

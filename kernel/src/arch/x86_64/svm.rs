@@ -143,8 +143,6 @@ pub enum VmcbWord {
     /// V_TPR, V_IRQ (bit 8), V_IGN_TPR (20), V_INTR_MASKING (24); the
     /// virtual interrupt vector in bits 32..40.
     InterruptControl = 0x060,
-    /// Interrupt shadow (bit 0).
-    InterruptState = 0x068,
     /// The exit code.
     ExitCode = 0x070,
     /// Exit information 1.
