@@ -13,6 +13,7 @@ const GUESTS: &[&str] = &[
     "outside32",
     "bench64",
     "irqoff16",
+    "irqonce16",
 ];
 
 fn run(command: &mut Command) {

@@ -49,11 +49,14 @@ pub enum Guest {
     /// Takes timer interrupts only with IF set and outside the STI and MOV
     /// SS shadows, across many exits with interrupts off.
     Irqoff16,
+    /// Takes each timer interrupt once: none inside its handler, which
+    /// runs two tick periods with interrupts off and no exits.
+    Irqonce16,
 }
 
 impl Guest {
     /// Every guest, for name lookup.
-    pub const ALL: [Guest; 9] = [
+    pub const ALL: [Guest; 10] = [
         Guest::Real16,
         Guest::Prot32,
         Guest::Long64,
@@ -63,6 +66,7 @@ impl Guest {
         Guest::Outside32,
         Guest::Bench64,
         Guest::Irqoff16,
+        Guest::Irqonce16,
     ];
 
     /// The name used on the command line (`vmtest=real16,prot32`).
@@ -77,6 +81,7 @@ impl Guest {
             Guest::Outside32 => "outside32",
             Guest::Bench64 => "bench64",
             Guest::Irqoff16 => "irqoff16",
+            Guest::Irqonce16 => "irqonce16",
         }
     }
 
@@ -97,15 +102,19 @@ impl Guest {
             Guest::Outside32 => include_bytes!(concat!(env!("OUT_DIR"), "/outside32.bin")),
             Guest::Bench64 => include_bytes!(concat!(env!("OUT_DIR"), "/bench64.bin")),
             Guest::Irqoff16 => include_bytes!(concat!(env!("OUT_DIR"), "/irqoff16.bin")),
+            Guest::Irqonce16 => include_bytes!(concat!(env!("OUT_DIR"), "/irqonce16.bin")),
         }
     }
 
     /// The mode it starts in.
     pub fn mode(self) -> Mode {
         match self {
-            Guest::Real16 | Guest::Idle16 | Guest::Triple16 | Guest::Storm16 | Guest::Irqoff16 => {
-                Mode::Real
-            }
+            Guest::Real16
+            | Guest::Idle16
+            | Guest::Triple16
+            | Guest::Storm16
+            | Guest::Irqoff16
+            | Guest::Irqonce16 => Mode::Real,
             Guest::Prot32 | Guest::Outside32 => Mode::Protected,
             Guest::Long64 | Guest::Bench64 => Mode::Long,
         }
