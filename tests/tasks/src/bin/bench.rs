@@ -32,6 +32,8 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 use core::sync::atomic::{AtomicU64, Ordering};
 use tarn_rt::abi::{MessageInfo, ObjectType, Rights};
 use tarn_rt::arch::rdtsc;
@@ -102,7 +104,71 @@ fn main(arg: u64) {
             }
         }
     }
+    if !slowpath {
+        for threads in [100, 500] {
+            let insns = credit_decision(threads);
+            println!("bench: credit_decision_{threads}_insns {insns} insns");
+        }
+    }
     let _ = invoke::machine_power_off(tarn_rt::layout::slot::MACHINE, if ok { 0 } else { 1 });
+}
+
+/// Credit's own cost per scheduling decision (the policy alone, as a
+/// server's agent runs it), with `threads` CPU-bound one-thread domains of
+/// weights 256 and 512 on 4 CPUs and a 1 ms time slice: each decision ends a
+/// CPU's entry (`BudgetExpired`) and picks its next one, the accountings
+/// every 30 ms included. Its growth from 100 to 1000 threads is the cost of
+/// the run queues' size.
+fn credit_decision(threads: u64) -> u64 {
+    use tarn_sched_servers::credit::Credit;
+    use tarn_sched_servers::{CpuId, DomainId, DomainParams, Event, EventKind, Policy, ThreadId};
+    const CPUS: u32 = 4;
+    const STEP_NS: u64 = 250_000;
+    let mut policy = Credit::new();
+    let mut decisions = alloc::vec::Vec::new();
+    let mut now = 0;
+    let _ = policy.set_pool_values(
+        &alloc::vec![("timeslice_ms", tarn_sched_servers::ParamValue::Int(1))],
+        now,
+    );
+    for cpu in 0..CPUS {
+        policy.add_cpu(CpuId(cpu), now);
+    }
+    for i in 0..threads {
+        let domain = DomainId(u32::try_from(i).unwrap_or(u32::MAX));
+        let weight = if i % 2 == 0 { 256 } else { 512 };
+        let _ = policy.set_domain_params(domain, &DomainParams::Credit { weight, cap_pct: 0 }, now);
+        let _ = policy.add_thread(ThreadId(i), domain, true, now);
+    }
+    let mut running = [None; CPUS as usize];
+    let mut decide = |policy: &mut Credit, now: u64, cpu: u32| {
+        let slot = &mut running[cpu as usize];
+        if let Some((thread, since)) = slot.take() {
+            let event = Event::new(
+                EventKind::BudgetExpired,
+                CpuId(cpu),
+                thread,
+                now,
+                now - since,
+            );
+            policy.on_event(&event);
+        }
+        *slot = policy.pick_next(CpuId(cpu), now).map(|d| (d.thread, now));
+        policy.take_decisions(&mut decisions);
+        decisions.clear();
+    };
+    let mut rounds = |policy: &mut Credit, now: &mut u64| {
+        for _ in 0..ROUNDS {
+            for cpu in 0..CPUS {
+                *now += STEP_NS;
+                decide(policy, *now, cpu);
+            }
+        }
+    };
+    rounds(&mut policy, &mut now);
+    let start = rdtsc();
+    rounds(&mut policy, &mut now);
+    (rdtsc() - start) / (ROUNDS * u64::from(CPUS))
 }
 
 /// The server loop: answer every call with an empty reply.
