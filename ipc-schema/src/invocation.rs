@@ -347,7 +347,7 @@ mod tests {
                 assert_eq!(i as u64, n);
             }
         }
-        assert_eq!(Invocation::ALL.len(), 39);
+        assert_eq!(Invocation::ALL.len(), 40);
         assert!(
             (0..1024)
                 .filter_map(Invocation::from_u64)

@@ -16,16 +16,20 @@ pub const RING_CAPACITY: usize = 126;
 /// request thread, `TcbConfine`) that runs this long as a system thread
 /// without blocking and without a `SchedulerDispatch` is stopped with a
 /// [`crate::fault::WATCHDOG`] fault. An honest agent's pass (drain the ring,
-/// `pick_next`, dispatch) is tens of microseconds; 50 ms is a thousand
-/// times that and ten system slices, so only a stuck or hostile agent
-/// reaches it. The kernel also requires ten timer interrupts (one per
-/// slice) to have found the thread running meanwhile: a CPU that waits
-/// long for the kernel lock, or that an emulator's host deschedules, has
-/// that time charged to its running thread in one piece (seen as 50-65 ms
-/// "runs" of honest agents under a loaded host before this rule). One
-/// kernel constant, not a per-Scheduler setting: it tells a stuck agent
-/// from a working one, it does not tune a policy.
-pub const WATCHDOG_NS: u64 = 50_000_000;
+/// `pick_next`, dispatch) is tens of microseconds of real CPU, but time
+/// here is TSC time, and under an emulator without icount on a loaded host
+/// honest work stretches: a server's start (mapping its memory, spawning
+/// its agents, a system call after another) was measured at 89 ms without
+/// a block, and single "runs" of 50-65 ms were a CPU waiting for the kernel
+/// lock or stalled by its host. One second is ten times the longest honest
+/// run seen there and 200 system slices; a stuck agent costs only its own
+/// pool that long (confinement keeps every other pool's CPUs out of its
+/// reach). The kernel also requires one timer interrupt per system slice
+/// of the bound to have found the thread running meanwhile, so that a
+/// stall charged in one piece never counts as a run. One kernel constant,
+/// not a per-Scheduler setting: it tells a stuck agent from a working one,
+/// it does not tune a policy.
+pub const WATCHDOG_NS: u64 = 1_000_000_000;
 
 /// What happened.
 #[repr(u32)]

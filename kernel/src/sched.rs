@@ -125,16 +125,13 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     let t = tcb::ctl(guard, thread);
     let was_runnable = t.state == ThreadState::Runnable as u64;
     t.state = ThreadState::Runnable as u64;
-    let mut cpu = t.cpu as usize;
-    let confined = t.confined;
-    let (adopted, entry_cpu, ran) = (t.scheduler, t.entry_cpu, t.ran_tsc);
-    if confined != 0 && !was_runnable {
-        // It blocked (or was stopped) and wakes: its watchdog starts again.
-        restart_watchdog(guard, thread, ran);
+    let cpu = t.cpu as usize;
+    if t.confined != 0 {
+        return make_confined_runnable(guard, thread, was_runnable);
     }
-    if adopted != 0 {
+    if t.scheduler != 0 {
         // Adopted: its scheduler decides where and when it runs.
-        if !was_runnable && entry_cpu == 0 {
+        if !was_runnable && t.entry_cpu == 0 {
             crate::dispatch::on_woken(guard, thread);
         }
         return;
@@ -142,31 +139,50 @@ pub fn make_runnable(guard: &mut KernelGuard, thread: u64) {
     if CPUS.get(guard)[cpu].current == thread {
         return;
     }
-    if confined != 0 {
-        // Confined: on a CPU of its Scheduler, or in the idle class.
-        match crate::dispatch::confined_home(guard, confined, cpu) {
-            Some(home) if home != cpu => {
-                set_cpu(guard, thread, home as u64);
-                cpu = home;
-            }
-            Some(_) => {}
-            None => {
-                enqueue_idle(guard, cpu, thread);
-                kick(cpu);
-                return;
-            }
+    enqueue(guard, cpu, thread);
+    kick(cpu);
+}
+
+/// [`make_runnable`] for a confined thread (apart, so that the common path
+/// stays as short as it was): its watchdog restarts if it woke; then it
+/// goes to a CPU of its Scheduler, or to the idle class.
+#[cold]
+#[inline(never)]
+fn make_confined_runnable(guard: &mut KernelGuard, thread: u64, was_runnable: bool) {
+    let t = *tcb::ctl(guard, thread);
+    if !was_runnable {
+        // It blocked (or was stopped) and wakes: its watchdog starts again.
+        restart_watchdog(guard, thread, t.ran_tsc);
+    }
+    if t.scheduler != 0 {
+        if !was_runnable && t.entry_cpu == 0 {
+            crate::dispatch::on_woken(guard, thread);
+        }
+        return;
+    }
+    let mut cpu = t.cpu as usize;
+    if CPUS.get(guard)[cpu].current == thread {
+        return;
+    }
+    match crate::dispatch::confined_home(guard, t.confined, cpu) {
+        Some(home) if home != cpu => {
+            set_cpu(guard, thread, home as u64);
+            cpu = home;
+        }
+        Some(_) => {}
+        None => {
+            enqueue_idle(guard, cpu, thread);
+            kick(cpu);
+            return;
         }
     }
     enqueue(guard, cpu, thread);
-    if cpu != this_cpu() {
-        if let Some(target) = percpu::get(cpu as u32) {
-            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_KICK);
-        }
-    }
+    kick(cpu);
 }
 
 /// Makes CPU `cpu` look at its queues again (no-op for this CPU, which
 /// schedules on its way out of the kernel).
+#[inline(always)]
 fn kick(cpu: usize) {
     if cpu != this_cpu() {
         if let Some(target) = percpu::get(cpu as u32) {

@@ -1376,7 +1376,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(0, "x", 33.3, 1.0)
             .share(0, "y", 66.7, 1.0)
             .expect("policy agent-spinner loaded (")
-            .expect("pool pp: scheduler server faulted: watchdog: ran 5")
+            .expect("pool pp: scheduler server faulted: watchdog: ran 10")
             .expect("pool pp: policy agent-spinner failed: falling back to credit; 3 domains running")
             .share(1, "x", 33.3, 1.0)
             .share(1, "y", 66.7, 1.0)

@@ -292,11 +292,17 @@ impl Reserve {
             invoke::tcb_write_registers(self.victim, &registers),
             "victim registers",
         )?;
-        check(
-            invoke::tcb_set_affinity(self.victim, self.victim_cpu),
-            "victim affinity",
-        )?;
-        check(invoke::tcb_resume(self.victim), "resume the victim")
+        // A fuzzed `TcbConfine` may have confined the victim: it then takes
+        // only its Scheduler's CPUs (`NotOwned`), and once that Scheduler
+        // is destroyed it stays suspended for good (`IllegalState`).
+        match invoke::tcb_set_affinity(self.victim, self.victim_cpu) {
+            Ok(()) | Err(Error::NotOwned) => {}
+            Err(error) => return Err(format!("victim affinity: {error:?}")),
+        }
+        match invoke::tcb_resume(self.victim) {
+            Ok(()) | Err(Error::IllegalState) => Ok(()),
+            Err(error) => Err(format!("resume the victim: {error:?}")),
+        }
     }
 
     /// Empties the fuzz CSpace and fills it with fresh copies (and a fresh
