@@ -1259,11 +1259,37 @@ impl Fuzz {
             }
             let now = self.now_ns();
             if now.saturating_sub(started) > RUN_LIMIT_NS {
-                let state = invoke::tcb_read_registers(self.runner.tcb).map(|s| s.state());
+                let state =
+                    invoke::tcb_read_registers(self.runner.tcb).map(|s| (s.state(), s.rip));
+                // Where the CPUs' time goes meanwhile (idle, system threads
+                // and guests, dispatched threads), over 100 ms of the
+                // driver's sleep: a guest that never exits shows as system
+                // time, a runner nobody runs as idle time.
+                let before = invoke::machine_times(slot::MACHINE);
+                let _ = tarn_rt::sleep(self.sleeper, 100_000_000);
+                let after = invoke::machine_times(slot::MACHINE);
+                let split = match (before, after) {
+                    (Ok(b), Ok(a)) => format!(
+                        "idle {} ms, system {} ms, dispatched {} ms of {} ms",
+                        (a.idle_ns - b.idle_ns) / 1_000_000,
+                        (a.system_ns - b.system_ns) / 1_000_000,
+                        (a.dispatched_ns - b.dispatched_ns) / 1_000_000,
+                        (a.now_ns - b.now_ns) / 1_000_000
+                    ),
+                    _ => String::from("no times"),
+                };
+                let cpus: Vec<bool> = (0..self.info.cpu_count)
+                    .map(|c| self.model.bindings[c as usize].is_some())
+                    .collect();
                 return Err(format!(
-                    "VcpuRun with a {} ms timeout has not returned after {} ms (runner state {state:?})",
+                    "VcpuRun with a {} ms timeout has not returned after {} ms (runner state and rip {state:x?}, runner {}, run {}/{}; CPUs bound {cpus:?}; spinner adopted {} suspended {}; then {split})",
                     RUN_TIMEOUT_NS / 1_000_000,
-                    now.saturating_sub(started) / 1_000_000
+                    now.saturating_sub(started) / 1_000_000,
+                    if self.runner_suspended { "suspended" } else { "not suspended" },
+                    self.shared.v_done.load(Ordering::SeqCst),
+                    self.shared.v_seq.load(Ordering::SeqCst),
+                    self.model.adopted_by.is_some(),
+                    self.spinner_suspended
                 ));
             }
             if !wait {
