@@ -21,6 +21,12 @@
 //! - a `VcpuRun` with a 5 ms timeout returns within 3 s of being asked (or
 //!   of its thread's resume).
 //!
+//! The vCPU runner, which acts while the driver goes on, invokes a copy in
+//! a run slot of its own (`Loc::Runner`), never a fuzz slot the driver may
+//! refill meanwhile. The watchdog fails the run after 60 s without a step.
+//! At the end the fuzzer prints the kernel time per step by part (the
+//! action, the invariant walk, the slot probes, the rest).
+//!
 //! At the end it prints the coverage table and
 //! `fuzz-graph: summary seed=S steps=N invocations=A/38 syscalls=B/12
 //! errors=C/22 result=ok` and powers off with 0; it fails (status 1) on the
@@ -1259,8 +1265,7 @@ impl Fuzz {
             }
             let now = self.now_ns();
             if now.saturating_sub(started) > RUN_LIMIT_NS {
-                let state =
-                    invoke::tcb_read_registers(self.runner.tcb).map(|s| (s.state(), s.rip));
+                let state = invoke::tcb_read_registers(self.runner.tcb).map(|s| (s.state(), s.rip));
                 // Where the CPUs' time goes meanwhile (idle, system threads
                 // and guests, dispatched threads), over 100 ms of the
                 // driver's sleep: a guest that never exits shows as system
