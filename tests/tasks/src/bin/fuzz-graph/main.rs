@@ -202,6 +202,10 @@ struct Fuzz {
     next_sentinel: u64,
     /// The vCPU run in progress: (sequence, start ns); runner suspended.
     run: Option<(u64, u64)>,
+    /// The driver's last look at that run, and the longest time between
+    /// two looks (a driver that did not look for long, held up itself,
+    /// tells a stall of the whole machine from the runner's own).
+    run_looked: (u64, u64),
     runner_suspended: bool,
     spinner_suspended: bool,
     step: u64,
@@ -283,6 +287,7 @@ impl Fuzz {
             base: (0, 0),
             next_sentinel: SENTINEL_BASE,
             run: None,
+            run_looked: (0, 0),
             runner_suspended: false,
             spinner_suspended: false,
             step: 0,
@@ -1253,6 +1258,7 @@ impl Fuzz {
             )?;
             self.runner_suspended = false;
             self.run = Some((seq, self.now_ns()));
+            self.run_looked = (0, 0);
             return self.finish_run(true);
         }
         loop {
@@ -1264,6 +1270,8 @@ impl Fuzz {
                 return Ok(());
             }
             let now = self.now_ns();
+            let (last, gap) = self.run_looked;
+            self.run_looked = (now, gap.max(now.saturating_sub(last.max(started))));
             if now.saturating_sub(started) > RUN_LIMIT_NS {
                 let state = invoke::tcb_read_registers(self.runner.tcb).map(|s| (s.state(), s.rip));
                 // Where the CPUs' time goes meanwhile (idle, system threads
@@ -1287,9 +1295,10 @@ impl Fuzz {
                     .map(|c| self.model.bindings[c as usize].is_some())
                     .collect();
                 return Err(format!(
-                    "VcpuRun with a {} ms timeout has not returned after {} ms (runner state and rip {state:x?}, runner {}, run {}/{}; CPUs bound {cpus:?}; spinner adopted {} suspended {}; then {split})",
+                    "VcpuRun with a {} ms timeout has not returned after {} ms (the driver's longest time between two looks {} ms; runner state and rip {state:x?}, runner {}, run {}/{}; CPUs bound {cpus:?}; spinner adopted {} suspended {}; then {split})",
                     RUN_TIMEOUT_NS / 1_000_000,
                     now.saturating_sub(started) / 1_000_000,
+                    self.run_looked.1 / 1_000_000,
                     if self.runner_suspended { "suspended" } else { "not suspended" },
                     self.shared.v_done.load(Ordering::SeqCst),
                     self.shared.v_seq.load(Ordering::SeqCst),
@@ -1461,6 +1470,7 @@ impl Fuzz {
                 let signalled = tarn_rt::signal(self.v_bell);
                 syscall(Syscall::Signal, &signalled);
                 self.run = Some((seq, self.now_ns()));
+                self.run_looked = (0, 0);
             }
             4 => {
                 // Delete the capability the runner is invoking, underneath it.
@@ -1478,6 +1488,7 @@ impl Fuzz {
                     if !self.runner_suspended {
                         if let Some((seq, _)) = self.run {
                             self.run = Some((seq, self.now_ns()));
+                            self.run_looked = (0, 0);
                         }
                     }
                 }
