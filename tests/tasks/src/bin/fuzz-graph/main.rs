@@ -217,6 +217,13 @@ struct Fuzz {
     r_reports_seen: u64,
     /// Print every step (`trace=1`).
     trace: bool,
+    /// Empty slots `of` chose this step (to provoke errors): `empty` does
+    /// not hand them out, so nothing fills one before the step invokes it
+    /// (an endpoint retyped there would make the invocation IPC, a `Call`
+    /// that waits for a receiver forever).
+    aimed: Vec<usize>,
+    /// A check that failed where no error could be returned (`make`).
+    broken: Option<String>,
     /// Kernel time (ns) spent in the steps' actions, the invariant walk,
     /// the slot probes, and the `CpuInfo` and sentinel checks.
     spent: [u64; 4],
@@ -297,6 +304,8 @@ impl Fuzz {
             naps: 0,
             trace: option(info.cmdline(), "trace=").is_some_and(|t| t != 0),
             spent: [0; 4],
+            aimed: Vec::new(),
+            broken: None,
         };
         fuzz.regions()?;
         if fuzz.trace {
@@ -362,6 +371,9 @@ impl Fuzz {
                 self.one_step()
             }
             .map_err(|why| format!("step {step}: {why}"))?;
+            if let Some(why) = self.broken.take() {
+                return Err(format!("step {step}: {why}"));
+            }
             self.spent[0] += self.now_ns().saturating_sub(begun);
             self.check_all(step % 64 == 0)
                 .map_err(|why| format!("step {step}: {why}"))?;
@@ -414,7 +426,8 @@ impl Fuzz {
     }
 
     fn empty(&mut self) -> Option<usize> {
-        let empty = self.model.empty_slots();
+        let mut empty = self.model.empty_slots();
+        empty.retain(|i| !self.aimed.contains(i));
         self.rng.pick(&empty)
     }
 
@@ -430,6 +443,9 @@ impl Fuzz {
                 .obj_of(any)
                 .is_some_and(|(_, o)| o.kind == Kind::Endpoint);
             if !endpoint || kind == Kind::Endpoint {
+                if self.model.slots[any].is_none() {
+                    self.aimed.push(any);
+                }
                 return Some(any);
             }
         }
@@ -458,8 +474,11 @@ impl Fuzz {
         let untyped = self.model.slots_of(Kind::Untyped);
         let source = self.rng.pick(&untyped)?;
         let dest = self.empty()?;
-        self.retype(source, object_type, size_bits, kind, dest, 1, false)
-            .ok()?;
+        if let Err(why) = self.retype(source, object_type, size_bits, kind, dest, 1, false) {
+            // A broken prediction fails the step (`run` looks here).
+            self.broken.get_or_insert(why);
+            return None;
+        }
         self.model.at(dest).map(|_| dest)
     }
 
@@ -484,6 +503,7 @@ impl Fuzz {
     // ---- steps ---------------------------------------------------------
 
     fn one_step(&mut self) -> Result<(), String> {
+        self.aimed.clear();
         self.finish_run(false)?;
         let op = self.rng.below(100);
         self.shared.step.store(self.step, Ordering::SeqCst);
