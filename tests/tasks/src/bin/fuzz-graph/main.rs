@@ -21,6 +21,12 @@
 //! - a `VcpuRun` with a 5 ms timeout returns within 3 s of being asked (or
 //!   of its thread's resume).
 //!
+//! The vCPU runner, which acts while the driver goes on, invokes a copy in
+//! a run slot of its own (`Loc::Runner`), never a fuzz slot the driver may
+//! refill meanwhile. The watchdog fails the run after 60 s without a step.
+//! At the end the fuzzer prints the kernel time per step by part (the
+//! action, the invariant walk, the slot probes, the rest).
+//!
 //! At the end it prints the coverage table and
 //! `fuzz-graph: summary seed=S steps=N invocations=A/38 syscalls=B/12
 //! errors=C/22 result=ok` and powers off with 0; it fails (status 1) on the
@@ -196,6 +202,10 @@ struct Fuzz {
     next_sentinel: u64,
     /// The vCPU run in progress: (sequence, start ns); runner suspended.
     run: Option<(u64, u64)>,
+    /// The driver's last look at that run, and the longest time between
+    /// two looks (a driver that did not look for long, held up itself,
+    /// tells a stall of the whole machine from the runner's own).
+    run_looked: (u64, u64),
     runner_suspended: bool,
     spinner_suspended: bool,
     step: u64,
@@ -207,6 +217,13 @@ struct Fuzz {
     r_reports_seen: u64,
     /// Print every step (`trace=1`).
     trace: bool,
+    /// Empty slots `of` chose this step (to provoke errors): `empty` does
+    /// not hand them out, so nothing fills one before the step invokes it
+    /// (an endpoint retyped there would make the invocation IPC, a `Call`
+    /// that waits for a receiver forever).
+    aimed: Vec<usize>,
+    /// A check that failed where no error could be returned (`make`).
+    broken: Option<String>,
     /// Kernel time (ns) spent in the steps' actions, the invariant walk,
     /// the slot probes, and the `CpuInfo` and sentinel checks.
     spent: [u64; 4],
@@ -277,6 +294,7 @@ impl Fuzz {
             base: (0, 0),
             next_sentinel: SENTINEL_BASE,
             run: None,
+            run_looked: (0, 0),
             runner_suspended: false,
             spinner_suspended: false,
             step: 0,
@@ -286,6 +304,8 @@ impl Fuzz {
             naps: 0,
             trace: option(info.cmdline(), "trace=").is_some_and(|t| t != 0),
             spent: [0; 4],
+            aimed: Vec::new(),
+            broken: None,
         };
         fuzz.regions()?;
         if fuzz.trace {
@@ -351,6 +371,9 @@ impl Fuzz {
                 self.one_step()
             }
             .map_err(|why| format!("step {step}: {why}"))?;
+            if let Some(why) = self.broken.take() {
+                return Err(format!("step {step}: {why}"));
+            }
             self.spent[0] += self.now_ns().saturating_sub(begun);
             self.check_all(step % 64 == 0)
                 .map_err(|why| format!("step {step}: {why}"))?;
@@ -403,7 +426,8 @@ impl Fuzz {
     }
 
     fn empty(&mut self) -> Option<usize> {
-        let empty = self.model.empty_slots();
+        let mut empty = self.model.empty_slots();
+        empty.retain(|i| !self.aimed.contains(i));
         self.rng.pick(&empty)
     }
 
@@ -419,6 +443,9 @@ impl Fuzz {
                 .obj_of(any)
                 .is_some_and(|(_, o)| o.kind == Kind::Endpoint);
             if !endpoint || kind == Kind::Endpoint {
+                if self.model.slots[any].is_none() {
+                    self.aimed.push(any);
+                }
                 return Some(any);
             }
         }
@@ -447,8 +474,11 @@ impl Fuzz {
         let untyped = self.model.slots_of(Kind::Untyped);
         let source = self.rng.pick(&untyped)?;
         let dest = self.empty()?;
-        self.retype(source, object_type, size_bits, kind, dest, 1, false)
-            .ok()?;
+        if let Err(why) = self.retype(source, object_type, size_bits, kind, dest, 1, false) {
+            // A broken prediction fails the step (`run` looks here).
+            self.broken.get_or_insert(why);
+            return None;
+        }
         self.model.at(dest).map(|_| dest)
     }
 
@@ -473,6 +503,7 @@ impl Fuzz {
     // ---- steps ---------------------------------------------------------
 
     fn one_step(&mut self) -> Result<(), String> {
+        self.aimed.clear();
         self.finish_run(false)?;
         let op = self.rng.below(100);
         self.shared.step.store(self.step, Ordering::SeqCst);
@@ -1275,6 +1306,7 @@ impl Fuzz {
             )?;
             self.runner_suspended = false;
             self.run = Some((seq, self.now_ns()));
+            self.run_looked = (0, 0);
             return self.finish_run(true);
         }
         loop {
@@ -1286,12 +1318,40 @@ impl Fuzz {
                 return Ok(());
             }
             let now = self.now_ns();
+            let (last, gap) = self.run_looked;
+            self.run_looked = (now, gap.max(now.saturating_sub(last.max(started))));
             if now.saturating_sub(started) > RUN_LIMIT_NS {
-                let state = invoke::tcb_read_registers(self.runner.tcb).map(|s| s.state());
+                let state = invoke::tcb_read_registers(self.runner.tcb).map(|s| (s.state(), s.rip));
+                // Where the CPUs' time goes meanwhile (idle, system threads
+                // and guests, dispatched threads), over 100 ms of the
+                // driver's sleep: a guest that never exits shows as system
+                // time, a runner nobody runs as idle time.
+                let before = invoke::machine_times(slot::MACHINE);
+                let _ = tarn_rt::sleep(self.sleeper, 100_000_000);
+                let after = invoke::machine_times(slot::MACHINE);
+                let split = match (before, after) {
+                    (Ok(b), Ok(a)) => format!(
+                        "idle {} ms, system {} ms, dispatched {} ms of {} ms",
+                        (a.idle_ns - b.idle_ns) / 1_000_000,
+                        (a.system_ns - b.system_ns) / 1_000_000,
+                        (a.dispatched_ns - b.dispatched_ns) / 1_000_000,
+                        (a.now_ns - b.now_ns) / 1_000_000
+                    ),
+                    _ => String::from("no times"),
+                };
+                let cpus: Vec<bool> = (0..self.info.cpu_count)
+                    .map(|c| self.model.bindings[c as usize].is_some())
+                    .collect();
                 return Err(format!(
-                    "VcpuRun with a {} ms timeout has not returned after {} ms (runner state {state:?})",
+                    "VcpuRun with a {} ms timeout has not returned after {} ms (the driver's longest time between two looks {} ms; runner state and rip {state:x?}, runner {}, run {}/{}; CPUs bound {cpus:?}; spinner adopted {} suspended {}; then {split})",
                     RUN_TIMEOUT_NS / 1_000_000,
-                    now.saturating_sub(started) / 1_000_000
+                    now.saturating_sub(started) / 1_000_000,
+                    self.run_looked.1 / 1_000_000,
+                    if self.runner_suspended { "suspended" } else { "not suspended" },
+                    self.shared.v_done.load(Ordering::SeqCst),
+                    self.shared.v_seq.load(Ordering::SeqCst),
+                    self.model.adopted_by.is_some(),
+                    self.spinner_suspended
                 ));
             }
             if !wait {
@@ -1458,6 +1518,7 @@ impl Fuzz {
                 let signalled = tarn_rt::signal(self.v_bell);
                 syscall(Syscall::Signal, &signalled);
                 self.run = Some((seq, self.now_ns()));
+                self.run_looked = (0, 0);
             }
             4 => {
                 // Delete the capability the runner is invoking, underneath it.
@@ -1475,6 +1536,7 @@ impl Fuzz {
                     if !self.runner_suspended {
                         if let Some((seq, _)) = self.run {
                             self.run = Some((seq, self.now_ns()));
+                            self.run_looked = (0, 0);
                         }
                     }
                 }
