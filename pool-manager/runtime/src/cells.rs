@@ -17,7 +17,7 @@ use crate::manager::Pools;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
-use tarn_rt::abi::{CPtr, Error};
+use tarn_rt::abi::{CPtr, Error, Rights};
 use tarn_rt::layout::slot;
 use tarn_rt::{invoke, KernelUntyped, Resources};
 
@@ -90,6 +90,19 @@ impl Pools {
 /// Gives an emptied map's last node back to the heap (a `BTreeMap` keeps
 /// it), so the heap in use is the same whenever the manager holds the same
 /// things (the soak test compares it exactly).
+/// A copy of the manager's fault endpoint `source` badged `badge`, in a
+/// new slot of `res` (inside a cell's build, the cell records it): the
+/// fault endpoint a domain's or a server's threads report to.
+pub(crate) fn mint_fault_endpoint(
+    res: &mut Resources,
+    source: CPtr,
+    badge: u64,
+) -> Result<CPtr, Error> {
+    let fault = res.alloc_slot()?;
+    invoke::cnode_mint(res.cnode, fault, res.cnode, source, Rights::ALL, badge)?;
+    Ok(fault)
+}
+
 pub(crate) fn release_if_empty<K, V>(map: &mut BTreeMap<K, V>) {
     if map.is_empty() {
         *map = BTreeMap::new();

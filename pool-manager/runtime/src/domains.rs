@@ -25,7 +25,7 @@ use tarn_pool_manager::config::{self, DomainType};
 use tarn_pool_manager::pools::{self as rules, DomainId, DomainParams, PoolError, PoolId};
 use tarn_rt::abi::invocation::ThreadState;
 use tarn_rt::abi::sched_protocol::SchedRequest;
-use tarn_rt::abi::{CPtr, Rights};
+use tarn_rt::abi::CPtr;
 use tarn_rt::{invoke, Process, ProcessConfig, Resources, UntypedGrant};
 use tarn_vmm::platform::StopReason;
 
@@ -246,13 +246,9 @@ impl Pools {
                     DOMAIN_MEMORY_BITS
                 };
                 let (memory, phys) = res.create_untyped(bits)?;
-                let fault = res.alloc_slot()?;
-                invoke::cnode_mint(
-                    res.cnode,
-                    fault,
-                    res.cnode,
+                let fault = crate::cells::mint_fault_endpoint(
+                    res,
                     fault_source,
-                    Rights::ALL,
                     BADGE_DOMAIN | u64::from(domain.0),
                 )?;
                 let untyped = [UntypedGrant {

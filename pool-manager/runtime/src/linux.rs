@@ -91,13 +91,9 @@ impl Pools {
                     vaddr: ring_vaddr(domain.0),
                     wake,
                 });
-                let fault = res.alloc_slot()?;
-                invoke::cnode_mint(
-                    res.cnode,
-                    fault,
-                    res.cnode,
+                let fault = crate::cells::mint_fault_endpoint(
+                    res,
                     fault_source,
-                    Rights::ALL,
                     BADGE_DOMAIN | u64::from(domain.0),
                 )?;
                 let untyped = [UntypedGrant {

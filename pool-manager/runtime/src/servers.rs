@@ -335,13 +335,9 @@ impl Pools {
             // space below it.
             let (memory, phys) = res.create_untyped(SERVER_MEMORY_BITS)?;
             let endpoint = res.create(ObjectType::Endpoint, 0)?;
-            let fault = res.alloc_slot()?;
-            invoke::cnode_mint(
-                res.cnode,
-                fault,
-                res.cnode,
+            let fault = crate::cells::mint_fault_endpoint(
+                res,
                 fault_source,
-                Rights::ALL,
                 BADGE_SERVER | u64::from(pool.0) | (serial << BADGE_SERIAL_SHIFT),
             )?;
             let caps = [
