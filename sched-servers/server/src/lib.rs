@@ -77,8 +77,10 @@ struct CpuState {
     ring: RingReader,
     frame: CPtr,
     ring_vaddr: u64,
-    /// An entry is queued or running there.
-    busy: bool,
+    /// The thread of the entry queued or running there (the driver keeps
+    /// one entry per CPU). Only that thread's end event frees the CPU: see
+    /// [`State::absorb`].
+    entry: Option<u64>,
     /// `pick_next` is due: the entry ended, the queue ran empty, the policy
     /// kicked the CPU, or it just joined.
     due: bool,
@@ -95,6 +97,8 @@ struct CpuState {
     preempt_requested: bool,
     /// The CPU's agent notification.
     notify: CPtr,
+    /// The agent's TCB (0 until it is made).
+    agent: CPtr,
 }
 
 struct State<P> {
@@ -193,7 +197,39 @@ impl<P: Policy> State<P> {
         while let Some(event) = self.cpus[i].ring.pop() {
             self.absorb(&event);
         }
-        let _ = self.cpus[i].ring.take_overflow();
+        if self.cpus[i].ring.take_overflow() {
+            self.resync(i);
+        }
+    }
+
+    /// After events were lost to a full ring: asks the kernel whether CPU
+    /// `i`'s entry is still queued there, and ends it for the driver and
+    /// the policy if not (as an eviction, its run time unknown), so that
+    /// the CPU is not left waiting for an end event that was dropped. (The
+    /// policy may have missed other threads' wake-ups too; they are seen
+    /// again at their next event.)
+    fn resync(&mut self, i: usize) {
+        let c = &self.cpus[i];
+        let Some(thread) = c.entry else {
+            return;
+        };
+        let Some(&(tcb, _)) = self.tcbs.get(&thread) else {
+            return;
+        };
+        let queued_here = invoke::scheduler_query_thread(self.scheduler, tcb)
+            .is_ok_and(|t| t.queued_on == c.index + 1);
+        if !queued_here {
+            let cpu = c.index;
+            self.cpus[i].entry = None;
+            self.cpus[i].due = true;
+            self.policy.on_event(&Event {
+                kind: EventKind::Evicted,
+                cpu: CpuId(cpu as u32),
+                thread: Some(ThreadId(thread)),
+                timestamp_ns: self.now_ns,
+                ran_ns: 0,
+            });
+        }
     }
 
     /// Feeds one ring event to the policy.
@@ -208,11 +244,21 @@ impl<P: Policy> State<P> {
                 .iter_mut()
                 .find(|c| c.member && c.index == u64::from(raw.cpu))
             {
-                // Only the entry that ran ends here (a queued one that never
-                // started is reported too, but with one entry per CPU they
-                // are the same).
-                cpu.busy = false;
-                cpu.due = true;
+                if raw.kind == RingKind::QueueEmpty as u32 {
+                    if cpu.entry.is_some() {
+                        // Stale: the kernel found the queue empty before the
+                        // entry dispatched since arrived (every entry's end
+                        // is reported with its thread, before the queue is
+                        // found empty). Taking it as the entry's end would
+                        // dispatch a second entry behind the first, and the
+                        // policy would lose track of which thread runs.
+                        return;
+                    }
+                    cpu.due = true;
+                } else if cpu.entry == Some(raw.thread) {
+                    cpu.entry = None;
+                    cpu.due = true;
+                }
             }
         }
         if raw.kind == RingKind::Tick as u32 {
@@ -267,7 +313,7 @@ impl<P: Policy> State<P> {
                     if let Some(c) = self
                         .cpus
                         .iter_mut()
-                        .find(|c| c.member && c.index == u64::from(cpu.0) && c.busy)
+                        .find(|c| c.member && c.index == u64::from(cpu.0) && c.entry.is_some())
                     {
                         c.preempt_requested = true;
                         c.due = true;
@@ -319,7 +365,7 @@ impl<P: Policy> State<P> {
             .find(|c| Some(c.index) == here && c.preempt_requested)
         {
             c.preempt_requested = false;
-            if c.busy {
+            if c.entry.is_some() {
                 self.preempts += 1;
                 let _ = invoke::scheduler_preempt(self.scheduler, c.index);
             }
@@ -331,7 +377,7 @@ impl<P: Policy> State<P> {
             // from `pick_next` means idle until the next kick. Asking
             // otherwise would make idle agents wake each other for nothing.
             let c = &self.cpus[i];
-            if c.busy || !c.member || !c.due {
+            if c.entry.is_some() || !c.member || !c.due {
                 continue;
             }
             let index = c.index;
@@ -350,7 +396,7 @@ impl<P: Policy> State<P> {
                 continue;
             };
             match invoke::scheduler_dispatch(self.scheduler, index, tcb, next.budget_ns.max(1)) {
-                Ok(()) => self.cpus[i].busy = true,
+                Ok(()) => self.cpus[i].entry = Some(next.thread.0),
                 Err(_) => {
                     // The thread cannot run (released, stopped or destroyed
                     // meanwhile): the policy hears it exited, and stops
@@ -463,10 +509,10 @@ impl<P: Policy + Send + 'static> Pool<P> {
             s.cpus
                 .iter()
                 .find(|c| c.index == cpu.index)
-                .map(|c| (c.notify, c.frame, c.ring_vaddr))
+                .map(|c| (c.notify, c.frame, c.ring_vaddr, c.agent))
         };
-        let (notify, frame, frame_vaddr, fresh) = match known {
-            Some((notify, frame, vaddr)) => (notify, frame, vaddr, false),
+        let (notify, frame, frame_vaddr, agent_tcb) = match known {
+            Some((notify, frame, vaddr, agent)) => (notify, frame, vaddr, agent),
             None => {
                 let vaddr = self.next_ring_vaddr;
                 let frame = res.create(ObjectType::Frame4K, 0)?;
@@ -478,7 +524,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
                 )?;
                 self.next_ring_vaddr += 4096;
                 let notify = res.create(ObjectType::Notification, 0)?;
-                (notify, frame, vaddr, true)
+                (notify, frame, vaddr, 0)
             }
         };
         invoke::scheduler_bind_cpu(self.scheduler, cpu.cap, frame, notify)?;
@@ -498,7 +544,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
                 ring,
                 frame,
                 ring_vaddr: frame_vaddr,
-                busy: false,
+                entry: None,
                 due: true,
                 timer_at: None,
                 period: TICK_NS,
@@ -506,6 +552,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
                 timer_dirty: false,
                 preempt_requested: false,
                 notify,
+                agent: agent_tcb,
             };
             match s.cpus.iter_mut().find(|c| c.index == cpu.index) {
                 Some(c) => *c = slot,
@@ -513,7 +560,13 @@ impl<P: Policy + Send + 'static> Pool<P> {
             }
             s.policy.add_cpu(CpuId(cpu.index as u32), now);
         }
-        if fresh {
+        if agent_tcb != 0 {
+            // The CPU comes back: its agent, confined to the pool's CPUs, was
+            // moved off it when it left; it fills this CPU from this CPU
+            // again (from another one it would race the CPU's own queue
+            // checks, and interrupt it for every dispatch).
+            let _ = invoke::tcb_set_affinity(agent_tcb, cpu.index);
+        } else {
             let shared = self.state.clone();
             let sleeper = res.create(ObjectType::Notification, 0)?;
             let options = ThreadOptions {
@@ -522,7 +575,12 @@ impl<P: Policy + Send + 'static> Pool<P> {
                 ..ThreadOptions::default()
             };
             let index = cpu.index;
-            tarn_rt::spawn_thread(res, options, move || agent(shared, index, notify, sleeper))?;
+            let thread =
+                tarn_rt::spawn_thread(res, options, move || agent(shared, index, notify, sleeper))?;
+            let mut s = lock(&self.state, self.sleeper);
+            if let Some(c) = s.cpus.iter_mut().find(|c| c.index == index) {
+                c.agent = thread.tcb;
+            }
         }
         let _ = syscall::signal(notify);
         Ok(())
@@ -546,7 +604,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
         s.policy.remove_cpu(CpuId(index as u32), now);
         let c = &mut s.cpus[i];
         c.member = false;
-        c.busy = false;
+        c.entry = None;
         c.due = false;
         c.timer_at = None;
         c.preempt_requested = false;
