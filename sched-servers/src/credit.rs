@@ -65,7 +65,7 @@
 //! (a group of two domains must not outweigh a lone domain of the master's
 //! weight).
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
@@ -214,6 +214,12 @@ struct Domain {
     master: Option<DomainId>,
     /// Number of members, while a master.
     members: u32,
+    /// Its threads (the index that finds an account's waiting threads when
+    /// the account parks or unparks).
+    threads: Vec<ThreadId>,
+    /// Whether the account was parked when its waiting threads were last
+    /// ranked (see [`Credit::refresh_parked`]).
+    parked: bool,
 }
 
 impl Domain {
@@ -224,6 +230,8 @@ impl Domain {
             cap_credit_ns: 0,
             master: None,
             members: 0,
+            threads: Vec::new(),
+            parked: false,
         }
     }
 }
@@ -264,6 +272,10 @@ struct Thread {
     yielded: bool,
     /// Queue order (FIFO within a priority).
     seq: u64,
+    /// While queued: its key in its CPU's `ranked` set (`None`: it waits
+    /// in `parked`). Kept equal to [`Credit::rank`] by [`Credit::rekey`]
+    /// whenever something the rank reads changes.
+    key: Option<Rank>,
     /// Ran, or was runnable, since the last accounting.
     active: bool,
     /// Its credit: its share of its account's grants less its run time.
@@ -281,10 +293,23 @@ enum CpuState {
     Busy(ThreadId),
 }
 
+/// One CPU's run queue is sorted, as Xen's is: waiting threads are kept in
+/// rank order, so the best one is found without looking at the others, and
+/// counts are kept for the balancing decisions. Every operation on a queue
+/// costs O(log n) in the number of waiting threads; only the accounting
+/// (every 30 ms) re-ranks them all.
 #[derive(Clone, Debug)]
 struct Cpu {
     state: CpuState,
-    queue: VecDeque<ThreadId>,
+    /// Waiting threads that may run, by rank (best last).
+    ranked: BTreeSet<Rank>,
+    /// How many of `ranked` are UNDER or BOOST.
+    under: usize,
+    /// Waiting threads whose capped account is parked, in queue order.
+    parked: BTreeSet<(u64, ThreadId)>,
+    /// Waiting threads that had yielded when queued here: their flag
+    /// lasts until this CPU's next pick (may hold threads since moved).
+    yielded: Vec<ThreadId>,
     /// The timer armed on this CPU.
     timer_at_ns: Option<u64>,
     /// A preemption held back by the rate limit is re-examined then.
@@ -297,7 +322,10 @@ impl Cpu {
     const fn new() -> Self {
         Self {
             state: CpuState::Idle,
-            queue: VecDeque::new(),
+            ranked: BTreeSet::new(),
+            under: 0,
+            parked: BTreeSet::new(),
+            yielded: Vec::new(),
             timer_at_ns: None,
             recheck_at_ns: None,
             preempting: false,
@@ -455,8 +483,157 @@ impl Credit {
 
     /// The best waiting thread in `cpu`'s queue.
     fn best_in(&self, cpu: CpuId) -> Option<Rank> {
-        let queue = &self.cpus.get(&cpu)?.queue;
-        queue.iter().filter_map(|&thread| self.rank(thread)).max()
+        self.cpus.get(&cpu)?.ranked.last().copied()
+    }
+
+    /// Files a thread whose place is `Queued(cpu)` in that CPU's queue
+    /// under its current rank.
+    fn file(&mut self, thread: ThreadId) {
+        let Some(t) = self.threads.get(&thread) else {
+            return;
+        };
+        let Place::Queued(cpu) = t.place else {
+            return;
+        };
+        let seq = t.seq;
+        let key = self.rank(thread);
+        if let Some(t) = self.threads.get_mut(&thread) {
+            t.key = key;
+        }
+        let Some(c) = self.cpus.get_mut(&cpu) else {
+            return;
+        };
+        match key {
+            Some(rank) => {
+                c.under += usize::from(rank.0 >= Priority::Under);
+                c.ranked.insert(rank);
+            }
+            None => {
+                c.parked.insert((seq, thread));
+            }
+        }
+    }
+
+    /// Takes a queued thread out of its CPU's queue (its place is left as
+    /// it is).
+    fn unfile(&mut self, thread: ThreadId) {
+        let Some(t) = self.threads.get_mut(&thread) else {
+            return;
+        };
+        let Place::Queued(cpu) = t.place else {
+            return;
+        };
+        let key = t.key.take();
+        let seq = t.seq;
+        let Some(c) = self.cpus.get_mut(&cpu) else {
+            return;
+        };
+        match key {
+            Some(rank) => {
+                if c.ranked.remove(&rank) {
+                    c.under -= usize::from(rank.0 >= Priority::Under);
+                }
+            }
+            None => {
+                c.parked.remove(&(seq, thread));
+            }
+        }
+    }
+
+    /// Re-files a queued thread after something its rank reads changed.
+    fn rekey(&mut self, thread: ThreadId) {
+        self.unfile(thread);
+        self.file(thread);
+    }
+
+    /// Re-ranks every waiting thread (after an accounting, a parameter or
+    /// group change, a CPU leaving): credits and parked accounts may all
+    /// have changed.
+    fn rekey_all(&mut self) {
+        let accounts: Vec<DomainId> = self.domains.keys().copied().collect();
+        for account in accounts {
+            let parked = self.parked(account);
+            if let Some(d) = self.domains.get_mut(&account) {
+                d.parked = parked;
+            }
+        }
+        let queued: Vec<ThreadId> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| matches!(t.place, Place::Queued(_)))
+            .map(|(&id, _)| id)
+            .collect();
+        for thread in queued {
+            self.rekey(thread);
+        }
+    }
+
+    /// After the cap budget available to `account` changed (an entry of it
+    /// started, was charged or ended): if that parked or unparked it,
+    /// re-ranks its waiting threads.
+    fn refresh_parked(&mut self, account: DomainId) {
+        let Some(d) = self.domains.get(&account) else {
+            return;
+        };
+        if d.cap_pct == 0 && !d.parked {
+            return;
+        }
+        let parked = self.parked(account);
+        if parked == d.parked {
+            return;
+        }
+        let mut threads = d.threads.clone();
+        if d.members > 0 {
+            for member in self.domains.values().filter(|m| m.master == Some(account)) {
+                threads.extend_from_slice(&member.threads);
+            }
+        }
+        if let Some(d) = self.domains.get_mut(&account) {
+            d.parked = parked;
+        }
+        for thread in threads {
+            self.rekey(thread);
+        }
+    }
+
+    /// Whether every queued thread's key is its rank, every count right
+    /// (checked after each call in debug builds).
+    fn queues_consistent(&self) -> bool {
+        let mut filed = 0;
+        for (&id, c) in &self.cpus {
+            if c.under != c.ranked.iter().filter(|r| r.0 >= Priority::Under).count() {
+                return false;
+            }
+            for rank in &c.ranked {
+                let t = &self.threads[&rank.4];
+                if t.place != Place::Queued(id) || t.key != Some(*rank) {
+                    return false;
+                }
+            }
+            for &(seq, thread) in &c.parked {
+                let t = &self.threads[&thread];
+                if t.place != Place::Queued(id) || t.seq != seq || t.key.is_some() {
+                    return false;
+                }
+            }
+            filed += c.ranked.len() + c.parked.len();
+        }
+        let queued = self
+            .threads
+            .values()
+            .filter(|t| matches!(t.place, Place::Queued(cpu) if self.cpus.contains_key(&cpu)));
+        let mut count = 0;
+        for t in queued {
+            count += 1;
+            let rank = t.key.and_then(|k| self.rank(k.4).filter(|r| *r == k));
+            if t.key.is_some() && rank.is_none() {
+                return false;
+            }
+            if t.key.is_none() && self.queued_priority(t).is_some() {
+                return false;
+            }
+        }
+        count == filed
     }
 
     /// The best thread queued on another CPU than `cpu` with at least
@@ -475,14 +652,19 @@ impl Credit {
     fn enqueue(&mut self, thread: ThreadId, cpu: CpuId) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let Some(t) = self.threads.get_mut(&thread) {
-            t.place = Place::Queued(cpu);
-            t.seq = seq;
-            t.active = true;
-        }
+        let Some(t) = self.threads.get_mut(&thread) else {
+            return;
+        };
+        t.place = Place::Queued(cpu);
+        t.seq = seq;
+        t.active = true;
+        let yielded = t.yielded;
         if let Some(c) = self.cpus.get_mut(&cpu) {
-            c.queue.push_back(thread);
+            if yielded {
+                c.yielded.push(thread);
+            }
         }
+        self.file(thread);
     }
 
     /// Takes a thread out of whatever queue holds it.
@@ -491,11 +673,7 @@ impl Credit {
             return;
         };
         match t.place {
-            Place::Queued(cpu) => {
-                if let Some(c) = self.cpus.get_mut(&cpu) {
-                    c.queue.retain(|&q| q != thread);
-                }
-            }
+            Place::Queued(_) => self.unfile(thread),
             Place::Homeless => self.homeless.retain(|&q| q != thread),
             Place::Blocked | Place::Running(_) => {}
         }
@@ -599,14 +777,9 @@ impl Credit {
     /// the UNDER work, locally or by stealing). CPUs about to pick count as
     /// taking waiting work.
     fn balance(&mut self, idle: usize, over: &[CpuId], now_ns: u64) {
-        let mut waiting = 0usize;
-        let mut waiting_under = 0usize;
-        for &thread in self
-            .cpus
-            .values()
-            .flat_map(|c| c.queue.iter())
-            .chain(self.homeless.iter())
-        {
+        let mut waiting: usize = self.cpus.values().map(|c| c.ranked.len()).sum();
+        let mut waiting_under: usize = self.cpus.values().map(|c| c.under).sum();
+        for &thread in &self.homeless {
             if let Some(priority) = self
                 .threads
                 .get(&thread)
@@ -679,6 +852,7 @@ impl Credit {
                 d.cap_credit_ns = d.cap_credit_ns.saturating_sub(delta);
             }
         }
+        self.refresh_parked(account);
     }
 
     /// Ends `thread`'s entry (after charging it): frees its CPU for the
@@ -700,9 +874,13 @@ impl Credit {
                 };
             }
         }
-        if let Some(t) = self.threads.get_mut(&thread) {
-            t.place = Place::Blocked;
-        }
+        let Some(t) = self.threads.get_mut(&thread) else {
+            return;
+        };
+        t.place = Place::Blocked;
+        let domain = t.domain;
+        let account = self.account_of(domain);
+        self.refresh_parked(account);
     }
 
     /// Hands out credit for one accounting period (see the module docs).
@@ -767,6 +945,7 @@ impl Credit {
             t.active = false;
         }
         self.accounted = true;
+        self.rekey_all();
     }
 
     /// Splits an account's grant equally over its active threads (Xen's
@@ -835,6 +1014,7 @@ impl Credit {
 
     /// Kicks idle CPUs while unparked threads wait, arms the timers.
     fn finish(&mut self, now_ns: u64) {
+        debug_assert!(self.queues_consistent(), "credit's run queues");
         let idle = self
             .cpus
             .values()
@@ -954,9 +1134,16 @@ impl Policy for Credit {
         let Some(removed) = self.cpus.remove(&cpu) else {
             return;
         };
-        for thread in removed.queue {
+        // Its waiting threads in queue order, as they were queued.
+        let mut waiting: Vec<(u64, ThreadId)> = removed.parked.into_iter().collect();
+        waiting.extend(removed.ranked.iter().map(|rank| (rank.3 .0, rank.4)));
+        waiting.sort_unstable();
+        // An entry still running there no longer counts against its cap.
+        self.rekey_all();
+        for (_, thread) in waiting {
             if let Some(t) = self.threads.get_mut(&thread) {
                 t.place = Place::Blocked;
+                t.key = None;
             }
             self.place(thread, now_ns);
         }
@@ -977,7 +1164,11 @@ impl Policy for Credit {
             return Err(PolicyError::DuplicateThread { thread });
         }
         self.advance(now_ns);
-        self.domains.entry(domain).or_insert_with(Domain::new);
+        self.domains
+            .entry(domain)
+            .or_insert_with(Domain::new)
+            .threads
+            .push(thread);
         self.threads.insert(
             thread,
             Thread {
@@ -987,6 +1178,7 @@ impl Policy for Credit {
                 boost: false,
                 yielded: false,
                 seq: 0,
+                key: None,
                 active: false,
                 credit_ns: 0,
             },
@@ -1005,17 +1197,21 @@ impl Policy for Credit {
             // The driver picks for this CPU next (its entry is gone).
             self.end_entry(thread, entry.cpu);
         }
-        self.threads.remove(&thread);
+        if let Some(t) = self.threads.remove(&thread) {
+            if let Some(d) = self.domains.get_mut(&t.domain) {
+                d.threads.retain(|&other| other != thread);
+            }
+        }
         self.finish(now_ns);
     }
 
     fn remove_domain(&mut self, domain: DomainId, now_ns: u64) {
-        let threads: Vec<ThreadId> = self
-            .threads
-            .iter()
-            .filter(|(_, t)| t.domain == domain)
-            .map(|(&id, _)| id)
-            .collect();
+        let mut threads = self
+            .domains
+            .get(&domain)
+            .map(|d| d.threads.clone())
+            .unwrap_or_default();
+        threads.sort_unstable();
         for thread in threads {
             self.remove_thread(thread, now_ns);
         }
@@ -1030,6 +1226,7 @@ impl Policy for Credit {
             self.set_group(member, None);
         }
         self.domains.remove(&domain);
+        self.rekey_all();
         self.finish(now_ns);
     }
 
@@ -1142,10 +1339,18 @@ impl Policy for Credit {
                 .or_else(|| self.best_elsewhere(cpu, Priority::Over)),
         };
         // Yielding only counts for the pick that follows it.
-        let queued: Vec<ThreadId> = self.cpus[&cpu].queue.iter().copied().collect();
-        for thread in queued {
-            if let Some(t) = self.threads.get_mut(&thread) {
+        let yielded = self
+            .cpus
+            .get_mut(&cpu)
+            .map(|c| core::mem::take(&mut c.yielded))
+            .unwrap_or_default();
+        for thread in yielded {
+            let Some(t) = self.threads.get_mut(&thread) else {
+                continue;
+            };
+            if t.place == Place::Queued(cpu) && t.yielded {
                 t.yielded = false;
+                self.rekey(thread);
             }
         }
         let Some(thread) = chosen else {
@@ -1194,6 +1399,7 @@ impl Policy for Credit {
             c.state = CpuState::Busy(thread);
             c.preempting = false;
         }
+        self.refresh_parked(account);
         self.finish(now_ns);
         Some(Dispatch { thread, budget_ns })
     }
@@ -1330,6 +1536,7 @@ impl Policy for Credit {
             }
             _ => return Err(PolicyError::WrongPolicy { policy: "credit" }),
         }
+        self.rekey_all();
         self.finish(now_ns);
         Ok(())
     }
