@@ -63,7 +63,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("cpupool-start P", "activate a defined pool"),
     (
         "cpupool-destroy P",
-        "deactivate a pool without domains (CPUs become free)",
+        "deactivate a pool without domains (CPUs become free); a pool made by cpupool-create is forgotten, one from cpupool-new stays defined",
     ),
     ("cpupool-delete P", "forget a deactivated pool"),
     ("cpupool-rename P NAME", "rename a pool"),
