@@ -1200,32 +1200,5 @@ pub fn format_cpu_list(cpus: &[u32]) -> String {
     out
 }
 
-/// Render `xl cpupool-list` (columns Name, CPUs, Sched, Active, Domain count)
-/// or, with `cpu_list`, `xl cpupool-list -c` (Name, CPU list).
-pub fn render_cpupool_list(rows: &[PoolInfo], cpu_list: bool) -> String {
-    let mut out = String::new();
-    if cpu_list {
-        out.push_str("Name               CPU list\n");
-        for r in rows {
-            // xl prints every CPU, comma-separated (`0,1,2`), not ranges.
-            let cpus: Vec<String> = r.cpus.iter().map(|c| format!("{c}")).collect();
-            out.push_str(&format!("{:<19}{}\n", r.name, cpus.join(",")));
-        }
-    } else {
-        out.push_str("Name               CPUs   Sched     Active   Domain count\n");
-        for r in rows {
-            out.push_str(&format!(
-                "{:<19}{:>4}   {:<10}{:>3}   {:>11}\n",
-                r.name,
-                r.cpu_count,
-                r.sched.name(),
-                if r.active { "y" } else { "n" },
-                r.domain_count
-            ));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests;
