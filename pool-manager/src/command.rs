@@ -572,8 +572,11 @@ impl<'a> Flags<'a> {
         };
         let mut words = args.iter();
         while let Some(&word) = words.next() {
-            let (flag, inline): (&'a str, Option<&'a str>) = match word.strip_prefix("--") {
-                Some(_) => {
+            let known = with_value.iter().chain(switches).find(|f| **f == word);
+            let (flag, inline): (&'a str, Option<&'a str>) = match (known, word.starts_with("--")) {
+                // A flag as the command names it (`-d`, `--json`).
+                (Some(flag), _) => (flag, None),
+                (None, true) => {
                     let (name, inline) = match word.split_once('=') {
                         Some((name, value)) => (name, Some(value)),
                         None => (word, None),
@@ -585,12 +588,7 @@ impl<'a> Flags<'a> {
                         .ok_or_else(|| format!("unexpected '{word}' (usage: {usage})"))?;
                     (short, inline)
                 }
-                None => {
-                    let known = with_value.iter().chain(switches).find(|f| **f == word);
-                    let flag: &'static str =
-                        known.ok_or_else(|| format!("unexpected '{word}' (usage: {usage})"))?;
-                    (flag, None)
-                }
+                (None, false) => return Err(format!("unexpected '{word}' (usage: {usage})")),
             };
             let repeated =
                 flags.values.iter().any(|(f, _)| *f == flag) || flags.switches.contains(&flag);

@@ -366,3 +366,56 @@ fn console_cpu_lists_use_the_topology() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn long_options_map_to_their_flags_and_named_flags_stay() {
+    assert_eq!(
+        parsed("sched-credit --domain=a --weight 384 --cap=50"),
+        Command::CreditDomain {
+            domain: String::from("a"),
+            weight: Some(384),
+            cap_pct: Some(50)
+        }
+    );
+    assert_eq!(
+        parsed("sched-credit --schedparam --cpupool=rt --tslice_ms=10 --ratelimit_us=500"),
+        Command::CreditPool {
+            pool: Some(String::from("rt")),
+            timeslice_ms: Some(10),
+            ratelimit_us: Some(500)
+        }
+    );
+    assert!(refused("sched-credit --domain=").contains("needs a value"));
+    // A flag the command names with two dashes is itself, not a long form.
+    assert_eq!(
+        parsed("top --json -d 500"),
+        Command::Top {
+            json: true,
+            ms: 500
+        }
+    );
+    assert_eq!(
+        parsed("sched-sedf -d s -p 50"),
+        Command::SedfDomain {
+            domain: String::from("s"),
+            period_ms: Some(50),
+            slice_ms: None,
+            extra: None
+        }
+    );
+    assert_eq!(
+        refused("sched-sedf -c rt -d s"),
+        "Specifying a cpupool is not allowed with other options."
+    );
+    assert!(refused("sched-sedf -d s -l 5").starts_with("-l/--latency: not built"));
+    assert_eq!(
+        parsed("list -c 3"),
+        Command::List {
+            long: false,
+            pool: None,
+            cpupool: true,
+            domain: Some(String::from("3"))
+        }
+    );
+    assert!(refused("list -v").contains("not built"));
+}
