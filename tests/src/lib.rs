@@ -1843,7 +1843,9 @@ pub fn scenarios() -> Vec<Scenario> {
             "sched-credit -d a -w 512",
             "top --json -d 1000",
             "cpupool-sched p sedf",
-            "sched-sedf -d a -p 100 -s 20",
+            // Without -e the domain keeps its extra time (SEDF gives a new
+            // domain extra time), as xl: -e 0 confines it to its 20 %.
+            "sched-sedf -d a -p 100 -s 20 -e 0",
             "top --json -d 1000",
             "cpupool-list -l",
             "poweroff",
