@@ -73,7 +73,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "cpupool-cpu-remove P CPUS",
-        "take CPUs back (negotiated with the pool's server)",
+        "take CPUs back (negotiated with the pool's server); a pool without domains may give up its last",
     ),
     (
         "cpupool-migrate D P",
