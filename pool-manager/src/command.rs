@@ -42,12 +42,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "CPUs, memory, boot modules, free CPUs, kernel objects, the root task's resources",
     ),
     (
-        "list [-l] [--pool=P]",
-        "domains: name, id, vCPUs, state, CPU time, pool (-l: JSON)",
+        "list [-l] [-c] [--pool=P] [D]",
+        "domains as xl lists them: name, id, memory (MiB), vCPUs, state, CPU time (-c/--cpupool: and the pool, -l: JSON, --pool=P: P's only, D: that domain only)",
     ),
     (
-        "create KEY=VALUE... | [-f] FILE [KEY=VALUE...]",
-        "start a domain (xl.cfg keys: name pool image|kernel type vcpus memory cpu_weight cap period slice extra cmdline root ramdisk, and the pool policy's own; other xl keys warned)",
+        "create KEY=VALUE... | [-n] [-f] FILE [KEY=VALUE...]",
+        "start a domain (-n: print the config only; xl.cfg keys: name pool image|kernel type vcpus memory cpu_weight cap period slice extra cmdline root ramdisk, and the pool policy's own; other xl keys warned)",
     ),
     ("destroy D", "stop a domain and forget it"),
     ("pause D", "stop a domain's vCPUs"),
@@ -63,7 +63,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("cpupool-start P", "activate a defined pool"),
     (
         "cpupool-destroy P",
-        "deactivate a pool without domains (CPUs become free)",
+        "deactivate a pool without domains (CPUs become free); a pool made by cpupool-create is forgotten, one from cpupool-new stays defined",
     ),
     ("cpupool-delete P", "forget a deactivated pool"),
     ("cpupool-rename P NAME", "rename a pool"),
@@ -73,7 +73,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "cpupool-cpu-remove P CPUS",
-        "take CPUs back (negotiated with the pool's server)",
+        "take CPUs back (negotiated with the pool's server); a pool without domains may give up its last",
     ),
     (
         "cpupool-migrate D P",
@@ -99,12 +99,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "pools: name, CPUs, scheduler, active, domains (-c: CPU lists, -l: JSON)",
     ),
     (
-        "sched-credit [-d D [-w W] [-c CAP] | -s -p P [-t MS] [-r US]]",
-        "credit parameters of a domain or a pool; alone: the table",
+        "sched-credit [-d D [-w W] [-c CAP]] | [-p P] [-s [-t MS] [-r US]]",
+        "credit: a domain's weight and cap (shown without -w/-c), a pool's tslice and ratelimit (-s; Pool-0 without -p), alone every credit pool and its domains (-p: one pool); long options --domain= --weight= --cap= --cpupool= --schedparam --tslice_ms= --ratelimit_us=",
     ),
     (
-        "sched-sedf [-d D -p MS -s MS [-e 0|1]]",
-        "sedf reservation of a domain; alone: the table",
+        "sched-sedf [-d D [-p MS] [-s MS] [-e 0|1]] | [-c P]",
+        "sedf (Xen 4.5's xl): a domain's period, slice, extra time (shown without -p/-s/-e; what is not given stays), alone every sedf pool and its domains (-c: one pool); -l and -w are not built",
     ),
     (
         "sched-group -d D (-m MASTER | -n)",
@@ -216,12 +216,16 @@ pub enum Command {
     Help,
     /// `info`.
     Info,
-    /// `list [-l] [--pool=P]`.
+    /// `list [-l] [-c] [--pool=P] [D]`.
     List {
         /// `-l`: JSON.
         long: bool,
         /// Only this pool's domains.
         pool: Option<String>,
+        /// `-c` / `--cpupool`: xl's Cpupool column.
+        cpupool: bool,
+        /// Only this domain (`list D`).
+        domain: Option<String>,
     },
     /// `create ...`.
     Create(DomainSource),
@@ -318,9 +322,14 @@ pub enum Command {
         /// Only these pools (all when empty).
         pools: Vec<String>,
     },
-    /// `sched-credit` alone: every credit domain's weight and cap.
-    CreditTable,
-    /// `sched-credit -d D [-w W] [-c CAP]`.
+    /// `sched-credit [-p P]`: every credit pool's parameters and its
+    /// domains' weights and caps (only pool P's with `-p`).
+    CreditShow {
+        /// `-p P`.
+        pool: Option<String>,
+    },
+    /// `sched-credit -d D [-w W] [-c CAP]`: neither `-w` nor `-c` shows
+    /// the domain's line.
     CreditDomain {
         /// The domain.
         domain: String,
@@ -329,27 +338,33 @@ pub enum Command {
         /// New cap (%).
         cap_pct: Option<u32>,
     },
-    /// `sched-credit -s -p P [-t MS] [-r US]` (at least one of the two).
+    /// `sched-credit -s [-p P] [-t MS] [-r US]`: neither `-t` nor `-r`
+    /// shows the pool's parameters.
     CreditPool {
-        /// The pool.
-        pool: String,
+        /// The pool (Pool-0 when not given, as xl's pool id 0).
+        pool: Option<String>,
         /// Time slice.
         timeslice_ms: Option<u32>,
         /// Rate limit.
         ratelimit_us: Option<u32>,
     },
-    /// `sched-sedf` alone: every SEDF reservation.
-    SedfTable,
-    /// `sched-sedf -d D -p MS -s MS [-e 0|1]`.
+    /// `sched-sedf [-c P]`: every SEDF pool and its domains' reservations
+    /// (only pool P's with `-c`).
+    SedfShow {
+        /// `-c P`.
+        pool: Option<String>,
+    },
+    /// `sched-sedf -d D [-p MS] [-s MS] [-e 0|1]`: what is not given keeps
+    /// its value; nothing given shows the domain's line.
     SedfDomain {
         /// The domain.
         domain: String,
         /// Period.
-        period_ms: u32,
+        period_ms: Option<u32>,
         /// Slice.
-        slice_ms: u32,
+        slice_ms: Option<u32>,
         /// Extra time allowed.
-        extra: bool,
+        extra: Option<bool>,
     },
     /// `sched-group -d D (-m MASTER | -n)`.
     Group {
@@ -525,7 +540,8 @@ where
 }
 
 /// Flags of a command: `-x VALUE` pairs and lone switches, each at most
-/// once; anything else is refused.
+/// once, and their long forms as xl's getopt takes them (`--domain=D` or
+/// `--domain D`, `--schedparam`); anything else is refused.
 struct Flags<'a> {
     values: Vec<(&'a str, &'a str)>,
     switches: Vec<&'a str>,
@@ -534,8 +550,20 @@ struct Flags<'a> {
 impl<'a> Flags<'a> {
     fn parse(
         args: &[&'a str],
-        with_value: &[&str],
-        switches: &[&str],
+        with_value: &[&'static str],
+        switches: &[&'static str],
+        usage: &str,
+    ) -> Result<Flags<'a>, String> {
+        Flags::parse_long(args, with_value, switches, &[], usage)
+    }
+
+    /// [`Flags::parse`] with long options: `long` maps each long name
+    /// (`--domain`) to its short flag (`-d`), under which it is kept.
+    fn parse_long(
+        args: &[&'a str],
+        with_value: &[&'static str],
+        switches: &[&'static str],
+        long: &[(&str, &'static str)],
         usage: &str,
     ) -> Result<Flags<'a>, String> {
         let mut flags = Flags {
@@ -544,20 +572,45 @@ impl<'a> Flags<'a> {
         };
         let mut words = args.iter();
         while let Some(&word) = words.next() {
+            let known = with_value.iter().chain(switches).find(|f| **f == word);
+            let (flag, inline): (&'a str, Option<&'a str>) = match (known, word.starts_with("--")) {
+                // A flag as the command names it (`-d`, `--json`).
+                (Some(flag), _) => (flag, None),
+                (None, true) => {
+                    let (name, inline) = match word.split_once('=') {
+                        Some((name, value)) => (name, Some(value)),
+                        None => (word, None),
+                    };
+                    let short = long
+                        .iter()
+                        .find(|(l, _)| *l == name)
+                        .map(|(_, s)| *s)
+                        .ok_or_else(|| format!("unexpected '{word}' (usage: {usage})"))?;
+                    (short, inline)
+                }
+                (None, false) => return Err(format!("unexpected '{word}' (usage: {usage})")),
+            };
             let repeated =
-                flags.values.iter().any(|(f, _)| *f == word) || flags.switches.contains(&word);
+                flags.values.iter().any(|(f, _)| *f == flag) || flags.switches.contains(&flag);
             if repeated {
-                return Err(format!("{word} given twice (usage: {usage})"));
+                return Err(format!("{flag} given twice (usage: {usage})"));
             }
-            if with_value.contains(&word) {
-                let value = words
-                    .next()
-                    .ok_or_else(|| format!("{word} needs a value (usage: {usage})"))?;
-                flags.values.push((word, value));
-            } else if switches.contains(&word) {
-                flags.switches.push(word);
+            if with_value.contains(&flag) {
+                let value = match inline {
+                    Some(value) => value,
+                    None => words
+                        .next()
+                        .copied()
+                        .ok_or_else(|| format!("{word} needs a value (usage: {usage})"))?,
+                };
+                if value.is_empty() {
+                    return Err(format!("{word} needs a value (usage: {usage})"));
+                }
+                flags.values.push((flag, value));
+            } else if inline.is_some() {
+                return Err(format!("{flag} takes no value (usage: {usage})"));
             } else {
-                return Err(format!("unexpected '{word}' (usage: {usage})"));
+                flags.switches.push(flag);
             }
         }
         Ok(flags)
@@ -682,21 +735,34 @@ pub fn parse_in(line: &str, topology: &Topology) -> Result<Option<Command>, Stri
         "cpupool-numa-split" => none(args).map(|()| Command::NumaSplit)?,
         "list" => {
             let mut long = false;
+            let mut cpupool = false;
             let mut pool = None;
+            let mut domain = None;
             for arg in args {
                 match (*arg, arg.strip_prefix("--pool=")) {
-                    ("-l", _) if !long => long = true,
+                    ("-l" | "--long", _) if !long => long = true,
+                    ("-c" | "--cpupool", _) if !cpupool => cpupool = true,
+                    ("-v" | "--verbose" | "-Z" | "--context" | "-n" | "--numa", _) => {
+                        return Err(format!(
+                            "list {arg}: not built (domains have no UUID, security label or NUMA affinity)"
+                        ))
+                    }
                     (_, Some(p)) if pool.is_none() && !p.is_empty() => pool = Some(p.to_string()),
+                    (d, None) if domain.is_none() && !d.starts_with('-') => {
+                        domain = Some(d.to_string())
+                    }
                     _ => return Err(usage_error()),
                 }
             }
-            Command::List { long, pool }
+            Command::List {
+                long,
+                pool,
+                cpupool,
+                domain,
+            }
         }
         "create" if rest.is_empty() => return Err(usage_error()),
         "create" => match config_file(args, usage(name))? {
-            Some(file) if file.dry_run => {
-                return Err(format!("create -n: not built (usage: {})", usage(name)))
-            }
             Some(file) => Command::Create(DomainSource::File(file)),
             None => Command::Create(DomainSource::Inline(
                 config::parse_domain_inline(rest).map_err(inline_error)?,
@@ -784,57 +850,106 @@ pub fn parse_in(line: &str, topology: &Topology) -> Result<Option<Command>, Stri
         }
         "sched-credit" => {
             let usage = usage(name);
-            let flags = Flags::parse(args, &["-d", "-w", "-c", "-p", "-t", "-r"], &["-s"], usage)?;
-            if args.is_empty() {
-                Command::CreditTable
-            } else if flags.has("-s") {
-                if flags.has("-d") || flags.has("-w") || flags.has("-c") {
-                    return Err(format!("-s sets a pool's parameters, -d a domain's: one or the other (usage: {usage})"));
-                }
-                let pool = flags
-                    .value("-p")
-                    .ok_or_else(|| format!("-s needs -p P (usage: {usage})"))?;
-                let timeslice_ms = flags.u32("-t", 1, u32::MAX)?;
-                let ratelimit_us = flags.u32("-r", 0, u32::MAX)?;
-                if timeslice_ms.is_none() && ratelimit_us.is_none() {
-                    return Err(String::from("sched-credit -s: give -t MS and/or -r US"));
-                }
+            let flags = Flags::parse_long(
+                args,
+                &["-d", "-w", "-c", "-p", "-t", "-r", "-m"],
+                &["-s"],
+                &[
+                    ("--domain", "-d"),
+                    ("--weight", "-w"),
+                    ("--cap", "-c"),
+                    ("--cpupool", "-p"),
+                    ("--schedparam", "-s"),
+                    ("--tslice_ms", "-t"),
+                    ("--ratelimit_us", "-r"),
+                    ("--migration_delay_us", "-m"),
+                ],
+                usage,
+            )?;
+            let domain_options = flags.has("-d") || flags.has("-w") || flags.has("-c");
+            // xl's refusals, in its order and words.
+            if (flags.has("-p") || flags.has("-s")) && domain_options {
+                return Err(String::from(
+                    "Specifying a cpupool or schedparam is not allowed with domain options.",
+                ));
+            }
+            if !flags.has("-d") && domain_options {
+                return Err(String::from("Must specify a domain."));
+            }
+            let pool_values = flags.has("-t") || flags.has("-r") || flags.has("-m");
+            if !flags.has("-s") && pool_values {
+                return Err(String::from(
+                    "Must specify schedparam to set schedule parameter values.",
+                ));
+            }
+            if flags.has("-m") {
+                return Err(String::from(
+                    "-m/--migration_delay_us: not built (credit here has no migration delay; it stays 0us)",
+                ));
+            }
+            let pool = flags.value("-p").map(str::to_string);
+            if flags.has("-s") {
                 Command::CreditPool {
-                    pool: pool.to_string(),
-                    timeslice_ms,
-                    ratelimit_us,
+                    pool,
+                    timeslice_ms: flags.u32("-t", 1, u32::MAX)?,
+                    ratelimit_us: flags.u32("-r", 0, u32::MAX)?,
                 }
-            } else {
-                if flags.has("-p") || flags.has("-t") || flags.has("-r") {
-                    return Err(format!("-p, -t and -r go with -s (usage: {usage})"));
-                }
-                let domain = flags.value("-d").ok_or_else(|| format!("usage: {usage}"))?;
+            } else if let Some(domain) = flags.value("-d") {
                 Command::CreditDomain {
                     domain: domain.to_string(),
                     weight: flags.u32("-w", 0, u32::MAX)?,
                     cap_pct: flags.u32("-c", 0, u32::MAX)?,
                 }
+            } else {
+                Command::CreditShow { pool }
             }
         }
         "sched-sedf" => {
             let usage = usage(name);
-            let flags = Flags::parse(args, &["-d", "-p", "-s", "-e"], &[], usage)?;
-            if args.is_empty() {
-                Command::SedfTable
-            } else {
-                let domain = flags.value("-d").ok_or_else(|| format!("usage: {usage}"))?;
-                let (Some(period_ms), Some(slice_ms)) =
-                    (flags.u32("-p", 0, u32::MAX)?, flags.u32("-s", 0, u32::MAX)?)
-                else {
-                    return Err(format!("usage: {usage}"));
-                };
-                let extra = flags.u32("-e", 0, 1)? == Some(1);
-                Command::SedfDomain {
+            let flags = Flags::parse_long(
+                args,
+                &["-d", "-p", "-s", "-l", "-e", "-w", "-c"],
+                &[],
+                &[
+                    ("--period", "-p"),
+                    ("--slice", "-s"),
+                    ("--latency", "-l"),
+                    ("--extra", "-e"),
+                    ("--weight", "-w"),
+                    ("--cpupool", "-c"),
+                ],
+                usage,
+            )?;
+            let domain_values = ["-p", "-s", "-l", "-e", "-w"].iter().any(|f| flags.has(f));
+            // Xen 4.5's xl refusals, in its order and words.
+            if flags.has("-c") && (flags.has("-d") || domain_values) {
+                return Err(String::from(
+                    "Specifying a cpupool is not allowed with other options.",
+                ));
+            }
+            if !flags.has("-d") && domain_values {
+                return Err(String::from("Must specify a domain."));
+            }
+            if flags.has("-l") {
+                return Err(String::from(
+                    "-l/--latency: not built (SEDF here has no latency scaling of extra time); nothing was changed",
+                ));
+            }
+            if flags.has("-w") {
+                return Err(String::from(
+                    "-w/--weight: not built (SEDF here shares extra time equally, without weights); nothing was changed",
+                ));
+            }
+            match flags.value("-d") {
+                Some(domain) => Command::SedfDomain {
                     domain: domain.to_string(),
-                    period_ms,
-                    slice_ms,
-                    extra,
-                }
+                    period_ms: flags.u32("-p", 0, u32::MAX)?,
+                    slice_ms: flags.u32("-s", 0, u32::MAX)?,
+                    extra: flags.u32("-e", 0, 1)?.map(|e| e == 1),
+                },
+                None => Command::SedfShow {
+                    pool: flags.value("-c").map(str::to_string),
+                },
             }
         }
         "sched-group" => {

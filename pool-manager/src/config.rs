@@ -785,6 +785,46 @@ pub fn format_pool_config(spec: &PoolSpec) -> String {
     out
 }
 
+/// A domain config as xl.cfg text (`create -n`: the config that would be
+/// created), one `key = value` per line, in xl.cfg's keys; it parses back
+/// to the same config (less the warnings, which the dry run prints
+/// before it).
+pub fn format_domain_config(config: &DomainConfig) -> String {
+    let mut out = format!("name = {}\n", quoted(&config.name));
+    if let Some(pool) = &config.pool {
+        out.push_str(&format!("pool = {}\n", quoted(pool)));
+    }
+    let kind = match config.kind {
+        DomainType::Native => "pv",
+        DomainType::Hvm => "hvm",
+    };
+    out.push_str(&format!("type = {}\n", quoted(kind)));
+    out.push_str(&format!("kernel = {}\n", quoted(&config.image)));
+    out.push_str(&format!("vcpus = {}\n", config.vcpus));
+    if let Some(memory) = config.memory_mib {
+        out.push_str(&format!("memory = {memory}\n"));
+    }
+    if let Some(cmdline) = &config.cmdline {
+        out.push_str(&format!("cmdline = {}\n", quoted(cmdline)));
+    }
+    if let Some(ramdisk) = &config.ramdisk {
+        out.push_str(&format!("ramdisk = {}\n", quoted(ramdisk)));
+    }
+    // xl.cfg's names of credit's and SEDF's keys.
+    for (key, value) in config.params.iter() {
+        let key = if key == "weight" { "cpu_weight" } else { key };
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    for (key, value) in config.policy_params.iter() {
+        if value.parse::<i64>().is_ok() {
+            out.push_str(&format!("{key} = {value}\n"));
+        } else {
+            out.push_str(&format!("{key} = {}\n", quoted(value)));
+        }
+    }
+    out
+}
+
 /// What kind of domain a config builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DomainType {

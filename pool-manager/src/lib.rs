@@ -9,7 +9,9 @@
 //! inline `key=value` console form) into the specs these operations take.
 //! [`command`] holds the console's command table, its input rules and the
 //! parser from a command line to a typed command; [`tenant`] the one rule
-//! deciding what a tenant holding a pool capability may run.
+//! deciding what a tenant holding a pool capability may run; [`xl`] the
+//! lines xl prints (`list`, `cpupool-list`, `sched-credit`, `sched-sedf`,
+//! `info`), which the console prints the same way.
 //!
 //! The runtime that carries the actions out and serves the console is the
 //! crate beside this one, `tarn-pool-runtime` (`pool-manager/runtime/`),
@@ -25,8 +27,11 @@
 //!   free, or enough free ones for a count), later *deactivated* (only without
 //!   domains; its CPUs become free) and *deleted* (only when deactivated).
 //! - `cpu-add` takes only free CPUs (several: each refused one is reported, the
-//!   others are added); `cpu-remove` frees a CPU but never a pool's last one.
-//! - Domains start only in active pools and migrate only to active pools.
+//!   others are added); `cpu-remove` frees a CPU, a pool's last one only when
+//!   it has no domains (as xl).
+//! - Domains start only in active pools with CPUs and migrate only to them.
+//! - `cpupool-destroy` forgets a pool `cpupool-create` made; a pool defined
+//!   with `cpupool-new` stays defined.
 //! - A live pool can change policy (credit ↔ sedf); its domains keep running.
 //!
 //! # Action model
@@ -54,7 +59,7 @@
 //! | `cpupool-cpu-remove` | [`pools::PoolManager::cpu_remove`] |
 //! | `cpupool-migrate` | [`pools::PoolManager::migrate`] |
 //! | `cpupool-sched` | [`pools::PoolManager::set_scheduler`] |
-//! | `cpupool-list [-c]` | [`pools::PoolManager::list`], [`pools::render_cpupool_list`] |
+//! | `cpupool-list [-c]` | [`pools::PoolManager::list`], [`xl::render_cpupool_list`] |
 //! | `create` | [`config::parse_domain_config`] then [`pools::PoolManager::create_domain`] |
 //! | `destroy` | [`pools::PoolManager::destroy_domain`] |
 //! | `info` (free CPUs) | [`pools::PoolManager::free_cpus`] |
@@ -70,3 +75,4 @@ pub mod command;
 pub mod config;
 pub mod pools;
 pub mod tenant;
+pub mod xl;

@@ -123,8 +123,13 @@ pub struct Pool {
     pub spec: PoolSpec,
     /// Defined or active.
     pub state: PoolState,
-    /// CPUs it owns (empty unless active).
+    /// CPUs it owns (empty unless active; an active pool without domains
+    /// may have none, as xl lets its last CPU go).
     pub cpus: BTreeSet<u32>,
+    /// Made by `cpupool-create` (define and activate in one): destroying it
+    /// forgets it, as xl does; a pool defined with `cpupool-new` stays
+    /// defined when destroyed.
+    pub created: bool,
 }
 
 /// Scheduling parameters of a domain: `key=value` pairs in the keys of the
@@ -332,8 +337,11 @@ pub enum PoolError {
     Pool0Protected,
     /// cpu-remove: the CPU is not in this pool.
     CpuNotInPool(u32),
-    /// cpu-remove: the last CPU of a pool cannot be removed.
+    /// cpu-remove: the last CPU of a pool with domains cannot be removed
+    /// (cpu-loan: the last CPU of any pool).
     LastCpu(u32),
+    /// domain create / migrate: the pool has no CPU to run it on.
+    PoolWithoutCpus,
     /// The control domain cannot be migrated or destroyed.
     ControlDomain,
     /// domain create: vcpus must be ≥ 1.
@@ -384,6 +392,7 @@ impl fmt::Display for PoolError {
             PoolError::Pool0Protected => f.write_str("Pool-0 cannot be destroyed or deleted"),
             PoolError::CpuNotInPool(c) => write!(f, "CPU {c} is not in this cpupool"),
             PoolError::LastCpu(c) => write!(f, "CPU {c} is the last CPU of the cpupool"),
+            PoolError::PoolWithoutCpus => f.write_str("cpupool has no CPUs"),
             PoolError::ControlDomain => f.write_str("the control domain stays in Pool-0"),
             PoolError::InvalidVcpus => f.write_str("vcpus must be at least 1"),
             PoolError::UnknownPolicy { name, available } => write!(
@@ -502,6 +511,7 @@ impl PoolManager {
             },
             state: PoolState::Active,
             cpus,
+            created: false,
         };
         let control = Domain {
             id: CONTROL_DOMAIN,
@@ -674,7 +684,7 @@ impl PoolManager {
         }
     }
 
-    fn install(&mut self, spec: PoolSpec) -> PoolId {
+    fn install(&mut self, spec: PoolSpec, created: bool) -> PoolId {
         let id = PoolId(self.next_pool);
         self.next_pool += 1;
         self.pools.insert(
@@ -684,6 +694,7 @@ impl PoolManager {
                 spec,
                 state: PoolState::Defined,
                 cpus: BTreeSet::new(),
+                created,
             },
         );
         id
@@ -703,7 +714,7 @@ impl PoolManager {
     /// `cpupool-new`: record a pool's attributes; no CPU, no scheduler yet.
     pub fn define(&mut self, spec: PoolSpec) -> Result<PoolId, PoolError> {
         self.check_spec(&spec)?;
-        Ok(self.install(spec))
+        Ok(self.install(spec, false))
     }
 
     /// `cpupool-start`: take the requested CPUs (all must be free; for a count,
@@ -721,12 +732,15 @@ impl PoolManager {
     pub fn create(&mut self, spec: PoolSpec) -> Result<(PoolId, Vec<Action>), PoolError> {
         self.check_spec(&spec)?;
         let cpus = self.pick_cpus(&spec.cpus)?;
-        let id = self.install(spec);
+        let id = self.install(spec, true);
         Ok((id, self.start(id, cpus)))
     }
 
     /// `cpupool-destroy`: release the CPUs (they become free) and stop the
-    /// scheduler. Only without domains; never Pool-0.
+    /// scheduler. Only without domains; never Pool-0. A pool made by
+    /// `cpupool-create` is forgotten then (its name is free), as xl does; one
+    /// defined with `cpupool-new` stays defined (`cpupool-start` activates
+    /// it again, `cpupool-delete` forgets it).
     pub fn deactivate(&mut self, id: PoolId) -> Result<Vec<Action>, PoolError> {
         let pool = self.pool_ref(id)?;
         if id == POOL0 {
@@ -748,7 +762,9 @@ impl PoolManager {
             .map(|&cpu| Action::RevokeCpu { cpu, pool: id })
             .collect();
         actions.push(Action::StopScheduler { pool: id });
-        if let Some(pool) = self.pools.get_mut(&id) {
+        if pool.created {
+            self.pools.remove(&id);
+        } else if let Some(pool) = self.pools.get_mut(&id) {
             pool.cpus.clear();
             pool.state = PoolState::Defined;
         }
@@ -933,8 +949,9 @@ impl PoolManager {
         Ok(report)
     }
 
-    /// `cpupool-cpu-remove`: the CPU leaves the pool and becomes free; the
-    /// pool's last CPU stays.
+    /// `cpupool-cpu-remove`: the CPU leaves the pool and becomes free. The
+    /// last CPU of a pool with domains stays; a pool without domains may
+    /// give up its last one (as xl allows) and stays active without CPUs.
     pub fn cpu_remove(&mut self, id: PoolId, cpu: u32) -> Result<Vec<Action>, PoolError> {
         let pool = self.pool_ref(id)?;
         if pool.state != PoolState::Active {
@@ -949,7 +966,7 @@ impl PoolManager {
         if self.loans.contains_key(&cpu) {
             return Err(PoolError::CpuOnLoan(cpu));
         }
-        if pool.cpus.len() == 1 {
+        if pool.cpus.len() == 1 && self.domain_count(id) > 0 {
             return Err(PoolError::LastCpu(cpu));
         }
         if let Some(pool) = self.pools.get_mut(&id) {
@@ -969,8 +986,12 @@ impl PoolManager {
         if domain == CONTROL_DOMAIN {
             return Err(PoolError::ControlDomain);
         }
-        if self.pool_ref(to)?.state != PoolState::Active {
+        let target = self.pool_ref(to)?;
+        if target.state != PoolState::Active {
             return Err(PoolError::PoolNotActive);
+        }
+        if target.cpus.is_empty() {
+            return Err(PoolError::PoolWithoutCpus);
         }
         if from == to {
             return Ok(Vec::new());
@@ -992,8 +1013,12 @@ impl PoolManager {
         if self.domains.values().any(|d| d.name == spec.name) {
             return Err(PoolError::DomainNameTaken(spec.name));
         }
-        if self.pool_ref(spec.pool)?.state != PoolState::Active {
+        let pool = self.pool_ref(spec.pool)?;
+        if pool.state != PoolState::Active {
             return Err(PoolError::PoolNotActive);
+        }
+        if pool.cpus.is_empty() {
+            return Err(PoolError::PoolWithoutCpus);
         }
         if spec.vcpus == 0 {
             return Err(PoolError::InvalidVcpus);
@@ -1100,7 +1125,9 @@ impl PoolManager {
                 PoolState::Defined if !pool.cpus.is_empty() => {
                     return Err("defined pool owns CPUs")
                 }
-                PoolState::Active if pool.cpus.is_empty() => return Err("active pool without CPU"),
+                PoolState::Active if pool.cpus.is_empty() && self.domain_count(*id) > 0 => {
+                    return Err("active pool with domains but without CPU")
+                }
                 _ => {}
             }
             for &cpu in &pool.cpus {
@@ -1169,33 +1196,6 @@ pub fn format_cpu_list(cpus: &[u32]) -> String {
             out.push_str(&format!("{start}-{end}"));
         }
         i += 1;
-    }
-    out
-}
-
-/// Render `xl cpupool-list` (columns Name, CPUs, Sched, Active, Domain count)
-/// or, with `cpu_list`, `xl cpupool-list -c` (Name, CPU list).
-pub fn render_cpupool_list(rows: &[PoolInfo], cpu_list: bool) -> String {
-    let mut out = String::new();
-    if cpu_list {
-        out.push_str("Name               CPU list\n");
-        for r in rows {
-            // xl prints every CPU, comma-separated (`0,1,2`), not ranges.
-            let cpus: Vec<String> = r.cpus.iter().map(|c| format!("{c}")).collect();
-            out.push_str(&format!("{:<19}{}\n", r.name, cpus.join(",")));
-        }
-    } else {
-        out.push_str("Name               CPUs   Sched     Active   Domain count\n");
-        for r in rows {
-            out.push_str(&format!(
-                "{:<19}{:>4}   {:<10}{:>3}   {:>11}\n",
-                r.name,
-                r.cpu_count,
-                r.sched.name(),
-                if r.active { "y" } else { "n" },
-                r.domain_count
-            ));
-        }
     }
     out
 }

@@ -18,7 +18,7 @@
 //! decision did not look at cannot change what runs.
 
 use crate::command::{Command, DomainSource, PoolSource};
-use crate::pools::{CpuRequest, PoolId, PoolManager, PoolSpec, PoolState};
+use crate::pools::{CpuRequest, PoolId, PoolManager, PoolSpec, PoolState, POOL0};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
@@ -97,20 +97,38 @@ pub fn authorize(
     };
     match command {
         Command::Help => Ok(TenantOp::Run(Command::Help)),
-        Command::List { long, pool: None } => Ok(TenantOp::Run(Command::List {
-            long,
-            pool: Some(own.clone()),
-        })),
         Command::List {
             long,
-            pool: Some(p),
+            pool,
+            cpupool,
+            domain,
         } => {
-            let ok = pool_ok(&p);
+            let ok = pool.as_deref().is_none_or(pool_ok) && domain.as_deref().is_none_or(domain_ok);
             allow(
                 ok,
                 Command::List {
                     long,
-                    pool: Some(p),
+                    pool: Some(pool.unwrap_or_else(|| own.clone())),
+                    cpupool,
+                    domain,
+                },
+            )
+        }
+        Command::CreditShow { pool } => {
+            let ok = pool.as_deref().is_none_or(pool_ok);
+            allow(
+                ok,
+                Command::CreditShow {
+                    pool: Some(pool.unwrap_or_else(|| own.clone())),
+                },
+            )
+        }
+        Command::SedfShow { pool } => {
+            let ok = pool.as_deref().is_none_or(pool_ok);
+            allow(
+                ok,
+                Command::SedfShow {
+                    pool: Some(pool.unwrap_or_else(|| own.clone())),
                 },
             )
         }
@@ -171,7 +189,8 @@ pub fn authorize(
             timeslice_ms,
             ratelimit_us,
         } => {
-            let ok = pool_ok(&pool);
+            // No pool is Pool-0, as in xl.
+            let ok = pool.as_deref().map_or(scope.contains(&POOL0), pool_ok);
             allow(
                 ok,
                 Command::CreditPool {
@@ -234,8 +253,6 @@ pub fn authorize(
         | Command::Undelegate { .. }
         | Command::PoolSched { .. }
         | Command::NumaSplit
-        | Command::CreditTable
-        | Command::SedfTable
         | Command::VcpuList(None)
         | Command::Top { .. }
         | Command::ServerFault { .. }

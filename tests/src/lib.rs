@@ -392,14 +392,13 @@ fn boot(name: &str, emulator: Emulator, smp: u32, virtualization: &str) -> Scena
 }
 
 /// The churn scenario's console script.
-const CHURN: [&str; 88] = [
+const CHURN: [&str; 84] = [
     "cpupool-create name=warm sched=credit cpus=2-3",
     "create name=w1 pool=warm image=spin",
     "create name=w2 pool=warm type=hvm kernel=long64",
     "destroy w1",
     "destroy w2",
     "cpupool-destroy warm",
-    "cpupool-delete warm",
     "info",
     "create name=d1 image=spin",
     "destroy d1",
@@ -466,19 +465,16 @@ const CHURN: [&str; 88] = [
     "server-fault p1 crash",
     "destroy v1",
     "cpupool-destroy p1",
-    "cpupool-delete p1",
     "cpupool-create name=p2 sched=credit cpus=2-3",
     "create name=v2 pool=p2 type=hvm kernel=long64",
     "server-fault p2 crash",
     "destroy v2",
     "cpupool-destroy p2",
-    "cpupool-delete p2",
     "cpupool-create name=p3 sched=credit cpus=2-3",
     "create name=v3 pool=p3 type=hvm kernel=long64",
     "server-fault p3 crash",
     "destroy v3",
     "cpupool-destroy p3",
-    "cpupool-delete p3",
     "info",
     "poweroff",
 ];
@@ -632,7 +628,6 @@ pub fn scenarios() -> Vec<Scenario> {
                 "cpupool-list -c",
                 "cpupool-numa-split",
                 "cpupool-destroy n1",
-                "cpupool-delete n1",
                 "create name=w image=spin",
                 "cpupool-cpu-add Pool-0 node:1,^3",
                 "cpupool-list -c",
@@ -642,10 +637,10 @@ pub fn scenarios() -> Vec<Scenario> {
                 "cpupool-list -l",
                 "poweroff",
             ])
-            .expect("nr_nodes        : 2")
+            .expect("nr_nodes               : 2")
+            .expect("free_cpus              : 2")
+            .expect("xen_scheduler          : credit")
             .expect("numa nodes      : 2")
-            .expect("free_cpus       : 2")
-            .expect("xen_scheduler   : credit")
             .expect("n1                 2,3")
             .expect("error: cpupool-numa-split: splitting not possible, already cpupools in use")
             .expect("Pool-0             0,1,2")
@@ -670,10 +665,12 @@ pub fn scenarios() -> Vec<Scenario> {
             ])
             .expect("root: Pool-0: credit on 2 cpus")
             .expect("tarn> cpupool-list")
-            .expect("Pool-0                2   credit      y             1")
+            .expect("Pool-0               2    credit       y          1")
             .expect("Pool-0             0,1")
             .expect("free cpus       : 2-3")
-            .expect("Domain-0               0     1     -     0.000  Pool-0")
+            .expect(
+                "Domain-0                                     0     0     1     r-----       0.0",
+            )
             .expect("tarn: exit status 0")
             .forbid("auto:")
             .forbid_failures(),
@@ -849,7 +846,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("[pn] panicking")
             .expect("domain pn ended: reboot (triple fault); destroyed")
             .expect("Domain-0")
-            .expect("shell                  1")
+            .expect("shell                                        1")
             .expect("tarn> destroy shell")
             .expect("tarn: exit status 0")
             .forbid("EXCEPTION")
@@ -964,7 +961,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(1, "v3", 100.0, 2.0)
             .share(1, "x", 50.0, 2.0)
             .share(1, "v1", 100.0, 2.0)
-            .expect("v3                     3     1     r")
+            .expect("v3                                           3     8     1     r-----")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
@@ -1066,15 +1063,17 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("[tenant] error: not allowed")
             .expect("[tenant] > cpupool-destroy lic")
             .expect("[tenant] error: not allowed")
-            .expect("[tenant] c                      4     1     r")
+            .expect(
+                "[tenant] c                                            4     4     1     r-----",
+            )
             .expect("[tenant] > cpupool-create name=sub sched=sedf cpus=1")
             .expect("[tenant] cpupool sub carved")
             .expect("[tenant] > create name=e pool=sub")
             .expect("[tenant] ok")
-            .expect("[tenant] sub                   1   sedf        y             1")
+            .expect("[tenant] sub                  1      sedf       y          1")
             .expect("[tenant] > cpupool-migrate c sub")
             .expect("[tenant] ok")
-            .expect("[tenant] c                      4     1")
+            .expect("[tenant] c                                            4     4     1")
             .expect("[tenant] > cpupool-destroy sub")
             .expect("[tenant] cpupool given back")
             .expect("[tenant] > cpupool-create name=all cpus=2-3")
@@ -1083,8 +1082,10 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("\"tenants\":[\"t\"]")
             .expect("t no longer manages lic")
             .expect("[tenant] request failed: InvalidCapability")
-            .expect("a                      1    512    0  lic")
-            .expect("x                      2    256    0  Pool-0")
+            .expect("Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us")
+            .expect("x                                    2    256    0")
+            .expect("Cpupool lic: tslice=30ms ratelimit=1000us migration-delay=0us")
+            .expect("a                                    1    512    0")
             .expect("lic                2,3")
             .expect("tarn: exit status 0")
             .forbid_failures(),
@@ -1106,7 +1107,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: no domain config file nope.cfg")
             .expect("error: rt: 2 CPUs requested, 1 free")
             .expect("batch              2")
-            .expect("spinner-vm             1     1")
+            .expect("spinner-vm                                   1")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );
@@ -1217,7 +1218,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(2, "b", 50.0, 2.0)
             .share(2, "c", 0.0, 0.5)
             .expect("error: q: the bogus server does not speak the protocol")
-            .expect("pp                    1   prio        y             3")
+            .expect("pp                   1      prio       y          3")
             .forbid("scheduler server replaced")
             .expect("tarn: exit status 0")
             .forbid("channel failed")
@@ -1263,8 +1264,10 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("warning: xlexample.pvhlinux: line 21: vif: an xl key not used by Tarn, ignored")
             .expect("warning: xlexample.pvhlinux: line 24: disk: an xl key not used by Tarn, ignored")
             .expect("warning: w: prio: not a parameter of policy credit (it has: weight, cap, group); not an xl key either, ignored")
-            .expect("example.hvm            1    384    0  Pool-0")
-            .expect("w                      3    256    0  Example-Cpupool")
+            .expect("Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us")
+            .expect("example.hvm                          1    384    0")
+            .expect("Cpupool Example-Cpupool: tslice=30ms ratelimit=1000us migration-delay=0us")
+            .expect("w                                    3    256    0")
             .expect("\"cpupool_id\":1,\"name\":\"Example-Cpupool\",\"sched\":\"credit\",\"active\":true,\"n_cpus\":2,\"cpus\":[2,3],\"domains\":[\"example.pvhlinux\",\"w\"]")
             .expect("error: 99: no such domain")
             .expect("{\"domid\":2,\"name\":\"example.pvhlinux\"")
@@ -1272,6 +1275,156 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid("\"name\":\"Dry\"")
             .forbid("{\"domid\":1,")
             .forbid("unknown key")
+            .forbid_failures(),
+    );
+    // xl's query and output forms (issue 13), on the running system: list
+    // (xl's columns, -c, one domain by name or id), sched-credit and
+    // sched-sedf per pool and per domain with xl's refusals, info's xl
+    // lines, cpupool-list, a created pool losing its last CPU and then
+    // destroyed (gone, its name free), a defined one staying defined, and
+    // create -n creating nothing. Every line as xl's printf formats give it.
+    all.push(
+        Scenario::qemu("xl_forms_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .config("tests/configs/xen-examples")
+            .exec(&[
+                "create name=a image=spin cpu_weight=512",
+                "cpupool-create name=rt sched=sedf cpus=1",
+                "create name=s pool=rt image=spin period=100 slice=20 extra=1",
+                "list",
+                "list -c",
+                "list s",
+                "list 1",
+                "sched-credit",
+                "sched-credit -d a",
+                "sched-credit --domain=a --weight=384 --cap=50",
+                "sched-credit -d a",
+                "sched-credit -s",
+                "sched-credit --schedparam --cpupool=Pool-0 --tslice_ms=10 --ratelimit_us=500",
+                "sched-credit -s -p Pool-0",
+                "sched-credit -p rt -d a",
+                "sched-credit -w 5",
+                "sched-credit -t 5",
+                "sched-credit -d s -w 300",
+                "sched-credit -d a -c 101",
+                "sched-credit -d a",
+                "sched-sedf",
+                "sched-sedf -d s",
+                "sched-sedf -d s -p 50 -s 10",
+                "sched-sedf -d s",
+                "sched-sedf -d s -e 0",
+                "sched-sedf -d s",
+                "sched-sedf -d s -l 5",
+                "sched-sedf -d a -p 100 -s 10",
+                "info",
+                "cpupool-list",
+                "cpupool-list -c",
+                "cpupool-create name=tmp sched=credit cpus=1",
+                "cpupool-cpu-remove tmp 3",
+                "cpupool-list -c",
+                "info",
+                "cpupool-destroy tmp",
+                "cpupool-list",
+                "cpupool-create name=tmp sched=credit cpus=1",
+                "cpupool-destroy tmp",
+                "cpupool-new name=kept sched=credit cpus=1",
+                "cpupool-start kept",
+                "cpupool-destroy kept",
+                "cpupool-list",
+                "create -n xlexample.hvm memory=64",
+                "list example.hvm",
+                "poweroff",
+            ])
+            .expect("tarn> list")
+            .expect("Name                                        ID   Mem VCPUs      State   Time(s)")
+            .expect("Domain-0                                     0     0     1     r-----")
+            .expect("a                                            1     4     1     r-----")
+            .expect("s                                            2     4     1     r-----")
+            .expect("tarn> list -c")
+            .expect("Name                                        ID   Mem VCPUs      State   Time(s)         Cpupool")
+            .expect("a                                            1     4     1     r-----")
+            .expect("          Pool-0")
+            .expect("s                                            2     4     1     r-----")
+            .expect("              rt")
+            .expect("tarn> list s")
+            .expect("Name                                        ID   Mem VCPUs      State   Time(s)")
+            .expect("s                                            2     4     1     r-----")
+            .expect("tarn> list 1")
+            .expect("a                                            1     4     1     r-----")
+            .expect("tarn> sched-credit")
+            .expect("Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us")
+            .expect("Name                                ID Weight  Cap")
+            .expect("a                                    1    512    0")
+            .expect("tarn> sched-credit -d a")
+            .expect("Name                                ID Weight  Cap")
+            .expect("a                                    1    512    0")
+            .expect("tarn> sched-credit -d a")
+            .expect("a                                    1    384   50")
+            .expect("tarn> sched-credit -s")
+            .expect("Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us")
+            .expect("tarn> sched-credit -s -p Pool-0")
+            .expect("Cpupool Pool-0: tslice=10ms ratelimit=500us migration-delay=0us")
+            .expect("error: Specifying a cpupool or schedparam is not allowed with domain options.")
+            .expect("error: Must specify a domain.")
+            .expect("error: Must specify schedparam to set schedule parameter values.")
+            .expect("error: s: scheduler of the domain is sedf not credit (cpupool rt); nothing was changed")
+            .expect("error: a: Cpu cap out of range, valid range is from 0 to 100 for specified number of vcpus")
+            .expect("tarn> sched-credit -d a")
+            .expect("a                                    1    384   50")
+            .expect("tarn> sched-sedf")
+            .expect("Cpupool rt:")
+            .expect("Name                                ID Period Slice  Latency Extra Weight")
+            .expect("s                                    2    100     20       0     1      0")
+            .expect("tarn> sched-sedf -d s")
+            .expect("Name                                ID Period Slice  Latency Extra Weight")
+            .expect("s                                    2    100     20       0     1      0")
+            .expect("tarn> sched-sedf -d s")
+            .expect("s                                    2     50     10       0     1      0")
+            .expect("tarn> sched-sedf -d s")
+            .expect("s                                    2     50     10       0     0      0")
+            .expect("error: -l/--latency: not built")
+            .expect("error: a: scheduler of the domain is credit not sedf (cpupool Pool-0); nothing was changed")
+            .expect("tarn> info")
+            .expect("nr_cpus                : 4")
+            .expect("nr_nodes               : 1")
+            .expect("free_cpus              : 1")
+            .expect("xen_scheduler          : credit")
+            .expect("cpus            : 4")
+            .expect("tarn> cpupool-list")
+            .expect("Name               CPUs   Sched     Active   Domain count")
+            .expect("Pool-0               2    credit       y          2")
+            .expect("rt                   1      sedf       y          1")
+            .expect("tarn> cpupool-list -c")
+            .expect("Name               CPU list")
+            .expect("Pool-0             0,1")
+            .expect("rt                 2")
+            .expect("cpupool name:   tmp")
+            .expect("scheduler:      credit")
+            .expect("number of cpus: 1")
+            .expect("tarn> cpupool-cpu-remove tmp 3")
+            .expect("tarn> cpupool-list -c")
+            .expect("tmp                ")
+            .expect("tarn> info")
+            .expect("free_cpus              : 1")
+            .expect("tarn> cpupool-destroy tmp")
+            .expect("tarn> cpupool-list")
+            .expect("rt                   1      sedf       y          1")
+            .expect("tarn> cpupool-create name=tmp")
+            .expect("tarn> cpupool-destroy tmp")
+            .expect("tarn> cpupool-list")
+            .expect("kept                 1    credit       n          0")
+            .expect("tarn> create -n xlexample.hvm memory=64")
+            .expect("Parsing config from xlexample.hvm")
+            .expect("warning: xlexample.hvm: line 18: vif: an xl key not used by Tarn, ignored")
+            .expect("name = \"example.hvm\"")
+            .expect("type = \"hvm\"")
+            .expect("kernel = \"long64\"")
+            .expect("vcpus = 1")
+            .expect("memory = 64")
+            .expect("error: example.hvm: no such domain")
+            .expect("tarn: exit status 0")
+            .forbid("tmp                  ")
+            .forbid("a pool named tmp already exists")
             .forbid_failures(),
     );
     // Issue 12, untrusted policies: a "policy" whose server spins on its
@@ -1334,8 +1487,8 @@ pub fn scenarios() -> Vec<Scenario> {
             // shares the manager's CPU in the system FIFO, and is refused
             // all the same.
             .expect("error: pool Pool-0: policy change to spinner failed (the spinner server does not speak the protocol: the scheduler server did not answer): back on credit")
-            .expect("Pool-0                1   credit      y             1")
-            .expect("pp                    1   credit      y             3")
+            .expect("Pool-0               1    credit       y          1")
+            .expect("pp                   1    credit       y          3")
             .forbid("scheduler server replaced")
             .expect("tarn: exit status 0")
             .forbid("EXCEPTION")
@@ -1376,7 +1529,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(2, "c", 33.3, 2.0)
             .share(2, "x", 33.3, 1.0)
             .share(2, "y", 66.7, 1.0)
-            .expect("pp                    1   credit      y             3")
+            .expect("pp                   1    credit       y          3")
             .forbid("scheduler server replaced")
             .expect("tarn: exit status 0")
             .forbid("EXCEPTION")
@@ -1400,7 +1553,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("auto: domains/auto/g-weight.cfg: line 3: cpu_weight: bad value")
             .expect("auto: domains/auto/h-nopool.cfg: lost: no such cpupool")
             .expect("lab                2")
-            .expect("worker                 1     1     r")
+            .expect("worker                                       1     4     1     r-----")
             .expect("pool configs    : a-lab.cfg b-colour.cfg c-sched.cfg")
             .expect("cpupools        : 2")
             .expect("domains         : 2")
@@ -1448,10 +1601,9 @@ pub fn scenarios() -> Vec<Scenario> {
         "create name=w1 pool=warm image=spin",
         "destroy w1",
         "cpupool-destroy warm",
-        "cpupool-delete warm",
         "info",
         "repeat 1500 create name=rd image=spin | destroy rd",
-        "repeat 15 cpupool-create name=cycle sched=credit cpus=1 | cpupool-destroy cycle | cpupool-delete cycle",
+        "repeat 15 cpupool-create name=cycle sched=credit cpus=1 | cpupool-destroy cycle",
     ]
     .map(String::from)
     .to_vec();
@@ -1461,7 +1613,6 @@ pub fn scenarios() -> Vec<Scenario> {
             "repeat 40 destroy m#",
             "cpupool-create name=after sched=credit cpus=1",
             "cpupool-destroy after",
-            "cpupool-delete after",
             "server-fault Pool-0 crash",
             "info",
             "poweroff",
@@ -1500,8 +1651,8 @@ pub fn scenarios() -> Vec<Scenario> {
             .exec(&[
                 "info",
                 "repeat 1000 create name=n# image=spin | create name=v# type=hvm kernel=long64 | destroy n# | destroy v#",
-                "repeat 800 cpupool-create name=p# cpus=1 | create name=d# pool=p# image=spin | destroy d# | cpupool-destroy p# | cpupool-delete p#",
-                "repeat 200 cpupool-create name=c# cpus=1 | create name=cv# pool=c# type=hvm kernel=long64 | server-fault c# crash | destroy cv# | cpupool-destroy c# | cpupool-delete c#",
+                "repeat 800 cpupool-create name=p# cpus=1 | create name=d# pool=p# image=spin | destroy d# | cpupool-destroy p#",
+                "repeat 200 cpupool-create name=c# cpus=1 | create name=cv# pool=c# type=hvm kernel=long64 | server-fault c# crash | destroy cv# | cpupool-destroy c#",
                 "repeat 7000 create name=n# image=spin | destroy n#",
                 "server-fault Pool-0 crash",
                 "cpupool-list -l",
@@ -1543,7 +1694,6 @@ pub fn scenarios() -> Vec<Scenario> {
             "cpupool-create name=late sched=credit cpus=1",
             "cpupool-list -c",
             "cpupool-destroy late",
-            "cpupool-delete late",
             "info",
             "poweroff",
         ])
@@ -1593,13 +1743,13 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: sleep: 18446744073709551615 is out of range (0..3600000)")
             .expect("error: -d: 99999999999999 is out of range (1..3600000)")
             .expect("error: -w: 4294967296 is out of range (0..4294967295)")
-            .expect("error: -s sets a pool's parameters, -d a domain's: one or the other")
+            .expect("error: Specifying a cpupool or schedparam is not allowed with domain options.")
             .expect("error: nowhere: no such cpupool")
             .expect("domains         : 1")
             .expect("tarn: exit status 0")
-            // `list` shows names padded to 20 columns.
-            .forbid("dmin                ")
-            .forbid("long                ")
+            // `list` shows names padded to 40 columns.
+            .forbid("dmin                                    ")
+            .forbid("long                                    ")
             .forbid_failures(),
     );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
@@ -1633,7 +1783,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "info",
                 "poweroff",
             ])
-            .expect("p1                    2   sedf        n             0")
+            .expect("p1                   2      sedf       n          0")
             .expect("error: x: cpupool not active")
             .expect("error: p1: a pool named p1 already exists")
             .expect("tarn> cpupool-start p1")
@@ -1650,7 +1800,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: Pool-0: Pool-0 cannot be destroyed or deleted")
             .expect("tarn> cpupool-list -c")
             .expect("Pool-0             0,1")
-            .expect("x                      1     1     r")
+            .expect("x                                            1     4     1     r-----")
             .expect("cpupools        : 1")
             .expect("free cpus       : 2-3")
             .expect("invariants      : hold")
@@ -1734,7 +1884,9 @@ pub fn scenarios() -> Vec<Scenario> {
             "sched-credit -d a -w 512",
             "top --json -d 1000",
             "cpupool-sched p sedf",
-            "sched-sedf -d a -p 100 -s 20",
+            // Without -e the domain keeps its extra time (SEDF gives a new
+            // domain extra time), as xl: -e 0 confines it to its 20 %.
+            "sched-sedf -d a -p 100 -s 20 -e 0",
             "top --json -d 1000",
             "cpupool-list -l",
             "poweroff",

@@ -28,6 +28,8 @@ use tarn_rt::{invoke, KernelUntyped, Resources};
 pub(crate) struct Cell {
     pub(crate) untyped: CPtr,
     pub(crate) phys: u64,
+    /// Its size (log2 bytes): `list`'s Mem of a domain.
+    pub(crate) bits: u64,
     pub(crate) slots: Vec<CPtr>,
 }
 
@@ -53,6 +55,7 @@ impl Pools {
         let cell = Cell {
             untyped,
             phys,
+            bits,
             slots: res.slots.handed_out_since(&slots_before),
         };
         match built {

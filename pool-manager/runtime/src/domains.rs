@@ -89,6 +89,10 @@ pub struct DomainStat {
     pub pool: String,
     /// vCPUs.
     pub vcpus: u32,
+    /// Memory (MiB): the cell it is built in (its process and the memory
+    /// it is given); 0 for the control domain (the root task, whose
+    /// memory is the machine's, not a domain's).
+    pub mem_mib: u64,
     /// `r` running/runnable, `b` blocked, `p` paused, `c` crashed, `-` control domain.
     pub state: char,
     /// Total run time (ns) as a domain (its pools' dispatch accounting).
@@ -495,6 +499,7 @@ impl Pools {
                         name: d.name.clone(),
                         pool,
                         vcpus: d.vcpus,
+                        mem_mib: 0,
                         state: '-',
                         cpu_ns: 0,
                         thread_ns: 0,
@@ -519,6 +524,7 @@ impl Pools {
                             name: d.name.clone(),
                             pool,
                             vcpus: d.vcpus,
+                            mem_mib: (1u64 << rt.cell.bits) >> 20,
                             state,
                             cpu_ns,
                             thread_ns: invoke::tcb_read_registers(rt.tcb).map_or(0, |r| r.ran_ns),

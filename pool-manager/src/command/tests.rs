@@ -175,25 +175,30 @@ fn numbers_that_overflow_or_leave_their_range_are_refused() {
 
 #[test]
 fn flags_are_checked_whole() {
-    // Issue 10's tenant escape: -d with -s -p is one or the other.
-    assert!(refused("sched-credit -d a -s -p Pool-0 -t 1 -r 0").contains("one or the other"));
+    // Issue 10's tenant escape: -d with -s -p is refused, as xl does.
+    assert_eq!(
+        refused("sched-credit -d a -s -p Pool-0 -t 1 -r 0"),
+        "Specifying a cpupool or schedparam is not allowed with domain options."
+    );
     assert!(refused("sched-credit -d a -d b -w 5").contains("given twice"));
+    assert!(refused("sched-credit -d a --domain=b").contains("given twice"));
     assert!(refused("sched-credit -d a -w").contains("needs a value"));
     assert!(refused("sched-credit -d a -q 1").contains("unexpected '-q'"));
-    assert!(refused("sched-credit -p lic -t 5").contains("go with -s"));
+    assert!(refused("sched-credit --dom=a").contains("unexpected '--dom=a'"));
+    assert!(refused("sched-credit --schedparam=1").contains("takes no value"));
     assert_eq!(
-        refused("sched-credit -s -p lic"),
-        "sched-credit -s: give -t MS and/or -r US"
+        refused("sched-credit -p lic -t 5"),
+        "Must specify schedparam to set schedule parameter values."
     );
     assert_eq!(
         parsed("sched-credit -s -p lic -t 5"),
         Command::CreditPool {
-            pool: String::from("lic"),
+            pool: Some(String::from("lic")),
             timeslice_ms: Some(5),
             ratelimit_us: None
         }
     );
-    assert_eq!(parsed("sched-credit"), Command::CreditTable);
+    assert_eq!(parsed("sched-credit"), Command::CreditShow { pool: None });
     assert_eq!(
         parsed("sched-group -d a -m b"),
         Command::Group {
@@ -204,6 +209,7 @@ fn flags_are_checked_whole() {
     assert!(refused("sched-group -d a -m b -n").starts_with("usage:"));
     assert!(refused("sched-sedf -d a -p 10 -s 5 -e 2").contains("out of range"));
     assert!(refused("list -l -l").starts_with("usage:"));
+    assert!(refused("list a b").starts_with("usage:"));
     assert!(refused("list --pool=a --pool=b").starts_with("usage:"));
     assert!(refused("cpupool-list -x").starts_with("usage:"));
     assert!(refused("destroy a b").starts_with("usage:"));
@@ -319,7 +325,11 @@ fn config_files_take_xl_options_and_overrides() {
     assert!(refused("cpupool-create -f").starts_with("-f needs a FILE"));
     assert!(refused("cpupool-create rt.cfg -n").starts_with("unexpected '-n'"));
     assert!(refused("cpupool-new -n rt.cfg").starts_with("unexpected '-n'"));
-    assert!(refused("create -n web.cfg").contains("not built"));
+    assert_eq!(
+        parsed("create -n web.cfg memory=64"),
+        Command::Create(DomainSource::File(file("web.cfg", "memory=64", true)))
+    );
+    assert!(refused("create -n name=x").starts_with("-n needs a config FILE"));
     assert_eq!(
         refused("cpupool-create rt.cfg name=\"x"),
         "name: unterminated string"
@@ -355,4 +365,57 @@ fn console_cpu_lists_use_the_topology() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn long_options_map_to_their_flags_and_named_flags_stay() {
+    assert_eq!(
+        parsed("sched-credit --domain=a --weight 384 --cap=50"),
+        Command::CreditDomain {
+            domain: String::from("a"),
+            weight: Some(384),
+            cap_pct: Some(50)
+        }
+    );
+    assert_eq!(
+        parsed("sched-credit --schedparam --cpupool=rt --tslice_ms=10 --ratelimit_us=500"),
+        Command::CreditPool {
+            pool: Some(String::from("rt")),
+            timeslice_ms: Some(10),
+            ratelimit_us: Some(500)
+        }
+    );
+    assert!(refused("sched-credit --domain=").contains("needs a value"));
+    // A flag the command names with two dashes is itself, not a long form.
+    assert_eq!(
+        parsed("top --json -d 500"),
+        Command::Top {
+            json: true,
+            ms: 500
+        }
+    );
+    assert_eq!(
+        parsed("sched-sedf -d s -p 50"),
+        Command::SedfDomain {
+            domain: String::from("s"),
+            period_ms: Some(50),
+            slice_ms: None,
+            extra: None
+        }
+    );
+    assert_eq!(
+        refused("sched-sedf -c rt -d s"),
+        "Specifying a cpupool is not allowed with other options."
+    );
+    assert!(refused("sched-sedf -d s -l 5").starts_with("-l/--latency: not built"));
+    assert_eq!(
+        parsed("list -c 3"),
+        Command::List {
+            long: false,
+            pool: None,
+            cpupool: true,
+            domain: Some(String::from("3"))
+        }
+    );
+    assert!(refused("list -v").contains("not built"));
 }

@@ -550,3 +550,39 @@ fn cpu_lists_as_xl_writes_them() {
         ConfigErrorKind::BadValue("no free CPU in those nodes")
     );
 }
+
+#[test]
+fn a_domain_config_prints_as_xl_cfg_text_that_reads_back() {
+    let text = "name = \"web\"\npool = \"rt\"\ntype = \"pvh\"\nkernel = \"bzImage\"\n\
+                vcpus = 2\nmemory = 96\ncmdline = \"console=ttyS0 quiet\"\nramdisk = \"initrd\"\n\
+                cpu_weight = 512\ncap = 150\nboost = 3\nmode = \"fast\"\nvif = [ 'bridge=xenbr0' ]\n";
+    let config = parse_domain_config(text).unwrap();
+    let printed = format_domain_config(&config);
+    assert_eq!(
+        printed,
+        "name = \"web\"\npool = \"rt\"\ntype = \"hvm\"\nkernel = \"bzImage\"\nvcpus = 2\n\
+         memory = 96\ncmdline = \"console=ttyS0 quiet\"\nramdisk = \"initrd\"\ncap = 150\n\
+         cpu_weight = 512\nboost = 3\nmode = \"fast\"\n"
+    );
+    let again = parse_domain_config(&printed).unwrap();
+    assert_eq!(
+        DomainConfig {
+            param_lines: Vec::new(),
+            warnings: Vec::new(),
+            ..again
+        },
+        DomainConfig {
+            param_lines: Vec::new(),
+            warnings: Vec::new(),
+            ..config
+        }
+    );
+    // SEDF's keys too.
+    let sedf = parse_domain_config(
+        "name = \"s\"\nkernel = \"spin\"\nperiod = 100\nslice = 20\nextra = 1\n",
+    )
+    .unwrap();
+    let printed = format_domain_config(&sedf);
+    assert!(printed.contains("period = 100\nslice = 20\n") && printed.contains("extra = 1\n"));
+    assert_eq!(parse_domain_config(&printed).unwrap().params, sedf.params);
+}

@@ -82,8 +82,29 @@ fn effects(command: &Command) -> Vec<Effect> {
             vec![Machine]
         }
         Command::Top { .. } => vec![AllDomains, Machine],
-        Command::List { pool: None, .. } => vec![AllDomains],
-        Command::List { pool: Some(n), .. } => vec![p(n)],
+        Command::List {
+            pool: None,
+            domain: None,
+            ..
+        }
+        | Command::CreditShow { pool: None }
+        | Command::SedfShow { pool: None } => vec![AllDomains],
+        Command::List {
+            pool: Some(n),
+            domain: None,
+            ..
+        }
+        | Command::CreditShow { pool: Some(n) }
+        | Command::SedfShow { pool: Some(n) } => vec![p(n)],
+        Command::List {
+            pool,
+            domain: Some(n),
+            ..
+        } => {
+            let mut all = vec![d(n)];
+            all.extend(pool.iter().map(p));
+            all
+        }
         Command::PoolList { pools, .. } if pools.is_empty() => vec![AllPools],
         Command::PoolList { pools, .. } => pools.iter().map(p).collect(),
         Command::Create(DomainSource::File(_))
@@ -97,7 +118,7 @@ fn effects(command: &Command) -> Vec<Effect> {
         // The machine's serial console.
         Command::Console(n) => vec![d(n), Machine],
         Command::VcpuList(Some(n)) => vec![d(n)],
-        Command::VcpuList(None) | Command::CreditTable | Command::SedfTable => vec![AllDomains],
+        Command::VcpuList(None) => vec![AllDomains],
         Command::PoolCreate(PoolSource::Inline(_)) | Command::PoolNew(PoolSource::Inline(_)) => {
             vec![AllPools, Cpus]
         }
@@ -117,7 +138,13 @@ fn effects(command: &Command) -> Vec<Effect> {
         Command::CreditDomain { domain, .. } | Command::SedfDomain { domain, .. } => {
             vec![d(domain)]
         }
-        Command::CreditPool { pool, .. } | Command::ParamPool { pool, .. } => vec![p(pool)],
+        Command::CreditPool {
+            pool: Some(pool), ..
+        }
+        | Command::ParamPool { pool, .. } => {
+            vec![p(pool)]
+        }
+        Command::CreditPool { pool: None, .. } => vec![Pool("Pool-0".to_string())],
         Command::ParamDomain { domain, .. } => vec![d(domain)],
         Command::Group { domain, master } => {
             let mut all = vec![d(domain)];
@@ -391,7 +418,9 @@ fn what_a_tenant_needs_is_allowed_and_narrowed() {
         op("list"),
         Ok(TenantOp::Run(Command::List {
             long: false,
-            pool: Some("lic".to_string())
+            pool: Some("lic".to_string()),
+            cpupool: false,
+            domain: None,
         }))
     );
     assert_eq!(

@@ -9,7 +9,10 @@
 //! them as a tenant). The table is a `match`, so the compiler checks that
 //! every command has exactly one handler.
 
-use super::views::{cpupool_list, credit_table, list_command, print_params, sedf_table, vcpu_list};
+use super::views::{
+    cpupool_list, credit_domain_text, credit_pool_text, credit_show, list_command, print_params,
+    sedf_domain_text, sedf_show, vcpu_list,
+};
 use super::{topology, topology_now, Console};
 use crate::manager::Pools;
 use crate::say;
@@ -20,7 +23,8 @@ use tarn_pool_manager::command::{
     Command, DomainSource, PoolSource, ServerFault, COMMANDS, NOT_BUILT,
 };
 use tarn_pool_manager::config;
-use tarn_pool_manager::pools::{self as rules, DomainId, DomainParams, PoolId};
+use tarn_pool_manager::pools::{self as rules, DomainId, DomainParams, PoolId, CONTROL_DOMAIN};
+use tarn_pool_manager::xl;
 use tarn_rt::abi::sched_protocol::Misbehaviour;
 use tarn_rt::layout::slot;
 use tarn_rt::{invoke, Resources};
@@ -47,7 +51,18 @@ impl Console {
             }
             Command::Repeat { count, commands } => self.repeat(res, pools, count, &commands),
             Command::Poweroff => poweroff(),
-            Command::List { long, pool } => list_command(need(pools)?, long, pool.as_deref()),
+            Command::List {
+                long,
+                pool,
+                cpupool,
+                domain,
+            } => list_command(
+                need(pools)?,
+                long,
+                pool.as_deref(),
+                cpupool,
+                domain.as_deref(),
+            ),
             Command::Create(source) => create(res, need(pools)?, source),
             Command::Destroy(d) => destroy(res, need(pools)?, &d),
             Command::Console(d) => self.attach(need(pools)?, &d),
@@ -73,9 +88,13 @@ impl Console {
                 long,
                 pools: names,
             } => cpupool_list(need(pools)?, cpus, long, &names),
-            Command::CreditTable => {
-                credit_table(need(pools)?);
-                Ok(())
+            Command::CreditShow { pool } => {
+                let pools = need(pools)?;
+                let only = match pool {
+                    Some(p) => Some(pool_id(pools, &p)?),
+                    None => None,
+                };
+                credit_show(pools, only)
             }
             Command::CreditDomain {
                 domain,
@@ -86,10 +105,14 @@ impl Console {
                 pool,
                 timeslice_ms,
                 ratelimit_us,
-            } => credit_pool(need(pools)?, &pool, timeslice_ms, ratelimit_us),
-            Command::SedfTable => {
-                sedf_table(need(pools)?);
-                Ok(())
+            } => credit_pool(need(pools)?, pool.as_deref(), timeslice_ms, ratelimit_us),
+            Command::SedfShow { pool } => {
+                let pools = need(pools)?;
+                let only = match pool {
+                    Some(p) => Some(pool_id(pools, &p)?),
+                    None => None,
+                };
+                sedf_show(pools, only)
             }
             Command::SedfDomain {
                 domain,
@@ -353,7 +376,35 @@ fn pool_sched(
     pools.operate(res, p, |m| m.set_scheduler(id, sched))
 }
 
-/// `sched-credit -d D [-w W] [-c CAP]`.
+/// The pool of domain `d` (`id`), which must run `policy` (xl refuses
+/// another scheduler's parameters; nothing is stored then).
+fn pool_running(pools: &Pools, id: DomainId, d: &str, policy: &str) -> Result<PoolId, String> {
+    if id == CONTROL_DOMAIN {
+        return Err(format!(
+            "{d}: the control domain is a system task, not scheduled by a pool's server"
+        ));
+    }
+    let pool = pools
+        .manager
+        .domain(id)
+        .map(|x| x.pool)
+        .ok_or_else(|| format!("{d}: no such domain"))?;
+    let running = pools.policy_of(pool);
+    if running != policy {
+        let name = pools
+            .manager
+            .pool(pool)
+            .map_or("?", |p| p.spec.name.as_str());
+        return Err(format!(
+            "{d}: scheduler of the domain is {running} not {policy} (cpupool {name}); nothing was changed"
+        ));
+    }
+    Ok(pool)
+}
+
+/// `sched-credit -d D [-w W] [-c CAP]`: without `-w`/`-c`, the domain's
+/// line; a weight outside 1..65535 or a cap above 100 per vCPU is refused
+/// with libxl's words.
 fn credit_domain(
     pools: &mut Pools,
     d: &str,
@@ -361,11 +412,30 @@ fn credit_domain(
     cap_pct: Option<u32>,
 ) -> Result<(), String> {
     let id = domain_id(pools, d)?;
+    let pool = pool_running(pools, id, d, "credit")?;
+    if weight.is_none() && cap_pct.is_none() {
+        let line = credit_domain_text(pools, pool, id, d)?;
+        say!("{}", xl::credit_domain_header());
+        say!("{line}");
+        return Ok(());
+    }
+    let vcpus = pools.manager.domain(id).map_or(1, |x| x.vcpus);
     let mut changes = DomainParams::new();
     if let Some(w) = weight {
+        if !(1..=65535).contains(&w) {
+            return Err(format!(
+                "{d}: Cpu weight out of range, valid values are within range from 1 to 65535"
+            ));
+        }
         changes.set("weight", &format!("{w}"));
     }
     if let Some(c) = cap_pct {
+        let most = u64::from(vcpus) * 100;
+        if u64::from(c) > most {
+            return Err(format!(
+                "{d}: Cpu cap out of range, valid range is from 0 to {most} for specified number of vcpus"
+            ));
+        }
         changes.set("cap", &format!("{c}"));
     }
     pools
@@ -373,14 +443,34 @@ fn credit_domain(
         .map_err(|e| format!("{d}: {e}"))
 }
 
-/// `sched-credit -s -p P [-t MS] [-r US]`.
+/// `sched-credit -s [-p P] [-t MS] [-r US]`: Pool-0 without `-p`, as xl's
+/// pool id 0; without `-t`/`-r`, the pool's line.
 fn credit_pool(
     pools: &mut Pools,
-    p: &str,
+    p: Option<&str>,
     timeslice_ms: Option<u32>,
     ratelimit_us: Option<u32>,
 ) -> Result<(), String> {
-    let id = pool_id(pools, p)?;
+    let id = match p {
+        Some(p) => pool_id(pools, p)?,
+        None => rules::POOL0,
+    };
+    let name = pools
+        .manager
+        .pool(id)
+        .map(|x| x.spec.name.clone())
+        .unwrap_or_default();
+    let running = pools.policy_of(id);
+    if running != "credit" {
+        return Err(format!(
+            "{name}: cpupool runs {running} not credit; nothing was changed"
+        ));
+    }
+    if timeslice_ms.is_none() && ratelimit_us.is_none() {
+        let line = credit_pool_text(pools, id, &name)?;
+        say!("{line}");
+        return Ok(());
+    }
     let mut pairs = Vec::new();
     if let Some(t) = timeslice_ms {
         pairs.push(format!("timeslice_ms={t}"));
@@ -390,22 +480,36 @@ fn credit_pool(
     }
     pools
         .set_pool_params(id, &pairs.join(" "))
-        .map_err(|e| format!("{p}: {e}"))
+        .map_err(|e| format!("{name}: {e}"))
 }
 
-/// `sched-sedf -d D -p PERIOD -s SLICE [-e EXTRA]`.
+/// `sched-sedf -d D [-p PERIOD] [-s SLICE] [-e EXTRA]`: what is not given
+/// keeps its value; nothing given shows the domain's line.
 fn sedf_domain(
     pools: &mut Pools,
     d: &str,
-    period_ms: u32,
-    slice_ms: u32,
-    extra: bool,
+    period_ms: Option<u32>,
+    slice_ms: Option<u32>,
+    extra: Option<bool>,
 ) -> Result<(), String> {
     let id = domain_id(pools, d)?;
+    let pool = pool_running(pools, id, d, "sedf")?;
+    if period_ms.is_none() && slice_ms.is_none() && extra.is_none() {
+        let line = sedf_domain_text(pools, pool, id, d)?;
+        say!("{}", xl::sedf_domain_header());
+        say!("{line}");
+        return Ok(());
+    }
     let mut changes = DomainParams::new();
-    changes.set("period", &format!("{period_ms}"));
-    changes.set("slice", &format!("{slice_ms}"));
-    changes.set("extra", if extra { "1" } else { "0" });
+    if let Some(period) = period_ms {
+        changes.set("period", &format!("{period}"));
+    }
+    if let Some(slice) = slice_ms {
+        changes.set("slice", &format!("{slice}"));
+    }
+    if let Some(extra) = extra {
+        changes.set("extra", if extra { "1" } else { "0" });
+    }
     pools
         .set_params(id, changes, false)
         .map_err(|e| format!("{d}: {e}"))
@@ -502,8 +606,9 @@ fn pool_spec(
     }
 }
 
-/// `create KEY=VALUE... | [-f] FILE [KEY=VALUE...]`: a domain from an
-/// inline config or a config file, built by the manager.
+/// `create KEY=VALUE... | [-n] [-f] FILE [KEY=VALUE...]`: a domain from an
+/// inline config or a config file, built by the manager; with `-n` the
+/// file's resulting config is printed and nothing is created.
 fn create(res: &mut Resources, pools: &mut Pools, source: DomainSource) -> Result<(), String> {
     let (config, origin) = match source {
         DomainSource::Inline(config) => {
@@ -516,6 +621,16 @@ fn create(res: &mut Resources, pools: &mut Pools, source: DomainSource) -> Resul
                 .ok_or_else(|| format!("no domain config file {name} (see info)"))?;
             let config = config::parse_domain_config_with(&body, &file.overrides)
                 .map_err(|e| format!("{name}: {e}"))?;
+            if file.dry_run {
+                say!("Parsing config from {name}");
+                for w in &config.warnings {
+                    say!("warning: {name}: {w}");
+                }
+                for line in config::format_domain_config(&config).lines() {
+                    say!("{line}");
+                }
+                return Ok(());
+            }
             (config, name)
         }
     };

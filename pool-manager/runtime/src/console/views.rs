@@ -12,7 +12,8 @@ use crate::say;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use tarn_pool_manager::pools::{self as rules, DomainParams};
+use tarn_pool_manager::pools::{self as rules, DomainParams, PoolId};
+use tarn_pool_manager::xl;
 use tarn_rt::layout::slot;
 use tarn_rt::{invoke, Resources};
 
@@ -119,10 +120,26 @@ impl Console {
         let info = self.info;
         let untyped: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
         let modules: Vec<&str> = info.modules().iter().map(|m| m.name()).collect();
+        // xl info's lines first, as xl prints them; Tarn's after them.
+        say!(
+            "{}",
+            xl::info_line("nr_cpus", &format!("{}", info.cpu_count))
+        );
+        say!(
+            "{}",
+            xl::info_line("nr_nodes", &format!("{}", info.node_count))
+        );
+        if let Some(pools) = pools {
+            let free = pools.manager.free_cpus().len();
+            say!("{}", xl::info_line("free_cpus", &format!("{free}")));
+            if let Some(pool0) = pools.manager.pool(rules::POOL0) {
+                say!(
+                    "{}",
+                    xl::info_line("xen_scheduler", pool0.spec.sched.name())
+                );
+            }
+        }
         say!("cpus            : {}", info.cpu_count);
-        // xl info's names for the same facts.
-        say!("nr_cpus         : {}", info.cpu_count);
-        say!("nr_nodes        : {}", info.node_count);
         let nodes: Vec<String> = (0..info.node_count as u32)
             .map(|node| {
                 let cpus: Vec<u32> = (0..info.cpu_count as u32)
@@ -149,10 +166,6 @@ impl Console {
                 "free cpus       : {}",
                 rules::format_cpu_list(&pools.manager.free_cpus())
             );
-            say!("free_cpus       : {}", pools.manager.free_cpus().len());
-            if let Some(pool0) = pools.manager.pool(rules::POOL0) {
-                say!("xen_scheduler   : {}", pool0.spec.sched.name());
-            }
         }
         if let Ok(i) = invoke::machine_check_invariants(slot::MACHINE) {
             say!(
@@ -206,7 +219,15 @@ pub(crate) fn ns_to_s(ns: u64) -> String {
     format!("{}.{:03}", ns / 1_000_000_000, (ns / 1_000_000) % 1000)
 }
 
-pub(crate) fn list_command(pools: &Pools, long: bool, only: Option<&str>) -> Result<(), String> {
+/// `list [-l] [-c] [--pool=P] [D]`: xl's columns (`-c`: and the pool's),
+/// or the JSON of `-l`.
+pub(crate) fn list_command(
+    pools: &Pools,
+    long: bool,
+    only: Option<&str>,
+    cpupool: bool,
+    domain: Option<&str>,
+) -> Result<(), String> {
     let only = match only {
         Some(name) => Some(
             pools
@@ -216,22 +237,33 @@ pub(crate) fn list_command(pools: &Pools, long: bool, only: Option<&str>) -> Res
         ),
         None => None,
     };
+    let domain = match domain {
+        Some(name) => Some(
+            pools
+                .manager
+                .domain_id(name)
+                .map_err(|e| format!("{name}: {e}"))?,
+        ),
+        None => None,
+    };
     let stats: Vec<DomainStat> = pools
         .stats()
         .into_iter()
         .filter(|s| only.is_none_or(|p| pools.manager.domain(s.id).map(|d| d.pool) == Some(p)))
+        .filter(|s| domain.is_none_or(|d| d == s.id))
         .collect();
     if long {
         let items: Vec<String> = stats
             .iter()
             .map(|s| {
                 format!(
-                    "{{\"domid\":{},\"name\":{},\"pool\":{},\"image\":{},\"vcpus\":{},\"state\":\"{}\",\"cpu_time_ns\":{},\"sched_params\":{},\"group_master\":{}}}",
+                    "{{\"domid\":{},\"name\":{},\"pool\":{},\"image\":{},\"vcpus\":{},\"memory_mib\":{},\"state\":\"{}\",\"cpu_time_ns\":{},\"sched_params\":{},\"group_master\":{}}}",
                     s.id.0,
                     json_str(&s.name),
                     json_str(&s.pool),
                     json_str(&s.image),
                     s.vcpus,
+                    s.mem_mib,
                     s.state,
                     s.cpu_ns,
                     params_json(&s.params),
@@ -241,27 +273,34 @@ pub(crate) fn list_command(pools: &Pools, long: bool, only: Option<&str>) -> Res
             .collect();
         emit_line(&format!("[{}]", items.join(",")));
     } else {
-        say!(
-            "{:<20} {:>3} {:>5} {:>5} {:>9}  Pool",
-            "Name",
-            "ID",
-            "VCPUs",
-            "State",
-            "Time(s)"
-        );
-        for s in &stats {
-            say!(
-                "{:<20} {:>3} {:>5} {:>5} {:>9}  {}",
-                s.name,
-                s.id.0,
-                s.vcpus,
-                s.state,
-                ns_to_s(s.cpu_ns),
-                s.pool
-            );
+        let rows: Vec<xl::ListRow> = stats
+            .iter()
+            .map(|s| xl::ListRow {
+                name: &s.name,
+                id: s.id.0,
+                mem_mib: s.mem_mib,
+                vcpus: s.vcpus,
+                state: xl_state(s.state),
+                cpu_ns: s.cpu_ns,
+                pool: &s.pool,
+            })
+            .collect();
+        for line in xl::render_list(&rows, cpupool).lines() {
+            say!("{line}");
         }
     }
     Ok(())
+}
+
+/// A domain's state letter as xl's six: the control domain (`-`) is the
+/// root task, running the command that lists it.
+fn xl_state(state: char) -> xl::DomainState {
+    xl::DomainState {
+        running: matches!(state, 'r' | '-'),
+        blocked: state == 'b',
+        paused: state == 'p',
+        crashed: state == 'c',
+    }
 }
 
 pub(crate) fn cpupool_list(
@@ -320,7 +359,7 @@ pub(crate) fn cpupool_list(
             .collect();
         emit_line(&format!("[{}]", items.join(",")));
     } else {
-        let table = rules::render_cpupool_list(&rows, cpus);
+        let table = xl::render_cpupool_list(&rows, cpus);
         for line in table.lines() {
             say!("{line}");
         }
@@ -343,57 +382,128 @@ pub(crate) fn print_params(title: &str, list: &[(ParamInfo, String)]) {
     }
 }
 
-/// `sched-credit` alone: every credit domain's weight and cap.
-pub(crate) fn credit_table(pools: &Pools) {
-    say!(
-        "{:<20} {:>3} {:>6} {:>4}  Pool",
-        "Name",
-        "ID",
-        "Weight",
-        "Cap"
-    );
-    for s in pools.stats() {
-        if pools
-            .manager
-            .domain(s.id)
-            .and_then(|d| pools.manager.pool(d.pool))
-            .is_some_and(|p| p.spec.sched.name() == "credit")
-        {
-            say!(
-                "{:<20} {:>3} {:>6} {:>4}  {}",
-                s.name,
-                s.id.0,
-                s.params.get("weight").unwrap_or("256"),
-                s.params.get("cap").unwrap_or("0"),
-                s.pool
-            );
-        }
-    }
+/// The values of `pool`'s policy parameters, for `domain` (or the pool),
+/// as its server reports them: `(key, value)`.
+pub(crate) fn values(
+    pools: &mut Pools,
+    pool: PoolId,
+    domain: Option<rules::DomainId>,
+) -> Result<Vec<(String, String)>, String> {
+    let (_, list) = pools.param_list(pool, domain)?;
+    Ok(list
+        .into_iter()
+        .map(|(info, value)| (info.name, value))
+        .collect())
 }
 
-/// `sched-sedf` alone: every SEDF reservation.
-pub(crate) fn sedf_table(pools: &Pools) {
-    say!(
-        "{:<20} {:>3} {:>10} {:>9} {:>5}  Pool",
-        "Name",
-        "ID",
-        "Period(ms)",
-        "Slice(ms)",
-        "Extra"
-    );
-    for s in pools.stats() {
-        if let (Some(period), Some(slice)) = (s.params.get("period"), s.params.get("slice")) {
-            say!(
-                "{:<20} {:>3} {:>10} {:>9} {:>5}  {}",
-                s.name,
-                s.id.0,
-                period,
-                slice,
-                s.params.get("extra").unwrap_or("0"),
-                s.pool
-            );
+/// The value of `key` in `values` (`?` if the server gave none).
+pub(crate) fn value<'a>(values: &'a [(String, String)], key: &str) -> &'a str {
+    values
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or("?", |(_, v)| v.as_str())
+}
+
+/// A pool's id and name, and its domains' ids and names.
+type PoolDomains = (PoolId, String, Vec<(rules::DomainId, String)>);
+
+/// Pools running `policy` (only `only` if given), by id, and each one's
+/// domains scheduled by its server (the control domain is a system task,
+/// not listed).
+fn pools_running(pools: &Pools, policy: &str, only: Option<PoolId>) -> Vec<PoolDomains> {
+    pools
+        .manager
+        .pools()
+        .filter(|p| p.state == rules::PoolState::Active)
+        .filter(|p| only.is_none_or(|o| o == p.id) && pools.policy_of(p.id) == policy)
+        .map(|p| {
+            let domains = pools
+                .manager
+                .domains()
+                .filter(|d| d.pool == p.id && d.id != rules::CONTROL_DOMAIN)
+                .map(|d| (d.id, d.name.clone()))
+                .collect();
+            (p.id, p.spec.name.clone(), domains)
+        })
+        .collect()
+}
+
+/// `sched-credit [-p P]`: as xl, each credit pool's parameters, then its
+/// domains' weights and caps.
+pub(crate) fn credit_show(pools: &mut Pools, only: Option<PoolId>) -> Result<(), String> {
+    for (pool, name, domains) in pools_running(pools, "credit", only) {
+        say!("{}", credit_pool_text(pools, pool, &name)?);
+        say!("{}", xl::credit_domain_header());
+        for (id, domain) in domains {
+            say!("{}", credit_domain_text(pools, pool, id, &domain)?);
         }
     }
+    Ok(())
+}
+
+/// A credit pool's `Cpupool P: tslice=...` line.
+pub(crate) fn credit_pool_text(
+    pools: &mut Pools,
+    pool: PoolId,
+    name: &str,
+) -> Result<String, String> {
+    let v = values(pools, pool, None).map_err(|e| format!("{name}: {e}"))?;
+    // Credit here has no migration delay: it is 0, as a pool without one.
+    Ok(xl::credit_pool_line(
+        name,
+        value(&v, "timeslice_ms"),
+        value(&v, "ratelimit_us"),
+        0,
+    ))
+}
+
+/// A credit domain's line.
+pub(crate) fn credit_domain_text(
+    pools: &mut Pools,
+    pool: PoolId,
+    id: rules::DomainId,
+    name: &str,
+) -> Result<String, String> {
+    let v = values(pools, pool, Some(id)).map_err(|e| format!("{name}: {e}"))?;
+    Ok(xl::credit_domain_line(
+        name,
+        id.0,
+        value(&v, "weight"),
+        value(&v, "cap"),
+    ))
+}
+
+/// `sched-sedf [-c P]`: as Xen 4.5's xl, each SEDF pool, then its domains'
+/// reservations.
+pub(crate) fn sedf_show(pools: &mut Pools, only: Option<PoolId>) -> Result<(), String> {
+    for (pool, name, domains) in pools_running(pools, "sedf", only) {
+        say!("{}", xl::sedf_pool_line(&name));
+        say!("{}", xl::sedf_domain_header());
+        for (id, domain) in domains {
+            say!("{}", sedf_domain_text(pools, pool, id, &domain)?);
+        }
+    }
+    Ok(())
+}
+
+/// A SEDF domain's line: period, slice, extra as its server has them;
+/// latency and weight 0 (SEDF here has neither: xl's values for none).
+pub(crate) fn sedf_domain_text(
+    pools: &mut Pools,
+    pool: PoolId,
+    id: rules::DomainId,
+    name: &str,
+) -> Result<String, String> {
+    let v = values(pools, pool, Some(id)).map_err(|e| format!("{name}: {e}"))?;
+    Ok(xl::sedf_domain_line(
+        name,
+        id.0,
+        value(&v, "period"),
+        value(&v, "slice"),
+        0,
+        value(&v, "extra"),
+        0,
+    ))
 }
 
 /// `vcpu-list [D]`.
