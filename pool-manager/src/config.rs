@@ -812,7 +812,11 @@ pub fn format_domain_config(config: &DomainConfig) -> String {
     }
     // xl.cfg's names of credit's and SEDF's keys.
     for (key, value) in config.params.iter() {
-        let key = if key == "weight" { "cpu_weight" } else { key };
+        let key = match key {
+            "weight" => "cpu_weight",
+            "extra" => "extratime",
+            other => other,
+        };
         out.push_str(&format!("{key} = {value}\n"));
     }
     for (key, value) in config.policy_params.iter() {
@@ -888,9 +892,11 @@ impl DomainConfig {
 }
 
 /// Keys of a domain config Tarn honours: xl.cfg(5)'s `name pool kernel
-/// type vcpus memory cpu_weight cap cmdline extra root ramdisk`, and
-/// Tarn's `image` (= `kernel`), `cpu_cap` (= `cap`) and SEDF's `period
-/// slice` (ms) with `extra` 0 or 1.
+/// type vcpus memory cpu_weight cap cmdline extra root ramdisk` and SEDF's
+/// `period slice extratime` (as libxl reads them: period and slice in ms,
+/// extratime 0 or 1), and Tarn's `image` (= `kernel`), `cpu_cap` (= `cap`)
+/// and a numeric `extra` (= `extratime`; a string `extra` is xl's kernel
+/// command line).
 pub const DOMAIN_KEYS: &[&str] = &[
     "name",
     "pool",
@@ -905,6 +911,7 @@ pub const DOMAIN_KEYS: &[&str] = &[
     "period",
     "slice",
     "extra",
+    "extratime",
     "cmdline",
     "root",
     "ramdisk",
@@ -977,6 +984,7 @@ pub const XL_DOMAIN_KEYS_UNUSED: &[&str] = &[
     "irqs",
     "keymap",
     "llc_colors",
+    "latency",
     "localtime",
     "max_event_channels",
     "max_grant_frames",
@@ -1165,6 +1173,11 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         Some(s) if matches!(s.value, Value::Str(_)) => (None, Some(s)),
         other => (other, None),
     };
+    let extra = match (extra, find(settings, "extratime")) {
+        (Some(_), Some(e)) => return Err(bad(e, "give extratime or a numeric extra, not both")),
+        (Some(s), None) | (None, Some(s)) => Some(s),
+        (None, None) => None,
+    };
     if period.is_some() || slice.is_some() || extra.is_some() {
         let period_s = period.ok_or_else(|| missing("period"))?;
         let slice_s = slice.ok_or_else(|| missing("slice"))?;
@@ -1175,7 +1188,7 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         }
         let extra = match extra {
             None => false,
-            Some(s) => int_of(s, 0, 1, "extra must be 0 or 1")? == 1,
+            Some(s) => int_of(s, 0, 1, "extratime must be 0 or 1")? == 1,
         };
         params.set("period", &format!("{period_ms}"));
         params.set("slice", &format!("{slice_ms}"));

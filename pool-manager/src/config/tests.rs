@@ -176,6 +176,22 @@ fn domain_config_reads_xl_keys() {
         "cap=50 extra=1 period=100 slice=30 weight=512"
     );
     assert!(d.policy_params.is_empty());
+    // SEDF's keys under xl.cfg's names (Xen 4.5: period and slice in ms as
+    // libxl reads them, extratime 0 or 1; latency is warned about, unused).
+    let xl_sedf = parse_domain_config(
+        "name = \"s\"\nkernel = \"spin\"\nperiod = 100\nslice = 30\n\
+         extratime = 1\nlatency = 10\nextra = \"console=ttyS0\"\n",
+    )
+    .unwrap();
+    assert_eq!(xl_sedf.params.text(|_| true), "extra=1 period=100 slice=30");
+    assert_eq!(xl_sedf.cmdline.as_deref(), Some("console=ttyS0"));
+    assert!(xl_sedf.policy_params.is_empty());
+    assert_eq!(xl_sedf.warnings.len(), 1);
+    assert_eq!(xl_sedf.warnings[0].key, "latency");
+    assert!(parse_domain_inline("name=s image=spin period=100 slice=30 extratime=2").is_err());
+    assert!(
+        parse_domain_inline("name=s image=spin period=100 slice=30 extratime=1 extra=1").is_err()
+    );
     // Any other key is a parameter of the pool's policy, kept verbatim for
     // the runtime to check against the policy's declarations.
     let own = parse_domain_inline("name=p image=spin prio=3 order=lifo").unwrap();
@@ -583,6 +599,6 @@ fn a_domain_config_prints_as_xl_cfg_text_that_reads_back() {
     )
     .unwrap();
     let printed = format_domain_config(&sedf);
-    assert!(printed.contains("period = 100\nslice = 20\n") && printed.contains("extra = 1\n"));
+    assert!(printed.contains("period = 100\nslice = 20\n") && printed.contains("extratime = 1\n"));
     assert_eq!(parse_domain_config(&printed).unwrap().params, sedf.params);
 }
