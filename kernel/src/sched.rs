@@ -743,7 +743,10 @@ pub fn time_split(guard: &mut KernelGuard) -> [u64; 3] {
 }
 
 /// Leaves the kernel into `thread` (on page tables `root`), with CR0.TS set
-/// unless its FPU state is the one in the registers.
+/// unless its FPU state is the one in the registers. (Inlined into its
+/// callers, with [`switch_to`] and `user::return_to_user`: each call level
+/// on the way out cost every switch a few instructions.)
+#[inline(always)]
 fn enter(mut guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
     if crate::vcpu::in_guest(&mut guard, thread) {
         crate::vcpu::enter_guest(guard, thread)
@@ -754,6 +757,7 @@ fn enter(mut guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
 
 /// Switches this CPU straight to `thread` on page tables `root` (the IPC
 /// fastpath: it continues the current slice), without the run queue.
+#[inline(always)]
 pub fn switch_to(mut guard: KernelGuard, thread: u64, root: u64) -> ! {
     let state = &mut CPUS.get(&mut guard)[this_cpu()];
     state.current = thread;
@@ -764,6 +768,7 @@ pub fn switch_to(mut guard: KernelGuard, thread: u64, root: u64) -> ! {
 /// For the IPC fastpath's donation, before [`switch_to`]: charges the time
 /// since the last switch to the thread that ran and starts charging
 /// `thread` (as a dispatched or a system thread), as a scheduling pass does.
+#[inline(always)]
 pub fn charge_switch(guard: &mut KernelGuard, thread: u64) {
     let kind = if tcb::ctl(guard, thread).scheduler != 0 {
         2
