@@ -135,7 +135,9 @@ fn copy_registers(guard: &mut KernelGuard, from: u64, to: u64, badge: u64, info:
 /// `Call` by a system thread (`DONATE` false) or by a dispatched thread
 /// running its CPU's head entry, which it lends to the server (`DONATE`
 /// true; one instance each, so the system path carries none of the
-/// donation's checks).
+/// donation's checks). Inlined: out of line, its result went through
+/// memory and its registers were saved around it.
+#[inline(always)]
 fn call<const DONATE: bool>(
     guard: &mut KernelGuard,
     caller: u64,

@@ -40,6 +40,7 @@ pub fn init_this_cpu() {
 
 /// Leaves the kernel into the thread whose saved frame is at `frame_phys`,
 /// on address space `root` (CR3). Releases the kernel lock on the way.
+#[inline(always)]
 pub fn return_to_user(guard: KernelGuard, frame_phys: u64, root: u64) -> ! {
     let here = percpu::current();
     let frame_virt = phys_to_virt(frame_phys);
