@@ -70,4 +70,4 @@ pub mod trace;
 
 pub use engine::{simulate, SimError};
 pub use report::{expected_shares, DomainReport, Mark, Report, Slice};
-pub use scenario::{Action, DomainSpec, Scenario, Workload, MS, SEC};
+pub use scenario::{cpu_mask, mask_cpus, Action, DomainSpec, Scenario, Workload, MS, SEC};
