@@ -117,10 +117,7 @@ pub const MAX_AFFINITY_CPUS: u32 = 1024;
 /// Writes the bitmap of `cpus` into `bytes` (cleared first) and returns the
 /// part that is used (up to the byte of the highest CPU), or `None` if a
 /// CPU is beyond [`MAX_AFFINITY_CPUS`] or `bytes`.
-pub fn cpu_bitmap<'a>(
-    cpus: impl IntoIterator<Item = u32>,
-    bytes: &'a mut [u8],
-) -> Option<&'a [u8]> {
+pub fn cpu_bitmap(cpus: impl IntoIterator<Item = u32>, bytes: &mut [u8]) -> Option<&[u8]> {
     bytes.fill(0);
     let mut used = 0;
     for cpu in cpus {

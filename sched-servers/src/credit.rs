@@ -80,8 +80,8 @@ use core::cmp::Reverse;
 
 use crate::params::{self, ParamError, ParamKind, ParamSpec, ParamValue, Values};
 use crate::types::{
-    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
-    ThreadId,
+    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError,
+    PoolParams, ThreadId,
 };
 use crate::Policy;
 
@@ -619,9 +619,7 @@ impl Credit {
             }
             for rank in &c.ranked {
                 let t = &self.threads[&rank.4];
-                if t.place != Place::Queued(id)
-                    || t.key != Some(*rank)
-                    || !self.allowed(rank.4, id)
+                if t.place != Place::Queued(id) || t.key != Some(*rank) || !self.allowed(rank.4, id)
                 {
                     return false;
                 }
@@ -659,10 +657,10 @@ impl Credit {
     /// Whether `thread` may run on `cpu` (its hard affinity).
     fn allowed(&self, thread: ThreadId, cpu: CpuId) -> bool {
         self.pinned == 0
-            || self.threads.get(&thread).is_none_or(|t| {
-                t.affinity
-                    .allows(cpu, |c| self.cpus.contains_key(&c))
-            })
+            || self
+                .threads
+                .get(&thread)
+                .is_none_or(|t| t.affinity.allows(cpu, |c| self.cpus.contains_key(&c)))
     }
 
     /// The best thread queued on another CPU than `cpu` with at least

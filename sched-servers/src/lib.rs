@@ -94,6 +94,6 @@ mod types;
 pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Values};
 pub use policy::Policy;
 pub use types::{
-    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
-    ThreadId,
+    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError,
+    PoolParams, ThreadId,
 };

@@ -23,19 +23,19 @@ const POOL_PARAMS: &[ParamSpec] = &[ParamSpec {
 /// Where a thread is, as far as this policy knows.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
-    Blocked, // not runnable: waits for a `Woken` event
-    Queued,  // in `queue`, waiting for a CPU
+    Blocked,        // not runnable: waits for a `Woken` event
+    Queued,         // in `queue`, waiting for a CPU
     Running(CpuId), // running an entry this policy dispatched, on that CPU
 }
 
 /// The round-robin policy.
 pub struct RoundRobin {
-    timeslice_ms: u32,                  // budget of every entry (pool parameter)
-    queue: VecDeque<ThreadId>,          // runnable threads not running, oldest first
-    threads: BTreeMap<ThreadId, State>, // every thread of the pool
+    timeslice_ms: u32,                      // budget of every entry (pool parameter)
+    queue: VecDeque<ThreadId>,              // runnable threads not running, oldest first
+    threads: BTreeMap<ThreadId, State>,     // every thread of the pool
     affinity: BTreeMap<ThreadId, Affinity>, // hard affinities (absent: any CPU)
-    cpus: BTreeMap<CpuId, bool>,        // every CPU: busy (running, or a pick is due)?
-    decisions: Vec<Decision>,           // waiting for `take_decisions`
+    cpus: BTreeMap<CpuId, bool>,            // every CPU: busy (running, or a pick is due)?
+    decisions: Vec<Decision>,               // waiting for `take_decisions`
 }
 
 impl Default for RoundRobin {
@@ -69,7 +69,10 @@ impl RoundRobin {
 
     /// Kicks one idle CPU that `thread` may run on, if any.
     fn kick_for(&mut self, thread: ThreadId) {
-        let idle = self.cpus.iter().find(|(&cpu, busy)| !**busy && self.allowed(thread, cpu));
+        let idle = self
+            .cpus
+            .iter()
+            .find(|(&cpu, busy)| !**busy && self.allowed(thread, cpu));
         if let Some((&cpu, _)) = idle {
             self.cpus.insert(cpu, true); // one kick per idle CPU is enough
             self.decisions.push(Decision::Kick { cpu }); // the driver calls pick_next(cpu)
@@ -85,7 +88,9 @@ impl RoundRobin {
             .iter()
             .filter_map(|(&thread, state)| match *state {
                 // (A CPU already gone ends its entry with `Evicted` anyway.)
-                State::Running(cpu) if self.cpus.contains_key(&cpu) && !self.allowed(thread, cpu) => {
+                State::Running(cpu)
+                    if self.cpus.contains_key(&cpu) && !self.allowed(thread, cpu) =>
+                {
                     Some(cpu)
                 }
                 _ => None,

@@ -54,8 +54,8 @@ use alloc::vec::Vec;
 use crate::math::{ceil_ratio_ppb, mul_div, mul_div_ceil, PPB_ONE};
 use crate::params::{self, ParamError, ParamKind, ParamSpec, ParamValue, Values};
 use crate::types::{
-    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
-    ThreadId,
+    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError,
+    PoolParams, ThreadId,
 };
 use crate::Policy;
 
@@ -279,7 +279,12 @@ impl Sedf {
     fn allowed(&self, thread: ThreadId, cpu: CpuId) -> bool {
         self.threads
             .get(&thread)
-            .is_none_or(|t| t.affinity.allows(cpu, |c| self.cpus.contains_key(&c)))
+            .is_none_or(|t| self.allows(t, cpu))
+    }
+
+    /// Whether thread `t` may run on `cpu`.
+    fn allows(&self, t: &Thread, cpu: CpuId) -> bool {
+        t.affinity.is_any() || t.affinity.allows(cpu, |c| self.cpus.contains_key(&c))
     }
 
     /// Worst-fit among the CPUs `thread` may run on.
@@ -404,7 +409,7 @@ impl Sedf {
     fn earliest(&self, cpu: CpuId, home: impl Fn(Option<CpuId>) -> bool) -> Option<ThreadId> {
         self.threads
             .iter()
-            .filter(|(&id, t)| Self::reserved_ready(t) && home(t.home) && self.allowed(id, cpu))
+            .filter(|(_, t)| Self::reserved_ready(t) && home(t.home) && self.allows(t, cpu))
             .min_by_key(|(&id, t)| (t.deadline_ns, id))
             .map(|(&id, _)| id)
     }
@@ -413,9 +418,7 @@ impl Sedf {
     fn neediest_extra(&self, cpu: CpuId) -> Option<ThreadId> {
         self.threads
             .iter()
-            .filter(|(&id, t)| {
-                t.place == Place::Ready && self.wants_extra(t) && self.allowed(id, cpu)
-            })
+            .filter(|(_, t)| t.place == Place::Ready && self.wants_extra(t) && self.allows(t, cpu))
             .min_by_key(|(&id, t)| (t.extra_ns, id))
             .map(|(&id, _)| id)
     }
@@ -908,14 +911,16 @@ impl Policy for Sedf {
             }
             let home = match t.home.filter(|&home| allows(home)) {
                 Some(home) => home,
-                None => Self::worst_fit_among(&utilisation, wanted, allows).map_err(|free_ppm| {
-                    PolicyError::AffinityInfeasible {
-                        thread,
-                        slice_ns: domain.slice_ns,
-                        period_ns: domain.period_ns,
-                        free_ppm,
-                    }
-                })?,
+                None => {
+                    Self::worst_fit_among(&utilisation, wanted, allows).map_err(|free_ppm| {
+                        PolicyError::AffinityInfeasible {
+                            thread,
+                            slice_ns: domain.slice_ns,
+                            period_ns: domain.period_ns,
+                            free_ppm,
+                        }
+                    })?
+                }
             };
             new_home = Some(home);
         }

@@ -308,9 +308,7 @@ fn set_affinity<P: Policy + Send + 'static>(
         Err(ServerError::Policy(PolicyError::UnknownThread { .. })) => {
             Answer::Error(SchedError::UnknownThread)
         }
-        Err(ServerError::Policy(error)) => {
-            Answer::Refused(format!("affinity: {error}"))
-        }
+        Err(ServerError::Policy(error)) => Answer::Refused(format!("affinity: {error}")),
         Err(error) => Answer::Error(server_error(&error)),
     }
 }

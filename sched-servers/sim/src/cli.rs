@@ -254,7 +254,9 @@ pub fn parse_with(
             Some(at_ns) => {
                 for n in 0..scenario.domains[index].threads.len() {
                     let thread = scenario.thread_id(index, n);
-                    scenario.actions.push((at_ns, Action::SetAffinity(thread, mask)));
+                    scenario
+                        .actions
+                        .push((at_ns, Action::SetAffinity(thread, mask)));
                 }
             }
         }

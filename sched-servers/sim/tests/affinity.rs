@@ -12,9 +12,7 @@ use tarn_sched_servers::sedf::Sedf;
 use tarn_sched_servers::{
     CpuId, Decision, Dispatch, DomainId, DomainParams, Event, Policy, PolicyError, ThreadId,
 };
-use tarn_sched_sim::{
-    cpu_mask, simulate, Action, DomainSpec, Report, Scenario, Workload, MS, SEC,
-};
+use tarn_sched_sim::{cpu_mask, simulate, Action, DomainSpec, Report, Scenario, Workload, MS, SEC};
 
 const BURSTY: Workload = Workload::Bursty {
     run_min_ns: MS,
@@ -60,7 +58,10 @@ fn mixed(seed: u64, params: Params) -> Scenario {
     scenario
         .at(500 * MS, Action::RemoveCpu(3))
         .at(800 * MS, Action::SetAffinity(d4, Some(cpu_mask(&[0]))))
-        .at(1000 * MS, Action::SetAffinity(d1[0], Some(cpu_mask(&[1, 2]))))
+        .at(
+            1000 * MS,
+            Action::SetAffinity(d1[0], Some(cpu_mask(&[1, 2]))),
+        )
         .at(1000 * MS, Action::SetAffinity(d1[1], Some(cpu_mask(&[2]))))
         .at(1200 * MS, Action::AddCpu(3))
         .at(1500 * MS, Action::RemoveCpu(1))
@@ -71,13 +72,21 @@ fn mixed(seed: u64, params: Params) -> Scenario {
 
 fn check_clean(report: &Report) {
     println!("{report}");
-    assert_eq!(report.affinity_violations, 0, "{:?}", report.protocol_errors);
+    assert_eq!(
+        report.affinity_violations, 0,
+        "{:?}",
+        report.protocol_errors
+    );
     assert!(
         report.protocol_errors.is_empty(),
         "{:?}",
         report.protocol_errors
     );
-    assert!(report.action_errors.is_empty(), "{:?}", report.action_errors);
+    assert!(
+        report.action_errors.is_empty(),
+        "{:?}",
+        report.action_errors
+    );
     for d in &report.domains {
         assert!(d.cpu_ns > 0, "{} never ran", d.name);
     }
@@ -90,7 +99,12 @@ fn no_params(_: u32) -> Option<DomainParams> {
 #[test]
 fn credit_never_dispatches_outside_affinity() {
     for seed in 1..=4 {
-        let weights = |id: u32| Some(DomainParams::Credit { weight: 128 * id, cap_pct: 0 });
+        let weights = |id: u32| {
+            Some(DomainParams::Credit {
+                weight: 128 * id,
+                cap_pct: 0,
+            })
+        };
         check_clean(&simulate(&mut Credit::new(), &mixed(seed, weights)).expect("starts"));
     }
 }
@@ -114,7 +128,9 @@ fn sedf_never_dispatches_outside_affinity() {
 #[test]
 fn rr_never_dispatches_outside_affinity() {
     for seed in 1..=4 {
-        check_clean(&simulate(&mut RoundRobin::default(), &mixed(seed, no_params)).expect("starts"));
+        check_clean(
+            &simulate(&mut RoundRobin::default(), &mixed(seed, no_params)).expect("starts"),
+        );
     }
 }
 
@@ -131,7 +147,11 @@ fn a_broken_affinity_runs_anywhere_until_its_cpu_returns() {
     ];
     for mut policy in policies {
         let scenario = Scenario::new(2, 3 * SEC)
-            .domain(DomainSpec::new(1).threads(1, Workload::CpuBound).pinned(&[1]))
+            .domain(
+                DomainSpec::new(1)
+                    .threads(1, Workload::CpuBound)
+                    .pinned(&[1]),
+            )
             .domain(DomainSpec::new(2).threads(1, Workload::CpuBound))
             .at(SEC, Action::RemoveCpu(1))
             .at(2 * SEC, Action::AddCpu(1));
@@ -148,8 +168,12 @@ fn a_broken_affinity_runs_anywhere_until_its_cpu_returns() {
     let mut credit = Credit::new();
     credit.add_cpu(CpuId(0), 0);
     credit.add_cpu(CpuId(1), 0);
-    credit.add_thread(ThreadId(1), DomainId(1), true, 0).unwrap();
-    credit.set_affinity(ThreadId(1), Some(&[CpuId(1)]), 0).unwrap();
+    credit
+        .add_thread(ThreadId(1), DomainId(1), true, 0)
+        .unwrap();
+    credit
+        .set_affinity(ThreadId(1), Some(&[CpuId(1)]), 0)
+        .unwrap();
     assert!(!credit.affinity_broken(ThreadId(1)));
     credit.remove_cpu(CpuId(1), 1);
     assert!(credit.affinity_broken(ThreadId(1)));
@@ -164,7 +188,11 @@ fn credit_shares_with_a_domain_pinned_to_one_cpu() {
     // give it that: it takes 2/3 of CPU 0, and domains 2 and 3 share the
     // other third of CPU 0 and all of CPU 1. So pinning must not change
     // the shares: 66.7 % each.
-    let cpu_bound = |id| DomainSpec::new(id).weight(256).threads(1, Workload::CpuBound);
+    let cpu_bound = |id| {
+        DomainSpec::new(id)
+            .weight(256)
+            .threads(1, Workload::CpuBound)
+    };
     let scenario = Scenario::new(2, 6 * SEC)
         .domain(cpu_bound(1).pinned(&[0]))
         .domain(cpu_bound(2))
@@ -206,8 +234,10 @@ fn sedf_admission_of_a_pinned_reservation() {
         slice_ns: slice_ms * MS,
         extra: false,
     };
-    sedf.set_domain_params(DomainId(1), &reserve(60), 0).unwrap();
-    sedf.set_domain_params(DomainId(2), &reserve(50), 0).unwrap();
+    sedf.set_domain_params(DomainId(1), &reserve(60), 0)
+        .unwrap();
+    sedf.set_domain_params(DomainId(2), &reserve(50), 0)
+        .unwrap();
     sedf.add_thread(ThreadId(1), DomainId(1), true, 0).unwrap();
     sedf.add_thread(ThreadId(2), DomainId(2), true, 0).unwrap();
     // Worst-fit: 60 % on CPU 0, 50 % on CPU 1.
@@ -234,14 +264,17 @@ fn sedf_admission_of_a_pinned_reservation() {
     assert_eq!(sedf.utilisation_ppb(CpuId(1)), Some(500_000_000));
     // Still unpinned: it may be moved to CPU 0 by nothing, and runs there
     // only when stolen. Pinned to CPU 1 (its home) it stays.
-    sedf.set_affinity(ThreadId(2), Some(&[CpuId(1)]), 2).unwrap();
+    sedf.set_affinity(ThreadId(2), Some(&[CpuId(1)]), 2)
+        .unwrap();
     assert_eq!(sedf.home(ThreadId(2)), Some(CpuId(1)));
     // A reservation that fits on the allowed CPU moves there: a 30 %
     // thread, homed worst-fit on CPU 1 (50 % used vs 60 %), pinned to 0.
-    sedf.set_domain_params(DomainId(3), &reserve(30), 0).unwrap();
+    sedf.set_domain_params(DomainId(3), &reserve(30), 0)
+        .unwrap();
     sedf.add_thread(ThreadId(3), DomainId(3), true, 3).unwrap();
     assert_eq!(sedf.home(ThreadId(3)), Some(CpuId(1)));
-    sedf.set_affinity(ThreadId(3), Some(&[CpuId(0)]), 4).unwrap();
+    sedf.set_affinity(ThreadId(3), Some(&[CpuId(0)]), 4)
+        .unwrap();
     assert_eq!(sedf.home(ThreadId(3)), Some(CpuId(0)));
     assert_eq!(sedf.utilisation_ppb(CpuId(0)), Some(900_000_000));
     assert_eq!(sedf.utilisation_ppb(CpuId(1)), Some(500_000_000));
@@ -259,8 +292,12 @@ fn sedf_admission_of_a_pinned_reservation() {
 fn two_running(policy: &mut dyn Policy) -> ThreadId {
     policy.add_cpu(CpuId(0), 0);
     policy.add_cpu(CpuId(1), 0);
-    policy.add_thread(ThreadId(1), DomainId(1), true, 0).unwrap();
-    policy.add_thread(ThreadId(2), DomainId(2), true, 0).unwrap();
+    policy
+        .add_thread(ThreadId(1), DomainId(1), true, 0)
+        .unwrap();
+    policy
+        .add_thread(ThreadId(2), DomainId(2), true, 0)
+        .unwrap();
     let mut decisions = Vec::new();
     policy.take_decisions(&mut decisions);
     let first = policy.pick_next(CpuId(0), 0).map(|d: Dispatch| d.thread);
@@ -325,7 +362,9 @@ fn bad_affinity_requests_are_refused_and_change_nothing() {
         let mut decisions = Vec::new();
         policy.take_decisions(&mut decisions);
         assert!(
-            !decisions.iter().any(|d| matches!(d, Decision::Preempt { .. })),
+            !decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Preempt { .. })),
             "{}: {decisions:?}",
             policy.name()
         );
@@ -335,7 +374,9 @@ fn bad_affinity_requests_are_refused_and_change_nothing() {
             .unwrap();
         policy.take_decisions(&mut decisions);
         assert!(
-            !decisions.iter().any(|d| matches!(d, Decision::Preempt { .. })),
+            !decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Preempt { .. })),
             "{}: {decisions:?}",
             policy.name()
         );
@@ -366,7 +407,9 @@ impl Policy for Minimal {
 #[test]
 fn a_policy_without_affinity_refuses_it() {
     let mut policy = Minimal;
-    policy.add_thread(ThreadId(1), DomainId(1), true, 0).unwrap();
+    policy
+        .add_thread(ThreadId(1), DomainId(1), true, 0)
+        .unwrap();
     let refused = policy.set_affinity(ThreadId(1), Some(&[CpuId(0)]), 0);
     assert_eq!(
         refused,
@@ -377,7 +420,10 @@ fn a_policy_without_affinity_refuses_it() {
         "the minimal policy does not support hard affinity"
     );
     // And the simulator refuses a scenario that pins its threads.
-    let scenario = Scenario::new(1, SEC)
-        .domain(DomainSpec::new(1).threads(1, Workload::CpuBound).pinned(&[0]));
+    let scenario = Scenario::new(1, SEC).domain(
+        DomainSpec::new(1)
+            .threads(1, Workload::CpuBound)
+            .pinned(&[0]),
+    );
     assert!(simulate(&mut Minimal, &scenario).is_err());
 }
