@@ -94,6 +94,50 @@ pub enum SchedRequest<'a> {
     /// Fault injection for tests and demonstrations of the pool manager's
     /// recovery paths; nothing a healthy pool needs.
     Misbehave(Misbehaviour),
+    /// Set a thread's hard affinity: the CPUs (physical indices) it may run
+    /// on, as a bitmap ([`cpu_bitmap`]: bit `n % 8` of byte `n / 8` is CPU
+    /// `n`), or `None` for every CPU of the pool. CPUs not in the pool are
+    /// ignored; when none of the set is in the pool the thread runs on any
+    /// (the policy SDK's rule). Answered `Ok`, [`SchedReply::Refused`] with
+    /// the policy's reason (an empty set, a policy without affinity, an
+    /// SEDF reservation that fits on no allowed CPU), or
+    /// [`SchedError::UnknownThread`]; nothing changes on refusal.
+    SetAffinity {
+        /// The thread.
+        thread_id: u64,
+        /// The CPU bitmap, `None` for every CPU of the pool.
+        cpus: Option<&'a [u8]>,
+    },
+}
+
+/// The most CPUs a [`SchedRequest::SetAffinity`] bitmap names (it must fit
+/// in a message with its other fields).
+pub const MAX_AFFINITY_CPUS: u32 = 1024;
+
+/// Writes the bitmap of `cpus` into `bytes` (cleared first) and returns the
+/// part that is used (up to the byte of the highest CPU), or `None` if a
+/// CPU is beyond [`MAX_AFFINITY_CPUS`] or `bytes`.
+pub fn cpu_bitmap(cpus: impl IntoIterator<Item = u32>, bytes: &mut [u8]) -> Option<&[u8]> {
+    bytes.fill(0);
+    let mut used = 0;
+    for cpu in cpus {
+        let byte = usize::try_from(cpu / 8).ok()?;
+        if cpu >= MAX_AFFINITY_CPUS || byte >= bytes.len() {
+            return None;
+        }
+        bytes[byte] |= 1 << (cpu % 8);
+        used = used.max(byte + 1);
+    }
+    Some(&bytes[..used])
+}
+
+/// The CPUs of a bitmap, lowest first.
+pub fn bitmap_cpus(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes.iter().enumerate().flat_map(|(i, &byte)| {
+        (0..8u32)
+            .filter(move |bit| byte & (1 << bit) != 0)
+            .map(move |bit| i as u32 * 8 + bit)
+    })
 }
 
 /// What [`SchedRequest::Misbehave`] makes a server do from now on.
@@ -234,6 +278,14 @@ mod tests {
             SchedRequest::RemoveCpu { cpu: 63 },
             SchedRequest::Ping,
             SchedRequest::Misbehave(Misbehaviour::IgnoreRemoveCpu),
+            SchedRequest::SetAffinity {
+                thread_id: 5,
+                cpus: None,
+            },
+            SchedRequest::SetAffinity {
+                thread_id: 6,
+                cpus: Some(&[0b0000_0101]),
+            },
         ];
         for request in requests {
             let mut words = [0u64; MAX_WORDS];
@@ -276,6 +328,41 @@ mod tests {
             encode(&SchedRequest::SetPoolParams { params: long }, &mut words),
             None
         );
+    }
+
+    #[test]
+    fn affinity_bitmaps_round_trip() {
+        let mut bytes = [0u8; 128];
+        let cpus = [0u32, 2, 9, 63, 200, 1023];
+        let bitmap = cpu_bitmap(cpus, &mut bytes).expect("fits");
+        assert_eq!(bitmap.len(), 128);
+        assert_eq!(bitmap[0], 0b101);
+        assert_eq!(bitmap[1], 0b10);
+        assert!(bitmap_cpus(bitmap).eq(cpus));
+        // The largest bitmap travels in one message, and decodes to itself.
+        let request = SchedRequest::SetAffinity {
+            thread_id: u64::MAX,
+            cpus: Some(bitmap),
+        };
+        let mut words = [0u64; MAX_WORDS];
+        let count = encode(&request, &mut words).expect("fits");
+        let mut scratch = [0u8; MAX_WORDS * 8];
+        let decoded = decode::<SchedRequest>(&words[..count], &mut scratch);
+        assert_eq!(decoded, Some(request));
+        let Some(SchedRequest::SetAffinity {
+            cpus: Some(got), ..
+        }) = decoded
+        else {
+            panic!("not an affinity request: {decoded:?}");
+        };
+        assert!(bitmap_cpus(got).eq(cpus));
+        // Only the bytes up to the highest CPU are used.
+        assert_eq!(cpu_bitmap([3], &mut bytes), Some(&[0b1000][..]));
+        // Beyond the limit, or the buffer: refused.
+        assert_eq!(cpu_bitmap([MAX_AFFINITY_CPUS], &mut [0u8; 256]), None);
+        assert_eq!(cpu_bitmap([64], &mut [0u8; 8]), None);
+        // An empty set is an empty bitmap (the policy refuses it).
+        assert_eq!(cpu_bitmap([], &mut bytes), Some(&[][..]));
     }
 
     #[test]

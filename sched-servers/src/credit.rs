@@ -47,6 +47,14 @@
 //!   takes any runnable thread from another CPU; an idle CPU is kicked
 //!   whenever a runnable, unparked thread waits. No CPU idles while such a
 //!   thread waits in the pool.
+//! * **Hard affinity** ([`Policy::set_affinity`]): a thread is queued only
+//!   on a CPU its affinity allows ([`Affinity::allows`]), so a pick takes
+//!   it only there; `place`, stealing and the balancing kicks and
+//!   preemptions only consider the CPUs it may run on; a change (or a CPU
+//!   joining or leaving) moves a queued thread now and preempts a running
+//!   one at once (not held back by the rate limit). Credit is handed out
+//!   by weight as without affinity: a pinned account gets its share as
+//!   long as its CPUs can give it (the others take what it leaves there).
 //! * **Scheduling groups:** a domain joins a master's group with
 //!   [`DomainParams::Group`]. Its threads then belong to the master's
 //!   account: the group shares the master's time (weight and cap are the
@@ -72,8 +80,8 @@ use core::cmp::Reverse;
 
 use crate::params::{self, ParamError, ParamKind, ParamSpec, ParamValue, Values};
 use crate::types::{
-    CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
-    ThreadId,
+    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError,
+    PoolParams, ThreadId,
 };
 use crate::Policy;
 
@@ -280,6 +288,8 @@ struct Thread {
     active: bool,
     /// Its credit: its share of its account's grants less its run time.
     credit_ns: i64,
+    /// The CPUs it may run on.
+    affinity: Affinity,
 }
 
 /// What a CPU is doing, as far as the policy knows.
@@ -349,6 +359,8 @@ pub struct Credit {
     accounted: bool,
     next_seq: u64,
     decisions: Vec<Decision>,
+    /// Threads with a hard affinity (0: the affinity checks are skipped).
+    pinned: usize,
 }
 
 impl Default for Credit {
@@ -371,6 +383,7 @@ impl Credit {
             accounted: false,
             next_seq: 0,
             decisions: Vec::new(),
+            pinned: 0,
         }
     }
 
@@ -606,13 +619,18 @@ impl Credit {
             }
             for rank in &c.ranked {
                 let t = &self.threads[&rank.4];
-                if t.place != Place::Queued(id) || t.key != Some(*rank) {
+                if t.place != Place::Queued(id) || t.key != Some(*rank) || !self.allowed(rank.4, id)
+                {
                     return false;
                 }
             }
             for &(seq, thread) in &c.parked {
                 let t = &self.threads[&thread];
-                if t.place != Place::Queued(id) || t.seq != seq || t.key.is_some() {
+                if t.place != Place::Queued(id)
+                    || t.seq != seq
+                    || t.key.is_some()
+                    || !self.allowed(thread, id)
+                {
                     return false;
                 }
             }
@@ -636,16 +654,74 @@ impl Credit {
         count == filed
     }
 
+    /// Whether `thread` may run on `cpu` (its hard affinity).
+    fn allowed(&self, thread: ThreadId, cpu: CpuId) -> bool {
+        self.pinned == 0
+            || self
+                .threads
+                .get(&thread)
+                .is_none_or(|t| t.affinity.allows(cpu, |c| self.cpus.contains_key(&c)))
+    }
+
     /// The best thread queued on another CPU than `cpu` with at least
-    /// priority `floor`.
+    /// priority `floor` that may run on `cpu`.
     fn best_elsewhere(&self, cpu: CpuId, floor: Priority) -> Option<ThreadId> {
-        self.cpus
-            .keys()
-            .filter(|&&peer| peer != cpu)
-            .filter_map(|&peer| self.best_in(peer))
-            .filter(|rank| rank.0 >= floor)
+        let peers = self.cpus.iter().filter(|&(&peer, _)| peer != cpu);
+        if self.pinned == 0 {
+            return peers
+                .filter_map(|(_, c)| c.ranked.last())
+                .filter(|rank| rank.0 >= floor)
+                .max()
+                .map(|rank| rank.4);
+        }
+        peers
+            .filter_map(|(_, c)| {
+                c.ranked
+                    .iter()
+                    .rev()
+                    .take_while(|rank| rank.0 >= floor)
+                    .find(|rank| self.allowed(rank.4, cpu))
+            })
             .max()
             .map(|rank| rank.4)
+    }
+
+    /// After an affinity changed or a CPU joined or left: moves every
+    /// thread queued on a CPU it may no longer run on, and preempts every
+    /// one running there (at once: the rate limit does not hold it there).
+    fn enforce_affinity(&mut self, now_ns: u64) {
+        if self.pinned == 0 {
+            return;
+        }
+        let mut moved = Vec::new();
+        let mut outside = Vec::new();
+        for (&id, t) in &self.threads {
+            match t.place {
+                Place::Queued(cpu) if !self.allowed(id, cpu) => moved.push(id),
+                Place::Running(entry)
+                    if self.cpus.contains_key(&entry.cpu) && !self.allowed(id, entry.cpu) =>
+                {
+                    outside.push(entry.cpu);
+                }
+                _ => {}
+            }
+        }
+        for thread in moved {
+            self.dequeue(thread);
+            if let Some(t) = self.threads.get_mut(&thread) {
+                t.place = Place::Blocked;
+            }
+            self.place(thread, now_ns);
+        }
+        for cpu in outside {
+            if let Some(c) = self.cpus.get_mut(&cpu) {
+                if !c.preempting {
+                    c.preempting = true;
+                    c.recheck_at_ns = None;
+                    self.decisions.push(Decision::Preempt { cpu });
+                }
+            }
+        }
     }
 
     /// Puts a runnable thread at the tail of `cpu`'s queue.
@@ -686,17 +762,20 @@ impl Credit {
         let Some(t) = self.threads.get(&thread) else {
             return;
         };
-        let last = t.last_cpu.filter(|c| self.cpus.contains_key(c));
+        let ok = |c: &CpuId| self.cpus.contains_key(c) && self.allowed(thread, *c);
+        let last = t.last_cpu.filter(ok);
         let idle = |c: &CpuId| {
-            self.cpus
-                .get(c)
-                .is_some_and(|cpu| cpu.state == CpuState::Idle)
+            ok(c)
+                && self
+                    .cpus
+                    .get(c)
+                    .is_some_and(|cpu| cpu.state == CpuState::Idle)
         };
         let target = last
             .filter(idle)
             .or_else(|| self.cpus.keys().copied().find(idle))
             .or(last)
-            .or_else(|| self.cpus.keys().next().copied());
+            .or_else(|| self.cpus.keys().copied().find(ok));
         let Some(target) = target else {
             if let Some(t) = self.threads.get_mut(&thread) {
                 t.place = Place::Homeless;
@@ -727,7 +806,7 @@ impl Credit {
             .cpus
             .keys()
             .copied()
-            .filter(|&c| !self.cpus[&c].preempting && beats(c))
+            .filter(|&c| !self.cpus[&c].preempting && beats(c) && self.allowed(thread, c))
             .min_by_key(|&c| (self.running_priority(c, now_ns), c));
         if let Some(victim) = victim {
             self.dequeue(thread);
@@ -777,6 +856,10 @@ impl Credit {
     /// the UNDER work, locally or by stealing). CPUs about to pick count as
     /// taking waiting work.
     fn balance(&mut self, idle: usize, over: &[CpuId], now_ns: u64) {
+        if self.pinned > 0 {
+            self.balance_pinned(over, now_ns);
+            return;
+        }
         let mut waiting: usize = self.cpus.values().map(|c| c.ranked.len()).sum();
         let mut waiting_under: usize = self.cpus.values().map(|c| c.under).sum();
         for &thread in &self.homeless {
@@ -815,6 +898,52 @@ impl Credit {
             .count();
         for &cpu in over.iter().take(waiting_under.saturating_sub(taking)) {
             self.preempt(cpu, now_ns);
+        }
+    }
+
+    /// [`Credit::balance`] when threads have hard affinities: each waiting
+    /// thread (best first) is matched with a CPU it may run on that is
+    /// about to pick, else an idle one (kicked); each waiting UNDER (or
+    /// BOOST) thread left over with a CPU it may run on that runs OVER work
+    /// (preempted). A CPU is kicked or preempted only for a thread its pick
+    /// will find, so no kick is wasted and none repeats.
+    fn balance_pinned(&mut self, over: &[CpuId], now_ns: u64) {
+        let mut waiting: Vec<Rank> = self
+            .cpus
+            .values()
+            .flat_map(|c| c.ranked.iter().copied())
+            .collect();
+        waiting.sort_unstable_by(|a, b| b.cmp(a));
+        let mut taking: Vec<CpuId> = self
+            .cpus
+            .iter()
+            .filter(|(_, c)| c.state == CpuState::Pending || c.preempting)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut idle: Vec<CpuId> = self
+            .cpus
+            .iter()
+            .filter(|(_, c)| c.state == CpuState::Idle)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut over: Vec<CpuId> = over.to_vec();
+        for rank in waiting {
+            let thread = rank.4;
+            if let Some(i) = taking.iter().position(|&c| self.allowed(thread, c)) {
+                taking.swap_remove(i);
+                continue;
+            }
+            if let Some(i) = idle.iter().position(|&c| self.allowed(thread, c)) {
+                let cpu = idle.remove(i);
+                self.kick(cpu);
+                continue;
+            }
+            if rank.0 >= Priority::Under {
+                if let Some(i) = over.iter().position(|&c| self.allowed(thread, c)) {
+                    let cpu = over.remove(i);
+                    self.preempt(cpu, now_ns);
+                }
+            }
         }
     }
 
@@ -1126,6 +1255,7 @@ impl Policy for Credit {
         for thread in homeless {
             self.enqueue(thread, cpu);
         }
+        self.enforce_affinity(now_ns);
         self.finish(now_ns);
     }
 
@@ -1147,6 +1277,7 @@ impl Policy for Credit {
             }
             self.place(thread, now_ns);
         }
+        self.enforce_affinity(now_ns);
         if self.cpus.is_empty() {
             self.next_accounting_ns = None;
         }
@@ -1181,6 +1312,7 @@ impl Policy for Credit {
                 key: None,
                 active: false,
                 credit_ns: 0,
+                affinity: Affinity::any(),
             },
         );
         if runnable {
@@ -1198,6 +1330,7 @@ impl Policy for Credit {
             self.end_entry(thread, entry.cpu);
         }
         if let Some(t) = self.threads.remove(&thread) {
+            self.pinned -= usize::from(!t.affinity.is_any());
             if let Some(d) = self.domains.get_mut(&t.domain) {
                 d.threads.retain(|&other| other != thread);
             }
@@ -1282,7 +1415,7 @@ impl Policy for Credit {
                         if let Some(t) = self.threads.get_mut(&thread) {
                             t.yielded = event.kind == EventKind::Yielded;
                         }
-                        if self.cpus.contains_key(&entry.cpu) {
+                        if self.cpus.contains_key(&entry.cpu) && self.allowed(thread, entry.cpu) {
                             self.enqueue(thread, entry.cpu);
                         } else {
                             self.place(thread, now_ns);
@@ -1406,6 +1539,36 @@ impl Policy for Credit {
 
     fn take_decisions(&mut self, out: &mut Vec<Decision>) {
         out.append(&mut self.decisions);
+    }
+
+    fn set_affinity(
+        &mut self,
+        thread: ThreadId,
+        cpus: Option<&[CpuId]>,
+        now_ns: u64,
+    ) -> Result<(), PolicyError> {
+        if !self.threads.contains_key(&thread) {
+            return Err(PolicyError::UnknownThread { thread });
+        }
+        let affinity = Affinity::new(thread, cpus)?;
+        self.advance(now_ns);
+        let Some(t) = self.threads.get_mut(&thread) else {
+            return Err(PolicyError::UnknownThread { thread });
+        };
+        let was_any = t.affinity.is_any();
+        let is_any = affinity.is_any();
+        t.affinity = affinity;
+        self.pinned = self.pinned + usize::from(!is_any) - usize::from(!was_any);
+        // (A thread just unpinned may stay where it is: every CPU is fine.)
+        self.enforce_affinity(now_ns);
+        self.finish(now_ns);
+        Ok(())
+    }
+
+    fn affinity_broken(&self, thread: ThreadId) -> bool {
+        self.threads
+            .get(&thread)
+            .is_some_and(|t| t.affinity.broken(|c| self.cpus.contains_key(&c)))
     }
 
     fn domain_param_specs(&self) -> &'static [ParamSpec] {

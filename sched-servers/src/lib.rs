@@ -55,6 +55,21 @@
 //!    (ran 0) for every runnable thread and `Blocked` (ran 0) for every
 //!    blocked one that is not running; policies ignore redundant events.
 //!
+//! 7. **Hard affinity.** [`Policy::set_affinity`] restricts a thread to a
+//!    set of CPUs ([`Affinity`]). The policy never dispatches a thread to a
+//!    CPU outside its affinity; when the affinity changes, a thread queued
+//!    outside it is moved and one running outside it is preempted
+//!    ([`Decision::Preempt`]). CPUs of the set that are not (or no longer)
+//!    in the pool are ignored; when none of the set is in the pool the
+//!    affinity is *broken* and the thread may run on any CPU of the pool
+//!    until a CPU of its set joins again (then it is moved back, as on a
+//!    change). The driver learns of it by asking
+//!    [`Policy::affinity_broken`] after `remove_cpu` (Xen reports a broken
+//!    affinity on cpupool CPU removal the same way). A policy without
+//!    affinity support refuses with [`PolicyError::AffinityUnsupported`].
+//!    A driver may check every dispatch against the affinities it set
+//!    (the simulator counts violations; the server refuses them).
+//!
 //! One policy instance serves one pool; on metal its agents share it behind
 //! a lock. A policy never names a CPU outside the pool or a thread it was
 //! not given, so the kernel's isolation checks never fire for a correct one.
@@ -79,6 +94,6 @@ mod types;
 pub use params::{ParamError, ParamKind, ParamSpec, ParamValue, Values};
 pub use policy::Policy;
 pub use types::{
-    CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
-    ThreadId,
+    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError,
+    PoolParams, ThreadId,
 };

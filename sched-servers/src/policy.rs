@@ -13,6 +13,35 @@ use crate::types::{
 /// the time), no randomness. The on-metal server runtime and the simulator
 /// drive it the same way; the crate documentation states the driver's rules.
 pub trait Policy {
+    /// Sets `thread`'s hard affinity: the CPUs it may run on (`None`: every
+    /// CPU of the pool). The crate documentation states the rule (7. Hard
+    /// affinity): never dispatched outside it, moved or preempted when it
+    /// changes, CPUs outside the pool ignored, broken when none of the set
+    /// is in the pool. Fails with [`PolicyError::UnknownThread`],
+    /// [`PolicyError::EmptyAffinity`], or a policy's own refusal (SEDF:
+    /// the reservation fits on no allowed CPU); nothing changes on failure.
+    /// Default: refused with [`PolicyError::AffinityUnsupported`], so a
+    /// policy without affinity support is never silently ignored.
+    fn set_affinity(
+        &mut self,
+        thread: ThreadId,
+        cpus: Option<&[CpuId]>,
+        now_ns: u64,
+    ) -> Result<(), PolicyError> {
+        let _ = (thread, cpus, now_ns);
+        Err(PolicyError::AffinityUnsupported {
+            policy: self.name(),
+        })
+    }
+
+    /// Whether `thread`'s hard affinity is broken: none of its CPUs is in the
+    /// pool, so it runs on any CPU of the pool for now. Default: `false` (a
+    /// policy without affinity has nothing to break).
+    fn affinity_broken(&self, thread: ThreadId) -> bool {
+        let _ = thread;
+        false
+    }
+
     /// Human-readable name (`"credit"`, `"sedf"`, `"rr"`).
     fn name(&self) -> &'static str;
 

@@ -34,6 +34,14 @@
 //! * **Extra time** goes to the ready extra-time thread that has received the
 //!   least of it (a woken sleeper is not owed more than one quantum), in
 //!   quanta of the pool's `extra_quantum_ms` (default 10 ms).
+//! * **Hard affinity** ([`Policy::set_affinity`]): a thread's reservation
+//!   is homed on a CPU of its affinity (worst-fit among the allowed CPUs;
+//!   refused with [`PolicyError::AffinityInfeasible`] when it fits on none
+//!   of them, nothing changed); stealing, extra time and kicks only use
+//!   CPUs it may run on; a thread running outside a new affinity is
+//!   preempted. When a CPU joins and a broken affinity holds again, a home
+//!   outside it is given up and the thread re-admitted on its CPUs (demoted
+//!   to extra time if it fits on none of them for now).
 //! * **Losing a CPU:** its reservations are re-placed worst-fit; one that
 //!   fits nowhere is *demoted* to extra time (so it still runs) and
 //!   re-admitted when a CPU joins ([`Sedf::demoted`]).
@@ -46,8 +54,8 @@ use alloc::vec::Vec;
 use crate::math::{ceil_ratio_ppb, mul_div, mul_div_ceil, PPB_ONE};
 use crate::params::{self, ParamError, ParamKind, ParamSpec, ParamValue, Values};
 use crate::types::{
-    CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError, PoolParams,
-    ThreadId,
+    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError,
+    PoolParams, ThreadId,
 };
 use crate::Policy;
 
@@ -157,6 +165,8 @@ struct Thread {
     overrun_ns: u64,
     /// Extra time received (fair sharing of idle time).
     extra_ns: u64,
+    /// The CPUs it may run on.
+    affinity: Affinity,
 }
 
 impl Thread {
@@ -244,14 +254,75 @@ impl Sedf {
     /// Worst-fit: the least-utilised CPU in `utilisation` if `wanted` fits
     /// there; else the free utilisation of that CPU (ppm) as the error.
     fn worst_fit(utilisation: &BTreeMap<CpuId, u64>, wanted_ppb: u64) -> Result<CpuId, u32> {
+        Self::worst_fit_among(utilisation, wanted_ppb, |_| true)
+    }
+
+    /// [`Sedf::worst_fit`] among the CPUs `allowed` accepts.
+    fn worst_fit_among(
+        utilisation: &BTreeMap<CpuId, u64>,
+        wanted_ppb: u64,
+        allowed: impl Fn(CpuId) -> bool,
+    ) -> Result<CpuId, u32> {
         let least = utilisation
             .iter()
+            .filter(|(&cpu, _)| allowed(cpu))
             .min_by_key(|(&cpu, &u)| (u, cpu))
             .map(|(&cpu, &u)| (cpu, u));
         match least {
             Some((cpu, used)) if used + wanted_ppb <= PPB_ONE => Ok(cpu),
             Some((_, used)) => Err(u32::try_from(PPB_ONE.saturating_sub(used) / 1000).unwrap_or(0)),
             None => Err(0),
+        }
+    }
+
+    /// Whether `thread` may run on `cpu` (its hard affinity).
+    fn allowed(&self, thread: ThreadId, cpu: CpuId) -> bool {
+        self.threads
+            .get(&thread)
+            .is_none_or(|t| self.allows(t, cpu))
+    }
+
+    /// Whether thread `t` may run on `cpu`.
+    fn allows(&self, t: &Thread, cpu: CpuId) -> bool {
+        t.affinity.is_any() || t.affinity.allows(cpu, |c| self.cpus.contains_key(&c))
+    }
+
+    /// Worst-fit among the CPUs `thread` may run on.
+    fn fit_for(
+        &self,
+        utilisation: &BTreeMap<CpuId, u64>,
+        thread: ThreadId,
+        wanted_ppb: u64,
+    ) -> Result<CpuId, u32> {
+        Self::worst_fit_among(utilisation, wanted_ppb, |cpu| self.allowed(thread, cpu))
+    }
+
+    /// After an affinity changed or a CPU joined: a reservation homed where
+    /// its thread may no longer run is given up (the thread is demoted and
+    /// re-admitted on its CPUs by [`Sedf::readmit`]), and a thread running
+    /// outside its affinity is preempted.
+    fn enforce_affinity(&mut self) {
+        let mut outside = Vec::new();
+        let mut rehome = Vec::new();
+        for (&id, t) in &self.threads {
+            if t.home.is_some_and(|home| !self.allowed(id, home)) {
+                rehome.push(id);
+            }
+            if let Place::Running(entry) = t.place {
+                if self.cpus.contains_key(&entry.cpu) && !self.allowed(id, entry.cpu) {
+                    outside.push(entry.cpu);
+                }
+            }
+        }
+        for thread in rehome {
+            self.unreserve(thread);
+            if let Some(t) = self.threads.get_mut(&thread) {
+                t.demoted = true;
+                t.remaining_ns = 0;
+            }
+        }
+        for cpu in outside {
+            self.preempt(cpu);
         }
     }
 
@@ -333,20 +404,21 @@ impl Sedf {
         t.place == Place::Ready && t.home.is_some() && t.remaining_ns > 0
     }
 
-    /// The earliest-deadline ready reserved thread with `home` matching.
-    fn earliest(&self, home: impl Fn(Option<CpuId>) -> bool) -> Option<ThreadId> {
+    /// The earliest-deadline ready reserved thread with `home` matching
+    /// that may run on `cpu`.
+    fn earliest(&self, cpu: CpuId, home: impl Fn(Option<CpuId>) -> bool) -> Option<ThreadId> {
         self.threads
             .iter()
-            .filter(|(_, t)| Self::reserved_ready(t) && home(t.home))
+            .filter(|(_, t)| Self::reserved_ready(t) && home(t.home) && self.allows(t, cpu))
             .min_by_key(|(&id, t)| (t.deadline_ns, id))
             .map(|(&id, _)| id)
     }
 
-    /// The ready thread owed extra time the most.
-    fn neediest_extra(&self) -> Option<ThreadId> {
+    /// The ready thread owed extra time the most that may run on `cpu`.
+    fn neediest_extra(&self, cpu: CpuId) -> Option<ThreadId> {
         self.threads
             .iter()
-            .filter(|(_, t)| t.place == Place::Ready && self.wants_extra(t))
+            .filter(|(_, t)| t.place == Place::Ready && self.wants_extra(t) && self.allows(t, cpu))
             .min_by_key(|(&id, t)| (t.extra_ns, id))
             .map(|(&id, _)| id)
     }
@@ -419,8 +491,8 @@ impl Sedf {
             .filter_map(|(&id, t)| t.home.map(|home| (t.deadline_ns, id, home)))
             .collect();
         jobs.sort_unstable();
-        for (deadline_ns, _, home) in jobs {
-            let free = |cpu: &CpuId| !claimed.contains(cpu);
+        for (deadline_ns, thread, home) in jobs {
+            let free = |cpu: &CpuId| !claimed.contains(cpu) && self.allowed(thread, *cpu);
             let state = |cpu: CpuId| self.cpus.get(&cpu).map(|c| c.state);
             if free(&home) {
                 match state(home) {
@@ -462,23 +534,26 @@ impl Sedf {
                 self.preempt(cpu);
             }
         }
-        let extra = self
+        let extra: Vec<ThreadId> = self
             .threads
-            .values()
-            .filter(|t| t.place == Place::Ready && self.wants_extra(t))
-            .count();
+            .iter()
+            .filter(|(_, t)| t.place == Place::Ready && self.wants_extra(t))
+            .map(|(&id, _)| id)
+            .collect();
         // Unclaimed CPUs about to pick take extra work too.
         let pending = self
             .cpus
             .iter()
             .filter(|(id, c)| !claimed.contains(id) && c.state == CpuState::Pending)
             .count();
+        // Only CPUs some extra-time thread may run on (their pick finds it).
         let idle: Vec<CpuId> = self
             .cpus
             .iter()
             .filter(|(id, c)| !claimed.contains(id) && c.state == CpuState::Idle)
             .map(|(&id, _)| id)
-            .take(extra.saturating_sub(pending))
+            .filter(|&cpu| extra.iter().any(|&t| self.allowed(t, cpu)))
+            .take(extra.len().saturating_sub(pending))
             .collect();
         for cpu in idle {
             self.kick(cpu);
@@ -565,7 +640,7 @@ impl Sedf {
         let demoted: Vec<ThreadId> = self.demoted().collect();
         for thread in demoted {
             let wanted = self.domain(self.threads[&thread].domain).utilisation_ppb();
-            if let Ok(cpu) = Self::worst_fit(&self.utilisation_map(), wanted) {
+            if let Ok(cpu) = self.fit_for(&self.utilisation_map(), thread, wanted) {
                 self.reserve(thread, cpu, wanted);
                 self.new_period(thread, now_ns);
             }
@@ -585,6 +660,7 @@ impl Policy for Sedf {
             timer_at_ns: None,
             preempting: false,
         });
+        self.enforce_affinity();
         self.readmit(now_ns);
         self.tickle(now_ns);
     }
@@ -605,7 +681,7 @@ impl Policy for Sedf {
                 t.home = None;
                 t.utilisation_ppb = 0;
             }
-            match Self::worst_fit(&self.utilisation_map(), wanted) {
+            match self.fit_for(&self.utilisation_map(), thread, wanted) {
                 Ok(new_home) => self.reserve(thread, new_home, wanted),
                 Err(_) => {
                     if let Some(t) = self.threads.get_mut(&thread) {
@@ -658,6 +734,7 @@ impl Policy for Sedf {
                 remaining_ns: 0,
                 overrun_ns: 0,
                 extra_ns,
+                affinity: Affinity::any(),
             },
         );
         if let Some(cpu) = home {
@@ -756,14 +833,14 @@ impl Policy for Sedf {
         }
         self.refresh(now_ns);
         let home_release = self.next_home_release(cpu).unwrap_or(u64::MAX);
-        let local = self.earliest(|home| home == Some(cpu));
+        let local = self.earliest(cpu, |home| home == Some(cpu));
         let chosen = local
             .map(|thread| (thread, Mode::Reserved))
             .or_else(|| {
-                self.earliest(|home| home != Some(cpu))
+                self.earliest(cpu, |home| home != Some(cpu))
                     .map(|thread| (thread, Mode::Reserved))
             })
-            .or_else(|| self.neediest_extra().map(|thread| (thread, Mode::Extra)));
+            .or_else(|| self.neediest_extra(cpu).map(|thread| (thread, Mode::Extra)));
         let Some((thread, mode)) = chosen else {
             if let Some(c) = self.cpus.get_mut(&cpu) {
                 c.state = CpuState::Idle;
@@ -806,6 +883,68 @@ impl Policy for Sedf {
 
     fn take_decisions(&mut self, out: &mut Vec<Decision>) {
         out.append(&mut self.decisions);
+    }
+
+    fn set_affinity(
+        &mut self,
+        thread: ThreadId,
+        cpus: Option<&[CpuId]>,
+        now_ns: u64,
+    ) -> Result<(), PolicyError> {
+        let Some(t) = self.threads.get(&thread) else {
+            return Err(PolicyError::UnknownThread { thread });
+        };
+        let affinity = Affinity::new(thread, cpus)?;
+        let in_pool = |c: CpuId| self.cpus.contains_key(&c);
+        let allows = |cpu: CpuId| affinity.allows(cpu, in_pool);
+        // Admission first: the reservation (a demoted one too) must fit on
+        // a CPU of the new affinity; its current home is kept if allowed.
+        let domain = self.domain(t.domain);
+        let wanted = domain.utilisation_ppb();
+        let mut new_home = None;
+        if wanted > 0 && !self.cpus.is_empty() {
+            let mut utilisation = self.utilisation_map();
+            if let Some(home) = t.home {
+                if let Some(u) = utilisation.get_mut(&home) {
+                    *u = u.saturating_sub(t.utilisation_ppb);
+                }
+            }
+            let home = match t.home.filter(|&home| allows(home)) {
+                Some(home) => home,
+                None => {
+                    Self::worst_fit_among(&utilisation, wanted, allows).map_err(|free_ppm| {
+                        PolicyError::AffinityInfeasible {
+                            thread,
+                            slice_ns: domain.slice_ns,
+                            period_ns: domain.period_ns,
+                            free_ppm,
+                        }
+                    })?
+                }
+            };
+            new_home = Some(home);
+        }
+        // Nothing below fails.
+        let moved = new_home.is_some() && new_home != t.home;
+        if let Some(t) = self.threads.get_mut(&thread) {
+            t.affinity = affinity;
+        }
+        if moved {
+            self.unreserve(thread);
+            if let Some(home) = new_home {
+                self.reserve(thread, home, wanted);
+            }
+            self.new_period(thread, now_ns);
+        }
+        self.enforce_affinity();
+        self.tickle(now_ns);
+        Ok(())
+    }
+
+    fn affinity_broken(&self, thread: ThreadId) -> bool {
+        self.threads
+            .get(&thread)
+            .is_some_and(|t| t.affinity.broken(|c| self.cpus.contains_key(&c)))
     }
 
     fn domain_param_specs(&self) -> &'static [ParamSpec] {
@@ -939,9 +1078,11 @@ impl Policy for Sedf {
             let current = self.threads[&thread]
                 .home
                 .filter(|home| utilisation.get(home).is_some_and(|u| u + wanted <= PPB_ONE));
+            let current = current.filter(|&home| self.allowed(thread, home));
             let home = match current {
                 Some(home) => home,
-                None => Self::worst_fit(&utilisation, wanted)
+                None => self
+                    .fit_for(&utilisation, thread, wanted)
                     .map_err(|free| infeasible(Some(thread), free))?,
             };
             *utilisation.entry(home).or_default() += wanted;

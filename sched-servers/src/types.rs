@@ -1,6 +1,7 @@
 //! The vocabulary shared by policies and their drivers: identifiers, kernel
 //! events, dispatch answers, decisions, parameters and the one error enum.
 
+use alloc::collections::BTreeSet;
 use core::fmt;
 
 /// A CPU of the pool, as the driver names it (a pool-local index is fine).
@@ -14,6 +15,60 @@ pub struct ThreadId(pub u64);
 /// A domain (native task or VM); weights, caps and reservations belong to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DomainId(pub u32);
+
+/// A thread's hard affinity: the CPUs it may run on (`None`: every CPU of
+/// the pool). The rule every policy applies ([`Affinity::allows`]): CPUs of
+/// the set that are not in the pool are ignored, and a set with no CPU in
+/// the pool is *broken*: the thread may then run on any CPU of the pool
+/// (as Xen breaks a vCPU's affinity when a cpupool loses its CPUs) until a
+/// CPU of the set joins again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Affinity(Option<BTreeSet<CpuId>>);
+
+impl Affinity {
+    /// Every CPU of the pool.
+    pub const fn any() -> Self {
+        Self(None)
+    }
+
+    /// The affinity `cpus` names (`None`: every CPU of the pool). An empty
+    /// set is refused ([`PolicyError::EmptyAffinity`]): a thread must be
+    /// allowed somewhere.
+    pub fn new(thread: ThreadId, cpus: Option<&[CpuId]>) -> Result<Self, PolicyError> {
+        match cpus {
+            None => Ok(Self(None)),
+            Some([]) => Err(PolicyError::EmptyAffinity { thread }),
+            Some(cpus) => Ok(Self(Some(cpus.iter().copied().collect()))),
+        }
+    }
+
+    /// The CPUs named, or `None` for every CPU of the pool.
+    pub const fn cpus(&self) -> Option<&BTreeSet<CpuId>> {
+        self.0.as_ref()
+    }
+
+    /// Whether this is a restriction at all.
+    pub const fn is_any(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Whether none of the set's CPUs is in the pool (`in_pool` says which
+    /// CPUs are), so the restriction is suspended.
+    pub fn broken(&self, in_pool: impl Fn(CpuId) -> bool) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|set| !set.iter().any(|&cpu| in_pool(cpu)))
+    }
+
+    /// Whether the thread may run on `cpu` of the pool: `cpu` is in the set,
+    /// or there is no set, or the set is broken.
+    pub fn allows(&self, cpu: CpuId, in_pool: impl Fn(CpuId) -> bool) -> bool {
+        match &self.0 {
+            None => true,
+            Some(set) => set.contains(&cpu) || !set.iter().any(|&c| in_pool(c)),
+        }
+    }
+}
 
 impl fmt::Display for CpuId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -291,6 +346,35 @@ pub enum PolicyError {
         /// The largest free utilisation on any CPU, in parts per million.
         free_ppm: u32,
     },
+    /// The policy has no hard affinity (`set_affinity` is not implemented):
+    /// the request is refused rather than ignored.
+    AffinityUnsupported {
+        /// The refusing policy's name.
+        policy: &'static str,
+    },
+    /// A hard affinity with no CPU at all.
+    EmptyAffinity {
+        /// The thread.
+        thread: ThreadId,
+    },
+    /// A request names a thread the policy does not have.
+    UnknownThread {
+        /// The thread.
+        thread: ThreadId,
+    },
+    /// SEDF admission control: the thread's reservation fits on none of the
+    /// CPUs its hard affinity allows.
+    AffinityInfeasible {
+        /// The thread.
+        thread: ThreadId,
+        /// The requested slice.
+        slice_ns: u64,
+        /// The requested period.
+        period_ns: u64,
+        /// The largest free utilisation on an allowed CPU, in parts per
+        /// million.
+        free_ppm: u32,
+    },
     /// `add_thread` for a thread the policy already has.
     DuplicateThread {
         /// The thread.
@@ -381,6 +465,34 @@ impl fmt::Display for PolicyError {
                     f,
                     ": slice {}.{:03} ms / period {}.{:03} ms = {}.{}% does not fit: \
                      the least-loaded CPU has {}.{}% free",
+                    slice_ns / 1_000_000,
+                    slice_ns / 1000 % 1000,
+                    period_ns / 1_000_000,
+                    period_ns / 1000 % 1000,
+                    wanted_ppm / 10_000,
+                    wanted_ppm / 1000 % 10,
+                    free_ppm / 10_000,
+                    free_ppm / 1000 % 10,
+                )
+            }
+            Self::AffinityUnsupported { policy } => {
+                write!(f, "the {policy} policy does not support hard affinity")
+            }
+            Self::EmptyAffinity { thread } => {
+                write!(f, "{thread}: a hard affinity needs at least one CPU")
+            }
+            Self::UnknownThread { thread } => write!(f, "{thread} is not scheduled here"),
+            Self::AffinityInfeasible {
+                thread,
+                slice_ns,
+                period_ns,
+                free_ppm,
+            } => {
+                let wanted_ppm = crate::math::ceil_ratio_ppm(slice_ns, period_ns);
+                write!(
+                    f,
+                    "{thread}: slice {}.{:03} ms / period {}.{:03} ms = {}.{}% does not fit \
+                     on the CPUs of its affinity: the least-loaded of them has {}.{}% free",
                     slice_ns / 1_000_000,
                     slice_ns / 1000 % 1000,
                     period_ns / 1_000_000,

@@ -25,6 +25,12 @@
 //! by negotiation. A pool can also start on a `Scheduler` it is given, so a
 //! replacement server can take over a pool whose server failed.
 //!
+//! Hard affinity ([`Pool::set_affinity`]) is the policy's to keep; the
+//! runtime checks it too: a dispatch the policy asks for outside a thread's
+//! affinity (while a CPU of it is in the pool) is not made, but counted
+//! ([`Pool::affinity_errors`]), and the policy hears the entry end at once
+//! (`Evicted`, ran 0) so that it places the thread again.
+//!
 //! Limits (documented, not hidden): at most one entry is queued per CPU at a
 //! time (the agent refills on each entry end), and a timer is programmed from
 //! the latest event time the server has seen (it fires late by however stale
@@ -110,6 +116,10 @@ struct State<P> {
     now_ns: u64,
     decisions: Vec<Decision>,
     dispatch_errors: u64,
+    /// Hard affinities the policy accepted (physical CPU indices).
+    affinity: BTreeMap<u64, Vec<u64>>,
+    /// Dispatches refused because they were outside the thread's affinity.
+    affinity_errors: u64,
     /// Events seen, by ring event kind (index = kind).
     event_counts: [u64; 16],
     preempts: u64,
@@ -395,6 +405,21 @@ impl<P: Policy> State<P> {
             let Some(&(tcb, _)) = self.tcbs.get(&next.thread.0) else {
                 continue;
             };
+            if !self.may_run(next.thread.0, index) {
+                // Defence in depth: the policy broke its affinity rule. The
+                // entry is not made; the policy hears it ended at once and
+                // places the thread again (the CPU asks again next time).
+                self.affinity_errors += 1;
+                self.policy.on_event(&Event {
+                    kind: EventKind::Evicted,
+                    cpu: CpuId(index as u32),
+                    thread: Some(next.thread),
+                    timestamp_ns: self.now_ns,
+                    ran_ns: 0,
+                });
+                self.cpus[i].due = true;
+                continue;
+            }
             match invoke::scheduler_dispatch(self.scheduler, index, tcb, next.budget_ns.max(1)) {
                 Ok(()) => self.cpus[i].entry = Some(next.thread.0),
                 Err(_) => {
@@ -413,6 +438,19 @@ impl<P: Policy> State<P> {
                 }
             }
         }
+    }
+}
+
+impl<P: Policy> State<P> {
+    /// Whether `thread` may run on CPU `index` under the affinity the policy
+    /// accepted: in its set, or none of its set is in the pool.
+    fn may_run(&self, thread: u64, index: u64) -> bool {
+        self.affinity.get(&thread).is_none_or(|set| {
+            set.contains(&index)
+                || !set
+                    .iter()
+                    .any(|&cpu| self.cpus.iter().any(|c| c.index == cpu && c.member))
+        })
     }
 }
 
@@ -474,6 +512,8 @@ impl<P: Policy + Send + 'static> Pool<P> {
             now_ns: 0,
             decisions: Vec::new(),
             dispatch_errors: 0,
+            affinity: BTreeMap::new(),
+            affinity_errors: 0,
             event_counts: [0; 16],
             preempts: 0,
         }));
@@ -715,6 +755,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
             .tcbs
             .remove(&thread_id)
             .ok_or((0, ServerError::Kernel(Error::InvalidCapability)))?;
+        s.affinity.remove(&thread_id);
         let now = s.now_ns;
         s.policy.remove_thread(ThreadId(thread_id), now);
         if !s.tcbs.values().any(|&(_, d)| d == domain) {
@@ -743,6 +784,48 @@ impl<P: Policy + Send + 'static> Pool<P> {
         s.policy.set_pool_params(params)?;
         s.fill(None);
         Ok(())
+    }
+
+    /// Sets thread `thread_id`'s hard affinity to the CPUs (physical
+    /// indices) `cpus`, `None` for every CPU of the pool: the policy applies
+    /// it (moving or preempting the thread) or refuses it, and then nothing
+    /// changes. CPUs not in the pool are ignored; when none of the set is
+    /// in the pool the thread runs on any (see the policy SDK).
+    pub fn set_affinity(&self, thread_id: u64, cpus: Option<&[u64]>) -> Result<(), ServerError> {
+        let mut s = lock(&self.state, self.sleeper);
+        if !s.tcbs.contains_key(&thread_id) {
+            return Err(ServerError::Policy(PolicyError::UnknownThread {
+                thread: ThreadId(thread_id),
+            }));
+        }
+        let ids: Option<Vec<CpuId>> = cpus.map(|cpus| {
+            cpus.iter()
+                .filter_map(|&cpu| u32::try_from(cpu).ok().map(CpuId))
+                .collect()
+        });
+        let now = s.now_ns;
+        s.policy
+            .set_affinity(ThreadId(thread_id), ids.as_deref(), now)?;
+        match cpus {
+            Some(cpus) => s.affinity.insert(thread_id, cpus.to_vec()),
+            None => s.affinity.remove(&thread_id),
+        };
+        s.fill(None);
+        Ok(())
+    }
+
+    /// Whether thread `thread_id`'s affinity is broken (none of its CPUs is
+    /// in the pool, so it runs on any): ask after removing a CPU.
+    pub fn affinity_broken(&self, thread_id: u64) -> bool {
+        lock(&self.state, self.sleeper)
+            .policy
+            .affinity_broken(ThreadId(thread_id))
+    }
+
+    /// Dispatches refused because the policy chose a CPU outside the
+    /// thread's affinity (0 with a correct policy).
+    pub fn affinity_errors(&self) -> u64 {
+        lock(&self.state, self.sleeper).affinity_errors
     }
 
     /// Dispatch calls the kernel refused (isolation or state errors; 0 in a

@@ -241,6 +241,9 @@ fn handle<P: Policy + Send + 'static>(
                 Err(e) => Answer::Error(SchedError::Kernel(e as u64)),
             },
         }),
+        SchedRequest::SetAffinity { thread_id, cpus } => {
+            Next::Reply(set_affinity(pool, thread_id, cpus))
+        }
         other => Next::Reply(handle_params(pool, other)),
     }
 }
@@ -284,6 +287,29 @@ fn handle_params<P: Policy + Send + 'static>(pool: &Pool<P>, request: SchedReque
         }
         // Handled by `handle`.
         _ => Answer::Error(SchedError::Malformed),
+    }
+}
+
+/// `SetAffinity`: an unknown thread is an error; the policy's refusal is
+/// `Refused` with its reason (as for the parameter requests); nothing
+/// changes on either.
+fn set_affinity<P: Policy + Send + 'static>(
+    pool: &Pool<P>,
+    thread_id: u64,
+    bitmap: Option<&[u8]>,
+) -> Answer {
+    if pool.thread(thread_id).is_none() {
+        return Answer::Error(SchedError::UnknownThread);
+    }
+    let cpus: Option<Vec<u64>> =
+        bitmap.map(|bytes| sched_protocol::bitmap_cpus(bytes).map(u64::from).collect());
+    match pool.set_affinity(thread_id, cpus.as_deref()) {
+        Ok(()) => Answer::Ok,
+        Err(ServerError::Policy(PolicyError::UnknownThread { .. })) => {
+            Answer::Error(SchedError::UnknownThread)
+        }
+        Err(ServerError::Policy(error)) => Answer::Refused(format!("affinity: {error}")),
+        Err(error) => Answer::Error(server_error(&error)),
     }
 }
 

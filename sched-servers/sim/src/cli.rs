@@ -35,6 +35,10 @@ usage: tarn-sim [options]
                             without one-shot timers does) instead
   --remove-cpu MS@CPU       CPU leaves the pool at MS (repeatable)
   --add-cpu MS@CPU          CPU joins the pool at MS (repeatable)
+  --pin [MS:]D@CPUS         hard affinity of every thread of domain D
+                            (1-based) to CPUS (e.g. 0 or 0-1,3; all: any CPU
+                            of the pool), from the start or at MS
+                            (repeatable); the simulator checks every dispatch
   --trace FILE              write a Perfetto/Chrome trace JSON
   --svg FILE                write an SVG chart of shares over time
   -h, --help                this text
@@ -134,6 +138,7 @@ pub fn parse_with(
     let mut sample_ms = 100u64;
     let mut tick_us: Option<u64> = None;
     let mut actions = Vec::new();
+    let mut pins: Vec<(Option<u64>, usize, Option<u64>)> = Vec::new();
     let mut trace = None;
     let mut svg = None;
     let mut help = false;
@@ -195,6 +200,7 @@ pub fn parse_with(
                     },
                 ));
             }
+            "--pin" => pins.push(parse_pin(&value()?)?),
             "--trace" => trace = Some(value()?),
             "--svg" => svg = Some(value()?),
             other => return Err(format!("unknown option {other:?} (see --help)")),
@@ -235,6 +241,26 @@ pub fn parse_with(
             .domains
             .push(parse_domain(id, spec.trim(), policy, workload)?);
     }
+    for (at_ns, domain, mask) in pins {
+        let index = domain
+            .checked_sub(1)
+            .filter(|&i| i < scenario.domains.len())
+            .ok_or_else(|| format!("--pin: there is no domain {domain}"))?;
+        match at_ns {
+            None => {
+                let spec = &mut scenario.domains[index];
+                spec.affinity.iter_mut().for_each(|a| *a = mask);
+            }
+            Some(at_ns) => {
+                for n in 0..scenario.domains[index].threads.len() {
+                    let thread = scenario.thread_id(index, n);
+                    scenario
+                        .actions
+                        .push((at_ns, Action::SetAffinity(thread, mask)));
+                }
+            }
+        }
+    }
     Ok(Cli {
         policy,
         scenario,
@@ -242,6 +268,38 @@ pub fn parse_with(
         svg,
         help,
     })
+}
+
+/// `[MS:]D@CPUS`: when (`None`: from the start), which domain (1-based), and
+/// the CPU mask (`None` for `all`).
+fn parse_pin(text: &str) -> Result<(Option<u64>, usize, Option<u64>), String> {
+    let bad = || format!("--pin wants [MS:]D@CPUS, not {text:?}");
+    let (head, cpus) = text.split_once('@').ok_or_else(bad)?;
+    let (at_ns, domain) = match head.split_once(':') {
+        Some((at, domain)) => (Some(number::<u64>(at, "--pin")? * MS), domain),
+        None => (None, head),
+    };
+    let domain = number::<usize>(domain, "--pin")?;
+    if cpus == "all" {
+        return Ok((at_ns, domain, None));
+    }
+    let mut mask = 0u64;
+    for part in cpus.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (number::<u32>(a, "--pin")?, number::<u32>(b, "--pin")?),
+            None => {
+                let n = number::<u32>(part, "--pin")?;
+                (n, n)
+            }
+        };
+        if first > last || last >= 64 {
+            return Err(format!("--pin: CPUs {part:?} (0..=63, low-high)"));
+        }
+        for cpu in first..=last {
+            mask |= 1 << cpu;
+        }
+    }
+    Ok((at_ns, domain, Some(mask)))
 }
 
 fn number<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, String> {
@@ -499,6 +557,7 @@ pub fn run(cli: &Cli) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tarn_sched_servers::ThreadId;
 
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
@@ -523,6 +582,25 @@ mod tests {
         );
         assert!(cli.scenario.record_trace);
         assert_eq!(cli.trace.as_deref(), Some("out.json"));
+    }
+
+    #[test]
+    fn parses_pins() {
+        let cli = parse(&args(
+            "--domains 256,256:threads=2,256 --pin 1@0 --pin 2@0-1,3 --pin 500:2@all",
+        ))
+        .expect("parses");
+        let domains = &cli.scenario.domains;
+        assert_eq!(domains[0].affinity, vec![Some(0b1)]);
+        assert_eq!(domains[1].affinity, vec![Some(0b1011); 2]);
+        assert_eq!(domains[2].affinity, vec![None]);
+        assert_eq!(
+            cli.scenario.actions,
+            vec![
+                (500 * MS, Action::SetAffinity(ThreadId(2), None)),
+                (500 * MS, Action::SetAffinity(ThreadId(3), None)),
+            ]
+        );
     }
 
     #[test]
@@ -571,5 +649,9 @@ mod tests {
         assert!(parse(&args("--domains 256:cap")).is_err());
         assert!(parse(&args("--policy rr --domains 256:cap=50")).is_err());
         assert!(parse(&args("--workload warp")).is_err());
+        assert!(parse(&args("--pin 4@0")).is_err()); // three domains by default
+        assert!(parse(&args("--pin 1@64")).is_err());
+        assert!(parse(&args("--pin 1@1-0")).is_err());
+        assert!(parse(&args("--pin 1")).is_err());
     }
 }

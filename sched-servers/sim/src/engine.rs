@@ -19,7 +19,7 @@ use tarn_sched_servers::{
 
 use crate::report::{DomainReport, Mark, Report, Slice};
 use crate::rng::Rng;
-use crate::scenario::{Action, Scenario, Workload};
+use crate::scenario::{mask_cpus, Action, Scenario, Workload};
 
 /// Why a scenario could not start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +94,8 @@ struct SimThread {
     jobs: u64,
     misses: u64,
     cpu_ns: u64,
+    /// Hard affinity (CPU mask; `None`: any CPU of the pool).
+    affinity: Option<u64>,
 }
 
 /// What happens next.
@@ -169,6 +171,7 @@ impl<'a> Engine<'a> {
             context_switches: 0,
             dispatches: 0,
             preemptions: 0,
+            affinity_violations: 0,
             protocol_errors: Vec::new(),
             action_errors: Vec::new(),
             sample_ns: scenario.sample_ns,
@@ -243,7 +246,7 @@ impl<'a> Engine<'a> {
             }
         }
         for (index, domain) in scenario.domains.iter().enumerate() {
-            for &workload in &domain.threads {
+            for (n, &workload) in domain.threads.iter().enumerate() {
                 let id = ThreadId(self.threads.len() as u64 + 1);
                 let mut thread = SimThread {
                     id,
@@ -258,6 +261,7 @@ impl<'a> Engine<'a> {
                     jobs: 0,
                     misses: 0,
                     cpu_ns: 0,
+                    affinity: domain.affinity.get(n).copied().flatten(),
                 };
                 self.start_burst(&mut thread);
                 if let Workload::Periodic { period_ns, .. } = workload {
@@ -268,6 +272,15 @@ impl<'a> Engine<'a> {
                 self.threads.push(thread);
                 self.policy
                     .add_thread(id, domain.id, true, 0)
+                    .map_err(|e| SimError::Thread(id, e))?;
+                self.collect();
+            }
+        }
+        for index in 0..self.threads.len() {
+            let (id, affinity) = (self.threads[index].id, self.threads[index].affinity);
+            if let Some(mask) = affinity {
+                self.policy
+                    .set_affinity(id, Some(&mask_cpus(mask)), 0)
                     .map_err(|e| SimError::Thread(id, e))?;
                 self.collect();
             }
@@ -636,6 +649,18 @@ impl<'a> Engine<'a> {
                 }
                 self.collect();
             }
+            Action::SetAffinity(thread, mask) => {
+                let cpus = mask.map(mask_cpus);
+                match self.policy.set_affinity(thread, cpus.as_deref(), now_ns) {
+                    Ok(()) => {
+                        if let Some(&index) = self.by_id.get(&thread) {
+                            self.threads[index].affinity = mask;
+                        }
+                    }
+                    Err(error) => self.report.action_errors.push((now_ns, error.to_string())),
+                }
+                self.collect();
+            }
         }
     }
 
@@ -740,6 +765,20 @@ impl<'a> Engine<'a> {
             self.protocol_error(format!("dispatch of {} with a zero budget", thread.id));
             return;
         }
+        if let Some(mask) = thread.affinity {
+            let in_pool = |n: u32| self.cpus.get(n as usize).is_some_and(|c| c.in_pool);
+            let enforced = (0..64u32).any(|n| mask & (1 << n) != 0 && in_pool(n));
+            if enforced && (cpu >= 64 || mask & (1 << cpu) == 0) {
+                let what = format!(
+                    "dispatch of {} on cpu {cpu}, outside its affinity {:?}",
+                    thread.id,
+                    mask_cpus(mask).iter().map(|c| c.0).collect::<Vec<_>>()
+                );
+                self.report.affinity_violations += 1;
+                self.protocol_error(what);
+            }
+        }
+        let thread = &self.threads[index];
         self.report.dispatches += 1;
         if thread.last_cpu.is_some_and(|last| last != cpu) {
             self.report.migrations += 1;

@@ -14,6 +14,11 @@
 //!   timers does (`examples/ticks.rs` compares the two). Dispatches the kernel would refuse (an
 //!   unknown, blocked or already running thread, a zero budget, a CPU outside
 //!   the pool) are recorded as protocol errors.
+//! * **Hard affinity.** Threads may be pinned ([`DomainSpec::pinned`],
+//!   [`DomainSpec::pin_thread`], [`Action::SetAffinity`], `--pin`); every
+//!   dispatch to a CPU outside the thread's affinity while one of its CPUs
+//!   is in the pool is counted in [`Report::affinity_violations`] and
+//!   recorded as a protocol error.
 //! * **Workloads** ([`Workload`]): CPU-bound, duty cycle (run X ms, sleep
 //!   Y ms), bursty (seeded random bursts and sleeps), periodic real-time jobs
 //!   with deadlines, and yielders; any number of threads per domain.
@@ -58,7 +63,8 @@
 //! `PARAM[:KEY=VALUE...]`: a weight for credit and rr, `SLICE/PERIOD[x]` (ms,
 //! `x` = extra time) or `-` for sedf; keys `cap=`, `threads=`, `work=`
 //! (`cpu`, `dutyR/S`, `burstyA-B/C-D`, `jobs`, `yieldR`), `group=K` (credit:
-//! member of domain K's group) and `name=`.
+//! member of domain K's group) and `name=`; `--pin [MS:]D@CPUS` pins domain
+//! D's threads (from the start, or at MS; `all` unpins).
 
 pub mod cli;
 pub mod engine;
@@ -70,4 +76,4 @@ pub mod trace;
 
 pub use engine::{simulate, SimError};
 pub use report::{expected_shares, DomainReport, Mark, Report, Slice};
-pub use scenario::{Action, DomainSpec, Scenario, Workload, MS, SEC};
+pub use scenario::{cpu_mask, mask_cpus, Action, DomainSpec, Scenario, Workload, MS, SEC};

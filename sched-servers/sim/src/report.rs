@@ -80,6 +80,9 @@ pub struct Report {
     pub dispatches: u64,
     /// Preemptions the policy asked for.
     pub preemptions: u64,
+    /// Dispatches of a thread to a CPU outside its hard affinity (while a
+    /// CPU of its affinity was in the pool); each is also a protocol error.
+    pub affinity_violations: u64,
     /// Contract violations by the policy (each described); a correct policy
     /// has none.
     pub protocol_errors: Vec<String>,
@@ -167,6 +170,9 @@ impl fmt::Display for Report {
             "{} dispatches, {} context switches, {} migrations, {} preemptions",
             self.dispatches, self.context_switches, self.migrations, self.preemptions
         );
+        if self.affinity_violations > 0 {
+            let _ = write!(line, ", {} affinity violations", self.affinity_violations);
+        }
         writeln!(f, "{line}")?;
         for error in &self.protocol_errors {
             writeln!(f, "protocol error: {error}")?;

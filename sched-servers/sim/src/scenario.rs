@@ -1,7 +1,7 @@
 //! What to simulate: CPUs, domains with their parameters and workloads, and
-//! timed actions (CPUs joining or leaving, parameter changes).
+//! timed actions (CPUs joining or leaving, parameter and affinity changes).
 
-use tarn_sched_servers::{DomainId, DomainParams, PoolParams};
+use tarn_sched_servers::{CpuId, DomainId, DomainParams, PoolParams, ThreadId};
 
 /// Nanoseconds per millisecond.
 pub const MS: u64 = 1_000_000;
@@ -62,6 +62,9 @@ pub struct DomainSpec {
     pub values: String,
     /// One workload per thread.
     pub threads: Vec<Workload>,
+    /// One hard affinity per thread (a CPU mask, bit n = CPU n; `None`:
+    /// every CPU of the pool), set right after the threads are added.
+    pub affinity: Vec<Option<u64>>,
 }
 
 impl DomainSpec {
@@ -73,6 +76,7 @@ impl DomainSpec {
             params: Vec::new(),
             values: String::new(),
             threads: Vec::new(),
+            affinity: Vec::new(),
         }
     }
 
@@ -121,8 +125,41 @@ impl DomainSpec {
     #[must_use]
     pub fn threads(mut self, count: usize, workload: Workload) -> Self {
         self.threads.extend(std::iter::repeat_n(workload, count));
+        self.affinity.extend(std::iter::repeat_n(None, count));
         self
     }
+
+    /// Pins every thread added so far to `cpus` (hard affinity).
+    #[must_use]
+    pub fn pinned(mut self, cpus: &[u32]) -> Self {
+        let mask = cpu_mask(cpus);
+        self.affinity.iter_mut().for_each(|a| *a = Some(mask));
+        self
+    }
+
+    /// Pins thread `index` (0-based, in the order added) to `cpus`.
+    #[must_use]
+    pub fn pin_thread(mut self, index: usize, cpus: &[u32]) -> Self {
+        if let Some(a) = self.affinity.get_mut(index) {
+            *a = Some(cpu_mask(cpus));
+        }
+        self
+    }
+}
+
+/// A CPU mask (bit n = CPU n) of `cpus`; the simulator has CPUs 0..=63.
+pub fn cpu_mask(cpus: &[u32]) -> u64 {
+    cpus.iter()
+        .filter(|&&c| c < 64)
+        .fold(0, |mask, &c| mask | 1 << c)
+}
+
+/// The CPUs of a mask, lowest first.
+pub fn mask_cpus(mask: u64) -> Vec<CpuId> {
+    (0..64)
+        .filter(|n| mask & (1 << n) != 0)
+        .map(CpuId)
+        .collect()
 }
 
 /// Something that happens during the run.
@@ -136,6 +173,10 @@ pub enum Action {
     SetDomainParams(DomainId, DomainParams),
     /// New pool parameters.
     SetPoolParams(PoolParams),
+    /// A thread's new hard affinity (a CPU mask, [`cpu_mask`]; `None`: every
+    /// CPU of the pool). Threads are numbered from 1 in scenario order
+    /// ([`Scenario::thread_id`]).
+    SetAffinity(ThreadId, Option<u64>),
 }
 
 /// A complete, deterministic simulation input.
@@ -197,6 +238,14 @@ impl Scenario {
     pub fn pool(mut self, params: PoolParams) -> Self {
         self.pool_params = Some(params);
         self
+    }
+
+    /// The id the simulator gives thread `index` (0-based) of the domain at
+    /// `domain` (0-based position in [`Scenario::domains`]): threads are
+    /// numbered from 1 in scenario order.
+    pub fn thread_id(&self, domain: usize, index: usize) -> ThreadId {
+        let before: usize = self.domains[..domain].iter().map(|d| d.threads.len()).sum();
+        ThreadId((before + index + 1) as u64)
     }
 
     /// Adds a timed action.
