@@ -118,7 +118,9 @@ impl Grower {
         invoke::untyped_retype(self.untyped, object_type, 0, self.cnode, slot, 1)?;
         self.used_bytes += frame_bytes;
         let vaddr = HEAP_WINDOW_BASE + self.mapped_bytes;
-        if let Err(error) = invoke::frame_map(slot, self.vspace, vaddr, Rights::READ.union(Rights::WRITE)) {
+        if let Err(error) =
+            invoke::frame_map(slot, self.vspace, vaddr, Rights::READ.union(Rights::WRITE))
+        {
             // Best effort: the slot is never used again either way.
             let _ = invoke::cnode_delete(self.cnode, slot);
             return Err(error);
@@ -180,10 +182,7 @@ fn bytes_needed(size: usize, align: usize) -> Option<u64> {
 /// out. `InvalidArgument` for a used region, one under 4 KiB or over the
 /// window's size; `IllegalState` if the heap already has a budget.
 pub fn grow_from(resources: &mut Resources, region: UntypedRegion) -> Result<(), Error> {
-    if region.watermark != 0
-        || region.size_bits < 12
-        || region.bytes() > HEAP_WINDOW_BYTES
-    {
+    if region.watermark != 0 || region.size_bits < 12 || region.bytes() > HEAP_WINDOW_BYTES {
         return Err(Error::InvalidArgument);
     }
     let slots = region.bytes() >> frame_bits(region.size_bits);

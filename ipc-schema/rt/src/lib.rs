@@ -80,10 +80,10 @@ pub mod syscall;
 pub mod thread;
 
 pub use buddy::{Block, BuddyAllocator, KernelUntyped};
+pub use heap::{heap_used_bytes, INITIAL_HEAP_BYTES};
 pub use ipc_buffer::ipc_buffer;
 pub use process::{spawn_process, CapGrant, Process, ProcessConfig, UntypedGrant};
 pub use resources::{Resources, SlotAllocator, UntypedAllocator};
-pub use heap::{heap_used_bytes, INITIAL_HEAP_BYTES};
 pub use start::exit;
 pub use syscall::{
     call, debug_write, nb_recv, nb_send, poll, recv, reply, reply_recv, send, signal, sleep, wait,

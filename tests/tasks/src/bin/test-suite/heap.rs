@@ -50,8 +50,7 @@ fn fill_and_check(round: u64, full: bool) -> Result<Vec<Vec<u64>>, alloc::string
 }
 
 fn in_window(address: usize) -> bool {
-    let address = address as u64;
-    address >= HEAP_WINDOW_BASE && address < HEAP_WINDOW_BASE + HEAP_WINDOW_BYTES
+    (HEAP_WINDOW_BASE..HEAP_WINDOW_BASE + HEAP_WINDOW_BYTES).contains(&(address as u64))
 }
 
 fn grows(_env: &mut Env) -> Outcome {
@@ -119,7 +118,8 @@ fn limit(_env: &mut Env) -> Outcome {
     // More than the whole budget: refused without mapping anything.
     let mut huge: Vec<u8> = Vec::new();
     ensure!(
-        huge.try_reserve(before.limit_bytes as usize + (1 << 20)).is_err(),
+        huge.try_reserve(before.limit_bytes as usize + (1 << 20))
+            .is_err(),
         "a reservation beyond the heap's budget succeeded"
     );
     expect!(heap::stats(), before);
