@@ -15,7 +15,9 @@
 //! one slot), 4 KiB otherwise.
 //!
 //! The handler runs inside the global allocator, with talc's lock held: it
-//! allocates nothing and borrows nothing of the program's; everything it
+//! allocates nothing and borrows nothing of the program's (the calling
+//! thread's IPC buffer, which its system calls use, is saved and put back
+//! around them, so a message half written or half read survives); everything it
 //! uses (the untyped, the slot range, the CNode and VSpace capabilities) was
 //! handed over at registration and sits in the handler itself, under the
 //! same lock. A request the budget cannot serve maps nothing more and is a
@@ -25,6 +27,7 @@
 //! the program's use, never the number of allocations.
 
 use crate::invoke;
+use crate::ipc_buffer;
 use crate::layout::{self, HEAP_WINDOW_BASE, HEAP_WINDOW_BYTES, LARGE_PAGE_SIZE, PAGE_SIZE};
 use crate::resources::{Resources, UntypedRegion};
 use tarn_ipc_schema::{CPtr, Error, ObjectType, Rights};
@@ -131,17 +134,22 @@ impl Grower {
 
     /// Maps frames until at least `need` more bytes are mapped, or the
     /// budget (or the kernel) refuses; returns the bytes mapped. A request
-    /// larger than the whole budget maps nothing.
+    /// larger than the whole budget maps nothing. The thread's IPC buffer
+    /// is saved around the system calls and put back: the allocation that
+    /// ran out may sit between a message's words written and its send, or
+    /// between a reply's arrival and its last word read.
     fn grow(&mut self, need: u64) -> u64 {
         let before = self.mapped_bytes;
-        if need > self.budget_bytes {
+        if need > self.budget_bytes || self.used_bytes >= self.budget_bytes {
             return 0;
         }
+        let saved = ipc_buffer::save();
         while self.mapped_bytes - before < need {
             if self.map_next().is_err() {
                 break;
             }
         }
+        ipc_buffer::restore(&saved);
         self.mapped_bytes - before
     }
 

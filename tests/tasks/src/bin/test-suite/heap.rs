@@ -1,17 +1,21 @@
 //! The growing heap: allocations well past the initial span are served
 //! from frames mapped on demand in the heap window, freed memory serves
-//! again (the mapped size follows the peak, not the number of rounds), and
-//! a request beyond the budget is an allocation error, not a panic.
+//! again (the mapped size follows the peak, not the number of rounds),
+//! growing leaves the thread's IPC buffer as it was, and a request beyond
+//! the budget is an allocation error, not a panic.
 
 use crate::harness::{Env, Outcome, Pass, Test};
 use crate::{ensure, expect};
 use alloc::vec::Vec;
+use tarn_rt::abi::MAX_MESSAGE_WORDS;
 use tarn_rt::heap;
+use tarn_rt::ipc_buffer;
 use tarn_rt::layout::{HEAP_WINDOW_BASE, HEAP_WINDOW_BYTES};
 
 pub const TESTS: &[Test] = &[
     ("heap_grows_past_initial_span", grows),
     ("heap_reuses_freed_memory", reuses),
+    ("heap_growth_keeps_the_ipc_buffer", keeps_ipc_buffer),
     ("heap_budget_is_a_limit", limit),
 ];
 
@@ -107,6 +111,37 @@ fn reuses(_env: &mut Env) -> Outcome {
             first.mapped_bytes
         );
     }
+    Ok(Pass::Ok)
+}
+
+/// Growth makes system calls, which write the IPC buffer; an allocation
+/// between a message written and sent (or received and read) must not
+/// change it.
+fn keeps_ipc_buffer(_env: &mut Env) -> Outcome {
+    let before = heap::stats();
+    if before.limit_bytes == 0 {
+        return Err(NO_BUDGET.into());
+    }
+    // One block larger than everything mapped so far must grow the window.
+    let size = (before.mapped_bytes + (1 << 20)) as usize;
+    ensure!(
+        size as u64 + (1 << 20) <= before.limit_bytes,
+        "the budget ({} bytes) was used up before this test ({} mapped)",
+        before.limit_bytes,
+        before.mapped_bytes
+    );
+    let message: [u64; MAX_MESSAGE_WORDS] = core::array::from_fn(|i| 0x5EED_0000 + i as u64);
+    ipc_buffer::write_mrs(0, &message);
+    let block: Vec<u8> = core::hint::black_box(Vec::with_capacity(size));
+    let mut after = [0u64; MAX_MESSAGE_WORDS];
+    ipc_buffer::read_mrs(0, &mut after);
+    let grown = heap::stats().mapped_bytes;
+    drop(block);
+    ensure!(
+        grown > before.mapped_bytes,
+        "a {size}-byte block did not grow the heap ({grown} bytes mapped)"
+    );
+    expect!(after, message);
     Ok(Pass::Ok)
 }
 
