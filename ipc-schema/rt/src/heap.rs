@@ -73,8 +73,9 @@ pub(crate) struct Grower {
     /// The first of `budget_bytes >> frame_bits` consecutive slots reserved
     /// for the frames (frame `i` in `first_slot + i`).
     first_slot: CPtr,
-    /// The program's CNode and VSpace.
+    /// The program's CNode (where the frame slots are).
     cnode: CPtr,
+    /// The program's VSpace (where the window is).
     vspace: CPtr,
     /// Bytes mapped from `HEAP_WINDOW_BASE` on.
     mapped_bytes: u64,
@@ -171,12 +172,12 @@ const fn frame_bits(budget_bits: u64) -> u64 {
     }
 }
 
+/// The bytes one growth step must add for an allocation of `size` bytes
+/// aligned to `align` (`None` if that overflows).
 #[cfg_attr(
     not(target_os = "none"),
     allow(dead_code, reason = "the growth runs in the target's allocator only")
 )]
-/// The bytes one growth step must add for an allocation of `size` bytes
-/// aligned to `align` (`None` if that overflows).
 fn bytes_needed(size: usize, align: usize) -> Option<u64> {
     (size as u64)
         .checked_add(align as u64)?
@@ -209,7 +210,8 @@ pub fn grow_from(resources: &mut Resources, region: UntypedRegion) -> Result<(),
 
 /// Sets aside the largest power of two of bytes not over `limit_bytes`
 /// (at least 4 KiB) from `resources` as the heap's budget ([`grow_from`]).
-/// On failure nothing is reserved (a carved untyped is deleted again).
+/// On failure no slot is kept and a carved untyped is deleted again (its
+/// bytes stay used in the region it came from).
 pub fn set_aside(resources: &mut Resources, limit_bytes: u64) -> Result<(), Error> {
     if limit_bytes < PAGE_SIZE {
         return Err(Error::InvalidArgument);
