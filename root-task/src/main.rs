@@ -56,6 +56,15 @@ const FUZZ_PORTS: (u64, u64) = (0x80, 0x80);
 const CHILD_STACK_PAGES: u64 = 64;
 /// Page-table memory of a started child (log2 bytes).
 const CHILD_VSPACE_BITS: u64 = 21;
+/// log2 bytes of the region a child gets for its heap besides its memory.
+const CHILD_HEAP_BITS: u64 = 23;
+/// The root task's heap may grow to 1/64 of the memory it was given (in
+/// whole 2 MiB frames, a power of two of them), at least 2 MiB and at most
+/// 32 MiB: its state grows with the domains and pools it manages
+/// (~1.4 KiB per domain), beyond the initial 512 KiB at ~370 domains.
+const HEAP_LIMIT_SHARE: u64 = 64;
+const HEAP_LIMIT_MIN: u64 = 2 << 20;
+const HEAP_LIMIT_MAX: u64 = 32 << 20;
 
 fn main(arg: u64) {
     let Some(info) = tarn_rt::start_info(arg) else {
@@ -114,6 +123,19 @@ fn run_manager(
     resources: &mut Resources,
     pools: Option<PoolManager>,
 ) -> ! {
+    let untyped_bytes: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
+    let limit = (untyped_bytes / HEAP_LIMIT_SHARE).clamp(HEAP_LIMIT_MIN, HEAP_LIMIT_MAX);
+    match resources
+        .sync_untyped()
+        .and_then(|()| tarn_rt::heap::set_aside(resources, limit))
+    {
+        Ok(()) => println!(
+            "root: heap: {} KiB, grows to {} KiB more",
+            tarn_rt::INITIAL_HEAP_BYTES >> 10,
+            tarn_rt::heap::stats().limit_bytes >> 10
+        ),
+        Err(error) => println!("error: root: the heap cannot grow: {error:?}"),
+    }
     let mut console = Console::new(info, resources);
     let mut pools = pools.and_then(|manager| {
         match Pools::start(info, resources, manager, console.wake(), Clock) {
@@ -199,7 +221,7 @@ fn start_child(
         .filter(|r| r.cptr != largest.cptr && r.watermark == 0)
         .copied()
         .collect();
-    for region in others.into_iter().take(MAX_UNTYPED - 1) {
+    for region in others.into_iter().take(MAX_UNTYPED - 2) {
         resources.untyped.remove(region.cptr);
         untyped.push(UntypedGrant {
             cptr: region.cptr,
@@ -212,6 +234,15 @@ fn start_child(
             cptr: share,
             phys,
             size_bits: largest.size_bits - 1,
+        });
+    }
+    // A region of its own the child may give its heap (the test suite does,
+    // and keeps it out of the memory its cleanup revokes).
+    if let Ok((heap, phys)) = resources.create_untyped(CHILD_HEAP_BITS) {
+        untyped.push(UntypedGrant {
+            cptr: heap,
+            phys,
+            size_bits: CHILD_HEAP_BITS,
         });
     }
 

@@ -210,3 +210,19 @@ pub(crate) unsafe fn set_user_data_at(buffer: u64, value: u64) {
     // SAFETY: guaranteed by the caller.
     unsafe { addr_of_mut!((*(buffer as *mut IpcBuffer)).user_data).write_volatile(value) }
 }
+
+/// A copy of the calling thread's whole IPC buffer, for code that must make
+/// system calls without disturbing a message the thread is composing or
+/// reading (the heap's growth, which runs inside any allocation).
+pub(crate) fn save() -> IpcBuffer {
+    // SAFETY: as in `mr`; the whole buffer is one mapped page and
+    // `IpcBuffer` is plain words, valid for any bits.
+    unsafe { ipc_buffer().read_volatile() }
+}
+
+/// Puts back what [`save`] copied.
+pub(crate) fn restore(saved: &IpcBuffer) {
+    // SAFETY: as in `mr`; the kernel writes the buffer only during this
+    // thread's own system calls, and none is in progress.
+    unsafe { ipc_buffer().write_volatile(*saved) }
+}

@@ -8,6 +8,7 @@
 //! | [`FREE_WINDOW_BASE`]..[`FREE_WINDOW_END`] | never used by the runtime: applications and tests map here |
 //! | [`SCRATCH_VADDR`] | the spawner's copy window (pages being filled for another address space) |
 //! | [`SCRATCH_LARGE_VADDR`] | the same for 2 MiB frames |
+//! | [`HEAP_WINDOW_BASE`].. | the heap's growth: frames mapped in order as it runs out ([`crate::heap`]) |
 //! | [`THREAD_AREA_BASE`].. | one [`THREAD_SLOT_BYTES`] slot per extra thread: guard page, stack, IPC buffer |
 //! | [`MODULES_VADDR`].. | modules the parent handed over, read-only, packed |
 //! | [`ROOT_STACK_TOP`] | top of the main thread's stack (it grows down) |
@@ -39,6 +40,12 @@ pub const SCRATCH_VADDR: u64 = 0x0000_2000_0000_0000;
 /// The 2 MiB window through which large frames are filled (a VMM's guest
 /// memory), the same way.
 pub const SCRATCH_LARGE_VADDR: u64 = SCRATCH_VADDR + LARGE_PAGE_SIZE;
+
+/// Base of the heap window: when the heap has a budget and runs out, it
+/// maps frames here, each at the end of the last ([`crate::heap`]).
+pub const HEAP_WINDOW_BASE: u64 = 0x0000_3000_0000_0000;
+/// Bytes of the heap window (no budget may exceed it).
+pub const HEAP_WINDOW_BYTES: u64 = 1 << 40;
 
 /// Base of the extra-thread area.
 pub const THREAD_AREA_BASE: u64 = 0x0000_4000_0000_0000;
@@ -101,7 +108,9 @@ const _: () = {
     assert!(FREE_WINDOW_END <= SCRATCH_VADDR);
     assert!(SCRATCH_VADDR + PAGE_SIZE <= SCRATCH_LARGE_VADDR);
     assert!(SCRATCH_LARGE_VADDR.is_multiple_of(LARGE_PAGE_SIZE));
-    assert!(SCRATCH_LARGE_VADDR + LARGE_PAGE_SIZE <= THREAD_AREA_BASE);
+    assert!(SCRATCH_LARGE_VADDR + LARGE_PAGE_SIZE <= HEAP_WINDOW_BASE);
+    assert!(HEAP_WINDOW_BASE.is_multiple_of(LARGE_PAGE_SIZE));
+    assert!(HEAP_WINDOW_BASE + HEAP_WINDOW_BYTES <= THREAD_AREA_BASE);
     assert!(THREAD_AREA_BASE + MAX_THREADS * THREAD_SLOT_BYTES <= MODULES_VADDR);
     assert!(MODULES_END <= ROOT_STACK_TOP - tarn_ipc_schema::boot::ROOT_STACK_BYTES);
     assert!(ROOT_STACK_TOP < ROOT_IPC_BUFFER_VADDR);

@@ -67,6 +67,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod buddy;
+pub mod heap;
 pub mod invoke;
 pub mod ipc_buffer;
 pub mod layout;
@@ -79,10 +80,11 @@ pub mod syscall;
 pub mod thread;
 
 pub use buddy::{Block, BuddyAllocator, KernelUntyped};
+pub use heap::{heap_used_bytes, INITIAL_HEAP_BYTES};
 pub use ipc_buffer::ipc_buffer;
 pub use process::{spawn_process, CapGrant, Process, ProcessConfig, UntypedGrant};
 pub use resources::{Resources, SlotAllocator, UntypedAllocator};
-pub use start::{exit, heap_used_bytes, HEAP_BYTES};
+pub use start::exit;
 pub use syscall::{
     call, debug_write, nb_recv, nb_send, poll, recv, reply, reply_recv, send, signal, sleep, wait,
     yield_now, Message,

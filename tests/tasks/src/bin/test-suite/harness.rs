@@ -103,9 +103,9 @@ pub struct Env {
 }
 
 impl Env {
-    /// The environment over the start page's resources.
-    pub fn new(info: &'static BootInfo) -> Result<Self, String> {
-        let mut res = Resources::from_boot_info(info);
+    /// The environment over `res` (the start page's resources, less what
+    /// the heap took).
+    pub fn new(info: &'static BootInfo, mut res: Resources) -> Result<Self, String> {
         let sleeper = res
             .create(ObjectType::Notification, 0)
             .ctx("sleep notification")?;

@@ -21,6 +21,7 @@ mod devices;
 mod fault;
 mod frame;
 mod harness;
+mod heap;
 mod ipc;
 mod ntfn;
 mod process;
@@ -35,6 +36,7 @@ use harness::{Env, Outcome, Pass, Test};
 use tarn_rt::invoke;
 use tarn_rt::layout::slot;
 use tarn_rt::println;
+use tarn_rt::Resources;
 
 tarn_rt::entry!(main);
 
@@ -53,6 +55,7 @@ const GROUPS: &[&[Test]] = &[
     confine::TESTS,
     devices::TESTS,
     process::TESTS,
+    heap::TESTS,
     soundness::TESTS,
 ];
 
@@ -87,6 +90,8 @@ fn main(arg: u64) {
         println!("test-suite: no start page at {arg:#x}");
         power_off(1);
     };
+    let mut res = Resources::from_boot_info(info);
+    give_heap_a_region(&mut res);
     let start_objects = match invoke::machine_check_invariants(slot::MACHINE) {
         Ok(report) => report.live_objects,
         Err(error) => {
@@ -94,7 +99,7 @@ fn main(arg: u64) {
             power_off(1);
         }
     };
-    let mut env = match Env::new(info) {
+    let mut env = match Env::new(info, res) {
         Ok(env) => env,
         Err(why) => {
             println!("test-suite: cannot set up: {why}");
@@ -116,6 +121,28 @@ fn main(arg: u64) {
     power_off(if tally.failed == 0 { 0 } else { 1 });
 }
 
+/// Gives the heap the smallest untyped region of at least 4 MiB the start
+/// page lists (the root task passes one on for it), taken out of `res` so
+/// the cleanup's revocation spares it: the heap's frames stay mapped to the
+/// end. Without one the heap tests skip.
+fn give_heap_a_region(res: &mut Resources) {
+    let Some(region) = res
+        .untyped
+        .regions()
+        .iter()
+        .filter(|r| r.size_bits >= 22 && r.watermark == 0)
+        .min_by_key(|r| r.size_bits)
+        .copied()
+    else {
+        return;
+    };
+    res.untyped.remove(region.cptr);
+    if let Err(error) = tarn_rt::heap::grow_from(res, region) {
+        println!("test-suite: cannot give the heap its region: {error:?}");
+        res.untyped.add(region.cptr, region.phys, region.size_bits);
+    }
+}
+
 /// Revokes all the suite's untyped memory (destroying every object the
 /// tests made, helper processes and threads included) and checks the
 /// kernel's accounting.
@@ -132,6 +159,8 @@ fn cleanup(env: &mut Env, start_objects: u64) -> Outcome {
         report.consistent,
         "the kernel reports inconsistent state after cleanup"
     );
+    // (The heap's frames, made after the count and kept, are memory, not
+    // objects the kernel counts.)
     expect!(report.live_objects, start_objects);
     Ok(Pass::Ok)
 }
