@@ -201,3 +201,90 @@ pub fn info_line(key: &str, value: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A CPU set as xl's `print_bitmap` writes it (tools/xl/xl_utils.c):
+/// ranges `a-b` and single CPUs joined by commas, `all` for every CPU of
+/// the `nr_cpus` the machine has, `none` for none. `cpus` is sorted.
+pub fn cpu_bitmap_text(cpus: &[u32], nr_cpus: u32) -> String {
+    let present: Vec<u32> = cpus.iter().copied().filter(|&c| c < nr_cpus).collect();
+    if present.is_empty() {
+        return String::from("none");
+    }
+    if present.len() == nr_cpus as usize {
+        return String::from("all");
+    }
+    let mut out = String::new();
+    let mut i = 0;
+    while i < present.len() {
+        let first = present[i];
+        let mut last = first;
+        while i + 1 < present.len() && present[i + 1] == last + 1 {
+            i += 1;
+            last = present[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if last > first {
+            out.push_str(&format!("{first}-{last}"));
+        } else {
+            out.push_str(&format!("{first}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// One row of `xl vcpu-list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuRow<'a> {
+    /// Its domain's name.
+    pub name: &'a str,
+    /// Its domain's id.
+    pub id: u32,
+    /// vCPU number within the domain.
+    pub vcpu: u32,
+    /// The CPU it runs or last ran on (`None`: not yet run).
+    pub cpu: Option<u32>,
+    /// Running or runnable.
+    pub running: bool,
+    /// Blocked.
+    pub blocked: bool,
+    /// Run time (ns).
+    pub cpu_ns: u64,
+    /// Hard affinity (`None`: every CPU).
+    pub hard: Option<&'a [u32]>,
+    /// Soft affinity (`None`: every CPU).
+    pub soft: Option<&'a [u32]>,
+}
+
+/// `xl vcpu-list`'s header: `%-32s %5s %5s %5s %5s %9s %s`.
+pub fn vcpu_header() -> String {
+    format!(
+        "{:<32} {:>5} {:>5} {:>5} {:>5} {:>9} {}",
+        "Name", "ID", "VCPU", "CPU", "State", "Time(s)", "Affinity (Hard / Soft)"
+    )
+}
+
+/// One `xl vcpu-list` line (tools/xl/xl_vcpu.c, `print_vcpuinfo`):
+/// `%-32s %5u %5u`, then `%5u %3c%c- ` (the CPU, `r`, `b`), `%9.1f  `
+/// and the hard and soft affinities as `print_bitmap` writes them,
+/// joined by ` / `. A vCPU that has not run yet shows `-` for its CPU.
+pub fn vcpu_line(row: &VcpuRow, nr_cpus: u32) -> String {
+    let all: Vec<u32> = (0..nr_cpus).collect();
+    let cpu = row
+        .cpu
+        .map_or_else(|| String::from("-"), |c| format!("{c}"));
+    format!(
+        "{:<32} {:>5} {:>5}{:>5} {:>3}{}- {:>9}  {} / {}",
+        row.name,
+        row.id,
+        row.vcpu,
+        cpu,
+        if row.running { 'r' } else { '-' },
+        if row.blocked { 'b' } else { '-' },
+        seconds_tenths(row.cpu_ns),
+        cpu_bitmap_text(row.hard.unwrap_or(&all), nr_cpus),
+        cpu_bitmap_text(row.soft.unwrap_or(&all), nr_cpus)
+    )
+}

@@ -1340,6 +1340,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "cpupool-list",
                 "create -n xlexample.hvm memory=64",
                 "list example.hvm",
+                "vcpu-list s",
                 "poweroff",
             ])
             .expect("tarn> list")
@@ -1429,6 +1430,11 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("vcpus = 1")
             .expect("memory = 64")
             .expect("error: example.hvm: no such domain")
+            .expect("tarn> vcpu-list s")
+            .expect("Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)")
+            // (Its CPU is `-` between entries, 2 while one is queued.)
+            .expect("s                                    2     0    ")
+            .expect("  all / all")
             .expect("tarn: exit status 0")
             .forbid("tmp                  ")
             .forbid("a pool named tmp already exists")

@@ -182,3 +182,55 @@ fn time_rounds_to_the_nearest_tenth() {
     assert_eq!(seconds_tenths(123_449_999_999), "123.4");
     assert_eq!(seconds_tenths(u64::MAX), "18446744073.7");
 }
+
+#[test]
+fn cpu_sets_print_as_xls_print_bitmap() {
+    assert_eq!(cpu_bitmap_text(&[0, 1, 2, 3], 4), "all");
+    assert_eq!(cpu_bitmap_text(&[1, 2, 3], 4), "1-3");
+    assert_eq!(cpu_bitmap_text(&[0, 1], 4), "0-1");
+    assert_eq!(cpu_bitmap_text(&[0, 2, 3, 5], 8), "0,2-3,5");
+    assert_eq!(cpu_bitmap_text(&[7], 8), "7");
+    assert_eq!(cpu_bitmap_text(&[], 8), "none");
+    // CPUs the machine does not have are not printed.
+    assert_eq!(cpu_bitmap_text(&[1, 9], 4), "1");
+}
+
+#[test]
+fn vcpu_list_prints_xls_columns() {
+    // `printf("%-32s %5s %5s %5s %5s %9s %s\n", ...)` and
+    // `print_vcpuinfo`'s `%-32s %5u %5u` `%5u %3c%c- ` `%9.1f  `.
+    assert_eq!(
+        vcpu_header(),
+        "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)"
+    );
+    let running = VcpuRow {
+        name: "Domain-0",
+        id: 0,
+        vcpu: 0,
+        cpu: Some(3),
+        running: true,
+        blocked: false,
+        cpu_ns: 12_340_000_000,
+        hard: None,
+        soft: None,
+    };
+    assert_eq!(
+        vcpu_line(&running, 4),
+        "Domain-0                             0     0    3   r--      12.3  all / all"
+    );
+    let pinned = VcpuRow {
+        name: "web",
+        id: 12,
+        vcpu: 1,
+        cpu: None,
+        running: false,
+        blocked: true,
+        cpu_ns: 50_000_000,
+        hard: Some(&[2, 3]),
+        soft: None,
+    };
+    assert_eq!(
+        vcpu_line(&pinned, 8),
+        "web                                 12     1    -   -b-       0.1  2-3 / all"
+    );
+}

@@ -123,7 +123,9 @@ impl Console {
             Command::ParamDomain { domain, params } => param_domain(need(pools)?, &domain, &params),
             Command::ParamPool { pool, params } => param_pool(need(pools)?, &pool, &params),
             Command::Group { domain, master } => group(need(pools)?, &domain, master.as_deref()),
-            Command::VcpuList(only) => vcpu_list_of(need(pools)?, only.as_deref()),
+            Command::VcpuList(only) => {
+                vcpu_list_of(need(pools)?, only.as_deref(), self.info.cpu_count as u32)
+            }
             Command::Top { json, ms } => self.top(res, need(pools)?, json, ms),
             Command::ServerFault { pool, fault } => {
                 self.server_fault(res, need(pools)?, &pool, fault)
@@ -566,12 +568,12 @@ fn group(pools: &mut Pools, d: &str, master: Option<&str>) -> Result<(), String>
 }
 
 /// `vcpu-list [D]`.
-fn vcpu_list_of(pools: &mut Pools, only: Option<&str>) -> Result<(), String> {
+fn vcpu_list_of(pools: &mut Pools, only: Option<&str>, nr_cpus: u32) -> Result<(), String> {
     let only = match only {
         Some(d) => Some(domain_id(pools, d)?),
         None => None,
     };
-    vcpu_list(pools, only);
+    vcpu_list(pools, only, nr_cpus);
     Ok(())
 }
 

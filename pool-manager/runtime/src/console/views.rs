@@ -215,10 +215,6 @@ pub(crate) fn params_json(params: &DomainParams) -> String {
     format!("{{{}}}", fields.join(","))
 }
 
-pub(crate) fn ns_to_s(ns: u64) -> String {
-    format!("{}.{:03}", ns / 1_000_000_000, (ns / 1_000_000) % 1000)
-}
-
 /// `list [-l] [-c] [--pool=P] [D]`: xl's columns (`-c`: and the pool's),
 /// or the JSON of `-l`.
 pub(crate) fn list_command(
@@ -257,7 +253,7 @@ pub(crate) fn list_command(
             .iter()
             .map(|s| {
                 format!(
-                    "{{\"domid\":{},\"name\":{},\"pool\":{},\"image\":{},\"vcpus\":{},\"memory_mib\":{},\"state\":\"{}\",\"cpu_time_ns\":{},\"sched_params\":{},\"group_master\":{}}}",
+                    "{{\"domid\":{},\"name\":{},\"pool\":{},\"image\":{},\"vcpus\":{},\"memory_mib\":{},\"state\":\"{}\",\"cpu_time_ns\":{},\"thread_time_ns\":{},\"sched_params\":{},\"group_master\":{}}}",
                     s.id.0,
                     json_str(&s.name),
                     json_str(&s.pool),
@@ -266,6 +262,7 @@ pub(crate) fn list_command(
                     s.mem_mib,
                     s.state,
                     s.cpu_ns,
+                    s.thread_ns,
                     params_json(&s.params),
                     s.group.as_deref().map_or_else(|| String::from("null"), json_str)
                 )
@@ -506,34 +503,27 @@ pub(crate) fn sedf_domain_text(
     ))
 }
 
-/// `vcpu-list [D]`.
-pub(crate) fn vcpu_list(pools: &Pools, only: Option<rules::DomainId>) {
-    say!(
-        "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  Pool",
-        "Name",
-        "ID",
-        "VCPU",
-        "CPU",
-        "State",
-        "Time(s)",
-        "Thread(s)"
-    );
+/// `vcpu-list [D]`, in xl's columns. Hard and soft affinity print as
+/// `all`: a vCPU runs on any CPU of its domain's pool (`vcpu-pin` is not
+/// wired to the pool's server yet).
+pub(crate) fn vcpu_list(pools: &Pools, only: Option<rules::DomainId>, nr_cpus: u32) {
+    say!("{}", xl::vcpu_header());
     for s in pools
         .stats()
         .iter()
         .filter(|s| only.is_none_or(|d| d == s.id))
     {
-        let cpu = s.cpu.map_or_else(|| String::from("-"), |c| c.to_string());
-        say!(
-            "{:<20} {:>3} {:>4} {:>3} {:>5} {:>9} {:>9}  {}",
-            s.name,
-            s.id.0,
-            0,
-            cpu,
-            s.state,
-            ns_to_s(s.cpu_ns),
-            ns_to_s(s.thread_ns),
-            s.pool
-        );
+        let row = xl::VcpuRow {
+            name: &s.name,
+            id: s.id.0,
+            vcpu: 0,
+            cpu: s.cpu.and_then(|c| u32::try_from(c).ok()),
+            running: s.state == 'r',
+            blocked: s.state == 'b',
+            cpu_ns: s.cpu_ns,
+            hard: None,
+            soft: None,
+        };
+        say!("{}", xl::vcpu_line(&row, nr_cpus));
     }
 }
