@@ -1766,6 +1766,43 @@ pub fn scenarios() -> Vec<Scenario> {
             .forbid_failures(),
     );
     // Seed 002's lifecycle, define to delete, with every refusal on the way.
+    // `pause D` / `unpause D`: a paused domain keeps its place in its pool
+    // but gets no CPU (xl's `--p---`) while its neighbour takes the whole
+    // CPU; unpaused, the two share it again. Pausing twice, or unpausing a
+    // running domain, changes nothing.
+    all.push(
+        Scenario::qemu(
+            "pause_unpause_icount",
+            4,
+            "pool0_cpus=2 noauto pace_hz=10000",
+        )
+        .icount()
+        .exec(&[
+            "cpupool-create name=p sched=credit cpus=1",
+            "create name=a pool=p image=spin",
+            "create name=b pool=p image=spin",
+            "pause a",
+            "pause a",
+            "list a",
+            "top --json -d 1000",
+            "unpause a",
+            "unpause a",
+            "list a",
+            "top --json -d 2000",
+            "pause nosuch",
+            "poweroff",
+        ])
+        .expect("a                                            1     4     1     --p---")
+        .share(0, "a", 0.0, 1.0)
+        .share(0, "b", 100.0, 2.0)
+        .expect("a                                            1     4     1     r-----")
+        // (Credit's 30 ms slices: over 2 s they even out to a few %.)
+        .share(1, "a", 50.0, 4.0)
+        .share(1, "b", 50.0, 4.0)
+        .expect("error: nosuch: no such domain")
+        .expect("tarn: exit status 0")
+        .forbid_failures(),
+    );
     all.push(
         Scenario::qemu("cpupool_lifecycle", 4, "pool0_cpus=2 noauto pace_hz=10000")
             .icount()
