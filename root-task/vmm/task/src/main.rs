@@ -545,6 +545,10 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
         .then(alloc::collections::BTreeMap::new);
     // Guest output not yet taken by the attached console.
     let mut pending_output = alloc::collections::VecDeque::new();
+    // The line in progress was (partly) shown raw to the attached console:
+    // once it completes it is not printed again as a `[name]` line (the
+    // console detached before the guest ended it).
+    let mut partial_shown = false;
     let mut kernel_pending = false;
     // After sleeping until the timer was due, it is due (the clock may be
     // a hair behind the kernel's timer).
@@ -617,11 +621,13 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             .is_some_and(|vaddr| console_io(vaddr, &mut platform));
         if platform.has_output() {
             let raw = platform.take_output();
+            // (`None`: no bytes this time, the line in progress is as it was.)
+            let ends_line = raw.last().map(|&b| b == b'\n');
             if attached {
                 pending_output.extend(raw);
             }
             for line in platform.take_lines() {
-                if !attached {
+                if !attached && !core::mem::take(&mut partial_shown) {
                     println!("[{name}] {line}");
                 }
                 if let Some(bench) = shared.linux_bench.lock().as_mut() {
@@ -641,6 +647,9 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
                     bench.line(&line, platform.exits, now_ns());
                 }
                 last_line = line;
+            }
+            if let (true, Some(ends_line)) = (attached, ends_line) {
+                partial_shown = !ends_line;
             }
             for note in platform.take_notes() {
                 println!("[{name}] {note}");
