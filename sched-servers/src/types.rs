@@ -414,6 +414,25 @@ pub enum PolicyError {
     },
 }
 
+/// A SEDF reservation as its refusals name it: `slice 20.000 ms / period
+/// 40.000 ms = 50.0%` (the share rounded up to a tenth of a percent).
+fn write_reservation(f: &mut fmt::Formatter<'_>, slice_ns: u64, period_ns: u64) -> fmt::Result {
+    write!(
+        f,
+        "slice {}.{:03} ms / period {}.{:03} ms = ",
+        slice_ns / 1_000_000,
+        slice_ns / 1000 % 1000,
+        period_ns / 1_000_000,
+        period_ns / 1000 % 1000,
+    )?;
+    write_percent(f, crate::math::ceil_ratio_ppm(slice_ns, period_ns))
+}
+
+/// Parts per million as a percent with one decimal (`50.0%`, truncated).
+fn write_percent(f: &mut fmt::Formatter<'_>, ppm: u32) -> fmt::Result {
+    write!(f, "{}.{}%", ppm / 10_000, ppm / 1000 % 10)
+}
+
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -460,20 +479,11 @@ impl fmt::Display for PolicyError {
                 if let Some(thread) = thread {
                     write!(f, " ({thread})")?;
                 }
-                let wanted_ppm = crate::math::ceil_ratio_ppm(slice_ns, period_ns);
-                write!(
-                    f,
-                    ": slice {}.{:03} ms / period {}.{:03} ms = {}.{}% does not fit: \
-                     the least-loaded CPU has {}.{}% free",
-                    slice_ns / 1_000_000,
-                    slice_ns / 1000 % 1000,
-                    period_ns / 1_000_000,
-                    period_ns / 1000 % 1000,
-                    wanted_ppm / 10_000,
-                    wanted_ppm / 1000 % 10,
-                    free_ppm / 10_000,
-                    free_ppm / 1000 % 10,
-                )
+                f.write_str(": ")?;
+                write_reservation(f, slice_ns, period_ns)?;
+                f.write_str(" does not fit: the least-loaded CPU has ")?;
+                write_percent(f, free_ppm)?;
+                f.write_str(" free")
             }
             Self::AffinityUnsupported { policy } => {
                 write!(f, "the {policy} policy does not support hard affinity")
@@ -488,20 +498,13 @@ impl fmt::Display for PolicyError {
                 period_ns,
                 free_ppm,
             } => {
-                let wanted_ppm = crate::math::ceil_ratio_ppm(slice_ns, period_ns);
-                write!(
-                    f,
-                    "{thread}: slice {}.{:03} ms / period {}.{:03} ms = {}.{}% does not fit \
-                     on the CPUs of its affinity: the least-loaded of them has {}.{}% free",
-                    slice_ns / 1_000_000,
-                    slice_ns / 1000 % 1000,
-                    period_ns / 1_000_000,
-                    period_ns / 1000 % 1000,
-                    wanted_ppm / 10_000,
-                    wanted_ppm / 1000 % 10,
-                    free_ppm / 10_000,
-                    free_ppm / 1000 % 10,
-                )
+                write!(f, "{thread}: ")?;
+                write_reservation(f, slice_ns, period_ns)?;
+                f.write_str(
+                    " does not fit on the CPUs of its affinity: the least-loaded of them has ",
+                )?;
+                write_percent(f, free_ppm)?;
+                f.write_str(" free")
             }
             Self::DuplicateThread { thread } => write!(f, "{thread} is already scheduled here"),
             Self::UnknownDomain { domain } => write!(f, "{domain} is unknown to this policy"),
