@@ -9,6 +9,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use hashbrown::HashMap;
 
 /// Most physical CPUs the pool manager handles (bounds config ranges).
 pub const MAX_CPUS: u32 = 1024;
@@ -455,11 +456,21 @@ pub struct Loan {
 pub const MAX_LOAN_MS: u64 = 3_600_000;
 
 /// All pools and domains, and the rules between them.
+///
+/// Pools and domains are kept in id order (`BTreeMap`): `list`,
+/// `cpupool-list` and `top` print in that order, and the scenario checks
+/// rely on it. Their names are indexed in hash maps (`hashbrown`): every
+/// command names its objects, and `create` checks a name is free, so with
+/// thousands of domains a lookup by name must not walk them all. Nothing
+/// iterates the indexes; [`PoolManager::check_invariants`] checks they
+/// name exactly the objects there are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolManager {
     total_cpus: u32,
     pools: BTreeMap<PoolId, Pool>,
     domains: BTreeMap<DomainId, Domain>,
+    pool_names: HashMap<String, PoolId>,
+    domain_names: HashMap<String, DomainId>,
     loans: BTreeMap<u32, Loan>,
     next_pool: u32,
     next_domain: u32,
@@ -520,6 +531,8 @@ impl PoolManager {
             vcpus: 1,
             params: DomainParams::default(),
         };
+        let pool_names = HashMap::from_iter([(pool0.spec.name.clone(), POOL0)]);
+        let domain_names = HashMap::from_iter([(control.name.clone(), CONTROL_DOMAIN)]);
         let mut pools = BTreeMap::new();
         pools.insert(POOL0, pool0);
         let mut domains = BTreeMap::new();
@@ -528,6 +541,8 @@ impl PoolManager {
             total_cpus,
             pools,
             domains,
+            pool_names,
+            domain_names,
             loans: BTreeMap::new(),
             next_pool: 1,
             next_domain: 1,
@@ -560,10 +575,9 @@ impl PoolManager {
                 .then_some(PoolId(id))
                 .ok_or(PoolError::NoSuchPool);
         }
-        self.pools
-            .values()
-            .find(|p| p.spec.name == name)
-            .map(|p| p.id)
+        self.pool_names
+            .get(name)
+            .copied()
             .ok_or(PoolError::NoSuchPool)
     }
 
@@ -587,10 +601,9 @@ impl PoolManager {
                 .then_some(DomainId(id))
                 .ok_or(PoolError::NoSuchDomain);
         }
-        self.domains
-            .values()
-            .find(|d| d.name == name)
-            .map(|d| d.id)
+        self.domain_names
+            .get(name)
+            .copied()
             .ok_or(PoolError::NoSuchDomain)
     }
 
@@ -643,7 +656,7 @@ impl PoolManager {
             return Err(PoolError::InvalidName);
         }
         self.check_policy(&spec.sched)?;
-        if self.pools.values().any(|p| p.spec.name == spec.name) {
+        if self.pool_names.contains_key(&spec.name) {
             return Err(PoolError::PoolNameTaken(spec.name.clone()));
         }
         if spec.cpus.is_empty() {
@@ -687,6 +700,7 @@ impl PoolManager {
     fn install(&mut self, spec: PoolSpec, created: bool) -> PoolId {
         let id = PoolId(self.next_pool);
         self.next_pool += 1;
+        self.pool_names.insert(spec.name.clone(), id);
         self.pools.insert(
             id,
             Pool {
@@ -763,7 +777,7 @@ impl PoolManager {
             .collect();
         actions.push(Action::StopScheduler { pool: id });
         if pool.created {
-            self.pools.remove(&id);
+            self.forget_pool(id);
         } else if let Some(pool) = self.pools.get_mut(&id) {
             pool.cpus.clear();
             pool.state = PoolState::Defined;
@@ -806,8 +820,14 @@ impl PoolManager {
         if pool.state == PoolState::Active {
             return Err(PoolError::PoolStillActive);
         }
-        self.pools.remove(&id);
+        self.forget_pool(id);
         Ok(())
+    }
+
+    fn forget_pool(&mut self, id: PoolId) {
+        if let Some(pool) = self.pools.remove(&id) {
+            self.pool_names.remove(&pool.spec.name);
+        }
     }
 
     /// `cpupool-rename`: any pool, Pool-0 included (as xl allows); the new name
@@ -817,15 +837,13 @@ impl PoolManager {
         if !valid_name(name) {
             return Err(PoolError::InvalidName);
         }
-        if self
-            .pools
-            .values()
-            .any(|p| p.id != id && p.spec.name == name)
-        {
+        if self.pool_names.get(name).is_some_and(|&other| other != id) {
             return Err(PoolError::PoolNameTaken(String::from(name)));
         }
         if let Some(pool) = self.pools.get_mut(&id) {
+            self.pool_names.remove(&pool.spec.name);
             pool.spec.name = String::from(name);
+            self.pool_names.insert(pool.spec.name.clone(), id);
         }
         Ok(())
     }
@@ -1010,7 +1028,7 @@ impl PoolManager {
         if !valid_name(&spec.name) {
             return Err(PoolError::InvalidName);
         }
-        if self.domains.values().any(|d| d.name == spec.name) {
+        if self.domain_names.contains_key(&spec.name) {
             return Err(PoolError::DomainNameTaken(spec.name));
         }
         let pool = self.pool_ref(spec.pool)?;
@@ -1026,6 +1044,7 @@ impl PoolManager {
         let id = DomainId(self.next_domain);
         self.next_domain += 1;
         let pool = spec.pool;
+        self.domain_names.insert(spec.name.clone(), id);
         self.domains.insert(
             id,
             Domain {
@@ -1049,7 +1068,9 @@ impl PoolManager {
         if domain == CONTROL_DOMAIN {
             return Err(PoolError::ControlDomain);
         }
-        self.domains.remove(&domain);
+        if let Some(d) = self.domains.remove(&domain) {
+            self.domain_names.remove(&d.name);
+        }
         Ok(alloc::vec![Action::ReleaseDomain { domain, pool }])
     }
 
@@ -1121,6 +1142,9 @@ impl PoolManager {
             if !names.insert(pool.spec.name.as_str()) {
                 return Err("two pools with one name");
             }
+            if self.pool_names.get(&pool.spec.name) != Some(id) {
+                return Err("a pool missing from the name index");
+            }
             match pool.state {
                 PoolState::Defined if !pool.cpus.is_empty() => {
                     return Err("defined pool owns CPUs")
@@ -1139,6 +1163,9 @@ impl PoolManager {
                 }
             }
         }
+        if self.pool_names.len() != self.pools.len() {
+            return Err("a name index entry for no pool");
+        }
         match self.pools.get(&POOL0) {
             Some(p) if p.state == PoolState::Active => {}
             _ => return Err("Pool-0 missing or not active"),
@@ -1151,10 +1178,16 @@ impl PoolManager {
             if !domain_names.insert(d.name.as_str()) {
                 return Err("two domains with one name");
             }
+            if self.domain_names.get(&d.name) != Some(id) {
+                return Err("a domain missing from the name index");
+            }
             match self.pools.get(&d.pool) {
                 Some(p) if p.state == PoolState::Active => {}
                 _ => return Err("domain outside an active pool"),
             }
+        }
+        if self.domain_names.len() != self.domains.len() {
+            return Err("a name index entry for no domain");
         }
         for loan in self.loans.values() {
             let active = |id| {

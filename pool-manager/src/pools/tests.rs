@@ -298,6 +298,12 @@ fn rename_needs_a_unique_name_and_pool0_keeps_its_identity() {
     m.rename(id, "p1").unwrap(); // its own name: fine
     m.rename(POOL0, "main").unwrap();
     assert_eq!(m.pool_id("main").unwrap(), POOL0);
+    // The old name is free again and names nothing.
+    assert_eq!(m.pool_id("Pool-0"), Err(PoolError::NoSuchPool));
+    m.rename(id, "Pool-0").unwrap();
+    assert_eq!(m.pool_id("Pool-0").unwrap(), id);
+    assert_eq!(m.pool_id("p1"), Err(PoolError::NoSuchPool));
+    m.check_invariants().unwrap();
     refused(&mut m, PoolError::Pool0Protected, |m| m.deactivate(POOL0));
 }
 
@@ -445,6 +451,11 @@ fn destroy_domain_releases_it_but_never_the_control_domain() {
         }]
     );
     assert!(m.domain(d).is_none());
+    // Its name names nothing and may be taken again.
+    assert_eq!(m.domain_id("d1"), Err(PoolError::NoSuchDomain));
+    let (again, _) = m.create_domain(dom("d1", POOL0)).unwrap();
+    assert_eq!(m.domain_id("d1").unwrap(), again);
+    m.check_invariants().unwrap();
     refused(&mut m, PoolError::ControlDomain, |m| {
         m.destroy_domain(CONTROL_DOMAIN)
     });
