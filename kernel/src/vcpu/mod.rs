@@ -23,11 +23,12 @@
 pub mod svm;
 pub mod vmx;
 
+use crate::arch::cpu::{self, GUEST_SYSCALL_MSRS};
 use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::paging::PAGE_SIZE;
 use crate::arch::percpu::{self, MAX_CPUS};
-use crate::arch::{cpu, timer};
+use crate::arch::timer;
 use crate::invariants::{ensure, Live, Verdict};
 use crate::object::tcb;
 use crate::object::{insert_cap, read_cap, Cap, ObjectHeader, Slot};
@@ -142,8 +143,30 @@ pub struct VcpuState {
     pub kernel_gs_base: u64,
     /// Keeps the bound GuestSpace alive.
     pub space_slot: Slot,
+    /// VMX: the guest's syscall MSRs (`arch::cpu::GUEST_SYSCALL_MSRS`), the
+    /// VM-exit MSR-store list and the VM-entry MSR-load list both.
+    pub guest_msrs: [MsrEntry; GUEST_SYSCALL_MSRS.len()],
+    /// VMX: the host's values of the same MSRs, the VM-exit MSR-load list.
+    pub host_msrs: [MsrEntry; GUEST_SYSCALL_MSRS.len()],
+    /// VMX: the guest's debug registers DR0-DR3, DR6 and DR7 as it wrote
+    /// them (`MOV DR` exits and the kernel answers from here; they never
+    /// reach the hardware, see `vmx::move_debug_register`).
+    pub debug: [u64; 6],
 }
 impl KernelObject for VcpuState {}
+
+/// One entry of a VMX MSR list (SDM 24.7.2): the MSR, 32 reserved bits,
+/// its value; the processor reads and writes the lists by physical address.
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+pub struct MsrEntry {
+    /// The MSR's number.
+    pub index: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Its value.
+    pub value: u64,
+}
 const _: () = assert!(core::mem::size_of::<VcpuState>() <= PAGE_SIZE as usize);
 // vmx.S finds CR2 and KERNEL_GS_BASE right after the 15 general registers.
 const _: () = assert!(
@@ -181,6 +204,8 @@ pub enum Outcome {
     Interrupted,
     /// The interrupt window the kernel opened is open.
     WindowOpen,
+    /// The kernel handled the exit itself; the guest goes on.
+    Handled,
     /// An exit for the VMM.
     Exit(ExitRecord),
 }
@@ -219,6 +244,16 @@ pub fn state(guard: &mut KernelGuard, vcpu: u64) -> &mut VcpuState {
 /// The refcount header of the Vcpu at `vcpu`.
 pub const fn header(vcpu: u64) -> u64 {
     vcpu + STATE_OFFSET
+}
+
+/// Physical address of the guest's MSR list (see [`VcpuState::guest_msrs`]).
+pub fn guest_msrs_phys(vcpu: u64) -> u64 {
+    vcpu + STATE_OFFSET + core::mem::offset_of!(VcpuState, guest_msrs) as u64
+}
+
+/// Physical address of the host's MSR list (see [`VcpuState::host_msrs`]).
+pub fn host_msrs_phys(vcpu: u64) -> u64 {
+    vcpu + STATE_OFFSET + core::mem::offset_of!(VcpuState, host_msrs) as u64
 }
 
 /// The physical address of the guest registers svm.S and vmx.S load and save.
@@ -650,6 +685,7 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
         && in_guest(&mut guard, thread);
     match outcome {
         Outcome::Interrupted => sched::on_timer(&mut guard),
+        Outcome::Handled => {}
         Outcome::WindowOpen => {
             if current && state(&mut guard, vcpu).window_exit != 0 {
                 state(&mut guard, vcpu).window_exit = 0;

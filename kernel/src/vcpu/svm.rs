@@ -6,7 +6,7 @@
 //! Intercepted: external interrupts, NMI, SMI and INIT (for the host), the
 //! virtual-interrupt window when asked for, CPUID, HLT, every I/O port and
 //! every MSR but those the guest owns (its syscall, segment-base and
-//! SYSENTER MSRs, switched by VMLOAD/VMSAVE: `arch::svm::GUEST_OWNED_MSRS`),
+//! SYSENTER MSRs, switched by VMLOAD/VMSAVE: `arch::cpu::GUEST_OWNED_MSRS`),
 //! triple fault (SHUTDOWN), and the
 //! instructions a guest must not use (VMRUN, VMMCALL as the hypercall,
 //! VMLOAD, VMSAVE, STGI, CLGI, SKINIT, INVD, MONITOR, MWAIT, XSETBV).

@@ -7,7 +7,10 @@
 //! exit, so the host takes them as ordinary interrupts), the interrupt
 //! window when asked for, CPUID, HLT, INVD, VMCALL and the other VMX
 //! instructions (unconditional), every I/O port (unconditional I/O exiting,
-//! no bitmaps) and MSR (no MSR bitmap), MOV to/from CR8 and DR, MONITOR,
+//! no bitmaps) and every MSR but those the guest owns (the MSR bitmap:
+//! `arch::cpu::GUEST_OWNED_MSRS`; FS/GS base and SYSENTER are VMCS fields,
+//! KERNEL_GS_BASE is switched by vmx.S, STAR/LSTAR/CSTAR/FMASK by MSR
+//! lists in the Vcpu's state page), MOV to/from CR8 and DR, MONITOR,
 //! MWAIT, XSETBV, triple fault. Unrestricted guest lets real-mode and
 //! unpaged guests run on EPT; VPID 1 tags every guest's TLB entries, which
 //! are flushed whenever another virtual CPU ran on this CPU in between or a
@@ -23,7 +26,8 @@
 //! 34 MSR loading, 41 machine check) or, when VMLAUNCH itself failed
 //! (VMfail), MR1 = the VM-instruction error and MR2 = 1.
 
-use super::{buffer_register, state, ExitRecord, Outcome};
+use super::{buffer_register, state, ExitRecord, MsrEntry, Outcome};
+use crate::arch::cpu::GUEST_SYSCALL_MSRS;
 use crate::arch::lock::KernelGuard;
 use crate::arch::vmx::{
     self as hw, ActiveVmcs, InvalidateEpt, InvalidateVpid, VmFail, VmcsField as F, VmxMsr,
@@ -53,6 +57,7 @@ const PROC1_WANTED: Primary = Primary::HLT_EXITING
     .union(Primary::MOV_DR_EXITING)
     .union(Primary::UNCOND_IO_EXITING)
     .union(Primary::MONITOR_EXITING)
+    .union(Primary::USE_MSR_BITMAPS)
     .union(Primary::SECONDARY_CONTROLS);
 
 /// CR3 accesses that exit: with EPT the guest owns its CR3, so a processor
@@ -104,6 +109,7 @@ mod reason {
     pub const CPUID: u64 = 10;
     pub const HLT: u64 = 12;
     pub const VMCALL: u64 = 18;
+    pub const MOV_DR: u64 = 29;
     pub const IO: u64 = 30;
     pub const RDMSR: u64 = 31;
     pub const WRMSR: u64 = 32;
@@ -330,6 +336,25 @@ pub fn init(guard: &mut KernelGuard, vcpu: u64, ept_root: u64) {
     let Some(c) = controls() else {
         return;
     };
+    // The guest's syscall MSRs start at 0 (their reset value), the host's
+    // are this kernel's; the guest's are stored at each exit and loaded at
+    // each entry, the host's loaded at each exit.
+    let host = hw::host_syscall_msrs();
+    let s = state(guard, vcpu);
+    for (i, &index) in GUEST_SYSCALL_MSRS.iter().enumerate() {
+        s.guest_msrs[i] = MsrEntry {
+            index,
+            reserved: 0,
+            value: 0,
+        };
+        s.host_msrs[i] = MsrEntry {
+            index,
+            reserved: 0,
+            value: host[i],
+        };
+    }
+    s.debug = [0, 0, 0, 0, DR6_FIXED_1, DR7_FIXED_1];
+    let msr_count = GUEST_SYSCALL_MSRS.len() as u64;
     let _ = with_vmcs(guard, vcpu, |v| {
         let cr0_mask = c.cr0_fixed0 | !c.cr0_fixed1;
         let cr4_mask = c.cr4_fixed0 | !c.cr4_fixed1;
@@ -346,9 +371,13 @@ pub fn init(guard: &mut KernelGuard, vcpu: u64, ept_root: u64) {
             (F::PageFaultErrorMask, 0),
             (F::PageFaultErrorMatch, 0),
             (F::Cr3TargetCount, 0),
-            (F::ExitMsrStoreCount, 0),
-            (F::ExitMsrLoadCount, 0),
-            (F::EntryMsrLoadCount, 0),
+            (F::MsrBitmap, hw::msr_bitmap_phys()),
+            (F::ExitMsrStoreCount, msr_count),
+            (F::ExitMsrStoreAddress, super::guest_msrs_phys(vcpu)),
+            (F::ExitMsrLoadCount, msr_count),
+            (F::ExitMsrLoadAddress, super::host_msrs_phys(vcpu)),
+            (F::EntryMsrLoadCount, msr_count),
+            (F::EntryMsrLoadAddress, super::guest_msrs_phys(vcpu)),
             (F::EntryInterruptionInfo, 0),
             (F::Cr0GuestHostMask, cr0_mask),
             (F::Cr4GuestHostMask, cr4_mask),
@@ -578,6 +607,74 @@ fn flush_guest_tlb(ept_root: u64) {
     };
 }
 
+/// DR6's bits that always read as 1, and DR7's (SDM 18.2.3, 18.2.4).
+const DR6_FIXED_1: u64 = 0xFFFF_0FF0;
+const DR7_FIXED_1: u64 = 0x400;
+/// DR6's and DR7's bits a write may set (the rest are reserved).
+const DR6_WRITABLE: u64 = 0xE00F;
+const DR7_WRITABLE: u64 = 0xFFFF_2BFF;
+
+/// The hardware's number of a general register in an exit qualification
+/// (SDM table 28-3: RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..R15).
+const GPR_BY_NUMBER: [Reg; 16] = [
+    Reg::Rax,
+    Reg::Rcx,
+    Reg::Rdx,
+    Reg::Rbx,
+    Reg::Rsp,
+    Reg::Rbp,
+    Reg::Rsi,
+    Reg::Rdi,
+    Reg::R8,
+    Reg::R9,
+    Reg::R10,
+    Reg::R11,
+    Reg::R12,
+    Reg::R13,
+    Reg::R14,
+    Reg::R15,
+];
+
+/// A `MOV` to or from a debug register (exit qualification, SDM table
+/// 28-4: the register in bits 0..3, from-DR in bit 4, the general
+/// register in bits 8..12), answered from the Vcpu's own copy. The guest's
+/// debug registers never reach the hardware (its DR7 in the VMCS stays
+/// 0x400, all breakpoints off): DR0-DR3 are not switched between guests,
+/// so a guest's breakpoints would fire in the next guest, and its values
+/// be read there. So a guest may read and write them as Linux does at boot
+/// and on context switches, but its hardware breakpoints never fire. The
+/// processor checks CPL, CR4.DE for DR4/DR5 and DR7.GD before the exit
+/// (SDM 25.1.1); DR4/DR5 here are DR6/DR7 (CR4.DE clear). Reserved bits
+/// written to DR6/DR7 are dropped, not faulted.
+fn move_debug_register(guard: &mut KernelGuard, vcpu: u64, qualification: u64) {
+    let index = match qualification & 7 {
+        n @ 0..=3 => n as usize,
+        4 | 6 => 4,
+        _ => 5,
+    };
+    let from_dr = qualification & (1 << 4) != 0;
+    let gpr = GPR_BY_NUMBER[(qualification >> 8 & 0xF) as usize];
+    if from_dr {
+        let value = state(guard, vcpu).debug[index];
+        if gpr == Reg::Rsp {
+            let _ = with_vmcs(guard, vcpu, |v| v.write(F::GuestRsp, value));
+        } else {
+            state(guard, vcpu).gprs.0[gpr as usize] = value;
+        }
+    } else {
+        let value = if gpr == Reg::Rsp {
+            with_vmcs(guard, vcpu, |v| Ok(v.read(F::GuestRsp))).unwrap_or(0)
+        } else {
+            state(guard, vcpu).gprs.0[gpr as usize]
+        };
+        state(guard, vcpu).debug[index] = match index {
+            4 => value & DR6_WRITABLE | DR6_FIXED_1,
+            5 => value & DR7_WRITABLE | DR7_FIXED_1,
+            _ => value,
+        };
+    }
+}
+
 /// Reads the exit from the VMCS: what it means, and any event it
 /// interrupted (kept for re-injection).
 pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
@@ -658,6 +755,15 @@ pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
             [rcx & 0xFFFF_FFFF, (rdx << 32) | (rax & 0xFFFF_FFFF), 0, 0],
         ),
         reason::HLT => instruction(Exit::Hlt, [0; 4]),
+        reason::MOV_DR => {
+            move_debug_register(guard, vcpu, qualification);
+            match with_vmcs(guard, vcpu, |v| {
+                v.write(F::GuestRip, rip.wrapping_add(length))
+            }) {
+                Ok(()) => Outcome::Handled,
+                Err(_) => Outcome::Exit(ExitRecord::new(Exit::InvalidState, [0, 1, 0, 0])),
+            }
+        }
         reason::VMCALL => instruction(Exit::Hypercall, [0; 4]),
         reason::IO => {
             let exit = IoExit::decode(qualification);

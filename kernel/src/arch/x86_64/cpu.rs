@@ -13,6 +13,36 @@ use x86::cpuid::CpuId;
 
 pub use x86::msr;
 
+/// MSRs a guest reads and writes without an exit, under SVM and VMX alike:
+/// its syscall, segment-base and SYSENTER MSRs. A guest OS writes them at
+/// boot and on every context switch; as exits they would cost a round trip
+/// to the VMM each and could not reach the hardware. SVM switches them with
+/// VMLOAD/VMSAVE (svm.S); VMX keeps FS/GS base and SYSENTER in the VMCS,
+/// KERNEL_GS_BASE is switched by vmx.S, and the four syscall MSRs
+/// ([`GUEST_SYSCALL_MSRS`]) by the VMCS's MSR-load and MSR-store lists.
+pub const GUEST_OWNED_MSRS: [u32; 10] = [
+    msr::IA32_SYSENTER_CS,
+    msr::IA32_SYSENTER_ESP,
+    msr::IA32_SYSENTER_EIP,
+    msr::IA32_STAR,
+    msr::IA32_LSTAR,
+    msr::IA32_CSTAR,
+    msr::IA32_FMASK,
+    msr::IA32_FS_BASE,
+    msr::IA32_GS_BASE,
+    msr::IA32_KERNEL_GSBASE,
+];
+
+/// The guest-owned MSRs VMX switches through MSR lists (SDM 24.7.2, 24.8.2,
+/// 27.4): in no VMCS field, and the host's own syscall entry needs its
+/// values back before it returns to user mode.
+pub const GUEST_SYSCALL_MSRS: [u32; 4] = [
+    msr::IA32_STAR,
+    msr::IA32_LSTAR,
+    msr::IA32_CSTAR,
+    msr::IA32_FMASK,
+];
+
 /// Reads a model-specific register.
 ///
 /// # Safety

@@ -54,36 +54,19 @@ struct IoPermissionMap([u8; 3 * PAGE_SIZE as usize]);
 static IOPM: IoPermissionMap = IoPermissionMap([0xFF; 3 * PAGE_SIZE as usize]);
 
 /// The MSR permission map (8 KiB, APM 15.11): every MSR intercepted but
-/// those the guest owns and VMLOAD/VMSAVE switch with the rest of its state
-/// (svm.S): FS/GS base, KERNEL_GS_BASE, STAR, LSTAR, CSTAR, SFMASK and
-/// SYSENTER_CS/ESP/EIP. A guest OS writes them at boot and on every context
-/// switch; as exits they would cost a round trip to the VMM each and could
-/// not reach the hardware.
+/// those the guest owns ([`cpu::GUEST_OWNED_MSRS`]), which VMLOAD/VMSAVE
+/// switch with the rest of its state (svm.S).
 #[repr(C, align(4096))]
 struct MsrPermissionMap([u8; 2 * PAGE_SIZE as usize]);
 static MSRPM: MsrPermissionMap = MsrPermissionMap(msr_permission_map());
-
-/// MSRs a guest reads and writes without an exit.
-pub const GUEST_OWNED_MSRS: [u32; 10] = [
-    msr::IA32_SYSENTER_CS,
-    msr::IA32_SYSENTER_ESP,
-    msr::IA32_SYSENTER_EIP,
-    msr::IA32_STAR,
-    msr::IA32_LSTAR,
-    msr::IA32_CSTAR,
-    msr::IA32_FMASK,
-    msr::IA32_FS_BASE,
-    msr::IA32_GS_BASE,
-    msr::IA32_KERNEL_GSBASE,
-];
 
 /// The permission map's bytes: two bits (read, write) per MSR; MSRs
 /// 0..0x2000 from byte 0, 0xC000_0000.. from byte 0x800.
 const fn msr_permission_map() -> [u8; 2 * PAGE_SIZE as usize] {
     let mut map = [0xFF; 2 * PAGE_SIZE as usize];
     let mut i = 0;
-    while i < GUEST_OWNED_MSRS.len() {
-        let msr = GUEST_OWNED_MSRS[i];
+    while i < cpu::GUEST_OWNED_MSRS.len() {
+        let msr = cpu::GUEST_OWNED_MSRS[i];
         let (base, index) = if msr >= 0xC000_0000 {
             (0x800, msr - 0xC000_0000)
         } else {

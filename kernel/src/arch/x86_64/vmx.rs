@@ -316,7 +316,15 @@ pub enum VmcsField {
     HostGsSelector = host::GS_SELECTOR,
     /// Host TR selector.
     HostTrSelector = host::TR_SELECTOR,
-    // B.2.1 64-bit control fields.
+    // B.2.1 64-bit control fields (in encoding order).
+    /// Physical address of the MSR bitmap.
+    MsrBitmap = control::MSR_BITMAPS_ADDR_FULL,
+    /// Physical address of the VM-exit MSR-store list.
+    ExitMsrStoreAddress = control::VMEXIT_MSR_STORE_ADDR_FULL,
+    /// Physical address of the VM-exit MSR-load list.
+    ExitMsrLoadAddress = control::VMEXIT_MSR_LOAD_ADDR_FULL,
+    /// Physical address of the VM-entry MSR-load list.
+    EntryMsrLoadAddress = control::VMENTRY_MSR_LOAD_ADDR_FULL,
     /// The EPT pointer.
     EptPointer = control::EPTP_FULL,
     // B.2.2 64-bit read-only data fields.
@@ -522,6 +530,47 @@ unsafe impl Sync for VmxonRegions {}
 
 static VMXON_REGIONS: VmxonRegions =
     VmxonRegions([const { HardwarePage(UnsafeCell::new([0; PAGE_SIZE as usize])) }; MAX_CPUS]);
+
+/// The MSR bitmap (SDM 24.6.9): one bit per MSR and direction, set = the
+/// access exits; clear for the MSRs the guest owns
+/// ([`cpu::GUEST_OWNED_MSRS`]). Read bits of MSRs 0..0x1FFF from byte 0 and
+/// of 0xC000_0000..0xC000_1FFF from byte 1024, write bits from bytes 2048
+/// and 3072.
+#[repr(C, align(4096))]
+struct MsrBitmap([u8; PAGE_SIZE as usize]);
+static MSR_BITMAP: MsrBitmap = MsrBitmap(msr_bitmap());
+
+const fn msr_bitmap() -> [u8; PAGE_SIZE as usize] {
+    let mut map = [0xFF; PAGE_SIZE as usize];
+    let mut i = 0;
+    while i < cpu::GUEST_OWNED_MSRS.len() {
+        let msr = cpu::GUEST_OWNED_MSRS[i];
+        let (base, index) = if msr >= 0xC000_0000 {
+            (1024, msr - 0xC000_0000)
+        } else {
+            (0, msr)
+        };
+        let byte = base + index as usize / 8;
+        let bit = 1 << (index % 8);
+        map[byte] &= !bit;
+        map[byte + 2048] &= !bit;
+        i += 1;
+    }
+    map
+}
+
+/// Physical address of the MSR bitmap.
+pub fn msr_bitmap_phys() -> u64 {
+    kernel_virt_to_phys(&MSR_BITMAP as *const MsrBitmap as u64)
+}
+
+/// The host's values of [`cpu::GUEST_SYSCALL_MSRS`], the same on every CPU
+/// (the kernel's syscall entry), for a VM-exit MSR-load list.
+pub fn host_syscall_msrs() -> [u64; cpu::GUEST_SYSCALL_MSRS.len()] {
+    // SAFETY: STAR, LSTAR, CSTAR and FMASK exist on every x86-64 CPU;
+    // reading them has no side effects.
+    cpu::GUEST_SYSCALL_MSRS.map(|msr| unsafe { cpu::rdmsr(msr) })
+}
 
 /// Per CPU: the VMCS the guest running there was launched from (0 = none).
 static LAUNCHED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
