@@ -4,7 +4,9 @@
 //! kernel package and `busybox-static`, unpacked with `dpkg -x`; nothing is
 //! installed). The initramfs is a newc cpio archive: busybox, its applet
 //! links made by `/init` itself, and `/init`, which prints
-//! [`MARKER`], runs the commands the boot tests check and powers off.
+//! [`MARKER`] (on the console, then into the kernel log, where it carries
+//! Linux's own timestamp: README "Running Linux" compares it with QEMU
+//! alone), runs the commands the boot tests check and powers off.
 
 use crate::Result;
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 echo "TARN-LINUX-INIT"
+echo "TARN-LINUX-INIT (kernel log)" > /dev/kmsg
 echo "clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 grep -m1 -E "^flags" /proc/cpuinfo | grep -o -w tsc | sed 's/^/cpuinfo flag: /'
 mhz=$(grep -m1 "cpu MHz" /proc/cpuinfo | sed 's/.*: *//; s/\..*//')
