@@ -23,7 +23,7 @@
 pub mod svm;
 pub mod vmx;
 
-use crate::arch::cpu::{self, GUEST_SYSCALL_MSRS};
+use crate::arch::cpu::{self, GuestDebugRegisters, GUEST_SYSCALL_MSRS};
 use crate::arch::lock::{BklCell, KernelGuard};
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::paging::PAGE_SIZE;
@@ -148,10 +148,9 @@ pub struct VcpuState {
     pub guest_msrs: [MsrEntry; GUEST_SYSCALL_MSRS.len()],
     /// VMX: the host's values of the same MSRs, the VM-exit MSR-load list.
     pub host_msrs: [MsrEntry; GUEST_SYSCALL_MSRS.len()],
-    /// VMX: the guest's debug registers DR0-DR3, DR6 and DR7 as it wrote
-    /// them (`MOV DR` exits and the kernel answers from here; they never
-    /// reach the hardware, see `vmx::move_debug_register`).
-    pub debug: [u64; 6],
+    /// The guest's DR0-DR3 and DR6, saved at each exit and loaded again
+    /// when another Vcpu ran on the CPU in between (see [`enter_guest`]).
+    pub debug: GuestDebugRegisters,
 }
 impl KernelObject for VcpuState {}
 
@@ -204,8 +203,6 @@ pub enum Outcome {
     Interrupted,
     /// The interrupt window the kernel opened is open.
     WindowOpen,
-    /// The kernel handled the exit itself; the guest goes on.
-    Handled,
     /// An exit for the VMM.
     Exit(ExitRecord),
 }
@@ -428,6 +425,7 @@ fn bind(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), E
     s.timed_out = 0;
     s.last_cpu = 0;
     s.gprs = GuestGprs([0; 15]);
+    s.debug = [0, 0, 0, 0, cpu::DR6_RESET];
     tcb::ctl(guard, thread).vcpu = vcpu;
     backend_init(guard, vcpu, root);
     Ok(())
@@ -649,7 +647,13 @@ pub fn enter_guest(mut guard: KernelGuard, thread: u64) -> ! {
     let epoch = guests.tlb_epoch;
     let last_vcpu = guests.cpus[cpu].last_vcpu;
     let s = state(&mut guard, vcpu);
-    let flush_tlb = last_vcpu != vcpu || s.last_cpu != cpu as u64 + 1 || s.tlb_epoch != epoch;
+    // Another Vcpu ran here since this one did, or this one ran elsewhere:
+    // the CPU's guest TLB entries and debug registers are not its own.
+    let elsewhere = last_vcpu != vcpu || s.last_cpu != cpu as u64 + 1;
+    if elsewhere {
+        cpu::write_guest_debug_registers(&s.debug);
+    }
+    let flush_tlb = elsewhere || s.tlb_epoch != epoch;
     s.last_cpu = cpu as u64 + 1;
     s.tlb_epoch = epoch;
     let vmx = backend() == Backend::Vmx;
@@ -677,6 +681,7 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
         // Its Vcpu was deleted while the guest ran.
         sched::schedule(guard)
     }
+    state(&mut guard, vcpu).debug = cpu::read_guest_debug_registers();
     let outcome = decode_exit(&mut guard, vcpu);
     let thread = state(&mut guard, vcpu).tcb;
     let current = thread != 0
@@ -685,7 +690,6 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
         && in_guest(&mut guard, thread);
     match outcome {
         Outcome::Interrupted => sched::on_timer(&mut guard),
-        Outcome::Handled => {}
         Outcome::WindowOpen => {
             if current && state(&mut guard, vcpu).window_exit != 0 {
                 state(&mut guard, vcpu).window_exit = 0;

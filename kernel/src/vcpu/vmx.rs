@@ -10,7 +10,7 @@
 //! no bitmaps) and every MSR but those the guest owns (the MSR bitmap:
 //! `arch::cpu::GUEST_OWNED_MSRS`; FS/GS base and SYSENTER are VMCS fields,
 //! KERNEL_GS_BASE is switched by vmx.S, STAR/LSTAR/CSTAR/FMASK by MSR
-//! lists in the Vcpu's state page), MOV to/from CR8 and DR, MONITOR,
+//! lists in the Vcpu's state page), MOV to/from CR8, MONITOR,
 //! MWAIT, XSETBV, triple fault. Unrestricted guest lets real-mode and
 //! unpaged guests run on EPT; VPID 1 tags every guest's TLB entries, which
 //! are flushed whenever another virtual CPU ran on this CPU in between or a
@@ -48,13 +48,12 @@ use x86::vmx::vmcs::control::{
 const PIN_WANTED: Pin = Pin::EXTERNAL_INTERRUPT_EXITING.union(Pin::NMI_EXITING);
 
 /// The primary processor-based controls Tarn needs (SDM 24.6.2, table
-/// 24-6): HLT, MWAIT, MONITOR, MOV CR8 and MOV DR exit, every I/O port
+/// 24-6): HLT, MWAIT, MONITOR and MOV CR8 exit, every I/O port
 /// exits (no bitmaps), secondary controls on.
 const PROC1_WANTED: Primary = Primary::HLT_EXITING
     .union(Primary::MWAIT_EXITING)
     .union(Primary::CR8_LOAD_EXITING)
     .union(Primary::CR8_STORE_EXITING)
-    .union(Primary::MOV_DR_EXITING)
     .union(Primary::UNCOND_IO_EXITING)
     .union(Primary::MONITOR_EXITING)
     .union(Primary::USE_MSR_BITMAPS)
@@ -109,7 +108,6 @@ mod reason {
     pub const CPUID: u64 = 10;
     pub const HLT: u64 = 12;
     pub const VMCALL: u64 = 18;
-    pub const MOV_DR: u64 = 29;
     pub const IO: u64 = 30;
     pub const RDMSR: u64 = 31;
     pub const WRMSR: u64 = 32;
@@ -353,7 +351,6 @@ pub fn init(guard: &mut KernelGuard, vcpu: u64, ept_root: u64) {
             value: host[i],
         };
     }
-    s.debug = [0, 0, 0, 0, DR6_FIXED_1, DR7_FIXED_1];
     let msr_count = GUEST_SYSCALL_MSRS.len() as u64;
     let _ = with_vmcs(guard, vcpu, |v| {
         let cr0_mask = c.cr0_fixed0 | !c.cr0_fixed1;
@@ -607,74 +604,6 @@ fn flush_guest_tlb(ept_root: u64) {
     };
 }
 
-/// DR6's bits that always read as 1, and DR7's (SDM 18.2.3, 18.2.4).
-const DR6_FIXED_1: u64 = 0xFFFF_0FF0;
-const DR7_FIXED_1: u64 = 0x400;
-/// DR6's and DR7's bits a write may set (the rest are reserved).
-const DR6_WRITABLE: u64 = 0xE00F;
-const DR7_WRITABLE: u64 = 0xFFFF_2BFF;
-
-/// The hardware's number of a general register in an exit qualification
-/// (SDM table 28-3: RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..R15).
-const GPR_BY_NUMBER: [Reg; 16] = [
-    Reg::Rax,
-    Reg::Rcx,
-    Reg::Rdx,
-    Reg::Rbx,
-    Reg::Rsp,
-    Reg::Rbp,
-    Reg::Rsi,
-    Reg::Rdi,
-    Reg::R8,
-    Reg::R9,
-    Reg::R10,
-    Reg::R11,
-    Reg::R12,
-    Reg::R13,
-    Reg::R14,
-    Reg::R15,
-];
-
-/// A `MOV` to or from a debug register (exit qualification, SDM table
-/// 28-4: the register in bits 0..3, from-DR in bit 4, the general
-/// register in bits 8..12), answered from the Vcpu's own copy. The guest's
-/// debug registers never reach the hardware (its DR7 in the VMCS stays
-/// 0x400, all breakpoints off): DR0-DR3 are not switched between guests,
-/// so a guest's breakpoints would fire in the next guest, and its values
-/// be read there. So a guest may read and write them as Linux does at boot
-/// and on context switches, but its hardware breakpoints never fire. The
-/// processor checks CPL, CR4.DE for DR4/DR5 and DR7.GD before the exit
-/// (SDM 25.1.1); DR4/DR5 here are DR6/DR7 (CR4.DE clear). Reserved bits
-/// written to DR6/DR7 are dropped, not faulted.
-fn move_debug_register(guard: &mut KernelGuard, vcpu: u64, qualification: u64) {
-    let index = match qualification & 7 {
-        n @ 0..=3 => n as usize,
-        4 | 6 => 4,
-        _ => 5,
-    };
-    let from_dr = qualification & (1 << 4) != 0;
-    let gpr = GPR_BY_NUMBER[(qualification >> 8 & 0xF) as usize];
-    if from_dr {
-        let value = state(guard, vcpu).debug[index];
-        if gpr == Reg::Rsp {
-            let _ = with_vmcs(guard, vcpu, |v| v.write(F::GuestRsp, value));
-        } else {
-            state(guard, vcpu).gprs.0[gpr as usize] = value;
-        }
-    } else {
-        let value = if gpr == Reg::Rsp {
-            with_vmcs(guard, vcpu, |v| Ok(v.read(F::GuestRsp))).unwrap_or(0)
-        } else {
-            state(guard, vcpu).gprs.0[gpr as usize]
-        };
-        state(guard, vcpu).debug[index] = match index {
-            4 => value & DR6_WRITABLE | DR6_FIXED_1,
-            5 => value & DR7_WRITABLE | DR7_FIXED_1,
-            _ => value,
-        };
-    }
-}
-
 /// Reads the exit from the VMCS: what it means, and any event it
 /// interrupted (kept for re-injection).
 pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
@@ -755,15 +684,6 @@ pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
             [rcx & 0xFFFF_FFFF, (rdx << 32) | (rax & 0xFFFF_FFFF), 0, 0],
         ),
         reason::HLT => instruction(Exit::Hlt, [0; 4]),
-        reason::MOV_DR => {
-            move_debug_register(guard, vcpu, qualification);
-            match with_vmcs(guard, vcpu, |v| {
-                v.write(F::GuestRip, rip.wrapping_add(length))
-            }) {
-                Ok(()) => Outcome::Handled,
-                Err(_) => Outcome::Exit(ExitRecord::new(Exit::InvalidState, [0, 1, 0, 0])),
-            }
-        }
         reason::VMCALL => instruction(Exit::Hypercall, [0; 4]),
         reason::IO => {
             let exit = IoExit::decode(qualification);

@@ -43,6 +43,48 @@ pub const GUEST_SYSCALL_MSRS: [u32; 4] = [
     msr::IA32_FMASK,
 ];
 
+/// A guest's debug registers the hardware does not switch: DR0-DR3 (the
+/// breakpoint addresses) and DR6 (its status; in the VMCB under SVM, in no
+/// VMCS field under VMX). DR7 is switched by VM entry and exit on both.
+pub type GuestDebugRegisters = [u64; 5];
+
+/// DR6's value at reset: the bits that always read as 1 (SDM 18.2.3).
+pub const DR6_RESET: u64 = 0xFFFF_0FF0;
+
+/// Reads DR0-DR3 and DR6: what the guest that just exited left there.
+#[inline]
+pub fn read_guest_debug_registers() -> GuestDebugRegisters {
+    use x86::debugregs as dr;
+    // SAFETY: reading debug registers needs CPL 0, which the kernel has,
+    // and has no side effects (DR7.GD, the only trap on it, is never set
+    // in the host: VM exits load DR7 = 0x400).
+    unsafe {
+        [
+            dr::dr0() as u64,
+            dr::dr1() as u64,
+            dr::dr2() as u64,
+            dr::dr3() as u64,
+            dr::dr6().bits() as u64,
+        ]
+    }
+}
+
+/// Loads DR0-DR3 and DR6 of the guest about to enter.
+#[inline]
+pub fn write_guest_debug_registers(values: &GuestDebugRegisters) {
+    use x86::debugregs as dr;
+    // SAFETY: CPL 0. The host never enables a breakpoint (its DR7 is
+    // 0x400 after every VM exit and never written), so addresses loaded
+    // here fire only in the guest, under the guest's own DR7.
+    unsafe {
+        dr::dr0_write(values[0] as usize);
+        dr::dr1_write(values[1] as usize);
+        dr::dr2_write(values[2] as usize);
+        dr::dr3_write(values[3] as usize);
+        dr::dr6_write(dr::Dr6::from_bits_truncate(values[4] as usize));
+    }
+}
+
 /// Reads a model-specific register.
 ///
 /// # Safety

@@ -36,6 +36,7 @@ pub const TESTS: &[Test] = &[
         moved_timeout,
     ),
     ("vcpu_load_mask_loads_only_named_registers", load_mask),
+    ("vcpu_debug_registers_are_each_guests_own", debug_registers),
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
@@ -1123,6 +1124,104 @@ fn load_mask(env: &mut Env) -> Outcome {
     expect!(shared.get(5), 0x8001);
     expect!(shared.get(6), Error::InvalidArgument as u64 + 1);
     let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
+    Ok(Pass::Ok)
+}
+
+/// A guest's debug registers are its own: guest A writes DR0 and halts;
+/// guest B then runs on the same CPU and reads DR0 (0: nothing of A's);
+/// then A runs again and reads DR0 back (its own value, although B ran on
+/// the CPU in between). Without the kernel's switch of DR0-DR3 B would
+/// read A's breakpoint address; the hardware does not switch them.
+fn debug_registers(env: &mut Env) -> Outcome {
+    const DR0: u64 = 0x1234_5678;
+    // A: mov eax, DR0; mov dr0, eax; hlt; mov ecx, dr0; hlt
+    let a_code = [
+        0x66, 0xB8, 0x78, 0x56, 0x34, 0x12, 0x0F, 0x23, 0xC0, 0xF4, 0x0F, 0x21, 0xC1, 0xF4,
+    ];
+    // B: mov ebx, dr0; hlt
+    let b_code = [0x0F, 0x21, 0xC3, 0xF4];
+    let cpu = Some(env.cpus - 1);
+    let a_space = env.create(ObjectType::GuestSpace, 15)?;
+    let mut a_registers = real_mode_guest(env, a_space, &a_code)?;
+    a_registers[Reg::Rcx as usize] = 0xFFFF;
+    let b_space = env.create(ObjectType::GuestSpace, 15)?;
+    let mut b_registers = real_mode_guest(env, b_space, &b_code)?;
+    b_registers[Reg::Rbx as usize] = 0xFFFF;
+    let a_vcpu = env.create(ObjectType::Vcpu, 0)?;
+    let b_vcpu = env.create(ObjectType::Vcpu, 0)?;
+    let go_on = env.notification()?;
+    // Words: 0 = A's first exit kind + 1000 (or error + 1), 1 = A done
+    // with its first run, 2 = A's second exit, 3 = A's RCX, 4 = B's exit,
+    // 5 = B's RBX.
+    let shared = Shared::new();
+    let run = |vcpu, registers: &mut [u64; REGISTER_COUNT], load| {
+        let args = VcpuRunArgs {
+            load,
+            load_mask: if load { 0 } else { 1 << Reg::Rip as u32 },
+            timeout_ns: GUEST_TIMEOUT_NS,
+            ..VcpuRunArgs::default()
+        };
+        match invoke::vcpu_run(vcpu, &args, registers) {
+            Ok(exit) => (exit.kind_raw + 1000, exit.next_rip),
+            Err(error) => (error as u64 + 1, 0),
+        }
+    };
+    let out = shared.clone();
+    let a = env.spawn(
+        ThreadOptions {
+            cpu,
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut registers = a_registers;
+            if real_mode_segments(a_vcpu).is_ok() {
+                let (kind, next_rip) = run(a_vcpu, &mut registers, true);
+                out.set(0, kind);
+                out.set(1, 1);
+                let _ = tarn_rt::syscall::wait(go_on, 0);
+                registers[Reg::Rip as usize] = next_rip;
+                let (kind, _) = run(a_vcpu, &mut registers, false);
+                out.set(2, kind);
+                out.set(3, registers[Reg::Rcx as usize]);
+            }
+        },
+    )?;
+    let out = shared.clone();
+    let b = env.spawn(
+        ThreadOptions {
+            cpu,
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut registers = b_registers;
+            if real_mode_segments(b_vcpu).is_ok() {
+                let (kind, _) = run(b_vcpu, &mut registers, true);
+                out.set(4, kind);
+                out.set(5, registers[Reg::Rbx as usize]);
+            }
+        },
+    )?;
+    match invoke::vcpu_bind(a_vcpu, a.tcb, a_space) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Ok(())),
+    }
+    expect!(invoke::vcpu_bind(b_vcpu, b.tcb, b_space), Ok(()));
+    expect!(invoke::tcb_resume(a.tcb), Ok(()));
+    env.wait_until("guest A's first run", || shared.get(1) == 1)?;
+    expect!(shared.get(0), Exit::Hlt as u64 + 1000);
+    expect!(invoke::tcb_resume(b.tcb), Ok(()));
+    env.join(&b)?;
+    expect!(shared.get(4), Exit::Hlt as u64 + 1000);
+    expect!(shared.get(5), 0);
+    expect!(tarn_rt::syscall::signal(go_on), Ok(()));
+    env.join(&a)?;
+    expect!(shared.get(2), Exit::Hlt as u64 + 1000);
+    expect!(shared.get(3), DR0);
+    for vcpu in [a_vcpu, b_vcpu] {
+        let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
+    }
     Ok(Pass::Ok)
 }
 
