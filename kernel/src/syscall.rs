@@ -7,7 +7,6 @@
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::{paging, timer, trap};
-use crate::fastpath::Taken;
 use crate::ipc::{self, WaitMode};
 use crate::object::tcb;
 use crate::object::{self, read_cap, Cap};
@@ -88,15 +87,19 @@ impl Caller {
     }
 }
 
-/// Handles the current thread's system call, then schedules.
+/// Handles the current thread's system call, then schedules (the entry of
+/// every system call but the two the fastpath takes,
+/// [`crate::fastpath::call_entry`] and `reply_recv_entry`).
 pub fn handle(mut guard: KernelGuard) -> ! {
     let thread = sched::current(&mut guard);
+    general(guard, thread)
+}
+
+/// The general path for `thread`'s system call (the current thread, or 0:
+/// none), then a scheduling pass.
+#[inline(never)]
+pub fn general(mut guard: KernelGuard, thread: u64) -> ! {
     if thread != 0 {
-        match crate::fastpath::attempt(&mut guard, thread) {
-            Some(Taken::Switch(next, root)) => sched::switch_to(guard, next, root),
-            Some(Taken::EnterGuest) => crate::vcpu::enter_guest(guard, thread),
-            None => {}
-        }
         dispatch(&mut guard, thread);
     }
     sched::schedule(guard)
