@@ -12,6 +12,7 @@
 .set SYSCALL_VECTOR, 0x100
 .set SYSCALL_CALL, 3
 .set SYSCALL_REPLY_RECV, 7
+.set SYSCALL_YIELD, 11
 .set USER_CODE, 0x23
 .set USER_DATA, 0x1b
 
@@ -34,7 +35,8 @@ syscall_entry:
      * The fastpath's two system calls have entries of their own (the
      * number tested here, once), which receive the capability pointer
      * (rdi) and message info (rsi) still in the registers the ABI passes
-     * them in. Every entry sees the same saved frame, and each falls back
+     * them in; so has `Yield` (a dispatched thread's yield starts the next
+     * entry). Every entry sees the same saved frame, and each falls back
      * to the general path for whatever its fastpath declines. No `cld`:
      * FMASK clears DF on `syscall`.
      */
@@ -42,11 +44,15 @@ syscall_entry:
     je 1f
     cmpq $SYSCALL_REPLY_RECV, %rax
     je 2f
+    cmpq $SYSCALL_YIELD, %rax
+    je 3f
     call syscall_from_user
     ud2
 1:  call fastpath_call_from_user
     ud2
 2:  call fastpath_reply_recv_from_user
+    ud2
+3:  call yield_from_user
     ud2
 
 /* return_to_user(frame): rdi = the thread's saved frame (direct-map address). */

@@ -176,9 +176,19 @@ extern "C" fn fastpath_reply_recv_from_user(cptr: u64, info: u64) -> ! {
     crate::fastpath::reply_recv_entry(guard, cptr, info)
 }
 
+/// The entry of `Yield` (user.S tested the number).
+#[no_mangle]
+extern "C" fn yield_from_user() -> ! {
+    percpu::current().set_in_user(false);
+    let guard = lock::acquire();
+    crate::syscall::yield_entry(guard)
+}
+
 // user.S tests these numbers.
 const _: () = assert!(
-    tarn_ipc_schema::Syscall::Call as u64 == 3 && tarn_ipc_schema::Syscall::ReplyRecv as u64 == 7
+    tarn_ipc_schema::Syscall::Call as u64 == 3
+        && tarn_ipc_schema::Syscall::ReplyRecv as u64 == 7
+        && tarn_ipc_schema::Syscall::Yield as u64 == 11
 );
 
 /// Interrupt or exception from user mode (from entry.S).
