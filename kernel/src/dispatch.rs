@@ -330,11 +330,15 @@ pub fn donate(guard: &mut KernelGuard, caller: u64, server: u64) -> bool {
 }
 
 /// Whether `caller` runs CPU `cpu`'s head entry, lent to no one (the IPC
-/// fastpath may then lend it to a server, [`lend`]).
+/// fastpath may then lend it to a server, [`lend`]). (`head` is below the
+/// queue's length; the modulo only spares the bounds test.)
 #[inline(always)]
 pub fn can_lend(guard: &mut KernelGuard, cpu: usize, caller: u64) -> bool {
     let d = &CPUS.get(guard)[cpu];
-    d.donated_to == 0 && d.len > 0 && d.started != 0 && d.queue[d.head].thread == caller
+    d.donated_to == 0
+        && d.len > 0
+        && d.started != 0
+        && d.queue[d.head % DISPATCH_QUEUE_LEN].thread == caller
 }
 
 /// Lends CPU `cpu`'s running entry to `server` (the IPC fastpath's
@@ -349,7 +353,10 @@ pub fn lend(guard: &mut KernelGuard, cpu: usize, server: u64) {
 #[inline(always)]
 pub fn lent_to(guard: &mut KernelGuard, cpu: usize, server: u64, caller: u64) -> bool {
     let d = &CPUS.get(guard)[cpu];
-    d.donated_to == server && d.len > 0 && d.started != 0 && d.queue[d.head].thread == caller
+    d.donated_to == server
+        && d.len > 0
+        && d.started != 0
+        && d.queue[d.head % DISPATCH_QUEUE_LEN].thread == caller
 }
 
 /// The server replied: CPU `cpu`'s entry runs its own thread again (as

@@ -5,6 +5,16 @@
 //! general path in `ipc.rs`, which handles everything the fastpath declines
 //! with identical results.
 //!
+//! The two system calls have kernel entries of their own (as seL4's
+//! `c_handle_fastpath_call` / `c_handle_fastpath_reply_recv`): user.S
+//! saves the frame as for every system call, tests the number and calls
+//! [`call_entry`] or [`reply_recv_entry`] with the capability pointer and
+//! message info still in their argument registers. Each is a small
+//! function of its own (its frame and saved registers only what its path
+//! needs, not the general path's), takes the kernel lock, and leaves
+//! through `sched::switch_to`; what it declines goes to
+//! `syscall::general` with the same saved frame.
+//!
 //! The server is always a system thread. The caller is either a system
 //! thread too, or a thread adopted by a user-mode scheduler that is running
 //! its CPU's head dispatch entry: then the server runs on that entry (IPC
@@ -39,7 +49,7 @@ use crate::object::tcb;
 use crate::sched;
 use core::sync::atomic::{AtomicBool, Ordering};
 use tarn_ipc_schema::invocation::{Invocation, ThreadState};
-use tarn_ipc_schema::{MessageInfo, Rights, Syscall};
+use tarn_ipc_schema::{MessageInfo, Rights};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -49,63 +59,82 @@ pub fn disable() {
     ENABLED.store(false, Ordering::Relaxed);
 }
 
-/// What the fastpath did.
-pub enum Taken {
-    /// The IPC completed: switch to this thread on these page tables.
-    Switch(u64, u64),
-    /// `VcpuRun` started: the calling thread enters its guest.
-    EnterGuest,
+/// Whether `info` describes a register-only message (at most four words,
+/// no capabilities) and the fastpath is on. (One test: the capability count
+/// sits just above the 7-bit length.)
+#[inline(always)]
+fn fits(info: MessageInfo) -> bool {
+    info.0 & 0x1FF <= 4 && ENABLED.load(Ordering::Relaxed)
 }
 
-/// Tries the fastpath for `thread`'s pending syscall: a `Call` or
-/// `ReplyRecv` IPC (completed, and for a donation the switch charged), or a
-/// `VcpuRun` (started: `crate::vcpu::run_fast`); `None` to take the
-/// general path.
+/// `Call`'s entry (`cptr`, `info`: the thread's `rdi` and `rsi`): the IPC
+/// fastpath to a waiting server, or `VcpuRun`'s, switching without
+/// returning; anything else, and anything they decline, takes the general
+/// path with the same saved registers.
 #[inline(always)]
-pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<Taken> {
-    // The syscall number first: every other syscall leaves at once.
-    let f = tcb::frame(guard, thread);
-    let (number, cptr, info) = (f.rax, f.rdi, MessageInfo(f.rsi));
-    let is_call = number == Syscall::Call as u64;
-    if !is_call && number != Syscall::ReplyRecv as u64 {
-        return None;
+pub fn call_entry(mut guard: KernelGuard, cptr: u64, info: u64) -> ! {
+    let thread = sched::current(&mut guard);
+    let info = MessageInfo(info);
+    if thread == 0 {
+        crate::syscall::general(guard, thread)
     }
-    if info.extra_caps() != 0 || info.length() > 4 || !ENABLED.load(Ordering::Relaxed) {
-        return None;
-    }
-    let cspace = tcb::slot_address(thread, tcb::slot::CSPACE);
-    let Some(cap) = object::endpoint_at(guard, cspace, cptr) else {
-        // Out of line, with the capability decoded again there: with the
-        // Vcpu case sharing the endpoint's decode, the IPC round trip
-        // measured about 30 instructions slower (register pressure in the
-        // inlined fastpath).
-        return if is_call && info.label() == Invocation::VcpuRun as u64 {
-            vcpu_run(guard, thread, cspace, cptr)
-        } else {
-            None
-        };
-    };
-    let switch = if !is_call {
-        reply_recv(guard, thread, cap, info)
-    } else {
-        let (adopted, confined) = {
-            let t = tcb::ctl(guard, thread);
-            (t.scheduler, t.confined)
-        };
-        if confined != 0 {
-            // (Confined threads, caller or server, take the general path:
-            // it places them by their confinement and wakes them through
-            // `sched::make_runnable`, where their watchdog restarts.)
-            None
-        } else if adopted != 0 {
-            // A thread adopted by a user-mode scheduler runs only from its
-            // dispatch entry, which it lends to the server.
-            call::<true>(guard, thread, cap, info)
-        } else {
-            call::<false>(guard, thread, cap, info)
+    if fits(info) {
+        let cspace = tcb::slot_address(thread, tcb::slot::CSPACE);
+        match object::endpoint_at(&mut guard, cspace, cptr) {
+            Some(cap) => {
+                let (adopted, confined) = {
+                    let t = tcb::ctl(&mut guard, thread);
+                    (t.scheduler, t.confined)
+                };
+                // (Confined threads, caller or server, take the general
+                // path: it places them by their confinement and wakes them
+                // through `sched::make_runnable`, where their watchdog
+                // restarts.)
+                let switch = if confined != 0 {
+                    None
+                } else if adopted != 0 {
+                    // A thread adopted by a user-mode scheduler runs only
+                    // from its dispatch entry, which it lends to the server.
+                    call::<true>(&mut guard, thread, cap, info)
+                } else {
+                    call::<false>(&mut guard, thread, cap, info)
+                };
+                if let Some((next, root)) = switch {
+                    sched::switch_to(guard, next, root)
+                }
+            }
+            // Out of line, with the capability decoded again there: with
+            // the Vcpu case sharing the endpoint's decode, the IPC round
+            // trip measured about 30 instructions slower (register pressure
+            // in the inlined fastpath).
+            None if info.label() == Invocation::VcpuRun as u64
+                && vcpu_run(&mut guard, thread, cspace, cptr) =>
+            {
+                crate::vcpu::enter_guest(guard, thread)
+            }
+            None => {}
         }
-    };
-    switch.map(|(next, root)| Taken::Switch(next, root))
+    }
+    crate::syscall::general(guard, thread)
+}
+
+/// `ReplyRecv`'s entry, as [`call_entry`].
+#[inline(always)]
+pub fn reply_recv_entry(mut guard: KernelGuard, cptr: u64, info: u64) -> ! {
+    let thread = sched::current(&mut guard);
+    let info = MessageInfo(info);
+    if thread == 0 {
+        crate::syscall::general(guard, thread)
+    }
+    if fits(info) {
+        let cspace = tcb::slot_address(thread, tcb::slot::CSPACE);
+        if let Some(cap) = object::endpoint_at(&mut guard, cspace, cptr) {
+            if let Some((next, root)) = reply_recv(&mut guard, thread, cap, info) {
+                sched::switch_to(guard, next, root)
+            }
+        }
+    }
+    crate::syscall::general(guard, thread)
 }
 
 /// `VcpuRun` (a `Call` on a Vcpu capability with that label and at most
@@ -113,11 +142,13 @@ pub fn attempt(guard: &mut KernelGuard, thread: u64) -> Option<Taken> {
 /// decode and without a scheduling pass: the vcpu module takes it when
 /// the pass would only pick the caller again.
 #[inline(never)]
-fn vcpu_run(guard: &mut KernelGuard, thread: u64, cspace: u64, cptr: u64) -> Option<Taken> {
-    let vcpu = object::vcpu_at(guard, cspace, cptr)?;
+fn vcpu_run(guard: &mut KernelGuard, thread: u64, cspace: u64, cptr: u64) -> bool {
+    let Some(vcpu) = object::vcpu_at(guard, cspace, cptr) else {
+        return false;
+    };
     let f = tcb::frame(guard, thread);
     let words = [f.rdx, f.r10, f.r8, f.r9];
-    crate::vcpu::run_fast(guard, thread, vcpu, words).then_some(Taken::EnterGuest)
+    crate::vcpu::run_fast(guard, thread, vcpu, words)
 }
 
 /// Copies the register message of `from` into `to`'s saved registers.
@@ -174,7 +205,7 @@ fn call<const DONATE: bool>(
     c.ipc_flags = 0;
     if DONATE {
         dispatch::lend(guard, cpu, server);
-        sched::charge_switch(guard, server);
+        sched::charge_switch(guard, server, false);
     }
     Some((server, root))
 }
@@ -219,8 +250,9 @@ fn reply_recv(
 /// The rest of `ReplyRecv` to `caller`, a dispatched thread blocked on this
 /// server's reply: it gets its entry back if this server runs on it and
 /// nothing else would run first (as `dispatch::head_entry` would pick it
-/// next); otherwise the general path decides.
-#[inline(never)]
+/// next); otherwise the general path decides. (Inlined into `ReplyRecv`'s
+/// own entry: out of line, its result went through memory.)
+#[inline(always)]
 fn reply_to_dispatched(
     guard: &mut KernelGuard,
     server: u64,
@@ -236,7 +268,7 @@ fn reply_to_dispatched(
     // Commit.
     complete_reply(guard, server, caller, endpoint, info);
     dispatch::end_loan(guard, cpu);
-    sched::charge_switch(guard, caller);
+    sched::charge_switch(guard, caller, true);
     Some((caller, root))
 }
 

@@ -100,8 +100,9 @@ static IDLE: BklCell<[IdleClass; MAX_CPUS]> =
     BklCell::new([IdleClass { head: 0, tail: 0 }; MAX_CPUS]);
 
 /// This CPU's index.
+#[inline(always)]
 pub fn this_cpu() -> usize {
-    percpu::current().index as usize
+    percpu::index()
 }
 
 /// The thread running on CPU `cpu` (0 = none).
@@ -110,6 +111,7 @@ pub fn current_on(guard: &mut KernelGuard, cpu: usize) -> u64 {
 }
 
 /// The thread running on this CPU (0 = none).
+#[inline(always)]
 pub fn current(guard: &mut KernelGuard) -> u64 {
     CPUS.get(guard)[this_cpu()].current
 }
@@ -757,25 +759,27 @@ fn enter(mut guard: KernelGuard, thread: u64, root: u64, fpu_owner: u64) -> ! {
 
 /// Switches this CPU straight to `thread` on page tables `root` (the IPC
 /// fastpath: it continues the current slice), without the run queue.
+/// `thread` is not in a guest: both partners of a fastpath IPC are blocked
+/// in IPC, and a VM exit's thread has just left `VcpuRun`
+/// (`vcpu::complete`), so the test [`enter`] makes is not made here.
 #[inline(always)]
 pub fn switch_to(mut guard: KernelGuard, thread: u64, root: u64) -> ! {
+    debug_assert!(!crate::vcpu::in_guest(&mut guard, thread));
     let state = &mut CPUS.get(&mut guard)[this_cpu()];
     state.current = thread;
     let fpu_owner = state.fpu_owner;
-    enter(guard, thread, root, fpu_owner)
+    user::set_fpu_trap(fpu_owner != thread);
+    user::return_to_user(guard, tcb::frame_address(thread), root)
 }
 
 /// For the IPC fastpath's donation, before [`switch_to`]: charges the time
 /// since the last switch to the thread that ran and starts charging
-/// `thread` (as a dispatched or a system thread), as a scheduling pass does.
+/// `thread` (a dispatched thread if `dispatched`, else a system thread: the
+/// fastpath knows which), as a scheduling pass does.
 #[inline(always)]
-pub fn charge_switch(guard: &mut KernelGuard, thread: u64) {
-    let kind = if tcb::ctl(guard, thread).scheduler != 0 {
-        2
-    } else {
-        1
-    };
-    account(guard, kind, thread);
+pub fn charge_switch(guard: &mut KernelGuard, thread: u64, dispatched: bool) {
+    debug_assert_eq!(tcb::ctl(guard, thread).scheduler != 0, dispatched);
+    account(guard, if dispatched { 2 } else { 1 }, thread);
 }
 
 /// The current thread touched the FPU while CR0.TS was set (#NM): give it

@@ -7,7 +7,6 @@
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem::{self, KernelObject};
 use crate::arch::{paging, timer, trap};
-use crate::fastpath::Taken;
 use crate::ipc::{self, WaitMode};
 use crate::object::tcb;
 use crate::object::{self, read_cap, Cap};
@@ -88,15 +87,30 @@ impl Caller {
     }
 }
 
-/// Handles the current thread's system call, then schedules.
+/// Handles the current thread's system call, then schedules (the entry of
+/// every system call but the two the fastpath takes,
+/// [`crate::fastpath::call_entry`] and `reply_recv_entry`).
 pub fn handle(mut guard: KernelGuard) -> ! {
     let thread = sched::current(&mut guard);
+    general(guard, thread)
+}
+
+/// `Yield`'s entry: as the general path's `Yield`, without its decode.
+#[inline(always)]
+pub fn yield_entry(mut guard: KernelGuard) -> ! {
+    let thread = sched::current(&mut guard);
     if thread != 0 {
-        match crate::fastpath::attempt(&mut guard, thread) {
-            Some(Taken::Switch(next, root)) => sched::switch_to(guard, next, root),
-            Some(Taken::EnterGuest) => crate::vcpu::enter_guest(guard, thread),
-            None => {}
-        }
+        sched::yield_current(&mut guard);
+        tcb::set_result(&mut guard, thread, Ok(()));
+    }
+    sched::schedule(guard)
+}
+
+/// The general path for `thread`'s system call (the current thread, or 0:
+/// none), then a scheduling pass.
+#[inline(never)]
+pub fn general(mut guard: KernelGuard, thread: u64) -> ! {
+    if thread != 0 {
         dispatch(&mut guard, thread);
     }
     sched::schedule(guard)
@@ -111,6 +125,7 @@ fn dispatch(guard: &mut KernelGuard, thread: u64) {
     let info = MessageInfo(f.rsi);
     let result = match syscall {
         Syscall::DebugWrite => debug_write(guard, thread, f.rdi, f.rsi).map(|()| true),
+        // (Its own entry, `yield_entry`, takes it.)
         Syscall::Yield => {
             sched::yield_current(guard);
             Ok(true)

@@ -579,6 +579,18 @@ pub fn check(guard: &mut KernelGuard, tcb: u64, live: &Live) -> Verdict {
         "a thread in VcpuRun has no Vcpu",
         tcb,
     )?;
+    // (`sched::switch_to`, which the IPC fastpath uses, relies on this.)
+    ensure(
+        t.in_guest == 0
+            || ![
+                ThreadState::BlockedOnSend as u64,
+                ThreadState::BlockedOnReceive as u64,
+                ThreadState::BlockedOnReply as u64,
+            ]
+            .contains(&t.state),
+        "a thread in VcpuRun is blocked in IPC",
+        tcb,
+    )?;
     ensure(
         t.deadline == 0 || t.timeout_cpu < u64::from(crate::arch::percpu::online()),
         "a thread's timeout is on no CPU's list",

@@ -229,9 +229,25 @@ pub fn current() -> &'static PerCpu {
     // SAFETY: `install` ran on this CPU before anything calls `current`, so
     // gs:[0] holds the pointer to a leaked, immutable-except-atomics record.
     unsafe {
-        core::arch::asm!("mov {}, gs:[0]", out(reg) pointer, options(nostack, readonly, preserves_flags));
+        // (`pure, nomem`: the value is constant on a CPU, so the compiler
+        // may read it once per function.)
+        core::arch::asm!("mov {}, gs:[0]", out(reg) pointer, options(pure, nomem, nostack, preserves_flags));
         &*pointer
     }
+}
+
+/// This CPU's index (below [`MAX_CPUS`]), read once per function.
+#[inline(always)]
+pub fn index() -> usize {
+    let index: u32;
+    // SAFETY: as in `current`: gs:[8] is this CPU's `index`, which never
+    // changes once installed (`pure, nomem`: the value is constant on a CPU).
+    unsafe {
+        core::arch::asm!("mov {:e}, gs:[8]", out(reg) index, options(pure, nomem, nostack, preserves_flags));
+        // SAFETY: `install` indexed `CPUS` with it, so it is below MAX_CPUS.
+        core::hint::assert_unchecked((index as usize) < MAX_CPUS);
+    }
+    index as usize
 }
 
 /// This CPU's index, or 0 before per-CPU data exists (early boot, boot CPU).
@@ -260,4 +276,5 @@ const _: () = {
     assert!(core::mem::offset_of!(PerCpu, kernel_stack_top) == offsets::KERNEL_STACK_TOP);
     assert!(core::mem::offset_of!(PerCpu, user_rsp_scratch) == offsets::USER_RSP_SCRATCH);
     assert!(core::mem::offset_of!(PerCpu, context_end) == offsets::CONTEXT_END);
+    assert!(core::mem::offset_of!(PerCpu, index) == 8);
 };

@@ -80,13 +80,17 @@ pub fn sanitize_frame(frame: &mut TrapFrame) {
 
 /// Sets (true) or clears (false) CR0.TS: with TS set, the next FPU/SSE
 /// instruction raises #NM, which hands the FPU over lazily.
+/// (On every switch: the raw register is tested and flipped, without the
+/// bit-set type's masking.)
+#[inline(always)]
 pub fn set_fpu_trap(trap: bool) {
-    let cr0 = cpu::read_cr0();
-    let mut wanted = cr0;
-    wanted.set(Cr0::CR0_TASK_SWITCHED, trap);
-    if wanted != cr0 {
+    const TS: u64 = Cr0::CR0_TASK_SWITCHED.bits() as u64;
+    let cr0: u64;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack, preserves_flags)) };
+    if (cr0 & TS != 0) != trap {
         // SAFETY: toggling CR0.TS only changes whether FPU use traps.
-        unsafe { cpu::write_cr0(wanted) };
+        unsafe { asm!("mov cr0, {}", in(reg) cr0 ^ TS, options(nostack, preserves_flags)) };
     }
 }
 
@@ -148,11 +152,44 @@ impl objmem::KernelObject for FpuArea {}
 
 /// Syscall entry (from user.S), on the kernel stack; the frame is in the TCB.
 #[no_mangle]
-extern "C" fn syscall_from_user(_frame: u64) -> ! {
+extern "C" fn syscall_from_user() -> ! {
     percpu::current().set_in_user(false);
     let guard = lock::acquire();
     crate::syscall::handle(guard)
 }
+
+/// The entry of `Call` (user.S tested the number), with its capability
+/// pointer and message info as user mode passed them (`rdi`, `rsi`, also
+/// saved in the frame): the IPC fastpath, or the general path.
+#[no_mangle]
+extern "C" fn fastpath_call_from_user(cptr: u64, info: u64) -> ! {
+    percpu::current().set_in_user(false);
+    let guard = lock::acquire();
+    crate::fastpath::call_entry(guard, cptr, info)
+}
+
+/// The entry of `ReplyRecv`, as [`fastpath_call_from_user`].
+#[no_mangle]
+extern "C" fn fastpath_reply_recv_from_user(cptr: u64, info: u64) -> ! {
+    percpu::current().set_in_user(false);
+    let guard = lock::acquire();
+    crate::fastpath::reply_recv_entry(guard, cptr, info)
+}
+
+/// The entry of `Yield` (user.S tested the number).
+#[no_mangle]
+extern "C" fn yield_from_user() -> ! {
+    percpu::current().set_in_user(false);
+    let guard = lock::acquire();
+    crate::syscall::yield_entry(guard)
+}
+
+// user.S tests these numbers.
+const _: () = assert!(
+    tarn_ipc_schema::Syscall::Call as u64 == 3
+        && tarn_ipc_schema::Syscall::ReplyRecv as u64 == 7
+        && tarn_ipc_schema::Syscall::Yield as u64 == 11
+);
 
 /// Interrupt or exception from user mode (from entry.S).
 #[no_mangle]

@@ -42,6 +42,7 @@ pub const TESTS: &[Test] = &[
         deleted_server_wakes_caller,
     ),
     ("ipc_suspend_aborts_receive", suspend_aborts_receive),
+    ("ipc_fastpath_entries_fall_back", fastpath_falls_back),
 ];
 
 fn info(label: u64, length: u64) -> MessageInfo {
@@ -479,5 +480,86 @@ fn suspend_aborts_receive(env: &mut Env) -> Outcome {
         Error::WouldBlock
     );
     thread.destroy(&mut env.res).ctx("destroy thread")?;
+    Ok(Pass::Ok)
+}
+
+/// The kernel's `Call` and `ReplyRecv` entries (user.S: the fastpath's
+/// own) hand whatever their fastpath declines to the general path with
+/// the same registers: a `Call` finding no receiver waits as a sender; a
+/// `ReplyRecv` while a sender waits replies and takes that sender's
+/// message at once; a six-word call and reply (beyond the four message
+/// registers) arrive whole; and a `Call` to the waiting server (the
+/// fastpath) still works after all that.
+fn fastpath_falls_back(env: &mut Env) -> Outcome {
+    let endpoint = env.endpoint()?;
+    let go = env.notification()?;
+    let shared = Shared::new();
+    let out = shared.clone();
+    let server = env.thread(move || {
+        let _ = tarn_rt::wait(go, 0);
+        // A's call (it waited as a sender).
+        let Ok(a) = tarn_rt::recv(endpoint) else {
+            return out.set(0, 1);
+        };
+        // B waits too: the reply goes to A and B's message comes at once.
+        let Ok(b) = tarn_rt::reply_recv(endpoint, info(2, 1), [a.mrs[0] + 1, 0, 0, 0]) else {
+            return out.set(0, 2);
+        };
+        let mut words = [0u64; 6];
+        let length = b.words(&mut words);
+        out.set(1, length as u64);
+        for word in &mut words {
+            *word += 10;
+        }
+        // A six-word reply, then the main thread's call.
+        let (reply_info, registers) = syscall::load(3, &words[..length], &[]);
+        let Ok(c) = tarn_rt::reply_recv(endpoint, reply_info, registers) else {
+            return out.set(0, 3);
+        };
+        out.set(
+            2,
+            code(&tarn_rt::reply(info(4, 1), [c.mrs[0] * 2, 0, 0, 0])),
+        );
+    })?;
+    env.wait_state(server.tcb, ThreadState::BlockedOnNotification)?;
+    let a_out = Shared::new();
+    let a_shared = a_out.clone();
+    let a = env.thread(move || {
+        if let Ok(answer) = tarn_rt::call(endpoint, info(1, 1), [41, 0, 0, 0]) {
+            a_shared.set(0, answer.label());
+            a_shared.set(1, answer.mrs[0]);
+        }
+    })?;
+    env.wait_state(a.tcb, ThreadState::BlockedOnSend)?;
+    let b_out = Shared::new();
+    let b_shared = b_out.clone();
+    let b = env.thread(move || {
+        let words = [1, 2, 3, 4, 5, 6];
+        let (call_info, registers) = syscall::load(1, &words, &[]);
+        if let Ok(answer) = tarn_rt::call(endpoint, call_info, registers) {
+            b_shared.set(0, answer.label());
+            b_shared.set(1, answer.length() as u64);
+            for index in 0..6 {
+                b_shared.set(2 + index, answer.word(index));
+            }
+        }
+    })?;
+    env.wait_state(b.tcb, ThreadState::BlockedOnSend)?;
+    tarn_rt::signal(go).ctx("signal")?;
+    env.join(&a)?;
+    env.join(&b)?;
+    expect!([a_out.get(0), a_out.get(1)], [2, 42]);
+    expect!([b_out.get(0), b_out.get(1)], [3, 6]);
+    expect!(
+        (2..8)
+            .map(|index| b_out.get(index))
+            .collect::<alloc::vec::Vec<_>>(),
+        [11, 12, 13, 14, 15, 16]
+    );
+    env.wait_state(server.tcb, ThreadState::BlockedOnReceive)?;
+    let answer = tarn_rt::call(endpoint, info(9, 1), [21, 0, 0, 0]).ctx("call")?;
+    expect!((answer.label(), answer.mrs[0]), (4, 42));
+    env.join(&server)?;
+    expect!([shared.get(0), shared.get(1), shared.get(2)], [0, 6, 0]);
     Ok(Pass::Ok)
 }
