@@ -579,7 +579,8 @@ pub fn scenarios() -> Vec<Scenario> {
         .forbid_failures(),
     );
     // The serial console: commands typed after each prompt, their output,
-    // clear errors for unknown and not-yet-built commands, and power-off.
+    // clear errors for unknown commands and missing arguments, and
+    // power-off.
     all.push(
         Scenario::qemu("console_commands", 2, "noauto")
             .exec(&[
@@ -607,7 +608,7 @@ pub fn scenarios() -> Vec<Scenario> {
             )
             .expect("invariants      : hold")
             .expect("error: unknown command 'frobnicate' (try help)")
-            .expect("error: 'vcpu-pin': not built yet")
+            .expect("error: usage: vcpu-pin D V|all CPUS|- [-]")
             .expect("error: usage: cpupool-rename P NAME")
             .expect("error: sleep: 'x' is not a number of milliseconds")
             .expect("tarn> poweroff")
@@ -1989,7 +1990,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 "cpupool-create name=x colour=blue cpus=2",
                 "create name=d image=spin cpu_weight=0",
                 "create name=d image=nope",
-                "create name=d image=spin vcpus=2",
+                "create name=d image=tenant vcpus=2",
                 "create name=d image=spin slice=5",
                 "create name=d pool=nowhere image=spin",
                 "create name=d image=spin cap=x",
@@ -2016,7 +2017,7 @@ pub fn scenarios() -> Vec<Scenario> {
             .expect("error: colour: unknown key")
             .expect("error: cpu_weight: bad value: weight must be 1..65535")
             .expect("error: d: no image 'nope' (choices: spin, tenant)")
-            .expect("error: d: vcpus=2: domains with several vCPUs are not built yet (vcpus=1)")
+            .expect("error: d: vcpus=2: image tenant runs on one vCPU (several: spin)")
             .expect("error: period: missing")
             .expect("error: d: no such cpupool")
             // A malformed value of a key Tarn honours (xl's cap) is refused.

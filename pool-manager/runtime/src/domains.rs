@@ -580,7 +580,11 @@ impl Pools {
         self.manager
             .set_online(domain, online)
             .map_err(|e| format!("{e}"))?;
-        self.hold(domain);
+        if let Some(d) = self.domains.get(&domain) {
+            for v in d.vcpus.iter().skip(online as usize) {
+                let _ = invoke::tcb_suspend(v.tcb);
+            }
+        }
         self.release_hold(domain);
         Ok(())
     }
