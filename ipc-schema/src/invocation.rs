@@ -175,8 +175,9 @@ pub enum Invocation {
     /// Scheduler. MR0 = Tcb cptr (adopted by this scheduler). Reply MR0 =
     /// [`ThreadState`], MR1 = thread id, MR2 = CPU index + 1 of the queue it is
     /// in (0 = none), MR3 = total ns it has run while adopted (including the
-    /// entry in progress). For
-    /// resynchronising after an event-ring overflow.
+    /// entry in progress), MR4 = CPU index + 1 of the last queue that held
+    /// it since its adoption (0 = none yet). For resynchronising after an
+    /// event-ring overflow, and `vcpu-list`'s CPU column.
     SchedulerQueryThread = 66,
     /// Scheduler. MR0 = CPU index (bound to this scheduler). Ends the CPU's
     /// running entry now (reported as `Preempted` with its run time); the

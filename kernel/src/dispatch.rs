@@ -756,6 +756,7 @@ pub fn invoke_scheduler(
                 t.adopted_next = first;
                 t.adopted_prev = 0;
                 t.adopted_ran_ns = 0;
+                t.last_cpu = 0;
             }
             if first != 0 {
                 tcb::ctl(guard, first).adopted_prev = thread;
@@ -818,7 +819,7 @@ pub fn invoke_scheduler(
                     }
                 }
             }
-            caller.set_reply(guard, &[t.state, t.thread_id, t.entry_cpu, ran]);
+            caller.set_reply(guard, &[t.state, t.thread_id, t.entry_cpu, ran, t.last_cpu]);
             Ok(())
         }
         _ => Err(Error::IllegalOperation),
@@ -846,7 +847,9 @@ fn dispatch(guard: &mut KernelGuard, caller: &mut Caller, scheduler: u64) -> Res
     d.queue[(d.head + d.len) % DISPATCH_QUEUE_LEN] = Entry { thread, budget_ns };
     d.len += 1;
     d.empty_reported = false;
-    tcb::ctl(guard, thread).entry_cpu = cpu as u64 + 1;
+    let t = tcb::ctl(guard, thread);
+    t.entry_cpu = cpu as u64 + 1;
+    t.last_cpu = t.entry_cpu;
     // The dispatching agent made progress: its watchdog starts again.
     sched::reset_watchdog(guard, caller.thread());
     if cpu != sched::this_cpu() {

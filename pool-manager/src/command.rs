@@ -47,7 +47,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "create KEY=VALUE... | [-n] [-f] FILE [KEY=VALUE...]",
-        "start a domain (-n: print the config only; xl.cfg keys: name pool image|kernel type vcpus memory cpu_weight cap period slice extra cmdline root ramdisk, and the pool policy's own; other xl keys warned)",
+        "start a domain (-n: print the config only; xl.cfg keys: name pool image|kernel type vcpus cpus memory cpu_weight cap period slice extra cmdline root ramdisk, and the pool policy's own; other xl keys warned)",
     ),
     ("destroy D", "stop a domain and forget it"),
     ("pause D", "stop a domain's vCPUs"),
@@ -116,7 +116,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "vcpu-list [D]",
-        "vCPUs: domain, CPU, state, time in its pools, the thread's whole run time",
+        "vCPUs as xl lists them: domain, vCPU, CPU, state (--p: offline), run time, hard / soft affinity",
+    ),
+    (
+        "vcpu-pin D V|all CPUS|- [-]",
+        "hard affinity of vCPU V (or all): an xl CPU list with a CPU of D's pool (all, 0-3,^1, node:1); - keeps it; soft affinity is not built",
+    ),
+    (
+        "vcpu-set [-i] D N",
+        "vCPUs 0..N-1 online, the others offline (N up to the domain's vcpus; more than the machine's CPUs needs -i)",
     ),
     (
         "top [--json] [-d MS]",
@@ -142,7 +150,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 pub const ALIASES: &[(&str, &str)] = &[("pool-new", "cpupool-new")];
 
 /// Commands that belong to the console but are not built yet.
-pub const NOT_BUILT: &[&str] = &["vcpu-pin"];
+pub const NOT_BUILT: &[&str] = &[];
 
 /// The usage of `command` from the table (`see help` if unknown).
 pub fn usage(command: &str) -> &'static str {
@@ -390,6 +398,24 @@ pub enum Command {
     },
     /// `vcpu-list [D]`.
     VcpuList(Option<String>),
+    /// `vcpu-pin D V|all CPUS`: a hard affinity.
+    VcpuPin {
+        /// The domain.
+        domain: String,
+        /// The vCPU (`None`: all).
+        vcpu: Option<u32>,
+        /// The CPUs (every CPU of the machine for xl's `all`).
+        cpus: BTreeSet<u32>,
+    },
+    /// `vcpu-set [-i] D N`.
+    VcpuSet {
+        /// The domain.
+        domain: String,
+        /// vCPUs online.
+        online: u32,
+        /// `-i` (`--ignore-host`): more vCPUs than the machine has CPUs.
+        ignore_host: bool,
+    },
     /// `top [--json] [-d MS]`.
     Top {
         /// `--json`.
@@ -1002,6 +1028,44 @@ pub fn parse_in(line: &str, topology: &Topology) -> Result<Option<Command>, Stri
             [d] => Command::VcpuList(Some(d.to_string())),
             _ => return Err(usage_error()),
         },
+        "vcpu-pin" => {
+            let (domain, vcpu, hard, soft) = match args {
+                [d, v, hard] => (d, v, hard, None),
+                [d, v, hard, soft] => (d, v, hard, Some(soft)),
+                _ => return Err(usage_error()),
+            };
+            if soft.is_some_and(|s| *s != "-") {
+                return Err(String::from(
+                    "vcpu-pin: soft affinity is not built (give - or nothing for it)",
+                ));
+            }
+            if *hard == "-" {
+                return Err(String::from(
+                    "vcpu-pin: nothing to change (- keeps the hard affinity; soft affinity is not built)",
+                ));
+            }
+            let vcpu = match *vcpu {
+                "all" => None,
+                v => Some(number(v, "vcpu-pin", "a vCPU number or all", 0, u32::MAX)?),
+            };
+            Command::VcpuPin {
+                domain: domain.to_string(),
+                vcpu,
+                cpus: cpu_list(hard, topology)?,
+            }
+        }
+        "vcpu-set" => {
+            let (ignore_host, rest) = match args {
+                ["-i" | "--ignore-host", rest @ ..] => (true, rest),
+                rest => (false, rest),
+            };
+            let (domain, online) = two(rest)?;
+            Command::VcpuSet {
+                domain,
+                online: number(&online, "vcpu-set", "a number of vCPUs", 1, u32::MAX)?,
+                ignore_host,
+            }
+        }
         "top" => {
             let flags = Flags::parse(args, &["-d"], &["--json"], usage(name))?;
             let ms = match flags.value("-d") {

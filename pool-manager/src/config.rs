@@ -801,6 +801,14 @@ pub fn format_domain_config(config: &DomainConfig) -> String {
     out.push_str(&format!("type = {}\n", quoted(kind)));
     out.push_str(&format!("kernel = {}\n", quoted(&config.image)));
     out.push_str(&format!("vcpus = {}\n", config.vcpus));
+    if let Some(cpus) = &config.cpus {
+        let lists: Vec<String> = cpus.lists.iter().map(|l| quoted(l)).collect();
+        if cpus.every {
+            out.push_str(&format!("cpus = {}\n", lists.join("")));
+        } else {
+            out.push_str(&format!("cpus = [{}]\n", lists.join(", ")));
+        }
+    }
     if let Some(memory) = config.memory_mib {
         out.push_str(&format!("memory = {memory}\n"));
     }
@@ -872,9 +880,56 @@ pub struct DomainConfig {
     pub param_lines: Vec<(String, u32)>,
     /// The keys accepted but not used, one warning each.
     pub warnings: Vec<ConfigWarning>,
+    /// xl.cfg's `cpus`: hard affinity, resolved against the machine at
+    /// `create` ([`DomainConfig::affinity`]); boxed, as it is rare.
+    pub cpus: Option<alloc::boxed::Box<DomainCpus>>,
+}
+
+/// xl.cfg's `cpus` as written: one CPU list for every vCPU (`cpus =
+/// "2-3"`), or one per vCPU (`cpus = ["2", "3"]`: vCPU 0 on CPU 2, vCPU 1
+/// on CPU 3; vCPUs past the list keep every CPU).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainCpus {
+    /// Its line (0: inline).
+    pub line: u32,
+    /// One list for every vCPU.
+    pub every: bool,
+    /// The CPU lists.
+    pub lists: Vec<String>,
 }
 
 impl DomainConfig {
+    /// Each vCPU's hard affinity from `cpus` (`None`: every CPU), CPU
+    /// lists resolved against `topology`; a malformed list, or more lists
+    /// than vCPUs, is an error naming the line and key.
+    pub fn affinity(&self, topology: &Topology) -> Result<Vec<Option<BTreeSet<u32>>>, ConfigError> {
+        let mut out = alloc::vec![None; self.vcpus as usize];
+        let Some(cpus) = &self.cpus else {
+            return Ok(out);
+        };
+        let error = |what: &'static str| ConfigError {
+            line: cpus.line,
+            key: Some(String::from("cpus")),
+            kind: ConfigErrorKind::BadValue(what),
+        };
+        if cpus.lists.len() > out.len() {
+            return Err(error("more CPU lists than vcpus"));
+        }
+        for (vcpu, text) in cpus.lists.iter().enumerate() {
+            let set = parse_cpu_list(text, topology)
+                .map_err(|_| error("expected a CPU list like \"2-3\", \"all,^0\" or \"node:1\""))?;
+            if set.is_empty() {
+                return Err(error("a hard affinity needs at least one CPU"));
+            }
+            if cpus.every {
+                out.iter_mut().for_each(|a| *a = Some(set.clone()));
+            } else {
+                out[vcpu] = Some(set);
+            }
+        }
+        Ok(out)
+    }
+
     /// The spec `PoolManager::create_domain` takes, with the pool name
     /// resolved (no `pool` = Pool-0, whatever it is named now).
     pub fn to_spec(&self, manager: &PoolManager) -> Result<DomainSpec, PoolError> {
@@ -892,7 +947,7 @@ impl DomainConfig {
 }
 
 /// Keys of a domain config Tarn honours: xl.cfg(5)'s `name pool kernel
-/// type vcpus memory cpu_weight cap cmdline extra root ramdisk` and SEDF's
+/// type vcpus cpus memory cpu_weight cap cmdline extra root ramdisk` and SEDF's
 /// `period slice extratime` (as libxl reads them: period and slice in ms,
 /// extratime 0 or 1), and Tarn's `image` (= `kernel`), `cpu_cap` (= `cap`)
 /// and a numeric `extra` (= `extratime`; a string `extra` is xl's kernel
@@ -904,6 +959,7 @@ pub const DOMAIN_KEYS: &[&str] = &[
     "kernel",
     "type",
     "vcpus",
+    "cpus",
     "memory",
     "cpu_weight",
     "cap",
@@ -918,8 +974,8 @@ pub const DOMAIN_KEYS: &[&str] = &[
 ];
 
 /// The keys xl.cfg(5) defines that Tarn does not use: accepted, each with
-/// one warning (`cpus`/`cpus_soft`: vCPU affinity is not built; `maxvcpus`:
-/// vCPU hot-plug is not built; devices, firmware, device model, memory
+/// one warning (`cpus_soft`: soft affinity is not built; `maxvcpus`:
+/// a domain's vCPUs are all built at `create`; devices, firmware, device model, memory
 /// ballooning, lifecycle actions: not Tarn's).
 pub const XL_DOMAIN_KEYS_UNUSED: &[&str] = &[
     "acpi",
@@ -952,7 +1008,6 @@ pub const XL_DOMAIN_KEYS_UNUSED: &[&str] = &[
     "builder",
     "channel",
     "cpuid",
-    "cpus",
     "cpus_soft",
     "device_model_args",
     "device_model_args_hvm",
@@ -1210,6 +1265,25 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
             })
         }
     };
+    let cpus = match find(settings, "cpus") {
+        None => None,
+        Some(s) => Some(alloc::boxed::Box::new(DomainCpus {
+            line: s.line,
+            every: !matches!(s.value, Value::List(_)),
+            lists: match &s.value {
+                Value::Str(text) => alloc::vec![text.clone()],
+                Value::Int(n) => alloc::vec![format!("{n}")],
+                Value::List(items) => items
+                    .iter()
+                    .map(|item| match item {
+                        Value::Str(text) => Ok(text.clone()),
+                        Value::Int(n) => Ok(format!("{n}")),
+                        Value::List(_) => Err(bad(s, "expected a CPU list or a list of them")),
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+        })),
+    };
     let ramdisk = find(settings, "ramdisk").map(string_of).transpose()?;
     if let Some(s) = find(settings, "ramdisk") {
         if kind != DomainType::Hvm {
@@ -1229,6 +1303,7 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         ramdisk,
         param_lines,
         warnings,
+        cpus,
     })
 }
 
@@ -1258,6 +1333,9 @@ pub fn parse_domain_inline(text: &str) -> Result<DomainConfig, ConfigError> {
     }
     for (_, line) in &mut config.param_lines {
         *line = 0;
+    }
+    if let Some(cpus) = &mut config.cpus {
+        cpus.line = 0;
     }
     Ok(config)
 }

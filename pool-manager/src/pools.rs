@@ -17,6 +17,9 @@ pub const MAX_CPUS: u32 = 1024;
 pub const MAX_NAME_LEN: usize = 64;
 /// Default credit weight (Xen's).
 pub const DEFAULT_WEIGHT: u32 = 256;
+/// Most vCPUs a domain has (each is a thread its pool's server schedules;
+/// thread ids give a domain 8 bits of vCPU number).
+pub const MAX_VCPUS: u32 = 64;
 
 /// Identity of a pool. Pool-0 is `PoolId(0)`; ids are never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -217,8 +220,16 @@ pub struct Domain {
     pub name: String,
     /// The pool it runs in.
     pub pool: PoolId,
-    /// Number of vCPUs.
+    /// Number of vCPUs (xl's `maxvcpus`: the most `vcpu-set` brings online).
     pub vcpus: u32,
+    /// vCPUs online (`vcpu-set`): vCPUs `0..online` run, the others are
+    /// offline (not scheduled, xl's `--p` in `vcpu-list`).
+    pub online: u32,
+    /// Each vCPU's hard affinity (`vcpu-pin`), `None` for every CPU. A set
+    /// always has a CPU of the domain's pool when it is made; a CPU that
+    /// leaves the pool stays in it, unless it was the last one of the pool
+    /// (then the affinity is broken: reset to every CPU, as Xen does).
+    pub affinity: Vec<Option<BTreeSet<u32>>>,
     /// Scheduling parameters.
     pub params: DomainParams,
 }
@@ -273,6 +284,21 @@ pub enum Action {
         domain: DomainId,
         /// Its pool.
         pool: PoolId,
+    },
+    /// A CPU leaving the pool was the last CPU of the pool in this vCPU's
+    /// hard affinity: the affinity is broken (the rules reset it to every
+    /// CPU, as Xen's `cpu_disable_scheduler` does); the runtime says so on
+    /// one line and hands the pool's server the reset affinity. Comes
+    /// before the CPU's `RevokeCpu`.
+    BreakAffinity {
+        /// The domain.
+        domain: DomainId,
+        /// Its vCPU.
+        vcpu: u32,
+        /// Its pool.
+        pool: PoolId,
+        /// The CPU leaving.
+        cpu: u32,
     },
     /// Source server releases the domain's threads, destination adopts them.
     MoveDomain {
@@ -345,8 +371,37 @@ pub enum PoolError {
     PoolWithoutCpus,
     /// The control domain cannot be migrated or destroyed.
     ControlDomain,
-    /// domain create: vcpus must be ≥ 1.
+    /// domain create: vcpus must be 1..=[`MAX_VCPUS`].
     InvalidVcpus,
+    /// vcpu-pin: the domain has no such vCPU.
+    NoSuchVcpu {
+        /// The vCPU named.
+        vcpu: u32,
+        /// The domain's vCPUs.
+        vcpus: u32,
+    },
+    /// vcpu-pin: a hard affinity with no CPU of the domain's pool (Xen's
+    /// `vcpu_set_hard_affinity`: `-EINVAL` when it does not intersect the
+    /// cpupool).
+    AffinityOutsidePool {
+        /// The CPUs named (xl's list form).
+        cpus: String,
+        /// The pool.
+        pool: String,
+        /// The pool's CPUs (xl's list form).
+        pool_cpus: String,
+    },
+    /// vcpu-set: online vCPUs must be 1..=the vCPUs the domain was
+    /// created with.
+    InvalidOnline {
+        /// Asked for.
+        requested: u32,
+        /// The domain's vCPUs.
+        vcpus: u32,
+    },
+    /// vcpu-pin / vcpu-set: the control domain's vCPU is a system task,
+    /// not scheduled by a pool's server.
+    ControlDomainVcpu,
     /// No policy of that name (the names that exist are listed).
     UnknownPolicy {
         /// The name asked for.
@@ -395,7 +450,25 @@ impl fmt::Display for PoolError {
             PoolError::LastCpu(c) => write!(f, "CPU {c} is the last CPU of the cpupool"),
             PoolError::PoolWithoutCpus => f.write_str("cpupool has no CPUs"),
             PoolError::ControlDomain => f.write_str("the control domain stays in Pool-0"),
-            PoolError::InvalidVcpus => f.write_str("vcpus must be at least 1"),
+            PoolError::InvalidVcpus => write!(f, "vcpus must be 1..{MAX_VCPUS}"),
+            PoolError::NoSuchVcpu { vcpu, vcpus } => {
+                write!(f, "no vCPU {vcpu} (the domain has vCPUs 0..{})", vcpus - 1)
+            }
+            PoolError::AffinityOutsidePool {
+                cpus,
+                pool,
+                pool_cpus,
+            } => write!(
+                f,
+                "CPUs {cpus} are not in cpupool {pool} (its CPUs: {pool_cpus}): a hard affinity needs one of them"
+            ),
+            PoolError::InvalidOnline { requested, vcpus } => write!(
+                f,
+                "{requested} vCPUs online: the domain has 1..{vcpus} (its vcpus)"
+            ),
+            PoolError::ControlDomainVcpu => f.write_str(
+                "the control domain is a system task, not scheduled by a pool's server",
+            ),
             PoolError::UnknownPolicy { name, available } => write!(
                 f,
                 "no policy '{name}' (available: {})",
@@ -529,6 +602,8 @@ impl PoolManager {
             name: String::from(CONTROL_DOMAIN_NAME),
             pool: POOL0,
             vcpus: 1,
+            online: 1,
+            affinity: alloc::vec![None],
             params: DomainParams::default(),
         };
         let pool_names = HashMap::from_iter([(pool0.spec.name.clone(), POOL0)]);
@@ -893,10 +968,12 @@ impl PoolManager {
                 until_ms: now_ms.saturating_add(duration_ms),
             },
         );
-        Ok(alloc::vec![
+        let mut actions = self.break_affinities(from, cpu);
+        actions.extend([
             Action::RevokeCpu { cpu, pool: from },
             Action::BindCpu { cpu, pool: to },
-        ])
+        ]);
+        Ok(actions)
     }
 
     /// The loans whose time is up at `now_ms`.
@@ -923,13 +1000,15 @@ impl PoolManager {
         if let Some(pool) = self.pools.get_mut(&loan.from) {
             pool.cpus.insert(cpu);
         }
-        Ok(alloc::vec![
+        let mut actions = self.break_affinities(loan.to, cpu);
+        actions.extend([
             Action::RevokeCpu { cpu, pool: loan.to },
             Action::BindCpu {
                 cpu,
-                pool: loan.from
+                pool: loan.from,
             },
-        ])
+        ]);
+        Ok(actions)
     }
 
     /// A loan `pool` takes part in (lent or borrowed), if any.
@@ -990,7 +1069,37 @@ impl PoolManager {
         if let Some(pool) = self.pools.get_mut(&id) {
             pool.cpus.remove(&cpu);
         }
-        Ok(alloc::vec![Action::RevokeCpu { cpu, pool: id }])
+        let mut actions = self.break_affinities(id, cpu);
+        actions.push(Action::RevokeCpu { cpu, pool: id });
+        Ok(actions)
+    }
+
+    /// CPU `cpu` has left pool `id` (removed, lent or a loan's end): as
+    /// Xen's `cpu_disable_scheduler`, a vCPU's hard affinity left with no
+    /// CPU of the pool is broken, reset to every CPU; one
+    /// [`Action::BreakAffinity`] each.
+    fn break_affinities(&mut self, id: PoolId, cpu: u32) -> Vec<Action> {
+        let Some(pool_cpus) = self.pools.get(&id).map(|p| &p.cpus) else {
+            return Vec::new();
+        };
+        let mut actions = Vec::new();
+        for d in self.domains.values_mut().filter(|d| d.pool == id) {
+            for (vcpu, affinity) in d.affinity.iter_mut().enumerate() {
+                let broken = affinity
+                    .as_ref()
+                    .is_some_and(|set| set.contains(&cpu) && set.is_disjoint(pool_cpus));
+                if broken {
+                    *affinity = None;
+                    actions.push(Action::BreakAffinity {
+                        domain: d.id,
+                        vcpu: vcpu as u32,
+                        pool: id,
+                        cpu,
+                    });
+                }
+            }
+        }
+        actions
     }
 
     /// `cpupool-migrate`: move a domain to another active pool. The control
@@ -1016,6 +1125,8 @@ impl PoolManager {
         }
         if let Some(d) = self.domains.get_mut(&domain) {
             d.pool = to;
+            // Xen's `sched_move_domain` resets every vCPU's affinity.
+            d.affinity.iter_mut().for_each(|a| *a = None);
         }
         Ok(alloc::vec![Action::MoveDomain { domain, from, to }])
     }
@@ -1038,7 +1149,7 @@ impl PoolManager {
         if pool.cpus.is_empty() {
             return Err(PoolError::PoolWithoutCpus);
         }
-        if spec.vcpus == 0 {
+        if !(1..=MAX_VCPUS).contains(&spec.vcpus) {
             return Err(PoolError::InvalidVcpus);
         }
         let id = DomainId(self.next_domain);
@@ -1052,6 +1163,8 @@ impl PoolManager {
                 name: spec.name,
                 pool,
                 vcpus: spec.vcpus,
+                online: spec.vcpus,
+                affinity: alloc::vec![None; spec.vcpus as usize],
                 params: spec.params,
             },
         );
@@ -1088,6 +1201,98 @@ impl PoolManager {
             .get_mut(&domain)
             .ok_or(PoolError::NoSuchDomain)?;
         Ok(core::mem::replace(&mut d.params, params))
+    }
+
+    /// `vcpu-pin D V|all CPUS`: records the hard affinity of one vCPU (or
+    /// of all, `vcpu: None`); `cpus: None` is every CPU (xl's `all`, also
+    /// when the set names every CPU of the machine). Xen's rule
+    /// (`vcpu_set_hard_affinity`): the set must have a CPU of the domain's
+    /// pool; CPUs outside it are kept but not used while they are
+    /// outside. Returns the affinities it had (for the runtime to restore
+    /// if the pool's server refuses the new one).
+    pub fn pin(
+        &mut self,
+        domain: DomainId,
+        vcpu: Option<u32>,
+        cpus: Option<BTreeSet<u32>>,
+    ) -> Result<Vec<Option<BTreeSet<u32>>>, PoolError> {
+        let d = self.domains.get(&domain).ok_or(PoolError::NoSuchDomain)?;
+        if domain == CONTROL_DOMAIN {
+            return Err(PoolError::ControlDomainVcpu);
+        }
+        if let Some(v) = vcpu.filter(|&v| v >= d.vcpus) {
+            return Err(PoolError::NoSuchVcpu {
+                vcpu: v,
+                vcpus: d.vcpus,
+            });
+        }
+        let pool = self.pool_ref(d.pool)?;
+        let cpus = match cpus {
+            Some(set) => {
+                if let Some(&c) = set.iter().find(|&&c| c >= self.total_cpus) {
+                    return Err(PoolError::NoSuchCpu(c));
+                }
+                if set.is_disjoint(&pool.cpus) {
+                    let list =
+                        |s: &BTreeSet<u32>| format_cpu_list(&s.iter().copied().collect::<Vec<_>>());
+                    return Err(PoolError::AffinityOutsidePool {
+                        cpus: list(&set),
+                        pool: pool.spec.name.clone(),
+                        pool_cpus: list(&pool.cpus),
+                    });
+                }
+                (set.len() < self.total_cpus as usize).then_some(set)
+            }
+            None => None,
+        };
+        let d = self
+            .domains
+            .get_mut(&domain)
+            .ok_or(PoolError::NoSuchDomain)?;
+        let old = d.affinity.clone();
+        for (v, affinity) in d.affinity.iter_mut().enumerate() {
+            if vcpu.is_none_or(|only| only as usize == v) {
+                *affinity = cpus.clone();
+            }
+        }
+        Ok(old)
+    }
+
+    /// Restores the affinities [`PoolManager::pin`] returned (the pool's
+    /// server refused the new ones).
+    pub fn restore_affinity(
+        &mut self,
+        domain: DomainId,
+        affinity: Vec<Option<BTreeSet<u32>>>,
+    ) -> Result<(), PoolError> {
+        let d = self
+            .domains
+            .get_mut(&domain)
+            .ok_or(PoolError::NoSuchDomain)?;
+        if affinity.len() == d.affinity.len() {
+            d.affinity = affinity;
+        }
+        Ok(())
+    }
+
+    /// `vcpu-set D N`: vCPUs `0..N` online, the others offline. `N` is
+    /// 1..=the vCPUs the domain was created with (xl's `maxvcpus`).
+    /// Returns the count it had.
+    pub fn set_online(&mut self, domain: DomainId, online: u32) -> Result<u32, PoolError> {
+        let d = self
+            .domains
+            .get_mut(&domain)
+            .ok_or(PoolError::NoSuchDomain)?;
+        if domain == CONTROL_DOMAIN {
+            return Err(PoolError::ControlDomainVcpu);
+        }
+        if !(1..=d.vcpus).contains(&online) {
+            return Err(PoolError::InvalidOnline {
+                requested: online,
+                vcpus: d.vcpus,
+            });
+        }
+        Ok(core::mem::replace(&mut d.online, online))
     }
 
     /// `cpupool-sched`: change a pool's policy. A defined pool just records
@@ -1184,6 +1389,17 @@ impl PoolManager {
             match self.pools.get(&d.pool) {
                 Some(p) if p.state == PoolState::Active => {}
                 _ => return Err("domain outside an active pool"),
+            }
+            if d.affinity.len() != d.vcpus as usize || !(1..=d.vcpus).contains(&d.online) {
+                return Err("a domain's vCPU records disagree with its vcpus");
+            }
+            let pool_cpus = &self.pools[&d.pool].cpus;
+            if d.affinity
+                .iter()
+                .flatten()
+                .any(|set| set.is_disjoint(pool_cpus))
+            {
+                return Err("a hard affinity with no CPU of its pool");
             }
         }
         if self.domain_names.len() != self.domains.len() {

@@ -165,6 +165,27 @@ pub fn authorize(
             let ok = domain_ok(&d);
             allow(ok, Command::VcpuList(Some(d)))
         }
+        // A hard affinity has effect only within the domain's pool (the
+        // rules refuse a set without a CPU of it; CPUs outside are unused).
+        Command::VcpuPin { domain, vcpu, cpus } => {
+            let ok = domain_ok(&domain);
+            allow(ok, Command::VcpuPin { domain, vcpu, cpus })
+        }
+        Command::VcpuSet {
+            domain,
+            online,
+            ignore_host,
+        } => {
+            let ok = domain_ok(&domain);
+            allow(
+                ok,
+                Command::VcpuSet {
+                    domain,
+                    online,
+                    ignore_host,
+                },
+            )
+        }
         Command::Migrate { domain, pool } => {
             let ok = domain_ok(&domain) && pool_ok(&pool);
             allow(ok, Command::Migrate { domain, pool })

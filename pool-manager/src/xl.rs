@@ -250,6 +250,9 @@ pub struct VcpuRow<'a> {
     pub running: bool,
     /// Blocked.
     pub blocked: bool,
+    /// Online (`vcpu-set`); an offline vCPU shows `-` for its CPU and
+    /// `--p` for its state.
+    pub online: bool,
     /// Run time (ns).
     pub cpu_ns: u64,
     /// Hard affinity (`None`: every CPU).
@@ -269,20 +272,24 @@ pub fn vcpu_header() -> String {
 /// One `xl vcpu-list` line (tools/xl/xl_vcpu.c, `print_vcpuinfo`):
 /// `%-32s %5u %5u`, then `%5u %3c%c- ` (the CPU, `r`, `b`), `%9.1f  `
 /// and the hard and soft affinities as `print_bitmap` writes them,
-/// joined by ` / `. A vCPU that has not run yet shows `-` for its CPU.
+/// joined by ` / `. A vCPU that has not run yet shows `-` for its CPU;
+/// an offline one `%5c %3c%cp ` (`-`, `--p`).
 pub fn vcpu_line(row: &VcpuRow, nr_cpus: u32) -> String {
     let all: Vec<u32> = (0..nr_cpus).collect();
     let cpu = row
         .cpu
+        .filter(|_| row.online)
         .map_or_else(|| String::from("-"), |c| format!("{c}"));
+    let flag = |on: bool, c: char| if on && row.online { c } else { '-' };
     format!(
-        "{:<32} {:>5} {:>5}{:>5} {:>3}{}- {:>9}  {} / {}",
+        "{:<32} {:>5} {:>5}{:>5} {:>3}{}{} {:>9}  {} / {}",
         row.name,
         row.id,
         row.vcpu,
         cpu,
-        if row.running { 'r' } else { '-' },
-        if row.blocked { 'b' } else { '-' },
+        flag(row.running, 'r'),
+        flag(row.blocked, 'b'),
+        if row.online { '-' } else { 'p' },
         seconds_tenths(row.cpu_ns),
         cpu_bitmap_text(row.hard.unwrap_or(&all), nr_cpus),
         cpu_bitmap_text(row.soft.unwrap_or(&all), nr_cpus)

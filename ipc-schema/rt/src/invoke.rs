@@ -469,6 +469,9 @@ pub struct AdoptedThread {
     pub queued_on: u64,
     /// Total ns run while adopted.
     pub ran_ns: u64,
+    /// CPU index + 1 of the last queue that held it since its adoption
+    /// (0 = none yet).
+    pub last_cpu: u64,
 }
 
 /// Queries an adopted thread (resynchronisation after ring overflow).
@@ -479,6 +482,7 @@ pub fn scheduler_query_thread(scheduler: CPtr, tcb: CPtr) -> Result<AdoptedThrea
         thread_id: r.mrs[1],
         queued_on: r.mrs[2],
         ran_ns: r.mrs[3],
+        last_cpu: ipc_buffer::mr(4),
     })
 }
 

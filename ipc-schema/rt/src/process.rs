@@ -291,6 +291,8 @@ pub struct Process {
     pub start_frame: CPtr,
     /// First free slot of its CNode.
     pub first_free_slot: u64,
+    /// Its program's entry point (where its main thread started).
+    pub entry: u64,
 }
 
 fn name_bytes(name: &str) -> [u8; MODULE_NAME_BYTES] {
@@ -516,7 +518,69 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
         ipc_buffer_frame,
         start_frame,
         first_free_slot: next_slot,
+        entry: image.entry,
     })
+}
+
+/// Adds a thread to a process [`spawn_process`] built, as a second copy of
+/// its main thread: it starts at the program's entry with the start page in
+/// `rdi`, so it runs the program's `main` too (a domain's vCPU), on a stack
+/// of `stack_pages` and an IPC buffer in slot `index` of the process's
+/// thread area ([`layout::thread_ipc_buffer`]), suspended. It cannot name
+/// its own TCB (`exit` ends it with `ud2`, which its fault endpoint hears).
+/// The capabilities it takes (TCB, frames) stay in the caller's CNode.
+pub fn spawn_process_thread(
+    resources: &mut Resources,
+    process: &Process,
+    fault_endpoint: CPtr,
+    index: u64,
+    stack_pages: u64,
+) -> Result<CPtr, Error> {
+    if stack_pages == 0 || stack_pages > layout::MAX_THREAD_STACK_PAGES {
+        return Err(Error::InvalidArgument);
+    }
+    if index >= layout::MAX_THREADS {
+        return Err(Error::OutOfRange);
+    }
+    let buffer_vaddr = layout::thread_ipc_buffer(index);
+    let read_write = Rights::READ.union(Rights::WRITE);
+    let tcb = resources.create(ObjectType::Tcb, 0)?;
+    let ipc_buffer_frame = resources.create(ObjectType::Frame4K, 0)?;
+    let user_data = core::mem::offset_of!(tarn_ipc_schema::IpcBuffer, user_data);
+    fill_frame(resources, ipc_buffer_frame, |bytes| {
+        bytes[user_data..user_data + 8].copy_from_slice(&crate::start::NO_OWN_TCB.to_le_bytes());
+    })?;
+    invoke::frame_map(ipc_buffer_frame, process.vspace, buffer_vaddr, read_write)?;
+    for page in 0..stack_pages {
+        map_fresh(
+            resources,
+            process.vspace,
+            buffer_vaddr - (page + 1) * PAGE_SIZE,
+            read_write,
+        )?;
+    }
+    invoke::tcb_configure(
+        tcb,
+        &TcbConfig {
+            cnode: process.cnode,
+            vspace: process.vspace,
+            ipc_buffer_frame,
+            ipc_buffer_vaddr: buffer_vaddr,
+            fault_endpoint,
+        },
+    )?;
+    invoke::tcb_write_registers(
+        tcb,
+        &Registers {
+            rip: process.entry,
+            rsp: buffer_vaddr,
+            rflags: 0x202,
+            rdi: layout::BOOT_INFO_VADDR,
+            rsi: 0,
+            rdx: 0,
+        },
+    )?;
+    Ok(tcb)
 }
 
 #[cfg(test)]

@@ -91,6 +91,10 @@ pub struct Control {
     pub adopted_prev: u64,
     /// CPU index + 1 of the dispatch queue holding it (0 = none).
     pub entry_cpu: u64,
+    /// CPU index + 1 of the last dispatch queue that held it since its
+    /// adoption (0 = none yet): xl's vCPU `CPU` column, Xen's
+    /// `v->processor`.
+    pub last_cpu: u64,
     /// Total ns run while adopted.
     pub adopted_ran_ns: u64,
     /// The Vcpu bound to this thread (0 = none).

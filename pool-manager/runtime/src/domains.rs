@@ -12,19 +12,29 @@
 //! the pool's `Scheduler`. `destroy` releases it from its server and
 //! empties its cell, so every object of the domain goes at once.
 //!
-//! Not built yet: more than one vCPU per native domain.
+//! vCPUs: a native domain with `vcpus=N` (the `spin` image) is one process
+//! with N threads, each running the image's `main` (vCPU 0 is its main
+//! thread, the others `tarn_rt::process::spawn_process_thread`s in its
+//! thread area), each adopted by the pool's server as a thread of the
+//! domain (thread id `domain << 8 | vCPU + 1`): the policy applies the
+//! domain's parameters to them together (credit: the weight and cap are
+//! the domain's, its grant split over its active vCPUs). Each vCPU has its
+//! hard affinity (`vcpu-pin`, kept by the rules) and may be offline
+//! (`vcpu-set`: suspended, still adopted). A VM domain has one vCPU (its
+//! VMM's thread; several need an interrupt controller model).
 
 use crate::cells::{release_if_empty, Cell};
 use crate::manager::Pools;
 use crate::say;
 use crate::servers::{FaultNote, BADGE_DOMAIN};
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use tarn_pool_manager::config::{self, DomainType};
 use tarn_pool_manager::pools::{self as rules, DomainId, DomainParams, PoolError, PoolId};
 use tarn_rt::abi::invocation::ThreadState;
-use tarn_rt::abi::sched_protocol::SchedRequest;
+use tarn_rt::abi::sched_protocol::{self, SchedRequest};
 use tarn_rt::abi::CPtr;
 use tarn_rt::{invoke, Process, ProcessConfig, Resources, UntypedGrant};
 use tarn_vmm::platform::StopReason;
@@ -55,6 +65,14 @@ pub(crate) const NATIVE_VSPACE_BITS: u64 = 16;
 /// Main-thread stack of a native domain (pages).
 pub(crate) const NATIVE_STACK_PAGES: u64 = 16;
 
+/// Stack of a native domain's other vCPUs (pages): `spin`'s loop needs
+/// a few words; 64 vCPUs' stacks and IPC buffers take 1.3 MiB of the cell.
+const VCPU_STACK_PAGES: u64 = 4;
+
+/// The images whose `main` may run on several vCPUs at once (`tenant`
+/// runs its console commands once).
+const MULTI_VCPU_IMAGES: &[&str] = &["spin"];
+
 /// Memory a native domain gets for objects of its own (log2 bytes).
 pub(crate) const DOMAIN_MEMORY_BITS: u64 = 16;
 
@@ -67,15 +85,42 @@ pub(crate) const VM_CELL_BITS: u64 = 23;
 /// What the manager keeps per domain it built.
 pub(crate) struct DomainRt {
     pub(crate) cell: Cell,
-    pub(crate) tcb: CPtr,
+    /// Each vCPU's thread (vCPU 0 the process's main thread).
+    pub(crate) vcpus: Vec<VcpuRt>,
     /// The process's other capabilities (deleted on destroy).
     pub(crate) objects: [CPtr; 4],
-    pub(crate) thread_id: u64,
-    /// Run time in earlier pools or servers.
-    pub(crate) carried_ns: u64,
     pub(crate) paused: bool,
     pub(crate) crashed: bool,
     pub(crate) image: String,
+}
+
+/// One vCPU of a domain the manager built.
+pub(crate) struct VcpuRt {
+    pub(crate) tcb: CPtr,
+    /// The id its pool's server knows it by ([`thread_id`]).
+    pub(crate) thread_id: u64,
+    /// Run time in earlier pools or servers.
+    pub(crate) carried_ns: u64,
+}
+
+/// The thread id of `domain`'s vCPU `vcpu` in its pool's server.
+fn thread_id(domain: DomainId, vcpu: usize) -> u64 {
+    (u64::from(domain.0) << 8) | (vcpu as u64 + 1)
+}
+
+/// One vCPU's figures, for `vcpu-list`.
+#[derive(Clone, Debug)]
+pub struct VcpuStat {
+    /// Run time (ns) in its pools.
+    pub cpu_ns: u64,
+    /// The CPU it runs on or last ran on in its pool (none yet: `None`).
+    pub cpu: Option<u64>,
+    /// Runnable (else blocked, or offline).
+    pub runnable: bool,
+    /// Online (`vcpu-set`).
+    pub online: bool,
+    /// Hard affinity (`None`: every CPU).
+    pub affinity: Option<Vec<u32>>,
 }
 
 /// A domain's scheduling figures, for `list`, `top` and `vcpu-list`.
@@ -95,13 +140,14 @@ pub struct DomainStat {
     pub mem_mib: u64,
     /// `r` running/runnable, `b` blocked, `p` paused, `c` crashed, `-` control domain.
     pub state: char,
-    /// Total run time (ns) as a domain (its pools' dispatch accounting).
+    /// Total run time (ns) as a domain (its pools' dispatch accounting),
+    /// all its vCPUs together.
     pub cpu_ns: u64,
-    /// Total run time (ns) of its thread since it was built (the kernel's
+    /// Total run time (ns) of its threads since it was built (the kernel's
     /// per-thread accounting, set-up included).
     pub thread_ns: u64,
-    /// CPU whose queue holds its vCPU now, if any.
-    pub cpu: Option<u64>,
+    /// Each vCPU's figures (one for the control domain).
+    pub vcpu_stats: Vec<VcpuStat>,
     /// Its image.
     pub image: String,
     /// Scheduling parameters.
@@ -123,10 +169,32 @@ impl Pools {
         origin: &str,
     ) -> Result<(), String> {
         if config.vcpus != 1 {
-            return Err(format!(
-                "{}: vcpus={}: domains with several vCPUs are not built yet (vcpus=1)",
-                config.name, config.vcpus
-            ));
+            if config.kind == DomainType::Hvm {
+                return Err(format!(
+                    "{}: vcpus={}: a VM domain has one vCPU (several need an interrupt controller model in the VMM, not built yet)",
+                    config.name, config.vcpus
+                ));
+            }
+            if !MULTI_VCPU_IMAGES.contains(&config.image.as_str()) {
+                return Err(format!(
+                    "{}: vcpus={}: image {} runs on one vCPU (several: {})",
+                    config.name,
+                    config.vcpus,
+                    config.image,
+                    MULTI_VCPU_IMAGES.join(", ")
+                ));
+            }
+        }
+        // xl.cfg(5): cap is in percent of one CPU, at most 100 per vCPU
+        // (libxl's check, as `sched-credit -c`).
+        if let Some(cap) = config.params.get("cap").and_then(|c| c.parse::<u32>().ok()) {
+            let most = config.vcpus.saturating_mul(100);
+            if cap > most {
+                return Err(format!(
+                    "{}: Cpu cap out of range, valid range is from 0 to {most} for specified number of vcpus",
+                    config.name
+                ));
+            }
         }
         let pool = config
             .to_spec(&self.manager)
@@ -162,10 +230,22 @@ impl Pools {
         let spec = config
             .to_spec(&self.manager)
             .map_err(|e| format!("{}: {e}", config.name))?;
+        let affinity = config
+            .affinity(&crate::console::topology(self.info))
+            .map_err(|e| format!("{}: {e}", config.name))?;
         let (id, _) = self
             .manager
             .create_domain(spec)
             .map_err(|e| format!("{}: {e}", config.name))?;
+        // xl.cfg's `cpus`: the rules check each set as `vcpu-pin` does.
+        for (vcpu, set) in affinity.into_iter().enumerate() {
+            if let Some(set) = set {
+                if let Err(e) = self.manager.pin(id, Some(vcpu as u32), Some(set)) {
+                    let _ = self.manager.destroy_domain(id);
+                    return Err(format!("{}: cpus: {e}", config.name));
+                }
+            }
+        }
         let vm = config.kind == DomainType::Hvm;
         let args = config.cmdline.as_deref().unwrap_or("");
         // A kernel that is a file of the config archive is a Linux guest.
@@ -238,6 +318,7 @@ impl Pools {
             String::from(args)
         };
         let cell_bits = if vm { VM_CELL_BITS } else { NATIVE_CELL_BITS };
+        let vcpus = self.manager.domain(domain).map_or(1, |d| d.vcpus);
         let fault_source = self.fault_endpoint;
         let elf = tarn_rt::module_bytes(module);
         let (built, cell) = self
@@ -267,10 +348,14 @@ impl Pools {
                     untyped: &untyped,
                     cmdline: &cmdline,
                     suspended: true,
-                    // A native image maps a few regions; a VM's VMM keeps the
-                    // runtime's defaults (it maps its guest's memory too).
+                    // A native image maps a few regions (its other vCPUs
+                    // one more: the thread area's three tables); a VM's
+                    // VMM keeps the runtime's defaults (it maps its
+                    // guest's memory too).
                     vspace_bits: if vm {
                         ProcessConfig::default().vspace_bits
+                    } else if vcpus > 1 {
+                        NATIVE_VSPACE_BITS + 1
                     } else {
                         NATIVE_VSPACE_BITS
                     },
@@ -281,15 +366,30 @@ impl Pools {
                     },
                     ..ProcessConfig::default()
                 };
-                tarn_rt::spawn_process(res, &config)
+                let process = tarn_rt::spawn_process(res, &config)?;
+                let others = (1..u64::from(vcpus))
+                    .map(|vcpu| {
+                        tarn_rt::process::spawn_process_thread(
+                            res,
+                            &process,
+                            fault,
+                            vcpu - 1,
+                            VCPU_STACK_PAGES,
+                        )
+                    })
+                    .collect::<Result<Vec<CPtr>, _>>()?;
+                Ok((process, others))
             })
             .map_err(|e| format!("cannot build it: {e:?}"))?;
-        self.start_built(res, pool, domain, cell, &built, image)
+        let (built, others) = built;
+        self.start_built(res, pool, domain, cell, &built, others, image)
     }
 
     /// The last steps of `create`, native or VM alike: records the built
-    /// process as `domain`'s, hands its thread to `pool`'s server (undoing
-    /// everything if the server refuses it) and starts it.
+    /// process (its main thread vCPU 0, `others` its other vCPUs) as
+    /// `domain`'s, hands its threads to `pool`'s server (undoing
+    /// everything if the server refuses one) and starts them.
+    #[allow(clippy::too_many_arguments)] // the build's parts, each once
     pub(crate) fn start_built(
         &mut self,
         res: &mut Resources,
@@ -297,21 +397,29 @@ impl Pools {
         domain: DomainId,
         cell: Cell,
         built: &Process,
+        others: Vec<CPtr>,
         image: &str,
     ) -> Result<(), String> {
+        let vcpus = core::iter::once(built.tcb)
+            .chain(others)
+            .enumerate()
+            .map(|(vcpu, tcb)| VcpuRt {
+                tcb,
+                thread_id: thread_id(domain, vcpu),
+                carried_ns: 0,
+            })
+            .collect();
         self.domains.insert(
             domain,
             DomainRt {
                 cell,
-                tcb: built.tcb,
+                vcpus,
                 objects: [
                     built.cnode,
                     built.vspace,
                     built.ipc_buffer_frame,
                     built.start_frame,
                 ],
-                thread_id: (u64::from(domain.0) << 8) | 1,
-                carried_ns: 0,
                 paused: false,
                 crashed: false,
                 image: String::from(image),
@@ -322,31 +430,166 @@ impl Pools {
             self.discard(res, domain, pool);
             return Err(why);
         }
-        let _ = invoke::tcb_resume(built.tcb);
+        self.release_hold(domain);
         Ok(())
     }
 
-    /// Hands `domain`'s thread to `pool`'s server with its parameters.
+    /// Hands `domain`'s threads to `pool`'s server with its parameters and
+    /// each vCPU's hard affinity (creation, migration, a replaced server).
     pub(crate) fn adopt(&mut self, pool: PoolId, domain: DomainId) -> Result<(), String> {
         let d = self.domains.get(&domain).ok_or("no such domain")?;
-        let (tcb, thread_id) = (d.tcb, d.thread_id);
+        let threads: Vec<(CPtr, u64)> = d.vcpus.iter().map(|v| (v.tcb, v.thread_id)).collect();
         let params = self
             .manager
             .domain(domain)
             .map(|d| d.params.clone())
             .unwrap_or_default();
-        self.request(
-            pool,
-            &SchedRequest::AddThread {
-                thread_id,
-                domain: domain.0,
-            },
-            tcb,
-        )?;
-        self.send_params(pool, domain, &params)
+        for &(tcb, thread_id) in &threads {
+            self.request(
+                pool,
+                &SchedRequest::AddThread {
+                    thread_id,
+                    domain: domain.0,
+                },
+                tcb,
+            )?;
+        }
+        self.send_params(pool, domain, &params)?;
+        for vcpu in 0..threads.len() {
+            if self.affinity(domain, vcpu).is_some() {
+                self.send_affinity(pool, domain, vcpu)?;
+            }
+        }
+        Ok(())
     }
 
-    /// `ReleaseDomain`: `pool`'s server lets the domain's thread go.
+    /// `domain`'s vCPU `vcpu`'s hard affinity as the rules keep it.
+    fn affinity(&self, domain: DomainId, vcpu: usize) -> Option<&BTreeSet<u32>> {
+        self.manager
+            .domain(domain)
+            .and_then(|d| d.affinity.get(vcpu))
+            .and_then(Option::as_ref)
+    }
+
+    /// Hands `pool`'s server the hard affinity the rules keep for
+    /// `domain`'s vCPU `vcpu` (`SetAffinity`).
+    fn send_affinity(&mut self, pool: PoolId, domain: DomainId, vcpu: usize) -> Result<(), String> {
+        let Some(thread_id) = self
+            .domains
+            .get(&domain)
+            .and_then(|d| d.vcpus.get(vcpu))
+            .map(|v| v.thread_id)
+        else {
+            return Ok(());
+        };
+        let mut bytes = [0u8; (sched_protocol::MAX_AFFINITY_CPUS / 8) as usize];
+        let cpus = match self.affinity(domain, vcpu) {
+            None => None,
+            Some(set) => Some(
+                sched_protocol::cpu_bitmap(set.iter().copied(), &mut bytes)
+                    .ok_or("a CPU beyond the protocol's bitmap")?,
+            ),
+        };
+        self.request(pool, &SchedRequest::SetAffinity { thread_id, cpus }, 0)
+            .map(|_| ())
+    }
+
+    /// `vcpu-pin D V|all CPUS`: the rules record the hard affinity (and
+    /// refuse a set without a CPU of the domain's pool), the pool's server
+    /// applies it to each vCPU named; if it refuses one (an SEDF
+    /// reservation that fits on none of the CPUs), the old affinities are
+    /// restored everywhere and nothing changes.
+    pub fn pin(
+        &mut self,
+        domain: DomainId,
+        vcpu: Option<u32>,
+        cpus: BTreeSet<u32>,
+    ) -> Result<(), String> {
+        let pool = self
+            .manager
+            .domain(domain)
+            .map(|d| d.pool)
+            .ok_or("no such domain")?;
+        let old = self
+            .manager
+            .pin(domain, vcpu, Some(cpus))
+            .map_err(|e| format!("{e}"))?;
+        let count = old.len();
+        let named = |v: usize| vcpu.is_none_or(|only| only as usize == v);
+        let mut result = Ok(());
+        for v in (0..count).filter(|&v| named(v)) {
+            result = self.send_affinity(pool, domain, v);
+            if result.is_err() {
+                break;
+            }
+        }
+        if let Err(why) = result {
+            let _ = self.manager.restore_affinity(domain, old);
+            for v in (0..count).filter(|&v| named(v)) {
+                let _ = self.send_affinity(pool, domain, v);
+            }
+            return Err(why);
+        }
+        Ok(())
+    }
+
+    /// `BreakAffinity`: a CPU leaving `pool` took the last CPU of the pool
+    /// out of a vCPU's hard affinity; the rules reset it to every CPU,
+    /// which is said on one line (Xen's "Breaking affinity for dXvY") and
+    /// handed to the server.
+    pub(crate) fn break_affinity(
+        &mut self,
+        domain: DomainId,
+        vcpu: u32,
+        pool: PoolId,
+        cpu: u32,
+    ) -> Result<(), (PoolId, String)> {
+        let name = self
+            .manager
+            .domain(domain)
+            .map_or_else(String::new, |d| d.name.clone());
+        say!(
+            "vcpu-pin: {name} vCPU {vcpu}: CPU {cpu} leaves cpupool {} and no CPU of its hard affinity is left there: affinity broken, reset to all",
+            self.pool_name(pool)
+        );
+        self.send_affinity(pool, domain, vcpu as usize)
+            .map_err(|why| (pool, format!("affinity not reset: {why}")))
+    }
+
+    /// `vcpu-set D N`: vCPUs `0..N` online, the others offline (suspended,
+    /// still adopted by the pool's server, which sees them blocked).
+    /// `ignore_host`: xl's `-i`; without it more vCPUs than the machine
+    /// has CPUs is refused, as xl refuses to overcommit.
+    pub fn set_online(
+        &mut self,
+        domain: DomainId,
+        online: u32,
+        ignore_host: bool,
+        host_cpus: u32,
+    ) -> Result<(), String> {
+        let was = self
+            .manager
+            .domain(domain)
+            .map(|d| d.online)
+            .ok_or("no such domain")?;
+        if !ignore_host && online > was && online > host_cpus {
+            return Err(format!(
+                "You are overcommmitting! You have {host_cpus} physical CPUs and want {online} vCPUs! Aborting, use --ignore-host to continue"
+            ));
+        }
+        self.manager
+            .set_online(domain, online)
+            .map_err(|e| format!("{e}"))?;
+        if let Some(d) = self.domains.get(&domain) {
+            for v in d.vcpus.iter().skip(online as usize) {
+                let _ = invoke::tcb_suspend(v.tcb);
+            }
+        }
+        self.release_hold(domain);
+        Ok(())
+    }
+
+    /// `ReleaseDomain`: `pool`'s server lets the domain's threads go.
     pub(crate) fn release_domain(
         &mut self,
         domain: DomainId,
@@ -355,10 +598,12 @@ impl Pools {
         let Some(d) = self.domains.get(&domain) else {
             return Ok(());
         };
-        let id = d.thread_id;
-        self.request(pool, &SchedRequest::RemoveThread { thread_id: id }, 0)
-            .map(|_| ())
-            .map_err(|why| (pool, format!("domain not released: {why}")))
+        let ids: Vec<u64> = d.vcpus.iter().map(|v| v.thread_id).collect();
+        for thread_id in ids {
+            self.request(pool, &SchedRequest::RemoveThread { thread_id }, 0)
+                .map_err(|why| (pool, format!("domain not released: {why}")))?;
+        }
+        Ok(())
     }
 
     /// `destroy`.
@@ -392,9 +637,11 @@ impl Pools {
         for (p, t) in held {
             let _ = self.undelegate(res, p, t);
         }
-        let _ = invoke::tcb_suspend(d.tcb);
-        if let Some(p) = self.pools.get(&pool) {
-            let _ = invoke::scheduler_release(p.scheduler, d.tcb);
+        for v in &d.vcpus {
+            let _ = invoke::tcb_suspend(v.tcb);
+            if let Some(p) = self.pools.get(&pool) {
+                let _ = invoke::scheduler_release(p.scheduler, v.tcb);
+            }
         }
         self.empty_cell(res, d.cell);
     }
@@ -432,52 +679,62 @@ impl Pools {
             return Ok(());
         }
         d.paused = paused;
-        let result = if paused {
-            invoke::tcb_suspend(d.tcb)
-        } else if d.crashed {
-            Ok(())
+        if paused {
+            self.hold(domain);
         } else {
-            invoke::tcb_resume(d.tcb)
-        };
-        result.map_err(|e| format!("{e:?}"))
+            self.release_hold(domain);
+        }
+        Ok(())
     }
 
-    /// Suspends a domain's thread (no-op when paused already).
+    /// Suspends a domain's threads (all its vCPUs; a paused domain's are
+    /// already).
     pub(crate) fn hold(&self, domain: DomainId) {
         if let Some(d) = self.domains.get(&domain) {
-            if !d.paused {
-                let _ = invoke::tcb_suspend(d.tcb);
+            for v in &d.vcpus {
+                let _ = invoke::tcb_suspend(v.tcb);
             }
         }
     }
 
-    /// Resumes a held domain (unless paused or crashed).
+    /// Resumes a held domain's online vCPUs (unless it is paused or
+    /// crashed); its offline ones stay suspended.
     pub(crate) fn release_hold(&self, domain: DomainId) {
+        let online = self.manager.domain(domain).map_or(0, |d| d.online);
         if let Some(d) = self.domains.get(&domain) {
             if !d.paused && !d.crashed {
-                let _ = invoke::tcb_resume(d.tcb);
+                for v in d.vcpus.iter().take(online as usize) {
+                    let _ = invoke::tcb_resume(v.tcb);
+                }
             }
         }
     }
 
-    /// The domain's run time so far (ns).
-    pub(crate) fn domain_time(&self, domain: DomainId) -> (u64, Option<u64>, u64) {
+    /// Each vCPU's run time so far (ns, this pool's and the ones before),
+    /// the CPU it last ran on in this pool (queued there now, or it ran
+    /// there last), and its thread state.
+    pub(crate) fn vcpu_times(&self, domain: DomainId) -> Vec<(u64, Option<u64>, u64)> {
         let Some(d) = self.domains.get(&domain) else {
-            return (0, None, 0);
+            return Vec::new();
         };
         let scheduler = self
             .manager
             .domain(domain)
             .and_then(|x| self.pools.get(&x.pool))
             .map(|p| p.scheduler);
-        match scheduler.map(|s| invoke::scheduler_query_thread(s, d.tcb)) {
-            Some(Ok(q)) => (
-                d.carried_ns + q.ran_ns,
-                q.queued_on.checked_sub(1),
-                q.state_raw,
-            ),
-            _ => (d.carried_ns, None, 0),
-        }
+        d.vcpus
+            .iter()
+            .map(
+                |v| match scheduler.map(|s| invoke::scheduler_query_thread(s, v.tcb)) {
+                    Some(Ok(q)) => (
+                        v.carried_ns + q.ran_ns,
+                        q.last_cpu.checked_sub(1),
+                        q.state_raw,
+                    ),
+                    _ => (v.carried_ns, None, 0),
+                },
+            )
+            .collect()
     }
 
     /// Every domain's figures, by id.
@@ -493,48 +750,67 @@ impl Pools {
                     .filter(|&m| m != 0)
                     .and_then(|m| self.manager.domain(DomainId(m)))
                     .map(|m| m.name.clone());
-                match self.domains.get(&d.id) {
-                    None => DomainStat {
-                        id: d.id,
-                        name: d.name.clone(),
-                        pool,
-                        vcpus: d.vcpus,
-                        mem_mib: 0,
-                        state: '-',
+                let affinity = |v: usize| {
+                    d.affinity
+                        .get(v)
+                        .cloned()
+                        .flatten()
+                        .map(|set| set.into_iter().collect())
+                };
+                let mut stat = DomainStat {
+                    id: d.id,
+                    name: d.name.clone(),
+                    pool,
+                    vcpus: d.vcpus,
+                    mem_mib: 0,
+                    state: '-',
+                    cpu_ns: 0,
+                    thread_ns: 0,
+                    vcpu_stats: alloc::vec![VcpuStat {
                         cpu_ns: 0,
-                        thread_ns: 0,
                         cpu: None,
-                        image: String::from("root-task"),
-                        params: d.params.clone(),
-                        group,
-                    },
-                    Some(rt) => {
-                        let (cpu_ns, cpu, raw) = self.domain_time(d.id);
-                        let state = if rt.crashed {
-                            'c'
-                        } else if rt.paused {
-                            'p'
-                        } else if raw == ThreadState::Runnable as u64 {
-                            'r'
-                        } else {
-                            'b'
-                        };
-                        DomainStat {
-                            id: d.id,
-                            name: d.name.clone(),
-                            pool,
-                            vcpus: d.vcpus,
-                            mem_mib: (1u64 << rt.cell.bits) >> 20,
-                            state,
-                            cpu_ns,
-                            thread_ns: invoke::tcb_read_registers(rt.tcb).map_or(0, |r| r.ran_ns),
-                            cpu,
-                            image: rt.image.clone(),
-                            params: d.params.clone(),
-                            group,
-                        }
-                    }
-                }
+                        runnable: true,
+                        online: true,
+                        affinity: None,
+                    }],
+                    image: String::from("root-task"),
+                    params: d.params.clone(),
+                    group,
+                };
+                let Some(rt) = self.domains.get(&d.id) else {
+                    return stat;
+                };
+                let runnable = ThreadState::Runnable as u64;
+                stat.vcpu_stats = self
+                    .vcpu_times(d.id)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(v, (cpu_ns, cpu, raw))| VcpuStat {
+                        cpu_ns,
+                        cpu,
+                        runnable: raw == runnable,
+                        online: (v as u32) < d.online,
+                        affinity: affinity(v),
+                    })
+                    .collect();
+                stat.state = if rt.crashed {
+                    'c'
+                } else if rt.paused {
+                    'p'
+                } else if stat.vcpu_stats.iter().any(|v| v.runnable) {
+                    'r'
+                } else {
+                    'b'
+                };
+                stat.mem_mib = (1u64 << rt.cell.bits) >> 20;
+                stat.cpu_ns = stat.vcpu_stats.iter().map(|v| v.cpu_ns).sum();
+                stat.thread_ns = rt
+                    .vcpus
+                    .iter()
+                    .map(|v| invoke::tcb_read_registers(v.tcb).map_or(0, |r| r.ran_ns))
+                    .sum();
+                stat.image = rt.image.clone();
+                stat
             })
             .collect()
     }

@@ -160,7 +160,15 @@ impl Pools {
         if let Some(ring) = rings {
             register_console(domain.0, ring);
         }
-        self.start_built(res, pool, domain, cell, &built, kernel)
+        self.start_built(
+            res,
+            pool,
+            domain,
+            cell,
+            &built,
+            alloc::vec::Vec::new(),
+            kernel,
+        )
     }
 }
 

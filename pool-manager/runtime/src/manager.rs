@@ -259,6 +259,12 @@ impl Pools {
                 .map_err(|why| (pool, format!("domain not adopted: {why}"))),
             Action::ReleaseDomain { domain, pool } => self.release_domain(domain, pool),
             Action::MoveDomain { domain, from, to } => self.move_domain(domain, from, to),
+            Action::BreakAffinity {
+                domain,
+                vcpu,
+                pool,
+                cpu,
+            } => self.break_affinity(domain, vcpu, pool, cpu),
         }
     }
 

@@ -11,6 +11,7 @@
 use crate::manager::Pools;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use tarn_pool_manager::pools::{DomainId, PoolId};
 use tarn_rt::abi::sched_protocol::SchedRequest;
 use tarn_rt::invoke;
@@ -25,13 +26,26 @@ impl Pools {
         // Held while it changes hands: it runs in neither pool meanwhile,
         // and never as an unadopted thread.
         self.hold(domain);
-        let (ran, _, _) = self.domain_time(domain);
-        let Some(id) = self.domains.get(&domain).map(|d| d.thread_id) else {
+        let times = self.vcpu_times(domain);
+        let Some(ids) = self
+            .domains
+            .get(&domain)
+            .map(|d| d.vcpus.iter().map(|v| v.thread_id).collect::<Vec<u64>>())
+        else {
             return Ok(());
         };
-        let released = self.request(from, &SchedRequest::RemoveThread { thread_id: id }, 0);
+        let mut released = Ok(());
+        for thread_id in ids {
+            let result = self.request(from, &SchedRequest::RemoveThread { thread_id }, 0);
+            if result.is_err() {
+                released = result.map(|_| ());
+                break;
+            }
+        }
         if let Some(d) = self.domains.get_mut(&domain) {
-            d.carried_ns = ran;
+            for (v, (ran, _, _)) in d.vcpus.iter_mut().zip(times) {
+                v.carried_ns = ran;
+            }
         }
         // A scheduling group is the source pool's: the domain leaves it.
         if let Some(mut params) = self.manager.domain(domain).map(|d| d.params.clone()) {
@@ -43,7 +57,9 @@ impl Pools {
             // The kernel still has the thread adopted by the source's
             // Scheduler: release it there directly.
             if let (Some(p), Some(d)) = (self.pools.get(&from), self.domains.get(&domain)) {
-                let _ = invoke::scheduler_release(p.scheduler, d.tcb);
+                for v in &d.vcpus {
+                    let _ = invoke::scheduler_release(p.scheduler, v.tcb);
+                }
             }
             self.adopt(to, domain)
                 .map_err(|w| (to, format!("domain not adopted: {w}")))?;

@@ -564,6 +564,8 @@ impl Pools {
                     d.crashed = true;
                     crate::output::say_line(&format!("domain {name} crashed: {what}"));
                 }
+                // Its other vCPUs stop with it (xl's `on_crash="preserve"`).
+                self.hold(domain);
             }
         }
     }

@@ -602,3 +602,44 @@ fn a_domain_config_prints_as_xl_cfg_text_that_reads_back() {
     assert!(printed.contains("period = 100\nslice = 20\n") && printed.contains("extratime = 1\n"));
     assert_eq!(parse_domain_config(&printed).unwrap().params, sedf.params);
 }
+
+#[test]
+fn xl_cfg_cpus_is_each_vcpus_hard_affinity() {
+    let set = |cpus: &[u32]| Some(cpus.iter().copied().collect::<BTreeSet<u32>>());
+    // A string: every vCPU; resolved against the machine (`all`, `node:`).
+    let every =
+        parse_domain_config("name=\"d\"\nkernel=\"spin\"\nvcpus=3\ncpus=\"node:1,^5\"\n").unwrap();
+    assert!(every.warnings.is_empty());
+    assert_eq!(
+        every.affinity(&two_nodes()).unwrap(),
+        vec![set(&[4, 6, 7]); 3]
+    );
+    // A list: one per vCPU, the others keep every CPU.
+    let each =
+        parse_domain_config("name=\"d\"\nkernel=\"spin\"\nvcpus=3\ncpus=[\"2\", 3]\n").unwrap();
+    assert_eq!(
+        each.affinity(&two_nodes()).unwrap(),
+        vec![set(&[2]), set(&[3]), None]
+    );
+    // Errors name the line and the key.
+    let long = parse_domain_config("name=\"d\"\nkernel=\"spin\"\ncpus=[\"2\", \"3\"]\n").unwrap();
+    let error = long.affinity(&two_nodes()).unwrap_err();
+    assert_eq!((error.line, error.key.as_deref()), (3, Some("cpus")));
+    let bad = parse_domain_config("name=\"d\"\nkernel=\"spin\"\n\ncpus=\"3-2\"\n").unwrap();
+    let error = bad.affinity(&two_nodes()).unwrap_err();
+    assert_eq!((error.line, error.key.as_deref()), (4, Some("cpus")));
+    assert_eq!(
+        parse_domain_config("name=\"d\"\nkernel=\"spin\"\n")
+            .unwrap()
+            .affinity(&two_nodes())
+            .unwrap(),
+        vec![None]
+    );
+    // `create -n` prints it back as written.
+    for config in [every, each] {
+        let printed = format_domain_config(&config);
+        let back = parse_domain_config(&printed).unwrap().cpus.unwrap();
+        let cpus = config.cpus.unwrap();
+        assert_eq!((back.every, back.lists), (cpus.every, cpus.lists));
+    }
+}

@@ -575,12 +575,19 @@ fn random_op(m: &mut PoolManager, rng: &mut Rng) -> (usize, bool) {
             })
             .is_ok(),
         10 => m.destroy_domain(domain).is_ok(),
+        11 => {
+            let vcpu = [None, Some(0), Some(1), Some(3)][rng.below(4) as usize];
+            let pin = (rng.below(4) != 0)
+                .then(|| (0..1 + rng.below(2)).map(|_| rng.below(5) as u32).collect());
+            m.pin(domain, vcpu, pin).is_ok()
+        }
+        12 => m.set_online(domain, rng.below(4) as u32).is_ok(),
         _ => m.set_scheduler(pool, sched).is_ok(),
     };
     (kind, ok)
 }
 
-const OP_KINDS: usize = 12;
+const OP_KINDS: usize = 14;
 
 #[test]
 fn random_operations_keep_invariants_and_refusals_change_nothing() {
@@ -725,4 +732,143 @@ fn loans_follow_the_rules() {
 
 fn sedf() -> Sched {
     Sched::from_name("sedf").expect("a policy name")
+}
+
+fn dom_vcpus(name: &str, pool: PoolId, vcpus: u32) -> DomainSpec {
+    DomainSpec {
+        vcpus,
+        ..dom(name, pool)
+    }
+}
+
+fn cpus(list: &[u32]) -> BTreeSet<u32> {
+    list.iter().copied().collect()
+}
+
+#[test]
+fn vcpu_pin_needs_a_cpu_of_the_pool_and_a_vcpu_of_the_domain() {
+    // Pool-0 has CPUs 0-1 of 4.
+    let mut m = four_two();
+    let (d, _) = m.create_domain(dom_vcpus("d", POOL0, 2)).unwrap();
+    assert_eq!(m.domain(d).unwrap().affinity, vec![None, None]);
+    assert_eq!(m.domain(d).unwrap().online, 2);
+    // Xen's EINVAL: no CPU of the pool in the set.
+    refused(
+        &mut m,
+        PoolError::AffinityOutsidePool {
+            cpus: "2-3".to_string(),
+            pool: "Pool-0".to_string(),
+            pool_cpus: "0-1".to_string(),
+        },
+        |m| m.pin(d, Some(0), Some(cpus(&[2, 3]))),
+    );
+    refused(&mut m, PoolError::NoSuchCpu(4), |m| {
+        m.pin(d, Some(0), Some(cpus(&[0, 4])))
+    });
+    refused(&mut m, PoolError::NoSuchVcpu { vcpu: 2, vcpus: 2 }, |m| {
+        m.pin(d, Some(2), Some(cpus(&[0])))
+    });
+    refused(&mut m, PoolError::ControlDomainVcpu, |m| {
+        m.pin(CONTROL_DOMAIN, None, Some(cpus(&[0])))
+    });
+    refused(&mut m, PoolError::NoSuchDomain, |m| {
+        m.pin(DomainId(9), None, None)
+    });
+    // One vCPU; a set with a CPU outside the pool keeps it (Xen does).
+    let old = m.pin(d, Some(1), Some(cpus(&[1, 2]))).unwrap();
+    assert_eq!(old, vec![None, None]);
+    assert_eq!(
+        m.domain(d).unwrap().affinity,
+        vec![None, Some(cpus(&[1, 2]))]
+    );
+    // All vCPUs; every CPU of the machine is `all` (None).
+    m.pin(d, None, Some(cpus(&[0]))).unwrap();
+    assert_eq!(m.domain(d).unwrap().affinity, vec![Some(cpus(&[0])); 2]);
+    m.pin(d, Some(0), Some(cpus(&[0, 1, 2, 3]))).unwrap();
+    assert_eq!(m.domain(d).unwrap().affinity[0], None);
+    let old = m.pin(d, None, None).unwrap();
+    m.restore_affinity(d, old).unwrap();
+    assert_eq!(m.domain(d).unwrap().affinity, vec![None, Some(cpus(&[0]))]);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn migrate_resets_affinity_as_xen_does() {
+    let mut m = four_two();
+    let (p, _) = m.create(spec("p", list(&[2, 3]))).unwrap();
+    let (d, _) = m.create_domain(dom_vcpus("d", POOL0, 2)).unwrap();
+    m.pin(d, None, Some(cpus(&[1]))).unwrap();
+    m.migrate(d, p).unwrap();
+    assert_eq!(m.domain(d).unwrap().affinity, vec![None, None]);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn a_cpu_leaving_breaks_only_the_affinities_it_empties() {
+    let mut m = PoolManager::new(4, Some(3)).unwrap();
+    let (d, _) = m.create_domain(dom_vcpus("d", POOL0, 3)).unwrap();
+    m.pin(d, Some(0), Some(cpus(&[2]))).unwrap();
+    m.pin(d, Some(1), Some(cpus(&[1, 2]))).unwrap();
+    let actions = m.cpu_remove(POOL0, 2).unwrap();
+    // Broken first (the server gets the reset affinity while the CPU is
+    // still there), then the CPU goes.
+    assert_eq!(
+        actions,
+        vec![
+            Action::BreakAffinity {
+                domain: d,
+                vcpu: 0,
+                pool: POOL0,
+                cpu: 2
+            },
+            Action::RevokeCpu {
+                cpu: 2,
+                pool: POOL0
+            },
+        ]
+    );
+    // vCPU 1 keeps CPU 2 in its set (xl lists it), vCPU 2 had none.
+    assert_eq!(
+        m.domain(d).unwrap().affinity,
+        vec![None, Some(cpus(&[1, 2])), None]
+    );
+    // A loan takes a CPU away too.
+    m.pin(d, Some(0), Some(cpus(&[1]))).unwrap();
+    let (p, _) = m.create(spec("p", list(&[3]))).unwrap();
+    let actions = m.lend(1, p, 0, 10).unwrap();
+    assert_eq!(
+        actions[0],
+        Action::BreakAffinity {
+            domain: d,
+            vcpu: 0,
+            pool: POOL0,
+            cpu: 1
+        }
+    );
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn vcpu_set_brings_1_to_vcpus_online() {
+    let mut m = four_two();
+    let (d, _) = m.create_domain(dom_vcpus("d", POOL0, 3)).unwrap();
+    assert_eq!(m.set_online(d, 1).unwrap(), 3);
+    assert_eq!(m.domain(d).unwrap().online, 1);
+    for n in [0, 4] {
+        refused(
+            &mut m,
+            PoolError::InvalidOnline {
+                requested: n,
+                vcpus: 3,
+            },
+            |m| m.set_online(d, n),
+        );
+    }
+    refused(&mut m, PoolError::ControlDomainVcpu, |m| {
+        m.set_online(CONTROL_DOMAIN, 1)
+    });
+    refused(&mut m, PoolError::InvalidVcpus, |m| {
+        m.create_domain(dom_vcpus("e", POOL0, MAX_VCPUS + 1))
+    });
+    m.check_invariants().unwrap();
 }

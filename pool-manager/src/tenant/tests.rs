@@ -117,7 +117,9 @@ fn effects(command: &Command) -> Vec<Effect> {
         Command::Destroy(n) | Command::Pause(n) | Command::Unpause(n) => vec![d(n)],
         // The machine's serial console.
         Command::Console(n) => vec![d(n), Machine],
-        Command::VcpuList(Some(n)) => vec![d(n)],
+        Command::VcpuList(Some(n))
+        | Command::VcpuPin { domain: n, .. }
+        | Command::VcpuSet { domain: n, .. } => vec![d(n)],
         Command::VcpuList(None) => vec![AllDomains],
         Command::PoolCreate(PoolSource::Inline(_)) | Command::PoolNew(PoolSource::Inline(_)) => {
             vec![AllPools, Cpus]
@@ -251,6 +253,10 @@ const WORDS: &[&str] = &[
 /// Whole argument lists: a tenant's own work, and the same reaching out.
 const TAILS: &[&str] = &[
     "name=z pool=lic image=spin",
+    "a 0 1",
+    "a all 0-7",
+    "x 0 0",
+    "-i a 2",
     "name=z pool=sub image=spin cpu_weight=512",
     "name=z pool=Pool-0 image=spin",
     "name=z image=spin",
@@ -364,6 +370,8 @@ fn every_console_command_from_a_tenant_is_refused_or_stays_in_its_pool() {
         "sched-sedf",
         "sched-group",
         "vcpu-list",
+        "vcpu-pin",
+        "vcpu-set",
     ] {
         assert!(allowed[name] > 0, "{name}: nothing allowed");
     }
@@ -401,6 +409,11 @@ fn the_escape_of_issue_10_is_refused() {
     assert!(!send(&w, "list --pool=Pool-0"));
     assert!(!send(&w, "cpupool-list lic Pool-0"));
     assert!(!send(&w, "vcpu-list"));
+    assert!(!send(&w, "vcpu-pin x 0 0"));
+    assert!(!send(&w, "vcpu-pin o all 6"));
+    assert!(!send(&w, "vcpu-set x 1"));
+    assert!(send(&w, "vcpu-pin a 0 1"));
+    assert!(send(&w, "vcpu-set s 1"));
 }
 
 #[test]

@@ -210,6 +210,7 @@ fn vcpu_list_prints_xls_columns() {
         cpu: Some(3),
         running: true,
         blocked: false,
+        online: true,
         cpu_ns: 12_340_000_000,
         hard: None,
         soft: None,
@@ -225,6 +226,7 @@ fn vcpu_list_prints_xls_columns() {
         cpu: None,
         running: false,
         blocked: true,
+        online: true,
         cpu_ns: 50_000_000,
         hard: Some(&[2, 3]),
         soft: None,
@@ -232,5 +234,31 @@ fn vcpu_list_prints_xls_columns() {
     assert_eq!(
         vcpu_line(&pinned, 8),
         "web                                 12     1    -   -b-       0.1  2-3 / all"
+    );
+    // `vcpu-pin web 2 1,3-5,7`: print_bitmap's ranges; CPU 1 of 8.
+    let pinned_to_one = VcpuRow {
+        vcpu: 2,
+        cpu: Some(1),
+        running: true,
+        blocked: false,
+        hard: Some(&[1, 3, 4, 5, 7]),
+        ..pinned.clone()
+    };
+    assert_eq!(
+        vcpu_line(&pinned_to_one, 8),
+        "web                                 12     2    1   r--       0.1  1,3-5,7 / all"
+    );
+    // Offline after `vcpu-set web 2` (xl: `%5c %3c%cp `), whatever it last
+    // ran on.
+    let offline = VcpuRow {
+        vcpu: 3,
+        cpu: Some(2),
+        online: false,
+        hard: Some(&[0]),
+        ..pinned.clone()
+    };
+    assert_eq!(
+        vcpu_line(&offline, 8),
+        "web                                 12     3    -   --p       0.1  0 / all"
     );
 }

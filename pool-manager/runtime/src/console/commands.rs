@@ -126,6 +126,25 @@ impl Console {
             Command::VcpuList(only) => {
                 vcpu_list_of(need(pools)?, only.as_deref(), self.info.cpu_count as u32)
             }
+            Command::VcpuPin { domain, vcpu, cpus } => {
+                let pools = need(pools)?;
+                let id = domain_id(pools, &domain)?;
+                pools
+                    .pin(id, vcpu, cpus)
+                    .map_err(|e| format!("{domain}: {e}"))
+            }
+            Command::VcpuSet {
+                domain,
+                online,
+                ignore_host,
+            } => {
+                let pools = need(pools)?;
+                let id = domain_id(pools, &domain)?;
+                let host_cpus = self.info.cpu_count as u32;
+                pools
+                    .set_online(id, online, ignore_host, host_cpus)
+                    .map_err(|e| format!("{domain}: {e}"))
+            }
             Command::Top { json, ms } => self.top(res, need(pools)?, json, ms),
             Command::ServerFault { pool, fault } => {
                 self.server_fault(res, need(pools)?, &pool, fault)
@@ -236,7 +255,9 @@ fn help() -> Result<(), String> {
     for (usage, what) in COMMANDS {
         say!("  {usage:<28} {what}");
     }
-    say!("  (not built yet: {})", NOT_BUILT.join(" "));
+    if !NOT_BUILT.is_empty() {
+        say!("  (not built yet: {})", NOT_BUILT.join(" "));
+    }
     Ok(())
 }
 

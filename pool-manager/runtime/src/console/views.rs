@@ -510,9 +510,8 @@ pub(crate) fn sedf_domain_text(
     ))
 }
 
-/// `vcpu-list [D]`, in xl's columns. Hard and soft affinity print as
-/// `all`: a vCPU runs on any CPU of its domain's pool (`vcpu-pin` is not
-/// wired to the pool's server yet).
+/// `vcpu-list [D]`, in xl's columns: one row per vCPU, its hard affinity
+/// as `vcpu-pin` set it (soft affinity is not built: `all`).
 pub(crate) fn vcpu_list(pools: &Pools, only: Option<rules::DomainId>, nr_cpus: u32) {
     say!("{}", xl::vcpu_header());
     for s in pools
@@ -520,17 +519,20 @@ pub(crate) fn vcpu_list(pools: &Pools, only: Option<rules::DomainId>, nr_cpus: u
         .iter()
         .filter(|s| only.is_none_or(|d| d == s.id))
     {
-        let row = xl::VcpuRow {
-            name: &s.name,
-            id: s.id.0,
-            vcpu: 0,
-            cpu: s.cpu.and_then(|c| u32::try_from(c).ok()),
-            running: s.state == 'r',
-            blocked: s.state == 'b',
-            cpu_ns: s.cpu_ns,
-            hard: None,
-            soft: None,
-        };
-        say!("{}", xl::vcpu_line(&row, nr_cpus));
+        for (vcpu, v) in s.vcpu_stats.iter().enumerate() {
+            let row = xl::VcpuRow {
+                name: &s.name,
+                id: s.id.0,
+                vcpu: vcpu as u32,
+                cpu: v.cpu.and_then(|c| u32::try_from(c).ok()),
+                running: v.runnable && s.state == 'r',
+                blocked: !v.runnable && matches!(s.state, 'r' | 'b'),
+                online: v.online,
+                cpu_ns: v.cpu_ns,
+                hard: v.affinity.as_deref(),
+                soft: None,
+            };
+            say!("{}", xl::vcpu_line(&row, nr_cpus));
+        }
     }
 }

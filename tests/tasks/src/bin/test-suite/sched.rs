@@ -276,6 +276,9 @@ fn budget_expiry(env: &mut Env) -> Outcome {
         .map_err(|e| alloc::format!("{e:?}"))?;
     expect!(query.thread_id, 9);
     expect!(query.queued_on, 0);
+    // Out of every queue, it remembers the CPU it last ran on (xl's
+    // vcpu-list CPU).
+    expect!(query.last_cpu, 1);
     expect!(query.ran_ns, ended.ran_ns);
     expect!(query.state_raw, ThreadState::Runnable as u64);
     shared.set(1, 1);
