@@ -950,7 +950,7 @@ impl PoolManager {
         if duration_ms == 0 || duration_ms > MAX_LOAN_MS {
             return Err(PoolError::InvalidLoan);
         }
-        if self.pool_ref(from)?.cpus.len() == 1 {
+        if self.own_cpus(from) == 1 {
             return Err(PoolError::LastCpu(cpu));
         }
         if let Some(pool) = self.pools.get_mut(&from) {
@@ -1011,6 +1011,19 @@ impl PoolManager {
         Ok(actions)
     }
 
+    /// How many of `pool`'s CPUs are its own, not borrowed. A pool with
+    /// domains keeps one (its last own CPU is neither removed nor lent, and
+    /// domains go only to a pool that has one), so a loan's end never
+    /// leaves domains without a CPU.
+    fn own_cpus(&self, pool: PoolId) -> usize {
+        self.pools.get(&pool).map_or(0, |p| {
+            p.cpus
+                .iter()
+                .filter(|cpu| !self.loans.get(cpu).is_some_and(|l| l.to == pool))
+                .count()
+        })
+    }
+
     /// A loan `pool` takes part in (lent or borrowed), if any.
     fn loan_of(&self, pool: PoolId) -> Option<u32> {
         self.loans
@@ -1063,7 +1076,7 @@ impl PoolManager {
         if self.loans.contains_key(&cpu) {
             return Err(PoolError::CpuOnLoan(cpu));
         }
-        if pool.cpus.len() == 1 && self.domain_count(id) > 0 {
+        if self.own_cpus(id) == 1 && self.domain_count(id) > 0 {
             return Err(PoolError::LastCpu(cpu));
         }
         if let Some(pool) = self.pools.get_mut(&id) {
@@ -1117,7 +1130,7 @@ impl PoolManager {
         if target.state != PoolState::Active {
             return Err(PoolError::PoolNotActive);
         }
-        if target.cpus.is_empty() {
+        if self.own_cpus(to) == 0 {
             return Err(PoolError::PoolWithoutCpus);
         }
         if from == to {
@@ -1146,7 +1159,7 @@ impl PoolManager {
         if pool.state != PoolState::Active {
             return Err(PoolError::PoolNotActive);
         }
-        if pool.cpus.is_empty() {
+        if self.own_cpus(spec.pool) == 0 {
             return Err(PoolError::PoolWithoutCpus);
         }
         if !(1..=MAX_VCPUS).contains(&spec.vcpus) {
@@ -1354,8 +1367,8 @@ impl PoolManager {
                 PoolState::Defined if !pool.cpus.is_empty() => {
                     return Err("defined pool owns CPUs")
                 }
-                PoolState::Active if pool.cpus.is_empty() && self.domain_count(*id) > 0 => {
-                    return Err("active pool with domains but without CPU")
+                PoolState::Active if self.own_cpus(*id) == 0 && self.domain_count(*id) > 0 => {
+                    return Err("active pool with domains but without a CPU of its own")
                 }
                 _ => {}
             }

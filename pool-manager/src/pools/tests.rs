@@ -582,18 +582,20 @@ fn random_op(m: &mut PoolManager, rng: &mut Rng) -> (usize, bool) {
             m.pin(domain, vcpu, pin).is_ok()
         }
         12 => m.set_online(domain, rng.below(4) as u32).is_ok(),
+        13 => m.lend(cpu, pool, 0, 1 + rng.below(1000)).is_ok(),
+        14 => m.end_loan(cpu).is_ok(),
         _ => m.set_scheduler(pool, sched).is_ok(),
     };
     (kind, ok)
 }
 
-const OP_KINDS: usize = 14;
+const OP_KINDS: usize = 16;
 
 #[test]
 fn random_operations_keep_invariants_and_refusals_change_nothing() {
     let mut successes = [0u32; OP_KINDS];
     let mut refusals = [0u32; OP_KINDS];
-    for seed in 1..=20u64 {
+    for seed in 1..=40u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut m = PoolManager::new(6, Some(1 + rng.below(6) as u32)).unwrap();
         for step in 0..1000 {
@@ -728,6 +730,31 @@ fn loans_follow_the_rules() {
     refused(&mut m, PoolError::NotOnLoan(1), |m| m.end_loan(1));
     let q = m.define(spec("q", list(&[3]))).unwrap();
     refused(&mut m, PoolError::PoolNotActive, |m| m.lend(1, q, 0, 10));
+}
+
+/// A borrowed CPU is not a pool's own: a pool with domains keeps a CPU of
+/// its own, so the loan's end never leaves its domains without one (the
+/// random walk broke that before: a pool lent a CPU removed its own, then
+/// the loan ended).
+#[test]
+fn a_pool_with_domains_keeps_a_cpu_of_its_own() {
+    let mut m = four_two();
+    let (p, _) = m.create(spec("p", list(&[2]))).unwrap();
+    m.lend(1, p, 0, 10).unwrap();
+    m.create_domain(dom("d", p)).unwrap();
+    refused(&mut m, PoolError::LastCpu(2), |m| m.cpu_remove(p, 2));
+    refused(&mut m, PoolError::LastCpu(2), |m| m.lend(2, POOL0, 0, 10));
+    m.end_loan(1).unwrap();
+    m.check_invariants().unwrap();
+    // A pool whose only CPU is borrowed takes no domain.
+    let (q, _) = m.create(spec("q", list(&[3]))).unwrap();
+    m.cpu_remove(q, 3).unwrap();
+    m.lend(1, q, 0, 10).unwrap();
+    refused(&mut m, PoolError::PoolWithoutCpus, |m| {
+        m.create_domain(dom("e", q)).map(|_| ())
+    });
+    let d = m.domain_id("d").unwrap();
+    refused(&mut m, PoolError::PoolWithoutCpus, |m| m.migrate(d, q));
 }
 
 fn sedf() -> Sched {
