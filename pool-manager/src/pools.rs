@@ -902,6 +902,11 @@ impl PoolManager {
     fn forget_pool(&mut self, id: PoolId) {
         if let Some(pool) = self.pools.remove(&id) {
             self.pool_names.remove(&pool.spec.name);
+            // A hash map keeps its capacity; memory must come back whole
+            // when the objects go (the leaks and soak scenarios count the
+            // heap). Reallocates only when a smaller table would do, so
+            // rarely: amortised O(1).
+            self.pool_names.shrink_to_fit();
         }
     }
 
@@ -1196,6 +1201,8 @@ impl PoolManager {
         }
         if let Some(d) = self.domains.remove(&domain) {
             self.domain_names.remove(&d.name);
+            // As for pools (`forget_pool`): the heap comes back whole.
+            self.domain_names.shrink_to_fit();
         }
         Ok(alloc::vec![Action::ReleaseDomain { domain, pool }])
     }

@@ -462,6 +462,30 @@ fn destroy_domain_releases_it_but_never_the_control_domain() {
     refused(&mut m, PoolError::NoSuchDomain, |m| m.destroy_domain(d));
 }
 
+/// The name indexes give their memory back: after 40 domains and 40 pools
+/// come and go the tables are as small as before (the leaks scenario
+/// counts the root task's heap; a hash map keeps its capacity otherwise).
+#[test]
+fn name_indexes_shrink_back() {
+    let mut m = four_two();
+    let (domains, pools) = (m.domain_names.capacity(), m.pool_names.capacity());
+    let ids: Vec<_> = (0..40)
+        .map(|i| m.create_domain(dom(&format!("d{i}"), POOL0)).unwrap().0)
+        .collect();
+    let pool_ids: Vec<_> = (0..40)
+        .map(|i| m.define(spec(&format!("p{i}"), list(&[2]))).unwrap())
+        .collect();
+    assert!(m.domain_names.capacity() > domains);
+    for id in ids {
+        m.destroy_domain(id).unwrap();
+    }
+    for id in pool_ids {
+        m.delete(id).unwrap();
+    }
+    assert_eq!(m.domain_names.capacity(), domains);
+    assert_eq!(m.pool_names.capacity(), pools);
+}
+
 #[test]
 fn live_scheduler_change_keeps_domains_in_place() {
     let mut m = four_two();
