@@ -1024,7 +1024,7 @@ impl PoolManager {
         self.pools.get(&pool).map_or(0, |p| {
             p.cpus
                 .iter()
-                .filter(|cpu| !self.loans.get(cpu).is_some_and(|l| l.to == pool))
+                .filter(|cpu| self.loans.get(cpu).is_none_or(|l| l.to != pool))
                 .count()
         })
     }
