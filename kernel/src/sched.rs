@@ -327,7 +327,29 @@ pub fn stop(guard: &mut KernelGuard, thread: u64) {
         // CPU where the thread next touches the FPU (`fetch_fpu_state`).
         if cpu != this_cpu() {
             stall(cpu as u32);
+            restart_system_call_in_flight(guard, thread);
         }
+    }
+}
+
+/// `thread`, current on another CPU, was just stopped there: `stall` made
+/// that CPU enter the kernel (or found it there), so the thread's frame
+/// holds its latest entry, which that CPU has not handled (it waits for
+/// the lock held here). If that entry is a system call (not a `VcpuRun`
+/// it is inside, whose guest exited), the call will find no current thread
+/// and never happen; the thread would later resume after the `syscall`
+/// instruction with its arguments as results (`rax` still the call's
+/// number). Instead its saved RIP goes back to the instruction, and it
+/// makes the call again, with the same registers, when it next runs: the
+/// stop took effect just before the call. (An interrupt or exception
+/// frame already resumes at the right instruction.)
+fn restart_system_call_in_flight(guard: &mut KernelGuard, thread: u64) {
+    if crate::vcpu::in_guest(guard, thread) {
+        return;
+    }
+    let frame = tcb::frame(guard, thread);
+    if frame.vector == trap::SYSCALL_VECTOR {
+        frame.rip = frame.rip.wrapping_sub(trap::SYSCALL_LENGTH);
     }
 }
 

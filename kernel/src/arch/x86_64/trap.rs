@@ -21,6 +21,14 @@ pub const VECTOR_IPI_FLUSH: u8 = 0x22;
 /// Vector of the spurious-interrupt register (never acknowledged with EOI).
 pub const VECTOR_SPURIOUS: u8 = 0xFF;
 
+/// The `vector` of a frame saved by the system-call entry (user.S
+/// `SYSCALL_VECTOR`; interrupts and exceptions push theirs, below 256).
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+/// Length of the `syscall` instruction (0F 05): a frame's RIP less this is
+/// the instruction that entered the kernel.
+pub const SYSCALL_LENGTH: u64 = 2;
+
 /// The registers saved by `trap_common` (entry.S) plus what the CPU pushed.
 /// 16-byte aligned: an interrupt from user mode pushes the CPU part below
 /// TSS.RSP0 (the end of a thread's frame) after aligning RSP down to 16, so

@@ -19,6 +19,10 @@ pub const TESTS: &[Test] = &[
     ("smp_notification_across_cpus", notification_across),
     ("smp_migrate_running_thread", migrate),
     ("smp_suspend_thread_on_other_cpu", suspend_remote),
+    (
+        "smp_suspend_during_system_call_loses_no_call",
+        suspend_in_call,
+    ),
     ("smp_unmap_seen_by_other_cpu", tlb_shootdown),
     ("smp_fpu_state_follows_thread", fpu_follows_thread),
 ];
@@ -154,6 +158,59 @@ fn suspend_remote(env: &mut Env) -> Outcome {
     // Deleting it stops it too.
     thread.destroy(&mut env.res).ctx("destroy")?;
     ensure!(!moving(env, &shared), "the deleted spinner still runs");
+    Ok(Pass::Ok)
+}
+
+/// A thread on CPU 1 makes system calls back to back while CPU 0 suspends
+/// and resumes it: a suspend that lands while the call waits for the
+/// kernel lock on CPU 1 must not lose the call. (It did: the thread later
+/// went on after its `syscall` with its arguments as results, `rax` the
+/// call's number, which reads as `WrongType`.) Every call must return the
+/// frame's address.
+fn suspend_in_call(env: &mut Env) -> Outcome {
+    if env.cpus < 2 {
+        return Ok(SKIP);
+    }
+    let frame = env.frame()?;
+    let address = invoke::frame_get_address(frame).ctx("frame address")?;
+    let shared = Shared::new();
+    let out = shared.clone();
+    let thread = env.spawn(on_cpu1(), move || {
+        while out.get(1) == 0 {
+            match invoke::frame_get_address(frame) {
+                Ok(a) if a == address => out.bump(0),
+                other => {
+                    out.set(2, code(&other.map(|_| ())) | 1 << 32);
+                    out.set(3, other.unwrap_or(0));
+                    out.bump(4);
+                }
+            }
+        }
+    })?;
+    ensure!(moving(env, &shared), "the caller never ran on CPU 1");
+    const ROUNDS: u64 = 1000;
+    for round in 0..ROUNDS {
+        expect!(invoke::tcb_suspend(thread.tcb), Ok(()));
+        expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+        // Let it run between rounds, for varying times.
+        for _ in 0..(round % 7) * 50 {
+            core::hint::spin_loop();
+        }
+        if shared.get(4) != 0 {
+            break;
+        }
+    }
+    ensure!(moving(env, &shared), "the caller stopped after the rounds");
+    shared.set(1, 1);
+    env.join(&thread)?;
+    ensure!(
+        shared.get(4) == 0,
+        "{} of {} calls went wrong: the first returned {:#x} (error code {:#x})",
+        shared.get(4),
+        shared.get(0) + shared.get(4),
+        shared.get(3),
+        shared.get(2) & 0xFFFF_FFFF
+    );
     Ok(Pass::Ok)
 }
 
