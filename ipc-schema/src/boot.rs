@@ -56,7 +56,7 @@ pub const MODULE_NAME_BYTES: usize = 32;
 /// Longest kernel command line passed on.
 pub const CMDLINE_BYTES: usize = 512;
 /// CPUs whose NUMA node the boot information records.
-pub const MAX_BOOT_CPUS: usize = 256;
+pub const MAX_BOOT_CPUS: usize = crate::MAX_CPUS;
 
 /// One untyped capability handed to the root task.
 #[repr(C)]

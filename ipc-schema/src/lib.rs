@@ -39,11 +39,13 @@
 
 pub mod boot;
 pub mod control;
+pub mod cpuset;
 pub mod invocation;
 pub mod sched;
 pub mod sched_protocol;
 pub mod vcpu;
 
+pub use cpuset::{CpuSet, MAX_CPUS};
 pub use invocation::Invocation;
 
 /// Capability pointer: an index into the caller's root CNode.
@@ -64,6 +66,8 @@ pub const SLOT_BYTES: u64 = 64;
 pub const TCB_SIZE_BITS: u64 = 11;
 /// Bytes of an endpoint or a notification.
 pub const IPC_OBJECT_BYTES: u64 = 64;
+/// log2 bytes of a Scheduler (its header, its CPU set and two lists).
+pub const SCHEDULER_SIZE_BITS: u64 = 7;
 /// log2 bytes of a virtual CPU (its VMCB or VMCS page, its software state
 /// and its guest FPU area).
 pub const VCPU_SIZE_BITS: u64 = 14;
@@ -80,7 +84,7 @@ pub const fn object_size(object_type: ObjectType, size_bits: u64) -> Option<u64>
         ObjectType::Frame4K => Some(4096),
         ObjectType::Frame2M => Some(2 << 20),
         ObjectType::VSpace if size_bits >= 15 && size_bits <= 24 => Some(1 << size_bits),
-        ObjectType::Scheduler => Some(IPC_OBJECT_BYTES),
+        ObjectType::Scheduler => Some(1 << SCHEDULER_SIZE_BITS),
         ObjectType::GuestSpace if size_bits >= 15 && size_bits <= 24 => Some(1 << size_bits),
         ObjectType::Vcpu => Some(1 << VCPU_SIZE_BITS),
         _ => None,

@@ -36,22 +36,23 @@ use crate::sched;
 use crate::syscall::Caller;
 use tarn_ipc_schema::invocation::{Invocation, ThreadState};
 use tarn_ipc_schema::sched::{Event, EventKind, EventRing, DISPATCH_QUEUE_LEN, RING_CAPACITY};
-use tarn_ipc_schema::{Error, Rights};
+use tarn_ipc_schema::{CpuSet, Error, Rights};
 
 /// A Scheduler object.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Scheduler {
     header: ObjectHeader,
-    /// Bit i: CPU i is bound to this scheduler.
-    cpu_mask: u64,
+    /// The CPUs bound to this scheduler.
+    cpus: CpuSet,
     /// Adopted threads (a list through `Control::adopted_next/prev`).
     first_thread: u64,
     /// Confined threads (a list through `tcb::Confinement`).
     first_confined: u64,
 }
 impl KernelObject for Scheduler {}
-const _: () = assert!(core::mem::size_of::<Scheduler>() <= 64);
+const _: () =
+    assert!(core::mem::size_of::<Scheduler>() <= 1 << tarn_ipc_schema::SCHEDULER_SIZE_BITS);
 
 struct Ring(EventRing);
 impl KernelObject for Ring {}
@@ -218,8 +219,7 @@ fn home_cpu(guard: &mut KernelGuard, scheduler: u64) -> Option<usize> {
     if CPUS.get(guard)[here].scheduler == scheduler {
         return Some(here);
     }
-    let mask = objmem::object::<Scheduler>(guard, scheduler).cpu_mask;
-    (mask != 0).then(|| mask.trailing_zeros() as usize)
+    objmem::object::<Scheduler>(guard, scheduler).cpus.first()
 }
 
 /// Whether `thread` was adopted by a scheduler.
@@ -526,7 +526,9 @@ fn unbind(guard: &mut KernelGuard, cpu: usize) {
     while CPUS.get(guard)[cpu].len > 0 {
         end_entry(guard, cpu, EventKind::Evicted);
     }
-    objmem::object::<Scheduler>(guard, d.scheduler).cpu_mask &= !(1u64 << cpu);
+    objmem::object::<Scheduler>(guard, d.scheduler)
+        .cpus
+        .remove(cpu);
     CPUS.get(guard)[cpu] = UNBOUND;
     place_confined(guard, d.scheduler);
     for role in [
@@ -582,11 +584,9 @@ pub fn binding_cap_deleted(guard: &mut KernelGuard, cpu: usize, role: BindingRol
 /// Destroys a Scheduler whose last capability was deleted: its CPUs are
 /// unbound and its threads return to the system FIFO.
 pub fn destroy_scheduler(guard: &mut KernelGuard, scheduler: u64) {
-    let mask = objmem::object::<Scheduler>(guard, scheduler).cpu_mask;
-    for cpu in 0..MAX_CPUS {
-        if mask & (1u64 << cpu) != 0 {
-            unbind(guard, cpu);
-        }
+    let cpus = objmem::object::<Scheduler>(guard, scheduler).cpus;
+    for cpu in cpus.iter() {
+        unbind(guard, cpu);
     }
     loop {
         let thread = objmem::object::<Scheduler>(guard, scheduler).first_thread;
@@ -706,7 +706,9 @@ pub fn invoke_scheduler(
                 notify_badge,
                 ..UNBOUND
             };
-            objmem::object::<Scheduler>(guard, scheduler).cpu_mask |= 1u64 << cpu;
+            objmem::object::<Scheduler>(guard, scheduler)
+                .cpus
+                .insert(cpu);
             place_confined(guard, scheduler);
             Ok(())
         }
@@ -891,11 +893,11 @@ pub const ORPHANED: u64 = 1;
 /// The CPUs bound to the Scheduler a thread is confined to (`confined`, as
 /// in `Control::confined`, not 0): none for an orphan.
 #[inline]
-fn confined_mask(guard: &mut KernelGuard, confined: u64) -> u64 {
+fn confined_cpus(guard: &mut KernelGuard, confined: u64) -> CpuSet {
     if confined == ORPHANED {
-        0
+        CpuSet::EMPTY
     } else {
-        objmem::object::<Scheduler>(guard, confined).cpu_mask
+        objmem::object::<Scheduler>(guard, confined).cpus
     }
 }
 
@@ -905,7 +907,7 @@ fn confined_mask(guard: &mut KernelGuard, confined: u64) -> u64 {
 #[inline]
 pub fn confinement_allows(guard: &mut KernelGuard, thread: u64, cpu: usize) -> bool {
     let confined = tcb::ctl(guard, thread).confined;
-    confined == 0 || confined_mask(guard, confined) & (1u64 << cpu) != 0
+    confined == 0 || confined != ORPHANED && CPUS.get(guard)[cpu].scheduler == confined
 }
 
 /// Where a runnable confined system thread on CPU `cpu` goes: `Some(cpu)`
@@ -914,13 +916,10 @@ pub fn confinement_allows(guard: &mut KernelGuard, thread: u64, cpu: usize) -> b
 /// time, [`sched`]'s idle class).
 #[inline]
 pub fn confined_home(guard: &mut KernelGuard, confined: u64, cpu: usize) -> Option<usize> {
-    let mask = confined_mask(guard, confined);
-    if mask & (1u64 << cpu) != 0 {
+    if confined != ORPHANED && CPUS.get(guard)[cpu].scheduler == confined {
         Some(cpu)
-    } else if mask != 0 {
-        Some(mask.trailing_zeros() as usize)
     } else {
-        None
+        confined_cpus(guard, confined).first()
     }
 }
 
@@ -1024,7 +1023,7 @@ fn place(guard: &mut KernelGuard, thread: u64) {
     let cpu = t.cpu as usize;
     let allowed = confinement_allows(guard, thread, cpu);
     let idle = sched::in_idle_class(guard, thread);
-    if allowed && !idle || !allowed && idle && confined_mask(guard, t.confined) == 0 {
+    if allowed && !idle || !allowed && idle && confined_cpus(guard, t.confined).is_empty() {
         return;
     }
     sched::stop(guard, thread);
@@ -1057,10 +1056,10 @@ fn check_confined(guard: &mut KernelGuard, live: &Live, scheduler: u64) -> Verdi
             thread,
         )?;
         if t.state == ThreadState::Runnable as u64 && t.scheduler == 0 {
-            let allowed = s.cpu_mask & (1u64 << t.cpu) != 0;
+            let allowed = s.cpus.contains(t.cpu as usize);
             let idle = sched::in_idle_class(guard, thread);
             ensure(
-                allowed && !idle || s.cpu_mask == 0 && idle,
+                allowed && !idle || s.cpus.is_empty() && idle,
                 "a confined thread runs outside its Scheduler's CPUs",
                 thread,
             )?;
@@ -1089,7 +1088,7 @@ pub fn invoke_cpu(
     }
 }
 
-/// Checks every Scheduler's thread list and CPU mask and every CPU's binding
+/// Checks every Scheduler's thread list and CPU set and every CPU's binding
 /// and dispatch queue (the invariant check): each names live objects of the
 /// right type, each entry a thread its CPU's scheduler adopted, each
 /// confined thread where confinement lets it run. Returns how many threads
@@ -1126,8 +1125,8 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict<(u64, u64, u64)> {
         for cpu in 0..MAX_CPUS {
             let bound_here = CPUS.get(guard)[cpu].scheduler == scheduler;
             ensure(
-                (s.cpu_mask & 1 << cpu != 0) == bound_here,
-                "a Scheduler's CPU mask differs from the CPUs bound to it",
+                s.cpus.contains(cpu) == bound_here,
+                "a Scheduler's CPU set differs from the CPUs bound to it",
                 scheduler,
             )?;
         }

@@ -432,6 +432,7 @@ fn object_ranges(live: &Live) -> impl Iterator<Item = (u64, u64)> + '_ {
     let tcb_bytes = 1u64 << tarn_ipc_schema::TCB_SIZE_BITS;
     let vcpu_bytes = 1u64 << tarn_ipc_schema::VCPU_SIZE_BITS;
     let ipc_bytes = tarn_ipc_schema::IPC_OBJECT_BYTES;
+    let scheduler_bytes = 1u64 << tarn_ipc_schema::SCHEDULER_SIZE_BITS;
     live.tcbs
         .iter()
         .map(move |&p| (p, p + tcb_bytes))
@@ -440,8 +441,12 @@ fn object_ranges(live: &Live) -> impl Iterator<Item = (u64, u64)> + '_ {
             live.endpoints
                 .iter()
                 .chain(&live.notifications)
-                .chain(&live.schedulers)
                 .map(move |&p| (p, p + ipc_bytes)),
+        )
+        .chain(
+            live.schedulers
+                .iter()
+                .map(move |&p| (p, p + scheduler_bytes)),
         )
         .chain(
             live.cnodes

@@ -115,7 +115,17 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
     percpu::install(0, 0, bsp_stack_top);
     trap::load_idt();
     user::init_this_cpu();
-    vcpu::init(&features);
+    let madt = match find_madt(&info) {
+        Ok(madt) => madt,
+        Err(error) => {
+            kprintln!("tarn: no usable ACPI MADT ({error:?}); starting only the boot CPU");
+            None
+        }
+    };
+    vcpu::init(
+        &features,
+        madt.as_ref().map_or(1, |m| m.enabled_cpus().count()),
+    );
     arch::pit::mask_legacy_pic();
     apic::enable_x2apic();
     if let Some(hz) = args.pace_hz {
@@ -135,13 +145,6 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
         }
     );
 
-    let madt = match find_madt(&info) {
-        Ok(madt) => madt,
-        Err(error) => {
-            kprintln!("tarn: no usable ACPI MADT ({error:?}); starting only the boot CPU");
-            None
-        }
-    };
     start_other_cpus(madt.as_ref(), bsp_apic_id);
     if let Some(madt) = madt.as_ref() {
         devices::init_irqs(madt, bsp_apic_id);

@@ -264,7 +264,12 @@ fn init_object(guard: &mut KernelGuard, object_type: ObjectType, phys: u64, size
             Cap::Vcpu { phys }
         }
         ObjectType::Scheduler => {
-            init_header(guard, phys, ObjectType::Scheduler, 6);
+            init_header(
+                guard,
+                phys,
+                ObjectType::Scheduler,
+                tarn_ipc_schema::SCHEDULER_SIZE_BITS as u8,
+            );
             Cap::Scheduler { phys }
         }
         ObjectType::IrqControl

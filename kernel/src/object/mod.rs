@@ -40,7 +40,7 @@
 //! | caller and server of a call | `Control::reply_to`, `reply_from` (always both or neither) | cleared when either thread is destroyed or suspended, and when the server takes a new call before replying (that caller gets `ObjectDeleted`) |
 //! | Scheduler membership | `Control::scheduler`, the Scheduler's list | cleared by the TCB destructor (unlink) and the Scheduler destructor (releases every thread) |
 //! | a thread's confinement | `Control::confined`, the Scheduler's confined list | cleared by the TCB destructor (unlink) and the Scheduler destructor (suspends every confined thread for good, leaving `ORPHANED`, no address) |
-//! | a CPU's Scheduler | `dispatch::CpuDispatch::scheduler`, `cpu_mask` | cleared by the Scheduler destructor (unbinds its CPUs) |
+//! | a CPU's Scheduler | `dispatch::CpuDispatch::scheduler`, `Scheduler::cpus` | cleared by the Scheduler destructor (unbinds its CPUs) |
 //! | the Cpu capability that bound a CPU | the CPU's binding record: a copy, the child of that capability | held: a move carries the child along; deleting that capability (whose child the record's copy is), revoking it or anything it came from unbinds the CPU |
 //! | a CPU's event ring and notification | the CPU's binding record ([`held::binding`]); `CpuDispatch::ring`, `notify` copy their addresses for the dispatch path | held: deleting either capability (or the server's it was copied from, or its untyped memory) clears its copy and unbinds the CPU at once; an event with no ring is dropped; the notification stays alive until the CPU is unbound |
 //! | dispatch entries; an entry lent to a server | `CpuDispatch::queue`, `donated_to`, `Control::entry_cpu` | cleared by the TCB destructor (all three) and suspension (entries) |

@@ -63,9 +63,10 @@ pub fn backend() -> Backend {
     }
 }
 
-/// Chooses the backend (boot CPU, once) and enables it on the boot CPU.
-pub fn init(features: &cpu::Features) {
-    if features.svm && crate::arch::svm::supported() {
+/// Chooses the backend (boot CPU, once; SVM's per-CPU host pages for the
+/// machine's `cpus` CPUs) and enables it on the boot CPU.
+pub fn init(features: &cpu::Features, cpus: usize) {
+    if features.svm && crate::arch::svm::supported() && crate::arch::svm::reserve_host_areas(cpus) {
         BACKEND.store(Backend::Svm as u8, Ordering::Relaxed);
     } else if features.vmx && vmx::supported() {
         BACKEND.store(Backend::Vmx as u8, Ordering::Relaxed);

@@ -78,6 +78,14 @@ impl FrameAllocator {
     }
 }
 
+/// `count` contiguous frames, zeroed, for the kernel's own use for good
+/// (per-CPU stacks and hardware pages); `None` when memory ran out.
+pub fn alloc_zeroed(count: u64) -> Option<u64> {
+    let frame = FRAMES.lock().alloc_contiguous(count)?;
+    zero(frame, count);
+    Some(frame)
+}
+
 /// Zeroes `count` frames starting at `frame`.
 pub fn zero(frame: u64, count: u64) {
     // SAFETY: the frames are free RAM owned by the caller, reached through the direct map.

@@ -9,8 +9,8 @@ use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-/// Most CPUs Tarn brings up.
-pub const MAX_CPUS: usize = 64;
+/// Most CPUs Tarn brings up (the ABI's limit: a `CpuSet` holds that many).
+pub const MAX_CPUS: usize = tarn_ipc_schema::MAX_CPUS;
 
 /// Offsets into [`PerCpu`] that user.S reads through `gs`.
 pub mod offsets {

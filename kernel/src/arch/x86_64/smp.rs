@@ -51,11 +51,9 @@ pub fn kernel_stack_top(index: u32) -> u64 {
 /// returns its top.
 pub fn map_kernel_stack(tables: &PageTables, index: u32) -> Result<u64, StartError> {
     let base = kernel_stack_top(index) - KERNEL_STACK_BYTES;
-    let mut frames = FRAMES.lock();
-    let phys = frames
-        .alloc_contiguous(KERNEL_STACK_BYTES / PAGE_SIZE)
+    let phys = crate::arch::frame::alloc_zeroed(KERNEL_STACK_BYTES / PAGE_SIZE)
         .ok_or(StartError::OutOfMemory)?;
-    crate::arch::frame::zero(phys, KERNEL_STACK_BYTES / PAGE_SIZE);
+    let mut frames = FRAMES.lock();
     tables
         .map_range(
             base,

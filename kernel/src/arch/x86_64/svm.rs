@@ -11,7 +11,7 @@ use super::lock::{self, KernelGuard};
 use super::objmem::KernelObject;
 use super::paging::{kernel_virt_to_phys, phys_to_virt, PAGE_SIZE};
 use super::percpu::{self, MAX_CPUS};
-use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// VM_HSAVE_PA: where VMRUN saves the host state (APM 15.30.4). AMD's SVM
 /// MSRs are not among the `x86` crate's (it names Intel's), so Tarn keeps this one.
@@ -29,24 +29,11 @@ pub fn supported() -> bool {
     svm && cpuid.get_svm_info().is_some_and(|s| s.has_nested_paging())
 }
 
-/// One page the CPU writes by physical address.
-#[repr(C, align(4096))]
-struct HardwarePage(UnsafeCell<[u8; PAGE_SIZE as usize]>);
-
-/// Per CPU: the host save area (VM_HSAVE_PA) and the host VMSAVE area.
-struct HostAreas([[HardwarePage; 2]; MAX_CPUS]);
-// SAFETY: Rust code never reads or writes these pages; only the processor
-// does, by physical address (VMRUN, VMSAVE, VMLOAD), each CPU its own pair.
-unsafe impl Sync for HostAreas {}
-
-static HOST_AREAS: HostAreas = HostAreas(
-    [const {
-        [
-            HardwarePage(UnsafeCell::new([0; PAGE_SIZE as usize])),
-            HardwarePage(UnsafeCell::new([0; PAGE_SIZE as usize])),
-        ]
-    }; MAX_CPUS],
-);
+/// Every CPU's two host pages, the host save area (VM_HSAVE_PA) and the
+/// host VMSAVE area, CPU i's at `2 * i` pages from this physical address:
+/// 8 KiB per CPU the machine has, reserved on the boot CPU before the
+/// others start ([`reserve_host_areas`]; 0 before).
+static HOST_AREAS: AtomicU64 = AtomicU64::new(0);
 
 /// The I/O permission map: every port intercepted (12 KiB, APM 15.10.1).
 #[repr(C, align(4096))]
@@ -91,10 +78,24 @@ pub fn msrpm_phys() -> u64 {
 }
 
 fn host_area_phys(cpu: usize, which: usize) -> u64 {
-    kernel_virt_to_phys(HOST_AREAS.0[cpu][which].0.get() as u64)
+    HOST_AREAS.load(Ordering::Relaxed) + (2 * cpu + which) as u64 * PAGE_SIZE
 }
 
-/// Enables SVM on this CPU and gives it its host save area.
+/// Reserves the host pages of `cpus` CPUs (the boot CPU, before it enables
+/// SVM); `false` when memory ran out.
+pub fn reserve_host_areas(cpus: usize) -> bool {
+    let cpus = cpus.clamp(1, MAX_CPUS) as u64;
+    match super::frame::alloc_zeroed(2 * cpus) {
+        Some(pages) => {
+            HOST_AREAS.store(pages, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Enables SVM on this CPU and gives it its host save area (reserved by
+/// [`reserve_host_areas`]).
 pub fn init_this_cpu() {
     let index = percpu::current().index as usize;
     // SAFETY: `supported()` was checked by the caller, so EFER.SVME and

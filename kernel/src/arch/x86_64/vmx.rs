@@ -28,7 +28,6 @@ use super::objmem::{self, KernelObject};
 use super::paging::{kernel_virt_to_phys, phys_to_virt, PAGE_SIZE};
 use super::percpu::{self, MAX_CPUS};
 use core::arch::asm;
-use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86::controlregs::{Cr0, Cr4};
 use x86::vmx::vmcs::{control, guest, host, ro};
@@ -518,19 +517,6 @@ pub enum VmcsField {
     HostRip = host::RIP,
 }
 
-/// One page the processor owns by physical address.
-#[repr(C, align(4096))]
-struct HardwarePage(UnsafeCell<[u8; PAGE_SIZE as usize]>);
-
-/// Per CPU: the VMXON region.
-struct VmxonRegions([HardwarePage; MAX_CPUS]);
-// SAFETY: each CPU writes the revision id into its own region once, before
-// its VMXON; afterwards only that processor touches it.
-unsafe impl Sync for VmxonRegions {}
-
-static VMXON_REGIONS: VmxonRegions =
-    VmxonRegions([const { HardwarePage(UnsafeCell::new([0; PAGE_SIZE as usize])) }; MAX_CPUS]);
-
 /// The MSR bitmap (SDM 24.6.9): one bit per MSR and direction, set = the
 /// access exits; clear for the MSRs the guest owns
 /// ([`cpu::GUEST_OWNED_MSRS`]). Read bits of MSRs 0..0x1FFF from byte 0 and
@@ -583,7 +569,6 @@ static ENTRY_FAILURE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_
 /// if the firmware left it open, then VMXON. The caller checked
 /// [`available`] on the boot CPU.
 pub fn init_this_cpu() -> Result<(), VmFail> {
-    let index = percpu::current().index as usize;
     let control = read_msr(VmxMsr::FeatureControl);
     if control & 1 == 0 {
         // SAFETY: an unlocked IA32_FEATURE_CONTROL may be written once;
@@ -599,7 +584,9 @@ pub fn init_this_cpu() -> Result<(), VmFail> {
         VmxMsr::Cr4Fixed0,
         VmxMsr::Cr4Fixed1,
     );
-    let region = VMXON_REGIONS.0[index].0.get();
+    // The VMXON region: a page of its own, the processor's for good (4 KiB
+    // per online CPU, not per possible one).
+    let region = super::frame::alloc_zeroed(1).ok_or(VmFail::Invalid)?;
     // SAFETY: the fixed-1 bits of CR0 in VMX operation (PE, NE, PG) are
     // already set in a long-mode kernel or harmless (NE: native FPU error
     // reporting); CR4.VMXE only permits VMXON. The region is this CPU's own
@@ -609,8 +596,8 @@ pub fn init_this_cpu() -> Result<(), VmFail> {
         // bit up to PKE; VMX fixes none beyond them.)
         cpu::write_cr0(Cr0::from_bits_truncate(cr0 as usize));
         cpu::write_cr4(Cr4::from_bits_truncate(cr4 as usize));
-        region.cast::<u32>().write_volatile(revision_id());
-        vmxon(kernel_virt_to_phys(region as u64))
+        (phys_to_virt(region) as *mut u32).write_volatile(revision_id());
+        vmxon(region)
     }
 }
 
