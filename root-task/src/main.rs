@@ -289,10 +289,12 @@ fn start_child(
     let config = ProcessConfig {
         elf: tarn_rt::module_bytes(module),
         vspace_bits: CHILD_VSPACE_BITS,
+        cnode_bits: tarn_rt::layout::PROCESS_CNODE_SIZE_BITS,
         stack_pages: CHILD_STACK_PAGES,
         fault_endpoint: child_fault,
         caps: &caps,
         untyped: &untyped,
+        memory_bits: 0,
         modules: &modules,
         cmdline: info.cmdline(),
         cpu_count: info.cpu_count,

@@ -229,6 +229,9 @@ pub struct ProcessConfig<'a> {
     pub elf: &'a [u8],
     /// log2 bytes of the child's VSpace (page-table memory).
     pub vspace_bits: u64,
+    /// log2 slots of the child's root CNode: at least
+    /// [`ProcessConfig::slots_needed`]; the rest are the child's to use.
+    pub cnode_bits: u64,
     /// Pages of main-thread stack below `ROOT_STACK_TOP`.
     pub stack_pages: u64,
     /// Fault endpoint for the main thread (caller's CSpace, 0 = none); mint
@@ -238,6 +241,10 @@ pub struct ProcessConfig<'a> {
     pub caps: &'a [CapGrant],
     /// Untyped memory moved to the child.
     pub untyped: &'a [UntypedGrant],
+    /// Untyped memory of this size (log2 bytes; 0: none) made for the
+    /// child right after its VSpace and CNode, listed after `untyped`: the
+    /// largest object first wastes no alignment ([`Self::bytes_needed`]).
+    pub memory_bits: u64,
     /// Modules (as described in the caller's start page) to map read-only
     /// into the child and list in its start page, with their frame
     /// capabilities copied.
@@ -262,10 +269,12 @@ impl Default for ProcessConfig<'_> {
         ProcessConfig {
             elf: &[],
             vspace_bits: 20,
+            cnode_bits: layout::PROCESS_CNODE_SIZE_BITS,
             stack_pages: 32,
             fault_endpoint: 0,
             caps: &[],
             untyped: &[],
+            memory_bits: 0,
             modules: &[],
             cmdline: "",
             cpu_count: 1,
@@ -276,7 +285,57 @@ impl Default for ProcessConfig<'_> {
     }
 }
 
-/// A process [`spawn_process`] started: its capabilities in the caller's CNode.
+impl ProcessConfig<'_> {
+    /// Frames mapped into the child that its CNode keeps: the image's
+    /// pages, the stack, the IPC buffer and the start page.
+    pub fn frames(&self, image: &Image) -> u64 {
+        image.pages.len() as u64 + self.stack_pages + 2
+    }
+
+    /// Slots the child's CNode needs before the child uses any: the fixed
+    /// ones, the CPU, untyped and module capabilities it is given, and its
+    /// frames.
+    pub fn slots_needed(&self, image: &Image) -> u64 {
+        let cpus = if self.cpu_caps.is_some() {
+            self.cpu_count
+        } else {
+            0
+        };
+        let modules: u64 = self
+            .modules
+            .iter()
+            .map(|m| m.size.div_ceil(PAGE_SIZE))
+            .sum();
+        let untyped = self.untyped.len() as u64 + u64::from(self.memory_bits != 0);
+        slot::FIRST_DYNAMIC + cpus + untyped + modules + self.frames(image)
+    }
+
+    /// Bytes of untyped memory [`spawn_process`] retypes for the child
+    /// from an empty region: its VSpace, CNode, memory, TCB and frames,
+    /// each aligned to its size as retyping does, in the order it creates
+    /// them.
+    pub fn bytes_needed(&self, image: &Image) -> u64 {
+        let memory = if self.memory_bits == 0 {
+            0
+        } else {
+            1 << self.memory_bits
+        };
+        let objects = [
+            (1 << self.vspace_bits, 1),
+            (tarn_ipc_schema::SLOT_BYTES << self.cnode_bits, 1),
+            (memory.max(1), u64::from(memory != 0)),
+            (1 << tarn_ipc_schema::TCB_SIZE_BITS, 1),
+            (PAGE_SIZE, self.frames(image)),
+        ];
+        objects.iter().fold(0, |end: u64, &(size, count)| {
+            end.next_multiple_of(size) + size * count
+        })
+    }
+}
+
+/// A process [`spawn_process`] started: its capabilities in the caller's
+/// CNode. Its frames (image, stack, IPC buffer, start page) are in its own
+/// CNode, so a process costs the caller three slots whatever its size.
 #[derive(Clone, Copy, Debug)]
 pub struct Process {
     /// Its root CNode.
@@ -285,10 +344,6 @@ pub struct Process {
     pub vspace: CPtr,
     /// Its main thread.
     pub tcb: CPtr,
-    /// Its IPC-buffer frame.
-    pub ipc_buffer_frame: CPtr,
-    /// Its start-page frame.
-    pub start_frame: CPtr,
     /// First free slot of its CNode.
     pub first_free_slot: u64,
     /// Its program's entry point (where its main thread started).
@@ -317,19 +372,35 @@ fn map_fresh(
 /// Builds and starts a process (see the module docs and the crate docs for
 /// the layout and the start-page convention).
 pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Result<Process, Error> {
-    if config.untyped.len() > MAX_UNTYPED || config.modules.len() > MAX_MODULES {
+    let grants = config.untyped.len() + usize::from(config.memory_bits != 0);
+    if grants > MAX_UNTYPED || config.modules.len() > MAX_MODULES {
         return Err(Error::InvalidArgument);
     }
     let image = Image::parse(config.elf)?;
-    let cnode = resources.create(ObjectType::CNode, layout::PROCESS_CNODE_SIZE_BITS)?;
     let vspace = resources.create(ObjectType::VSpace, config.vspace_bits)?;
+    let cnode = resources.create(ObjectType::CNode, config.cnode_bits)?;
+    let memory = if config.memory_bits == 0 {
+        None
+    } else {
+        let (cptr, phys) = resources.create_untyped(config.memory_bits)?;
+        Some(UntypedGrant {
+            cptr,
+            phys,
+            size_bits: config.memory_bits,
+        })
+    };
     let tcb = resources.create(ObjectType::Tcb, 0)?;
+
+    // Every frame mapped into the child: moved into its own CNode at the
+    // end, so the caller keeps no slot per page.
+    let mut frames: Vec<CPtr> = Vec::with_capacity(config.frames(&image) as usize);
 
     // The program image.
     for chunk in image.pages.chunks(256) {
         let first = resources.create_many(ObjectType::Frame4K, 0, chunk.len() as u64)?;
         for (index, page) in chunk.iter().enumerate() {
             let frame = first + index as u64;
+            frames.push(frame);
             fill_frame(resources, frame, |bytes| image.fill(page.vaddr, bytes))?;
             invoke::frame_map(frame, vspace, page.vaddr, page.rights)?;
         }
@@ -338,14 +409,15 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
     // Stack, IPC buffer.
     let read_write = Rights::READ.union(Rights::WRITE);
     for page in 0..config.stack_pages {
-        map_fresh(
+        frames.push(map_fresh(
             resources,
             vspace,
             layout::ROOT_STACK_TOP - (page + 1) * PAGE_SIZE,
             read_write,
-        )?;
+        )?);
     }
     let ipc_buffer_frame = map_fresh(resources, vspace, layout::ROOT_IPC_BUFFER_VADDR, read_write)?;
+    frames.push(ipc_buffer_frame);
 
     // The child's own capabilities, then the chosen ones.
     invoke::cnode_copy(cnode, slot::ROOT_CNODE, resources.cnode, cnode, Rights::ALL)?;
@@ -391,7 +463,7 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
         cpu_count: config.cpu_count,
         first_free_slot: 0,
         first_cpu_slot: 0,
-        untyped_count: config.untyped.len() as u64,
+        untyped_count: grants as u64,
         untyped: [UntypedDesc::default(); MAX_UNTYPED],
         module_count: config.modules.len() as u64,
         modules: [ModuleDesc {
@@ -422,7 +494,7 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
             next_slot += 1;
         }
     }
-    for (index, grant) in config.untyped.iter().enumerate() {
+    for (index, grant) in config.untyped.iter().chain(&memory).enumerate() {
         invoke::cnode_move(cnode, next_slot, resources.cnode, grant.cptr)?;
         resources.slots.free(grant.cptr);
         info.untyped[index] = UntypedDesc {
@@ -468,10 +540,16 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
         next_slot += pages;
         module_vaddr += pages * PAGE_SIZE;
     }
-    info.first_free_slot = next_slot;
+    // The frames' slots (see below), then the child's own.
+    let first_frame_slot = next_slot;
+    info.first_free_slot = next_slot + config.frames(&image);
+    if info.first_free_slot > 1 << config.cnode_bits {
+        return Err(Error::OutOfRange);
+    }
 
     // The start page.
     let start_frame = resources.create(ObjectType::Frame4K, 0)?;
+    frames.push(start_frame);
     fill_frame(resources, start_frame, |bytes| {
         let pointer = bytes.as_mut_ptr() as *mut BootInfo;
         // SAFETY: the page is 4 KiB, page aligned (so aligned for BootInfo)
@@ -508,6 +586,17 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
     if let Some(cpu) = config.cpu {
         invoke::tcb_set_affinity(tcb, cpu)?;
     }
+    // The mapped frames go to the child's CNode (a mapping stays with its
+    // capability); the kernel's copy of the IPC buffer's stays where it is.
+    for (index, &frame) in frames.iter().enumerate() {
+        invoke::cnode_move(
+            cnode,
+            first_frame_slot + index as u64,
+            resources.cnode,
+            frame,
+        )?;
+        resources.slots.free(frame);
+    }
     if !config.suspended {
         invoke::tcb_resume(tcb)?;
     }
@@ -515,9 +604,7 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
         cnode,
         vspace,
         tcb,
-        ipc_buffer_frame,
-        start_frame,
-        first_free_slot: next_slot,
+        first_free_slot: info.first_free_slot,
         entry: image.entry,
     })
 }

@@ -58,12 +58,12 @@ pub const VM_GUESTS: &[&str] = &[
 pub(crate) const VMM_MEMORY_BITS: u64 = 20;
 
 /// Page-table memory of a native domain (log2 bytes): its image, stack,
-/// IPC buffer and start page take a dozen tables; zeroing and tearing down
-/// the runtime's default 1 MiB was a sixth of a domain's creation.
+/// IPC buffer and start page take nine tables (zeroing and tearing down
+/// the runtime's default 1 MiB was a sixth of a domain's creation).
 pub(crate) const NATIVE_VSPACE_BITS: u64 = 16;
 
 /// Main-thread stack of a native domain (pages).
-pub(crate) const NATIVE_STACK_PAGES: u64 = 16;
+pub(crate) const NATIVE_STACK_PAGES: u64 = 8;
 
 /// Stack of a native domain's other vCPUs (pages): `spin`'s loop needs
 /// a few words; 64 vCPUs' stacks and IPC buffers take 1.3 MiB of the cell.
@@ -73,14 +73,44 @@ const VCPU_STACK_PAGES: u64 = 4;
 /// runs its console commands once).
 const MULTI_VCPU_IMAGES: &[&str] = &["spin"];
 
-/// Memory a native domain gets for objects of its own (log2 bytes).
-pub(crate) const DOMAIN_MEMORY_BITS: u64 = 16;
+/// Memory a native domain gets for objects of its own (log2 bytes): a page
+/// (the tenant's one notification).
+pub(crate) const DOMAIN_MEMORY_BITS: u64 = 12;
 
-/// The memory a domain is built in (log2 bytes): its process (image, stack,
-/// page tables, CNode, TCB) and the memory it is given.
-pub(crate) const NATIVE_CELL_BITS: u64 = 22;
+/// Slots of a native domain's CNode past what its build fills (its own
+/// objects'; the tenant's delegated pool capability has a fixed slot).
+pub(crate) const NATIVE_SPARE_SLOTS: u64 = 32;
 
+/// The memory a VM domain is built in (log2 bytes): the VMM's process and
+/// its guest's memory. A native domain's cell is sized from its image and
+/// vCPUs ([`native_cell`]).
 pub(crate) const VM_CELL_BITS: u64 = 23;
+
+/// A native domain's CNode (log2 slots) and cell (log2 bytes) for `config`
+/// (its image, stack and memory) and `vcpus` vCPUs: what `spawn_process`
+/// and `spawn_process_thread` retype, rounded up to a buddy order. A spin
+/// domain with one vCPU: 128 KiB (a 64 KiB VSpace, a 4 KiB CNode, a page
+/// of memory, the TCB, 2 image pages, 8 stack pages, the IPC buffer and
+/// the start page: 122 KiB); each further vCPU adds a TCB, its IPC buffer
+/// and [`VCPU_STACK_PAGES`] stack pages.
+fn native_cell(config: &ProcessConfig, vcpus: u32) -> Result<(u64, u64), tarn_rt::abi::Error> {
+    let image = tarn_rt::process::Image::parse(config.elf)?;
+    let slots = config.slots_needed(&image) + NATIVE_SPARE_SLOTS;
+    let cnode_bits = u64::from(slots.next_power_of_two().trailing_zeros());
+    let sized = ProcessConfig {
+        cnode_bits,
+        ..*config
+    };
+    // A thread's TCB, then its pages: each TCB starts a page of its own
+    // at most.
+    let thread = (1u64 << tarn_rt::abi::TCB_SIZE_BITS).next_multiple_of(tarn_rt::layout::PAGE_SIZE)
+        + (1 + VCPU_STACK_PAGES) * tarn_rt::layout::PAGE_SIZE;
+    let bytes = sized.bytes_needed(&image) + u64::from(vcpus.saturating_sub(1)) * thread;
+    Ok((
+        cnode_bits,
+        u64::from(bytes.next_power_of_two().trailing_zeros()),
+    ))
+}
 
 /// What the manager keeps per domain it built.
 pub(crate) struct DomainRt {
@@ -88,7 +118,7 @@ pub(crate) struct DomainRt {
     /// Each vCPU's thread (vCPU 0 the process's main thread).
     pub(crate) vcpus: Vec<VcpuRt>,
     /// The process's other capabilities (deleted on destroy).
-    pub(crate) objects: [CPtr; 4],
+    pub(crate) objects: [CPtr; 2],
     pub(crate) paused: bool,
     pub(crate) crashed: bool,
     pub(crate) image: String,
@@ -134,10 +164,10 @@ pub struct DomainStat {
     pub pool: String,
     /// vCPUs.
     pub vcpus: u32,
-    /// Memory (MiB): the cell it is built in (its process and the memory
+    /// Memory (KiB): the cell it is built in (its process and the memory
     /// it is given); 0 for the control domain (the root task, whose
     /// memory is the machine's, not a domain's).
-    pub mem_mib: u64,
+    pub mem_kib: u64,
     /// `r` running/runnable, `b` blocked, `p` paused, `c` crashed, `-` control domain.
     pub state: char,
     /// Total run time (ns) as a domain (its pools' dispatch accounting),
@@ -317,56 +347,78 @@ impl Pools {
         } else {
             String::from(args)
         };
-        let cell_bits = if vm { VM_CELL_BITS } else { NATIVE_CELL_BITS };
         let vcpus = self.manager.domain(domain).map_or(1, |d| d.vcpus);
         let fault_source = self.fault_endpoint;
-        let elf = tarn_rt::module_bytes(module);
+        let memory_bits = if vm {
+            VMM_MEMORY_BITS
+        } else {
+            DOMAIN_MEMORY_BITS
+        };
+        let base = ProcessConfig {
+            elf: tarn_rt::module_bytes(module),
+            cpu_count: 0,
+            cmdline: &cmdline,
+            suspended: true,
+            // A native image maps a few regions (its other vCPUs one more:
+            // the thread area's three tables); a VM's VMM keeps the
+            // runtime's defaults (it maps its guest's memory too).
+            vspace_bits: if vm {
+                ProcessConfig::default().vspace_bits
+            } else if vcpus > 1 {
+                NATIVE_VSPACE_BITS + 1
+            } else {
+                NATIVE_VSPACE_BITS
+            },
+            stack_pages: if vm {
+                ProcessConfig::default().stack_pages
+            } else {
+                NATIVE_STACK_PAGES
+            },
+            ..ProcessConfig::default()
+        };
+        let (cnode_bits, cell_bits) = if vm {
+            (base.cnode_bits, VM_CELL_BITS)
+        } else {
+            native_cell(
+                &ProcessConfig {
+                    memory_bits,
+                    ..base
+                },
+                vcpus,
+            )
+            .map_err(|e| format!("cannot build it: {e:?}"))?
+        };
         let (built, cell) = self
             .build_in_cell(res, cell_bits, |res| {
-                // The domain's memory first (the largest object; see
-                // `start_server`).
-                let bits = if vm {
-                    VMM_MEMORY_BITS
-                } else {
-                    DOMAIN_MEMORY_BITS
-                };
-                let (memory, phys) = res.create_untyped(bits)?;
                 let fault = crate::cells::mint_fault_endpoint(
                     res,
                     fault_source,
                     BADGE_DOMAIN | u64::from(domain.0),
                 )?;
-                let untyped = [UntypedGrant {
-                    cptr: memory,
-                    phys,
-                    size_bits: bits,
-                }];
-                let config = ProcessConfig {
-                    elf,
-                    fault_endpoint: fault,
-                    cpu_count: 0,
-                    untyped: &untyped,
-                    cmdline: &cmdline,
-                    suspended: true,
-                    // A native image maps a few regions (its other vCPUs
-                    // one more: the thread area's three tables); a VM's
-                    // VMM keeps the runtime's defaults (it maps its
-                    // guest's memory too).
-                    vspace_bits: if vm {
-                        ProcessConfig::default().vspace_bits
-                    } else if vcpus > 1 {
-                        NATIVE_VSPACE_BITS + 1
-                    } else {
-                        NATIVE_VSPACE_BITS
-                    },
-                    stack_pages: if vm {
-                        ProcessConfig::default().stack_pages
-                    } else {
-                        NATIVE_STACK_PAGES
-                    },
-                    ..ProcessConfig::default()
+                let process = if vm {
+                    // The VMM's memory first (the largest object; see
+                    // `start_server`).
+                    let (memory, phys) = res.create_untyped(memory_bits)?;
+                    let untyped = [UntypedGrant {
+                        cptr: memory,
+                        phys,
+                        size_bits: memory_bits,
+                    }];
+                    let config = ProcessConfig {
+                        fault_endpoint: fault,
+                        untyped: &untyped,
+                        ..base
+                    };
+                    tarn_rt::spawn_process(res, &config)?
+                } else {
+                    let config = ProcessConfig {
+                        fault_endpoint: fault,
+                        memory_bits,
+                        cnode_bits,
+                        ..base
+                    };
+                    tarn_rt::spawn_process(res, &config)?
                 };
-                let process = tarn_rt::spawn_process(res, &config)?;
                 let others = (1..u64::from(vcpus))
                     .map(|vcpu| {
                         tarn_rt::process::spawn_process_thread(
@@ -414,12 +466,7 @@ impl Pools {
             DomainRt {
                 cell,
                 vcpus,
-                objects: [
-                    built.cnode,
-                    built.vspace,
-                    built.ipc_buffer_frame,
-                    built.start_frame,
-                ],
+                objects: [built.cnode, built.vspace],
                 paused: false,
                 crashed: false,
                 image: String::from(image),
@@ -762,7 +809,7 @@ impl Pools {
                     name: d.name.clone(),
                     pool,
                     vcpus: d.vcpus,
-                    mem_mib: 0,
+                    mem_kib: 0,
                     state: '-',
                     cpu_ns: 0,
                     thread_ns: 0,
@@ -802,7 +849,7 @@ impl Pools {
                 } else {
                     'b'
                 };
-                stat.mem_mib = (1u64 << rt.cell.bits) >> 20;
+                stat.mem_kib = (1u64 << rt.cell.bits) >> 10;
                 stat.cpu_ns = stat.vcpu_stats.iter().map(|v| v.cpu_ns).sum();
                 stat.thread_ns = rt
                     .vcpus

@@ -27,10 +27,11 @@ pub struct TestOptions {
     pub elf: Option<PathBuf>,
 }
 
-/// The scenarios `filter` selects (all without a filter).
+/// The scenarios `filter` selects (without a filter: all but those that
+/// run only on request, `Scenario::on_request`).
 pub fn select(all: Vec<Scenario>, filter: Option<&str>) -> Vec<Scenario> {
     all.into_iter()
-        .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
+        .filter(|s| filter.map_or(!s.on_request, |f| s.name.contains(f)))
         .collect()
 }
 
@@ -400,7 +401,11 @@ mod tests {
     #[test]
     fn filter_selects_by_substring() {
         let all = || scenarios();
-        assert_eq!(select(all(), None).len(), all().len());
+        let on_request = all().iter().filter(|s| s.on_request).count();
+        assert!(on_request > 0);
+        assert_eq!(select(all(), None).len(), all().len() - on_request);
+        assert!(select(all(), None).iter().all(|s| !s.on_request));
+        assert_eq!(select(all(), Some("scale_1000")).len(), 2);
         let boots = select(all(), Some("boot_smp"));
         assert_eq!(boots.len(), 4);
         assert!(select(all(), Some("no such scenario")).is_empty());

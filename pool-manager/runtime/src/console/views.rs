@@ -260,13 +260,14 @@ pub(crate) fn list_command(
             .iter()
             .map(|s| {
                 format!(
-                    "{{\"domid\":{},\"name\":{},\"pool\":{},\"image\":{},\"vcpus\":{},\"memory_mib\":{},\"state\":\"{}\",\"cpu_time_ns\":{},\"thread_time_ns\":{},\"sched_params\":{},\"group_master\":{}}}",
+                    "{{\"domid\":{},\"name\":{},\"pool\":{},\"image\":{},\"vcpus\":{},\"memory_mib\":{},\"memory_kib\":{},\"state\":\"{}\",\"cpu_time_ns\":{},\"thread_time_ns\":{},\"sched_params\":{},\"group_master\":{}}}",
                     s.id.0,
                     json_str(&s.name),
                     json_str(&s.pool),
                     json_str(&s.image),
                     s.vcpus,
-                    s.mem_mib,
+                    s.mem_kib.div_ceil(1024),
+                    s.mem_kib,
                     s.state,
                     s.cpu_ns,
                     s.thread_ns,
@@ -282,7 +283,8 @@ pub(crate) fn list_command(
             .map(|s| xl::ListRow {
                 name: &s.name,
                 id: s.id.0,
-                mem_mib: s.mem_mib,
+                // xl's MiB, rounded up: a cell of 128 KiB shows 1.
+                mem_mib: s.mem_kib.div_ceil(1024),
                 vcpus: s.vcpus,
                 state: xl_state(s.state),
                 cpu_ns: s.cpu_ns,
