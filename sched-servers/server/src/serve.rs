@@ -61,6 +61,14 @@ pub fn serve<P: Policy + Send + 'static>(policy: P) {
         return;
     };
     let mut res = Resources::from_boot_info(info);
+    // Half the memory it is given is the heap's to grow into past its
+    // static span (a policy's state grows with its threads: credit's ran
+    // out of the 512 KiB span at 730 one-thread domains); the rest is for
+    // its agents.
+    let memory: u64 = info.untyped().iter().map(|u| 1u64 << u.size_bits).sum();
+    if let Err(error) = tarn_rt::heap::set_aside(&mut res, memory / 2) {
+        tarn_rt::println!("server: the heap cannot grow: {error:?}");
+    }
     let mut cpus = Vec::new();
     for i in 0..info.cpu_count {
         let cap = info.first_cpu_slot + i;

@@ -179,10 +179,13 @@ impl PerCpu {
 /// Creates this CPU's record (GDT, TSS with IST stacks), loads the GDT and
 /// TSS, and points GS at the record. Called once per CPU, on that CPU.
 pub fn install(index: u32, apic_id: u32, kernel_stack_top: u64) -> &'static PerCpu {
+    // From the kernel's frames, as the kernel stacks (48 KiB a CPU: the
+    // 8 MiB kernel heap would end before 256 CPUs).
     let ist_stack = || {
-        let stack: &'static mut [u8] =
-            Box::leak(alloc::vec![0u8; gdt::IST_STACK_BYTES].into_boxed_slice());
-        (stack.as_ptr() as u64 + stack.len() as u64) & !0xF
+        let bytes = gdt::IST_STACK_BYTES as u64;
+        let frame = super::frame::alloc_zeroed(bytes / super::paging::PAGE_SIZE)
+            .expect("memory for a CPU's IST stacks at boot");
+        super::paging::phys_to_virt(frame) + bytes
     };
     let mut tss = gdt::empty_tss();
     // `set_ist` counts from 0; the IDT names IST slots from 1.
