@@ -2403,7 +2403,7 @@ fn vcpu_scenarios() -> Vec<Scenario> {
             "list",
             "poweroff",
         ])
-        .expect("big                                          1     4     4     r-----")
+        .expect("big                                          1     1     4     r-----")
         .expect(&vcpu_row("big", 1, 3))
         .share(0, "big", 133.3, 2.0)
         .share(0, "one", 66.7, 2.0)
@@ -2415,7 +2415,7 @@ fn vcpu_scenarios() -> Vec<Scenario> {
         .share(1, "rival", 50.0, 1.0)
         .share(2, "two", 150.0, 1.0)
         .share(2, "rival", 100.0, 1.0)
-        .expect("rival                                        4     4     1     r-----")
+        .expect("rival                                        4     1     1     r-----")
         .forbid("two                                          3")
         .expect("tarn: exit status 0")
         .forbid_failures(),
