@@ -614,3 +614,29 @@ fn many_threads_follow_the_weights() {
         assert_near(&format!("weight {}", 128 * d), report.share(d), want, 2.0);
     }
 }
+
+#[test]
+fn weights_hold_when_switches_cost_time() {
+    // 100 CPU-bound domains, weights 256/512 alternating, on 4 CPUs with a
+    // 1 ms slice; every switch costs 50 µs (5 % of an entry), time no
+    // domain gets. That loss must be shared by weight: each domain gets
+    // its weight's part of what the domains ran in all.
+    let mut scenario = Scenario::new(4, 4 * SEC)
+        .switch_cost(50_000)
+        .pool(PoolParams::Credit {
+            timeslice_ms: 1,
+            ratelimit_us: 1000,
+        });
+    for d in 1..=100u32 {
+        let weight = if d % 2 == 1 { 256 } else { 512 };
+        scenario = scenario.domain(cpu_bound(d, weight));
+    }
+    let report = run(&scenario);
+    let total: f64 = (1..=100).map(|d| report.share(d)).sum();
+    assert!(total < 390.0, "the switches cost time: {total:.1} %");
+    for d in 1..=100u32 {
+        let weight = if d % 2 == 1 { 1.0 } else { 2.0 };
+        let want = total * weight / 150.0;
+        assert_near(&format!("domain {d}"), report.share(d), want, want * 0.03);
+    }
+}
