@@ -123,17 +123,26 @@ pub fn init_aps(apic_ids: impl Iterator<Item = u32>) {
     spin_for_tsc(10 * timer::tsc_per_ms().max(1));
 }
 
-/// Whether CPU `index` reported within `ticks` TSC ticks.
+/// Whether CPU `index` reported within `ticks` TSC ticks. The boot CPU
+/// halts between looks, woken by its timer every 10 us: a boot CPU that
+/// polled kept its processor, and where the CPUs take turns on one host
+/// thread (QEMU's TCG) each AP then waited for the boot CPU's turn to end
+/// (the first AP 9-11 M instructions of virtual time after its start-up
+/// IPI, for some 100 instructions of trampoline and 7 500 of its own).
 fn reported_within(index: u32, ticks: u64) -> bool {
     let deadline = cpu::rdtsc() + ticks;
+    let poll = (timer::tsc_per_ms() / 100).max(1);
     loop {
         if LAST_STARTED.load(Ordering::Acquire) == index {
             return true;
         }
-        if cpu::rdtsc() >= deadline {
+        let now = cpu::rdtsc();
+        if now >= deadline {
             return false;
         }
-        cpu::pause();
+        timer::arm_at_tsc(deadline.min(now + poll));
+        cpu::enable_interrupts_and_halt();
+        cpu::disable_interrupts();
     }
 }
 
