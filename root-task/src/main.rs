@@ -58,11 +58,13 @@ const CHILD_STACK_PAGES: u64 = 64;
 const CHILD_VSPACE_BITS: u64 = 21;
 /// log2 bytes of the region a child gets for its heap besides its memory.
 const CHILD_HEAP_BITS: u64 = 23;
-/// The root task's heap may grow to 1/64 of the memory it was given (in
+/// The root task's heap may grow to 1/32 of the memory it was given (in
 /// whole 2 MiB frames, a power of two of them), at least 2 MiB and at most
 /// 32 MiB: its state grows with the domains and pools it manages
-/// (~1.4 KiB per domain), beyond the initial 512 KiB at ~370 domains.
-const HEAP_LIMIT_SHARE: u64 = 64;
+/// (~1.4 KiB per domain), beyond the initial 512 KiB at ~370 domains, and
+/// `top` holds two reports of every domain while it measures (with 1 000
+/// domains the 2 MiB that 1/64 of 256 MiB gave ran out in `top`).
+const HEAP_LIMIT_SHARE: u64 = 32;
 const HEAP_LIMIT_MIN: u64 = 2 << 20;
 const HEAP_LIMIT_MAX: u64 = 32 << 20;
 

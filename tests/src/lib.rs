@@ -752,9 +752,9 @@ pub fn scenarios() -> Vec<Scenario> {
                 "sleep 20",
                 "poweroff",
             ])
-            // The root task gave its heap a budget (1/64 of 242 MiB, as a
-            // power of two: 2 MiB) before the console started.
-            .expect("root: heap: 512 KiB, grows to 2048 KiB more")
+            // The root task gave its heap a budget (1/32 of 242 MiB, as a
+            // power of two: 4 MiB) before the console started.
+            .expect("root: heap: 512 KiB, grows to 4096 KiB more")
             .expect("tarn> help")
             .expect("sleep MS")
             .expect("tarn> info")
