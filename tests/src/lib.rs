@@ -205,6 +205,10 @@ pub struct Scenario {
     /// times, each with the same word `field` (from 0) after the prefix:
     /// (prefix, field, count).
     pub steady_fields: Vec<(String, usize, usize)>,
+    /// Lines starting with a prefix that must appear at least `count`
+    /// times, the number in word `field` never smaller than the one
+    /// before (a total that only grows: a domain's run time).
+    pub growing_fields: Vec<(String, usize, usize)>,
     /// QEMU NUMA nodes (`-numa`; 0: none).
     pub numa_nodes: u32,
     /// Shares by weight every domain of a `top --json` report must get.
@@ -396,6 +400,7 @@ impl Scenario {
             config: None,
             steady: Vec::new(),
             steady_fields: Vec::new(),
+            growing_fields: Vec::new(),
             numa_nodes: 0,
             weighted: Vec::new(),
             on_request: false,
@@ -530,6 +535,15 @@ impl Scenario {
     #[must_use]
     pub fn steady_field(mut self, prefix: &str, field: usize, count: usize) -> Scenario {
         self.steady_fields.push((prefix.to_owned(), field, count));
+        self
+    }
+
+    /// Lines starting with `prefix` must appear at least `count` times,
+    /// the number in whitespace-separated word `field` (from 0) after the
+    /// prefix never smaller than in the line before.
+    #[must_use]
+    pub fn growing_field(mut self, prefix: &str, field: usize, count: usize) -> Scenario {
+        self.growing_fields.push((prefix.to_owned(), field, count));
         self
     }
 
@@ -2039,8 +2053,11 @@ pub fn scenarios() -> Vec<Scenario> {
                 "cpupool-cpu-remove p 3",
                 "cpupool-cpu-add Pool-0 3",
                 "top --json -d 3000",
+                "list",
                 "cpupool-migrate c Pool-0",
+                "list",
                 "top --json -d 3000",
+                "list",
                 // Back to p; then p's server ignores the next release.
                 "cpupool-cpu-remove Pool-0 3",
                 "cpupool-cpu-add p 3",
@@ -2063,6 +2080,9 @@ pub fn scenarios() -> Vec<Scenario> {
             .share(1, "b", 50.0, 2.0)
             .share(1, "c", 75.0, 2.0)
             .share(1, "x", 75.0, 2.0)
+            // c's run time goes on across the move (Xen keeps a domain's
+            // CPU time): `list`'s Time(s) before, just after, and 3 s on.
+            .growing_field(&format!("{:<40} {:>5} ", "c", 3), 3, 3)
             .expect("error: CPU 3: CPU 3 is not free (in pool 1)")
             .expect("pool p: CPU 3 not released (the scheduler server did not answer): revoked after the deadline")
             .expect("pool p: scheduler server replaced in")
@@ -2723,6 +2743,27 @@ pub fn check_output(scenario: &Scenario, output: &str) -> Result<(), String> {
             ));
         }
     }
+    for (prefix, field, count) in &scenario.growing_fields {
+        let numbers: Vec<Option<f64>> = output
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(|rest| rest.split_whitespace().nth(*field)?.parse().ok())
+            .collect();
+        if numbers.len() < *count {
+            return Err(format!(
+                "`{prefix}` appeared {} times, expected at least {count}",
+                numbers.len()
+            ));
+        }
+        let mut last = f64::MIN;
+        for n in &numbers {
+            let n = n.ok_or_else(|| format!("`{prefix}`: word {field} is not a number"))?;
+            if n < last {
+                return Err(format!("`{prefix}`: word {field} fell from {last} to {n}"));
+            }
+            last = n;
+        }
+    }
     let runs = top_runs(output);
     for check in &scenario.weighted {
         let run = runs
@@ -3184,6 +3225,19 @@ tarn: exit status 0\n";
             .unwrap_err()
             .contains("changed"));
         assert!(check_output(&s, "objects: 5\n").is_err());
+    }
+
+    #[test]
+    fn growing_fields_must_not_fall() {
+        let s = Scenario::qemu("s", 1, "").growing_field("c  3 ", 3, 2);
+        let grows = "c  3 1 1 r----- 1.0\nc  3 1 1 r----- 1.0\nc  3 1 1 r----- 3.2\n";
+        assert_eq!(check_output(&s, grows), Ok(()));
+        let falls = "c  3 1 1 r----- 1.0\nc  3 1 1 r----- 0.1\n";
+        assert!(check_output(&s, falls).unwrap_err().contains("fell"));
+        assert!(check_output(&s, "c  3 1 1 r----- 1.0\n").is_err());
+        assert!(check_output(&s, "c  3 1 1 r----- x\nc  3 1 1 r----- 1\n")
+            .unwrap_err()
+            .contains("not a number"));
     }
 
     #[test]

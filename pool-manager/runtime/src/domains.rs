@@ -761,14 +761,24 @@ impl Pools {
     /// the CPU it last ran on in this pool (queued there now, or it ran
     /// there last), and its thread state.
     pub(crate) fn vcpu_times(&self, domain: DomainId) -> Vec<(u64, Option<u64>, u64)> {
+        match self.manager.domain(domain) {
+            Some(x) => self.vcpu_times_in(domain, x.pool),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Self::vcpu_times`] with the domain adopted by `pool`'s server: a
+    /// migration reads them from the pool it leaves (the rules have
+    /// already put the domain in the other).
+    pub(crate) fn vcpu_times_in(
+        &self,
+        domain: DomainId,
+        pool: PoolId,
+    ) -> Vec<(u64, Option<u64>, u64)> {
         let Some(d) = self.domains.get(&domain) else {
             return Vec::new();
         };
-        let scheduler = self
-            .manager
-            .domain(domain)
-            .and_then(|x| self.pools.get(&x.pool))
-            .map(|p| p.scheduler);
+        let scheduler = self.pools.get(&pool).map(|p| p.scheduler);
         d.vcpus
             .iter()
             .map(

@@ -26,7 +26,8 @@ impl Pools {
         // Held while it changes hands: it runs in neither pool meanwhile,
         // and never as an unadopted thread.
         self.hold(domain);
-        let times = self.vcpu_times(domain);
+        // From the pool it leaves: the rules already put it in `to`.
+        let times = self.vcpu_times_in(domain, from);
         let Some(ids) = self
             .domains
             .get(&domain)
