@@ -7,36 +7,52 @@
 //!
 //! 1. Retype a `GuestSpace` and map frames into it with `FrameMap` (the
 //!    address is guest-physical; below [`GUEST_PHYS_END`]).
-//! 2. Retype a `Vcpu` and `VcpuBind` it to a thread and the GuestSpace. It
-//!    starts like a processor after reset but at `CS:IP = 0:0` (real mode,
-//!    flat 64 KiB segments, `CR0 = ET`, `RFLAGS = 2`, no interrupts pending).
+//! 2. Retype a `Vcpu` and `VcpuBind` it to a thread, the GuestSpace and
+//!    its **register page** (MR0, MR1, MR2: a Frame capability with read
+//!    and write rights; the VMM maps the frame in its own address space).
+//!    It starts like a processor after reset but at `CS:IP = 0:0` (real
+//!    mode, flat 64 KiB segments, `CR0 = ET`, `RFLAGS = 2`, no interrupts
+//!    pending).
 //! 3. That thread sets segments (`VcpuWriteSegment`) and registers (the
 //!    register file, below) and calls `VcpuRun` until it wants to stop.
 //!
+//! # The register page
+//!
+//! `VcpuRun` exchanges the exit record and the guest's registers through
+//! the register page ([`RegisterPage`]), which the kernel reads and writes
+//! in place: nothing is copied through message registers. The kernel
+//! keeps a copy of the page's capability (a child of the one `VcpuBind`
+//! was given), so deleting or revoking that capability, or the memory it
+//! came from, ends the kernel's use of the page at once: `VcpuRun` then
+//! fails with `ObjectDeleted` (a run in progress too, when it ends),
+//! and the kernel never writes the memory again. Moving the capability
+//! changes nothing.
+//!
 //! # The register file
 //!
-//! `VcpuRun` exchanges the guest's registers through the calling thread's
-//! IPC buffer: message registers `REGISTERS_MR..REGISTERS_MR + REGISTER_COUNT`
-//! in the order of [`Reg`]. On every return the kernel writes the whole file;
-//! on entry it reads all of it when MR0 has [`run_flags::LOAD_REGISTERS`],
-//! only the registers named in MR0's load mask ([`run_flags::load`]: bit
-//! `32 + Reg`) otherwise, and none when both are clear (the guest continues
-//! with its own state). A VMM that changed only RIP after an exit loads
-//! RIP alone: the other registers are neither copied nor written. The kernel keeps the
-//! bits the hardware requires (`RFLAGS` bit 1; `EFER.SVME` under SVM).
-//! Inconsistent control registers are not an error of the call: the guest
-//! then exits at once with [`Exit::InvalidState`].
+//! [`RegisterPage::registers`], in the order of [`Reg`]. On every return the
+//! kernel writes the whole file; on entry it reads all of it when MR0 has
+//! [`run_flags::LOAD_REGISTERS`], only the registers named in MR0's load
+//! mask ([`run_flags::load`]: bit `32 + Reg`) otherwise, and none when both
+//! are clear (the guest continues with its own state). A VMM that changed
+//! only RIP after an exit loads RIP alone: the other registers are not
+//! read. The kernel keeps the bits the hardware requires (`RFLAGS` bit 1;
+//! `EFER.SVME` under SVM). Inconsistent control registers are not an error
+//! of the call: the guest then exits at once with [`Exit::InvalidState`].
 //!
 //! # Exits
 //!
-//! Reply MR0 = [`Exit`], MR1..MR4 = its fields (below), MR5 = the guest RIP
-//! after the exiting instruction (for exits caused by an instruction the VMM
-//! emulates: I/O, CPUID, RDMSR, WRMSR, HLT, hypercall; 0 otherwise; the
+//! `VcpuRun` returns with no message words; the exit is in the register
+//! page: [`RegisterPage::exit`] = [`Exit`], [`RegisterPage::fields`] = its
+//! fields (below: field 0..3), [`RegisterPage::next_rip`] = the guest RIP
+//! after the exiting instruction (for exits caused by an instruction the
+//! VMM emulates: I/O, CPUID, RDMSR, WRMSR, HLT, hypercall; 0 otherwise; the
 //! register file's RIP still points at the instruction, so setting RIP to
-//! MR5 completes it), MR6 = 1 while an injected interrupt waits for the
-//! guest to accept it. External interrupts, the kernel's timer and budget
-//! expiry during guest execution never reach the VMM: the kernel handles
-//! them and the thread is preempted like any other.
+//! it completes it), [`RegisterPage::injection_pending`] = 1 while an
+//! injected interrupt waits for the guest to accept it. External
+//! interrupts, the kernel's timer and budget expiry during guest execution
+//! never reach the VMM: the kernel handles them and the thread is
+//! preempted like any other.
 //!
 //! # HLT
 //!
@@ -56,17 +72,37 @@
 /// Guest-physical addresses end here (4-level nested/extended page tables).
 pub const GUEST_PHYS_END: u64 = 1 << 47;
 
-/// First message register of the register file.
-pub const REGISTERS_MR: usize = 16;
 /// Words in the register file.
 pub const REGISTER_COUNT: usize = 23;
+
+/// The register page (see the module documentation): the frame a Vcpu is
+/// bound with, at offset 0. The kernel writes every field at each exit and
+/// reads only the registers a `VcpuRun` loads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegisterPage {
+    /// The last exit's [`Exit`] number.
+    pub exit: u64,
+    /// Its fields 0..3 (see [`Exit`]).
+    pub fields: [u64; 4],
+    /// The RIP after the exiting instruction (0: not an emulated one).
+    pub next_rip: u64,
+    /// 1 while an injected interrupt waits for the guest to accept it.
+    pub injection_pending: u64,
+    /// Zero (the register file starts on the next cache line).
+    pub reserved: u64,
+    /// The register file, in the order of [`Reg`].
+    pub registers: [u64; REGISTER_COUNT],
+}
+// The smallest frame holds it.
+const _: () = assert!(core::mem::size_of::<RegisterPage>() <= 4096);
 
 /// `VcpuRun` MR1: the interrupt in bits 0..8 is to be injected.
 pub const INJECT_VALID: u64 = 1 << 31;
 
 /// `VcpuRun` MR0 bits.
 pub mod run_flags {
-    /// Load the register file from the IPC buffer before entering.
+    /// Load the whole register file from the register page before entering.
     pub const LOAD_REGISTERS: u64 = 1;
     /// Exit with `InterruptWindow` once the guest can take an interrupt.
     pub const WINDOW_EXIT: u64 = 2;
@@ -114,7 +150,6 @@ pub enum Reg {
     Cr2 = 22,
 }
 const _: () = assert!(Reg::Cr2 as usize + 1 == REGISTER_COUNT);
-const _: () = assert!(REGISTERS_MR + REGISTER_COUNT <= crate::MAX_MESSAGE_WORDS);
 
 /// Segment and descriptor-table registers (`VcpuWriteSegment` MR0).
 #[repr(u64)]
@@ -186,50 +221,51 @@ pub mod attributes {
     pub const LDT: u64 = PRESENT | 0x2;
 }
 
-/// Why `VcpuRun` returned (reply MR0), with the fields in MR1..MR4.
+/// Why `VcpuRun` returned ([`RegisterPage::exit`]), with its fields 0..3
+/// ([`RegisterPage::fields`]).
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// IN or OUT. MR1 = port, MR2 = size in bytes (1, 2, 4), MR3 =
-    /// [`io`] flags, MR4 = the value written (OUT; masked to the size).
+    /// IN or OUT. Field 0 = port, 1 = size in bytes (1, 2, 4), 2 =
+    /// [`io`] flags, 3 = the value written (OUT; masked to the size).
     /// For IN the VMM puts the value in RAX (low `size` bytes).
     Io = 1,
     /// A guest-physical access no mapping allows (MMIO, or memory the guest
-    /// does not have). MR1 = guest-physical address, MR2 = [`access`] bits,
-    /// MR3 = 1 if a mapping exists but forbids the access.
+    /// does not have). Field 0 = guest-physical address, 1 = [`access`]
+    /// bits, 2 = 1 if a mapping exists but forbids the access.
     MemoryFault = 2,
-    /// CPUID. MR1 = leaf (EAX), MR2 = subleaf (ECX). The VMM sets
+    /// CPUID. Field 0 = leaf (EAX), 1 = subleaf (ECX). The VMM sets
     /// RAX..RDX.
     Cpuid = 3,
-    /// RDMSR. MR1 = MSR (ECX). The VMM sets EDX:EAX (or injects #GP).
+    /// RDMSR. Field 0 = MSR (ECX). The VMM sets EDX:EAX (or injects #GP).
     Rdmsr = 4,
-    /// WRMSR. MR1 = MSR, MR2 = value (EDX:EAX).
+    /// WRMSR. Field 0 = MSR, 1 = value (EDX:EAX).
     Wrmsr = 5,
     /// HLT (see the module documentation).
     Hlt = 6,
     /// VMMCALL (SVM) or VMCALL (VMX). The arguments are the guest's
     /// registers (by convention RAX = call number).
     Hypercall = 7,
-    /// A guest exception the VMM asked to intercept (`VcpuRun` MR3). MR1 =
-    /// vector, MR2 = error code (0 if none).
+    /// A guest exception the VMM asked to intercept (`VcpuRun` MR3). Field
+    /// 0 = vector, 1 = error code (0 if none).
     Exception = 8,
     /// Triple fault: the guest is in shutdown state and cannot continue
     /// until the VMM resets its state.
     Shutdown = 9,
     /// The hardware refused to enter the guest because its state is
-    /// inconsistent. MR1 = the backend's raw reason (SVM: the exit code;
+    /// inconsistent. Field 0 = the backend's raw reason (SVM: the exit code;
     /// VMX: the basic exit reason or instruction error).
     InvalidState = 10,
     /// The guest can take an interrupt now ([`run_flags::WINDOW_EXIT`]).
     InterruptWindow = 11,
-    /// The `VcpuRun` timeout passed (MR1 = 0), or the calling thread was
-    /// suspended (`TcbSuspend`) while inside `VcpuRun` (MR1 = 1): suspension
+    /// The `VcpuRun` timeout passed (field 0 = 0), or the calling thread
+    /// was suspended (`TcbSuspend`) while inside `VcpuRun` (field 0 = 1): suspension
     /// ends the call, and the thread returns with this exit once it is
     /// resumed, without entering the guest again (the guest's state stays
     /// in the Vcpu; run it again with another `VcpuRun`).
     Timeout = 12,
     /// The guest executed an instruction Tarn does not let guests use
-    /// (virtualization instructions, INVD, XSETBV). MR1 = the backend's raw
+    /// (virtualization instructions, INVD, XSETBV). Field 0 = the backend's raw
     /// exit code. The VMM usually injects #UD or stops the guest.
     Unsupported = 13,
 }
@@ -256,7 +292,7 @@ impl Exit {
     }
 }
 
-/// [`Exit::Io`] MR3 bits.
+/// [`Exit::Io`] field 2 bits.
 pub mod io {
     /// IN (otherwise OUT).
     pub const IN: u64 = 1;
@@ -266,7 +302,7 @@ pub mod io {
     pub const REP: u64 = 4;
 }
 
-/// [`Exit::MemoryFault`] MR2 bits.
+/// [`Exit::MemoryFault`] field 1 bits.
 pub mod access {
     /// A read.
     pub const READ: u64 = 1;

@@ -313,6 +313,7 @@ pub fn check(guard: &mut KernelGuard) -> Verdict<Report> {
                 live.is_tcb(slot.wrapping_sub(tcb::slot_address(0, usize::from(index))))
             }
             Some(Holder::VcpuSpace) => live.is_vcpu(slot.wrapping_sub(crate::vcpu::space_slot(0))),
+            Some(Holder::VcpuPage) => live.is_vcpu(slot.wrapping_sub(crate::vcpu::page_slot(0))),
             Some(Holder::Binding { cpu, role }) => slot == held::binding(usize::from(cpu), role),
             Some(Holder::Root) | None => false,
         };
@@ -359,6 +360,7 @@ pub fn check(guard: &mut KernelGuard) -> Verdict<Report> {
     }
     for &vcpu in &live.vcpus {
         scan(guard, crate::vcpu::space_slot(vcpu), Holder::VcpuSpace)?;
+        scan(guard, crate::vcpu::page_slot(vcpu), Holder::VcpuPage)?;
     }
     for cpu in 0..crate::arch::percpu::MAX_CPUS {
         for role in [

@@ -4,8 +4,9 @@
 
 use crate::ipc_buffer;
 use crate::syscall::{self, Message};
+use crate::vcpu::RegisterPage;
 use tarn_ipc_schema::invocation::{Invocation, ThreadState};
-use tarn_ipc_schema::vcpu::{run_flags, Exit, Segment, INJECT_VALID, REGISTERS_MR, REGISTER_COUNT};
+use tarn_ipc_schema::vcpu::{run_flags, Exit, Segment, INJECT_VALID, REGISTER_COUNT};
 use tarn_ipc_schema::{CPtr, Error, MessageInfo, ObjectType, Rights};
 
 /// Invokes `cap` with a raw `label` and `args` (MR0..): for labels the
@@ -497,9 +498,10 @@ pub fn scheduler_preempt(scheduler: CPtr, cpu: u64) -> Result<(), Error> {
     invoke_unit(scheduler, Invocation::SchedulerPreempt, &[cpu])
 }
 
-/// Binds virtual CPU `vcpu` to thread `tcb` and guest memory `guest_space`.
-pub fn vcpu_bind(vcpu: CPtr, tcb: CPtr, guest_space: CPtr) -> Result<(), Error> {
-    invoke_unit(vcpu, Invocation::VcpuBind, &[tcb, guest_space])
+/// Binds virtual CPU `vcpu` to thread `tcb`, guest memory `guest_space`
+/// and the register page in frame `page` (see [`RegisterPage`]).
+pub fn vcpu_bind(vcpu: CPtr, tcb: CPtr, guest_space: CPtr, page: CPtr) -> Result<(), Error> {
+    invoke_unit(vcpu, Invocation::VcpuBind, &[tcb, guest_space, page])
 }
 
 /// Sets a segment or descriptor-table register of `vcpu` (`attributes` in
@@ -539,12 +541,12 @@ pub struct VcpuRunArgs {
     pub exception_bitmap: u32,
 }
 
-/// A normalised exit (`VcpuRun`'s reply).
+/// A normalised exit (the register page's exit record).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VcpuExit {
     /// The raw [`Exit`] number.
     pub kind_raw: u64,
-    /// MR1..MR4.
+    /// Its fields.
     pub fields: [u64; 4],
     /// RIP after the exiting instruction (0 = not applicable).
     pub next_rip: u64,
@@ -559,31 +561,44 @@ impl VcpuExit {
     }
 }
 
-/// Runs `vcpu` (bound to the calling thread) until an exit for the VMM.
-/// `registers` is the register file: loaded into the guest when
-/// `args.load` (only the registers in `args.load_mask` otherwise), and
-/// always overwritten with the guest's registers at the exit.
+/// Runs `vcpu` (bound to the calling thread, with `page` its register
+/// page) until an exit for the VMM. The register file in `page` is loaded
+/// into the guest when `args.load` (only the registers in `args.load_mask`
+/// otherwise), and always overwritten with the guest's registers at the
+/// exit; the exit is read from the page.
+#[inline]
 pub fn vcpu_run(
     vcpu: CPtr,
     args: &VcpuRunArgs,
-    registers: &mut [u64; REGISTER_COUNT],
+    page: &mut RegisterPage,
 ) -> Result<VcpuExit, Error> {
+    vcpu_run_in_place(vcpu, args)?;
+    let p = page.get();
+    Ok(VcpuExit {
+        kind_raw: p.exit,
+        fields: p.fields,
+        next_rip: p.next_rip,
+        injection_pending: p.injection_pending != 0,
+    })
+}
+
+/// [`vcpu_run`] without reading the exit: it stays in the Vcpu's register
+/// page (which need not be mapped here).
+#[inline]
+pub fn vcpu_run_in_place(vcpu: CPtr, args: &VcpuRunArgs) -> Result<(), Error> {
     let mut flags = args.flags;
     if args.load {
         flags |= run_flags::LOAD_REGISTERS;
-        ipc_buffer::write_mrs(REGISTERS_MR, registers);
-    } else if args.load_mask != 0 {
-        let mask = args.load_mask & ((1 << REGISTER_COUNT) - 1);
-        flags |= run_flags::load(mask);
-        ipc_buffer::write_mrs_masked(REGISTERS_MR, registers, u64::from(mask));
+    } else {
+        flags |= run_flags::load(args.load_mask & ((1 << REGISTER_COUNT) - 1));
     }
     let inject = args
         .inject
         .map_or(0, |vector| INJECT_VALID | u64::from(vector));
     // The four words travel in registers only (the kernel reads MR0..MR3
-    // of an invocation from them), not also through the IPC buffer.
+    // of an invocation from them); the reply has none.
     let info = MessageInfo::new(Invocation::VcpuRun as u64, 0, 4);
-    let reply = syscall::call(
+    syscall::call(
         vcpu,
         info,
         [
@@ -592,15 +607,6 @@ pub fn vcpu_run(
             args.timeout_ns,
             u64::from(args.exception_bitmap),
         ],
-    )?;
-    // MR4..MR6 (the exit's last field, next RIP, pending injection) and
-    // the register file, read with the buffer found once.
-    let mut tail = [0u64; 3];
-    ipc_buffer::read_mrs_two(4, &mut tail, REGISTERS_MR, registers);
-    Ok(VcpuExit {
-        kind_raw: reply.mrs[0],
-        fields: [reply.mrs[1], reply.mrs[2], reply.mrs[3], tail[0]],
-        next_rip: tail[1],
-        injection_pending: tail[2] != 0,
-    })
+    )
+    .map(|_| ())
 }

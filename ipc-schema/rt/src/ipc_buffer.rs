@@ -71,30 +71,6 @@ pub fn read_mrs(first: usize, out: &mut [u64]) {
     }
 }
 
-/// [`read_mrs`] of two ranges (`first..` into `out`, `second..` into
-/// `out2`), finding the buffer once.
-///
-/// # Panics
-///
-/// If a range goes past MR63.
-#[inline]
-pub fn read_mrs_two(first: usize, out: &mut [u64], second: usize, out2: &mut [u64]) {
-    assert!(
-        first <= MAX_MESSAGE_WORDS
-            && out.len() <= MAX_MESSAGE_WORDS - first
-            && second <= MAX_MESSAGE_WORDS
-            && out2.len() <= MAX_MESSAGE_WORDS - second,
-        "message registers {first}.. or {second}.. out of range"
-    );
-    let buffer = ipc_buffer();
-    for (start, words) in [(first, out), (second, out2)] {
-        for (offset, word) in words.iter_mut().enumerate() {
-            // SAFETY: as in `mr`; `start + offset` < 64 (checked above).
-            *word = unsafe { addr_of!((*buffer).mrs[start + offset]).read_volatile() };
-        }
-    }
-}
-
 /// Sets message registers `first..first + words.len()` to `words`, finding
 /// the buffer once.
 ///
@@ -111,33 +87,6 @@ pub fn write_mrs(first: usize, words: &[u64]) {
     for (offset, &word) in words.iter().enumerate() {
         // SAFETY: as in `mr`; `first + offset` < 64 (checked above).
         unsafe { addr_of_mut!((*buffer).mrs[first + offset]).write_volatile(word) };
-    }
-}
-
-/// Sets message register `first + i` to `words[i]` for each bit `i` of
-/// `mask` (bits past `words` ignored), finding the buffer once.
-///
-/// # Panics
-///
-/// If the range goes past MR63.
-#[inline]
-pub fn write_mrs_masked(first: usize, words: &[u64], mask: u64) {
-    assert!(
-        first <= MAX_MESSAGE_WORDS && words.len() <= MAX_MESSAGE_WORDS - first,
-        "message registers {first}.. out of range"
-    );
-    let buffer = ipc_buffer();
-    let mut bits = if words.len() < 64 {
-        mask & ((1 << words.len()) - 1)
-    } else {
-        mask
-    };
-    while bits != 0 {
-        let offset = bits.trailing_zeros() as usize;
-        bits &= bits - 1;
-        // SAFETY: as in `mr`; `offset` < `words.len()`, so `first + offset`
-        // < 64 (checked above).
-        unsafe { addr_of_mut!((*buffer).mrs[first + offset]).write_volatile(words[offset]) };
     }
 }
 

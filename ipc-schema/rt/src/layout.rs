@@ -8,6 +8,7 @@
 //! | [`FREE_WINDOW_BASE`]..[`FREE_WINDOW_END`] | never used by the runtime: applications and tests map here |
 //! | [`SCRATCH_VADDR`] | the spawner's copy window (pages being filled for another address space) |
 //! | [`SCRATCH_LARGE_VADDR`] | the same for 2 MiB frames |
+//! | [`REGISTER_PAGES_BASE`].. | Vcpu register pages, one page each, in the order made ([`crate::vcpu::RegisterPage::new`]) |
 //! | [`HEAP_WINDOW_BASE`].. | the heap's growth: frames mapped in order as it runs out ([`crate::heap`]) |
 //! | [`THREAD_AREA_BASE`].. | one [`THREAD_SLOT_BYTES`] slot per extra thread: guard page, stack, IPC buffer |
 //! | [`MODULES_VADDR`].. | modules the parent handed over, read-only, packed |
@@ -40,6 +41,12 @@ pub const SCRATCH_VADDR: u64 = 0x0000_2000_0000_0000;
 /// The 2 MiB window through which large frames are filled (a VMM's guest
 /// memory), the same way.
 pub const SCRATCH_LARGE_VADDR: u64 = SCRATCH_VADDR + LARGE_PAGE_SIZE;
+
+/// Base of the register-page window: [`crate::vcpu::RegisterPage::new`]
+/// maps each new page at the next address here.
+pub const REGISTER_PAGES_BASE: u64 = 0x0000_2800_0000_0000;
+/// Bytes of the register-page window.
+pub const REGISTER_PAGES_BYTES: u64 = 1 << 40;
 
 /// Base of the heap window: when the heap has a budget and runs out, it
 /// maps frames here, each at the end of the last ([`crate::heap`]).

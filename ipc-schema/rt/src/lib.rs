@@ -78,6 +78,7 @@ pub mod sched;
 mod start;
 pub mod syscall;
 pub mod thread;
+pub mod vcpu;
 
 pub use buddy::{Block, BuddyAllocator, KernelUntyped};
 pub use heap::{heap_used_bytes, INITIAL_HEAP_BYTES};

@@ -2,7 +2,7 @@
 //! every object: the root of the derivation tree and each CPU's binding
 //! record (the Cpu, event-ring and notification capabilities a
 //! `SchedulerBindCpu` handed over). A TCB's four slots and a Vcpu's
-//! GuestSpace slot live inside those objects.
+//! GuestSpace and register-page slots live inside those objects.
 //!
 //! Every slot records its holder ([`Holder`], in the slot itself), set once
 //! when the object or the record is made. Deleting a capability the kernel
@@ -33,6 +33,8 @@ pub enum Holder {
     },
     /// The GuestSpace slot of a Vcpu.
     VcpuSpace,
+    /// The register-page slot of a Vcpu.
+    VcpuPage,
     /// A capability of CPU `cpu`'s binding record.
     Binding {
         /// The CPU index.
@@ -58,6 +60,7 @@ const KIND_ROOT: u64 = 1;
 const KIND_TCB: u64 = 2;
 const KIND_VCPU_SPACE: u64 = 3;
 const KIND_BINDING: u64 = 4;
+const KIND_VCPU_PAGE: u64 = 5;
 
 impl Holder {
     /// The word stored in the slot.
@@ -67,6 +70,7 @@ impl Holder {
             Holder::Root => KIND_ROOT,
             Holder::Tcb { index } => KIND_TCB | u64::from(index) << 8,
             Holder::VcpuSpace => KIND_VCPU_SPACE,
+            Holder::VcpuPage => KIND_VCPU_PAGE,
             Holder::Binding { cpu, role } => {
                 KIND_BINDING | (role as u64) << 8 | u64::from(cpu) << 16
             }
@@ -81,6 +85,7 @@ impl Holder {
             KIND_ROOT if word == KIND_ROOT => Holder::Root,
             KIND_TCB if word >> 16 == 0 && arg(8) < 4 => Holder::Tcb { index: arg(8) },
             KIND_VCPU_SPACE if word == KIND_VCPU_SPACE => Holder::VcpuSpace,
+            KIND_VCPU_PAGE if word == KIND_VCPU_PAGE => Holder::VcpuPage,
             KIND_BINDING if word >> 24 == 0 && usize::from(arg(16)) < MAX_CPUS => Holder::Binding {
                 cpu: arg(16),
                 role: match arg(8) {

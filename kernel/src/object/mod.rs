@@ -47,6 +47,7 @@
 //! | system FIFO, running thread, timeouts, charged thread, FPU owner | `sched::CpuSched`, `Control::sched_*`, `timeout_*` | cleared by the TCB destructor (the FPU owner also by the Vcpu destructor) |
 //! | Vcpu and its thread | `VcpuState::tcb`, `Control::vcpu` | cleared by either destructor |
 //! | a Vcpu's GuestSpace | `VcpuState::space_slot`, `space_root` | held: deleting the slot's capability clears the cached `space_root`, makes a CPU running the guest leave it first, and ends `VcpuRun` with `ObjectDeleted` |
+//! | a Vcpu's register page | `VcpuState::page_slot`, `page` | held: deleting the slot's capability (a child of the frame capability `VcpuBind` was given) clears the cached `page`; the kernel writes the page only when a `VcpuRun` ends, under the lock, and without it that call ends with `ObjectDeleted` |
 //! | a CPU's running and last guest | `vcpu::GUESTS` | cleared by the Vcpu destructor |
 //! | a VSpace's or GuestSpace's page-table entry for a frame; the frame capability's [`Mapping`] (VSpace id and generation) | the page tables; the capability | cleared: deleting the capability unmaps (and flushes TLBs, guest TLBs included); a destroyed VSpace retires its id, so a stale mapping unmaps nothing |
 //! | VSpace table; page tables a CPU runs on | `memory::VSPACES`, the per-CPU loaded root | cleared by the VSpace destructor |
@@ -552,6 +553,9 @@ pub fn delete_one(guard: &mut KernelGuard, slot: u64) {
         }
         Some(held::Holder::VcpuSpace) => {
             crate::vcpu::space_cap_deleted(guard, slot - crate::vcpu::space_slot(0))
+        }
+        Some(held::Holder::VcpuPage) => {
+            crate::vcpu::page_cap_deleted(guard, slot - crate::vcpu::page_slot(0))
         }
         _ => {}
     }

@@ -17,8 +17,16 @@
 //!
 //! A Vcpu object (16 KiB) holds: page 0 the VMCB or VMCS, page 1 [`VcpuState`]
 //! (refcount header, binding, queued events, the guest's general registers,
-//! the slot keeping the GuestSpace alive), page 2 the guest's FPU state
-//! (lazily switched like a thread's, see `sched::claim_fpu_for_guest`).
+//! the slots keeping the GuestSpace and the register page alive), page 2
+//! the guest's FPU state (lazily switched like a thread's, see
+//! `sched::claim_fpu_for_guest`).
+//!
+//! The exit record and the register file are exchanged through the
+//! register page (`tarn_ipc_schema::vcpu::RegisterPage`), a frame the VMM
+//! maps and the kernel reads and writes through the direct map: the
+//! kernel holds it through a copy of its capability in the Vcpu's page
+//! slot, and `VcpuState::page` caches its address beside that slot
+//! (cleared with it, `page_cap_deleted`).
 
 pub mod svm;
 pub mod vmx;
@@ -37,9 +45,9 @@ use crate::syscall::Caller;
 use core::sync::atomic::{AtomicU8, Ordering};
 use tarn_ipc_schema::invocation::Invocation;
 use tarn_ipc_schema::vcpu::{
-    run_flags, Exit, Reg, Segment, GUEST_PHYS_END, INJECT_VALID, REGISTERS_MR, REGISTER_COUNT,
+    run_flags, Exit, Reg, RegisterPage, Segment, GUEST_PHYS_END, INJECT_VALID, REGISTER_COUNT,
 };
-use tarn_ipc_schema::{Error, IpcBuffer, MessageInfo, ObjectType, Rights};
+use tarn_ipc_schema::{Error, MessageInfo, ObjectType, Rights};
 
 /// The hardware that runs guests on this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +152,12 @@ pub struct VcpuState {
     pub kernel_gs_base: u64,
     /// Keeps the bound GuestSpace alive.
     pub space_slot: Slot,
+    /// Keeps the register page alive (a copy of the Frame capability
+    /// `VcpuBind` was given).
+    pub page_slot: Slot,
+    /// Physical address of the register page (0 = none: never bound, or
+    /// its capability was deleted; cleared with `page_slot`'s capability).
+    pub page: u64,
     /// VMX: the guest's syscall MSRs (`arch::cpu::GUEST_SYSCALL_MSRS`), the
     /// VM-exit MSR-store list and the VM-entry MSR-load list both.
     pub guest_msrs: [MsrEntry; GUEST_SYSCALL_MSRS.len()],
@@ -231,8 +245,15 @@ static GUESTS: BklCell<Guests> = BklCell::new(Guests {
     tlb_epoch: 0,
 });
 
-struct Buffer(IpcBuffer);
-impl KernelObject for Buffer {}
+/// The register page as the kernel sees it.
+struct Page(RegisterPage);
+impl KernelObject for Page {}
+
+/// The register page at `page`.
+#[inline(always)]
+fn page(guard: &mut KernelGuard, page: u64) -> &mut RegisterPage {
+    &mut objmem::object::<Page>(guard, page).0
+}
 
 /// The [`VcpuState`] of the Vcpu at `vcpu`.
 pub fn state(guard: &mut KernelGuard, vcpu: u64) -> &mut VcpuState {
@@ -264,6 +285,11 @@ pub fn space_slot(vcpu: u64) -> u64 {
     vcpu + STATE_OFFSET + core::mem::offset_of!(VcpuState, space_slot) as u64
 }
 
+/// The slot that keeps the register page alive.
+pub fn page_slot(vcpu: u64) -> u64 {
+    vcpu + STATE_OFFSET + core::mem::offset_of!(VcpuState, page_slot) as u64
+}
+
 /// The guest FPU area of the Vcpu at `vcpu`.
 pub const fn fpu_area(vcpu: u64) -> u64 {
     vcpu + FPU_OFFSET
@@ -287,6 +313,11 @@ pub fn init_object(guard: &mut KernelGuard, vcpu: u64) {
         guard,
         space_slot(vcpu),
         crate::object::held::Holder::VcpuSpace,
+    );
+    crate::object::held::set_holder(
+        guard,
+        page_slot(vcpu),
+        crate::object::held::Holder::VcpuPage,
     );
 }
 
@@ -320,9 +351,20 @@ fn backend_init(guard: &mut KernelGuard, vcpu: u64, root: u64) {
 }
 
 fn read_registers(guard: &mut KernelGuard, vcpu: u64) -> [u64; REGISTER_COUNT] {
+    let mut registers = [0; REGISTER_COUNT];
     match backend() {
-        Backend::Vmx => vmx::read_registers(guard, vcpu),
-        Backend::Svm | Backend::None => svm::read_registers(guard, vcpu),
+        Backend::Vmx => vmx::read_registers(guard, vcpu, &mut registers),
+        Backend::Svm | Backend::None => svm::read_registers(guard, vcpu, &mut registers),
+    }
+    registers
+}
+
+/// Stores the guest's register file in the register page at `at`.
+#[inline(always)]
+fn store_registers(guard: &mut KernelGuard, vcpu: u64, at: u64) {
+    match backend() {
+        Backend::Vmx => vmx::store_registers(guard, vcpu, at),
+        Backend::Svm | Backend::None => svm::store_registers(guard, vcpu, at),
     }
 }
 
@@ -338,34 +380,34 @@ fn write_registers(guard: &mut KernelGuard, vcpu: u64, registers: &[u64; REGISTE
 const LOAD_ONE_BY_ONE: u64 = (1 << (Reg::Rflags as u64 + 1)) - 1;
 
 /// Loads the registers in `mask` (bit `r` = `Reg` `r`) from the register
-/// file in the IPC buffer at `buffer`; the others keep the guest's values.
-fn load_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
+/// file in the register page at `at`; the others keep the guest's values.
+/// Each word is read once (the VMM may change the page meanwhile).
+fn load_some(guard: &mut KernelGuard, vcpu: u64, at: u64, mask: u64) {
     if mask & !LOAD_ONE_BY_ONE != 0 {
         // A control register: through the whole file, so that the backend
         // checks them together (CR0, CR4 and EFER depend on each other).
         let mut registers = read_registers(guard, vcpu);
-        let mrs = &objmem::object::<Buffer>(guard, buffer).0.mrs;
         let mut bits = mask;
         while bits != 0 {
             let r = bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            registers[r] = mrs[REGISTERS_MR + r];
+            registers[r] = page_register(guard, at, r);
         }
         write_registers(guard, vcpu, &registers);
         return;
     }
-    // One by one, straight from the buffer (no register-file copy).
+    // One by one, straight from the page (no register-file copy).
     match backend() {
-        Backend::Vmx => vmx::write_some(guard, vcpu, buffer, mask),
-        Backend::Svm | Backend::None => svm::write_some(guard, vcpu, buffer, mask),
+        Backend::Vmx => vmx::write_some(guard, vcpu, at, mask),
+        Backend::Svm | Backend::None => svm::write_some(guard, vcpu, at, mask),
     }
 }
 
-/// Register `r` (a `Reg`) of the register file in the IPC buffer at
-/// `buffer` (for the backends' `write_some`).
+/// Register `r` (a `Reg`) of the register file in the register page at
+/// `at` (for the backends' `write_some`).
 #[inline(always)]
-fn buffer_register(guard: &mut KernelGuard, buffer: u64, r: usize) -> u64 {
-    objmem::object::<Buffer>(guard, buffer).0.mrs[REGISTERS_MR + r]
+fn page_register(guard: &mut KernelGuard, at: u64, r: usize) -> u64 {
+    page(guard, at).registers[r]
 }
 
 fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
@@ -411,14 +453,34 @@ fn bind(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), E
     let Cap::GuestSpace { phys: root, .. } = space else {
         return Err(Error::WrongType);
     };
-    // Invoke.
-    crate::object::delete_cap(guard, space_slot(vcpu));
-    let copy = crate::object::cnode::derive(space, Rights::ALL, 0)
-        .expect("a GuestSpace capability derives without a badge");
-    insert_cap(guard, space_slot(vcpu), copy, source);
+    // The register page: any frame (the smallest holds a `RegisterPage`)
+    // the caller may read and write, as the kernel will on its behalf.
+    let page_source = caller.lookup_slot(guard, caller.mr(2))?;
+    let page_cap = read_cap(guard, page_source);
+    let Cap::Frame {
+        phys: page, rights, ..
+    } = page_cap
+    else {
+        return Err(Error::WrongType);
+    };
+    if !rights.contains(Rights::READ.union(Rights::WRITE)) {
+        return Err(Error::InsufficientRights);
+    }
+    // Invoke. (The slots may still hold the capabilities of a binding
+    // whose thread was destroyed.)
+    for (slot, cap, source) in [
+        (space_slot(vcpu), space, source),
+        (page_slot(vcpu), page_cap, page_source),
+    ] {
+        crate::object::delete_cap(guard, slot);
+        let copy = crate::object::cnode::derive(cap, Rights::ALL, 0)
+            .expect("GuestSpace and frame capabilities derive without a badge");
+        insert_cap(guard, slot, copy, source);
+    }
     let s = state(guard, vcpu);
     s.tcb = thread;
     s.space_root = root;
+    s.page = page;
     s.pending = 0;
     s.reinject = 0;
     s.window_exit = 0;
@@ -506,7 +568,7 @@ struct RunRequest {
     inject: u64,
     timeout_ns: u64,
     exceptions: u64,
-    buffer: u64,
+    page: u64,
 }
 
 /// Checks `thread`'s `VcpuRun` on `vcpu` with message words `words`
@@ -520,7 +582,7 @@ fn check_run(
 ) -> Result<RunRequest, Error> {
     // The fields read one by one: the state is most of a page.
     let s = state(guard, vcpu);
-    let (bound, pending, space_root) = (s.tcb, s.pending, s.space_root);
+    let (bound, pending, space_root, page) = (s.tcb, s.pending, s.space_root, s.page);
     if bound != thread {
         return Err(Error::IllegalState);
     }
@@ -534,19 +596,17 @@ fn check_run(
     if inject != 0 && pending != 0 {
         return Err(Error::IllegalState);
     }
-    if space_root == 0 {
-        // Its GuestSpace was deleted (`space_cap_deleted`).
+    if space_root == 0 || page == 0 {
+        // Its GuestSpace or register page was deleted (`space_cap_deleted`,
+        // `page_cap_deleted`).
         return Err(Error::ObjectDeleted);
     }
-    let Some(buffer) = tcb::ipc_buffer(guard, thread) else {
-        return Err(Error::IllegalState);
-    };
     Ok(RunRequest {
         flags,
         inject,
         timeout_ns,
         exceptions,
-        buffer,
+        page,
     })
 }
 
@@ -560,17 +620,13 @@ fn start_run(guard: &mut KernelGuard, thread: u64, vcpu: u64, request: RunReques
         inject,
         timeout_ns,
         exceptions,
-        buffer,
+        page: at,
     } = request;
     if flags & run_flags::LOAD_REGISTERS != 0 {
-        let mut registers = [0u64; REGISTER_COUNT];
-        registers.copy_from_slice(
-            &objmem::object::<Buffer>(guard, buffer).0.mrs
-                [REGISTERS_MR..REGISTERS_MR + REGISTER_COUNT],
-        );
+        let registers = page(guard, at).registers;
         write_registers(guard, vcpu, &registers);
     } else if flags & run_flags::LOAD_MASK != 0 {
-        load_some(guard, vcpu, buffer, flags >> run_flags::LOAD_SHIFT);
+        load_some(guard, vcpu, at, flags >> run_flags::LOAD_SHIFT);
     }
     let s = state(guard, vcpu);
     if inject != 0 {
@@ -732,37 +788,30 @@ fn continues_without_pass(guard: &mut KernelGuard, cpu: usize, thread: u64) -> O
     tcb::runnable_root(guard, thread)
 }
 
-/// Ends `thread`'s `VcpuRun` with `record`: the reply words, the register
-/// file in its IPC buffer.
+/// Ends `thread`'s `VcpuRun` with `record`, written with the register file
+/// into the register page; an empty reply. Without a page (its capability
+/// was deleted meanwhile) the call fails with `ObjectDeleted` and nothing
+/// is written.
 fn complete(guard: &mut KernelGuard, thread: u64, vcpu: u64, record: ExitRecord) {
-    let registers = read_registers(guard, vcpu);
-    let pending = u64::from(state(guard, vcpu).pending != 0);
     let s = state(guard, vcpu);
+    let (at, pending) = (s.page, u64::from(s.pending != 0));
     s.timed_out = 0;
     s.window_exit = 0;
     sched::cancel_timeout(guard, thread);
     tcb::ctl(guard, thread).in_guest = 0;
-    let buffer = tcb::ipc_buffer(guard, thread);
+    if at == 0 {
+        tcb::set_result(guard, thread, Err(Error::ObjectDeleted));
+        return;
+    }
     let f = tcb::frame(guard, thread);
     f.rax = 0;
-    f.rsi = MessageInfo::new(0, 0, 7).0;
-    f.rdx = record.kind as u64;
-    f.r10 = record.fields[0];
-    f.r8 = record.fields[1];
-    f.r9 = record.fields[2];
-    if let Some(buffer) = buffer {
-        let mrs = &mut objmem::object::<Buffer>(guard, buffer).0.mrs;
-        mrs[..4].copy_from_slice(&[
-            record.kind as u64,
-            record.fields[0],
-            record.fields[1],
-            record.fields[2],
-        ]);
-        mrs[4] = record.fields[3];
-        mrs[5] = record.next_rip;
-        mrs[6] = pending;
-        mrs[REGISTERS_MR..REGISTERS_MR + REGISTER_COUNT].copy_from_slice(&registers);
-    }
+    f.rsi = MessageInfo::new(0, 0, 0).0;
+    let p = page(guard, at);
+    p.exit = record.kind as u64;
+    p.fields = record.fields;
+    p.next_rip = record.next_rip;
+    p.injection_pending = pending;
+    store_registers(guard, vcpu, at);
 }
 
 /// A mapping was removed from a GuestSpace: every Vcpu flushes its guest
@@ -793,6 +842,16 @@ pub fn space_cap_deleted(guard: &mut KernelGuard, vcpu: u64) {
     }
 }
 
+/// The capability in the register-page slot of the Vcpu at `vcpu` was
+/// deleted (the frame capability it was copied from, or its memory, was
+/// revoked; or the Vcpu is rebound or destroyed): the kernel no longer
+/// reads or writes that page. It writes the page only under the lock when
+/// a `VcpuRun` ends, so no CPU is made to leave the guest: the run in
+/// progress ends with `ObjectDeleted` at its next exit for the VMM.
+pub fn page_cap_deleted(guard: &mut KernelGuard, vcpu: u64) {
+    state(guard, vcpu).page = 0;
+}
+
 /// The thread `thread` is being destroyed: its Vcpu becomes unbound.
 pub fn on_tcb_destroyed(guard: &mut KernelGuard, thread: u64) {
     let vcpu = core::mem::replace(&mut tcb::ctl(guard, thread).vcpu, 0);
@@ -804,7 +863,7 @@ pub fn on_tcb_destroyed(guard: &mut KernelGuard, thread: u64) {
 
 /// Destroys a Vcpu whose last capability was deleted: it leaves the guest
 /// on every CPU (waiting for the exit), its thread's `VcpuRun` ends with
-/// `ObjectDeleted`, and the GuestSpace copy is dropped.
+/// `ObjectDeleted`, and the GuestSpace and register-page copies are dropped.
 pub fn destroy(guard: &mut KernelGuard, header_phys: u64) {
     let vcpu = header_phys - STATE_OFFSET;
     for cpu in 0..percpu::online() as usize {
@@ -831,6 +890,7 @@ pub fn destroy(guard: &mut KernelGuard, header_phys: u64) {
     }
     sched::forget_fpu_owner(guard, fpu_tag(vcpu));
     crate::object::delete_one(guard, space_slot(vcpu));
+    crate::object::delete_one(guard, page_slot(vcpu));
 }
 
 /// Checks a guest-physical mapping address (frame-aligned, below the end).
@@ -843,7 +903,9 @@ pub fn guest_address_ok(address: u64, size: u64) -> bool {
 
 /// Checks every Vcpu's references (the invariant check): its thread is live
 /// and bound to it, the GuestSpace root it enters with is the one its slot
-/// keeps alive, and every CPU's running and last Vcpu is live.
+/// keeps alive, the register page it writes is the frame its page slot
+/// keeps alive (with read and write rights), and every CPU's running and
+/// last Vcpu is live.
 pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict {
     for &vcpu in &live.vcpus {
         let s = *state(guard, vcpu);
@@ -865,6 +927,19 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict {
                 vcpu,
             )?;
         }
+        let page = read_cap(guard, page_slot(vcpu));
+        ensure(
+            matches!(page, Cap::Null | Cap::Frame { .. }),
+            "a Vcpu's register-page slot holds something else",
+            vcpu,
+        )?;
+        ensure(
+            s.page == 0
+                || matches!(page, Cap::Frame { phys, rights, .. }
+                    if phys == s.page && rights.contains(Rights::READ.union(Rights::WRITE))),
+            "a Vcpu writes a register page its slot does not keep alive",
+            vcpu,
+        )?;
     }
     for cpu in 0..percpu::online() as usize {
         let here = GUESTS.get(guard).cpus[cpu];

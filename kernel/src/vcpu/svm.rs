@@ -28,7 +28,7 @@
 //! QEMU under TCG has no nRIP save: the next RIP of an emulated instruction
 //! comes from EXITINFO2 (I/O) or the instruction's fixed length.
 
-use super::{buffer_register, state, ExitRecord, Outcome};
+use super::{page, page_register, state, ExitRecord, Outcome};
 use crate::arch::lock::KernelGuard;
 use crate::arch::objmem;
 use crate::arch::svm::{self as hw, Vmcb, VmcbWord};
@@ -180,11 +180,9 @@ pub fn write_segment(
 }
 
 /// The register file (in `Reg` order).
-pub fn read_registers(guard: &mut KernelGuard, vcpu: u64) -> [u64; REGISTER_COUNT] {
-    let gprs = state(guard, vcpu).gprs.0;
+pub fn read_registers(guard: &mut KernelGuard, vcpu: u64, r: &mut [u64; REGISTER_COUNT]) {
+    r[..15].copy_from_slice(&state(guard, vcpu).gprs.0);
     let v = vmcb(guard, vcpu);
-    let mut r = [0u64; REGISTER_COUNT];
-    r[..15].copy_from_slice(&gprs);
     r[Reg::Rax as usize] = v.get(VmcbWord::Rax);
     r[Reg::Rsp as usize] = v.get(VmcbWord::Rsp);
     r[Reg::Rip as usize] = v.get(VmcbWord::Rip);
@@ -194,7 +192,33 @@ pub fn read_registers(guard: &mut KernelGuard, vcpu: u64) -> [u64; REGISTER_COUN
     r[Reg::Cr4 as usize] = v.get(VmcbWord::Cr4);
     r[Reg::Efer as usize] = v.get(VmcbWord::Efer) & !hw::EFER_SVME;
     r[Reg::Cr2 as usize] = v.get(VmcbWord::Cr2);
-    r
+}
+
+/// Stores the register file in the register page at `at`, word by word
+/// from the state page and the VMCB (no intermediate copy).
+#[inline(always)]
+pub fn store_registers(guard: &mut KernelGuard, vcpu: u64, at: u64) {
+    for r in 1..15 {
+        let value = state(guard, vcpu).gprs.0[r];
+        page(guard, at).registers[r] = value;
+    }
+    for (reg, word) in [
+        (Reg::Rax, VmcbWord::Rax),
+        (Reg::Rsp, VmcbWord::Rsp),
+        (Reg::Rip, VmcbWord::Rip),
+        (Reg::Rflags, VmcbWord::Rflags),
+        (Reg::Cr0, VmcbWord::Cr0),
+        (Reg::Cr3, VmcbWord::Cr3),
+        (Reg::Cr4, VmcbWord::Cr4),
+        (Reg::Efer, VmcbWord::Efer),
+        (Reg::Cr2, VmcbWord::Cr2),
+    ] {
+        let mut value = vmcb(guard, vcpu).get(word);
+        if reg == Reg::Efer {
+            value &= !hw::EFER_SVME;
+        }
+        page(guard, at).registers[reg as usize] = value;
+    }
 }
 
 /// Loads the register file. RFLAGS keeps bit 1 set and its reserved bits
@@ -220,14 +244,14 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
 }
 
 /// Loads the registers in `mask` (only general registers, RSP, RIP and
-/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from the register file in the IPC
-/// buffer at `buffer`, with RFLAGS kept valid as in [`write_registers`].
-pub fn write_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
+/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from the register file in the
+/// register page at `page`, with RFLAGS kept valid as in [`write_registers`].
+pub fn write_some(guard: &mut KernelGuard, vcpu: u64, page: u64, mask: u64) {
     let mut bits = mask & ((1 << 15) - 1) & !(1 << Reg::Rax as u64);
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
-        let value = buffer_register(guard, buffer, i);
+        let value = page_register(guard, page, i);
         state(guard, vcpu).gprs.0[i] = value;
     }
     for (reg, word) in [
@@ -237,7 +261,7 @@ pub fn write_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
         (Reg::Rflags, VmcbWord::Rflags),
     ] {
         if mask & (1 << reg as u64) != 0 {
-            let mut value = buffer_register(guard, buffer, reg as usize);
+            let mut value = page_register(guard, page, reg as usize);
             if reg == Reg::Rflags {
                 value = (value & 0x003F_7FD5) | 2;
             }

@@ -26,7 +26,7 @@
 //! 34 MSR loading, 41 machine check) or, when VMLAUNCH itself failed
 //! (VMfail), MR1 = the VM-instruction error and MR2 = 1.
 
-use super::{buffer_register, state, ExitRecord, MsrEntry, Outcome};
+use super::{page, page_register, state, ExitRecord, MsrEntry, Outcome};
 use crate::arch::cpu::GUEST_SYSCALL_MSRS;
 use crate::arch::lock::KernelGuard;
 use crate::arch::vmx::{
@@ -436,9 +436,9 @@ pub fn write_segment(
 }
 
 /// The register file (in `Reg` order). CR0 and CR4 as the guest sees them.
-pub fn read_registers(guard: &mut KernelGuard, vcpu: u64) -> [u64; REGISTER_COUNT] {
-    let s = *state(guard, vcpu);
-    let mut r = [0u64; REGISTER_COUNT];
+pub fn read_registers(guard: &mut KernelGuard, vcpu: u64, r: &mut [u64; REGISTER_COUNT]) {
+    // The fields read one by one: the state is most of a page.
+    let s = state(guard, vcpu);
     r[..15].copy_from_slice(&s.gprs.0);
     r[Reg::Cr2 as usize] = s.cr2;
     let _ = with_vmcs(guard, vcpu, |v| {
@@ -455,7 +455,13 @@ pub fn read_registers(guard: &mut KernelGuard, vcpu: u64) -> [u64; REGISTER_COUN
         r[Reg::Efer as usize] = v.read(F::GuestEfer);
         Ok(())
     });
-    r
+}
+
+/// Stores the register file in the register page at `at`.
+pub fn store_registers(guard: &mut KernelGuard, vcpu: u64, at: u64) {
+    let mut registers = [0; REGISTER_COUNT];
+    read_registers(guard, vcpu, &mut registers);
+    page(guard, at).registers = registers;
 }
 
 /// Loads the register file. RFLAGS keeps bit 1 set and its reserved bits
@@ -501,15 +507,15 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
 }
 
 /// Loads the registers in `mask` (only general registers, RSP, RIP and
-/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from the register file in the IPC
-/// buffer at `buffer`: the general registers in the state page, the others
+/// RFLAGS: `super::LOAD_ONE_BY_ONE`) from the register file in the
+/// register page at `page`: the general registers in the state page, the others
 /// in one VMCS access, RFLAGS kept valid as in [`write_registers`].
-pub fn write_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
+pub fn write_some(guard: &mut KernelGuard, vcpu: u64, page: u64, mask: u64) {
     let mut bits = mask & ((1 << 15) - 1);
     while bits != 0 {
         let i = bits.trailing_zeros() as usize;
         bits &= bits - 1;
-        let value = buffer_register(guard, buffer, i);
+        let value = page_register(guard, page, i);
         state(guard, vcpu).gprs.0[i] = value;
     }
     if mask >> Reg::Rsp as u64 == 0 {
@@ -522,7 +528,7 @@ pub fn write_some(guard: &mut KernelGuard, vcpu: u64, buffer: u64, mask: u64) {
     ];
     for (reg, _, value) in &mut vmcs_fields {
         if mask & (1 << *reg as u64) != 0 {
-            *value = buffer_register(guard, buffer, *reg as usize);
+            *value = page_register(guard, page, *reg as usize);
         }
     }
     vmcs_fields[2].2 = (vmcs_fields[2].2 & 0x003F_7FD5) | 2;

@@ -31,6 +31,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tarn_rt::abi::{CPtr, Error, ObjectType, Rights};
 use tarn_rt::invoke::{self, VcpuRunArgs};
 use tarn_rt::layout::slot;
+use tarn_rt::vcpu::RegisterPage;
 use tarn_rt::{println, syscall, Resources, ThreadOptions};
 use tarn_vmm::guest::{initial_state, Guest, SegmentState, GUEST_RAM_BYTES, LOAD_ADDRESS};
 use tarn_vmm::platform::{Action, Platform, StopReason};
@@ -279,10 +280,12 @@ fn run_linux(cmdline: &str, name: &str, resources: &mut Resources) {
         let vcpu = resources
             .create(ObjectType::Vcpu, 0)
             .map_err(|e| format!("vcpu: {e:?}"))?;
-        invoke::vcpu_bind(vcpu, slot::ROOT_TCB, LINUX_SPACE_SLOT)
+        let mut page = RegisterPage::new(resources).map_err(|e| format!("register page: {e:?}"))?;
+        invoke::vcpu_bind(vcpu, slot::ROOT_TCB, LINUX_SPACE_SLOT, page.frame())
             .map_err(|e| format!("bind: {e:?}"))?;
         let state = tarn_vmm::linux::entry_state(load);
-        Ok((vcpu, sleeper, (state.registers, state.segments)))
+        *page.registers() = state.registers;
+        Ok((vcpu, sleeper, (page, state.segments)))
     })();
     match started {
         Ok((vcpu, sleeper, initial)) => {
@@ -486,9 +489,10 @@ fn start_vm(resources: &mut Resources, name: &str, guest: Guest, cpu: u64) -> Re
     })
 }
 
-/// A guest's initial state: its registers and the segments the thread bound
-/// to its Vcpu sets (only that thread may).
-type InitialVcpu = (tarn_vmm::platform::Registers, Vec<SegmentState>);
+/// A guest's initial state: its register page (with the initial registers)
+/// and the segments the thread bound to its Vcpu sets (only that thread
+/// may).
+type InitialVcpu = (RegisterPage, Vec<SegmentState>);
 
 /// Guest memory with the image and a Vcpu bound to thread `tcb`; returns
 /// the Vcpu and the guest's initial state.
@@ -526,13 +530,15 @@ fn build_vm(
         )?;
     }
     let vcpu = resources.create(ObjectType::Vcpu, 0)?;
-    invoke::vcpu_bind(vcpu, tcb, space)?;
-    Ok((vcpu, (state.registers, state.segments)))
+    let mut page = RegisterPage::new(resources)?;
+    invoke::vcpu_bind(vcpu, tcb, space, page.frame())?;
+    *page.registers() = state.registers;
+    Ok((vcpu, (page, state.segments)))
 }
 
 /// The body of a VM thread: run, handle the exit, repeat.
 fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared: &Shared) {
-    let (mut registers, segments) = initial;
+    let (mut page, segments) = initial;
     let mut platform = Platform::new();
     let mut last_line = String::new();
     let mut queued: Option<u8> = None;
@@ -593,7 +599,7 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             timeout_ns,
             ..VcpuRunArgs::default()
         };
-        let exit = match invoke::vcpu_run(vcpu, &args, &mut registers) {
+        let exit = match invoke::vcpu_run(vcpu, &args, &mut page) {
             Ok(exit) => exit,
             Err(e) => break format!("VcpuRun failed: {e:?}"),
         };
@@ -611,7 +617,7 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             exit.kind_raw,
             exit.fields,
             exit.next_rip,
-            &mut registers,
+            page.registers(),
             now_ns(),
         );
         load_mask = Platform::changed_registers(exit.kind_raw);

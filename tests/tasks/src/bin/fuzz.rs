@@ -677,6 +677,7 @@ impl Generator {
             }
             (VcpuBind, 0) => self.choose(&[target::VICTIM]),
             (VcpuBind, 1) => self.choose(&[target::GUEST_SPACE, target::VSPACE]),
+            (VcpuBind, 2) => self.choose(&[target::FRAMES, target::LARGE_FRAME, target::VSPACE]),
             (VcpuWriteSegment, 0) => self.rng.below(12),
             (VcpuWriteSegment, 1 | 3 | 4) => self.rng.pick(&[0, 0x10, 0xFFFF, 0x9B, 0xC9B, 0x1000]),
             (VcpuRun, 0) => self.rng.below(5),

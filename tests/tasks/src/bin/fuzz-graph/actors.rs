@@ -32,6 +32,17 @@ pub const PHASE_REPLY_RECV: u64 = 3;
 /// Where the guest's code is loaded (guest-physical).
 pub const GUEST_LOAD: u64 = 0x8000;
 
+/// The register file a bound Vcpu's guest starts with (written into its
+/// register page by the driver): real mode at `GUEST_LOAD`.
+pub fn initial_registers() -> [u64; REGISTER_COUNT] {
+    let mut registers = [0u64; REGISTER_COUNT];
+    registers[Reg::Rip as usize] = GUEST_LOAD;
+    registers[Reg::Rsp as usize] = GUEST_LOAD;
+    registers[Reg::Rflags as usize] = 2;
+    registers[Reg::Cr0 as usize] = 1 << 4;
+    registers
+}
+
 /// What the driver and the actors share.
 pub struct Shared {
     /// Receiver: command words, command sequence number, phase, reports.
@@ -45,8 +56,8 @@ pub struct Shared {
     pub v_cmd: [AtomicU64; 2],
     pub v_seq: AtomicU64,
     pub v_done: AtomicU64,
-    /// Last run: result code, exit kind, MR1.
-    pub v_out: [AtomicU64; 3],
+    /// Last run: result code.
+    pub v_out: [AtomicU64; 1],
     /// Spinner: rounds.
     pub d_count: AtomicU64,
     /// Driver: steps begun, and the operation of the current one.
@@ -185,28 +196,17 @@ pub fn vcpu_runner(shared: &Shared, doorbell: CPtr) -> ! {
         last = seq;
         let vcpu = shared.v_cmd[0].load(Ordering::SeqCst);
         let timeout_ns = shared.v_cmd[1].load(Ordering::SeqCst);
-        let mut registers = [0u64; REGISTER_COUNT];
-        registers[Reg::Rip as usize] = GUEST_LOAD;
-        registers[Reg::Rsp as usize] = GUEST_LOAD;
-        registers[Reg::Rflags as usize] = 2;
-        registers[Reg::Cr0 as usize] = 1 << 4;
+        // The registers come from the register page (the driver wrote the
+        // guest's initial ones there at `VcpuBind`); the exit stays there
+        // unread: the driver may revoke the page at any time.
         let args = VcpuRunArgs {
             load: true,
             timeout_ns,
             ..VcpuRunArgs::default()
         };
-        let result = real_mode_segments(vcpu).and_then(|()| {
-            note(
-                Invocation::VcpuRun,
-                invoke::vcpu_run(vcpu, &args, &mut registers),
-            )
-        });
-        let (kind, field) = result
-            .as_ref()
-            .map_or((0, 0), |exit| (exit.kind_raw, exit.fields[0]));
+        let result = real_mode_segments(vcpu)
+            .and_then(|()| note(Invocation::VcpuRun, invoke::vcpu_run_in_place(vcpu, &args)));
         shared.v_out[0].store(code(&result), Ordering::SeqCst);
-        shared.v_out[1].store(kind, Ordering::SeqCst);
-        shared.v_out[2].store(field, Ordering::SeqCst);
         shared.v_done.store(seq, Ordering::SeqCst);
     }
 }

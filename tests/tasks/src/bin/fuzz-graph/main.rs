@@ -1412,13 +1412,34 @@ impl Fuzz {
                 if self.run.is_some() {
                     return Ok(());
                 }
-                let (Some(vcpu), Some(space)) = (self.of(Kind::Vcpu), self.of(Kind::GuestSpace))
-                else {
+                let (Some(vcpu), Some(space), Some(page)) = (
+                    self.of(Kind::Vcpu),
+                    self.of(Kind::GuestSpace),
+                    self.writable_frame(),
+                ) else {
                     return Ok(());
                 };
+                // The register page: the guest's initial registers, which
+                // the runner's runs load (the kernel writes them back at
+                // each exit).
+                let initial = actors::initial_registers();
+                let filled = tarn_rt::process::fill_frame(&self.res, self.cptr(page), |bytes| {
+                    let at = core::mem::offset_of!(tarn_rt::abi::vcpu::RegisterPage, registers);
+                    for (chunk, word) in bytes[at..].chunks_exact_mut(8).zip(initial) {
+                        chunk.copy_from_slice(&word.to_le_bytes());
+                    }
+                });
+                if filled.is_err() {
+                    return Ok(());
+                }
                 let result = note(
                     Invocation::VcpuBind,
-                    invoke::vcpu_bind(self.cptr(vcpu), self.runner.tcb, self.cptr(space)),
+                    invoke::vcpu_bind(
+                        self.cptr(vcpu),
+                        self.runner.tcb,
+                        self.cptr(space),
+                        self.cptr(page),
+                    ),
                 );
                 if result == Err(Error::NotSupported) {
                     return Ok(());
@@ -1432,14 +1453,14 @@ impl Fuzz {
                     }
                     self.model.actor_vcpu = Some(vcpu_obj);
                     self.model.objs[vcpu_obj].bound_to_actor = true;
-                    let node = self.model.at(space).expect("space");
-                    let n = self.model.node(node);
-                    self.model.add(
-                        Loc::VcpuSpace { vcpu: vcpu_obj },
-                        n.obj,
-                        Some(node),
-                        n.rights,
-                    );
+                    for (loc, source) in [
+                        (Loc::VcpuSpace { vcpu: vcpu_obj }, space),
+                        (Loc::VcpuPage { vcpu: vcpu_obj }, page),
+                    ] {
+                        let node = self.model.at(source).expect("bound capability");
+                        let n = self.model.node(node);
+                        self.model.add(loc, n.obj, Some(node), n.rights);
+                    }
                 }
             }
             1 => {

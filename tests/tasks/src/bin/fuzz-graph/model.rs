@@ -64,6 +64,8 @@ pub enum Loc {
     Binding { cpu: usize, role: u8 },
     /// The GuestSpace slot of Vcpu object `vcpu`.
     VcpuSpace { vcpu: usize },
+    /// The register-page slot of Vcpu object `vcpu`.
+    VcpuPage { vcpu: usize },
     /// The driver's run slot: a copy of the capability the vCPU runner
     /// invokes during a run. The runner acts while the driver goes on
     /// changing the graph; through a fuzz slot it could invoke whatever
@@ -371,8 +373,10 @@ impl Model {
                     }
                 }
                 Kind::Vcpu => {
-                    if let Some(held) = self.find(Loc::VcpuSpace { vcpu: dead }) {
-                        self.delete_one(held);
+                    for loc in [Loc::VcpuSpace { vcpu: dead }, Loc::VcpuPage { vcpu: dead }] {
+                        if let Some(held) = self.find(loc) {
+                            self.delete_one(held);
+                        }
                     }
                     if self.actor_vcpu == Some(dead) {
                         self.actor_vcpu = None;

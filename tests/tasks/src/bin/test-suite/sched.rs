@@ -9,11 +9,12 @@ use alloc::string::String;
 use tarn_rt::abi::invocation::ThreadState;
 use tarn_rt::abi::sched::{Event, EventKind, DISPATCH_QUEUE_LEN};
 use tarn_rt::abi::sched_protocol::{self, SchedError, SchedReply, SchedRequest};
-use tarn_rt::abi::vcpu::{attributes, Exit, Reg, Segment, REGISTER_COUNT};
+use tarn_rt::abi::vcpu::{attributes, Exit, Reg, Segment};
 use tarn_rt::abi::{Error, ObjectType, Rights};
 use tarn_rt::invoke::{self, VcpuRunArgs};
 use tarn_rt::layout::slot;
 use tarn_rt::sched::RingReader;
+use tarn_rt::vcpu::RegisterPage;
 use tarn_rt::{println, ThreadOptions};
 
 pub const TESTS: &[Test] = &[
@@ -1019,17 +1020,13 @@ fn now_ns() -> Result<u64, String> {
 
 /// Maps a page holding a real-mode guest that spins at 0x8000 (`jmp $`)
 /// into the GuestSpace `space`; returns the guest's initial register file.
-pub(crate) fn spinning_guest(env: &mut Env, space: u64) -> Result<[u64; REGISTER_COUNT], String> {
+pub(crate) fn spinning_guest(env: &mut Env, space: u64) -> Result<RegisterPage, String> {
     real_mode_guest(env, space, &[0xEB, 0xFE])
 }
 
 /// Maps a page holding the real-mode guest `code` at 0x8000 into the
 /// GuestSpace `space`; returns the guest's initial register file.
-fn real_mode_guest(
-    env: &mut Env,
-    space: u64,
-    code: &[u8],
-) -> Result<[u64; REGISTER_COUNT], String> {
+fn real_mode_guest(env: &mut Env, space: u64, code: &[u8]) -> Result<RegisterPage, String> {
     const LOAD: u64 = 0x8000;
     let frame = env.frame()?;
     tarn_rt::process::fill_frame(&env.res, frame, |bytes| {
@@ -1043,12 +1040,13 @@ fn real_mode_guest(
         Rights::READ.union(Rights::WRITE).union(Rights::EXECUTE),
     )
     .ctx("map the guest page")?;
-    let mut registers = [0; REGISTER_COUNT];
+    let mut page = RegisterPage::new(&mut env.res).ctx("the register page")?;
+    let registers = page.registers();
     registers[Reg::Rip as usize] = LOAD;
     registers[Reg::Rsp as usize] = LOAD;
     registers[Reg::Rflags as usize] = 2;
     registers[Reg::Cr0 as usize] = 1 << 4; // ET
-    Ok(registers)
+    Ok(page)
 }
 
 /// `VcpuRun`'s load mask: after an I/O exit the thread sets RIP past the
@@ -1061,9 +1059,10 @@ fn load_mask(env: &mut Env) -> Outcome {
     const PORT: u64 = 0x510;
     let space = env.create(ObjectType::GuestSpace, 15)?;
     // out dx, al; hlt
-    let mut registers = real_mode_guest(env, space, &[0xEE, 0xF4])?;
-    registers[Reg::Rdx as usize] = PORT;
-    registers[Reg::Rbx as usize] = 0x1234;
+    let mut page = real_mode_guest(env, space, &[0xEE, 0xF4])?;
+    page.registers()[Reg::Rdx as usize] = PORT;
+    page.registers()[Reg::Rbx as usize] = 0x1234;
+    let frame = page.frame();
     let vcpu = env.create(ObjectType::Vcpu, 0)?;
     // Words: 0 = done; 1, 2 = the first exit's kind + 1000 (or error + 1)
     // and next RIP; 3, 4, 5 = the second's kind, RBX and RIP; 6 = the third
@@ -1077,7 +1076,7 @@ fn load_mask(env: &mut Env) -> Outcome {
             ..Default::default()
         },
         move || {
-            let mut registers = registers;
+            let mut page = page;
             let result = |r: Result<tarn_rt::invoke::VcpuExit, Error>| match r {
                 Ok(exit) => (exit.kind_raw + 1000, exit.next_rip),
                 Err(error) => (error as u64 + 1, 0),
@@ -1088,32 +1087,32 @@ fn load_mask(env: &mut Env) -> Outcome {
                     timeout_ns: GUEST_TIMEOUT_NS,
                     ..VcpuRunArgs::default()
                 };
-                let (kind, next_rip) = result(invoke::vcpu_run(vcpu, &args, &mut registers));
+                let (kind, next_rip) = result(invoke::vcpu_run(vcpu, &args, &mut page));
                 out.set(1, kind);
                 out.set(2, next_rip);
-                registers[Reg::Rip as usize] = next_rip;
-                registers[Reg::Rbx as usize] = 0xBAD;
+                page.registers()[Reg::Rip as usize] = next_rip;
+                page.registers()[Reg::Rbx as usize] = 0xBAD;
                 let args = VcpuRunArgs {
                     load_mask: 1 << Reg::Rip as u32,
                     timeout_ns: GUEST_TIMEOUT_NS,
                     ..VcpuRunArgs::default()
                 };
-                let (kind, _) = result(invoke::vcpu_run(vcpu, &args, &mut registers));
+                let (kind, _) = result(invoke::vcpu_run(vcpu, &args, &mut page));
                 out.set(3, kind);
-                out.set(4, registers[Reg::Rbx as usize]);
-                out.set(5, registers[Reg::Rip as usize]);
+                out.set(4, page.registers()[Reg::Rbx as usize]);
+                out.set(5, page.registers()[Reg::Rip as usize]);
                 let args = VcpuRunArgs {
                     flags: 1 << 55,
                     timeout_ns: GUEST_TIMEOUT_NS,
                     ..VcpuRunArgs::default()
                 };
-                let third = invoke::vcpu_run(vcpu, &args, &mut registers);
+                let third = invoke::vcpu_run(vcpu, &args, &mut page);
                 out.set(6, third.err().map_or(0, |e| e as u64 + 1));
             }
             out.set(0, 1);
         },
     )?;
-    match invoke::vcpu_bind(vcpu, guest.tcb, space) {
+    match invoke::vcpu_bind(vcpu, guest.tcb, space, frame) {
         Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
         other => expect!(other, Ok(())),
     }
@@ -1145,11 +1144,12 @@ fn debug_registers(env: &mut Env) -> Outcome {
     let b_code = [0x0F, 0x21, 0xC3, 0xF4];
     let cpu = Some(env.cpus - 1);
     let a_space = env.create(ObjectType::GuestSpace, 15)?;
-    let mut a_registers = real_mode_guest(env, a_space, &a_code)?;
-    a_registers[Reg::Rcx as usize] = 0xFFFF;
+    let mut a_page = real_mode_guest(env, a_space, &a_code)?;
+    a_page.registers()[Reg::Rcx as usize] = 0xFFFF;
     let b_space = env.create(ObjectType::GuestSpace, 15)?;
-    let mut b_registers = real_mode_guest(env, b_space, &b_code)?;
-    b_registers[Reg::Rbx as usize] = 0xFFFF;
+    let mut b_page = real_mode_guest(env, b_space, &b_code)?;
+    b_page.registers()[Reg::Rbx as usize] = 0xFFFF;
+    let (a_frame, b_frame) = (a_page.frame(), b_page.frame());
     let a_vcpu = env.create(ObjectType::Vcpu, 0)?;
     let b_vcpu = env.create(ObjectType::Vcpu, 0)?;
     let go_on = env.notification()?;
@@ -1157,14 +1157,14 @@ fn debug_registers(env: &mut Env) -> Outcome {
     // with its first run, 2 = A's second exit, 3 = A's RCX, 4 = B's exit,
     // 5 = B's RBX.
     let shared = Shared::new();
-    let run = |vcpu, registers: &mut [u64; REGISTER_COUNT], load| {
+    let run = |vcpu, page: &mut RegisterPage, load| {
         let args = VcpuRunArgs {
             load,
             load_mask: if load { 0 } else { 1 << Reg::Rip as u32 },
             timeout_ns: GUEST_TIMEOUT_NS,
             ..VcpuRunArgs::default()
         };
-        match invoke::vcpu_run(vcpu, &args, registers) {
+        match invoke::vcpu_run(vcpu, &args, page) {
             Ok(exit) => (exit.kind_raw + 1000, exit.next_rip),
             Err(error) => (error as u64 + 1, 0),
         }
@@ -1177,16 +1177,16 @@ fn debug_registers(env: &mut Env) -> Outcome {
             ..Default::default()
         },
         move || {
-            let mut registers = a_registers;
+            let mut page = a_page;
             if real_mode_segments(a_vcpu).is_ok() {
-                let (kind, next_rip) = run(a_vcpu, &mut registers, true);
+                let (kind, next_rip) = run(a_vcpu, &mut page, true);
                 out.set(0, kind);
                 out.set(1, 1);
                 let _ = tarn_rt::syscall::wait(go_on, 0);
-                registers[Reg::Rip as usize] = next_rip;
-                let (kind, _) = run(a_vcpu, &mut registers, false);
+                page.registers()[Reg::Rip as usize] = next_rip;
+                let (kind, _) = run(a_vcpu, &mut page, false);
                 out.set(2, kind);
-                out.set(3, registers[Reg::Rcx as usize]);
+                out.set(3, page.registers()[Reg::Rcx as usize]);
             }
         },
     )?;
@@ -1198,19 +1198,19 @@ fn debug_registers(env: &mut Env) -> Outcome {
             ..Default::default()
         },
         move || {
-            let mut registers = b_registers;
+            let mut page = b_page;
             if real_mode_segments(b_vcpu).is_ok() {
-                let (kind, _) = run(b_vcpu, &mut registers, true);
+                let (kind, _) = run(b_vcpu, &mut page, true);
                 out.set(4, kind);
-                out.set(5, registers[Reg::Rbx as usize]);
+                out.set(5, page.registers()[Reg::Rbx as usize]);
             }
         },
     )?;
-    match invoke::vcpu_bind(a_vcpu, a.tcb, a_space) {
+    match invoke::vcpu_bind(a_vcpu, a.tcb, a_space, a_frame) {
         Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
         other => expect!(other, Ok(())),
     }
-    expect!(invoke::vcpu_bind(b_vcpu, b.tcb, b_space), Ok(()));
+    expect!(invoke::vcpu_bind(b_vcpu, b.tcb, b_space, b_frame), Ok(()));
     expect!(invoke::tcb_resume(a.tcb), Ok(()));
     env.wait_until("guest A's first run", || shared.get(1) == 1)?;
     expect!(shared.get(0), Exit::Hlt as u64 + 1000);
@@ -1271,7 +1271,8 @@ fn moved_timeout(env: &mut Env) -> Outcome {
     // 3 = when its wait began, 4 = when it ended.
     let shared = Shared::new();
     let space = env.create(ObjectType::GuestSpace, 15)?;
-    let registers = spinning_guest(env, space)?;
+    let page = spinning_guest(env, space)?;
+    let frame = page.frame();
     let vcpu = env.create(ObjectType::Vcpu, 0)?;
     let guest_shared = shared.clone();
     let guest = env.spawn(
@@ -1281,7 +1282,7 @@ fn moved_timeout(env: &mut Env) -> Outcome {
             ..Default::default()
         },
         move || {
-            let mut registers = registers;
+            let mut page = page;
             let args = VcpuRunArgs {
                 load: true,
                 timeout_ns: GUEST_TIMEOUT_NS,
@@ -1289,7 +1290,7 @@ fn moved_timeout(env: &mut Env) -> Outcome {
             };
             let result = real_mode_segments(vcpu).and_then(|()| {
                 guest_shared.set(0, 1);
-                invoke::vcpu_run(vcpu, &args, &mut registers)
+                invoke::vcpu_run(vcpu, &args, &mut page)
             });
             guest_shared.set(
                 1,
@@ -1300,7 +1301,7 @@ fn moved_timeout(env: &mut Env) -> Outcome {
             );
         },
     )?;
-    invoke::vcpu_bind(vcpu, guest.tcb, space).ctx("bind the vcpu")?;
+    invoke::vcpu_bind(vcpu, guest.tcb, space, frame).ctx("bind the vcpu")?;
     expect!(invoke::scheduler_adopt(scheduler, guest.tcb, 31), Ok(()));
     expect!(invoke::tcb_resume(guest.tcb), Ok(()));
     cpu0.expect(env, EventKind::Woken, 31)?;

@@ -345,6 +345,7 @@ fn moved_cpu_cap(env: &mut Env) -> Outcome {
 fn write_segment_bound_thread_only(env: &mut Env) -> Outcome {
     let space = env.create(ObjectType::GuestSpace, 15)?;
     let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    let page = env.frame()?;
     let shared = Shared::new();
     let out = shared.clone();
     let thread = env.spawn(
@@ -358,7 +359,7 @@ fn write_segment_bound_thread_only(env: &mut Env) -> Outcome {
             out.set(0, code(&result) + 1);
         },
     )?;
-    match invoke::vcpu_bind(vcpu, thread.tcb, space) {
+    match invoke::vcpu_bind(vcpu, thread.tcb, space, page) {
         Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
         other => expect!(other, Ok(())),
     }
@@ -536,7 +537,8 @@ fn unanswered_call_dropped(env: &mut Env) -> Outcome {
 fn guest_space_revoked(env: &mut Env) -> Outcome {
     let untyped = env.untyped(15)?;
     let space = retype(env, untyped, ObjectType::GuestSpace, 15)?;
-    let registers = crate::sched::spinning_guest(env, space)?;
+    let page = crate::sched::spinning_guest(env, space)?;
+    let frame = page.frame();
     let vcpu = env.create(ObjectType::Vcpu, 0)?;
     // Words: 0 = about to enter the guest, 1 = the run's result + 1 (an
     // exit: its kind + 1000).
@@ -549,14 +551,14 @@ fn guest_space_revoked(env: &mut Env) -> Outcome {
             ..Default::default()
         },
         move || {
-            let mut registers = registers;
+            let mut page = page;
             let args = VcpuRunArgs {
                 load: true,
                 ..VcpuRunArgs::default()
             };
             let result = crate::sched::real_mode_segments(vcpu).and_then(|()| {
                 out.set(0, 1);
-                invoke::vcpu_run(vcpu, &args, &mut registers)
+                invoke::vcpu_run(vcpu, &args, &mut page)
             });
             out.set(
                 1,
@@ -567,7 +569,7 @@ fn guest_space_revoked(env: &mut Env) -> Outcome {
             );
         },
     )?;
-    match invoke::vcpu_bind(vcpu, guest.tcb, space) {
+    match invoke::vcpu_bind(vcpu, guest.tcb, space, frame) {
         Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
         other => expect!(other, Ok(())),
     }
@@ -676,7 +678,8 @@ fn vcpu_run_ends_at_suspend(env: &mut Env) -> Outcome {
     /// Far longer than the test waits: only the suspension can end the run.
     const LONG_NS: u64 = 30_000_000_000;
     let space = env.create(ObjectType::GuestSpace, 15)?;
-    let registers = crate::sched::spinning_guest(env, space)?;
+    let page = crate::sched::spinning_guest(env, space)?;
+    let frame = page.frame();
     let vcpu = env.create(ObjectType::Vcpu, 0)?;
     // Words: 0 = about to enter the guest; 1, 3 = the runs' exit kinds +
     // 1000 (or error + 1); 2, 4 = their MR1.
@@ -689,7 +692,7 @@ fn vcpu_run_ends_at_suspend(env: &mut Env) -> Outcome {
             ..Default::default()
         },
         move || {
-            let mut registers = registers;
+            let mut page = page;
             if crate::sched::real_mode_segments(vcpu).is_err() {
                 out.set(1, u64::MAX);
                 return;
@@ -701,7 +704,7 @@ fn vcpu_run_ends_at_suspend(env: &mut Env) -> Outcome {
                     timeout_ns,
                     ..VcpuRunArgs::default()
                 };
-                let (kind, field) = match invoke::vcpu_run(vcpu, &args, &mut registers) {
+                let (kind, field) = match invoke::vcpu_run(vcpu, &args, &mut page) {
                     Ok(exit) => (exit.kind_raw + 1000, exit.fields[0]),
                     Err(error) => (error as u64 + 1, 0),
                 };
@@ -710,7 +713,7 @@ fn vcpu_run_ends_at_suspend(env: &mut Env) -> Outcome {
             }
         },
     )?;
-    match invoke::vcpu_bind(vcpu, guest.tcb, space) {
+    match invoke::vcpu_bind(vcpu, guest.tcb, space, frame) {
         Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
         other => expect!(other, Ok(())),
     }
