@@ -14,7 +14,9 @@ use tarn_ipc_schema::{CPtr, Error, ObjectType, Rights};
 /// Pages of the register-page window handed out so far.
 static NEXT_PAGE: AtomicU64 = AtomicU64::new(0);
 
-/// A register page mapped read-write in this address space.
+/// A register page mapped read-write in this address space. Deleting or
+/// revoking the frame's capability unmaps it: the page is then not to be
+/// touched (a `VcpuRun` that fails with `ObjectDeleted` did not read it).
 pub struct RegisterPage {
     frame: CPtr,
     page: NonNull<vcpu::RegisterPage>,
@@ -26,25 +28,22 @@ pub struct RegisterPage {
 unsafe impl Send for RegisterPage {}
 
 impl RegisterPage {
-    /// A new 4 KiB frame from `resources`, mapped read-write at the next
-    /// page of the register-page window.
+    /// A new 4 KiB frame from `resources`, mapped as [`RegisterPage::of`]
+    /// maps one.
     pub fn new(resources: &mut Resources) -> Result<Self, Error> {
+        let frame = resources.create(ObjectType::Frame4K, 0)?;
+        Self::of(frame, resources.vspace)
+    }
+
+    /// `frame` (a frame this thread may read and write), mapped read-write
+    /// at the next page of the register-page window of `vspace`, which
+    /// must be this address space.
+    pub fn of(frame: CPtr, vspace: CPtr) -> Result<Self, Error> {
         let index = NEXT_PAGE.fetch_add(1, Ordering::Relaxed);
         if index >= REGISTER_PAGES_BYTES / PAGE_SIZE {
             return Err(Error::OutOfMemory);
         }
-        let frame = resources.create(ObjectType::Frame4K, 0)?;
-        Self::map(
-            frame,
-            resources.vspace,
-            REGISTER_PAGES_BASE + index * PAGE_SIZE,
-        )
-    }
-
-    /// `frame` (a frame this thread may read and write), mapped read-write
-    /// at `vaddr` (page-aligned, mapped by nothing else) of `vspace`,
-    /// which must be this address space.
-    pub fn map(frame: CPtr, vspace: CPtr, vaddr: u64) -> Result<Self, Error> {
+        let vaddr = REGISTER_PAGES_BASE + index * PAGE_SIZE;
         invoke::frame_map(frame, vspace, vaddr, Rights::READ.union(Rights::WRITE))?;
         let page = NonNull::new(vaddr as *mut vcpu::RegisterPage).ok_or(Error::InvalidArgument)?;
         Ok(RegisterPage { frame, page })
@@ -58,7 +57,8 @@ impl RegisterPage {
     /// The page: the last exit and the register file.
     #[inline]
     pub fn get(&self) -> &vcpu::RegisterPage {
-        // SAFETY: `map` mapped the page read-write at this address; the
+        // SAFETY: `of` mapped the page read-write at this address (and it
+        // stays mapped while the frame's capability does); the
         // kernel writes it only inside `vcpu_run`, which holds `&mut self`.
         unsafe { self.page.as_ref() }
     }

@@ -11,11 +11,12 @@ use crate::{ensure, expect, expect_err};
 use alloc::format;
 use alloc::string::String;
 use tarn_rt::abi::invocation::ThreadState;
-use tarn_rt::abi::vcpu::{attributes, Segment};
+use tarn_rt::abi::vcpu::{attributes, Exit, Segment};
 use tarn_rt::abi::{Error, MessageInfo, ObjectType, Rights};
 use tarn_rt::arch::{probe_read, probe_write};
 use tarn_rt::invoke::{self, TcbConfig, VcpuRunArgs};
 use tarn_rt::layout::{slot, PAGE_SIZE};
+use tarn_rt::vcpu::RegisterPage;
 use tarn_rt::{ipc_buffer, ThreadOptions, UntypedAllocator};
 
 pub const TESTS: &[Test] = &[
@@ -55,6 +56,14 @@ pub const TESTS: &[Test] = &[
     (
         "soundness_vcpu_run_ends_at_suspend",
         vcpu_run_ends_at_suspend,
+    ),
+    (
+        "soundness_register_page_revoked_under_running_guest",
+        register_page_revoked,
+    ),
+    (
+        "soundness_register_page_moved_deleted_refused",
+        register_page_moved_deleted_refused,
     ),
 ];
 
@@ -745,5 +754,197 @@ fn vcpu_run_ends_at_suspend(env: &mut Env) -> Outcome {
     expect!(shared.get(3), timeout);
     expect!(shared.get(4), 0);
     consistent("after both runs")?;
+    Ok(Pass::Ok)
+}
+
+/// A guest runs (with a 50 ms timeout) while its register page's memory is
+/// revoked under it and retyped as a new frame: when the run ends it fails
+/// with `ObjectDeleted`, the new frame stays zero (the kernel wrote
+/// neither the exit nor the registers there), the next `VcpuRun` is
+/// refused with `ObjectDeleted` at once, and the invariants hold.
+fn register_page_revoked(env: &mut Env) -> Outcome {
+    const RUN_NS: u64 = 50_000_000;
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    let initial = crate::sched::spinning_guest(env, space)?;
+    let untyped = env.untyped(12)?;
+    let frame = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    let address = invoke::frame_get_address(frame).ctx("page address")?;
+    let mut page = RegisterPage::of(frame, slot::ROOT_VSPACE).ctx("map the page")?;
+    *page.registers() = initial.get().registers;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    // Words: 0 = about to enter the guest, 1 and 2 = the two runs' results
+    // + 1 (an exit: its kind + 1000).
+    let shared = Shared::new();
+    let out = shared.clone();
+    let guest = env.spawn(
+        ThreadOptions {
+            cpu: Some(env.cpus - 1),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut page = page;
+            if crate::sched::real_mode_segments(vcpu).is_err() {
+                out.set(1, u64::MAX);
+                return;
+            }
+            out.set(0, 1);
+            for round in 1..3 {
+                let args = VcpuRunArgs {
+                    load: round == 1,
+                    timeout_ns: RUN_NS,
+                    ..VcpuRunArgs::default()
+                };
+                // (Only an exit reads the page: after `ObjectDeleted` it
+                // is no longer mapped.)
+                let result = invoke::vcpu_run(vcpu, &args, &mut page);
+                out.set(
+                    round,
+                    match result {
+                        Ok(exit) => exit.kind_raw + 1000,
+                        Err(error) => error as u64 + 1,
+                    },
+                );
+            }
+        },
+    )?;
+    match invoke::vcpu_bind(vcpu, guest.tcb, space, frame) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Ok(())),
+    }
+    consistent("with the register page bound")?;
+    expect!(invoke::tcb_resume(guest.tcb), Ok(()));
+    env.wait_until("the guest to start", || shared.get(0) != 0)?;
+    env.sleep_ns(5_000_000);
+    ensure!(
+        shared.get(1) == 0,
+        "the guest exited early: {}",
+        shared.get(1)
+    );
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    let reused = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    expect!(invoke::frame_get_address(reused), Ok(address));
+    let vaddr = env.vaddr(PAGE_SIZE, PAGE_SIZE);
+    invoke::frame_map(reused, slot::ROOT_VSPACE, vaddr, RW).ctx("map the new frame")?;
+    consistent("once the register page is revoked, under a running guest")?;
+    env.join(&guest)?;
+    expect!(
+        crate::harness::decode(shared.get(1) - 1),
+        Err(Error::ObjectDeleted)
+    );
+    expect!(
+        crate::harness::decode(shared.get(2) - 1),
+        Err(Error::ObjectDeleted)
+    );
+    unchanged(
+        vaddr,
+        true,
+        "a frame retyped from the revoked register page",
+    )?;
+    consistent("after both runs")?;
+    let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
+    Ok(Pass::Ok)
+}
+
+/// `VcpuBind` refuses a register page that is not a frame (`WrongType`)
+/// or that the caller may not write (`InsufficientRights`), binding
+/// nothing; a bound page's capability moved to another slot still serves
+/// (the kernel's copy is its child: the exit arrives in the page); once
+/// the moved capability is deleted, `VcpuRun` is refused with
+/// `ObjectDeleted` and the frame retyped from the same memory stays zero.
+fn register_page_moved_deleted_refused(env: &mut Env) -> Outcome {
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    let initial = crate::sched::spinning_guest(env, space)?;
+    let untyped = env.untyped(12)?;
+    let frame = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    let mut page = RegisterPage::of(frame, slot::ROOT_VSPACE).ctx("map the page")?;
+    *page.registers() = initial.get().registers;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    let gate = env.notification()?;
+    // Words: 0 = the first run's result + 1 (an exit: its kind + 1000),
+    // 1 = its field 0, 2 = the second run's result + 1.
+    let shared = Shared::new();
+    let out = shared.clone();
+    let guest = env.spawn(
+        ThreadOptions {
+            cpu: Some(env.cpus - 1),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut page = page;
+            if crate::sched::real_mode_segments(vcpu).is_err() {
+                out.set(0, u64::MAX);
+                return;
+            }
+            let args = VcpuRunArgs {
+                load: true,
+                timeout_ns: 2_000_000,
+                ..VcpuRunArgs::default()
+            };
+            let first = invoke::vcpu_run(vcpu, &args, &mut page);
+            out.set(1, first.map_or(0, |exit| exit.fields[0]));
+            out.set(
+                0,
+                first.map_or_else(|e| e as u64 + 1, |exit| exit.kind_raw + 1000),
+            );
+            let _ = tarn_rt::wait(gate, 0);
+            let second = invoke::vcpu_run(vcpu, &VcpuRunArgs::default(), &mut page);
+            out.set(2, code(&second) + 1);
+        },
+    )?;
+    // Refused: not a frame; a frame without write rights. Neither binds.
+    let endpoint = env.endpoint()?;
+    match invoke::vcpu_bind(vcpu, guest.tcb, space, endpoint) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Err(Error::WrongType)),
+    }
+    let read_only = env.slot()?;
+    invoke::cnode_copy(
+        slot::ROOT_CNODE,
+        read_only,
+        slot::ROOT_CNODE,
+        frame,
+        Rights::READ,
+    )
+    .ctx("a read-only copy")?;
+    expect!(
+        invoke::vcpu_bind(vcpu, guest.tcb, space, read_only),
+        Err(Error::InsufficientRights)
+    );
+    expect!(invoke::cnode_delete(slot::ROOT_CNODE, read_only), Ok(()));
+    consistent("after the refused binds")?;
+    expect!(invoke::vcpu_bind(vcpu, guest.tcb, space, frame), Ok(()));
+    // Moved: the kernel's copy goes with it.
+    let moved = env.slot()?;
+    expect!(
+        invoke::cnode_move(slot::ROOT_CNODE, moved, slot::ROOT_CNODE, frame),
+        Ok(())
+    );
+    consistent("with the register page's capability moved")?;
+    expect!(invoke::tcb_resume(guest.tcb), Ok(()));
+    env.wait_until("the first run to end", || shared.get(0) != 0)?;
+    expect!(shared.get(0), Exit::Timeout as u64 + 1000);
+    expect!(shared.get(1), 0);
+    // Deleted: the next run is refused, and the memory is left alone.
+    expect!(invoke::cnode_delete(slot::ROOT_CNODE, moved), Ok(()));
+    consistent("once the moved capability is deleted")?;
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    let reused = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    let vaddr = env.vaddr(PAGE_SIZE, PAGE_SIZE);
+    invoke::frame_map(reused, slot::ROOT_VSPACE, vaddr, RW).ctx("map the new frame")?;
+    expect!(tarn_rt::signal(gate), Ok(()));
+    env.join(&guest)?;
+    expect!(
+        crate::harness::decode(shared.get(2) - 1),
+        Err(Error::ObjectDeleted)
+    );
+    unchanged(
+        vaddr,
+        true,
+        "a frame retyped from the deleted register page",
+    )?;
+    consistent("after the refused run")?;
+    let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
     Ok(Pass::Ok)
 }
