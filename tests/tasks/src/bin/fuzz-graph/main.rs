@@ -1412,11 +1412,19 @@ impl Fuzz {
                 if self.run.is_some() {
                     return Ok(());
                 }
-                let (Some(vcpu), Some(space), Some(page)) = (
-                    self.of(Kind::Vcpu),
-                    self.of(Kind::GuestSpace),
-                    self.writable_frame(),
-                ) else {
+                let (Some(vcpu), Some(space)) = (self.of(Kind::Vcpu), self.of(Kind::GuestSpace))
+                else {
+                    return Ok(());
+                };
+                // The register page: the first frame in the graph (chosen
+                // without a draw, so that the rest of the run's choices
+                // stay those of its seed).
+                let Some(page) = self
+                    .model
+                    .slots_of(Kind::Frame)
+                    .into_iter()
+                    .find(|&i| !self.model.obj_of(i).is_some_and(|(_, o)| o.sentinel))
+                else {
                     return Ok(());
                 };
                 // The register page: the guest's initial registers, which
