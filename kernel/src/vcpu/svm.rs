@@ -246,27 +246,30 @@ pub fn write_registers(guard: &mut KernelGuard, vcpu: u64, r: &[u64; REGISTER_CO
 /// Loads the registers in `mask` (only general registers, RSP, RIP and
 /// RFLAGS: `super::LOAD_ONE_BY_ONE`) from the register file in the
 /// register page at `page`, with RFLAGS kept valid as in [`write_registers`].
+#[inline(always)]
 pub fn write_some(guard: &mut KernelGuard, vcpu: u64, page: u64, mask: u64) {
-    let mut bits = mask & ((1 << 15) - 1) & !(1 << Reg::Rax as u64);
+    // One pass over the named registers (usually RIP alone, or RAX and RIP).
+    let mut bits = mask;
     while bits != 0 {
-        let i = bits.trailing_zeros() as usize;
+        let r = bits.trailing_zeros() as usize;
         bits &= bits - 1;
-        let value = page_register(guard, page, i);
-        state(guard, vcpu).gprs.0[i] = value;
-    }
-    for (reg, word) in [
-        (Reg::Rax, VmcbWord::Rax),
-        (Reg::Rsp, VmcbWord::Rsp),
-        (Reg::Rip, VmcbWord::Rip),
-        (Reg::Rflags, VmcbWord::Rflags),
-    ] {
-        if mask & (1 << reg as u64) != 0 {
-            let mut value = page_register(guard, page, reg as usize);
-            if reg == Reg::Rflags {
-                value = (value & 0x003F_7FD5) | 2;
+        let value = page_register(guard, page, r);
+        let word = match r {
+            r if r == Reg::Rax as usize => VmcbWord::Rax,
+            r if r == Reg::Rsp as usize => VmcbWord::Rsp,
+            r if r == Reg::Rip as usize => VmcbWord::Rip,
+            r if r == Reg::Rflags as usize => {
+                vmcb(guard, vcpu).set(VmcbWord::Rflags, (value & 0x003F_7FD5) | 2);
+                continue;
             }
-            vmcb(guard, vcpu).set(word, value);
-        }
+            r if r < 15 => {
+                state(guard, vcpu).gprs.0[r] = value;
+                continue;
+            }
+            // (Not a register this load takes: `super::LOAD_ONE_BY_ONE`.)
+            _ => continue,
+        };
+        vmcb(guard, vcpu).set(word, value);
     }
 }
 
