@@ -432,9 +432,8 @@ fn expire_timeouts(guard: &mut KernelGuard) {
     let mut thread = CPUS.get(guard)[this_cpu()].timeout_head;
     while thread != 0 {
         let t = *tcb::ctl(guard, thread);
-        if t.deadline <= now && t.in_guest != 0 {
-            crate::vcpu::on_timeout(guard, thread);
-        } else if t.deadline <= now {
+        // (A `VcpuRun` deadline is on no list: `vcpu::enter_guest`.)
+        if t.deadline <= now {
             crate::ipc::cancel_ipc(guard, thread);
             tcb::set_result(guard, thread, Err(tarn_ipc_schema::Error::Timeout));
             make_runnable(guard, thread);
@@ -482,11 +481,12 @@ fn earliest_deadline(guard: &mut KernelGuard) -> u64 {
     earliest
 }
 
-/// The current thread, continuing without a scheduling pass (the
-/// `VcpuRun` fastpath), added a timeout at `deadline`: the one-shot timer
-/// is armed as the pass would arm it, unless it is armed already to fire
-/// no later (an earlier expiry is an ordinary timer interrupt, after which
-/// the pass arms it again).
+/// The current thread, entering its guest (`vcpu::enter_guest`), has a
+/// `VcpuRun` deadline at `deadline` (on no timeout list): the one-shot
+/// timer is armed as the pass would arm it with that deadline listed,
+/// unless it is armed already to fire no later (an earlier expiry is an
+/// ordinary timer interrupt, after which the pass arms it again and the
+/// guest's next entry lowers it to the deadline).
 pub fn timeout_added(guard: &mut KernelGuard, deadline: u64) {
     let state = CPUS.get(guard)[this_cpu()];
     if state.armed_for != 0 && state.armed_for <= deadline {
@@ -494,6 +494,7 @@ pub fn timeout_added(guard: &mut KernelGuard, deadline: u64) {
     }
     let wake_at = state
         .slice_end
+        .min(deadline)
         .min(earliest_deadline(guard))
         .min(crate::dispatch::next_tick(guard));
     timer::arm_at_tsc(wake_at);

@@ -99,11 +99,6 @@ pub fn init_this_cpu() -> bool {
     }
 }
 
-/// [`VcpuState::timed_out`]: the `VcpuRun` timeout passed.
-const ENDED_TIMEOUT: u64 = 1;
-/// [`VcpuState::timed_out`]: the thread was suspended inside `VcpuRun`.
-const ENDED_SUSPENDED: u64 = 2;
-
 /// Byte offset of [`VcpuState`] in a Vcpu object.
 const STATE_OFFSET: u64 = PAGE_SIZE;
 /// Byte offset of the guest FPU area in a Vcpu object.
@@ -135,11 +130,15 @@ pub struct VcpuState {
     pub window_exit: u64,
     /// Exceptions the VMM intercepts (bit per vector).
     pub exception_bitmap: u64,
-    /// Why the `VcpuRun` in progress ends at the next entry instead of
-    /// entering the guest: 0 = it does not, [`ENDED_TIMEOUT`] = its timeout
-    /// passed while the guest ran, [`ENDED_SUSPENDED`] = its thread was
-    /// suspended inside it.
-    pub timed_out: u64,
+    /// The thread was suspended inside the `VcpuRun` in progress, which
+    /// therefore ends at the next entry instead of entering the guest.
+    pub suspended: u64,
+    /// The TSC deadline of the `VcpuRun` in progress (0 = none). It is on
+    /// no timeout list: `enter_guest` ends the call once it has passed and
+    /// arms the one-shot timer for it (`sched::timeout_added`), so neither
+    /// an exit nor the next `VcpuRun` takes anything off a list or puts it
+    /// back.
+    pub deadline: u64,
     /// CPU index + 1 it last ran on (0 = never).
     pub last_cpu: u64,
     /// The guest-TLB epoch it last ran with.
@@ -493,7 +492,8 @@ fn bind(guard: &mut KernelGuard, caller: &mut Caller, vcpu: u64) -> Result<(), E
     s.reinject = 0;
     s.window_exit = 0;
     s.exception_bitmap = 0;
-    s.timed_out = 0;
+    s.suspended = 0;
+    s.deadline = 0;
     s.last_cpu = 0;
     s.gprs = GuestGprs([0; 15]);
     s.debug = [0, 0, 0, 0, cpu::DR6_RESET];
@@ -547,12 +547,6 @@ fn run(guard: &mut KernelGuard, caller: &mut Caller, thread: u64, vcpu: u64) -> 
 /// entry is the pass's business) on this CPU with no system thread
 /// waiting in its FIFO. `false` (and nothing changed) otherwise, or when
 /// the request is refused: the general path then decides, and reports.
-///
-/// The one-shot timer is armed for the new `VcpuRun` deadline only if it
-/// would otherwise fire later (`sched::timeout_added`): a VMM whose
-/// deadline moves later with each call (a relative timeout) keeps the
-/// timer armed for an earlier one, whose expiry is an ordinary timer
-/// interrupt after which the pass arms it for the deadline then current.
 #[inline]
 pub fn run_fast(guard: &mut KernelGuard, thread: u64, vcpu: u64, words: [u64; 4]) -> bool {
     let cpu = sched::this_cpu();
@@ -563,10 +557,7 @@ pub fn run_fast(guard: &mut KernelGuard, thread: u64, vcpu: u64, words: [u64; 4]
     let Ok(request) = check_run(guard, thread, vcpu, words) else {
         return false;
     };
-    let deadline = start_run(guard, thread, vcpu, request);
-    if deadline != 0 {
-        sched::timeout_added(guard, deadline);
-    }
+    start_run(guard, thread, vcpu, request);
     true
 }
 
@@ -619,10 +610,9 @@ fn check_run(
 }
 
 /// Starts a checked `VcpuRun`: the registers it loads, the event, the
-/// exits asked for, its timeout; the thread is then in `VcpuRun`. Returns
-/// the timeout's TSC deadline (0: none).
+/// exits asked for, its deadline; the thread is then in `VcpuRun`.
 #[inline(always)]
-fn start_run(guard: &mut KernelGuard, thread: u64, vcpu: u64, request: RunRequest) -> u64 {
+fn start_run(guard: &mut KernelGuard, thread: u64, vcpu: u64, request: RunRequest) {
     let RunRequest {
         flags,
         inject,
@@ -642,32 +632,19 @@ fn start_run(guard: &mut KernelGuard, thread: u64, vcpu: u64, request: RunReques
     }
     s.window_exit = u64::from(flags & run_flags::WINDOW_EXIT != 0);
     s.exception_bitmap = exceptions;
-    s.timed_out = 0;
-    sched::cancel_timeout(guard, thread);
-    let mut deadline = 0;
-    if timeout_ns != 0 {
-        deadline = cpu::rdtsc().saturating_add(timer::ns_to_tsc(timeout_ns).max(1));
-        sched::add_timeout(guard, thread, deadline);
-    }
+    s.suspended = 0;
+    s.deadline = if timeout_ns != 0 {
+        cpu::rdtsc().saturating_add(timer::ns_to_tsc(timeout_ns).max(1))
+    } else {
+        0
+    };
     tcb::ctl(guard, thread).in_guest = 1;
-    deadline
-}
-
-/// The `VcpuRun` timeout of `thread` (in the guest) passed: the guest exits
-/// with `Timeout` the next time the kernel looks at it.
-pub fn on_timeout(guard: &mut KernelGuard, thread: u64) {
-    sched::cancel_timeout(guard, thread);
-    let vcpu = tcb::ctl(guard, thread).vcpu;
-    if vcpu != 0 {
-        let s = state(guard, vcpu);
-        s.timed_out = s.timed_out.max(ENDED_TIMEOUT);
-    }
 }
 
 /// `thread` is being suspended (`TcbSuspend`, or on its way to
-/// destruction). If it is inside `VcpuRun`, that call is over: suspension
-/// cancels its timeout, so entering the guest again at resume would run
-/// the guest with no bound the caller asked for. Once resumed, the thread
+/// destruction). If it is inside `VcpuRun`, that call is over (entering
+/// the guest again at resume would run it past whatever the caller
+/// expected of the call while it stood still). Once resumed, the thread
 /// returns from `VcpuRun` with a `Timeout` exit whose MR1 is 1, without
 /// entering the guest (the guest's state stays in the Vcpu, and the
 /// instruction an unprocessed exit stopped at runs again on the next
@@ -676,7 +653,7 @@ pub fn on_timeout(guard: &mut KernelGuard, thread: u64) {
 pub fn on_suspend(guard: &mut KernelGuard, thread: u64) {
     let t = *tcb::ctl(guard, thread);
     if t.in_guest != 0 && t.vcpu != 0 {
-        state(guard, t.vcpu).timed_out = ENDED_SUSPENDED;
+        state(guard, t.vcpu).suspended = 1;
     }
 }
 
@@ -692,13 +669,17 @@ pub fn enter_guest(mut guard: KernelGuard, thread: u64) -> ! {
     if state(&mut guard, vcpu).space_root == 0 {
         // Its GuestSpace was deleted while it was in `VcpuRun`.
         tcb::ctl(&mut guard, thread).in_guest = 0;
-        sched::cancel_timeout(&mut guard, thread);
         tcb::set_result(&mut guard, thread, Err(Error::ObjectDeleted));
         sched::schedule(guard)
     }
-    let ended = state(&mut guard, vcpu).timed_out;
-    if ended != 0 {
-        let suspended = u64::from(ended == ENDED_SUSPENDED);
+    // Suspended inside the call (field 0 = 1), or its deadline passed
+    // (field 0 = 0): the call ends; otherwise the timer is armed for the
+    // deadline unless it fires no later anyway.
+    let (suspended, deadline) = {
+        let s = state(&mut guard, vcpu);
+        (s.suspended, s.deadline)
+    };
+    if suspended != 0 || (deadline != 0 && cpu::rdtsc() >= deadline) {
         complete(
             &mut guard,
             thread,
@@ -706,6 +687,9 @@ pub fn enter_guest(mut guard: KernelGuard, thread: u64) -> ! {
             ExitRecord::new(Exit::Timeout, [suspended, 0, 0, 0]),
         );
         sched::schedule(guard)
+    }
+    if deadline != 0 {
+        sched::timeout_added(&mut guard, deadline);
     }
     let cpu = sched::this_cpu();
     let guests = GUESTS.get(&mut guard);
@@ -803,9 +787,8 @@ fn continues_without_pass(guard: &mut KernelGuard, cpu: usize, thread: u64) -> O
 fn complete(guard: &mut KernelGuard, thread: u64, vcpu: u64, record: ExitRecord) {
     let s = state(guard, vcpu);
     let (at, pending) = (s.page, u64::from(s.pending != 0));
-    s.timed_out = 0;
+    s.suspended = 0;
     s.window_exit = 0;
-    sched::cancel_timeout(guard, thread);
     tcb::ctl(guard, thread).in_guest = 0;
     if at == 0 {
         tcb::set_result(guard, thread, Err(Error::ObjectDeleted));
@@ -892,7 +875,6 @@ pub fn destroy(guard: &mut KernelGuard, header_phys: u64) {
         t.vcpu = 0;
         if t.in_guest != 0 {
             t.in_guest = 0;
-            sched::cancel_timeout(guard, thread);
             tcb::set_result(guard, thread, Err(Error::ObjectDeleted));
         }
     }

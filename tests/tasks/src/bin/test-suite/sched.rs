@@ -1255,7 +1255,12 @@ pub(crate) fn real_mode_segments(vcpu: u64) -> Result<(), Error> {
 /// timed wait on CPU 1, begun before, must still end on time with
 /// `Timeout`, the guest must see its own timeout, and every timeout list
 /// must stay well formed. (Cancelling through the thread's current CPU
-/// emptied CPU 1's list instead: the wait there never ended.)
+/// emptied CPU 1's list instead: the wait there never ended.) Since a
+/// `VcpuRun` deadline is kept in its Vcpu, on no list, the guest's timeout
+/// no longer sits on CPU 0's list: the test now checks that a vCPU thread
+/// moved between CPUs still gets its own timeout and leaves the other
+/// CPU's timed wait alone, and no longer reaches a cancel from another
+/// CPU's list.
 fn moved_timeout(env: &mut Env) -> Outcome {
     if env.cpu_caps.is_none() {
         return Ok(Pass::Skipped("no Cpu capabilities"));
