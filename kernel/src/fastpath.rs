@@ -80,38 +80,39 @@ pub fn call_entry(mut guard: KernelGuard, cptr: u64, info: u64) -> ! {
     }
     if fits(info) {
         let cspace = tcb::slot_address(thread, tcb::slot::CSPACE);
-        // `VcpuRun` first, by its label (an IPC message with that label
-        // takes one compare more, and the endpoint decode after it; a VM
-        // exit round trip took the failed endpoint decode before, 20
-        // steps). Out of line, with the capability decoded there: with
-        // the Vcpu case sharing the endpoint's decode, the IPC round trip
-        // measured about 30 instructions slower (register pressure in the
-        // inlined fastpath).
-        if info.label() == Invocation::VcpuRun as u64 && vcpu_run(&mut guard, thread, cspace, cptr)
-        {
-            crate::vcpu::enter_guest(guard, thread)
-        }
-        if let Some(cap) = object::endpoint_at(&mut guard, cspace, cptr) {
-            let (adopted, confined) = {
-                let t = tcb::ctl(&mut guard, thread);
-                (t.scheduler, t.confined)
-            };
-            // (Confined threads, caller or server, take the general
-            // path: it places them by their confinement and wakes them
-            // through `sched::make_runnable`, where their watchdog
-            // restarts.)
-            let switch = if confined != 0 {
-                None
-            } else if adopted != 0 {
-                // A thread adopted by a user-mode scheduler runs only
-                // from its dispatch entry, which it lends to the server.
-                call::<true>(&mut guard, thread, cap, info)
-            } else {
-                call::<false>(&mut guard, thread, cap, info)
-            };
-            if let Some((next, root)) = switch {
-                sched::switch_to(guard, next, root)
+        match object::endpoint_at(&mut guard, cspace, cptr) {
+            Some(cap) => {
+                let (adopted, confined) = {
+                    let t = tcb::ctl(&mut guard, thread);
+                    (t.scheduler, t.confined)
+                };
+                // (Confined threads, caller or server, take the general
+                // path: it places them by their confinement and wakes them
+                // through `sched::make_runnable`, where their watchdog
+                // restarts.)
+                let switch = if confined != 0 {
+                    None
+                } else if adopted != 0 {
+                    // A thread adopted by a user-mode scheduler runs only
+                    // from its dispatch entry, which it lends to the server.
+                    call::<true>(&mut guard, thread, cap, info)
+                } else {
+                    call::<false>(&mut guard, thread, cap, info)
+                };
+                if let Some((next, root)) = switch {
+                    sched::switch_to(guard, next, root)
+                }
             }
+            // Out of line, with the capability decoded again there: with
+            // the Vcpu case sharing the endpoint's decode, the IPC round
+            // trip measured about 30 instructions slower (register pressure
+            // in the inlined fastpath).
+            None if info.label() == Invocation::VcpuRun as u64
+                && vcpu_run(&mut guard, thread, cspace, cptr) =>
+            {
+                crate::vcpu::enter_guest(guard, thread)
+            }
+            None => {}
         }
     }
     crate::syscall::general(guard, thread)
