@@ -59,7 +59,7 @@ pub enum Invocation {
     /// Tcb. Stops the thread (aborting any IPC it is blocked in). A thread
     /// inside `VcpuRun` leaves the guest, and that call is over: once
     /// resumed, it returns from `VcpuRun` with a
-    /// [`crate::vcpu::Exit::Timeout`] exit whose MR1 is 1.
+    /// [`crate::vcpu::Exit::Timeout`] exit whose field 0 is 1.
     TcbSuspend = 14,
     /// Tcb. MR0 = CPU index the thread runs on (`OutOfRange` past the online
     /// CPUs). A thread confined to a Scheduler ([`Invocation::TcbConfine`])
@@ -197,10 +197,13 @@ pub enum Invocation {
     CpuInfo = 70,
 
     /// Vcpu. MR0 = Tcb cptr (the thread that will run it; it must have no
-    /// virtual CPU yet), MR1 = GuestSpace cptr (its guest-physical memory).
-    /// The virtual CPU must be unbound (`IllegalState`). It starts in the
-    /// state [`crate::vcpu`] describes; the Vcpu keeps a copy of the
-    /// GuestSpace capability. `NotSupported` on a machine without SVM or VMX.
+    /// virtual CPU yet), MR1 = GuestSpace cptr (its guest-physical memory),
+    /// MR2 = Frame cptr (the register page, [`crate::vcpu::RegisterPage`]:
+    /// `WrongType` for anything but a frame, `InsufficientRights` without
+    /// read and write rights). The virtual CPU must be unbound
+    /// (`IllegalState`). It starts in the state [`crate::vcpu`] describes;
+    /// the Vcpu keeps copies of the GuestSpace and frame capabilities.
+    /// `NotSupported` on a machine without SVM or VMX.
     VcpuBind = 80,
     /// Vcpu. MR0 = [`crate::vcpu::Segment`], MR1 = selector, MR2 = base,
     /// MR3 = limit, MR4 = attributes (the 12-bit packed form of
@@ -214,13 +217,16 @@ pub enum Invocation {
     /// none), MR2 = timeout in ns (0 = none; a [`crate::vcpu::Exit::Timeout`]
     /// exit when it passes), MR3 = exception intercept bitmap (bit v: guest
     /// exception v exits as [`crate::vcpu::Exit::Exception`]). Returns on
-    /// the first exit the kernel does not handle itself, with the exit
-    /// record in MR0.. and the guest registers in the IPC buffer (see
-    /// [`crate::vcpu`]). A `TcbSuspend` of the thread ends the call (a
-    /// `Timeout` exit with MR1 = 1 when it is resumed), so the guest never
-    /// runs past the timeout asked for. `ObjectDeleted` (also while in the guest) once the
-    /// Vcpu's copy of its GuestSpace capability is gone (that capability or
-    /// its memory was revoked): the guest never runs on freed page tables.
+    /// the first exit the kernel does not handle itself, with no message
+    /// words: the exit record and the guest registers are in the register
+    /// page (see [`crate::vcpu`]). A `TcbSuspend` of the thread ends the
+    /// call (a `Timeout` exit with field 0 = 1 when it is resumed), so the
+    /// guest never runs past the timeout asked for. `ObjectDeleted` (also
+    /// while in the guest) once the Vcpu's copy of its GuestSpace
+    /// capability is gone (that capability or its memory was revoked): the
+    /// guest never runs on freed page tables; and once its copy of the
+    /// register page's capability is gone: the kernel never writes a page
+    /// it no longer holds.
     VcpuRun = 82,
 }
 

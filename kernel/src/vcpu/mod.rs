@@ -193,7 +193,7 @@ const _: () = assert!(
 pub struct ExitRecord {
     /// The kind.
     pub kind: Exit,
-    /// MR1..MR4.
+    /// Fields 0..3.
     pub fields: [u64; 4],
     /// The RIP after the exiting instruction (0 = not an emulated instruction).
     pub next_rip: u64,
@@ -645,7 +645,7 @@ fn start_run(guard: &mut KernelGuard, thread: u64, vcpu: u64, request: RunReques
 /// destruction). If it is inside `VcpuRun`, that call is over (entering
 /// the guest again at resume would run it past whatever the caller
 /// expected of the call while it stood still). Once resumed, the thread
-/// returns from `VcpuRun` with a `Timeout` exit whose MR1 is 1, without
+/// returns from `VcpuRun` with a `Timeout` exit whose field 0 is 1, without
 /// entering the guest (the guest's state stays in the Vcpu, and the
 /// instruction an unprocessed exit stopped at runs again on the next
 /// `VcpuRun`). Called under the lock before the thread is stopped; a CPU

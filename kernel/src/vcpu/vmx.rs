@@ -22,9 +22,9 @@
 //! change a host-owned bit exits as `Unsupported` (control-register access).
 //!
 //! An inconsistent guest state makes VM entry fail: the VMM gets
-//! `InvalidState` with MR1 = the basic exit reason (33 invalid guest state,
+//! `InvalidState` with field 0 = the basic exit reason (33 invalid guest state,
 //! 34 MSR loading, 41 machine check) or, when VMLAUNCH itself failed
-//! (VMfail), MR1 = the VM-instruction error and MR2 = 1.
+//! (VMfail), field 0 = the VM-instruction error and field 1 = 1.
 
 use super::{page, page_register, state, ExitRecord, MsrEntry, Outcome};
 use crate::arch::cpu::GUEST_SYSCALL_MSRS;

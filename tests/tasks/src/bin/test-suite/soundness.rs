@@ -678,11 +678,11 @@ fn configure_destroying_caller(env: &mut Env) -> Outcome {
 }
 
 /// A thread suspended while inside `VcpuRun` and then resumed returns from
-/// `VcpuRun` (a `Timeout` exit with MR1 = 1) instead of going on running
+/// `VcpuRun` (a `Timeout` exit with field 0 = 1) instead of going on running
 /// the guest: suspension cancels the call's timeout, so before the fix the
 /// resumed thread re-entered the guest with no bound and never returned.
 /// A second `VcpuRun` then runs the same guest until its own timeout
-/// (MR1 = 0).
+/// (field 0 = 0).
 fn vcpu_run_ends_at_suspend(env: &mut Env) -> Outcome {
     /// Far longer than the test waits: only the suspension can end the run.
     const LONG_NS: u64 = 30_000_000_000;
@@ -691,7 +691,7 @@ fn vcpu_run_ends_at_suspend(env: &mut Env) -> Outcome {
     let frame = page.frame();
     let vcpu = env.create(ObjectType::Vcpu, 0)?;
     // Words: 0 = about to enter the guest; 1, 3 = the runs' exit kinds +
-    // 1000 (or error + 1); 2, 4 = their MR1.
+    // 1000 (or error + 1); 2, 4 = their field 0.
     let shared = Shared::new();
     let out = shared.clone();
     let guest = env.spawn(
