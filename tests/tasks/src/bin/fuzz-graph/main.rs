@@ -6,7 +6,8 @@
 //! threads blocked sending faults with graph IPC buffers), and at random
 //! deletes, revokes, moves, copies, mints and retypes underneath them.
 //!
-//! After every step it checks:
+//! After every step it checks (the first two every `walk=N` steps and at
+//! every arena reset when N is given, for long runs):
 //! - `MachineCheckInvariants` says consistent;
 //! - the kernel's live capability and object counts moved exactly as the
 //!   model's did;
@@ -100,8 +101,9 @@ fn main(arg: u64) {
     };
     let seed = option(info.cmdline(), "seed=").unwrap_or(DEFAULT_SEED);
     let steps = option(info.cmdline(), "steps=").unwrap_or(DEFAULT_STEPS);
+    let walk = option(info.cmdline(), "walk=").unwrap_or(1).max(1);
     println!(
-        "fuzz-graph: seed {seed}, {steps} steps, {} cpus",
+        "fuzz-graph: seed {seed}, {steps} steps, {} cpus, invariant walk every {walk} steps",
         info.cpu_count
     );
     let outcome = Fuzz::new(info, seed).and_then(|mut fuzz| fuzz.run(steps));
@@ -217,6 +219,10 @@ struct Fuzz {
     r_reports_seen: u64,
     /// Print every step (`trace=1`).
     trace: bool,
+    /// The kernel's invariant walk (and the count comparison it reports)
+    /// after every this many steps and at every arena reset (`walk=N`;
+    /// 1, every step, unless given: long runs use it, see README).
+    walk_every: u64,
     /// Empty slots `of` chose this step (to provoke errors): `empty` does
     /// not hand them out, so nothing fills one before the step invokes it
     /// (an endpoint retyped there would make the invocation IPC, a `Call`
@@ -303,6 +309,7 @@ impl Fuzz {
             r_reports_seen: 0,
             naps: 0,
             trace: option(info.cmdline(), "trace=").is_some_and(|t| t != 0),
+            walk_every: option(info.cmdline(), "walk=").unwrap_or(1).max(1),
             spent: [0; 4],
             aimed: Vec::new(),
             broken: None,
@@ -375,7 +382,8 @@ impl Fuzz {
                 return Err(format!("step {step}: {why}"));
             }
             self.spent[0] += self.now_ns().saturating_sub(begun);
-            self.check_all(step % 64 == 0)
+            let walk = step % self.walk_every == 0 || step % RESET_EVERY == 0;
+            self.check_all(step % 64 == 0, walk)
                 .map_err(|why| format!("step {step}: {why}"))?;
             if (step + 1) % 250 == 0 {
                 println!(
@@ -390,7 +398,7 @@ impl Fuzz {
         }
         // Finish: let the vCPU run end, then a full check.
         self.finish_run(true)?;
-        self.check_all(true)?;
+        self.check_all(true, true)?;
         let ended = self.now_ns();
         println!(
             "fuzz-graph: {steps} steps in {} ms of kernel time ({} waits of 1 ms for actors), {} objects destroyed, {} sentinel frames, {} arena resets, spinner ran {} rounds",
@@ -2038,7 +2046,9 @@ impl Fuzz {
 
     // ---- checks --------------------------------------------------------
 
-    fn check_all(&mut self, full: bool) -> Result<(), String> {
+    /// `MachineCheckInvariants` says consistent, and the kernel's live
+    /// capability and object counts moved exactly as the model's did.
+    fn check_walk(&mut self) -> Result<(), String> {
         let begun = self.now_ns();
         let report = check(
             note(
@@ -2066,8 +2076,17 @@ impl Fuzz {
                 kernel.1 - self.base.1
             ));
         }
+        self.spent[1] += self.now_ns().saturating_sub(begun);
+        Ok(())
+    }
+
+    /// The checks after a step; `walk`: the kernel's invariant walk and
+    /// the counts too.
+    fn check_all(&mut self, full: bool, walk: bool) -> Result<(), String> {
+        if walk {
+            self.check_walk()?;
+        }
         let walked = self.now_ns();
-        self.spent[1] += walked.saturating_sub(begun);
         for index in 0..SLOTS as usize {
             self.check_slot(index)?;
         }
