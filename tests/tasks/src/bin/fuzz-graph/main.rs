@@ -1734,6 +1734,43 @@ impl Fuzz {
     }
 
     /// Whether a thread of the graph is runnable.
+    /// An `NbSend` to the receiver's endpoint found no receiver, though
+    /// the kernel had it in `Recv` just before (`seen`: its reports then):
+    /// it must report a graph thread's fault message that came first.
+    fn receiver_taken_first(&mut self, seen: u64) -> Result<(), String> {
+        for _ in 0..2000 {
+            if self.shared.r_reports.load(Ordering::SeqCst) != seen {
+                break;
+            }
+            self.nap();
+        }
+        let reports = self.shared.r_reports.load(Ordering::SeqCst);
+        let label = self.shared.r_out[2].load(Ordering::SeqCst);
+        let code = self.shared.r_out[0].load(Ordering::SeqCst);
+        let fault = code == 0
+            && [
+                tarn_rt::abi::fault::PAGE_FAULT,
+                tarn_rt::abi::fault::EXCEPTION,
+                tarn_rt::abi::fault::WATCHDOG,
+            ]
+            .contains(&label);
+        if reports == seen || !fault {
+            return Err(format!(
+                "NbSend to the receiver in Recv answered WouldBlock, and the receiver reported {} (code {code}, label {label:#x}; state now {:?})",
+                if reports == seen { "nothing" } else { "something else" },
+                self.receiver_state()
+            ));
+        }
+        println!(
+            "fuzz-graph: step {}: a graph thread's fault (label {label:#x}) reached the receiver before the driver's NbSend",
+            self.step
+        );
+        self.settle_receiver(reports)?;
+        self.model.receiver_on = None;
+        self.r_reports_seen = reports;
+        Ok(())
+    }
+
     fn graph_thread_runnable(&self) -> bool {
         self.model.slots_of(Kind::Tcb).into_iter().any(|i| {
             invoke::tcb_read_registers(self.cptr(i)).map_or(true, |s| {
@@ -1934,6 +1971,12 @@ impl Fuzz {
             }
         };
         let can_send = via_node.rights.contains(Rights::WRITE);
+        if can_send && kind == 1 && result == Err(Error::WouldBlock) {
+            // A runnable graph thread's fault may have reached the
+            // receiver between the look at its state and the send: then
+            // it reports that message. Anything else is the kernel's.
+            return self.receiver_taken_first(reports - 1);
+        }
         if result.is_ok() != can_send {
             return Err(format!(
                 "a send through a capability with rights {:#x} answered {result:?}",
