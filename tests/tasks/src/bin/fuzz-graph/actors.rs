@@ -238,11 +238,17 @@ pub fn watchdog(shared: &Shared, sleeper: CPtr, driver: CPtr, receiver: CPtr, ru
         if stalled > 0 {
             let state = |tcb: CPtr| invoke::tcb_read_registers(tcb).map(|s| (s.state(), s.rip));
             tarn_rt::println!(
-                "fuzz-graph: watchdog: no progress at step {step} (op {}): driver {:?}, receiver {:?} phase {}, runner {:?} run {}/{}",
+                "fuzz-graph: watchdog: no progress at step {step} (op {}): driver {:?}, receiver {:?} phase {} (command {} #{}, {} reports, the last: code {} caps {} label {:#x}), runner {:?} run {}/{}",
                 shared.op.load(Ordering::SeqCst),
                 state(driver),
                 state(receiver),
                 shared.r_phase.load(Ordering::SeqCst),
+                shared.r_cmd[0].load(Ordering::SeqCst),
+                shared.r_seq.load(Ordering::SeqCst),
+                shared.r_reports.load(Ordering::SeqCst),
+                shared.r_out[0].load(Ordering::SeqCst),
+                shared.r_out[1].load(Ordering::SeqCst),
+                shared.r_out[2].load(Ordering::SeqCst),
                 state(runner),
                 shared.v_done.load(Ordering::SeqCst),
                 shared.v_seq.load(Ordering::SeqCst)
