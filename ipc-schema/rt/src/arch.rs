@@ -241,6 +241,7 @@ pub fn thread_entry_address() -> u64 {
 
 /// Reads the time-stamp counter (under QEMU `-icount shift=0` it counts
 /// instructions, which makes benchmark figures exact).
+#[inline]
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is available to user mode (the kernel never sets CR4.TSD)
     // and has no memory effects.

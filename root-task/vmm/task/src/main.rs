@@ -556,9 +556,6 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
     // console detached before the guest ended it).
     let mut partial_shown = false;
     let mut kernel_pending = false;
-    // After sleeping until the timer was due, it is due (the clock may be
-    // a hair behind the kernel's timer).
-    let mut slept_until = 0;
     // The guest's segments: this thread is the one bound to the Vcpu.
     let segments_set = segments.iter().try_for_each(|s| {
         invoke::vcpu_write_segment(vcpu, s.segment, s.selector, s.base, s.limit, s.attributes)
@@ -568,7 +565,11 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
         shared.done.store(true, Ordering::Release);
         return;
     }
-    shared.started_ns.store(now_ns(), Ordering::Relaxed);
+    // The time, read once a round: after each exit, for the exit and for
+    // the next entry's interrupt and timeout (read again after output,
+    // whose printing takes time, and after a sleep).
+    let mut now = now_ns();
+    shared.started_ns.store(now, Ordering::Relaxed);
     let mut first_run = true;
     let mut load_mask = 0;
     let outcome = loop {
@@ -578,7 +579,6 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
                 platform.progress_reports
             );
         }
-        let now = now_ns().max(core::mem::take(&mut slept_until));
         // One interrupt at a time is acknowledged at the PIC: the next only
         // once the kernel has delivered the last.
         if queued.is_none() && !kernel_pending {
@@ -603,6 +603,7 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             Ok(exit) => exit,
             Err(e) => break format!("VcpuRun failed: {e:?}"),
         };
+        now = now_ns();
         first_run = false;
         kernel_pending = exit.injection_pending;
         if let Some(tally) = tally.as_mut() {
@@ -618,7 +619,7 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             exit.fields,
             exit.next_rip,
             page.registers(),
-            now_ns(),
+            now,
         );
         load_mask = Platform::changed_registers(exit.kind_raw);
         // Input for a Linux guest's UART (a few reads of the shared page).
@@ -660,6 +661,7 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
             for note in platform.take_notes() {
                 println!("[{name}] {note}");
             }
+            now = now_ns();
         }
         if attached && !pending_output.is_empty() {
             if let Some(vaddr) = shared.console {
@@ -672,11 +674,14 @@ fn run_vcpu(name: &str, vcpu: CPtr, sleeper: CPtr, initial: InitialVcpu, shared:
         match action {
             Action::Continue => {}
             Action::WaitForInterrupt => {
-                platform.advance(now_ns());
+                now = now_ns();
+                platform.advance(now);
                 if !kernel_pending && queued.is_none() && !platform.interrupt_pending() {
                     if let Some(due) = platform.next_tick_ns() {
-                        let _ = syscall::sleep(sleeper, due.saturating_sub(now_ns()).max(1));
-                        slept_until = due;
+                        let _ = syscall::sleep(sleeper, due.saturating_sub(now).max(1));
+                        // After sleeping until the timer was due, it is due
+                        // (the clock may be a hair behind the kernel's timer).
+                        now = now_ns().max(due);
                     }
                 }
             }
