@@ -474,6 +474,9 @@ impl Platform {
         }
     }
 
+    // (Inlined into the run loop with `handle`: out of line, its call,
+    // frame and copied fields cost the exit round trip 24 steps, 823 to 799.)
+    #[inline(always)]
     fn io(&mut self, fields: [u64; 4], registers: &mut Registers, now_ns: u64) {
         let [port, size, flags, value] = fields;
         let input = flags & io::IN != 0;
