@@ -108,6 +108,18 @@ pub enum SchedRequest<'a> {
         /// The CPU bitmap, `None` for every CPU of the pool.
         cpus: Option<&'a [u8]>,
     },
+    /// Set a thread's soft affinity: the CPUs it prefers, as a bitmap
+    /// ([`cpu_bitmap`]), or `None` for no preference. A preference, never
+    /// a restriction: a policy considers it where it meets the hard
+    /// affinity and the pool, or ignores it (the policy SDK's rule).
+    /// Answered `Ok`, [`SchedReply::Refused`] for an empty set, or
+    /// [`SchedError::UnknownThread`]; nothing changes on refusal.
+    SetSoftAffinity {
+        /// The thread.
+        thread_id: u64,
+        /// The CPU bitmap, `None` for no preference.
+        cpus: Option<&'a [u8]>,
+    },
 }
 
 /// The most CPUs a [`SchedRequest::SetAffinity`] bitmap names (it must fit
@@ -285,6 +297,14 @@ mod tests {
             SchedRequest::SetAffinity {
                 thread_id: 6,
                 cpus: Some(&[0b0000_0101]),
+            },
+            SchedRequest::SetSoftAffinity {
+                thread_id: 7,
+                cpus: Some(&[0b0000_0010]),
+            },
+            SchedRequest::SetSoftAffinity {
+                thread_id: 8,
+                cpus: None,
             },
         ];
         for request in requests {

@@ -57,6 +57,19 @@
 //!   one at once (not held back by the rate limit). Credit is handed out
 //!   by weight as without affinity: a pinned account gets its share as
 //!   long as its CPUs can give it (the others take what it leaves there).
+//! * **Soft affinity** ([`Policy::set_soft_affinity`]): the CPUs a thread
+//!   prefers, counted only where they meet its hard affinity and the pool
+//!   (Xen: "soft affinity is considered only if it intersects hard
+//!   affinity"). Xen's two balance steps, soft then hard: `place` takes an
+//!   idle CPU the thread prefers first, else a CPU it prefers whose running
+//!   thread prefers other CPUs (preempted: the two swap, which Xen leaves
+//!   to the next idle moment), else as without it; an entry that ends on a
+//!   CPU the thread does not prefer is placed again rather than queued
+//!   there; a CPU about to idle or short of UNDER work steals a thread
+//!   that prefers it first, and does not take one waiting on a CPU it
+//!   prefers that is about to pick. Nothing waits for a preferred CPU
+//!   while another is idle, and credit is handed out as without it, so a
+//!   preference never costs a share.
 //! * **Scheduling groups:** a domain joins a master's group with
 //!   [`DomainParams::Group`]. Its threads then belong to the master's
 //!   account: the group shares the master's time (weight and cap are the
@@ -327,6 +340,8 @@ struct Thread {
     credit_ns: i64,
     /// The CPUs it may run on.
     affinity: Affinity,
+    /// The CPUs it prefers (considered where they meet `affinity`).
+    soft: Affinity,
 }
 
 /// What a CPU is doing, as far as the policy knows.
@@ -407,6 +422,8 @@ pub struct Credit {
     decisions: Vec<Decision>,
     /// Threads with a hard affinity (0: the affinity checks are skipped).
     pinned: usize,
+    /// Threads with a soft affinity (0: the preference checks are skipped).
+    softened: usize,
 }
 
 impl Default for Credit {
@@ -431,6 +448,7 @@ impl Credit {
             next_seq: 0,
             decisions: Vec::new(),
             pinned: 0,
+            softened: 0,
         }
     }
 
@@ -711,27 +729,94 @@ impl Credit {
                 .is_none_or(|t| t.affinity.allows(cpu, |c| self.cpus.contains_key(&c)))
     }
 
+    /// Whether `thread` prefers `cpu`: its soft affinity names it, and its
+    /// hard affinity allows it. False for every CPU when the soft set meets
+    /// no CPU the hard one allows in the pool (the preference is then
+    /// ignored, Xen's rule), or when there is none.
+    fn prefers(&self, thread: ThreadId, cpu: CpuId) -> bool {
+        self.softened > 0
+            && self.threads.get(&thread).is_some_and(|t| {
+                t.soft.cpus().is_some_and(|set| set.contains(&cpu))
+                    && self.cpus.contains_key(&cpu)
+                    && self.allowed(thread, cpu)
+            })
+    }
+
+    /// Whether `thread` runs or waits on `cpu` against its soft affinity:
+    /// it prefers other CPUs of the pool, not this one.
+    fn misplaced(&self, thread: ThreadId, cpu: CpuId) -> bool {
+        self.softened > 0
+            && !self.prefers(thread, cpu)
+            && self.threads.get(&thread).is_some_and(|t| {
+                t.soft
+                    .cpus()
+                    .is_some_and(|set| set.iter().any(|&c| self.prefers(thread, c)))
+            })
+    }
+
+    /// Whether `cpu` runs a thread that prefers other CPUs and is not
+    /// already being preempted: a thread preferring `cpu` may take its place.
+    fn runs_misplaced(&self, cpu: CpuId) -> bool {
+        self.cpus.get(&cpu).is_some_and(|c| {
+            !c.preempting
+                && matches!(c.state, CpuState::Busy(running) if self.misplaced(running, cpu))
+        })
+    }
+
+    /// Whether `cpu` may take `thread` from the queue it waits in: its hard
+    /// affinity allows `cpu`, and it is not waiting on a CPU it prefers
+    /// that is about to pick (which takes it there; taking it elsewhere
+    /// would undo the soft placement that put it there).
+    fn may_take(&self, thread: ThreadId, cpu: CpuId) -> bool {
+        if !self.allowed(thread, cpu) {
+            return false;
+        }
+        if self.softened == 0 {
+            return true;
+        }
+        let Some(Place::Queued(home)) = self.threads.get(&thread).map(|t| t.place) else {
+            return true;
+        };
+        home == cpu
+            || !self.prefers(thread, home)
+            || self
+                .cpus
+                .get(&home)
+                .is_none_or(|c| c.state != CpuState::Pending && !c.preempting)
+    }
+
     /// The best thread queued on another CPU than `cpu` with at least
-    /// priority `floor` that may run on `cpu`.
+    /// priority `floor` that may run on `cpu`. With soft affinities, Xen's
+    /// two balance steps: first the best such thread that prefers `cpu`,
+    /// then the best that may run there ([`Credit::may_take`]).
     fn best_elsewhere(&self, cpu: CpuId, floor: Priority) -> Option<ThreadId> {
         let peers = self.cpus.iter().filter(|&(&peer, _)| peer != cpu);
-        if self.pinned == 0 {
+        if self.pinned == 0 && self.softened == 0 {
             return peers
                 .filter_map(|(_, c)| c.ranked.last())
                 .filter(|rank| rank.0 >= floor)
                 .max()
                 .map(|rank| rank.4);
         }
-        peers
-            .filter_map(|(_, c)| {
-                c.ranked
-                    .iter()
-                    .rev()
-                    .take_while(|rank| rank.0 >= floor)
-                    .find(|rank| self.allowed(rank.4, cpu))
-            })
-            .max()
-            .map(|rank| rank.4)
+        let best = |wanted: &dyn Fn(ThreadId) -> bool| {
+            peers
+                .clone()
+                .filter_map(|(_, c)| {
+                    c.ranked
+                        .iter()
+                        .rev()
+                        .take_while(|rank| rank.0 >= floor)
+                        .find(|rank| wanted(rank.4))
+                })
+                .max()
+                .map(|rank| rank.4)
+        };
+        if self.softened > 0 {
+            if let Some(thread) = best(&|thread| self.prefers(thread, cpu)) {
+                return Some(thread);
+            }
+        }
+        best(&|thread| self.may_take(thread, cpu))
     }
 
     /// After an affinity changed or a CPU joined or left: moves every
@@ -819,8 +904,34 @@ impl Credit {
                     .get(c)
                     .is_some_and(|cpu| cpu.state == CpuState::Idle)
         };
-        let target = last
-            .filter(idle)
+        // Soft affinity first (Xen's BALANCE_SOFT_AFFINITY step): an idle
+        // CPU it prefers, else one it prefers whose running thread prefers
+        // other CPUs (that thread is preempted and finds its own place).
+        let prefers = |c: &CpuId| self.prefers(thread, *c);
+        let soft_idle = |c: &CpuId| prefers(c) && idle(c);
+        let soft = self.softened > 0 && self.cpus.keys().any(prefers);
+        let parked = self.queued_priority(t).is_none();
+        let swap = if soft && !parked && !self.cpus.keys().any(soft_idle) {
+            self.cpus
+                .keys()
+                .copied()
+                .find(|&c| prefers(&c) && self.runs_misplaced(c))
+        } else {
+            None
+        };
+        if let Some(swap) = swap {
+            self.enqueue(thread, swap);
+            self.preempt(swap, now_ns);
+            return;
+        }
+        let soft_target = if soft {
+            last.filter(soft_idle)
+                .or_else(|| self.cpus.keys().copied().find(soft_idle))
+        } else {
+            None
+        };
+        let target = soft_target
+            .or_else(|| last.filter(idle))
             .or_else(|| self.cpus.keys().copied().find(idle))
             .or(last)
             .or_else(|| self.cpus.keys().copied().find(ok));
@@ -904,7 +1015,7 @@ impl Credit {
     /// the UNDER work, locally or by stealing). CPUs about to pick count as
     /// taking waiting work.
     fn balance(&mut self, idle: usize, over: &[CpuId], now_ns: u64) {
-        if self.pinned > 0 {
+        if self.pinned > 0 || self.softened > 0 {
             self.balance_pinned(over, now_ns);
             return;
         }
@@ -949,9 +1060,10 @@ impl Credit {
         }
     }
 
-    /// [`Credit::balance`] when threads have hard affinities: each waiting
-    /// thread (best first) is matched with a CPU it may run on that is
-    /// about to pick, else an idle one (kicked); each waiting UNDER (or
+    /// [`Credit::balance`] when threads have hard or soft affinities: each
+    /// waiting thread (best first) is matched with a CPU that may take it
+    /// ([`Credit::may_take`]) and is about to pick, else an idle one
+    /// (kicked); each waiting UNDER (or
     /// BOOST) thread left over with a CPU it may run on that runs OVER work
     /// (preempted). A CPU is kicked or preempted only for a thread its pick
     /// will find, so no kick is wasted and none repeats.
@@ -977,11 +1089,11 @@ impl Credit {
         let mut over: Vec<CpuId> = over.to_vec();
         for rank in waiting {
             let thread = rank.4;
-            if let Some(i) = taking.iter().position(|&c| self.allowed(thread, c)) {
+            if let Some(i) = taking.iter().position(|&c| self.may_take(thread, c)) {
                 taking.swap_remove(i);
                 continue;
             }
-            if let Some(i) = idle.iter().position(|&c| self.allowed(thread, c)) {
+            if let Some(i) = idle.iter().position(|&c| self.may_take(thread, c)) {
                 let cpu = idle.remove(i);
                 self.kick(cpu);
                 continue;
@@ -1402,6 +1514,7 @@ impl Policy for Credit {
                 active: false,
                 credit_ns: 0,
                 affinity: Affinity::any(),
+                soft: Affinity::any(),
             },
         );
         if runnable {
@@ -1420,6 +1533,7 @@ impl Policy for Credit {
         }
         if let Some(t) = self.threads.remove(&thread) {
             self.pinned -= usize::from(!t.affinity.is_any());
+            self.softened -= usize::from(!t.soft.is_any());
             if let Some(d) = self.domains.get_mut(&t.domain) {
                 d.threads.retain(|&other| other != thread);
             }
@@ -1504,7 +1618,10 @@ impl Policy for Credit {
                         if let Some(t) = self.threads.get_mut(&thread) {
                             t.yielded = event.kind == EventKind::Yielded;
                         }
-                        if self.cpus.contains_key(&entry.cpu) && self.allowed(thread, entry.cpu) {
+                        if self.cpus.contains_key(&entry.cpu)
+                            && self.allowed(thread, entry.cpu)
+                            && !self.misplaced(thread, entry.cpu)
+                        {
                             self.enqueue(thread, entry.cpu);
                         } else {
                             self.place(thread, now_ns);
@@ -1656,6 +1773,39 @@ impl Policy for Credit {
         self.pinned = self.pinned + usize::from(!is_any) - usize::from(!was_any);
         // (A thread just unpinned may stay where it is: every CPU is fine.)
         self.enforce_affinity(now_ns);
+        self.finish(now_ns);
+        Ok(())
+    }
+
+    fn set_soft_affinity(
+        &mut self,
+        thread: ThreadId,
+        cpus: Option<&[CpuId]>,
+        now_ns: u64,
+    ) -> Result<(), PolicyError> {
+        if !self.threads.contains_key(&thread) {
+            return Err(PolicyError::UnknownThread { thread });
+        }
+        let soft = Affinity::new(thread, cpus)?;
+        self.advance(now_ns);
+        let Some(t) = self.threads.get_mut(&thread) else {
+            return Err(PolicyError::UnknownThread { thread });
+        };
+        let was_any = t.soft.is_any();
+        let is_any = soft.is_any();
+        t.soft = soft;
+        self.softened = self.softened + usize::from(!is_any) - usize::from(!was_any);
+        // A waiting thread moves to a CPU it prefers now; a running one at
+        // the end of its entry (a preference never preempts by itself).
+        if let Some(Place::Queued(cpu)) = self.threads.get(&thread).map(|t| t.place) {
+            if self.misplaced(thread, cpu) {
+                self.dequeue(thread);
+                if let Some(t) = self.threads.get_mut(&thread) {
+                    t.place = Place::Blocked;
+                }
+                self.place(thread, now_ns);
+            }
+        }
         self.finish(now_ns);
         Ok(())
     }
@@ -1936,6 +2086,62 @@ mod tests {
         assert_eq!(dispatch.thread, ThreadId(1));
         assert!(dispatch.budget_ns <= 30_000_000);
         assert_eq!(credit.pick_next(CpuId(1), 0), None, "nothing else to run");
+    }
+
+    #[test]
+    fn threads_on_each_others_preferred_cpus_swap() {
+        let kicks_and_preemptions = |credit: &mut Credit| -> Vec<Decision> {
+            drain(credit)
+                .into_iter()
+                .filter(|d| !matches!(d, Decision::Timer { .. }))
+                .collect()
+        };
+        // Thread 1 runs on CPU 0 and prefers CPU 1; thread 2 runs on CPU 1
+        // and prefers CPU 0; no CPU is idle.
+        let mut credit = Credit::new();
+        credit.add_cpu(CpuId(0), 0);
+        credit.add_cpu(CpuId(1), 0);
+        for thread in [1, 2] {
+            credit
+                .add_thread(ThreadId(thread), DomainId(thread as u32), true, 0)
+                .unwrap();
+        }
+        assert_eq!(credit.pick_next(CpuId(0), 0).unwrap().thread, ThreadId(1));
+        assert_eq!(credit.pick_next(CpuId(1), 0).unwrap().thread, ThreadId(2));
+        drain(&mut credit);
+        credit
+            .set_soft_affinity(ThreadId(1), Some(&[CpuId(1)]), 0)
+            .unwrap();
+        credit
+            .set_soft_affinity(ThreadId(2), Some(&[CpuId(0)]), 0)
+            .unwrap();
+        assert_eq!(
+            kicks_and_preemptions(&mut credit),
+            vec![],
+            "a preference never preempts"
+        );
+        // Thread 1's entry ends: it waits on CPU 1, whose thread prefers
+        // another CPU and is preempted; CPU 0 leaves thread 1 to CPU 1.
+        let at = 30_000_000;
+        credit.on_event(&event(EventKind::BudgetExpired, 0, 1, at, at));
+        assert_eq!(
+            kicks_and_preemptions(&mut credit),
+            vec![Decision::Preempt { cpu: CpuId(1) }]
+        );
+        assert_eq!(credit.pick_next(CpuId(0), at), None);
+        assert_eq!(
+            kicks_and_preemptions(&mut credit),
+            vec![],
+            "no kick for a thread it would not take"
+        );
+        // Thread 2's entry ends: it goes to idle CPU 0, and CPU 1 runs 1.
+        credit.on_event(&event(EventKind::BudgetExpired, 1, 2, at, at));
+        assert_eq!(
+            kicks_and_preemptions(&mut credit),
+            vec![Decision::Kick { cpu: CpuId(0) }]
+        );
+        assert_eq!(credit.pick_next(CpuId(1), at).unwrap().thread, ThreadId(1));
+        assert_eq!(credit.pick_next(CpuId(0), at).unwrap().thread, ThreadId(2));
     }
 
     #[test]

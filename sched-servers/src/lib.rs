@@ -69,6 +69,13 @@
 //!    affinity support refuses with [`PolicyError::AffinityUnsupported`].
 //!    A driver may check every dispatch against the affinities it set
 //!    (the simulator counts violations; the server refuses them).
+//! 8. **Soft affinity.** [`Policy::set_soft_affinity`] names the CPUs a
+//!    thread prefers: a preference, never a restriction. It counts only
+//!    where it intersects the hard affinity and the pool (Xen's rule: "soft
+//!    affinity is considered only if it intersects hard affinity"); a
+//!    policy that honours it chooses among those CPUs first, and never
+//!    leaves a CPU idle or a share unpaid for it. Credit honours it (Xen's
+//!    two balance steps, soft then hard); SEDF and rr accept and ignore it.
 //!
 //! One policy instance serves one pool; on metal its agents share it behind
 //! a lock. A policy never names a CPU outside the pool or a thread it was

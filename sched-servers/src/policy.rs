@@ -4,7 +4,8 @@ use alloc::vec::Vec;
 
 use crate::params::{self, ParamError, ParamSpec, Values};
 use crate::types::{
-    CpuId, Decision, Dispatch, DomainId, DomainParams, Event, PolicyError, PoolParams, ThreadId,
+    Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, PolicyError, PoolParams,
+    ThreadId,
 };
 
 /// A scheduling policy for one pool: events in, dispatch decisions out.
@@ -32,6 +33,24 @@ pub trait Policy {
         Err(PolicyError::AffinityUnsupported {
             policy: self.name(),
         })
+    }
+
+    /// Sets `thread`'s soft affinity: the CPUs it prefers (`None`: no
+    /// preference). A preference, never a restriction (the crate
+    /// documentation states the rule, 8. Soft affinity): it is considered
+    /// only where it intersects the hard affinity and the pool, and never
+    /// costs a thread its share. Fails with [`PolicyError::UnknownThread`]
+    /// or [`PolicyError::EmptyAffinity`]; nothing changes on failure.
+    /// Default: accepted and ignored (a policy may run a thread anywhere its
+    /// hard affinity allows), after the same checks.
+    fn set_soft_affinity(
+        &mut self,
+        thread: ThreadId,
+        cpus: Option<&[CpuId]>,
+        now_ns: u64,
+    ) -> Result<(), PolicyError> {
+        let _ = now_ns;
+        Affinity::new(thread, cpus).map(|_| ())
     }
 
     /// Whether `thread`'s hard affinity is broken: none of its CPUs is in the

@@ -1,7 +1,8 @@
 //! Round robin: the template to copy when writing a policy. One FIFO of
 //! runnable threads for the whole pool; every entry gets the same slice;
 //! domains are ignored. A thread with a hard affinity waits in the FIFO
-//! until a CPU it may run on asks. Every line says what it does and why.
+//! until a CPU it may run on asks; soft affinity is ignored (the trait's
+//! default accepts it). Every line says what it does and why.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;

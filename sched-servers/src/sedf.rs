@@ -42,6 +42,8 @@
 //!   preempted. When a CPU joins and a broken affinity holds again, a home
 //!   outside it is given up and the thread re-admitted on its CPUs (demoted
 //!   to extra time if it fits on none of them for now).
+//! * **Soft affinity** is accepted and ignored (the trait's default): a
+//!   reservation's home is chosen for fit, and Xen's SEDF had none.
 //! * **Losing a CPU:** its reservations are re-placed worst-fit; one that
 //!   fits nowhere is *demoted* to extra time (so it still runs) and
 //!   re-admitted when a CPU joins ([`Sedf::demoted`]).

@@ -29,7 +29,9 @@
 //! runtime checks it too: a dispatch the policy asks for outside a thread's
 //! affinity (while a CPU of it is in the pool) is not made, but counted
 //! ([`Pool::affinity_errors`]), and the policy hears the entry end at once
-//! (`Evicted`, ran 0) so that it places the thread again.
+//! (`Evicted`, ran 0) so that it places the thread again. Soft affinity
+//! ([`Pool::set_soft_affinity`]) is a preference, the policy's alone: the
+//! runtime does not check it.
 //!
 //! Limits (documented, not hidden): at most one entry is queued per CPU at a
 //! time (the agent refills on each entry end), and a timer is programmed from
@@ -810,6 +812,33 @@ impl<P: Policy + Send + 'static> Pool<P> {
             Some(cpus) => s.affinity.insert(thread_id, cpus.to_vec()),
             None => s.affinity.remove(&thread_id),
         };
+        s.fill(None);
+        Ok(())
+    }
+
+    /// Sets thread `thread_id`'s soft affinity to the CPUs (physical
+    /// indices) `cpus`, `None` for no preference: the policy prefers them
+    /// where they meet the hard affinity, or ignores them (see the policy
+    /// SDK); an empty set is refused and nothing changes.
+    pub fn set_soft_affinity(
+        &self,
+        thread_id: u64,
+        cpus: Option<&[u64]>,
+    ) -> Result<(), ServerError> {
+        let mut s = lock(&self.state, self.sleeper);
+        if !s.tcbs.contains_key(&thread_id) {
+            return Err(ServerError::Policy(PolicyError::UnknownThread {
+                thread: ThreadId(thread_id),
+            }));
+        }
+        let ids: Option<Vec<CpuId>> = cpus.map(|cpus| {
+            cpus.iter()
+                .filter_map(|&cpu| u32::try_from(cpu).ok().map(CpuId))
+                .collect()
+        });
+        let now = s.now_ns;
+        s.policy
+            .set_soft_affinity(ThreadId(thread_id), ids.as_deref(), now)?;
         s.fill(None);
         Ok(())
     }

@@ -250,7 +250,10 @@ fn handle<P: Policy + Send + 'static>(
             },
         }),
         SchedRequest::SetAffinity { thread_id, cpus } => {
-            Next::Reply(set_affinity(pool, thread_id, cpus))
+            Next::Reply(set_affinity(pool, thread_id, cpus, false))
+        }
+        SchedRequest::SetSoftAffinity { thread_id, cpus } => {
+            Next::Reply(set_affinity(pool, thread_id, cpus, true))
         }
         other => Next::Reply(handle_params(pool, other)),
     }
@@ -298,25 +301,34 @@ fn handle_params<P: Policy + Send + 'static>(pool: &Pool<P>, request: SchedReque
     }
 }
 
-/// `SetAffinity`: an unknown thread is an error; the policy's refusal is
-/// `Refused` with its reason (as for the parameter requests); nothing
-/// changes on either.
+/// `SetAffinity` (`soft`: `SetSoftAffinity`): an unknown thread is an
+/// error; the policy's refusal is `Refused` with its reason (as for the
+/// parameter requests); nothing changes on either.
 fn set_affinity<P: Policy + Send + 'static>(
     pool: &Pool<P>,
     thread_id: u64,
     bitmap: Option<&[u8]>,
+    soft: bool,
 ) -> Answer {
     if pool.thread(thread_id).is_none() {
         return Answer::Error(SchedError::UnknownThread);
     }
     let cpus: Option<Vec<u64>> =
         bitmap.map(|bytes| sched_protocol::bitmap_cpus(bytes).map(u64::from).collect());
-    match pool.set_affinity(thread_id, cpus.as_deref()) {
+    let set = if soft {
+        pool.set_soft_affinity(thread_id, cpus.as_deref())
+    } else {
+        pool.set_affinity(thread_id, cpus.as_deref())
+    };
+    match set {
         Ok(()) => Answer::Ok,
         Err(ServerError::Policy(PolicyError::UnknownThread { .. })) => {
             Answer::Error(SchedError::UnknownThread)
         }
-        Err(ServerError::Policy(error)) => Answer::Refused(format!("affinity: {error}")),
+        Err(ServerError::Policy(error)) => Answer::Refused(format!(
+            "{}affinity: {error}",
+            if soft { "soft " } else { "" }
+        )),
         Err(error) => Answer::Error(server_error(&error)),
     }
 }

@@ -39,6 +39,8 @@ usage: tarn-sim [options]
                             (1-based) to CPUS (e.g. 0 or 0-1,3; all: any CPU
                             of the pool), from the start or at MS
                             (repeatable); the simulator checks every dispatch
+  --soft [MS:]D@CPUS        soft affinity (preferred CPUs) of every thread of
+                            domain D, as --pin (all: no preference)
   --trace FILE              write a Perfetto/Chrome trace JSON
   --svg FILE                write an SVG chart of shares over time
   -h, --help                this text
@@ -138,7 +140,8 @@ pub fn parse_with(
     let mut sample_ms = 100u64;
     let mut tick_us: Option<u64> = None;
     let mut actions = Vec::new();
-    let mut pins: Vec<(Option<u64>, usize, Option<u64>)> = Vec::new();
+    // (soft, when, domain, mask) of each --pin and --soft.
+    let mut pins: Vec<(bool, Option<u64>, usize, Option<u64>)> = Vec::new();
     let mut trace = None;
     let mut svg = None;
     let mut help = false;
@@ -200,7 +203,10 @@ pub fn parse_with(
                     },
                 ));
             }
-            "--pin" => pins.push(parse_pin(&value()?)?),
+            "--pin" | "--soft" => {
+                let (at_ns, domain, mask) = parse_pin(&value()?, arg)?;
+                pins.push((arg == "--soft", at_ns, domain, mask));
+            }
             "--trace" => trace = Some(value()?),
             "--svg" => svg = Some(value()?),
             other => return Err(format!("unknown option {other:?} (see --help)")),
@@ -241,22 +247,31 @@ pub fn parse_with(
             .domains
             .push(parse_domain(id, spec.trim(), policy, workload)?);
     }
-    for (at_ns, domain, mask) in pins {
+    for (soft, at_ns, domain, mask) in pins {
+        let option = if soft { "--soft" } else { "--pin" };
         let index = domain
             .checked_sub(1)
             .filter(|&i| i < scenario.domains.len())
-            .ok_or_else(|| format!("--pin: there is no domain {domain}"))?;
+            .ok_or_else(|| format!("{option}: there is no domain {domain}"))?;
         match at_ns {
             None => {
                 let spec = &mut scenario.domains[index];
-                spec.affinity.iter_mut().for_each(|a| *a = mask);
+                let masks = if soft {
+                    &mut spec.soft
+                } else {
+                    &mut spec.affinity
+                };
+                masks.iter_mut().for_each(|a| *a = mask);
             }
             Some(at_ns) => {
                 for n in 0..scenario.domains[index].threads.len() {
                     let thread = scenario.thread_id(index, n);
-                    scenario
-                        .actions
-                        .push((at_ns, Action::SetAffinity(thread, mask)));
+                    let action = if soft {
+                        Action::SetSoftAffinity(thread, mask)
+                    } else {
+                        Action::SetAffinity(thread, mask)
+                    };
+                    scenario.actions.push((at_ns, action));
                 }
             }
         }
@@ -270,30 +285,30 @@ pub fn parse_with(
     })
 }
 
-/// `[MS:]D@CPUS`: when (`None`: from the start), which domain (1-based), and
-/// the CPU mask (`None` for `all`).
-fn parse_pin(text: &str) -> Result<(Option<u64>, usize, Option<u64>), String> {
-    let bad = || format!("--pin wants [MS:]D@CPUS, not {text:?}");
+/// `[MS:]D@CPUS` (of `option`, `--pin` or `--soft`): when (`None`: from
+/// the start), which domain (1-based), and the CPU mask (`None` for `all`).
+fn parse_pin(text: &str, option: &str) -> Result<(Option<u64>, usize, Option<u64>), String> {
+    let bad = || format!("{option} wants [MS:]D@CPUS, not {text:?}");
     let (head, cpus) = text.split_once('@').ok_or_else(bad)?;
     let (at_ns, domain) = match head.split_once(':') {
-        Some((at, domain)) => (Some(number::<u64>(at, "--pin")? * MS), domain),
+        Some((at, domain)) => (Some(number::<u64>(at, option)? * MS), domain),
         None => (None, head),
     };
-    let domain = number::<usize>(domain, "--pin")?;
+    let domain = number::<usize>(domain, option)?;
     if cpus == "all" {
         return Ok((at_ns, domain, None));
     }
     let mut mask = 0u64;
     for part in cpus.split(',') {
         let (first, last) = match part.split_once('-') {
-            Some((a, b)) => (number::<u32>(a, "--pin")?, number::<u32>(b, "--pin")?),
+            Some((a, b)) => (number::<u32>(a, option)?, number::<u32>(b, option)?),
             None => {
-                let n = number::<u32>(part, "--pin")?;
+                let n = number::<u32>(part, option)?;
                 (n, n)
             }
         };
         if first > last || last >= 64 {
-            return Err(format!("--pin: CPUs {part:?} (0..=63, low-high)"));
+            return Err(format!("{option}: CPUs {part:?} (0..=63, low-high)"));
         }
         for cpu in first..=last {
             mask |= 1 << cpu;
@@ -653,5 +668,13 @@ mod tests {
         assert!(parse(&args("--pin 1@64")).is_err());
         assert!(parse(&args("--pin 1@1-0")).is_err());
         assert!(parse(&args("--pin 1")).is_err());
+        let cli = parse(&args("--pin 1@0-1 --soft 1@1 --soft 500:2@all")).expect("parses");
+        assert_eq!(cli.scenario.domains[0].affinity, vec![Some(0b11)]);
+        assert_eq!(cli.scenario.domains[0].soft, vec![Some(0b10)]);
+        assert_eq!(
+            cli.scenario.actions,
+            vec![(500 * MS, Action::SetSoftAffinity(ThreadId(2), None))]
+        );
+        assert!(parse(&args("--soft 4@0")).is_err());
     }
 }

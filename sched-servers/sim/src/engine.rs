@@ -285,6 +285,19 @@ impl<'a> Engine<'a> {
                 self.collect();
             }
         }
+        let soft = scenario
+            .domains
+            .iter()
+            .flat_map(|d| (0..d.threads.len()).map(move |n| d.soft.get(n).copied().flatten()));
+        for (index, soft) in soft.enumerate() {
+            if let Some(mask) = soft {
+                let id = self.threads[index].id;
+                self.policy
+                    .set_soft_affinity(id, Some(&mask_cpus(mask)), 0)
+                    .map_err(|e| SimError::Thread(id, e))?;
+                self.collect();
+            }
+        }
         self.settle();
         Ok(())
     }
@@ -645,6 +658,16 @@ impl<'a> Engine<'a> {
             }
             Action::SetPoolParams(params) => {
                 if let Err(error) = self.policy.set_pool_params(&params) {
+                    self.report.action_errors.push((now_ns, error.to_string()));
+                }
+                self.collect();
+            }
+            Action::SetSoftAffinity(thread, mask) => {
+                let cpus = mask.map(mask_cpus);
+                if let Err(error) = self
+                    .policy
+                    .set_soft_affinity(thread, cpus.as_deref(), now_ns)
+                {
                     self.report.action_errors.push((now_ns, error.to_string()));
                 }
                 self.collect();

@@ -65,6 +65,9 @@ pub struct DomainSpec {
     /// One hard affinity per thread (a CPU mask, bit n = CPU n; `None`:
     /// every CPU of the pool), set right after the threads are added.
     pub affinity: Vec<Option<u64>>,
+    /// One soft affinity per thread (a CPU mask; `None`: no preference),
+    /// set right after the hard ones.
+    pub soft: Vec<Option<u64>>,
 }
 
 impl DomainSpec {
@@ -77,6 +80,7 @@ impl DomainSpec {
             values: String::new(),
             threads: Vec::new(),
             affinity: Vec::new(),
+            soft: Vec::new(),
         }
     }
 
@@ -126,6 +130,7 @@ impl DomainSpec {
     pub fn threads(mut self, count: usize, workload: Workload) -> Self {
         self.threads.extend(std::iter::repeat_n(workload, count));
         self.affinity.extend(std::iter::repeat_n(None, count));
+        self.soft.extend(std::iter::repeat_n(None, count));
         self
     }
 
@@ -134,6 +139,15 @@ impl DomainSpec {
     pub fn pinned(mut self, cpus: &[u32]) -> Self {
         let mask = cpu_mask(cpus);
         self.affinity.iter_mut().for_each(|a| *a = Some(mask));
+        self
+    }
+
+    /// Gives every thread added so far a soft affinity for `cpus` (a
+    /// preference, not a restriction).
+    #[must_use]
+    pub fn prefers(mut self, cpus: &[u32]) -> Self {
+        let mask = cpu_mask(cpus);
+        self.soft.iter_mut().for_each(|a| *a = Some(mask));
         self
     }
 
@@ -177,6 +191,8 @@ pub enum Action {
     /// CPU of the pool). Threads are numbered from 1 in scenario order
     /// ([`Scenario::thread_id`]).
     SetAffinity(ThreadId, Option<u64>),
+    /// A thread's new soft affinity (a CPU mask; `None`: no preference).
+    SetSoftAffinity(ThreadId, Option<u64>),
 }
 
 /// A complete, deterministic simulation input.
