@@ -119,8 +119,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "vCPUs as xl lists them: domain, vCPU, CPU, state (--p: offline), run time, hard / soft affinity",
     ),
     (
-        "vcpu-pin D V|all CPUS|- [-]",
-        "hard affinity of vCPU V (or all): an xl CPU list with a CPU of D's pool (all, 0-3,^1, node:1); - keeps it; soft affinity is not built",
+        "vcpu-pin D V|all CPUS|- [CPUS|-]",
+        "hard affinity of vCPU V (or all): an xl CPU list with a CPU of D's pool (all, 0-3,^1, node:1), and soft affinity (the CPUs it prefers; all: none); - keeps one",
     ),
     (
         "vcpu-set [-i] D N",
@@ -398,14 +398,18 @@ pub enum Command {
     },
     /// `vcpu-list [D]`.
     VcpuList(Option<String>),
-    /// `vcpu-pin D V|all CPUS`: a hard affinity.
+    /// `vcpu-pin D V|all HARD [SOFT]`: a hard and a soft affinity.
     VcpuPin {
         /// The domain.
         domain: String,
         /// The vCPU (`None`: all).
         vcpu: Option<u32>,
-        /// The CPUs (every CPU of the machine for xl's `all`).
-        cpus: BTreeSet<u32>,
+        /// The hard affinity's CPUs (every CPU of the machine for xl's
+        /// `all`); `None`: kept (`-`).
+        cpus: Option<BTreeSet<u32>>,
+        /// The soft affinity's CPUs (every CPU of the machine for `all`:
+        /// no preference); `None`: kept (`-` or not given).
+        soft: Option<BTreeSet<u32>>,
     },
     /// `vcpu-set [-i] D N`.
     VcpuSet {
@@ -1030,20 +1034,19 @@ pub fn parse_in(line: &str, topology: &Topology) -> Result<Option<Command>, Stri
         },
         "vcpu-pin" => {
             let (domain, vcpu, hard, soft) = match args {
-                [d, v, hard] => (d, v, hard, None),
-                [d, v, hard, soft] => (d, v, hard, Some(soft)),
+                [d, v, hard] => (d, v, *hard, "-"),
+                [d, v, hard, soft] => (d, v, *hard, *soft),
                 _ => return Err(usage_error()),
             };
-            if soft.is_some_and(|s| *s != "-") {
+            if hard == "-" && soft == "-" {
                 return Err(String::from(
-                    "vcpu-pin: soft affinity is not built (give - or nothing for it)",
+                    "vcpu-pin: nothing to change (- keeps an affinity: give the hard or the soft one)",
                 ));
             }
-            if *hard == "-" {
-                return Err(String::from(
-                    "vcpu-pin: nothing to change (- keeps the hard affinity; soft affinity is not built)",
-                ));
-            }
+            let keep_or_list = |text: &str| match text {
+                "-" => Ok(None),
+                list => cpu_list(list, topology).map(Some),
+            };
             let vcpu = match *vcpu {
                 "all" => None,
                 v => Some(number(v, "vcpu-pin", "a vCPU number or all", 0, u32::MAX)?),
@@ -1051,7 +1054,8 @@ pub fn parse_in(line: &str, topology: &Topology) -> Result<Option<Command>, Stri
             Command::VcpuPin {
                 domain: domain.to_string(),
                 vcpu,
-                cpus: cpu_list(hard, topology)?,
+                cpus: keep_or_list(hard)?,
+                soft: keep_or_list(soft)?,
             }
         }
         "vcpu-set" => {

@@ -801,12 +801,18 @@ pub fn format_domain_config(config: &DomainConfig) -> String {
     out.push_str(&format!("type = {}\n", quoted(kind)));
     out.push_str(&format!("kernel = {}\n", quoted(&config.image)));
     out.push_str(&format!("vcpus = {}\n", config.vcpus));
-    if let Some(cpus) = &config.cpus {
+    if let Some(max) = config.maxvcpus {
+        out.push_str(&format!("maxvcpus = {max}\n"));
+    }
+    for (key, cpus) in [("cpus", &config.cpus), ("cpus_soft", &config.cpus_soft)] {
+        let Some(cpus) = cpus else {
+            continue;
+        };
         let lists: Vec<String> = cpus.lists.iter().map(|l| quoted(l)).collect();
         if cpus.every {
-            out.push_str(&format!("cpus = {}\n", lists.join("")));
+            out.push_str(&format!("{key} = {}\n", lists.join("")));
         } else {
-            out.push_str(&format!("cpus = [{}]\n", lists.join(", ")));
+            out.push_str(&format!("{key} = [{}]\n", lists.join(", ")));
         }
     }
     if let Some(memory) = config.memory_mib {
@@ -859,8 +865,11 @@ pub struct DomainConfig {
     pub image: String,
     /// Native task or VM.
     pub kind: DomainType,
-    /// Number of vCPUs (default 1).
+    /// Number of vCPUs online at `create` (default 1).
     pub vcpus: u32,
+    /// xl's `maxvcpus`: the vCPUs the domain is built with (`vcpu-set`
+    /// brings up to this many online); `None`: `vcpus`.
+    pub maxvcpus: Option<u32>,
     /// Memory in MiB, if given.
     pub memory_mib: Option<u32>,
     /// xl's `cpu_weight`, `cpu_cap` (as credit's `weight`, `cap`) and the
@@ -883,6 +892,9 @@ pub struct DomainConfig {
     /// xl.cfg's `cpus`: hard affinity, resolved against the machine at
     /// `create` ([`DomainConfig::affinity`]); boxed, as it is rare.
     pub cpus: Option<alloc::boxed::Box<DomainCpus>>,
+    /// xl.cfg's `cpus_soft`: soft affinity, written as `cpus`
+    /// ([`DomainConfig::soft_affinity`]).
+    pub cpus_soft: Option<alloc::boxed::Box<DomainCpus>>,
 }
 
 /// xl.cfg's `cpus` as written: one CPU list for every vCPU (`cpus =
@@ -899,17 +911,40 @@ pub struct DomainCpus {
 }
 
 impl DomainConfig {
+    /// The vCPUs the domain is built with: `maxvcpus`, else `vcpus`.
+    pub fn max_vcpus(&self) -> u32 {
+        self.maxvcpus.unwrap_or(self.vcpus)
+    }
+
     /// Each vCPU's hard affinity from `cpus` (`None`: every CPU), CPU
     /// lists resolved against `topology`; a malformed list, or more lists
     /// than vCPUs, is an error naming the line and key.
     pub fn affinity(&self, topology: &Topology) -> Result<Vec<Option<BTreeSet<u32>>>, ConfigError> {
-        let mut out = alloc::vec![None; self.vcpus as usize];
-        let Some(cpus) = &self.cpus else {
+        self.affinity_of(self.cpus.as_deref(), "cpus", topology)
+    }
+
+    /// Each vCPU's soft affinity from `cpus_soft` (`None`: no
+    /// preference), as [`DomainConfig::affinity`] reads `cpus`.
+    pub fn soft_affinity(
+        &self,
+        topology: &Topology,
+    ) -> Result<Vec<Option<BTreeSet<u32>>>, ConfigError> {
+        self.affinity_of(self.cpus_soft.as_deref(), "cpus_soft", topology)
+    }
+
+    fn affinity_of(
+        &self,
+        cpus: Option<&DomainCpus>,
+        key: &str,
+        topology: &Topology,
+    ) -> Result<Vec<Option<BTreeSet<u32>>>, ConfigError> {
+        let mut out = alloc::vec![None; self.max_vcpus() as usize];
+        let Some(cpus) = cpus else {
             return Ok(out);
         };
         let error = |what: &'static str| ConfigError {
             line: cpus.line,
-            key: Some(String::from("cpus")),
+            key: Some(String::from(key)),
             kind: ConfigErrorKind::BadValue(what),
         };
         if cpus.lists.len() > out.len() {
@@ -919,7 +954,7 @@ impl DomainConfig {
             let set = parse_cpu_list(text, topology)
                 .map_err(|_| error("expected a CPU list like \"2-3\", \"all,^0\" or \"node:1\""))?;
             if set.is_empty() {
-                return Err(error("a hard affinity needs at least one CPU"));
+                return Err(error("an affinity needs at least one CPU"));
             }
             if cpus.every {
                 out.iter_mut().for_each(|a| *a = Some(set.clone()));
@@ -940,7 +975,7 @@ impl DomainConfig {
         Ok(DomainSpec {
             name: self.name.clone(),
             pool,
-            vcpus: self.vcpus,
+            vcpus: self.max_vcpus(),
             params: self.params.merged(&self.policy_params),
         })
     }
@@ -959,7 +994,9 @@ pub const DOMAIN_KEYS: &[&str] = &[
     "kernel",
     "type",
     "vcpus",
+    "maxvcpus",
     "cpus",
+    "cpus_soft",
     "memory",
     "cpu_weight",
     "cap",
@@ -974,9 +1011,8 @@ pub const DOMAIN_KEYS: &[&str] = &[
 ];
 
 /// The keys xl.cfg(5) defines that Tarn does not use: accepted, each with
-/// one warning (`cpus_soft`: soft affinity is not built; `maxvcpus`:
-/// a domain's vCPUs are all built at `create`; devices, firmware, device model, memory
-/// ballooning, lifecycle actions: not Tarn's).
+/// one warning (devices, firmware, device model, memory ballooning,
+/// lifecycle actions: not Tarn's).
 pub const XL_DOMAIN_KEYS_UNUSED: &[&str] = &[
     "acpi",
     "acpi_firmware",
@@ -1008,7 +1044,6 @@ pub const XL_DOMAIN_KEYS_UNUSED: &[&str] = &[
     "builder",
     "channel",
     "cpuid",
-    "cpus_soft",
     "device_model_args",
     "device_model_args_hvm",
     "device_model_args_pv",
@@ -1265,9 +1300,23 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
             })
         }
     };
-    let cpus = match find(settings, "cpus") {
+    // xl.cfg(5): the first `vcpus` online, the rest up to `maxvcpus`
+    // offline; xl refuses `maxvcpus < vcpus`.
+    let maxvcpus = match find(settings, "maxvcpus") {
         None => None,
-        Some(s) => Some(alloc::boxed::Box::new(DomainCpus {
+        Some(s) => {
+            let max = int_of(s, 1, MAX_CPUS as u64, "maxvcpus must be 1..1024")?;
+            if max < vcpus {
+                return Err(bad(s, "maxvcpus must be at least vcpus"));
+            }
+            Some(max)
+        }
+    };
+    let domain_cpus = |key: &str| -> Result<Option<alloc::boxed::Box<DomainCpus>>, ConfigError> {
+        let Some(s) = find(settings, key) else {
+            return Ok(None);
+        };
+        Ok(Some(alloc::boxed::Box::new(DomainCpus {
             line: s.line,
             every: !matches!(s.value, Value::List(_)),
             lists: match &s.value {
@@ -1282,8 +1331,10 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
                     })
                     .collect::<Result<_, _>>()?,
             },
-        })),
+        })))
     };
+    let cpus = domain_cpus("cpus")?;
+    let cpus_soft = domain_cpus("cpus_soft")?;
     let ramdisk = find(settings, "ramdisk").map(string_of).transpose()?;
     if let Some(s) = find(settings, "ramdisk") {
         if kind != DomainType::Hvm {
@@ -1296,6 +1347,7 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         image,
         kind,
         vcpus,
+        maxvcpus,
         memory_mib,
         params,
         policy_params,
@@ -1304,6 +1356,7 @@ fn domain_from_settings(settings: &[Setting]) -> Result<DomainConfig, ConfigErro
         param_lines,
         warnings,
         cpus,
+        cpus_soft,
     })
 }
 
@@ -1334,7 +1387,10 @@ pub fn parse_domain_inline(text: &str) -> Result<DomainConfig, ConfigError> {
     for (_, line) in &mut config.param_lines {
         *line = 0;
     }
-    if let Some(cpus) = &mut config.cpus {
+    for cpus in [&mut config.cpus, &mut config.cpus_soft]
+        .into_iter()
+        .flatten()
+    {
         cpus.line = 0;
     }
     Ok(config)

@@ -230,6 +230,10 @@ pub struct Domain {
     /// leaves the pool stays in it, unless it was the last one of the pool
     /// (then the affinity is broken: reset to every CPU, as Xen does).
     pub affinity: Vec<Option<BTreeSet<u32>>>,
+    /// Each vCPU's soft affinity (`vcpu-pin`'s fourth argument, xl.cfg's
+    /// `cpus_soft`), `None` for no preference: any CPUs of the machine; the
+    /// policy considers the ones in the hard affinity and the pool.
+    pub soft_affinity: Vec<Option<BTreeSet<u32>>>,
     /// Scheduling parameters.
     pub params: DomainParams,
 }
@@ -604,6 +608,7 @@ impl PoolManager {
             vcpus: 1,
             online: 1,
             affinity: alloc::vec![None],
+            soft_affinity: alloc::vec![None],
             params: DomainParams::default(),
         };
         let pool_names = HashMap::from_iter([(pool0.spec.name.clone(), POOL0)]);
@@ -1143,8 +1148,10 @@ impl PoolManager {
         }
         if let Some(d) = self.domains.get_mut(&domain) {
             d.pool = to;
-            // Xen's `sched_move_domain` resets every vCPU's affinity.
+            // Xen's `sched_move_domain` resets every vCPU's affinity, hard
+            // and soft.
             d.affinity.iter_mut().for_each(|a| *a = None);
+            d.soft_affinity.iter_mut().for_each(|a| *a = None);
         }
         Ok(alloc::vec![Action::MoveDomain { domain, from, to }])
     }
@@ -1183,6 +1190,7 @@ impl PoolManager {
                 vcpus: spec.vcpus,
                 online: spec.vcpus,
                 affinity: alloc::vec![None; spec.vcpus as usize],
+                soft_affinity: alloc::vec![None; spec.vcpus as usize],
                 params: spec.params,
             },
         );
@@ -1276,6 +1284,61 @@ impl PoolManager {
             }
         }
         Ok(old)
+    }
+
+    /// `vcpu-pin D V|all HARD SOFT`: records the soft affinity of one vCPU
+    /// (or of all, `vcpu: None`); `cpus: None` is no preference (xl's
+    /// `all`, also when the set names every CPU of the machine). A
+    /// preference may name any CPUs of the machine (Xen's
+    /// `vcpu_set_soft_affinity`): the policy considers the ones in the
+    /// hard affinity and the pool. Returns the soft affinities it had.
+    pub fn pin_soft(
+        &mut self,
+        domain: DomainId,
+        vcpu: Option<u32>,
+        cpus: Option<BTreeSet<u32>>,
+    ) -> Result<Vec<Option<BTreeSet<u32>>>, PoolError> {
+        let d = self.domains.get(&domain).ok_or(PoolError::NoSuchDomain)?;
+        if domain == CONTROL_DOMAIN {
+            return Err(PoolError::ControlDomainVcpu);
+        }
+        if let Some(v) = vcpu.filter(|&v| v >= d.vcpus) {
+            return Err(PoolError::NoSuchVcpu {
+                vcpu: v,
+                vcpus: d.vcpus,
+            });
+        }
+        if let Some(&c) = cpus.iter().flatten().find(|&&c| c >= self.total_cpus) {
+            return Err(PoolError::NoSuchCpu(c));
+        }
+        let cpus = cpus.filter(|set| set.len() < self.total_cpus as usize);
+        let d = self
+            .domains
+            .get_mut(&domain)
+            .ok_or(PoolError::NoSuchDomain)?;
+        let old = d.soft_affinity.clone();
+        for (v, soft) in d.soft_affinity.iter_mut().enumerate() {
+            if vcpu.is_none_or(|only| only as usize == v) {
+                *soft = cpus.clone();
+            }
+        }
+        Ok(old)
+    }
+
+    /// Restores the soft affinities [`PoolManager::pin_soft`] returned.
+    pub fn restore_soft_affinity(
+        &mut self,
+        domain: DomainId,
+        soft: Vec<Option<BTreeSet<u32>>>,
+    ) -> Result<(), PoolError> {
+        let d = self
+            .domains
+            .get_mut(&domain)
+            .ok_or(PoolError::NoSuchDomain)?;
+        if soft.len() == d.soft_affinity.len() {
+            d.soft_affinity = soft;
+        }
+        Ok(())
     }
 
     /// Restores the affinities [`PoolManager::pin`] returned (the pool's
@@ -1410,7 +1473,10 @@ impl PoolManager {
                 Some(p) if p.state == PoolState::Active => {}
                 _ => return Err("domain outside an active pool"),
             }
-            if d.affinity.len() != d.vcpus as usize || !(1..=d.vcpus).contains(&d.online) {
+            if d.affinity.len() != d.vcpus as usize
+                || d.soft_affinity.len() != d.vcpus as usize
+                || !(1..=d.vcpus).contains(&d.online)
+            {
                 return Err("a domain's vCPU records disagree with its vcpus");
             }
             let pool_cpus = &self.pools[&d.pool].cpus;

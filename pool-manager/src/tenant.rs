@@ -166,10 +166,24 @@ pub fn authorize(
             allow(ok, Command::VcpuList(Some(d)))
         }
         // A hard affinity has effect only within the domain's pool (the
-        // rules refuse a set without a CPU of it; CPUs outside are unused).
-        Command::VcpuPin { domain, vcpu, cpus } => {
+        // rules refuse a set without a CPU of it; CPUs outside are unused);
+        // a soft one only where it meets the hard one.
+        Command::VcpuPin {
+            domain,
+            vcpu,
+            cpus,
+            soft,
+        } => {
             let ok = domain_ok(&domain);
-            allow(ok, Command::VcpuPin { domain, vcpu, cpus })
+            allow(
+                ok,
+                Command::VcpuPin {
+                    domain,
+                    vcpu,
+                    cpus,
+                    soft,
+                },
+            )
         }
         Command::VcpuSet {
             domain,

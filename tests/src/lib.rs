@@ -781,7 +781,7 @@ pub fn scenarios() -> Vec<Scenario> {
             )
             .expect("invariants      : hold")
             .expect("error: unknown command 'frobnicate' (try help)")
-            .expect("error: usage: vcpu-pin D V|all CPUS|- [-]")
+            .expect("error: usage: vcpu-pin D V|all CPUS|- [CPUS|-]")
             .expect("error: usage: cpupool-rename P NAME")
             .expect("error: sleep: 'x' is not a number of milliseconds")
             .expect("tarn> poweroff")
@@ -2486,7 +2486,8 @@ fn vcpu_scenarios() -> Vec<Scenario> {
     // pinned to 1-2 (CPU 1 is not the pool's: kept, unused), has CPU 2
     // (100 %): credit hands out by weight as far as the pinned CPUs can
     // give it. Sampled 8 times over 2 s, a's and b's CPU is always 3 and
-    // c's 2. A set with no CPU of the pool is refused (Xen's EINVAL).
+    // c's 2. A set with no CPU of the pool is refused (Xen's EINVAL); a
+    // soft set outside the hard one is kept, warned about and unused.
     // CPU 3 leaving breaks a's and b's affinity (reset to all, as Xen's
     // cpu_disable_scheduler; c keeps 1-2); with CPU 3 back they are not
     // pinned to it again: 66.7 % each.
@@ -2514,6 +2515,7 @@ fn vcpu_scenarios() -> Vec<Scenario> {
         ]));
     }
     commands.extend(owned(&[
+        "vcpu-pin a 0 - all",
         "top --json -d 2000",
         "cpupool-cpu-remove p 3",
         "top --json -d 2000",
@@ -2532,7 +2534,8 @@ fn vcpu_scenarios() -> Vec<Scenario> {
             .share(0, "c", 66.7, 3.0)
             .expect("error: a: CPUs 0-1 are not in cpupool p (its CPUs: 2-3): a hard affinity needs one of them")
             .expect("error: a: no vCPU 1 (the domain has vCPUs 0..0)")
-            .expect("error: vcpu-pin: soft affinity is not built")
+            .expect("warning: a vCPU 0: no CPU of its soft affinity is in its hard affinity and cpupool p: only the hard affinity is considered")
+            .expect("  3 / 2")
             .expect("error: Domain-0: the control domain is a system task")
             .expect("  3 / all")
             .expect("  1-2 / all")
@@ -2604,6 +2607,83 @@ fn vcpu_scenarios() -> Vec<Scenario> {
             .expect("  3 / all")
             .expect(&vcpu_row("pinned", 2, 1))
             .expect("  all / all")
+            .expect("tarn: exit status 0")
+            .forbid_failures(),
+    );
+    // Soft affinity and maxvcpus (xl.cfg's `cpus_soft`, `maxvcpus`;
+    // `vcpu-pin D V - SOFT`). On a 2-CPU credit pool, a prefers CPU 3 and
+    // b CPU 2, both CPU-bound, one vCPU each: sampled 8 times over 2 s,
+    // each runs on its preferred CPU, and each has its CPU (100 %: a
+    // preference never costs a share). c and d start on CPUs 2 and 3 by
+    // preference and swap them with vcpu-pin while both run (no CPU is
+    // idle: credit's swap moves them). m is built with 2 vCPUs, 1 online
+    // (the other `--p`; each pinned to a CPU of its own, so the row's CPU
+    // is known); `vcpu-set m 2` brings it up, 3 is beyond
+    // maxvcpus; vcpus above maxvcpus is refused (xl: "maxvcpus < vcpus").
+    let samples = |names: [&str; 2]| {
+        let mut commands = Vec::new();
+        for _ in 0..8 {
+            commands.push(format!("vcpu-list {}", names[0]));
+            commands.push(format!("vcpu-list {}", names[1]));
+            commands.push(String::from("sleep 250"));
+        }
+        commands
+    };
+    let mut commands = owned(&[
+        "cpupool-create name=p sched=credit cpus=2-3",
+        "create name=a pool=p image=spin cpus_soft=3",
+        "create name=b pool=p image=spin cpus_soft=2",
+        "sleep 500",
+        "top --json -d 2000",
+    ]);
+    commands.extend(samples(["a", "b"]));
+    commands.extend(owned(&[
+        "destroy a",
+        "destroy b",
+        "create name=c pool=p image=spin cpus_soft=2",
+        "create name=d pool=p image=spin cpus_soft=3",
+        "sleep 500",
+        "vcpu-pin c 0 - 3",
+        "vcpu-pin d 0 - 2",
+        "sleep 500",
+    ]));
+    commands.extend(samples(["c", "d"]));
+    commands.extend(owned(&[
+        "destroy c",
+        "destroy d",
+        "create name=m pool=p image=spin vcpus=1 maxvcpus=2 cpus=[\"2\",\"3\"]",
+        "vcpu-list m",
+        "vcpu-set m 2",
+        "sleep 100",
+        "vcpu-list m",
+        "vcpu-set m 3",
+        "create name=over pool=p image=spin vcpus=2 maxvcpus=1",
+        "poweroff",
+    ]));
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    all.push(
+        Scenario::qemu("vcpu_soft_icount", 4, "pool0_cpus=2 noauto pace_hz=10000")
+            .icount()
+            .timeout(Duration::from_secs(300))
+            .exec(&commands)
+            .share(0, "a", 100.0, 2.0)
+            .share(0, "b", 100.0, 2.0)
+            .expect(&format!("{}    3", vcpu_row("a", 1, 0)))
+            .expect("  all / 3")
+            .expect(&format!("{}    2", vcpu_row("b", 2, 0)))
+            .expect("  all / 2")
+            .steady_field(&vcpu_row("a", 1, 0), 0, 8)
+            .steady_field(&vcpu_row("b", 2, 0), 0, 8)
+            .expect(&format!("{}    3", vcpu_row("c", 3, 0)))
+            .expect(&format!("{}    2", vcpu_row("d", 4, 0)))
+            .steady_field(&vcpu_row("c", 3, 0), 0, 8)
+            .steady_field(&vcpu_row("d", 4, 0), 0, 8)
+            .expect(&vcpu_row("m", 5, 0))
+            .expect(&format!("{}    -   --p", vcpu_row("m", 5, 1)))
+            .expect("tarn> vcpu-set m 2")
+            .expect(&format!("{}    3   r--", vcpu_row("m", 5, 1)))
+            .expect("error: m: 3 vCPUs online: the domain has 1..2 (its vcpus)")
+            .expect("maxvcpus must be at least vcpus")
             .expect("tarn: exit status 0")
             .forbid_failures(),
     );

@@ -19,7 +19,7 @@
 //! domain (thread id `domain << 8 | vCPU + 1`): the policy applies the
 //! domain's parameters to them together (credit: the weight and cap are
 //! the domain's, its grant split over its active vCPUs). Each vCPU has its
-//! hard affinity (`vcpu-pin`, kept by the rules) and may be offline
+//! hard and soft affinities (`vcpu-pin`, kept by the rules) and may be offline
 //! (`vcpu-set`: suspended, still adopted). A VM domain has one vCPU (its
 //! VMM's thread; several need an interrupt controller model).
 
@@ -151,6 +151,8 @@ pub struct VcpuStat {
     pub online: bool,
     /// Hard affinity (`None`: every CPU).
     pub affinity: Option<Vec<u32>>,
+    /// Soft affinity (`None`: no preference).
+    pub soft: Option<Vec<u32>>,
 }
 
 /// A domain's scheduling figures, for `list`, `top` and `vcpu-list`.
@@ -260,21 +262,42 @@ impl Pools {
         let spec = config
             .to_spec(&self.manager)
             .map_err(|e| format!("{}: {e}", config.name))?;
+        let topology = crate::console::topology(self.info);
         let affinity = config
-            .affinity(&crate::console::topology(self.info))
+            .affinity(&topology)
+            .map_err(|e| format!("{}: {e}", config.name))?;
+        let soft = config
+            .soft_affinity(&topology)
             .map_err(|e| format!("{}: {e}", config.name))?;
         let (id, _) = self
             .manager
             .create_domain(spec)
             .map_err(|e| format!("{}: {e}", config.name))?;
-        // xl.cfg's `cpus`: the rules check each set as `vcpu-pin` does.
-        for (vcpu, set) in affinity.into_iter().enumerate() {
-            if let Some(set) = set {
-                if let Err(e) = self.manager.pin(id, Some(vcpu as u32), Some(set)) {
-                    let _ = self.manager.destroy_domain(id);
-                    return Err(format!("{}: cpus: {e}", config.name));
-                }
+        // xl.cfg's `cpus` and `cpus_soft`: the rules check each set as
+        // `vcpu-pin` does; `maxvcpus`: the vCPUs past `vcpus` start offline.
+        let sets = affinity.into_iter().zip(soft).enumerate();
+        for (vcpu, (hard, soft)) in sets {
+            let vcpu = Some(vcpu as u32);
+            let pinned = match hard {
+                Some(hard) => self.manager.pin(id, vcpu, Some(hard)).map(|_| ()),
+                None => Ok(()),
             }
+            .map_err(|e| format!("cpus: {e}"))
+            .and_then(|()| match soft {
+                Some(soft) => self
+                    .manager
+                    .pin_soft(id, vcpu, Some(soft))
+                    .map(|_| ())
+                    .map_err(|e| format!("cpus_soft: {e}")),
+                None => Ok(()),
+            });
+            if let Err(e) = pinned {
+                let _ = self.manager.destroy_domain(id);
+                return Err(format!("{}: {e}", config.name));
+            }
+        }
+        if config.vcpus < config.max_vcpus() {
+            let _ = self.manager.set_online(id, config.vcpus);
         }
         let vm = config.kind == DomainType::Hvm;
         let args = config.cmdline.as_deref().unwrap_or("");
@@ -503,23 +526,32 @@ impl Pools {
         }
         self.send_params(pool, domain, &params)?;
         for vcpu in 0..threads.len() {
-            if self.affinity(domain, vcpu).is_some() {
+            if self.affinity(domain, vcpu, false).is_some()
+                || self.affinity(domain, vcpu, true).is_some()
+            {
                 self.send_affinity(pool, domain, vcpu)?;
             }
         }
         Ok(())
     }
 
-    /// `domain`'s vCPU `vcpu`'s hard affinity as the rules keep it.
-    fn affinity(&self, domain: DomainId, vcpu: usize) -> Option<&BTreeSet<u32>> {
+    /// `domain`'s vCPU `vcpu`'s hard (or `soft`) affinity as the rules
+    /// keep it.
+    fn affinity(&self, domain: DomainId, vcpu: usize, soft: bool) -> Option<&BTreeSet<u32>> {
         self.manager
             .domain(domain)
-            .and_then(|d| d.affinity.get(vcpu))
+            .and_then(|d| {
+                if soft {
+                    d.soft_affinity.get(vcpu)
+                } else {
+                    d.affinity.get(vcpu)
+                }
+            })
             .and_then(Option::as_ref)
     }
 
-    /// Hands `pool`'s server the hard affinity the rules keep for
-    /// `domain`'s vCPU `vcpu` (`SetAffinity`).
+    /// Hands `pool`'s server the hard and the soft affinity the rules keep
+    /// for `domain`'s vCPU `vcpu` (`SetAffinity`, `SetSoftAffinity`).
     fn send_affinity(&mut self, pool: PoolId, domain: DomainId, vcpu: usize) -> Result<(), String> {
         let Some(thread_id) = self
             .domains
@@ -529,39 +561,65 @@ impl Pools {
         else {
             return Ok(());
         };
-        let mut bytes = [0u8; (sched_protocol::MAX_AFFINITY_CPUS / 8) as usize];
-        let cpus = match self.affinity(domain, vcpu) {
-            None => None,
-            Some(set) => Some(
-                sched_protocol::cpu_bitmap(set.iter().copied(), &mut bytes)
-                    .ok_or("a CPU beyond the protocol's bitmap")?,
-            ),
-        };
-        self.request(pool, &SchedRequest::SetAffinity { thread_id, cpus }, 0)
-            .map(|_| ())
+        for soft in [false, true] {
+            let mut bytes = [0u8; (sched_protocol::MAX_AFFINITY_CPUS / 8) as usize];
+            let cpus = match self.affinity(domain, vcpu, soft) {
+                None => None,
+                Some(set) => Some(
+                    sched_protocol::cpu_bitmap(set.iter().copied(), &mut bytes)
+                        .ok_or("a CPU beyond the protocol's bitmap")?,
+                ),
+            };
+            let request = if soft {
+                SchedRequest::SetSoftAffinity { thread_id, cpus }
+            } else {
+                SchedRequest::SetAffinity { thread_id, cpus }
+            };
+            self.request(pool, &request, 0)?;
+        }
+        Ok(())
     }
 
-    /// `vcpu-pin D V|all CPUS`: the rules record the hard affinity (and
-    /// refuse a set without a CPU of the domain's pool), the pool's server
-    /// applies it to each vCPU named; if it refuses one (an SEDF
-    /// reservation that fits on none of the CPUs), the old affinities are
-    /// restored everywhere and nothing changes.
+    /// `vcpu-pin D V|all HARD SOFT`: the rules record the hard affinity
+    /// (and refuse a set without a CPU of the domain's pool) and the soft
+    /// one (`None`: kept), the pool's server applies them to each vCPU
+    /// named; if it refuses one (an SEDF reservation that fits on none of
+    /// the CPUs), the old affinities are restored everywhere and nothing
+    /// changes. A soft affinity with no CPU in the hard one and the pool
+    /// is kept but has no effect, which a warning says (as libxl's).
     pub fn pin(
         &mut self,
         domain: DomainId,
         vcpu: Option<u32>,
-        cpus: BTreeSet<u32>,
+        cpus: Option<BTreeSet<u32>>,
+        soft: Option<BTreeSet<u32>>,
     ) -> Result<(), String> {
         let pool = self
             .manager
             .domain(domain)
             .map(|d| d.pool)
             .ok_or("no such domain")?;
-        let old = self
-            .manager
-            .pin(domain, vcpu, Some(cpus))
-            .map_err(|e| format!("{e}"))?;
-        let count = old.len();
+        let old = match cpus {
+            Some(cpus) => Some(
+                self.manager
+                    .pin(domain, vcpu, Some(cpus))
+                    .map_err(|e| format!("{e}"))?,
+            ),
+            None => None,
+        };
+        let old_soft = match soft {
+            Some(soft) => match self.manager.pin_soft(domain, vcpu, Some(soft)) {
+                Ok(old_soft) => Some(old_soft),
+                Err(e) => {
+                    if let Some(old) = old {
+                        let _ = self.manager.restore_affinity(domain, old);
+                    }
+                    return Err(format!("{e}"));
+                }
+            },
+            None => None,
+        };
+        let count = self.manager.domain(domain).map_or(0, |d| d.vcpus as usize);
         let named = |v: usize| vcpu.is_none_or(|only| only as usize == v);
         let mut result = Ok(());
         for v in (0..count).filter(|&v| named(v)) {
@@ -571,13 +629,50 @@ impl Pools {
             }
         }
         if let Err(why) = result {
-            let _ = self.manager.restore_affinity(domain, old);
+            if let Some(old) = old {
+                let _ = self.manager.restore_affinity(domain, old);
+            }
+            if let Some(old_soft) = old_soft {
+                let _ = self.manager.restore_soft_affinity(domain, old_soft);
+            }
             for v in (0..count).filter(|&v| named(v)) {
                 let _ = self.send_affinity(pool, domain, v);
             }
             return Err(why);
         }
+        self.warn_unreachable_soft(domain, vcpu);
         Ok(())
+    }
+
+    /// Says, for each vCPU named, that its soft affinity has no CPU in its
+    /// hard affinity and its pool (libxl's "All cpus in soft affinity of
+    /// vcpu V are unreachable"): the policy ignores it.
+    fn warn_unreachable_soft(&self, domain: DomainId, vcpu: Option<u32>) {
+        let Some(d) = self.manager.domain(domain) else {
+            return;
+        };
+        let Some(pool_cpus) = self.manager.pool(d.pool).map(|p| &p.cpus) else {
+            return;
+        };
+        for (v, soft) in d.soft_affinity.iter().enumerate() {
+            let Some(soft) = soft
+                .as_ref()
+                .filter(|_| vcpu.is_none_or(|only| only as usize == v))
+            else {
+                continue;
+            };
+            let hard = d.affinity.get(v).cloned().flatten();
+            let reachable = soft
+                .iter()
+                .any(|c| pool_cpus.contains(c) && hard.as_ref().is_none_or(|h| h.contains(c)));
+            if !reachable {
+                say!(
+                    "warning: {} vCPU {v}: no CPU of its soft affinity is in its hard affinity and cpupool {}: only the hard affinity is considered",
+                    d.name,
+                    self.pool_name(d.pool)
+                );
+            }
+        }
     }
 
     /// `BreakAffinity`: a CPU leaving `pool` took the last CPU of the pool
@@ -814,6 +909,13 @@ impl Pools {
                         .flatten()
                         .map(|set| set.into_iter().collect())
                 };
+                let soft = |v: usize| {
+                    d.soft_affinity
+                        .get(v)
+                        .cloned()
+                        .flatten()
+                        .map(|set| set.into_iter().collect())
+                };
                 let mut stat = DomainStat {
                     id: d.id,
                     name: d.name.clone(),
@@ -829,6 +931,7 @@ impl Pools {
                         runnable: true,
                         online: true,
                         affinity: None,
+                        soft: None,
                     }],
                     image: String::from("root-task"),
                     params: d.params.clone(),
@@ -848,6 +951,7 @@ impl Pools {
                         runnable: raw == runnable,
                         online: (v as u32) < d.online,
                         affinity: affinity(v),
+                        soft: soft(v),
                     })
                     .collect();
                 stat.state = if rt.crashed {

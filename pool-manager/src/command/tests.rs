@@ -418,3 +418,37 @@ fn long_options_map_to_their_flags_and_named_flags_stay() {
     );
     assert!(refused("list -v").contains("not built"));
 }
+
+#[test]
+fn vcpu_pin_takes_a_hard_and_a_soft_affinity_either_kept_with_a_dash() {
+    let set = |cpus: &[u32]| Some(cpus.iter().copied().collect::<BTreeSet<u32>>());
+    let pin = |line: &str| match parsed(line) {
+        Command::VcpuPin {
+            domain,
+            vcpu,
+            cpus,
+            soft,
+        } => (domain, vcpu, cpus, soft),
+        other => panic!("{line}: {other:?}"),
+    };
+    // xl's four forms: `3,4`, `3,4 -`, `- 6-9`, `3,4 6-9`.
+    assert_eq!(
+        pin("vcpu-pin d 0 3,4"),
+        ("d".into(), Some(0), set(&[3, 4]), None)
+    );
+    assert_eq!(
+        pin("vcpu-pin d 0 3,4 -"),
+        ("d".into(), Some(0), set(&[3, 4]), None)
+    );
+    assert_eq!(
+        pin("vcpu-pin d all - 6-9"),
+        ("d".into(), None, None, set(&[6, 7, 8, 9]))
+    );
+    assert_eq!(
+        pin("vcpu-pin d 1 3 1"),
+        ("d".into(), Some(1), set(&[3]), set(&[1]))
+    );
+    assert!(refused("vcpu-pin d 0 - -").contains("nothing to change"));
+    assert!(refused("vcpu-pin d 0 - 3-2").contains("3-2"));
+    assert!(refused("vcpu-pin d 0 1 2 3").contains("usage"));
+}

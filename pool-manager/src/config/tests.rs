@@ -643,3 +643,36 @@ fn xl_cfg_cpus_is_each_vcpus_hard_affinity() {
         assert_eq!((back.every, back.lists), (cpus.every, cpus.lists));
     }
 }
+
+#[test]
+fn xl_cfg_cpus_soft_and_maxvcpus() {
+    let set = |cpus: &[u32]| Some(cpus.iter().copied().collect::<BTreeSet<u32>>());
+    // `cpus_soft` is written as `cpus`, one list per vCPU up to maxvcpus;
+    // neither key is warned about any more.
+    let text = "name=\"d\"\nkernel=\"spin\"\nvcpus=1\nmaxvcpus=3\ncpus_soft=[\"1\", \"node:1\"]\n";
+    let config = parse_domain_config(text).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_eq!((config.vcpus, config.max_vcpus()), (1, 3));
+    assert_eq!(
+        config.soft_affinity(&two_nodes()).unwrap(),
+        vec![set(&[1]), set(&[4, 5, 6, 7]), None]
+    );
+    assert_eq!(config.affinity(&two_nodes()).unwrap(), vec![None; 3]);
+    // `create -n` prints it back as written.
+    let back = parse_domain_config(&format_domain_config(&config)).unwrap();
+    assert_eq!(back.maxvcpus, Some(3));
+    assert_eq!(
+        back.cpus_soft.unwrap().lists,
+        config.cpus_soft.unwrap().lists
+    );
+    // xl: "maxvcpus < vcpus" is refused; errors name the line and key.
+    let error =
+        parse_domain_config("name=\"d\"\nkernel=\"spin\"\nvcpus=2\nmaxvcpus=1\n").unwrap_err();
+    assert_eq!((error.line, error.key.as_deref()), (4, Some("maxvcpus")));
+    let bad = parse_domain_config("name=\"d\"\nkernel=\"spin\"\ncpus_soft=\"x\"\n").unwrap();
+    let error = bad.soft_affinity(&two_nodes()).unwrap_err();
+    assert_eq!((error.line, error.key.as_deref()), (3, Some("cpus_soft")));
+    // Without maxvcpus, the domain has its vcpus.
+    let plain = parse_domain_config("name=\"d\"\nkernel=\"spin\"\nvcpus=2\n").unwrap();
+    assert_eq!(plain.max_vcpus(), 2);
+}

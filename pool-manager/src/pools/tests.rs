@@ -849,8 +849,39 @@ fn migrate_resets_affinity_as_xen_does() {
     let (p, _) = m.create(spec("p", list(&[2, 3]))).unwrap();
     let (d, _) = m.create_domain(dom_vcpus("d", POOL0, 2)).unwrap();
     m.pin(d, None, Some(cpus(&[1]))).unwrap();
+    m.pin_soft(d, Some(1), Some(cpus(&[0]))).unwrap();
     m.migrate(d, p).unwrap();
     assert_eq!(m.domain(d).unwrap().affinity, vec![None, None]);
+    assert_eq!(m.domain(d).unwrap().soft_affinity, vec![None, None]);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn soft_affinity_is_any_cpus_of_the_machine() {
+    let mut m = four_two();
+    let (p, _) = m.create(spec("p", list(&[2, 3]))).unwrap();
+    let (d, _) = m.create_domain(dom_vcpus("d", p, 2)).unwrap();
+    // Outside the pool is a preference like any other (the policy
+    // considers only its CPUs); every CPU is no preference.
+    let old = m.pin_soft(d, Some(0), Some(cpus(&[0]))).unwrap();
+    assert_eq!(old, vec![None, None]);
+    m.pin_soft(d, Some(1), Some(cpus(&[0, 1, 2, 3]))).unwrap();
+    assert_eq!(
+        m.domain(d).unwrap().soft_affinity,
+        vec![Some(cpus(&[0])), None]
+    );
+    // Refused, nothing changed: a CPU the machine lacks, a vCPU the
+    // domain lacks, the control domain.
+    let before = m.clone();
+    assert_eq!(
+        m.pin_soft(d, None, Some(cpus(&[4]))),
+        Err(PoolError::NoSuchCpu(4))
+    );
+    assert!(m.pin_soft(d, Some(2), None).is_err());
+    assert!(m.pin_soft(CONTROL_DOMAIN, None, None).is_err());
+    assert_eq!(m, before);
+    m.restore_soft_affinity(d, old).unwrap();
+    assert_eq!(m.domain(d).unwrap().soft_affinity, vec![None, None]);
     m.check_invariants().unwrap();
 }
 

@@ -248,6 +248,15 @@ fn vcpu_list_prints_xls_columns() {
         vcpu_line(&pinned_to_one, 8),
         "web                                 12     2    1   r--       0.1  1,3-5,7 / all"
     );
+    // `vcpu-pin web 2 - 4-5`: the soft set as the hard one is printed.
+    let preferring = VcpuRow {
+        soft: Some(&[4, 5]),
+        ..pinned_to_one.clone()
+    };
+    assert_eq!(
+        vcpu_line(&preferring, 8),
+        "web                                 12     2    1   r--       0.1  1,3-5,7 / 4-5"
+    );
     // Offline after `vcpu-set web 2` (xl: `%5c %3c%cp `), whatever it last
     // ran on.
     let offline = VcpuRow {

@@ -126,11 +126,16 @@ impl Console {
             Command::VcpuList(only) => {
                 vcpu_list_of(need(pools)?, only.as_deref(), self.info.cpu_count as u32)
             }
-            Command::VcpuPin { domain, vcpu, cpus } => {
+            Command::VcpuPin {
+                domain,
+                vcpu,
+                cpus,
+                soft,
+            } => {
                 let pools = need(pools)?;
                 let id = domain_id(pools, &domain)?;
                 pools
-                    .pin(id, vcpu, cpus)
+                    .pin(id, vcpu, cpus, soft)
                     .map_err(|e| format!("{domain}: {e}"))
             }
             Command::VcpuSet {

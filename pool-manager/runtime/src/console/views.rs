@@ -512,8 +512,8 @@ pub(crate) fn sedf_domain_text(
     ))
 }
 
-/// `vcpu-list [D]`, in xl's columns: one row per vCPU, its hard affinity
-/// as `vcpu-pin` set it (soft affinity is not built: `all`).
+/// `vcpu-list [D]`, in xl's columns: one row per vCPU, its hard and soft
+/// affinities as `vcpu-pin` (or xl.cfg's `cpus`, `cpus_soft`) set them.
 pub(crate) fn vcpu_list(pools: &Pools, only: Option<rules::DomainId>, nr_cpus: u32) {
     say!("{}", xl::vcpu_header());
     for s in pools
@@ -532,7 +532,7 @@ pub(crate) fn vcpu_list(pools: &Pools, only: Option<rules::DomainId>, nr_cpus: u
                 online: v.online,
                 cpu_ns: v.cpu_ns,
                 hard: v.affinity.as_deref(),
-                soft: None,
+                soft: v.soft.as_deref(),
             };
             say!("{}", xl::vcpu_line(&row, nr_cpus));
         }
