@@ -63,9 +63,9 @@
 //!   affinity"). Xen's two balance steps, soft then hard: `place` takes an
 //!   idle CPU the thread prefers first, else a CPU it prefers whose running
 //!   thread prefers other CPUs (preempted: the two swap, which Xen leaves
-//!   to the next idle moment), else as without it; an entry that ends on a
-//!   CPU the thread does not prefer is placed again rather than queued
-//!   there; a CPU about to idle or short of UNDER work steals a thread
+//!   to the next idle moment), else any idle CPU, else the queue of a CPU
+//!   it prefers (Xen: its previous CPU's); an entry that ends on a CPU the
+//!   thread does not prefer is placed again rather than queued there; a CPU about to idle or short of UNDER work steals a thread
 //!   that prefers it first, and does not take one waiting on a CPU it
 //!   prefers that is about to pick. Nothing waits for a preferred CPU
 //!   while another is idle, and credit is handed out as without it, so a
@@ -906,7 +906,8 @@ impl Credit {
         };
         // Soft affinity first (Xen's BALANCE_SOFT_AFFINITY step): an idle
         // CPU it prefers, else one it prefers whose running thread prefers
-        // other CPUs (that thread is preempted and finds its own place).
+        // other CPUs (that thread is preempted and finds its own place);
+        // with no idle CPU, a queue of a CPU it prefers.
         let prefers = |c: &CpuId| self.prefers(thread, *c);
         let soft_idle = |c: &CpuId| prefers(c) && idle(c);
         let soft = self.softened > 0 && self.cpus.keys().any(prefers);
@@ -933,6 +934,8 @@ impl Credit {
         let target = soft_target
             .or_else(|| last.filter(idle))
             .or_else(|| self.cpus.keys().copied().find(idle))
+            .or_else(|| last.filter(prefers))
+            .or_else(|| self.cpus.keys().copied().find(prefers))
             .or(last)
             .or_else(|| self.cpus.keys().copied().find(ok));
         let Some(target) = target else {
