@@ -65,11 +65,12 @@
 //!   thread prefers other CPUs (preempted: the two swap, which Xen leaves
 //!   to the next idle moment), else any idle CPU, else the queue of a CPU
 //!   it prefers (Xen: its previous CPU's); an entry that ends on a CPU the
-//!   thread does not prefer is placed again rather than queued there; a CPU about to idle or short of UNDER work steals a thread
-//!   that prefers it first, and does not take one waiting on a CPU it
-//!   prefers that is about to pick. Nothing waits for a preferred CPU
-//!   while another is idle, and credit is handed out as without it, so a
-//!   preference never costs a share.
+//!   thread does not prefer is placed again rather than queued there; a
+//!   CPU about to idle or short of UNDER work steals a thread that prefers
+//!   it first, and does not take one waiting on a CPU it prefers that is
+//!   about to pick. Nothing waits for a preferred CPU while another is
+//!   idle, and credit is handed out as without it, so a preference never
+//!   costs a share.
 //! * **Scheduling groups:** a domain joins a master's group with
 //!   [`DomainParams::Group`]. Its threads then belong to the master's
 //!   account: the group shares the master's time (weight and cap are the
@@ -1066,9 +1067,8 @@ impl Credit {
     /// [`Credit::balance`] when threads have hard or soft affinities: each
     /// waiting thread (best first) is matched with a CPU that may take it
     /// ([`Credit::may_take`]) and is about to pick, else an idle one
-    /// (kicked); each waiting UNDER (or
-    /// BOOST) thread left over with a CPU it may run on that runs OVER work
-    /// (preempted). A CPU is kicked or preempted only for a thread its pick
+    /// (kicked); each waiting UNDER (or BOOST) thread left over with a CPU
+    /// it may run on that runs OVER work (preempted). A CPU is kicked or preempted only for a thread its pick
     /// will find, so no kick is wasted and none repeats.
     fn balance_pinned(&mut self, over: &[CpuId], now_ns: u64) {
         let mut waiting: Vec<Rank> = self

@@ -19,9 +19,10 @@
 //! domain (thread id `domain << 8 | vCPU + 1`): the policy applies the
 //! domain's parameters to them together (credit: the weight and cap are
 //! the domain's, its grant split over its active vCPUs). Each vCPU has its
-//! hard and soft affinities (`vcpu-pin`, kept by the rules) and may be offline
-//! (`vcpu-set`: suspended, still adopted). A VM domain has one vCPU (its
-//! VMM's thread; several need an interrupt controller model).
+//! hard and soft affinities (`vcpu-pin`, kept by the rules) and may be
+//! offline (`vcpu-set`, xl.cfg's `maxvcpus`: suspended, still adopted). A
+//! VM domain has one vCPU (its VMM's thread; several need an interrupt
+//! controller model).
 
 use crate::cells::{release_if_empty, Cell};
 use crate::manager::Pools;
@@ -200,27 +201,30 @@ impl Pools {
         config: &config::DomainConfig,
         origin: &str,
     ) -> Result<(), String> {
-        if config.vcpus != 1 {
+        // The vCPUs built (xl's `maxvcpus`), online or not.
+        let vcpus = config.max_vcpus();
+        if vcpus != 1 {
             if config.kind == DomainType::Hvm {
                 return Err(format!(
                     "{}: vcpus={}: a VM domain has one vCPU (several need an interrupt controller model in the VMM, not built yet)",
-                    config.name, config.vcpus
+                    config.name, vcpus
                 ));
             }
             if !MULTI_VCPU_IMAGES.contains(&config.image.as_str()) {
                 return Err(format!(
                     "{}: vcpus={}: image {} runs on one vCPU (several: {})",
                     config.name,
-                    config.vcpus,
+                    vcpus,
                     config.image,
                     MULTI_VCPU_IMAGES.join(", ")
                 ));
             }
         }
         // xl.cfg(5): cap is in percent of one CPU, at most 100 per vCPU
-        // (libxl's check, as `sched-credit -c`).
+        // (libxl's check, against `max_vcpu_id + 1`: every vCPU built, as
+        // `sched-credit -c`).
         if let Some(cap) = config.params.get("cap").and_then(|c| c.parse::<u32>().ok()) {
-            let most = config.vcpus.saturating_mul(100);
+            let most = vcpus.saturating_mul(100);
             if cap > most {
                 return Err(format!(
                     "{}: Cpu cap out of range, valid range is from 0 to {most} for specified number of vcpus",
