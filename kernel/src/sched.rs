@@ -501,8 +501,10 @@ pub fn timeout_added(guard: &mut KernelGuard, deadline: u64) {
     CPUS.get(guard)[this_cpu()].armed_for = wake_at;
 }
 
-/// Handles this CPU's timer interrupt: timeouts, then the slice.
+/// Handles this CPU's timer interrupt: timeouts, then the slice. (The
+/// one-shot timer has fired: it is armed again by the next pass.)
 pub fn on_timer(guard: &mut KernelGuard) {
+    percpu::current().take_unhandled_timer();
     CPUS.get(guard)[this_cpu()].armed_for = 0;
     expire_timeouts(guard);
     crate::dispatch::on_timer(guard);
@@ -699,8 +701,7 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         cpu::enable_interrupts_and_halt();
         cpu::disable_interrupts();
         guard = lock::acquire();
-        expire_timeouts(&mut guard);
-        crate::dispatch::on_timer(&mut guard);
+        on_timer(&mut guard);
     }
 }
 

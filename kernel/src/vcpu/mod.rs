@@ -737,8 +737,17 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
         && sched::current(&mut guard) == thread
         && tcb::ctl(&mut guard, thread).vcpu == vcpu
         && in_guest(&mut guard, thread);
+    // A timer interrupt that came as the guest exited for another reason
+    // was taken at the world switch's STGI (VMX: its sti/nop/cli), before
+    // this: it is this CPU's timer all the same. (Taken as nothing, it left
+    // the CPU sure that its one-shot timer was still armed, for a time
+    // already past, so no pass armed it again: the guest ran with no timer,
+    // past its budget and every timeout on the CPU, until some other
+    // interrupt came.)
+    let timer = crate::arch::percpu::current().take_unhandled_timer()
+        || matches!(outcome, Outcome::Interrupted);
     match outcome {
-        Outcome::Interrupted => sched::on_timer(&mut guard),
+        Outcome::Interrupted => {}
         Outcome::WindowOpen => {
             if current && state(&mut guard, vcpu).window_exit != 0 {
                 state(&mut guard, vcpu).window_exit = 0;
@@ -749,11 +758,16 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
         // A thread stopped meanwhile re-executes the instruction later.
         Outcome::Exit(record) if current => {
             complete(&mut guard, thread, vcpu, record);
-            if let Some(root) = continues_without_pass(&mut guard, cpu, thread) {
-                sched::switch_to(guard, thread, root)
+            if !timer {
+                if let Some(root) = continues_without_pass(&mut guard, cpu, thread) {
+                    sched::switch_to(guard, thread, root)
+                }
             }
         }
         Outcome::Exit(_) => {}
+    }
+    if timer {
+        sched::on_timer(&mut guard);
     }
     sched::schedule(guard)
 }

@@ -368,7 +368,10 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         Some(dir) => Some(images::pack_config(
             ctx,
             dir,
-            &ctx.xtask_dir().join("config.cpio"),
+            // One archive per process: runs side by side must not boot
+            // each other's configs.
+            &ctx.xtask_dir()
+                .join(format!("config-{}.cpio", std::process::id())),
         )?),
         None => None,
     };
@@ -455,7 +458,11 @@ fn run(ctx: &Ctx, options: &RunOptions) -> Result<u8> {
         interactive: interactive && emulator == Emulator::Qemu,
         console: &options.exec,
     };
-    let outcome = emu::run(&session, &boot)?;
+    let outcome = emu::run(&session, &boot);
+    if let Some(archive) = &boot.initrd {
+        let _ = std::fs::remove_file(archive);
+    }
+    let outcome = outcome?;
     if !outcome.output.is_empty() && !outcome.output.ends_with('\n') {
         println!();
     }

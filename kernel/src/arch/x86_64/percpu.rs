@@ -54,6 +54,9 @@ pub struct PerCpu {
     fpu_save_served: AtomicU64,
     fpu_save_to: AtomicU64,
     timer_interrupts: AtomicU64,
+    /// A timer interrupt was taken and the scheduler has not handled it yet
+    /// (`crate::sched::on_timer` clears it).
+    timer_unhandled: AtomicBool,
     kicks: AtomicU64,
     tss: UnsafeCell<TaskStateSegment>,
     gdt: Gdt,
@@ -70,9 +73,22 @@ static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =
 static ONLINE: AtomicU32 = AtomicU32::new(0);
 
 impl PerCpu {
-    /// Counts a timer interrupt.
+    /// Counts a timer interrupt (and marks it unhandled).
     pub fn note_timer(&self) {
         self.timer_interrupts.fetch_add(1, Ordering::Relaxed);
+        self.timer_unhandled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a timer interrupt was taken since the last call (the
+    /// scheduler's timer work then runs): read and cleared with interrupts
+    /// off, so a plain load and store (only this CPU's interrupts set it).
+    #[inline(always)]
+    pub fn take_unhandled_timer(&self) -> bool {
+        let taken = self.timer_unhandled.load(Ordering::Relaxed);
+        if taken {
+            self.timer_unhandled.store(false, Ordering::Relaxed);
+        }
+        taken
     }
 
     /// Timer interrupts taken so far.
@@ -209,6 +225,7 @@ pub fn install(index: u32, apic_id: u32, kernel_stack_top: u64) -> &'static PerC
         fpu_save_served: AtomicU64::new(0),
         fpu_save_to: AtomicU64::new(0),
         timer_interrupts: AtomicU64::new(0),
+        timer_unhandled: AtomicBool::new(false),
         kicks: AtomicU64::new(0),
         tss: UnsafeCell::new(tss),
         gdt: Gdt::new(core::ptr::null()),

@@ -38,6 +38,7 @@ pub const TESTS: &[Test] = &[
     ),
     ("vcpu_load_mask_loads_only_named_registers", load_mask),
     ("vcpu_debug_registers_are_each_guests_own", debug_registers),
+    ("vcpu_exits_keep_the_timer", exits_keep_timer),
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
@@ -1404,5 +1405,105 @@ fn moved_timeout(env: &mut Env) -> Outcome {
     ensure!(invariants.consistent, "the kernel's invariants do not hold");
     let _ = invoke::scheduler_release(scheduler, guest.tcb);
     let _ = invoke::tcb_suspend(guest.tcb);
+    Ok(Pass::Ok)
+}
+
+/// A timer interrupt that arrives while the kernel leaves a guest after an
+/// exit of another kind (an I/O exit here) is taken at the world switch's
+/// STGI (VMX: its sti/nop/cli), before the exit is decoded: it must still
+/// count as the CPU's timer (timeouts expire, slices end, the one-shot
+/// timer is armed again). On the last CPU a VMM thread runs a guest that
+/// exits on `out` at once, each `VcpuRun` with a deadline a few
+/// microseconds away (a timer interrupt every few exits, at a point of the
+/// exit path that moves a little each time), while a thread beside it
+/// sleeps 1 ms, 20 times: every sleep must end (within 0.5 s: each waits
+/// at most a system slice behind the VMM thread). When the exit path took
+/// such an interrupt as nothing, the CPU believed its timer still armed
+/// for a time already past and never armed it again: the sleeper never
+/// woke, and a dispatched guest ran on past its budget until some other
+/// interrupt came (a Linux guest took a pool's CPU for seconds that way).
+fn exits_keep_timer(env: &mut Env) -> Outcome {
+    const SLEEPS: u64 = 20;
+    let cpu = env.cpus - 1;
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    // 0x8000: out dx, al; jmp 0x8000
+    let mut page = real_mode_guest(env, space, &[0xEE, 0xEB, 0xFD])?;
+    page.registers()[Reg::Rdx as usize] = 0x510;
+    let frame = page.frame();
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    // Words: 0 = stop, 1 = exits, 2 = the first VcpuRun error + 1,
+    // 3 = sleeps done.
+    let shared = Shared::new();
+    let vm_shared = shared.clone();
+    let vm = env.spawn(
+        ThreadOptions {
+            cpu: Some(cpu),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut page = page;
+            if let Err(e) = real_mode_segments(vcpu) {
+                vm_shared.set(2, e as u64 + 1);
+                return;
+            }
+            let mut exits = 0u64;
+            while vm_shared.get(0) == 0 {
+                // The guest runs its `out` again at each entry.
+                let args = VcpuRunArgs {
+                    load: exits == 0,
+                    timeout_ns: 3_000 + exits % 64 * 17,
+                    ..VcpuRunArgs::default()
+                };
+                if let Err(e) = invoke::vcpu_run(vcpu, &args, &mut page) {
+                    vm_shared.set(2, e as u64 + 1);
+                    return;
+                }
+                exits += 1;
+                vm_shared.set(1, exits);
+            }
+        },
+    )?;
+    match invoke::vcpu_bind(vcpu, vm.tcb, space, frame) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Ok(())),
+    }
+    let sleeper_shared = shared.clone();
+    let pause = env.notification()?;
+    let sleeper = env.spawn(
+        ThreadOptions {
+            cpu: Some(cpu),
+            ..Default::default()
+        },
+        move || {
+            for done in 1..=SLEEPS {
+                let _ = tarn_rt::sleep(pause, 1_000_000);
+                sleeper_shared.set(3, done);
+            }
+        },
+    )?;
+    expect!(invoke::tcb_resume(vm.tcb), Ok(()));
+    // Not `wait_until`'s 5 s: the guest's exits make virtual time slow to
+    // emulate.
+    let start = now_ns()?;
+    while shared.get(3) != SLEEPS && shared.get(2) == 0 && now_ns()? - start < 500_000_000 {
+        env.sleep_ns(5_000_000);
+    }
+    shared.set(0, 1);
+    let (exits, sleeps) = (shared.get(1), shared.get(3));
+    if sleeps != SLEEPS && shared.get(2) == 0 {
+        // The sleeper never woke: the VMM thread still runs (it sees the
+        // stop word); if it does not stop either, the suite cannot go on.
+        let _ = invoke::tcb_suspend(sleeper.tcb);
+        let _ = invoke::tcb_suspend(vm.tcb);
+        return Err(alloc::format!(
+            "{sleeps} of {SLEEPS} 1 ms sleeps ended beside a guest making exits ({exits} exits): the CPU lost its timer"
+        ));
+    }
+    expect!(shared.get(2), 0);
+    env.join(&vm)?;
+    env.join(&sleeper)?;
+    ensure!(exits > 0, "the guest made no exits");
+    let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
     Ok(Pass::Ok)
 }
