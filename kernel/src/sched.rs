@@ -701,7 +701,10 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         cpu::enable_interrupts_and_halt();
         cpu::disable_interrupts();
         guard = lock::acquire();
-        on_timer(&mut guard);
+        // (`on_timer`'s work for a CPU running nothing.)
+        percpu::current().take_unhandled_timer();
+        expire_timeouts(&mut guard);
+        crate::dispatch::on_timer(&mut guard);
     }
 }
 

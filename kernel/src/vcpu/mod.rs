@@ -743,31 +743,34 @@ pub fn on_exit(mut guard: KernelGuard) -> ! {
     // the CPU sure that its one-shot timer was still armed, for a time
     // already past, so no pass armed it again: the guest ran with no timer,
     // past its budget and every timeout on the CPU, until some other
-    // interrupt came.)
-    let timer = crate::arch::percpu::current().take_unhandled_timer()
-        || matches!(outcome, Outcome::Interrupted);
+    // interrupt came.) `sched::on_timer` clears the mark.
+    let here = crate::arch::percpu::current();
     match outcome {
-        Outcome::Interrupted => {}
+        Outcome::Interrupted => sched::on_timer(&mut guard),
         Outcome::WindowOpen => {
             if current && state(&mut guard, vcpu).window_exit != 0 {
                 state(&mut guard, vcpu).window_exit = 0;
                 let record = ExitRecord::new(Exit::InterruptWindow, [0; 4]);
                 complete(&mut guard, thread, vcpu, record);
             }
+            if here.take_unhandled_timer() {
+                sched::on_timer(&mut guard);
+            }
         }
         // A thread stopped meanwhile re-executes the instruction later.
         Outcome::Exit(record) if current => {
             complete(&mut guard, thread, vcpu, record);
-            if !timer {
-                if let Some(root) = continues_without_pass(&mut guard, cpu, thread) {
-                    sched::switch_to(guard, thread, root)
-                }
+            if here.take_unhandled_timer() {
+                sched::on_timer(&mut guard);
+            } else if let Some(root) = continues_without_pass(&mut guard, cpu, thread) {
+                sched::switch_to(guard, thread, root)
             }
         }
-        Outcome::Exit(_) => {}
-    }
-    if timer {
-        sched::on_timer(&mut guard);
+        Outcome::Exit(_) => {
+            if here.take_unhandled_timer() {
+                sched::on_timer(&mut guard);
+            }
+        }
     }
     sched::schedule(guard)
 }
