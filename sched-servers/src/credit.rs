@@ -2164,6 +2164,45 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_the_system_keeps_pausing_banks_little_credit() {
+        // Ten CPU-bound threads on one CPU with a 1 ms slice: each one's
+        // part of a period is 3 ms. Thread 1's entries are mostly paused by
+        // system threads (charged 0.1 ms of each 1 ms), so it runs far less
+        // than its grants. It may bank twice its part, 6 ms, not a period
+        // (30 ms, which it reached before the bound: then spent in one go
+        // once the system let it run, far over its share).
+        let mut credit = Credit::new();
+        credit
+            .set_pool_params(&PoolParams::Credit {
+                timeslice_ms: 1,
+                ratelimit_us: 1000,
+            })
+            .unwrap();
+        credit.add_cpu(CpuId(0), 0);
+        for t in 1..=10 {
+            credit
+                .add_thread(ThreadId(t), DomainId(t as u32), true, 0)
+                .unwrap();
+        }
+        let mut at = 0;
+        let mut most = 0;
+        for _ in 0..1200 {
+            let next = credit.pick_next(CpuId(0), at).unwrap();
+            at += 1_000_000;
+            let ran = if next.thread == ThreadId(1) {
+                100_000
+            } else {
+                1_000_000
+            };
+            credit.on_event(&event(EventKind::BudgetExpired, 0, next.thread.0, at, ran));
+            drain(&mut credit);
+            most = most.max(credit.credit_ns(ThreadId(1)).unwrap());
+        }
+        assert!(most > 2_000_000, "thread 1 banks some credit: {most}");
+        assert!(most <= 6_000_000, "thread 1 banked {most} ns");
+    }
+
+    #[test]
     fn run_time_is_charged_exactly() {
         let mut credit = Credit::new();
         credit.add_cpu(CpuId(0), 0);
