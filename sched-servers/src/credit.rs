@@ -615,9 +615,18 @@ impl Credit {
     /// tree updates and four map lookups a thread, most of an accounting's
     /// cost at 1000 threads).
     fn rekey_all(&mut self) {
-        let accounts: Vec<DomainId> = self.domains.keys().copied().collect();
+        // Only a capped account can be parked (the others are cleared in
+        // one pass, without a lookup each).
+        let capped: Vec<DomainId> = self
+            .domains
+            .iter_mut()
+            .filter_map(|(&id, d)| {
+                d.parked = false;
+                (d.cap_pct > 0).then_some(id)
+            })
+            .collect();
         let mut any_parked = false;
-        for account in accounts {
+        for account in capped {
             let parked = self.parked(account);
             any_parked |= parked;
             if let Some(d) = self.domains.get_mut(&account) {
@@ -1307,6 +1316,17 @@ impl Credit {
                 .min(ACCOUNTING_PERIOD_NS),
         );
         let floor = -to_i64(cpus.max(1) * ACCOUNTING_PERIOD_NS);
+        if let [thread] = threads {
+            // A lone thread (the common account): what it cannot hold has
+            // nowhere to go.
+            if let Some(t) = self.threads.get_mut(thread) {
+                t.credit_ns = t
+                    .credit_ns
+                    .saturating_add(to_i64(grant))
+                    .clamp(floor, ceiling);
+            }
+            return;
+        }
         let mut spare = 0i64;
         for (index, thread) in threads.iter().enumerate() {
             let share = grant / count + u64::from((index as u64) < grant % count);
