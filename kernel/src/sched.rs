@@ -504,10 +504,8 @@ pub fn timeout_added(guard: &mut KernelGuard, deadline: u64) {
 /// Handles this CPU's timer interrupt: timeouts, then the slice. (The
 /// one-shot timer has fired: it is armed again by the next pass.)
 pub fn on_timer(guard: &mut KernelGuard) {
-    percpu::current().take_unhandled_timer();
     CPUS.get(guard)[this_cpu()].armed_for = 0;
-    expire_timeouts(guard);
-    crate::dispatch::on_timer(guard);
+    timer_work(guard);
     let cpu = this_cpu();
     let state = CPUS.get(guard)[cpu];
     let now = cpu::rdtsc();
@@ -701,11 +699,19 @@ pub fn schedule(mut guard: KernelGuard) -> ! {
         cpu::enable_interrupts_and_halt();
         cpu::disable_interrupts();
         guard = lock::acquire();
-        // (`on_timer`'s work for a CPU running nothing.)
-        percpu::current().take_unhandled_timer();
-        expire_timeouts(&mut guard);
-        crate::dispatch::on_timer(&mut guard);
+        timer_work(&mut guard);
     }
+}
+
+/// The timer work of [`on_timer`] that does not involve a running thread
+/// (all of it for an idle CPU, whose `armed_for` is already 0): the mark
+/// of an unhandled timer interrupt cleared, timeouts, the dispatch
+/// budget and tick.
+#[inline(always)]
+fn timer_work(guard: &mut KernelGuard) {
+    percpu::current().take_unhandled_timer();
+    expire_timeouts(guard);
+    crate::dispatch::on_timer(guard);
 }
 
 /// Charges the time since the last switch to what ran (and to the thread

@@ -569,6 +569,30 @@ fn valid_name(name: &str) -> bool {
 
 /// `text` as an id, when it is a decimal number (`Some(u32::MAX)` for one
 /// too large: no such object, rather than a name lookup).
+/// Sets vCPU `vcpu`'s set (every vCPU's: `None`) in `sets` to `cpus`;
+/// returns the sets they had (`vcpu-pin`, hard or soft).
+fn replace_sets(
+    sets: &mut [Option<BTreeSet<u32>>],
+    vcpu: Option<u32>,
+    cpus: Option<BTreeSet<u32>>,
+) -> Vec<Option<BTreeSet<u32>>> {
+    let old = sets.to_vec();
+    for (v, set) in sets.iter_mut().enumerate() {
+        if vcpu.is_none_or(|only| only as usize == v) {
+            *set = cpus.clone();
+        }
+    }
+    old
+}
+
+/// Puts back the sets [`replace_sets`] returned (if they still fit the
+/// domain's vCPUs).
+fn restore_sets(sets: &mut Vec<Option<BTreeSet<u32>>>, saved: Vec<Option<BTreeSet<u32>>>) {
+    if saved.len() == sets.len() {
+        *sets = saved;
+    }
+}
+
 fn decimal_id(text: &str) -> Option<u32> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -1244,16 +1268,7 @@ impl PoolManager {
         vcpu: Option<u32>,
         cpus: Option<BTreeSet<u32>>,
     ) -> Result<Vec<Option<BTreeSet<u32>>>, PoolError> {
-        let d = self.domains.get(&domain).ok_or(PoolError::NoSuchDomain)?;
-        if domain == CONTROL_DOMAIN {
-            return Err(PoolError::ControlDomainVcpu);
-        }
-        if let Some(v) = vcpu.filter(|&v| v >= d.vcpus) {
-            return Err(PoolError::NoSuchVcpu {
-                vcpu: v,
-                vcpus: d.vcpus,
-            });
-        }
+        let d = self.pinnable(domain, vcpu)?;
         let pool = self.pool_ref(d.pool)?;
         let cpus = match cpus {
             Some(set) => {
@@ -1277,13 +1292,7 @@ impl PoolManager {
             .domains
             .get_mut(&domain)
             .ok_or(PoolError::NoSuchDomain)?;
-        let old = d.affinity.clone();
-        for (v, affinity) in d.affinity.iter_mut().enumerate() {
-            if vcpu.is_none_or(|only| only as usize == v) {
-                *affinity = cpus.clone();
-            }
-        }
-        Ok(old)
+        Ok(replace_sets(&mut d.affinity, vcpu, cpus))
     }
 
     /// `vcpu-pin D V|all HARD SOFT`: records the soft affinity of one vCPU
@@ -1298,6 +1307,21 @@ impl PoolManager {
         vcpu: Option<u32>,
         cpus: Option<BTreeSet<u32>>,
     ) -> Result<Vec<Option<BTreeSet<u32>>>, PoolError> {
+        self.pinnable(domain, vcpu)?;
+        if let Some(&c) = cpus.iter().flatten().find(|&&c| c >= self.total_cpus) {
+            return Err(PoolError::NoSuchCpu(c));
+        }
+        let cpus = cpus.filter(|set| set.len() < self.total_cpus as usize);
+        let d = self
+            .domains
+            .get_mut(&domain)
+            .ok_or(PoolError::NoSuchDomain)?;
+        Ok(replace_sets(&mut d.soft_affinity, vcpu, cpus))
+    }
+
+    /// The domain whose vCPU `vcpu` (all: `None`) `vcpu-pin` may set: not
+    /// the control domain, and a vCPU it has.
+    fn pinnable(&self, domain: DomainId, vcpu: Option<u32>) -> Result<&Domain, PoolError> {
         let d = self.domains.get(&domain).ok_or(PoolError::NoSuchDomain)?;
         if domain == CONTROL_DOMAIN {
             return Err(PoolError::ControlDomainVcpu);
@@ -1308,21 +1332,7 @@ impl PoolManager {
                 vcpus: d.vcpus,
             });
         }
-        if let Some(&c) = cpus.iter().flatten().find(|&&c| c >= self.total_cpus) {
-            return Err(PoolError::NoSuchCpu(c));
-        }
-        let cpus = cpus.filter(|set| set.len() < self.total_cpus as usize);
-        let d = self
-            .domains
-            .get_mut(&domain)
-            .ok_or(PoolError::NoSuchDomain)?;
-        let old = d.soft_affinity.clone();
-        for (v, soft) in d.soft_affinity.iter_mut().enumerate() {
-            if vcpu.is_none_or(|only| only as usize == v) {
-                *soft = cpus.clone();
-            }
-        }
-        Ok(old)
+        Ok(d)
     }
 
     /// Restores the soft affinities [`PoolManager::pin_soft`] returned.
@@ -1335,9 +1345,7 @@ impl PoolManager {
             .domains
             .get_mut(&domain)
             .ok_or(PoolError::NoSuchDomain)?;
-        if soft.len() == d.soft_affinity.len() {
-            d.soft_affinity = soft;
-        }
+        restore_sets(&mut d.soft_affinity, soft);
         Ok(())
     }
 
@@ -1352,9 +1360,7 @@ impl PoolManager {
             .domains
             .get_mut(&domain)
             .ok_or(PoolError::NoSuchDomain)?;
-        if affinity.len() == d.affinity.len() {
-            d.affinity = affinity;
-        }
+        restore_sets(&mut d.affinity, affinity);
         Ok(())
     }
 

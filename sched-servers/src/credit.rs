@@ -504,6 +504,22 @@ impl Credit {
         available
     }
 
+    /// `cpus` checked as `thread`'s new affinity (hard or soft), once the
+    /// accountings due are caught up; nothing changes on a refusal.
+    fn new_affinity(
+        &mut self,
+        thread: ThreadId,
+        cpus: Option<&[CpuId]>,
+        now_ns: u64,
+    ) -> Result<Affinity, PolicyError> {
+        if !self.threads.contains_key(&thread) {
+            return Err(PolicyError::UnknownThread { thread });
+        }
+        let affinity = Affinity::new(thread, cpus)?;
+        self.advance(now_ns);
+        Ok(affinity)
+    }
+
     /// Whether a capped account has spent its cap for this period.
     fn parked(&self, account: DomainId) -> bool {
         self.account_domain(account).cap_pct > 0
@@ -1478,6 +1494,12 @@ impl Credit {
     }
 }
 
+/// A count of threads with a restricted set (`pinned`, `softened`) after
+/// one thread's set went from `old` to `new`.
+fn recount(count: usize, old: &Affinity, new: &Affinity) -> usize {
+    count + usize::from(!new.is_any()) - usize::from(!old.is_any())
+}
+
 /// A cap's credit per accounting period.
 fn cap_grant_ns(cap_pct: u32) -> u64 {
     u64::from(cap_pct) * ACCOUNTING_PERIOD_NS / 100
@@ -1805,18 +1827,12 @@ impl Policy for Credit {
         cpus: Option<&[CpuId]>,
         now_ns: u64,
     ) -> Result<(), PolicyError> {
-        if !self.threads.contains_key(&thread) {
-            return Err(PolicyError::UnknownThread { thread });
-        }
-        let affinity = Affinity::new(thread, cpus)?;
-        self.advance(now_ns);
+        let affinity = self.new_affinity(thread, cpus, now_ns)?;
         let Some(t) = self.threads.get_mut(&thread) else {
             return Err(PolicyError::UnknownThread { thread });
         };
-        let was_any = t.affinity.is_any();
-        let is_any = affinity.is_any();
-        t.affinity = affinity;
-        self.pinned = self.pinned + usize::from(!is_any) - usize::from(!was_any);
+        let old = core::mem::replace(&mut t.affinity, affinity);
+        self.pinned = recount(self.pinned, &old, &t.affinity);
         // (A thread just unpinned may stay where it is: every CPU is fine.)
         self.enforce_affinity(now_ns);
         self.finish(now_ns);
@@ -1829,18 +1845,12 @@ impl Policy for Credit {
         cpus: Option<&[CpuId]>,
         now_ns: u64,
     ) -> Result<(), PolicyError> {
-        if !self.threads.contains_key(&thread) {
-            return Err(PolicyError::UnknownThread { thread });
-        }
-        let soft = Affinity::new(thread, cpus)?;
-        self.advance(now_ns);
+        let soft = self.new_affinity(thread, cpus, now_ns)?;
         let Some(t) = self.threads.get_mut(&thread) else {
             return Err(PolicyError::UnknownThread { thread });
         };
-        let was_any = t.soft.is_any();
-        let is_any = soft.is_any();
-        t.soft = soft;
-        self.softened = self.softened + usize::from(!is_any) - usize::from(!was_any);
+        let old = core::mem::replace(&mut t.soft, soft);
+        self.softened = recount(self.softened, &old, &t.soft);
         // A waiting thread moves to a CPU it prefers now; a running one at
         // the end of its entry (a preference never preempts by itself).
         if let Some(Place::Queued(cpu)) = self.threads.get(&thread).map(|t| t.place) {

@@ -444,6 +444,26 @@ impl<P: Policy> State<P> {
 }
 
 impl<P: Policy> State<P> {
+    /// An affinity request for thread `thread_id` (CPUs as physical
+    /// indices, `None` for none) in the policy's terms, or the refusal of
+    /// a thread the pool does not have.
+    fn affinity_request(
+        &self,
+        thread_id: u64,
+        cpus: Option<&[u64]>,
+    ) -> Result<Option<Vec<CpuId>>, ServerError> {
+        if !self.tcbs.contains_key(&thread_id) {
+            return Err(ServerError::Policy(PolicyError::UnknownThread {
+                thread: ThreadId(thread_id),
+            }));
+        }
+        Ok(cpus.map(|cpus| {
+            cpus.iter()
+                .filter_map(|&cpu| u32::try_from(cpu).ok().map(CpuId))
+                .collect()
+        }))
+    }
+
     /// Whether `thread` may run on CPU `index` under the affinity the policy
     /// accepted: in its set, or none of its set is in the pool.
     fn may_run(&self, thread: u64, index: u64) -> bool {
@@ -795,16 +815,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
     /// in the pool the thread runs on any (see the policy SDK).
     pub fn set_affinity(&self, thread_id: u64, cpus: Option<&[u64]>) -> Result<(), ServerError> {
         let mut s = lock(&self.state, self.sleeper);
-        if !s.tcbs.contains_key(&thread_id) {
-            return Err(ServerError::Policy(PolicyError::UnknownThread {
-                thread: ThreadId(thread_id),
-            }));
-        }
-        let ids: Option<Vec<CpuId>> = cpus.map(|cpus| {
-            cpus.iter()
-                .filter_map(|&cpu| u32::try_from(cpu).ok().map(CpuId))
-                .collect()
-        });
+        let ids = s.affinity_request(thread_id, cpus)?;
         let now = s.now_ns;
         s.policy
             .set_affinity(ThreadId(thread_id), ids.as_deref(), now)?;
@@ -826,16 +837,7 @@ impl<P: Policy + Send + 'static> Pool<P> {
         cpus: Option<&[u64]>,
     ) -> Result<(), ServerError> {
         let mut s = lock(&self.state, self.sleeper);
-        if !s.tcbs.contains_key(&thread_id) {
-            return Err(ServerError::Policy(PolicyError::UnknownThread {
-                thread: ThreadId(thread_id),
-            }));
-        }
-        let ids: Option<Vec<CpuId>> = cpus.map(|cpus| {
-            cpus.iter()
-                .filter_map(|&cpu| u32::try_from(cpu).ok().map(CpuId))
-                .collect()
-        });
+        let ids = s.affinity_request(thread_id, cpus)?;
         let now = s.now_ns;
         s.policy
             .set_soft_affinity(ThreadId(thread_id), ids.as_deref(), now)?;
