@@ -95,6 +95,7 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
+use crate::idmap::IdMap;
 use crate::params::{self, ParamError, ParamKind, ParamSpec, ParamValue, Values};
 use crate::types::{
     Affinity, CpuId, Decision, Dispatch, DomainId, DomainParams, Event, EventKind, PolicyError,
@@ -170,9 +171,9 @@ pub const MIN_CAPPED_ENTRY_NS: u64 = 50_000;
 /// Shortest entry for an uncapped UNDER thread when the rate limit is off.
 const MIN_ENTRY_NS: u64 = 100_000;
 
-/// A waiting thread's rank: priority, not just yielded, credit (OVER only),
-/// queue order (older is greater), and the thread.
-type Rank = (Priority, bool, i64, Reverse<u64>, ThreadId);
+/// A waiting thread's rank: priority, not just yielded, queue order (older
+/// is greater), and the thread.
+type Rank = (Priority, bool, Reverse<u64>, ThreadId);
 
 /// Scheduling priority, lowest first (`Ord` follows it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -229,23 +230,12 @@ pub fn fair_shares(capacity_ns: u64, claims: &[Claim]) -> Vec<u64> {
 
 /// How good waiting thread `id` is to run next (greater is better), or
 /// `None` while its account is `parked`: priority first; then not having
-/// just yielded; among OVER threads the least indebted (so spare time
-/// follows credit, not thread count); then the oldest in the queue (FIFO,
-/// as Xen).
+/// just yielded; then the oldest in the queue (FIFO within a priority, as
+/// Xen). The rank does not read the credit itself, only the priority it
+/// gives: an accounting moves only the threads whose priority it changed.
 fn rank_of(id: ThreadId, t: &Thread, parked: bool) -> Option<Rank> {
     let priority = priority_of(t, parked)?;
-    let credit = if priority == Priority::Over {
-        t.credit_ns
-    } else {
-        0
-    };
-    Some((priority, !t.yielded, credit, Reverse(t.seq), id))
-}
-
-/// The entries of `cpu` in `list`, sorted by CPU.
-fn cpu_run<T>(list: &[(CpuId, T)], cpu: CpuId) -> &[(CpuId, T)] {
-    let start = list.partition_point(|e| e.0 < cpu);
-    &list[start..list.partition_point(|e| e.0 <= cpu)]
+    Some((priority, !t.yielded, Reverse(t.seq), id))
 }
 
 /// A waiting thread's priority, or `None` while its account is `parked`.
@@ -272,8 +262,8 @@ struct Domain {
     cap_credit_ns: i64,
     /// The master of its group, while a member.
     master: Option<DomainId>,
-    /// Number of members, while a master.
-    members: u32,
+    /// Its members, while a master (in domain order).
+    members: Vec<DomainId>,
     /// Its threads (the index that finds an account's waiting threads when
     /// the account parks or unparks).
     threads: Vec<ThreadId>,
@@ -289,7 +279,7 @@ impl Domain {
             cap_pct: 0,
             cap_credit_ns: 0,
             master: None,
-            members: 0,
+            members: Vec::new(),
             threads: Vec::new(),
             parked: false,
         }
@@ -324,6 +314,9 @@ struct Entry {
 #[derive(Clone, Debug)]
 struct Thread {
     domain: DomainId,
+    /// Its domain's account: the domain, or its group's master (kept by
+    /// [`Credit::set_group`]).
+    account: DomainId,
     place: Place,
     last_cpu: Option<CpuId>,
     /// Woke with credit: BOOST for its next entry.
@@ -408,7 +401,9 @@ pub struct Credit {
     timeslice_ms: u32,
     ratelimit_us: u32,
     domains: BTreeMap<DomainId, Domain>,
-    threads: BTreeMap<ThreadId, Thread>,
+    /// (A hash map: a pick, an event and an accounting look threads up by
+    /// id, hundreds of times a period at 1 000 threads.)
+    threads: IdMap<ThreadId, Thread>,
     cpus: BTreeMap<CpuId, Cpu>,
     homeless: VecDeque<ThreadId>,
     /// When the next accounting is due (`None` until the first CPU arrives).
@@ -441,7 +436,7 @@ impl Credit {
             timeslice_ms: DEFAULT_TIMESLICE_MS,
             ratelimit_us: DEFAULT_RATELIMIT_US,
             domains: BTreeMap::new(),
-            threads: BTreeMap::new(),
+            threads: IdMap::default(),
             cpus: BTreeMap::new(),
             homeless: VecDeque::new(),
             next_accounting_ns: None,
@@ -496,7 +491,7 @@ impl Credit {
             let Place::Running(entry) = t.place else {
                 continue;
             };
-            if self.account_of(t.domain) == account {
+            if t.account == account {
                 let outstanding = entry.budget_ns.saturating_sub(entry.charged_ns);
                 available = available.saturating_sub(to_i64(outstanding));
             }
@@ -529,7 +524,7 @@ impl Credit {
     /// A waiting thread's priority, or `None` while its capped account is
     /// parked.
     fn queued_priority(&self, thread: &Thread) -> Option<Priority> {
-        priority_of(thread, self.parked(self.account_of(thread.domain)))
+        priority_of(thread, self.parked(thread.account))
     }
 
     /// The priority of the entry running on `cpu`, if any.
@@ -556,7 +551,7 @@ impl Credit {
     /// How good a waiting thread is to run next ([`rank_of`]).
     fn rank(&self, thread: ThreadId) -> Option<Rank> {
         let t = self.threads.get(&thread)?;
-        rank_of(thread, t, self.parked(self.account_of(t.domain)))
+        rank_of(thread, t, self.parked(t.account))
     }
 
     /// The best waiting thread in `cpu`'s queue.
@@ -624,12 +619,14 @@ impl Credit {
         self.file(thread);
     }
 
-    /// Re-ranks every waiting thread (after an accounting, a parameter or
-    /// group change, a CPU leaving): credits and parked accounts may all
-    /// have changed. Each CPU's queue is rebuilt whole from its threads'
-    /// new ranks, sorted once, rather than by re-filing each thread (two
-    /// tree updates and four map lookups a thread, most of an accounting's
-    /// cost at 1000 threads).
+    /// Re-ranks the waiting threads after an accounting, a parameter or
+    /// group change, or a CPU leaving: credits and parked accounts may all
+    /// have changed. A rank reads the priority, not the credit, so only the
+    /// threads whose priority (or parked state) changed are re-filed, as
+    /// Xen re-sorts a run queue after its accounting by moving its UNDER
+    /// vCPUs ahead of the OVER ones; the others keep their places. (OVER
+    /// threads were ranked by credit, so every one of them was re-filed at
+    /// every accounting: most of an accounting's cost at 1 000 threads.)
     fn rekey_all(&mut self) {
         // Only a capped account can be parked (the others are cleared in
         // one pass, without a lookup each).
@@ -649,35 +646,27 @@ impl Credit {
                 d.parked = parked;
             }
         }
-        let mut ranked: Vec<(CpuId, Rank)> = Vec::new();
-        let mut parked: Vec<(CpuId, (u64, ThreadId))> = Vec::new();
         let domains = &self.domains;
-        for (&id, t) in self.threads.iter_mut() {
-            let Place::Queued(cpu) = t.place else {
-                continue;
-            };
-            // (Two map lookups a thread, skipped when no account is parked:
-            // the common case, with no caps.)
-            let account_parked = any_parked && {
-                let account = domains
-                    .get(&t.domain)
-                    .and_then(|d| d.master)
-                    .unwrap_or(t.domain);
-                domains.get(&account).is_some_and(|d| d.parked)
-            };
-            t.key = rank_of(id, t, account_parked);
-            match t.key {
-                Some(rank) => ranked.push((cpu, rank)),
-                None => parked.push((cpu, (t.seq, id))),
-            }
-        }
-        ranked.sort_unstable();
-        parked.sort_unstable();
-        for (&id, c) in self.cpus.iter_mut() {
-            let mine = cpu_run(&ranked, id);
-            c.ranked = mine.iter().map(|e| e.1).collect();
-            c.under = mine.iter().filter(|e| e.1 .0 >= Priority::Under).count();
-            c.parked = cpu_run(&parked, id).iter().map(|e| e.1).collect();
+        let moved: Vec<ThreadId> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| matches!(t.place, Place::Queued(_)))
+            .filter(|&(&id, t)| {
+                // (Two map lookups a thread, skipped when no account is
+                // parked: the common case, with no caps.)
+                let account_parked = any_parked && {
+                    let account = domains
+                        .get(&t.domain)
+                        .and_then(|d| d.master)
+                        .unwrap_or(t.domain);
+                    domains.get(&account).is_some_and(|d| d.parked)
+                };
+                rank_of(id, t, account_parked) != t.key
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for thread in moved {
+            self.rekey(thread);
         }
     }
 
@@ -696,10 +685,8 @@ impl Credit {
             return;
         }
         let mut threads = d.threads.clone();
-        if d.members > 0 {
-            for member in self.domains.values().filter(|m| m.master == Some(account)) {
-                threads.extend_from_slice(&member.threads);
-            }
+        for member in d.members.iter().filter_map(|m| self.domains.get(m)) {
+            threads.extend_from_slice(&member.threads);
         }
         if let Some(d) = self.domains.get_mut(&account) {
             d.parked = parked;
@@ -718,8 +705,8 @@ impl Credit {
                 return false;
             }
             for rank in &c.ranked {
-                let t = &self.threads[&rank.4];
-                if t.place != Place::Queued(id) || t.key != Some(*rank) || !self.allowed(rank.4, id)
+                let t = &self.threads[&rank.3];
+                if t.place != Place::Queued(id) || t.key != Some(*rank) || !self.allowed(rank.3, id)
                 {
                     return false;
                 }
@@ -743,7 +730,7 @@ impl Credit {
         let mut count = 0;
         for t in queued {
             count += 1;
-            let rank = t.key.and_then(|k| self.rank(k.4).filter(|r| *r == k));
+            let rank = t.key.and_then(|k| self.rank(k.3).filter(|r| *r == k));
             if t.key.is_some() && rank.is_none() {
                 return false;
             }
@@ -830,7 +817,7 @@ impl Credit {
                 .filter_map(|(_, c)| c.ranked.last())
                 .filter(|rank| rank.0 >= floor)
                 .max()
-                .map(|rank| rank.4);
+                .map(|rank| rank.3);
         }
         let best = |wanted: &dyn Fn(ThreadId) -> bool| {
             peers
@@ -840,10 +827,10 @@ impl Credit {
                         .iter()
                         .rev()
                         .take_while(|rank| rank.0 >= floor)
-                        .find(|rank| wanted(rank.4))
+                        .find(|rank| wanted(rank.3))
                 })
                 .max()
-                .map(|rank| rank.4)
+                .map(|rank| rank.3)
         };
         if self.softened > 0 {
             if let Some(thread) = best(&|thread| self.prefers(thread, cpu)) {
@@ -873,6 +860,10 @@ impl Credit {
                 _ => {}
             }
         }
+        // In id order (the map's order is not), and each CPU preempted once.
+        moved.sort_unstable();
+        outside.sort_unstable();
+        outside.dedup();
         for thread in moved {
             self.dequeue(thread);
             if let Some(t) = self.threads.get_mut(&thread) {
@@ -1124,7 +1115,7 @@ impl Credit {
             .collect();
         let mut over: Vec<CpuId> = over.to_vec();
         for rank in waiting {
-            let thread = rank.4;
+            let thread = rank.3;
             if let Some(i) = taking.iter().position(|&c| self.may_take(thread, c)) {
                 taking.swap_remove(i);
                 continue;
@@ -1170,8 +1161,7 @@ impl Credit {
         entry.charged_ns = ran_ns;
         t.active = true;
         t.credit_ns = t.credit_ns.saturating_sub(delta);
-        let domain = t.domain;
-        let account = self.account_of(domain);
+        let account = t.account;
         if let Some(d) = self.domains.get_mut(&account) {
             if d.cap_pct > 0 {
                 d.cap_credit_ns = d.cap_credit_ns.saturating_sub(delta);
@@ -1206,8 +1196,7 @@ impl Credit {
             return;
         };
         t.place = Place::Blocked;
-        let domain = t.domain;
-        let account = self.account_of(domain);
+        let account = t.account;
         self.refresh_parked(account);
     }
 
@@ -1227,45 +1216,40 @@ impl Credit {
         for (thread, ran_ns) in running {
             self.charge(thread, ran_ns);
         }
-        // Active threads by account, each account's in thread order (one
-        // sorted list, not a map of lists: a list per account was an
-        // allocation per domain every period).
-        let mut active: Vec<(DomainId, ThreadId)> = self
-            .threads
-            .iter()
-            .filter(|(_, t)| t.active || !matches!(t.place, Place::Blocked))
-            .map(|(&id, t)| (self.account_of(t.domain), id))
-            .collect();
-        active.sort_unstable();
-        let threads: Vec<ThreadId> = active.iter().map(|&(_, id)| id).collect();
-        let accounts: Vec<(DomainId, &[ThreadId])> = active
-            .chunk_by(|a, b| a.0 == b.0)
-            .scan(0, |start, run| {
-                let range = *start..*start + run.len();
-                *start = range.end;
-                Some((run[0].0, &threads[range]))
-            })
-            .collect();
-        let limits: Vec<(DomainId, u64)> = accounts
-            .iter()
-            .map(|&(account, threads)| {
-                let d = self.account_domain(account);
-                let peak = threads.len() as u64 * period;
-                let limit = if d.cap_pct > 0 {
-                    peak.min(cap_grant_ns(d.cap_pct))
-                } else {
-                    peak
-                };
-                (account, limit)
-            })
-            .collect();
-        let claims: Vec<Claim> = limits
-            .iter()
-            .map(|&(account, limit_ns)| Claim {
-                weight: u64::from(self.account_domain(account).weight),
+        // Each account's active threads (its own, then its members', in
+        // domain order), found from the domains' thread lists, and its
+        // claim: its weight, and at most one CPU per active thread or its
+        // cap. (The active threads were collected from the thread map and
+        // sorted by account: a sort of every thread each period.)
+        let mut threads: Vec<ThreadId> = Vec::new();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        let mut claims: Vec<Claim> = Vec::new();
+        for d in self.domains.values().filter(|d| d.master.is_none()) {
+            let start = threads.len();
+            let members = d.members.iter().filter_map(|m| self.domains.get(m));
+            for list in core::iter::once(&d.threads).chain(members.map(|m| &m.threads)) {
+                threads.extend(list.iter().copied().filter(|id| {
+                    self.threads
+                        .get(id)
+                        .is_some_and(|t| t.active || !matches!(t.place, Place::Blocked))
+                }));
+            }
+            let count = threads.len() - start;
+            if count == 0 {
+                continue;
+            }
+            let peak = count as u64 * period;
+            let limit_ns = if d.cap_pct > 0 {
+                peak.min(cap_grant_ns(d.cap_pct))
+            } else {
+                peak
+            };
+            spans.push((start, threads.len()));
+            claims.push(Claim {
+                weight: u64::from(d.weight),
                 limit_ns,
-            })
-            .collect();
+            });
+        }
         // After the first, the capacity less the time the threads lost
         // (to the policy's own agents and the system, between entries and
         // inside them), which every account then loses by its weight.
@@ -1289,8 +1273,8 @@ impl Credit {
             cpus * period
         };
         let grants = fair_shares(capacity, &claims);
-        for (&(_, threads), grant) in accounts.iter().zip(grants) {
-            self.split_grant(threads, grant, cpus);
+        for (&(start, end), grant) in spans.iter().zip(grants) {
+            self.split_grant(&threads[start..end], grant, cpus);
         }
         for d in self.domains.values_mut() {
             if d.cap_pct > 0 {
@@ -1460,7 +1444,11 @@ impl Credit {
         if let Some(its_master) = m.master {
             return Err(PolicyError::MasterIsMember { master, its_master });
         }
-        if self.domains.get(&domain).is_some_and(|d| d.members > 0) {
+        if self
+            .domains
+            .get(&domain)
+            .is_some_and(|d| !d.members.is_empty())
+        {
             return Err(PolicyError::MemberIsMaster { domain });
         }
         match current {
@@ -1479,18 +1467,23 @@ impl Credit {
         }
         if let Some(old) = current {
             if let Some(m) = self.domains.get_mut(&old) {
-                m.members -= 1;
+                m.members.retain(|&member| member != domain);
             }
         }
         if let Some(new) = master {
             if let Some(m) = self.domains.get_mut(&new) {
-                m.members += 1;
+                let at = m.members.partition_point(|&member| member < domain);
+                m.members.insert(at, domain);
             }
         }
-        self.domains
-            .entry(domain)
-            .or_insert_with(Domain::new)
-            .master = master;
+        let d = self.domains.entry(domain).or_insert_with(Domain::new);
+        d.master = master;
+        let account = master.unwrap_or(domain);
+        for thread in &d.threads {
+            if let Some(t) = self.threads.get_mut(thread) {
+                t.account = account;
+            }
+        }
     }
 }
 
@@ -1535,7 +1528,7 @@ impl Policy for Credit {
         };
         // Its waiting threads in queue order, as they were queued.
         let mut waiting: Vec<(u64, ThreadId)> = removed.parked.into_iter().collect();
-        waiting.extend(removed.ranked.iter().map(|rank| (rank.3 .0, rank.4)));
+        waiting.extend(removed.ranked.iter().map(|rank| (rank.2 .0, rank.3)));
         waiting.sort_unstable();
         // An entry still running there no longer counts against its cap.
         self.rekey_all();
@@ -1569,10 +1562,12 @@ impl Policy for Credit {
             .or_insert_with(Domain::new)
             .threads
             .push(thread);
+        let account = self.account_of(domain);
         self.threads.insert(
             thread,
             Thread {
                 domain,
+                account,
                 place: Place::Blocked,
                 last_cpu: None,
                 boost: false,
@@ -1620,12 +1615,11 @@ impl Policy for Credit {
             self.remove_thread(thread, now_ns);
         }
         self.set_group(domain, None);
-        let members: Vec<DomainId> = self
+        let members = self
             .domains
-            .iter()
-            .filter(|(_, d)| d.master == Some(domain))
-            .map(|(&id, _)| id)
-            .collect();
+            .get(&domain)
+            .map(|d| d.members.clone())
+            .unwrap_or_default();
         for member in members {
             self.set_group(member, None);
         }
@@ -1739,10 +1733,10 @@ impl Policy for Credit {
         }
         let local = self.best_in(cpu);
         let chosen = match local {
-            Some(rank) if rank.0 >= Priority::Under => Some(rank.4),
+            Some(rank) if rank.0 >= Priority::Under => Some(rank.3),
             _ => self
                 .best_elsewhere(cpu, Priority::Under)
-                .or(local.map(|rank| rank.4))
+                .or(local.map(|rank| rank.3))
                 .or_else(|| self.best_elsewhere(cpu, Priority::Over)),
         };
         // Yielding only counts for the pick that follows it.
@@ -1773,7 +1767,7 @@ impl Policy for Credit {
         let priority = self
             .queued_priority(&self.threads[&thread])
             .expect("chosen threads are not parked");
-        let account = self.account_of(self.threads[&thread].domain);
+        let account = self.threads[&thread].account;
         let timeslice = self.timeslice_ns();
         let credit = u64::try_from(self.threads[&thread].credit_ns).unwrap_or(0);
         let mut budget_ns = if priority == Priority::Over {
@@ -2267,6 +2261,35 @@ mod tests {
             1_234_567,
         ));
         assert_eq!(credit.credit_ns(first.thread), Some(15_000_000 - 1_234_567));
+    }
+
+    #[test]
+    fn over_threads_wait_in_fifo_order_whatever_their_debt() {
+        // Xen's order: within a priority the oldest waiter runs first. (OVER
+        // threads were ranked by credit, the least indebted first, which
+        // made every accounting re-file all of them.)
+        let mut credit = Credit::new();
+        credit
+            .set_pool_params(&PoolParams::Credit {
+                timeslice_ms: 30,
+                ratelimit_us: 0,
+            })
+            .unwrap();
+        credit.add_cpu(CpuId(0), 0);
+        for id in 1..=3 {
+            credit
+                .add_thread(ThreadId(id), DomainId(id as u32), true, 0)
+                .unwrap();
+        }
+        assert_eq!(credit.pick_next(CpuId(0), 0).unwrap().thread, ThreadId(1));
+        // Threads 2 and 3 wait in that order; 2 owes far more than 3.
+        credit.threads.get_mut(&ThreadId(2)).unwrap().credit_ns = -20_000_000;
+        credit.threads.get_mut(&ThreadId(3)).unwrap().credit_ns = -1_000_000;
+        credit.rekey_all();
+        assert!(credit.queues_consistent());
+        credit.on_event(&event(EventKind::Blocked, 0, 1, 1_000_000, 1_000_000));
+        let next = credit.pick_next(CpuId(0), 1_000_000).unwrap();
+        assert_eq!(next.thread, ThreadId(2), "the older OVER thread runs first");
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! out. It makes no syscalls and reads no clock (time always comes in as an
 //! argument), uses no floating point (integer nanoseconds: the on-metal
 //! target is soft-float, and results must be bit-for-bit reproducible) and no
-//! randomness. Maps are `BTreeMap`s, so iteration order, and therefore every
-//! decision, depends only on the inputs. The same code runs inside a server
+//! randomness. Maps are `BTreeMap`s, or hash maps with a hasher that has no
+//! seed ([`idmap`]) where lookups are hot, so iteration order, and therefore
+//! every decision, depends only on the inputs. The same code runs inside a server
 //! on metal and inside the host simulator (`tarn-sched-sim`).
 //!
 //! # The driver's contract
@@ -91,6 +92,7 @@
 extern crate alloc;
 
 pub mod credit;
+pub mod idmap;
 pub mod math;
 pub mod params;
 mod policy;
