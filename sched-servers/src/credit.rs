@@ -90,6 +90,7 @@
 //! (a group of two domains must not outweigh a lone domain of the master's
 //! weight).
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::ToString;
 use alloc::vec::Vec;
@@ -171,9 +172,10 @@ pub const MIN_CAPPED_ENTRY_NS: u64 = 50_000;
 /// Shortest entry for an uncapped UNDER thread when the rate limit is off.
 const MIN_ENTRY_NS: u64 = 100_000;
 
-/// A waiting thread's rank: priority, not just yielded, queue order (older
-/// is greater), and the thread.
-type Rank = (Priority, bool, Reverse<u64>, ThreadId);
+/// A waiting thread's rank: priority, not just yielded, debt in whole time
+/// slices (OVER only; less is greater), queue order (older is greater), and
+/// the thread.
+type Rank = (Priority, bool, i64, Reverse<u64>, ThreadId);
 
 /// Scheduling priority, lowest first (`Ord` follows it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -213,9 +215,22 @@ pub fn fair_shares(capacity_ns: u64, claims: &[Claim]) -> Vec<u64> {
                 <= u128::from(remaining) * u128::from(claims[i].weight)
         });
         if saturated.is_empty() {
+            // In 64 bits when the products fit (a pool's capacity per period
+            // times a weight does, by far): a 128-bit division is a library
+            // call, once per claim.
+            let narrow = u64::try_from(total_weight).ok().filter(|_| {
+                open.iter()
+                    .all(|&i| remaining.checked_mul(claims[i].weight).is_some())
+            });
             for &i in &open {
-                let share = u128::from(remaining) * u128::from(claims[i].weight) / total_weight;
-                grants[i] = u64::try_from(share).unwrap_or(u64::MAX);
+                grants[i] = match narrow {
+                    Some(total) => remaining * claims[i].weight / total,
+                    None => {
+                        let share =
+                            u128::from(remaining) * u128::from(claims[i].weight) / total_weight;
+                        u64::try_from(share).unwrap_or(u64::MAX)
+                    }
+                };
             }
             break;
         }
@@ -230,12 +245,24 @@ pub fn fair_shares(capacity_ns: u64, claims: &[Claim]) -> Vec<u64> {
 
 /// How good waiting thread `id` is to run next (greater is better), or
 /// `None` while its account is `parked`: priority first; then not having
-/// just yielded; then the oldest in the queue (FIFO within a priority, as
-/// Xen). The rank does not read the credit itself, only the priority it
-/// gives: an accounting moves only the threads whose priority it changed.
-fn rank_of(id: ThreadId, t: &Thread, parked: bool) -> Option<Rank> {
+/// just yielded; among OVER threads the least indebted, counted in whole
+/// time slices (`slice_ns`); then the oldest in the queue (FIFO, as Xen).
+///
+/// The debt keeps spare time following credit, not turns: OVER threads
+/// taken in plain FIFO order ran in turn however deep their debt, so a
+/// thread could sink to the debt bound (one pool-period) and then wait for
+/// most of a minute while it was repaid at 1 000 domains (one of them at
+/// 0.64 of its share over 10 s). Counted in slices rather than
+/// nanoseconds, an accounting moves only the threads whose priority or
+/// slice count it changed, not every OVER thread.
+fn rank_of(id: ThreadId, t: &Thread, parked: bool, slice_ns: u64) -> Option<Rank> {
     let priority = priority_of(t, parked)?;
-    Some((priority, !t.yielded, Reverse(t.seq), id))
+    let debt = if priority == Priority::Over {
+        t.credit_ns.div_euclid(to_i64(slice_ns.max(1)))
+    } else {
+        0
+    };
+    Some((priority, !t.yielded, debt, Reverse(t.seq), id))
 }
 
 /// A waiting thread's priority, or `None` while its account is `parked`.
@@ -400,10 +427,13 @@ impl Cpu {
 pub struct Credit {
     timeslice_ms: u32,
     ratelimit_us: u32,
-    domains: BTreeMap<DomainId, Domain>,
-    /// (A hash map: a pick, an event and an accounting look threads up by
-    /// id, hundreds of times a period at 1 000 threads.)
-    threads: IdMap<ThreadId, Thread>,
+    domains: IdMap<DomainId, Box<Domain>>,
+    /// (Hash maps, as `domains`: a pick, an event and an accounting look
+    /// threads and accounts up by id, hundreds of times a period at 1 000
+    /// threads. Their entries are boxed: a map doubles its table as it
+    /// grows, and a table of whole records, the old one beside the new,
+    /// outgrew a 512 KiB heap at 500 threads.)
+    threads: IdMap<ThreadId, Box<Thread>>,
     cpus: BTreeMap<CpuId, Cpu>,
     homeless: VecDeque<ThreadId>,
     /// When the next accounting is due (`None` until the first CPU arrives).
@@ -435,7 +465,7 @@ impl Credit {
         Self {
             timeslice_ms: DEFAULT_TIMESLICE_MS,
             ratelimit_us: DEFAULT_RATELIMIT_US,
-            domains: BTreeMap::new(),
+            domains: IdMap::default(),
             threads: IdMap::default(),
             cpus: BTreeMap::new(),
             homeless: VecDeque::new(),
@@ -551,7 +581,7 @@ impl Credit {
     /// How good a waiting thread is to run next ([`rank_of`]).
     fn rank(&self, thread: ThreadId) -> Option<Rank> {
         let t = self.threads.get(&thread)?;
-        rank_of(thread, t, self.parked(t.account))
+        rank_of(thread, t, self.parked(t.account), self.timeslice_ns())
     }
 
     /// The best waiting thread in `cpu`'s queue.
@@ -647,6 +677,7 @@ impl Credit {
             }
         }
         let domains = &self.domains;
+        let slice_ns = self.timeslice_ns();
         let moved: Vec<ThreadId> = self
             .threads
             .iter()
@@ -661,7 +692,7 @@ impl Credit {
                         .unwrap_or(t.domain);
                     domains.get(&account).is_some_and(|d| d.parked)
                 };
-                rank_of(id, t, account_parked) != t.key
+                rank_of(id, t, account_parked, slice_ns) != t.key
             })
             .map(|(&id, _)| id)
             .collect();
@@ -705,8 +736,8 @@ impl Credit {
                 return false;
             }
             for rank in &c.ranked {
-                let t = &self.threads[&rank.3];
-                if t.place != Place::Queued(id) || t.key != Some(*rank) || !self.allowed(rank.3, id)
+                let t = &self.threads[&rank.4];
+                if t.place != Place::Queued(id) || t.key != Some(*rank) || !self.allowed(rank.4, id)
                 {
                     return false;
                 }
@@ -730,7 +761,7 @@ impl Credit {
         let mut count = 0;
         for t in queued {
             count += 1;
-            let rank = t.key.and_then(|k| self.rank(k.3).filter(|r| *r == k));
+            let rank = t.key.and_then(|k| self.rank(k.4).filter(|r| *r == k));
             if t.key.is_some() && rank.is_none() {
                 return false;
             }
@@ -817,7 +848,7 @@ impl Credit {
                 .filter_map(|(_, c)| c.ranked.last())
                 .filter(|rank| rank.0 >= floor)
                 .max()
-                .map(|rank| rank.3);
+                .map(|rank| rank.4);
         }
         let best = |wanted: &dyn Fn(ThreadId) -> bool| {
             peers
@@ -827,10 +858,10 @@ impl Credit {
                         .iter()
                         .rev()
                         .take_while(|rank| rank.0 >= floor)
-                        .find(|rank| wanted(rank.3))
+                        .find(|rank| wanted(rank.4))
                 })
                 .max()
-                .map(|rank| rank.3)
+                .map(|rank| rank.4)
         };
         if self.softened > 0 {
             if let Some(thread) = best(&|thread| self.prefers(thread, cpu)) {
@@ -1115,7 +1146,7 @@ impl Credit {
             .collect();
         let mut over: Vec<CpuId> = over.to_vec();
         for rank in waiting {
-            let thread = rank.3;
+            let thread = rank.4;
             if let Some(i) = taking.iter().position(|&c| self.may_take(thread, c)) {
                 taking.swap_remove(i);
                 continue;
@@ -1476,7 +1507,10 @@ impl Credit {
                 m.members.insert(at, domain);
             }
         }
-        let d = self.domains.entry(domain).or_insert_with(Domain::new);
+        let d = self
+            .domains
+            .entry(domain)
+            .or_insert_with(|| Box::new(Domain::new()));
         d.master = master;
         let account = master.unwrap_or(domain);
         for thread in &d.threads {
@@ -1528,7 +1562,7 @@ impl Policy for Credit {
         };
         // Its waiting threads in queue order, as they were queued.
         let mut waiting: Vec<(u64, ThreadId)> = removed.parked.into_iter().collect();
-        waiting.extend(removed.ranked.iter().map(|rank| (rank.2 .0, rank.3)));
+        waiting.extend(removed.ranked.iter().map(|rank| (rank.3 .0, rank.4)));
         waiting.sort_unstable();
         // An entry still running there no longer counts against its cap.
         self.rekey_all();
@@ -1559,13 +1593,13 @@ impl Policy for Credit {
         self.advance(now_ns);
         self.domains
             .entry(domain)
-            .or_insert_with(Domain::new)
+            .or_insert_with(|| Box::new(Domain::new()))
             .threads
             .push(thread);
         let account = self.account_of(domain);
         self.threads.insert(
             thread,
-            Thread {
+            Box::new(Thread {
                 domain,
                 account,
                 place: Place::Blocked,
@@ -1578,7 +1612,7 @@ impl Policy for Credit {
                 credit_ns: 0,
                 affinity: Affinity::any(),
                 soft: Affinity::any(),
-            },
+            }),
         );
         if runnable {
             self.place(thread, now_ns);
@@ -1733,10 +1767,10 @@ impl Policy for Credit {
         }
         let local = self.best_in(cpu);
         let chosen = match local {
-            Some(rank) if rank.0 >= Priority::Under => Some(rank.3),
+            Some(rank) if rank.0 >= Priority::Under => Some(rank.4),
             _ => self
                 .best_elsewhere(cpu, Priority::Under)
-                .or(local.map(|rank| rank.3))
+                .or(local.map(|rank| rank.4))
                 .or_else(|| self.best_elsewhere(cpu, Priority::Over)),
         };
         // Yielding only counts for the pick that follows it.
@@ -1979,7 +2013,10 @@ impl Policy for Credit {
                     return Err(PolicyError::InvalidCap { cap_pct, max_pct });
                 }
                 self.advance(now_ns);
-                let d = self.domains.entry(domain).or_insert_with(Domain::new);
+                let d = self
+                    .domains
+                    .entry(domain)
+                    .or_insert_with(|| Box::new(Domain::new()));
                 d.weight = weight;
                 d.cap_pct = cap_pct;
                 if cap_pct > 0 {
@@ -2023,6 +2060,8 @@ impl Policy for Credit {
         validate_pool(timeslice_ms, ratelimit_us)?;
         self.timeslice_ms = timeslice_ms;
         self.ratelimit_us = ratelimit_us;
+        // (OVER threads' ranks count their debt in slices.)
+        self.rekey_all();
         Ok(())
     }
 
@@ -2264,32 +2303,37 @@ mod tests {
     }
 
     #[test]
-    fn over_threads_wait_in_fifo_order_whatever_their_debt() {
-        // Xen's order: within a priority the oldest waiter runs first. (OVER
-        // threads were ranked by credit, the least indebted first, which
-        // made every accounting re-file all of them.)
-        let mut credit = Credit::new();
-        credit
-            .set_pool_params(&PoolParams::Credit {
-                timeslice_ms: 30,
-                ratelimit_us: 0,
-            })
-            .unwrap();
-        credit.add_cpu(CpuId(0), 0);
-        for id in 1..=3 {
+    fn over_threads_wait_by_debt_in_slices_then_in_fifo_order() {
+        // Threads 2 and 3 wait in that order (30 ms slices): owing 20 ms
+        // and 1 ms they are both within one slice of debt and the older
+        // runs first (Xen's FIFO order); owing 40 ms, thread 2 is a slice
+        // deeper and waits behind thread 3. (OVER threads were ranked by
+        // credit to the nanosecond, so that every accounting re-filed all
+        // of them; in plain FIFO order a thread ran its turns whatever its
+        // debt.)
+        for (debt_ns, first) in [(20_000_000, 2), (40_000_000, 3)] {
+            let mut credit = Credit::new();
             credit
-                .add_thread(ThreadId(id), DomainId(id as u32), true, 0)
+                .set_pool_params(&PoolParams::Credit {
+                    timeslice_ms: 30,
+                    ratelimit_us: 0,
+                })
                 .unwrap();
+            credit.add_cpu(CpuId(0), 0);
+            for id in 1..=3 {
+                credit
+                    .add_thread(ThreadId(id), DomainId(id as u32), true, 0)
+                    .unwrap();
+            }
+            assert_eq!(credit.pick_next(CpuId(0), 0).unwrap().thread, ThreadId(1));
+            credit.threads.get_mut(&ThreadId(2)).unwrap().credit_ns = -debt_ns;
+            credit.threads.get_mut(&ThreadId(3)).unwrap().credit_ns = -1_000_000;
+            credit.rekey_all();
+            assert!(credit.queues_consistent());
+            credit.on_event(&event(EventKind::Blocked, 0, 1, 1_000_000, 1_000_000));
+            let next = credit.pick_next(CpuId(0), 1_000_000).unwrap();
+            assert_eq!(next.thread, ThreadId(first), "owing {debt_ns} ns");
         }
-        assert_eq!(credit.pick_next(CpuId(0), 0).unwrap().thread, ThreadId(1));
-        // Threads 2 and 3 wait in that order; 2 owes far more than 3.
-        credit.threads.get_mut(&ThreadId(2)).unwrap().credit_ns = -20_000_000;
-        credit.threads.get_mut(&ThreadId(3)).unwrap().credit_ns = -1_000_000;
-        credit.rekey_all();
-        assert!(credit.queues_consistent());
-        credit.on_event(&event(EventKind::Blocked, 0, 1, 1_000_000, 1_000_000));
-        let next = credit.pick_next(CpuId(0), 1_000_000).unwrap();
-        assert_eq!(next.thread, ThreadId(2), "the older OVER thread runs first");
     }
 
     #[test]
