@@ -614,11 +614,16 @@ fn flush_guest_tlb(ept_root: u64) {
 /// interrupted (kept for re-injection).
 pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
     if let Some(why) = hw::take_entry_failure() {
+        hw::clear_current(guard);
         return Outcome::Exit(ExitRecord::new(Exit::InvalidState, [why.raw(), 1, 0, 0]));
     }
     let gprs = state(guard, vcpu).gprs.0;
-    let read = with_vmcs(guard, vcpu, |v| {
-        Ok([
+    // Still current here unless another CPU took the VMCS since the exit
+    // (its thread was stopped and moved meanwhile): the exit is then no
+    // longer this CPU's to report, and its record is dropped with the
+    // thread's (`on_exit`: not current here).
+    let read = ActiveVmcs::here(guard, vcpu).map(|v| {
+        [
             v.read(F::ExitReason),
             v.read(F::ExitQualification),
             v.read(F::ExitInterruptionInfo),
@@ -628,15 +633,17 @@ pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
             v.read(F::ExitInstructionLength),
             v.read(F::GuestRip),
             v.read(F::GuestPhysicalAddress),
-        ])
+        ]
     });
-    let Ok(
+    let Some(
         [exit_reason, qualification, info, error_code, vectoring, vectoring_error, length, rip, gpa],
     ) = read
     else {
         return Outcome::Exit(ExitRecord::new(Exit::InvalidState, [0, 1, 0, 0]));
     };
     if exit_reason & reason::ENTRY_FAILURE != 0 {
+        // The next entry loads and launches the VMCS anew.
+        hw::clear_current(guard);
         return Outcome::Exit(ExitRecord::new(
             Exit::InvalidState,
             [exit_reason & 0xFFFF, 0, 0, 0],
