@@ -736,8 +736,9 @@ fn make_current(guard: &mut KernelGuard, phys: u64) -> Result<(), VmFail> {
 /// it, waiting for each.
 fn clear_elsewhere(_guard: &mut KernelGuard, phys: u64) {
     let me = percpu::index();
-    for cpu in 0..percpu::online() as usize {
-        if cpu != me && CPUS[cpu].current.load(Ordering::Relaxed) == phys {
+    let online = percpu::online() as usize;
+    for (cpu, record) in CPUS.iter().enumerate().take(online) {
+        if cpu != me && record.current.load(Ordering::Relaxed) == phys {
             if let Some(target) = percpu::get(cpu as u32) {
                 target.vmclear_remotely(phys);
             }
@@ -886,7 +887,8 @@ pub fn run(mut guard: KernelGuard, vmcs_phys: u64, gprs_phys: u64) -> ! {
     here.entry_failure.store(0, Ordering::Relaxed);
     if let Err(why) = ActiveVmcs::load(&mut guard, vmcs_phys).and_then(|_| update_host_cr3()) {
         // The entry cannot even be tried: report it like a failed VMLAUNCH.
-        here.entry_failure.store(failure_word(why), Ordering::Relaxed);
+        here.entry_failure
+            .store(failure_word(why), Ordering::Relaxed);
         crate::vcpu::on_exit(guard)
     }
     // Launched once entered; an entry that fails clears the VMCS
