@@ -23,7 +23,7 @@
 //!
 //! An inconsistent guest state makes VM entry fail: the VMM gets
 //! `InvalidState` with field 0 = the basic exit reason (33 invalid guest state,
-//! 34 MSR loading, 41 machine check) or, when VMLAUNCH itself failed
+//! 34 MSR loading, 41 machine check) or, when VMLAUNCH or VMRESUME itself failed
 //! (VMfail), field 0 = the VM-instruction error and field 1 = 1.
 
 use super::{page, page_register, state, ExitRecord, MsrEntry, Outcome};

@@ -12,7 +12,9 @@
 //! RFLAGS in a second `asm!` statement after the instruction (nothing
 //! guarantees the flags survive between two statements), report VMfailValid
 //! without its error number, and there is no INVEPT or INVVPID; here each
-//! wrapper captures CF/ZF in the instruction's own statement. Bit layouts
+//! wrapper captures CF/ZF in the instruction's own statement (VMREAD's
+//! needs no flags: its destination, preset to 0, stays 0 when it fails,
+//! which is all its callers want to know). Bit layouts
 //! the crate does not define (IA32_VMX_BASIC, IA32_FEATURE_CONTROL,
 //! IA32_VMX_EPT_VPID_CAP, exit reasons, interruption information) are named
 //! where they are used.
@@ -161,9 +163,7 @@ fn check(carry: u8, zero: u8) -> Result<(), VmFail> {
         Err(VmFail::Invalid)
     } else if zero != 0 {
         // The error field is readable exactly when VMfailValid was reported.
-        Err(VmFail::Valid(
-            vmread(VmcsField::VmInstructionError).unwrap_or(0) as u32,
-        ))
+        Err(VmFail::Valid(vmread(VmcsField::VmInstructionError) as u32))
     } else {
         Ok(())
     }
@@ -214,25 +214,20 @@ unsafe fn vmptrld(phys: u64) -> Result<(), VmFail> {
     check(carry, zero)
 }
 
-/// VMREAD of `field` from the current VMCS.
-fn vmread(field: VmcsField) -> Result<u64, VmFail> {
-    let (value, carry, zero): (u64, u8, u8);
+/// VMREAD of `field` from the current VMCS; 0 if it fails (no current
+/// VMCS, or a field this processor lacks): VMfail leaves the destination
+/// as it was, so the flags need no test (every caller wants 0 then).
+#[inline(always)]
+fn vmread(field: VmcsField) -> u64 {
+    let mut value = 0;
     // SAFETY: VMREAD only reads the current VMCS into a register; without a
-    // current VMCS or with an unsupported field it fails (flags), it does
-    // not fault, in VMX root operation at CPL 0.
+    // current VMCS or with an unsupported field it fails (flags, clobbered
+    // here), it does not fault, in VMX root operation at CPL 0.
     unsafe {
-        asm!("vmread {v}, {f}", "setc {c}", "setz {z}", f = in(reg) field as u64,
-             v = out(reg) value, c = out(reg_byte) carry, z = out(reg_byte) zero,
+        asm!("vmread {v}, {f}", f = in(reg) field as u64, v = inout(reg) value,
              options(nostack))
     };
-    // Not `check`: a failing VMREAD of the error field must not recurse.
-    if carry != 0 {
-        Err(VmFail::Invalid)
-    } else if zero != 0 {
-        Err(VmFail::Valid(0))
-    } else {
-        Ok(value)
-    }
+    value
 }
 
 /// VMWRITE of `value` to `field` of the current VMCS.
@@ -708,7 +703,7 @@ impl<'a> ActiveVmcs<'a> {
 
     /// Reads a field (0 if this processor does not have it).
     pub fn read(&self, field: VmcsField) -> u64 {
-        vmread(field).unwrap_or(0)
+        vmread(field)
     }
 
     /// Writes a field.
@@ -952,7 +947,7 @@ extern "C" fn vmx_entry_failed(rflags: u64) -> ! {
     let why = if rflags & 1 != 0 {
         VmFail::Invalid
     } else {
-        VmFail::Valid(vmread(VmcsField::VmInstructionError).unwrap_or(0) as u32)
+        VmFail::Valid(vmread(VmcsField::VmInstructionError) as u32)
     };
     this_cpu()
         .entry_failure
