@@ -652,9 +652,12 @@ pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
     }
     let gprs = state(guard, vcpu).gprs.0;
     // Still current here unless another CPU took the VMCS since the exit
-    // (its thread was stopped and moved meanwhile): the exit is then no
-    // longer this CPU's to report, and its record is dropped with the
-    // thread's (`on_exit`: not current here).
+    // (its thread was stopped here and ran there before this CPU got the
+    // lock): the exit is then no longer this CPU's to report, and its
+    // record is dropped as for any thread stopped at an exit (`on_exit`:
+    // not current here); the guest executes the instruction again. (An
+    // event whose delivery that exit interrupted is dropped with it: the
+    // other CPU does not read this exit's information.)
     let Some(v) = ActiveVmcs::here(guard, vcpu) else {
         return Outcome::Exit(ExitRecord::new(Exit::InvalidState, [0, 1, 0, 0]));
     };
