@@ -813,7 +813,8 @@ fn descriptor_table_bases() -> (u64, u64) {
 /// this CPU has, which a VM exit restores (SDM 27.5). Each value is this
 /// CPU's for good (the GDT, IDT and TSS are per CPU, FS base and GS base
 /// change only at boot, the control registers' bits only at boot; CR0.TS
-/// is clear at every entry, `sched::claim_fpu_for_guest`), except CR3: a
+/// is clear at every entry, `sched::claim_fpu_for_guest`, and so written
+/// clear whenever this runs), except CR3: a
 /// user address space may be loaded, which [`run`] writes when it changed.
 /// HOST_RSP is constant too: vmx.S starts every entry at the stack top.
 fn write_host_state() -> Result<(), VmFail> {
@@ -832,7 +833,12 @@ fn write_host_state() -> Result<(), VmFail> {
     this_cpu().host_cr3.store(cr3, Ordering::Relaxed);
     let stack_top = percpu::current().kernel_stack_top;
     let fields = [
-        (VmcsField::HostCr0, cpu::read_cr0().bits() as u64),
+        // TS as every entry has it (this may run before the guest's FPU
+        // claim, with TS still set for a thread's lazy switch).
+        (
+            VmcsField::HostCr0,
+            (cpu::read_cr0() - Cr0::CR0_TASK_SWITCHED).bits() as u64,
+        ),
         (VmcsField::HostCr3, cr3),
         (VmcsField::HostCr4, cpu::read_cr4().bits() as u64),
         (VmcsField::HostCsSelector, HOST_CS),
