@@ -771,8 +771,9 @@ pub fn clear_for_lock_holder(phys: u64) {
         // SAFETY: the VMCS current on this CPU, of a Vcpu the asking CPU
         // keeps alive (it holds the lock until this is done). Whatever this
         // CPU was interrupted in does not use it: VMX instructions run only
-        // under the lock (which the asking CPU holds) or in the entry, which
-        // runs with interrupts off up to the VM entry.
+        // under the lock (which the asking CPU holds) or in the world
+        // switch, with interrupts off up to the entry (an entry that failed
+        // then reads only the error number, 0 once the VMCS is cleared).
         let _ = unsafe { vmclear(phys) };
         here.current.store(0, Ordering::Relaxed);
     }
