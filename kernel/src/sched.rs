@@ -846,12 +846,7 @@ fn fetch_fpu_state(guard: &mut KernelGuard, owner: u64) {
             continue;
         }
         if let Some(target) = percpu::get(cpu as u32) {
-            let area = crate::arch::paging::phys_to_virt(fpu_area_of(owner));
-            let ticket = target.request_fpu_save(area);
-            apic::send_ipi(target.apic_id, trap::VECTOR_IPI_FLUSH);
-            while !target.fpu_save_served(ticket) {
-                cpu::pause();
-            }
+            target.save_fpu_remotely(crate::arch::paging::phys_to_virt(fpu_area_of(owner)));
         }
         CPUS.get(guard)[cpu].fpu_owner = 0;
     }

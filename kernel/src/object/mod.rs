@@ -49,6 +49,7 @@
 //! | a Vcpu's GuestSpace | `VcpuState::space_slot`, `space_root` | held: deleting the slot's capability clears the cached `space_root`, makes a CPU running the guest leave it first, and ends `VcpuRun` with `ObjectDeleted` |
 //! | a Vcpu's register page | `VcpuState::page_slot`, `page` | held: deleting the slot's capability (a child of the frame capability `VcpuBind` was given) clears the cached `page`; the kernel writes the page only when a `VcpuRun` ends, under the lock, and without it that call ends with `ObjectDeleted` |
 //! | a CPU's running and last guest | `vcpu::GUESTS` | cleared by the Vcpu destructor |
+//! | a CPU's current VMCS (VMX) | `arch::vmx` (per CPU) | cleared by the Vcpu destructor and by binding, on the CPU that has it (VMCLEAR there, asked by IPI) |
 //! | a VSpace's or GuestSpace's page-table entry for a frame; the frame capability's [`Mapping`] (VSpace id and generation) | the page tables; the capability | cleared: deleting the capability unmaps (and flushes TLBs, guest TLBs included); a destroyed VSpace retires its id, so a stale mapping unmaps nothing |
 //! | VSpace table; page tables a CPU runs on | `memory::VSPACES`, the per-CPU loaded root | cleared by the VSpace destructor |
 //! | an interrupt line's notification | `devices::IRQ_TABLE` | cleared by the notification destructor; the line goes with its handler capability |

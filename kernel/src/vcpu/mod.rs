@@ -878,8 +878,9 @@ pub fn on_tcb_destroyed(guard: &mut KernelGuard, thread: u64) {
 }
 
 /// Destroys a Vcpu whose last capability was deleted: it leaves the guest
-/// on every CPU (waiting for the exit), its thread's `VcpuRun` ends with
-/// `ObjectDeleted`, and the GuestSpace and register-page copies are dropped.
+/// on every CPU (waiting for the exit), its VMCS is current on no CPU
+/// (VMX), its thread's `VcpuRun` ends with `ObjectDeleted`, and the
+/// GuestSpace and register-page copies are dropped.
 pub fn destroy(guard: &mut KernelGuard, header_phys: u64) {
     let vcpu = header_phys - STATE_OFFSET;
     for cpu in 0..percpu::online() as usize {
@@ -893,6 +894,11 @@ pub fn destroy(guard: &mut KernelGuard, header_phys: u64) {
                 sched::stall(cpu as u32);
             }
         }
+    }
+    if backend() == Backend::Vmx {
+        // Its VMCS stays current on the CPU it last ran on: cleared there
+        // (waiting for that CPU) before the object's memory can be reused.
+        crate::arch::vmx::clear(guard, vcpu);
     }
     let thread = core::mem::replace(&mut state(guard, vcpu).tcb, 0);
     if thread != 0 {
@@ -919,8 +925,9 @@ pub fn guest_address_ok(address: u64, size: u64) -> bool {
 /// Checks every Vcpu's references (the invariant check): its thread is live
 /// and bound to it, the GuestSpace root it enters with is the one its slot
 /// keeps alive, the register page it writes is the frame its page slot
-/// keeps alive (with read and write rights), and every CPU's running and
-/// last Vcpu is live.
+/// keeps alive (with read and write rights), every CPU's running and
+/// last Vcpu is live, and (VMX) every CPU's current VMCS is a live Vcpu's,
+/// current on no other CPU.
 pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict {
     for &vcpu in &live.vcpus {
         let s = *state(guard, vcpu);
@@ -964,6 +971,20 @@ pub fn check(guard: &mut KernelGuard, live: &Live) -> Verdict {
             "a CPU's guest is no live Vcpu",
             cpu as u64,
         )?;
+        if backend() == Backend::Vmx {
+            let vmcs = crate::arch::vmx::current_on(guard, cpu);
+            ensure(
+                vmcs == 0 || live.is_vcpu(vmcs),
+                "a CPU's current VMCS is no live Vcpu's",
+                cpu as u64,
+            )?;
+            let twice = (0..cpu).any(|other| crate::arch::vmx::current_on(guard, other) == vmcs);
+            ensure(
+                vmcs == 0 || !twice,
+                "a VMCS is current on two CPUs",
+                cpu as u64,
+            )?;
+        }
     }
     Ok(())
 }

@@ -23,7 +23,7 @@
 //!
 //! An inconsistent guest state makes VM entry fail: the VMM gets
 //! `InvalidState` with field 0 = the basic exit reason (33 invalid guest state,
-//! 34 MSR loading, 41 machine check) or, when VMLAUNCH itself failed
+//! 34 MSR loading, 41 machine check) or, when VMLAUNCH or VMRESUME itself failed
 //! (VMfail), field 0 = the VM-instruction error and field 1 = 1.
 
 use super::{page, page_register, state, ExitRecord, MsrEntry, Outcome};
@@ -165,9 +165,29 @@ struct Controls {
     cr4_fixed1: u64,
 }
 
+impl Controls {
+    /// The CR0 bits the host owns (guest/host mask): those VMX fixes.
+    fn cr0_mask(&self) -> u64 {
+        self.cr0_fixed0 | !self.cr0_fixed1
+    }
+
+    /// The CR4 bits the host owns.
+    fn cr4_mask(&self) -> u64 {
+        self.cr4_fixed0 | !self.cr4_fixed1
+    }
+}
+
+/// [`derive_controls`], once: the capability MSRs never change.
+static CONTROLS: spin::Once<Option<Controls>> = spin::Once::new();
+
+/// The controls Tarn uses on this processor (`None`: it lacks one).
+fn controls() -> Option<Controls> {
+    *CONTROLS.call_once(derive_controls)
+}
+
 /// The controls, derived from the capability MSRs (SDM A.2: with
 /// IA32_VMX_BASIC bit 55 the TRUE_* MSRs give the real allowed 0-settings).
-fn controls() -> Option<Controls> {
+fn derive_controls() -> Option<Controls> {
     let basic = hw::read_msr(VmxMsr::Basic);
     let true_msrs = basic & hw::BASIC_TRUE_CONTROLS != 0;
     let pick = |plain, truer| hw::read_msr(if true_msrs { truer } else { plain });
@@ -353,8 +373,7 @@ pub fn init(guard: &mut KernelGuard, vcpu: u64, ept_root: u64) {
     }
     let msr_count = GUEST_SYSCALL_MSRS.len() as u64;
     let _ = with_vmcs(guard, vcpu, |v| {
-        let cr0_mask = c.cr0_fixed0 | !c.cr0_fixed1;
-        let cr4_mask = c.cr4_fixed0 | !c.cr4_fixed1;
+        let (cr0_mask, cr4_mask) = (c.cr0_mask(), c.cr4_mask());
         let fields = [
             (F::VirtualProcessorId, u64::from(GUEST_VPID)),
             (F::EptPointer, ept_root | EPTP_WB_4LEVEL),
@@ -399,6 +418,9 @@ pub fn init(guard: &mut KernelGuard, vcpu: u64, ept_root: u64) {
         ];
         for (field, value) in fields {
             v.write(field, value)?;
+        }
+        if c.pin & Pin::VMX_PREEMPTION_TIMER.bits() != 0 {
+            v.write(F::GuestPreemptionTimer, preemption_ticks())?;
         }
         for segment in [
             Segment::Es,
@@ -543,43 +565,54 @@ pub fn write_some(guard: &mut KernelGuard, vcpu: u64, page: u64, mask: u64) {
 }
 
 /// Prepares the VMCS for the next entry: TLB flush, the event to inject,
-/// the interrupt window, the exception exits.
+/// the interrupt window, the exception exits. (The VMX-preemption timer
+/// needs nothing: its field keeps the value [`init`] wrote, as no exit
+/// control saves the timer into it.)
 pub fn prepare_entry(guard: &mut KernelGuard, vcpu: u64, flush_tlb: bool) {
-    let s = *state(guard, vcpu);
+    // The fields read one by one: the state is most of a page.
+    let s = state(guard, vcpu);
+    let (space_root, reinject, mut pending, window_exit, exceptions) = (
+        s.space_root,
+        s.reinject,
+        s.pending,
+        s.window_exit,
+        s.exception_bitmap,
+    );
     if flush_tlb {
-        flush_guest_tlb(s.space_root);
+        flush_guest_tlb(space_root);
     }
-    let mut pending = s.pending;
     let _ = with_vmcs(guard, vcpu, |v| {
-        let can_take_interrupt =
-            v.read(F::GuestRflags) & RFLAGS_IF != 0 && v.read(F::GuestInterruptibility) & 3 == 0;
-        let (event, error_code, length) = if s.reinject & EVENT_VALID != 0 {
-            (
-                s.reinject & EVENT_ENTRY_BITS,
-                s.reinject >> 32,
-                (s.reinject >> 12) & 0xF,
-            )
-        } else if pending != 0 && can_take_interrupt {
+        let can_take_interrupt = |v: &ActiveVmcs| {
+            v.read(F::GuestRflags) & RFLAGS_IF != 0 && v.read(F::GuestInterruptibility) & 3 == 0
+        };
+        let event = if reinject & EVENT_VALID != 0 {
+            Some((
+                reinject & EVENT_ENTRY_BITS,
+                reinject >> 32,
+                (reinject >> 12) & 0xF,
+            ))
+        } else if pending != 0 && can_take_interrupt(v) {
             // Type 0: external interrupt.
             let vector = pending & 0xFF;
             pending = 0;
-            (vector | EVENT_VALID, 0, 0)
+            Some((vector | EVENT_VALID, 0, 0))
         } else {
-            (0, 0, 0)
+            None
         };
-        let window = pending != 0 || s.window_exit != 0;
-        let window_exiting = u64::from(Primary::INTERRUPT_WINDOW_EXITING.bits());
-        let proc1 = v.read(F::ProcBasedControls) & !window_exiting
-            | if window { window_exiting } else { 0 };
-        v.write(F::EntryInterruptionInfo, event)?;
-        v.write(F::EntryExceptionErrorCode, error_code)?;
-        v.write(F::EntryInstructionLength, length)?;
-        v.write(F::ProcBasedControls, proc1)?;
-        v.write(F::ExceptionBitmap, s.exception_bitmap & 0xFFFF_FFFF)?;
-        if v.read(F::PinBasedControls) & u64::from(Pin::VMX_PREEMPTION_TIMER.bits()) != 0 {
-            v.write(F::GuestPreemptionTimer, preemption_ticks())?;
+        // Without an event the error code and length are not looked at.
+        let (info, error_code, length) = event.unwrap_or_default();
+        v.write(F::EntryInterruptionInfo, info)?;
+        if event.is_some() {
+            v.write(F::EntryExceptionErrorCode, error_code)?;
+            v.write(F::EntryInstructionLength, length)?;
         }
-        Ok(())
+        let window = pending != 0 || window_exit != 0;
+        let window_exiting = u64::from(Primary::INTERRUPT_WINDOW_EXITING.bits());
+        let proc1 = v.read(F::ProcBasedControls);
+        if (proc1 & window_exiting != 0) != window {
+            v.write(F::ProcBasedControls, proc1 ^ window_exiting)?;
+        }
+        v.write(F::ExceptionBitmap, exceptions & 0xFFFF_FFFF)
     });
     let s = state(guard, vcpu);
     s.pending = pending;
@@ -614,42 +647,65 @@ fn flush_guest_tlb(ept_root: u64) {
 /// interrupted (kept for re-injection).
 pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
     if let Some(why) = hw::take_entry_failure() {
+        hw::clear_current(guard);
         return Outcome::Exit(ExitRecord::new(Exit::InvalidState, [why.raw(), 1, 0, 0]));
     }
     let gprs = state(guard, vcpu).gprs.0;
-    let read = with_vmcs(guard, vcpu, |v| {
-        Ok([
-            v.read(F::ExitReason),
-            v.read(F::ExitQualification),
-            v.read(F::ExitInterruptionInfo),
-            v.read(F::ExitInterruptionErrorCode),
-            v.read(F::IdtVectoringInfo),
-            v.read(F::IdtVectoringErrorCode),
-            v.read(F::ExitInstructionLength),
-            v.read(F::GuestRip),
-            v.read(F::GuestPhysicalAddress),
-        ])
-    });
-    let Ok(
-        [exit_reason, qualification, info, error_code, vectoring, vectoring_error, length, rip, gpa],
-    ) = read
-    else {
+    // Still current here unless another CPU took the VMCS since the exit
+    // (its thread was stopped here and ran there before this CPU got the
+    // lock): the exit is then no longer this CPU's to report, and its
+    // record is dropped as for any thread stopped at an exit (`on_exit`:
+    // not current here); the guest executes the instruction again. (An
+    // event whose delivery that exit interrupted is dropped with it: the
+    // other CPU does not read this exit's information.)
+    let Some(v) = ActiveVmcs::here(guard, vcpu) else {
         return Outcome::Exit(ExitRecord::new(Exit::InvalidState, [0, 1, 0, 0]));
     };
+    // Only the exit information the reason needs is read.
+    let (exit_reason, vectoring) = (v.read(F::ExitReason), v.read(F::IdtVectoringInfo));
+    let code = exit_reason & 0xFFFF;
+    let instruction_exit = matches!(
+        code,
+        reason::CPUID | reason::RDMSR | reason::WRMSR | reason::HLT | reason::VMCALL | reason::IO
+    );
+    let (length, rip) = if instruction_exit || vectoring & EVENT_VALID != 0 {
+        (v.read(F::ExitInstructionLength), v.read(F::GuestRip))
+    } else {
+        (0, 0)
+    };
+    let vectoring_error =
+        if vectoring & (EVENT_VALID | EVENT_ERROR_CODE) == EVENT_VALID | EVENT_ERROR_CODE {
+            v.read(F::IdtVectoringErrorCode)
+        } else {
+            0
+        };
+    let (qualification, info, error_code, gpa) = match code {
+        reason::EXCEPTION_OR_NMI => (
+            0,
+            v.read(F::ExitInterruptionInfo),
+            v.read(F::ExitInterruptionErrorCode),
+            0,
+        ),
+        reason::IO => (v.read(F::ExitQualification), 0, 0, 0),
+        reason::EPT_VIOLATION => (
+            v.read(F::ExitQualification),
+            0,
+            0,
+            v.read(F::GuestPhysicalAddress),
+        ),
+        _ => (0, 0, 0, 0),
+    };
     if exit_reason & reason::ENTRY_FAILURE != 0 {
+        // The next entry loads and launches the VMCS anew.
+        hw::clear_current(guard);
         return Outcome::Exit(ExitRecord::new(
             Exit::InvalidState,
             [exit_reason & 0xFFFF, 0, 0, 0],
         ));
     }
     if vectoring & EVENT_VALID != 0 {
-        let carried_error = if vectoring & EVENT_ERROR_CODE != 0 {
-            vectoring_error
-        } else {
-            0
-        };
         state(guard, vcpu).reinject =
-            (vectoring & EVENT_ENTRY_BITS) | (length & 0xF) << 12 | carried_error << 32;
+            (vectoring & EVENT_ENTRY_BITS) | (length & 0xF) << 12 | vectoring_error << 32;
     }
     let (rax, rcx, rdx) = (
         gprs[Reg::Rax as usize],
@@ -663,7 +719,7 @@ pub fn decode_exit(guard: &mut KernelGuard, vcpu: u64) -> Outcome {
             next_rip: rip.wrapping_add(length),
         })
     };
-    match exit_reason & 0xFFFF {
+    match code {
         reason::EXCEPTION_OR_NMI if (info >> 8) & 7 == EVENT_TYPE_NMI => {
             hw::deliver_host_nmi();
             Outcome::Interrupted

@@ -47,12 +47,12 @@ pub struct PerCpu {
     flush_served: AtomicU64,
     /// With a flush request: leave this address space (load kernel tables).
     drop_root: AtomicU64,
-    /// FPU-save requests received / served: save this CPU's FPU registers
-    /// into the area at `fpu_save_to` (direct-map address) for the CPU that
-    /// asked, which holds the kernel lock until served.
-    fpu_save_requested: AtomicU64,
-    fpu_save_served: AtomicU64,
-    fpu_save_to: AtomicU64,
+    /// Save this CPU's FPU registers into the area at the argument
+    /// (direct-map address).
+    fpu_save: RemoteCall,
+    /// VMCLEAR the VMCS at the argument (physical address) if it is the
+    /// one current on this CPU (`super::vmx`).
+    vmclear: RemoteCall,
     timer_interrupts: AtomicU64,
     /// A timer interrupt was taken and the scheduler has not handled it yet
     /// (`crate::sched::on_timer` clears it).
@@ -60,6 +60,46 @@ pub struct PerCpu {
     kicks: AtomicU64,
     tss: UnsafeCell<TaskStateSegment>,
     gdt: Gdt,
+}
+
+/// A request the kernel-lock holder makes of another CPU and waits for:
+/// one argument word, and the requests made and served so far (served when
+/// equal). Only the lock holder posts, so one argument slot suffices.
+struct RemoteCall {
+    requested: AtomicU64,
+    served: AtomicU64,
+    argument: AtomicU64,
+}
+
+impl RemoteCall {
+    const fn new() -> Self {
+        RemoteCall {
+            requested: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            argument: AtomicU64::new(0),
+        }
+    }
+
+    /// Posts a request; returns its number.
+    fn post(&self, argument: u64) -> u64 {
+        self.argument.store(argument, Ordering::Release);
+        self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether request `number` has been served.
+    fn served(&self, number: u64) -> bool {
+        self.served.load(Ordering::Acquire) >= number
+    }
+
+    /// Runs `work` with the argument if a request is pending (on the CPU
+    /// asked).
+    fn serve(&self, work: fn(u64)) {
+        let requested = self.requested.load(Ordering::Acquire);
+        if self.served.load(Ordering::Acquire) < requested {
+            work(self.argument.load(Ordering::Acquire));
+            self.served.store(requested, Ordering::Release);
+        }
+    }
 }
 
 // SAFETY: the raw self pointer is only a back-reference to this record; every
@@ -157,28 +197,38 @@ impl PerCpu {
         self.flush_served.load(Ordering::Acquire) >= number
     }
 
-    /// Asks this CPU to save its FPU registers into the 512-byte area at
-    /// direct-map address `area`; returns the request number to wait for.
-    /// The caller holds the kernel lock until the request is served, which
-    /// keeps the area's object alive and unused by anyone else meanwhile.
-    pub fn request_fpu_save(&self, area: u64) -> u64 {
-        self.fpu_save_to.store(area, Ordering::Release);
-        self.fpu_save_requested.fetch_add(1, Ordering::AcqRel) + 1
+    /// Makes this CPU (another one) save its FPU registers into the
+    /// 512-byte area at direct-map address `area`, and waits until it has.
+    /// The caller holds the kernel lock, which keeps the area's object alive
+    /// and unused by anyone else meanwhile.
+    pub fn save_fpu_remotely(&self, area: u64) {
+        self.call(&self.fpu_save, area);
     }
 
-    /// Whether FPU-save request `number` has been served.
-    pub fn fpu_save_served(&self, number: u64) -> bool {
-        self.fpu_save_served.load(Ordering::Acquire) >= number
+    /// Makes this CPU (another one) VMCLEAR the VMCS at `phys` if that is
+    /// the one current on it, and waits until it has. The caller holds the
+    /// kernel lock, which keeps the Vcpu object alive meanwhile.
+    pub fn vmclear_remotely(&self, phys: u64) {
+        self.call(&self.vmclear, phys);
+    }
+
+    /// Posts `argument` to `call`, interrupts this CPU and waits until it
+    /// has served the request (from its IPI handler, its exit from a guest
+    /// or its wait for the kernel lock: it cannot hold the lock, which the
+    /// caller holds, so it never waits for the caller).
+    fn call(&self, call: &RemoteCall, argument: u64) {
+        let ticket = call.post(argument);
+        super::apic::send_ipi(self.apic_id, super::trap::VECTOR_IPI_FLUSH);
+        while !call.served(ticket) {
+            cpu::pause();
+        }
     }
 
     /// Serves pending cross-CPU requests (called from the IPI handler and
     /// while waiting for the kernel lock).
     pub fn serve_remote_requests(&self) {
-        let fpu_requested = self.fpu_save_requested.load(Ordering::Acquire);
-        if self.fpu_save_served.load(Ordering::Acquire) < fpu_requested {
-            super::user::save_fpu_for_lock_holder(self.fpu_save_to.load(Ordering::Acquire));
-            self.fpu_save_served.store(fpu_requested, Ordering::Release);
-        }
+        self.fpu_save.serve(super::user::save_fpu_for_lock_holder);
+        self.vmclear.serve(super::vmx::clear_for_lock_holder);
         let requested = self.flush_requested.load(Ordering::Acquire);
         if self.flush_served.load(Ordering::Acquire) < requested {
             let drop = self.drop_root.swap(0, Ordering::AcqRel);
@@ -221,9 +271,8 @@ pub fn install(index: u32, apic_id: u32, kernel_stack_top: u64) -> &'static PerC
         flush_requested: AtomicU64::new(0),
         flush_served: AtomicU64::new(0),
         drop_root: AtomicU64::new(0),
-        fpu_save_requested: AtomicU64::new(0),
-        fpu_save_served: AtomicU64::new(0),
-        fpu_save_to: AtomicU64::new(0),
+        fpu_save: RemoteCall::new(),
+        vmclear: RemoteCall::new(),
         timer_interrupts: AtomicU64::new(0),
         timer_unhandled: AtomicBool::new(false),
         kicks: AtomicU64::new(0),

@@ -103,7 +103,7 @@ pub fn save_fpu(guard: &mut KernelGuard, phys: u64) {
 
 /// Saves this CPU's FPU/SSE registers into the 512-byte area at direct-map
 /// address `area`, on behalf of the CPU that holds the kernel lock and asked
-/// for it (`PerCpu::request_fpu_save`): the area belongs to the thread or
+/// for it (`PerCpu::save_fpu_remotely`): the area belongs to the thread or
 /// guest whose state these registers hold, and the asking CPU, spinning
 /// with the lock held until this returns, keeps that object alive and
 /// touches the area only afterwards. CR0.TS is cleared for the save (FXSAVE

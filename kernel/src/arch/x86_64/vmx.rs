@@ -12,15 +12,43 @@
 //! RFLAGS in a second `asm!` statement after the instruction (nothing
 //! guarantees the flags survive between two statements), report VMfailValid
 //! without its error number, and there is no INVEPT or INVVPID; here each
-//! wrapper captures CF/ZF in the instruction's own statement. Bit layouts
+//! wrapper captures CF/ZF in the instruction's own statement (VMREAD's
+//! needs no flags: its destination, preset to 0, stays 0 when it fails,
+//! which is all its callers want to know). Bit layouts
 //! the crate does not define (IA32_VMX_BASIC, IA32_FEATURE_CONTROL,
 //! IA32_VMX_EPT_VPID_CAP, exit reasons, interruption information) are named
 //! where they are used.
 //!
-//! A VMCS is current on a CPU only between [`ActiveVmcs::load`] and the
-//! VMCLEAR that ends it (dropping the [`ActiveVmcs`], or right after the
-//! guest exits): no VMCS stays cached in a processor while its Vcpu can move
-//! to another CPU or be freed. Every entry is therefore a VMLAUNCH.
+//! **Which VMCS is current where.** A VMCS stays current (active) on the
+//! CPU it last ran on, as in NOVA, Xen and KVM: each CPU records the one
+//! VMCS it has active ([`CpuVmcs::current`], at most one: the old one is
+//! cleared before another is loaded) and whether that VMCS is launched
+//! there, so that the next entry of the same Vcpu on the same CPU needs no
+//! VMPTRLD, rewrites no host state (all of it is this CPU's and constant,
+//! HOST_RSP included, except CR3, which is written when it changed) and is
+//! a VMRESUME; reading and writing its fields (exit decoding, the register
+//! file) needs nothing either. A VMCS is cleared (VMCLEAR) only when
+//! another must become current on its CPU, when it is to be used on
+//! another CPU ([`ActiveVmcs::load`] there), when its Vcpu is destroyed or
+//! bound afresh ([`clear`]), and after a failed entry. A CPU clears only
+//! its own VMCS: another CPU that needs it cleared asks it to (an IPI,
+//! `PerCpu::vmclear_remotely`) and waits, holding the kernel lock.
+//!
+//! Soundness: (1) a VMCS is active on at most one CPU: it is loaded only
+//! by [`ActiveVmcs::load`], under the lock, after every other CPU whose
+//! record names it has cleared it; and every VMCS not active anywhere has
+//! its launch state clear (it is made inactive only by VMCLEAR). (2) The
+//! records change only on their own CPU: under the lock, or in
+//! [`clear_for_lock_holder`] on behalf of the lock holder waiting for it;
+//! so the lock holder reads them stably. (3) The memory of an active VMCS
+//! is never freed or reused: a Vcpu object's memory is released only after
+//! `crate::vcpu::destroy`, which clears its VMCS everywhere ([`clear`])
+//! first, and binding zeroes the page only after the same. (4) Waiting for
+//! another CPU with the lock held cannot deadlock: that CPU does not hold
+//! the lock, and serves the request wherever it is: from its IPI handler
+//! (user mode, idle, the interrupt window right after a guest exit; a
+//! guest running there exits on the IPI first) or from its wait for the
+//! lock, which polls the requests (`lock::acquire`).
 
 use super::cpu::{self, msr};
 use super::lock::{self, KernelGuard};
@@ -28,7 +56,7 @@ use super::objmem::{self, KernelObject};
 use super::paging::{kernel_virt_to_phys, phys_to_virt, PAGE_SIZE};
 use super::percpu::{self, MAX_CPUS};
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86::controlregs::{Cr0, Cr4};
 use x86::vmx::vmcs::{control, guest, host, ro};
 
@@ -135,9 +163,7 @@ fn check(carry: u8, zero: u8) -> Result<(), VmFail> {
         Err(VmFail::Invalid)
     } else if zero != 0 {
         // The error field is readable exactly when VMfailValid was reported.
-        Err(VmFail::Valid(
-            vmread(VmcsField::VmInstructionError).unwrap_or(0) as u32,
-        ))
+        Err(VmFail::Valid(vmread(VmcsField::VmInstructionError) as u32))
     } else {
         Ok(())
     }
@@ -188,25 +214,20 @@ unsafe fn vmptrld(phys: u64) -> Result<(), VmFail> {
     check(carry, zero)
 }
 
-/// VMREAD of `field` from the current VMCS.
-fn vmread(field: VmcsField) -> Result<u64, VmFail> {
-    let (value, carry, zero): (u64, u8, u8);
+/// VMREAD of `field` from the current VMCS; 0 if it fails (no current
+/// VMCS, or a field this processor lacks): VMfail leaves the destination
+/// as it was, so the flags need no test (every caller wants 0 then).
+#[inline(always)]
+fn vmread(field: VmcsField) -> u64 {
+    let mut value = 0;
     // SAFETY: VMREAD only reads the current VMCS into a register; without a
-    // current VMCS or with an unsupported field it fails (flags), it does
-    // not fault, in VMX root operation at CPL 0.
+    // current VMCS or with an unsupported field it fails (flags, clobbered
+    // here), it does not fault, in VMX root operation at CPL 0.
     unsafe {
-        asm!("vmread {v}, {f}", "setc {c}", "setz {z}", f = in(reg) field as u64,
-             v = out(reg) value, c = out(reg_byte) carry, z = out(reg_byte) zero,
+        asm!("vmread {v}, {f}", f = in(reg) field as u64, v = inout(reg) value,
              options(nostack))
     };
-    // Not `check`: a failing VMREAD of the error field must not recurse.
-    if carry != 0 {
-        Err(VmFail::Invalid)
-    } else if zero != 0 {
-        Err(VmFail::Valid(0))
-    } else {
-        Ok(value)
-    }
+    value
 }
 
 /// VMWRITE of `value` to `field` of the current VMCS.
@@ -558,11 +579,37 @@ pub fn host_syscall_msrs() -> [u64; cpu::GUEST_SYSCALL_MSRS.len()] {
     cpu::GUEST_SYSCALL_MSRS.map(|msr| unsafe { cpu::rdmsr(msr) })
 }
 
-/// Per CPU: the VMCS the guest running there was launched from (0 = none).
-static LAUNCHED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Per CPU: the VM-instruction error of a VMLAUNCH that failed (VMfailValid
-/// as `1 << 32 | number`, VMfailInvalid as `1 << 33`; 0 = it entered).
-static ENTRY_FAILURE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// One CPU's VMX state (changed only on that CPU: see the module docs).
+struct CpuVmcs {
+    /// The VMCS active and current on this CPU (physical address, 0 = none).
+    current: AtomicU64,
+    /// Whether `current` has been launched (entries are then VMRESUMEs).
+    launched: AtomicBool,
+    /// The host CR3 written into `current`.
+    host_cr3: AtomicU64,
+    /// The VM-instruction error of an entry that failed (VMfailValid as
+    /// `1 << 32 | number`, VMfailInvalid as `1 << 33`; 0 = it entered).
+    entry_failure: AtomicU64,
+}
+
+static CPUS: [CpuVmcs; MAX_CPUS] = [const {
+    CpuVmcs {
+        current: AtomicU64::new(0),
+        launched: AtomicBool::new(false),
+        host_cr3: AtomicU64::new(0),
+        entry_failure: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+/// This CPU's record.
+fn this_cpu() -> &'static CpuVmcs {
+    &CPUS[percpu::index()]
+}
+
+/// The VMCS current on CPU `cpu` (0 = none), for the invariant check.
+pub fn current_on(_guard: &mut KernelGuard, cpu: usize) -> u64 {
+    CPUS[cpu].current.load(Ordering::Relaxed)
+}
 
 /// Enters VMX operation on this CPU: CR0/CR4 get the bits VMX fixes
 /// (IA32_VMX_CR0/CR4_FIXED0/1), IA32_FEATURE_CONTROL is locked with VMX on
@@ -610,42 +657,53 @@ struct VmcsRegion {
 }
 impl KernelObject for VmcsRegion {}
 
-/// Makes the page at `phys` (a Vcpu object's first page) a fresh VMCS:
-/// zeroed, the revision id, launch state clear (VMCLEAR).
+/// Makes the page at `phys` (a Vcpu object's first page, whose guest runs
+/// nowhere) a fresh VMCS: cleared wherever a previous binding left it
+/// current, zeroed, the revision id, launch state clear (VMCLEAR).
 pub fn init_vmcs(guard: &mut KernelGuard, phys: u64) -> Result<(), VmFail> {
+    clear(guard, phys);
     objmem::zero(guard, phys, PAGE_SIZE);
     objmem::object::<VmcsRegion>(guard, phys).revision = revision_id();
-    // SAFETY: the page is a Vcpu object's VMCS page, now a valid region; it
-    // is active on no CPU (the object is being bound, not run).
+    // SAFETY: the page is a Vcpu object's VMCS page, now a valid region,
+    // active on no CPU (just cleared everywhere).
     unsafe { vmclear(phys) }
 }
 
-/// The VMCS of a Vcpu made current on this CPU; it is cleared (VMCLEAR) when
-/// dropped. Holding the kernel lock meanwhile keeps every other CPU from
-/// loading or entering it.
+/// The VMCS of a Vcpu, current on this CPU. The borrow of the lock keeps
+/// it so (no other CPU can take it meanwhile).
 pub struct ActiveVmcs<'a> {
-    phys: u64,
     _guard: core::marker::PhantomData<&'a mut KernelGuard>,
 }
 
 impl<'a> ActiveVmcs<'a> {
-    /// VMPTRLD of the VMCS at `phys` (a Vcpu object's first page, set up
-    /// by [`init_vmcs`], not running on any CPU).
-    pub fn load(_guard: &'a mut KernelGuard, phys: u64) -> Result<Self, VmFail> {
-        // SAFETY: the caller passes the VMCS page of a live Vcpu that is not
-        // in a guest anywhere (`crate::vcpu` checks `in_guest` or runs on
-        // the CPU it exited on), so no other CPU has it active; the lock
-        // keeps it so while this value lives.
-        unsafe { vmptrld(phys)? };
-        Ok(ActiveVmcs {
-            phys,
+    /// Makes the VMCS at `phys` (a Vcpu object's first page, set up by
+    /// [`init_vmcs`], whose guest runs nowhere) current on this CPU: nothing
+    /// to do if it is already; otherwise the CPU that has it clears it, this
+    /// CPU clears its own, loads this one (VMPTRLD) and writes its host state.
+    #[inline]
+    pub fn load(guard: &'a mut KernelGuard, phys: u64) -> Result<Self, VmFail> {
+        let here = this_cpu();
+        if here.current.load(Ordering::Relaxed) != phys {
+            make_current(guard, phys)?;
+        }
+        Ok(Self::token())
+    }
+
+    /// The VMCS at `phys` if it is still current on this CPU (exit decoding:
+    /// another CPU may have taken it since the guest exited here).
+    pub fn here(_guard: &'a mut KernelGuard, phys: u64) -> Option<Self> {
+        (this_cpu().current.load(Ordering::Relaxed) == phys).then(Self::token)
+    }
+
+    fn token() -> Self {
+        ActiveVmcs {
             _guard: core::marker::PhantomData,
-        })
+        }
     }
 
     /// Reads a field (0 if this processor does not have it).
     pub fn read(&self, field: VmcsField) -> u64 {
-        vmread(field).unwrap_or(0)
+        vmread(field)
     }
 
     /// Writes a field.
@@ -654,11 +712,70 @@ impl<'a> ActiveVmcs<'a> {
     }
 }
 
-impl Drop for ActiveVmcs<'_> {
-    fn drop(&mut self) {
-        // SAFETY: the VMCS was loaded by `load` from a live Vcpu page.
-        // VMCLEAR of a valid, current VMCS cannot fail.
-        let _ = unsafe { vmclear(self.phys) };
+/// The slow half of [`ActiveVmcs::load`].
+#[cold]
+fn make_current(guard: &mut KernelGuard, phys: u64) -> Result<(), VmFail> {
+    clear_elsewhere(guard, phys);
+    clear_current(guard);
+    // SAFETY: `phys` is the VMCS page of a live Vcpu (the caller's), active
+    // on no CPU now: every other CPU whose record named it has cleared it,
+    // and this CPU has just cleared its own (soundness (1), module docs).
+    unsafe { vmptrld(phys)? };
+    let here = this_cpu();
+    here.current.store(phys, Ordering::Relaxed);
+    here.launched.store(false, Ordering::Relaxed);
+    write_host_state()
+}
+
+/// Makes every CPU but this one that has the VMCS at `phys` current clear
+/// it, waiting for each.
+fn clear_elsewhere(_guard: &mut KernelGuard, phys: u64) {
+    let me = percpu::index();
+    let online = percpu::online() as usize;
+    for (cpu, record) in CPUS.iter().enumerate().take(online) {
+        if cpu != me && record.current.load(Ordering::Relaxed) == phys {
+            if let Some(target) = percpu::get(cpu as u32) {
+                target.vmclear_remotely(phys);
+            }
+        }
+    }
+}
+
+/// Clears the VMCS current on this CPU, if any (another is to be loaded,
+/// or an entry with it failed: the next entry loads and launches it anew).
+pub fn clear_current(_guard: &mut KernelGuard) {
+    let here = this_cpu();
+    let phys = here.current.swap(0, Ordering::Relaxed);
+    if phys != 0 {
+        // SAFETY: the VMCS current here, of a live Vcpu (soundness (3)).
+        // VMCLEAR of a valid VMCS cannot fail.
+        let _ = unsafe { vmclear(phys) };
+    }
+}
+
+/// Makes the VMCS at `phys` current nowhere (its Vcpu is destroyed, or
+/// its page is to be set up afresh), waiting for the CPU that has it.
+/// The caller has made every CPU running its guest leave it.
+pub fn clear(guard: &mut KernelGuard, phys: u64) {
+    clear_elsewhere(guard, phys);
+    if this_cpu().current.load(Ordering::Relaxed) == phys {
+        clear_current(guard);
+    }
+}
+
+/// Clears the VMCS at `phys` if it is the one current on this CPU, for the
+/// lock holder that asked (`PerCpu::vmclear_remotely`) and waits.
+pub fn clear_for_lock_holder(phys: u64) {
+    let here = this_cpu();
+    if here.current.load(Ordering::Relaxed) == phys {
+        // SAFETY: the VMCS current on this CPU, of a Vcpu the asking CPU
+        // keeps alive (it holds the lock until this is done). Whatever this
+        // CPU was interrupted in does not use it: VMX instructions run only
+        // under the lock (which the asking CPU holds) or in the world
+        // switch, with interrupts off up to the entry (an entry that failed
+        // then reads only the error number, 0 once the VMCS is cleared).
+        let _ = unsafe { vmclear(phys) };
+        here.current.store(0, Ordering::Relaxed);
     }
 }
 
@@ -693,9 +810,15 @@ fn descriptor_table_bases() -> (u64, u64) {
     (base(gdtr), base(idtr))
 }
 
-/// Writes the host-state fields: the state this CPU has right now, which a
-/// VM exit restores (SDM 27.5). RSP is written by vmx.S.
-fn write_host_state(vmcs: &mut ActiveVmcs) -> Result<(), VmFail> {
+/// Writes the host-state fields into the VMCS just made current: the state
+/// this CPU has, which a VM exit restores (SDM 27.5). Each value is this
+/// CPU's for good (the GDT, IDT and TSS are per CPU, FS base and GS base
+/// change only at boot, the control registers' bits only at boot; CR0.TS
+/// is clear at every entry, `sched::claim_fpu_for_guest`, and so written
+/// clear whenever this runs), except CR3: a
+/// user address space may be loaded, which [`run`] writes when it changed.
+/// HOST_RSP is constant too: vmx.S starts every entry at the stack top.
+fn write_host_state() -> Result<(), VmFail> {
     let (gdt_base, idt_base) = descriptor_table_bases();
     // SAFETY: FS_BASE, GS_BASE, EFER and PAT exist on every x86-64 CPU with
     // VMX; reading them has no side effects.
@@ -707,9 +830,17 @@ fn write_host_state(vmcs: &mut ActiveVmcs) -> Result<(), VmFail> {
             cpu::rdmsr(msr::IA32_PAT),
         )
     };
+    let cr3 = cpu::read_cr3();
+    this_cpu().host_cr3.store(cr3, Ordering::Relaxed);
+    let stack_top = percpu::current().kernel_stack_top;
     let fields = [
-        (VmcsField::HostCr0, cpu::read_cr0().bits() as u64),
-        (VmcsField::HostCr3, cpu::read_cr3()),
+        // TS as every entry has it (this may run before the guest's FPU
+        // claim, with TS still set for a thread's lazy switch).
+        (
+            VmcsField::HostCr0,
+            (cpu::read_cr0() - Cr0::CR0_TASK_SWITCHED).bits() as u64,
+        ),
+        (VmcsField::HostCr3, cr3),
         (VmcsField::HostCr4, cpu::read_cr4().bits() as u64),
         (VmcsField::HostCsSelector, HOST_CS),
         (VmcsField::HostSsSelector, HOST_SS),
@@ -729,18 +860,21 @@ fn write_host_state(vmcs: &mut ActiveVmcs) -> Result<(), VmFail> {
         (VmcsField::HostEfer, efer),
         (VmcsField::HostPat, pat),
         (VmcsField::HostRip, vmx_exit_asm as *const () as u64),
+        (VmcsField::HostRsp, stack_top - LAUNCH_FRAME_BYTES),
     ];
     for (field, value) in fields {
-        vmcs.write(field, value)?;
+        vmwrite(field, value)?;
     }
     Ok(())
 }
 
-// vmx.S writes HOST_RSP itself, by this encoding (`.set VMCS_HOST_RSP`).
-const _: () = assert!(VmcsField::HostRsp as u32 == 0x6C14);
+/// What vmx.S pushes at the top of the kernel stack before each entry (the
+/// host KERNEL_GS_BASE's two halves and the guest register area), where the
+/// exit finds them.
+const LAUNCH_FRAME_BYTES: u64 = 24;
 
 extern "C" {
-    fn vmx_launch_asm(gprs: u64) -> !;
+    fn vmx_launch_asm(gprs: u64, resume: u32) -> !;
     fn vmx_exit_asm() -> !;
 }
 
@@ -748,36 +882,44 @@ extern "C" {
 /// with its general registers, CR2 and KERNEL_GS_BASE at `gprs_phys` (the
 /// layout vmx.S expects: RAX..R15 without RSP, then CR2, KERNEL_GS_BASE).
 /// Releases the kernel lock; continues in `crate::vcpu::on_exit` with the
-/// lock held again once the guest exits or the entry failed.
+/// lock held again once the guest exits or the entry failed. The VMCS
+/// stays current on this CPU afterwards.
 pub fn run(mut guard: KernelGuard, vmcs_phys: u64, gprs_phys: u64) -> ! {
-    let here = percpu::current();
-    let index = here.index as usize;
-    ENTRY_FAILURE[index].store(0, Ordering::Relaxed);
-    let loaded = ActiveVmcs::load(&mut guard, vmcs_phys).and_then(|mut vmcs| {
-        write_host_state(&mut vmcs)?;
-        // Stays current for VMLAUNCH: cleared after the exit instead.
-        core::mem::forget(vmcs);
-        Ok(())
-    });
-    if let Err(why) = loaded {
+    let here = this_cpu();
+    here.entry_failure.store(0, Ordering::Relaxed);
+    if let Err(why) = ActiveVmcs::load(&mut guard, vmcs_phys).and_then(|_| update_host_cr3()) {
         // The entry cannot even be tried: report it like a failed VMLAUNCH.
-        ENTRY_FAILURE[index].store(failure_word(why), Ordering::Relaxed);
-        // SAFETY: as in `Drop for ActiveVmcs` (harmless if not current).
-        let _ = unsafe { vmclear(vmcs_phys) };
+        here.entry_failure
+            .store(failure_word(why), Ordering::Relaxed);
         crate::vcpu::on_exit(guard)
     }
-    LAUNCHED[index].store(vmcs_phys, Ordering::Relaxed);
+    // Launched once entered; an entry that fails clears the VMCS
+    // (`clear_current`, from the exit decoding).
+    let resume = here.launched.swap(true, Ordering::Relaxed);
     // The guest counts as user mode: `sched::stall` kicks it out and waits.
-    here.set_in_user(true);
+    let cpu = percpu::current();
+    cpu.set_in_user(true);
     drop(guard);
-    // SAFETY: the VMCS is a page of a live Vcpu object, current on this CPU,
-    // with controls from `crate::vcpu::vmx` (external interrupts and NMIs
-    // exit, EPT over a GuestSpace, all I/O and MSR accesses exit) and this
-    // CPU's host state; the register area is part of the same object and
-    // interrupts are off. The object stays allocated until the guest exits:
-    // deleting it stalls this CPU first (`crate::vcpu::destroy`), and the
-    // exit path clears the VMCS before it reports leaving the guest.
-    unsafe { vmx_launch_asm(phys_to_virt(gprs_phys)) }
+    // SAFETY: the VMCS is a page of a live Vcpu object, current on this CPU
+    // (launched on it if `resume`), with controls from `crate::vcpu::vmx`
+    // (external interrupts and NMIs exit, EPT over a GuestSpace, all I/O
+    // and MSR accesses exit) and this CPU's host state; the register area
+    // is part of the same object and interrupts are off. The object stays
+    // allocated until the guest exits: deleting it stalls this CPU first
+    // (`crate::vcpu::destroy`), then clears the VMCS here ([`clear`]).
+    unsafe { vmx_launch_asm(phys_to_virt(gprs_phys), u32::from(resume)) }
+}
+
+/// Writes the host CR3 into the current VMCS if it is not the one there.
+#[inline(always)]
+fn update_host_cr3() -> Result<(), VmFail> {
+    let cr3 = cpu::read_cr3();
+    let here = this_cpu();
+    if here.host_cr3.load(Ordering::Relaxed) != cr3 {
+        vmwrite(VmcsField::HostCr3, cr3)?;
+        here.host_cr3.store(cr3, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 fn failure_word(why: VmFail) -> u64 {
@@ -787,9 +929,9 @@ fn failure_word(why: VmFail) -> u64 {
     }
 }
 
-/// How the last VMLAUNCH on this CPU failed, if it did: the VMfail.
+/// How the last entry on this CPU failed, if it did: the VMfail.
 pub fn take_entry_failure() -> Option<VmFail> {
-    let word = ENTRY_FAILURE[percpu::current().index as usize].swap(0, Ordering::Relaxed);
+    let word = this_cpu().entry_failure.swap(0, Ordering::Relaxed);
     match word {
         0 => None,
         w if w & 1 << 33 != 0 => Some(VmFail::Invalid),
@@ -797,36 +939,26 @@ pub fn take_entry_failure() -> Option<VmFail> {
     }
 }
 
-/// Clears the VMCS this CPU launched (the guest left it, by exit or failure).
-fn clear_launched() {
-    let index = percpu::current().index as usize;
-    let vmcs = LAUNCHED[index].swap(0, Ordering::Relaxed);
-    if vmcs != 0 {
-        // SAFETY: the VMCS of the Vcpu this CPU was running; its object
-        // cannot be freed before this CPU reports leaving the guest
-        // (`set_in_user(false)` below the callers' call of this).
-        let _ = unsafe { vmclear(vmcs) };
-    }
-}
-
 /// Continues after a VM exit (from vmx.S), on a fresh kernel stack.
 #[no_mangle]
 extern "C" fn vmx_guest_exited() -> ! {
-    clear_launched();
     percpu::current().set_in_user(false);
     let guard = lock::acquire();
     crate::vcpu::on_exit(guard)
 }
 
-/// Continues after VMLAUNCH failed (from vmx.S, `rflags` right after it).
+/// Continues after VMLAUNCH or VMRESUME failed (from vmx.S, `rflags` right
+/// after it).
 #[no_mangle]
 extern "C" fn vmx_entry_failed(rflags: u64) -> ! {
     let why = if rflags & 1 != 0 {
         VmFail::Invalid
     } else {
-        VmFail::Valid(vmread(VmcsField::VmInstructionError).unwrap_or(0) as u32)
+        VmFail::Valid(vmread(VmcsField::VmInstructionError) as u32)
     };
-    ENTRY_FAILURE[percpu::current().index as usize].store(failure_word(why), Ordering::Relaxed);
+    this_cpu()
+        .entry_failure
+        .store(failure_word(why), Ordering::Relaxed);
     vmx_guest_exited()
 }
 

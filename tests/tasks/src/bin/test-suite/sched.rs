@@ -39,6 +39,11 @@ pub const TESTS: &[Test] = &[
     ("vcpu_load_mask_loads_only_named_registers", load_mask),
     ("vcpu_debug_registers_are_each_guests_own", debug_registers),
     ("vcpu_exits_keep_the_timer", exits_keep_timer),
+    (
+        "vcpu_thread_moves_between_cpus_between_exits",
+        moves_between_cpus,
+    ),
+    ("vcpu_two_guests_alternate_on_one_cpu", alternate_on_one_cpu),
 ];
 
 /// A server-side view of one bound CPU: its ring, mapped in the suite.
@@ -1027,7 +1032,11 @@ pub(crate) fn spinning_guest(env: &mut Env, space: u64) -> Result<RegisterPage, 
 
 /// Maps a page holding the real-mode guest `code` at 0x8000 into the
 /// GuestSpace `space`; returns the guest's initial register file.
-fn real_mode_guest(env: &mut Env, space: u64, code: &[u8]) -> Result<RegisterPage, String> {
+pub(crate) fn real_mode_guest(
+    env: &mut Env,
+    space: u64,
+    code: &[u8],
+) -> Result<RegisterPage, String> {
     const LOAD: u64 = 0x8000;
     let frame = env.frame()?;
     tarn_rt::process::fill_frame(&env.res, frame, |bytes| {
@@ -1506,4 +1515,203 @@ fn exits_keep_timer(env: &mut Env) -> Outcome {
     ensure!(exits > 0, "the guest made no exits");
     let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
     Ok(Pass::Ok)
+}
+
+/// A real-mode guest that counts on a port: `out dx, al; inc al; jmp` back
+/// to the `out`. Each run exits at the `out` with AL one more than the last.
+const COUNTING_GUEST: [u8; 5] = [0xEE, 0xFE, 0xC0, 0xEB, 0xFB];
+
+/// One `VcpuRun` of a [`COUNTING_GUEST`] (the whole register file loaded
+/// if `first`, else only RIP, set past the last `out`): `Ok` if it exited
+/// at the `out` to `port` with AL = `value`, else what it did instead.
+fn count_once(
+    vcpu: u64,
+    page: &mut RegisterPage,
+    first: bool,
+    port: u64,
+    value: u64,
+) -> Result<(), String> {
+    let args = VcpuRunArgs {
+        load: first,
+        load_mask: if first { 0 } else { 1 << Reg::Rip as u32 },
+        timeout_ns: GUEST_TIMEOUT_NS,
+        ..VcpuRunArgs::default()
+    };
+    match invoke::vcpu_run(vcpu, &args, page) {
+        Ok(exit) if exit.kind_raw == Exit::Io as u64 && exit.fields[0] == port => {
+            if exit.fields[3] != value {
+                return Err(alloc::format!(
+                    "the guest on port {port:#x} wrote {:#x}, not {value:#x}",
+                    exit.fields[3]
+                ));
+            }
+            page.registers()[Reg::Rip as usize] = exit.next_rip;
+            Ok(())
+        }
+        Ok(exit) => Err(alloc::format!(
+            "the guest on port {port:#x} (expecting {value:#x}) exited with kind {} fields {:x?}",
+            exit.kind_raw,
+            exit.fields
+        )),
+        Err(error) => Err(alloc::format!("VcpuRun failed: {error:?}")),
+    }
+}
+
+/// A [`COUNTING_GUEST`] in a fresh GuestSpace, writing to `port` and
+/// starting from AL = `start`: (its register page, its GuestSpace, a
+/// fresh Vcpu for it).
+fn counting_guest(
+    env: &mut Env,
+    port: u64,
+    start: u64,
+) -> Result<(RegisterPage, u64, u64), String> {
+    let space = env.create(ObjectType::GuestSpace, 15)?;
+    let mut page = real_mode_guest(env, space, &COUNTING_GUEST)?;
+    page.registers()[Reg::Rdx as usize] = port;
+    page.registers()[Reg::Rax as usize] = start;
+    let vcpu = env.create(ObjectType::Vcpu, 0)?;
+    Ok((page, space, vcpu))
+}
+
+/// A vCPU thread that moves to the other CPU after each exit
+/// (`TcbSetAffinity` on itself) keeps running its guest: the counting guest
+/// exits with 1, 2, 3, ... in turn, on whichever CPU each run happens, and
+/// the kernel's invariants hold afterwards. (VMX keeps a VMCS current on
+/// the CPU it last ran on: each move makes the new CPU have the old one
+/// clear it before loading it; loading it while the old CPU still has it,
+/// or launching it as if never launched, fails the entry, `InvalidState`.)
+fn moves_between_cpus(env: &mut Env) -> Outcome {
+    const PORT: u64 = 0x530;
+    const ROUNDS: u64 = 12;
+    if env.cpus < 2 {
+        return Ok(Pass::Skipped("one CPU"));
+    }
+    let cpus = env.cpus;
+    let (page, space, vcpu) = counting_guest(env, PORT, 1)?;
+    let frame = page.frame();
+    // Words: 0 = the thread's TCB capability (set before it starts), 1 =
+    // rounds that went as expected.
+    let shared = Shared::new();
+    let failure = alloc::sync::Arc::new(spin::Mutex::new(None::<String>));
+    let (out, failed) = (shared.clone(), failure.clone());
+    let guest = env.spawn(
+        ThreadOptions {
+            cpu: Some(cpus - 1),
+            start: false,
+            ..Default::default()
+        },
+        move || {
+            let mut page = page;
+            let me = out.get(0);
+            let result = real_mode_segments(vcpu)
+                .map_err(|e| alloc::format!("segments: {e:?}"))
+                .and_then(|()| {
+                    for round in 0..ROUNDS {
+                        count_once(vcpu, &mut page, round == 0, PORT, round + 1)?;
+                        out.bump(1);
+                        let next = if round % 2 == 0 { cpus - 2 } else { cpus - 1 };
+                        invoke::tcb_set_affinity(me, next)
+                            .map_err(|e| alloc::format!("move to CPU {next}: {e:?}"))?;
+                    }
+                    Ok(())
+                });
+            if let Err(why) = result {
+                *failed.lock() = Some(why);
+            }
+        },
+    )?;
+    match invoke::vcpu_bind(vcpu, guest.tcb, space, frame) {
+        Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+        other => expect!(other, Ok(())),
+    }
+    shared.set(0, guest.tcb);
+    expect!(invoke::tcb_resume(guest.tcb), Ok(()));
+    env.join(&guest)?;
+    if let Some(why) = failure.lock().take() {
+        return Err(alloc::format!("round {}: {why}", shared.get(1) + 1));
+    }
+    expect!(shared.get(1), ROUNDS);
+    invariants_hold("after the moves")?;
+    let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
+    Ok(Pass::Ok)
+}
+
+/// Two guests alternate on one CPU, one exit each in turn (their threads
+/// hand over through two notifications): each counting guest goes on where
+/// it left off, on its own port from its own start, and the invariants
+/// hold. (Under VMX each switch clears the VMCS current on the CPU before
+/// the other is loaded: keeping both active, or taking a VMCS loaded anew
+/// as launched, fails an entry.)
+fn alternate_on_one_cpu(env: &mut Env) -> Outcome {
+    const ROUNDS: u64 = 8;
+    let cpu = Some(env.cpus - 1);
+    let guests = [(0x540, 0x10), (0x550, 0x80)];
+    let gates = [env.notification()?, env.notification()?];
+    // Words 0 and 1: each thread's rounds that went as expected.
+    let shared = Shared::new();
+    let failure = alloc::sync::Arc::new(spin::Mutex::new(None::<String>));
+    let mut threads = alloc::vec::Vec::new();
+    for (index, (port, start)) in guests.into_iter().enumerate() {
+        let (page, space, vcpu) = counting_guest(env, port, start)?;
+        let frame = page.frame();
+        let (out, failed) = (shared.clone(), failure.clone());
+        let (mine, next) = (gates[index], gates[1 - index]);
+        let thread = env.spawn(
+            ThreadOptions {
+                cpu,
+                start: false,
+                ..Default::default()
+            },
+            move || {
+                let mut page = page;
+                let mut result =
+                    real_mode_segments(vcpu).map_err(|e| alloc::format!("segments: {e:?}"));
+                // After a failure the thread still hands over, so that
+                // the other one finishes too.
+                for round in 0..ROUNDS {
+                    let _ = tarn_rt::syscall::wait(mine, 0);
+                    if result.is_ok() {
+                        result = count_once(vcpu, &mut page, round == 0, port, start + round);
+                    }
+                    if result.is_ok() {
+                        out.bump(index);
+                    }
+                    let _ = tarn_rt::syscall::signal(next);
+                }
+                if let Err(why) = result {
+                    failed.lock().get_or_insert(why);
+                }
+            },
+        )?;
+        match invoke::vcpu_bind(vcpu, thread.tcb, space, frame) {
+            Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+            other => expect!(other, Ok(())),
+        }
+        expect!(invoke::tcb_resume(thread.tcb), Ok(()));
+        threads.push((thread, vcpu));
+    }
+    expect!(tarn_rt::syscall::signal(gates[0]), Ok(()));
+    for (thread, _) in &threads {
+        env.join(thread)?;
+    }
+    if let Some(why) = failure.lock().take() {
+        return Err(why);
+    }
+    expect!(shared.get(0), ROUNDS);
+    expect!(shared.get(1), ROUNDS);
+    invariants_hold("after the guests alternated")?;
+    for (_, vcpu) in threads {
+        let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
+    }
+    Ok(Pass::Ok)
+}
+
+/// Fails unless the kernel's invariant check holds now.
+fn invariants_hold(when: &str) -> Result<(), String> {
+    let report = invoke::machine_check_invariants(slot::MACHINE).ctx("check invariants")?;
+    ensure!(
+        report.consistent,
+        "the kernel's invariants do not hold {when} (its console line names the first broken one)"
+    );
+    Ok(())
 }

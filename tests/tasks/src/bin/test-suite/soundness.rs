@@ -65,6 +65,10 @@ pub const TESTS: &[Test] = &[
         "soundness_register_page_moved_deleted_refused",
         register_page_moved_deleted_refused,
     ),
+    (
+        "soundness_vcpu_deleted_while_current_on_another_cpu",
+        vcpu_deleted_while_current_elsewhere,
+    ),
 ];
 
 const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
@@ -946,5 +950,91 @@ fn register_page_moved_deleted_refused(env: &mut Env) -> Outcome {
     )?;
     consistent("after the refused run")?;
     let _ = invoke::cnode_delete(slot::ROOT_CNODE, vcpu);
+    Ok(Pass::Ok)
+}
+
+/// A Vcpu whose guest ran on another CPU and exited there (its thread then
+/// blocked, the CPU idles) is deleted, its memory revoked and retyped as a
+/// frame filled with a pattern, and a second guest then runs on that CPU:
+/// the frame keeps its pattern, and the invariants hold throughout. (VMX
+/// keeps a VMCS current on the CPU it last ran on; deleting the Vcpu must
+/// have that CPU clear it first. Otherwise the CPU still has it when the
+/// memory is reused, and clears it, writing it back into the frame, when
+/// the second guest's VMCS is loaded there; the invariant check also
+/// finds a CPU's current VMCS that is no live Vcpu's.)
+fn vcpu_deleted_while_current_elsewhere(env: &mut Env) -> Outcome {
+    if env.cpus < 2 {
+        return Ok(Pass::Skipped("one CPU"));
+    }
+    let cpu = Some(env.cpus - 1);
+    let untyped = env.untyped(tarn_rt::abi::VCPU_SIZE_BITS)?;
+    let vcpu = retype(env, untyped, ObjectType::Vcpu, 0)?;
+    let second_vcpu = env.create(ObjectType::Vcpu, 0)?;
+    let gate = env.notification()?;
+    // Words 0 and 1: each guest's exit kind + 1000 (or error + 1).
+    let shared = Shared::new();
+    let mut threads = alloc::vec::Vec::new();
+    for (word, vcpu) in [(0, vcpu), (1, second_vcpu)] {
+        let space = env.create(ObjectType::GuestSpace, 15)?;
+        // hlt
+        let page = crate::sched::real_mode_guest(env, space, &[0xF4])?;
+        let frame = page.frame();
+        let out = shared.clone();
+        let thread = env.spawn(
+            ThreadOptions {
+                cpu,
+                start: false,
+                ..Default::default()
+            },
+            move || {
+                let mut page = page;
+                let args = VcpuRunArgs {
+                    load: true,
+                    timeout_ns: 100_000_000,
+                    ..VcpuRunArgs::default()
+                };
+                let result = crate::sched::real_mode_segments(vcpu)
+                    .and_then(|()| invoke::vcpu_run(vcpu, &args, &mut page));
+                out.set(
+                    word,
+                    match result {
+                        Ok(exit) => exit.kind_raw + 1000,
+                        Err(error) => error as u64 + 1,
+                    },
+                );
+                // The first thread stays (blocked) until the end.
+                if word == 0 {
+                    let _ = tarn_rt::wait(gate, 0);
+                }
+            },
+        )?;
+        match invoke::vcpu_bind(vcpu, thread.tcb, space, frame) {
+            Err(Error::NotSupported) => return Ok(Pass::Skipped("no SVM or VMX")),
+            other => expect!(other, Ok(())),
+        }
+        threads.push(thread);
+    }
+    let halted = Exit::Hlt as u64 + 1000;
+    expect!(invoke::tcb_resume(threads[0].tcb), Ok(()));
+    env.wait_state(threads[0].tcb, ThreadState::BlockedOnNotification)?;
+    expect!(shared.get(0), halted);
+    expect!(invoke::cnode_delete(slot::ROOT_CNODE, vcpu), Ok(()));
+    consistent("once the Vcpu whose VMCS another CPU had is deleted")?;
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, untyped), Ok(()));
+    // The first page of the Vcpu's memory: its VMCS (VMX) or VMCB (SVM).
+    let reused = retype(env, untyped, ObjectType::Frame4K, 0)?;
+    let vaddr = fill_with_pattern(env, reused)?;
+    expect!(invoke::tcb_resume(threads[1].tcb), Ok(()));
+    env.join(&threads[1])?;
+    expect!(shared.get(1), halted);
+    unchanged(
+        vaddr,
+        false,
+        "a frame retyped from a deleted Vcpu's first page",
+    )?;
+    consistent("after another guest ran on that CPU")?;
+    expect!(tarn_rt::signal(gate), Ok(()));
+    env.join(&threads[0])?;
+    let _ = invoke::cnode_delete(slot::ROOT_CNODE, second_vcpu);
     Ok(Pass::Ok)
 }
