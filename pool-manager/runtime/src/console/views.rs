@@ -189,7 +189,7 @@ impl Console {
         say!(
             "root resources  : {} free slots of {}, {} heap bytes, {} free untyped bytes",
             res.slots.remaining(),
-            res.slots.capacity(),
+            1u64 << res.cnode_bits,
             tarn_rt::heap_used_bytes(),
             res.untyped.free_bytes() + cells
         );
