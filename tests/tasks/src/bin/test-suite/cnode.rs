@@ -27,6 +27,10 @@ pub const TESTS: &[Test] = &[
     ("cnode_destroy_deletes_contents", destroy_contents),
     ("cnode_grow_keeps_every_pointer", grow_keeps_every_pointer),
     ("cnode_grow_refuses_what_it_cannot_do", grow_refuses),
+    (
+        "cnode_grow_leaves_each_cnode_under_its_memory",
+        grow_keeps_memory_ownership,
+    ),
 ];
 
 const RW: Rights = Rights(Rights::READ.0 | Rights::WRITE.0);
@@ -578,6 +582,34 @@ fn grow_refuses(env: &mut Env) -> Outcome {
     );
     expect_err!(tarn_rt::nb_send(back, empty(), [0; 4]), Error::WouldBlock);
     consistent_after("the growth")?;
+    Ok(Pass::Ok)
+}
+
+/// After `CNodeGrow` the capabilities naming each CNode derive from the
+/// memory it lies in: revoking the untyped the new CNode was retyped from
+/// deletes the grown CSpace's capability (the new CNode goes, with what it
+/// holds) and leaves the one to the old CNode, which lies elsewhere.
+fn grow_keeps_memory_ownership(env: &mut Env) -> Outcome {
+    let x = env.create(ObjectType::CNode, 4)?;
+    let endpoint = env.endpoint()?;
+    invoke::cnode_copy(x, 3, slot::ROOT_CNODE, endpoint, Rights::ALL).ctx("fill X")?;
+    let memory = env.untyped(16)?;
+    let y = env.slot()?;
+    invoke::untyped_retype(memory, ObjectType::CNode, 6, slot::ROOT_CNODE, y, 1).ctx("retype Y")?;
+    let caps = live_caps()?;
+    let objects = env.live_objects()?;
+    expect!(invoke::cnode_grow(x, y), Ok(()));
+    expect!(invoke::cnode_revoke(slot::ROOT_CNODE, memory), Ok(()));
+    let probe = env.slot()?;
+    expect_err!(
+        invoke::cnode_copy(slot::ROOT_CNODE, probe, x, 3, Rights::ALL),
+        Error::InvalidCapability
+    );
+    expect!(live_caps()?, caps - 2);
+    expect!(env.live_objects()?, objects - 1);
+    expect!(has_slot(env, y, 15)?, true);
+    expect!(has_slot(env, y, 16)?, false);
+    consistent_after("the revoke")?;
     Ok(Pass::Ok)
 }
 
