@@ -40,7 +40,9 @@ pub mod slot {
     pub const FIRST_DYNAMIC: u64 = 16;
 }
 
-/// log2 of the number of slots in the root CNode. Every page of a boot
+/// log2 of the number of slots in the root CNode at boot (unless the kernel
+/// option `root_cnode_bits=N` says otherwise: [`BootInfo::root_cnode_bits`]
+/// is the size given; the root task grows it with `CNodeGrow`). Every page of a boot
 /// module takes a slot (its read-only frame capability), and a config
 /// archive carrying a Linux kernel and initramfs is 16 MiB (4 000 pages):
 /// 2^14 slots leave room for about 48 MiB of modules beside the root
@@ -126,6 +128,8 @@ pub struct BootInfo {
     pub node_count: u64,
     /// The NUMA node of CPU i (entries 0..cpu_count).
     pub cpu_nodes: [u8; MAX_BOOT_CPUS],
+    /// log2 slots of the root CNode (slot [`slot::ROOT_CNODE`]) at boot.
+    pub root_cnode_bits: u64,
 }
 const _: () = assert!(core::mem::size_of::<BootInfo>() <= 4096);
 

@@ -38,6 +38,26 @@ pub enum Invocation {
     /// CNode. MR0 = slot (must hold a capability). Deletes every capability
     /// derived from this one, in every CNode; the capability itself stays.
     CNodeRevoke = 6,
+    /// CNode (the one to grow, OLD). MR0 = slot (in the caller's CSpace)
+    /// of the only capability to an empty CNode with more slots (NEW,
+    /// retyped by the caller). In one step: every capability in OLD moves
+    /// to the same index in NEW, with its place in the derivation tree (as
+    /// `CNodeMove`); every capability naming OLD (threads' CSpace roots
+    /// among them) then names NEW, and the one that named NEW names OLD,
+    /// each taking the other's place in the tree (so NEW stays a child of
+    /// the memory it was retyped from). No capability pointer changes:
+    /// what a thread looked up before the call and what it looks up after
+    /// are the same capabilities. The capability in MR0's slot is left
+    /// naming the emptied OLD (delete it, or revoke OLD's memory, to free
+    /// it). Errors: MR0 not a CNode (`WrongType`); NEW not larger than OLD
+    /// (`InvalidArgument`); a capability to NEW besides MR0's, or a
+    /// capability to OLD that is not in the derivation subtree of the
+    /// topmost one above the invoked capability (`IllegalState`: the kernel
+    /// rewrites exactly one such family); a capability in NEW at an index
+    /// below OLD's size (`SlotOccupied`). Costs one step per slot of OLD
+    /// under the kernel lock (README, "Scale"), so CNodes of at most 2^16
+    /// slots grow.
+    CNodeGrow = 7,
 
     /// Tcb. MR0 = CNode cptr (the thread's cspace), MR1 = VSpace cptr, MR2 =
     /// IPC-buffer frame cptr (0 = none), MR3 = IPC-buffer virtual address,
@@ -241,6 +261,7 @@ impl Invocation {
         Self::CNodeMove,
         Self::CNodeDelete,
         Self::CNodeRevoke,
+        Self::CNodeGrow,
         Self::TcbConfigure,
         Self::TcbWriteRegisters,
         Self::TcbReadRegisters,
@@ -286,6 +307,7 @@ impl Invocation {
             4 => Self::CNodeMove,
             5 => Self::CNodeDelete,
             6 => Self::CNodeRevoke,
+            7 => Self::CNodeGrow,
             10 => Self::TcbConfigure,
             11 => Self::TcbWriteRegisters,
             12 => Self::TcbReadRegisters,
@@ -354,7 +376,7 @@ mod tests {
                 assert_eq!(i as u64, n);
             }
         }
-        assert_eq!(Invocation::ALL.len(), 40);
+        assert_eq!(Invocation::ALL.len(), 41);
         assert!(
             (0..1024)
                 .filter_map(Invocation::from_u64)

@@ -178,7 +178,14 @@ extern "C" fn kernel_entry(protocol: u32, info_phys: u32) -> ! {
     let mut guard = lock::acquire();
     object::held::init(&mut guard);
     let initrd = (info.loader_range_count > 0).then(|| info.loader_ranges[0].clone());
-    if let Err(error) = rootserver::start(&mut guard, info.cmdline, initrd, srat.as_ref()) {
+    if let Err(error) = rootserver::start(
+        &mut guard,
+        info.cmdline,
+        args.root_cnode_bits
+            .unwrap_or(tarn_ipc_schema::boot::ROOT_CNODE_SIZE_BITS as u8),
+        initrd,
+        srat.as_ref(),
+    ) {
         kprintln!("tarn: cannot start the root task: {error}");
         exit(1);
     }

@@ -65,7 +65,10 @@ impl Builder {
     }
 
     fn take_slot(&mut self) -> Result<u64, RootError> {
-        if self.next_slot >= 1 << abi::ROOT_CNODE_SIZE_BITS {
+        let Cap::CNode { size_bits, .. } = self.cnode else {
+            unreachable!("the builder's CNode is one")
+        };
+        if self.next_slot >= 1 << size_bits {
             return Err(RootError::OutOfResources("root CNode full"));
         }
         self.next_slot += 1;
@@ -190,10 +193,12 @@ fn record_numa(info: &mut BootInfo, numa: Option<&Srat>) {
     }
 }
 
-/// Builds the root task and makes it runnable on CPU 0.
+/// Builds the root task, with a root CNode of 2^`cnode_bits` slots, and
+/// makes it runnable on CPU 0.
 pub fn start(
     guard: &mut KernelGuard,
     cmdline: &str,
+    cnode_bits: u8,
     initrd: Option<core::ops::Range<u64>>,
     numa: Option<&Srat>,
 ) -> Result<(), RootError> {
@@ -206,22 +211,17 @@ pub fn start(
         .map_err(|_| RootError::BadImage("not an ELF file"))?;
 
     // The root CNode, from the kernel's own frames.
-    let cnode_bytes = SLOT_BYTES << abi::ROOT_CNODE_SIZE_BITS;
+    let cnode_bytes = SLOT_BYTES << cnode_bits;
     let cnode_phys = FRAMES
         .lock()
         .alloc_contiguous(cnode_bytes / PAGE_SIZE)
         .ok_or(RootError::OutOfResources("no memory for the root CNode"))?;
     objmem::admit(cnode_phys, cnode_bytes, PAGE_SIZE);
     objmem::zero(guard, cnode_phys, cnode_bytes);
-    init_header(
-        guard,
-        cnode_phys,
-        ObjectType::CNode,
-        abi::ROOT_CNODE_SIZE_BITS as u8 + 6,
-    );
+    init_header(guard, cnode_phys, ObjectType::CNode, cnode_bits + 6);
     let cnode = Cap::CNode {
         phys: cnode_phys,
-        size_bits: abi::ROOT_CNODE_SIZE_BITS as u8,
+        size_bits: cnode_bits,
     };
     let mut info = BootInfo {
         magic: abi::BOOT_INFO_MAGIC,
@@ -241,6 +241,7 @@ pub fn start(
         cmdline: [0; abi::CMDLINE_BYTES],
         node_count: 1,
         cpu_nodes: [0; abi::MAX_BOOT_CPUS],
+        root_cnode_bits: u64::from(cnode_bits),
     };
     record_numa(&mut info, numa);
     let mut builder = Builder {

@@ -220,7 +220,7 @@ fn invoke(
     let mut caller = Caller::new(guard, thread, cspace, info);
     match cap {
         Cap::Untyped { .. } => object::memory::invoke_untyped(guard, &mut caller, slot, label),
-        Cap::CNode { .. } => object::cnode::invoke(guard, &mut caller, cap, label),
+        Cap::CNode { .. } => object::cnode::invoke(guard, &mut caller, cap, slot, label),
         Cap::Tcb { phys } => object::tcb::invoke(guard, &mut caller, phys, label),
         Cap::Frame { .. } => object::memory::invoke_frame(guard, &mut caller, slot, label),
         Cap::VSpace { .. } | Cap::GuestSpace { .. } => Err(Error::IllegalOperation),

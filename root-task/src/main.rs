@@ -82,7 +82,7 @@ fn main(arg: u64) {
         names.join(" ")
     );
 
-    let mut resources = Resources::for_root_task(info);
+    let mut resources = Resources::from_boot_info(info);
     let words: Vec<&str> = info.cmdline().split_whitespace().collect();
     if words.contains(&"test") {
         run_child(

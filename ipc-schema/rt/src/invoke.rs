@@ -123,6 +123,13 @@ pub fn cnode_revoke(cnode: CPtr, slot: u64) -> Result<(), Error> {
     invoke_unit(cnode, Invocation::CNodeRevoke, &[slot])
 }
 
+/// Grows the CNode `cnode` into the larger, empty CNode whose only
+/// capability is in `new` (the caller's CSpace); `new` then names the old,
+/// emptied CNode (see [`Invocation::CNodeGrow`]).
+pub fn cnode_grow(cnode: CPtr, new: CPtr) -> Result<(), Error> {
+    invoke_unit(cnode, Invocation::CNodeGrow, &[new])
+}
+
 /// What a thread runs on (the arguments of `TcbConfigure`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcbConfig {

@@ -477,6 +477,7 @@ pub fn spawn_process(resources: &mut Resources, config: &ProcessConfig) -> Resul
         // A child sees one node: placement is the root task's business.
         node_count: 1,
         cpu_nodes: [0; MAX_BOOT_CPUS],
+        root_cnode_bits: config.cnode_bits,
     };
     let cmdline_length = info.cmdline_len as usize;
     info.cmdline[..cmdline_length].copy_from_slice(&config.cmdline.as_bytes()[..cmdline_length]);

@@ -14,6 +14,9 @@ use alloc::vec::Vec;
 use tarn_ipc_schema::boot::BootInfo;
 use tarn_ipc_schema::{CPtr, Error, ObjectType};
 
+/// log2 slots of the largest CNode (`tarn_ipc_schema::object_size`).
+pub const MAX_CNODE_BITS: u64 = 16;
+
 /// The free slots `first..end` of a CNode, as a bitmap: a slot is handed
 /// out lowest first, and a run of consecutive slots ([`alloc_range`]) is
 /// found among the freed ones too, so slots given back always serve again
@@ -103,6 +106,21 @@ impl SlotAllocator {
             .filter(|&i| self.is_used(i) && !earlier.is_used(i))
             .map(|i| self.first + i)
             .collect()
+    }
+
+    /// Slots in the range, free or not.
+    pub fn capacity(&self) -> u64 {
+        self.end - self.first
+    }
+
+    /// Extends the range to end at `end` (the CNode grew); the new slots
+    /// are free. A smaller `end` changes nothing.
+    pub fn grow(&mut self, end: u64) {
+        if end > self.end {
+            self.end = end;
+            self.used
+                .resize((end - self.first).div_ceil(64) as usize, 0);
+        }
     }
 
     /// Slots still available.
@@ -272,6 +290,8 @@ impl UntypedAllocator {
 pub struct Resources {
     /// The caller's root CNode (where new capabilities go).
     pub cnode: CPtr,
+    /// log2 of its slots.
+    pub cnode_bits: u64,
     /// The caller's address space.
     pub vspace: CPtr,
     /// Free slots of `cnode`.
@@ -287,21 +307,46 @@ impl Resources {
     pub fn from_boot_info(info: &BootInfo) -> Self {
         Resources {
             cnode: slot::ROOT_CNODE,
+            cnode_bits: info.root_cnode_bits,
             vspace: slot::ROOT_VSPACE,
-            slots: SlotAllocator::new(info.first_free_slot, 1 << layout::PROCESS_CNODE_SIZE_BITS),
+            slots: SlotAllocator::new(info.first_free_slot, 1 << info.root_cnode_bits),
             untyped: UntypedAllocator::from_boot_info(info),
         }
     }
 
-    /// The root task's resources: as [`Self::from_boot_info`], with the
-    /// slots of its larger CNode.
-    pub fn for_root_task(info: &BootInfo) -> Self {
-        let mut resources = Self::from_boot_info(info);
-        resources.slots = SlotAllocator::new(
-            info.first_free_slot,
-            1 << tarn_ipc_schema::boot::ROOT_CNODE_SIZE_BITS,
-        );
-        resources
+    /// Whether the caller's CNode should grow ([`Self::grow_cspace`]):
+    /// fewer than 1/8 of its slots are free, and it is not the largest a
+    /// CNode can be.
+    pub fn cspace_low(&self) -> bool {
+        self.cnode_bits < MAX_CNODE_BITS && self.slots.remaining() < self.slots.capacity() / 8
+    }
+
+    /// Grows the caller's CNode to twice its slots (`CNodeGrow`): a CNode
+    /// of 2^(`cnode_bits` + 1) slots is retyped from the untyped capability
+    /// `memory` (2^(`cnode_bits` + 7) bytes suffice) into a free slot, and
+    /// takes the old one's place; every capability keeps its pointer.
+    /// Returns that slot, which then holds the capability to the emptied
+    /// old CNode (the caller deletes it, or revokes the memory it came
+    /// from). On error nothing changed.
+    pub fn grow_cspace(&mut self, memory: CPtr) -> Result<CPtr, Error> {
+        let bits = self.cnode_bits + 1;
+        if bits > MAX_CNODE_BITS {
+            return Err(Error::OutOfRange);
+        }
+        let slot = self.slots.alloc()?;
+        let grown = invoke::untyped_retype(memory, ObjectType::CNode, bits, self.cnode, slot, 1)
+            .and_then(|()| {
+                invoke::cnode_grow(self.cnode, slot).inspect_err(|_| {
+                    let _ = invoke::cnode_delete(self.cnode, slot);
+                })
+            });
+        if let Err(error) = grown {
+            self.slots.free(slot);
+            return Err(error);
+        }
+        self.cnode_bits = bits;
+        self.slots.grow(1 << bits);
+        Ok(slot)
     }
 
     /// Learns the real watermark of every untyped region larger than a page:
@@ -467,6 +512,22 @@ mod tests {
         assert_eq!(slots.alloc(), Err(Error::OutOfRange));
         slots.free(9999);
         assert_eq!(slots.remaining(), 0);
+    }
+
+    #[test]
+    fn a_grown_range_hands_out_its_new_slots_and_keeps_the_old() {
+        let mut slots = SlotAllocator::new(16, 100);
+        let first = slots.alloc_range(84).unwrap();
+        assert_eq!((first, slots.alloc()), (16, Err(Error::OutOfRange)));
+        slots.free(50);
+        slots.grow(200);
+        assert_eq!(slots.capacity(), 184);
+        assert_eq!(slots.remaining(), 101);
+        assert_eq!(slots.alloc(), Ok(50));
+        assert_eq!(slots.alloc_range(100), Ok(100));
+        assert_eq!(slots.alloc(), Err(Error::OutOfRange));
+        slots.grow(150);
+        assert_eq!(slots.capacity(), 184);
     }
 
     #[test]

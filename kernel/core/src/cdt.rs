@@ -160,6 +160,52 @@ pub fn replace<S: TreeStore>(store: &mut S, from: u64, to: u64) {
     store.set_links(from, Links::default());
 }
 
+/// Moves `slot`, with all its descendants, to be a child of `parent` (a
+/// root if `parent` is [`NONE`]); `parent` must not descend from `slot`.
+pub fn reparent<S: TreeStore>(store: &mut S, slot: u64, parent: u64) {
+    let links = store.links(slot);
+    unlink_from_siblings(store, slot, links);
+    attach(store, parent, slot);
+}
+
+/// Calls `visit` on `slot` and then on every descendant of it, depth
+/// first, and returns how many it visited; stops (returning `None`) before
+/// the visit that would be visit number `max + 1`. `visit` may change the
+/// store, but not the tree's links.
+pub fn visit_subtree<S: TreeStore>(
+    store: &mut S,
+    slot: u64,
+    max: u64,
+    mut visit: impl FnMut(&mut S, u64),
+) -> Option<u64> {
+    let mut count = 0u64;
+    let mut current = slot;
+    loop {
+        if count == max {
+            return None;
+        }
+        visit(store, current);
+        count += 1;
+        let links = store.links(current);
+        if links.first_child != NONE {
+            current = links.first_child;
+            continue;
+        }
+        // Up until a slot below `slot` has a next sibling.
+        loop {
+            if current == slot {
+                return Some(count);
+            }
+            let links = store.links(current);
+            if links.next_sibling != NONE {
+                current = links.next_sibling;
+                break;
+            }
+            current = links.parent;
+        }
+    }
+}
+
 /// Whether `slot` has descendants.
 pub fn has_children<S: TreeStore>(store: &S, slot: u64) -> bool {
     store.links(slot).first_child != NONE
@@ -434,6 +480,47 @@ mod tests {
         replace(&mut s, 1, 11);
         s.ok();
         assert_eq!(s.revoke(11).len(), 4);
+    }
+
+    #[test]
+    fn reparent_moves_a_whole_subtree() {
+        let mut s = Store::default();
+        insert_child(&mut s, NONE, 1);
+        for (parent, child) in [(1, 2), (1, 3), (2, 4), (4, 5), (3, 6)] {
+            insert_child(&mut s, parent, child);
+        }
+        reparent(&mut s, 2, 6);
+        s.ok();
+        assert_eq!(s.children(1), [3]);
+        assert_eq!(s.children(6), [2]);
+        assert_eq!(s.children(2), [4]);
+        assert!(is_ancestor(&s, 3, 5));
+        reparent(&mut s, 6, NONE);
+        s.ok();
+        assert_eq!(s.links(6).parent, NONE);
+        assert_eq!(s.revoke(1), [3]);
+        assert_eq!(s.revoke(6), [2, 4, 5]);
+    }
+
+    #[test]
+    fn visit_subtree_sees_the_slot_and_its_descendants_only() {
+        let mut s = Store::default();
+        insert_child(&mut s, NONE, 1);
+        for (parent, child) in [(1, 2), (1, 3), (2, 4), (2, 5), (4, 6), (3, 7)] {
+            insert_child(&mut s, parent, child);
+        }
+        let mut seen = Vec::new();
+        assert_eq!(visit_subtree(&mut s, 2, 10, |_, x| seen.push(x)), Some(4));
+        seen.sort();
+        assert_eq!(seen, [2, 4, 5, 6]);
+        let mut seen = Vec::new();
+        assert_eq!(visit_subtree(&mut s, 1, 10, |_, x| seen.push(x)), Some(7));
+        seen.sort();
+        assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(visit_subtree(&mut s, 7, 1, |_, _| {}), Some(1));
+        let mut visits = 0;
+        assert_eq!(visit_subtree(&mut s, 1, 6, |_, _| visits += 1), None);
+        assert_eq!(visits, 6);
     }
 
     #[test]

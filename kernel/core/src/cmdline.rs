@@ -134,6 +134,10 @@ pub struct KernelArgs<'a> {
     pub noauto: bool,
     /// `vmtest=GUEST,...`: the guests the VMM runs (a root-task option).
     pub vmtest: Option<&'a str>,
+    /// `root_cnode_bits=N` (12..=16): log2 slots of the root task's initial
+    /// CNode, instead of `ROOT_CNODE_SIZE_BITS` (a smaller one makes the
+    /// root task grow its CSpace sooner: the test of that growth).
+    pub root_cnode_bits: Option<u8>,
 }
 
 /// A problem with one command-line token; parsing continues after it.
@@ -191,6 +195,7 @@ enum Key {
     NoAuto = 1 << 10,
     VmTest = 1 << 11,
     PaceHz = 1 << 12,
+    RootCnodeBits = 1 << 13,
 }
 
 impl Key {
@@ -209,6 +214,7 @@ impl Key {
             "noauto" => Key::NoAuto,
             "vmtest" => Key::VmTest,
             "pace_hz" => Key::PaceHz,
+            "root_cnode_bits" => Key::RootCnodeBits,
             _ => return None,
         })
     }
@@ -291,6 +297,13 @@ impl<'a> KernelArgs<'a> {
                     .ok_or(())?;
                 self.pace_hz = Some(hz);
             }
+            Key::RootCnodeBits => {
+                let bits = value
+                    .and_then(|v| v.parse::<u8>().ok())
+                    .filter(|bits| (12..=16).contains(bits))
+                    .ok_or(())?;
+                self.root_cnode_bits = Some(bits);
+            }
             Key::Pool0Cpus => {
                 let cpus = value
                     .and_then(|v| v.parse::<u32>().ok())
@@ -349,7 +362,7 @@ mod tests {
     #[test]
     fn every_option_is_recognised() {
         let (args, warnings) = parse(
-            "poweroff selftest=gpf test bench pool0_cpus=3 loglevel=debug noauto pace_hz=10000",
+            "poweroff selftest=gpf test bench pool0_cpus=3 loglevel=debug noauto pace_hz=10000 root_cnode_bits=12",
         );
         assert!(warnings.is_empty(), "{warnings:?}");
         assert!(args.poweroff && args.test && args.bench);
@@ -357,6 +370,7 @@ mod tests {
         assert_eq!(args.pool0_cpus, Some(3));
         assert!(args.noauto);
         assert_eq!(args.pace_hz, Some(10_000));
+        assert_eq!(args.root_cnode_bits, Some(12));
         assert_eq!(args.loglevel, LogLevel::Debug);
     }
 
@@ -390,7 +404,8 @@ mod tests {
     fn bad_values_warn_and_keep_the_default() {
         let (args, warnings) = parse(
             "pool0_cpus=x pool0_cpus=0 pool0_cpus=-1 pool0_cpus=99999999999 \
-             loglevel=loud selftest=reboot selftest poweroff=1 test= bench=yes",
+             loglevel=loud selftest=reboot selftest poweroff=1 test= bench=yes \
+             root_cnode_bits=11 root_cnode_bits=17",
         );
         assert_eq!(
             args,
@@ -419,6 +434,8 @@ mod tests {
                 ("poweroff", "1"),
                 ("test", ""),
                 ("bench", "yes"),
+                ("root_cnode_bits", "11"),
+                ("root_cnode_bits", "17"),
             ]
         );
     }

@@ -15,6 +15,7 @@
 use crate::courier::Courier;
 use crate::domains::DomainRt;
 use crate::policies::policy_modules;
+use crate::say;
 use crate::servers::{watch_faults, FaultNote, PoolRt};
 use crate::tenants::{serve_tenants, TenantMail};
 use alloc::collections::BTreeMap;
@@ -85,6 +86,9 @@ pub struct Pools {
     pub(crate) loaded: BTreeMap<String, Vec<u8>>,
     /// The load in progress: name, size, bytes so far.
     pub(crate) loading: Option<(String, u32, Vec<u8>)>,
+    /// The cell-memory block the root task's CNode lies in once it has
+    /// grown (`None`: the CNode the kernel built at boot).
+    pub(crate) cspace_block: Option<CPtr>,
     /// Virtual time.
     pub clock: Clock,
 }
@@ -137,6 +141,7 @@ impl Pools {
             couriers: Vec::new(),
             loaded: BTreeMap::new(),
             loading: None,
+            cspace_block: None,
             clock,
         };
         let pool0 = tarn_pool_manager::pools::POOL0;
@@ -152,6 +157,42 @@ impl Pools {
             .collect();
         pools.apply(res, binds);
         Ok(pools)
+    }
+
+    /// Doubles the root task's CNode once fewer than 1/8 of its slots are
+    /// free ([`Resources::cspace_low`]), in a cell-memory block of the new
+    /// CNode's size: no capability pointer changes (`CNodeGrow`), and the
+    /// old CNode's block goes back to the cells. The CNode the kernel
+    /// built at boot lies in the kernel's memory, outside every untyped:
+    /// the root task keeps it (a live object, 1 MiB at 2^14 slots) rather
+    /// than lose its memory. Safe at any time, with the other threads of
+    /// the root task running: the kernel makes the change in one step.
+    fn grow_cspace(&mut self, res: &mut Resources) {
+        if !res.cspace_low() {
+            return;
+        }
+        let bits = res.cnode_bits + 1 + u64::from(tarn_rt::abi::SLOT_BYTES.trailing_zeros());
+        let block = match self.memory.alloc(&mut KernelUntyped(res), bits) {
+            Ok(block) => block,
+            Err(error) => {
+                say!("error: root: the CSpace cannot grow: no memory ({error:?})");
+                return;
+            }
+        };
+        match res.grow_cspace(block.cptr) {
+            Ok(old) => {
+                if let Some(previous) = self.cspace_block.replace(block.cptr) {
+                    // Revoking the block destroys the old CNode.
+                    let _ = self.memory.free(&mut KernelUntyped(res), previous);
+                    res.slots.free(old);
+                }
+                say!("root: CSpace grown to {} slots", 1u64 << res.cnode_bits);
+            }
+            Err(error) => {
+                let _ = self.memory.free(&mut KernelUntyped(res), block.cptr);
+                say!("error: root: the CSpace cannot grow: {error:?}");
+            }
+        }
     }
 
     pub(crate) fn pool_name(&self, pool: PoolId) -> String {
@@ -268,10 +309,12 @@ impl Pools {
         }
     }
 
-    /// Runs between commands: replaces the servers that did not answer a
-    /// request, ends the loans that are due, and handles what the fault
-    /// watcher saw (`servers.rs`).
+    /// Runs between commands: grows the root task's CNode when it runs
+    /// low, replaces the servers that did not answer a request, ends the
+    /// loans that are due, and handles what the fault watcher saw
+    /// (`servers.rs`).
     pub fn service(&mut self, res: &mut Resources) {
+        self.grow_cspace(res);
         self.spare_courier(res);
         while let Some((pool, why)) = self.failing.pop_first() {
             self.replace_server(res, pool, &why);

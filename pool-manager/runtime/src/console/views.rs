@@ -187,8 +187,9 @@ impl Console {
         }
         let cells = pools.map_or(0, Pools::free_cell_bytes);
         say!(
-            "root resources  : {} free slots, {} heap bytes, {} free untyped bytes",
+            "root resources  : {} free slots of {}, {} heap bytes, {} free untyped bytes",
             res.slots.remaining(),
+            1u64 << res.cnode_bits,
             tarn_rt::heap_used_bytes(),
             res.untyped.free_bytes() + cells
         );

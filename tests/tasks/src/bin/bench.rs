@@ -25,6 +25,9 @@
 //!   dispatch entry on CPU 0 makes the same `Call` as `ipc_call_reply_insns`
 //!   to the same server (a system thread on CPU 0), which runs on the
 //!   caller's entry (IPC donation) and answers with `ReplyRecv`.
+//! - `cnode_grow_16k_insns`: `CNodeGrow` of a full 2^14-slot CNode (the
+//!   root task's size at boot, every slot holding a copy of one endpoint)
+//!   into a 2^15-slot one: the one system call, under the kernel lock.
 //!
 //! The same binary is the IPC server when started with `bench-server`.
 
@@ -109,6 +112,13 @@ fn main(arg: u64) {
             let insns = credit_decision(threads);
             println!("bench: credit_decision_{threads}_insns {insns} insns");
         }
+        match cnode_grow_full(&mut res) {
+            Ok(insns) => println!("bench: cnode_grow_16k_insns {insns} insns"),
+            Err(why) => {
+                println!("bench: FAILED: CNode growth: {why}");
+                ok = false;
+            }
+        }
     }
     let _ = invoke::machine_power_off(tarn_rt::layout::slot::MACHINE, if ok { 0 } else { 1 });
 }
@@ -169,6 +179,34 @@ fn credit_decision(threads: u64) -> u64 {
     let start = rdtsc();
     rounds(&mut policy, &mut now);
     (rdtsc() - start) / (ROUNDS * u64::from(CPUS))
+}
+
+/// `CNodeGrow` of a full 2^14-slot CNode into a 2^15-slot one (module
+/// documentation); everything it made goes again.
+fn cnode_grow_full(res: &mut Resources) -> Result<u64, &'static str> {
+    const BITS: u64 = 14;
+    let old = res
+        .create(ObjectType::CNode, BITS)
+        .map_err(|_| "create the CNode")?;
+    let endpoint = res
+        .create(ObjectType::Endpoint, 0)
+        .map_err(|_| "create the endpoint")?;
+    for index in 1..1 << BITS {
+        invoke::cnode_copy(old, index, res.cnode, endpoint, Rights::ALL)
+            .map_err(|_| "fill the CNode")?;
+    }
+    let new = res
+        .create(ObjectType::CNode, BITS + 1)
+        .map_err(|_| "create the larger CNode")?;
+    let start = rdtsc();
+    let grown = invoke::cnode_grow(old, new);
+    let insns = rdtsc() - start;
+    grown.map_err(|_| "CNodeGrow failed")?;
+    invoke::cnode_revoke(res.cnode, endpoint).map_err(|_| "revoke the copies")?;
+    for cap in [new, old, endpoint] {
+        res.delete(cap).map_err(|_| "delete")?;
+    }
+    Ok(insns)
 }
 
 /// The server loop: answer every call with an empty reply.

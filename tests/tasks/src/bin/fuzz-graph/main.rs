@@ -29,7 +29,7 @@
 //! action, the invariant walk, the slot probes, the rest).
 //!
 //! At the end it prints the coverage table and
-//! `fuzz-graph: summary seed=S steps=N invocations=A/38 syscalls=B/12
+//! `fuzz-graph: summary seed=S steps=N invocations=A/40 syscalls=B/12
 //! errors=C/22 result=ok` and powers off with 0; it fails (status 1) on the
 //! first broken check, or if an invocation (other than `MachinePowerOff`,
 //! whose success ends the run) never succeeded.
@@ -522,7 +522,8 @@ impl Fuzz {
         match op {
             0..=17 => self.op_retype(),
             18..=25 => self.op_copy(),
-            26..=29 => self.op_move(),
+            26..=28 => self.op_move(),
+            29 => self.op_grow(),
             30..=35 => self.op_delete(),
             36..=40 => self.op_revoke(),
             41..=50 => self.op_tcb(),
@@ -776,6 +777,86 @@ impl Fuzz {
             self.model.nodes[node].as_mut().expect("node").loc = Loc::Slot(self.cptr(dest));
         }
         Ok(())
+    }
+
+    /// `CNodeGrow` of a graph CNode into another (sometimes anything, to
+    /// provoke its refusals). The model predicts the kernel's answer from
+    /// its rules (two CNodes, the new one larger, named by one capability,
+    /// the old one's capabilities one family: one of them derives from no
+    /// other naming it); graph CNodes hold no capabilities, so the move of
+    /// their contents is empty and the model swaps the two objects and the
+    /// tree places of the family's top and the new CNode's capability.
+    fn op_grow(&mut self) -> Result<(), String> {
+        let Some(old) = self.of(Kind::CNode) else {
+            return Ok(());
+        };
+        let new = match self.model.obj_of(old) {
+            // Mostly a CNode made for the purpose, one size up.
+            Some((_, o)) if o.kind == Kind::CNode && self.rng.chance(70) => {
+                let (Some(source), Some(dest)) = (self.of(Kind::Untyped), self.empty()) else {
+                    return Ok(());
+                };
+                self.retype(
+                    source,
+                    ObjectType::CNode,
+                    o.size_bits + 1,
+                    Kind::CNode,
+                    dest,
+                    1,
+                    false,
+                )?;
+                dest
+            }
+            _ => match self.of(Kind::CNode) {
+                Some(new) => new,
+                None => return Ok(()),
+            },
+        };
+        let result = note(
+            Invocation::CNodeGrow,
+            invoke::cnode_grow(self.cptr(old), self.cptr(new)),
+        );
+        let family = |model: &Model, obj: usize| -> Vec<usize> {
+            (0..model.nodes.len())
+                .filter(|&n| model.nodes[n].is_some_and(|node| node.obj == obj))
+                .collect()
+        };
+        let predicted = match (self.model.obj_of(old), self.model.obj_of(new)) {
+            (Some((x, ox)), Some((y, oy)))
+                if ox.kind == Kind::CNode
+                    && oy.kind == Kind::CNode
+                    && oy.size_bits > ox.size_bits
+                    && family(&self.model, y).len() == 1 =>
+            {
+                let tops: Vec<usize> = family(&self.model, x)
+                    .into_iter()
+                    .filter(|&n| {
+                        self.model
+                            .node(n)
+                            .parent
+                            .is_none_or(|p| self.model.node(p).obj != x)
+                    })
+                    .collect();
+                (tops.len() == 1).then(|| (x, y, tops[0], family(&self.model, y)[0]))
+            }
+            _ => None,
+        };
+        match (predicted, &result) {
+            (Some((x, y, top, named_new)), Ok(())) => {
+                self.model.objs.swap(x, y);
+                let (a, b) = (self.model.node(top), self.model.node(named_new));
+                let top_node = self.model.nodes[top].as_mut().expect("node");
+                (top_node.parent, top_node.under_arena) = (b.parent, b.under_arena);
+                let new_node = self.model.nodes[named_new].as_mut().expect("node");
+                (new_node.parent, new_node.under_arena) = (a.parent, a.under_arena);
+                Ok(())
+            }
+            (None, Err(_)) => Ok(()),
+            (predicted, result) => Err(format!(
+                "grow slot {old} into slot {new}: the model predicted {} but the kernel answered {result:?}",
+                if predicted.is_some() { "success" } else { "failure" }
+            )),
+        }
     }
 
     fn op_delete(&mut self) -> Result<(), String> {
