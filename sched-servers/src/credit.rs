@@ -651,10 +651,11 @@ impl Credit {
 
     /// Re-ranks the waiting threads after an accounting, a parameter or
     /// group change, or a CPU leaving: credits and parked accounts may all
-    /// have changed. A rank reads the priority, not the credit, so only the
-    /// threads whose priority (or parked state) changed are re-filed, as
-    /// Xen re-sorts a run queue after its accounting by moving its UNDER
-    /// vCPUs ahead of the OVER ones; the others keep their places. (OVER
+    /// have changed. A rank reads the priority and an OVER thread's debt in
+    /// whole slices, not its credit to the nanosecond, so only the threads
+    /// whose priority, parked state or slice count changed are re-filed
+    /// (Xen re-sorts a run queue after its accounting by moving its UNDER
+    /// vCPUs ahead of the OVER ones); the others keep their places. (OVER
     /// threads were ranked by credit, so every one of them was re-filed at
     /// every accounting: most of an accounting's cost at 1 000 threads.)
     fn rekey_all(&mut self) {
@@ -683,15 +684,10 @@ impl Credit {
             .iter()
             .filter(|(_, t)| matches!(t.place, Place::Queued(_)))
             .filter(|&(&id, t)| {
-                // (Two map lookups a thread, skipped when no account is
-                // parked: the common case, with no caps.)
-                let account_parked = any_parked && {
-                    let account = domains
-                        .get(&t.domain)
-                        .and_then(|d| d.master)
-                        .unwrap_or(t.domain);
-                    domains.get(&account).is_some_and(|d| d.parked)
-                };
+                // (A lookup a thread, skipped when no account is parked:
+                // the common case, with no caps.)
+                let account_parked =
+                    any_parked && domains.get(&t.account).is_some_and(|d| d.parked);
                 rank_of(id, t, account_parked, slice_ns) != t.key
             })
             .map(|(&id, _)| id)
