@@ -2153,6 +2153,25 @@ mod tests {
         Event::new(kind, CpuId(cpu), ThreadId(thread), at, ran)
     }
 
+    /// Credit with `timeslice_ms` and `ratelimit_us` on CPU 0, and
+    /// `threads` runnable one-thread domains (thread and domain ids 1..).
+    fn one_cpu(timeslice_ms: u32, ratelimit_us: u32, threads: u64) -> Credit {
+        let mut credit = Credit::new();
+        credit
+            .set_pool_params(&PoolParams::Credit {
+                timeslice_ms,
+                ratelimit_us,
+            })
+            .unwrap();
+        credit.add_cpu(CpuId(0), 0);
+        for t in 1..=threads {
+            credit
+                .add_thread(ThreadId(t), DomainId(t as u32), true, 0)
+                .unwrap();
+        }
+        credit
+    }
+
     fn drain(policy: &mut Credit) -> Vec<Decision> {
         let mut out = Vec::new();
         policy.take_decisions(&mut out);
@@ -2243,19 +2262,7 @@ mod tests {
         // than its grants. It may bank twice its part, 6 ms, not a period
         // (30 ms, which it reached before the bound: then spent in one go
         // once the system let it run, far over its share).
-        let mut credit = Credit::new();
-        credit
-            .set_pool_params(&PoolParams::Credit {
-                timeslice_ms: 1,
-                ratelimit_us: 1000,
-            })
-            .unwrap();
-        credit.add_cpu(CpuId(0), 0);
-        for t in 1..=10 {
-            credit
-                .add_thread(ThreadId(t), DomainId(t as u32), true, 0)
-                .unwrap();
-        }
+        let mut credit = one_cpu(1, 1000, 10);
         let mut at = 0;
         let mut most = 0;
         for _ in 0..1200 {
@@ -2308,19 +2315,7 @@ mod tests {
         // of them; in plain FIFO order a thread ran its turns whatever its
         // debt.)
         for (debt_ns, first) in [(20_000_000, 2), (40_000_000, 3)] {
-            let mut credit = Credit::new();
-            credit
-                .set_pool_params(&PoolParams::Credit {
-                    timeslice_ms: 30,
-                    ratelimit_us: 0,
-                })
-                .unwrap();
-            credit.add_cpu(CpuId(0), 0);
-            for id in 1..=3 {
-                credit
-                    .add_thread(ThreadId(id), DomainId(id as u32), true, 0)
-                    .unwrap();
-            }
+            let mut credit = one_cpu(30, 0, 3);
             assert_eq!(credit.pick_next(CpuId(0), 0).unwrap().thread, ThreadId(1));
             credit.threads.get_mut(&ThreadId(2)).unwrap().credit_ns = -debt_ns;
             credit.threads.get_mut(&ThreadId(3)).unwrap().credit_ns = -1_000_000;
